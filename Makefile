@@ -1,0 +1,39 @@
+# conn's two commands: `make demo` and `make test`. Everything else supports them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+PLUGINS := $(sort $(wildcard plugins/sources/*/pyproject.toml plugins/destinations/*/pyproject.toml))
+PLUGIN_DIRS := $(patsubst %/pyproject.toml,%,$(PLUGINS))
+DEMO_DIR ?= demo
+
+.PHONY: dev demo test test-core test-plugins test-slow lint bench clean
+
+$(UV):
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv
+
+# One environment with the core and every first-party plugin (editable).
+dev: $(UV)
+	$(UV) pip install --quiet --python $(PY) -e ".[test,postgres]" $(foreach d,$(PLUGIN_DIRS),-e "$(d)[test]")
+
+demo: dev
+	$(VENV)/bin/conn init --demo $(DEMO_DIR) --force
+	cd $(DEMO_DIR) && ../$(VENV)/bin/conn sync warehouse crm
+	cd $(DEMO_DIR) && ../$(VENV)/bin/conn runs
+
+test: dev
+	bash scripts/test-all.sh
+
+test-slow: dev
+	CONN_TEST_SLOW=1 bash scripts/test-all.sh
+
+lint: dev
+	$(VENV)/bin/ruff check .
+
+bench: dev
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .venvs $(DEMO_DIR)

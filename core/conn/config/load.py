@@ -1,0 +1,196 @@
+"""Load ``conn.yml``: parse YAML, resolve ``${ENV}`` references, validate everything."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from conn import secrets, schemas
+from conn.config.model import ConnectorConfig, Project, SyncConfig
+from conn.config.validate import schema_errors
+from conn.errors import ConfigError, ConfigErrors, PluginError
+
+if TYPE_CHECKING:
+    from conn.plugins import Registry
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+DEFAULT_FILE = "conn.yml"
+
+
+def find_project_file(start: Path | str | None = None) -> Path:
+    """``conn.yml`` in ``start`` (a file or folder) or its parents; env ``CONN_PROJECT``."""
+    start = Path(start or os.environ.get("CONN_PROJECT") or Path.cwd())
+    if start.is_file():
+        return start
+    for folder in (start, *start.parents):
+        for name in (DEFAULT_FILE, "conn.yaml"):
+            if (folder / name).is_file():
+                return folder / name
+    raise ConfigError(f"no {DEFAULT_FILE} found in {start} or its parents; "
+                      f"create one with 'conn init' (or 'conn init --demo')")
+
+
+def interpolate(node: Any, file: str, path: str = "", errors: list | None = None) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string; register values as
+    secrets. Unset variables without default are errors naming the path."""
+    if isinstance(node, dict):
+        return {k: interpolate(v, file, f"{path}.{k}" if path else str(k), errors)
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [interpolate(v, file, f"{path}[{i}]", errors) for i, v in enumerate(node)]
+    if not isinstance(node, str) or "${" not in node:
+        return node
+
+    def sub(m: re.Match[str]) -> str:
+        var, default = m.group(1), m.group(2)
+        val = os.environ.get(var)
+        if val is None:
+            if default is not None:
+                return default
+            err = ConfigError(f"environment variable {var} is not set", file=file, path=path)
+            if errors is None:
+                raise err
+            errors.append(err)
+            return ""
+        secrets.register(val)
+        return val
+
+    out = _ENV.sub(sub, node)
+    # A value that is exactly one reference keeps YAML-ish typing for numbers/booleans.
+    return out
+
+
+def _read_yaml(path: Path) -> Any:
+    import yaml
+
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=str(path)) from exc
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}invalid YAML: {problem}", file=str(path)) from exc
+
+
+def load_project(path: Path | str | None = None, *, registry: Registry | None = None,
+                 validate_plugins: bool | set[str] = True) -> Project:
+    """Load and validate a project file. With ``validate_plugins``, each connector's
+    ``config:`` is validated against its plugin's own schema (loading only those plugins).
+    A set of connector names validates only those (``conn sync a b`` loads two plugins).
+    Raises :class:`ConfigErrors` listing every problem found."""
+    file = find_project_file(path)
+    fname = str(file)
+    raw = _read_yaml(file)
+    errors: list[ConfigError] = []
+    if not isinstance(raw, dict):
+        raise ConfigError("expected a mapping at the top level", file=fname)
+    data = interpolate(raw, fname, "", errors)
+    errors += schema_errors(data, schemas.load("conn.schema.json"), file=fname, path="",
+                            registry=schemas.registry())
+    if errors:
+        raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
+
+    def connectors(kind: str) -> dict[str, ConnectorConfig]:
+        out = {}
+        for name, c in (data.get(kind) or {}).items():
+            out[name] = ConnectorConfig(
+                name=name, type=c["type"], config=c.get("config") or {},
+                purposes=tuple(c.get("purposes") or ()), policies=c.get("policies") or {},
+                raw=c,
+            )
+        return out
+
+    sources, dests = connectors("sources"), connectors("destinations")
+    syncs = {}
+    for name, s in (data.get("syncs") or {}).items():
+        pk = s.get("primary_key") or ()
+        syncs[name] = SyncConfig(
+            name=name, source=s["source"], destination=s["destination"], object=s["object"],
+            stream=s.get("stream"), query=s.get("query"),
+            primary_key=tuple([pk] if isinstance(pk, str) else pk),
+            match_key=s.get("match_key"), mode=s.get("mode", "upsert"),
+            mapping=s.get("mapping") or {}, consent=s.get("consent") or {},
+            purposes=tuple(s["purposes"]) if "purposes" in s else None,
+            policies=s.get("policies") or {}, personal=s.get("personal") or {},
+            batch_rows=s.get("batch_rows"), raw=s,
+        )
+    project = Project(file=file, sources=sources, destinations=dests, syncs=syncs,
+                      consent_sources=data.get("consent_sources") or {},
+                      state=data.get("state") or {}, raw=data)
+    errors += cross_check(project)
+    if validate_plugins:
+        only = validate_plugins if isinstance(validate_plugins, set) else None
+        errors += plugin_config_errors(project, registry, only)
+    if errors:
+        raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
+    return project
+
+
+def cross_check(project: Project) -> list[ConfigError]:
+    """References between sections: syncs name declared sources and destinations, purposes
+    of a sync are a subset of its destination's."""
+    f = str(project.file)
+    errs = []
+    for s in project.syncs.values():
+        base = f"syncs.{s.name}"
+        if s.source not in project.sources:
+            errs.append(ConfigError(f"unknown source {s.source!r} (declared: "
+                                    f"{', '.join(project.sources) or 'none'})",
+                                    file=f, path=f"{base}.source"))
+        if s.destination not in project.destinations:
+            errs.append(ConfigError(f"unknown destination {s.destination!r} (declared: "
+                                    f"{', '.join(project.destinations) or 'none'})",
+                                    file=f, path=f"{base}.destination"))
+        elif s.purposes is not None:
+            wider = set(s.purposes) - set(project.destinations[s.destination].purposes)
+            if wider:
+                errs.append(ConfigError(
+                    f"purposes {sorted(wider)} are not among destination "
+                    f"{s.destination!r}'s purposes "
+                    f"{list(project.destinations[s.destination].purposes)}; a sync may "
+                    f"narrow its destination's purposes, never widen them",
+                    file=f, path=f"{base}.purposes"))
+        if (s.stream is None) == (s.query is None):
+            errs.append(ConfigError("expected exactly one of 'stream' or 'query'",
+                                    file=f, path=base))
+        cs = s.consent.get("source") if isinstance(s.consent, dict) else None
+        if cs and cs not in project.consent_sources:
+            errs.append(ConfigError(f"unknown consent source {cs!r} (declared: "
+                                    f"{', '.join(project.consent_sources) or 'none'})",
+                                    file=f, path=f"{base}.consent.source"))
+    for name, c in project.consent_sources.items():
+        if c.get("source") not in project.sources:
+            errs.append(ConfigError(f"unknown source {c.get('source')!r}", file=f,
+                                    path=f"consent_sources.{name}.source"))
+    return errs
+
+
+def plugin_config_errors(project: Project, registry: Registry | None = None,
+                         only: set[str] | None = None) -> list[ConfigError]:
+    """Validate each connector's ``config:`` against its plugin's schema; register the
+    values of secret fields. ``only`` limits the check to some connector names."""
+    from conn.plugins import get_registry
+
+    reg = registry or get_registry()
+    f = str(project.file)
+    errs: list[ConfigError] = []
+    for kind, table, lookup in (("sources", project.sources, reg.source_class),
+                                ("destinations", project.destinations, reg.destination_class)):
+        for name, c in table.items():
+            if only is not None and name not in only:
+                continue
+            try:
+                cls = lookup(c.type)
+            except PluginError as exc:
+                errs.append(ConfigError(str(exc), file=f, path=f"{kind}.{name}.type"))
+                continue
+            secrets.register_config_secrets(c.config, cls.config_schema)
+            errs += schema_errors(c.config, cls.config_schema, file=f,
+                                  path=f"{kind}.{name}.config")
+    return errs

@@ -1,0 +1,71 @@
+"""The validated project: what ``conn.yml`` declares, as typed objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ConnectorConfig:
+    """One entry of ``sources:`` or ``destinations:``."""
+
+    name: str
+    type: str
+    config: dict[str, Any]
+    purposes: tuple[str, ...] = ()
+    policies: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """One entry of ``syncs:``: what to read, where to send it and how."""
+
+    name: str
+    source: str
+    destination: str
+    object: str
+    stream: str | None = None
+    query: str | None = None
+    primary_key: tuple[str, ...] = ()
+    match_key: str | None = None
+    mode: str = "upsert"
+    mapping: dict[str, Any] = field(default_factory=dict)
+    consent: dict[str, Any] = field(default_factory=dict)
+    purposes: tuple[str, ...] | None = None
+    policies: dict[str, Any] = field(default_factory=dict)
+    personal: dict[str, str] = field(default_factory=dict)
+    batch_rows: int | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Project:
+    """A loaded, interpolated and validated ``conn.yml``."""
+
+    file: Path
+    sources: dict[str, ConnectorConfig]
+    destinations: dict[str, ConnectorConfig]
+    syncs: dict[str, SyncConfig]
+    consent_sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dir(self) -> Path:
+        return self.file.parent
+
+    @property
+    def state_dir(self) -> Path:
+        return self.dir / ".conn"
+
+    def syncs_between(self, source: str, destination: str) -> list[SyncConfig]:
+        return [s for s in self.syncs.values()
+                if s.source == source and s.destination == destination]
+
+    def resolve_path(self, value: str) -> Path:
+        """Paths in conn.yml are relative to the file that declares them."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.dir / p

@@ -1,0 +1,80 @@
+"""One exception root for conn, grouped by what the user should do about it.
+
+Each class carries the process exit code the CLI uses when it ends a command, so that
+cron jobs and orchestrators can tell a config mistake from a flaky destination.
+"""
+
+from __future__ import annotations
+
+
+class ConnError(Exception):
+    """Root of every error conn raises on purpose. ``exit_code`` is what the CLI returns."""
+
+    exit_code = 1
+
+
+class ConfigError(ConnError):
+    """Fix the configuration: the message names the file, the path inside it and what was
+    expected."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, file: str | None = None, path: str | None = None):
+        self.file = file
+        self.path = path
+        self.detail = message
+        where = ""
+        if file and path:
+            where = f"{file}: {path}: "
+        elif file:
+            where = f"{file}: "
+        elif path:
+            where = f"{path}: "
+        super().__init__(f"{where}{message}")
+
+
+class ConfigErrors(ConfigError):
+    """Several configuration problems found at once (``conn check`` shows them all)."""
+
+    def __init__(self, errors: list[ConfigError]):
+        self.errors = errors
+        lines = "\n".join(f"  - {e}" for e in errors)
+        super().__init__(f"{len(errors)} configuration problem(s):\n{lines}")
+
+
+class PluginError(ConnError):
+    """A plugin is missing, broken or incompatible: install, upgrade or remove it."""
+
+    exit_code = 6
+
+
+class CheckFailed(ConnError):
+    """A connection check failed (bad credentials, unreachable host)."""
+
+    exit_code = 7
+
+
+class RetryLater(ConnError):
+    """A transient failure (rate limit, 5xx, timeout) that outlived the retries; nothing
+    acknowledged is lost and the next run resumes."""
+
+    exit_code = 1
+
+
+class SyncLocked(ConnError):
+    """Another run of the same sync holds the lock."""
+
+    exit_code = 5
+
+
+class StateError(ConnError):
+    """The state store is unreadable, foreign or from a newer conn: never silently reset."""
+
+    exit_code = 8
+
+
+class RowsRejected(ConnError):
+    """The run finished but the destination or validation rejected some rows (kept for
+    retry)."""
+
+    exit_code = 4

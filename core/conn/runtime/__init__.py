@@ -1,0 +1,1 @@
+"""The runtime: the only path from a source to a destination."""

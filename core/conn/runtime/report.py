@@ -1,0 +1,95 @@
+"""Run and sync reports: what ``conn sync --json`` prints and the run history stores."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conn.secrets import redact_obj
+
+
+@dataclass
+class RunInfo:
+    """Identity of one ``conn sync`` invocation, handed to observer hooks."""
+
+    run_id: str
+    project_dir: Path
+    syncs: list[str]
+    started_at: float = field(default_factory=time.time)
+    dry_run: bool = False
+    full_resync: bool = False
+
+    @classmethod
+    def new(cls, project_dir: Path, syncs: list[str], **kw: Any) -> RunInfo:
+        return cls(uuid.uuid4().hex[:12], project_dir, syncs, **kw)
+
+
+@dataclass
+class SyncReport:
+    """Figures of one sync in one run. Statuses: ``ok``, ``rejected`` (finished, some rows
+    rejected), ``failed`` (stopped early; unacknowledged rows stay pending), ``dry_run``."""
+
+    name: str
+    source: str = ""
+    destination: str = ""
+    object: str = ""
+    mode: str = ""
+    run_id: str = ""
+    status: str = "running"
+    rows_read: int = 0
+    consent_denied: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    pending: int = 0
+    retried: int = 0
+    consent: dict[str, Any] = field(default_factory=dict)
+    legal_bases: dict[str, str] = field(default_factory=dict)
+    rejection_reasons: dict[str, int] = field(default_factory=dict)
+    preview: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def sent(self) -> int:
+        return self.inserted + self.updated + self.deleted
+
+    def add_rejections(self, reasons: list[str]) -> None:
+        self.rejected += len(reasons)
+        for r in reasons:
+            short = r if len(r) <= 200 else r[:197] + "..."
+            self.rejection_reasons[short] = self.rejection_reasons.get(short, 0) + 1
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if not d["preview"]:
+            d.pop("preview")
+        return redact_obj(d)
+
+
+@dataclass
+class RunReport:
+    """All syncs of one run."""
+
+    run: RunInfo
+    syncs: list[SyncReport] = field(default_factory=list)
+    finished_at: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(s.status in ("ok", "dry_run") for s in self.syncs)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run.run_id,
+            "started_at": self.run.started_at,
+            "finished_at": self.finished_at,
+            "dry_run": self.run.dry_run,
+            "status": "ok" if self.ok else "failed",
+            "syncs": [s.as_dict() for s in self.syncs],
+        }

@@ -1,0 +1,103 @@
+"""Base class for sources: anything that yields Arrow record batches for named streams."""
+
+from __future__ import annotations
+
+import abc
+import typing
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from conn.errors import ConfigError, ConnError
+from conn.plugin_base import Connector
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """A stream a source can read: its Arrow schema and primary key.
+
+    ``personal`` tags fields holding personal data (``{"email": "email"}``) so that field
+    policies apply to them; ``cursor`` names a column usable for incremental reads.
+    """
+
+    name: str
+    schema: pa.Schema
+    primary_key: tuple[str, ...] = ()
+    cursor: str | None = None
+    personal: Mapping[str, str] = field(default_factory=dict)
+    query: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """Yielded by :meth:`Source.read_batches` after the batches it covers: the source's
+    bookmark. The runtime stores it only once every earlier batch is acknowledged."""
+
+    value: Any
+
+
+class Source(Connector, abc.ABC):
+    """A source plugin. Duties: :meth:`check`, :meth:`discover`, :meth:`read_batches`;
+    optionally :meth:`query_stream` for sources that accept SQL."""
+
+    #: Rows per batch a source should aim for when the user does not say.
+    default_batch_rows: typing.ClassVar[int] = 65_536
+
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Verify the source is reachable with this config; raise
+        :class:`conn.errors.CheckFailed` with a clear reason otherwise."""
+
+    @abc.abstractmethod
+    def discover(self) -> list[StreamInfo]:
+        """Return every stream this source offers, with Arrow schema and primary key."""
+
+    @abc.abstractmethod
+    def read_batches(
+        self, stream: StreamInfo, state: Any | None, batch_rows: int
+    ) -> Iterator[pa.RecordBatch | SourceState]:
+        """Yield record batches of ``stream`` (about ``batch_rows`` rows each, bounded
+        memory), optionally interleaved with :class:`SourceState` bookmarks. ``state`` is
+        the last bookmark stored for this stream, or None for a full read."""
+
+    def query_stream(self, query: str, primary_key: tuple[str, ...]) -> StreamInfo:
+        """Describe a stream defined by a query (SQL sources override this)."""
+        raise ConfigError(f"source type {self.name!r} does not accept queries; use 'stream:'")
+
+    @typing.final
+    def stream(self, name: str | None = None, *, query: str | None = None,
+               primary_key: tuple[str, ...] = ()) -> StreamInfo:
+        """Resolve a stream by name or query, with a clear error listing what exists."""
+        if query is not None:
+            return self.query_stream(query, primary_key)
+        streams = self.discover()
+        for s in streams:
+            if s.name == name:
+                if primary_key and tuple(primary_key) != s.primary_key:
+                    return StreamInfo(s.name, s.schema, tuple(primary_key), s.cursor,
+                                      s.personal, s.query)
+                return s
+        known = ", ".join(sorted(s.name for s in streams)) or "none"
+        raise ConfigError(f"source {self.instance!r} has no stream {name!r} (streams: {known})")
+
+    @typing.final
+    def read(self, stream: StreamInfo, state: Any | None = None,
+             batch_rows: int | None = None) -> Iterator[pa.RecordBatch | SourceState]:
+        """Read ``stream``: the runtime's entry point. Checks that every batch carries the
+        stream's columns, so a plugin bug surfaces here and not inside a destination."""
+        want = set(stream.schema.names)
+        for item in self.read_batches(stream, state, batch_rows or self.default_batch_rows):
+            if isinstance(item, SourceState):
+                yield item
+                continue
+            missing = want - set(item.schema.names)
+            if missing:
+                raise ConnError(
+                    f"source {self.instance!r} returned a batch of stream {stream.name!r} "
+                    f"without column(s) {sorted(missing)}"
+                )
+            if item.num_rows:
+                yield item
