@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs every test of the core and of every first-party plugin.
+# The core (with all plugins, for integration tests) runs in .venv; each plugin also runs
+# in its own fresh environment holding only the core and that plugin, as a user who
+# pip-installs it would have: a missing dependency in a plugin's pyproject fails here.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+UV=$ROOT/.venv/bin/uv
+PYTEST_ARGS=${PYTEST_ARGS:-}
+[ -n "${CONN_TEST_SLOW:-}" ] && PYTEST_ARGS="$PYTEST_ARGS -m slow or not slow"
+failed=()
+total_pass=0; total_fail=0; total_skip=0
+
+count() {  # parse pytest's summary line from a log file
+  local log=$1 p f s e
+  p=$(grep -Eo '[0-9]+ passed' "$log" | tail -1 | grep -Eo '[0-9]+'); f=$(grep -Eo '[0-9]+ failed' "$log" | tail -1 | grep -Eo '[0-9]+')
+  s=$(grep -Eo '[0-9]+ skipped' "$log" | tail -1 | grep -Eo '[0-9]+'); e=$(grep -Eo '[0-9]+ errors?' "$log" | tail -1 | grep -Eo '[0-9]+')
+  total_pass=$((total_pass + ${p:-0})); total_fail=$((total_fail + ${f:-0} + ${e:-0})); total_skip=$((total_skip + ${s:-0}))
+}
+
+run() {  # name, python, dir, args...
+  local name=$1 py=$2 dir=$3; shift 3
+  local log; log=$(mktemp)
+  echo "=== $name"
+  (cd "$dir" && "$py" -m pytest -q $PYTEST_ARGS "$@") 2>&1 | tee "$log" | tail -n 25
+  local rc=${PIPESTATUS[0]}
+  count "$log"; rm -f "$log"
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ]; then failed+=("$name"); fi
+}
+
+echo "--- lint"
+if ! "$ROOT/.venv/bin/ruff" check "$ROOT"; then failed+=("ruff"); fi
+
+run core "$ROOT/.venv/bin/python" "$ROOT" tests
+
+for pj in plugins/sources/*/pyproject.toml plugins/destinations/*/pyproject.toml; do
+  [ -f "$pj" ] || continue
+  dir=$(dirname "$pj"); kind=$(basename "$(dirname "$dir")"); name=$(basename "$dir")
+  venv="$ROOT/.venvs/${kind}-${name}"
+  if [ ! -x "$venv/bin/python" ]; then "$UV" venv --quiet --python "$ROOT/.venv/bin/python" "$venv"; fi
+  "$UV" pip install --quiet --python "$venv/bin/python" -e "$ROOT[test]" -e "$ROOT/$dir[test]" \
+    || { failed+=("install $kind/$name"); continue; }
+  run "$kind/$name" "$venv/bin/python" "$ROOT/$dir" tests
+done
+
+echo
+echo "conn tests: $total_pass passed, $total_fail failed, $total_skip skipped"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "FAILED: ${failed[*]}"
+  exit 1
+fi
