@@ -45,7 +45,7 @@ for pj in plugins/sources/*/pyproject.toml plugins/destinations/*/pyproject.toml
 done
 
 echo
-echo "conn tests: $total_pass passed, $total_fail failed, $total_skip skipped"
+echo "summary: $total_pass passed, $total_fail failed, $total_skip skipped"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED: ${failed[*]}"
   exit 1
