@@ -1,0 +1,52 @@
+"""conn's pytest plugin (``pytest11`` entry point): fixtures for plugin authors.
+
+Nothing heavy is imported at import time; each fixture imports its module when used, so
+merely having conn installed does not slow down anybody's test start-up.
+
+Fixtures
+--------
+``fault_server``
+    A started :class:`conn.testing.http.FaultServer` on 127.0.0.1 (stopped afterwards).
+    Configure it in the test (``fault_server.configure(rate_limit=5, ...)``) or emulate a
+    vendor with ``fault_server.handler = ...``.
+``vcr_for``
+    ``vcr_for(name="...", cassette_dir=None, record_mode="none")`` returns a
+    ``vcr.VCR`` that filters secrets, with cassettes stored next to the test module in
+    ``cassettes/`` by default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from conn.testing.http import FaultServer
+
+
+@pytest.fixture
+def fault_server() -> Iterator[FaultServer]:
+    """A fault-injecting HTTP server on 127.0.0.1, seeded (deterministic), no faults by
+    default; see :class:`conn.testing.http.FaultServer`."""
+    from conn.testing.http import FaultServer
+
+    with FaultServer(seed=0) as server:
+        yield server
+
+
+@pytest.fixture
+def vcr_for(request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """Factory of configured ``vcr.VCR`` objects whose cassettes live in ``cassettes/``
+    beside the requesting test module (see :func:`conn.testing.http.make_vcr`)."""
+    from pathlib import Path
+
+    from conn.testing.http import make_vcr
+
+    default_dir = Path(str(request.node.path)).parent / "cassettes"
+
+    def factory(cassette_dir: str | Path | None = None, **kwargs: Any) -> Any:
+        return make_vcr(cassette_dir or default_dir, **kwargs)
+
+    return factory
