@@ -1,0 +1,39 @@
+"""What the runtime hands the consent gate and the mapper when a sync starts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from conn.config.model import ConnectorConfig, Project, SyncConfig
+    from conn.destination import ObjectInfo
+    from conn.plugins import Registry
+    from conn.source import StreamInfo
+
+
+@dataclass
+class GateContext:
+    """Everything a sync's gate and mapper may consult.
+
+    ``consent_events(name)`` reads a declared consent source completely and returns its
+    events as an Arrow table (the runtime reads it through the source plugin)."""
+
+    project: Project
+    sync: SyncConfig
+    destination: ConnectorConfig
+    object: ObjectInfo
+    stream: StreamInfo
+    registry: Registry
+    consent_events: Callable[[str], pa.Table]
+    match_key: str
+
+    @property
+    def purposes(self) -> tuple[str, ...]:
+        """The purposes rows must have consent for: the sync's narrower set if given."""
+        if self.sync.purposes is not None:
+            return self.sync.purposes
+        return self.destination.purposes

@@ -1,0 +1,12 @@
+"""The mapping layer: declarative, vectorised transforms from source columns to
+destination fields, coerced to the destination object's JSON Schema.
+
+Contract with the runtime: ``build_mapper(ctx: GateContext) -> Mapper``;
+``mapper.issues() -> list[ConfigError]`` (all problems at once, before any row is sent);
+per batch ``mapper.apply(gated) -> MappedBatch`` (made with
+``conn.runtime.batches.seal_mapped``), rows failing validation listed in ``rejected``.
+"""
+
+from conn.mapping.mapper import Mapper, build_mapper
+
+__all__ = ["Mapper", "build_mapper"]

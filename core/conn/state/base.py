@@ -1,0 +1,101 @@
+"""The state store interface: what the runtime needs to diff, commit and resume.
+
+State records only what a destination acknowledged, per sync, keyed by the source's
+primary key (as a string): the payload hash of what was delivered and the destination's
+match-key value (needed to delete the record later). Backends implement
+:class:`StateStore`; they are registered through the ``register_state_backends`` hook.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+@dataclass
+class BatchPlan:
+    """The planner's verdict for one mapped batch. Index arrays point into the batch.
+
+    ``hashes`` holds each row's payload hash (aligned with the batch); ``rejected`` holds
+    rows refused before sending (duplicate or null primary key) with the reason.
+    """
+
+    inserts: pa.Array
+    updates: pa.Array
+    unchanged: int
+    hashes: pa.Array
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+
+class SyncState(abc.ABC):
+    """One sync's state during one run, opened under that sync's lock."""
+
+    @abc.abstractmethod
+    def plan(self, keys: pa.Array, batch: pa.RecordBatch) -> BatchPlan:
+        """Hash each row of ``batch`` (exactly the mapped payload) and compare with what
+        the destination last acknowledged for ``keys``: insert, update or unchanged. Marks
+        the keys as seen in this run. With ``full_resync`` every valid row is an insert or
+        update."""
+
+    @abc.abstractmethod
+    def touch(self, keys: pa.Array) -> None:
+        """Mark keys as seen in this run without planning them (rows the mapper rejected:
+        still in the source, so not to be deleted)."""
+
+    @abc.abstractmethod
+    def commit(self, keys: pa.Array, hashes: pa.Array, match_values: pa.Array,
+               acknowledged: pa.Array, rejected: list[tuple[int, str]]) -> None:
+        """Atomically record one written batch: ``acknowledged`` (boolean mask aligned
+        with ``keys``) rows get their new hash and match value; ``rejected`` rows (index,
+        reason) are stored as rejections of this run and retried next run; rows neither
+        acknowledged nor rejected are left as they were (they will be re-sent)."""
+
+    @abc.abstractmethod
+    def deletions(self, batch_rows: int) -> Iterator[tuple[pa.Array, pa.Array]]:
+        """After all batches: (keys, match_values) of records the destination holds whose
+        key was not seen in this run (gone from the source or consent withdrawn)."""
+
+    @abc.abstractmethod
+    def commit_deletes(self, keys: pa.Array, acknowledged: pa.Array,
+                       rejected: list[tuple[int, str]]) -> None:
+        """Forget acknowledged deleted keys; store rejections of deletes."""
+
+    @abc.abstractmethod
+    def save_source_state(self, value: Any) -> None:
+        """Store the source's bookmark (called only when every earlier batch is
+        committed)."""
+
+    @abc.abstractmethod
+    def source_state(self) -> Any:
+        """The last stored source bookmark, or None."""
+
+
+class StateStore(abc.ABC):
+    """A project's state: per-sync records, rejections, run history and locks."""
+
+    @abc.abstractmethod
+    def open_sync(self, sync: str, run_id: str, *, full_resync: bool = False
+                  ) -> AbstractContextManager[SyncState]:
+        """Take the sync's lock (raise :class:`conn.errors.SyncLocked` if another run
+        holds it) and return its state for this run."""
+
+    @abc.abstractmethod
+    def record_run(self, sync: str, run_id: str, report: dict[str, Any]) -> None:
+        """Store a finished (or failed) run's report in the run history."""
+
+    @abc.abstractmethod
+    def runs(self, sync: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Past runs, newest first."""
+
+    @abc.abstractmethod
+    def rejections(self, sync: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """Current rejections of a sync: key, reason, run id, time."""
+
+    def close(self) -> None:  # noqa: B027 - optional
+        """Release connections."""
