@@ -1,0 +1,123 @@
+"""Writing API batches: split on whole-batch rejection, and re-chunking.
+
+Many APIs refuse a whole payload (HTTP 400) because of one bad record and do not say
+which. :func:`write_with_split` then halves the batch recursively until every record is
+either accepted as part of some accepted sub-batch or rejected on its own with the
+vendor's message. A record that is accepted is sent successfully exactly once.
+
+``send(records)`` is the plugin's function for one API call. It returns per-record
+outcomes (see :data:`Outcome`) or raises :class:`BatchRejected` when the API refused the
+whole payload. Any other exception leaves the records of that call (and, for
+:func:`write_in_chunks`, the calls not yet made) pending, with the exception attached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TypeVar
+
+from conn.destination import Rejection, WriteResult
+
+T = TypeVar("T")
+
+#: What ``send`` may return: ``None`` (all accepted), a mapping ``{index: reason}`` of
+#: rejected records, a sequence with one entry per record (``None`` = accepted, a string =
+#: rejection reason), or a ready :class:`WriteResult` (indices relative to the call).
+Outcome = None | Mapping[int, str] | Sequence[str | None] | WriteResult
+
+
+class BatchRejected(Exception):
+    """The API refused the whole payload; ``reason`` is the vendor's message.
+
+    ``retryable`` is copied onto the resulting :class:`~conn.destination.Rejection`
+    (False for validation errors that will fail again with the same data).
+    """
+
+    def __init__(self, reason: str, *, retryable: bool = False, status: int | None = None):
+        super().__init__(reason)
+        self.reason, self.retryable, self.status = reason, retryable, status
+
+
+def _to_result(outcome: Outcome, n: int, retryable: bool) -> WriteResult:
+    if outcome is None:
+        return WriteResult()
+    if isinstance(outcome, WriteResult):
+        return outcome
+    if isinstance(outcome, Mapping):
+        items = list(outcome.items())
+    else:
+        if len(outcome) != n:
+            raise ValueError(f"send() returned {len(outcome)} outcomes for {n} records")
+        items = [(i, r) for i, r in enumerate(outcome) if r is not None]
+    bad = [i for i, _ in items if not 0 <= i < n]
+    if bad:
+        raise ValueError(f"send() reported records outside its batch of {n}: {bad[:5]}")
+    return WriteResult(rejected=[Rejection(i, str(r), retryable) for i, r in sorted(items)])
+
+
+def write_with_split(records: Sequence[T], send: Callable[[Sequence[T]], Outcome], *,
+                     retryable: bool = False, min_size: int = 1) -> WriteResult:
+    """Send ``records`` with ``send``; on :class:`BatchRejected` split in halves and retry
+    each half, down to single records, which are then rejected with the vendor's reason.
+
+    ``retryable`` marks per-record rejections returned by ``send``. ``min_size`` stops the
+    splitting early: a rejected batch of at most ``min_size`` records has all its records
+    rejected with the batch's reason. Returns indices relative to ``records``.
+    """
+    result = WriteResult()
+
+    def attempt(lo: int, items: Sequence[T]) -> None:
+        try:
+            outcome = send(items)
+        except BatchRejected as exc:
+            if len(items) <= max(1, min_size):
+                result.rejected.extend(Rejection(lo + i, exc.reason, exc.retryable)
+                                       for i in range(len(items)))
+                return
+            mid = len(items) // 2
+            attempt(lo, items[:mid])
+            attempt(lo + mid, items[mid:])
+            return
+        except Exception as exc:  # transient or fatal: these rows stay pending
+            result.pending.extend(range(lo, lo + len(items)))
+            result.error = result.error or exc
+            return
+        result.extend(_to_result(outcome, len(items), retryable).shifted(lo))
+
+    if records:
+        attempt(0, records)
+    result.rejected.sort(key=lambda r: r.index)
+    result.pending.sort()
+    return result
+
+
+def chunked(records: Sequence[T], size: int) -> Iterator[tuple[int, Sequence[T]]]:
+    """Yield ``(offset, chunk)`` pairs of at most ``size`` records."""
+    size = max(1, int(size))
+    for offset in range(0, len(records), size):
+        yield offset, records[offset:offset + size]
+
+
+def write_in_chunks(records: Sequence[T], size: int,
+                    write: Callable[[Sequence[T]], WriteResult]) -> WriteResult:
+    """For APIs whose limit is smaller than the batch the caller passes: call ``write``
+    per chunk of ``size`` and merge the results (indices relative to ``records``).
+
+    If a chunk raises, it and every later chunk are left pending with the error (a
+    throttled or broken API will not do better for the next chunk).
+    """
+    result = WriteResult()
+    stopped = False
+    for offset, chunk in chunked(records, size):
+        if stopped:
+            result.pending.extend(range(offset, offset + len(chunk)))
+            continue
+        try:
+            part = write(chunk)
+        except Exception as exc:
+            result.pending.extend(range(offset, offset + len(chunk)))
+            result.error = result.error or exc
+            stopped = True
+            continue
+        result.extend(part.shifted(offset))
+    return result
