@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 from conn.errors import ConfigError
@@ -22,9 +23,21 @@ class Connector:
     description: ClassVar[str] = ""
     config_schema: ClassVar[dict[str, Any]] = {"type": "object"}
 
-    def __init__(self, config: Mapping[str, Any] | None = None, *, instance: str = "") -> None:
+    def __init__(self, config: Mapping[str, Any] | None = None, *, instance: str = "",
+                 project_dir: str | Path | None = None) -> None:
         self.config: dict[str, Any] = dict(config or {})
         self.instance = instance or self.name
+        #: The folder holding conn.yml; relative paths in config are relative to it.
+        self.project_dir = Path(project_dir) if project_dir else None
+
+    @typing.final
+    def resolve_path(self, value: str | Path) -> Path:
+        """A config path made absolute against the project folder (or the working
+        directory when the connector runs outside a project)."""
+        p = Path(value).expanduser()
+        if p.is_absolute():
+            return p
+        return (self.project_dir or Path.cwd()) / p
 
     @typing.final
     @classmethod
@@ -40,7 +53,7 @@ class Connector:
 
             raise ConfigErrors(errors)
 
-    def close(self) -> None:  # noqa: B027 - optional duty
+    def close(self) -> None:
         """Release connections and files; called once when a run ends."""
 
     def __enter__(self) -> typing.Self:

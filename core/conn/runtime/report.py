@@ -45,6 +45,7 @@ class SyncReport:
     updated: int = 0
     deleted: int = 0
     unchanged: int = 0
+    skipped: int = 0
     rejected: int = 0
     pending: int = 0
     retried: int = 0
@@ -53,6 +54,7 @@ class SyncReport:
     rejection_reasons: dict[str, int] = field(default_factory=dict)
     preview: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    error_type: str | None = None
     seconds: float = 0.0
 
     @property

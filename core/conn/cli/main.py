@@ -1,0 +1,187 @@
+"""``conn``: the command people run. Each command imports its implementation lazily."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    name="conn",
+    help=(
+        "Move customer data from warehouses, databases, files and Singer taps into CRMs, "
+        "messaging tools, ad audiences and webhooks: consent-gated, incremental, lossless.\n\n"
+        "Start with 'conn init --demo DIR', then 'conn sync SOURCE DEST' inside DIR."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+singer_app = typer.Typer(help="Use conn connectors from Singer and Meltano.", no_args_is_help=True)
+new_app = typer.Typer(help="Create new things: plugins.", no_args_is_help=True)
+app.add_typer(singer_app, name="singer")
+app.add_typer(new_app, name="new")
+
+ProjectOpt = Annotated[
+    Optional[Path],  # noqa: UP045 - typer needs Optional here
+    typer.Option("--project", "-p", help="conn.yml or its folder (default: search upwards "
+                 "from the current folder; env CONN_PROJECT)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object for machines.")]
+
+
+@app.command()
+def sync(
+    source: Annotated[str, typer.Argument(help="Source name from conn.yml.")],
+    destination: Annotated[str, typer.Argument(help="Destination name from conn.yml.")],
+    sync_name: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--sync", "-s", help="Run only this sync (repeatable). Default: every sync "
+        "from SOURCE to DEST.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and show the requests "
+                       "that would be sent (secrets redacted); send and store nothing.")] = False,
+    full_resync: Annotated[bool, typer.Option("--full-resync", help="Re-send every row; "
+                           "still deletes what left the set in mirror mode.")] = False,
+    preview: Annotated[int, typer.Option("--preview", help="With --dry-run: how many "
+                       "records to show.")] = 5,
+    batch_rows: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        "--batch-rows", help="Rows per source batch.")] = None,
+    project: ProjectOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run every sync declared from SOURCE to DEST.
+
+    Exit codes: 0 all rows delivered; 4 finished but some rows rejected (see 'conn
+    rejected'); 1 a sync failed (unacknowledged rows stay pending for the next run);
+    3 configuration error; 5 another run holds the sync's lock; 6 plugin missing/broken.
+    """
+    from conn.cli.sync_cmd import run_sync
+
+    run_sync(source, destination, sync_name or [], dry_run=dry_run, full_resync=full_resync,
+             preview=preview, batch_rows=batch_rows, project=project, json_out=json_out)
+
+
+@app.command()
+def preview(
+    sync_name: Annotated[str, typer.Argument(help="Sync name from conn.yml.")],
+    rows: Annotated[int, typer.Option("--rows", "-n", help="How many records.")] = 10,
+    project: ProjectOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show the first records of a sync exactly as the destination would receive them,
+    after consent and field policies, without sending anything."""
+    from conn.cli.sync_cmd import run_preview
+
+    run_preview(sync_name, rows=rows, project=project, json_out=json_out)
+
+
+@app.command()
+def check(
+    project: ProjectOpt = None,
+    connect: Annotated[bool, typer.Option(help="Also test connections with each "
+                       "plugin's check().")] = True,
+    json_out: JsonOpt = False,
+) -> None:
+    """Validate conn.yml (every problem at once, with its path), test connections and
+    validate every sync's mapping against its destination object."""
+    from conn.cli.project_cmds import check_project
+
+    check_project(project, connect=connect, json_out=json_out)
+
+
+@app.command()
+def discover(
+    source: Annotated[str, typer.Argument(help="Source name from conn.yml.")],
+    project: ProjectOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List a source's streams with their columns, types and primary key."""
+    from conn.cli.project_cmds import discover_source
+
+    discover_source(source, project=project, json_out=json_out)
+
+
+@app.command()
+def plugins(json_out: JsonOpt = False) -> None:
+    """List installed plugins: name, kind, version, distribution, hooks, errors."""
+    from conn.cli.project_cmds import list_plugins
+
+    list_plugins(json_out=json_out)
+
+
+@app.command()
+def runs(
+    sync_name: Annotated[Optional[str], typer.Argument(help="Only this sync.")] = None,  # noqa: UP045
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
+    project: ProjectOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List past runs with their counts, duration and status."""
+    from conn.cli.project_cmds import list_runs
+
+    list_runs(sync_name, limit=limit, project=project, json_out=json_out)
+
+
+@app.command()
+def rejected(
+    sync_name: Annotated[str, typer.Argument(help="Sync name from conn.yml.")],
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 100,
+    project: ProjectOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List a sync's rejected rows with the reason; they are retried on every run until
+    accepted or changed."""
+    from conn.cli.project_cmds import list_rejected
+
+    list_rejected(sync_name, limit=limit, project=project, json_out=json_out)
+
+
+@app.command()
+def explain(
+    subject: Annotated[str, typer.Argument(help="A subject key (e.g. a customer id).")],
+    project: ProjectOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Which syncs would send this person's data, to which destinations, which fields
+    (after policies), and which consent record or legal basis allows or blocks each."""
+    from conn.cli.explain import explain_command
+
+    explain_command(subject, project, json_out)
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder for the new project.")] = Path("."),
+    demo: Annotated[bool, typer.Option("--demo", help="Create a DuckDB warehouse with "
+                    "synthetic customers, events and consent records, and syncs.")] = False,
+    customers: Annotated[int, typer.Option(help="Demo size.")] = 100_000,
+    seed: Annotated[int, typer.Option(help="Demo random seed.")] = 42,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing project.")]
+    = False,
+) -> None:
+    """Create a new project (conn.yml); --demo adds a warehouse and syncs ready to run."""
+    from conn.cli.init_cmd import init_project
+
+    init_project(directory, demo=demo, customers=customers, seed=seed, force=force)
+
+
+def main() -> None:
+    """Console entry point: maps conn's errors to messages and exit codes."""
+    from conn.errors import ConnError
+
+    try:
+        app()
+    except ConnError as exc:
+        from conn.cli.output import error
+
+        error(str(exc))
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted; acknowledged rows are saved, the rest stay pending\n")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

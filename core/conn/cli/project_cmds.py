@@ -1,0 +1,173 @@
+"""``conn check``, ``conn discover``, ``conn plugins``, ``conn runs``, ``conn rejected``."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from conn import secrets
+from conn.cli import output
+from conn.cli.common import open_project, setup_logging
+from conn.errors import CheckFailed, ConfigError, ConfigErrors, ConnError
+
+
+def check_project(project: Path | None, *, connect: bool, json_out: bool) -> None:
+    """Config, plugin configs, connections and every sync's mapping; all problems at once."""
+    from conn.config.load import load_project
+    from conn.plugins import get_registry
+    from conn.runtime.report import RunInfo
+    from conn.runtime.runner import SyncRunner
+
+    setup_logging()
+    registry = get_registry()
+    results: list[dict[str, Any]] = []
+    problems: list[str] = []
+    try:
+        proj = load_project(project, registry=registry)
+    except ConfigErrors as exc:
+        problems = [str(e) for e in exc.errors]
+        proj = None
+    except ConfigError as exc:
+        problems = [str(exc)]
+        proj = None
+    if proj is not None:
+        results.append({"check": "config", "target": str(proj.file), "ok": True})
+        if connect:
+            for kind, table, get in (("source", proj.sources, registry.source_class),
+                                     ("destination", proj.destinations,
+                                      registry.destination_class)):
+                for name, c in table.items():
+                    entry = {"check": f"{kind} connection", "target": name, "ok": True}
+                    try:
+                        with get(c.type)(c.config, instance=name, project_dir=proj.dir) as conn:
+                            conn.check()
+                    except ConnError as exc:
+                        entry.update(ok=False, error=secrets.redact(str(exc)))
+                    except Exception as exc:
+                        entry.update(ok=False, error=secrets.redact(f"{type(exc).__name__}: "
+                                                                    f"{exc}"))
+                    results.append(entry)
+        run = RunInfo.new(proj.dir, list(proj.syncs), dry_run=True)
+        for sync in proj.syncs.values():
+            entry = {"check": "sync mapping", "target": sync.name, "ok": True}
+            runner = SyncRunner(proj, sync, registry, store=None, run=run)  # type: ignore[arg-type]
+            try:
+                src = runner._connector("source", sync.source)
+                dst = runner._connector("destination", sync.destination)
+                with src, dst:
+                    runner.prepare(src, dst)
+            except ConfigErrors as exc:
+                entry.update(ok=False, error="; ".join(str(e) for e in exc.errors))
+                problems += [str(e) for e in exc.errors]
+            except ConnError as exc:
+                entry.update(ok=False, error=secrets.redact(str(exc)))
+                problems.append(secrets.redact(str(exc)))
+            except Exception as exc:
+                entry.update(ok=False, error=secrets.redact(f"{type(exc).__name__}: {exc}"))
+            results.append(entry)
+    failed = [r for r in results if not r["ok"]]
+    if json_out:
+        output.print_json({"ok": not problems and not failed, "problems": problems,
+                           "checks": results})
+    else:
+        if results:
+            output.table("conn check", ["check", "target", "result"],
+                         [[r["check"], r["target"], "ok" if r["ok"] else r["error"]]
+                          for r in results])
+        for p in problems:
+            output.error(p)
+        if not problems and not failed:
+            output.info("all checks passed")
+    if problems:
+        sys.exit(ConfigError.exit_code)
+    if failed:
+        sys.exit(CheckFailed.exit_code)
+
+
+def discover_source(source: str, *, project: Path | None, json_out: bool) -> None:
+    proj, registry = open_project(project, only={source})
+    if source not in proj.sources:
+        raise ConfigError(f"no source named {source!r} (declared: "
+                          f"{', '.join(proj.sources) or 'none'})", file=str(proj.file),
+                          path="sources")
+    c = proj.sources[source]
+    cls = registry.source_class(c.type)
+    with cls(c.config, instance=source, project_dir=proj.dir) as src:
+        streams = src.discover()
+    data = [{"stream": s.name, "primary_key": list(s.primary_key), "cursor": s.cursor,
+             "personal": dict(s.personal),
+             "columns": [{"name": f.name, "type": str(f.type), "nullable": f.nullable}
+                         for f in s.schema]} for s in streams]
+    if json_out:
+        output.print_json({"source": source, "streams": data})
+        return
+    rows = [[d["stream"], ", ".join(d["primary_key"]) or "-",
+             ", ".join(f"{c['name']}:{c['type']}" for c in d["columns"])] for d in data]
+    output.table(f"streams of {source}", ["stream", "primary key", "columns"], rows)
+
+
+def list_plugins(*, json_out: bool) -> None:
+    from conn.plugins import get_registry
+
+    setup_logging()
+    reg = get_registry()
+    reg.load_all()
+    data = [p.as_dict() for p in reg.plugins]
+    if json_out:
+        output.print_json({"plugins": data})
+        return
+    rows = [[p["name"], p["group"], p["version"] or "", p["distribution"] or "",
+             ", ".join(p["provides"]), p["error"] or "ok"] for p in data]
+    output.table("installed plugins", ["name", "kind", "version", "distribution", "provides",
+                                       "status"], rows)
+
+
+def _store(project: Path | None) -> Any:
+    from conn.runtime.runner import open_state_store
+
+    proj, registry = open_project(project, only=set())
+    return open_state_store(proj, registry)
+
+
+def list_runs(sync: str | None, *, limit: int, project: Path | None, json_out: bool) -> None:
+    store = _store(project)
+    try:
+        runs = store.runs(sync, limit)
+    finally:
+        store.close()
+    if json_out:
+        output.print_json({"runs": runs})
+        return
+    cols = ["run", "sync", "status", "started", "read", "denied", "ins", "upd", "del",
+            "unch", "rej", "seconds"]
+    rows = []
+    for r in runs:
+        rep = r.get("report", r)
+        started = r.get("started_at") or rep.get("started_at")
+        if isinstance(started, int | float):
+            started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
+        rows.append([r.get("run_id", rep.get("run_id")), r.get("sync", rep.get("name")),
+                     rep.get("status"), started, rep.get("rows_read"),
+                     rep.get("consent_denied"), rep.get("inserted"), rep.get("updated"),
+                     rep.get("deleted"), rep.get("unchanged"), rep.get("rejected"),
+                     rep.get("seconds")])
+    output.table("runs", cols, rows)
+
+
+def list_rejected(sync: str, *, limit: int, project: Path | None, json_out: bool) -> None:
+    store = _store(project)
+    try:
+        rows = store.rejections(sync, limit)
+    finally:
+        store.close()
+    if json_out:
+        output.print_json({"sync": sync, "rejected": rows})
+        return
+    if not rows:
+        output.info(f"{sync}: no rejected rows")
+        return
+    output.table(f"rejected rows of {sync}", ["key", "reason", "run", "since"],
+                 [[r.get("key"), r.get("reason"), r.get("run_id"), r.get("rejected_at")]
+                  for r in rows])

@@ -1,0 +1,170 @@
+"""``conn sync`` and ``conn preview``."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from conn.cli import output
+from conn.cli.common import open_project
+from conn.config.load import plugin_config_errors
+from conn.config.model import Project, SyncConfig
+from conn.errors import ConfigError, ConfigErrors
+from conn.plugins import Registry
+from conn.runtime.report import RunReport, SyncReport
+from conn.runtime.runner import RunOptions, run_syncs
+
+COLUMNS = ("sync", "status", "read", "consent denied", "inserted", "updated", "deleted",
+           "unchanged", "rejected", "pending", "seconds")
+
+
+def _row(s: SyncReport) -> list[Any]:
+    return [s.name, s.status, s.rows_read, s.consent_denied, s.inserted, s.updated,
+            s.deleted, s.unchanged, s.rejected, s.pending, s.seconds]
+
+
+class _Progress:
+    """A rich live progress line per sync on a terminal; nothing per batch when piped."""
+
+    def __init__(self) -> None:
+        self.tty = output.is_tty()
+        self.bar = None
+        self.tasks: dict[str, Any] = {}
+        self.started = time.monotonic()
+
+    def __enter__(self) -> _Progress:
+        if self.tty:
+            from rich.progress import (
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self.bar = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"),
+                                TextColumn("{task.fields[figures]}"), TimeElapsedColumn(),
+                                transient=False)
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def __call__(self, rep: SyncReport, counts: dict[str, Any]) -> None:
+        if self.bar is None:
+            return
+        figures = (f"read {rep.rows_read:,}  sent {rep.sent:,}  unchanged {rep.unchanged:,}  "
+                   f"withheld {rep.consent_denied:,}  rejected {rep.rejected:,}")
+        if rep.name not in self.tasks:
+            self.tasks[rep.name] = self.bar.add_task(rep.name, total=None, figures=figures)
+        self.bar.update(self.tasks[rep.name], figures=figures)
+
+
+def _exit_code(report: RunReport) -> int:
+    statuses = {s.status for s in report.syncs}
+    if "failed" in statuses:
+        if any(s.error_type == "SyncLocked" for s in report.syncs):
+            return 5
+        return 1
+    if "rejected" in statuses:
+        return 4
+    return 0
+
+
+def print_report(report: RunReport, json_out: bool) -> None:
+    if json_out:
+        output.print_json(report.as_dict())
+        return
+    for s in report.syncs:
+        if s.preview:
+            output.info(f"--- {s.name}: first {len(s.preview)} request(s) that would be sent")
+            output.print_json(s.preview)
+    title = "conn sync" + (" (dry run: nothing sent)" if report.run.dry_run else "")
+    output.table(title, COLUMNS, [_row(s) for s in report.syncs])
+    for s in report.syncs:
+        if s.error:
+            output.error(f"{s.name}: {s.error}")
+        if s.rejection_reasons:
+            top = sorted(s.rejection_reasons.items(), key=lambda kv: -kv[1])[:5]
+            for reason, n in top:
+                output.info(f"{s.name}: {n} rejected: {reason}")
+            output.info(f"see all: conn rejected {s.name}")
+        if s.legal_bases:
+            for purpose, basis in s.legal_bases.items():
+                output.info(f"{s.name}: purpose {purpose!r} processed under legal basis "
+                            f"{basis!r} where no consent record exists")
+
+
+def run_sync(source: str, destination: str, names: list[str], *, dry_run: bool,
+             full_resync: bool, preview: int, batch_rows: int | None, project: Path | None,
+             json_out: bool) -> None:
+    # Only the connectors these syncs use are loaded and validated: a broken or heavy
+    # plugin elsewhere in conn.yml does not slow down or break this command.
+    proj, registry = open_project(project, only=set())
+    syncs = proj.syncs_between(source, destination)
+    f = str(proj.file)
+    if source not in proj.sources:
+        raise ConfigError(f"no source named {source!r} (declared: "
+                          f"{', '.join(proj.sources) or 'none'})", file=f, path="sources")
+    if destination not in proj.destinations:
+        raise ConfigError(f"no destination named {destination!r} (declared: "
+                          f"{', '.join(proj.destinations) or 'none'})", file=f,
+                          path="destinations")
+    if names:
+        unknown = [n for n in names if n not in {s.name for s in syncs}]
+        if unknown:
+            raise ConfigError(f"no sync {unknown[0]!r} from {source!r} to {destination!r} "
+                              f"(declared: {', '.join(s.name for s in syncs) or 'none'})",
+                              file=f, path="syncs")
+        syncs = [s for s in syncs if s.name in names]
+    if not syncs:
+        raise ConfigError(f"no sync from {source!r} to {destination!r}; declare one under "
+                          f"'syncs:'", file=f, path="syncs")
+    validate_connectors(proj, registry, syncs)
+    options = RunOptions(dry_run=dry_run, full_resync=full_resync,
+                         preview_rows=preview if dry_run else 0, batch_rows=batch_rows)
+    with _Progress() as progress:
+        report = run_syncs(proj, syncs, registry, options, progress)
+    print_report(report, json_out)
+    if not json_out and not output.is_tty():
+        sys.stdout.flush()
+    code = _exit_code(report)
+    if code:
+        sys.exit(code)
+
+
+def validate_connectors(proj: Project, registry: Registry, syncs: list[SyncConfig]) -> None:
+    """Validate the plugin config of the connectors these syncs use, and only those."""
+    names: set[str] = set()
+    for s in syncs:
+        names |= {s.source, s.destination}
+        cs = (s.consent or {}).get("source")
+        if cs and cs in proj.consent_sources:
+            names.add(proj.consent_sources[cs]["source"])
+    errors = plugin_config_errors(proj, registry, only=names)
+    if errors:
+        raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
+
+
+def run_preview(sync_name: str, *, rows: int, project: Path | None, json_out: bool) -> None:
+    proj, registry = open_project(project, only=set())
+    if sync_name not in proj.syncs:
+        raise ConfigError(f"no sync named {sync_name!r} (declared: "
+                          f"{', '.join(proj.syncs) or 'none'})", file=str(proj.file),
+                          path="syncs")
+    validate_connectors(proj, registry, [proj.syncs[sync_name]])
+    options = RunOptions(dry_run=True, preview_rows=rows)
+    report = run_syncs(proj, [proj.syncs[sync_name]], registry, options)
+    s = report.syncs[0]
+    if json_out:
+        output.print_json({"sync": s.name, "status": s.status, "requests": s.preview,
+                           "error": s.error})
+    else:
+        output.print_json(s.preview)
+        if s.error:
+            output.error(s.error)
+    if s.status == "failed":
+        sys.exit(1)

@@ -1,0 +1,366 @@
+"""The pipeline: source → consent gate → mapper → planner → destination → state.
+
+The runner owns every step between a source and a destination; plugins see only their own
+end. State is committed per batch from the destination's acknowledgements, so a crash at
+any point resumes without loss and without re-sending acknowledged rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from conn import secrets
+from conn.consent import GateContext, build_gate
+from conn.errors import ConfigError, ConfigErrors, ConnError
+from conn.mapping import build_mapper
+from conn.runtime import delivery
+from conn.runtime.keys import key_array
+from conn.runtime.report import RunInfo, RunReport, SyncReport
+from conn.source import SourceState
+
+if TYPE_CHECKING:
+    from conn.config.model import Project, SyncConfig
+    from conn.destination import Destination, ObjectInfo, WriteResult
+    from conn.plugins import Registry
+    from conn.source import Source, StreamInfo
+    from conn.state.base import StateStore, SyncState
+
+log = logging.getLogger("conn.runtime")
+
+#: What each sync mode sends for planned inserts and updates: (operation, send updates?).
+MODE_PLAN = {
+    "upsert": ("upsert", True),
+    "mirror": ("upsert", True),
+    "update": ("update", True),
+    "insert": ("insert", False),
+    "append": ("append", False),
+}
+
+
+@dataclass
+class RunOptions:
+    """Switches of one ``conn sync`` invocation."""
+
+    dry_run: bool = False
+    full_resync: bool = False
+    preview_rows: int = 0
+    batch_rows: int | None = None
+
+
+ProgressFn = Callable[[SyncReport, dict[str, Any]], None]
+
+
+def open_state_store(project: Project, registry: Registry) -> StateStore:
+    """The project's state store, as configured under ``state:`` (DuckDB by default)."""
+    backend = project.state.get("backend", "duckdb")
+    factory = registry.state_backend(backend)
+    return factory(project.state.get("url"), project.dir)
+
+
+class SyncRunner:
+    """Runs one sync of a project once."""
+
+    def __init__(self, project: Project, sync: SyncConfig, registry: Registry,
+                 store: StateStore, run: RunInfo, options: RunOptions | None = None,
+                 progress: ProgressFn | None = None) -> None:
+        self.project, self.sync, self.registry = project, sync, registry
+        self.store, self.run_info = store, run
+        self.options = options or RunOptions()
+        self.progress = progress
+        self.report = SyncReport(
+            name=sync.name, source=sync.source, destination=sync.destination,
+            object=sync.object, mode=sync.mode, run_id=run.run_id,
+        )
+        self._consent_cache: dict[str, pa.Table] = {}
+
+    # --- set-up -----------------------------------------------------------------------
+
+    def _connector(self, kind: str, name: str) -> Any:
+        table = self.project.sources if kind == "source" else self.project.destinations
+        cfg = table[name]
+        cls = (self.registry.source_class if kind == "source"
+               else self.registry.destination_class)(cfg.type)
+        secrets.register_config_secrets(cfg.config, cls.config_schema)
+        cls.validate_config(cfg.config, file=str(self.project.file),
+                            path=f"{kind}s.{name}.config")
+        return cls(cfg.config, instance=name, project_dir=self.project.dir)
+
+    def consent_events(self, name: str) -> pa.Table:
+        """Read a declared consent source completely (cached for the run)."""
+        if name not in self._consent_cache:
+            spec = self.project.consent_sources[name]
+            src: Source = self._connector("source", spec["source"])
+            try:
+                stream = src.stream(spec["stream"])
+                batches = [b for b in src.read(stream) if not isinstance(b, SourceState)]
+                self._consent_cache[name] = pa.Table.from_batches(batches, stream.schema) \
+                    if batches else stream.schema.empty_table()
+            finally:
+                src.close()
+        return self._consent_cache[name]
+
+    def prepare(self, source: Source, dest: Destination
+                ) -> tuple[StreamInfo, ObjectInfo, str, Any, Any]:
+        """Resolve stream, object and match key; build gate and mapper; return every
+        configuration problem at once."""
+        sync, f = self.sync, str(self.project.file)
+        base = f"syncs.{sync.name}"
+        stream = source.stream(sync.stream, query=sync.query, primary_key=sync.primary_key)
+        obj = dest.object(sync.object)
+        errors: list[ConfigError] = []
+        caps = obj.capabilities
+        if sync.mode not in caps.modes:
+            errors.append(ConfigError(
+                f"mode {sync.mode!r} is not supported by {sync.destination!r} object "
+                f"{obj.name!r} (supported: {', '.join(sorted(caps.modes))})",
+                file=f, path=f"{base}.mode"))
+        if sync.mode == "mirror" and not caps.supports_delete:
+            errors.append(ConfigError(
+                f"mode 'mirror' needs deletes, which {sync.destination!r} object "
+                f"{obj.name!r} does not support", file=f, path=f"{base}.mode"))
+        if not stream.primary_key:
+            errors.append(ConfigError(
+                f"stream {stream.name!r} declares no primary key; set 'primary_key'",
+                file=f, path=f"{base}.primary_key"))
+        missing_pk = [c for c in stream.primary_key if c not in stream.schema.names]
+        if missing_pk:
+            errors.append(ConfigError(f"primary key column(s) {missing_pk} not in stream "
+                                      f"{stream.name!r}", file=f, path=f"{base}.primary_key"))
+        match_key = sync.match_key or (obj.identifiers[0] if obj.identifiers else "")
+        if match_key not in obj.identifiers:
+            errors.append(ConfigError(
+                f"match key {match_key!r} is not an identifier of {obj.name!r} "
+                f"(identifiers: {', '.join(obj.identifiers) or 'none'})",
+                file=f, path=f"{base}.match_key"))
+        if errors:
+            raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
+        ctx = GateContext(self.project, sync, self.project.destinations[sync.destination],
+                          obj, stream, self.registry, self.consent_events, match_key)
+        gate = build_gate(ctx)
+        mapper = build_mapper(ctx)
+        issues = list(getattr(gate, "issues", list)()) + list(mapper.issues())
+        if issues:
+            raise issues[0] if len(issues) == 1 else ConfigErrors(issues)
+        return stream, obj, match_key, gate, mapper
+
+    # --- the run ------------------------------------------------------------------------
+
+    def run(self) -> SyncReport:
+        rep = self.report
+        started = time.monotonic()
+        source = dest = None
+        try:
+            source = self._connector("source", self.sync.source)
+            dest = self._connector("destination", self.sync.destination)
+            stream, obj, match_key, gate, mapper = self.prepare(source, dest)
+            with self.store.open_sync(self.sync.name, self.run_info.run_id,
+                                      full_resync=self.options.full_resync) as st:
+                self._stream_batches(source, dest, stream, obj, match_key, gate, mapper, st)
+                if rep.status == "running" and self.sync.mode == "mirror":
+                    self._delete_missing(dest, obj, match_key, st)
+            summary = gate.summary()
+            rep.consent = summary
+            rep.legal_bases = dict(summary.get("legal_bases", {}))
+            if rep.status == "running":
+                if self.options.dry_run:
+                    rep.status = "dry_run"
+                else:
+                    rep.status = "rejected" if rep.rejected else "ok"
+        except ConnError as exc:
+            rep.status = "failed"
+            rep.error = secrets.redact(str(exc))
+            rep.error_type = type(exc).__name__
+            if isinstance(exc, ConfigError):
+                raise
+        except Exception as exc:
+            log.exception("sync %s failed", self.sync.name)
+            rep.status = "failed"
+            rep.error = secrets.redact(f"{type(exc).__name__}: {exc}")
+        finally:
+            for c in (source, dest):
+                if c is not None:
+                    try:
+                        c.close()
+                    except Exception as exc:
+                        log.warning("closing %r failed: %s", c, secrets.redact(exc))
+                        if rep.status in ("ok", "rejected", "running"):
+                            rep.status, rep.error = "failed", secrets.redact(str(exc))
+            rep.seconds = round(time.monotonic() - started, 3)
+            if not self.options.dry_run and rep.status != "running":
+                try:
+                    self.store.record_run(self.sync.name, self.run_info.run_id, rep.as_dict())
+                except Exception as exc:
+                    log.warning("could not record run history: %s", secrets.redact(exc))
+        return rep
+
+    def _stream_batches(self, source: Source, dest: Destination, stream: StreamInfo,
+                        obj: ObjectInfo, match_key: str, gate: Any, mapper: Any,
+                        st: SyncState) -> None:
+        rep, opts = self.report, self.options
+        operation, send_updates = MODE_PLAN[self.sync.mode]
+        state = st.source_state() if stream.cursor and not opts.full_resync else None
+        batch_rows = opts.batch_rows or self.sync.batch_rows
+        for item in source.read(stream, state, batch_rows):
+            if isinstance(item, SourceState):
+                if not opts.dry_run:
+                    st.save_source_state(item.value)
+                continue
+            t0 = time.monotonic()
+            counts: dict[str, Any] = {"rows": item.num_rows}
+            rep.rows_read += item.num_rows
+            keys = key_array(item, stream.primary_key)
+            gated = gate.apply(item, keys)
+            rep.consent_denied += gated.withheld
+            mapped = mapper.apply(gated)
+            if mapped.rejected:
+                rep.add_rejections([reason for _, reason in mapped.rejected])
+                st.touch(pa.array([k for k, _ in mapped.rejected], pa.string()))
+                if not opts.dry_run:
+                    rkeys = pa.array([k for k, _ in mapped.rejected], pa.string())
+                    st.commit(rkeys, pa.nulls(len(rkeys), pa.uint64()),
+                              pa.nulls(len(rkeys), pa.string()),
+                              pa.array([False] * len(rkeys)),
+                              [(i, r) for i, (_, r) in enumerate(mapped.rejected)])
+            plan = st.plan(mapped.keys, mapped.batch)
+            if plan.rejected:
+                rep.add_rejections([r for _, r in plan.rejected])
+                if not opts.dry_run:
+                    idx = pa.array([i for i, _ in plan.rejected], pa.int64())
+                    rk = mapped.keys.take(idx)
+                    st.commit(rk, pa.nulls(len(rk), pa.uint64()), pa.nulls(len(rk), pa.string()),
+                              pa.array([False] * len(rk)),
+                              [(j, r) for j, (_, r) in enumerate(plan.rejected)])
+            rep.unchanged += plan.unchanged
+            n_ins, n_upd = len(plan.inserts), len(plan.updates)
+            if send_updates:
+                indices = pa.concat_arrays([plan.inserts.cast(pa.int64()),
+                                            plan.updates.cast(pa.int64())])
+            else:
+                indices = plan.inserts.cast(pa.int64())
+                rep.skipped += n_upd
+                n_upd = 0
+            if len(indices) == 0:
+                self._batch_done(counts, t0)
+                continue
+            request = delivery.request_from_plan(self.sync.name, obj, operation, mapped,
+                                                 indices, match_key, opts.dry_run)
+            if opts.dry_run:
+                self._preview(dest, request)
+                rep.inserted += n_ins
+                rep.updated += n_upd
+                self._batch_done(counts, t0)
+                continue
+            result = dest.write(request)
+            acked = self._commit(st, mapped.keys.take(indices), plan.hashes.take(indices),
+                                 request.records.column(match_key), result)
+            ins_acked = pc.sum(acked.slice(0, n_ins)).as_py() or 0
+            upd_acked = (pc.sum(acked.slice(n_ins)).as_py() or 0) if n_upd else 0
+            rep.inserted += ins_acked
+            rep.updated += upd_acked
+            counts.update(inserted=ins_acked, updated=upd_acked,
+                          rejected=len(result.rejected), pending=len(result.pending))
+            self._batch_done(counts, t0)
+            if result.error is not None or result.pending:
+                rep.status = "failed"
+                rep.error = secrets.redact(
+                    f"destination {self.sync.destination!r} failed; {len(result.pending)} "
+                    f"row(s) left pending for the next run: "
+                    f"{result.error or 'not acknowledged'}")
+                return
+
+    def _commit(self, st: SyncState, keys: pa.Array, hashes: pa.Array,
+                match_values: pa.Array, result: WriteResult) -> pa.Array:
+        """Commit one write's outcome; return the acknowledged mask."""
+        acked = ack_mask(len(keys), result)
+        if not pa.types.is_string(match_values.type):
+            match_values = pc.cast(match_values, pa.string())
+        st.commit(keys, hashes, match_values, acked,
+                  [(r.index, r.reason) for r in result.rejected])
+        self.report.add_rejections([r.reason for r in result.rejected])
+        self.report.pending += len(result.pending)
+        return acked
+
+    def _delete_missing(self, dest: Destination, obj: ObjectInfo, match_key: str,
+                        st: SyncState) -> None:
+        rep, opts = self.report, self.options
+        size = max(obj.capabilities.batch_size, 1000)
+        for keys, match_values in st.deletions(size):
+            t0 = time.monotonic()
+            batch = pa.RecordBatch.from_arrays([match_values], names=[match_key])
+            request = delivery.delete_request(self.sync.name, obj, batch, match_key,
+                                              opts.dry_run)
+            if opts.dry_run:
+                self._preview(dest, request)
+                rep.deleted += len(keys)
+                continue
+            result = dest.write(request)
+            acked = ack_mask(len(keys), result)
+            st.commit_deletes(keys, acked, [(r.index, r.reason) for r in result.rejected])
+            n = pc.sum(acked).as_py() or 0
+            rep.deleted += n
+            rep.add_rejections([r.reason for r in result.rejected])
+            rep.pending += len(result.pending)
+            self._batch_done({"rows": len(keys), "deleted": n}, t0)
+            if result.error is not None or result.pending:
+                rep.status = "failed"
+                rep.error = secrets.redact(f"deleting in {self.sync.destination!r} failed: "
+                                           f"{result.error or 'not acknowledged'}")
+                return
+
+    def _preview(self, dest: Destination, request: Any) -> None:
+        room = self.options.preview_rows - len(self.report.preview)
+        if room <= 0:
+            return
+        part = request.slice(0, room)
+        for req in dest.describe_requests(part):
+            self.report.preview.append(secrets.redact_obj(req))
+            if len(self.report.preview) >= self.options.preview_rows:
+                break
+
+    def _batch_done(self, counts: dict[str, Any], t0: float) -> None:
+        counts["seconds"] = round(time.monotonic() - t0, 4)
+        if self.progress:
+            self.progress(self.report, counts)
+        self.registry.hook.batch_done(run=self.run_info, sync=self.report, counts=counts)
+
+
+def ack_mask(n: int, result: WriteResult) -> pa.Array:
+    """Boolean mask of the rows a write acknowledged (neither rejected nor pending)."""
+    mask = np.ones(n, dtype=bool)
+    if result.rejected:
+        mask[[r.index for r in result.rejected]] = False
+    if result.pending:
+        mask[result.pending] = False
+    return pa.array(mask)
+
+
+def run_syncs(project: Project, syncs: list[SyncConfig], registry: Registry,
+              options: RunOptions | None = None, progress: ProgressFn | None = None,
+              store: StateStore | None = None) -> RunReport:
+    """Run several syncs one after the other; observers see one run."""
+    options = options or RunOptions()
+    registry.load_observers()
+    run = RunInfo.new(project.dir, [s.name for s in syncs], dry_run=options.dry_run,
+                      full_resync=options.full_resync)
+    report = RunReport(run)
+    own_store = store is None
+    store = store or open_state_store(project, registry)
+    registry.hook.run_started(run=run)
+    try:
+        for sync in syncs:
+            runner = SyncRunner(project, sync, registry, store, run, options, progress)
+            report.syncs.append(runner.run())
+    finally:
+        report.finished_at = time.time()
+        registry.hook.run_finished(run=run, report=report)
+        if own_store:
+            store.close()
+    return report
