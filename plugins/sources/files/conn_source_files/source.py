@@ -1,0 +1,272 @@
+"""The ``files`` source: Parquet, CSV and JSONL files, folders and globs via ``pyarrow.dataset``.
+
+pyarrow is imported inside methods so that registering the plugin stays cheap.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from conn.errors import CheckFailed, ConfigError, ConnError
+from conn.source import Source, SourceState, StreamInfo
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+FORMATS = ("parquet", "csv", "jsonl")
+#: File name endings (lower case, compression suffix removed) per format.
+EXTENSIONS = {
+    ".parquet": "parquet", ".pq": "parquet",
+    ".csv": "csv", ".tsv": "csv",
+    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+}
+_COMPRESSED = (".gz", ".bz2", ".zst", ".lz4")
+_GLOB_CHARS = set("*?[")
+
+_PK = {
+    "description": "primary key column(s)",
+    "oneOf": [
+        {"type": "string", "minLength": 1, "title": "a column name"},
+        {"type": "array", "items": {"type": "string", "minLength": 1},
+         "title": "a list of column names"},
+    ],
+}
+_STREAM_PROPS: dict[str, Any] = {
+    "path": {"type": "string", "minLength": 1,
+             "description": "a file, a folder (read recursively) or a glob (** allowed)"},
+    "format": {"enum": list(FORMATS),
+               "description": "inferred from the file extension when omitted"},
+    "primary_key": _PK,
+    "delimiter": {"type": "string", "minLength": 1, "maxLength": 1,
+                  "description": "CSV field delimiter (default ',', or tab for .tsv)"},
+}
+
+
+def _suffix(path: str) -> str:
+    """The format-bearing extension of ``path`` (``data.csv.gz`` -> ``.csv``)."""
+    name = os.path.basename(path).lower()
+    for comp in _COMPRESSED:
+        if name.endswith(comp):
+            name = name[: -len(comp)]
+    return os.path.splitext(name)[1]
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """One configured stream: where its files are and how to read them."""
+
+    name: str
+    path: str
+    format: str | None
+    primary_key: tuple[str, ...]
+    delimiter: str | None
+    config_path: str
+
+
+class FilesSource(Source):
+    """Reads Parquet, CSV and JSONL files as streams, one stream per configured entry.
+
+    Each stream's ``path`` is a file, a folder (every file of the stream's format in it,
+    recursively) or a glob. Batches stream through ``pyarrow.dataset`` with bounded
+    read-ahead, so memory stays bounded by the batch size, never by the data size.
+    """
+
+    name: ClassVar[str] = "files"
+    description: ClassVar[str] = "Parquet, CSV and JSONL files, folders and globs"
+    config_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            **_STREAM_PROPS,
+            "name": {"type": "string", "minLength": 1,
+                     "description": "stream name for the single-`path` shorthand "
+                                    "(default: the file or folder name without extension)"},
+            "base_dir": {"type": "string", "minLength": 1,
+                         "description": "directory relative paths are resolved against "
+                                        "(default: the current working directory)"},
+            "streams": {
+                "type": "object",
+                "minProperties": 1,
+                "additionalProperties": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["path"],
+                    "properties": _STREAM_PROPS,
+                },
+            },
+        },
+        "anyOf": [
+            {"required": ["path"], "title": "a 'path' (one stream)"},
+            {"required": ["streams"], "title": "'streams' (named streams)"},
+        ],
+    }
+
+    def __init__(self, config: Mapping[str, Any] | None = None, *, instance: str = "") -> None:
+        super().__init__(config, instance=instance)
+        self._datasets: dict[str, tuple[ds.Dataset, str]] = {}
+
+    # --- configuration ----------------------------------------------------------------
+
+    def specs(self) -> list[StreamSpec]:
+        """The configured streams (the shorthand ``path`` counts as one)."""
+        out = []
+        if self.config.get("path"):
+            path = self.config["path"]
+            out.append(self._spec(self.config.get("name") or _default_name(path),
+                                  self.config, "config"))
+        for name, entry in (self.config.get("streams") or {}).items():
+            out.append(self._spec(name, entry, f"config.streams.{name}"))
+        names = [s.name for s in out]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ConfigError(f"source {self.instance!r}: stream name(s) {sorted(dup)} "
+                              f"defined twice; set 'name' or rename the stream",
+                              path="config.streams")
+        return out
+
+    def _spec(self, name: str, entry: Mapping[str, Any], where: str) -> StreamSpec:
+        pk = entry.get("primary_key") or ()
+        pk = (pk,) if isinstance(pk, str) else tuple(pk)
+        return StreamSpec(name, str(entry["path"]), entry.get("format"), pk,
+                          entry.get("delimiter"), where)
+
+    def _resolve(self, path: str) -> str:
+        p = os.path.expanduser(path)
+        if not os.path.isabs(p):
+            p = os.path.join(self.config.get("base_dir") or os.getcwd(), p)
+        return os.path.normpath(p)
+
+    def _files(self, spec: StreamSpec) -> tuple[list[str], str]:
+        """The files of a stream, sorted, and its format."""
+        path = self._resolve(spec.path)
+        fmt = spec.format
+        if _GLOB_CHARS & set(path):
+            files = sorted(f for f in glob.glob(path, recursive=True) if os.path.isfile(f))
+        elif os.path.isdir(path):
+            files = sorted(
+                os.path.join(root, f)
+                for root, dirs, names in os.walk(path)
+                for f in names
+                if not f.startswith((".", "_"))
+                and not any(part.startswith((".", "_"))
+                            for part in Path(os.path.relpath(root, path)).parts if part != ".")
+            )
+            if fmt is None:
+                found = {EXTENSIONS[_suffix(f)] for f in files if _suffix(f) in EXTENSIONS}
+                if len(found) > 1:
+                    raise ConfigError(
+                        f"source {self.instance!r}: folder {path} holds several formats "
+                        f"({', '.join(sorted(found))}); set 'format'",
+                        path=f"{spec.config_path}.format",
+                    )
+                fmt = found.pop() if found else None
+            if fmt is not None:
+                files = [f for f in files if EXTENSIONS.get(_suffix(f)) == fmt]
+        elif os.path.isfile(path):
+            files = [path]
+        else:
+            raise CheckFailed(f"source {self.instance!r}: stream {spec.name!r}: no such file "
+                              f"or folder: {path}")
+        if not files:
+            raise CheckFailed(f"source {self.instance!r}: stream {spec.name!r}: no "
+                              f"{fmt or 'data'} files match {path}")
+        if fmt is None:
+            fmt = EXTENSIONS.get(_suffix(files[0]))
+            if fmt is None:
+                raise ConfigError(
+                    f"source {self.instance!r}: cannot infer the format of {files[0]} from "
+                    f"its extension; set 'format' to one of {', '.join(FORMATS)}",
+                    path=f"{spec.config_path}.format",
+                )
+        return files, fmt
+
+    def _file_format(self, spec: StreamSpec, fmt: str, first: str) -> ds.FileFormat:
+        import pyarrow.csv as pcsv
+        import pyarrow.dataset as ds
+
+        if fmt == "parquet":
+            return ds.ParquetFileFormat()
+        if fmt == "jsonl":
+            return ds.JsonFileFormat()
+        delimiter = spec.delimiter or ("\t" if _suffix(first) == ".tsv" else ",")
+        return ds.CsvFileFormat(
+            parse_options=pcsv.ParseOptions(delimiter=delimiter),
+            # CSV cannot tell an empty string from a missing value: both read as null.
+            convert_options=pcsv.ConvertOptions(strings_can_be_null=True),
+        )
+
+    def _dataset(self, spec: StreamSpec) -> tuple[ds.Dataset, str]:
+        if spec.name in self._datasets:
+            return self._datasets[spec.name]
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+
+        files, fmt = self._files(spec)
+        where = self._resolve(spec.path)
+        try:
+            dataset = ds.dataset(files, format=self._file_format(spec, fmt, files[0]))
+            dataset.schema  # noqa: B018 - reads the first file now, not mid-sync
+        except (pa.ArrowException, OSError) as exc:
+            raise CheckFailed(f"source {self.instance!r}: stream {spec.name!r}: cannot read "
+                              f"{fmt} from {where}: {exc}") from exc
+        self._datasets[spec.name] = (dataset, where)
+        return dataset, where
+
+    # --- duties -----------------------------------------------------------------------
+
+    def check(self) -> None:
+        for spec in self.specs():
+            self._dataset(spec)
+
+    def discover(self) -> list[StreamInfo]:
+        streams = []
+        for spec in self.specs():
+            dataset, _ = self._dataset(spec)
+            missing = [c for c in spec.primary_key if c not in dataset.schema.names]
+            if missing:
+                raise ConfigError(
+                    f"source {self.instance!r}: stream {spec.name!r} has no column(s) "
+                    f"{missing} (columns: {', '.join(dataset.schema.names)})",
+                    path=f"{spec.config_path}.primary_key",
+                )
+            streams.append(StreamInfo(spec.name, dataset.schema, spec.primary_key))
+        return streams
+
+    def read_batches(
+        self, stream: StreamInfo, state: Any | None, batch_rows: int
+    ) -> Iterator[pa.RecordBatch | SourceState]:
+        import pyarrow as pa
+
+        spec = next((s for s in self.specs() if s.name == stream.name), None)
+        if spec is None:
+            raise ConfigError(f"source {self.instance!r} has no stream {stream.name!r}")
+        dataset, where = self._dataset(spec)
+        try:
+            # Small read-ahead keeps memory bounded by a few batches per file.
+            yield from dataset.to_batches(batch_size=batch_rows, batch_readahead=2,
+                                          fragment_readahead=1)
+        except (pa.ArrowException, OSError) as exc:
+            raise ConnError(f"source {self.instance!r}: reading stream {stream.name!r} "
+                            f"from {where} failed: {exc}") from exc
+
+
+def _default_name(path: str) -> str:
+    """``data/customers.csv.gz`` -> ``customers``; ``exports/*.parquet`` -> ``exports``."""
+    all_parts = Path(path).parts
+    fixed = []
+    for part in all_parts:
+        if _GLOB_CHARS & set(part):
+            break
+        fixed.append(part)
+    if len(fixed) < len(all_parts):  # a glob: the last folder before it names the stream
+        return fixed[-1] if fixed and fixed[-1] not in ("/", ".", "..") else "files"
+    name = Path(path).name
+    if name.lower().endswith(_COMPRESSED):
+        name = name.rsplit(".", 1)[0]
+    return Path(name).stem or "files"
