@@ -68,7 +68,7 @@ def write_with_split(records: Sequence[T], send: Callable[[Sequence[T]], Outcome
 
     def attempt(lo: int, items: Sequence[T]) -> None:
         try:
-            outcome = send(items)
+            part = _to_result(send(items), len(items), retryable)
         except BatchRejected as exc:
             if len(items) <= max(1, min_size):
                 result.rejected.extend(Rejection(lo + i, exc.reason, exc.retryable)
@@ -82,7 +82,7 @@ def write_with_split(records: Sequence[T], send: Callable[[Sequence[T]], Outcome
             result.pending.extend(range(lo, lo + len(items)))
             result.error = result.error or exc
             return
-        result.extend(_to_result(outcome, len(items), retryable).shifted(lo))
+        result.extend(part.shifted(lo))
 
     if records:
         attempt(0, records)

@@ -106,7 +106,8 @@ class RateLimiter:
             tat = max(self._tat, now, self._paused_until)
             start = max(tat - (self.burst - 1) * self.interval, self._paused_until)
             self._tat = max(tat, start) + self.interval
-            return max(0.0, start - now)
+            wait = start - now
+            return wait if wait > 1e-9 else 0.0  # float noise is no wait
 
     def acquire(self) -> float:
         """Wait for a slot; returns the seconds waited."""

@@ -363,6 +363,8 @@ class FaultServer:
     @staticmethod
     def batch_handler(req: RecordedRequest, server: FaultServer) -> Reply:
         """Store a batch of records (see the module docstring for the convention)."""
+        if not req.body:
+            return Reply(200, json={"ok": True})
         payload = req.json
         if isinstance(payload, list):
             records, op = payload, "upsert"
