@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conn import secrets, schemas
+from conn import schemas, secrets
 from conn.config.model import ConnectorConfig, Project, SyncConfig
 from conn.config.validate import schema_errors
 from conn.errors import ConfigError, ConfigErrors, PluginError
@@ -93,14 +93,19 @@ def load_project(path: Path | str | None = None, *, registry: Registry | None = 
     data = interpolate(raw, fname, "", errors)
     errors += schema_errors(data, schemas.load("conn.schema.json"), file=fname, path="",
                             registry=schemas.registry())
-    if errors:
+    # Structural problems stop here; otherwise keep going to report every problem at once.
+    if any(not isinstance(data.get(k) or {}, dict)
+           for k in ("sources", "destinations", "syncs", "consent_sources", "state")):
         raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
+
+    def entries(kind: str) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in (data.get(kind) or {}).items() if isinstance(v, dict)}
 
     def connectors(kind: str) -> dict[str, ConnectorConfig]:
         out = {}
-        for name, c in (data.get(kind) or {}).items():
+        for name, c in entries(kind).items():
             out[name] = ConnectorConfig(
-                name=name, type=c["type"], config=c.get("config") or {},
+                name=name, type=str(c.get("type", "")), config=c.get("config") or {},
                 purposes=tuple(c.get("purposes") or ()), policies=c.get("policies") or {},
                 raw=c,
             )
@@ -108,22 +113,25 @@ def load_project(path: Path | str | None = None, *, registry: Registry | None = 
 
     sources, dests = connectors("sources"), connectors("destinations")
     syncs = {}
-    for name, s in (data.get("syncs") or {}).items():
+    for name, s in entries("syncs").items():
         pk = s.get("primary_key") or ()
         syncs[name] = SyncConfig(
-            name=name, source=s["source"], destination=s["destination"], object=s["object"],
+            name=name, source=str(s.get("source", "")),
+            destination=str(s.get("destination", "")), object=str(s.get("object", "")),
             stream=s.get("stream"), query=s.get("query"),
             primary_key=tuple([pk] if isinstance(pk, str) else pk),
             match_key=s.get("match_key"), mode=s.get("mode", "upsert"),
             mapping=s.get("mapping") or {}, consent=s.get("consent") or {},
-            purposes=tuple(s["purposes"]) if "purposes" in s else None,
+            purposes=tuple(s["purposes"]) if isinstance(s.get("purposes"), list) else None,
             policies=s.get("policies") or {}, personal=s.get("personal") or {},
             batch_rows=s.get("batch_rows"), raw=s,
         )
     project = Project(file=file, sources=sources, destinations=dests, syncs=syncs,
-                      consent_sources=data.get("consent_sources") or {},
+                      consent_sources=entries("consent_sources"),
                       state=data.get("state") or {}, raw=data)
     errors += cross_check(project)
+    if errors:
+        raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
     if validate_plugins:
         only = validate_plugins if isinstance(validate_plugins, set) else None
         errors += plugin_config_errors(project, registry, only)

@@ -1,0 +1,148 @@
+"""``conn init``: a new project, or the demo project with a warehouse ready to sync."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conn.cli import output
+from conn.errors import ConfigError
+
+EMPTY_PROJECT = """\
+# conn project file. Reference: docs/architecture.md; 'conn check' validates it.
+version: 1
+
+sources: {}
+  # warehouse:
+  #   type: duckdb
+  #   config: {path: warehouse.duckdb}
+
+destinations: {}
+  # crm:
+  #   type: hubspot
+  #   purposes: [marketing]
+  #   config: {token: "${HUBSPOT_TOKEN}"}
+
+syncs: {}
+"""
+
+DEMO_PROJECT = """\
+# The conn demo: a DuckDB warehouse of synthetic customers, product events and consent
+# records, synced to local files standing in for a CRM, an ad audience and a messaging tool.
+#   conn sync warehouse crm          # customers who agreed to marketing -> the CRM
+#   conn sync warehouse ads          # churn-risk audience, identifiers hashed
+#   conn sync warehouse messaging    # product events, under the 'contract' legal basis
+#   conn explain 42                  # where customer 42's data goes, and why
+version: 1
+
+sources:
+  warehouse:
+    type: duckdb
+    config: {path: warehouse.duckdb}
+
+consent_sources:
+  consent_log:
+    source: warehouse
+    stream: consent_events
+    subject: customer_id
+    purpose: purpose
+    status: status
+    timestamp: recorded_at
+    jurisdiction: jurisdiction
+
+destinations:
+  crm:
+    type: files
+    purposes: [marketing]
+    config: {path: out/crm, format: jsonl}
+  ads:
+    type: files
+    purposes: [advertising]
+    policies: {email: hash, phone: hash, name: drop, country: allow}
+    config: {path: out/ads, format: jsonl}
+  messaging:
+    type: files
+    purposes: [service]
+    config: {path: out/messaging, format: jsonl}
+
+syncs:
+  customers_to_crm:
+    source: warehouse
+    stream: customers
+    destination: crm
+    object: contacts
+    primary_key: customer_id
+    match_key: email
+    mode: mirror
+    consent: {source: consent_log, subject: customer_id}
+    personal: {email: email, phone: phone, first_name: name, last_name: name}
+    mapping:
+      email: {from: email, transforms: [trim, lower]}
+      firstname: first_name
+      lastname: last_name
+      country: country
+      plan: {from: plan, value_map: {F: Free, S: Starter, P: Pro, E: Enterprise}}
+      lifetime_value: lifetime_value
+      health_score: health_score
+
+  churn_risk_audience:
+    source: warehouse
+    query: >-
+      SELECT customer_id, email, phone, country FROM customers
+      WHERE health_score < 40 AND plan IN ('P', 'E')
+    primary_key: customer_id
+    destination: ads
+    object: audience
+    match_key: email
+    mode: mirror
+    consent: {source: consent_log, subject: customer_id}
+    personal: {email: email, phone: phone}
+    mapping:
+      email: email
+      phone: phone
+      country: country
+
+  product_events:
+    source: warehouse
+    stream: product_events
+    destination: messaging
+    object: events
+    primary_key: event_id
+    match_key: event_id
+    mode: append
+    consent:
+      subject: customer_id
+      legal_basis: {service: contract}
+    mapping:
+      event_id: event_id
+      customer_id: customer_id
+      event: event_type
+      occurred_at: occurred_at
+      score: score
+"""
+
+
+def init_project(directory: Path, *, demo: bool, customers: int, seed: int,
+                 force: bool) -> None:
+    directory = directory.resolve()
+    target = directory / "conn.yml"
+    if target.exists() and not force:
+        raise ConfigError("a project already exists here; use --force to overwrite it",
+                          file=str(target))
+    directory.mkdir(parents=True, exist_ok=True)
+    if not demo:
+        target.write_text(EMPTY_PROJECT)
+        output.info(f"created {target}")
+        return
+    from conn.demo import build_warehouse
+
+    counts = build_warehouse(directory / "warehouse.duckdb", customers, seed)
+    target.write_text(DEMO_PROJECT)
+    state = directory / ".conn"
+    if force and state.exists():
+        import shutil
+
+        shutil.rmtree(state)
+    output.info(f"created demo project in {directory}")
+    output.table("demo warehouse (warehouse.duckdb)", ["table", "rows"],
+                 [[k, v] for k, v in counts.items()])
+    output.info(f"next: cd {directory} && conn sync warehouse crm")

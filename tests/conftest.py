@@ -1,0 +1,33 @@
+"""Shared fixtures of the core's tests."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from conn import secrets
+from conn.plugins import Registry, reset_registry
+
+os.environ.setdefault("CONN_LOG_LEVEL", "WARNING")
+
+
+@pytest.fixture(autouse=True)
+def _clean_secrets() -> Iterator[None]:
+    secrets.clear()
+    yield
+    secrets.clear()
+
+
+@pytest.fixture
+def registry() -> Iterator[Registry]:
+    """A registry with only the built-ins and the in-process fakes (no entry points)."""
+    from tests import fakes
+
+    fakes.reset()
+    reg = Registry(autoload=False)
+    reg.add_module(fakes)
+    reset_registry(reg)
+    yield reg
+    reset_registry(Registry(autoload=False))
+    fakes.reset()

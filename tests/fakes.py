@@ -1,0 +1,122 @@
+"""In-process plugins for the core's tests: a memory source and a recording destination.
+
+They register through the same hooks as any plugin (``Registry.add_module(fakes)``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pyarrow as pa
+from conn import hookimpl
+from conn.destination import (
+    Capabilities,
+    Destination,
+    ObjectInfo,
+    Rejection,
+    WriteRequest,
+    WriteResult,
+)
+from conn.errors import CheckFailed
+from conn.source import Source, SourceState, StreamInfo
+
+#: stream name -> (table, primary key); tests fill it.
+TABLES: dict[str, tuple[pa.Table, tuple[str, ...]]] = {}
+#: Every request a RecordingDestination received: (instance, operation, list of dicts).
+RECEIVED: list[tuple[str, str, list[dict[str, Any]]]] = []
+#: Optional hook to make a write fail: called with the request before recording it.
+WRITE_HOOK: list[Callable[[WriteRequest], WriteResult | None]] = []
+
+
+def reset() -> None:
+    TABLES.clear()
+    RECEIVED.clear()
+    WRITE_HOOK.clear()
+
+
+class MemorySource(Source):
+    """Streams tables held in :data:`TABLES`."""
+
+    name = "memory"
+    config_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "token": {"type": "string", "secret": True},
+            "fail_check": {"type": "boolean"},
+        },
+    }
+
+    def check(self) -> None:
+        if self.config.get("fail_check"):
+            raise CheckFailed(f"memory source refused token {self.config.get('token')}")
+
+    def discover(self) -> list[StreamInfo]:
+        return [StreamInfo(name, t.schema, pk) for name, (t, pk) in TABLES.items()]
+
+    def read_batches(self, stream: StreamInfo, state: Any, batch_rows: int
+                     ) -> Iterator[pa.RecordBatch | SourceState]:
+        table, _ = TABLES[stream.name]
+        yield from table.to_batches(max_chunksize=batch_rows)
+
+
+CONTACT_FIELDS = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "email": {"type": "string", "format": "email"},
+        "name": {"type": ["string", "null"]},
+        "ltv": {"type": ["number", "null"]},
+        "plan": {"type": ["string", "null"]},
+    },
+}
+
+
+class RecordingDestination(Destination):
+    """Keeps what it receives in :data:`RECEIVED`; rejects e-mails listed in config."""
+
+    name = "recorder"
+    config_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "token": {"type": "string", "secret": True},
+            "reject": {"type": "array", "items": {"type": "string"}},
+            "batch_size": {"type": "integer", "minimum": 1},
+            "modes": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+
+    def check(self) -> None:
+        pass
+
+    def objects(self) -> list[ObjectInfo]:
+        modes = frozenset(self.config.get("modes") or
+                          ["upsert", "insert", "update", "mirror", "append"])
+        caps = Capabilities(batch_size=self.config.get("batch_size", 1000), modes=modes)
+        return [ObjectInfo("contacts", CONTACT_FIELDS, ("email", "id"), caps,
+                           personal={"email": "email", "name": "name"})]
+
+    def write_batch(self, request: WriteRequest) -> WriteResult:
+        for hook in WRITE_HOOK:
+            res = hook(request)
+            if res is not None:
+                return res
+        rows = request.to_pylist()
+        bad = set(self.config.get("reject") or ())
+        rejected = [Rejection(i, f"INVALID_EMAIL: {r[request.match_key]} is not allowed")
+                    for i, r in enumerate(rows) if r.get(request.match_key) in bad]
+        bad_idx = {r.index for r in rejected}
+        RECEIVED.append((self.instance, request.operation,
+                         [r for i, r in enumerate(rows) if i not in bad_idx]))
+        return WriteResult(rejected=rejected)
+
+
+@hookimpl
+def register_sources(register: Callable[..., None]) -> None:
+    register(MemorySource)
+
+
+@hookimpl
+def register_destinations(register: Callable[..., None]) -> None:
+    register(RecordingDestination)
