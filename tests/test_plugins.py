@@ -46,7 +46,7 @@ def test_plugin_api_version_is_checked():
     assert not api_compatible("2.0", "1.9")
     mod = types.ModuleType("future_plugin")
     mod.CONN_PLUGIN_API = "9.0"
-    with pytest.raises(PluginError, match="requires conn plugin API 9.0"):
+    with pytest.raises(PluginError, match=r"requires conn plugin API 9\.0"):
         Registry(autoload=False).add_module(mod)
 
 
