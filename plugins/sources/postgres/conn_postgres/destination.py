@@ -1,0 +1,436 @@
+"""PostgreSQL destination: each batch is copied (binary COPY, through ADBC) into a temporary
+table, then merged into the target with one statement, in one transaction."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from conn.destination import (
+    Capabilities,
+    Destination,
+    ObjectInfo,
+    Rejection,
+    WriteRequest,
+    WriteResult,
+)
+from conn.errors import CheckFailed, ConfigError, ConnError, RetryLater
+
+from conn_postgres import common
+from conn_postgres.common import quote_ident
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+IDX = "_conn_idx"
+
+_COLUMNS_SQL = """
+SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod)
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY c.relname, a.attnum
+"""
+
+_UNIQUE_SQL = """
+SELECT c.relname, a.attname, i.indisprimary
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
+WHERE n.nspname = $1 AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL
+ORDER BY c.relname, i.indisprimary DESC, a.attname
+"""
+
+#: Coarse type families: a column accepts values of its own family, and text columns
+#: accept anything; anything else is a schema mismatch refused before writing.
+_FAMILIES = {
+    "smallint": "num", "integer": "num", "bigint": "num", "real": "num",
+    "double precision": "num", "numeric": "num", "boolean": "bool", "text": "text",
+    "character varying": "text", "character": "text", "bytea": "bin", "date": "time",
+    "time": "time", "time without time zone": "time", "timestamp": "time",
+    "timestamp without time zone": "time", "timestamptz": "time",
+    "timestamp with time zone": "time", "interval": "interval", "uuid": "uuid",
+    "json": "json", "jsonb": "json",
+}
+
+
+def _family(pgtype: str) -> str:
+    if pgtype.endswith("[]"):
+        return "array"
+    return _FAMILIES.get(pgtype.split("(")[0].strip(), "other")
+
+
+class PostgresDestination(Destination):
+    """Writes to PostgreSQL tables: upsert, insert, update, delete and append by key.
+
+    Each batch runs in one transaction: binary COPY into a temporary table, then one
+    ``INSERT ... ON CONFLICT``, ``UPDATE ... FROM`` or ``DELETE ... USING``. When some rows
+    break a constraint or hold a bad value, the batch is replayed row by row inside
+    savepoints: those rows are rejected with PostgreSQL's message, the others written.
+    """
+
+    name = "postgres"
+    description = "PostgreSQL tables (COPY into a staging table, then merge)"
+    config_schema = {
+        "type": "object",
+        "properties": {
+            **common.CONNECTION_PROPERTIES,
+            "batch_size": {"type": "integer", "minimum": 1, "default": 50_000},
+            "create_table": {"type": "boolean", "default": False},
+            "evolve": {"type": "boolean", "default": False},
+            "tables": {
+                "type": "object",
+                "description": "tables to write, also those that do not exist yet",
+                "additionalProperties": {
+                    "type": "object",
+                    "properties": {
+                        "key": {"type": "string"},
+                        "create_table": {"type": "boolean"},
+                        "evolve": {"type": "boolean"},
+                        "columns": {"type": "object",
+                                    "additionalProperties": {"type": "string"}},
+                    },
+                    "additionalProperties": False,
+                },
+            },
+        },
+        "additionalProperties": False,
+    }
+
+    def __init__(self, config: Any = None, *, instance: str = "") -> None:
+        super().__init__(config, instance=instance)
+        self.schema_name: str = self.config.get("schema", "public")
+        self._conn: Any = None
+        self._lock = threading.Lock()
+        self._columns: dict[str, dict[str, str]] | None = None
+        self._unique: dict[str, list[str]] = {}
+
+    # --- connection and catalog --------------------------------------------------------
+
+    def _connection(self) -> Any:
+        if self._conn is None:
+            # Autocommit at the driver level; transactions are explicit BEGIN/COMMIT, so
+            # that savepoints work after an error (the driver refuses them otherwise).
+            conn = common.connect(self.config, autocommit=True)
+            with conn.cursor() as cur:
+                cur.execute("SET TIME ZONE 'UTC'")
+            self._conn = conn
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+    def close(self) -> None:
+        self._drop_connection()
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, parameters=params or None)
+                return cur.fetchall()
+        except Exception as exc:
+            self._drop_connection()
+            raise ConnError(
+                f"destination {self.instance!r}: {common.error_message(exc)}") from None
+
+    def _catalog(self, refresh: bool = False) -> dict[str, dict[str, str]]:
+        if self._columns is None or refresh:
+            cols: dict[str, dict[str, str]] = {}
+            for table, col, typ in self._query(_COLUMNS_SQL, (self.schema_name,)):
+                cols.setdefault(table, {})[col] = typ
+            unique: dict[str, list[str]] = {}
+            for table, col, _primary in self._query(_UNIQUE_SQL, (self.schema_name,)):
+                if col not in unique.setdefault(table, []):
+                    unique[table].append(col)
+            self._columns, self._unique = cols, unique
+        return self._columns
+
+    def _table_opts(self, table: str) -> dict[str, Any]:
+        opts = dict((self.config.get("tables") or {}).get(table) or {})
+        opts.setdefault("create_table", self.config.get("create_table", False))
+        opts.setdefault("evolve", self.config.get("evolve", False))
+        return opts
+
+    # --- duties -------------------------------------------------------------------------
+
+    def check(self) -> None:
+        try:
+            self._query("SELECT 1")
+        except ConnError as exc:
+            raise CheckFailed(str(exc)) from None
+
+    def _capabilities(self) -> Capabilities:
+        return Capabilities(
+            batch_size=int(self.config.get("batch_size", 50_000)),
+            modes=frozenset({"upsert", "insert", "update", "mirror", "append"}),
+            supports_delete=True,
+        )
+
+    def objects(self) -> list[ObjectInfo]:
+        catalog = self._catalog(refresh=True)
+        names = sorted(set(catalog) | set(self.config.get("tables") or {}))
+        out = []
+        for table in names:
+            opts = self._table_opts(table)
+            cols = catalog.get(table) or dict(opts.get("columns") or {})
+            key = opts.get("key")
+            idents = [key] if key else []
+            idents += [c for c in self._unique.get(table, []) if c not in idents]
+            props = {c: common.json_schema_for(t) for c, t in cols.items()}
+            for ident in idents:
+                props.setdefault(ident, {})
+            out.append(ObjectInfo(
+                name=table,
+                fields={"type": "object", "properties": props,
+                        "additionalProperties": bool(opts["evolve"] or table not in catalog)},
+                identifiers=tuple(idents),
+                capabilities=self._capabilities(),
+                description=("table" if table in catalog else "table (created on first write)"),
+            ))
+        return out
+
+    def describe_requests(self, request: WriteRequest) -> list[dict[str, Any]]:
+        return [{"operation": request.operation,
+                 "table": f"{self.schema_name}.{request.object.name}",
+                 "key": request.match_key, "rows": len(request),
+                 "columns": request.records.schema.names}]
+
+    def write_batch(self, request: WriteRequest) -> WriteResult:
+        with self._lock:
+            try:
+                return self._write(request)
+            except (ConfigError, RetryLater):
+                raise
+            except ConnError:
+                self._rollback_or_drop()
+                raise
+            except Exception as exc:
+                self._rollback_or_drop()
+                raise RetryLater(
+                    f"destination {self.instance!r} table {request.object.name!r}: "
+                    f"{common.error_message(exc)}") from None
+
+    # --- writing ------------------------------------------------------------------------
+
+    def _rollback_or_drop(self) -> None:
+        if self._conn is None:
+            return
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute("ROLLBACK")
+        except Exception:
+            self._drop_connection()
+
+    def _write(self, request: WriteRequest) -> WriteResult:
+        table, key, op = request.object.name, request.match_key, request.operation
+        batch = request.records
+        columns = self._prepare_table(table, batch.schema, key, op)
+        if columns is None:  # delete from a table that does not exist: nothing to do
+            return WriteResult.ok()
+        if op == "upsert" and key not in self._unique.get(table, []):
+            raise ConfigError(
+                f"table {self.schema_name}.{table}: upsert on {key!r} needs a primary key or "
+                f"unique index on it (CREATE UNIQUE INDEX ON {quote_ident(table)} "
+                f"({quote_ident(key)}))")
+        names = [key] if op == "delete" else batch.schema.names
+        conn = self._connection()
+        with conn.cursor() as cur:
+            cur.execute("BEGIN")
+            stage = self._stage(cur, batch.select(names))
+            try:
+                sql = self._merge_sql(op, table, stage, names, key, columns, single=False)
+                cur.execute(sql)
+                missing = self._missing(cur, op, table, stage, key, columns)
+                cur.execute(f"DROP TABLE {stage}")
+                cur.execute("COMMIT")
+                return WriteResult(rejected=missing)
+            except Exception as exc:
+                if not common.is_row_error(exc):
+                    raise
+                cur.execute("ROLLBACK")
+        return self._row_by_row(request, table, names, key, columns)
+
+    def _stage(self, cur: Any, batch: pa.RecordBatch) -> str:
+        """Binary-COPY the batch, with its row numbers, into a temporary table."""
+        import pyarrow as pa
+
+        name = f"_conn_stage_{uuid.uuid4().hex[:16]}"
+        data = _for_copy(batch).append_column(IDX, pa.array(range(batch.num_rows), pa.int64()))
+        cur.adbc_ingest(name, data, mode="create", temporary=True)
+        return quote_ident(name)
+
+    def _merge_sql(self, op: str, table: str, stage: str, names: list[str], key: str,
+                   columns: dict[str, str], *, single: bool) -> str:
+        target = common.qualified(self.schema_name, table)
+        q = quote_ident
+        where = f" WHERE s.{q(IDX)} = $1" if single else ""
+        latest = (f"(SELECT DISTINCT ON (s.{q(key)}) * FROM {stage} s{where} "
+                  f"ORDER BY s.{q(key)}, s.{q(IDX)} DESC) s")
+
+        def expr(c: str) -> str:
+            return f"CAST(s.{q(c)} AS {columns[c]})"
+
+        key_match = f"t.{q(key)} = {expr(key)}"
+        if op == "delete":
+            return f"DELETE FROM {target} t USING {stage} s WHERE {key_match}" + \
+                (f" AND s.{q(IDX)} = $1" if single else "")
+        col_list = ", ".join(q(c) for c in names)
+        values = ", ".join(expr(c) for c in names)
+        others = [c for c in names if c != key]
+        if op == "update":
+            sets = ", ".join(f"{q(c)} = {expr(c)}" for c in others) or f"{q(key)} = t.{q(key)}"
+            return f"UPDATE {target} t SET {sets} FROM {latest} WHERE {key_match}"
+        if op == "upsert":
+            action = ("DO UPDATE SET " + ", ".join(f"{q(c)} = EXCLUDED.{q(c)}" for c in others)
+                      if others else "DO NOTHING")
+            return (f"INSERT INTO {target} ({col_list}) SELECT {values} FROM {latest} "
+                    f"ON CONFLICT ({q(key)}) {action}")
+        # insert, append: every row, in batch order
+        return (f"INSERT INTO {target} ({col_list}) SELECT {values} FROM {stage} s{where} "
+                f"ORDER BY s.{q(IDX)}")
+
+    def _missing(self, cur: Any, op: str, table: str, stage: str, key: str,
+                 columns: dict[str, str], single_idx: int | None = None) -> list[Rejection]:
+        """For ``update``: rows whose key the table does not hold are rejected."""
+        if op != "update":
+            return []
+        target = common.qualified(self.schema_name, table)
+        q = quote_ident
+        extra = f" AND s.{q(IDX)} = $1" if single_idx is not None else ""
+        cur.execute(
+            f"SELECT s.{q(IDX)} FROM {stage} s WHERE NOT EXISTS (SELECT 1 FROM {target} t "
+            f"WHERE t.{q(key)} = CAST(s.{q(key)} AS {columns[key]})){extra} "
+            f"ORDER BY s.{q(IDX)}",
+            parameters=(single_idx,) if single_idx is not None else None)
+        return [Rejection(int(r[0]), f"no row with {key} = this value to update",
+                          retryable=False) for r in cur.fetchall()]
+
+    def _row_by_row(self, request: WriteRequest, table: str, names: list[str], key: str,
+                    columns: dict[str, str]) -> WriteResult:
+        """Replay the batch one row per savepoint to pin the failure on the bad rows."""
+        op = request.operation
+        conn = self._connection()
+        rejected: list[Rejection] = []
+        with conn.cursor() as cur:
+            cur.execute("BEGIN")
+            stage = self._stage(cur, request.records.select(names))
+            sql = self._merge_sql(op, table, stage, names, key, columns, single=True)
+            for idx in range(len(request)):
+                cur.execute("SAVEPOINT conn_row")
+                try:
+                    cur.execute(sql, parameters=(idx,))
+                    rejected += self._missing(cur, op, table, stage, key, columns, idx)
+                    cur.execute("RELEASE SAVEPOINT conn_row")
+                except Exception as exc:
+                    if not common.is_row_error(exc):
+                        raise
+                    cur.execute("ROLLBACK TO SAVEPOINT conn_row")
+                    # A missing parent row (foreign key) may arrive later: retry then.
+                    retry = common.sqlstate(exc) == "23503"
+                    rejected.append(Rejection(idx, common.error_message(exc), retry))
+            cur.execute(f"DROP TABLE {stage}")
+            cur.execute("COMMIT")
+        return WriteResult(rejected=rejected)
+
+    # --- table management ---------------------------------------------------------------
+
+    def _prepare_table(self, table: str, schema: pa.Schema, key: str,
+                       op: str) -> dict[str, str] | None:
+        """The table's column types, after creating or evolving it if allowed; a clear
+        error for a batch the table cannot hold."""
+        catalog = self._catalog()
+        opts = self._table_opts(table)
+        target = f"{self.schema_name}.{table}"
+        if table not in catalog:
+            catalog = self._catalog(refresh=True)
+        if table not in catalog:
+            if op == "delete":
+                return None
+            if not opts["create_table"]:
+                raise ConfigError(
+                    f"table {target} does not exist; create it or set create_table: true "
+                    f"for destination {self.instance!r}")
+            self._create(table, schema, opts.get("key") or key, opts.get("columns") or {})
+            catalog = self._catalog(refresh=True)
+        columns = catalog[table]
+        fields = [schema.field(key)] if op == "delete" else list(schema)
+        missing = [f for f in fields if f.name not in columns]
+        if missing and op != "delete":
+            if not opts["evolve"]:
+                raise ConfigError(
+                    f"table {target} has no column(s) "
+                    f"{', '.join(repr(f.name) for f in missing)}; add them, leave them out "
+                    f"of the mapping, or set evolve: true to add them automatically")
+            self._ddl([f"ALTER TABLE {common.qualified(self.schema_name, table)} ADD COLUMN "
+                       f"IF NOT EXISTS {quote_ident(f.name)} {common.pg_type_for(f)}"
+                       for f in missing])
+            columns = self._catalog(refresh=True)[table]
+        elif missing:
+            raise ConfigError(f"table {target} has no key column {key!r}")
+        bad = []
+        for f in fields:
+            want, have = _family(common.pg_type_for(f)), _family(columns[f.name])
+            if want != have and "text" not in (want, have) and \
+                    {want, have} not in ({"json", "other"}, {"uuid", "bin"}):
+                bad.append(f"{f.name!r} ({f.type} into {columns[f.name]})")
+        if bad:
+            raise ConfigError(f"table {target}: column type mismatch: {', '.join(bad)}")
+        return columns
+
+    def _create(self, table: str, schema: pa.Schema, key: str,
+                declared: dict[str, str]) -> None:
+        if key not in schema.names:
+            raise ConfigError(f"cannot create table {table!r}: batch has no key column {key!r}")
+        cols = []
+        for f in schema:
+            typ = declared.get(f.name) or common.pg_type_for(f)
+            cols.append(f"{quote_ident(f.name)} {typ}")
+        cols.append(f"PRIMARY KEY ({quote_ident(key)})")
+        self._ddl([f"CREATE TABLE IF NOT EXISTS {common.qualified(self.schema_name, table)} "
+                   f"({', '.join(cols)})"])
+
+    def _ddl(self, statements: list[str]) -> None:
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("BEGIN")
+                for sql in statements:
+                    cur.execute(sql)
+                cur.execute("COMMIT")
+        except Exception as exc:
+            self._rollback_or_drop()
+            raise ConfigError(
+                f"destination {self.instance!r}: {common.error_message(exc)}") from None
+
+
+def _for_copy(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Cast the few Arrow types the COPY writer lacks to ones it has (vectorised)."""
+    import pyarrow as pa
+
+    cols, fields, changed = [], [], False
+    for f, col in zip(batch.schema, batch.columns, strict=True):
+        t = col.type
+        new: pa.DataType | None = None
+        if pa.types.is_date64(t):
+            new = pa.date32()
+        elif pa.types.is_dictionary(t):
+            new = t.value_type
+        elif pa.types.is_uint64(t):
+            new = pa.decimal128(20, 0)
+        elif pa.types.is_null(t):
+            new = pa.string()
+        elif pa.types.is_struct(t) or pa.types.is_map(t):
+            raise ConfigError(f"column {f.name!r}: nested {t} values need a json mapping")
+        if new is not None:
+            col, changed = col.cast(new), True
+        cols.append(col)
+        fields.append(pa.field(f.name, col.type))
+    return pa.RecordBatch.from_arrays(cols, schema=pa.schema(fields)) if changed else batch
