@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from conn.destination import WriteResult
 from conn.errors import RetryLater
 from conn.http import BatchRejected, chunked, write_in_chunks, write_with_split
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 class FakeApi:

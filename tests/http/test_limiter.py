@@ -6,7 +6,6 @@ import threading
 import time
 
 import pytest
-
 from conn.destination import RateLimit
 from conn.errors import RetryLater
 from conn.http import RateLimiter

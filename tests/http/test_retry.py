@@ -9,12 +9,11 @@ import time
 
 import httpx
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from conn.errors import RetryLater
 from conn.http import HttpClient, RateLimiter, RetryPolicy, parse_retry_after
 from conn.testing.http import FaultServer, Reply, Slow
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 def test_retry_after_seconds_is_honoured(clock) -> None:

@@ -171,6 +171,7 @@ class FaultServer:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # no 40 ms delayed-ACK stalls per reply
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
