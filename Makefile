@@ -8,7 +8,7 @@ PLUGINS := $(sort $(wildcard plugins/sources/*/pyproject.toml plugins/destinatio
 PLUGIN_DIRS := $(patsubst %/pyproject.toml,%,$(PLUGINS))
 DEMO_DIR ?= demo
 
-.PHONY: dev demo test test-core test-plugins test-slow lint bench clean
+.PHONY: dev demo test test-slow lint bench bench-quick clean
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ lint: dev
 
 bench: dev
 	$(PY) -m bench
+
+bench-quick: dev
+	$(PY) -m bench --quick --smoke
 
 clean:
 	rm -rf $(VENV) .venvs $(DEMO_DIR)
