@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -19,7 +20,7 @@ def test_burst_then_steady_rate(clock) -> None:
         lim.acquire()
         times.append(clock() - start)
     assert times[:5] == [0.0] * 5  # the burst leaves at once
-    steady = [b - a for a, b in zip(times[5:], times[6:], strict=False)]
+    steady = [b - a for a, b in itertools.pairwise(times[5:])]
     assert all(abs(d - 0.1) < 1e-9 for d in steady)  # then one every 1/rate seconds
     assert times[-1] == pytest.approx(2.0)  # 25 requests = 5 burst + 20 at 10/s
 

@@ -79,7 +79,7 @@ def test_client_errors_are_not_retried() -> None:
         c = HttpClient(srv.url)
         r = c.get("/x")
         assert r.status_code == 404 and len(srv.requests) == 1
-        with pytest.raises(Exception, match="HTTP 404: .*no such list"):
+        with pytest.raises(Exception, match=r"HTTP 404: .*no such list"):
             c.raise_for_status(r)
 
 
