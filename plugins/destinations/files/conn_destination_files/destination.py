@@ -1,0 +1,416 @@
+"""The ``files`` destination: a durable change log per object in JSONL, CSV or Parquet,
+optionally materialised into a current snapshot.
+
+Layout under ``path``::
+
+    <object>.jsonl | <object>.csv        change log, one row per operation, column ``_op``
+    <object>/part-000001.parquet ...     change log (Parquet: one part file per batch)
+    _current/<object>.<ext>              snapshot, with ``materialize: true``
+
+pyarrow and DuckDB are imported inside methods so that registering the plugin stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, ClassVar
+
+from conn.destination import (
+    MODES,
+    Capabilities,
+    Destination,
+    ObjectInfo,
+    WriteRequest,
+    WriteResult,
+)
+from conn.errors import CheckFailed, ConfigError, ConnError
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+FORMATS = ("jsonl", "csv", "parquet")
+OP_COLUMN = "_op"
+SNAPSHOT_DIR = "_current"
+DEFAULT_OBJECT = "records"
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+_PART = re.compile(r"^part-(\d+)\.parquet$")
+
+
+def capabilities() -> Capabilities:
+    """What every object of this destination supports."""
+    return Capabilities(batch_size=100_000, modes=frozenset(MODES), supports_delete=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _repair_tail(path: Path) -> None:
+    """Cut a partial last line left by a crash mid-write (that write was never
+    acknowledged, so the runtime sends it again)."""
+    size = path.stat().st_size
+    if size == 0:
+        return
+    with open(path, "rb+") as f:
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        pos = size
+        while pos > 0:
+            step = min(65_536, pos)
+            pos -= step
+            f.seek(pos)
+            chunk = f.read(step)
+            nl = chunk.rfind(b"\n")
+            if nl >= 0:
+                f.truncate(pos + nl + 1)
+                return
+        f.truncate(0)
+
+
+@dataclass
+class _ObjectLog:
+    """Open state of one object's change log during a run."""
+
+    path: Path
+    handle: IO[bytes] | None = None
+    header: list[str] | None = None
+    next_part: int = 1
+    match_key: str | None = None
+    written: bool = False
+
+
+class FilesDestination(Destination):
+    """Writes every operation to an append-only change log file per object.
+
+    Upserts, inserts, updates and appends are written as rows with an ``_op`` column;
+    deletes (mirror mode, withdrawn consent) as rows holding the match key and
+    ``_op: delete``. Each :meth:`write_batch` is durable (fsync) when it returns. With
+    ``materialize: true`` a current snapshot (latest row per key, deletes removed) is
+    rebuilt when the run ends.
+    """
+
+    name: ClassVar[str] = "files"
+    description: ClassVar[str] = "JSONL, CSV or Parquet change logs (and snapshots) on disk"
+    config_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["path"],
+        "properties": {
+            "path": {"type": "string", "minLength": 1,
+                     "description": "output folder (created if missing); relative to "
+                                    "base_dir, else the current working directory"},
+            "base_dir": {"type": "string", "minLength": 1},
+            "format": {"enum": list(FORMATS), "default": "jsonl"},
+            "materialize": {"type": "boolean", "default": False,
+                            "description": "also keep _current/<object>.<ext>: the latest "
+                                           "row per key, deleted keys removed"},
+            "fsync": {"type": "boolean", "default": True,
+                      "description": "fsync each write before acknowledging it"},
+            "objects": {
+                "type": "object",
+                "propertyNames": {"pattern": _NAME_PATTERN},
+                "additionalProperties": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "fields": {"type": "object",
+                                   "description": "JSON Schema (type object) of the fields"},
+                        "identifiers": {"type": "array", "minItems": 1,
+                                        "items": {"type": "string", "minLength": 1}},
+                        "description": {"type": "string"},
+                    },
+                },
+            },
+        },
+    }
+
+    def __init__(self, config: Mapping[str, Any] | None = None, *, instance: str = "") -> None:
+        super().__init__(config, instance=instance)
+        self._logs: dict[str, _ObjectLog] = {}
+        self._duck: duckdb.DuckDBPyConnection | None = None
+
+    # --- configuration ----------------------------------------------------------------
+
+    @property
+    def format(self) -> str:
+        return str(self.config.get("format") or "jsonl")
+
+    @property
+    def root(self) -> Path:
+        """The output folder, resolved against ``base_dir`` or the working directory."""
+        p = Path(os.path.expanduser(str(self.config["path"])))
+        if not p.is_absolute():
+            p = Path(self.config.get("base_dir") or os.getcwd()) / p
+        return p
+
+    def objects(self) -> list[ObjectInfo]:
+        configured: dict[str, dict[str, Any]] = dict(self.config.get("objects") or {})
+        configured.setdefault(DEFAULT_OBJECT, {})
+        out = []
+        for name, spec in configured.items():
+            if not re.match(_NAME_PATTERN, name):
+                raise ConfigError(f"destination {self.instance!r}: object name {name!r} "
+                                  f"is not a safe file name", path=f"config.objects.{name}")
+            idents = tuple(spec.get("identifiers") or ("id",))
+            if spec.get("fields"):
+                fields = {"type": "object", **spec["fields"]}
+                missing = [i for i in idents if i not in fields.get("properties", {})]
+                if missing:
+                    raise ConfigError(
+                        f"destination {self.instance!r}: object {name!r}: identifier(s) "
+                        f"{missing} are not among its fields",
+                        path=f"config.objects.{name}.identifiers",
+                    )
+            else:
+                fields = {"type": "object", "additionalProperties": True,
+                          "properties": {i: {"description": "match key"} for i in idents}}
+            out.append(ObjectInfo(
+                name, fields, idents, capabilities(),
+                description=spec.get("description")
+                or f"{self.format} change log {name}{'/' if self.format == 'parquet' else ''}"
+                   f"{'' if self.format == 'parquet' else '.' + self.format}",
+            ))
+        return out
+
+    # --- duties -----------------------------------------------------------------------
+
+    def check(self) -> None:
+        root = self.root
+        probe = root / f".conn-check-{os.getpid()}"
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as exc:
+            raise CheckFailed(f"destination {self.instance!r}: cannot write to folder "
+                              f"{root}: {exc.strerror or exc}") from exc
+
+    def write_batch(self, request: WriteRequest) -> WriteResult:
+        if request.dry_run:
+            return WriteResult.ok()
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        batch = request.records
+        if OP_COLUMN in batch.schema.names:
+            batch = batch.drop_columns([OP_COLUMN])
+        n = batch.num_rows
+        ops = pc.fill_null(pa.nulls(n, pa.string()), request.operation)
+        table = pa.Table.from_batches([batch]).append_column(OP_COLUMN, ops)
+        log = self._log(request.object.name)
+        log.match_key = request.match_key
+        if self.format == "parquet":
+            self._write_parquet(log, table)
+        else:
+            reject = self._write_text(log, table)
+            if reject:
+                return WriteResult.all_rejected(n, reject, retryable=False)
+        log.written = True
+        return WriteResult.ok()
+
+    def close(self) -> None:
+        try:
+            for name, log in self._logs.items():
+                if log.handle is not None:
+                    log.handle.close()
+                    log.handle = None
+                if log.written and self.config.get("materialize"):
+                    self._materialize(name, log)
+        finally:
+            self._logs.clear()
+            if self._duck is not None:
+                self._duck.close()
+                self._duck = None
+
+    # --- writing ----------------------------------------------------------------------
+
+    def _con(self) -> duckdb.DuckDBPyConnection:
+        if self._duck is None:
+            import duckdb
+
+            self._duck = duckdb.connect()
+            self._duck.execute("set threads = 1")  # keeps scan order = file order
+        return self._duck
+
+    def _log(self, name: str) -> _ObjectLog:
+        log = self._logs.get(name)
+        if log is not None:
+            return log
+        root = self.root
+        root.mkdir(parents=True, exist_ok=True)
+        if self.format == "parquet":
+            folder = root / name
+            folder.mkdir(exist_ok=True)
+            parts = [int(m.group(1)) for f in os.listdir(folder) if (m := _PART.match(f))]
+            log = _ObjectLog(folder, next_part=max(parts, default=0) + 1)
+        else:
+            path = root / f"{name}.{self.format}"
+            existed = path.exists()
+            if existed:
+                _repair_tail(path)
+            log = _ObjectLog(path, handle=open(path, "ab"))  # noqa: SIM115 - closed in close()
+            if not existed:
+                self._sync(log.handle)
+                _fsync_dir(root)
+            if self.format == "csv" and path.stat().st_size:
+                import pyarrow.csv as pcsv
+
+                log.header = pcsv.open_csv(path).schema.names
+        self._logs[name] = log
+        return log
+
+    def _sync(self, handle: IO[bytes]) -> None:
+        handle.flush()
+        if self.config.get("fsync", True):
+            os.fsync(handle.fileno())
+
+    def _write_text(self, log: _ObjectLog, table: pa.Table) -> str | None:
+        """Append ``table`` to a JSONL or CSV log; a reason when the rows cannot fit."""
+        import io
+
+        import pyarrow as pa
+
+        if self.format == "jsonl":
+            data = self._jsonl_bytes(table)
+        else:
+            import pyarrow.csv as pcsv
+
+            nested = [f.name for f in table.schema if pa.types.is_nested(f.type)]
+            if nested:
+                return (f"CSV cannot hold nested field(s) {nested}; map them to text or use "
+                        f"format jsonl or parquet")
+            new = log.header is None
+            if new:
+                log.header = table.schema.names
+            extra = [c for c in table.schema.names if c not in log.header]
+            if extra:
+                return (f"field(s) {extra} are not columns of the existing CSV file "
+                        f"{log.path}; CSV logs keep their first header: move the file aside "
+                        f"or use format jsonl or parquet")
+            n = table.num_rows
+            table = pa.table({c: table[c] if c in table.schema.names else pa.nulls(n)
+                              for c in log.header})
+            sink = io.BytesIO()
+            pcsv.write_csv(table, sink, pcsv.WriteOptions(include_header=new))
+            data = sink.getvalue()
+        assert log.handle is not None
+        start = log.handle.tell()
+        try:
+            log.handle.write(data)
+            self._sync(log.handle)
+        except BaseException:
+            # Nothing of this batch is acknowledged: leave the log as it was.
+            log.handle.truncate(start)
+            if self.format == "csv" and start == 0:
+                log.header = None
+            raise
+        return None
+
+    def _jsonl_bytes(self, table: pa.Table) -> bytes | memoryview:
+        """One JSON object per row, newline-terminated, encoded without a Python loop."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        con = self._con()
+        con.register("_conn_batch", table)
+        try:
+            lines = con.sql("select to_json(_conn_batch) from _conn_batch")
+            col = _arrow_table(lines).column(0).combine_chunks()
+        finally:
+            con.unregister("_conn_batch")
+        offsets = pa.array([0, len(col)], pa.int64() if pa.types.is_large_string(col.type)
+                           else pa.int32())
+        cls = pa.LargeListArray if pa.types.is_large_string(col.type) else pa.ListArray
+        joined = pc.binary_join(cls.from_arrays(offsets, col), "\n")[0]
+        return bytes(joined.as_buffer()) + b"\n"
+
+    def _write_parquet(self, log: _ObjectLog, table: pa.Table) -> None:
+        """Write one part file per batch: complete and durable when this returns."""
+        import pyarrow.parquet as pq
+
+        final = log.path / f"part-{log.next_part:06d}.parquet"
+        tmp = log.path / f".{final.name}.tmp"
+        try:
+            pq.write_table(table, tmp)
+            if self.config.get("fsync", True):
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+            os.replace(tmp, final)
+            if self.config.get("fsync", True):
+                _fsync_dir(log.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        log.next_part += 1
+
+    # --- snapshot ---------------------------------------------------------------------
+
+    def _scan(self, log: _ObjectLog) -> tuple[str, str]:
+        """DuckDB table expression over the log, and the column giving log order."""
+        p = str(log.path).replace("'", "''")
+        if self.format == "parquet":
+            return (f"(select *, row_number() over (order by filename, file_row_number) "
+                    f"as _conn_n from read_parquet('{p}/part-*.parquet', union_by_name=true, "
+                    f"filename=true, file_row_number=true))"), "_conn_n"
+        if self.format == "csv":
+            scan = f"read_csv('{p}', header=true, all_varchar=true)"
+        else:
+            scan = f"read_json('{p}', format='newline_delimited', sample_size=-1)"
+        return f"(select *, row_number() over () as _conn_n from {scan})", "_conn_n"
+
+    def _materialize(self, name: str, log: _ObjectLog) -> None:
+        """Rebuild ``_current/<name>.<ext>``: the latest row per match key, without deleted
+        keys, plus every appended row, in log order. DuckDB spills to disk when needed."""
+        import duckdb
+
+        con = self._con()
+        scan, order = self._scan(log)
+        extra = ["filename", "file_row_number"] if self.format == "parquet" else []
+        try:
+            cols = con.sql(f"select * from {scan} limit 0").columns
+            key = log.match_key
+            drop = ", ".join(_q(c) for c in [OP_COLUMN, order, *extra] if c in cols)
+            if key and key in cols:
+                body = (
+                    f"select * from (select * from {scan} where {_q(OP_COLUMN)} <> 'append' "
+                    f"qualify row_number() over (partition by cast({_q(key)} as varchar) "
+                    f"order by {order} desc) = 1) where {_q(OP_COLUMN)} <> 'delete' "
+                    f"union all by name select * from {scan} where {_q(OP_COLUMN)} = 'append'"
+                )
+            else:
+                body = f"select * from {scan} where {_q(OP_COLUMN)} = 'append'"
+            query = f"select * exclude ({drop}) from ({body}) order by {order}"
+            folder = self.root / SNAPSHOT_DIR
+            folder.mkdir(exist_ok=True)
+            final = folder / f"{name}.{self.format}"
+            tmp = folder / f".{final.name}.tmp"
+            fmt = {"jsonl": "json", "csv": "csv", "parquet": "parquet"}[self.format]
+            opts = ", header true" if fmt == "csv" else ""
+            t = str(tmp).replace("'", "''")
+            con.execute(f"copy ({query}) to '{t}' (format {fmt}{opts})")
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+            _fsync_dir(folder)
+        except (duckdb.Error, OSError) as exc:
+            raise ConnError(f"destination {self.instance!r}: could not materialise object "
+                            f"{name!r} from {log.path}: {exc}") from exc
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _arrow_table(relation: Any) -> pa.Table:
+    fetch = getattr(relation, "to_arrow_table", None) or relation.arrow
+    return fetch()

@@ -1,0 +1,278 @@
+"""Tests of the ``files`` destination; every write goes through the runtime delivery path."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+from conn.destination import object_schema_errors
+from conn.errors import CheckFailed, ConfigError
+from conn.runtime import delivery
+from conn.runtime.batches import seal_gated, seal_mapped
+from conn.testing.harness import write_records
+from conn_destination_files.destination import FilesDestination
+
+ROWS = [
+    {"id": 1, "email": "ana@example.com", "name": "Ana Müller", "ltv": 10.5},
+    {"id": 2, "email": None, "name": "東京 🚀", "ltv": None},
+    {"id": 3, "email": "zoe@example.com", "name": 'Zoë "q", c', "ltv": 0.0},
+]
+
+
+def make(tmp_path: Path, **config: object) -> FilesDestination:
+    cfg = {"path": str(tmp_path / "out"), **config}
+    FilesDestination.validate_config(cfg)
+    return FilesDestination(cfg, instance="landing")
+
+
+def jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def parquet_log(folder: Path) -> pa.Table:
+    parts = sorted(folder.glob("part-*.parquet"))
+    schema = pa.unify_schemas([pq.read_schema(p) for p in parts])
+    return ds.dataset([str(p) for p in parts], schema=schema, format="parquet").to_table()
+
+
+def test_objects_default_and_configured(tmp_path: Path) -> None:
+    dest = make(tmp_path, objects={"contacts": {
+        "identifiers": ["email"],
+        "fields": {"properties": {"email": {"type": "string"}, "ltv": {"type": "number"}}},
+    }, "audience": {"identifiers": ["user_id"]}})
+    objs = {o.name: o for o in dest.objects()}
+    assert set(objs) == {"contacts", "audience", "records"}
+    assert objs["records"].identifiers == ("id",)
+    assert objs["contacts"].identifiers == ("email",)
+    assert objs["contacts"].fields["type"] == "object"
+    for obj in objs.values():
+        assert object_schema_errors(obj) == []
+        caps = obj.capabilities
+        assert caps.batch_size == 100_000 and caps.supports_delete
+        assert caps.operations() == {"upsert", "insert", "update", "delete", "append"}
+
+
+def test_identifier_must_be_a_field(tmp_path: Path) -> None:
+    dest = make(tmp_path, objects={"c": {"identifiers": ["email"],
+                                         "fields": {"properties": {"id": {}}}}})
+    with pytest.raises(ConfigError) as err:
+        dest.objects()
+    assert err.value.path == "config.objects.c.identifiers"
+
+
+def test_jsonl_change_log_with_deletes(tmp_path: Path) -> None:
+    with make(tmp_path) as dest:
+        assert write_records(dest, "records", ROWS).rejected == []
+        log = tmp_path / "out" / "records.jsonl"
+        # Durable and readable before close: the acknowledgement is honest.
+        assert len(jsonl(log)) == 3
+        write_records(dest, "records", [{"id": 3}], operation="delete")
+        write_records(dest, "records", [{"id": 4, "name": "x"}], operation="append")
+    rows = jsonl(log)
+    assert [r["_op"] for r in rows] == ["upsert"] * 3 + ["delete", "append"]
+    assert rows[0] == {**ROWS[0], "_op": "upsert"}
+    assert rows[1] == {**ROWS[1], "_op": "upsert"}  # nulls and unicode survive
+    assert rows[2]["name"] == 'Zoë "q", c'
+    assert rows[3] == {"id": 3, "_op": "delete"}
+
+
+def test_jsonl_appends_across_runs_and_repairs_a_torn_tail(tmp_path: Path) -> None:
+    with make(tmp_path) as dest:
+        write_records(dest, "records", ROWS[:1])
+    log = tmp_path / "out" / "records.jsonl"
+    with open(log, "ab") as f:  # a crash mid-write of an unacknowledged batch
+        f.write(b'{"id": 9, "na')
+    with make(tmp_path) as dest:
+        write_records(dest, "records", ROWS[1:2])
+    assert [r["id"] for r in jsonl(log)] == [1, 2]
+
+
+def test_failed_write_leaves_log_unchanged_and_rows_pending(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with make(tmp_path) as dest:
+        write_records(dest, "records", ROWS[:1])
+        log = tmp_path / "out" / "records.jsonl"
+        before = log.read_bytes()
+
+        def broken(fd: int) -> None:
+            raise OSError(5, "I/O error")
+
+        monkeypatch.setattr(os, "fsync", broken)
+        result = write_records(dest, "records", ROWS[1:])
+        monkeypatch.undo()
+        assert result.pending == [0, 1] and result.error is not None
+        assert log.read_bytes() == before
+        write_records(dest, "records", ROWS[1:])
+    assert [r["id"] for r in jsonl(log)] == [1, 2, 3]
+
+
+def test_csv_log_keeps_header_and_aligns_deletes(tmp_path: Path) -> None:
+    with make(tmp_path, format="csv") as dest:
+        write_records(dest, "records", ROWS)
+        write_records(dest, "records", [{"id": 2}], operation="delete")
+        write_records(dest, "records", [{"id": 5, "name": "only name"}], operation="insert")
+        log = tmp_path / "out" / "records.csv"
+        assert log.read_text(encoding="utf-8").count("_op") == 1
+        extra = write_records(dest, "records", [{"id": 6, "colour": "red"}])
+        assert len(extra.rejected) == 1 and not extra.rejected[0].retryable
+        assert "colour" in extra.rejected[0].reason
+        nested = write_records(dest, "records", [{"id": 7, "tags": ["a"]}])
+        assert "nested" in nested.rejected[0].reason
+    table = pcsv.read_csv(log, convert_options=pcsv.ConvertOptions(strings_can_be_null=True))
+    assert table.schema.names == ["id", "email", "name", "ltv", "_op"]
+    rows = table.to_pylist()
+    assert [r["_op"] for r in rows] == ["upsert"] * 3 + ["delete", "insert"]
+    assert rows[1]["name"] == "東京 🚀" and rows[1]["email"] is None
+    assert rows[2]["name"] == 'Zoë "q", c'
+    assert rows[3]["id"] == 2 and rows[3]["name"] is None
+    assert rows[4]["name"] == "only name"
+
+
+def test_parquet_parts_are_durable_per_batch_with_type_fidelity(tmp_path: Path) -> None:
+    batch = pa.table({
+        "id": pa.array([1, 2], pa.int64()),
+        "when": pa.array([dt.datetime(2024, 5, 6, 7, 8, 9), None], pa.timestamp("us", "UTC")),
+        "amount": pa.array([decimal.Decimal("1.25"), None], pa.decimal128(9, 2)),
+        "tags": pa.array([["a", "ü"], None], pa.list_(pa.string())),
+    })
+    folder = tmp_path / "out" / "records"
+    with make(tmp_path, format="parquet") as dest:
+        write_records(dest, "records", batch)
+        # Complete and readable before close.
+        assert [p.name for p in folder.iterdir()] == ["part-000001.parquet"]
+        part = pq.read_table(folder / "part-000001.parquet")
+        write_records(dest, "records", [{"id": 2}], operation="delete")
+    assert part.drop_columns(["_op"]).equals(batch)
+    with make(tmp_path, format="parquet") as dest:  # numbering continues across runs
+        write_records(dest, "records", batch.slice(0, 1))
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "part-000001.parquet", "part-000002.parquet", "part-000003.parquet"]
+    log = parquet_log(folder)
+    assert log.column("_op").to_pylist() == ["upsert", "upsert", "delete", "upsert"]
+
+
+def test_large_write_is_split_to_batch_size(tmp_path: Path) -> None:
+    n = 120_000
+    table = pa.table({"id": pa.array(range(n), pa.int64()),
+                      "v": pa.array([i % 7 for i in range(n)], pa.int8())})
+    with make(tmp_path, format="parquet") as dest:
+        assert write_records(dest, "records", table).rejected == []
+    parts = sorted((tmp_path / "out" / "records").glob("part-*.parquet"))
+    assert [pq.read_metadata(p).num_rows for p in parts] == [100_000, 20_000]
+    with make(tmp_path, format="jsonl") as dest:
+        write_records(dest, "records", table)
+    with open(tmp_path / "out" / "records.jsonl", "rb") as f:
+        assert sum(1 for _ in f) == n
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_materialized_snapshot(tmp_path: Path, fmt: str) -> None:
+    with make(tmp_path, format=fmt, materialize=True) as dest:
+        write_records(dest, "records", ROWS)
+        write_records(dest, "records", [{"id": 2, "email": "new@example.com",
+                                         "name": "東京 🚀", "ltv": 3.0}], operation="update")
+        write_records(dest, "records", [{"id": 3}], operation="delete")
+    with make(tmp_path, format=fmt, materialize=True) as dest:  # a later run
+        write_records(dest, "records", [{"id": 3, "email": "back@example.com",
+                                         "name": "Zoë", "ltv": 1.0}])
+        write_records(dest, "records", [{"id": 1}], operation="delete")
+    snap = tmp_path / "out" / "_current" / f"records.{fmt}"
+    if fmt == "jsonl":
+        rows = jsonl(snap)
+    elif fmt == "csv":
+        rows = pcsv.read_csv(snap).to_pylist()
+    else:
+        rows = pq.read_table(snap).to_pylist()
+    assert [(r["id"], r["email"]) for r in rows] == [(2, "new@example.com"),
+                                                     (3, "back@example.com")]
+    assert rows[0]["name"] == "東京 🚀"
+    assert "_op" not in rows[0]
+    assert not [p for p in snap.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_materialize_keeps_appends(tmp_path: Path) -> None:
+    with make(tmp_path, materialize=True) as dest:
+        write_records(dest, "records", [{"id": 1, "e": "a"}, {"id": 1, "e": "b"}],
+                      operation="append")
+    rows = jsonl(tmp_path / "out" / "_current" / "records.jsonl")
+    assert [r["e"] for r in rows] == ["a", "b"]
+
+
+def test_named_object_becomes_the_file_name(tmp_path: Path) -> None:
+    with make(tmp_path, objects={"contacts": {"identifiers": ["email"]}}) as dest:
+        write_records(dest, "contacts", ROWS[:1])
+    assert jsonl(tmp_path / "out" / "contacts.jsonl")[0]["email"] == "ana@example.com"
+    with make(tmp_path) as dest, pytest.raises(ConfigError, match="objects: records"):
+        dest.object("nope")
+
+
+def test_dry_run_writes_nothing(tmp_path: Path) -> None:
+    with make(tmp_path) as dest:
+        obj = dest.object("records")
+        batch = pa.RecordBatch.from_pylist(ROWS)
+        keys = pa.array(["1", "2", "3"])
+        mapped = seal_mapped(seal_gated(batch, keys, 0), batch, keys)
+        req = delivery.request_from_plan("t", obj, "upsert", mapped, None, "id", dry_run=True)
+        assert dest.write(req).rejected == []
+        assert dest.describe_requests(req)[0]["records"][0]["id"] == 1
+    assert not (tmp_path / "out" / "records.jsonl").exists()
+
+
+def test_check_creates_folder_and_names_unwritable_path(tmp_path: Path) -> None:
+    with make(tmp_path) as dest:
+        dest.check()
+    assert (tmp_path / "out").is_dir() and not list((tmp_path / "out").iterdir())
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    bad = FilesDestination({"path": str(tmp_path / "blocker" / "out")})
+    with pytest.raises(CheckFailed, match=re.escape(str(tmp_path / "blocker" / "out"))):
+        bad.check()
+
+
+def test_relative_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert make(tmp_path, path="rel", base_dir=str(tmp_path)).root == tmp_path / "rel"
+    monkeypatch.chdir(tmp_path)
+    assert make(tmp_path, path="rel").root == tmp_path / "rel"
+
+
+@pytest.mark.parametrize("config, where", [
+    ({}, "path"),
+    ({"path": "o", "format": "xml"}, "format"),
+    ({"path": "o", "materialize": "yes"}, "materialize"),
+    ({"path": "o", "objects": {"../evil": {}}}, "objects"),
+    ({"path": "o", "objects": {"_current": {}}}, "objects"),
+    ({"path": "o", "objects": {"c": {"identifiers": []}}}, "identifiers"),
+    ({"path": "o", "objects": {"c": {"key": "id"}}}, "key"),
+])
+def test_config_schema_rejects_bad_config(config: dict, where: str) -> None:
+    with pytest.raises(ConfigError, match=where):
+        FilesDestination.validate_config(config)
+
+
+def test_discovered_through_entry_point() -> None:
+    from conn.plugins import Registry
+
+    assert Registry(autoload=True).destination_class("files") is FilesDestination
+
+
+def test_entry_point_module_imports_nothing_heavy() -> None:
+    code = (
+        "import sys\n"
+        "from conn.plugins import Registry\n"
+        "cls = Registry(autoload=True).destination_class('files')\n"
+        "assert cls.__name__ == 'FilesDestination'\n"
+        "print([m for m in ('duckdb', 'pyarrow.parquet', 'pyarrow.csv') if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
