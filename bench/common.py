@@ -1,0 +1,126 @@
+"""Shared helpers of the benchmarks: seeded data, timing with peak memory, result tables.
+
+Every scenario runs in a child process so that its peak memory (max RSS) is its own;
+figures are medians of several runs after a warm-up, and ratios are taken between sides
+measured in the same invocation (these machines are shared and noisy).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "bench" / "data"
+RESULTS = ROOT / "bench" / "results"
+
+
+@dataclass
+class Measurement:
+    """One side of a comparison: median wall time and peak RSS over ``runs``."""
+
+    name: str
+    rows: int
+    seconds: list[float] = field(default_factory=list)
+    max_rss_mb: list[float] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.seconds) if self.seconds else float("nan")
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.median_s if self.seconds and self.median_s > 0 else 0.0
+
+    @property
+    def peak_mb(self) -> float:
+        return statistics.median(self.max_rss_mb) if self.max_rss_mb else float("nan")
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(median_s=self.median_s, rows_per_s=self.rows_per_s, peak_mb=self.peak_mb)
+        return d
+
+
+def measure(name: str, rows: int, argv: Sequence[str], *, runs: int = 3, warmup: int = 1,
+            env: dict[str, str] | None = None, cwd: Path | None = None,
+            shell: bool = False, note: str = "") -> Measurement:
+    """Median of ``runs`` after ``warmup`` runs of a child command."""
+    m = Measurement(name, rows, note=note)
+    for i in range(warmup + runs):
+        wall, rss, _ = run_child(argv, env=env, cwd=cwd, shell=shell)
+        if i >= warmup:
+            m.seconds.append(wall)
+            m.max_rss_mb.append(rss)
+    return m
+
+
+def run_child(argv: Sequence[str], env: dict[str, str] | None = None,
+              cwd: Path | None = None, shell: bool = False) -> tuple[float, float, str]:
+    """Run a command; return (wall seconds, peak RSS in MB, stdout). The peak is that of
+    the direct child (``wait4``); for a shell pipeline it is the largest process's."""
+    import tempfile
+
+    cmd: Any = " ".join(argv) if shell else list(argv)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, shell=shell, stdout=out, stderr=err,
+                                env={**os.environ, **(env or {})}, cwd=cwd)
+        _, status, rusage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd} failed ({proc.returncode}): {stderr[-2000:]}")
+    return wall, rusage.ru_maxrss / 1024, stdout
+
+
+def environment() -> dict[str, Any]:
+    import pyarrow
+
+    info = {"python": platform.python_version(), "machine": platform.machine(),
+            "cpus": os.cpu_count(), "pyarrow": pyarrow.__version__,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    try:
+        import duckdb
+
+        info["duckdb"] = duckdb.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def print_table(title: str, rows: list[list[Any]], columns: list[str]) -> None:
+    print(f"\n## {title}")
+    widths = [max(len(str(c)), *(len(_fmt(r[i])) for r in rows)) for i, c in enumerate(columns)]
+    print("  ".join(str(c).ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for r in rows:
+        print("  ".join(_fmt(v).ljust(w) for v, w in zip(r, widths, strict=True)))
+    sys.stdout.flush()
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:,.3f}" if v < 100 else f"{v:,.0f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def save(name: str, payload: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(payload, indent=2, default=str))
+    return path
