@@ -174,12 +174,11 @@ class FilesDestination(Destination):
             else:
                 fields = {"type": "object", "additionalProperties": True,
                           "properties": {i: {"description": "match key"} for i in idents}}
-            out.append(ObjectInfo(
-                name, fields, idents, capabilities(),
-                description=spec.get("description")
-                or f"{self.format} change log {name}{'/' if self.format == 'parquet' else ''}"
-                   f"{'' if self.format == 'parquet' else '.' + self.format}",
-            ))
+            where = f"{name}/part-*.parquet" if self.format == "parquet" \
+                else f"{name}.{self.format}"
+            out.append(ObjectInfo(name, fields, idents, capabilities(),
+                                  description=spec.get("description")
+                                  or f"change log {where} (one row per operation)"))
         return out
 
     # --- duties -----------------------------------------------------------------------
