@@ -5,7 +5,7 @@ Contract with the runtime (``conn.runtime.runner``):
 
 ``build_gate(ctx: GateContext) -> ConsentGate``, then per batch
 ``gate.apply(batch, keys) -> GatedBatch`` (made with ``conn.runtime.batches.seal_gated``)
-and at the end ``gate.summary() -> dict`` for the run report.
+and at the end ``gate.summary() -> dict`` for the run report. See ``docs/consent.md``.
 """
 
 from conn.consent.context import GateContext

@@ -1,45 +1,227 @@
-"""Consent gate (first version: consent columns only; the full gate replaces this)."""
+"""The consent gate: only rows whose subject may be processed for every purpose of the
+destination pass; then field policies apply to the columns the mapping reads.
+
+Per purpose, each row gets a consent code (:mod:`conn.consent.values`) from
+
+* the purpose's consent column (``consent.columns``), if any, and
+* the consent source (``consent.source``), looked up by the subject column
+  (``consent.subject``, or the primary key when not given), if any.
+
+**Both combined: a denial anywhere wins.** The codes combine as their maximum: denied >
+malformed > granted > no record. So a column saying yes and a later event saying no is a
+no; a column with no value and an event saying yes is a yes. A row passes a purpose when
+the combined code is *granted*, or *no record* while the sync names another legal basis
+for that purpose (``consent.legal_basis``). A row passes the gate when it passes every
+purpose. Everything is computed with numpy/pyarrow over whole batches.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from conn.consent.checks import consent_issues
 from conn.consent.context import GateContext
+from conn.consent.events import ConsentIndex, load_index
+from conn.consent.policies import FieldPolicy, apply_policy, policy_issues, resolve_policies
+from conn.consent.values import DENIED, GRANTED, MALFORMED, NO_RECORD, REASONS, classify
+from conn.errors import ConfigError
 from conn.runtime.batches import GatedBatch, seal_gated
+
+_WITHHELD_REASONS = ("no_record", "malformed", "denied")
+
+
+class Decision:
+    """Per-row outcome of the gate for one batch (numpy arrays aligned with the rows)."""
+
+    def __init__(self, n: int, purposes: tuple[str, ...]) -> None:
+        self.passed = np.ones(n, dtype=bool)
+        #: Worst failing code per row: -1 passed, else NO_RECORD/MALFORMED/DENIED.
+        self.worst = np.full(n, -1, dtype=np.int8)
+        self.codes: dict[str, np.ndarray] = {}
+        self.by_basis: dict[str, np.ndarray] = {}
+        self.ok: dict[str, np.ndarray] = {}
+        self.positions: np.ndarray | None = None
+        self.purposes = purposes
 
 
 class ConsentGate:
-    """Filters rows lacking consent for any of the destination's purposes."""
+    """Filters rows lacking consent for any purpose and applies field policies."""
 
-    def __init__(self, ctx: GateContext) -> None:
+    def __init__(self, ctx: GateContext, *, index: ConsentIndex | None = None) -> None:
+        from conn.mapping.spec import parse_mapping
+
         self.ctx = ctx
-        self.purposes = ctx.purposes
-        self.columns: dict[str, str] = dict((ctx.sync.consent or {}).get("columns") or {})
-        self.withheld: dict[str, int] = {}
-        self.passed = 0
+        self.purposes: tuple[str, ...] = tuple(ctx.purposes)
+        consent = dict(ctx.sync.consent or {})
+        self.columns: dict[str, str] = dict(consent.get("columns") or {})
+        self.subject: str | None = consent.get("subject")
+        self.legal_basis: dict[str, str] = dict(consent.get("legal_basis") or {})
+        self.source_name: str | None = consent.get("source")
+        self.index = index
+        if self.index is None and self.source_name:
+            spec = ctx.project.consent_sources.get(self.source_name)
+            if spec is None:
+                raise ConfigError(f"unknown consent source {self.source_name!r}",
+                                  file=str(ctx.project.file),
+                                  path=f"syncs.{ctx.sync.name}.consent.source")
+            self.index = load_index(self.source_name, spec,
+                                    ctx.consent_events(self.source_name),
+                                    file=str(ctx.project.file))
+        obj_fields = list(ctx.object.properties) or None
+        if obj_fields is not None and ctx.object.fields.get("additionalProperties"):
+            obj_fields = None
+        self.specs, self._spec_errors = parse_mapping(
+            ctx.sync.mapping, sync=ctx.sync.name, stream_columns=list(ctx.stream.schema.names),
+            object_fields=obj_fields, null_default=ctx.sync.raw.get("null_handling", "send"),
+            file=str(ctx.project.file))
+        self.policies: dict[str, FieldPolicy] = resolve_policies(ctx, self.specs)
+        self.rows = 0
+        self.passed_rows = 0
+        self.withheld_by_reason = dict.fromkeys(_WITHHELD_REASONS, 0)
+        self.per_purpose: dict[str, dict[str, Any]] = {
+            p: {"passed": 0, "withheld": dict.fromkeys(_WITHHELD_REASONS, 0),
+                "legal_bases": {}} for p in self.purposes}
+        self.legal_bases: dict[str, dict[str, int]] = {p: {} for p in self.purposes}
+
+    # --- configuration ----------------------------------------------------------------
+
+    def issues(self) -> list[ConfigError]:
+        """Consent and field-policy configuration problems (the mapper reports these too,
+        so the runtime needs to call only ``mapper.issues()``)."""
+        return consent_issues(self.ctx) + policy_issues(self.ctx, self.specs, self.policies)
+
+    # --- per batch --------------------------------------------------------------------
+
+    def _subjects(self, batch: pa.RecordBatch, keys: pa.Array) -> pa.Array:
+        if self.subject is None:
+            return keys if pa.types.is_string(keys.type) else keys.cast(pa.string())
+        col = batch.column(self.subject)
+        return col if pa.types.is_string(col.type) else col.cast(pa.string())
+
+    def decide(self, batch: pa.RecordBatch, keys: pa.Array) -> Decision:
+        """Consent outcome per row and purpose, without filtering (``conn explain``)."""
+        n = batch.num_rows
+        d = Decision(n, self.purposes)
+        if self.index is not None:
+            d.positions = self.index.lookup(self._subjects(batch, keys))
+        for purpose in self.purposes:
+            code = np.zeros(n, dtype=np.int8)
+            col = self.columns.get(purpose)
+            if col is not None:
+                if col not in batch.schema.names:
+                    raise ConfigError(f"consent column {col!r} is missing from the batch",
+                                      file=str(self.ctx.project.file),
+                                      path=f"syncs.{self.ctx.sync.name}.consent.columns."
+                                           f"{purpose}")
+                code = np.maximum(code, classify(batch.column(col)))
+            if self.index is not None and d.positions is not None:
+                code = np.maximum(code, self.index.codes_for(purpose, d.positions))
+            ok = code == GRANTED
+            if purpose in self.legal_basis:
+                by_basis = code == NO_RECORD
+                ok = ok | by_basis
+                d.by_basis[purpose] = by_basis
+            d.codes[purpose] = code
+            d.ok[purpose] = ok
+            fail = np.where(ok, -1, code).astype(np.int8)
+            d.worst = np.maximum(d.worst, fail)
+            d.passed &= ok
+        return d
 
     def apply(self, batch: pa.RecordBatch, keys: pa.Array) -> GatedBatch:
-        mask = pa.array([True] * batch.num_rows)
+        """Keep rows allowed for every purpose; apply field policies to the columns the
+        mapping reads (others are not passed on); count what was withheld and why."""
+        if isinstance(keys, pa.ChunkedArray):
+            keys = keys.combine_chunks()
+        d = self.decide(batch, keys)
+        self._count(d)
+        mask = pa.array(d.passed, pa.bool_())
+        kept = batch.filter(mask) if not d.passed.all() else batch
+        kept_keys = keys.filter(mask) if not d.passed.all() else keys
+        cols, fields = [], []
+        for name, pol in self.policies.items():
+            if name not in kept.schema.names:
+                continue
+            arr = apply_policy(kept.column(name), pol)
+            if arr is None:
+                continue
+            cols.append(arr)
+            fields.append(kept.schema.field(name) if pol.action == "allow"
+                          else pa.field(name, arr.type))
+        out = pa.RecordBatch.from_arrays(cols, schema=pa.schema(fields))
+        return seal_gated(out, kept_keys, batch.num_rows - kept.num_rows)
+
+    def _count(self, d: Decision) -> None:
+        n = len(d.passed)
+        self.rows += n
+        passed = int(d.passed.sum())
+        self.passed_rows += passed
+        counts = np.bincount(d.worst[d.worst >= 0].astype(np.int64), minlength=4)
+        for code in (NO_RECORD, MALFORMED, DENIED):
+            self.withheld_by_reason[REASONS[code]] += int(counts[code])
         for purpose in self.purposes:
-            col = self.columns.get(purpose)
-            if col is None:
-                ok = pa.array([False] * batch.num_rows)
-            else:
-                ok = pc.fill_null(pc.equal(batch.column(col).cast(pa.bool_()), True), False)
-            denied = pc.sum(pc.and_(mask, pc.invert(ok))).as_py() or 0
-            if denied:
-                self.withheld[purpose] = self.withheld.get(purpose, 0) + denied
-            mask = pc.and_(mask, ok)
-        passed = batch.filter(mask)
-        self.passed += passed.num_rows
-        return seal_gated(passed, keys.filter(mask), batch.num_rows - passed.num_rows)
+            stats = self.per_purpose[purpose]
+            ok = d.ok[purpose]
+            stats["passed"] += int(ok.sum())
+            pc_counts = np.bincount(d.codes[purpose][~ok].astype(np.int64), minlength=4)
+            for code in (NO_RECORD, MALFORMED, DENIED):
+                stats["withheld"][REASONS[code]] += int(pc_counts[code])
+            # Legal bases of rows that passed the gate, per purpose.
+            bases = self.legal_bases[purpose]
+            by_basis = d.by_basis.get(purpose)
+            n_basis = int((by_basis & d.passed).sum()) if by_basis is not None else 0
+            if n_basis:
+                name = self.legal_basis[purpose]
+                bases[name] = bases.get(name, 0) + n_basis
+            granted = (d.codes[purpose] == GRANTED) & d.passed
+            self._count_consent_bases(purpose, granted, d, bases)
+            stats["legal_bases"] = bases
+
+    def _count_consent_bases(self, purpose: str, granted: np.ndarray, d: Decision,
+                             bases: dict[str, int]) -> None:
+        total = int(granted.sum())
+        if not total:
+            return
+        named = 0
+        if self.index is not None and d.positions is not None and purpose in self.index.bases:
+            pos = d.positions[granted]
+            pos = pos[pos >= 0]
+            if len(pos):
+                vc = pc.value_counts(self.index.bases[purpose].take(pa.array(pos)))
+                for item in vc.to_pylist():
+                    if item["values"] is not None:
+                        bases[item["values"]] = bases.get(item["values"], 0) + item["counts"]
+                        named += item["counts"]
+        if total - named:
+            bases["consent"] = bases.get("consent", 0) + total - named
+
+    # --- report -----------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
-        return {"passed": self.passed, "withheld": dict(self.withheld)}
+        """Counts for the run report: rows seen, passed and withheld (overall by the most
+        restrictive reason, and per purpose), legal bases used, field policies."""
+        return {
+            "purposes": list(self.purposes),
+            "rows": self.rows,
+            "passed": self.passed_rows,
+            "withheld": self.rows - self.passed_rows,
+            "withheld_by_reason": dict(self.withheld_by_reason),
+            "per_purpose": {p: {"passed": s["passed"], "withheld": dict(s["withheld"]),
+                                "legal_bases": dict(s["legal_bases"])}
+                            for p, s in self.per_purpose.items()},
+            "legal_bases": {p: dict(b) for p, b in self.legal_bases.items()},
+            "consent_from": {"columns": dict(self.columns), "source": self.source_name,
+                             "subject": self.subject or "primary key",
+                             "combine": "a denial anywhere wins"},
+            "policies": {c: p.as_dict() for c, p in self.policies.items()
+                         if p.action != "allow" or p.kind},
+        }
 
 
 def build_gate(ctx: GateContext) -> ConsentGate:
+    """The runtime's entry point: a gate for one sync run."""
     return ConsentGate(ctx)

@@ -2,9 +2,10 @@
 destination fields, coerced to the destination object's JSON Schema.
 
 Contract with the runtime: ``build_mapper(ctx: GateContext) -> Mapper``;
-``mapper.issues() -> list[ConfigError]`` (all problems at once, before any row is sent);
-per batch ``mapper.apply(gated) -> MappedBatch`` (made with
-``conn.runtime.batches.seal_mapped``), rows failing validation listed in ``rejected``.
+``mapper.issues() -> list[ConfigError]`` (all problems at once, before any row is sent,
+including the consent and field-policy checks); per batch ``mapper.apply(gated) ->
+MappedBatch`` (made with ``conn.runtime.batches.seal_mapped``), rows failing validation
+listed in ``rejected``. See ``docs/consent.md``.
 """
 
 from conn.mapping.mapper import Mapper, build_mapper

@@ -1,0 +1,164 @@
+"""Consent sources: streams of consent events, resolved to one answer per subject and
+purpose.
+
+Resolution (once per run, DuckDB over the Arrow table the runtime read):
+
+1. each event's status becomes a code (:mod:`conn.consent.values`); an event without a
+   readable status is ``MALFORMED``;
+2. an event whose timestamp is null or unparsable is ``MALFORMED`` (unless it denies) and
+   sorts as the *latest* event: an event we cannot place in time blocks rather than hides
+   behind older grants;
+3. the latest event per (subject, purpose) wins; on equal timestamps the most restrictive
+   status wins (denied, then malformed, then granted), so the rule is deterministic and
+   never resolves a tie in favour of processing.
+
+Lookups per batch are vectorised: subjects are hashed once (DuckDB ``hash``) and sorted;
+a batch's keys are hashed and found with ``numpy.searchsorted``, then verified by string
+equality, so the cost per batch does not grow with the number of consent events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from conn.consent.hashing import duckdb_connection, sql_over
+from conn.consent.values import MALFORMED, NO_RECORD, REASONS, classify
+from conn.errors import ConfigError
+
+#: Keys of a ``consent_sources`` entry naming columns, with their defaults.
+COLUMN_KEYS = {"subject": None, "purpose": "purpose", "status": "status",
+               "timestamp": "timestamp", "jurisdiction": None, "legal_basis": None}
+
+
+@dataclass
+class ConsentIndex:
+    """The resolved consent of one consent source: per purpose, a code for every subject
+    that has an event (aligned with ``subjects``)."""
+
+    name: str
+    subjects: pa.Array
+    codes: dict[str, np.ndarray]
+    bases: dict[str, pa.Array]
+    events: pa.Table
+    _hashes: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0, np.uint64))
+    _order: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0, np.int64))
+
+    def __post_init__(self) -> None:
+        if len(self.subjects):
+            h = np.asarray(sql_over(self.subjects, "hash(v)").to_numpy(), dtype=np.uint64)
+            self._order = np.argsort(h, kind="stable")
+            self._hashes = h[self._order]
+
+    def lookup(self, keys: pa.Array) -> np.ndarray:
+        """Position in ``subjects`` of each key (int64), -1 where the subject has no
+        event. Nulls are never found."""
+        n = len(keys)
+        if n == 0 or len(self.subjects) == 0:
+            return np.full(n, -1, dtype=np.int64)
+        kh = np.asarray(sql_over(keys, "hash(v)").to_numpy(zero_copy_only=False),
+                        dtype=np.uint64)
+        pos = np.searchsorted(self._hashes, kh)
+        pos = np.minimum(pos, len(self._hashes) - 1)
+        cand = self._order[pos]
+        hit = self._hashes[pos] == kh
+        same = pc.fill_null(pc.equal(self.subjects.take(pa.array(cand)), keys), False)
+        hit &= np.asarray(same.to_numpy(zero_copy_only=False), dtype=bool)
+        return np.where(hit, cand, -1)
+
+    def codes_for(self, purpose: str, positions: np.ndarray) -> np.ndarray:
+        """Consent codes of ``purpose`` for looked-up positions (NO_RECORD if -1)."""
+        codes = self.codes.get(purpose)
+        if codes is None:
+            return np.zeros(len(positions), dtype=np.int8)
+        out = codes[np.maximum(positions, 0)] if len(codes) else np.zeros(len(positions),
+                                                                           np.int8)
+        return np.where(positions >= 0, out, NO_RECORD).astype(np.int8)
+
+    def records(self, subject: str) -> list[dict[str, Any]]:
+        """The winning events of one subject (for ``conn explain``)."""
+        rows = self.events.filter(pc.equal(self.events.column("subject"), subject))
+        out = []
+        for r in rows.to_pylist():
+            r["decision"] = REASONS[int(r.pop("code"))]
+            ts = r.get("timestamp")
+            r["timestamp"] = ts.isoformat() if hasattr(ts, "isoformat") else ts
+            out.append({k: v for k, v in r.items() if v is not None})
+        return out
+
+
+def _ts_expr(t: pa.DataType) -> str:
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        return "CAST(ts AS TIMESTAMPTZ)"
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        return "to_timestamp(CAST(ts AS DOUBLE))"
+    return "TRY_CAST(CAST(ts AS VARCHAR) AS TIMESTAMPTZ)"
+
+
+def load_index(name: str, spec: dict[str, Any], table: pa.Table, *,
+               file: str | None = None) -> ConsentIndex:
+    """Resolve a consent source's events (``table``) declared by ``spec`` (the
+    ``consent_sources.NAME`` entry). Raises :class:`ConfigError` naming each column the
+    table lacks."""
+    cols = {k: spec.get(k, d) for k, d in COLUMN_KEYS.items()}
+    missing = [ConfigError(f"consent source {name!r}: stream has no column {c!r} "
+                           f"(columns: {', '.join(table.column_names)})",
+                           file=file, path=f"consent_sources.{name}.{k}")
+               for k, c in cols.items() if c is not None and c not in table.column_names]
+    if missing:
+        from conn.errors import ConfigErrors
+
+        raise missing[0] if len(missing) == 1 else ConfigErrors(missing)
+    status = table.column(cols["status"])
+    codes = classify(status)
+    codes[codes == NO_RECORD] = MALFORMED  # an event without a status cannot grant
+    data = {
+        "subject": table.column(cols["subject"]).cast(pa.string()),
+        "purpose": table.column(cols["purpose"]).cast(pa.string()),
+        "status": status.cast(pa.string()) if not pa.types.is_string(status.type) else status,
+        "ts": table.column(cols["timestamp"]),
+        "code": pa.array(codes, pa.int8()),
+        "jurisdiction": (table.column(cols["jurisdiction"]).cast(pa.string())
+                         if cols["jurisdiction"] else pa.nulls(table.num_rows, pa.string())),
+        "legal_basis": (table.column(cols["legal_basis"]).cast(pa.string())
+                        if cols["legal_basis"] else pa.nulls(table.num_rows, pa.string())),
+    }
+    ev = pa.table(data)
+    con = duckdb_connection()
+    con.execute("SET TimeZone = 'UTC'")  # type: ignore[attr-defined]
+    ts = _ts_expr(table.column(cols["timestamp"]).type)
+    rel = con.from_arrow(ev)  # type: ignore[attr-defined]
+    resolved = rel.query("ev", f"""
+        WITH e AS (
+            SELECT subject, purpose, status, {ts} AS timestamp, jurisdiction, legal_basis,
+                   CASE WHEN {ts} IS NULL THEN greatest(code, {MALFORMED}) ELSE code END
+                       AS code
+            FROM ev WHERE subject IS NOT NULL AND purpose IS NOT NULL)
+        SELECT subject, purpose, status, timestamp, jurisdiction, legal_basis,
+               CAST(code AS TINYINT) AS code
+        FROM e
+        QUALIFY row_number() OVER (PARTITION BY subject, purpose
+                                   ORDER BY (timestamp IS NULL) DESC, timestamp DESC,
+                                            code DESC) = 1
+        ORDER BY subject, purpose""").to_arrow_table()
+    subjects = pc.unique(resolved.column("subject")) \
+        if resolved.num_rows else pa.array([], pa.string())
+    by_code: dict[str, np.ndarray] = {}
+    bases: dict[str, pa.Array] = {}
+    purposes = pc.unique(resolved.column("purpose")).to_pylist() if resolved.num_rows else []
+    for purpose in purposes:  # a loop per purpose, not per row
+        part = resolved.filter(pc.equal(resolved.column("purpose"), purpose))
+        pos = np.asarray(pc.index_in(part.column("subject"), value_set=subjects).to_numpy(),
+                         dtype=np.int64)
+        arr = np.zeros(len(subjects), dtype=np.int8)
+        arr[pos] = np.asarray(part.column("code").to_numpy(), dtype=np.int8)
+        by_code[purpose] = arr
+        scatter = np.full(len(subjects), -1, dtype=np.int64)
+        scatter[pos] = np.arange(len(pos))
+        bases[purpose] = part.column("legal_basis").combine_chunks().take(
+            pa.array(scatter, mask=scatter < 0))
+    return ConsentIndex(name, subjects, by_code, bases, resolved)

@@ -1,0 +1,155 @@
+"""Normalising personal identifiers before hashing, as ad platforms match them.
+
+Rules follow Meta Custom Audiences (docs: ``reference/destination-apis.md`` §7) and Google
+Customer Match (§8): an identifier must be normalised exactly as the platform does, or the
+SHA-256 digests never match. Every normaliser is vectorised (``pyarrow.compute``) and maps
+an empty result to null, so a blank value never becomes the hash of the empty string.
+
+=========  ===================================================================
+kind       rule
+=========  ===================================================================
+email      trim, lowercase
+phone      digits only, "(0)" trunk marks and leading zeros dropped; a number not
+           written with "+" or "00" is national and gets ``country_code`` prefixed
+           (when configured); ``phone_format: e164`` adds "+" (Google)
+name       lowercase, letters only (Meta FN/LN; UTF-8 letters kept)
+first_name / last_name: as name
+city       lowercase, letters only
+state      lowercase, letters only
+zip        lowercase, blanks removed, US ZIP+4 cut at "-"
+country    lowercase letters, first two (ISO 3166-1 alpha-2)
+gender     lowercase, first letter (m / f)
+dob        digits only (YYYYMMDD)
+address    trim, lowercase, runs of blanks collapsed
+ip         trim, lowercase
+text       trim, lowercase (the default for any other kind)
+raw        unchanged
+=========  ===================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def _str(arr: pa.Array) -> pa.Array:
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if not pa.types.is_string(arr.type):
+        arr = arr.cast(pa.string())
+    return arr
+
+
+def _blank_to_null(arr: pa.Array) -> pa.Array:
+    return pc.if_else(pc.equal(pc.utf8_length(arr), 0), pa.scalar(None, pa.string()), arr)
+
+
+def text(arr: pa.Array, **_: Any) -> pa.Array:
+    """Trim and lowercase."""
+    return _blank_to_null(pc.utf8_lower(pc.utf8_trim_whitespace(_str(arr))))
+
+
+def email(arr: pa.Array, **_: Any) -> pa.Array:
+    """E-mail: trim and lowercase (Meta EMAIL, Google hashed_email)."""
+    return text(arr)
+
+
+def phone(arr: pa.Array, *, country_code: str | int | None = None,
+          phone_format: str = "digits", **_: Any) -> pa.Array:
+    """Phone to E.164 digits: ``"+44 (0)20 7946 0958"`` -> ``"442079460958"``; with
+    ``country_code="1"``, ``"(650) 555-1234"`` -> ``"16505551234"``. ``phone_format:
+    e164`` prefixes "+" (Google Customer Match)."""
+    s = pc.utf8_trim_whitespace(_str(arr))
+    s = pc.replace_substring(s, "(0)", "")
+    international = pc.or_(pc.starts_with(s, "+"), pc.starts_with(s, "00"))
+    digits = pc.replace_substring_regex(s, r"[^0-9]", "")
+    digits = pc.replace_substring_regex(digits, r"^0+", "")
+    if country_code:
+        cc = str(country_code).lstrip("+").lstrip("0")
+        national = pc.binary_join_element_wise(pa.scalar(cc), digits, "")
+        digits = pc.if_else(international, digits, national)
+        # A number that was only zeros or symbols stays empty, not just the country code.
+        digits = pc.if_else(pc.equal(pc.utf8_length(
+            pc.replace_substring_regex(s, r"[^1-9]", "")), 0), pa.scalar(""), digits)
+    digits = _blank_to_null(digits)
+    if phone_format == "e164":
+        digits = pc.binary_join_element_wise(pa.scalar("+"), digits, "")
+    return digits
+
+
+def letters(arr: pa.Array, **_: Any) -> pa.Array:
+    """Lowercase, letters only (UTF-8 letters kept): Meta FN, LN, CT, ST."""
+    return _blank_to_null(pc.replace_substring_regex(pc.utf8_lower(_str(arr)), r"[^\p{L}]", ""))
+
+
+def zip_code(arr: pa.Array, **_: Any) -> pa.Array:
+    """Postal code: lowercase, no blanks, ``12345-6789`` -> ``12345``."""
+    s = pc.replace_substring_regex(pc.utf8_lower(_str(arr)), r"\s+", "")
+    return _blank_to_null(pc.replace_substring_regex(s, r"^([0-9]{5})-[0-9]{4}$", r"\1"))
+
+
+def country(arr: pa.Array, **_: Any) -> pa.Array:
+    """Country as ISO 3166-1 alpha-2, lowercase (first two letters)."""
+    return pc.utf8_slice_codeunits(letters(arr), 0, 2)
+
+
+def gender(arr: pa.Array, **_: Any) -> pa.Array:
+    """Gender initial: ``Female`` -> ``f``."""
+    return pc.utf8_slice_codeunits(letters(arr), 0, 1)
+
+
+def dob(arr: pa.Array, **_: Any) -> pa.Array:
+    """Date of birth, digits only; dates and timestamps as YYYYMMDD."""
+    if pa.types.is_temporal(arr.type):
+        return pc.strftime(arr, format="%Y%m%d")
+    return _blank_to_null(pc.replace_substring_regex(_str(arr), r"[^0-9]", ""))
+
+
+def address(arr: pa.Array, **_: Any) -> pa.Array:
+    """Street address: trim, lowercase, collapse runs of blanks."""
+    return text(pc.replace_substring_regex(_str(arr), r"\s+", " "))
+
+
+def raw(arr: pa.Array, **_: Any) -> pa.Array:
+    """No normalisation (values hashed as given, e.g. an external id)."""
+    return _str(arr)
+
+
+NORMALIZERS: dict[str, Callable[..., pa.Array]] = {
+    "email": email, "phone": phone, "name": letters, "first_name": letters,
+    "last_name": letters, "city": letters, "state": letters, "zip": zip_code,
+    "postal_code": zip_code, "country": country, "gender": gender, "dob": dob,
+    "address": address, "ip": text, "text": text, "raw": raw,
+}
+
+
+def normalizer(kind: str | None) -> Callable[..., pa.Array]:
+    """The normaliser for a personal-data kind (``text`` for kinds without a rule)."""
+    return NORMALIZERS.get(kind or "text", text)
+
+
+def normalize(arr: pa.Array, kind: str | None, **options: Any) -> pa.Array:
+    """Normalise ``arr`` as identifiers of ``kind`` (see the table above)."""
+    return normalizer(kind)(arr, **options)
+
+
+def mask(arr: pa.Array, kind: str | None = None, **_: Any) -> pa.Array:
+    """Mask a value for display: e-mails keep the first letter and the domain
+    (``j***@example.com``); other values keep their last two characters (``***34``),
+    short ones (four characters or fewer) become ``***``."""
+    s = _str(arr)
+    stars = pa.scalar("***")
+    if kind == "email":
+        at = pc.find_substring(s, "@")
+        domain = pc.replace_substring_regex(s, r"^[^@]*@", "")
+        masked = pc.binary_join_element_wise(pc.utf8_slice_codeunits(s, 0, 1), stars,
+                                             pa.scalar("@"), domain, "")
+        return pc.if_else(pc.greater(at, 0), masked, stars.cast(pa.string()))
+    tail = pc.utf8_slice_codeunits(s, -2)
+    long = pc.greater(pc.utf8_length(s), 4)
+    return pc.if_else(long, pc.binary_join_element_wise(stars, tail, ""),
+                      pc.if_else(pc.is_null(s), pa.scalar(None, pa.string()), stars))
