@@ -1,0 +1,292 @@
+"""The ``webhook`` destination: POSTs signed JSON batches to one URL.
+
+Request body (``Content-Type: application/json``)::
+
+    {"sync": "events_to_hook", "object": "events", "operation": "upsert",
+     "match_key": "id", "records": [{"id": "1", ...}, ...]}
+
+For ``delete`` each record holds only the match key. Response convention (optional): a
+2xx reply may list per-record failures as ``{"errors": [{"index": 3, "message": "..."}]}``
+(``index`` into ``records``; ``"retryable": true`` to have the row retried next run).
+400, 413 and 422 refuse the whole batch: it is split in halves down to single records so
+that only the bad ones are rejected. 408, 429 and 5xx are retried with backoff honouring
+``Retry-After``; 401, 403, 404 and other 4xx leave the batch pending with the error.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import json
+import logging
+import math
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from conn import secrets
+from conn.destination import (
+    Capabilities,
+    Destination,
+    ObjectInfo,
+    RateLimit,
+    Rejection,
+    WriteRequest,
+    WriteResult,
+)
+from conn.errors import CheckFailed, ConnError
+
+if TYPE_CHECKING:
+    from conn.http import HttpClient
+
+log = logging.getLogger("conn.destination.webhook")
+
+SPLIT_STATUSES = (400, 413, 422)
+DEFAULT_OBJECTS = ("events", "records")
+
+CONFIG_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["url"],
+    "additionalProperties": False,
+    "properties": {
+        "url": {"type": "string", "pattern": "^https?://",
+                "description": "Endpoint receiving the batches (POST)."},
+        "secret": {"type": "string", "secret": True, "minLength": 8,
+                   "description": "HMAC-SHA256 signing secret (plain, or whsec_<base64>). "
+                                  "Use an ${ENV} reference."},
+        "signature_header": {"type": "string", "default": "webhook-signature"},
+        "timestamp_header": {"type": "string", "default": "webhook-timestamp"},
+        "id_header": {"type": "string", "default": "webhook-id"},
+        "headers": {"type": "object", "additionalProperties": {"type": "string"},
+                    "description": "Extra headers sent with every request."},
+        "batch_size": {"type": "integer", "minimum": 1, "maximum": 100000, "default": 100},
+        "concurrency": {"type": "integer", "minimum": 1, "maximum": 64, "default": 4},
+        "timeout": {"type": "number", "exclusiveMinimum": 0, "default": 30},
+        "max_attempts": {"type": "integer", "minimum": 1, "maximum": 20, "default": 6},
+        "max_retry_wait": {"type": "number", "minimum": 0, "default": 300,
+                           "description": "Most seconds one request may spend waiting "
+                                          "between retries."},
+        "rate_limit": {
+            "type": "object", "required": ["requests"], "additionalProperties": False,
+            "properties": {
+                "requests": {"type": "integer", "minimum": 1},
+                "per_seconds": {"type": "number", "exclusiveMinimum": 0, "default": 1},
+                "burst": {"type": "integer", "minimum": 1},
+                "daily": {"type": "integer", "minimum": 1},
+            },
+        },
+        "identifiers": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                        "default": ["id"],
+                        "description": "Default match-key fields of every object."},
+        "objects": {
+            "type": "array", "minItems": 1, "default": list(DEFAULT_OBJECTS),
+            "items": {"oneOf": [
+                {"type": "string"},
+                {"type": "object", "required": ["name"], "additionalProperties": False,
+                 "properties": {"name": {"type": "string"},
+                                "identifiers": {"type": "array", "minItems": 1,
+                                                "items": {"type": "string"}},
+                                "description": {"type": "string"}}},
+            ]},
+        },
+        "check": {"enum": ["ping", "none"], "default": "ping",
+                  "description": "`ping` POSTs an empty batch (operation `ping`)."},
+    },
+}
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe value (NaN/inf → null, Decimal → string, bytes → base64)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"cannot send a {type(value).__name__} as JSON")
+
+
+def encode(payload: Mapping[str, Any]) -> bytes:
+    """The exact body bytes sent (and signed)."""
+    try:
+        text = json.dumps(payload, default=_default, allow_nan=False, separators=(",", ":"))
+    except ValueError:  # NaN or infinity somewhere
+        text = json.dumps(_plain(payload), default=_default, separators=(",", ":"))
+    return text.encode()
+
+
+class WebhookDestination(Destination):
+    """POST signed JSON batches of records to a URL (see the module docstring)."""
+
+    name = "webhook"
+    description = "POST signed JSON batches to any HTTP endpoint (HMAC-SHA256 signature)"
+    config_schema = CONFIG_SCHEMA
+
+    def __init__(self, config: Mapping[str, Any] | None = None, *, instance: str = "") -> None:
+        super().__init__(config, instance=instance)
+        c = self.config
+        self.url: str = c.get("url", "")
+        self.secret: str | None = c.get("secret")
+        self.id_header = c.get("id_header", "webhook-id")
+        self.timestamp_header = c.get("timestamp_header", "webhook-timestamp")
+        self.signature_header = c.get("signature_header", "webhook-signature")
+        self.headers: dict[str, str] = dict(c.get("headers") or {})
+        self.batch_size = int(c.get("batch_size", 100))
+        self.concurrency = int(c.get("concurrency", 4))
+        rl = c.get("rate_limit")
+        self.rate_limit = (RateLimit(int(rl["requests"]), float(rl.get("per_seconds", 1)),
+                                     rl.get("burst"), rl.get("daily")) if rl else None)
+        if self.secret:
+            secrets.register(self.secret)
+        from conn.http.dry_run import SENSITIVE_HEADERS
+
+        for k, v in self.headers.items():
+            if SENSITIVE_HEADERS.search(k):
+                secrets.register(v)
+        self._client: HttpClient | None = None
+        self._lock = threading.Lock()
+        #: Optional overrides for tests (``clock``, ``sleep``, ``seed``, ``transport``...).
+        self.client_options: dict[str, Any] = {}
+
+    # -- plumbing --
+
+    @property
+    def client(self) -> HttpClient:
+        """The shared HTTP client (created on first use; one limiter for all workers)."""
+        with self._lock:
+            if self._client is None:
+                from conn.http import HttpClient, RetryPolicy
+
+                auth = None
+                if self.secret:
+                    from conn_destination_webhook.auth import WebhookSigner
+
+                    auth = WebhookSigner(self.secret, id_header=self.id_header,
+                                         timestamp_header=self.timestamp_header,
+                                         signature_header=self.signature_header)
+                c = self.config
+                retry = RetryPolicy(max_attempts=int(c.get("max_attempts", 6)),
+                                    max_total_wait=float(c.get("max_retry_wait", 300)))
+                self._client = HttpClient(
+                    auth=auth, headers={"Content-Type": "application/json", **self.headers},
+                    timeout=float(c.get("timeout", 30)), rate_limit=self.rate_limit,
+                    retry=retry, name=self.instance,
+                    max_connections=max(4, self.concurrency * 2), **self.client_options)
+            return self._client
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def payload(self, request: WriteRequest, records: Sequence[Mapping[str, Any]] | None = None
+                ) -> dict[str, Any]:
+        """The JSON document for ``records`` (default: the whole request)."""
+        return {"sync": request.sync, "object": request.object.name,
+                "operation": request.operation, "match_key": request.match_key,
+                "records": list(request.to_pylist() if records is None else records)}
+
+    # -- duties --
+
+    def objects(self) -> list[ObjectInfo]:
+        """The configured objects (default ``events`` and ``records``); any fields."""
+        caps = Capabilities(batch_size=self.batch_size, concurrency=self.concurrency,
+                            rate_limit=self.rate_limit, supports_delete=True,
+                            modes=frozenset({"upsert", "insert", "update", "mirror", "append"}))
+        default_ids = tuple(self.config.get("identifiers") or ("id",))
+        out = []
+        for item in self.config.get("objects") or DEFAULT_OBJECTS:
+            spec = {"name": item} if isinstance(item, str) else dict(item)
+            ids = tuple(spec.get("identifiers") or default_ids)
+            fields = {"type": "object", "properties": {i: {} for i in ids},
+                      "additionalProperties": True}
+            out.append(ObjectInfo(spec["name"], fields, ids, caps,
+                                  description=spec.get("description", "")))
+        return out
+
+    def check(self) -> None:
+        """POST an empty ``ping`` batch; any 2xx passes."""
+        if self.config.get("check", "ping") == "none":
+            return
+        from conn.errors import RetryLater
+        from conn.http import HttpClient
+
+        body = encode({"sync": None, "object": None, "operation": "ping", "records": []})
+        try:
+            resp = self.client.post(self.url, content=body,
+                                    headers={self.id_header: f"msg_{uuid.uuid4().hex}"})
+            HttpClient.raise_for_status(resp)
+        except (RetryLater, ConnError) as exc:
+            raise CheckFailed(f"webhook {self.instance!r}: {exc}") from None
+
+    def write_batch(self, request: WriteRequest) -> WriteResult:
+        """POST the records; split on whole-batch refusal; map per-record errors."""
+        from conn.http import write_with_split
+
+        return write_with_split(request.to_pylist(), lambda recs: self._send(request, recs))
+
+    def _send(self, request: WriteRequest, records: Sequence[Mapping[str, Any]]) -> WriteResult:
+        from conn.http import BatchRejected, HttpClient
+        from conn.http.client import body_excerpt
+
+        body = encode(self.payload(request, records))
+        msg_id = f"msg_{uuid.uuid4().hex}"  # the same on every retry of this payload
+        resp = self.client.post(self.url, content=body, headers={self.id_header: msg_id})
+        status = resp.status_code
+        if 200 <= status < 300:
+            return self._record_errors(resp, len(records))
+        if status in SPLIT_STATUSES:
+            raise BatchRejected(f"HTTP {status}: {body_excerpt(resp)}".rstrip(": "),
+                                status=status)
+        HttpClient.raise_for_status(resp)  # 401, 403, 404...: rows stay pending
+        raise ConnError(f"webhook {self.instance!r}: unexpected HTTP {status}")
+
+    @staticmethod
+    def _record_errors(resp: Any, n: int) -> WriteResult:
+        try:
+            doc = resp.json() if resp.content else None
+        except ValueError:
+            doc = None
+        errors = doc.get("errors") if isinstance(doc, dict) else None
+        if not errors:
+            return WriteResult()
+        rejected = []
+        for e in errors:
+            idx = e.get("index") if isinstance(e, dict) else None
+            if not isinstance(idx, int) or not 0 <= idx < n:
+                raise ConnError(f"receiver reported an error for record index {idx!r} of a "
+                                f"batch of {n}; see the response convention in the README")
+            msg = e.get("message") or e.get("error") or "rejected by the receiver"
+            rejected.append(Rejection(idx, secrets.redact(msg), bool(e.get("retryable"))))
+        return WriteResult(rejected=rejected)
+
+    def describe_requests(self, request: WriteRequest) -> list[dict[str, Any]]:
+        """The POSTs :meth:`write_batch` would send, signature and secrets masked."""
+        from conn.http import chunked
+        from conn.http.dry_run import describe
+
+        headers = {"Content-Type": "application/json", **self.headers,
+                   self.id_header: "<new id per request, kept across retries>"}
+        if self.secret:
+            headers[self.timestamp_header] = "<unix time of each attempt>"
+            headers[self.signature_header] = secrets.MASK
+        return [describe("POST", self.url, headers=headers,
+                         json=json.loads(encode(self.payload(request, chunk))))
+                for _, chunk in chunked(request.to_pylist(), self.batch_size)]
