@@ -1,0 +1,195 @@
+"""What the SQLite source and destination share: opening the file, quoting, and the
+mapping between declared SQLite column types and Arrow types."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from conn.errors import CheckFailed, ConfigError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+CONNECTION_PROPERTIES: dict[str, Any] = {
+    "path": {"type": "string", "description": "database file (created by the destination)"},
+    "timeout": {"type": "number", "minimum": 0, "default": 30,
+                "description": "seconds to wait for a lock held by another writer"},
+}
+
+#: Field metadata key naming the declared type a string column came from (uuid, json).
+SQL_TYPE_KEY = b"conn.sql_type"
+
+
+def connect(config: Mapping[str, Any], *, must_exist: bool) -> sqlite3.Connection:
+    """Open the database in autocommit mode (transactions are explicit BEGIN/COMMIT)."""
+    path = config.get("path")
+    if not path:
+        raise ConfigError("missing required setting 'path'", path="config.path")
+    uri = f"file:{path}?mode=rw" if must_exist else f"file:{path}"
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None,
+                               timeout=float(config.get("timeout", 30)),
+                               check_same_thread=False)
+        conn.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.Error as exc:
+        raise CheckFailed(f"cannot open SQLite database {path!r}: {exc}") from None
+    return conn
+
+
+def quote_ident(name: str) -> str:
+    """Quote an identifier: always, so no table or column name can change the SQL."""
+    if "\x00" in name:
+        raise ConfigError(f"identifier {name!r} contains a NUL byte")
+    return '"' + name.replace('"', '""') + '"'
+
+
+_DECIMAL = re.compile(r"(DECIMAL|NUMERIC)\s*\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
+
+
+def arrow_type(declared: str) -> pa.DataType:
+    """Arrow type for a declared column type (SQLite's affinity rules, refined by the
+    common names: BOOLEAN, DATE, DATETIME/TIMESTAMP, TIME, DECIMAL(p,s), JSON, UUID)."""
+    import pyarrow as pa
+
+    d = (declared or "").upper().strip()
+    m = _DECIMAL.match(d)
+    if m:
+        p, s = int(m.group(2)), int(m.group(3) or 0)
+        return pa.decimal128(p, s) if p <= 38 else pa.decimal256(p, s)
+    if d in ("BOOLEAN", "BOOL"):
+        return pa.bool_()
+    if d == "DATE":
+        return pa.date32()
+    if d in ("TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE"):
+        return pa.timestamp("us", "UTC")
+    if d in ("DATETIME", "TIMESTAMP"):
+        return pa.timestamp("us")
+    if d == "TIME":
+        return pa.time64("us")
+    if "INT" in d:
+        return pa.int64()
+    if any(x in d for x in ("CHAR", "CLOB", "TEXT")) or d in ("JSON", "UUID"):
+        return pa.string()
+    if "BLOB" in d:
+        return pa.binary()
+    if any(x in d for x in ("REAL", "FLOA", "DOUB")):
+        return pa.float64()
+    return pa.string()  # NUMERIC affinity or no type: read as text, losing nothing
+
+
+def arrow_field(name: str, declared: str) -> pa.Field:
+    import pyarrow as pa
+
+    tag = (declared or "").upper().strip()
+    meta = {SQL_TYPE_KEY: tag.lower().encode()} if tag in ("JSON", "UUID") else None
+    return pa.field(name, arrow_type(declared), metadata=meta)
+
+
+def select_expr(field: pa.Field) -> str:
+    """Types stored as text are selected as text, whatever affinity stored them."""
+    import pyarrow as pa
+
+    col = quote_ident(field.name)
+    t = field.type
+    if pa.types.is_decimal(t) or pa.types.is_date(t) or pa.types.is_timestamp(t) or \
+            pa.types.is_time(t) or pa.types.is_string(t):
+        return f"CAST({col} AS TEXT)"
+    return col
+
+
+def to_arrow(values: list[Any], t: pa.DataType) -> pa.Array:
+    """A column of fetched values as an Arrow array of type ``t`` (casts from text are
+    vectorised)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_decimal(t) or pa.types.is_date(t):
+        return pc.cast(pa.array(values, pa.string()), t)
+    if pa.types.is_timestamp(t):
+        s = pa.array(values, pa.string())
+        s = pc.replace_substring_regex(s, r"^(\d{4}-\d\d-\d\d)T", r"\1 ")
+        if t.tz:
+            s = pc.replace_substring_regex(s, r"(Z|[+-]00:?00)$", "")
+            return pc.cast(s, pa.timestamp("us")).cast(t)
+        return pc.cast(s, t)
+    if pa.types.is_time(t):
+        import datetime as dt
+
+        return pa.array([None if v is None else dt.time.fromisoformat(v) for v in values], t)
+    if pa.types.is_boolean(t):
+        return pc.cast(pa.array(values, pa.int64()), t)
+    return pa.array(values, t)
+
+
+def declared_type(field: pa.Field) -> str:
+    """The declared type ``create_table`` and ``evolve`` give an Arrow field."""
+    import pyarrow as pa
+
+    t = field.type
+    tag = (field.metadata or {}).get(SQL_TYPE_KEY, b"").decode()
+    if tag in ("json", "jsonb"):
+        return "JSON"
+    if tag == "uuid":
+        return "UUID"
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
+    if pa.types.is_integer(t):
+        return "INTEGER"
+    if pa.types.is_floating(t):
+        return "REAL"
+    if pa.types.is_decimal(t):
+        return f"DECIMAL({t.precision},{t.scale})"
+    if pa.types.is_date(t):
+        return "DATE"
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
+    if pa.types.is_time(t):
+        return "TIME"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or \
+            pa.types.is_fixed_size_binary(t):
+        return "BLOB"
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_struct(t) or \
+            pa.types.is_map(t):
+        return "JSON"
+    return "TEXT"
+
+
+def column_values(col: pa.Array) -> list[Any]:
+    """Python values to bind for one Arrow column: text for decimals, dates and times
+    (cast in Arrow, vectorised), JSON text for nested values."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = col.type
+    if pa.types.is_dictionary(t):
+        col = col.cast(t.value_type)
+        t = col.type
+    if pa.types.is_timestamp(t):
+        if t.tz:
+            col = col.cast(pa.timestamp(t.unit))
+        # %S prints the fraction for sub-second units
+        return pc.strftime(col, "%Y-%m-%d %H:%M:%S").to_pylist()
+    if pa.types.is_decimal(t) or pa.types.is_date(t) or pa.types.is_time(t):
+        return pc.cast(col, pa.string()).to_pylist()
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_struct(t) or \
+            pa.types.is_map(t):
+        return [None if v is None else json.dumps(v, default=str) for v in col.to_pylist()]
+    if pa.types.is_unsigned_integer(t) and t.bit_width == 64:
+        return [None if v is None else str(v) for v in col.to_pylist()]
+    return col.to_pylist()
+
+
+def rows_of(batch: pa.RecordBatch, names: list[str]) -> list[tuple[Any, ...]]:
+    """Row tuples to bind, built column-wise."""
+    cols = [column_values(batch.column(n)) for n in names]
+    return list(zip(*cols, strict=True))
+
+
+def to_json_text(value: Any) -> str:
+    return json.dumps(value, default=str)

@@ -1,0 +1,243 @@
+"""SQLite destination: upsert, insert, update, delete and append by key, one transaction
+per batch, with per-row rejections found through savepoints."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from typing import TYPE_CHECKING, Any
+
+from conn.destination import (
+    Capabilities,
+    Destination,
+    ObjectInfo,
+    Rejection,
+    WriteRequest,
+    WriteResult,
+)
+from conn.errors import CheckFailed, ConfigError, ConnError
+
+from conn_sqlite import common
+from conn_sqlite.common import quote_ident
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+_JSON_TYPES = {"INTEGER": "integer", "REAL": "number", "BOOLEAN": "boolean"}
+
+
+class SqliteDestination(Destination):
+    """Writes to tables of a SQLite database file.
+
+    Each batch is one transaction of ``executemany`` statements (``INSERT ... ON CONFLICT
+    (key) DO UPDATE`` for upsert). If a row breaks a constraint, the batch is replayed row
+    by row in savepoints: those rows are rejected with SQLite's message, the rest written.
+    """
+
+    name = "sqlite"
+    description = "SQLite database file"
+    config_schema = {
+        "type": "object",
+        "properties": {
+            **common.CONNECTION_PROPERTIES,
+            "batch_size": {"type": "integer", "minimum": 1, "default": 10_000},
+            "create_table": {"type": "boolean", "default": False},
+            "evolve": {"type": "boolean", "default": False},
+            "tables": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "properties": {
+                        "key": {"type": "string"},
+                        "create_table": {"type": "boolean"},
+                        "evolve": {"type": "boolean"},
+                    },
+                    "additionalProperties": False,
+                },
+            },
+        },
+        "required": ["path"],
+        "additionalProperties": False,
+    }
+
+    def __init__(self, config: Any = None, *, instance: str = "") -> None:
+        super().__init__(config, instance=instance)
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = common.connect(self.config, must_exist=False)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def check(self) -> None:
+        try:
+            self._connection().execute("SELECT count(*) FROM sqlite_master").fetchall()
+        except sqlite3.Error as exc:
+            raise CheckFailed(f"destination {self.instance!r}: {exc}") from None
+
+    def _opts(self, table: str) -> dict[str, Any]:
+        opts = dict((self.config.get("tables") or {}).get(table) or {})
+        opts.setdefault("create_table", self.config.get("create_table", False))
+        opts.setdefault("evolve", self.config.get("evolve", False))
+        return opts
+
+    def _columns(self, table: str) -> dict[str, tuple[str, int]]:
+        rows = self._connection().execute(
+            "SELECT name, type, pk FROM pragma_table_info(?)", (table,)).fetchall()
+        return {name: (typ, pk) for name, typ, pk in rows}
+
+    def _unique(self, table: str) -> list[str]:
+        cols = self._columns(table)
+        out = [n for n, (_t, pk) in sorted(cols.items(), key=lambda kv: kv[1][1]) if pk]
+        out = out if len(out) == 1 else []
+        conn = self._connection()
+        for _seq, idx, unique, *_ in conn.execute("SELECT * FROM pragma_index_list(?)",
+                                                  (table,)).fetchall():
+            if unique:
+                names = [r[2] for r in conn.execute("SELECT * FROM pragma_index_info(?)",
+                                                    (idx,)).fetchall()]
+                if len(names) == 1 and names[0] not in out:
+                    out.append(names[0])
+        return out
+
+    def objects(self) -> list[ObjectInfo]:
+        rows = self._connection().execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' "
+            "AND name NOT LIKE 'sqlite_%' ORDER BY name").fetchall()
+        existing = {r[0] for r in rows}
+        caps = Capabilities(batch_size=int(self.config.get("batch_size", 10_000)),
+                            modes=frozenset({"upsert", "insert", "update", "mirror", "append"}))
+        out = []
+        for table in sorted(existing | set(self.config.get("tables") or {})):
+            opts = self._opts(table)
+            cols = self._columns(table) if table in existing else {}
+            idents = [opts["key"]] if opts.get("key") else []
+            if table in existing:
+                idents += [c for c in self._unique(table) if c not in idents]
+            props: dict[str, Any] = {}
+            for c, (typ, _pk) in cols.items():
+                jt = _JSON_TYPES.get(typ.upper())
+                props[c] = {"type": [jt, "null"]} if jt else {}
+            for ident in idents:
+                props.setdefault(ident, {})
+            out.append(ObjectInfo(
+                table, {"type": "object", "properties": props,
+                        "additionalProperties": bool(opts["evolve"] or table not in existing)},
+                tuple(idents), caps))
+        return out
+
+    def write_batch(self, request: WriteRequest) -> WriteResult:
+        with self._lock:
+            conn = self._connection()
+            try:
+                return self._write(conn, request)
+            except sqlite3.Error as exc:
+                raise ConnError(f"destination {self.instance!r} table "
+                                f"{request.object.name!r}: {exc}") from None
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+
+    def _write(self, conn: sqlite3.Connection, request: WriteRequest) -> WriteResult:
+        table, key, op = request.object.name, request.match_key, request.operation
+        batch = request.records
+        if not self._prepare(table, batch.schema, key, op):
+            return WriteResult.ok()
+        names = [key] if op == "delete" else batch.schema.names
+        sql = self._sql(op, table, names, key)
+        if op == "update":  # SET values first, the key last
+            others = [c for c in names if c != key] or [key]
+            rows = common.rows_of(batch, [*others, key])
+        else:
+            rows = common.rows_of(batch, names)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(sql, rows)
+            missing = self._missing(conn, op, table, key, batch)
+            conn.execute("COMMIT")
+            return WriteResult(rejected=missing)
+        except (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError):
+            conn.execute("ROLLBACK")
+        # Replay row by row in savepoints to pin the failure on the bad rows.
+        rejected: list[Rejection] = []
+        conn.execute("BEGIN IMMEDIATE")
+        for idx, row in enumerate(rows):
+            conn.execute("SAVEPOINT conn_row")
+            try:
+                conn.execute(sql, row)
+                conn.execute("RELEASE SAVEPOINT conn_row")
+            except (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError) as exc:
+                conn.execute("ROLLBACK TO SAVEPOINT conn_row")
+                conn.execute("RELEASE SAVEPOINT conn_row")
+                rejected.append(Rejection(idx, str(exc), retryable="FOREIGN KEY" in str(exc)))
+        rejected += self._missing(conn, op, table, key, batch)
+        conn.execute("COMMIT")
+        return WriteResult(rejected=sorted(rejected, key=lambda r: r.index))
+
+    def _sql(self, op: str, table: str, names: list[str], key: str) -> str:
+        t, q = quote_ident(table), quote_ident
+        if op == "delete":
+            return f"DELETE FROM {t} WHERE {q(key)} = ?"
+        if op == "update":
+            others = [c for c in names if c != key] or [key]
+            sets = ", ".join(f"{q(c)} = ?" for c in others)
+            return f"UPDATE {t} SET {sets} WHERE {q(key)} = ?"
+        cols = ", ".join(q(c) for c in names)
+        marks = ", ".join("?" for _ in names)
+        sql = f"INSERT INTO {t} ({cols}) VALUES ({marks})"
+        if op == "upsert":
+            others = [c for c in names if c != key]
+            action = ("DO UPDATE SET " + ", ".join(f"{q(c)} = excluded.{q(c)}" for c in others)
+                      if others else "DO NOTHING")
+            sql += f" ON CONFLICT ({q(key)}) {action}"
+        return sql
+
+    def _missing(self, conn: sqlite3.Connection, op: str, table: str, key: str,
+                 batch: pa.RecordBatch) -> list[Rejection]:
+        """For ``update``: rows whose key the table does not hold are rejected."""
+        if op != "update":
+            return []
+        keys = common.column_values(batch.column(key))
+        found = {r[0] for r in conn.execute(
+            f"SELECT {quote_ident(key)} FROM {quote_ident(table)} WHERE {quote_ident(key)} "
+            f"IN (SELECT value FROM json_each(?))", (json.dumps(keys, default=str),))}
+        return [Rejection(i, f"no row with {key} = {k!r} to update", retryable=False)
+                for i, k in enumerate(keys) if k not in found]
+
+    def _prepare(self, table: str, schema: pa.Schema, key: str, op: str) -> bool:
+        """Create or evolve the table if allowed; False when there is nothing to delete."""
+        cols = self._columns(table)
+        opts = self._opts(table)
+        if not cols:
+            if op == "delete":
+                return False
+            if not opts["create_table"]:
+                raise ConfigError(f"table {table!r} does not exist; create it or set "
+                                  f"create_table: true for destination {self.instance!r}")
+            k = opts.get("key") or key
+            defs = [f"{quote_ident(f.name)} {common.declared_type(f)}" for f in schema]
+            self._connection().execute(
+                f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} "
+                f"({', '.join(defs)}, PRIMARY KEY ({quote_ident(k)}))")
+            return True
+        fields = [schema.field(key)] if op == "delete" else list(schema)
+        missing = [f for f in fields if f.name not in cols]
+        if missing and (op == "delete" or not opts["evolve"]):
+            raise ConfigError(
+                f"table {table!r} has no column(s) {', '.join(repr(f.name) for f in missing)}"
+                f"; add them, leave them out of the mapping, or set evolve: true")
+        for f in missing:
+            self._connection().execute(
+                f"ALTER TABLE {quote_ident(table)} ADD COLUMN {quote_ident(f.name)} "
+                f"{common.declared_type(f)}")
+        if op == "upsert" and key not in self._unique(table):
+            raise ConfigError(f"table {table!r}: upsert on {key!r} needs a primary key or "
+                              f"unique index on it")
+        return True
