@@ -20,7 +20,9 @@ anything else (``{}``, mixed ``anyOf``,      ``string`` holding JSON text; the A
 objects without properties, ...)             carries metadata ``singer.json = true``
 ==========================================  =========================================
 
-``["null", T]``, ``anyOf: [T, {"type": "null"}]`` and similar make a nullable ``T``.
+``["null", T]``, ``anyOf: [T, {"type": "null"}]`` and similar make a nullable ``T``; a
+top-level property without ``"null"`` is a non-nullable field (nested fields are always
+nullable, since a null parent makes its children null).
 """
 
 from __future__ import annotations
@@ -203,13 +205,14 @@ def property_to_field(name: str, prop: Mapping[str, Any] | bool) -> pa.Field:
         props = b.get("properties")
         if not props:
             return _json_field(name, nullable)
-        return pa.field(name, pa.struct([property_to_field(k, v) for k, v in props.items()]),
-                        nullable=nullable)
+        # Nested fields are always nullable: a null parent leaves its children null.
+        children = [property_to_field(k, v).with_nullable(True) for k, v in props.items()]
+        return pa.field(name, pa.struct(children), nullable=nullable)
     if kind == "array":
         items = b.get("items")
         if not isinstance(items, Mapping) or not items:
             return _json_field(name, nullable)
-        item = property_to_field("item", items)
+        item = property_to_field("item", items).with_nullable(True)
         return pa.field(name, pa.list_(item), nullable=nullable)
     return _json_field(name, nullable)
 

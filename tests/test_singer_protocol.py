@@ -1,0 +1,82 @@
+"""conn.singer_protocol: JSON Schema <-> Arrow and bulk RECORD conversion."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+import pytest
+from conn import singer_protocol as sp
+
+SCHEMA = {"type": "object", "properties": {
+    "id": {"type": ["integer"]},
+    "name": {"type": ["null", "string"]},
+    "ts": {"type": ["string", "null"], "format": "date-time"},
+    "day": {"type": "string", "format": "date"},
+    "n": {"anyOf": [{"type": "integer"}, {"type": "number"}, {"type": "null"}]},
+    "addr": {"type": ["object", "null"], "properties": {"zip": {"type": "integer"}}},
+    "tags": {"type": ["array", "null"], "items": {"type": "string"}},
+    "blob": {},
+}}
+
+
+def test_json_schema_to_arrow() -> None:
+    s = sp.json_schema_to_arrow(SCHEMA)
+    assert s.field("id").type == pa.int64() and not s.field("id").nullable
+    assert s.field("name").type == pa.string() and s.field("name").nullable
+    assert s.field("ts").type == pa.timestamp("us", "UTC")
+    assert s.field("day").type == pa.date32()
+    assert s.field("n").type == pa.float64()
+    assert s.field("addr").type == pa.struct([pa.field("zip", pa.int64())])
+    assert pa.types.is_list(s.field("tags").type)
+    assert s.field("blob").metadata == sp.JSON_META
+
+
+@pytest.mark.parametrize("bulk_schema", [True, False])
+def test_record_lines_convert_in_bulk(bulk_schema: bool) -> None:
+    js = SCHEMA if not bulk_schema else {**SCHEMA, "properties": {
+        k: v for k, v in SCHEMA["properties"].items() if k != "blob"}}
+    conv = sp.RecordConverter(js)
+    assert conv.bulk is bulk_schema
+    lines = [sp.dumps({"type": "RECORD", "stream": "s", "record": r}) for r in (
+        {"id": 1, "ts": "2024-01-01T01:00:00+01:00", "day": "2024-01-02", "n": 2,
+         "addr": {"zip": 9}, "tags": ["a"], "blob": {"x": 1}, "unknown": True},
+        {"id": 2, "ts": "2024-01-01T00:00:00", "day": "2024-01-03"},
+    )]
+    rows = conv.from_lines(lines).to_pylist()
+    assert rows[0]["ts"] == rows[1]["ts"] == dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    assert rows[0]["addr"] == {"zip": 9} and rows[0]["n"] == 2.0
+    if not bulk_schema:
+        assert rows[0]["blob"] == '{"x":1}'
+
+
+def test_bad_record_is_located() -> None:
+    conv = sp.RecordConverter(SCHEMA)
+    lines = [b'{"type":"RECORD","record":{"id":1,"day":"2024-01-01"}}',
+             b'{"type":"RECORD","record":{"id":"x","day":"2024-01-01"}}']
+    with pytest.raises(sp.SchemaMismatch):
+        conv.from_lines(lines)
+    assert conv.first_bad(lines)[0] == 1
+
+
+def test_arrow_round_trip_and_messages() -> None:
+    arrow = sp.json_schema_to_arrow(SCHEMA)
+    js = sp.arrow_to_json_schema(arrow, ["id"])
+    assert js["properties"]["ts"] == {"type": ["string", "null"], "format": "date-time"}
+    assert js["required"] == ["id"]
+    assert sp.json_schema_to_arrow(js) == arrow
+    batch = pa.RecordBatch.from_pylist(
+        [{"id": 1, "ts": dt.datetime(2024, 1, 1, tzinfo=dt.UTC)}],
+        schema=pa.schema([("id", pa.int64()), ("ts", pa.timestamp("us", "UTC"))]))
+    assert sp.record_lines("s", batch) == \
+        b'{"type":"RECORD","stream":"s","record":{"id":1,"ts":"2024-01-01T00:00:00Z"}}\n'
+    assert sp.loads(sp.state_message({"a": 1})) == {"type": "STATE", "value": {"a": 1}}
+
+
+def test_select_streams() -> None:
+    cat = {"streams": [{"tap_stream_id": "a", "stream": "a", "schema": {}},
+                       {"tap_stream_id": "b", "stream": "b", "schema": {},
+                        "metadata": [{"breadcrumb": [], "metadata": {"selected": True}}]}]}
+    out = sp.select_streams(cat, ["a"])
+    tops = [e["metadata"][0]["metadata"]["selected"] for e in out["streams"]]
+    assert tops == [True, False]
