@@ -181,6 +181,16 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted; acknowledged rows are saved, the rest stay pending\n")
         sys.exit(130)
+    except Exception as exc:
+        import os
+
+        if os.environ.get("CONN_DEBUG"):
+            raise
+        from conn.cli.output import error
+
+        error(f"unexpected {type(exc).__name__}: {exc} (set CONN_DEBUG=1 for the traceback; "
+              f"please report it)")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

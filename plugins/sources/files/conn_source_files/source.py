@@ -139,7 +139,7 @@ class FilesSource(Source):
     def _resolve(self, path: str) -> str:
         p = os.path.expanduser(path)
         if not os.path.isabs(p):
-            p = os.path.join(self.config.get("base_dir") or os.getcwd(), p)
+            p = os.path.join(self.config.get("base_dir") or self.project_dir or os.getcwd(), p)
         return os.path.normpath(p)
 
     def _files(self, spec: StreamSpec) -> tuple[list[str], str]:
