@@ -8,7 +8,14 @@ from urllib.parse import parse_qs
 import pytest
 from conn import secrets
 from conn.errors import CheckFailed
-from conn.http import BasicAuth, BearerToken, HttpClient, OAuth2RefreshToken, RetryPolicy
+from conn.http import (
+    BasicAuth,
+    BearerToken,
+    HttpClient,
+    OAuth2ClientCredentials,
+    OAuth2RefreshToken,
+    RetryPolicy,
+)
 from conn.testing.http import FaultServer, RecordedRequest, Reply
 
 
@@ -108,3 +115,21 @@ def test_oauth_rotated_refresh_token(fault_server: FaultServer) -> None:
     assert auth.token() == "acc-xyz1" and auth.refresh_token == "rotated-refresh"
     assert secrets.redact("rotated-refresh acc-xyz1") == "*** ***"
     assert fault_server.requests[0].header("authorization").startswith("Basic ")
+
+
+def test_oauth_client_credentials(fault_server: FaultServer) -> None:
+    seen = []
+
+    def token(req: RecordedRequest, srv: FaultServer) -> Reply:
+        form = {k: v[0] for k, v in parse_qs(req.body.decode()).items()}
+        seen.append(form)
+        return Reply(200, json={"access_token": "cc-access-1", "instance_url": "https://x"})
+
+    fault_server.route("POST", "/cc", token, faults=False)
+    extras = {}
+    auth = OAuth2ClientCredentials(fault_server.url + "/cc", "cid", "cc-secret-1",
+                                   on_token=extras.update)
+    assert auth.token() == "cc-access-1" and extras["instance_url"] == "https://x"
+    assert seen == [{"grant_type": "client_credentials", "client_id": "cid",
+                     "client_secret": "cc-secret-1"}]
+    assert secrets.redact("cc-secret-1") == "***"

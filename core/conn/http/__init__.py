@@ -8,7 +8,7 @@ destination class lives, not in their entry-point module.
 
 from __future__ import annotations
 
-from conn.http.auth import BasicAuth, BearerToken, OAuth2RefreshToken
+from conn.http.auth import BasicAuth, BearerToken, OAuth2ClientCredentials, OAuth2RefreshToken
 from conn.http.batching import (
     BatchRejected,
     Outcome,
@@ -32,6 +32,7 @@ __all__ = [
     "BearerToken",
     "HttpClient",
     "HttpStatusError",
+    "OAuth2ClientCredentials",
     "OAuth2RefreshToken",
     "Outcome",
     "RateLimiter",

@@ -95,8 +95,12 @@ class OAuth2RefreshToken(httpx.Auth):
         #: How many times a token was fetched (tests, diagnostics).
         self.refreshes = 0
 
+    def _grant_data(self) -> dict[str, str]:
+        """The grant-specific form fields of a token request."""
+        return {"grant_type": "refresh_token", "refresh_token": self.refresh_token}
+
     def _fetch(self) -> None:
-        data = {"grant_type": "refresh_token", "refresh_token": self.refresh_token}
+        data = self._grant_data()
         if self.scope:
             data["scope"] = self.scope
         auth = None
@@ -171,3 +175,27 @@ class OAuth2RefreshToken(httpx.Auth):
 
     def __repr__(self) -> str:
         return f"<OAuth2RefreshToken {self.token_url!r}>"
+
+
+class OAuth2ClientCredentials(OAuth2RefreshToken):
+    """OAuth 2 ``client_credentials`` grant against ``token_url`` (server-to-server apps,
+    e.g. a Salesforce external client app with the client-credentials flow).
+
+    Behaves like :class:`OAuth2RefreshToken` (lazy token, refresh before expiry, one
+    refresh and replay on 401, ``on_token`` for extras such as ``instance_url``) but
+    asks for a token with the client id and secret alone.
+    """
+
+    def __init__(self, token_url: str, client_id: str, client_secret: str, *,
+                 scope: str | None = None, client_auth: str = "body", margin: float = 60.0,
+                 http: httpx.Client | None = None, clock: Callable[[], float] = time.monotonic,
+                 on_token: Callable[[Mapping[str, Any]], None] | None = None) -> None:
+        super().__init__(token_url, "", client_id, client_secret, scope=scope,
+                         client_auth=client_auth, margin=margin, http=http, clock=clock,
+                         on_token=on_token)
+
+    def _grant_data(self) -> dict[str, str]:
+        return {"grant_type": "client_credentials"}
+
+    def __repr__(self) -> str:
+        return f"<OAuth2ClientCredentials {self.token_url!r}>"
