@@ -12,7 +12,6 @@ import pytest
 from conn import secrets
 from conn.plugins import Registry
 from conn.testing.harness import write_records
-
 from conn_destination_singer.destination import SingerDestination, TargetError
 
 ROWS = [

@@ -12,7 +12,6 @@ from conn.errors import ConnError
 from conn.plugins import Registry
 from conn.source import SourceState
 from conn.testing.harness import read_all
-
 from conn_source_singer.source import SingerSource, TapError
 
 
