@@ -65,6 +65,9 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "concurrency": {"type": "integer", "minimum": 1, "maximum": 64, "default": 4},
         "timeout": {"type": "number", "exclusiveMinimum": 0, "default": 30},
         "max_attempts": {"type": "integer", "minimum": 1, "maximum": 20, "default": 6},
+        "retry_base_delay": {"type": "number", "exclusiveMinimum": 0, "default": 0.5,
+                             "description": "First backoff cap in seconds (doubles per "
+                                            "attempt, full jitter)."},
         "max_retry_wait": {"type": "number", "minimum": 0, "default": 300,
                            "description": "Most seconds one request may spend waiting "
                                           "between retries."},
@@ -182,6 +185,7 @@ class WebhookDestination(Destination):
                                          signature_header=self.signature_header)
                 c = self.config
                 retry = RetryPolicy(max_attempts=int(c.get("max_attempts", 6)),
+                                    base_delay=float(c.get("retry_base_delay", 0.5)),
                                     max_total_wait=float(c.get("max_retry_wait", 300)))
                 self._client = HttpClient(
                     auth=auth, headers={"Content-Type": "application/json", **self.headers},

@@ -1,0 +1,15 @@
+"""Fixtures for the webhook destination tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from conn import secrets
+
+
+@pytest.fixture(autouse=True)
+def _clean_secrets() -> Iterator[None]:
+    secrets.clear()
+    yield
+    secrets.clear()
