@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from conn.consent.checks import consent_issues
 from conn.consent.context import GateContext
 from conn.consent.events import ConsentIndex, load_index
-from conn.consent.policies import FieldPolicy, apply_policy, policy_issues, resolve_policies
+from conn.consent.policies import FieldPolicy, apply_policy, resolve_policies
 from conn.consent.values import DENIED, GRANTED, MALFORMED, NO_RECORD, REASONS, classify
 from conn.errors import ConfigError
 from conn.runtime.batches import GatedBatch, seal_gated
@@ -90,9 +90,9 @@ class ConsentGate:
     # --- configuration ----------------------------------------------------------------
 
     def issues(self) -> list[ConfigError]:
-        """Consent and field-policy configuration problems (the mapper reports these too,
-        so the runtime needs to call only ``mapper.issues()``)."""
-        return consent_issues(self.ctx) + policy_issues(self.ctx, self.specs, self.policies)
+        """Consent configuration problems. Field-policy problems concern the fields sent
+        and are reported by ``mapper.issues()``; the runtime raises both lists."""
+        return consent_issues(self.ctx)
 
     # --- per batch --------------------------------------------------------------------
 

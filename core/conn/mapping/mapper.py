@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from conn.consent.checks import consent_issues
 from conn.consent.context import GateContext
 from conn.consent.policies import policy_issues, policy_schema, resolve_policies
 from conn.errors import ConfigError, ConnError
@@ -67,9 +66,13 @@ class Mapper:
                        if c in self.policies)
 
     def issues(self) -> list[ConfigError]:
-        """Every reason this sync cannot run, at once, each with its path in conn.yml."""
+        """Every reason the mapping cannot run, at once, each with its path in conn.yml:
+        mapping shape, unknown fields, columns and transforms, unmapped required fields and
+        match key, impossible conversions, and field policies (a field into an advertising
+        destination without a policy, a field reading a dropped column). Consent settings
+        are checked by ``gate.issues()``."""
         errs = list(self._spec_errors)
-        errs += consent_issues(self.ctx) + policy_issues(self.ctx, self.specs, self.policies)
+        errs += policy_issues(self.ctx, self.specs, self.policies)
         names = set(self.ctx.stream.schema.names)
         sync = self.ctx.sync.name
         fields = {s.field for s in self.specs}

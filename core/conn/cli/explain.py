@@ -1,0 +1,52 @@
+"""``conn explain SUBJECT``: the command's body (wired into the CLI by ``conn.cli.main``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _lines(result: dict[str, Any]) -> list[str]:
+    out = [f"subject {result['subject']}: sent by "
+           f"{', '.join(result['sent_by']) or 'no sync'}"]
+    for s in result["syncs"]:
+        head = f"- sync {s['sync']} -> {s['destination']}.{s['object']}: "
+        if "error" in s:
+            out.append(head + f"cannot check ({s['error']})")
+            continue
+        if s.get("config_errors"):
+            out.append(head + "not runnable: " + "; ".join(s["config_errors"]))
+            continue
+        if not s["found"]:
+            out.append(head + "subject not in the synced rows")
+            continue
+        out.append(head + ("WOULD SEND" if s["would_send"] else "withheld"))
+        for p, c in s.get("consent", {}).items():
+            verdict = "allowed" if c["allowed"] else "blocked"
+            basis = f" ({c['legal_basis']})" if c.get("legal_basis") else ""
+            out.append(f"    purpose {p}: {verdict}{basis}, {c['decision']}")
+            for ev in c["evidence"]:
+                out.append("      " + ", ".join(f"{k}={v}" for k, v in ev.items()))
+        for field, f in s["fields"].items():
+            pol = (f.get("policy") or {}).get("action", "allow")
+            out.append(f"    field {field} <- {', '.join(f['from']) or '(constant)'}: {pol}")
+        for reason in s.get("rejected", []):
+            out.append(f"    rejected: {reason}")
+    return out
+
+
+def explain_command(subject: str, project: Path | None = None, json_out: bool = False
+                    ) -> None:
+    """Print where ``subject``'s data goes and why (``--json`` for machines)."""
+    from conn.cli.common import open_project
+    from conn.cli.output import print_json
+    from conn.consent.explain import explain
+    from conn.secrets import redact
+
+    proj, registry = open_project(project)
+    result = explain(proj, subject, registry)
+    if json_out:
+        print_json(result)
+        return
+    for line in _lines(result):
+        print(redact(line))

@@ -1,0 +1,175 @@
+"""``conn explain SUBJECT``: where one person's data goes, and why.
+
+For every sync of the project: is the subject in the synced stream, is each purpose of
+the destination allowed (by which consent record, column value or legal basis) or
+blocked (and why), which fields the destination would receive after field policies, and
+whether the mapper would reject the record. The same gate and mapper as ``conn sync``
+decide; nothing is written anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from conn.consent.context import GateContext
+from conn.consent.gate import ConsentGate
+from conn.consent.values import GRANTED, NO_RECORD, REASONS
+from conn.errors import ConnError
+
+if TYPE_CHECKING:
+    from conn.config.model import Project, SyncConfig
+    from conn.plugins import Registry
+
+#: Opens a sync for explanation: its gate context and an iterator of source batches.
+Opener = Callable[["SyncConfig", ExitStack], tuple[GateContext, Iterator[pa.RecordBatch]]]
+
+
+def plugin_opener(project: Project, registry: Registry) -> Opener:
+    """Open syncs through their source and destination plugins (what ``conn`` does)."""
+    from conn.source import SourceState
+
+    cache: dict[str, pa.Table] = {}
+
+    def connector(kind: str, name: str, stack: ExitStack) -> Any:
+        table = project.sources if kind == "source" else project.destinations
+        cfg = table[name]
+        cls = (registry.source_class if kind == "source" else registry.destination_class)(
+            cfg.type)
+        return stack.enter_context(cls(cfg.config, instance=name, project_dir=project.dir))
+
+    def open_sync(sync: SyncConfig, stack: ExitStack
+                  ) -> tuple[GateContext, Iterator[pa.RecordBatch]]:
+        src = connector("source", sync.source, stack)
+        dest = connector("destination", sync.destination, stack)
+        stream = src.stream(sync.stream, query=sync.query, primary_key=sync.primary_key)
+        obj = dest.object(sync.object)
+
+        def consent_events(name: str) -> pa.Table:
+            if name not in cache:
+                spec = project.consent_sources[name]
+                with ExitStack() as inner:
+                    csrc = connector("source", spec["source"], inner)
+                    cstream = csrc.stream(spec["stream"])
+                    parts = [b for b in csrc.read(cstream) if not isinstance(b, SourceState)]
+                    cache[name] = (pa.Table.from_batches(parts, cstream.schema) if parts
+                                   else cstream.schema.empty_table())
+            return cache[name]
+
+        match_key = sync.match_key or (obj.identifiers[0] if obj.identifiers else "")
+        ctx = GateContext(project, sync, project.destinations[sync.destination], obj, stream,
+                          registry, consent_events, match_key)
+        batches = (b for b in src.read(stream) if not isinstance(b, SourceState))
+        return ctx, batches
+
+    return open_sync
+
+
+def _subject_rows(gate: ConsentGate, batches: Iterator[pa.RecordBatch], subject: str
+                  ) -> tuple[pa.RecordBatch | None, pa.Array | None]:
+    """The subject's rows (by the consent subject column, else the primary key)."""
+    from conn.runtime.keys import key_array
+
+    found, found_keys = [], []
+    for batch in batches:
+        keys = key_array(batch, gate.ctx.stream.primary_key or gate.ctx.sync.primary_key)
+        who = gate._subjects(batch, keys)
+        hit = pc.fill_null(pc.equal(who, subject), False)
+        if pc.any(hit).as_py():
+            found.append(batch.filter(hit))
+            found_keys.append(keys.filter(hit))
+    if not found:
+        return None, None
+    table = pa.Table.from_batches(found).combine_chunks()
+    return table.to_batches()[0], pa.concat_arrays(found_keys)
+
+
+def _purposes(gate: ConsentGate, rows: pa.RecordBatch, keys: pa.Array, subject: str
+              ) -> dict[str, Any]:
+    d = gate.decide(rows, keys)
+    records = gate.index.records(subject) if gate.index is not None else []
+    out: dict[str, Any] = {}
+    for p in gate.purposes:
+        code = int(d.codes[p].max()) if len(d.codes[p]) else NO_RECORD
+        allowed = bool(d.ok[p].all())
+        entry: dict[str, Any] = {"allowed": allowed, "decision": REASONS[code]}
+        if allowed and code == NO_RECORD:
+            entry["legal_basis"] = gate.legal_basis[p]
+        elif allowed and code == GRANTED:
+            entry["legal_basis"] = "consent"
+        evidence = []
+        col = gate.columns.get(p)
+        if col is not None:
+            evidence.append({"column": col, "value": rows.column(col).to_pylist()[0]})
+        for r in records:
+            if r.get("purpose") == p:
+                evidence.append({"consent_source": gate.source_name, **r})
+                if allowed and code == GRANTED and r.get("legal_basis"):
+                    entry["legal_basis"] = r["legal_basis"]
+        if not evidence and code == NO_RECORD:
+            evidence.append({"none": "no consent column value and no consent event"})
+        entry["evidence"] = evidence
+        out[p] = entry
+    return out
+
+
+def explain_sync(ctx: GateContext, batches: Iterator[pa.RecordBatch], subject: str
+                 ) -> dict[str, Any]:
+    """What happens to ``subject`` in one sync."""
+    from conn.consent.gate import build_gate
+    from conn.mapping import build_mapper
+
+    sync = ctx.sync
+    gate = build_gate(ctx)
+    mapper = build_mapper(ctx)
+    out: dict[str, Any] = {
+        "sync": sync.name, "destination": sync.destination, "object": sync.object,
+        "purposes": list(gate.purposes), "found": False, "would_send": False,
+        "fields": {s.field: {"from": s.columns,
+                             "policy": (gate.policies[s.columns[0]].as_dict()
+                                        if s.is_direct and s.columns[0] in gate.policies
+                                        else None)}
+                   for s in mapper.specs},
+    }
+    problems = gate.issues() + mapper.issues()
+    if problems:
+        out["config_errors"] = [str(e) for e in problems]
+        return out
+    rows, keys = _subject_rows(gate, batches, subject)
+    if rows is None or keys is None:
+        return out
+    out["found"] = True
+    out["rows"] = rows.num_rows
+    out["consent"] = _purposes(gate, rows, keys, subject)
+    gated = gate.apply(rows, keys)
+    mapped = mapper.apply(gated)
+    out["would_send"] = mapped.batch.num_rows > 0
+    out["records"] = mapped.batch.to_pylist()
+    if mapped.rejected:
+        out["rejected"] = [reason for _, reason in mapped.rejected]
+    return out
+
+
+def explain(project: Project, subject_key: str, registry: Registry, *,
+            opener: Opener | None = None) -> dict[str, Any]:
+    """Which syncs would send ``subject_key``'s data, to which destinations, which fields
+    after policies, and which consent record or legal basis allows or blocks each."""
+    open_sync = opener or plugin_opener(project, registry)
+    results = []
+    for sync in project.syncs.values():
+        with ExitStack() as stack:
+            try:
+                ctx, batches = open_sync(sync, stack)
+                results.append(explain_sync(ctx, batches, subject_key))
+            except ConnError as exc:
+                results.append({"sync": sync.name, "destination": sync.destination,
+                                "object": sync.object, "error": str(exc)})
+    sends = [r["sync"] for r in results if r.get("would_send")]
+    return {"subject": subject_key, "sent_by": sends,
+            "destinations": sorted({r["destination"] for r in results
+                                    if r.get("would_send")}),
+            "syncs": results}
