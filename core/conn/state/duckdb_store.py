@@ -1,0 +1,322 @@
+"""The embedded default state store: DuckDB files under the project's ``.conn/`` folder.
+
+Layout (``root`` is ``state.url`` if given, else ``<project>/.conn``)::
+
+    root/state/<sync>.duckdb   acknowledged records, change log, rejections, progress,
+                               source bookmark, meta (format version, app id, canary)
+    root/state/runs.duckdb     run history of every sync
+    root/locks/<sync>.lock     flock of the running process (pid, host, run id inside)
+
+One file per sync, so syncs run in parallel processes (DuckDB allows one writing process
+per file). Each commit is one DuckDB transaction (WAL, fsync on commit) appending to the
+``changes`` log together with rejections and the run's progress counters; at the end of a
+run (or at the next open after a crash) the log is folded into ``records``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+from conn.errors import StateError
+from conn.state import hashing, migrations
+from conn.state.base import StateStore, SyncState
+from conn.state.locks import SyncFileLock, safe_name
+from conn.state.memory import run_entry
+from conn.state.planner import PlanningSyncState, Storage
+
+_BUSY_RETRIES = 40
+
+
+def _connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open a DuckDB file, turning DuckDB's errors into :class:`StateError`; retries for a
+    few seconds while another process holds the file."""
+    for attempt in range(_BUSY_RETRIES):
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.Error as exc:
+            text = str(exc)
+            if "lock" in text.lower() and attempt < _BUSY_RETRIES - 1:
+                time.sleep(0.05 * min(attempt + 1, 5))
+                continue
+            if "lock" in text.lower():
+                raise StateError(f"{path} is in use by another process (a sync running?); "
+                                 f"try again when it finishes. ({text.splitlines()[0]})"
+                                 ) from exc
+            raise StateError(f"cannot open state file {path}: {text.splitlines()[0]}. It is "
+                             "corrupted or not a DuckDB file; conn will not reset it. "
+                             "Restore it from a backup, or move it away to start over "
+                             "(the next run then re-sends every row).") from exc
+    raise AssertionError("unreachable")
+
+
+class DuckDBStorage(Storage):
+    """:class:`Storage` in one sync's DuckDB file."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path) -> None:
+        self.con = con
+        self.path = path
+        self._seq = 0
+
+    def _q(self, sql: str, params: list[Any] | None = None) -> Any:
+        try:
+            return self.con.execute(sql, params or [])
+        except duckdb.Error as exc:
+            raise StateError(f"state file {self.path}: {exc}") from exc
+
+    def compact(self) -> None:
+        """Fold the change log into ``records`` (one transaction)."""
+        n = self._q("SELECT count(*) FROM changes").fetchall()[0][0]
+        if not n:
+            return
+        self.con.begin()
+        try:
+            self._q("DELETE FROM records WHERE kid IN (SELECT kid FROM changes)")
+            self._q("""INSERT INTO records SELECT kid, key, hash, match_value, partition,
+                run_id, changed_at FROM (SELECT *, row_number() OVER (PARTITION BY kid
+                ORDER BY seq DESC) AS rn FROM changes) WHERE rn = 1 AND op = 1""")
+            self._q("DELETE FROM changes")
+            self.con.commit()
+        except BaseException:
+            self.con.rollback()
+            raise
+
+    def rekey(self) -> None:
+        """Recompute key ids and partitions from the stored keys (hash function changed)."""
+        self.con.begin()
+        for table in ("records", "rejections"):
+            self._q(f"UPDATE {table} SET kid = hash(key), "
+                    "partition = (hash(key) >> 56)::USMALLINT WHERE key IS NOT NULL")
+        self.con.commit()
+
+    def load(self, partitions: frozenset[int] | None) -> tuple[np.ndarray, np.ndarray]:
+        self.compact()
+        where = ""
+        if partitions is not None:
+            where = f"WHERE partition IN ({', '.join(str(int(p)) for p in partitions)})"
+        t = self.con.sql(f"SELECT kid, hash FROM records {where} ORDER BY kid").to_arrow_table()
+        kids = t.column(0).to_numpy().astype(np.uint64, copy=False)
+        hashes = t.column(1).fill_null(0).to_numpy().astype(np.uint64, copy=False)
+        return kids, hashes
+
+    def begin_run(self, run_id: str) -> None:
+        self._q("INSERT INTO progress (run_id, started_at, updated_at) VALUES (?, now(), "
+                "now()) ON CONFLICT DO NOTHING", [run_id])
+
+    def commit(self, run_id: str, rows: pa.Table, rejected: pa.Table, *,
+               deletes: bool) -> None:
+        self._seq += 1
+        con = self.con
+        con.register("_rows", rows)
+        con.register("_rej", rejected)
+        con.begin()
+        try:
+            self._q("""INSERT INTO changes SELECT ?, ?, kid, key, hash, match_value,
+                partition, ?, now() FROM _rows""", [self._seq, 2 if deletes else 1, run_id])
+            self._q("""DELETE FROM rejections WHERE run_id <> ? AND kid IN
+                (SELECT kid FROM _rows UNION ALL SELECT kid FROM _rej)""", [run_id])
+            self._q("""INSERT INTO rejections SELECT kid, key, partition, reason, ?, ?, now()
+                FROM _rej""", ["delete" if deletes else "write", run_id])
+            col = "deleted" if deletes else "acknowledged"
+            self._q(f"""UPDATE progress SET batches = batches + 1, {col} = {col} + ?,
+                rejected = rejected + ?, updated_at = now() WHERE run_id = ?""",
+                    [rows.num_rows, rejected.num_rows, run_id])
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+        finally:
+            con.unregister("_rows")
+            con.unregister("_rej")
+
+    def lookup(self, kids: np.ndarray, batch_rows: int) -> Iterator[tuple[pa.Array, pa.Array]]:
+        cur = self.con.cursor()
+        try:
+            cur.register("_want", pa.table({"kid": pa.array(kids, pa.uint64())}))
+            reader = cur.sql("SELECT key, match_value FROM records WHERE kid IN "
+                             "(SELECT kid FROM _want)").to_arrow_reader(batch_rows)
+            for b in reader:
+                if b.num_rows:
+                    yield b.column(0), b.column(1)
+        finally:
+            cur.close()
+
+    def rejection_kids(self, partitions: frozenset[int] | None) -> np.ndarray:
+        where = ""
+        if partitions is not None:
+            where = f"WHERE partition IN ({', '.join(str(int(p)) for p in partitions)})"
+        t = self.con.sql(f"SELECT kid FROM rejections {where}").to_arrow_table()
+        return t.column(0).to_numpy().astype(np.uint64, copy=False)
+
+    def clear_rejections(self, kids: np.ndarray) -> None:
+        self.con.register("_gone", pa.table({"kid": pa.array(kids, pa.uint64())}))
+        try:
+            self._q("DELETE FROM rejections WHERE kid IN (SELECT kid FROM _gone)")
+        finally:
+            self.con.unregister("_gone")
+
+    def get_source_state(self) -> str | None:
+        rows = self._q("SELECT value FROM source_state WHERE id = 1").fetchall()
+        return rows[0][0] if rows else None
+
+    def set_source_state(self, run_id: str, value: str) -> None:
+        self._q("INSERT OR REPLACE INTO source_state VALUES (1, ?, ?, now())", [value, run_id])
+
+    def finish(self) -> None:
+        self.compact()
+
+
+class DuckDBStateStore(StateStore):
+    """Local, file-based state (the default)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._open: dict[str, DuckDBStorage] = {}
+
+    @classmethod
+    def open(cls, url: str | None, project_dir: Any) -> DuckDBStateStore:
+        """``url``: a directory (``duckdb:///abs/dir`` or a plain path, relative to the
+        project); default ``<project>/.conn``."""
+        base = Path(project_dir or ".")
+        if not url:
+            return cls(base / ".conn")
+        path = url.removeprefix("duckdb://") if url.startswith("duckdb://") else url
+        p = Path(path)
+        return cls(p if p.is_absolute() else base / p)
+
+    def sync_path(self, sync: str) -> Path:
+        """The state file of a sync."""
+        return self.root / "state" / f"{safe_name(sync)}.duckdb"
+
+    def _open_sync_file(self, sync: str, *, read_only: bool = False
+                        ) -> tuple[duckdb.DuckDBPyConnection, dict[str, str]]:
+        path = self.sync_path(sync)
+        con = _connect(path, read_only=read_only)
+        try:
+            meta = migrations.prepare(con, str(path), kind="sync", identity={"sync": sync},
+                                      read_only=read_only)
+        except BaseException:
+            con.close()
+            raise
+        return con, meta
+
+    @contextmanager
+    def open_sync(self, sync: str, run_id: str, *, full_resync: bool = False,
+                  partitions: frozenset[int] | None = None) -> Iterator[SyncState]:
+        """See :meth:`StateStore.open_sync`. ``partitions`` (extension) opens only those
+        partitions (``conn.state.hashing.PARTITIONS`` in all); deletions then cover only
+        them."""
+        lock = SyncFileLock(self.root / "locks", sync, run_id, partitions).acquire()
+        con = None
+        try:
+            self.sync_path(sync).parent.mkdir(parents=True, exist_ok=True)
+            con, meta = self._open_sync_file(sync)
+            storage = DuckDBStorage(con, self.sync_path(sync))
+            self._check_canary(storage, meta, full_resync)
+            storage.begin_run(run_id)
+            self._open[sync] = storage
+            st = PlanningSyncState(storage, run_id, full_resync=full_resync,
+                                   partitions=partitions)
+            try:
+                yield st
+            finally:
+                st.close()
+        finally:
+            self._open.pop(sync, None)
+            if con is not None:
+                with contextlib.suppress(duckdb.Error):
+                    con.close()
+            lock.release()
+
+    def _check_canary(self, storage: DuckDBStorage, meta: dict[str, str],
+                      full_resync: bool) -> None:
+        current = hashing.canary(storage.con)
+        stored = meta.get("hash_canary")
+        if stored == current:
+            return
+        if stored is not None and not full_resync:
+            raise StateError(
+                f"{storage.path}: the row hash function changed (DuckDB "
+                f"{meta.get('hash_engine', '?')} -> {duckdb.__version__}); the stored hashes "
+                "cannot be compared. Either install the DuckDB version that wrote the state, "
+                "or run once with --full-resync to re-send every row and re-baseline.")
+        if stored is not None:
+            storage.rekey()
+        migrations.write_meta(storage.con, {"hash_canary": current,
+                                            "hash_algorithm": hashing.HASH_ALGORITHM,
+                                            "hash_engine": f"duckdb {duckdb.__version__}"})
+
+    # --- history and reports ------------------------------------------------------------
+
+    @contextmanager
+    def _runs_db(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection | None]:
+        path = self.root / "state" / "runs.duckdb"
+        if read_only and not path.exists():
+            yield None
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con = _connect(path)
+        try:
+            migrations.prepare(con, str(path), kind="runs", identity={})
+            yield con
+        finally:
+            con.close()
+
+    def record_run(self, sync: str, run_id: str, report: dict[str, Any]) -> None:
+        import json
+
+        e = run_entry(sync, run_id, report)
+        started = e["started_at"] if isinstance(e["started_at"], int | float) else None
+        with self._runs_db() as con:
+            assert con is not None
+            con.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [sync, run_id, e["status"], started, e["seconds"], e["rows_read"],
+                         e["inserted"], e["updated"], e["deleted"], e["unchanged"],
+                         e["rejected"], e["pending"], e["recorded_at"],
+                         json.dumps(report, default=str)])
+
+    def runs(self, sync: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        import json
+
+        with self._runs_db(read_only=True) as con:
+            if con is None:
+                return []
+            where, params = ("WHERE sync = ?", [sync]) if sync is not None else ("", [])
+            cur = con.execute(f"SELECT * FROM runs {where} ORDER BY recorded_at DESC "
+                              f"LIMIT {int(limit)}", params)
+            cols = [d[0] for d in cur.description]
+            out = [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+        for r in out:
+            r["report"] = json.loads(r["report"]) if r["report"] else {}
+        return out
+
+    def rejections(self, sync: str, limit: int | None = None) -> list[dict[str, Any]]:
+        sql = ("SELECT key, reason, op, run_id, strftime(rejected_at, '%Y-%m-%dT%H:%M:%SZ') "
+               'AS "at" FROM rejections ORDER BY rejected_at DESC, key'
+               + (f" LIMIT {int(limit)}" if limit is not None else ""))
+        storage = self._open.get(sync)
+        if storage is not None:
+            cur = storage.con.cursor()
+            try:
+                return _dicts(cur.execute(sql))
+            finally:
+                cur.close()
+        if not self.sync_path(sync).exists():
+            return []
+        con, meta = self._open_sync_file(sync, read_only=True)
+        try:
+            return _dicts(con.execute(sql)) if meta else []
+        finally:
+            con.close()
+
+
+def _dicts(cur: Any) -> list[dict[str, Any]]:
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]

@@ -1,0 +1,104 @@
+"""Key ids, payload hashes and partitions, computed by DuckDB over Arrow data.
+
+* ``kid``: DuckDB ``hash(key)`` of the primary key string (UBIGINT). It identifies a key
+  inside the state and is recomputed from the stored key strings whenever the hash
+  function changes, so it never has to be stable.
+* ``hash``: DuckDB ``hash(c0, c1, ..., fingerprint)`` over exactly the mapped payload
+  columns plus a fingerprint of the payload's schema (column names and types), so a
+  renamed field or a changed type re-sends the rows it changes.
+* ``partition``: the top 8 bits of ``kid`` (256 partitions).
+
+Why DuckDB's ``hash()``: it is 7-13x faster than a documented digest over a canonical text
+form (measured on 1M mapped rows in 100k batches: ``hash`` 0.075 s, ``md5_number`` over
+``concat_ws`` 0.52 s, ``md5_number_lower`` 0.97 s; a Python xxhash loop about 2 us/row).
+Its only weakness is that DuckDB may change it between releases. We therefore store a
+*canary* (the hashes of fixed probe values) with the state; when it differs on open the
+payload hashes are known to be incomparable and the store refuses to plan (``StateError``)
+unless the run is a ``--full-resync``, which re-baselines. Nothing is silently re-sent or
+skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+#: Number of partitions; ``partition = kid >> PARTITION_SHIFT``.
+PARTITION_BITS = 8
+PARTITIONS = 1 << PARTITION_BITS
+PARTITION_SHIFT = 64 - PARTITION_BITS
+#: Name of the algorithm stored in the state's meta table.
+HASH_ALGORITHM = "duckdb-hash/v1"
+
+_CANARY_SQL = """SELECT hash(42::BIGINT)::VARCHAR || ',' || hash('conn')::VARCHAR || ','
+ || hash(1.5::DOUBLE)::VARCHAR || ',' || hash(DATE '2020-02-29')::VARCHAR || ','
+ || hash(TIMESTAMP '2020-02-29 12:34:56.789')::VARCHAR || ',' || hash(true)::VARCHAR || ','
+ || hash(NULL::VARCHAR)::VARCHAR || ',' || hash([1, 2, 3])::VARCHAR || ','
+ || hash({'a': 1, 'b': 'x'})::VARCHAR || ',' || hash('user@example.com', 7, 2.5)::VARCHAR
+ || ',' || hash(12.34::DECIMAL(10, 2))::VARCHAR"""
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection for hashing."""
+    return duckdb.connect()
+
+
+def canary(con: duckdb.DuckDBPyConnection) -> str:
+    """A digest of DuckDB's hashes of fixed probe values: changes iff ``hash()`` does."""
+    rows = con.sql(_CANARY_SQL).fetchall()
+    return hashlib.sha256(str(rows[0][0]).encode()).hexdigest()[:16]
+
+
+def schema_fingerprint(schema: pa.Schema) -> str:
+    """Hex digest of the payload's column names and types."""
+    text = "\x1e".join(f"{f.name}\x1f{f.type}" for f in schema)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _as_string(keys: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    if not (pa.types.is_string(keys.type) or pa.types.is_large_string(keys.type)):
+        keys = keys.cast(pa.string())
+    return keys
+
+
+def _to_u64(arr: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    return arr.to_numpy(zero_copy_only=False).astype(np.uint64, copy=False)
+
+
+def key_ids(con: duckdb.DuckDBPyConnection, keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """``hash(key)`` per key as uint64 (nulls hash too; callers mask them)."""
+    t = pa.table({"k": _as_string(keys)})  # noqa: F841 - scanned by DuckDB by name
+    return _to_u64(con.sql("SELECT hash(k) AS kid FROM t").to_arrow_table().column(0))
+
+
+def hash_batch(con: duckdb.DuckDBPyConnection, keys: pa.Array | pa.ChunkedArray,
+               batch: pa.RecordBatch | pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """Key ids and payload hashes of a batch in one DuckDB pass: ``(kids, hashes)``."""
+    names = [f"c{i}" for i in range(batch.num_columns)]
+    cols = list(batch.columns)
+    t = pa.table([*cols, _as_string(keys)], names=[*names, "k"])  # noqa: F841
+    fp = schema_fingerprint(batch.schema)
+    args = ", ".join([*names, f"'{fp}'"])
+    res = con.sql(f"SELECT hash(k) AS kid, hash({args}) AS h FROM t").to_arrow_table()
+    return _to_u64(res.column(0)), _to_u64(res.column(1))
+
+
+def partitions_of(kids: np.ndarray) -> np.ndarray:
+    """Partition number (0..PARTITIONS-1) of each key id."""
+    return (kids >> np.uint64(PARTITION_SHIFT)).astype(np.uint16)
+
+
+def partition_of_keys(keys: pa.Array | Sequence[str]) -> pa.Array:
+    """Partition of each primary key, for routing rows to workers (see docs/sync-modes.md)."""
+    arr = keys if isinstance(keys, pa.Array | pa.ChunkedArray) else pa.array(keys, pa.string())
+    with connect() as con:
+        return pa.array(partitions_of(key_ids(con, arr)))

@@ -1,0 +1,168 @@
+"""An in-process state store for tests and dry runs: Arrow tables, no files."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from conn.errors import SyncLocked
+from conn.state.base import StateStore, SyncState
+from conn.state.planner import PlanningSyncState, Storage
+
+RECORDS_SCHEMA = pa.schema([("kid", pa.uint64()), ("key", pa.string()), ("hash", pa.uint64()),
+                            ("match_value", pa.string()), ("partition", pa.uint16()),
+                            ("run_id", pa.string())])
+REJECTIONS_SCHEMA = pa.schema([("kid", pa.uint64()), ("key", pa.string()),
+                               ("partition", pa.uint16()), ("reason", pa.string()),
+                               ("op", pa.string()), ("run_id", pa.string()),
+                               ("at", pa.float64())])
+
+
+@dataclass
+class _SyncData:
+    records: pa.Table = field(default_factory=RECORDS_SCHEMA.empty_table)
+    rejections: pa.Table = field(default_factory=REJECTIONS_SCHEMA.empty_table)
+    source_state: str | None = None
+    progress: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _without(table: pa.Table, kids: pa.Array, extra: pa.Array | None = None) -> pa.Table:
+    drop = pc.is_in(table.column("kid"), value_set=kids)
+    if extra is not None:
+        drop = pc.and_(drop, extra)
+    return table.filter(pc.invert(drop))
+
+
+class MemoryStorage(Storage):
+    """:class:`Storage` over one :class:`_SyncData`."""
+
+    def __init__(self, data: _SyncData) -> None:
+        self.data = data
+
+    def load(self, partitions: frozenset[int] | None) -> tuple[np.ndarray, np.ndarray]:
+        t = self.data.records
+        if partitions is not None:
+            t = t.filter(pc.is_in(t.column("partition"), pa.array(sorted(partitions),
+                                                                  pa.uint16())))
+        t = t.sort_by("kid")
+        return (t.column("kid").to_numpy().astype(np.uint64),
+                t.column("hash").to_numpy().astype(np.uint64))
+
+    def commit(self, run_id: str, rows: pa.Table, rejected: pa.Table, *,
+               deletes: bool) -> None:
+        d = self.data
+        touched = pa.concat_arrays([rows.column("kid").combine_chunks(),
+                                    rejected.column("kid").combine_chunks()])
+        earlier = pc.not_equal(d.rejections.column("run_id"), run_id)
+        rejections = _without(d.rejections, touched, earlier)
+        records = _without(d.records, rows.column("kid").combine_chunks())
+        if not deletes:
+            add = rows.append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string()))
+            records = pa.concat_tables([records, add.cast(RECORDS_SCHEMA)])
+        if rejected.num_rows:
+            n = rejected.num_rows
+            rej = rejected.append_column("op", pa.array(["delete" if deletes else "write"] * n))
+            rej = rej.append_column("run_id", pa.array([run_id] * n, pa.string()))
+            rej = rej.append_column("at", pa.array([time.time()] * n, pa.float64()))
+            rejections = pa.concat_tables([rejections, rej.cast(REJECTIONS_SCHEMA)])
+        d.records, d.rejections = records, rejections
+        p = d.progress.setdefault(run_id, {"batches": 0, "acknowledged": 0, "rejected": 0,
+                                           "deleted": 0})
+        p["batches"] += 1
+        p["deleted" if deletes else "acknowledged"] += rows.num_rows
+        p["rejected"] += rejected.num_rows
+
+    def lookup(self, kids: np.ndarray, batch_rows: int) -> Iterator[tuple[pa.Array, pa.Array]]:
+        t = self.data.records
+        t = t.filter(pc.is_in(t.column("kid"), pa.array(kids, pa.uint64())))
+        for b in t.to_batches(max_chunksize=batch_rows):
+            if b.num_rows:
+                yield b.column("key"), b.column("match_value")
+
+    def rejection_kids(self, partitions: frozenset[int] | None) -> np.ndarray:
+        return self.data.rejections.column("kid").to_numpy().astype(np.uint64)
+
+    def clear_rejections(self, kids: np.ndarray) -> None:
+        self.data.rejections = _without(self.data.rejections, pa.array(kids, pa.uint64()))
+
+    def get_source_state(self) -> str | None:
+        return self.data.source_state
+
+    def set_source_state(self, run_id: str, value: str) -> None:
+        self.data.source_state = value
+
+
+class MemoryStateStore(StateStore):
+    """State kept in this process only (lost at exit)."""
+
+    def __init__(self) -> None:
+        self._syncs: dict[str, _SyncData] = {}
+        self._runs: list[dict[str, Any]] = []
+        self._held: dict[str, dict[str, Any]] = {}
+        self._mutex = threading.Lock()
+
+    @contextmanager
+    def open_sync(self, sync: str, run_id: str, *, full_resync: bool = False,
+                  partitions: frozenset[int] | None = None) -> Iterator[SyncState]:
+        """See :meth:`StateStore.open_sync`; ``partitions`` limits the run to some
+        partitions (the whole sync is still locked in this backend)."""
+        with self._mutex:
+            holder = self._held.get(sync)
+            if holder is not None:
+                raise SyncLocked(
+                    f"sync {sync!r} is already running (run {holder['run_id']}, pid "
+                    f"{holder['pid']} on {holder['host']}, since {holder['started']})")
+            self._held[sync] = {"run_id": run_id, "pid": os.getpid(),
+                                "host": socket.gethostname(),
+                                "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        try:
+            data = self._syncs.setdefault(sync, _SyncData())
+            st = PlanningSyncState(MemoryStorage(data), run_id, full_resync=full_resync,
+                                   partitions=partitions)
+            try:
+                yield st
+            finally:
+                st.close()
+        finally:
+            with self._mutex:
+                self._held.pop(sync, None)
+
+    def record_run(self, sync: str, run_id: str, report: dict[str, Any]) -> None:
+        self._runs.append(run_entry(sync, run_id, report))
+
+    def runs(self, sync: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        out = [r for r in reversed(self._runs) if sync is None or r["sync"] == sync]
+        return out[:limit]
+
+    def rejections(self, sync: str, limit: int | None = None) -> list[dict[str, Any]]:
+        data = self._syncs.get(sync)
+        if data is None:
+            return []
+        rows = data.rejections.sort_by([("at", "descending")]).to_pylist()
+        out = [{"key": r["key"], "reason": r["reason"], "op": r["op"], "run_id": r["run_id"],
+                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["at"]))}
+               for r in rows]
+        return out if limit is None else out[:limit]
+
+
+def run_entry(sync: str, run_id: str, report: dict[str, Any]) -> dict[str, Any]:
+    """The run-history row stored for a report: common counters plus the report."""
+    def num(name: str) -> int:
+        v = report.get(name)
+        return int(v) if isinstance(v, int | float) else 0
+
+    return {"sync": sync, "run_id": run_id, "status": str(report.get("status", "unknown")),
+            "started_at": report.get("started_at"), "seconds": report.get("seconds"),
+            "rows_read": num("rows_read"), "inserted": num("inserted"),
+            "updated": num("updated"), "deleted": num("deleted"),
+            "unchanged": num("unchanged"), "rejected": num("rejected"),
+            "pending": num("pending"), "recorded_at": time.time(), "report": report}
