@@ -13,6 +13,12 @@ Fixtures
     ``vcr_for(name="...", cassette_dir=None, record_mode="none")`` returns a
     ``vcr.VCR`` that filters secrets, with cassettes stored next to the test module in
     ``cassettes/`` by default.
+
+Conformance suites
+------------------
+``conn.testing.source_suite(...)`` and ``conn.testing.destination_suite(...)`` (module
+:mod:`conn.testing.conformance`) build a whole test class in one call; this plugin has
+pytest rewrite their assertions so failures show the compared values.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import pytest
 
 if TYPE_CHECKING:
     from conn.testing.http import FaultServer
+
+pytest.register_assert_rewrite("conn.testing.conformance")
 
 
 @pytest.fixture
