@@ -6,7 +6,6 @@ import datetime as dt
 
 import pyarrow as pa
 import pytest
-
 from conn.consent import build_gate
 from conn.consent.sandbox import make_context
 from conn.errors import ConfigError

@@ -6,7 +6,6 @@ import hashlib
 
 import pyarrow as pa
 import pytest
-
 from conn.consent import normalize as n
 from conn.consent.hashing import md5_hex, sha256_hex
 from conn.consent.values import DENIED, GRANTED, MALFORMED, NO_RECORD, classify

@@ -141,7 +141,7 @@ def mask(arr: pa.Array, kind: str | None = None, **_: Any) -> pa.Array:
     """Mask a value for display: e-mails keep the first letter and the domain
     (``j***@example.com``); other values keep their last two characters (``***34``),
     short ones (four characters or fewer) become ``***``."""
-    s = _str(arr)
+    s = pc.utf8_trim_whitespace(_str(arr))
     stars = pa.scalar("***")
     if kind == "email":
         at = pc.find_substring(s, "@")
