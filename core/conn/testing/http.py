@@ -222,7 +222,9 @@ class FaultServer:
 
     def route(self, method: str, path: str, handler: Handler, *, faults: bool = True) -> None:
         """Serve ``method path`` with ``handler(request, server) -> Reply``; with
-        ``faults=False`` no fault is injected on it (e.g. a token endpoint)."""
+        ``faults=False`` no fault is injected on it (e.g. a token endpoint). Handlers run
+        one at a time under :attr:`lock`, so they may update :attr:`store` freely; use
+        :class:`Reply` ``delay`` rather than sleeping inside a handler."""
         self.routes[(method.upper(), path)] = (handler, faults)
 
     def reset(self) -> None:
