@@ -145,6 +145,13 @@ class WriteRequest:
     match_key: str
     dry_run: bool = False
     _seal: object = field(default=None, repr=False, compare=False)
+    #: Set by :meth:`Destination.write` on each chunk it passes to ``write_batch``: the
+    #: chunk's 0-based position, how many chunks the write was split into and how many
+    #: rows they hold together. Lets a destination group the calls of one write (e.g. a
+    #: vendor upload session with a sequence number and a last-batch flag).
+    chunk: int = 0
+    chunks: int = 1
+    rows_total: int | None = None
 
     def __len__(self) -> int:
         return self.records.num_rows
@@ -216,7 +223,8 @@ class Destination(Connector, abc.ABC):
         result = WriteResult()
 
         def one(offset: int) -> WriteResult:
-            chunk = request.slice(offset, size)
+            chunk = replace(request.slice(offset, size), chunk=offset // size,
+                            chunks=len(offsets), rows_total=n)
             try:
                 res = self.write_batch(chunk)
             except Exception as exc:  # the runtime decides what to do; rows stay pending
