@@ -116,8 +116,9 @@ def to_string(arr: pa.Array, fmt: str | None = None) -> pa.Array:
     if pa.types.is_temporal(t) and (pa.types.is_date(t) or pa.types.is_timestamp(t)):
         if fmt == "date" or pa.types.is_date(t):
             return pc.strftime(arr, format="%Y-%m-%d")
-        tz = getattr(t, "tz", None)
-        return pc.strftime(arr, format="%Y-%m-%dT%H:%M:%S%z" if tz else "%Y-%m-%dT%H:%M:%S")
+        # RFC 3339 in UTC; naive timestamps are taken as UTC.
+        utc = arr.cast(pa.timestamp(t.unit, "UTC")) if t.tz else arr
+        return pc.strftime(utc, format="%Y-%m-%dT%H:%M:%SZ")
     if pa.types.is_nested(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
         raise pa.ArrowNotImplementedError(f"cannot turn {t} into a string")
     return arr.cast(pa.string())
