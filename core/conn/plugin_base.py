@@ -31,6 +31,17 @@ class Connector:
         self.project_dir = Path(project_dir) if project_dir else None
 
     @typing.final
+    @classmethod
+    def create(cls, config: Mapping[str, Any] | None, *, instance: str = "",
+               project_dir: str | Path | None = None) -> typing.Self:
+        """How the runtime instantiates a connector: the constructor gets the config and
+        instance name (subclasses may override ``__init__`` with just those), then the
+        project folder is set. Resolve relative paths lazily, with :meth:`resolve_path`."""
+        obj = cls(config, instance=instance)
+        obj.project_dir = Path(project_dir) if project_dir else None
+        return obj
+
+    @typing.final
     def resolve_path(self, value: str | Path) -> Path:
         """A config path made absolute against the project folder (or the working
         directory when the connector runs outside a project)."""

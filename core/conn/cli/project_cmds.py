@@ -41,7 +41,9 @@ def check_project(project: Path | None, *, connect: bool, json_out: bool) -> Non
                 for name, c in table.items():
                     entry = {"check": f"{kind} connection", "target": name, "ok": True}
                     try:
-                        with get(c.type)(c.config, instance=name, project_dir=proj.dir) as conn:
+                        conn = get(c.type).create(c.config, instance=name,
+                                                  project_dir=proj.dir)
+                        with conn:
                             conn.check()
                     except ConnError as exc:
                         entry.update(ok=False, error=secrets.redact(str(exc)))
@@ -94,7 +96,7 @@ def discover_source(source: str, *, project: Path | None, json_out: bool) -> Non
                           path="sources")
     c = proj.sources[source]
     cls = registry.source_class(c.type)
-    with cls(c.config, instance=source, project_dir=proj.dir) as src:
+    with cls.create(c.config, instance=source, project_dir=proj.dir) as src:
         streams = src.discover()
     data = [{"stream": s.name, "primary_key": list(s.primary_key), "cursor": s.cursor,
              "personal": dict(s.personal),

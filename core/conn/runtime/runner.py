@@ -91,7 +91,7 @@ class SyncRunner:
         secrets.register_config_secrets(cfg.config, cls.config_schema)
         cls.validate_config(cfg.config, file=str(self.project.file),
                             path=f"{kind}s.{name}.config")
-        return cls(cfg.config, instance=name, project_dir=self.project.dir)
+        return cls.create(cfg.config, instance=name, project_dir=self.project.dir)
 
     def consent_events(self, name: str) -> pa.Table:
         """Read a declared consent source completely (cached for the run)."""
