@@ -1,0 +1,494 @@
+"""The ``hubspot`` destination: HubSpot CRM contacts and companies through the v3 batch
+object endpoints.
+
+===========  =====================================================================
+operation    request (``POST``, JSON, at most 100 inputs)
+===========  =====================================================================
+upsert       ``/crm/v3/objects/{type}/batch/upsert`` by ``idProperty`` (e-mail or a
+             unique property); ``batch/update`` when matching on ``hs_object_id``
+insert       ``/crm/v3/objects/{type}/batch/create``
+update       ``/crm/v3/objects/{type}/batch/update`` (``idProperty`` unless matching on
+             ``hs_object_id``)
+delete       ``/crm/v3/objects/{type}/batch/read`` (resolve record ids by ``idProperty``,
+             unless matching on ``hs_object_id``), then ``batch/archive``
+===========  =====================================================================
+
+Responses 200/201/207 carry ``results`` and ``errors``; each error names the inputs it
+concerns in ``context.ids`` (the id values sent) or ``context.objectWriteTraceId`` (this
+plugin sends each input's row index as its trace id), so a failing input becomes a
+per-record rejection with HubSpot's message. A whole-batch 400 is split in halves until the
+offending records are isolated. 429 and 5xx are retried by the toolkit's client; a 429 of
+the ``DAILY`` policy stops the run (rows stay pending) instead of retrying hot.
+
+httpx and the HTTP toolkit are imported when a client is first needed, so registering the
+plugin stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from conn.destination import (
+    Capabilities,
+    Destination,
+    ObjectInfo,
+    RateLimit,
+    Rejection,
+    WriteRequest,
+    WriteResult,
+)
+from conn.errors import CheckFailed, ConfigError, ConnError, RetryLater
+
+if TYPE_CHECKING:
+    import httpx
+    from conn.http import HttpClient
+
+DEFAULT_BASE_URL = "https://api.hubapi.com"
+#: Inputs per batch call (HubSpot's documented batch limit).
+BATCH_LIMIT = 100
+OBJECT_TYPES = ("contacts", "companies")
+#: Unique key HubSpot knows without a custom property.
+RECORD_ID = "hs_object_id"
+
+#: Documented limits per tier: (requests per 10 s per app, requests per day per account).
+TIERS: dict[str, tuple[int, int]] = {
+    "free": (100, 250_000),
+    "starter": (100, 250_000),
+    "professional": (190, 625_000),
+    "enterprise": (190, 1_000_000),
+    "api_limit_increase": (250, 2_000_000),
+}
+
+_PROPERTY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "type": {"enum": ["string", "number", "integer", "boolean", "date", "datetime",
+                          "enumeration"], "default": "string",
+                 "description": "value type; HubSpot stores enumerations, dates and "
+                                "datetimes as strings (ISO 8601 UTC or epoch ms)"},
+        "unique": {"type": "boolean", "default": False,
+                   "description": "the property has hasUniqueValue set in HubSpot: it can "
+                                  "serve as upsert key (idProperty)"},
+        "personal": {"type": "string",
+                     "description": "personal-data kind (email, phone, name, ...)"},
+        "description": {"type": "string"},
+    },
+}
+
+_JSON_TYPES = {"string": "string", "number": "number", "integer": "integer",
+               "boolean": "boolean", "enumeration": "string"}
+
+
+def _standard_schema(object_type: str) -> dict[str, Any]:
+    text = resources.files("conn_destination_hubspot").joinpath(
+        "schemas", f"{object_type}.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def _custom_field(spec: Mapping[str, Any]) -> dict[str, Any]:
+    kind = spec.get("type", "string")
+    out: dict[str, Any] = {"type": [_JSON_TYPES.get(kind, "string"), "null"]}
+    if kind == "date":
+        out["format"] = "date"
+    elif kind == "datetime":
+        out["format"] = "date-time"
+    if spec.get("description"):
+        out["description"] = spec["description"]
+    return out
+
+
+def _cell(value: Any) -> Any:
+    """A property value as HubSpot accepts it (``None`` clears the property)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def _message(err: Mapping[str, Any]) -> str:
+    msg = str(err.get("message") or err.get("category") or "rejected by HubSpot")
+    cat = err.get("category")
+    return f"{cat}: {msg}" if cat and not msg.startswith(str(cat)) else msg
+
+
+def _error_body(resp: httpx.Response) -> dict[str, Any]:
+    try:
+        body = resp.json()
+    except ValueError:
+        return {"message": resp.text[:300]}
+    return body if isinstance(body, dict) else {"message": str(body)[:300]}
+
+
+class HubSpotDestination(Destination):
+    """Writes HubSpot contacts and companies with the v3 batch endpoints.
+
+    Objects ``contacts`` and ``companies`` carry HubSpot's standard properties plus the
+    portal's custom properties declared under ``custom_properties``; a custom property
+    declared ``unique: true`` (``hasUniqueValue`` in HubSpot) can be the match key.
+    """
+
+    name: ClassVar[str] = "hubspot"
+    description: ClassVar[str] = "HubSpot CRM contacts and companies (batch upsert, archive)"
+    config_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["access_token"],
+        "properties": {
+            "access_token": {"type": "string", "minLength": 1, "secret": True,
+                             "description": "private-app access token (Bearer)"},
+            "base_url": {"type": "string", "default": DEFAULT_BASE_URL,
+                         "description": "API host (change only for tests or proxies)"},
+            "tier": {"enum": list(TIERS), "default": "free",
+                     "description": "subscription tier: sets the documented rate limit "
+                                    "(requests per 10 s per app, per day per account)"},
+            "daily_limit": {"type": "integer", "minimum": 1,
+                            "description": "override the tier's daily request budget"},
+            "concurrency": {"type": "integer", "minimum": 1, "maximum": 16, "default": 2},
+            "custom_properties": {
+                "type": "object",
+                "additionalProperties": False,
+                "description": "portal-specific properties per object, by internal name",
+                "properties": {t: {"type": "object",
+                                   "additionalProperties": _PROPERTY_SCHEMA}
+                               for t in OBJECT_TYPES},
+            },
+            "retry": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "max_attempts": {"type": "integer", "minimum": 1, "default": 6},
+                    "base_delay": {"type": "number", "minimum": 0, "default": 0.5},
+                    "max_total_wait": {"type": "number", "minimum": 0, "default": 120},
+                },
+            },
+            "timeout": {"type": "number", "exclusiveMinimum": 0, "default": 30},
+        },
+    }
+
+    def __init__(self, config: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        if not self.config.get("access_token"):
+            raise ConfigError("hubspot: missing required setting 'access_token'",
+                              path="config.access_token")
+        from conn import secrets
+
+        secrets.register(self.config["access_token"])
+        self._client: HttpClient | None = None
+        self._lock = threading.Lock()
+        self._objects: list[ObjectInfo] | None = None
+
+    # -- configuration ---------------------------------------------------------------------
+
+    def rate_limit(self) -> RateLimit:
+        """The documented limit of the configured tier (burst of 10 within the window)."""
+        per_10s, daily = TIERS[self.config.get("tier", "free")]
+        return RateLimit(requests=per_10s, per_seconds=10.0, burst=10,
+                         daily=int(self.config.get("daily_limit") or daily))
+
+    def objects(self) -> list[ObjectInfo]:
+        """``contacts`` and ``companies``: standard plus configured custom properties."""
+        if self._objects is not None:
+            return self._objects
+        caps = Capabilities(batch_size=BATCH_LIMIT,
+                            modes=frozenset({"upsert", "insert", "update", "mirror"}),
+                            supports_delete=True, rate_limit=self.rate_limit(),
+                            concurrency=int(self.config.get("concurrency", 2)))
+        out = []
+        custom = self.config.get("custom_properties") or {}
+        for object_type in OBJECT_TYPES:
+            schema = _standard_schema(object_type)
+            identifiers = list(schema.pop("x-identifiers"))
+            personal = dict(schema.pop("x-personal"))
+            props = dict(schema["properties"])
+            for prop, spec in (custom.get(object_type) or {}).items():
+                props[prop] = _custom_field(spec)
+                if spec.get("unique") and prop not in identifiers:
+                    identifiers.append(prop)
+                if spec.get("personal"):
+                    personal[prop] = spec["personal"]
+            schema["properties"] = props
+            out.append(ObjectInfo(object_type, schema, tuple(identifiers), caps, personal,
+                                  description=schema.get("description", "")))
+        self._objects = out
+        return out
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> HttpClient:
+        """The shared HTTP client (created on first use)."""
+        with self._lock:
+            if self._client is None:
+                from conn.http import BearerToken, HttpClient, RetryPolicy
+
+                retry = self.config.get("retry") or {}
+                self._client = HttpClient(
+                    self.config.get("base_url", DEFAULT_BASE_URL),
+                    auth=BearerToken(self.config["access_token"]),
+                    headers={"Accept": "application/json"},
+                    timeout=float(self.config.get("timeout", 30)),
+                    rate_limit=self.rate_limit(),
+                    retry=RetryPolicy(max_attempts=int(retry.get("max_attempts", 6)),
+                                      base_delay=float(retry.get("base_delay", 0.5)),
+                                      max_total_wait=float(retry.get("max_total_wait", 120))),
+                    name=self.instance,
+                )
+            return self._client
+
+    @staticmethod
+    def _retryable(resp: httpx.Response) -> bool:
+        """429 (except the DAILY policy) and 5xx are worth retrying now."""
+        if resp.status_code == 429:
+            return _error_body(resp).get("policyName") != "DAILY"
+        return resp.status_code >= 500 and resp.status_code not in (501, 505)
+
+    def _post(self, path: str, body: Mapping[str, Any]) -> httpx.Response:
+        """POST with retries; raise for credential problems and the daily cap."""
+        resp = self.client.post(path, json=body, retry_on=self._retryable)
+        if resp.status_code == 429:
+            raise RetryLater(
+                f"HubSpot daily request limit reached ({_error_body(resp).get('message')}); "
+                "it resets at midnight in the account's time zone. Unsent rows stay pending."
+            )
+        if resp.status_code in (401, 403):
+            body = _error_body(resp)
+            raise ConnError(f"HubSpot refused the credentials (HTTP {resp.status_code}: "
+                            f"{body.get('category', '')} {body.get('message', '')}".rstrip()
+                            + "); check the private-app token and its scopes")
+        return resp
+
+    # -- check -----------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """``GET /account-info/v3/api-usage/daily/private-apps``: validates the token."""
+        try:
+            resp = self.client.get("/account-info/v3/api-usage/daily/private-apps")
+        except RetryLater as exc:
+            raise CheckFailed(f"HubSpot is unreachable: {exc}") from None
+        if resp.status_code >= 400:
+            body = _error_body(resp)
+            raise CheckFailed(f"HubSpot check failed (HTTP {resp.status_code}): "
+                              f"{body.get('category', '')} {body.get('message', '')}".rstrip())
+
+    # -- request building ------------------------------------------------------------------
+
+    def _plan(self, request: WriteRequest) -> list[tuple[str, dict[str, Any]]]:
+        """(path, body) of the single call ``write_batch`` sends for an upsert, insert or
+        update (deletes: see :meth:`_archive_plan`)."""
+        t, key, op = request.object.name, request.match_key, request.operation
+        rows = request.to_pylist()
+        inputs: list[dict[str, Any]] = []
+        if op == "insert":
+            for i, row in enumerate(rows):
+                props = {k: _cell(v) for k, v in row.items() if k != RECORD_ID}
+                inputs.append({"properties": props, "objectWriteTraceId": str(i)})
+            return [(f"/crm/v3/objects/{t}/batch/create", {"inputs": inputs})]
+        by_record_id = key == RECORD_ID
+        verb = "update" if op == "update" or by_record_id else "upsert"
+        for i, row in enumerate(rows):
+            props = {k: _cell(v) for k, v in row.items() if k not in (key, RECORD_ID)}
+            item: dict[str, Any] = {"id": str(row[key])}
+            if not by_record_id:
+                item["idProperty"] = key
+            item["properties"] = props
+            if verb == "upsert":
+                item["objectWriteTraceId"] = str(i)
+            inputs.append(item)
+        return [(f"/crm/v3/objects/{t}/batch/{verb}", {"inputs": inputs})]
+
+    def describe_requests(self, request: WriteRequest) -> list[dict[str, Any]]:
+        """The exact calls of :meth:`write_batch` (token masked); no network."""
+        from conn.http import BearerToken
+        from conn.http.dry_run import describe
+
+        headers = {"Content-Type": "application/json",
+                   **BearerToken(self.config["access_token"]).describe_headers()}
+        base = self.config.get("base_url", DEFAULT_BASE_URL)
+        if request.operation == "delete":
+            t, key = request.object.name, request.match_key
+            ids = [str(v) for v in request.records.column(0).to_pylist()]
+            calls = []
+            if key != RECORD_ID:
+                calls.append((f"/crm/v3/objects/{t}/batch/read", self._read_body(ids, key)))
+                ids = [f"<{RECORD_ID} of {key}={v}>" for v in ids]
+            calls.append((f"/crm/v3/objects/{t}/batch/archive",
+                          {"inputs": [{"id": v} for v in ids]}))
+        else:
+            calls = self._plan(request)
+        return [describe("POST", path, json=body, headers=headers, base_url=base)
+                for path, body in calls]
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def write_batch(self, request: WriteRequest) -> WriteResult:
+        """One batch call (at most 100 inputs); see the module docstring."""
+        if request.operation == "delete":
+            return self._archive(request)
+        from conn.http import write_with_split
+
+        (path, body), = self._plan(request)
+        inputs = body["inputs"]
+        key = request.match_key
+
+        def send(items: Sequence[dict[str, Any]]) -> WriteResult:
+            return self._send_inputs(path, list(items), key)
+
+        # Indices of the inputs are their positions; write_with_split reports them
+        # relative to the list it was given, which is the whole batch here.
+        return write_with_split(inputs, send)
+
+    def _send_inputs(self, path: str, inputs: list[dict[str, Any]], key: str) -> WriteResult:
+        from conn.http import BatchRejected
+
+        # Trace ids must name positions in *this* call (a split call holds a slice).
+        sent = []
+        for i, item in enumerate(inputs):
+            item = dict(item)
+            if "objectWriteTraceId" in item:
+                item["objectWriteTraceId"] = str(i)
+            sent.append(item)
+        resp = self._post(path, {"inputs": sent})
+        if resp.status_code == 400 and len(inputs) > 0:
+            body = _error_body(resp)
+            attributed = self._attribute(body, sent, key)
+            if attributed:
+                # HubSpot named the offending inputs: reject those, resend the rest.
+                return self._reject_and_resend(path, inputs, key, attributed)
+            raise BatchRejected(_message(body), retryable=False, status=400)
+        if resp.status_code >= 400:
+            body = _error_body(resp)
+            raise BatchRejected(f"HTTP {resp.status_code}: {_message(body)}",
+                                retryable=resp.status_code in (404, 409), status=resp.status_code)
+        body = _error_body(resp) if resp.content else {}
+        errors = body.get("errors") or []
+        if not errors:
+            return WriteResult()
+        attributed = self._attribute(body, sent, key)
+        result = WriteResult(rejected=[Rejection(i, reason, retryable=False)
+                                       for i, reason in sorted(attributed.items())])
+        unattributed = [e for e in errors if not self._error_indices(e, sent, key)]
+        if unattributed:
+            # Errors that name no input: every row not confirmed in ``results`` failed.
+            confirmed = self._confirmed(body.get("results") or [], sent, key)
+            reason = "; ".join(_message(e) for e in unattributed)
+            for i in range(len(sent)):
+                if i not in attributed and i not in confirmed:
+                    result.rejected.append(Rejection(i, reason, retryable=True))
+            result.rejected.sort(key=lambda r: r.index)
+        return result
+
+    def _reject_and_resend(self, path: str, inputs: list[dict[str, Any]], key: str,
+                           attributed: dict[int, str]) -> WriteResult:
+        rest = [i for i in range(len(inputs)) if i not in attributed]
+        result = WriteResult(rejected=[Rejection(i, r, retryable=False)
+                                       for i, r in sorted(attributed.items())])
+        if rest:
+            part = self._send_inputs(path, [inputs[i] for i in rest], key)
+            result.rejected.extend(Rejection(rest[r.index], r.reason, r.retryable)
+                                   for r in part.rejected)
+            result.pending.extend(rest[i] for i in part.pending)
+        result.rejected.sort(key=lambda r: r.index)
+        return result
+
+    @staticmethod
+    def _error_indices(err: Mapping[str, Any], sent: list[dict[str, Any]], key: str) -> list[int]:
+        ctx = err.get("context") or {}
+        out: list[int] = []
+        for trace in ctx.get("objectWriteTraceId") or []:
+            if str(trace).isdigit() and int(trace) < len(sent):
+                out.append(int(trace))
+        if out:
+            return out
+        ids = {str(v) for v in (ctx.get("ids") or ctx.get("id") or [])}
+        if key != RECORD_ID:
+            ids |= {str(v) for v in ctx.get(key) or []}
+        return [i for i, item in enumerate(sent)
+                if ("id" in item and str(item["id"]) in ids)
+                or ("id" not in item and str(item["properties"].get(key)) in ids)]
+
+    def _attribute(self, body: Mapping[str, Any], sent: list[dict[str, Any]],
+                   key: str) -> dict[int, str]:
+        """Map each error of a batch response to the inputs it names."""
+        errors = list(body.get("errors") or [])
+        if not errors and body.get("context"):
+            errors = [body]
+        out: dict[int, str] = {}
+        for err in errors:
+            for i in self._error_indices(err, sent, key):
+                out.setdefault(i, _message(err))
+        return out
+
+    @staticmethod
+    def _confirmed(results: list[Mapping[str, Any]], sent: list[dict[str, Any]],
+                   key: str) -> set[int]:
+        seen = set()
+        for res in results:
+            props = res.get("properties") or {}
+            seen.add(str(res.get("id")))
+            if props.get(key) is not None:
+                seen.add(str(props[key]))
+            if res.get("objectWriteTraceId") is not None:
+                seen.add(f"trace:{res['objectWriteTraceId']}")
+        out = set()
+        for i, item in enumerate(sent):
+            if f"trace:{i}" in seen or str(item.get("id")) in seen or \
+                    str(item.get("properties", {}).get(key)) in seen:
+                out.add(i)
+        return out
+
+    # -- mirror mode: archive --------------------------------------------------------------
+
+    @staticmethod
+    def _read_body(values: list[str], key: str) -> dict[str, Any]:
+        return {"idProperty": key, "properties": [key],
+                "inputs": [{"id": v} for v in values]}
+
+    def _archive(self, request: WriteRequest) -> WriteResult:
+        """Archive records; a key HubSpot no longer has counts as archived."""
+        t, key = request.object.name, request.match_key
+        values = [None if v is None else str(v)
+                  for v in request.records.column(0).to_pylist()]
+        result = WriteResult()
+        record_ids: dict[int, str] = {}
+        if key == RECORD_ID:
+            record_ids = {i: v for i, v in enumerate(values) if v}
+        else:
+            wanted = sorted({v for v in values if v})
+            if wanted:
+                resp = self._post(f"/crm/v3/objects/{t}/batch/read",
+                                  self._read_body(wanted, key))
+                if resp.status_code >= 400 and resp.status_code != 404:
+                    raise ConnError(f"HubSpot batch read for archiving failed (HTTP "
+                                    f"{resp.status_code}): {_message(_error_body(resp))}")
+                found: dict[str, str] = {}
+                for res in (_error_body(resp).get("results") or []) if resp.content else []:
+                    val = (res.get("properties") or {}).get(key)
+                    if val is not None:
+                        found[str(val).lower() if key == "email" else str(val)] = str(res["id"])
+                for i, v in enumerate(values):
+                    norm = (v.lower() if key == "email" else v) if v else None
+                    if norm in found:
+                        record_ids[i] = found[norm]
+        if record_ids:
+            unique = sorted(set(record_ids.values()))
+            resp = self._post(f"/crm/v3/objects/{t}/batch/archive",
+                              {"inputs": [{"id": v} for v in unique]})
+            if resp.status_code >= 400:
+                reason = f"HTTP {resp.status_code}: {_message(_error_body(resp))}"
+                result.rejected.extend(Rejection(i, reason, retryable=True)
+                                       for i in sorted(record_ids))
+        return result
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
