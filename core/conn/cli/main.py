@@ -167,6 +167,32 @@ def init(
     init_project(directory, demo=demo, customers=customers, seed=seed, force=force)
 
 
+@new_app.command("plugin")
+def new_plugin(
+    name: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--name", help="Plugin name, e.g. 'Acme CRM' (type acme_crm, package "
+        "conn-destination-acme-crm).")] = None,
+    kind: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--kind", help="source or destination.")] = None,
+    destination_style: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--destination-style", help="For destinations: http or database_or_file.")] = None,
+    auth: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--auth", help="For HTTP destinations: none, bearer, basic or oauth2.")] = None,
+    author: Annotated[Optional[str], typer.Option("--author", help="Author name.")]  # noqa: UP045
+    = None,
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where to create "
+                          "the package folder.")] = Path("."),
+    no_input: Annotated[bool, typer.Option("--no-input", help="Ask nothing: use the "
+                        "options given and the template's defaults.")] = False,
+) -> None:
+    """Create a plugin package (source or destination) with tests, CI and docs, from
+    conn's cookiecutter template. Needs: pip install 'conn[new]'."""
+    from conn.cli.new_cmd import run_new_plugin
+
+    run_new_plugin(name=name, kind=kind, destination_style=destination_style, auth=auth,
+                   author=author, output_dir=output_dir, no_input=no_input)
+
+
 def main() -> None:
     """Console entry point: maps conn's errors to messages and exit codes."""
     from conn.errors import ConnError
