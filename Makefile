@@ -25,6 +25,7 @@ demo: dev
 
 test: dev
 	bash scripts/test-all.sh
+	bash scripts/test-template.sh
 
 test-slow: dev
 	CONN_TEST_SLOW=1 bash scripts/test-all.sh

@@ -105,17 +105,19 @@ class {{ cookiecutter.class_name }}(Source):
 
         cursor = stream.cursor
         since = state.get("cursor") if isinstance(state, dict) else None
-        highest = since
+        highest: Any = None
         for block in self._reader():
             if cursor is not None:
+                column_type = block.schema.field(cursor).type
                 if since is not None:
-                    bound = pa.scalar(since).cast(block.schema.field(cursor).type)
+                    bound = pa.scalar(since).cast(column_type)
                     block = block.filter(pc.greater(block.column(cursor), bound))
                 if block.num_rows:
                     top = pc.max(block.column(cursor)).as_py()
                     highest = top if highest is None or top > highest else highest
             for offset in range(0, block.num_rows, batch_rows):
                 yield block.slice(offset, batch_rows)
-        if cursor is not None and highest is not None:
+        if cursor is not None and (highest is not None or since is not None):
             # The file is not sorted by the cursor: the bookmark comes once, at the end.
-            yield SourceState({"cursor": json.loads(json.dumps(highest, default=str))})
+            value = since if highest is None else json.loads(json.dumps(highest, default=str))
+            yield SourceState({"cursor": value})
