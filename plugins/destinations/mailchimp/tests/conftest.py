@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -34,7 +34,7 @@ def mc_vcr(vcr_for: Callable[..., Any]) -> Any:
 
 
 @pytest.fixture
-def make_dest() -> Callable[..., Any]:
+def make_dest() -> Iterator[Callable[..., Any]]:
     """Build a destination whose retries do not really sleep."""
     from conn_destination_mailchimp.destination import MailchimpDestination
 
