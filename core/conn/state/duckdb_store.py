@@ -71,10 +71,11 @@ class DuckDBStorage(Storage):
         except duckdb.Error as exc:
             raise StateError(f"state file {self.path}: {exc}") from exc
 
-    def compact(self) -> None:
-        """Fold the change log into ``records`` (one transaction)."""
+    def compact(self, force: bool = False) -> None:
+        """Fold the change log into ``records`` and rewrite the sorted ``kid_index``
+        (one transaction)."""
         n = self._q("SELECT count(*) FROM changes").fetchall()[0][0]
-        if not n:
+        if not n and not force:
             return
         self.con.begin()
         try:
@@ -83,6 +84,8 @@ class DuckDBStorage(Storage):
                 run_id, changed_at FROM (SELECT *, row_number() OVER (PARTITION BY kid
                 ORDER BY seq DESC) AS rn FROM changes) WHERE rn = 1 AND op = 1""")
             self._q("DELETE FROM changes")
+            self._q("""CREATE OR REPLACE TABLE kid_index AS SELECT kid,
+                coalesce(hash, 0) AS hash, partition FROM records ORDER BY kid""")
             self.con.commit()
         except BaseException:
             self.con.rollback()
@@ -95,15 +98,18 @@ class DuckDBStorage(Storage):
             self._q(f"UPDATE {table} SET kid = hash(key), "
                     "partition = (hash(key) >> 56)::USMALLINT WHERE key IS NOT NULL")
         self.con.commit()
+        self.compact(force=True)
 
     def load(self, partitions: frozenset[int] | None) -> tuple[np.ndarray, np.ndarray]:
         self.compact()
         where = ""
         if partitions is not None:
             where = f"WHERE partition IN ({', '.join(str(int(p)) for p in partitions)})"
-        t = self.con.sql(f"SELECT kid, hash FROM records {where} ORDER BY kid").to_arrow_table()
+        # kid_index is written sorted and DuckDB preserves insertion order; the planner
+        # re-checks the order (and sorts if needed).
+        t = self.con.sql(f"SELECT kid, hash FROM kid_index {where}").to_arrow_table()
         kids = t.column(0).to_numpy().astype(np.uint64, copy=False)
-        hashes = t.column(1).fill_null(0).to_numpy().astype(np.uint64, copy=False)
+        hashes = t.column(1).to_numpy().astype(np.uint64, copy=False)
         return kids, hashes
 
     def begin_run(self, run_id: str) -> None:

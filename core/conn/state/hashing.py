@@ -36,6 +36,8 @@ PARTITIONS = 1 << PARTITION_BITS
 PARTITION_SHIFT = 64 - PARTITION_BITS
 #: Name of the algorithm stored in the state's meta table.
 HASH_ALGORITHM = "duckdb-hash/v1"
+#: Arrow chunk size handed to DuckDB (parallel scan).
+_CHUNK_ROWS = 16_384
 
 _CANARY_SQL = """SELECT hash(42::BIGINT)::VARCHAR || ',' || hash('conn')::VARCHAR || ','
  || hash(1.5::DOUBLE)::VARCHAR || ',' || hash(DATE '2020-02-29')::VARCHAR || ','
@@ -85,7 +87,10 @@ def hash_batch(con: duckdb.DuckDBPyConnection, keys: pa.Array | pa.ChunkedArray,
     """Key ids and payload hashes of a batch in one DuckDB pass: ``(kids, hashes)``."""
     names = [f"c{i}" for i in range(batch.num_columns)]
     cols = list(batch.columns)
-    t = pa.table([*cols, _as_string(keys)], names=[*names, "k"])  # noqa: F841
+    t = pa.table([*cols, _as_string(keys)], names=[*names, "k"])
+    if t.num_rows >= 2 * _CHUNK_ROWS:
+        # DuckDB scans Arrow chunks in parallel; one big chunk would use one thread.
+        t = pa.Table.from_batches(t.to_batches(max_chunksize=_CHUNK_ROWS))
     fp = schema_fingerprint(batch.schema)
     args = ", ".join([*names, f"'{fp}'"])
     res = con.sql(f"SELECT hash(k) AS kid, hash({args}) AS h FROM t").to_arrow_table()

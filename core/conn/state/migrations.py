@@ -8,7 +8,9 @@ them: another application's file, a file from a newer conn or an unreadable file
 History:
   1. ``records`` written in place by each commit; no partition column.
   2. ``partition`` on records and rejections; commits append to a ``changes`` log that is
-     folded into ``records`` at the end of each run (fast, crash-safe commits).
+     folded into ``records`` at the end of each run (fast, crash-safe commits), which
+     also rewrites ``kid_index`` (key id, hash, partition; sorted by key id) so that the
+     next run reads its planning state in order, without sorting.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ FORMAT_VERSION = 2
 SYNC_TABLES_V2 = """
 CREATE TABLE records (kid UBIGINT NOT NULL, key VARCHAR NOT NULL, hash UBIGINT,
   match_value VARCHAR, partition USMALLINT NOT NULL, run_id VARCHAR, acked_at TIMESTAMP);
+CREATE TABLE kid_index (kid UBIGINT NOT NULL, hash UBIGINT NOT NULL,
+  partition USMALLINT NOT NULL);
 CREATE TABLE changes (seq BIGINT NOT NULL, op TINYINT NOT NULL, kid UBIGINT NOT NULL,
   key VARCHAR NOT NULL, hash UBIGINT, match_value VARCHAR, partition USMALLINT NOT NULL,
   run_id VARCHAR, changed_at TIMESTAMP);
@@ -65,6 +69,8 @@ def _v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("""CREATE TABLE changes (seq BIGINT NOT NULL, op TINYINT NOT NULL,
       kid UBIGINT NOT NULL, key VARCHAR NOT NULL, hash UBIGINT, match_value VARCHAR,
       partition USMALLINT NOT NULL, run_id VARCHAR, changed_at TIMESTAMP)""")
+    con.execute("""CREATE TABLE kid_index AS SELECT kid, coalesce(hash, 0) AS hash,
+      partition FROM records ORDER BY kid""")
 
 
 #: ``MIGRATIONS[v]`` turns a version-``v`` sync file into version ``v + 1``.

@@ -27,7 +27,15 @@ REASON_DUPLICATE = "duplicate primary key {key!r} in this run (the first row is 
 
 
 class SortedState:
-    """Sorted key ids with their payload hashes and a radix directory for lookups."""
+    """The state's key ids (sorted) and payload hashes, with an ordered linear-probing
+    table over the ids' top bits.
+
+    Because the ids are sorted, every id's table position is
+    ``max(home slot, previous position + 1)``: one ``np.maximum.accumulate`` builds the
+    table in O(n) with sequential writes (no rehashing, no sort). A lookup probes from the
+    home slot and stops at an empty slot or a larger id; about 1.3 probes on average at
+    the table's load of at most one half.
+    """
 
     def __init__(self, kids: np.ndarray, hashes: np.ndarray) -> None:
         self.kids = np.ascontiguousarray(kids, dtype=np.uint64)
@@ -36,12 +44,23 @@ class SortedState:
         if n > 1 and bool((self.kids[1:] < self.kids[:-1]).any()):
             order = np.argsort(self.kids, kind="stable")
             self.kids, self.hashes = self.kids[order], self.hashes[order]
-        self.bits = max(1, min(30, int(n).bit_length()))
-        self.shift = np.uint64(64 - self.bits)
-        counts = np.bincount((self.kids >> self.shift).astype(np.intp),
-                             minlength=1 << self.bits)
-        self.start = np.zeros((1 << self.bits) + 1, dtype=np.int64)
-        np.cumsum(counts, out=self.start[1:])
+        bits = max(1, min(40, n.bit_length() + 1))
+        self.shift = np.uint64(64 - bits)
+        idx_type = np.int32 if n < 2**31 - 1 else np.int64
+        if n:
+            home = (self.kids >> self.shift).astype(np.int64)
+            i = np.arange(n, dtype=np.int64)
+            home -= i
+            pos = np.maximum.accumulate(home)
+            pos += i
+            # Probing never wraps: the table extends past the last position, plus one
+            # empty slot that ends every probe.
+            # Entries hold position + 1 so that a zeroed (lazily allocated) table is empty.
+            self.table = np.zeros(int(pos[-1]) + 2, dtype=idx_type)
+            i += 1
+            self.table[pos] = i
+        else:
+            self.table = np.zeros(1, dtype=idx_type)
 
     def __len__(self) -> int:
         return len(self.kids)
@@ -51,19 +70,26 @@ class SortedState:
         result = np.full(len(q), -1, dtype=np.int64)
         if not len(self.kids) or not len(q):
             return result
-        bucket = (q >> self.shift).astype(np.intp)
-        pos = self.start[bucket]
-        end = self.start[bucket + 1]
-        active = np.flatnonzero(pos < end)
-        pos, end, qa = pos[active], end[active], q[active]
-        kids = self.kids
+        slot = (q >> self.shift).astype(np.int64)
+        held = self.table[slot].astype(np.int64)
+        held -= 1
+        cur = self.kids[held]  # held == -1 reads the last id; masked below
+        occupied = held >= 0
+        hit = occupied & (cur == q)
+        result[hit] = held[hit]
+        active = np.flatnonzero(occupied & (cur < q))
+        slot = slot[active]
         while active.size:
-            cur = kids[pos]
-            hit = cur == qa
-            result[active[hit]] = pos[hit]
-            pos += 1
-            go_on = (cur < qa) & (pos < end)
-            active, pos, end, qa = active[go_on], pos[go_on], end[go_on], qa[go_on]
+            slot += 1
+            qa = q[active]
+            held = self.table[slot].astype(np.int64)
+            held -= 1
+            cur = self.kids[held]
+            occupied = held >= 0
+            hit = occupied & (cur == qa)
+            result[active[hit]] = held[hit]
+            go_on = occupied & (cur < qa)
+            active, slot = active[go_on], slot[go_on]
         return result
 
 
@@ -118,8 +144,10 @@ class PlanningSyncState(SyncState):
         self._con = hashing.connect()
         kids, hashes = storage.load(partitions)
         self.state = SortedState(kids, hashes)
-        self.seen = np.zeros(len(self.state), dtype=bool)
-        self._owner = np.zeros(len(self.state), dtype=np.int64)
+        # Per state key: 0 if not seen in this run, else 1 + the run-wide row number of
+        # the row that last claimed it (see _mark_seen).
+        self._stamp = np.zeros(len(self.state), dtype=np.int64)
+        self._rows_planned = 0
         self.new = KeyIndex()
         self._complete = False
 
@@ -136,13 +164,19 @@ class PlanningSyncState(SyncState):
                 f"(e.g. {int(parts[outside][0])}); route rows with "
                 "conn.state.hashing.partition_of_keys() before planning")
 
+    @property
+    def seen(self) -> np.ndarray:
+        """Boolean mask over the state's keys: seen in this run."""
+        return self._stamp != 0
+
     def _mark_seen(self, rows: np.ndarray, pos: np.ndarray) -> np.ndarray:
-        """Mark state positions seen; return the mask of rows seen first here."""
-        owner = self._owner
-        owner[pos[::-1]] = rows[::-1]  # the last write wins: the first row of the batch
-        first = (owner[pos] == rows) & ~self.seen[pos]
-        self.seen[pos[first]] = True
-        return first
+        """Mark state positions seen; return the mask of rows that are the first of
+        their key in this run (later ones are duplicates)."""
+        stamp = self._stamp
+        earlier = stamp[pos] != 0
+        mine = rows + (self._rows_planned + 1)
+        stamp[pos[::-1]] = mine[::-1]  # the last write wins: the batch's first row
+        return (stamp[pos] == mine) & ~earlier
 
     # --- SyncState ----------------------------------------------------------------------
 
@@ -162,6 +196,7 @@ class PlanningSyncState(SyncState):
         known = pos >= 0
         k_rows, k_pos = rows[known], pos[known]
         first = self._mark_seen(k_rows, k_pos)
+        self._rows_planned += n
         ok_rows, ok_pos = k_rows[first], k_pos[first]
         if self.full_resync:
             changed = np.ones(len(ok_rows), dtype=bool)
@@ -191,7 +226,8 @@ class PlanningSyncState(SyncState):
         if keys.null_count:
             kids = kids[~np.asarray(keys.is_null().to_numpy(zero_copy_only=False), dtype=bool)]
         pos = self.state.find(kids)
-        self.seen[pos[pos >= 0]] = True
+        pos = pos[pos >= 0]
+        self._stamp[pos[self._stamp[pos] == 0]] = -1
 
     def _rows_table(self, keys: pa.Array, kids: np.ndarray, idx: np.ndarray,
                     hashes: pa.Array | None, match_values: pa.Array | None) -> pa.Table:
