@@ -28,6 +28,7 @@ nullable, since a null parent makes its children null).
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as _dt
 import decimal
 import io
@@ -590,3 +591,78 @@ def tail(path: Any, limit: int = 3000) -> str:
     except OSError:
         return ""
     return redact(text[-limit:].strip())
+
+
+# --- Arrow → RECORD lines (fast path for ``conn singer tap``) ------------------------------
+
+
+def _rfc3339(arr: pa.Array) -> pa.Array:
+    """Timestamps as RFC 3339 UTC strings (naive values are taken as UTC), vectorised."""
+    import pyarrow.compute as pc
+
+    t = arr.type
+    if t.tz is not None and t.tz not in ("UTC", "+00:00", "Z"):
+        arr = arr.cast(pa.timestamp(t.unit, "UTC"))
+    return pc.strftime(arr, format="%Y-%m-%dT%H:%M:%SZ")
+
+
+def json_ready(batch: pa.RecordBatch | pa.Table) -> pa.RecordBatch | pa.Table:
+    """``batch`` with top-level temporal and decimal columns turned into their JSON wire
+    form in Arrow (timestamps → RFC 3339 UTC strings, dates/times → ISO strings, decimals →
+    float64, durations → seconds), so that row encoding needs no Python ``datetime``
+    objects. Nested values are left to the encoder's default handler."""
+    import pyarrow.compute as pc
+
+    cols, changed = [], False
+    for i, f in enumerate(batch.schema):
+        col = batch.column(i)
+        t = f.type
+        chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+        if pa.types.is_timestamp(t):
+            new = [_rfc3339(c) for c in chunks]
+        elif pa.types.is_date(t) or pa.types.is_time(t):
+            new = [c.cast(pa.string()) for c in chunks]
+        elif pa.types.is_decimal(t):
+            new = [c.cast(pa.float64()) for c in chunks]
+        elif pa.types.is_duration(t):
+            new = [pc.divide(c.cast(pa.int64()).cast(pa.float64()),
+                             {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[t.unit])
+                   for c in chunks]
+        else:
+            cols.append(col)
+            continue
+        changed = True
+        cols.append(pa.chunked_array(new) if isinstance(col, pa.ChunkedArray) else new[0])
+    if not changed:
+        return batch
+    if isinstance(batch, pa.Table):
+        return pa.Table.from_arrays(cols, names=batch.schema.names)
+    return pa.RecordBatch.from_arrays(cols, names=batch.schema.names)
+
+
+def encode_records(stream: str, batch: pa.RecordBatch | pa.Table,
+                   time_extracted: str | None = None) -> bytes:
+    """RECORD message lines for every row of ``batch``, in bulk: temporal columns are
+    rendered to RFC 3339 in Arrow (:func:`json_ready`), then each row is encoded once.
+    JSON-text columns (``singer.json`` metadata) are emitted as their decoded values."""
+    ready = json_ready(batch)
+    json_cols = [f.name for f in batch.schema
+                 if f.metadata and f.metadata.get(b"singer.json") == b"true"]
+    tail = b"}\n" if time_extracted is None else \
+        b',"time_extracted":' + dumps(time_extracted) + b"}\n"
+    prefix = b'{"type":"RECORD","stream":' + dumps(stream) + b',"record":'
+    rows = ready.to_pylist()
+    if json_cols:
+        for row in rows:
+            for c in json_cols:
+                v = row.get(c)
+                if isinstance(v, str):
+                    with contextlib.suppress(ValueError):
+                        row[c] = loads(v)
+    out = io.BytesIO()
+    w = out.write
+    for row in rows:
+        w(prefix)
+        w(dumps(row))
+        w(tail)
+    return out.getvalue()

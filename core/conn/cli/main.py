@@ -193,6 +193,94 @@ def new_plugin(
                    author=author, output_dir=output_dir, no_input=no_input)
 
 
+ConfigFileOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--config", "-c", help="Singer config JSON: with --type, the plugin's "
+                 "config; with a conn.yml, merged over the declared config."),
+]
+TypeOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--type", "-t", help="Plugin type to run without a conn.yml (e.g. duckdb, "
+                 "files); its config is the --config file."),
+]
+AboutOpt = Annotated[bool, typer.Option("--about", help="Describe the connector "
+                     "(name, version, capabilities, settings) and exit.")]
+FormatOpt = Annotated[str, typer.Option("--format", help="--about output: json or "
+                      "markdown.")]
+
+
+@singer_app.command("tap")
+def singer_tap(
+    source: Annotated[Optional[str], typer.Argument(  # noqa: UP045
+        help="Source name from conn.yml (omit with --type).")] = None,
+    type_name: TypeOpt = None,
+    config: ConfigFileOpt = None,
+    catalog: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--catalog", "--properties", help="Singer catalog: the selected streams (and "
+        "fields) are synced; default every stream.")] = None,
+    state: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--state", "-s", help="Singer state (bookmarks) from a previous run.")] = None,
+    discover: Annotated[bool, typer.Option("--discover", "-d", help="Print the catalog "
+                        "and exit.")] = False,
+    about: AboutOpt = False,
+    fmt: FormatOpt = "json",
+    batch_rows: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        "--batch-rows", help="Rows per source batch.")] = None,
+    project: ProjectOpt = None,
+) -> None:
+    """Run a conn source as a Singer tap: SCHEMA, RECORD and STATE messages on stdout."""
+    from conn.cli.singer_cmd import run_tap
+
+    run_tap(source, type_name=type_name, config_file=config, catalog_file=catalog,
+            state_file=state, discover=discover, about_=about, fmt=fmt, project=project,
+            batch_rows=batch_rows)
+
+
+@singer_app.command("target")
+def singer_target(
+    destination: Annotated[Optional[str], typer.Argument(  # noqa: UP045
+        help="Destination name from conn.yml (omit with --type).")] = None,
+    type_name: TypeOpt = None,
+    config: ConfigFileOpt = None,
+    sync_name: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--sync", help="Load with this conn.yml sync (repeatable): its 'stream' names the "
+        "Singer stream; its consent, mapping, object and mode apply.")] = None,
+    objects: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--object", "-o", help="Without --sync: destination object for every stream, or "
+        "STREAM=OBJECT (repeatable). Default: the object named like the stream.")] = None,
+    mode: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--mode", help="Without --sync: upsert (default), insert, update, append, "
+        "mirror.")] = None,
+    match_key: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--match-key", help="Without --sync: the object's identifier to match on.")] = None,
+    primary_key: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--primary-key", help="Without --sync: key columns when the SCHEMA has no "
+        "key_properties (repeatable).")] = None,
+    state_dir: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--state-dir", help="conn's planning state (default: the project's, or ./.conn "
+        "with --type).")] = None,
+    input_file: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--input", help="Read Singer messages from this file instead of stdin.")] = None,
+    batch_rows: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        "--batch-rows", help="Rows per batch.")] = None,
+    full_resync: Annotated[bool, typer.Option("--full-resync", help="Send rows even if "
+                           "unchanged since the last run.")] = False,
+    about: AboutOpt = False,
+    fmt: FormatOpt = "json",
+    project: ProjectOpt = None,
+) -> None:
+    """Run a conn destination as a Singer target: Singer messages on stdin go through the
+    consent gate, the mapping and the planner; each STATE is echoed on stdout once the
+    records before it are acknowledged."""
+    from conn.cli.singer_cmd import run_target
+
+    run_target(destination, type_name=type_name, config_file=config, project=project,
+               sync_names=sync_name or [], objects=objects or [], mode=mode,
+               match_key=match_key, primary_key=primary_key or [], state_dir=state_dir,
+               batch_rows=batch_rows, full_resync=full_resync, input_file=input_file,
+               about_=about, fmt=fmt)
+
+
 def main() -> None:
     """Console entry point: maps conn's errors to messages and exit codes."""
     from conn.errors import ConnError
