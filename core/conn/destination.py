@@ -7,6 +7,7 @@ only the delivery module can create, after the consent gate, the mapper and the 
 from __future__ import annotations
 
 import abc
+import threading
 import typing
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -222,13 +223,21 @@ class Destination(Connector, abc.ABC):
         offsets = list(range(0, n, size))
         result = WriteResult()
 
+        failed = threading.Event()
+
         def one(offset: int) -> WriteResult:
             chunk = replace(request.slice(offset, size), chunk=offset // size,
                             chunks=len(offsets), rows_total=n)
+            if failed.is_set():
+                # Once a chunk failed, the rest stay pending rather than hammer a
+                # destination that is down; the next run resumes with them.
+                return WriteResult(pending=list(range(offset, offset + len(chunk))))
             try:
                 res = self.write_batch(chunk)
             except Exception as exc:  # the runtime decides what to do; rows stay pending
                 res = WriteResult(pending=list(range(len(chunk))), error=exc)
+            if res.error is not None:
+                failed.set()
             _check_indices(self, res, len(chunk))
             return res.shifted(offset) if offset else res
 

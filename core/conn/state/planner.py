@@ -56,7 +56,10 @@ class SortedState:
             # Probing never wraps: the table extends past the last position, plus one
             # empty slot that ends every probe.
             # Entries hold position + 1 so that a zeroed (lazily allocated) table is empty.
-            self.table = np.zeros(int(pos[-1]) + 2, dtype=idx_type)
+            # A query's home slot can be any value below 2**bits, past the last stored
+            # position: the table covers every home slot plus the trailing empty one.
+            size = max(int(pos[-1]) + 2, (1 << bits) + 1)
+            self.table = np.zeros(size, dtype=idx_type)
             i += 1
             self.table[pos] = i
         else:
