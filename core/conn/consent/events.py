@@ -49,7 +49,7 @@ class ConsentIndex:
     _order: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0, np.int64))
 
     def __post_init__(self) -> None:
-        if len(self.subjects):
+        if len(self.subjects) and len(self._hashes) != len(self.subjects):
             h = np.asarray(sql_over(self.subjects, "hash(v)").to_numpy(), dtype=np.uint64)
             self._order = np.argsort(h, kind="stable")
             self._hashes = h[self._order]
@@ -139,26 +139,44 @@ def load_index(name: str, spec: dict[str, Any], table: pa.Table, *,
                        AS code
             FROM ev WHERE subject IS NOT NULL AND purpose IS NOT NULL)
         SELECT subject, purpose, status, timestamp, jurisdiction, legal_basis,
-               CAST(code AS TINYINT) AS code
+               CAST(code AS TINYINT) AS code, hash(subject) AS h
         FROM e
         QUALIFY row_number() OVER (PARTITION BY subject, purpose
                                    ORDER BY (timestamp IS NULL) DESC, timestamp DESC,
                                             code DESC) = 1
-        ORDER BY subject, purpose""").to_arrow_table()
-    subjects = pc.unique(resolved.column("subject")) \
-        if resolved.num_rows else pa.array([], pa.string())
+        """).to_arrow_table()
+    h_all = np.asarray(resolved.column("h").to_numpy(), dtype=np.uint64)
+    resolved = resolved.drop_columns(["h"])
+    subject_col = resolved.column("subject").combine_chunks() if resolved.num_rows \
+        else pa.array([], pa.string())
+    # Subjects sorted by hash; the inverse maps each resolved row to its subject slot.
+    hashes, first, inverse = np.unique(h_all, return_index=True, return_inverse=True)
+    subjects = subject_col.take(pa.array(first, pa.int64()))
+    if len(subject_col) and not pc.all(pc.equal(
+            subject_col, subjects.take(pa.array(inverse, pa.int64())))).as_py():
+        # Two different subjects share a 64-bit hash: use exact (slower) slots.
+        subjects = pc.unique(subject_col)
+        inverse = np.asarray(pc.index_in(subject_col, value_set=subjects).to_numpy(),
+                             dtype=np.int64)
+        hashes = np.empty(0, np.uint64)
+    purpose_col = resolved.column("purpose").combine_chunks() if resolved.num_rows \
+        else pa.array([], pa.string())
+    code_all = np.asarray(resolved.column("code").to_numpy(), dtype=np.int8)
+    basis_all = resolved.column("legal_basis").combine_chunks() if resolved.num_rows \
+        else pa.array([], pa.string())
     by_code: dict[str, np.ndarray] = {}
     bases: dict[str, pa.Array] = {}
-    purposes = pc.unique(resolved.column("purpose")).to_pylist() if resolved.num_rows else []
-    for purpose in purposes:  # a loop per purpose, not per row
-        part = resolved.filter(pc.equal(resolved.column("purpose"), purpose))
-        pos = np.asarray(pc.index_in(part.column("subject"), value_set=subjects).to_numpy(),
-                         dtype=np.int64)
+    for purpose in pc.unique(purpose_col).to_pylist():  # a loop per purpose, not per row
+        rows = np.asarray(pc.equal(purpose_col, purpose).to_numpy(zero_copy_only=False),
+                          dtype=bool)
+        slots = inverse[rows]
         arr = np.zeros(len(subjects), dtype=np.int8)
-        arr[pos] = np.asarray(part.column("code").to_numpy(), dtype=np.int8)
+        arr[slots] = code_all[rows]
         by_code[purpose] = arr
         scatter = np.full(len(subjects), -1, dtype=np.int64)
-        scatter[pos] = np.arange(len(pos))
-        bases[purpose] = part.column("legal_basis").combine_chunks().take(
-            pa.array(scatter, mask=scatter < 0))
+        scatter[slots] = np.nonzero(rows)[0]
+        bases[purpose] = basis_all.take(pa.array(scatter, mask=scatter < 0))
+    if len(hashes) == len(subjects):  # already sorted by hash: no second pass
+        return ConsentIndex(name, subjects, by_code, bases, resolved, hashes,
+                            np.arange(len(subjects), dtype=np.int64))
     return ConsentIndex(name, subjects, by_code, bases, resolved)
