@@ -22,9 +22,9 @@ are left alone, so nothing is hashed twice).
 drawn for its first chunk, ``batch_seq`` counts the chunks from 1, ``last_batch_flag`` is
 set on the last chunk and ``estimated_num_total`` is the number of rows of the write. A
 retried request repeats its ``session_id`` and ``batch_seq``. If a chunk fails for good,
-its rows stay pending (the next run sends them in a new session) while later chunks of
-the session are still sent; if the last chunk fails the session is left without
-``last_batch_flag`` and Meta closes it on its own.
+its rows and those of the chunks not sent yet stay pending (``Destination.write`` stops
+after a failed chunk) and the next run sends them in a new session; the broken session
+is left without ``last_batch_flag`` and Meta ends it on its own.
 
 **Results.** The response's ``num_received``, ``num_invalid_entries`` and
 ``invalid_entry_samples`` (VERIFY) are read: sampled invalid entries are rejected on their
