@@ -8,7 +8,7 @@ PLUGINS := $(sort $(wildcard plugins/sources/*/pyproject.toml plugins/destinatio
 PLUGIN_DIRS := $(patsubst %/pyproject.toml,%,$(PLUGINS))
 DEMO_DIR ?= demo
 
-.PHONY: dev demo test test-slow lint bench bench-quick clean
+.PHONY: dev demo test test-fast lint bench bench-quick clean
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,8 @@ test: dev
 	bash scripts/test-all.sh
 	bash scripts/test-template.sh
 
-test-slow: dev
-	CONN_TEST_SLOW=1 bash scripts/test-all.sh
+test-fast: dev
+	CONN_TEST_FAST=1 bash scripts/test-all.sh
 
 lint: dev
 	$(VENV)/bin/ruff check .

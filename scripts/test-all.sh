@@ -8,7 +8,10 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 UV=$ROOT/.venv/bin/uv
 PYTEST_ARGS=${PYTEST_ARGS:-}
-[ -n "${CONN_TEST_SLOW:-}" ] && PYTEST_ARGS="$PYTEST_ARGS -m slow or not slow"
+# The whole suite by default (slow tests included: crash tests, real connectors);
+# CONN_TEST_FAST=1 skips the tests marked slow.
+MARK="slow or not slow"
+[ -n "${CONN_TEST_FAST:-}" ] && MARK="not slow"
 failed=()
 total_pass=0; total_fail=0; total_skip=0
 
@@ -23,7 +26,7 @@ run() {  # name, python, dir, args...
   local name=$1 py=$2 dir=$3; shift 3
   local log; log=$(mktemp)
   echo "=== $name"
-  (cd "$dir" && "$py" -m pytest -q $PYTEST_ARGS "$@") 2>&1 | tee "$log" | tail -n 25
+  (cd "$dir" && "$py" -m pytest -q -m "$MARK" $PYTEST_ARGS "$@") 2>&1 | tee "$log" | tail -n 25
   local rc=${PIPESTATUS[0]}
   count "$log"; rm -f "$log"
   if [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ]; then failed+=("$name"); fi
