@@ -106,3 +106,16 @@ def test_mask() -> None:
     assert n.mask(pa.array(["john@example.com", "x", None]), "email").to_pylist() == [
         "j***@example.com", "***", None]
     assert n.mask(pa.array(["0612345678", "abc", None])).to_pylist() == ["***78", "***", None]
+
+
+def test_duckdb_results_stay_aligned_on_large_arrays() -> None:
+    """DuckDB scans large arrays in parallel; results must keep the input's row order."""
+    import numpy as np
+    from conn.consent.hashing import sql_over
+
+    arr = pa.array(np.arange(400_000).astype(str))
+    digests = sha256_hex(arr)
+    for i in np.random.default_rng(1).integers(0, len(arr), 200):
+        assert digests[int(i)].as_py() == hashlib.sha256(str(i).encode()).hexdigest()
+    echoed = sql_over(arr, "v || ''")
+    assert echoed.equals(arr)

@@ -245,3 +245,8 @@ def test_coercion_to_json_schema(prop: dict, values: list, out: list) -> None:
     assert mapper.issues() == []
     mapped = mapper.apply(build_gate(ctx).apply(rows, rows.column("id").cast(pa.string())))
     assert mapped.batch.column("v").to_pylist() == out
+
+
+def test_constant_only_mapping_keeps_rows() -> None:
+    mapped, _ = run({"id": {"value": "x"}})
+    assert col(mapped, "id") == ["x", "x"]

@@ -139,6 +139,8 @@ class Mapper:
         """Compute, coerce and validate every field; rows failing a check are left out
         and listed in ``rejected`` as (key, reason)."""
         batch = gated.batch
+        if batch.num_columns == 0 and len(gated.keys):  # only constants are mapped
+            batch = pa.RecordBatch.from_arrays([pa.nulls(len(gated.keys))], names=["_"])
         n = batch.num_rows
         arrays, fields = [], []
         reasons = np.full(n, None, dtype=object)
