@@ -53,16 +53,25 @@ destinations:
   crm:
     type: files
     purposes: [marketing]
-    config: {path: out/crm, format: jsonl}
+    config:
+      path: out/crm
+      format: jsonl
+      objects: {contacts: {identifiers: [email]}}
   ads:
     type: files
     purposes: [advertising]
     policies: {email: hash, phone: hash, name: drop, country: allow}
-    config: {path: out/ads, format: jsonl}
+    config:
+      path: out/ads
+      format: jsonl
+      objects: {audience: {identifiers: [email]}}
   messaging:
     type: files
     purposes: [service]
-    config: {path: out/messaging, format: jsonl}
+    config:
+      path: out/messaging
+      format: jsonl
+      objects: {events: {identifiers: [event_id]}}
 
 syncs:
   customers_to_crm:

@@ -92,10 +92,11 @@ def print_report(report: RunReport, json_out: bool) -> None:
             for reason, n in top:
                 output.info(f"{s.name}: {n} rejected: {reason}")
             output.info(f"see all: conn rejected {s.name}")
-        if s.legal_bases:
-            for purpose, basis in s.legal_bases.items():
-                output.info(f"{s.name}: purpose {purpose!r} processed under legal basis "
-                            f"{basis!r} where no consent record exists")
+        for purpose, bases in (s.legal_bases or {}).items():
+            for basis, n in (bases.items() if isinstance(bases, dict) else [(bases, None)]):
+                if basis != "consent":
+                    output.info(f"{s.name}: purpose {purpose!r}: {n or 'rows'} processed "
+                                f"under legal basis {basis!r} (no consent record needed)")
 
 
 def run_sync(source: str, destination: str, names: list[str], *, dry_run: bool,

@@ -40,7 +40,8 @@ def plugin_opener(project: Project, registry: Registry) -> Opener:
         cfg = table[name]
         cls = (registry.source_class if kind == "source" else registry.destination_class)(
             cfg.type)
-        return stack.enter_context(cls(cfg.config, instance=name, project_dir=project.dir))
+        return stack.enter_context(cls.create(cfg.config, instance=name,
+                                              project_dir=project.dir))
 
     def open_sync(sync: SyncConfig, stack: ExitStack
                   ) -> tuple[GateContext, Iterator[pa.RecordBatch]]:

@@ -50,7 +50,8 @@ class SyncReport:
     pending: int = 0
     retried: int = 0
     consent: dict[str, Any] = field(default_factory=dict)
-    legal_bases: dict[str, str] = field(default_factory=dict)
+    #: purpose -> legal basis -> rows passed on it (``consent`` or a declared basis).
+    legal_bases: dict[str, Any] = field(default_factory=dict)
     rejection_reasons: dict[str, int] = field(default_factory=dict)
     preview: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
