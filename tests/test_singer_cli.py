@@ -1,0 +1,358 @@
+"""``conn singer tap`` and ``conn singer target``: protocol output, the consent gate on the
+target path, STATE echoed only after acknowledgements, and round trips with real Singer
+connectors from PyPI (``tap-jsonl``, ``target-jsonl``) in cached virtual environments."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, ClassVar
+
+import duckdb
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONN = [sys.executable, "-m", "conn.cli.main"]
+RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+
+
+def _venv_helper() -> Any:
+    """The Singer plugins' cached-venv helper (``connector_venv``)."""
+    path = ROOT / "plugins" / "sources" / "singer" / "tests" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("_singer_venvs", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.connector_venv
+
+
+def conn(*args: str, cwd: Path, stdin: bytes | None = None,
+         check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    p = subprocess.run([*CONN, *args], cwd=cwd, input=stdin, capture_output=True,
+                       timeout=120)
+    if check and p.returncode != 0:
+        raise AssertionError(f"conn {' '.join(args)} exited {p.returncode}:\n"
+                             f"{p.stderr.decode()}")
+    return p
+
+
+def messages(out: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+@pytest.fixture()
+def warehouse(tmp_path: Path) -> Path:
+    """A small DuckDB file: customers (cursor updated_at) and events (no primary key)."""
+    db = tmp_path / "w.duckdb"
+    c = duckdb.connect(str(db))
+    c.execute("create table customers(id integer primary key, email varchar, ltv double, "
+              "updated_at timestamp, born date, consent_ok boolean)")
+    c.execute("insert into customers select i, 'u' || i || '@x.org', i * 1.5, "
+              "timestamp '2024-01-01' + i * interval 1 hour, date '1990-01-01' + i::int, "
+              "i % 2 = 0 from range(1, 7) t(i)")
+    c.execute("create table tags(id integer primary key, tag varchar)")
+    c.execute("insert into tags values (1, 'a'), (2, 'b')")
+    c.close()
+    (tmp_path / "tap.json").write_text(json.dumps(
+        {"path": str(db), "streams": {"customers": {"cursor": "updated_at"}}}))
+    return tmp_path
+
+
+def check_stream_order(msgs: list[dict[str, Any]]) -> None:
+    seen_schema: set[str] = set()
+    for m in msgs:
+        assert m["type"] in ("SCHEMA", "RECORD", "STATE"), m
+        if m["type"] == "SCHEMA":
+            seen_schema.add(m["stream"])
+        elif m["type"] == "RECORD":
+            assert m["stream"] in seen_schema, "RECORD before SCHEMA"
+    assert msgs[-1]["type"] == "STATE"
+
+
+# --- tap --------------------------------------------------------------------------------
+
+
+def test_tap_about_and_discover(warehouse: Path) -> None:
+    about = json.loads(conn("singer", "tap", "--type", "duckdb", "--config", "tap.json",
+                            "--about", "--format", "json", cwd=warehouse).stdout)
+    assert about["name"] == "tap-conn-duckdb"
+    assert {"discover", "catalog", "state"} <= set(about["capabilities"])
+    assert "path" in about["settings"]["properties"] and about["version"]
+
+    catalog = json.loads(conn("singer", "tap", "--type", "duckdb", "--config", "tap.json",
+                              "--discover", cwd=warehouse).stdout)
+    by = {s["tap_stream_id"]: s for s in catalog["streams"]}
+    assert set(by) == {"customers", "tags"}
+    cust = by["customers"]
+    assert cust["stream"] == "customers" and cust["key_properties"] == ["id"]
+    assert cust["replication_key"] == "updated_at"
+    assert cust["replication_method"] == "INCREMENTAL"
+    props = cust["schema"]["properties"]
+    assert cust["schema"]["type"] == "object"
+    assert props["updated_at"]["format"] == "date-time" and props["born"]["format"] == "date"
+    assert "integer" in props["id"]["type"] and "number" in props["ltv"]["type"]
+    top = next(m["metadata"] for m in cust["metadata"] if m["breadcrumb"] == [])
+    assert top["selected-by-default"] is True and top["table-key-properties"] == ["id"]
+    assert top["valid-replication-keys"] == ["updated_at"]
+    fields = {tuple(m["breadcrumb"]): m["metadata"] for m in cust["metadata"]}
+    assert fields[("properties", "id")]["inclusion"] == "automatic"
+    assert fields[("properties", "email")]["inclusion"] == "available"
+    assert by["tags"]["replication_method"] == "FULL_TABLE"
+
+
+def test_tap_sync_messages_catalog_and_state(warehouse: Path) -> None:
+    msgs = messages(conn("singer", "tap", "--type", "duckdb", "--config", "tap.json",
+                         "--batch-rows", "2", cwd=warehouse).stdout)
+    check_stream_order(msgs)
+    recs = [m["record"] for m in msgs if m["type"] == "RECORD" and m["stream"] == "customers"]
+    assert [r["id"] for r in recs] == [1, 2, 3, 4, 5, 6]
+    assert all(RFC3339.match(r["updated_at"]) for r in recs)
+    assert recs[0]["updated_at"].startswith("2024-01-01T01:00:00") and \
+        recs[0]["updated_at"].endswith("Z")
+    assert recs[0]["born"] == "1990-01-02" and recs[0]["ltv"] == 1.5
+    final = msgs[-1]["value"]
+    assert final["bookmarks"]["customers"]["replication_key"] == "updated_at"
+    states = [m for m in msgs if m["type"] == "STATE"]
+    assert len(states) >= 2  # bookmarks between batches, then the final state
+
+    # Catalog: only customers, without the email field; state resumes after the bookmark.
+    catalog = json.loads(conn("singer", "tap", "--type", "duckdb", "--config", "tap.json",
+                              "--discover", cwd=warehouse).stdout)
+    for entry in catalog["streams"]:
+        for md in entry["metadata"]:
+            if md["breadcrumb"] == []:
+                md["metadata"]["selected"] = entry["stream"] == "customers"
+            if md["breadcrumb"] == ["properties", "email"]:
+                md["metadata"]["selected"] = False
+    (warehouse / "catalog.json").write_text(json.dumps(catalog))
+    state = {"bookmarks": {"customers": {"replication_key": "updated_at",
+                                         "replication_key_value": "2024-01-01T04:00:00"}}}
+    (warehouse / "state.json").write_text(json.dumps(state))
+    msgs = messages(conn("singer", "tap", "--type", "duckdb", "--config", "tap.json",
+                         "--catalog", "catalog.json", "--state", "state.json",
+                         cwd=warehouse).stdout)
+    check_stream_order(msgs)
+    assert {m["stream"] for m in msgs if m["type"] != "STATE"} == {"customers"}
+    schema = next(m for m in msgs if m["type"] == "SCHEMA")
+    assert "email" not in schema["schema"]["properties"]
+    recs = [m["record"] for m in msgs if m["type"] == "RECORD"]
+    assert [r["id"] for r in recs] == [5, 6] and "email" not in recs[0]
+
+
+def test_tap_from_project(warehouse: Path) -> None:
+    (warehouse / "conn.yml").write_text(
+        "sources:\n  wh:\n    type: duckdb\n    config:\n      path: w.duckdb\n")
+    msgs = messages(conn("singer", "tap", "wh", "--project", "conn.yml", cwd=warehouse).stdout)
+    check_stream_order(msgs)
+    assert sum(m["type"] == "RECORD" for m in msgs) == 8
+    bad = conn("singer", "tap", "nope", "--project", "conn.yml", cwd=warehouse, check=False)
+    assert bad.returncode == 3 and b"unknown source 'nope'" in bad.stderr
+
+
+# --- target -----------------------------------------------------------------------------
+
+PROJECT = """
+sources:
+  wh:
+    type: duckdb
+    config: {path: w.duckdb}
+destinations:
+  landing:
+    type: files
+    purposes: [marketing]
+    config:
+      path: out
+      objects:
+        contacts: {identifiers: [email]}
+syncs:
+  customers_to_landing:
+    source: wh
+    stream: customers
+    destination: landing
+    object: contacts
+    match_key: email
+    consent:
+      columns: {marketing: consent_ok}
+    mapping:
+      email: email
+      ltv: ltv
+"""
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def test_target_round_trip_through_the_gate(warehouse: Path) -> None:
+    (warehouse / "conn.yml").write_text(PROJECT)
+    tap_out = conn("singer", "tap", "--type", "duckdb", "--config", "tap.json",
+                   cwd=warehouse).stdout
+    # The destination declares purposes: without a sync the target refuses.
+    refused = conn("singer", "target", "landing", "--project", "conn.yml", cwd=warehouse,
+                   stdin=tap_out, check=False)
+    assert refused.returncode == 3
+    assert b"declares purposes" in refused.stderr and b"--sync" in refused.stderr
+    assert not (warehouse / "out" / "contacts.jsonl").exists()
+
+    p = conn("singer", "target", "landing", "--project", "conn.yml", "--sync",
+             "customers_to_landing", cwd=warehouse, stdin=tap_out)
+    got = read_jsonl(warehouse / "out" / "contacts.jsonl")
+    # Only customers with consent_ok = true (even ids) reach the destination, mapped.
+    assert sorted(r["email"] for r in got) == ["u2@x.org", "u4@x.org", "u6@x.org"]
+    assert set(got[0]) == {"email", "ltv", "_op"}
+    echoed = [json.loads(x) for x in p.stdout.splitlines()]
+    tap_states = [m["value"] for m in messages(tap_out) if m["type"] == "STATE"]
+    assert echoed == tap_states and echoed[-1]["bookmarks"]["customers"]
+    assert b"withheld by consent 3" in p.stderr
+
+    # Again: the planner finds nothing changed and sends nothing.
+    p = conn("singer", "target", "landing", "--project", "conn.yml", "--sync",
+             "customers_to_landing", cwd=warehouse, stdin=tap_out)
+    assert len(read_jsonl(warehouse / "out" / "contacts.jsonl")) == 3
+    assert b"unchanged 3" in p.stderr
+
+
+def test_target_type_mode_multiple_streams(warehouse: Path) -> None:
+    tap_out = conn("singer", "tap", "--type", "duckdb", "--config", "tap.json",
+                   cwd=warehouse).stdout
+    (warehouse / "files.json").write_text(json.dumps(
+        {"path": "out", "objects": {"customers": {}, "tags": {}}}))
+    p = conn("singer", "target", "--type", "files", "--config", "files.json", cwd=warehouse,
+             stdin=tap_out)
+    assert [r["id"] for r in read_jsonl(warehouse / "out" / "customers.jsonl")] == \
+        [1, 2, 3, 4, 5, 6]
+    assert [r["tag"] for r in read_jsonl(warehouse / "out" / "tags.jsonl")] == ["a", "b"]
+    assert json.loads(p.stdout.splitlines()[-1]) == messages(tap_out)[-1]["value"]
+    assert (warehouse / ".conn").is_dir()
+    missing = conn("singer", "target", "--type", "files", "--config", "files.json",
+                   cwd=warehouse, stdin=b'{"type":"SCHEMA","stream":"x","schema":{"type":'
+                   b'"object","properties":{"id":{"type":"integer"}}},"key_properties":'
+                   b'["id"]}\n', check=False)
+    assert missing.returncode == 3 and b"no object 'x'" in missing.stderr
+
+
+class _Flaky:
+    """A destination acknowledging its first write and leaving the second pending."""
+
+    events: ClassVar[list[Any]] = []
+
+
+def _flaky_class() -> type:
+    from conn.destination import Capabilities, Destination, ObjectInfo, WriteResult
+
+    class FlakyDestination(Destination):
+        name = "flaky"
+        config_schema: ClassVar[dict[str, Any]] = {"type": "object"}
+
+        def objects(self) -> list[ObjectInfo]:
+            return [ObjectInfo("items", {"type": "object", "additionalProperties": True},
+                               ("id",), Capabilities(batch_size=100))]
+
+        def check(self) -> None:
+            pass
+
+        def write_batch(self, request: Any) -> WriteResult:
+            ids = request.records.column("id").to_pylist()
+            _Flaky.events.append(("write", ids))
+            if any(i > 3 for i in ids):
+                return WriteResult.all_pending(len(ids))
+            return WriteResult.ok()
+
+    return FlakyDestination
+
+
+def test_target_echoes_state_only_after_acknowledgement(tmp_path: Path, monkeypatch) -> None:
+    from conn.cli import singer_cmd
+    from conn.errors import ConnError
+    from conn.plugins import get_registry
+
+    registry = get_registry()
+    monkeypatch.setitem(registry.destinations, "flaky", _flaky_class())
+    _Flaky.events.clear()
+
+    class Out(io.RawIOBase):
+        def write(self, b: Any) -> int:
+            _Flaky.events.append(("state", json.loads(bytes(b))))
+            return len(b)
+
+    monkeypatch.setattr(singer_cmd, "_out", lambda: Out())
+    schema = {"type": "object", "properties": {"id": {"type": "integer"}}}
+    lines = [{"type": "STATE", "value": {"n": 0}},
+             {"type": "SCHEMA", "stream": "items", "schema": schema, "key_properties": ["id"]}]
+    lines += [{"type": "RECORD", "stream": "items", "record": {"id": i}} for i in (1, 2, 3)]
+    lines += [{"type": "STATE", "value": {"n": 3}}]
+    lines += [{"type": "RECORD", "stream": "items", "record": {"id": i}} for i in (4, 5)]
+    lines += [{"type": "STATE", "value": {"n": 5}}]
+    (tmp_path / "in.singer").write_text("".join(json.dumps(m) + "\n" for m in lines))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConnError, match="failed"):
+        singer_cmd.run_target(None, type_name="flaky", config_file=None, project=None,
+                              sync_names=[], objects=[], mode=None, match_key=None,
+                              primary_key=[], state_dir=tmp_path / "st", batch_rows=None,
+                              full_resync=False, input_file=tmp_path / "in.singer")
+    assert _Flaky.events == [("state", {"n": 0}), ("write", [1, 2, 3]), ("state", {"n": 3}),
+                             ("write", [4, 5])]
+
+
+def test_target_rejects_bad_input(tmp_path: Path) -> None:
+    (tmp_path / "files.json").write_text(json.dumps({"path": "out"}))
+    p = conn("singer", "target", "--type", "files", "--config", "files.json", "--object",
+             "records", cwd=tmp_path, stdin=b'{"type":"RECORD","stream":"s","record":{}}\n',
+             check=False)
+    assert p.returncode == 1 and b"before its SCHEMA" in p.stderr
+    assert p.stdout == b""
+
+
+# --- real Singer connectors from PyPI -------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tap_jsonl() -> Path:
+    return _venv_helper()("tap-jsonl", "tap-jsonl") / "bin" / "tap-jsonl"
+
+
+@pytest.fixture(scope="session")
+def target_jsonl() -> Path:
+    return _venv_helper()("target-jsonl", "target-jsonl") / "bin" / "target-jsonl"
+
+
+def test_pypi_tap_jsonl_into_conn_target(tap_jsonl: Path, tmp_path: Path) -> None:
+    (tmp_path / "people.jsonl").write_text("".join(
+        json.dumps({"id": i, "email": f"p{i}@x.org", "score": i * 1.5}) + "\n"
+        for i in range(1, 8)))
+    (tmp_path / "tap.json").write_text(json.dumps(
+        {"path": str(tmp_path / "people.jsonl"), "stream_name": "people",
+         "primary_keys": ["id"], "emit_state_every": 3}))
+    (tmp_path / "files.json").write_text(json.dumps({"path": "out", "objects": {"people": {}}}))
+    tap = subprocess.run([str(tap_jsonl), "--config", str(tmp_path / "tap.json")],
+                         capture_output=True, check=True, timeout=120)
+    p = conn("singer", "target", "--type", "files", "--config", "files.json", cwd=tmp_path,
+             stdin=tap.stdout)
+    got = read_jsonl(tmp_path / "out" / "people.jsonl")
+    assert sorted(r["id"] for r in got) == list(range(1, 8))
+    assert got[0]["email"] == "p1@x.org"
+    tap_states = [m["value"] for m in messages(tap.stdout) if m["type"] == "STATE"]
+    echoed = [json.loads(x) for x in p.stdout.splitlines()]
+    assert echoed and echoed[-1] == tap_states[-1]
+
+
+def test_conn_tap_into_pypi_target_jsonl(warehouse: Path, target_jsonl: Path) -> None:
+    tap_out = conn("singer", "tap", "--type", "duckdb", "--config", "tap.json",
+                   cwd=warehouse).stdout
+    (warehouse / "target.json").write_text(json.dumps(
+        {"destination_path": str(warehouse / "jl"), "do_timestamp_file": False}))
+    (warehouse / "jl").mkdir()
+    p = subprocess.run([str(target_jsonl), "--config", str(warehouse / "target.json")],
+                       input=tap_out, capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr.decode()
+    got = read_jsonl(warehouse / "jl" / "customers.jsonl")
+    assert [r["id"] for r in got] == [1, 2, 3, 4, 5, 6]
+    assert got[0]["updated_at"].startswith("2024-01-01T01:00:00")
+    assert [r["tag"] for r in read_jsonl(warehouse / "jl" / "tags.jsonl")] == ["a", "b"]
+    state = json.loads(p.stdout.splitlines()[-1])
+    assert state["bookmarks"]["customers"]["replication_key"] == "updated_at"
