@@ -2,7 +2,6 @@
 the crash test: IndexError in SortedState.find)."""
 
 import numpy as np
-
 from conn.state.planner import SortedState
 
 

@@ -256,8 +256,9 @@ class PlanningSyncState(SyncState):
                 acknowledged: pa.Array, rejected: list[tuple[int, str]], deletes: bool) -> None:
         if len(keys) != len(acknowledged):
             raise ValueError("keys and acknowledged must have the same length")
+        keys = keys.cast(pa.string())
         kids = hashing.key_ids(self._con, keys)
-        ack = np.asarray(acknowledged.fill_null(False).to_numpy(zero_copy_only=False),
+        ack = np.asarray(acknowledged.cast(pa.bool_()).fill_null(False).to_numpy(zero_copy_only=False),
                          dtype=bool)
         if keys.null_count:
             isnull = np.asarray(keys.is_null().to_numpy(zero_copy_only=False), dtype=bool)

@@ -1,0 +1,351 @@
+"""PostgreSQL state backend: shared state for syncs run from several machines.
+
+All syncs of a project share one schema (``conn_state`` unless the URL's ``schema``
+query parameter names another). Runs are serialised per sync with session-level advisory
+locks held on a dedicated connection: the server releases them when the holder's session
+ends, so a crashed or killed runner never leaves a stale lock. Each commit is one
+transaction (record upserts or deletes, rejections, progress). Key ids are stored as
+``kid XOR 2**63`` in a ``bigint`` so that signed order equals the planner's unsigned order
+and the state streams out of the ``(sync, kid)`` index already sorted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+from conn.errors import StateError, SyncLocked
+from conn.state import hashing
+from conn.state.base import StateStore, SyncState
+from conn.state.locks import describe_holder, holder_info
+from conn.state.memory import run_entry
+from conn.state.planner import PlanningSyncState, Storage
+
+APP_ID = "conn-state"
+FORMAT_VERSION = 1
+_FLIP = np.uint64(1 << 63)
+
+DDL = """
+CREATE TABLE IF NOT EXISTS {s}.records (sync text NOT NULL, kid bigint NOT NULL,
+  key text NOT NULL, hash bigint, match_value text, partition smallint NOT NULL,
+  run_id text, acked_at timestamptz DEFAULT now(), PRIMARY KEY (sync, kid));
+CREATE TABLE IF NOT EXISTS {s}.rejections (sync text NOT NULL, kid bigint NOT NULL,
+  key text, partition smallint NOT NULL, reason text, op text, run_id text,
+  rejected_at timestamptz DEFAULT now());
+CREATE INDEX IF NOT EXISTS rejections_sync_kid ON {s}.rejections (sync, kid);
+CREATE TABLE IF NOT EXISTS {s}.progress (sync text NOT NULL, run_id text NOT NULL,
+  started_at timestamptz DEFAULT now(), updated_at timestamptz DEFAULT now(),
+  batches bigint DEFAULT 0, acknowledged bigint DEFAULT 0, rejected bigint DEFAULT 0,
+  deleted bigint DEFAULT 0, PRIMARY KEY (sync, run_id));
+CREATE TABLE IF NOT EXISTS {s}.syncs (sync text PRIMARY KEY, source_state text,
+  hash_canary text, hash_engine text);
+CREATE TABLE IF NOT EXISTS {s}.lock_holders (sync text NOT NULL, part integer NOT NULL,
+  info text, PRIMARY KEY (sync, part));
+CREATE TABLE IF NOT EXISTS {s}.runs (sync text, run_id text, status text,
+  started_at double precision, seconds double precision, rows_read bigint,
+  inserted bigint, updated bigint, deleted bigint, unchanged bigint, rejected bigint,
+  pending bigint, recorded_at double precision, report jsonb);
+"""
+
+
+def _to_pg(kids: np.ndarray) -> list[int]:
+    return (np.asarray(kids, dtype=np.uint64) ^ _FLIP).view(np.int64).tolist()
+
+
+def _from_pg(values: np.ndarray) -> np.ndarray:
+    return np.asarray(values, dtype=np.int64).view(np.uint64) ^ _FLIP
+
+
+def _i64(values: np.ndarray | pa.Array) -> list[int | None]:
+    arr = values if isinstance(values, np.ndarray) else values.to_numpy(zero_copy_only=False)
+    return np.asarray(arr, dtype=np.uint64).view(np.int64).tolist()
+
+
+def _lock_key(sync: str) -> int:
+    return zlib.crc32(sync.encode()) - (1 << 31)
+
+
+class PostgresStorage(Storage):
+    """:class:`Storage` for one sync in the shared schema."""
+
+    def __init__(self, conn: Any, schema: str, sync: str) -> None:
+        self.conn = conn
+        self.s = schema
+        self.sync = sync
+
+    def load(self, partitions: frozenset[int] | None) -> tuple[np.ndarray, np.ndarray]:
+        where, params = "sync = %s", [self.sync]
+        if partitions is not None:
+            where += " AND partition = ANY(%s)"
+            params.append(sorted(partitions))
+        kids: list[int] = []
+        hashes: list[int] = []
+        with self.conn.cursor() as cur:
+            cur.execute(f"SELECT kid, coalesce(hash, 0) FROM {self.s}.records WHERE {where} "
+                        "ORDER BY kid", params)
+            while rows := cur.fetchmany(100_000):
+                k, h = zip(*rows, strict=True)
+                kids.extend(k)
+                hashes.extend(h)
+        self.conn.commit()
+        return (_from_pg(np.array(kids, dtype=np.int64)),
+                np.array(hashes, dtype=np.int64).view(np.uint64))
+
+    def begin_run(self, run_id: str) -> None:
+        self.conn.execute(f"INSERT INTO {self.s}.progress (sync, run_id) VALUES (%s, %s) "
+                          "ON CONFLICT DO NOTHING", [self.sync, run_id])
+        self.conn.commit()
+
+    def commit(self, run_id: str, rows: pa.Table, rejected: pa.Table, *,
+               deletes: bool) -> None:
+        s, sync = self.s, self.sync
+        kids = _to_pg(rows.column("kid").to_numpy())
+        rkids = _to_pg(rejected.column("kid").to_numpy())
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            if deletes:
+                cur.execute(f"DELETE FROM {s}.records WHERE sync = %s AND kid = ANY(%s)",
+                            [sync, kids])
+            elif kids:
+                cur.execute(
+                    f"""INSERT INTO {s}.records (sync, kid, key, hash, match_value, partition,
+                    run_id) SELECT %s, * , %s FROM unnest(%s::bigint[], %s::text[],
+                    %s::bigint[], %s::text[], %s::smallint[])
+                    ON CONFLICT (sync, kid) DO UPDATE SET key = excluded.key,
+                    hash = excluded.hash, match_value = excluded.match_value,
+                    run_id = excluded.run_id, acked_at = now()""",
+                    [sync, run_id, kids, rows.column("key").to_pylist(),
+                     _i64(rows.column("hash").fill_null(0).combine_chunks()),
+                     rows.column("match_value").to_pylist(),
+                     rows.column("partition").to_pylist()])
+            cur.execute(f"DELETE FROM {s}.rejections WHERE sync = %s AND run_id <> %s AND "
+                        "kid = ANY(%s)", [sync, run_id, kids + rkids])
+            if rkids:
+                cur.execute(
+                    f"""INSERT INTO {s}.rejections (sync, kid, key, partition, reason, op,
+                    run_id) SELECT %s, k, key, p, r, %s, %s FROM unnest(%s::bigint[],
+                    %s::text[], %s::smallint[], %s::text[]) AS t(k, key, p, r)""",
+                    [sync, "delete" if deletes else "write", run_id, rkids,
+                     rejected.column("key").to_pylist(), rejected.column("partition").to_pylist(),
+                     rejected.column("reason").to_pylist()])
+            col = "deleted" if deletes else "acknowledged"
+            cur.execute(f"""UPDATE {s}.progress SET batches = batches + 1, {col} = {col} + %s,
+                rejected = rejected + %s, updated_at = now() WHERE sync = %s AND run_id = %s""",
+                        [rows.num_rows, rejected.num_rows, sync, run_id])
+
+    def lookup(self, kids: np.ndarray, batch_rows: int) -> Iterator[tuple[pa.Array, pa.Array]]:
+        for lo in range(0, len(kids), batch_rows):
+            part = _to_pg(kids[lo:lo + batch_rows])
+            rows = self.conn.execute(f"SELECT key, match_value FROM {self.s}.records WHERE "
+                                     "sync = %s AND kid = ANY(%s)", [self.sync, part]).fetchall()
+            self.conn.commit()
+            if rows:
+                yield (pa.array([r[0] for r in rows], pa.string()),
+                       pa.array([r[1] for r in rows], pa.string()))
+
+    def rejection_kids(self, partitions: frozenset[int] | None) -> np.ndarray:
+        rows = self.conn.execute(f"SELECT kid FROM {self.s}.rejections WHERE sync = %s",
+                                 [self.sync]).fetchall()
+        self.conn.commit()
+        return _from_pg(np.array([r[0] for r in rows], dtype=np.int64))
+
+    def clear_rejections(self, kids: np.ndarray) -> None:
+        self.conn.execute(f"DELETE FROM {self.s}.rejections WHERE sync = %s AND "
+                          "kid = ANY(%s)", [self.sync, _to_pg(kids)])
+        self.conn.commit()
+
+    def get_source_state(self) -> str | None:
+        rows = self.conn.execute(f"SELECT source_state FROM {self.s}.syncs WHERE sync = %s",
+                                 [self.sync]).fetchall()
+        self.conn.commit()
+        return rows[0][0] if rows else None
+
+    def set_source_state(self, run_id: str, value: str) -> None:
+        self.conn.execute(f"INSERT INTO {self.s}.syncs (sync, source_state) VALUES (%s, %s) "
+                          "ON CONFLICT (sync) DO UPDATE SET source_state = excluded.source_state",
+                          [self.sync, value])
+        self.conn.commit()
+
+
+class PostgresStateStore(StateStore):
+    """State in a PostgreSQL database (``postgresql://...``; ``?schema=NAME``)."""
+
+    def __init__(self, dsn: str, schema: str = "conn_state") -> None:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", schema):
+            raise StateError(f"invalid state schema name {schema!r}")
+        self.dsn = dsn
+        self.schema = schema
+        self._prepared = False
+
+    @classmethod
+    def open(cls, url: str | None, project_dir: Any) -> PostgresStateStore:
+        """``url``: a libpq URL; the ``schema`` query parameter is conn's."""
+        if not url:
+            raise StateError("the postgres state backend needs state.url, e.g. "
+                             "postgresql://user@host:5432/db")
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query))
+        schema = query.pop("schema", "conn_state")
+        dsn = urlunsplit(parts._replace(query=urlencode(query)))
+        return cls(dsn, schema)
+
+    def _connect(self, autocommit: bool = False) -> Any:
+        try:
+            import psycopg
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise StateError("the postgres state backend needs psycopg: "
+                             "pip install 'conn[postgres]'") from exc
+        try:
+            conn = psycopg.connect(self.dsn, autocommit=autocommit)
+        except psycopg.Error as exc:
+            raise StateError(f"cannot connect to the state database: {exc}") from exc
+        if not self._prepared:
+            try:
+                self._prepare(psycopg)
+            except BaseException:
+                conn.close()
+                raise
+        return conn
+
+    def _prepare(self, psycopg: Any) -> None:
+        """Create or check the schema (serialised by a transaction-level advisory lock)."""
+        s = self.schema
+        with psycopg.connect(self.dsn) as conn:  # commits on a clean exit
+            conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", [_lock_key("conn-schema")])
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {s}.meta (key text PRIMARY KEY, "
+                         "value text)")
+            meta = dict(conn.execute(f"SELECT key, value FROM {s}.meta").fetchall())
+            if not meta:
+                conn.execute(f"INSERT INTO {s}.meta VALUES ('app_id', %s), "
+                             "('format_version', %s)", [APP_ID, str(FORMAT_VERSION)])
+            elif meta.get("app_id") != APP_ID:
+                raise StateError(f"schema {s!r} belongs to another application (app_id "
+                                 f"{meta.get('app_id')!r}); set ?schema= to another name")
+            elif int(meta.get("format_version", "0")) > FORMAT_VERSION:
+                raise StateError(f"schema {s!r} was written by a newer conn (state format "
+                                 f"{meta['format_version']}); upgrade conn")
+            conn.execute(DDL.format(s=s))
+        self._prepared = True
+
+    # --- locks --------------------------------------------------------------------------
+
+    def _lock(self, conn: Any, sync: str, run_id: str,
+              partitions: frozenset[int] | None) -> None:
+        key = _lock_key(sync)
+        targets = [(-1, partitions is None)] + [(p, True) for p in sorted(partitions or ())]
+        for part, exclusive in targets:
+            fn = "pg_try_advisory_lock" if exclusive else "pg_try_advisory_lock_shared"
+            ok = conn.execute(f"SELECT {fn}(%s, %s)", [key, part]).fetchall()[0][0]
+            if not ok:
+                row = conn.execute(f"SELECT info FROM {self.schema}.lock_holders WHERE "
+                                   "sync = %s AND part = %s", [sync, part]).fetchall()
+                info = json.loads(row[0][0]) if row and row[0][0] else None
+                raise SyncLocked(describe_holder(sync, info))
+            if exclusive:
+                conn.execute(f"INSERT INTO {self.schema}.lock_holders VALUES (%s, %s, %s) "
+                             "ON CONFLICT (sync, part) DO UPDATE SET info = excluded.info",
+                             [sync, part, json.dumps(holder_info(run_id))])
+
+    @contextmanager
+    def open_sync(self, sync: str, run_id: str, *, full_resync: bool = False,
+                  partitions: frozenset[int] | None = None) -> Iterator[SyncState]:
+        """See :meth:`StateStore.open_sync`; ``partitions`` as in the DuckDB store, and
+        here workers on several machines may each open different partitions at once."""
+        lock_conn = self._connect(autocommit=True)
+        try:
+            self._lock(lock_conn, sync, run_id, partitions)
+            conn = self._connect()
+            try:
+                storage = PostgresStorage(conn, self.schema, sync)
+                self._check_canary(conn, sync, full_resync)
+                storage.begin_run(run_id)
+                st = PlanningSyncState(storage, run_id, full_resync=full_resync,
+                                       partitions=partitions)
+                try:
+                    yield st
+                finally:
+                    st.close()
+            finally:
+                conn.close()
+        finally:
+            lock_conn.close()  # ends the session: releases the advisory locks
+
+    def _check_canary(self, conn: Any, sync: str, full_resync: bool) -> None:
+        s = self.schema
+        with duckdb.connect() as hc:
+            current = hashing.canary(hc)
+        row = conn.execute(f"SELECT hash_canary, hash_engine FROM {s}.syncs WHERE sync = %s",
+                           [sync]).fetchall()
+        stored = row[0][0] if row else None
+        if stored == current:
+            conn.commit()
+            return
+        has_records = conn.execute(f"SELECT 1 FROM {s}.records WHERE sync = %s LIMIT 1",
+                                   [sync]).fetchall()
+        if stored is not None and has_records and not full_resync:
+            raise StateError(f"sync {sync!r}: the row hash function changed ("
+                             f"{row[0][1]} -> duckdb {duckdb.__version__}); install the "
+                             "DuckDB version that wrote the state, or run once with "
+                             "--full-resync to re-send every row and re-baseline.")
+        if stored is not None and has_records:
+            self._rekey(conn, sync)
+        conn.execute(f"""INSERT INTO {s}.syncs (sync, hash_canary, hash_engine)
+            VALUES (%s, %s, %s) ON CONFLICT (sync) DO UPDATE SET
+            hash_canary = excluded.hash_canary, hash_engine = excluded.hash_engine""",
+                     [sync, current, f"duckdb {duckdb.__version__}"])
+        conn.commit()
+
+    def _rekey(self, conn: Any, sync: str) -> None:
+        s = self.schema
+        for table in ("records", "rejections"):
+            rows = conn.execute(f"SELECT ctid::text, key FROM {s}.{table} WHERE sync = %s",
+                                [sync]).fetchall()
+            if not rows:
+                continue
+            with duckdb.connect() as hc:
+                kids = hashing.key_ids(hc, pa.array([r[1] for r in rows], pa.string()))
+            conn.execute(f"""UPDATE {s}.{table} t SET kid = u.k, partition = u.p FROM
+                unnest(%s::text[], %s::bigint[], %s::smallint[]) AS u(c, k, p)
+                WHERE t.ctid = u.c::tid""",
+                         [[r[0] for r in rows], _to_pg(kids),
+                          hashing.partitions_of(kids).astype(int).tolist()])
+
+    # --- history ------------------------------------------------------------------------
+
+    def record_run(self, sync: str, run_id: str, report: dict[str, Any]) -> None:
+        e = run_entry(sync, run_id, report)
+        started = e["started_at"] if isinstance(e["started_at"], int | float) else None
+        with self._connect() as conn:
+            conn.execute(f"INSERT INTO {self.schema}.runs VALUES (%s, %s, %s, %s, %s, %s, "
+                         "%s, %s, %s, %s, %s, %s, %s, %s)",
+                         [sync, run_id, e["status"], started, e["seconds"], e["rows_read"],
+                          e["inserted"], e["updated"], e["deleted"], e["unchanged"],
+                          e["rejected"], e["pending"], e["recorded_at"],
+                          json.dumps(report, default=str)])
+
+    def runs(self, sync: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        where, params = ("WHERE sync = %s", [sync]) if sync is not None else ("", [])
+        with self._connect() as conn, conn.cursor() as cur:
+            cur.execute(f"SELECT * FROM {self.schema}.runs {where} ORDER BY recorded_at DESC "
+                        f"LIMIT {int(limit)}", params)
+            cols = [d.name for d in cur.description]
+            return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+    def rejections(self, sync: str, limit: int | None = None) -> list[dict[str, Any]]:
+        lim = f" LIMIT {int(limit)}" if limit is not None else ""
+        with self._connect() as conn:
+            rows = conn.execute(
+                f"""SELECT key, reason, op, run_id, rejected_at FROM {self.schema}.rejections
+                WHERE sync = %s ORDER BY rejected_at DESC, key{lim}""", [sync]).fetchall()
+        return [{"key": r[0], "reason": r[1], "op": r[2], "run_id": r[3],
+                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", r[4].utctimetuple())}
+                for r in rows]

@@ -1,0 +1,74 @@
+"""Fixtures: one state store per backend (PostgreSQL in a fresh schema per test)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from conn.state.base import StateStore
+
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _pg_available() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_URL, connect_timeout=2):
+            return True
+    except Exception:
+        return False
+
+
+_PG = None
+
+
+def pg_available() -> bool:
+    global _PG
+    if _PG is None:
+        _PG = _pg_available()
+    return _PG
+
+
+def make_store(kind: str, tmp_path, schema: str | None = None) -> StateStore:
+    if kind == "memory":
+        from conn.state.memory import MemoryStateStore
+
+        return MemoryStateStore()
+    if kind == "duckdb":
+        from conn.state.duckdb_store import DuckDBStateStore
+
+        return DuckDBStateStore.open(None, tmp_path)
+    from conn.state.postgres_store import PostgresStateStore
+
+    return PostgresStateStore.open(f"{PG_URL}?schema={schema}", tmp_path)
+
+
+@pytest.fixture(params=["memory", "duckdb", pytest.param("postgres", marks=pytest.mark.services)])
+def backend(request, tmp_path) -> Iterator[tuple[str, object]]:
+    """``(kind, factory)``: the factory returns a store on the same state each call."""
+    kind = request.param
+    schema = f"conn_test_{uuid.uuid4().hex[:10]}"
+    if kind == "postgres" and not pg_available():
+        pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432")
+    stores: list[StateStore] = []
+    memory: list[StateStore] = []
+
+    def factory() -> StateStore:
+        if kind == "memory":
+            if not memory:
+                memory.append(make_store(kind, tmp_path))
+            return memory[0]
+        s = make_store(kind, tmp_path, schema)
+        stores.append(s)
+        return s
+
+    yield kind, factory
+    for s in stores:
+        s.close()
+    if kind == "postgres":
+        import psycopg
+
+        with psycopg.connect(PG_URL, autocommit=True) as c:
+            c.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
