@@ -211,10 +211,10 @@ def test_partitions(backend):
         ack_all(st, keys.take(sel), p)
     if kind != "memory":
         other = frozenset(range(PARTITIONS)) - mine
-        with store.open_sync("s", "r2", partitions=mine), make().open_sync(
-                "s", "r3", partitions=frozenset([min(other)])), pytest.raises(SyncLocked):
-            with make().open_sync("s", "r4"):
-                pass
+        with (store.open_sync("s", "r2", partitions=mine),
+              make().open_sync("s", "r3", partitions=frozenset([min(other)])),
+              pytest.raises(SyncLocked), make().open_sync("s", "r4")):
+            pass
     with make().open_sync("s", "r5") as st:
         p = st.plan(keys, batch)
         assert len(p.inserts) == 200 - len(sel) and p.unchanged == len(sel)

@@ -258,8 +258,8 @@ class PlanningSyncState(SyncState):
             raise ValueError("keys and acknowledged must have the same length")
         keys = keys.cast(pa.string())
         kids = hashing.key_ids(self._con, keys)
-        ack = np.asarray(acknowledged.cast(pa.bool_()).fill_null(False).to_numpy(zero_copy_only=False),
-                         dtype=bool)
+        ack_arr = acknowledged.cast(pa.bool_()).fill_null(False)
+        ack = np.asarray(ack_arr.to_numpy(zero_copy_only=False), dtype=bool)
         if keys.null_count:
             isnull = np.asarray(keys.is_null().to_numpy(zero_copy_only=False), dtype=bool)
             ack &= ~isnull
