@@ -72,3 +72,9 @@ def backend(request, tmp_path) -> Iterator[tuple[str, object]]:
 
         with psycopg.connect(PG_URL, autocommit=True) as c:
             c.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.fixture
+def pg_url() -> str | None:
+    """The test server's URL, or None when it is not reachable."""
+    return PG_URL if pg_available() else None

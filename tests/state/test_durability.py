@@ -1,0 +1,221 @@
+"""Embedded (DuckDB) store: file checks, migration, locks and crashes (kill -9)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+from conn.errors import StateError, SyncLocked
+from conn.state import hashing, migrations
+from conn.state.duckdb_store import DuckDBStateStore
+
+
+def batch(ids, version=0):
+    keys = pa.array([str(i) for i in ids])
+    return keys, pa.record_batch({"v": [i + version for i in ids]})
+
+
+def counts(store, ids, sync="s", **kw):
+    with store.open_sync(sync, "check", **kw) as st:
+        p = st.plan(*batch(ids))
+        return len(p.inserts), len(p.updates), p.unchanged
+
+
+def seed(store, ids, sync="s"):
+    with store.open_sync(sync, "seed") as st:
+        keys, b = batch(ids)
+        p = st.plan(keys, b)
+        st.commit(keys, p.hashes, keys, pa.array([True] * len(keys)), [])
+
+
+@pytest.fixture
+def store(tmp_path):
+    return DuckDBStateStore.open(None, tmp_path)
+
+
+def test_state_lives_under_dot_conn(store, tmp_path):
+    seed(store, range(3))
+    assert (tmp_path / ".conn" / "state" / "s.duckdb").exists()
+    assert (tmp_path / ".conn" / "locks" / "s.lock").exists()
+
+
+def test_corrupted_file_is_an_error_and_left_alone(store):
+    path = store.sync_path("s")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"garbage" * 1000)
+    with pytest.raises(StateError, match="corrupted or not a DuckDB file"):
+        counts(store, range(3))
+    assert path.read_bytes() == b"garbage" * 1000
+
+
+def test_foreign_duckdb_file(store):
+    path = store.sync_path("s")
+    path.parent.mkdir(parents=True)
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE customers (id INT)")
+    with pytest.raises(StateError, match="not a conn state file"):
+        counts(store, range(3))
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("app_id", "someone-else", "another application"),
+    ("format_version", "99", "newer conn"),
+    ("sync", "other", "copied or renamed"),
+])
+def test_bad_meta(store, key, value, message):
+    seed(store, range(3))
+    with duckdb.connect(str(store.sync_path("s"))) as con:
+        con.execute("UPDATE meta SET value = ? WHERE key = ?", [value, key])
+    with pytest.raises(StateError, match=message):
+        counts(store, range(3))
+
+
+def test_migration_from_format_1(store):
+    path = store.sync_path("s")
+    path.parent.mkdir(parents=True)
+    keys, b = batch(range(5))
+    with duckdb.connect() as hc:
+        kids, hashes = hashing.hash_batch(hc, keys, b)
+        canary = hashing.canary(hc)
+    old = pa.table({"kid": pa.array(kids, pa.uint64()), "key": keys,
+                    "hash": pa.array(hashes, pa.uint64())})
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        con.execute(migrations.SYNC_TABLES_V1)
+        migrations.write_meta(con, {"app_id": migrations.APP_ID, "format_version": 1,
+                                    "kind": "sync", "sync": "s", "hash_canary": canary})
+        con.register("old", old)
+        con.execute("INSERT INTO records SELECT kid, key, hash, key, 'r0', now() FROM old")
+        con.execute("INSERT INTO rejections SELECT kid, key, 'bad', 'write', 'r0', now() "
+                    "FROM old LIMIT 1")
+    assert counts(store, range(6)) == (1, 0, 5)
+    with duckdb.connect(str(path)) as con:
+        meta = migrations.read_meta(con)
+        assert meta["format_version"] == str(migrations.FORMAT_VERSION)
+        parts = con.execute("SELECT DISTINCT partition IS NULL FROM records").fetchall()
+        assert parts == [(False,)]
+    assert [r["reason"] for r in store.rejections("s")] == ["bad"]
+
+
+def test_hash_function_change_needs_full_resync(store):
+    seed(store, range(4))
+    with duckdb.connect(str(store.sync_path("s"))) as con:
+        con.execute("UPDATE meta SET value = 'different' WHERE key = 'hash_canary'")
+        con.execute("UPDATE records SET kid = kid + 1")  # as if hash() had changed
+    with pytest.raises(StateError, match="full-resync"):
+        counts(store, range(4))
+    # the full resync re-keys from the stored keys: existing rows are updates, not inserts
+    assert counts(store, range(4), full_resync=True) == (0, 4, 0)
+
+
+CHILD = textwrap.dedent("""
+    import os, signal, sys
+    import pyarrow as pa
+    from conn.state.duckdb_store import DuckDBStateStore
+    from conn.state.postgres_store import PostgresStateStore
+    url, mode = sys.argv[1], sys.argv[2]
+    if url.startswith("postgresql"):
+        store = PostgresStateStore.open(url, None)
+    else:
+        store = DuckDBStateStore.open(url, None)
+    with store.open_sync("s", "crashing") as st:
+        if mode == "hold":
+            print("locked", flush=True)
+            sys.stdin.readline()
+        for b in range(5):
+            ids = list(range(b * 10, b * 10 + 10))
+            keys = pa.array([str(i) for i in ids])
+            p = st.plan(keys, pa.record_batch({"v": ids}))
+            if b == 3:
+                os.kill(os.getpid(), signal.SIGKILL)  # mid-run, before commit
+            st.commit(keys, p.hashes, keys, pa.array([True] * 10), [(0, "x")][:0])
+""")
+
+
+def _child(url: str, mode: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", CHILD, url, mode], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+
+
+def _urls(tmp_path: Path, pg_url: str | None) -> list:
+    out = [str(tmp_path / "st")]
+    if pg_url:
+        out.append(f"{pg_url}?schema=conn_kill_{os.getpid()}")
+    return out
+
+
+def _store(url):
+    if url.startswith("postgresql"):
+        from conn.state.postgres_store import PostgresStateStore
+
+        return PostgresStateStore.open(url, None)
+    return DuckDBStateStore.open(url, None)
+
+
+def _drop(url):
+    if url.startswith("postgresql"):
+        import psycopg
+
+        base, schema = url.split("?schema=")
+        with psycopg.connect(base, autocommit=True) as c:
+            c.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def test_kill_9_mid_run_loses_nothing(tmp_path, pg_url):
+    for url in _urls(tmp_path, pg_url):
+        try:
+            proc = _child(url, "run")
+            assert proc.wait(60) == -signal.SIGKILL
+            store = _store(url)
+            # batches 0-2 were committed: 30 unchanged; 20 rows to (re-)send
+            with store.open_sync("s", "after") as st:
+                ids = list(range(50))
+                p = st.plan(pa.array([str(i) for i in ids]), pa.record_batch({"v": ids}))
+                assert (len(p.inserts), len(p.updates), p.unchanged) == (20, 0, 30), url
+        finally:
+            _drop(url)
+
+
+def test_lock_held_by_live_process_then_taken_over_after_kill(tmp_path, pg_url):
+    for url in _urls(tmp_path, pg_url):
+        try:
+            proc = _child(url, "hold")
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+            store = _store(url)
+            with pytest.raises(SyncLocked) as e, store.open_sync("s", "second"):
+                pass
+            msg = str(e.value)
+            assert "'s'" in msg and f"pid {proc.pid}" in msg and "crashing" in msg, msg
+            proc.kill()  # kill -9: the stale lock must be taken over
+            proc.wait(30)
+            for _ in range(50):  # the server notices a dead client within moments
+                try:
+                    with store.open_sync("s", "third"):
+                        break
+                except SyncLocked:
+                    import time
+
+                    time.sleep(0.1)
+            else:
+                pytest.fail(f"stale lock not taken over ({url})")
+        finally:
+            _drop(url)
+
+
+def test_rejections_readable_while_another_process_runs(tmp_path):
+    url = str(tmp_path / "st")
+    store = DuckDBStateStore.open(url, None)
+    with store.open_sync("s", "r1") as st:
+        keys, b = batch([1, 2])
+        p = st.plan(keys, b)
+        st.commit(keys, p.hashes, keys, pa.array([True, False]), [(1, "no")])
+        assert [r["key"] for r in store.rejections("s")] == ["2"]
+    assert [r["reason"] for r in store.rejections("s")] == ["no"]
+    assert store.rejections("unknown") == []
