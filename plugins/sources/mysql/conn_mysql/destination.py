@@ -1,0 +1,308 @@
+"""MariaDB/MySQL destination: multi-row ``INSERT ... ON DUPLICATE KEY UPDATE``, ``UPDATE``
+and ``DELETE`` by key, one transaction per batch, per-row rejections via savepoints."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import TYPE_CHECKING, Any
+
+from conn.destination import (
+    Capabilities,
+    Destination,
+    ObjectInfo,
+    Rejection,
+    WriteRequest,
+    WriteResult,
+)
+from conn.errors import CheckFailed, ConfigError, ConnError, RetryLater
+
+from conn_mysql import common
+from conn_mysql.common import quote_ident
+from conn_mysql.source import json_columns
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+_JSON = {"tinyint": "integer", "smallint": "integer", "mediumint": "integer",
+         "int": "integer", "bigint": "integer", "decimal": "number", "float": "number",
+         "double": "number"}
+#: Arrow type families a column type accepts (text columns accept anything).
+_FAMILY = {"tinyint": "num", "smallint": "num", "mediumint": "num", "int": "num",
+           "bigint": "num", "decimal": "num", "float": "num", "double": "num",
+           "date": "time", "datetime": "time", "timestamp": "time", "time": "time",
+           "year": "num", "binary": "bin", "varbinary": "bin", "blob": "bin",
+           "tinyblob": "bin", "mediumblob": "bin", "longblob": "bin", "json": "json"}
+
+
+def _arrow_family(t: pa.DataType) -> str:
+    import pyarrow as pa
+
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) or \
+            pa.types.is_boolean(t):
+        return "num"
+    if pa.types.is_temporal(t):
+        return "time"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return "bin"
+    if pa.types.is_list(t) or pa.types.is_struct(t) or pa.types.is_map(t):
+        return "json"
+    return "text"
+
+
+class MysqlDestination(Destination):
+    """Writes MariaDB/MySQL tables: upsert (``ON DUPLICATE KEY UPDATE``), insert, update,
+    delete and append, each batch in one InnoDB transaction. Rows a constraint or a strict
+    SQL mode refuses are found by replaying the batch row by row in savepoints."""
+
+    name = "mysql"
+    description = "MariaDB / MySQL tables"
+    config_schema = {
+        "type": "object",
+        "properties": {
+            **common.CONNECTION_PROPERTIES,
+            "batch_size": {"type": "integer", "minimum": 1, "default": 5_000},
+            "create_table": {"type": "boolean", "default": False},
+            "evolve": {"type": "boolean", "default": False},
+            "tables": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "properties": {
+                        "key": {"type": "string"},
+                        "create_table": {"type": "boolean"},
+                        "evolve": {"type": "boolean"},
+                    },
+                    "additionalProperties": False,
+                },
+            },
+        },
+        "additionalProperties": False,
+    }
+
+    def __init__(self, config: Any = None, *, instance: str = "") -> None:
+        super().__init__(config, instance=instance)
+        self._conn: Any = None
+        self._lock = threading.Lock()
+
+    def _connection(self) -> Any:
+        if self._conn is None:
+            self._conn = common.connect(self.config)
+        return self._conn
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+    def close(self) -> None:
+        self._drop()
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params or None)
+                rows = list(cur.fetchall())
+            conn.commit()
+            return rows
+        except Exception as exc:
+            self._drop()
+            raise ConnError(
+                f"destination {self.instance!r}: {common.error_message(exc)}") from None
+
+    def check(self) -> None:
+        try:
+            self._query("SELECT 1")
+        except ConnError as exc:
+            raise CheckFailed(str(exc)) from None
+
+    def _opts(self, table: str) -> dict[str, Any]:
+        opts = dict((self.config.get("tables") or {}).get(table) or {})
+        opts.setdefault("create_table", self.config.get("create_table", False))
+        opts.setdefault("evolve", self.config.get("evolve", False))
+        return opts
+
+    def _catalog(self) -> tuple[dict[str, dict[str, str]], dict[str, list[str]]]:
+        cols: dict[str, dict[str, str]] = {}
+        with self._connection().cursor() as cur:
+            jsons = json_columns(cur)
+        for table, col, dt in self._query(
+                "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION"):
+            cols.setdefault(table, {})[col] = "json" if (table, col) in jsons else dt.lower()
+        unique: dict[str, list[str]] = {}
+        for table, index, col in self._query(
+                "SELECT TABLE_NAME, INDEX_NAME, MAX(COLUMN_NAME) FROM information_schema."
+                "STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND NON_UNIQUE = 0 "
+                "GROUP BY TABLE_NAME, INDEX_NAME HAVING COUNT(*) = 1 "
+                "ORDER BY TABLE_NAME, INDEX_NAME <> 'PRIMARY', INDEX_NAME"):
+            del index
+            unique.setdefault(table, []).append(col)
+        return cols, unique
+
+    def objects(self) -> list[ObjectInfo]:
+        cols, unique = self._catalog()
+        caps = Capabilities(batch_size=int(self.config.get("batch_size", 5_000)),
+                            modes=frozenset({"upsert", "insert", "update", "mirror", "append"}))
+        out = []
+        for table in sorted(set(cols) | set(self.config.get("tables") or {})):
+            opts = self._opts(table)
+            idents = [opts["key"]] if opts.get("key") else []
+            idents += [c for c in unique.get(table, []) if c not in idents]
+            props: dict[str, Any] = {}
+            for c, dt in cols.get(table, {}).items():
+                jt = _JSON.get(dt)
+                props[c] = {"type": [jt, "null"]} if jt else {}
+            for ident in idents:
+                props.setdefault(ident, {})
+            out.append(ObjectInfo(
+                table, {"type": "object", "properties": props,
+                        "additionalProperties": bool(opts["evolve"] or table not in cols)},
+                tuple(idents), caps))
+        return out
+
+    # --- writing ------------------------------------------------------------------------
+
+    def write_batch(self, request: WriteRequest) -> WriteResult:
+        with self._lock:
+            try:
+                return self._write(request)
+            except (ConfigError, RetryLater):
+                raise
+            except Exception as exc:
+                # Lost connection or server error: roll back (or drop the connection);
+                # nothing of this batch was committed, all its rows stay pending.
+                try:
+                    if self._conn is not None:
+                        self._conn.rollback()
+                except Exception:
+                    self._drop()
+                raise RetryLater(f"destination {self.instance!r} table "
+                                 f"{request.object.name!r}: {common.error_message(exc)}"
+                                 ) from None
+
+    def _write(self, request: WriteRequest) -> WriteResult:
+        table, key, op = request.object.name, request.match_key, request.operation
+        batch = request.records
+        if not self._prepare(table, batch.schema, key, op):
+            return WriteResult.ok()
+        names = [key] if op == "delete" else batch.schema.names
+        conn = self._connection()
+        conn.ping(reconnect=False)
+        if op == "update":
+            others = [c for c in names if c != key] or [key]
+            rows = common.rows_of(batch, [*others, key])
+        else:
+            rows = common.rows_of(batch, names)
+        sql = self._sql(op, table, names, key)
+        try:
+            with conn.cursor() as cur:
+                if op == "delete":
+                    keys = [r[0] for r in rows]
+                    marks = ", ".join(["%s"] * len(keys))
+                    cur.execute(f"DELETE FROM {quote_ident(table)} WHERE {quote_ident(key)} "
+                                f"IN ({marks})", keys)
+                    rejected: list[Rejection] = []
+                elif op == "update":
+                    rejected = []
+                    for idx, row in enumerate(rows):
+                        if cur.execute(sql, row) == 0:
+                            rejected.append(_not_found(idx, key))
+                else:
+                    cur.executemany(sql, rows)  # one multi-row INSERT per packet
+                    rejected = []
+            conn.commit()
+            return WriteResult(rejected=rejected)
+        except Exception as exc:
+            if common.error_code(exc) not in common.ROW_ERRORS:
+                raise
+            conn.rollback()
+        return self._row_by_row(conn, op, sql, rows, key)
+
+    def _row_by_row(self, conn: Any, op: str, sql: str, rows: list[tuple[Any, ...]],
+                    key: str) -> WriteResult:
+        rejected: list[Rejection] = []
+        with conn.cursor() as cur:
+            conn.begin()
+            for idx, row in enumerate(rows):
+                cur.execute("SAVEPOINT conn_row")
+                try:
+                    if cur.execute(sql, row) == 0 and op == "update":
+                        rejected.append(_not_found(idx, key))
+                    cur.execute("RELEASE SAVEPOINT conn_row")
+                except Exception as exc:
+                    code = common.error_code(exc)
+                    if code not in common.ROW_ERRORS:
+                        raise
+                    cur.execute("ROLLBACK TO SAVEPOINT conn_row")
+                    rejected.append(Rejection(idx, common.error_message(exc),
+                                              retryable=code == 1452))
+        conn.commit()
+        return WriteResult(rejected=rejected)
+
+    def _sql(self, op: str, table: str, names: list[str], key: str) -> str:
+        t, q = quote_ident(table), quote_ident
+        if op == "delete":
+            return f"DELETE FROM {t} WHERE {q(key)} = %s"
+        if op == "update":
+            others = [c for c in names if c != key] or [key]
+            sets = ", ".join(f"{q(c)} = %s" for c in others)
+            return f"UPDATE {t} SET {sets} WHERE {q(key)} = %s"
+        cols = ", ".join(q(c) for c in names)
+        marks = ", ".join(["%s"] * len(names))
+        sql = f"INSERT INTO {t} ({cols}) VALUES ({marks})"
+        if op == "upsert":
+            others = [c for c in names if c != key] or [key]
+            sql += " ON DUPLICATE KEY UPDATE " + ", ".join(
+                f"{q(c)} = VALUES({q(c)})" for c in others)
+        return sql
+
+    def _prepare(self, table: str, schema: pa.Schema, key: str, op: str) -> bool:
+        cols, unique = self._catalog()
+        opts = self._opts(table)
+        if table not in cols:
+            if op == "delete":
+                return False
+            if not opts["create_table"]:
+                raise ConfigError(f"table {table!r} does not exist; create it or set "
+                                  f"create_table: true for destination {self.instance!r}")
+            k = opts.get("key") or key
+            if k not in schema.names:
+                raise ConfigError(f"cannot create table {table!r}: no key column {k!r}")
+            defs = []
+            for f in schema:
+                typ = common.column_type(f)
+                if f.name == k and typ in ("LONGTEXT", "LONGBLOB"):
+                    typ = "VARCHAR(255)" if typ == "LONGTEXT" else "VARBINARY(255)"
+                defs.append(f"{quote_ident(f.name)} {typ}")
+            self._query(f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} "
+                        f"({', '.join(defs)}, PRIMARY KEY ({quote_ident(k)})) "
+                        f"ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
+            return True
+        fields = [schema.field(key)] if op == "delete" else list(schema)
+        missing = [f for f in fields if f.name not in cols[table]]
+        if missing and (op == "delete" or not opts["evolve"]):
+            raise ConfigError(
+                f"table {table!r} has no column(s) {', '.join(repr(f.name) for f in missing)}"
+                f"; add them, leave them out of the mapping, or set evolve: true")
+        for f in missing:
+            self._query(f"ALTER TABLE {quote_ident(table)} ADD COLUMN {quote_ident(f.name)} "
+                        f"{common.column_type(f)}")
+        bad = []
+        for f in fields:
+            if f.name in cols[table]:
+                have, want = _FAMILY.get(cols[table][f.name], "text"), _arrow_family(f.type)
+                if have != want and "text" not in (have, want):
+                    bad.append(f"{f.name!r} ({f.type} into {cols[table][f.name]})")
+        if bad:
+            raise ConfigError(f"table {table!r}: column type mismatch: {', '.join(bad)}")
+        if op == "upsert" and key not in unique.get(table, []):
+            raise ConfigError(f"table {table!r}: upsert on {key!r} needs a primary key or "
+                              f"unique index on it")
+        return True
+
+
+def _not_found(idx: int, key: str) -> Rejection:
+    return Rejection(idx, f"no row with this {key} to update", retryable=False)

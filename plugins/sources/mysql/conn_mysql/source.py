@@ -1,0 +1,266 @@
+"""MariaDB/MySQL source: tables and queries streamed with an unbuffered cursor."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from conn.errors import CheckFailed, ConfigError, ConnError
+from conn.source import Source, SourceState, StreamInfo
+
+from conn_mysql import common
+from conn_mysql.common import quote_ident
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+_COLUMNS_SQL = """
+SELECT c.TABLE_NAME, c.COLUMN_NAME, c.DATA_TYPE, c.COLUMN_TYPE, c.NUMERIC_PRECISION,
+       c.NUMERIC_SCALE, c.COLUMN_KEY
+FROM information_schema.COLUMNS c
+WHERE c.TABLE_SCHEMA = DATABASE()
+ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION
+"""
+
+_PKEY_SQL = """
+SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE
+WHERE TABLE_SCHEMA = DATABASE() AND CONSTRAINT_NAME = 'PRIMARY'
+ORDER BY TABLE_NAME, ORDINAL_POSITION
+"""
+
+_JSON_CHECK = re.compile(r"json_valid\(`((?:[^`]|``)+)`\)", re.I)
+
+
+def json_columns(cur: Any) -> set[tuple[str, str]]:
+    """MariaDB stores JSON as LONGTEXT with a json_valid() check: find those columns."""
+    try:
+        cur.execute("SELECT TABLE_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+                    "WHERE CONSTRAINT_SCHEMA = DATABASE()")
+    except Exception:  # MySQL < 8.0.16 has no such view
+        return set()
+    out = set()
+    for table, clause in cur.fetchall():
+        for m in _JSON_CHECK.finditer(clause or ""):
+            out.add((table, m.group(1).replace("``", "`")))
+    return out
+
+
+class MysqlSource(Source):
+    """Reads MariaDB/MySQL tables and queries as Arrow batches.
+
+    Rows stream through an unbuffered cursor (``SSCursor``) in one consistent-snapshot
+    transaction, ``batch_rows`` at a time; a ``cursor`` column makes reads incremental.
+    """
+
+    name = "mysql"
+    description = "MariaDB / MySQL tables and queries"
+    config_schema = {
+        "type": "object",
+        "properties": {
+            **common.CONNECTION_PROPERTIES,
+            "tables": {"type": "array", "items": {"type": "string"}},
+            "streams": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "properties": {
+                        "cursor": {"type": "string"},
+                        "primary_key": {"type": "array", "items": {"type": "string"}},
+                    },
+                    "additionalProperties": False,
+                },
+            },
+        },
+        "additionalProperties": False,
+    }
+
+    def __init__(self, config: Any = None, *, instance: str = "") -> None:
+        super().__init__(config, instance=instance)
+        self._conn: Any = None
+
+    def _connection(self) -> Any:
+        if self._conn is None:
+            self._conn = common.connect(self.config)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+    def _fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params or None)
+                rows = list(cur.fetchall())
+            conn.rollback()
+            return rows
+        except Exception as exc:
+            self.close()
+            raise ConnError(f"source {self.instance!r}: {common.error_message(exc)}") from None
+
+    def check(self) -> None:
+        try:
+            self._fetchall("SELECT 1")
+        except ConnError as exc:
+            raise CheckFailed(str(exc)) from None
+
+    def discover(self) -> list[StreamInfo]:
+        import pyarrow as pa
+
+        conn = self._connection()
+        with conn.cursor() as cur:
+            jsons = json_columns(cur)
+        fields: dict[str, list[pa.Field]] = {}
+        for table, col, dt, ct, prec, scale, _key in self._fetchall(_COLUMNS_SQL):
+            fields.setdefault(table, []).append(
+                common.arrow_field(col, dt, ct, prec, scale, (table, col) in jsons))
+        pkeys: dict[str, list[str]] = {}
+        for table, col in self._fetchall(_PKEY_SQL):
+            pkeys.setdefault(table, []).append(col)
+        tables = sorted(fields)
+        wanted = self.config.get("tables")
+        if wanted:
+            missing = sorted(set(wanted) - set(tables))
+            if missing:
+                raise ConfigError(f"source {self.instance!r}: no table(s) {missing}",
+                                  path="config.tables")
+            tables = [t for t in tables if t in set(wanted)]
+        settings = self.config.get("streams", {})
+        out = []
+        for table in tables:
+            opts = settings.get(table, {})
+            cursor = opts.get("cursor")
+            if cursor and cursor not in [f.name for f in fields[table]]:
+                raise ConfigError(f"stream {table!r}: cursor column {cursor!r} does not exist",
+                                  path=f"config.streams.{table}.cursor")
+            out.append(StreamInfo(table, pa.schema(fields[table]),
+                                  tuple(opts.get("primary_key") or pkeys.get(table, ())),
+                                  cursor))
+        return out
+
+    def query_stream(self, query: str, primary_key: tuple[str, ...]) -> StreamInfo:
+        """A query's stream: its columns described by a temporary view's catalog entry."""
+        import pyarrow as pa
+        from pymysql.constants import FIELD_TYPE
+
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT * FROM ({query}) AS q LIMIT 0")
+                desc = cur.description
+            conn.rollback()
+        except Exception as exc:
+            raise ConfigError(f"query failed: {common.error_message(exc)}") from None
+        by_code = {
+            FIELD_TYPE.TINY: pa.int8(), FIELD_TYPE.SHORT: pa.int16(),
+            FIELD_TYPE.LONG: pa.int32(), FIELD_TYPE.INT24: pa.int32(),
+            FIELD_TYPE.LONGLONG: pa.int64(), FIELD_TYPE.FLOAT: pa.float32(),
+            FIELD_TYPE.DOUBLE: pa.float64(), FIELD_TYPE.DATE: pa.date32(),
+            FIELD_TYPE.DATETIME: pa.timestamp("us"),
+            FIELD_TYPE.TIMESTAMP: pa.timestamp("us", "UTC"),
+            FIELD_TYPE.TIME: pa.duration("us"), FIELD_TYPE.YEAR: pa.int16(),
+        }
+        fields = []
+        for name, code, _ds, _size, precision, scale, _null in desc:
+            if code == FIELD_TYPE.NEWDECIMAL:
+                p = int(precision or 10) - (1 if scale else 0)
+                t = pa.decimal128(max(p, 1), int(scale or 0))
+            else:
+                t = by_code.get(code, pa.string())
+            fields.append(pa.field(name, t))
+        names = [f.name for f in fields]
+        missing = [k for k in primary_key if k not in names]
+        if missing:
+            raise ConfigError(f"query has no column(s) {missing} for the primary key")
+        return StreamInfo("query", pa.schema(fields), tuple(primary_key), query=query)
+
+    def read_batches(self, stream: StreamInfo, state: Any | None,
+                     batch_rows: int) -> Iterator[pa.RecordBatch | SourceState]:
+        relation = f"({stream.query}) AS q" if stream.query else quote_ident(stream.name)
+        cols = ", ".join(quote_ident(f.name) for f in stream.schema)
+        sql = f"SELECT {cols} FROM {relation}"
+        params: tuple[Any, ...] = ()
+        if stream.cursor:
+            cur_col = quote_ident(stream.cursor)
+            if state is not None:
+                sql += f" WHERE {cur_col} > %s"
+                params = (state,)
+            sql += f" ORDER BY {cur_col}"
+        batches = self._stream(sql, params, stream.schema, batch_rows)
+        if stream.cursor:
+            yield from _with_bookmarks(batches, stream.cursor)
+        else:
+            yield from batches
+
+    def _stream(self, sql: str, params: tuple[Any, ...], schema: pa.Schema,
+                batch_rows: int) -> Iterator[pa.RecordBatch]:
+        import pyarrow as pa
+
+        # A connection of its own: an unbuffered result blocks its connection until read.
+        conn = common.connect(self.config, streaming=True)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+                cur.execute(sql, params or None)
+                while rows := cur.fetchmany(batch_rows):
+                    cols = list(zip(*rows, strict=True))
+                    arrays = [_to_arrow(list(c), f.type) for c, f in zip(cols, schema,
+                                                                         strict=True)]
+                    yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+        except ConnError:
+            raise
+        except Exception as exc:
+            raise ConnError(
+                f"source {self.instance!r}: reading failed: {common.error_message(exc)}"
+            ) from None
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+def _to_arrow(values: list[Any], t: pa.DataType) -> pa.Array:
+    import pyarrow as pa
+
+    if pa.types.is_binary(t):
+        values = [v.encode() if isinstance(v, str) else v for v in values]
+    elif pa.types.is_string(t):
+        values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+                  for v in values]
+    elif pa.types.is_boolean(t):
+        values = [None if v is None else bool(v) for v in values]
+    elif pa.types.is_integer(t) and any(isinstance(v, bytes) for v in values):  # BIT
+        values = [int.from_bytes(v, "big") if isinstance(v, bytes) else v for v in values]
+    return pa.array(values, t)
+
+
+def _bookmark(value: Any) -> Any:
+    if isinstance(value, bool | int | float):
+        return value
+    if hasattr(value, "tzinfo") and hasattr(value, "hour"):  # datetime: UTC session text
+        return value.replace(tzinfo=None).isoformat(sep=" ")
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def _with_bookmarks(batches: Iterator[pa.RecordBatch],
+                    cursor: str) -> Iterator[pa.RecordBatch | SourceState]:
+    """Yield batches, then a bookmark once no later row can share its last cursor value."""
+    pending = None
+    for batch in batches:
+        if pending is not None:
+            yield pending
+            last = pending.column(cursor)[-1].as_py()
+            if last is not None and batch.column(cursor)[0].as_py() != last:
+                yield SourceState(_bookmark(last))
+        pending = batch
+    if pending is not None:
+        yield pending
+        last = pending.column(cursor)[-1].as_py()
+        if last is not None:
+            yield SourceState(_bookmark(last))
