@@ -541,6 +541,7 @@ class _DestinationSuite(_Common):
     rejected_record: Mapping[str, Any] | None = None
     match_key: str | None = None
     long_string_length: int = 10_000
+    text_fields: tuple[str, ...] | None = None
     max_oversize_rows: int = 250_000
     read_back: Callable[[SuiteContext, Destination, str], Iterable[Mapping[str, Any]]] | None \
         = None
@@ -697,6 +698,8 @@ class _DestinationSuite(_Common):
     def _string_fields(self, obj: ObjectInfo) -> list[str]:
         import pyarrow as pa
 
+        if self.text_fields is not None:
+            return list(self.text_fields)
         schema = self._schema()
         return [n for n in self._non_key_fields(obj)
                 if pa.types.is_string(schema.field(n).type)
@@ -800,7 +803,9 @@ def destination_suite(destination_class: type[Destination], *, config: ConfigArg
                       failing_config: ConfigArg | None = None,
                       server: bool | Callable[[FaultServer], Any] = False,
                       read_back: Callable[..., Iterable[Mapping[str, Any]]] | None = None,
-                      long_string_length: int = 10_000, max_oversize_rows: int = 250_000,
+                      long_string_length: int = 10_000,
+                      text_fields: Iterable[str] | None = None,
+                      max_oversize_rows: int = 250_000,
                       secret_values: Iterable[str] = (), heavy_modules: Iterable[str] = (),
                       entry_module: str | None = None, xfail: Mapping[str, str] | None = None,
                       skip: Iterable[str] = (), name: str | None = None) -> type:
@@ -813,7 +818,8 @@ def destination_suite(destination_class: type[Destination], *, config: ConfigArg
     :class:`~conn.testing.http.FaultServer` per test, exposed as ``ctx.server``, whose
     ``store`` then serves to read written keys back; ``read_back(ctx, dest, object)``
     returns the records stored, for destinations without a server (files, databases);
-    ``long_string_length`` sizes the long-string check; ``max_oversize_rows`` skips the
+    ``long_string_length`` sizes the long-string check, written into ``text_fields`` (default:
+    the optional string fields without a ``format``); ``max_oversize_rows`` skips the
     oversize check for huge batch sizes. The remaining arguments are as in
     :func:`source_suite`.
     """
@@ -825,6 +831,7 @@ def destination_suite(destination_class: type[Destination], *, config: ConfigArg
         "match_key": match_key, "bad_config": _static(bad_config),
         "failing_config": _static(failing_config), "server": _static(server),
         "read_back": _static(read_back), "long_string_length": long_string_length,
+        "text_fields": None if text_fields is None else tuple(text_fields),
         "max_oversize_rows": max_oversize_rows, "secret_values": tuple(secret_values),
         "heavy_modules": (*HEAVY_MODULES, *heavy_modules), "entry_module": entry_module,
         "__module__": _caller_module(),
