@@ -28,7 +28,10 @@ def _lines(result: dict[str, Any]) -> list[str]:
             for ev in c["evidence"]:
                 out.append("      " + ", ".join(f"{k}={v}" for k, v in ev.items()))
         for field, f in s["fields"].items():
-            pol = (f.get("policy") or {}).get("action", "allow")
+            policy = f.get("policy") or {}
+            pol = policy.get("action", "allow")
+            if policy.get("kind"):
+                pol += f" (personal: {policy['kind']}; {policy.get('rule')})"
             out.append(f"    field {field} <- {', '.join(f['from']) or '(constant)'}: {pol}")
         for reason in s.get("rejected", []):
             out.append(f"    rejected: {reason}")
