@@ -75,15 +75,23 @@ class SyncState(abc.ABC):
     def source_state(self) -> Any:
         """The last stored source bookmark, or None."""
 
+    def finish(self) -> None:  # noqa: B027 - optional
+        """Optional: declare the source completely read in this run (call after the last
+        batch). Rejections of keys not seen in the run (gone from the source, consent
+        withdrawn) are then cleared. :meth:`deletions` implies it once exhausted."""
+
 
 class StateStore(abc.ABC):
     """A project's state: per-sync records, rejections, run history and locks."""
 
     @abc.abstractmethod
-    def open_sync(self, sync: str, run_id: str, *, full_resync: bool = False
+    def open_sync(self, sync: str, run_id: str, *, full_resync: bool = False,
+                  partitions: frozenset[int] | None = None
                   ) -> AbstractContextManager[SyncState]:
         """Take the sync's lock (raise :class:`conn.errors.SyncLocked` if another run
-        holds it) and return its state for this run."""
+        holds it) and return its state for this run. ``partitions`` (optional) opens
+        only those partitions of the sync (``conn.state.hashing.partition_of_keys``):
+        their state, their deletions, their locks; ``None`` opens the whole sync."""
 
     @abc.abstractmethod
     def record_run(self, sync: str, run_id: str, report: dict[str, Any]) -> None:
