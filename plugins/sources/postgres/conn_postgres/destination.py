@@ -246,7 +246,8 @@ class PostgresDestination(Destination):
             cur.execute("BEGIN")
             stage = self._stage(cur, batch.select(names))
             try:
-                sql = self._merge_sql(op, table, stage, names, key, columns, single=False)
+                sql = self._merge_sql(op, table, stage, names, key, columns, single=False,
+                                      unique=_unique_keys(batch.column(key)))
                 cur.execute(sql)
                 missing = self._missing(cur, op, table, stage, key, columns)
                 cur.execute(f"DROP TABLE {stage}")
@@ -268,12 +269,15 @@ class PostgresDestination(Destination):
         return quote_ident(name)
 
     def _merge_sql(self, op: str, table: str, stage: str, names: list[str], key: str,
-                   columns: dict[str, str], *, single: bool) -> str:
+                   columns: dict[str, str], *, single: bool, unique: bool = False) -> str:
         target = common.qualified(self.schema_name, table)
         q = quote_ident
         where = f" WHERE s.{q(IDX)} = $1" if single else ""
-        latest = (f"(SELECT DISTINCT ON (s.{q(key)}) * FROM {stage} s{where} "
-                  f"ORDER BY s.{q(key)}, s.{q(IDX)} DESC) s")
+        # Repeated keys in one batch: the last row wins (ON CONFLICT refuses to touch a row
+        # twice); skip the sort when the batch's keys are already unique.
+        latest = f"{stage} s{where}" if unique or single else (
+            f"(SELECT DISTINCT ON (s.{q(key)}) * FROM {stage} s "
+            f"ORDER BY s.{q(key)}, s.{q(IDX)} DESC) s")
 
         def expr(c: str) -> str:
             return f"CAST(s.{q(c)} AS {columns[c]})"
@@ -293,9 +297,8 @@ class PostgresDestination(Destination):
                       if others else "DO NOTHING")
             return (f"INSERT INTO {target} ({col_list}) SELECT {values} FROM {latest} "
                     f"ON CONFLICT ({q(key)}) {action}")
-        # insert, append: every row, in batch order
-        return (f"INSERT INTO {target} ({col_list}) SELECT {values} FROM {stage} s{where} "
-                f"ORDER BY s.{q(IDX)}")
+        # insert, append: every row (the staging table holds them in batch order)
+        return f"INSERT INTO {target} ({col_list}) SELECT {values} FROM {stage} s{where}"
 
     def _missing(self, cur: Any, op: str, table: str, stage: str, key: str,
                  columns: dict[str, str], single_idx: int | None = None) -> list[Rejection]:
@@ -409,6 +412,12 @@ class PostgresDestination(Destination):
             self._rollback_or_drop()
             raise ConfigError(
                 f"destination {self.instance!r}: {common.error_message(exc)}") from None
+
+
+def _unique_keys(col: pa.Array) -> bool:
+    import pyarrow.compute as pc
+
+    return pc.count_distinct(col, mode="all").as_py() == len(col)
 
 
 def _for_copy(batch: pa.RecordBatch) -> pa.RecordBatch:

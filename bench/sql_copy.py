@@ -1,0 +1,132 @@
+"""PostgreSQL -> PostgreSQL copy: conn's postgres source + destination versus the
+near-limit reference ``psql COPY TO STDOUT | psql COPY FROM STDIN`` (binary format).
+
+    python bench/sql_copy.py              # 1,000,000 rows, median of 3 runs
+    python bench/sql_copy.py --quick      # 100,000 rows, median of 3 runs
+
+Needs the conn-postgres plugin installed and PostgreSQL at --url (default: the local
+test server). Rows go through ``PostgresSource.read`` (server-side cursor, Arrow batches)
+and ``conn.testing.harness.write_records`` (the runtime's delivery path: seal, capability
+split, ``write_batch`` = binary COPY into a staging table + INSERT ... ON CONFLICT).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+
+URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def sql(url: str, statement: str) -> None:
+    import adbc_driver_postgresql.dbapi as dbapi
+
+    with dbapi.connect(url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute(statement)
+
+
+def make_source(url: str, table: str, rows: int) -> None:
+    sql(url, f'DROP TABLE IF EXISTS "{table}"')
+    sql(url, f'''CREATE TABLE "{table}" (id bigint PRIMARY KEY, email text, name text,
+        score numeric(10,2), ltv double precision, active boolean, created_at timestamptz,
+        segment text)''')
+    sql(url, f'''INSERT INTO "{table}" SELECT g, 'user' || g || '@example.com',
+        'Name ' || g, (g % 100000) / 100.0, g * 0.37, g % 3 = 0,
+        '2024-01-01'::timestamptz + g * interval '1 second', 'seg' || (g % 17)
+        FROM generate_series(1, {rows}) g''')
+    sql(url, f'ANALYZE "{table}"')
+
+
+def run_conn(url: str, src_table: str, dst_table: str, operation: str) -> float:
+    from conn.testing.harness import write_records
+    from conn_postgres.destination import PostgresDestination
+    from conn_postgres.source import PostgresSource
+
+    sql(url, f'TRUNCATE "{dst_table}"')
+    src = PostgresSource({"url": url, "tables": [src_table]})
+    dst = PostgresDestination({"url": url, "batch_size": 65_536})
+    info = src.stream(src_table)
+    dst.object(dst_table)
+    t0 = time.perf_counter()
+    n = 0
+    for item in src.read(info, batch_rows=65_536):
+        if not isinstance(item, pa.RecordBatch):
+            continue
+        res = write_records(dst, dst_table, item, operation=operation, match_key="id")
+        if res.rejected or res.pending:
+            raise SystemExit(f"write failed: {res.error or res.rejected[:3]}")
+        n += item.num_rows
+    elapsed = time.perf_counter() - t0
+    src.close()
+    dst.close()
+    return elapsed
+
+
+def psql_args(url: str) -> list[str]:
+    u = urlsplit(url)
+    return ["psql", "-X", "-q", "-h", u.hostname or "127.0.0.1", "-p", str(u.port or 5432),
+            "-U", u.username or "postgres", "-d", u.path.lstrip("/") or "postgres"]
+
+
+def run_psql(url: str, src_table: str, dst_table: str) -> float:
+    sql(url, f'TRUNCATE "{dst_table}"')
+    p = psql_args(url)
+    env = dict(os.environ, PGPASSWORD=urlsplit(url).password or "")
+    t0 = time.perf_counter()
+    out = subprocess.Popen([*p, "-c", f'COPY "{src_table}" TO STDOUT (FORMAT binary)'],
+                           stdout=subprocess.PIPE, env=env)
+    subprocess.run([*p, "-c", f'COPY "{dst_table}" FROM STDIN (FORMAT binary)'],
+                   stdin=out.stdout, check=True, env=env)
+    out.stdout.close()
+    if out.wait() != 0:
+        raise SystemExit("psql COPY TO failed")
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--url", default=os.environ.get("CONN_BENCH_PG_URL", URL))
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--operation", default="upsert", choices=["upsert", "insert", "append"])
+    ap.add_argument("--quick", action="store_true", help="100,000 rows")
+    args = ap.parse_args()
+    rows = 100_000 if args.quick else args.rows
+    tag = uuid.uuid4().hex[:8]
+    src, dst = f"bench_src_{tag}", f"bench_dst_{tag}"
+    try:
+        print(f"preparing {rows:,} rows ...", file=sys.stderr)
+        make_source(args.url, src, rows)
+        sql(args.url, f'CREATE TABLE "{dst}" (LIKE "{src}" INCLUDING ALL)')
+        conn_t, ref_t = [], []
+        for i in range(args.runs):
+            ref_t.append(run_psql(args.url, src, dst))
+            conn_t.append(run_conn(args.url, src, dst, args.operation))
+            print(f"run {i + 1}: psql COPY {ref_t[-1]:.2f}s, conn {conn_t[-1]:.2f}s",
+                  file=sys.stderr)
+        c, r = statistics.median(conn_t), statistics.median(ref_t)
+        result = {
+            "rows": rows, "runs": args.runs, "operation": args.operation,
+            "conn_seconds": round(c, 3), "conn_rows_per_s": round(rows / c),
+            "psql_copy_seconds": round(r, 3), "psql_copy_rows_per_s": round(rows / r),
+            "conn_vs_copy": round(r / c, 3),
+        }
+        print(f"conn postgres->postgres ({args.operation}): {rows / c:,.0f} rows/s; "
+              f"psql COPY|COPY: {rows / r:,.0f} rows/s; conn reaches {r / c:.0%} of COPY")
+        print(json.dumps(result))
+    finally:
+        sql(args.url, f'DROP TABLE IF EXISTS "{src}"')
+        sql(args.url, f'DROP TABLE IF EXISTS "{dst}"')
+
+
+if __name__ == "__main__":
+    main()
