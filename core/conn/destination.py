@@ -161,8 +161,11 @@ class WriteRequest:
         return replace(self, records=self.records.slice(offset, length))
 
     def to_pylist(self) -> list[dict[str, Any]]:
-        """Records as dicts; for API payloads of one request (at most ``batch_size``)."""
-        return self.records.to_pylist()
+        """Records as dicts; for API payloads of one request (at most ``batch_size``).
+        Null values of fields mapped with ``null: skip`` are left out."""
+        from conn.mapping.nulls import records
+
+        return records(self.records)
 
 
 class Destination(Connector, abc.ABC):

@@ -1,0 +1,113 @@
+"""The command line as people run it: JSON output, exit codes, redaction, help."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conn.cli.main import main
+
+from tests import fakes
+from tests.test_runtime import BASE_ROWS, PROJECT, people
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["conn", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def proj_dir(tmp_path: Path, registry, monkeypatch) -> Path:
+    people(BASE_ROWS)
+    (tmp_path / "conn.yml").write_text(PROJECT.replace("MODE", "upsert"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_sync_json_has_the_documented_keys(proj_dir, monkeypatch, capsys):
+    code, out, _ = run_cli(monkeypatch, capsys, "sync", "mem", "crm", "--json")
+    assert code == 0
+    s = json.loads(out)["syncs"][0]
+    for key in ("name", "rows_read", "consent_denied", "inserted", "updated", "deleted",
+                "unchanged", "rejected", "status"):
+        assert key in s
+    assert (s["rows_read"], s["consent_denied"], s["inserted"]) == (4, 1, 3)
+
+
+def test_rejections_exit_4_and_are_listed(proj_dir, monkeypatch, capsys):
+    people([*BASE_ROWS, (9, "bad@example.com", "Bad", True)])
+    code, out, _ = run_cli(monkeypatch, capsys, "sync", "mem", "crm")
+    assert code == 4
+    assert "INVALID_EMAIL" in out and "conn rejected people_to_crm" in out
+    code, out, _ = run_cli(monkeypatch, capsys, "rejected", "people_to_crm", "--json")
+    assert code == 0 and json.loads(out)["rejected"][0]["key"] == "9"
+    code, out, _ = run_cli(monkeypatch, capsys, "runs", "--json")
+    assert code == 0 and len(json.loads(out)["runs"]) == 1
+
+
+def test_plain_output_when_piped(proj_dir, monkeypatch, capsys):
+    code, out, _ = run_cli(monkeypatch, capsys, "sync", "mem", "crm")
+    assert code == 0
+    header, row = out.strip().splitlines()[:2]
+    assert header.split("\t")[:3] == ["sync", "status", "read"]
+    assert row.split("\t")[:3] == ["people_to_crm", "ok", "4"]
+
+
+def test_config_error_exit_3_names_path(proj_dir, monkeypatch, capsys):
+    (proj_dir / "conn.yml").write_text(PROJECT.replace("MODE", "often"))
+    code, _, err = run_cli(monkeypatch, capsys, "sync", "mem", "crm")
+    assert code == 3
+    assert "syncs.people_to_crm.mode" in err
+
+
+def test_unknown_destination_name(proj_dir, monkeypatch, capsys):
+    code, _, err = run_cli(monkeypatch, capsys, "sync", "mem", "nowhere")
+    assert code == 3 and "no destination named 'nowhere'" in err
+
+
+def test_secret_never_printed(proj_dir, monkeypatch, capsys):
+    monkeypatch.setenv("MEM_TOKEN", "s3cr3t-token-value")
+    text = PROJECT.replace("MODE", "upsert").replace(
+        "mem: {type: memory}",
+        'mem: {type: memory, config: {token: "${MEM_TOKEN}", fail_check: true}}')
+    (proj_dir / "conn.yml").write_text(text)
+    code, out, err = run_cli(monkeypatch, capsys, "check", "--json")
+    assert code == 7
+    assert "s3cr3t-token-value" not in out + err
+    assert "***" in out
+
+
+def test_check_reports_every_mapping_problem(proj_dir, monkeypatch, capsys):
+    text = PROJECT.replace("MODE", "upsert").replace("      name: name\n",
+                                                     "      name: no_such_column\n")
+    (proj_dir / "conn.yml").write_text(text)
+    code, out, _ = run_cli(monkeypatch, capsys, "check", "--json")
+    assert code == 3
+    problems = json.loads(out)["problems"]
+    assert any("syncs.people_to_crm.mapping.name" in p for p in problems)
+
+
+def test_dry_run_shows_requests(proj_dir, monkeypatch, capsys):
+    code, out, _ = run_cli(monkeypatch, capsys, "sync", "mem", "crm", "--dry-run", "--json")
+    assert code == 0
+    s = json.loads(out)["syncs"][0]
+    assert s["status"] == "dry_run" and s["preview"]
+    assert fakes.RECEIVED == []
+
+
+def test_help_answers_quickly():
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "conn.cli.main", "sync", "--help"],
+                         capture_output=True, text=True, check=True)
+    assert time.perf_counter() - t < 5  # generous: a smoke check, timing lives in bench/
+    assert "Exit codes" in out.stdout and "--dry-run" in out.stdout

@@ -1,0 +1,205 @@
+"""The pipeline end to end with in-process plugins: diffing, modes, rejections, failures,
+dry runs, and the seal that keeps ungated rows out of destinations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from conn.config import load_project
+from conn.destination import WriteRequest, WriteResult
+from conn.runtime.delivery import UngatedWrite
+from conn.runtime.runner import RunOptions, run_syncs
+
+from tests import fakes
+
+PROJECT = """\
+version: 1
+sources:
+  mem: {type: memory}
+destinations:
+  crm:
+    type: recorder
+    purposes: [marketing]
+    config: {reject: ["bad@example.com"], batch_size: 2}
+syncs:
+  people_to_crm:
+    source: mem
+    stream: people
+    destination: crm
+    object: contacts
+    primary_key: id
+    match_key: email
+    mode: MODE
+    consent: {columns: {marketing: opt_in}}
+    mapping:
+      email: email
+      name: name
+"""
+
+
+def people(rows: list[tuple[int, str, str, bool]]) -> None:
+    fakes.TABLES["people"] = (pa.table({
+        "id": pa.array([r[0] for r in rows], pa.int64()),
+        "email": [r[1] for r in rows],
+        "name": [r[2] for r in rows],
+        "opt_in": [r[3] for r in rows],
+    }), ("id",))
+
+
+@pytest.fixture
+def project(tmp_path: Path, registry):
+    def make(mode: str = "upsert", text: str = PROJECT):
+        (tmp_path / "conn.yml").write_text(text.replace("MODE", mode))
+        return load_project(tmp_path / "conn.yml", registry=registry)
+    return make
+
+
+def sync(project, registry, **opts):
+    report = run_syncs(project, list(project.syncs.values()), registry, RunOptions(**opts))
+    return report.syncs[0]
+
+
+def received(op: str | None = None) -> list[dict]:
+    return [r for _, o, rows in fakes.RECEIVED if op in (None, o) for r in rows]
+
+
+BASE_ROWS = [(1, "a@example.com", "Ann", True), (2, "b@example.com", "Ben", True),
+             (3, "c@example.com", "Cy", False), (4, "d@example.com", "Di", True)]
+
+
+def test_first_run_sends_consented_rows_then_nothing(project, registry):
+    people(BASE_ROWS)
+    p = project()
+    rep = sync(p, registry)
+    assert (rep.status, rep.rows_read, rep.consent_denied, rep.inserted) == ("ok", 4, 1, 3)
+    assert sorted(r["email"] for r in received()) == ["a@example.com", "b@example.com",
+                                                      "d@example.com"]
+    fakes.RECEIVED.clear()
+    rep = sync(p, registry)
+    assert (rep.inserted, rep.updated, rep.unchanged) == (0, 0, 3)
+    assert received() == []
+
+
+def test_changed_row_sent_once(project, registry):
+    people(BASE_ROWS)
+    p = project()
+    sync(p, registry)
+    fakes.RECEIVED.clear()
+    people([(1, "a@example.com", "Annie", True), *BASE_ROWS[1:]])
+    rep = sync(p, registry)
+    assert (rep.updated, rep.unchanged) == (1, 2)
+    assert received() == [{"email": "a@example.com", "name": "Annie"}]
+    fakes.RECEIVED.clear()
+    assert sync(p, registry).updated == 0
+
+
+@pytest.mark.parametrize("mode,expect_delete", [("mirror", True), ("upsert", False)])
+def test_deleted_row_and_withdrawn_consent(project, registry, mode, expect_delete):
+    people(BASE_ROWS)
+    p = project(mode)
+    sync(p, registry)
+    fakes.RECEIVED.clear()
+    # Row 2 leaves the source; row 4 withdraws consent.
+    people([BASE_ROWS[0], BASE_ROWS[2], (4, "d@example.com", "Di", False)])
+    rep = sync(p, registry)
+    deleted = sorted(r["email"] for r in received("delete"))
+    if expect_delete:
+        assert deleted == ["b@example.com", "d@example.com"]
+        assert rep.deleted == 2
+    else:
+        assert deleted == [] and rep.deleted == 0
+
+
+def test_rejection_is_stored_and_retried_next_run(project, registry, tmp_path):
+    people([*BASE_ROWS, (5, "bad@example.com", "Bad", True)])
+    p = project()
+    rep = sync(p, registry)
+    assert rep.status == "rejected" and rep.rejected == 1 and rep.inserted == 3
+    assert "INVALID_EMAIL" in next(iter(rep.rejection_reasons))
+    from conn.runtime.runner import open_state_store
+
+    store = open_state_store(p, registry)
+    try:
+        rejections = store.rejections("people_to_crm")
+    finally:
+        store.close()
+    assert [r["key"] for r in rejections] == ["5"]
+    assert "INVALID_EMAIL" in rejections[0]["reason"]
+    fakes.RECEIVED.clear()
+    rep = sync(p, registry)  # source unchanged: the rejected row is tried again
+    assert rep.rejected == 1 and rep.unchanged == 3
+
+
+def test_duplicate_keys_rejected_before_sending(project, registry):
+    people([*BASE_ROWS, (1, "dup@example.com", "Dup", True)])
+    rep = sync(project(), registry)
+    assert rep.rejected >= 1
+    assert "dup@example.com" not in [r["email"] for r in received()]
+    assert any("duplicate" in r.lower() for r in rep.rejection_reasons)
+
+
+def test_mapping_change_resends_affected_rows(project, registry):
+    people(BASE_ROWS)
+    p = project()
+    sync(p, registry)
+    fakes.RECEIVED.clear()
+    p2 = project(text=PROJECT.replace("      name: name\n", ""))
+    rep = sync(p2, registry)
+    assert rep.updated == 3
+    assert received()[0] == {"email": "a@example.com"}
+
+
+def test_destination_failure_leaves_rows_pending_and_resumes(project, registry):
+    people(BASE_ROWS)
+    p = project()
+    calls = {"n": 0}
+
+    def fail_second(req: WriteRequest) -> WriteResult | None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise ConnectionError("destination went away")
+        return None
+
+    fakes.WRITE_HOOK.append(fail_second)
+    rep = sync(p, registry)
+    assert rep.status == "failed" and rep.pending >= 1 and "went away" in rep.error
+    first = received()
+    fakes.WRITE_HOOK.clear()
+    fakes.RECEIVED.clear()
+    rep = sync(p, registry)
+    again = received()
+    assert rep.status == "ok"
+    # Nothing acknowledged is sent twice; everything arrives.
+    assert not {r["email"] for r in first} & {r["email"] for r in again}
+    assert len(first) + len(again) == 3
+
+
+def test_dry_run_sends_and_stores_nothing(project, registry):
+    people(BASE_ROWS)
+    p = project()
+    rep = sync(p, registry, dry_run=True, preview_rows=2)
+    assert rep.status == "dry_run" and rep.inserted == 3
+    assert received() == []
+    assert len(rep.preview) >= 1
+    assert sync(p, registry).inserted == 3
+
+
+def test_destination_refuses_a_request_not_built_by_the_runtime(registry):
+    dest = registry.destination_class("recorder")({})
+    obj = dest.object("contacts")
+    forged = WriteRequest("s", obj, "upsert", pa.RecordBatch.from_pylist(
+        [{"email": "x@example.com"}]), "email")
+    with pytest.raises(UngatedWrite):
+        dest.write(forged)
+    assert received() == []
+
+
+def test_unsupported_mode_is_a_config_error(project, registry, tmp_path):
+    people(BASE_ROWS)
+    text = PROJECT.replace("batch_size: 2}", "batch_size: 2, modes: [upsert]}")
+    from conn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="mode 'mirror' is not supported"):
+        sync(project("mirror", text), registry)
