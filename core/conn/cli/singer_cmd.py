@@ -533,7 +533,13 @@ class StdinSingerSource(Source):
         """Nothing to connect to."""
 
     def discover(self) -> list[StreamInfo]:
+        import pyarrow as pa
+
+        # JSON Schema allows a property to be absent unless it is ``required``: only key
+        # properties and required properties are non-nullable columns.
+        keep = set(self.key_properties) | set(self.json_schema.get("required") or ())
         schema = sp.json_schema_to_arrow(self.json_schema)
+        schema = pa.schema([f if f.name in keep else f.with_nullable(True) for f in schema])
         return [StreamInfo(self.stream_name, schema, self.key_properties)]
 
     def read_batches(self, stream: StreamInfo, state: Any | None, batch_rows: int
