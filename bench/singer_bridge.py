@@ -2,7 +2,12 @@
 batches read) versus the same tap piped into a singer-sdk target (target-csv).
 
     .venv/bin/python bench/singer_bridge.py            # 1,000,000 rows, 3 runs each
-    .venv/bin/python bench/singer_bridge.py --quick    # 100,000 rows
+    .venv/bin/python bench/singer_bridge.py --quick    # 100,000 rows, 1 run
+    .venv/bin/python bench/singer_bridge.py --json out.json   # also write the figures
+
+Scenarios: ``tap -> conn singer source`` (all batches read) vs ``tap | target-csv``
+(singer-sdk), and ``tap | conn singer target`` (files destination, through the consent
+gate, mapper, planner and state) vs the same ``tap | target-csv``.
 
 The tap is a minimal fast tap script (stdlib only, pre-rendered RECORD lines from a
 generated JSONL file) so the tap itself is not the bottleneck. Needs the singer source
@@ -85,6 +90,26 @@ def run_sdk_target(tap: list[str], target: Path, out: Path) -> float:
     return time.perf_counter() - t0
 
 
+def run_conn_target(tap: list[str], out: Path) -> float:
+    cfg = out / "files.json"
+    cfg.write_text(json.dumps({"path": str(out / "conn-out"), "fsync": False,
+                               "objects": {"events": {}}}))
+    state = out / "conn-state"
+    import shutil
+
+    shutil.rmtree(state, ignore_errors=True)
+    shutil.rmtree(out / "conn-out", ignore_errors=True)
+    conn = [sys.executable, "-m", "conn.cli.main", "singer", "target", "--type", "files",
+            "--config", str(cfg), "--state-dir", str(state)]
+    t0 = time.perf_counter()
+    p1 = subprocess.Popen([*tap, "--config", "/dev/null"], stdout=subprocess.PIPE)
+    p2 = subprocess.run(conn, stdin=p1.stdout, stdout=subprocess.DEVNULL, check=True,
+                        cwd=out)
+    p1.wait()
+    assert p2.returncode == 0
+    return time.perf_counter() - t0
+
+
 def conversion(lines: list[bytes]) -> dict[str, float]:
     import orjson
     import pyarrow as pa
@@ -104,11 +129,13 @@ def conversion(lines: list[bytes]) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="100,000 rows")
+    ap.add_argument("--quick", action="store_true", help="100,000 rows, 1 run")
     ap.add_argument("--rows", type=int)
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int)
+    ap.add_argument("--json", type=Path, help="write the figures to this JSON file")
     args = ap.parse_args()
     n = args.rows or (100_000 if args.quick else 1_000_000)
+    runs = args.runs or (1 if args.quick else 3)
     target = ROOT / ".venvs" / "singer-connectors" / "meltanolabs-target-csv" / "bin" / "target-csv"
     with tempfile.TemporaryDirectory() as tmp:
         tmpd = Path(tmp)
@@ -117,11 +144,12 @@ def main() -> None:
         script = tmpd / "tap_fast.py"
         script.write_text(f"SCHEMA = {SCHEMA!r}\nDATA = {str(data)!r}\n" + TAP)
         tap = [sys.executable, str(script)]
-        conn_times, sdk_times = [], []
-        for _ in range(args.runs):
+        conn_times, sdk_times, target_times = [], [], []
+        for _ in range(runs):
             secs, rows = run_conn(tap)
             assert rows == n, rows
             conn_times.append(secs)
+            target_times.append(run_conn_target(tap, tmpd))
             if target.exists():
                 sdk_times.append(run_sdk_target(tap, target, tmpd))
         t0 = time.perf_counter()
@@ -131,17 +159,33 @@ def main() -> None:
                   for x in data.read_bytes().splitlines()[:min(n, 200_000)]]
         conv = conversion(sample)
     med = statistics.median
-    print(f"rows: {n:,}  runs: {args.runs}")
+    sdk = n / med(sdk_times) if sdk_times else None
+    scenarios = [
+        {"scenario": "tap -> conn singer source", "rows": n, "conn_rows_per_s":
+         round(n / med(conn_times)), "sdk_rows_per_s": round(sdk) if sdk else None,
+         "ratio": round(n / med(conn_times) / sdk, 2) if sdk else None},
+        {"scenario": "tap | conn singer target (files)", "rows": n, "conn_rows_per_s":
+         round(n / med(target_times)), "sdk_rows_per_s": round(sdk) if sdk else None,
+         "ratio": round(n / med(target_times) / sdk, 2) if sdk else None},
+    ]
+    print(f"rows: {n:,}  runs: {runs}")
     print(f"tap alone (to /dev/null):        {n / tap_only:>12,.0f} rows/s")
     print(f"tap -> conn singer source:       {n / med(conn_times):>12,.0f} rows/s "
           f"(median {med(conn_times):.2f} s)")
+    print(f"tap | conn singer target files:  {n / med(target_times):>12,.0f} rows/s "
+          f"(median {med(target_times):.2f} s)")
     if sdk_times:
-        print(f"tap | target-csv (singer-sdk):   {n / med(sdk_times):>12,.0f} rows/s "
+        print(f"tap | target-csv (singer-sdk):   {sdk:>12,.0f} rows/s "
               f"(median {med(sdk_times):.2f} s)")
     else:
         print("tap | target-csv: skipped (run the destination plugin tests to build its venv)")
     for k, v in conv.items():
         print(f"RECORD->Arrow via {k:<20} {v:>12,.0f} rows/s")
+    if args.json:
+        result = {"benchmark": "singer_bridge", "rows": n, "runs": runs,
+                  "tap_alone_rows_per_s": round(n / tap_only), "scenarios": scenarios,
+                  "record_to_arrow_rows_per_s": {k: round(v) for k, v in conv.items()}}
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
