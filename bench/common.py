@@ -74,8 +74,11 @@ def run_child(argv: Sequence[str], env: dict[str, str] | None = None,
     cmd: Any = " ".join(argv) if shell else list(argv)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
+        # Children may write bytecode caches (this machine sets PYTHONDONTWRITEBYTECODE,
+        # which would make every run compile every imported module: not what users see).
+        child_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         proc = subprocess.Popen(cmd, shell=shell, stdout=out, stderr=err,
-                                env={**os.environ, **(env or {})}, cwd=cwd)
+                                env={**child_env, **(env or {})}, cwd=cwd)
         _, status, rusage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
