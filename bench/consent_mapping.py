@@ -18,7 +18,8 @@ Each path runs in its own process so peak RSS (``ru_maxrss``) is its own; conn a
 pyarrow take the median of ``--repeat`` runs. Usage::
 
     .venv/bin/python bench/consent_mapping.py            # 1,000,000 rows
-    .venv/bin/python bench/consent_mapping.py --quick    # 200,000 rows, Singer 20,000
+    .venv/bin/python bench/consent_mapping.py --quick    # 200,000 rows, 1 run, Singer 5,000
+    .venv/bin/python bench/consent_mapping.py --json out.json   # also write the result dict
 """
 
 from __future__ import annotations
@@ -218,22 +219,24 @@ def child(path: str, n: int, repeat: int) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="200k rows, Singer 20k")
+    ap.add_argument("--quick", action="store_true", help="200k rows, 1 run, Singer 5k")
+    ap.add_argument("--json", type=Path, help="write the result dict here")
     ap.add_argument("--rows", type=int, default=None)
     ap.add_argument("--singer-rows", type=int, default=None)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=None, help="runs (3; --quick 1)")
     ap.add_argument("--no-singer", action="store_true")
     ap.add_argument("--only", choices=["conn", "conn_events", "bare", "singer"],
                     help=argparse.SUPPRESS)
     a = ap.parse_args()
     n = a.rows or (200_000 if a.quick else 1_000_000)
+    a.repeat = a.repeat or (1 if a.quick else 3)
     if a.only:
         fn = {"conn": lambda: run_conn(n, a.repeat), "bare": lambda: run_bare(n, a.repeat),
               "conn_events": lambda: run_conn(n, a.repeat, events=True),
               "singer": lambda: run_singer(n)}[a.only]
         print(json.dumps(fn()))
         return
-    singer_n = a.singer_rows or (20_000 if a.quick else 200_000)
+    singer_n = a.singer_rows or (5_000 if a.quick else 200_000)
     results = {"conn": child("conn", n, a.repeat), "bare pyarrow": child("bare", n, a.repeat),
                "conn (consent source)": child("conn_events", n, a.repeat)}
     if not a.no_singer:
@@ -255,6 +258,19 @@ def main() -> None:
         how = f"Singer ran {ran:,} rows, rows/s extrapolated" if ran != n else "same rows"
         print(f"conn / singer-sdk    = {rate['conn'] / rate['singer-sdk']:.0f}x "
               f"(goal >= 50x; {how})")
+    if a.json:
+        sys.path.insert(0, str(ROOT))
+        from bench.common import environment
+
+        ratios = {"conn/bare pyarrow": rate["conn"] / rate["bare pyarrow"]}
+        goals = {"conn within 1.5x of bare pyarrow": rate["bare pyarrow"] / rate["conn"] <= 1.5}
+        if "singer-sdk" in rate:
+            ratios["conn/singer-sdk"] = rate["conn"] / rate["singer-sdk"]
+            goals["conn >= 50x singer-sdk"] = ratios["conn/singer-sdk"] >= 50
+        a.json.write_text(json.dumps({"scenario": "consent_mapping", "env": environment(),
+                                      "quick": a.quick, "rows": n, "sides": results,
+                                      "rows_per_s": rate, "ratios": ratios, "goals": goals},
+                                     indent=2))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ documented rate limit, divided by the theoretical maximum (rate x batch size).
 
     .venv/bin/python bench/http_rate.py            # HubSpot Professional, 3 runs (~30 s)
     .venv/bin/python bench/http_rate.py --quick    # one short run (~4 s)
+    .venv/bin/python bench/http_rate.py --json out.json   # also write the result dict
     .venv/bin/python bench/http_rate.py --requests 100 --per-seconds 10 --batch 100
 
 The webhook destination (conn-destination-webhook, installed in this Python) writes
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--error-rate", type=float, default=0.0,
                    help="fraction of requests answered 503 (default 0)")
     p.add_argument("--quick", action="store_true", help="one 3-second run")
+    p.add_argument("--json", type=Path, help="write the result dict here")
     a = p.parse_args(argv)
     if a.quick:
         a.runs, a.seconds = 1, 3.0
@@ -101,6 +103,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"median: {ach:,.0f} records/s of {theo:,.0f} theoretical "
           f"(rate x batch) = efficiency {med:.3f} (goal ≥ 0.95) "
           f"{'OK' if med >= 0.95 else 'BELOW GOAL'}")
+    if a.json:
+        import json
+
+        sys.path.insert(0, str(ROOT))
+        from bench.common import environment
+
+        a.json.write_text(json.dumps({
+            "scenario": "http_rate", "env": environment(), "quick": a.quick,
+            "limit": {"requests": a.requests, "per_seconds": a.per_seconds, "batch": a.batch},
+            "runs": runs, "ratios": {"efficiency": med},
+            "goals": {"efficiency >= 0.95": med >= 0.95}}, indent=2))
     return 0 if med >= 0.95 else 1
 
 

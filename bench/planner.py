@@ -16,7 +16,8 @@ and peak RSS), medians of ``--runs``:
 indexed state table (how an SQLite-backed store would plan), at 1M rows.
 
     .venv/bin/python bench/planner.py            # 10M rows
-    .venv/bin/python bench/planner.py --quick    # 1M rows
+    .venv/bin/python bench/planner.py --quick    # 300k rows, 1 run (a smoke check)
+    .venv/bin/python bench/planner.py --json out.json   # also write the result dict
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SEGMENTS = pa.array(["gold", "silver", "bronze"])
 
@@ -238,16 +241,18 @@ def _run_child(args: list[str]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="1M rows instead of 10M")
+    ap.add_argument("--quick", action="store_true", help="300k rows, 1 run")
     ap.add_argument("--rows", type=int, default=None)
     ap.add_argument("--batch-rows", type=int, default=100_000)
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=None, help="runs (3; --quick 1)")
+    ap.add_argument("--json", type=Path, help="write the result dict here")
     ap.add_argument("--engines", action="store_true", help="also DuckDB vs SQLite (1M)")
     ap.add_argument("--child", choices=["setup", "plan", "plan+commit", "reference",
                                         "engines"])
     ap.add_argument("--state")
     a = ap.parse_args()
-    n = a.rows or (1_000_000 if a.quick else 10_000_000)
+    n = a.rows or (300_000 if a.quick else 10_000_000)
+    a.runs = a.runs or (1 if a.quick else 3)
     b = a.batch_rows
     if a.child:
         if a.child == "setup":
@@ -286,6 +291,16 @@ def main() -> None:
     t, m = med["plan"]
     ok = t <= ref_t / 2 and m < 1024
     print(f"goal (plan <= half the reference's time and < 1 GB): {'met' if ok else 'MISSED'}")
+    if a.json:
+        from bench.common import environment
+
+        a.json.write_text(json.dumps({
+            "scenario": "planner", "env": environment(), "quick": a.quick, "rows": n,
+            "first_run": s, "sides": {k: {"median_s": v[0], "peak_mb": v[1], "runs": results[k]}
+                                      for k, v in med.items()},
+            "ratios": {"plan/reference time": t / ref_t, "plan/reference memory": m / ref_m},
+            "goals": {"plan <= half of DuckDB anti-join": t <= ref_t / 2,
+                      "plan < 1 GB": m < 1024}}, indent=2))
     if a.engines:
         e = _run_child(["--child", "engines", "--rows", str(min(n, 1_000_000)),
                         "--batch-rows", str(b)])
