@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small sizes, few runs (< ~2 min)")
     p.add_argument("--only", nargs="*", choices=SCENARIOS, help="run only these scenarios")
+    p.add_argument("--smoke", action="store_true",
+                   help="with --quick: the CI check that every scenario still runs (same)")
     p.add_argument("--keep-going", action="store_true", default=True)
     args = p.parse_args(argv)
     chosen = args.only or SCENARIOS
