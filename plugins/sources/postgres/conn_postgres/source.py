@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import queue
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -182,34 +184,90 @@ class PostgresSource(Source):
 
     def _stream(self, sql: str, params: tuple[Any, ...], schema: pa.Schema,
                 batch_rows: int) -> Iterator[pa.RecordBatch]:
+        """Batches of ``sql`` conformed to ``schema``, fetched one batch ahead on a
+        thread (the driver releases the GIL), so reading overlaps the consumer's work."""
+        batches = (common.conform(b, schema) for b in self._fetch(sql, params, batch_rows))
+        yield from _read_ahead(batches)
+
+    def _fetch(self, sql: str, params: tuple[Any, ...],
+               batch_rows: int) -> Iterator[pa.RecordBatch]:
         conn = self._connection()
-        name = quote_ident(f"conn_read_{next(_cursor_ids)}")
         try:
             with conn.cursor() as cur:
                 cur.execute("SET TRANSACTION READ ONLY")
-                cur.execute(f"DECLARE {name} NO SCROLL CURSOR FOR {sql}",
-                            parameters=params or None)
-                cur.adbc_statement.set_options(**{"adbc.postgresql.use_copy": "false"})
-                while True:
-                    cur.execute(f"FETCH FORWARD {int(batch_rows)} FROM {name}")
-                    table = cur.fetch_arrow_table()
-                    if table.num_rows == 0:
-                        break
-                    for batch in table.to_batches():
-                        yield common.conform(batch, schema)
-                    if table.num_rows < batch_rows:
-                        break
+                if not params:
+                    # Binary COPY of the query, streamed by the driver in ~16 MB batches.
+                    cur.execute(sql)
+                    for batch in cur.fetch_record_batch():
+                        for offset in range(0, batch.num_rows, batch_rows):
+                            yield batch.slice(offset, batch_rows)
+                else:
+                    # COPY takes no parameters: a server-side cursor, FETCHed per batch.
+                    name = quote_ident(f"conn_read_{next(_cursor_ids)}")
+                    cur.execute(f"DECLARE {name} NO SCROLL CURSOR FOR {sql}",
+                                parameters=params)
+                    cur.adbc_statement.set_options(**{"adbc.postgresql.use_copy": "false"})
+                    while True:
+                        cur.execute(f"FETCH FORWARD {int(batch_rows)} FROM {name}")
+                        table = cur.fetch_arrow_table()
+                        yield from table.to_batches()
+                        if table.num_rows < batch_rows:
+                            break
             conn.rollback()
         except GeneratorExit:
             self.close()
-            raise
-        except ConnError:
             raise
         except Exception as exc:
             self.close()
             raise ConnError(
                 f"source {self.instance!r}: reading failed: {common.error_message(exc)}"
             ) from None
+
+
+_DONE = object()
+
+
+def _read_ahead(items: Iterator[Any]) -> Iterator[Any]:
+    """Run ``items`` on a thread, at most one item ahead of the consumer (bounded memory).
+    Errors surface in the consumer; closing the consumer stops the producer."""
+    slot: queue.Queue[Any] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        slot.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    break
+        except BaseException as exc:  # handed to the consumer
+            slot.put((_DONE, exc))
+            return
+        finally:
+            if stop.is_set():
+                items.close()  # type: ignore[attr-defined]
+        slot.put((_DONE, None))
+
+    worker = threading.Thread(target=produce, name="conn-postgres-read", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, exc = slot.get()
+            if item is _DONE:
+                if exc is not None:
+                    raise exc
+                break
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():
+            with contextlib.suppress(queue.Empty):
+                slot.get(timeout=0.1)
+        worker.join()
 
 
 def _with_bookmarks(batches: Iterator[pa.RecordBatch],
