@@ -590,7 +590,8 @@ class _DestinationSuite(_Common):
 
     def _unique_keys(self, batch: pa.RecordBatch, key: str, n: int, prefix: str
                      ) -> pa.RecordBatch:
-        """``n`` rows cycling through the samples, with unique match keys."""
+        """``n`` rows cycling through the samples, with unique match keys (e-mail
+        addresses when the samples' keys are)."""
         import pyarrow as pa
 
         idx = pa.array([i % batch.num_rows for i in range(n)], pa.int64())
@@ -598,6 +599,8 @@ class _DestinationSuite(_Common):
         typ = table.schema.field(key).type
         if pa.types.is_integer(typ):
             keys = pa.array(range(10**6, 10**6 + n), typ)
+        elif any("@" in str(v) for v in batch.column(key).to_pylist()):  # e-mail keys
+            keys = pa.array([f"{prefix}-{i}@example.com" for i in range(n)]).cast(typ)
         else:
             keys = pa.array([f"{prefix}-{i}" for i in range(n)]).cast(typ)
         table = table.set_column(table.schema.get_field_index(key), key, keys)
