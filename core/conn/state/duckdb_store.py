@@ -33,6 +33,8 @@ from conn.state.memory import run_entry
 from conn.state.planner import PlanningSyncState, Storage
 
 _BUSY_RETRIES = 40
+#: DuckDB's memory budget for a state file connection.
+MEMORY_LIMIT = "512MB"
 
 
 def _connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -40,7 +42,10 @@ def _connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnectio
     few seconds while another process holds the file."""
     for attempt in range(_BUSY_RETRIES):
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            # A bounded memory budget: the end-of-run compaction of a first 10M-row run
+            # spills to disk instead of growing the process.
+            return duckdb.connect(str(path), read_only=read_only,
+                                  config={"memory_limit": MEMORY_LIMIT})
         except duckdb.Error as exc:
             text = str(exc)
             if "lock" in text.lower() and attempt < _BUSY_RETRIES - 1:

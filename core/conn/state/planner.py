@@ -73,24 +73,23 @@ class SortedState:
         result = np.full(len(q), -1, dtype=np.int64)
         if not len(self.kids) or not len(q):
             return result
-        slot = (q >> self.shift).astype(np.int64)
-        held = self.table[slot].astype(np.int64)
-        held -= 1
-        cur = self.kids[held]  # held == -1 reads the last id; masked below
-        occupied = held >= 0
+        table, kids = self.table, self.kids
+        slot = (q >> self.shift).astype(np.intp)
+        held = table[slot]  # position + 1; 0 is empty
+        cur = kids[held - 1]  # an empty slot reads the last id; masked below
+        occupied = held != 0
         hit = occupied & (cur == q)
-        result[hit] = held[hit]
+        result[hit] = held[hit] - 1
         active = np.flatnonzero(occupied & (cur < q))
         slot = slot[active]
         while active.size:
             slot += 1
             qa = q[active]
-            held = self.table[slot].astype(np.int64)
-            held -= 1
-            cur = self.kids[held]
-            occupied = held >= 0
+            held = table[slot]
+            cur = kids[held - 1]
+            occupied = held != 0
             hit = occupied & (cur == qa)
-            result[active[hit]] = held[hit]
+            result[active[hit]] = held[hit] - 1
             go_on = occupied & (cur < qa)
             active, slot = active[go_on], slot[go_on]
         return result
@@ -194,8 +193,12 @@ class PlanningSyncState(SyncState):
             valid = ~np.asarray(keys.is_null().to_numpy(zero_copy_only=False), dtype=bool)
             rejected.extend((int(i), REASON_NULL) for i in np.flatnonzero(~valid))
         self._check_partitions(kids, valid)
-        rows = np.flatnonzero(valid)
-        pos = self.state.find(kids[rows])
+        if keys.null_count:
+            rows = np.flatnonzero(valid)
+            pos = self.state.find(kids[rows])
+        else:
+            rows = np.arange(n)
+            pos = self.state.find(kids)
         known = pos >= 0
         k_rows, k_pos = rows[known], pos[known]
         first = self._mark_seen(k_rows, k_pos)
