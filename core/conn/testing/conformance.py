@@ -545,6 +545,7 @@ class _DestinationSuite(_Common):
     long_string_length: int = 10_000
     text_fields: tuple[str, ...] | None = None
     max_oversize_rows: int = 250_000
+    key_as_stored: Callable[[Any], Any] | None = None
     read_back: Callable[[SuiteContext, Destination, str], Iterable[Mapping[str, Any]]] | None \
         = None
 
@@ -552,6 +553,10 @@ class _DestinationSuite(_Common):
 
     def _obj(self, dest: Destination) -> ObjectInfo:
         return dest.object(self.object)
+
+    def _stored(self, value: Any) -> str:
+        """A match key value as the destination stores it (``key_as_stored``)."""
+        return str(value if self.key_as_stored is None else self.key_as_stored(value))
 
     def _key(self, obj: ObjectInfo) -> str:
         return self.match_key or obj.identifiers[0]
@@ -652,7 +657,7 @@ class _DestinationSuite(_Common):
             key = self._key(self._obj(dest))
             back = self._keys_back(ctx, dest, key)
         if back is not None:
-            want = {str(r[key]) for r in self.sample_records}
+            want = {self._stored(r[key]) for r in self.sample_records}
             assert want <= back, f"written keys missing afterwards: {sorted(want - back)[:5]}"
 
     def test_write_more_than_batch_size(self, ctx: SuiteContext) -> None:
@@ -679,7 +684,7 @@ class _DestinationSuite(_Common):
             back = self._keys_back(ctx, dest, key)
         assert max(calls) <= size and len(calls) >= 2, f"write_batch calls: {calls}"
         if back is not None:
-            want = {str(k) for k in big.column(key).to_pylist()}
+            want = {self._stored(k) for k in big.column(key).to_pylist()}
             assert want <= back, f"{len(want - back)} row(s) missing afterwards"
 
     def _non_key_fields(self, obj: ObjectInfo) -> list[str]:
@@ -731,7 +736,7 @@ class _DestinationSuite(_Common):
                 key = self._key(obj)
                 rows = {str(r.get(key)): r for r in self.read_back(ctx, dest, self.object)}
                 for row in batch.to_pylist():
-                    got = rows.get(str(row[key]))
+                    got = rows.get(self._stored(row[key]))
                     assert got is not None, f"row {row[key]!r} missing afterwards"
                     for name in fields:
                         assert got.get(name) == row[name], f"{name!r} changed on the way"
@@ -776,7 +781,7 @@ class _DestinationSuite(_Common):
                 self._assert_all_acknowledged(self._write(dest, written, "delete"), "delete")
                 back = self._keys_back(ctx, dest, key)
                 if back is not None:
-                    gone = {str(k) for k in written.column(key).to_pylist()}
+                    gone = {self._stored(k) for k in written.column(key).to_pylist()}
                     assert not gone & back, f"deleted keys still present: {sorted(gone & back)[:3]}"
 
     def test_dry_run_descriptions_hold_no_secret(self, ctx: SuiteContext) -> None:
@@ -811,6 +816,7 @@ def destination_suite(destination_class: type[Destination], *, config: ConfigArg
                       long_string_length: int = 10_000,
                       text_fields: Iterable[str] | None = None,
                       max_oversize_rows: int = 250_000,
+                      key_as_stored: Callable[[Any], Any] | None = None,
                       secret_values: Iterable[str] = (), heavy_modules: Iterable[str] = (),
                       entry_module: str | None = None, xfail: Mapping[str, str] | None = None,
                       skip: Iterable[str] = (), name: str | None = None) -> type:
@@ -825,7 +831,8 @@ def destination_suite(destination_class: type[Destination], *, config: ConfigArg
     returns the records stored, for destinations without a server (files, databases);
     ``long_string_length`` sizes the long-string check, written into ``text_fields`` (default:
     the optional string fields without a ``format``); ``max_oversize_rows`` skips the
-    oversize check for huge batch sizes. The remaining arguments are as in
+    oversize check for huge batch sizes; ``key_as_stored(value)`` maps a written match key
+    to what ``read_back``/the server holds (e.g. its SHA-256). The remaining arguments are as in
     :func:`source_suite`.
     """
     if not sample_records:
@@ -837,7 +844,8 @@ def destination_suite(destination_class: type[Destination], *, config: ConfigArg
         "failing_config": _static(failing_config), "server": _static(server),
         "read_back": _static(read_back), "long_string_length": long_string_length,
         "text_fields": None if text_fields is None else tuple(text_fields),
-        "max_oversize_rows": max_oversize_rows, "secret_values": tuple(secret_values),
+        "max_oversize_rows": max_oversize_rows, "key_as_stored": _static(key_as_stored),
+        "secret_values": tuple(secret_values),
         "heavy_modules": (*HEAVY_MODULES, *heavy_modules), "entry_module": entry_module,
         "__module__": _caller_module(),
     }
