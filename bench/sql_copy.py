@@ -93,6 +93,46 @@ def run_psql(url: str, src_table: str, dst_table: str) -> float:
     return time.perf_counter() - t0
 
 
+CONN_YML = """version: 1
+sources:
+  pg_src: {{type: postgres, config: {{url: "{url}", tables: [{src}]}}}}
+destinations:
+  pg_dst: {{type: postgres, config: {{url: "{url}", batch_size: 65536}}}}
+syncs:
+  copy:
+    source: pg_src
+    stream: {src}
+    destination: pg_dst
+    object: {dst}
+    primary_key: id
+    match_key: id
+    mode: {mode}
+    consent: {{legal_basis: {{}}}}
+    mapping: {{{mapping}}}
+"""
+
+
+def run_sync(url: str, src_table: str, dst_table: str, operation: str) -> float:
+    """``conn sync`` in a fresh project directory (fresh state: every row is new)."""
+    import tempfile
+
+    sql(url, f'TRUNCATE "{dst_table}"')
+    cols = ["id", "email", "name", "score", "ltv", "active", "created_at", "segment"]
+    conn_bin = os.path.join(os.path.dirname(sys.executable), "conn")
+    with tempfile.TemporaryDirectory() as project:
+        with open(os.path.join(project, "conn.yml"), "w") as f:
+            f.write(CONN_YML.format(url=url, src=src_table, dst=dst_table, mode=operation,
+                                    mapping=", ".join(f"{c}: {c}" for c in cols)))
+        t0 = time.perf_counter()
+        done = subprocess.run([conn_bin, "sync", "pg_src", "pg_dst", "--json"], cwd=project,
+                              capture_output=True, text=True)
+        elapsed = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise SystemExit(f"conn sync failed ({done.returncode}): {done.stdout[-2000:]}"
+                         f"{done.stderr[-2000:]}")
+    return elapsed
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--url", default=os.environ.get("CONN_BENCH_PG_URL", URL))
@@ -101,6 +141,7 @@ def main() -> None:
     ap.add_argument("--json", help="write the result dict to this file")
     ap.add_argument("--operation", default="upsert", choices=["upsert", "insert", "append"])
     ap.add_argument("--quick", action="store_true", help="100,000 rows")
+    ap.add_argument("--no-sync", action="store_true", help="skip the conn sync path")
     args = ap.parse_args()
     rows = 100_000 if args.quick else args.rows
     args.runs = args.runs or (1 if args.quick else 3)
@@ -120,21 +161,32 @@ def main() -> None:
         print(f"preparing {rows:,} rows ...", file=sys.stderr)
         make_source(args.url, src, rows)
         sql(args.url, f'CREATE TABLE "{dst}" (LIKE "{src}" INCLUDING ALL)')
-        conn_t, ref_t = [], []
+        conn_t, ref_t, sync_t = [], [], []
         for i in range(args.runs):
             ref_t.append(run_psql(args.url, src, dst))
             conn_t.append(run_conn(args.url, src, dst, args.operation))
-            print(f"run {i + 1}: psql COPY {ref_t[-1]:.2f}s, conn {conn_t[-1]:.2f}s",
-                  file=sys.stderr)
+            line = f"run {i + 1}: psql COPY {ref_t[-1]:.2f}s, plugins {conn_t[-1]:.2f}s"
+            if not args.no_sync:
+                sync_t.append(run_sync(args.url, src, dst, args.operation))
+                line += f", conn sync {sync_t[-1]:.2f}s"
+            print(line, file=sys.stderr)
         c, r = statistics.median(conn_t), statistics.median(ref_t)
         result = {
             "rows": rows, "runs": args.runs, "operation": args.operation,
-            "conn_seconds": round(c, 3), "conn_rows_per_s": round(rows / c),
             "psql_copy_seconds": round(r, 3), "psql_copy_rows_per_s": round(rows / r),
+            # the plugins path (source + destination as the runtime drives them)
+            "conn_seconds": round(c, 3), "conn_rows_per_s": round(rows / c),
             "conn_vs_copy": round(r / c, 3),
         }
-        print(f"conn postgres->postgres ({args.operation}): {rows / c:,.0f} rows/s; "
-              f"psql COPY|COPY: {rows / r:,.0f} rows/s; conn reaches {r / c:.0%} of COPY")
+        print(f"psql COPY|COPY:          {rows / r:>10,.0f} rows/s (median of {args.runs})")
+        print(f"plugins ({args.operation}):       {rows / c:>10,.0f} rows/s = "
+              f"{r / c:.0%} of COPY")
+        if sync_t:
+            y = statistics.median(sync_t)
+            result.update(sync_seconds=round(y, 3), sync_rows_per_s=round(rows / y),
+                          sync_vs_copy=round(r / y, 3))
+            print(f"conn sync ({args.operation}):     {rows / y:>10,.0f} rows/s = "
+                  f"{r / y:.0%} of COPY (whole pipeline, CLI start-up included)")
         print(json.dumps(result))
         if args.json:
             sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -142,7 +194,9 @@ def main() -> None:
 
             with open(args.json, "w") as f:
                 json.dump({"scenario": "sql_copy", "env": environment(), "quick": args.quick,
-                           **result, "ratios": {"conn/copy": result["conn_vs_copy"]},
+                           **result, "ratios": {"conn/copy": result["conn_vs_copy"],
+                                                **({"sync/copy": result["sync_vs_copy"]}
+                                                   if "sync_vs_copy" in result else {})},
                            "goals": {}}, f, indent=2)
     finally:
         sql(args.url, f'DROP TABLE IF EXISTS "{src}"')
