@@ -214,6 +214,7 @@ class PostgresDestination(Destination):
                 raise
             except Exception as exc:
                 self._rollback_or_drop()
+                self._columns = None  # the table may have changed under us: re-read it
                 raise RetryLater(
                     f"destination {self.instance!r} table {request.object.name!r}: "
                     f"{common.error_message(exc)}") from None
