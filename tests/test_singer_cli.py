@@ -376,6 +376,7 @@ SDK_EXPECTED_FAILURES = {
 }
 
 
+@pytest.mark.slow
 def test_singer_sdk_standard_suites() -> None:
     """get_tap_test_class / get_target_test_class against conn singer tap / target, in
     .venvs/singer-sdk (singer-sdk is no dependency of conn)."""
