@@ -246,6 +246,10 @@ class PostgresDestination(Destination):
         with conn.cursor() as cur:
             cur.execute("BEGIN")
             stage = self._stage(cur, batch.select(names))
+            if op in ("update", "delete"):
+                # Row estimates for the join with the target (temporary tables have none):
+                # index probes, not a scan of a large target, for a small batch.
+                cur.execute(f"ANALYZE {stage}")
             try:
                 sql = self._merge_sql(op, table, stage, names, key, columns, single=False,
                                       unique=_unique_keys(batch.column(key)))
