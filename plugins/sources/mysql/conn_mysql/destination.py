@@ -151,6 +151,8 @@ class MysqlDestination(Destination):
             opts = self._opts(table)
             idents = [opts["key"]] if opts.get("key") else []
             idents += [c for c in unique.get(table, []) if c not in idents]
+            if not idents:  # no unique key: any column can match update/delete/append
+                idents = list(cols.get(table, {}))
             props: dict[str, Any] = {}
             for c, dt in cols.get(table, {}).items():
                 jt = _JSON.get(dt)

@@ -184,6 +184,8 @@ class PostgresDestination(Destination):
             key = opts.get("key")
             idents = [key] if key else []
             idents += [c for c in self._unique.get(table, []) if c not in idents]
+            if not idents:  # no unique key: any column can match update/delete/append
+                idents = list(cols)
             props = {c: common.json_schema_for(t) for c, t in cols.items()}
             for ident in idents:
                 props.setdefault(ident, {})

@@ -286,3 +286,58 @@ def test_objects_lists_existing_tables(pg_url, sql, table):
     o = objs[table]
     assert o.identifiers == ("id", "email")
     assert o.properties["n"]["type"] == ["number", "null"]
+
+
+def test_fields_tls_and_redacted_destination_errors(pg_url, sql):
+    d = dest("", host="127.0.0.1", port=5432, user="postgres", database="test",
+             sslmode="require")
+    try:  # sslmode reaches libpq: TLS is negotiated, or refused by a server without it
+        with d._connection().cursor() as cur:
+            cur.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            assert cur.fetchall() == [(True,)]
+        d.close()
+    except CheckFailed as exc:
+        assert "SSL was required" in str(exc)
+    plain = dest("", host="127.0.0.1", port=5432, user="postgres", database="test",
+                 sslmode="disable")
+    plain.check()
+    plain.close()
+    bad = dest("", host="127.0.0.1", port=1, user="x", password="Pa55w0rd-never-shown",
+               database="test")
+    with pytest.raises(CheckFailed) as err:
+        bad.check()
+    assert "Pa55w0rd-never-shown" not in str(err.value) and "127.0.0.1" in str(err.value)
+
+
+def test_connection_killed_during_read_is_an_error(pg_url, sql, table):
+    from conn.errors import ConnError
+
+    sql(f'CREATE TABLE "{table}" (id int PRIMARY KEY, ts timestamptz)')
+    sql(f"INSERT INTO \"{table}\" SELECT g, now() FROM generate_series(1, 30000) g")
+    app = f"conn-read-{uuid.uuid4().hex[:8]}"
+    src = source(pg_url, application_name=app, tables=[table],
+                 streams={table: {"cursor": "ts"}})
+    it = src.read(src.stream(table), state="2000-01-01", batch_rows=1000)
+    first = next(it)
+    assert isinstance(first, pa.RecordBatch)
+    sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+        (app,))
+    with pytest.raises(ConnError, match="reading failed"):
+        for _ in it:
+            pass
+    # the source reconnects for the next read
+    data, _ = read_all(src, table)
+    assert data.num_rows == 30000
+
+
+def test_keyless_table_takes_appends(pg_url, sql, table):
+    sql(f'CREATE TABLE "{table}" (event text, at timestamptz)')
+    d = dest(pg_url)
+    obj = d.object(table)
+    assert obj.identifiers == ("event", "at")
+    rows = [{"event": "signup", "at": dt.datetime(2024, 1, 1, tzinfo=dt.UTC)}] * 3
+    res = write_records(d, table, rows, operation="append")
+    assert not res.rejected and not res.pending
+    assert sql(f'SELECT count(*) FROM "{table}"') == [(3,)]
+    res = write_records(d, table, rows[:1])  # upsert needs a unique key: a clear error
+    assert isinstance(res.error, ConfigError) and "unique index" in str(res.error)

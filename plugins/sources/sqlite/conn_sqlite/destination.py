@@ -121,6 +121,8 @@ class SqliteDestination(Destination):
             idents = [opts["key"]] if opts.get("key") else []
             if table in existing:
                 idents += [c for c in self._unique(table) if c not in idents]
+                if not idents:  # no unique key: any column can match update/delete/append
+                    idents = list(cols)
             props: dict[str, Any] = {}
             for c, (typ, _pk) in cols.items():
                 jt = _JSON_TYPES.get(typ.upper())
