@@ -147,7 +147,8 @@ class FilesDestination(Destination):
 
     @property
     def root(self) -> Path:
-        """The output folder, resolved against ``base_dir``, the project folder or the working directory."""
+        """The output folder, resolved against ``base_dir``, the project folder or the
+        working directory."""
         p = Path(os.path.expanduser(str(self.config["path"])))
         if not p.is_absolute():
             p = Path(self.config.get("base_dir") or self.project_dir or os.getcwd()) / p

@@ -105,7 +105,8 @@ class DuckDBSource(Source):
 
     @property
     def path(self) -> Path:
-        """The database file, resolved against ``base_dir``, the project folder or the working directory."""
+        """The database file, resolved against ``base_dir``, the project folder or the
+        working directory."""
         p = Path(os.path.expanduser(str(self.config["path"])))
         if not p.is_absolute():
             p = Path(self.config.get("base_dir") or self.project_dir or os.getcwd()) / p
