@@ -203,3 +203,13 @@ def test_unsupported_mode_is_a_config_error(project, registry, tmp_path):
 
     with pytest.raises(ConfigError, match="mode 'mirror' is not supported"):
         sync(project("mirror", text), registry)
+
+
+def test_null_skip_fields_are_left_out_of_payloads(project, registry):
+    """Regression: WriteRequest.to_pylist() sent nulls of ``null: skip`` fields."""
+    people([(1, "a@example.com", None, True), (2, "b@example.com", "Ben", True)])
+    text = PROJECT.replace("      name: name\n", "      name: {from: name, null: skip}\n")
+    sync(project(text=text), registry)
+    by_email = {r["email"]: r for r in received()}
+    assert by_email["a@example.com"] == {"email": "a@example.com"}
+    assert by_email["b@example.com"] == {"email": "b@example.com", "name": "Ben"}

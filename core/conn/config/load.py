@@ -36,7 +36,10 @@ def interpolate(node: Any, file: str, path: str = "", errors: list | None = None
     """Replace ``${VAR}`` / ``${VAR:-default}`` in every string; register values as
     secrets. Unset variables without default are errors naming the path."""
     if isinstance(node, dict):
-        return {k: interpolate(v, file, f"{path}.{k}" if path else str(k), errors)
+        # YAML reads an unquoted `null:` key as None; conn's only such key is the
+        # mapping option `null: skip|send`, so a None key always means "null".
+        return {("null" if k is None else k):
+                interpolate(v, file, f"{path}.{k}" if path else str(k), errors)
                 for k, v in node.items()}
     if isinstance(node, list):
         return [interpolate(v, file, f"{path}[{i}]", errors) for i, v in enumerate(node)]
