@@ -38,6 +38,7 @@ class SyncReport:
     object: str = ""
     mode: str = ""
     run_id: str = ""
+    started_at: float = 0.0
     status: str = "running"
     rows_read: int = 0
     consent_denied: int = 0

@@ -155,6 +155,7 @@ class SyncRunner:
 
     def run(self) -> SyncReport:
         rep = self.report
+        rep.started_at = time.time()
         started = time.monotonic()
         source = dest = None
         try:
