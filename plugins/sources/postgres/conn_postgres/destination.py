@@ -245,6 +245,22 @@ class PostgresDestination(Destination):
                 f"({quote_ident(key)}))")
         names = [key] if op == "delete" else batch.schema.names
         conn = self._connection()
+        if op in ("insert", "append"):
+            data = _for_copy(batch)
+            if _copy_compatible(data.schema, columns):
+                # Fast path: binary COPY straight into the table, no staging table.
+                with conn.cursor() as cur:
+                    cur.execute("BEGIN")
+                    try:
+                        cur.adbc_ingest(table, data, mode="append",
+                                        db_schema_name=self.schema_name)
+                        cur.execute("COMMIT")
+                        return WriteResult.ok()
+                    except Exception as exc:
+                        if not common.is_row_error(exc):
+                            raise
+                        cur.execute("ROLLBACK")
+                return self._row_by_row(request, table, names, key, columns)
         with conn.cursor() as cur:
             cur.execute("BEGIN")
             stage = self._stage(cur, batch.select(names))
@@ -419,6 +435,33 @@ class PostgresDestination(Destination):
             self._rollback_or_drop()
             raise ConfigError(
                 f"destination {self.instance!r}: {common.error_message(exc)}") from None
+
+
+def _copy_compatible(schema: pa.Schema, columns: dict[str, str]) -> bool:
+    """True when binary COPY of these Arrow types fits the target columns as they are
+    (the driver encodes each Arrow type as one PostgreSQL type)."""
+    import pyarrow as pa
+
+    text = {"text", "character varying", "character"}
+    for f in schema:
+        t, target = f.type, columns[f.name].split("(")[0].strip()
+        if pa.types.is_string(t) or pa.types.is_large_string(t):
+            ok = target in text and not (f.metadata or {}).get(common.SQL_TYPE_KEY)
+        elif pa.types.is_decimal(t):
+            ok = target == "numeric"
+        elif pa.types.is_timestamp(t):
+            ok = target == ("timestamp with time zone" if t.tz else
+                            "timestamp without time zone")
+        else:
+            simple = [(pa.types.is_int8, "smallint"), (pa.types.is_int16, "smallint"),
+                      (pa.types.is_int32, "integer"), (pa.types.is_int64, "bigint"),
+                      (pa.types.is_float32, "real"), (pa.types.is_float64, "double precision"),
+                      (pa.types.is_boolean, "boolean"), (pa.types.is_binary, "bytea"),
+                      (pa.types.is_date32, "date"), (pa.types.is_time64, "time without time zone")]
+            ok = any(test(t) and target == name for test, name in simple)
+        if not ok:
+            return False
+    return True
 
 
 def _unique_keys(col: pa.Array) -> bool:
