@@ -238,6 +238,7 @@ class PostgresDestination(Destination):
         columns = self._prepare_table(table, batch.schema, key, op)
         if columns is None:  # delete from a table that does not exist: nothing to do
             return WriteResult.ok()
+        batch = _nested_to_json(batch, columns)
         if op == "upsert" and key not in self._unique.get(table, []):
             raise ConfigError(
                 f"table {self.schema_name}.{table}: upsert on {key!r} needs a primary key or "
@@ -405,7 +406,8 @@ class PostgresDestination(Destination):
         for f in fields:
             want, have = _family(common.pg_type_for(f)), _family(columns[f.name])
             if want != have and "text" not in (want, have) and \
-                    {want, have} not in ({"json", "other"}, {"uuid", "bin"}):
+                    {want, have} not in ({"json", "other"}, {"uuid", "bin"},
+                                         {"array", "json"}):
                 bad.append(f"{f.name!r} ({f.type} into {columns[f.name]})")
         if bad:
             raise ConfigError(f"table {target}: column type mismatch: {', '.join(bad)}")
@@ -468,6 +470,26 @@ def _unique_keys(col: pa.Array) -> bool:
     import pyarrow.compute as pc
 
     return pc.count_distinct(col, mode="all").as_py() == len(col)
+
+
+def _nested_to_json(batch: pa.RecordBatch, columns: dict[str, str]) -> pa.RecordBatch:
+    """Lists, structs and maps bound for json/jsonb columns become JSON text."""
+    import json
+
+    import pyarrow as pa
+
+    out = batch
+    for i, f in enumerate(batch.schema):
+        t = f.type
+        nested = pa.types.is_list(t) or pa.types.is_large_list(t) or \
+            pa.types.is_struct(t) or pa.types.is_map(t)
+        if nested and _family(columns.get(f.name, "")) == "json":
+            values = batch.column(i).to_pylist()
+            text = pa.array([None if v is None else json.dumps(v, default=str)
+                             for v in values], pa.string())
+            out = out.set_column(i, pa.field(f.name, pa.string(),
+                                             metadata={common.SQL_TYPE_KEY: b"jsonb"}), text)
+    return out
 
 
 def _for_copy(batch: pa.RecordBatch) -> pa.RecordBatch:

@@ -341,3 +341,16 @@ def test_keyless_table_takes_appends(pg_url, sql, table):
     assert sql(f'SELECT count(*) FROM "{table}"') == [(3,)]
     res = write_records(d, table, rows[:1])  # upsert needs a unique key: a clear error
     assert isinstance(res.error, ConfigError) and "unique index" in str(res.error)
+
+
+def test_nested_values_into_json_columns(pg_url, sql, table):
+    sql(f'CREATE TABLE "{table}" (id int PRIMARY KEY, tags jsonb, attrs json)')
+    rows = pa.table({
+        "id": [1, 2],
+        "tags": pa.array([["a", "b"], None], pa.list_(pa.string())),
+        "attrs": pa.array([{"plan": "pro", "seats": 3}, {"plan": "free", "seats": 1}]),
+    })
+    res = write_records(dest(pg_url), table, rows)
+    assert not res.rejected and not res.pending, res
+    assert sql(f"""SELECT tags::text, attrs->>'plan' FROM "{table}" ORDER BY id""") == \
+        [('["a", "b"]', "pro"), (None, "free")]
