@@ -167,6 +167,10 @@ class SyncRunner:
                 self._stream_batches(source, dest, stream, obj, match_key, gate, mapper, st)
                 if rep.status == "running" and self.sync.mode == "mirror":
                     self._delete_missing(dest, obj, match_key, st)
+                elif rep.status == "running" and not self.options.dry_run:
+                    # The source was read to the end: rejections of keys that left it
+                    # are cleared (mirror mode does it while deleting).
+                    st.finish()
             summary = gate.summary()
             rep.consent = summary
             rep.legal_bases = dict(summary.get("legal_bases", {}))
