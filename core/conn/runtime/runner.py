@@ -80,6 +80,7 @@ class SyncRunner:
             object=sync.object, mode=sync.mode, run_id=run.run_id,
         )
         self._consent_cache: dict[str, pa.Table] = {}
+        self._full_read = True
 
     # --- set-up -----------------------------------------------------------------------
 
@@ -167,7 +168,7 @@ class SyncRunner:
                 self._stream_batches(source, dest, stream, obj, match_key, gate, mapper, st)
                 if rep.status == "running" and self.sync.mode == "mirror":
                     self._delete_missing(dest, obj, match_key, st)
-                elif rep.status == "running" and not self.options.dry_run:
+                elif rep.status == "running" and not self.options.dry_run and self._full_read:
                     # The source was read to the end: rejections of keys that left it
                     # are cleared (mirror mode does it while deleting).
                     st.finish()
@@ -211,7 +212,10 @@ class SyncRunner:
                         st: SyncState) -> None:
         rep, opts = self.report, self.options
         operation, send_updates = MODE_PLAN[self.sync.mode]
-        state = st.source_state() if stream.cursor and not opts.full_resync else None
+        # Deletions need the whole set: mirror mode always reads the source in full.
+        incremental = bool(stream.cursor) and not opts.full_resync and self.sync.mode != "mirror"
+        state = st.source_state() if incremental else None
+        self._full_read = state is None
         batch_rows = opts.batch_rows or self.sync.batch_rows
         for item in source.read(stream, state, batch_rows):
             if isinstance(item, SourceState):
