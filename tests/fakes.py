@@ -22,6 +22,8 @@ from conn.source import Source, SourceState, StreamInfo
 
 #: stream name -> (table, primary key); tests fill it.
 TABLES: dict[str, tuple[pa.Table, tuple[str, ...]]] = {}
+#: stream name -> cursor column, for streams read incrementally.
+CURSORS: dict[str, str] = {}
 #: Every request a RecordingDestination received: (instance, operation, list of dicts).
 RECEIVED: list[tuple[str, str, list[dict[str, Any]]]] = []
 #: Optional hook to make a write fail: called with the request before recording it.
@@ -30,6 +32,7 @@ WRITE_HOOK: list[Callable[[WriteRequest], WriteResult | None]] = []
 
 def reset() -> None:
     TABLES.clear()
+    CURSORS.clear()
     RECEIVED.clear()
     WRITE_HOOK.clear()
 
@@ -52,12 +55,19 @@ class MemorySource(Source):
             raise CheckFailed(f"memory source refused token {self.config.get('token')}")
 
     def discover(self) -> list[StreamInfo]:
-        return [StreamInfo(name, t.schema, pk) for name, (t, pk) in TABLES.items()]
+        return [StreamInfo(name, t.schema, pk, CURSORS.get(name))
+                for name, (t, pk) in TABLES.items()]
 
     def read_batches(self, stream: StreamInfo, state: Any, batch_rows: int
                      ) -> Iterator[pa.RecordBatch | SourceState]:
+        import pyarrow.compute as pc
+
         table, _ = TABLES[stream.name]
+        if stream.cursor and state is not None:
+            table = table.filter(pc.greater(table[stream.cursor], state))
         yield from table.to_batches(max_chunksize=batch_rows)
+        if stream.cursor and table.num_rows:
+            yield SourceState(pc.max(table[stream.cursor]).as_py())
 
 
 CONTACT_FIELDS = {

@@ -213,3 +213,18 @@ def test_null_skip_fields_are_left_out_of_payloads(project, registry):
     by_email = {r["email"]: r for r in received()}
     assert by_email["a@example.com"] == {"email": "a@example.com"}
     assert by_email["b@example.com"] == {"email": "b@example.com", "name": "Ben"}
+
+
+def test_incremental_source_reads_only_new_rows_but_mirror_reads_everything(project,
+                                                                            registry):
+    """Regression: with a cursor, mirror mode read only rows past the bookmark and so
+    deleted every unchanged record from the destination."""
+    people(BASE_ROWS)
+    fakes.CURSORS["people"] = "id"
+    for mode, expect_read in (("upsert", 0), ("mirror", 4)):
+        fakes.RECEIVED.clear()
+        p = project(mode)
+        sync(p, registry)
+        rep = sync(p, registry)
+        assert rep.rows_read == expect_read
+        assert rep.deleted == 0 and received("delete") == []
