@@ -16,6 +16,7 @@ run (or at the next open after a crash) the log is folded into ``records``.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,6 +63,20 @@ def _connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnectio
     raise AssertionError("unreachable")
 
 
+#: Rows per step of :meth:`DuckDBStorage.compact` (bounds its memory).
+COMPACT_ROWS = 1_000_000
+
+
+def _partition_ranges(rows: int) -> list[str]:
+    """SQL conditions splitting the partitions into consecutive ranges of about
+    :data:`COMPACT_ROWS` of ``rows`` each (key ids are uniform hashes)."""
+    steps = max(1, min(hashing.PARTITIONS, -(-rows // COMPACT_ROWS)))
+    edges = [round(i * hashing.PARTITIONS / steps) for i in range(steps + 1)]
+    if steps == 1:
+        return ["true"]
+    return [f"partition BETWEEN {lo} AND {hi - 1}" for lo, hi in itertools.pairwise(edges)]
+
+
 class DuckDBStorage(Storage):
     """:class:`Storage` in one sync's DuckDB file."""
 
@@ -78,19 +93,32 @@ class DuckDBStorage(Storage):
 
     def compact(self, force: bool = False) -> None:
         """Fold the change log into ``records`` and rewrite the sorted ``kid_index``
-        (one transaction)."""
+        (one transaction).
+
+        Both steps go through the key space in ranges of partitions holding about
+        :data:`COMPACT_ROWS` rows each, so DuckDB's window and sort work on one range at a
+        time: memory stays bounded however large the state (a single statement over 7M
+        changed rows took ~1 GB). A partition is the top bits of the key id, so writing
+        the ranges in order keeps ``kid_index`` sorted by key id."""
         n = self._q("SELECT count(*) FROM changes").fetchall()[0][0]
         if not n and not force:
             return
         self.con.begin()
         try:
-            self._q("DELETE FROM records WHERE kid IN (SELECT kid FROM changes)")
-            self._q("""INSERT INTO records SELECT kid, key, hash, match_value, partition,
-                run_id, changed_at FROM (SELECT *, row_number() OVER (PARTITION BY kid
-                ORDER BY seq DESC) AS rn FROM changes) WHERE rn = 1 AND op = 1""")
+            for where in _partition_ranges(n):
+                self._q(f"DELETE FROM records WHERE {where} AND kid IN "
+                        f"(SELECT kid FROM changes WHERE {where})")
+                self._q(f"""INSERT INTO records SELECT kid, key, hash, match_value,
+                    partition, run_id, changed_at FROM (SELECT *, row_number() OVER
+                    (PARTITION BY kid ORDER BY seq DESC) AS rn FROM changes WHERE {where})
+                    WHERE rn = 1 AND op = 1""")
             self._q("DELETE FROM changes")
-            self._q("""CREATE OR REPLACE TABLE kid_index AS SELECT kid,
-                coalesce(hash, 0) AS hash, partition FROM records ORDER BY kid""")
+            total = self._q("SELECT count(*) FROM records").fetchall()[0][0]
+            self._q("""CREATE OR REPLACE TABLE kid_index (kid UBIGINT NOT NULL,
+                hash UBIGINT NOT NULL, partition USMALLINT NOT NULL)""")
+            for where in _partition_ranges(total):
+                self._q(f"""INSERT INTO kid_index SELECT kid, coalesce(hash, 0) AS hash,
+                    partition FROM records WHERE {where} ORDER BY kid""")
             self.con.commit()
         except BaseException:
             self.con.rollback()

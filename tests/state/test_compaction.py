@@ -1,0 +1,78 @@
+"""DuckDB state compaction in partition ranges: same result as one pass, sorted index."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+from conn.state import duckdb_store, hashing, migrations
+from conn.state.duckdb_store import DuckDBStorage
+
+
+def _rows(kids: np.ndarray, tag: str) -> pa.Table:
+    return pa.table({
+        "kid": pa.array(kids, pa.uint64()),
+        "key": pa.array([f"k{k}" for k in kids], pa.string()),
+        "hash": pa.array(kids ^ np.uint64(7), pa.uint64()),
+        "match_value": pa.array([f"{tag}{k}" for k in kids], pa.string()),
+        "partition": pa.array(hashing.partitions_of(kids), pa.uint16()),
+    })
+
+
+def _empty_rejections() -> pa.Table:
+    return pa.table({"kid": pa.array([], pa.uint64()), "key": pa.array([], pa.string()),
+                     "partition": pa.array([], pa.uint16()),
+                     "reason": pa.array([], pa.string())})
+
+
+@pytest.mark.parametrize("step_rows", [1_000_000, 700, 1])
+def test_compaction_in_ranges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                              step_rows: int) -> None:
+    monkeypatch.setattr(duckdb_store, "COMPACT_ROWS", step_rows)
+    path = tmp_path / "s.duckdb"
+    con = duckdb.connect(str(path))
+    migrations.prepare(con, str(path), kind="sync", identity={"sync": "s"})
+    st = DuckDBStorage(con, path)
+    rng = np.random.default_rng(1)
+    kids = np.unique(rng.integers(0, 2**64 - 1, 5000, dtype=np.uint64))
+    st.commit("r1", _rows(kids, "a"), _empty_rejections(), deletes=False)
+    st.compact()
+    # A second run: a third of the keys change twice (the later change wins), a tenth
+    # are deleted, and new keys arrive.
+    changed, gone = kids[::3], kids[1::10]
+    new = np.unique(rng.integers(0, 2**64 - 1, 1000, dtype=np.uint64))
+    st.commit("r2", _rows(changed, "b"), _empty_rejections(), deletes=False)
+    st.commit("r2", _rows(changed, "c"), _empty_rejections(), deletes=False)
+    st.commit("r2", _rows(gone, "x"), _empty_rejections(), deletes=True)
+    st.commit("r2", _rows(new, "n"), _empty_rejections(), deletes=False)
+    st.compact()
+
+    expect = {int(k): f"a{k}" for k in kids}
+    expect.update({int(k): f"c{k}" for k in changed})
+    for k in gone:
+        expect.pop(int(k), None)
+    expect.update({int(k): f"n{k}" for k in new})
+    got = dict(con.execute("SELECT kid, match_value FROM records").fetchall())
+    assert got == expect
+    assert con.execute("SELECT count(*) FROM changes").fetchall()[0][0] == 0
+    index_kids, index_hashes = st.load(None)
+    assert len(index_kids) == len(expect)
+    assert np.all(index_kids[1:] > index_kids[:-1])  # sorted, one entry per key
+    assert set(index_kids.tolist()) == set(expect)
+    assert np.array_equal(index_hashes, index_kids ^ np.uint64(7))
+    con.close()
+
+
+def test_partition_ranges_cover_every_partition() -> None:
+    for rows in (0, 1, 999_999, 1_000_001, 7_000_000, 10**12):
+        ranges = duckdb_store._partition_ranges(rows)
+        if ranges == ["true"]:
+            continue
+        covered = []
+        for cond in ranges:
+            lo, hi = (int(x) for x in cond.removeprefix("partition BETWEEN ").split(" AND "))
+            covered.extend(range(lo, hi + 1))
+        assert covered == list(range(hashing.PARTITIONS))
