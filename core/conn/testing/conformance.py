@@ -223,11 +223,7 @@ class _Common:
         cfg = dict(_resolve(self.config if config is None else config, ctx))
         self.plugin_class.validate_config(cfg)
         secrets.register_config_secrets(cfg, self.plugin_class.config_schema)
-        kwargs: dict[str, Any] = {"instance": "conformance"}
-        try:
-            return self.plugin_class(cfg, project_dir=ctx.tmp_path, **kwargs)
-        except TypeError:  # constructors that do not take project_dir
-            return self.plugin_class(cfg, **kwargs)
+        return self.plugin_class.create(cfg, instance="conformance", project_dir=ctx.tmp_path)
 
     def test_config_schema_is_valid(self, ctx: SuiteContext) -> None:
         """``config_schema`` is a valid JSON Schema of an object; ``name`` is set."""
