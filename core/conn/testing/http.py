@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 # --- fault server ---------------------------------------------------------------------------
 
@@ -437,16 +437,53 @@ def scrub_body(body: bytes | str | None) -> bytes | str | None:
     return text if isinstance(body, str) else text.encode()
 
 
+def parsed_body(body: Any, ignore_keys: Sequence[str] = ()) -> Any:
+    """A request body in comparable form: JSON as data (``ignore_keys`` replaced by
+    ``"<any>"`` at any depth), a form as sorted pairs, anything else as stripped text."""
+    if body in (None, b"", ""):
+        return None
+    text = body.decode() if isinstance(body, bytes) else str(body)
+    try:
+        doc = jsonlib.loads(text)
+    except ValueError:
+        if "\n" in text.strip() or "=" not in text:  # CSV or plain text
+            return text.strip()
+        return sorted(parse_qsl(text))
+
+    def blank(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: "<any>" if k in ignore_keys else blank(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [blank(v) for v in node]
+        return node
+
+    return blank(doc) if ignore_keys else doc
+
+
+def body_matcher(ignore_keys: Sequence[str] = ()) -> Callable[[Any, Any], None]:
+    """A vcrpy matcher: request bodies equal once parsed (key order and spacing ignored),
+    so a cassette pins the documented request shape, not its formatting."""
+
+    def match(r1: Any, r2: Any) -> None:
+        a, b = parsed_body(r1.body, ignore_keys), parsed_body(r2.body, ignore_keys)
+        assert a == b, f"request body differs from the cassette:\n sent: {a}\n want: {b}"
+
+    return match
+
+
 def make_vcr(cassette_dir: str | Path, *, record_mode: str = "none",
              secret_headers: Sequence[str] = (), secret_params: Sequence[str] = (),
              match_on: Sequence[str] = ("method", "scheme", "host", "port", "path", "query"),
+             match_body: bool = False, ignore_body_keys: Sequence[str] = (),
              **kwargs: Any) -> Any:
     """A ``vcr.VCR`` storing cassettes in ``cassette_dir`` with credentials filtered:
     auth headers, API keys in query strings and form bodies, secret-looking JSON keys and
     every value registered with :mod:`conn.secrets`, in requests and responses.
 
     ``record_mode="none"`` (the default) replays only, so CI never calls a vendor; record
-    with ``record_mode="once"`` and real credentials in the environment.
+    with ``record_mode="once"`` and real credentials in the environment. ``match_body``
+    also compares request bodies with :func:`body_matcher` (``ignore_body_keys``: JSON
+    keys whose values differ on every run, such as a random session id).
     """
     import vcr
 
@@ -467,7 +504,9 @@ def make_vcr(cassette_dir: str | Path, *, record_mode: str = "none",
                 hdrs[name] = ["***"]
         return response
 
-    return vcr.VCR(
+    if match_body:
+        match_on = [*match_on, "parsed_body"]
+    v = vcr.VCR(
         cassette_library_dir=str(cassette_dir),
         record_mode=record_mode,
         filter_headers=[(h, "***") for h in headers],
@@ -480,6 +519,9 @@ def make_vcr(cassette_dir: str | Path, *, record_mode: str = "none",
         path_transformer=vcr.VCR.ensure_suffix(".yaml"),
         **kwargs,
     )
+    if match_body:
+        v.register_matcher("parsed_body", body_matcher(ignore_body_keys))
+    return v
 
 
 def is_documented_cassette(path: str | Path) -> bool:

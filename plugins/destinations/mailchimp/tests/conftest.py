@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,25 +11,10 @@ API_KEY = "0123456789abcdef0123456789abcdef-us6"
 LIST_ID = "a1b2c3d4e5"
 
 
-def _json_body(r1: Any, r2: Any) -> None:
-    """vcrpy matcher: request bodies equal as JSON (key order and spacing ignored)."""
-    def parse(body: Any) -> Any:
-        if not body:
-            return None
-        if isinstance(body, bytes):
-            body = body.decode()
-        return json.loads(body)
-
-    a, b = parse(r1.body), parse(r2.body)
-    assert a == b, f"request body differs from the cassette:\n sent: {a}\n want: {b}"
-
-
 @pytest.fixture
 def mc_vcr(vcr_for: Callable[..., Any]) -> Any:
     """A replay-only VCR that also compares JSON request bodies with the cassette."""
-    v = vcr_for(match_on=("method", "scheme", "host", "port", "path", "query", "json_body"))
-    v.register_matcher("json_body", _json_body)
-    return v
+    return vcr_for(match_body=True)
 
 
 @pytest.fixture

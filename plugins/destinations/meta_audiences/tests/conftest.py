@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,26 +11,10 @@ TOKEN = "EAAGm0PX4ZCpsBAtesttokenvalue"
 AUDIENCE = "23850000000000001"
 
 
-def _json_body(r1: Any, r2: Any) -> None:
-    """vcrpy matcher: request bodies equal as JSON, ignoring the random session_id."""
-    def parse(body: Any) -> Any:
-        if not body:
-            return None
-        doc = json.loads(body.decode() if isinstance(body, bytes) else body)
-        if isinstance(doc, dict) and isinstance(doc.get("session"), dict):
-            doc["session"]["session_id"] = "<any>"
-        return doc
-
-    a, b = parse(r1.body), parse(r2.body)
-    assert a == b, f"request body differs from the cassette:\n sent: {a}\n want: {b}"
-
-
 @pytest.fixture
 def meta_vcr(vcr_for: Callable[..., Any]) -> Any:
     """A replay-only VCR that also compares JSON request bodies with the cassette."""
-    v = vcr_for(match_on=("method", "scheme", "host", "port", "path", "query", "json_body"))
-    v.register_matcher("json_body", _json_body)
-    return v
+    return vcr_for(match_body=True, ignore_body_keys=("session_id",))
 
 
 @pytest.fixture
