@@ -228,3 +228,17 @@ def test_incremental_source_reads_only_new_rows_but_mirror_reads_everything(proj
         rep = sync(p, registry)
         assert rep.rows_read == expect_read
         assert rep.deleted == 0 and received("delete") == []
+
+
+def test_null_primary_key_rejected_every_run_without_churn(project, registry):
+    fakes.TABLES["people"] = (pa.table({
+        "id": pa.array([1, None, 3], pa.int64()),
+        "email": ["a@example.com", "n@example.com", "c@example.com"],
+        "name": ["A", "N", "C"], "opt_in": [True, True, True]}), ("id",))
+    p = project("mirror")
+    rep = sync(p, registry)
+    assert (rep.rejected, rep.inserted) == (1, 2)
+    assert any("null primary key" in r for r in rep.rejection_reasons)
+    rep = sync(p, registry)
+    assert (rep.rejected, rep.unchanged, rep.deleted) == (1, 2, 0)
+    assert "n@example.com" not in [r["email"] for r in received()]
