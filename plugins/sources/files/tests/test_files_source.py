@@ -255,3 +255,26 @@ def test_entry_point_module_imports_nothing_heavy() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+
+def test_parquet_memory_bounded_by_batches_not_file(tmp_path: Path) -> None:
+    """Reading a large Parquet file must not buffer the whole file (pyarrow's pre_buffer
+    caches every row group of a fragment up front: memory grew with the file)."""
+    import pyarrow.compute as pc
+
+    n = 2_000_000
+    ids = pa.array(range(n), pa.int64())
+    values = pc.binary_join_element_wise("value-padding-padding-", pc.cast(ids, pa.string()), "")
+    path = tmp_path / "big.parquet"
+    pq.write_table(pa.table({"id": ids, "v": values}), path, row_group_size=n // 100,
+                   compression="none", use_dictionary=False)
+    src = make(path=str(path), primary_key="id")
+    info = src.stream("big")
+    base = pa.total_allocated_bytes()
+    peak, rows = 0, 0
+    for item in src.read(info, None, 5_000):
+        rows += getattr(item, "num_rows", 0)
+        peak = max(peak, pa.total_allocated_bytes() - base)
+    assert rows == n
+    assert peak < path.stat().st_size / 4, (peak, path.stat().st_size)
