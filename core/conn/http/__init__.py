@@ -1,30 +1,58 @@
 """HTTP toolkit for destinations: a rate-limited retrying client, auth helpers, batch
-splitting on rejection, and dry-run request descriptions.
+splitting on rejection, dry-run request descriptions and the shared HTTP settings
+(:mod:`conn.http.config`).
 
 Import from here: ``from conn.http import HttpClient, BearerToken, write_with_split``.
-Importing this package imports httpx; destination plugins should import it where the
-destination class lives, not in their entry-point module.
+Names are loaded on first access, so ``import conn.http.config`` (schema fragments used
+in a destination's class body) does not import httpx; the client, auth, batching and
+dry-run names do. Destination plugins should import those where the destination class
+lives, not in their entry-point module.
 """
 
 from __future__ import annotations
 
-from conn.http.auth import BasicAuth, BearerToken, OAuth2ClientCredentials, OAuth2RefreshToken
-from conn.http.batching import (
-    BatchRejected,
-    Outcome,
-    chunked,
-    write_in_chunks,
-    write_with_split,
-)
-from conn.http.client import (
-    HttpClient,
-    HttpStatusError,
-    RateLimiter,
-    RetryPolicy,
-    parse_retry_after,
-    safe_url,
-)
-from conn.http.dry_run import describe, describe_request
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from conn.http.auth import BasicAuth, BearerToken, OAuth2ClientCredentials, OAuth2RefreshToken
+    from conn.http.batching import (
+        BatchRejected,
+        Outcome,
+        chunked,
+        write_in_chunks,
+        write_with_split,
+    )
+    from conn.http.client import (
+        HttpClient,
+        HttpStatusError,
+        RateLimiter,
+        RetryPolicy,
+        parse_retry_after,
+        safe_url,
+    )
+    from conn.http.dry_run import describe, describe_request
+
+#: Public name -> the submodule defining it.
+_EXPORTS = {
+    "BasicAuth": "auth",
+    "BearerToken": "auth",
+    "OAuth2ClientCredentials": "auth",
+    "OAuth2RefreshToken": "auth",
+    "BatchRejected": "batching",
+    "Outcome": "batching",
+    "chunked": "batching",
+    "write_in_chunks": "batching",
+    "write_with_split": "batching",
+    "HttpClient": "client",
+    "HttpStatusError": "client",
+    "RateLimiter": "client",
+    "RetryPolicy": "client",
+    "parse_retry_after": "client",
+    "safe_url": "client",
+    "describe": "dry_run",
+    "describe_request": "dry_run",
+}
 
 __all__ = [
     "BasicAuth",
@@ -45,3 +73,17 @@ __all__ = [
     "write_in_chunks",
     "write_with_split",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the submodule defining ``name`` on first access (PEP 562)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -39,6 +39,7 @@ from conn.destination import (
     WriteResult,
 )
 from conn.errors import CheckFailed, ConfigError, ConnError, RetryLater
+from conn.http.config import client_from_config, concurrency_schema, http_settings_schema
 
 if TYPE_CHECKING:
     import httpx
@@ -115,17 +116,8 @@ class BrazeDestination(Destination):
             "app_id": {"type": "string", "description": "app identifier added to events"},
             "custom_attributes": {"type": "object", "additionalProperties": _ATTRIBUTE_SCHEMA,
                                   "description": "custom user attributes by name"},
-            "concurrency": {"type": "integer", "minimum": 1, "maximum": 32, "default": 4},
-            "retry": {
-                "type": "object",
-                "additionalProperties": False,
-                "properties": {
-                    "max_attempts": {"type": "integer", "minimum": 1, "default": 6},
-                    "base_delay": {"type": "number", "minimum": 0, "default": 0.5},
-                    "max_total_wait": {"type": "number", "minimum": 0, "default": 120},
-                },
-            },
-            "timeout": {"type": "number", "exclusiveMinimum": 0, "default": 30},
+            "concurrency": concurrency_schema(default=4, maximum=32),
+            **http_settings_schema(timeout=30),
         },
     }
 
@@ -182,18 +174,15 @@ class BrazeDestination(Destination):
         """The shared HTTP client (created on first use)."""
         with self._lock:
             if self._client is None:
-                from conn.http import BearerToken, HttpClient, RetryPolicy
+                from conn.http import BearerToken
 
-                retry = self.config.get("retry") or {}
-                self._client = HttpClient(
+                self._client = client_from_config(
+                    self.config,
                     self.config["rest_endpoint"].rstrip("/"),
                     auth=BearerToken(self.config["api_key"]),
                     headers={"Accept": "application/json"},
-                    timeout=float(self.config.get("timeout", 30)),
+                    timeout=30,
                     rate_limit=TRACK_RATE,
-                    retry=RetryPolicy(max_attempts=int(retry.get("max_attempts", 6)),
-                                      base_delay=float(retry.get("base_delay", 0.5)),
-                                      max_total_wait=float(retry.get("max_total_wait", 120))),
                     name=self.instance,
                 )
             return self._client

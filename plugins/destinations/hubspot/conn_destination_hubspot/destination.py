@@ -42,6 +42,7 @@ from conn.destination import (
     WriteResult,
 )
 from conn.errors import CheckFailed, ConfigError, ConnError, RetryLater
+from conn.http.config import client_from_config, concurrency_schema, http_settings_schema
 
 if TYPE_CHECKING:
     import httpx
@@ -151,7 +152,7 @@ class HubSpotDestination(Destination):
                                     "(requests per 10 s per app, per day per account)"},
             "daily_limit": {"type": "integer", "minimum": 1,
                             "description": "override the tier's daily request budget"},
-            "concurrency": {"type": "integer", "minimum": 1, "maximum": 16, "default": 2},
+            "concurrency": concurrency_schema(default=2, maximum=16),
             "custom_properties": {
                 "type": "object",
                 "additionalProperties": False,
@@ -160,16 +161,7 @@ class HubSpotDestination(Destination):
                                    "additionalProperties": _PROPERTY_SCHEMA}
                                for t in OBJECT_TYPES},
             },
-            "retry": {
-                "type": "object",
-                "additionalProperties": False,
-                "properties": {
-                    "max_attempts": {"type": "integer", "minimum": 1, "default": 6},
-                    "base_delay": {"type": "number", "minimum": 0, "default": 0.5},
-                    "max_total_wait": {"type": "number", "minimum": 0, "default": 120},
-                },
-            },
-            "timeout": {"type": "number", "exclusiveMinimum": 0, "default": 30},
+            **http_settings_schema(timeout=30),
         },
     }
 
@@ -227,18 +219,15 @@ class HubSpotDestination(Destination):
         """The shared HTTP client (created on first use)."""
         with self._lock:
             if self._client is None:
-                from conn.http import BearerToken, HttpClient, RetryPolicy
+                from conn.http import BearerToken
 
-                retry = self.config.get("retry") or {}
-                self._client = HttpClient(
+                self._client = client_from_config(
+                    self.config,
                     self.config.get("base_url", DEFAULT_BASE_URL),
                     auth=BearerToken(self.config["access_token"]),
                     headers={"Accept": "application/json"},
-                    timeout=float(self.config.get("timeout", 30)),
+                    timeout=30,
                     rate_limit=self.rate_limit(),
-                    retry=RetryPolicy(max_attempts=int(retry.get("max_attempts", 6)),
-                                      base_delay=float(retry.get("base_delay", 0.5)),
-                                      max_total_wait=float(retry.get("max_total_wait", 120))),
                     name=self.instance,
                 )
             return self._client

@@ -49,12 +49,12 @@ from conn.destination import (
     Capabilities,
     Destination,
     ObjectInfo,
-    RateLimit,
     Rejection,
     WriteRequest,
     WriteResult,
 )
 from conn.errors import CheckFailed, ConfigError, ConnError
+from conn.http.config import client_from_config, flat_retry_policy, rate_limit_from_config
 
 if TYPE_CHECKING:
     import httpx
@@ -163,9 +163,7 @@ class MailchimpDestination(Destination):
         self.concurrency = max(1, min(int(c.get("concurrency", 2)), self.max_connections))
         #: Connections one batch may use for its per-member calls.
         self.member_workers = max(1, self.max_connections // self.concurrency)
-        rl = c.get("rate_limit")
-        self.rate_limit = (RateLimit(int(rl["requests"]), float(rl.get("per_seconds", 1)))
-                           if rl else None)
+        self.rate_limit = rate_limit_from_config(c.get("rate_limit"))
         self._client: HttpClient | None = None
         self._lock = threading.Lock()
         #: Optional overrides for tests (``clock``, ``sleep``, ``seed``, ``transport``...).
@@ -185,17 +183,14 @@ class MailchimpDestination(Destination):
         """The shared HTTP client (one pool and limiter for every worker)."""
         with self._lock:
             if self._client is None:
-                from conn.http import BasicAuth, HttpClient, RetryPolicy
+                from conn.http import BasicAuth
 
-                c = self.config
-                retry = RetryPolicy(max_attempts=int(c.get("max_attempts", 6)),
-                                    max_total_wait=float(c.get("max_retry_wait", 300)))
-                self._client = HttpClient(
-                    self.base_url, auth=BasicAuth("conn", self.api_key),
-                    headers={"Accept": "application/json"},
-                    timeout=float(c.get("timeout", 60)), rate_limit=self.rate_limit,
-                    retry=retry, name=self.instance, max_connections=self.max_connections,
-                    **self.client_options)
+                self._client = client_from_config(
+                    self.config, self.base_url, auth=BasicAuth("conn", self.api_key),
+                    headers={"Accept": "application/json"}, timeout=60,
+                    retry=flat_retry_policy(self.config, max_retry_wait=300),
+                    rate_limit=self.rate_limit, name=self.instance,
+                    max_connections=self.max_connections, **self.client_options)
             return self._client
 
     def close(self) -> None:

@@ -48,12 +48,12 @@ from conn.destination import (
     Capabilities,
     Destination,
     ObjectInfo,
-    RateLimit,
     Rejection,
     WriteRequest,
     WriteResult,
 )
 from conn.errors import CheckFailed, ConnError
+from conn.http.config import client_from_config, flat_retry_policy, rate_limit_from_config
 
 if TYPE_CHECKING:
     import httpx
@@ -180,9 +180,7 @@ class MetaAudiencesDestination(Destination):
         cc = c.get("phone_country_code")
         self.country_code: str | None = str(cc).lstrip("+") if cc else None
         self.batch_size = min(BATCH_LIMIT, int(c.get("batch_size", BATCH_LIMIT)))
-        rl = c.get("rate_limit")
-        self.rate_limit = (RateLimit(int(rl["requests"]), float(rl.get("per_seconds", 1)))
-                           if rl else None)
+        self.rate_limit = rate_limit_from_config(c.get("rate_limit"))
         self._client: HttpClient | None = None
         self._lock = threading.Lock()
         self._sessions: dict[tuple[str, str, str], int] = {}
@@ -199,15 +197,14 @@ class MetaAudiencesDestination(Destination):
         """The shared HTTP client (token in the Authorization header, never in URLs)."""
         with self._lock:
             if self._client is None:
-                from conn.http import BearerToken, HttpClient, RetryPolicy
+                from conn.http import BearerToken
 
                 c = self.config
-                retry = RetryPolicy(max_attempts=int(c.get("max_attempts", 6)),
-                                    max_total_wait=float(c.get("max_retry_wait", 600)))
-                self._client = HttpClient(
-                    str(c.get("base_url") or "https://graph.facebook.com").rstrip("/"),
-                    auth=BearerToken(self.token), timeout=float(c.get("timeout", 120)),
-                    rate_limit=self.rate_limit, retry=retry, name=self.instance,
+                self._client = client_from_config(
+                    c, str(c.get("base_url") or "https://graph.facebook.com").rstrip("/"),
+                    auth=BearerToken(self.token), timeout=120,
+                    retry=flat_retry_policy(c, max_retry_wait=600),
+                    rate_limit=self.rate_limit, name=self.instance,
                     max_connections=4, **self.client_options)
             return self._client
 

@@ -45,6 +45,7 @@ from conn.destination import (
     WriteResult,
 )
 from conn.errors import CheckFailed, ConfigError, ConnError, RetryLater
+from conn.http.config import client_from_config, concurrency_schema, http_settings_schema
 
 if TYPE_CHECKING:
     import httpx
@@ -164,22 +165,13 @@ class SalesforceDestination(Destination):
             "objects": {"type": "object", "minProperties": 1,
                         "propertyNames": {"pattern": _NAME},
                         "additionalProperties": _OBJECT_SCHEMA},
-            "concurrency": {"type": "integer", "minimum": 1, "maximum": 25, "default": 2},
+            "concurrency": concurrency_schema(default=2, maximum=25),
             "requests_per_second": {"type": "number", "exclusiveMinimum": 0, "default": 20},
             "daily_limit": {"type": "integer", "minimum": 1,
                             "description": "the org's API request allocation per 24 h"},
             "bulk_poll_interval": {"type": "number", "minimum": 0, "default": 5},
             "bulk_timeout": {"type": "number", "exclusiveMinimum": 0, "default": 1800},
-            "retry": {
-                "type": "object",
-                "additionalProperties": False,
-                "properties": {
-                    "max_attempts": {"type": "integer", "minimum": 1, "default": 6},
-                    "base_delay": {"type": "number", "minimum": 0, "default": 0.5},
-                    "max_total_wait": {"type": "number", "minimum": 0, "default": 120},
-                },
-            },
-            "timeout": {"type": "number", "exclusiveMinimum": 0, "default": 60},
+            **http_settings_schema(timeout=60),
         },
     }
 
@@ -271,23 +263,18 @@ class SalesforceDestination(Destination):
         fetches a token, which tells the instance URL)."""
         with self._lock:
             if self._client is None:
-                from conn.http import HttpClient, RetryPolicy
-
                 self._auth = self._auth or self._make_auth()
                 if not self._instance_url:
                     self._auth.token()
                 if not self._instance_url:
                     raise CheckFailed("Salesforce token response has no instance_url; "
                                       "set instance_url in the config")
-                retry = self.config.get("retry") or {}
-                self._client = HttpClient(
+                self._client = client_from_config(
+                    self.config,
                     self._instance_url + self.api_path + "/",
                     auth=self._auth, headers={"Accept": "application/json"},
-                    timeout=float(self.config.get("timeout", 60)),
+                    timeout=60,
                     rate_limit=self.rate_limit(),
-                    retry=RetryPolicy(max_attempts=int(retry.get("max_attempts", 6)),
-                                      base_delay=float(retry.get("base_delay", 0.5)),
-                                      max_total_wait=float(retry.get("max_total_wait", 120))),
                     name=self.instance,
                 )
             return self._client

@@ -31,12 +31,18 @@ from conn.destination import (
     Capabilities,
     Destination,
     ObjectInfo,
-    RateLimit,
     Rejection,
     WriteRequest,
     WriteResult,
 )
 from conn.errors import CheckFailed, ConnError
+from conn.http.config import (
+    client_from_config,
+    concurrency_schema,
+    flat_retry_policy,
+    rate_limit_from_config,
+    timeout_schema,
+)
 
 if TYPE_CHECKING:
     from conn.http import HttpClient
@@ -62,8 +68,8 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "headers": {"type": "object", "additionalProperties": {"type": "string"},
                     "description": "Extra headers sent with every request."},
         "batch_size": {"type": "integer", "minimum": 1, "maximum": 100000, "default": 100},
-        "concurrency": {"type": "integer", "minimum": 1, "maximum": 64, "default": 4},
-        "timeout": {"type": "number", "exclusiveMinimum": 0, "default": 30},
+        "concurrency": concurrency_schema(default=4, maximum=64),
+        "timeout": timeout_schema(default=30),
         "max_attempts": {"type": "integer", "minimum": 1, "maximum": 20, "default": 6},
         "retry_base_delay": {"type": "number", "exclusiveMinimum": 0, "default": 0.5,
                              "description": "First backoff cap in seconds (doubles per "
@@ -152,9 +158,7 @@ class WebhookDestination(Destination):
         self.headers: dict[str, str] = dict(c.get("headers") or {})
         self.batch_size = int(c.get("batch_size", 100))
         self.concurrency = int(c.get("concurrency", 4))
-        rl = c.get("rate_limit")
-        self.rate_limit = (RateLimit(int(rl["requests"]), float(rl.get("per_seconds", 1)),
-                                     rl.get("burst"), rl.get("daily")) if rl else None)
+        self.rate_limit = rate_limit_from_config(c.get("rate_limit"))
         if self.secret:
             secrets.register(self.secret)
         from conn.http.dry_run import SENSITIVE_HEADERS
@@ -174,8 +178,6 @@ class WebhookDestination(Destination):
         """The shared HTTP client (created on first use; one limiter for all workers)."""
         with self._lock:
             if self._client is None:
-                from conn.http import HttpClient, RetryPolicy
-
                 auth = None
                 if self.secret:
                     from conn_destination_webhook.auth import WebhookSigner
@@ -183,14 +185,11 @@ class WebhookDestination(Destination):
                     auth = WebhookSigner(self.secret, id_header=self.id_header,
                                          timestamp_header=self.timestamp_header,
                                          signature_header=self.signature_header)
-                c = self.config
-                retry = RetryPolicy(max_attempts=int(c.get("max_attempts", 6)),
-                                    base_delay=float(c.get("retry_base_delay", 0.5)),
-                                    max_total_wait=float(c.get("max_retry_wait", 300)))
-                self._client = HttpClient(
-                    auth=auth, headers={"Content-Type": "application/json", **self.headers},
-                    timeout=float(c.get("timeout", 30)), rate_limit=self.rate_limit,
-                    retry=retry, name=self.instance,
+                self._client = client_from_config(
+                    self.config, auth=auth,
+                    headers={"Content-Type": "application/json", **self.headers}, timeout=30,
+                    retry=flat_retry_policy(self.config, max_retry_wait=300),
+                    rate_limit=self.rate_limit, name=self.instance,
                     max_connections=max(4, self.concurrency * 2), **self.client_options)
             return self._client
 
