@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from conn import secrets
+from conn import secrets, sql
 from conn.errors import CheckFailed, ConfigError
 
 if TYPE_CHECKING:
@@ -100,9 +100,7 @@ def error_message(exc: BaseException) -> str:
 
 def quote_ident(name: str) -> str:
     """Quote an identifier with backticks: always, so no name can change the SQL."""
-    if "\x00" in name:
-        raise ConfigError(f"identifier {name!r} contains a NUL byte")
-    return "`" + name.replace("`", "``") + "`"
+    return sql.quote_ident(name, "`")
 
 
 # --- types ----------------------------------------------------------------------------

@@ -16,6 +16,20 @@ from conn.destination import (
     WriteResult,
 )
 from conn.errors import CheckFailed, ConfigError, ConnError, RetryLater
+from conn.sql import (
+    check_column_types,
+    destination_properties,
+    dml,
+    fields_to_write,
+    missing_columns_error,
+    missing_table_error,
+    object_fields,
+    object_identifiers,
+    replay_row_by_row,
+    require_unique_key,
+    set_columns,
+    table_options,
+)
 
 from conn_mysql import common
 from conn_mysql.common import quote_ident
@@ -61,21 +75,7 @@ class MysqlDestination(Destination):
         "type": "object",
         "properties": {
             **common.CONNECTION_PROPERTIES,
-            "batch_size": {"type": "integer", "minimum": 1, "default": 5_000},
-            "create_table": {"type": "boolean", "default": False},
-            "evolve": {"type": "boolean", "default": False},
-            "tables": {
-                "type": "object",
-                "additionalProperties": {
-                    "type": "object",
-                    "properties": {
-                        "key": {"type": "string"},
-                        "create_table": {"type": "boolean"},
-                        "evolve": {"type": "boolean"},
-                    },
-                    "additionalProperties": False,
-                },
-            },
+            **destination_properties(batch_size=5_000),
         },
         "additionalProperties": False,
     }
@@ -119,10 +119,7 @@ class MysqlDestination(Destination):
             raise CheckFailed(str(exc)) from None
 
     def _opts(self, table: str) -> dict[str, Any]:
-        opts = dict((self.config.get("tables") or {}).get(table) or {})
-        opts.setdefault("create_table", self.config.get("create_table", False))
-        opts.setdefault("evolve", self.config.get("evolve", False))
-        return opts
+        return table_options(self.config, table)
 
     def _catalog(self) -> tuple[dict[str, dict[str, str]], dict[str, list[str]]]:
         cols: dict[str, dict[str, str]] = {}
@@ -149,20 +146,14 @@ class MysqlDestination(Destination):
         out = []
         for table in sorted(set(cols) | set(self.config.get("tables") or {})):
             opts = self._opts(table)
-            idents = [opts["key"]] if opts.get("key") else []
-            idents += [c for c in unique.get(table, []) if c not in idents]
-            if not idents:  # no unique key: any column can match update/delete/append
-                idents = list(cols.get(table, {}))
+            idents = object_identifiers(opts.get("key"), unique.get(table, []),
+                                        cols.get(table, {}))
             props: dict[str, Any] = {}
             for c, dt in cols.get(table, {}).items():
                 jt = _JSON.get(dt)
                 props[c] = {"type": [jt, "null"]} if jt else {}
-            for ident in idents:
-                props.setdefault(ident, {})
-            out.append(ObjectInfo(
-                table, {"type": "object", "properties": props,
-                        "additionalProperties": bool(opts["evolve"] or table not in cols)},
-                tuple(idents), caps))
+            fields = object_fields(props, idents, open_=opts["evolve"] or table not in cols)
+            out.append(ObjectInfo(table, fields, tuple(idents), caps))
         return out
 
     # --- writing ------------------------------------------------------------------------
@@ -194,8 +185,7 @@ class MysqlDestination(Destination):
         conn = self._connection()
         conn.ping(reconnect=False)
         if op == "update":
-            others = [c for c in names if c != key] or [key]
-            rows = common.rows_of(batch, [*others, key])
+            rows = common.rows_of(batch, [*set_columns(names, key), key])
         else:
             rows = common.rows_of(batch, names)
         sql = self._sql(op, table, names, key)
@@ -225,36 +215,21 @@ class MysqlDestination(Destination):
 
     def _row_by_row(self, conn: Any, op: str, sql: str, rows: list[tuple[Any, ...]],
                     key: str) -> WriteResult:
-        rejected: list[Rejection] = []
         with conn.cursor() as cur:
             conn.begin()
-            for idx, row in enumerate(rows):
-                cur.execute("SAVEPOINT conn_row")
-                try:
-                    if cur.execute(sql, row) == 0 and op == "update":
-                        rejected.append(_not_found(idx, key))
-                    cur.execute("RELEASE SAVEPOINT conn_row")
-                except Exception as exc:
-                    code = common.error_code(exc)
-                    if code not in common.ROW_ERRORS:
-                        raise
-                    cur.execute("ROLLBACK TO SAVEPOINT conn_row")
-                    rejected.append(Rejection(idx, common.error_message(exc),
-                                              retryable=code == 1452))
+
+            def write_row(idx: int) -> list[Rejection]:
+                if cur.execute(sql, rows[idx]) == 0 and op == "update":
+                    return [_not_found(idx, key)]
+                return []
+
+            rejected = replay_row_by_row(cur.execute, len(rows), write_row, _reject)
         conn.commit()
         return WriteResult(rejected=rejected)
 
     def _sql(self, op: str, table: str, names: list[str], key: str) -> str:
-        t, q = quote_ident(table), quote_ident
-        if op == "delete":
-            return f"DELETE FROM {t} WHERE {q(key)} = %s"
-        if op == "update":
-            others = [c for c in names if c != key] or [key]
-            sets = ", ".join(f"{q(c)} = %s" for c in others)
-            return f"UPDATE {t} SET {sets} WHERE {q(key)} = %s"
-        cols = ", ".join(q(c) for c in names)
-        marks = ", ".join(["%s"] * len(names))
-        sql = f"INSERT INTO {t} ({cols}) VALUES ({marks})"
+        q = quote_ident
+        sql = dml(op, q(table), names, key, quote=q, mark="%s")
         if op == "upsert":
             others = [c for c in names if c != key] or [key]
             sql += " ON DUPLICATE KEY UPDATE " + ", ".join(
@@ -268,8 +243,7 @@ class MysqlDestination(Destination):
             if op == "delete":
                 return False
             if not opts["create_table"]:
-                raise ConfigError(f"table {table!r} does not exist; create it or set "
-                                  f"create_table: true for destination {self.instance!r}")
+                raise missing_table_error(repr(table), self.instance)
             k = opts.get("key") or key
             if k not in schema.names:
                 raise ConfigError(f"cannot create table {table!r}: no key column {k!r}")
@@ -283,27 +257,27 @@ class MysqlDestination(Destination):
                         f"({', '.join(defs)}, PRIMARY KEY ({quote_ident(k)})) "
                         f"ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
             return True
-        fields = [schema.field(key)] if op == "delete" else list(schema)
+        fields = fields_to_write(schema, key, op)
         missing = [f for f in fields if f.name not in cols[table]]
         if missing and (op == "delete" or not opts["evolve"]):
-            raise ConfigError(
-                f"table {table!r} has no column(s) {', '.join(repr(f.name) for f in missing)}"
-                f"; add them, leave them out of the mapping, or set evolve: true")
+            raise missing_columns_error(repr(table), missing)
         for f in missing:
             self._query(f"ALTER TABLE {quote_ident(table)} ADD COLUMN {quote_ident(f.name)} "
                         f"{common.column_type(f)}")
-        bad = []
-        for f in fields:
-            if f.name in cols[table]:
-                have, want = _FAMILY.get(cols[table][f.name], "text"), _arrow_family(f.type)
-                if have != want and "text" not in (have, want):
-                    bad.append(f"{f.name!r} ({f.type} into {cols[table][f.name]})")
-        if bad:
-            raise ConfigError(f"table {table!r}: column type mismatch: {', '.join(bad)}")
-        if op == "upsert" and key not in unique.get(table, []):
-            raise ConfigError(f"table {table!r}: upsert on {key!r} needs a primary key or "
-                              f"unique index on it")
+        check_column_types(repr(table), fields, cols[table],
+                           lambda column_type: _FAMILY.get(column_type, "text"),
+                           lambda f: _arrow_family(f.type))
+        if op == "upsert":
+            require_unique_key(repr(table), key, unique.get(table, []))
         return True
+
+
+def _reject(idx: int, exc: Exception) -> Rejection | None:
+    """Errors caused by the row's values; a missing parent row (1452) may come later."""
+    code = common.error_code(exc)
+    if code not in common.ROW_ERRORS:
+        return None
+    return Rejection(idx, common.error_message(exc), retryable=code == 1452)
 
 
 def _not_found(idx: int, key: str) -> Rejection:

@@ -9,6 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from conn.errors import CheckFailed, ConfigError, ConnError
 from conn.source import Source, SourceState, StreamInfo
+from conn.sql import (
+    check_query_key,
+    incremental_query,
+    select_tables,
+    source_properties,
+    stream_options,
+    with_bookmarks,
+)
 
 from conn_mysql import common
 from conn_mysql.common import quote_ident
@@ -60,18 +68,7 @@ class MysqlSource(Source):
         "type": "object",
         "properties": {
             **common.CONNECTION_PROPERTIES,
-            "tables": {"type": "array", "items": {"type": "string"}},
-            "streams": {
-                "type": "object",
-                "additionalProperties": {
-                    "type": "object",
-                    "properties": {
-                        "cursor": {"type": "string"},
-                        "primary_key": {"type": "array", "items": {"type": "string"}},
-                    },
-                    "additionalProperties": False,
-                },
-            },
+            **source_properties(),
         },
         "additionalProperties": False,
     }
@@ -122,25 +119,14 @@ class MysqlSource(Source):
         pkeys: dict[str, list[str]] = {}
         for table, col in self._fetchall(_PKEY_SQL):
             pkeys.setdefault(table, []).append(col)
-        tables = sorted(fields)
-        wanted = self.config.get("tables")
-        if wanted:
-            missing = sorted(set(wanted) - set(tables))
-            if missing:
-                raise ConfigError(f"source {self.instance!r}: no table(s) {missing}",
-                                  path="config.tables")
-            tables = [t for t in tables if t in set(wanted)]
-        settings = self.config.get("streams", {})
+        tables = select_tables(sorted(fields), self.config.get("tables"),
+                               instance=self.instance)
         out = []
         for table in tables:
-            opts = settings.get(table, {})
-            cursor = opts.get("cursor")
-            if cursor and cursor not in [f.name for f in fields[table]]:
-                raise ConfigError(f"stream {table!r}: cursor column {cursor!r} does not exist",
-                                  path=f"config.streams.{table}.cursor")
-            out.append(StreamInfo(table, pa.schema(fields[table]),
-                                  tuple(opts.get("primary_key") or pkeys.get(table, ())),
-                                  cursor))
+            cursor, primary_key = stream_options(self.config, table,
+                                                 [f.name for f in fields[table]],
+                                                 pkeys.get(table, ()))
+            out.append(StreamInfo(table, pa.schema(fields[table]), primary_key, cursor))
         return out
 
     def query_stream(self, query: str, primary_key: tuple[str, ...]) -> StreamInfo:
@@ -173,27 +159,19 @@ class MysqlSource(Source):
             else:
                 t = by_code.get(code, pa.string())
             fields.append(pa.field(name, t))
-        names = [f.name for f in fields]
-        missing = [k for k in primary_key if k not in names]
-        if missing:
-            raise ConfigError(f"query has no column(s) {missing} for the primary key")
+        check_query_key(primary_key, [f.name for f in fields])
         return StreamInfo("query", pa.schema(fields), tuple(primary_key), query=query)
 
     def read_batches(self, stream: StreamInfo, state: Any | None,
                      batch_rows: int) -> Iterator[pa.RecordBatch | SourceState]:
         relation = f"({stream.query}) AS q" if stream.query else quote_ident(stream.name)
         cols = ", ".join(quote_ident(f.name) for f in stream.schema)
-        sql = f"SELECT {cols} FROM {relation}"
-        params: tuple[Any, ...] = ()
-        if stream.cursor:
-            cur_col = quote_ident(stream.cursor)
-            if state is not None:
-                sql += f" WHERE {cur_col} > %s"
-                params = (state,)
-            sql += f" ORDER BY {cur_col}"
+        sql, params = incremental_query(
+            f"SELECT {cols} FROM {relation}",
+            quote_ident(stream.cursor) if stream.cursor else None, state, "%s")
         batches = self._stream(sql, params, stream.schema, batch_rows)
         if stream.cursor:
-            yield from _with_bookmarks(batches, stream.cursor)
+            yield from with_bookmarks(batches, stream.cursor, _bookmark)
         else:
             yield from batches
 
@@ -247,20 +225,3 @@ def _bookmark(value: Any) -> Any:
         return value.isoformat()
     return str(value)
 
-
-def _with_bookmarks(batches: Iterator[pa.RecordBatch],
-                    cursor: str) -> Iterator[pa.RecordBatch | SourceState]:
-    """Yield batches, then a bookmark once no later row can share its last cursor value."""
-    pending = None
-    for batch in batches:
-        if pending is not None:
-            yield pending
-            last = pending.column(cursor)[-1].as_py()
-            if last is not None and batch.column(cursor)[0].as_py() != last:
-                yield SourceState(_bookmark(last))
-        pending = batch
-    if pending is not None:
-        yield pending
-        last = pending.column(cursor)[-1].as_py()
-        if last is not None:
-            yield SourceState(_bookmark(last))

@@ -1,5 +1,6 @@
-"""What the PostgreSQL source and destination share: settings, connecting, quoting, error
-redaction and the mapping between PostgreSQL and Arrow types."""
+"""What the PostgreSQL source and destination share: settings, connecting, quoting
+(:func:`conn.sql.quote_ident`), error redaction and the mapping between PostgreSQL and Arrow
+types."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from conn import secrets
 from conn.errors import CheckFailed, ConfigError
+from conn.sql import quote_ident
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -81,13 +83,6 @@ def connect(config: Mapping[str, Any], *, autocommit: bool = False) -> Any:
     except Exception as exc:
         raise CheckFailed(f"cannot connect to PostgreSQL: {redact(exc)}") from None
     return conn
-
-
-def quote_ident(name: str) -> str:
-    """Quote an identifier: always, so no column or table name can change the SQL."""
-    if "\x00" in name:
-        raise ConfigError(f"identifier {name!r} contains a NUL byte")
-    return '"' + name.replace('"', '""') + '"'
 
 
 def qualified(schema: str, table: str) -> str:

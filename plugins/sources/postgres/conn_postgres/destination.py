@@ -17,6 +17,18 @@ from conn.destination import (
     WriteResult,
 )
 from conn.errors import CheckFailed, ConfigError, ConnError, RetryLater
+from conn.sql import (
+    check_column_types,
+    destination_properties,
+    fields_to_write,
+    missing_columns_error,
+    missing_table_error,
+    object_fields,
+    object_identifiers,
+    replay_row_by_row,
+    require_unique_key,
+    table_options,
+)
 
 from conn_postgres import common
 from conn_postgres.common import quote_ident
@@ -79,24 +91,10 @@ class PostgresDestination(Destination):
         "type": "object",
         "properties": {
             **common.CONNECTION_PROPERTIES,
-            "batch_size": {"type": "integer", "minimum": 1, "default": 50_000},
-            "create_table": {"type": "boolean", "default": False},
-            "evolve": {"type": "boolean", "default": False},
-            "tables": {
-                "type": "object",
-                "description": "tables to write, also those that do not exist yet",
-                "additionalProperties": {
-                    "type": "object",
-                    "properties": {
-                        "key": {"type": "string"},
-                        "create_table": {"type": "boolean"},
-                        "evolve": {"type": "boolean"},
-                        "columns": {"type": "object",
-                                    "additionalProperties": {"type": "string"}},
-                    },
-                    "additionalProperties": False,
-                },
-            },
+            **destination_properties(
+                batch_size=50_000,
+                table_properties={"columns": {"type": "object",
+                                              "additionalProperties": {"type": "string"}}}),
         },
         "additionalProperties": False,
     }
@@ -154,10 +152,7 @@ class PostgresDestination(Destination):
         return self._columns
 
     def _table_opts(self, table: str) -> dict[str, Any]:
-        opts = dict((self.config.get("tables") or {}).get(table) or {})
-        opts.setdefault("create_table", self.config.get("create_table", False))
-        opts.setdefault("evolve", self.config.get("evolve", False))
-        return opts
+        return table_options(self.config, table)
 
     # --- duties -------------------------------------------------------------------------
 
@@ -181,18 +176,12 @@ class PostgresDestination(Destination):
         for table in names:
             opts = self._table_opts(table)
             cols = catalog.get(table) or dict(opts.get("columns") or {})
-            key = opts.get("key")
-            idents = [key] if key else []
-            idents += [c for c in self._unique.get(table, []) if c not in idents]
-            if not idents:  # no unique key: any column can match update/delete/append
-                idents = list(cols)
+            idents = object_identifiers(opts.get("key"), self._unique.get(table, []), cols)
             props = {c: common.json_schema_for(t) for c, t in cols.items()}
-            for ident in idents:
-                props.setdefault(ident, {})
             out.append(ObjectInfo(
                 name=table,
-                fields={"type": "object", "properties": props,
-                        "additionalProperties": bool(opts["evolve"] or table not in catalog)},
+                fields=object_fields(props, idents,
+                                     open_=opts["evolve"] or table not in catalog),
                 identifiers=tuple(idents),
                 capabilities=self._capabilities(),
                 description=("table" if table in catalog else "table (created on first write)"),
@@ -239,11 +228,10 @@ class PostgresDestination(Destination):
         if columns is None:  # delete from a table that does not exist: nothing to do
             return WriteResult.ok()
         batch = _nested_to_json(batch, columns)
-        if op == "upsert" and key not in self._unique.get(table, []):
-            raise ConfigError(
-                f"table {self.schema_name}.{table}: upsert on {key!r} needs a primary key or "
-                f"unique index on it (CREATE UNIQUE INDEX ON {quote_ident(table)} "
-                f"({quote_ident(key)}))")
+        if op == "upsert":
+            require_unique_key(
+                f"{self.schema_name}.{table}", key, self._unique.get(table, []),
+                hint=f" (CREATE UNIQUE INDEX ON {quote_ident(table)} ({quote_ident(key)}))")
         names = [key] if op == "delete" else batch.schema.names
         conn = self._connection()
         if op in ("insert", "append"):
@@ -345,24 +333,16 @@ class PostgresDestination(Destination):
         """Replay the batch one row per savepoint to pin the failure on the bad rows."""
         op = request.operation
         conn = self._connection()
-        rejected: list[Rejection] = []
         with conn.cursor() as cur:
             cur.execute("BEGIN")
             stage = self._stage(cur, request.records.select(names))
             sql = self._merge_sql(op, table, stage, names, key, columns, single=True)
-            for idx in range(len(request)):
-                cur.execute("SAVEPOINT conn_row")
-                try:
-                    cur.execute(sql, parameters=(idx,))
-                    rejected += self._missing(cur, op, table, stage, key, columns, idx)
-                    cur.execute("RELEASE SAVEPOINT conn_row")
-                except Exception as exc:
-                    if not common.is_row_error(exc):
-                        raise
-                    cur.execute("ROLLBACK TO SAVEPOINT conn_row")
-                    # A missing parent row (foreign key) may arrive later: retry then.
-                    retry = common.sqlstate(exc) == "23503"
-                    rejected.append(Rejection(idx, common.error_message(exc), retry))
+
+            def write_row(idx: int) -> list[Rejection]:
+                cur.execute(sql, parameters=(idx,))
+                return self._missing(cur, op, table, stage, key, columns, idx)
+
+            rejected = replay_row_by_row(cur.execute, len(request), write_row, _reject)
             cur.execute(f"DROP TABLE {stage}")
             cur.execute("COMMIT")
         return WriteResult(rejected=rejected)
@@ -382,35 +362,24 @@ class PostgresDestination(Destination):
             if op == "delete":
                 return None
             if not opts["create_table"]:
-                raise ConfigError(
-                    f"table {target} does not exist; create it or set create_table: true "
-                    f"for destination {self.instance!r}")
+                raise missing_table_error(target, self.instance)
             self._create(table, schema, opts.get("key") or key, opts.get("columns") or {})
             catalog = self._catalog(refresh=True)
         columns = catalog[table]
-        fields = [schema.field(key)] if op == "delete" else list(schema)
+        fields = fields_to_write(schema, key, op)
         missing = [f for f in fields if f.name not in columns]
         if missing and op != "delete":
             if not opts["evolve"]:
-                raise ConfigError(
-                    f"table {target} has no column(s) "
-                    f"{', '.join(repr(f.name) for f in missing)}; add them, leave them out "
-                    f"of the mapping, or set evolve: true to add them automatically")
+                raise missing_columns_error(target, missing, " to add them automatically")
             self._ddl([f"ALTER TABLE {common.qualified(self.schema_name, table)} ADD COLUMN "
                        f"IF NOT EXISTS {quote_ident(f.name)} {common.pg_type_for(f)}"
                        for f in missing])
             columns = self._catalog(refresh=True)[table]
         elif missing:
             raise ConfigError(f"table {target} has no key column {key!r}")
-        bad = []
-        for f in fields:
-            want, have = _family(common.pg_type_for(f)), _family(columns[f.name])
-            if want != have and "text" not in (want, have) and \
-                    {want, have} not in ({"json", "other"}, {"uuid", "bin"},
-                                         {"array", "json"}):
-                bad.append(f"{f.name!r} ({f.type} into {columns[f.name]})")
-        if bad:
-            raise ConfigError(f"table {target}: column type mismatch: {', '.join(bad)}")
+        check_column_types(target, fields, columns, _family,
+                           lambda f: _family(common.pg_type_for(f)),
+                           compatible=({"json", "other"}, {"uuid", "bin"}, {"array", "json"}))
         return columns
 
     def _create(self, table: str, schema: pa.Schema, key: str,
@@ -464,6 +433,14 @@ def _copy_compatible(schema: pa.Schema, columns: dict[str, str]) -> bool:
         if not ok:
             return False
     return True
+
+
+def _reject(idx: int, exc: Exception) -> Rejection | None:
+    """Data exceptions and constraint violations are the row's; a missing parent row
+    (foreign key, 23503) may arrive later: retried then."""
+    if not common.is_row_error(exc):
+        return None
+    return Rejection(idx, common.error_message(exc), common.sqlstate(exc) == "23503")
 
 
 def _unique_keys(col: pa.Array) -> bool:

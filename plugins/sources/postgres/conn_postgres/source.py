@@ -11,6 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from conn.errors import CheckFailed, ConfigError, ConnError
 from conn.source import Source, SourceState, StreamInfo
+from conn.sql import (
+    check_query_key,
+    select_tables,
+    source_properties,
+    stream_options,
+    with_bookmarks,
+)
 
 from conn_postgres import common
 from conn_postgres.common import quote_ident
@@ -54,20 +61,7 @@ class PostgresSource(Source):
         "type": "object",
         "properties": {
             **common.CONNECTION_PROPERTIES,
-            "tables": {"type": "array", "items": {"type": "string"},
-                       "description": "only these tables become streams (default: all)"},
-            "streams": {
-                "type": "object",
-                "description": "per-stream settings: cursor column, primary key",
-                "additionalProperties": {
-                    "type": "object",
-                    "properties": {
-                        "cursor": {"type": "string"},
-                        "primary_key": {"type": "array", "items": {"type": "string"}},
-                    },
-                    "additionalProperties": False,
-                },
-            },
+            **source_properties(),
         },
         "additionalProperties": False,
     }
@@ -125,39 +119,24 @@ class PostgresSource(Source):
             raise CheckFailed(str(exc)) from None
 
     def discover(self) -> list[StreamInfo]:
-        tables = [r[0] for r in self._fetchall(_TABLES_SQL, (self.schema_name,))]
-        wanted = self.config.get("tables")
-        if wanted:
-            missing = sorted(set(wanted) - set(tables))
-            if missing:
-                raise ConfigError(
-                    f"source {self.instance!r}: no table(s) {missing} in schema "
-                    f"{self.schema_name!r}", path="config.tables")
-            tables = [t for t in tables if t in set(wanted)]
+        tables = select_tables([r[0] for r in self._fetchall(_TABLES_SQL, (self.schema_name,))],
+                               self.config.get("tables"), instance=self.instance,
+                               where=f" in schema {self.schema_name!r}")
         pkeys: dict[str, list[str]] = {}
         for table, col in self._fetchall(_PKEYS_SQL, (self.schema_name,)):
             pkeys.setdefault(table, []).append(col)
-        settings = self.config.get("streams", {})
         streams = []
         for table in tables:
             raw = self._raw_schema(common.qualified(self.schema_name, table))
-            opts = settings.get(table, {})
-            cursor = opts.get("cursor")
-            if cursor and cursor not in raw.names:
-                raise ConfigError(f"stream {table!r}: cursor column {cursor!r} does not exist",
-                                  path=f"config.streams.{table}.cursor")
-            streams.append(StreamInfo(
-                name=table, schema=common.normalize_schema(raw),
-                primary_key=tuple(opts.get("primary_key") or pkeys.get(table, ())),
-                cursor=cursor,
-            ))
+            cursor, primary_key = stream_options(self.config, table, raw.names,
+                                                 pkeys.get(table, ()))
+            streams.append(StreamInfo(name=table, schema=common.normalize_schema(raw),
+                                      primary_key=primary_key, cursor=cursor))
         return streams
 
     def query_stream(self, query: str, primary_key: tuple[str, ...]) -> StreamInfo:
         raw = self._raw_schema(f"({query}) AS q")
-        missing = [k for k in primary_key if k not in raw.names]
-        if missing:
-            raise ConfigError(f"query has no column(s) {missing} for the primary key")
+        check_query_key(primary_key, raw.names)
         return StreamInfo("query", common.normalize_schema(raw), tuple(primary_key),
                           query=query)
 
@@ -180,7 +159,7 @@ class PostgresSource(Source):
         if not stream.cursor:
             yield from batches
             return
-        yield from _with_bookmarks(batches, stream.cursor)
+        yield from with_bookmarks(batches, stream.cursor)
 
     def _stream(self, sql: str, params: tuple[Any, ...], schema: pa.Schema,
                 batch_rows: int) -> Iterator[pa.RecordBatch]:
@@ -269,32 +248,3 @@ def _read_ahead(items: Iterator[Any]) -> Iterator[Any]:
                 slot.get(timeout=0.1)
         worker.join()
 
-
-def _with_bookmarks(batches: Iterator[pa.RecordBatch],
-                    cursor: str) -> Iterator[pa.RecordBatch | SourceState]:
-    """Yield each batch, then a bookmark once no later row can share its last cursor
-    value (one batch of look-ahead), so resuming with ``cursor > bookmark`` loses nothing.
-    """
-    pending: pa.RecordBatch | None = None
-    for batch in batches:
-        if pending is not None:
-            yield pending
-            last = pending.column(cursor)[-1].as_py()
-            if last is not None and batch.column(cursor)[0].as_py() != last:
-                yield SourceState(_bookmark(last))
-        pending = batch
-    if pending is not None:
-        yield pending
-        last = pending.column(cursor)[-1].as_py()
-        if last is not None:
-            yield SourceState(_bookmark(last))
-
-
-def _bookmark(value: Any) -> Any:
-    """Bookmarks are stored as JSON: numbers stay numbers, the rest becomes text that
-    PostgreSQL casts back to the cursor column's type."""
-    if isinstance(value, bool | int | float):
-        return value
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return str(value)

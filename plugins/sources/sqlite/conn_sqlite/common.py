@@ -1,5 +1,6 @@
-"""What the SQLite source and destination share: opening the file, quoting, and the
-mapping between declared SQLite column types and Arrow types."""
+"""What the SQLite source and destination share: opening the file, quoting
+(:func:`conn.sql.quote_ident`, double quotes), and the mapping between declared SQLite
+column types and Arrow types."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from conn.errors import CheckFailed, ConfigError
+from conn.sql import quote_ident
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -38,13 +40,6 @@ def connect(config: Mapping[str, Any], *, must_exist: bool) -> sqlite3.Connectio
     except sqlite3.Error as exc:
         raise CheckFailed(f"cannot open SQLite database {path!r}: {exc}") from None
     return conn
-
-
-def quote_ident(name: str) -> str:
-    """Quote an identifier: always, so no table or column name can change the SQL."""
-    if "\x00" in name:
-        raise ConfigError(f"identifier {name!r} contains a NUL byte")
-    return '"' + name.replace('"', '""') + '"'
 
 
 _DECIMAL = re.compile(r"(DECIMAL|NUMERIC)\s*\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")

@@ -16,7 +16,20 @@ from conn.destination import (
     WriteRequest,
     WriteResult,
 )
-from conn.errors import CheckFailed, ConfigError, ConnError
+from conn.errors import CheckFailed, ConnError
+from conn.sql import (
+    destination_properties,
+    dml,
+    fields_to_write,
+    missing_columns_error,
+    missing_table_error,
+    object_fields,
+    object_identifiers,
+    replay_row_by_row,
+    require_unique_key,
+    set_columns,
+    table_options,
+)
 
 from conn_sqlite import common
 from conn_sqlite.common import quote_ident
@@ -41,21 +54,7 @@ class SqliteDestination(Destination):
         "type": "object",
         "properties": {
             **common.CONNECTION_PROPERTIES,
-            "batch_size": {"type": "integer", "minimum": 1, "default": 10_000},
-            "create_table": {"type": "boolean", "default": False},
-            "evolve": {"type": "boolean", "default": False},
-            "tables": {
-                "type": "object",
-                "additionalProperties": {
-                    "type": "object",
-                    "properties": {
-                        "key": {"type": "string"},
-                        "create_table": {"type": "boolean"},
-                        "evolve": {"type": "boolean"},
-                    },
-                    "additionalProperties": False,
-                },
-            },
+            **destination_properties(batch_size=10_000),
         },
         "required": ["path"],
         "additionalProperties": False,
@@ -83,10 +82,7 @@ class SqliteDestination(Destination):
             raise CheckFailed(f"destination {self.instance!r}: {exc}") from None
 
     def _opts(self, table: str) -> dict[str, Any]:
-        opts = dict((self.config.get("tables") or {}).get(table) or {})
-        opts.setdefault("create_table", self.config.get("create_table", False))
-        opts.setdefault("evolve", self.config.get("evolve", False))
-        return opts
+        return table_options(self.config, table)
 
     def _columns(self, table: str) -> dict[str, tuple[str, int]]:
         rows = self._connection().execute(
@@ -118,21 +114,14 @@ class SqliteDestination(Destination):
         for table in sorted(existing | set(self.config.get("tables") or {})):
             opts = self._opts(table)
             cols = self._columns(table) if table in existing else {}
-            idents = [opts["key"]] if opts.get("key") else []
-            if table in existing:
-                idents += [c for c in self._unique(table) if c not in idents]
-                if not idents:  # no unique key: any column can match update/delete/append
-                    idents = list(cols)
+            idents = object_identifiers(
+                opts.get("key"), self._unique(table) if table in existing else [], cols)
             props: dict[str, Any] = {}
             for c, (typ, _pk) in cols.items():
                 jt = _JSON_TYPES.get(typ.upper())
                 props[c] = {"type": [jt, "null"]} if jt else {}
-            for ident in idents:
-                props.setdefault(ident, {})
-            out.append(ObjectInfo(
-                table, {"type": "object", "properties": props,
-                        "additionalProperties": bool(opts["evolve"] or table not in existing)},
-                tuple(idents), caps))
+            fields = object_fields(props, idents, open_=opts["evolve"] or table not in existing)
+            out.append(ObjectInfo(table, fields, tuple(idents), caps))
         return out
 
     def write_batch(self, request: WriteRequest) -> WriteResult:
@@ -155,8 +144,7 @@ class SqliteDestination(Destination):
         names = [key] if op == "delete" else batch.schema.names
         sql = self._sql(op, table, names, key)
         if op == "update":  # SET values first, the key last
-            others = [c for c in names if c != key] or [key]
-            rows = common.rows_of(batch, [*others, key])
+            rows = common.rows_of(batch, [*set_columns(names, key), key])
         else:
             rows = common.rows_of(batch, names)
         conn.execute("BEGIN IMMEDIATE")
@@ -168,32 +156,21 @@ class SqliteDestination(Destination):
         except (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError):
             conn.execute("ROLLBACK")
         # Replay row by row in savepoints to pin the failure on the bad rows.
-        rejected: list[Rejection] = []
         conn.execute("BEGIN IMMEDIATE")
-        for idx, row in enumerate(rows):
-            conn.execute("SAVEPOINT conn_row")
-            try:
-                conn.execute(sql, row)
-                conn.execute("RELEASE SAVEPOINT conn_row")
-            except (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError) as exc:
-                conn.execute("ROLLBACK TO SAVEPOINT conn_row")
-                conn.execute("RELEASE SAVEPOINT conn_row")
-                rejected.append(Rejection(idx, str(exc), retryable="FOREIGN KEY" in str(exc)))
+
+        def write_row(idx: int) -> list[Rejection]:
+            conn.execute(sql, rows[idx])
+            return []
+
+        rejected = replay_row_by_row(conn.execute, len(rows), write_row, _reject,
+                                     release_after_rollback=True)
         rejected += self._missing(conn, op, table, key, batch)
         conn.execute("COMMIT")
         return WriteResult(rejected=sorted(rejected, key=lambda r: r.index))
 
     def _sql(self, op: str, table: str, names: list[str], key: str) -> str:
-        t, q = quote_ident(table), quote_ident
-        if op == "delete":
-            return f"DELETE FROM {t} WHERE {q(key)} = ?"
-        if op == "update":
-            others = [c for c in names if c != key] or [key]
-            sets = ", ".join(f"{q(c)} = ?" for c in others)
-            return f"UPDATE {t} SET {sets} WHERE {q(key)} = ?"
-        cols = ", ".join(q(c) for c in names)
-        marks = ", ".join("?" for _ in names)
-        sql = f"INSERT INTO {t} ({cols}) VALUES ({marks})"
+        q = quote_ident
+        sql = dml(op, q(table), names, key, quote=q, mark="?")
         if op == "upsert":
             others = [c for c in names if c != key]
             action = ("DO UPDATE SET " + ", ".join(f"{q(c)} = excluded.{q(c)}" for c in others)
@@ -221,25 +198,28 @@ class SqliteDestination(Destination):
             if op == "delete":
                 return False
             if not opts["create_table"]:
-                raise ConfigError(f"table {table!r} does not exist; create it or set "
-                                  f"create_table: true for destination {self.instance!r}")
+                raise missing_table_error(repr(table), self.instance)
             k = opts.get("key") or key
             defs = [f"{quote_ident(f.name)} {common.declared_type(f)}" for f in schema]
             self._connection().execute(
                 f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} "
                 f"({', '.join(defs)}, PRIMARY KEY ({quote_ident(k)}))")
             return True
-        fields = [schema.field(key)] if op == "delete" else list(schema)
-        missing = [f for f in fields if f.name not in cols]
+        missing = [f for f in fields_to_write(schema, key, op) if f.name not in cols]
         if missing and (op == "delete" or not opts["evolve"]):
-            raise ConfigError(
-                f"table {table!r} has no column(s) {', '.join(repr(f.name) for f in missing)}"
-                f"; add them, leave them out of the mapping, or set evolve: true")
+            raise missing_columns_error(repr(table), missing)
         for f in missing:
             self._connection().execute(
                 f"ALTER TABLE {quote_ident(table)} ADD COLUMN {quote_ident(f.name)} "
                 f"{common.declared_type(f)}")
-        if op == "upsert" and key not in self._unique(table):
-            raise ConfigError(f"table {table!r}: upsert on {key!r} needs a primary key or "
-                              f"unique index on it")
+        if op == "upsert":
+            require_unique_key(repr(table), key, self._unique(table))
         return True
+
+
+def _reject(idx: int, exc: Exception) -> Rejection | None:
+    """Constraint and value errors are the row's; a missing parent row may come later."""
+    if not isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError |
+                      sqlite3.InterfaceError):
+        return None
+    return Rejection(idx, str(exc), retryable="FOREIGN KEY" in str(exc))

@@ -8,6 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 from conn.errors import CheckFailed, ConfigError, ConnError
 from conn.source import Source, SourceState, StreamInfo
+from conn.sql import (
+    check_query_key,
+    incremental_query,
+    select_tables,
+    source_properties,
+    stream_options,
+    with_bookmarks,
+)
 
 from conn_sqlite import common
 from conn_sqlite.common import quote_ident
@@ -30,18 +38,7 @@ class SqliteSource(Source):
         "type": "object",
         "properties": {
             **common.CONNECTION_PROPERTIES,
-            "tables": {"type": "array", "items": {"type": "string"}},
-            "streams": {
-                "type": "object",
-                "additionalProperties": {
-                    "type": "object",
-                    "properties": {
-                        "cursor": {"type": "string"},
-                        "primary_key": {"type": "array", "items": {"type": "string"}},
-                    },
-                    "additionalProperties": False,
-                },
-            },
+            **source_properties(),
         },
         "required": ["path"],
         "additionalProperties": False,
@@ -80,25 +77,14 @@ class SqliteSource(Source):
         rows = self._connection().execute(
             "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
             "AND name NOT LIKE 'sqlite_%' ORDER BY name").fetchall()
-        tables = [r[0] for r in rows]
-        wanted = self.config.get("tables")
-        if wanted:
-            missing = sorted(set(wanted) - set(tables))
-            if missing:
-                raise ConfigError(f"source {self.instance!r}: no table(s) {missing}",
-                                  path="config.tables")
-            tables = [t for t in tables if t in set(wanted)]
-        settings = self.config.get("streams", {})
+        tables = select_tables([r[0] for r in rows], self.config.get("tables"),
+                                   instance=self.instance)
         out = []
         for table in tables:
             fields, pkey = self._table_fields(table)
-            opts = settings.get(table, {})
-            cursor = opts.get("cursor")
-            if cursor and cursor not in [f.name for f in fields]:
-                raise ConfigError(f"stream {table!r}: cursor column {cursor!r} does not exist",
-                                  path=f"config.streams.{table}.cursor")
-            out.append(StreamInfo(table, pa.schema(fields),
-                                  tuple(opts.get("primary_key") or pkey), cursor))
+            cursor, primary_key = stream_options(self.config, table,
+                                                     [f.name for f in fields], pkey)
+            out.append(StreamInfo(table, pa.schema(fields), primary_key, cursor))
         return out
 
     def query_stream(self, query: str, primary_key: tuple[str, ...]) -> StreamInfo:
@@ -111,9 +97,7 @@ class SqliteSource(Source):
         # A query's columns have no declared type: read them as text unless the stream
         # is narrowed by the mapping.
         names = [d[0] for d in cur.description]
-        missing = [k for k in primary_key if k not in names]
-        if missing:
-            raise ConfigError(f"query has no column(s) {missing} for the primary key")
+        check_query_key(primary_key, names)
         return StreamInfo("query", pa.schema([pa.field(n, pa.string()) for n in names]),
                           tuple(primary_key), query=query)
 
@@ -121,17 +105,14 @@ class SqliteSource(Source):
                      batch_rows: int) -> Iterator[pa.RecordBatch | SourceState]:
         relation = f"({stream.query})" if stream.query else quote_ident(stream.name)
         cols = ", ".join(common.select_expr(f) for f in stream.schema)
-        sql = f"SELECT {cols} FROM {relation}"
-        params: tuple[Any, ...] = ()
+        query, params = incremental_query(
+            f"SELECT {cols} FROM {relation}",
+            quote_ident(stream.cursor) if stream.cursor else None, state, "?")
+        batches = self._stream(query, params, stream.schema, batch_rows)
         if stream.cursor:
-            cur_col = quote_ident(stream.cursor)
-            if state is not None:
-                sql += f" WHERE {cur_col} > ?"
-                params = (state,)
-            sql += f" ORDER BY {cur_col}"
-        batches = self._stream(sql, params, stream.schema, batch_rows)
-        if stream.cursor:
-            yield from _with_bookmarks(batches, stream.cursor, stream.schema)
+            t = stream.schema.field(stream.cursor).type
+            yield from with_bookmarks(batches, stream.cursor,
+                                          lambda value: _bookmark(value, t))
         else:
             yield from batches
 
@@ -173,21 +154,3 @@ def _bookmark(value: Any, t: pa.DataType) -> Any:
         return value.isoformat()
     return str(value)
 
-
-def _with_bookmarks(batches: Iterator[pa.RecordBatch], cursor: str,
-                    schema: pa.Schema) -> Iterator[pa.RecordBatch | SourceState]:
-    """Yield batches, then a bookmark once no later row can share its last cursor value."""
-    t = schema.field(cursor).type
-    pending = None
-    for batch in batches:
-        if pending is not None:
-            yield pending
-            last = pending.column(cursor)[-1].as_py()
-            if last is not None and batch.column(cursor)[0].as_py() != last:
-                yield SourceState(_bookmark(last, t))
-        pending = batch
-    if pending is not None:
-        yield pending
-        last = pending.column(cursor)[-1].as_py()
-        if last is not None:
-            yield SourceState(_bookmark(last, t))

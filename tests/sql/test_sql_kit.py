@@ -1,0 +1,135 @@
+"""conn.sql: the database-independent helpers SQL plugins share."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pyarrow as pa
+import pytest
+from conn.destination import Rejection
+from conn.errors import ConfigError
+from conn.source import SourceState
+from conn.sql import (
+    check_column_types,
+    check_query_key,
+    destination_properties,
+    dml,
+    incremental_query,
+    object_fields,
+    object_identifiers,
+    quote_ident,
+    replay_row_by_row,
+    require_unique_key,
+    select_tables,
+    set_columns,
+    stream_options,
+    table_options,
+    with_bookmarks,
+)
+
+
+def test_quote_ident():
+    assert quote_ident('a"b') == '"a""b"'
+    assert quote_ident("a`b", "`") == "`a``b`"
+    with pytest.raises(ConfigError, match="NUL"):
+        quote_ident("a\x00")
+
+
+def test_settings():
+    props = destination_properties(10, {"columns": {"type": "object"}})
+    assert props["batch_size"]["default"] == 10
+    assert set(props["tables"]["additionalProperties"]["properties"]) == {
+        "key", "create_table", "evolve", "columns"}
+    config = {"evolve": True, "tables": {"t": {"create_table": True}}}
+    assert table_options(config, "t") == {"create_table": True, "evolve": True}
+    assert table_options({}, "u") == {"create_table": False, "evolve": False}
+
+
+def test_stream_selection():
+    assert select_tables(["a", "b"], None, instance="s") == ["a", "b"]
+    assert select_tables(["a", "b"], ["b"], instance="s") == ["b"]
+    with pytest.raises(ConfigError, match=r"no table\(s\) \['c'\] in x"):
+        select_tables(["a"], ["c"], instance="s", where=" in x")
+    config = {"streams": {"t": {"cursor": "u", "primary_key": ["k"]}}}
+    assert stream_options(config, "t", ["u", "k"], ("id",)) == ("u", ("k",))
+    assert stream_options({}, "t", [], ("id",)) == (None, ("id",))
+    with pytest.raises(ConfigError, match="cursor column 'u' does not exist"):
+        stream_options(config, "t", ["k"], ())
+    with pytest.raises(ConfigError, match="for the primary key"):
+        check_query_key(["k"], ["a"])
+
+
+def test_incremental_query():
+    assert incremental_query("SELECT 1", None, 5, "?") == ("SELECT 1", ())
+    assert incremental_query("S", '"c"', None, "?") == ('S ORDER BY "c"', ())
+    assert incremental_query("S", '"c"', 5, "%s") == ('S WHERE "c" > %s ORDER BY "c"', (5,))
+
+
+def test_bookmarks_follow_the_last_value_no_later_row_shares():
+    schema = pa.schema([("c", pa.int64())])
+    batches = [pa.record_batch([pa.array(v, pa.int64())], schema=schema)
+               for v in ([1, 2], [2, 3], [4, 5])]
+    out = list(with_bookmarks(iter(batches), "c"))
+    states = [(i, o.value) for i, o in enumerate(out) if isinstance(o, SourceState)]
+    assert states == [(2, 3), (4, 5)]  # none after [1, 2]: the next batch starts at 2
+    assert list(with_bookmarks(iter(batches[:1]), "c", lambda v: f"<{v}>"))[-1] == \
+        SourceState("<2>")
+
+
+def test_objects_and_checks():
+    assert object_identifiers("k", ["id", "k"], ["a"]) == ["k", "id"]
+    assert object_identifiers(None, [], ["a", "b"]) == ["a", "b"]
+    assert object_fields({"a": {}}, ["k"], open_=0) == {
+        "type": "object", "properties": {"a": {}, "k": {}}, "additionalProperties": False}
+    fields = [pa.field("n", pa.int64()), pa.field("s", pa.string()), pa.field("x", pa.int8())]
+
+    def family(t: str) -> str:
+        return {"int": "num", "blob": "bin"}.get(t, "text")
+
+    def arrow_family(f: pa.Field) -> str:
+        return "num" if pa.types.is_integer(f.type) else "text"
+
+    check_column_types("t", fields, {"n": "int", "s": "blob"}, family, arrow_family)
+    with pytest.raises(ConfigError, match=r"type mismatch: 'n' \(int64 into blob\)"):
+        check_column_types("t", fields, {"n": "blob"}, family, arrow_family)
+    check_column_types("t", fields, {"n": "blob"}, family, arrow_family,
+                       compatible=[{"num", "bin"}])
+    with pytest.raises(ConfigError, match=r"upsert on 'k' needs .* on it!"):
+        require_unique_key("t", "k", ["id"], hint="!")
+
+
+def test_dml():
+    q = quote_ident
+    assert set_columns(["k"], "k") == ["k"]
+    assert dml("delete", '"t"', ["k"], "k", quote=q, mark="?") == \
+        'DELETE FROM "t" WHERE "k" = ?'
+    assert dml("update", '"t"', ["k", "a"], "k", quote=q, mark="%s") == \
+        'UPDATE "t" SET "a" = %s WHERE "k" = %s'
+    assert dml("insert", '"t"', ["k", "a"], "k", quote=q, mark="?") == \
+        'INSERT INTO "t" ("k", "a") VALUES (?, ?)'
+
+
+def test_replay_row_by_row_rejects_only_the_bad_rows():
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+    rows = [(1, "a"), (2, None), (3, "c")]
+    conn.execute("BEGIN")
+
+    def write_row(idx: int) -> list[Rejection]:
+        conn.execute("INSERT INTO t VALUES (?, ?)", rows[idx])
+        return [Rejection(idx, "note")] if idx == 2 else []
+
+    def reject(idx: int, exc: Exception) -> Rejection | None:
+        return Rejection(idx, str(exc)) if isinstance(exc, sqlite3.IntegrityError) else None
+
+    rejected = replay_row_by_row(conn.execute, len(rows), write_row, reject,
+                                 release_after_rollback=True)
+    conn.execute("COMMIT")
+    assert [(r.index, r.reason.split(":")[0]) for r in rejected] == [
+        (1, "NOT NULL constraint failed"), (2, "note")]
+    assert conn.execute("SELECT k FROM t ORDER BY k").fetchall() == [(1,), (3,)]
+
+    conn.execute("BEGIN")
+    with pytest.raises(sqlite3.IntegrityError):
+        replay_row_by_row(conn.execute, 1, write_row, lambda i, e: None)
+    conn.execute("ROLLBACK")
