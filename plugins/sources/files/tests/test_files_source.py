@@ -260,7 +260,10 @@ def test_entry_point_module_imports_nothing_heavy() -> None:
 
 def test_parquet_memory_bounded_by_batches_not_file(tmp_path: Path) -> None:
     """Reading a large Parquet file must not buffer the whole file (pyarrow's pre_buffer
-    caches every row group of a fragment up front: memory grew with the file)."""
+    caches every row group of a fragment up front, and the scanner reads row groups
+    ahead of a slow consumer: memory grew with the file)."""
+    import time
+
     import pyarrow.compute as pc
 
     n = 2_000_000
@@ -273,8 +276,9 @@ def test_parquet_memory_bounded_by_batches_not_file(tmp_path: Path) -> None:
     info = src.stream("big")
     base = pa.total_allocated_bytes()
     peak, rows = 0, 0
-    for item in src.read(info, None, 5_000):
+    for item in src.read(info, None, 20_000):
         rows += getattr(item, "num_rows", 0)
         peak = max(peak, pa.total_allocated_bytes() - base)
+        time.sleep(0.002)  # a slow consumer: read-ahead, if any, piles up
     assert rows == n
-    assert peak < path.stat().st_size / 4, (peak, path.stat().st_size)
+    assert peak < path.stat().st_size / 10, (peak, path.stat().st_size)
