@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 _EMPTY = -1
+#: Entries re-inserted per step when the table grows.
+_REHASH_SLICE = 1 << 20
 
 
 class KeyIndex:
@@ -43,8 +45,11 @@ class KeyIndex:
         if 2 * need > len(self._table):
             size = 1 << max(5, (2 * need).bit_length())
             self._table = np.full(size, _EMPTY, dtype=np.int32 if size < 2**31 else np.int64)
-            if self._n:
-                self._place(np.arange(self._n, dtype=np.int64), self._kids[: self._n])
+            # Re-insert in slices: _place's temporaries (~40 bytes per entry) then stay
+            # bounded instead of spiking with the index size (+300 MB at 7M keys).
+            for lo in range(0, self._n, _REHASH_SLICE):
+                hi = min(self._n, lo + _REHASH_SLICE)
+                self._place(np.arange(lo, hi, dtype=np.int64), self._kids[lo:hi])
 
     def _slots(self, kids: np.ndarray) -> np.ndarray:
         # Key ids are already well-mixed hashes; their low bits spread evenly.
