@@ -4,7 +4,7 @@ connectors from PyPI (``tap-jsonl``, ``target-jsonl``) in cached virtual environ
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 import io
 import json
 import re
@@ -22,13 +22,11 @@ RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$
 
 
 def _venv_helper() -> Any:
-    """The Singer plugins' cached-venv helper (``connector_venv``)."""
-    path = ROOT / "plugins" / "sources" / "singer" / "tests" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_singer_venvs", path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.connector_venv
+    """The Singer plugins' cached-venv helper (:func:`conn.testing.singer.connector_venv`
+    for this repository)."""
+    from conn.testing.singer import connector_venv
+
+    return functools.partial(connector_venv, root=ROOT)
 
 
 def conn(*args: str, cwd: Path, stdin: bytes | None = None,
