@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -134,11 +135,8 @@ def _store(project: Path | None) -> Any:
 
 
 def list_runs(sync: str | None, *, limit: int, project: Path | None, json_out: bool) -> None:
-    store = _store(project)
-    try:
+    with contextlib.closing(_store(project)) as store:
         runs = store.runs(sync, limit)
-    finally:
-        store.close()
     if json_out:
         output.print_json({"runs": runs})
         return
@@ -159,11 +157,8 @@ def list_runs(sync: str | None, *, limit: int, project: Path | None, json_out: b
 
 
 def list_rejected(sync: str, *, limit: int, project: Path | None, json_out: bool) -> None:
-    store = _store(project)
-    try:
+    with contextlib.closing(_store(project)) as store:
         rows = store.rejections(sync, limit)
-    finally:
-        store.close()
     if json_out:
         output.print_json({"sync": sync, "rejected": rows})
         return

@@ -261,12 +261,9 @@ class DuckDBStateStore(StateStore):
             self._check_canary(storage, meta, full_resync)
             storage.begin_run(run_id)
             self._open[sync] = storage
-            st = PlanningSyncState(storage, run_id, full_resync=full_resync,
-                                   partitions=partitions)
-            try:
+            with PlanningSyncState(storage, run_id, full_resync=full_resync,
+                                   partitions=partitions) as st:
                 yield st
-            finally:
-                st.close()
         finally:
             self._open.pop(sync, None)
             if con is not None:

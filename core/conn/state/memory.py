@@ -126,12 +126,9 @@ class MemoryStateStore(StateStore):
                                 "started": time.strftime("%Y-%m-%d %H:%M:%S")}
         try:
             data = self._syncs.setdefault(sync, _SyncData())
-            st = PlanningSyncState(MemoryStorage(data), run_id, full_resync=full_resync,
-                                   partitions=partitions)
-            try:
+            with PlanningSyncState(MemoryStorage(data), run_id, full_resync=full_resync,
+                                   partitions=partitions) as st:
                 yield st
-            finally:
-                st.close()
         finally:
             with self._mutex:
                 self._held.pop(sync, None)

@@ -311,6 +311,13 @@ class PlanningSyncState(SyncState):
         if (~seen).any():
             self.storage.clear_rejections(kids[~seen])
 
+    def __enter__(self) -> PlanningSyncState:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Close at the end of the ``with`` block, whatever happened in it."""
+        self.close()
+
     def close(self) -> None:
         """End of the run: let the backend compact its change log."""
         try:

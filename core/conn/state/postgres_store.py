@@ -268,12 +268,9 @@ class PostgresStateStore(StateStore):
                 storage = PostgresStorage(conn, self.schema, sync)
                 self._check_canary(conn, sync, full_resync)
                 storage.begin_run(run_id)
-                st = PlanningSyncState(storage, run_id, full_resync=full_resync,
-                                       partitions=partitions)
-                try:
+                with PlanningSyncState(storage, run_id, full_resync=full_resync,
+                                       partitions=partitions) as st:
                     yield st
-                finally:
-                    st.close()
             finally:
                 conn.close()
         finally:
