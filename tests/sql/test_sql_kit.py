@@ -133,3 +133,29 @@ def test_replay_row_by_row_rejects_only_the_bad_rows():
     with pytest.raises(sqlite3.IntegrityError):
         replay_row_by_row(conn.execute, 1, write_row, lambda i, e: None)
     conn.execute("ROLLBACK")
+
+
+def test_lazy_connection_opens_once_and_drops_quietly():
+    from conn.sql import LazyConnection
+
+    class Broken:
+        closed = 0
+
+        def close(self) -> None:
+            Broken.closed += 1
+            raise RuntimeError("already gone")
+
+    class Holder(LazyConnection):
+        opened = 0
+
+        def _open_connection(self) -> Broken:
+            self.opened += 1
+            return Broken()
+
+    h = Holder()
+    assert h._connection() is h._connection() and h.opened == 1
+    h.close()
+    h.close()
+    assert Broken.closed == 1 and h._conn is None
+    h._connection()
+    assert h.opened == 2

@@ -1,7 +1,8 @@
 """Database-independent helpers for SQL source and destination plugins.
 
 Pure Python (pyarrow is imported only by the functions that need it, and no database
-driver ever): identifier quoting, the config-schema fragments every SQL plugin shares,
+driver ever): a lazily opened connection, identifier quoting, the config-schema fragments
+every SQL plugin shares,
 stream selection and cursor bookmarks for sources, and for destinations the per-table
 options, object description, table/column compatibility checks and the per-row
 savepoint replay that pins a failed batch on its bad rows. Dialect-specific SQL, type
@@ -10,6 +11,7 @@ mappings and driver error classification stay in the plugins and are passed in.
 
 from __future__ import annotations
 
+from conn.sql.connection import LazyConnection
 from conn.sql.identifiers import quote_ident
 from conn.sql.reading import (
     check_query_key,
@@ -34,6 +36,7 @@ from conn.sql.writing import (
 )
 
 __all__ = [
+    "LazyConnection",
     "check_column_types",
     "check_query_key",
     "default_bookmark",

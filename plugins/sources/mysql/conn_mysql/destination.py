@@ -3,7 +3,6 @@ and ``DELETE`` by key, one transaction per batch, per-row rejections via savepoi
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +16,7 @@ from conn.destination import (
 )
 from conn.errors import CheckFailed, ConfigError, ConnError, RetryLater
 from conn.sql import (
+    LazyConnection,
     check_column_types,
     destination_properties,
     dml,
@@ -64,7 +64,7 @@ def _arrow_family(t: pa.DataType) -> str:
     return "text"
 
 
-class MysqlDestination(Destination):
+class MysqlDestination(LazyConnection, Destination):
     """Writes MariaDB/MySQL tables: upsert (``ON DUPLICATE KEY UPDATE``), insert, update,
     delete and append, each batch in one InnoDB transaction. Rows a constraint or a strict
     SQL mode refuses are found by replaying the batch row by row in savepoints."""
@@ -82,22 +82,10 @@ class MysqlDestination(Destination):
 
     def __init__(self, config: Any = None, *, instance: str = "") -> None:
         super().__init__(config, instance=instance)
-        self._conn: Any = None
         self._lock = threading.Lock()
 
-    def _connection(self) -> Any:
-        if self._conn is None:
-            self._conn = common.connect(self.config)
-        return self._conn
-
-    def _drop(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            self._conn = None
-
-    def close(self) -> None:
-        self._drop()
+    def _open_connection(self) -> Any:
+        return common.connect(self.config)
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         conn = self._connection()
@@ -108,7 +96,7 @@ class MysqlDestination(Destination):
             conn.commit()
             return rows
         except Exception as exc:
-            self._drop()
+            self._drop_connection()
             raise ConnError(
                 f"destination {self.instance!r}: {common.error_message(exc)}") from None
 
@@ -171,7 +159,7 @@ class MysqlDestination(Destination):
                     if self._conn is not None:
                         self._conn.rollback()
                 except Exception:
-                    self._drop()
+                    self._drop_connection()
                 raise RetryLater(f"destination {self.instance!r} table "
                                  f"{request.object.name!r}: {common.error_message(exc)}"
                                  ) from None

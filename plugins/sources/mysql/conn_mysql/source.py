@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from conn.errors import CheckFailed, ConfigError, ConnError
 from conn.source import Source, SourceState, StreamInfo
 from conn.sql import (
+    LazyConnection,
     check_query_key,
     incremental_query,
     select_tables,
@@ -55,7 +56,7 @@ def json_columns(cur: Any) -> set[tuple[str, str]]:
     return out
 
 
-class MysqlSource(Source):
+class MysqlSource(LazyConnection, Source):
     """Reads MariaDB/MySQL tables and queries as Arrow batches.
 
     Rows stream through an unbuffered cursor (``SSCursor``) in one consistent-snapshot
@@ -75,18 +76,9 @@ class MysqlSource(Source):
 
     def __init__(self, config: Any = None, *, instance: str = "") -> None:
         super().__init__(config, instance=instance)
-        self._conn: Any = None
 
-    def _connection(self) -> Any:
-        if self._conn is None:
-            self._conn = common.connect(self.config)
-        return self._conn
-
-    def close(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            self._conn = None
+    def _open_connection(self) -> Any:
+        return common.connect(self.config)
 
     def _fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         conn = self._connection()

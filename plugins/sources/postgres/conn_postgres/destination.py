@@ -3,7 +3,6 @@ table, then merged into the target with one statement, in one transaction."""
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,7 @@ from conn.destination import (
 )
 from conn.errors import CheckFailed, ConfigError, ConnError, RetryLater
 from conn.sql import (
+    LazyConnection,
     check_column_types,
     destination_properties,
     fields_to_write,
@@ -76,7 +76,7 @@ def _family(pgtype: str) -> str:
     return _FAMILIES.get(pgtype.split("(")[0].strip(), "other")
 
 
-class PostgresDestination(Destination):
+class PostgresDestination(LazyConnection, Destination):
     """Writes to PostgreSQL tables: upsert, insert, update, delete and append by key.
 
     Each batch runs in one transaction: binary COPY into a temporary table, then one
@@ -102,31 +102,19 @@ class PostgresDestination(Destination):
     def __init__(self, config: Any = None, *, instance: str = "") -> None:
         super().__init__(config, instance=instance)
         self.schema_name: str = self.config.get("schema", "public")
-        self._conn: Any = None
         self._lock = threading.Lock()
         self._columns: dict[str, dict[str, str]] | None = None
         self._unique: dict[str, list[str]] = {}
 
     # --- connection and catalog --------------------------------------------------------
 
-    def _connection(self) -> Any:
-        if self._conn is None:
-            # Autocommit at the driver level; transactions are explicit BEGIN/COMMIT, so
-            # that savepoints work after an error (the driver refuses them otherwise).
-            conn = common.connect(self.config, autocommit=True)
-            with conn.cursor() as cur:
-                cur.execute("SET TIME ZONE 'UTC'")
-            self._conn = conn
-        return self._conn
-
-    def _drop_connection(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            self._conn = None
-
-    def close(self) -> None:
-        self._drop_connection()
+    def _open_connection(self) -> Any:
+        # Autocommit at the driver level; transactions are explicit BEGIN/COMMIT, so
+        # that savepoints work after an error (the driver refuses them otherwise).
+        conn = common.connect(self.config, autocommit=True)
+        with conn.cursor() as cur:
+            cur.execute("SET TIME ZONE 'UTC'")
+        return conn
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         conn = self._connection()

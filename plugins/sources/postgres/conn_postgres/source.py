@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from conn.errors import CheckFailed, ConfigError, ConnError
 from conn.source import Source, SourceState, StreamInfo
 from conn.sql import (
+    LazyConnection,
     check_query_key,
     select_tables,
     source_properties,
@@ -46,7 +47,7 @@ ORDER BY c.relname, k.ord
 """
 
 
-class PostgresSource(Source):
+class PostgresSource(LazyConnection, Source):
     """Reads PostgreSQL tables, views and queries as Arrow record batches.
 
     Reads run inside one read-only transaction through a server-side cursor fetched
@@ -69,20 +70,11 @@ class PostgresSource(Source):
     def __init__(self, config: Any = None, *, instance: str = "") -> None:
         super().__init__(config, instance=instance)
         self.schema_name: str = self.config.get("schema", "public")
-        self._conn: Any = None
 
     # --- connection --------------------------------------------------------------------
 
-    def _connection(self) -> Any:
-        if self._conn is None:
-            self._conn = common.connect(self.config)
-        return self._conn
-
-    def close(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            self._conn = None
+    def _open_connection(self) -> Any:
+        return common.connect(self.config)
 
     def _fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         conn = self._connection()
