@@ -26,3 +26,23 @@ def test_growth_in_slices_keeps_positions(monkeypatch: pytest.MonkeyPatch,
     assert (idx.find(missing) == -1).all()
     again, fresh = idx.add(kids[:100])
     assert not fresh.any() and np.array_equal(again, np.arange(100))
+
+
+def test_close_releases_the_run_index_and_keeps_state(tmp_path) -> None:
+    """close() drops the in-memory index before compacting; what was committed stays."""
+    import pyarrow as pa
+    from conn.state.duckdb_store import DuckDBStateStore
+
+    store = DuckDBStateStore.open(None, tmp_path)
+    keys = pa.array([f"k{i}" for i in range(1000)], pa.string())
+    batch = pa.record_batch({"v": pa.array(range(1000))})
+    with store.open_sync("s", "r1") as st:
+        plan = st.plan(keys, batch)
+        assert len(plan.inserts) == 1000
+        st.commit(keys, plan.hashes, keys, pa.array([True] * 1000), [])
+        assert len(st.new) == 1000
+    assert len(st.new) == 0 and len(st.state) == 0
+    with store.open_sync("s", "r2") as st2:
+        again = st2.plan(keys, batch)
+        assert again.unchanged == 1000 and len(again.inserts) == 0
+    store.close()

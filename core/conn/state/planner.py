@@ -319,8 +319,13 @@ class PlanningSyncState(SyncState):
         self.close()
 
     def close(self) -> None:
-        """End of the run: let the backend compact its change log."""
+        """End of the run: let the backend compact its change log. The run's in-memory
+        key index is released first, so that the compaction (the run's largest DuckDB
+        step) does not add to it: at 7M keys it is ~200 MB."""
         try:
+            self.new = KeyIndex()
+            self.state = SortedState(np.empty(0, np.uint64), np.empty(0, np.uint64))
+            self._stamp = np.zeros(0, dtype=np.int64)
             self.storage.finish()
         finally:
             self._con.close()
