@@ -339,8 +339,10 @@ def conn_side(name: str, data: Path, rows: int, runs: int, warmup: int, work: Pa
 
 
 def script_side(name: str, python: Path, script: str, args: list[str], rows: int, runs: int,
-                warmup: int, work: Path, out_of: Any, note: str = "") -> tuple[Measurement, int]:
-    """A reference script under ``python``; ``out_of(i)`` gives each run's output path."""
+                warmup: int, work: Path, out_of: Any, extra_of: Any = None,
+                note: str = "") -> tuple[Measurement, int]:
+    """A reference script under ``python``, run as ``main.py *args OUT *extra``:
+    ``out_of(i)`` gives run i's output path, ``extra_of(i)`` more arguments."""
     d = work / name.split()[0]
     d.mkdir(exist_ok=True)
     (d / "_transform.py").write_text(textwrap.dedent(TRANSFORM))
@@ -349,9 +351,9 @@ def script_side(name: str, python: Path, script: str, args: list[str], rows: int
     sent = -1
     for i in range(warmup + runs):
         out = out_of(i)
+        extra = extra_of(i) if extra_of else []
         wall, rss, stdout = run_child([str(python), str(d / "main.py"), *args, str(out),
-                                       *([str(work / f"dlt-{i}")] if "dlt" in name else [])],
-                                      cwd=d)
+                                       *extra], cwd=d)
         sent = int(json.loads(stdout.strip().splitlines()[-1])["sent"])
         if i >= warmup:
             m.seconds.append(wall)
@@ -408,7 +410,8 @@ def scenario1(n: int, runs: int, quick: bool, singer_rows: int | None, work: Pat
     else:
         results["dlt"], sent["dlt"] = script_side(
             "dlt (Arrow → filesystem Parquet)", DLT_PY, DLT, [str(data), str(batch)], n, runs,
-            1, work, lambda i: work / f"dlt-out-{i}")
+            1, work, lambda i: work / f"dlt-out-{i}",
+            lambda i: [str(work / f"dlt-{i}")])  # a fresh pipelines_dir per run
     if "singer" in skip:
         skipped["singer"] = "--skip singer"
     elif (why := ensure_venv(SINGER_PY, create=not quick)) is not None:
