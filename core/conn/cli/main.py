@@ -8,6 +8,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from conn.cli import _coercion
+
+_coercion.install()
+
 app = typer.Typer(
     name="conn",
     help=(
