@@ -84,6 +84,10 @@ class DuckDBStorage(Storage):
         self.con = con
         self.path = path
         self._seq = 0
+        # Whether ``rejections`` may hold rows: when it is empty (the usual case) a
+        # commit skips clearing earlier rejections of its keys (an IN-subquery join per
+        # batch). Only this connection writes the file while the sync is open.
+        self._rejections: bool | None = None
 
     def _q(self, sql: str, params: list[Any] | None = None) -> Any:
         try:
@@ -149,20 +153,34 @@ class DuckDBStorage(Storage):
         self._q("INSERT INTO progress (run_id, started_at, updated_at) VALUES (?, now(), "
                 "now()) ON CONFLICT DO NOTHING", [run_id])
 
+    def _may_have_rejections(self) -> bool:
+        if self._rejections is None:
+            self._rejections = bool(self._q(
+                "SELECT EXISTS (SELECT 1 FROM rejections)").fetchall()[0][0])
+        return self._rejections
+
     def commit(self, run_id: str, rows: pa.Table, rejected: pa.Table, *,
                deletes: bool) -> None:
         self._seq += 1
         con = self.con
+        clear = self._may_have_rejections()
         con.register("_rows", rows)
-        con.register("_rej", rejected)
+        if rejected.num_rows:
+            con.register("_rej", rejected)
+            self._rejections = True  # conservative: set before the transaction
         con.begin()
         try:
-            self._q("""INSERT INTO changes SELECT ?, ?, kid, key, hash, match_value,
-                partition, ?, now() FROM _rows""", [self._seq, 2 if deletes else 1, run_id])
-            self._q("""DELETE FROM rejections WHERE run_id <> ? AND kid IN
-                (SELECT kid FROM _rows UNION ALL SELECT kid FROM _rej)""", [run_id])
-            self._q("""INSERT INTO rejections SELECT kid, key, partition, reason, ?, ?, now()
-                FROM _rej""", ["delete" if deletes else "write", run_id])
+            if rows.num_rows:
+                self._q("""INSERT INTO changes SELECT ?, ?, kid, key, hash, match_value,
+                    partition, ?, now() FROM _rows""",
+                        [self._seq, 2 if deletes else 1, run_id])
+            if clear:
+                self._q("DELETE FROM rejections WHERE run_id <> ? AND kid IN (SELECT kid "
+                        "FROM _rows" + (" UNION ALL SELECT kid FROM _rej)"
+                                        if rejected.num_rows else ")"), [run_id])
+            if rejected.num_rows:
+                self._q("""INSERT INTO rejections SELECT kid, key, partition, reason, ?, ?,
+                    now() FROM _rej""", ["delete" if deletes else "write", run_id])
             col = "deleted" if deletes else "acknowledged"
             self._q(f"""UPDATE progress SET batches = batches + 1, {col} = {col} + ?,
                 rejected = rejected + ?, updated_at = now() WHERE run_id = ?""",
@@ -173,7 +191,8 @@ class DuckDBStorage(Storage):
             raise
         finally:
             con.unregister("_rows")
-            con.unregister("_rej")
+            if rejected.num_rows:
+                con.unregister("_rej")
 
     def lookup(self, kids: np.ndarray, batch_rows: int) -> Iterator[tuple[pa.Array, pa.Array]]:
         cur = self.con.cursor()
