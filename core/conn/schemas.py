@@ -24,8 +24,10 @@ def load(name: str) -> dict[str, Any]:
     return json.loads((schema_dir() / name).read_text())
 
 
+@functools.cache
 def registry() -> Any:
-    """A ``referencing`` registry resolving ``$ref``s between conn's schemas by file name."""
+    """A ``referencing`` registry resolving ``$ref``s between conn's schemas by file name
+    (built once per process; registries are immutable)."""
     from referencing import Registry, Resource
 
     resources = []

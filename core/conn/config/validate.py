@@ -70,14 +70,35 @@ def describe(error: Any) -> str:
     return redact(error.message)
 
 
-def schema_errors(instance: Any, schema: dict[str, Any], *, file: str | None, path: str,
-                  registry: Any = None) -> list[ConfigError]:
-    """Validate and return one :class:`ConfigError` per problem (deepest first)."""
+# Compiled validators by (id(schema), id(registry)); the entry keeps both objects alive,
+# so an id cannot be reused by another schema while its entry exists.
+_VALIDATORS: dict[tuple[int, int], tuple[Any, Any, Any]] = {}
+
+
+def _validator(schema: dict[str, Any], registry: Any) -> Any:
+    """A validator for ``schema``, built once per schema object (conn's and plugins'
+    schemas are module-level constants)."""
+    key = (id(schema), id(registry))
+    hit = _VALIDATORS.get(key)
+    if hit is not None and hit[0] is schema and hit[1] is registry:
+        return hit[2]
     import jsonschema
 
     cls = jsonschema.validators.validator_for(schema)
     kwargs = {"registry": registry} if registry is not None else {}
     validator = cls(schema, format_checker=cls.FORMAT_CHECKER, **kwargs)
+    if len(_VALIDATORS) >= 256:  # schemas built on the fly (tests): stay bounded
+        _VALIDATORS.clear()
+    _VALIDATORS[key] = (schema, registry, validator)
+    return validator
+
+
+def schema_errors(instance: Any, schema: dict[str, Any], *, file: str | None, path: str,
+                  registry: Any = None) -> list[ConfigError]:
+    """Validate and return one :class:`ConfigError` per problem (deepest first)."""
+    import jsonschema
+
+    validator = _validator(schema, registry)
     errors = []
     for err in sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path)):
         # For oneOf/anyOf, the most specific sub-error explains best.
