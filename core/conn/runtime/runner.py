@@ -259,8 +259,11 @@ class SyncRunner:
             if len(indices) == 0:
                 self._batch_done(counts, t0)
                 continue
+            # A first sync sends every row of every batch, in order: no copies then.
+            every = _every_row(indices, mapped.batch.num_rows)
             request = delivery.request_from_plan(self.sync.name, obj, operation, mapped,
-                                                 indices, match_key, opts.dry_run)
+                                                 None if every else indices, match_key,
+                                                 opts.dry_run)
             if opts.dry_run:
                 self._preview(dest, request)
                 rep.inserted += n_ins
@@ -268,7 +271,8 @@ class SyncRunner:
                 self._batch_done(counts, t0)
                 continue
             result = dest.write(request)
-            acked = self._commit(st, mapped.keys.take(indices), plan.hashes.take(indices),
+            acked = self._commit(st, mapped.keys if every else mapped.keys.take(indices),
+                                 plan.hashes if every else plan.hashes.take(indices),
                                  request.records.column(match_key), result)
             ins_acked = pc.sum(acked.slice(0, n_ins)).as_py() or 0
             upd_acked = (pc.sum(acked.slice(n_ins)).as_py() or 0) if n_upd else 0
@@ -339,6 +343,13 @@ class SyncRunner:
         if self.progress:
             self.progress(self.report, counts)
         self.registry.hook.batch_done(run=self.run_info, sync=self.report, counts=counts)
+
+
+def _every_row(indices: pa.Array, n: int) -> bool:
+    """Whether ``indices`` is exactly ``0, 1, ..., n - 1`` (taking them is a no-op)."""
+    if len(indices) != n or indices.null_count:
+        return False
+    return bool(np.array_equal(indices.to_numpy(), np.arange(n, dtype=np.int64)))
 
 
 def ack_mask(n: int, result: WriteResult) -> pa.Array:
