@@ -76,3 +76,32 @@ def test_partition_ranges_cover_every_partition() -> None:
             lo, hi = (int(x) for x in cond.removeprefix("partition BETWEEN ").split(" AND "))
             covered.extend(range(lo, hi + 1))
         assert covered == list(range(hashing.PARTITIONS))
+
+
+def test_first_fold_renames_the_change_log(tmp_path: Path) -> None:
+    """A first sync (empty records, each key once, no deletes) becomes ``records`` by a
+    catalog change; the tables keep the layout of a fresh file and later folds work."""
+    path = tmp_path / "s.duckdb"
+    con = duckdb.connect(str(path))
+    migrations.prepare(con, str(path), kind="sync", identity={"sync": "s"})
+    layout = {t: con.execute(f"DESCRIBE {t}").fetchall() for t in ("records", "changes")}
+    st = DuckDBStorage(con, path)
+    kids = np.unique(np.random.default_rng(2).integers(0, 2**64 - 1, 3000, dtype=np.uint64))
+    st.commit("r1", _rows(kids[:2000], "a"), _empty_rejections(), deletes=False)
+    st.commit("r1", _rows(kids[2000:], "a"), _empty_rejections(), deletes=False)
+    st.compact()
+    assert {t: con.execute(f"DESCRIBE {t}").fetchall() for t in layout} == layout
+    assert con.execute("SELECT count(*) FROM changes").fetchall()[0][0] == 0
+    got = dict(con.execute("SELECT kid, match_value FROM records").fetchall())
+    assert got == {int(k): f"a{k}" for k in kids}
+    assert con.execute("SELECT count(*) FROM records WHERE run_id = 'r1' AND acked_at "
+                       "IS NOT NULL").fetchall()[0][0] == len(kids)
+    # A second run: updates once (no window) and deletes into non-empty records.
+    st.commit("r2", _rows(kids[:10], "b"), _empty_rejections(), deletes=False)
+    st.commit("r2", _rows(kids[10:20], "x"), _empty_rejections(), deletes=True)
+    st.compact()
+    expect = {int(k): f"a{k}" for k in kids[20:]} | {int(k): f"b{k}" for k in kids[:10]}
+    assert dict(con.execute("SELECT kid, match_value FROM records").fetchall()) == expect
+    index_kids, _ = st.load(None)
+    assert np.all(index_kids[1:] > index_kids[:-1]) and len(index_kids) == len(expect)
+    con.close()

@@ -24,14 +24,17 @@ from conn.errors import StateError
 APP_ID = "conn-state"
 FORMAT_VERSION = 2
 
+#: The change log (also re-created by the DuckDB store's compaction).
+CHANGES_TABLE = """CREATE TABLE changes (seq BIGINT NOT NULL, op TINYINT NOT NULL,
+  kid UBIGINT NOT NULL, key VARCHAR NOT NULL, hash UBIGINT, match_value VARCHAR,
+  partition USMALLINT NOT NULL, run_id VARCHAR, changed_at TIMESTAMP)"""
+
 SYNC_TABLES_V2 = """
 CREATE TABLE records (kid UBIGINT NOT NULL, key VARCHAR NOT NULL, hash UBIGINT,
   match_value VARCHAR, partition USMALLINT NOT NULL, run_id VARCHAR, acked_at TIMESTAMP);
 CREATE TABLE kid_index (kid UBIGINT NOT NULL, hash UBIGINT NOT NULL,
   partition USMALLINT NOT NULL);
-CREATE TABLE changes (seq BIGINT NOT NULL, op TINYINT NOT NULL, kid UBIGINT NOT NULL,
-  key VARCHAR NOT NULL, hash UBIGINT, match_value VARCHAR, partition USMALLINT NOT NULL,
-  run_id VARCHAR, changed_at TIMESTAMP);
+{changes};
 CREATE TABLE rejections (kid UBIGINT NOT NULL, key VARCHAR, partition USMALLINT NOT NULL,
   reason VARCHAR, op VARCHAR, run_id VARCHAR, rejected_at TIMESTAMP);
 CREATE TABLE progress (run_id VARCHAR PRIMARY KEY, started_at TIMESTAMP,
@@ -39,7 +42,7 @@ CREATE TABLE progress (run_id VARCHAR PRIMARY KEY, started_at TIMESTAMP,
   rejected BIGINT DEFAULT 0, deleted BIGINT DEFAULT 0);
 CREATE TABLE source_state (id INTEGER PRIMARY KEY, value VARCHAR, run_id VARCHAR,
   saved_at TIMESTAMP);
-"""
+""".replace("{changes}", CHANGES_TABLE)
 
 #: The version-1 layout, kept to test the migration (never created by this conn).
 SYNC_TABLES_V1 = """
@@ -66,9 +69,7 @@ def _v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("UPDATE records SET partition = (kid >> 56)::USMALLINT")
     con.execute("ALTER TABLE rejections ADD COLUMN partition USMALLINT")
     con.execute("UPDATE rejections SET partition = (kid >> 56)::USMALLINT")
-    con.execute("""CREATE TABLE changes (seq BIGINT NOT NULL, op TINYINT NOT NULL,
-      kid UBIGINT NOT NULL, key VARCHAR NOT NULL, hash UBIGINT, match_value VARCHAR,
-      partition USMALLINT NOT NULL, run_id VARCHAR, changed_at TIMESTAMP)""")
+    con.execute(CHANGES_TABLE)
     con.execute("""CREATE TABLE kid_index AS SELECT kid, coalesce(hash, 0) AS hash,
       partition FROM records ORDER BY kid""")
 
