@@ -240,7 +240,14 @@ def main() -> None:
     results = {"conn": child("conn", n, a.repeat), "bare pyarrow": child("bare", n, a.repeat),
                "conn (consent source)": child("conn_events", n, a.repeat)}
     if not a.no_singer:
-        results["singer-sdk"] = child("singer", singer_n, 1)
+        sys.path.insert(0, str(ROOT))
+        from bench.full_sync import ensure_venv
+
+        why = ensure_venv(SINGER_PY, create=not a.quick)
+        if why is None:
+            results["singer-sdk"] = child("singer", singer_n, 1)
+        else:
+            print(f"singer-sdk path skipped: {why}")
     print(f"consent gate + mapping: keep opted-in rows, normalise + SHA-256 e-mail "
           f"({os.cpu_count()} cores)")
     print(f"{'path':<24}{'rows':>10}{'sent':>10}{'seconds':>10}{'rows/s':>12}"
