@@ -140,6 +140,11 @@ class ConsentGate:
         d = self.decide(batch, keys)
         self._count(d)
         mask = pa.array(d.passed, pa.bool_())
+        # Only columns with a policy other than drop go on: filter those, not all.
+        names = set(batch.schema.names)
+        wanted = [n for n, pol in self.policies.items() if n in names and pol.action != "drop"]
+        if 0 < len(wanted) < batch.num_columns:
+            batch = batch.select(wanted)
         kept = batch.filter(mask) if not d.passed.all() else batch
         kept_keys = keys.filter(mask) if not d.passed.all() else keys
         cols, fields = [], []

@@ -45,7 +45,10 @@ def _str(arr: pa.Array) -> pa.Array:
 
 
 def _blank_to_null(arr: pa.Array) -> pa.Array:
-    return pc.if_else(pc.equal(pc.utf8_length(arr), 0), pa.scalar(None, pa.string()), arr)
+    blank = pc.equal(pc.utf8_length(arr), 0)
+    if not pc.any(blank).as_py():  # the usual case: no copy of the strings
+        return arr
+    return pc.if_else(blank, pa.scalar(None, pa.string()), arr)
 
 
 def text(arr: pa.Array, **_: Any) -> pa.Array:
