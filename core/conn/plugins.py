@@ -94,6 +94,7 @@ class Registry:
         if autoload is None:
             autoload = not os.environ.get("CONN_DISABLE_PLUGIN_AUTOLOAD")
         self.autoload = autoload
+        self._all_eps: metadata.EntryPoints | None = None
         self.sources: dict[str, type] = {}
         self.destinations: dict[str, type] = {}
         self.transforms: dict[str, Callable[..., Any]] = {}
@@ -186,7 +187,11 @@ class Registry:
     def _entry_points(self, group: str) -> list[metadata.EntryPoint]:
         allow, block = _env_list("CONN_PLUGINS_ALLOW"), _env_list("CONN_PLUGINS_BLOCK")
         out, seen = [], set()
-        for ep in metadata.entry_points(group=group):
+        if self._all_eps is None:
+            # One scan of the installed distributions serves every group (each
+            # entry_points(group=...) call rescans them all: ~7-10 ms apiece).
+            self._all_eps = metadata.entry_points()
+        for ep in self._all_eps.select(group=group):
             dist = _norm(ep.dist.name) if ep.dist else ""
             # The same distribution reached twice (symlinked site-packages) counts once.
             if (ep.name, dist) in seen:
