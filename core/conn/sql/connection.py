@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import contextlib
 from typing import Any
 
@@ -17,9 +18,10 @@ class LazyConnection:
 
     _conn: Any = None
 
+    @abc.abstractmethod
     def _open_connection(self) -> Any:
-        """A new connection (implemented by the plugin)."""
-        raise NotImplementedError
+        """A new connection: the plugin's duty (the runtime classes are ABCs, so a plugin
+        that forgets it cannot be instantiated)."""
 
     def _connection(self) -> Any:
         """The open connection, opened on first use."""
