@@ -8,10 +8,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from conn.cli import _coercion
-
-_coercion.install()
-
 app = typer.Typer(
     name="conn",
     help=(
