@@ -44,7 +44,7 @@ class SortedState:
         if n > 1 and bool((self.kids[1:] < self.kids[:-1]).any()):
             order = np.argsort(self.kids, kind="stable")
             self.kids, self.hashes = self.kids[order], self.hashes[order]
-        bits = max(1, min(40, n.bit_length() + 1))
+        bits = self._bits(n)
         self.shift = np.uint64(64 - bits)
         idx_type = np.int32 if n < 2**31 - 1 else np.int64
         if n:
@@ -68,6 +68,32 @@ class SortedState:
             del pos, i
         else:
             self.table = np.zeros(1, dtype=idx_type)
+
+    @staticmethod
+    def _bits(n: int) -> int:
+        return max(1, min(40, n.bit_length() + 1))
+
+    @classmethod
+    def from_parts(cls, kids: np.ndarray, hashes: np.ndarray,
+                   table: np.ndarray) -> SortedState | None:
+        """A state over already-built parts (e.g. memory-mapped from a cache written by
+        :meth:`parts`); ``None`` if they do not fit together (the caller rebuilds)."""
+        n = len(kids)
+        bits = cls._bits(n)
+        idx_type = np.int32 if n < 2**31 - 1 else np.int64
+        if (kids.dtype != np.uint64 or hashes.dtype != np.uint64 or table.dtype != idx_type
+                or kids.ndim != 1 or hashes.ndim != 1 or table.ndim != 1
+                or len(hashes) != n or len(table) < (1 << bits) + 1
+                or (not n and len(table) != 1)):
+            return None
+        self = cls.__new__(cls)
+        self.kids, self.hashes, self.table = kids, hashes, table
+        self.shift = np.uint64(64 - bits)
+        return self
+
+    def parts(self) -> dict[str, np.ndarray]:
+        """The arrays :meth:`from_parts` takes."""
+        return {"kids": self.kids, "hashes": self.hashes, "table": self.table}
 
     def __len__(self) -> int:
         return len(self.kids)
@@ -134,6 +160,11 @@ class Storage(abc.ABC):
     def set_source_state(self, run_id: str, value: str) -> None:
         """Store the bookmark (JSON text)."""
 
+    def load_sorted(self, partitions: frozenset[int] | None) -> SortedState:
+        """The acknowledged state as a :class:`SortedState`; a backend may serve it from
+        a cache instead of :meth:`load` and a rebuild."""
+        return SortedState(*self.load(partitions))
+
     def finish(self) -> None:  # noqa: B027 - optional
         """End of the run (success or not): compact, release resources."""
 
@@ -148,8 +179,7 @@ class PlanningSyncState(SyncState):
         self.full_resync = full_resync
         self.partitions = partitions
         self._con = hashing.connect()
-        kids, hashes = storage.load(partitions)
-        self.state = SortedState(kids, hashes)
+        self.state = storage.load_sorted(partitions)
         # Per state key: 0 if not seen in this run, -1 if touched, else 1 + the row number
         # (in its batch) of the row that last claimed it (see _mark_seen). int32: half the
         # memory and cache misses of run-wide int64 row numbers.

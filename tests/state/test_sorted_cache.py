@@ -1,0 +1,190 @@
+"""The DuckDB store's sorted-state cache: used only when its generation matches the state
+file's; missing, stale, corrupt or mismatched caches fall back to ``kid_index``."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from conn.state import duckdb_store, migrations
+from conn.state.duckdb_store import DuckDBStateStore, DuckDBStorage
+
+
+@pytest.fixture
+def used(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Per open: whether the planner's state came from the cache."""
+    out: list[bool] = []
+    real = DuckDBStorage._read_cache
+
+    def spy(self: DuckDBStorage):  # type: ignore[no-untyped-def]
+        state = real(self)
+        out.append(state is not None)
+        return state
+
+    monkeypatch.setattr(DuckDBStorage, "_read_cache", spy)
+    return out
+
+
+def _run(store: DuckDBStateStore, rows: dict[str, int]) -> dict[str, list[str]]:
+    """One full run over ``rows`` (key -> value), committing every change."""
+    keys = pa.array(list(rows), pa.string())
+    batch = pa.record_batch({"v": pa.array(list(rows.values()), pa.int64())})
+    with store.open_sync("s", uuid.uuid4().hex) as st:
+        plan = st.plan(keys, batch)
+        idx = pa.concat_arrays([plan.inserts, plan.updates])
+        k = keys.take(idx)
+        st.commit(k, plan.hashes.take(idx), k, pa.array([True] * len(k)), [])
+        deleted: list[str] = []
+        for dkeys, _ in st.deletions(1000):
+            deleted += dkeys.to_pylist()
+            st.commit_deletes(dkeys, pa.array([True] * len(dkeys)), [])
+    return {"inserts": sorted(keys.take(plan.inserts).to_pylist()),
+            "updates": sorted(keys.take(plan.updates).to_pylist()),
+            "deletes": sorted(deleted)}
+
+
+def _snapshots() -> list[dict[str, int]]:
+    base = {f"k{i}": i for i in range(3000)}
+    second = {k: v + (1 if v % 7 == 0 else 0) for k, v in base.items() if v % 11}
+    second.update({f"n{i}": i for i in range(200)})
+    third = {k: v + (1 if v % 5 == 0 else 0) for k, v in second.items() if v % 13}
+    return [base, second, third, third]
+
+
+def _expected(tmp_path: Path) -> list[dict[str, list[str]]]:
+    """The plans with the cache disabled."""
+    store = DuckDBStateStore(tmp_path / "nocache")
+    orig = DuckDBStorage._read_cache
+    try:
+        DuckDBStorage._read_cache = lambda self: None  # type: ignore[method-assign]
+        return [_run(store, s) for s in _snapshots()]
+    finally:
+        DuckDBStorage._read_cache = orig  # type: ignore[method-assign]
+
+
+def _cache_files(store: DuckDBStateStore) -> list[Path]:
+    d = store.sync_path("s").with_name(store.sync_path("s").name + ".sorted")
+    return sorted(d.iterdir()) if d.exists() else []
+
+
+def test_cache_is_written_and_used(tmp_path: Path, used: list[bool]) -> None:
+    expected = _expected(tmp_path)
+    store = DuckDBStateStore(tmp_path / "c")
+    got = [_run(store, s) for s in _snapshots()]
+    assert got == expected
+    assert used == [False, True, True, True]  # the first run has no state yet
+    assert len(_cache_files(store)) == 3  # one generation only
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "garbage", "empty",
+                                    "wrong_length"])
+def test_damaged_cache_falls_back(tmp_path: Path, used: list[bool], damage: str) -> None:
+    expected = _expected(tmp_path)
+    store = DuckDBStateStore(tmp_path / "c")
+    snaps = _snapshots()
+    got = [_run(store, snaps[0])]
+    files = _cache_files(store)
+    kids = next(f for f in files if f.name.endswith(".kids.npy"))
+    if damage == "missing":
+        kids.unlink()
+    elif damage == "truncated":
+        kids.write_bytes(kids.read_bytes()[:-8])
+    elif damage == "garbage":
+        kids.write_bytes(b"not a numpy file" * 10)
+    elif damage == "empty":
+        kids.write_bytes(b"")
+    else:
+        np.save(kids, np.load(kids)[:-1])
+    got += [_run(store, s) for s in snaps[1:]]
+    assert got == expected
+    assert used == [False, False, True, True]  # fell back, then rewrote the cache
+
+
+def test_crash_between_compaction_and_cache_write(tmp_path: Path, used: list[bool],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    expected = _expected(tmp_path)
+    store = DuckDBStateStore(tmp_path / "c")
+    snaps = _snapshots()
+    got = [_run(store, snaps[0])]
+    old = _cache_files(store)
+    # The second run compacts (a new generation) but "crashes" before writing the cache.
+    monkeypatch.setattr(DuckDBStorage, "write_cache", lambda self: None)
+    got.append(_run(store, snaps[1]))
+    assert _cache_files(store) == old
+    monkeypatch.undo()
+    monkeypatch.setattr(DuckDBStorage, "_read_cache", _spy_again(used))
+    got += [_run(store, s) for s in snaps[2:]]
+    assert got == expected
+    # Opens: run 2 used run 1's cache; run 3 found a stale generation and fell back.
+    assert used == [False, True, False, True]
+
+
+def _spy_again(used: list[bool]):  # type: ignore[no-untyped-def]
+    real = DuckDBStorage._read_cache
+
+    def spy(self: DuckDBStorage):  # type: ignore[no-untyped-def]
+        state = real(self)
+        used.append(state is not None)
+        return state
+
+    return spy
+
+
+def test_generation_mismatch_falls_back(tmp_path: Path, used: list[bool]) -> None:
+    """Cache files of another generation (e.g. a state file restored from a backup)."""
+    expected = _expected(tmp_path)
+    store = DuckDBStateStore(tmp_path / "c")
+    snaps = _snapshots()
+    got = [_run(store, snaps[0])]
+    con = duckdb_store._connect(store.sync_path("s"))
+    migrations.write_meta(con, {duckdb_store.CACHE_GENERATION: uuid.uuid4().hex})
+    con.close()
+    got += [_run(store, s) for s in snaps[1:]]
+    assert got == expected
+    assert used == [False, False, True, True]
+
+
+def test_state_file_without_generation(tmp_path: Path, used: list[bool]) -> None:
+    """A state file written before the cache existed: fallback, then a generation."""
+    expected = _expected(tmp_path)
+    store = DuckDBStateStore(tmp_path / "c")
+    snaps = _snapshots()
+    got = [_run(store, snaps[0])]
+    con = duckdb_store._connect(store.sync_path("s"))
+    con.execute("DELETE FROM meta WHERE key = ?", [duckdb_store.CACHE_GENERATION])
+    con.close()
+    got += [_run(store, s) for s in snaps[1:]]
+    assert got == expected
+    assert used == [False, False, True, True]
+
+
+def test_partitions_do_not_use_the_cache(tmp_path: Path, used: list[bool]) -> None:
+    store = DuckDBStateStore(tmp_path / "c")
+    _run(store, _snapshots()[0])
+    with store.open_sync("s", "r", partitions=frozenset({0, 1})) as st:
+        st.finish()
+    assert used == [False]
+
+
+@pytest.mark.parametrize("step_rows", [1_000_000, 333, 1])
+def test_streamed_cache_equals_sorted_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            step_rows: int) -> None:
+    from conn.state.planner import SortedState
+
+    monkeypatch.setattr(duckdb_store, "COMPACT_ROWS", step_rows)
+    store = DuckDBStateStore(tmp_path / "c")
+    _run(store, _snapshots()[0])
+    con = duckdb_store._connect(store.sync_path("s"))
+    st = DuckDBStorage(con, store.sync_path("s"))
+    try:
+        cached = st._read_cache()
+        built = SortedState(*st.load(None))
+        assert cached is not None
+        for name, arr in built.parts().items():
+            np.testing.assert_array_equal(cached.parts()[name], arr)
+        assert cached.shift == built.shift
+    finally:
+        con.close()
