@@ -3,6 +3,8 @@ dry runs, and the seal that keeps ungated rows out of destinations."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -242,3 +244,99 @@ def test_null_primary_key_rejected_every_run_without_churn(project, registry):
     rep = sync(p, registry)
     assert (rep.rejected, rep.unchanged, rep.deleted) == (1, 2, 0)
     assert "n@example.com" not in [r["email"] for r in received()]
+
+
+# --- the delivery lane: batch N+1 is prepared while batch N is written ------------------
+
+MANY_ROWS = [(i, f"p{i}@example.com", f"P{i}", True) for i in range(1, 9)]
+
+
+def test_next_batch_is_read_while_the_previous_one_is_written(project, registry,
+                                                              monkeypatch):
+    people(MANY_ROWS)
+    p = project()
+    yielded: list[int] = []
+    read = fakes.MemorySource.read_batches
+
+    def counting(self, stream, state, batch_rows):
+        for item in read(self, stream, state, batch_rows):
+            yielded.append(1)
+            yield item
+
+    monkeypatch.setattr(fakes.MemorySource, "read_batches", counting)
+    overlapped: list[bool] = []
+
+    def first_write_waits_for_the_next_read(req: WriteRequest) -> None:
+        if not overlapped:
+            deadline = time.monotonic() + 5
+            while len(yielded) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            overlapped.append(len(yielded) >= 2)
+        return None
+
+    fakes.WRITE_HOOK.append(first_write_waits_for_the_next_read)
+    rep = sync(p, registry, batch_rows=2)
+    assert rep.status == "ok" and rep.inserted == 8
+    assert overlapped == [True]
+
+
+def test_nothing_is_written_after_a_failed_batch_and_the_rest_follows_next_run(
+        project, registry):
+    people(MANY_ROWS)
+    p = project()
+    writes: list[list[str]] = []
+
+    def fail_second(req: WriteRequest) -> WriteResult | None:
+        writes.append([r["email"] for r in req.to_pylist()])
+        return WriteResult.all_pending(req.num_rows) if len(writes) == 2 else None
+
+    fakes.WRITE_HOOK.append(fail_second)
+    rep = sync(p, registry, batch_rows=2)
+    # Batches 3 and 4 were read and planned while batch 2 was written; none is sent.
+    assert rep.status == "failed" and rep.inserted == 2 and rep.pending == 2
+    assert len(writes) == 2
+    first = received()
+    fakes.WRITE_HOOK.clear()
+    fakes.RECEIVED.clear()
+    rep = sync(p, registry, batch_rows=2)
+    assert rep.status == "ok" and rep.inserted == 6
+    again = received()
+    assert not {r["email"] for r in first} & {r["email"] for r in again}
+    assert len(first) + len(again) == 8
+
+
+def test_bookmark_is_not_saved_past_a_failed_batch(project, registry):
+    people(MANY_ROWS)
+    fakes.CURSORS["people"] = "id"
+    p = project()
+    calls = {"n": 0}
+
+    def fail_third(req: WriteRequest) -> WriteResult | None:
+        calls["n"] += 1
+        return WriteResult.all_pending(req.num_rows) if calls["n"] == 3 else None
+
+    fakes.WRITE_HOOK.append(fail_third)
+    assert sync(p, registry, batch_rows=2).status == "failed"
+    fakes.WRITE_HOOK.clear()
+    rep = sync(p, registry, batch_rows=2)
+    # The bookmark (yielded after the last batch) was never stored: everything is read
+    # again and only the unacknowledged rows are sent.
+    assert rep.status == "ok" and rep.rows_read == 8
+    assert rep.inserted == 4 and rep.unchanged == 4
+
+
+def test_every_write_of_a_run_happens_on_one_thread(project, registry):
+    people(MANY_ROWS)
+    p = project("mirror")
+    sync(p, registry, batch_rows=2)
+    people(MANY_ROWS[:3])
+    threads: set[int] = set()
+
+    def record_thread(req: WriteRequest) -> None:
+        threads.add(threading.get_ident())
+        return None
+
+    fakes.WRITE_HOOK.append(record_thread)
+    rep = sync(p, registry, batch_rows=2)
+    assert rep.status == "ok" and rep.deleted == 5
+    assert len(threads) == 1 and threading.get_ident() not in threads

@@ -34,9 +34,16 @@ class StreamInfo:
 @dataclass(frozen=True)
 class SourceState:
     """Yielded by :meth:`Source.read_batches` after the batches it covers: the source's
-    bookmark. The runtime stores it only once every earlier batch is acknowledged."""
+    bookmark. The runtime stores it only once every earlier batch is acknowledged.
+
+    The runtime keeps reading while earlier batches are still being delivered, so when
+    the source resumes after yielding this, the bookmark may not be stored yet. A source
+    that must know it is (e.g. to acknowledge upstream) sets ``wait``: the runtime then
+    resumes it only after every earlier batch is committed and the bookmark stored (or
+    never, if a delivery failed)."""
 
     value: Any
+    wait: bool = False
 
 
 class Source(Connector, abc.ABC):

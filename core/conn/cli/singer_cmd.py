@@ -571,8 +571,9 @@ class StdinSingerSource(Source):
                     yield from flush()
             elif kind == "state":
                 yield from flush()
-                yield SourceState(self.input.states[payload])
-                # The runner resumes us only after committing every earlier batch.
+                # wait: resumed only once every earlier batch is committed, so the
+                # STATE released by mark_passed covers acknowledged records only.
+                yield SourceState(self.input.states[payload], wait=True)
                 self.input.mark_passed(self.stream_name, payload)
             elif kind == "schema":
                 new = payload.get("schema")

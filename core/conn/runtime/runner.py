@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from conn.errors import ConfigError, ConfigErrors, ConnError
 from conn.mapping import build_mapper
 from conn.runtime import delivery
 from conn.runtime.keys import key_array
+from conn.runtime.lane import DeliveryLane
 from conn.runtime.report import RunInfo, RunReport, SyncReport
 from conn.source import SourceState
 
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from conn.destination import Destination, ObjectInfo, WriteResult
     from conn.plugins import Registry
     from conn.source import Source, StreamInfo
-    from conn.state.base import StateStore, SyncState
+    from conn.state.base import BatchPlan, StateStore, SyncState
 
 log = logging.getLogger("conn.runtime")
 
@@ -163,11 +165,15 @@ class SyncRunner:
             source = self._connector("source", self.sync.source)
             dest = self._connector("destination", self.sync.destination)
             stream, obj, match_key, gate, mapper = self.prepare(source, dest)
+            # The lane closes (every handed-over batch delivered) before the state does.
             with self.store.open_sync(self.sync.name, self.run_info.run_id,
-                                      full_resync=self.options.full_resync) as st:
-                self._stream_batches(source, dest, stream, obj, match_key, gate, mapper, st)
+                                      full_resync=self.options.full_resync) as st, \
+                    DeliveryLane() as lane:
+                self._stream_batches(source, dest, stream, obj, match_key, gate, mapper,
+                                     st, lane)
+                lane.drain()
                 if rep.status == "running" and self.sync.mode == "mirror":
-                    self._delete_missing(dest, obj, match_key, st)
+                    self._delete_missing(dest, obj, match_key, st, lane)
                 elif rep.status == "running" and not self.options.dry_run and self._full_read:
                     # The source was read to the end: rejections of keys that left it
                     # are cleared (mirror mode does it while deleting).
@@ -209,7 +215,11 @@ class SyncRunner:
 
     def _stream_batches(self, source: Source, dest: Destination, stream: StreamInfo,
                         obj: ObjectInfo, match_key: str, gate: Any, mapper: Any,
-                        st: SyncState) -> None:
+                        st: SyncState, lane: DeliveryLane) -> None:
+        """Read, gate, map and plan each batch on this thread; hand its delivery (the
+        write, the commit of what was acknowledged, the counts) to ``lane``, so the
+        next batch is prepared while this one is sent. Report fields are split: this
+        thread counts reads, consent and planning, the lane everything after."""
         rep, opts = self.report, self.options
         operation, send_updates = MODE_PLAN[self.sync.mode]
         # Deletions need the whole set: mirror mode always reads the source in full.
@@ -218,35 +228,29 @@ class SyncRunner:
         self._full_read = state is None
         batch_rows = opts.batch_rows or self.sync.batch_rows
         for item in source.read(stream, state, batch_rows):
+            if lane.stopped:
+                break
             if isinstance(item, SourceState):
                 if not opts.dry_run:
-                    st.save_source_state(item.value)
+                    # In order behind the batches read before it: a bookmark is saved
+                    # only once everything before it was acknowledged.
+                    save = partial(st.save_source_state, item.value)
+                    if item.wait:
+                        lane.call(save)
+                        if lane.stopped:
+                            break
+                    else:
+                        lane.submit(save)
                 continue
             t0 = time.monotonic()
-            counts: dict[str, Any] = {"rows": item.num_rows}
             rep.rows_read += item.num_rows
             keys = key_array(item, stream.primary_key)
             gated = gate.apply(item, keys)
             rep.consent_denied += gated.withheld
             mapped = mapper.apply(gated)
             if mapped.rejected:
-                rep.add_rejections([reason for _, reason in mapped.rejected])
                 st.touch(pa.array([k for k, _ in mapped.rejected], pa.string()))
-                if not opts.dry_run:
-                    rkeys = pa.array([k for k, _ in mapped.rejected], pa.string())
-                    st.commit(rkeys, pa.nulls(len(rkeys), pa.uint64()),
-                              pa.nulls(len(rkeys), pa.string()),
-                              pa.array([False] * len(rkeys)),
-                              [(i, r) for i, (_, r) in enumerate(mapped.rejected)])
             plan = st.plan(mapped.keys, mapped.batch)
-            if plan.rejected:
-                rep.add_rejections([r for _, r in plan.rejected])
-                if not opts.dry_run:
-                    idx = pa.array([i for i, _ in plan.rejected], pa.int64())
-                    rk = mapped.keys.take(idx)
-                    st.commit(rk, pa.nulls(len(rk), pa.uint64()), pa.nulls(len(rk), pa.string()),
-                              pa.array([False] * len(rk)),
-                              [(j, r) for j, (_, r) in enumerate(plan.rejected)])
             rep.unchanged += plan.unchanged
             n_ins, n_upd = len(plan.inserts), len(plan.updates)
             if send_updates:
@@ -256,38 +260,69 @@ class SyncRunner:
                 indices = plan.inserts.cast(pa.int64())
                 rep.skipped += n_upd
                 n_upd = 0
-            if len(indices) == 0:
-                self._batch_done(counts, t0)
-                continue
-            # A first sync sends every row of every batch, in order: no copies then.
-            every = _every_row(indices, mapped.batch.num_rows)
-            request = delivery.request_from_plan(self.sync.name, obj, operation, mapped,
-                                                 None if every else indices, match_key,
-                                                 opts.dry_run)
-            if opts.dry_run:
-                self._preview(dest, request)
-                rep.inserted += n_ins
-                rep.updated += n_upd
-                self._batch_done(counts, t0)
-                continue
-            result = dest.write(request)
-            acked = self._commit(st, mapped.keys if every else mapped.keys.take(indices),
-                                 plan.hashes if every else plan.hashes.take(indices),
-                                 request.records.column(match_key), result)
-            ins_acked = pc.sum(acked.slice(0, n_ins)).as_py() or 0
-            upd_acked = (pc.sum(acked.slice(n_ins)).as_py() or 0) if n_upd else 0
-            rep.inserted += ins_acked
-            rep.updated += upd_acked
-            counts.update(inserted=ins_acked, updated=upd_acked,
-                          rejected=len(result.rejected), pending=len(result.pending))
+            request = None
+            every = False
+            if len(indices):
+                # A first sync sends every row of every batch, in order: no copies then.
+                every = _every_row(indices, mapped.batch.num_rows)
+                request = delivery.request_from_plan(self.sync.name, obj, operation, mapped,
+                                                     None if every else indices, match_key,
+                                                     opts.dry_run)
+            lane.submit(partial(self._deliver, st, dest, mapped, plan, indices, every,
+                                request, n_ins, n_upd, match_key,
+                                {"rows": item.num_rows}, t0))
+
+    def _deliver(self, st: SyncState, dest: Destination, mapped: Any, plan: BatchPlan,
+                 indices: pa.Array, every: bool, request: Any, n_ins: int, n_upd: int,
+                 match_key: str, counts: dict[str, Any], t0: float) -> bool:
+        """One batch's delivery (on the lane): store the rejections of mapping and
+        planning, write, commit what the destination acknowledged. False stops the run
+        (the destination failed; what it did not acknowledge stays pending)."""
+        rep, opts = self.report, self.options
+        if mapped.rejected:
+            rep.add_rejections([reason for _, reason in mapped.rejected])
+            if not opts.dry_run:
+                rkeys = pa.array([k for k, _ in mapped.rejected], pa.string())
+                st.commit(rkeys, pa.nulls(len(rkeys), pa.uint64()),
+                          pa.nulls(len(rkeys), pa.string()),
+                          pa.array([False] * len(rkeys)),
+                          [(i, r) for i, (_, r) in enumerate(mapped.rejected)])
+        if plan.rejected:
+            rep.add_rejections([r for _, r in plan.rejected])
+            if not opts.dry_run:
+                idx = pa.array([i for i, _ in plan.rejected], pa.int64())
+                rk = mapped.keys.take(idx)
+                st.commit(rk, pa.nulls(len(rk), pa.uint64()), pa.nulls(len(rk), pa.string()),
+                          pa.array([False] * len(rk)),
+                          [(j, r) for j, (_, r) in enumerate(plan.rejected)])
+        if request is None:
             self._batch_done(counts, t0)
-            if result.error is not None or result.pending:
-                rep.status = "failed"
-                rep.error = secrets.redact(
-                    f"destination {self.sync.destination!r} failed; {len(result.pending)} "
-                    f"row(s) left pending for the next run: "
-                    f"{result.error or 'not acknowledged'}")
-                return
+            return True
+        if opts.dry_run:
+            self._preview(dest, request)
+            rep.inserted += n_ins
+            rep.updated += n_upd
+            self._batch_done(counts, t0)
+            return True
+        result = dest.write(request)
+        acked = self._commit(st, mapped.keys if every else mapped.keys.take(indices),
+                             plan.hashes if every else plan.hashes.take(indices),
+                             request.records.column(match_key), result)
+        ins_acked = pc.sum(acked.slice(0, n_ins)).as_py() or 0
+        upd_acked = (pc.sum(acked.slice(n_ins)).as_py() or 0) if n_upd else 0
+        rep.inserted += ins_acked
+        rep.updated += upd_acked
+        counts.update(inserted=ins_acked, updated=upd_acked,
+                      rejected=len(result.rejected), pending=len(result.pending))
+        self._batch_done(counts, t0)
+        if result.error is not None or result.pending:
+            rep.status = "failed"
+            rep.error = secrets.redact(
+                f"destination {self.sync.destination!r} failed; {len(result.pending)} "
+                f"row(s) left pending for the next run: "
+                f"{result.error or 'not acknowledged'}")
+            return False
+        return True
 
     def _commit(self, st: SyncState, keys: pa.Array, hashes: pa.Array,
                 match_values: pa.Array, result: WriteResult) -> pa.Array:
@@ -302,31 +337,42 @@ class SyncRunner:
         return acked
 
     def _delete_missing(self, dest: Destination, obj: ObjectInfo, match_key: str,
-                        st: SyncState) -> None:
-        rep, opts = self.report, self.options
+                        st: SyncState, lane: DeliveryLane) -> None:
+        """Mirror mode: delete what left the set. Each batch is written on the lane
+        (the thread every write of the run uses) and waited for before the next one is
+        looked up, as the state store's lookup and commit take turns."""
         size = max(obj.capabilities.batch_size, 1000)
         for keys, match_values in st.deletions(size):
-            t0 = time.monotonic()
-            batch = pa.RecordBatch.from_arrays([match_values], names=[match_key])
-            request = delivery.delete_request(self.sync.name, obj, batch, match_key,
-                                              opts.dry_run)
-            if opts.dry_run:
-                self._preview(dest, request)
-                rep.deleted += len(keys)
-                continue
-            result = dest.write(request)
-            acked = ack_mask(len(keys), result)
-            st.commit_deletes(keys, acked, [(r.index, r.reason) for r in result.rejected])
-            n = pc.sum(acked).as_py() or 0
-            rep.deleted += n
-            rep.add_rejections([r.reason for r in result.rejected])
-            rep.pending += len(result.pending)
-            self._batch_done({"rows": len(keys), "deleted": n}, t0)
-            if result.error is not None or result.pending:
-                rep.status = "failed"
-                rep.error = secrets.redact(f"deleting in {self.sync.destination!r} failed: "
-                                           f"{result.error or 'not acknowledged'}")
+            go_on = lane.call(partial(self._deliver_deletes, st, dest, obj, match_key, keys,
+                                      match_values, time.monotonic()))
+            if not go_on:
                 return
+
+    def _deliver_deletes(self, st: SyncState, dest: Destination, obj: ObjectInfo,
+                         match_key: str, keys: pa.Array, match_values: pa.Array,
+                         t0: float) -> bool:
+        rep, opts = self.report, self.options
+        batch = pa.RecordBatch.from_arrays([match_values], names=[match_key])
+        request = delivery.delete_request(self.sync.name, obj, batch, match_key,
+                                          opts.dry_run)
+        if opts.dry_run:
+            self._preview(dest, request)
+            rep.deleted += len(keys)
+            return True
+        result = dest.write(request)
+        acked = ack_mask(len(keys), result)
+        st.commit_deletes(keys, acked, [(r.index, r.reason) for r in result.rejected])
+        n = pc.sum(acked).as_py() or 0
+        rep.deleted += n
+        rep.add_rejections([r.reason for r in result.rejected])
+        rep.pending += len(result.pending)
+        self._batch_done({"rows": len(keys), "deleted": n}, t0)
+        if result.error is not None or result.pending:
+            rep.status = "failed"
+            rep.error = secrets.redact(f"deleting in {self.sync.destination!r} failed: "
+                                       f"{result.error or 'not acknowledged'}")
+            return False
+        return True
 
     def _preview(self, dest: Destination, request: Any) -> None:
         room = self.options.preview_rows - len(self.report.preview)

@@ -34,7 +34,16 @@ class BatchPlan:
 
 
 class SyncState(abc.ABC):
-    """One sync's state during one run, opened under that sync's lock."""
+    """One sync's state during one run, opened under that sync's lock.
+
+    Threads: the runner calls :meth:`plan`, :meth:`touch`, :meth:`deletions` and
+    :meth:`finish` from the thread that opened the state, and :meth:`commit`,
+    :meth:`commit_deletes` and :meth:`save_source_state` from its delivery thread, in
+    order and one at a time, possibly while :meth:`plan` works on a later batch. Commits
+    must therefore not share unsynchronised objects (e.g. a database connection) with
+    planning. Deletions are the exception: the runner waits for each delete's commit
+    before asking :meth:`deletions` for the next batch.
+    """
 
     @abc.abstractmethod
     def plan(self, keys: pa.Array, batch: pa.RecordBatch) -> BatchPlan:

@@ -179,6 +179,9 @@ class PlanningSyncState(SyncState):
         self.full_resync = full_resync
         self.partitions = partitions
         self._con = hashing.connect()
+        # Commits run on the runner's delivery thread while plan() hashes the next batch
+        # here: a DuckDB connection must not be used by two threads at once.
+        self._commit_con = self._con.cursor()
         self.state = storage.load_sorted(partitions)
         # Per state key: 0 if not seen in this run, -1 if touched, else 1 + the row number
         # (in its batch) of the row that last claimed it (see _mark_seen). int32: half the
@@ -295,7 +298,7 @@ class PlanningSyncState(SyncState):
         if len(keys) != len(acknowledged):
             raise ValueError("keys and acknowledged must have the same length")
         keys = keys.cast(pa.string())
-        kids = hashing.key_ids(self._con, keys)
+        kids = hashing.key_ids(self._commit_con, keys)
         ack_arr = acknowledged.cast(pa.bool_()).fill_null(False)
         ack = np.asarray(ack_arr.to_numpy(zero_copy_only=False), dtype=bool)
         if keys.null_count:
@@ -363,4 +366,5 @@ class PlanningSyncState(SyncState):
             self._stamp = np.zeros(0, dtype=np.int32)
             self.storage.finish()
         finally:
+            self._commit_con.close()
             self._con.close()
