@@ -82,19 +82,35 @@ def key_ids(con: duckdb.DuckDBPyConnection, keys: pa.Array | pa.ChunkedArray) ->
     return _to_u64(con.sql("SELECT hash(k) AS kid FROM t").to_arrow_table().column(0))
 
 
+def _scan_table(cols: list[pa.Array | pa.ChunkedArray], names: list[str]) -> pa.Table:
+    t = pa.table(cols, names=names)
+    if t.num_rows >= 2 * _CHUNK_ROWS:
+        # DuckDB scans Arrow chunks in parallel; one big chunk would use one thread.
+        t = pa.Table.from_batches(t.to_batches(max_chunksize=_CHUNK_ROWS))
+    return t
+
+
+def _payload_sql(batch: pa.RecordBatch | pa.Table) -> str:
+    names = [f"c{i}" for i in range(batch.num_columns)]
+    return f"hash({', '.join([*names, repr(schema_fingerprint(batch.schema))])})"
+
+
 def hash_batch(con: duckdb.DuckDBPyConnection, keys: pa.Array | pa.ChunkedArray,
                batch: pa.RecordBatch | pa.Table) -> tuple[np.ndarray, np.ndarray]:
     """Key ids and payload hashes of a batch in one DuckDB pass: ``(kids, hashes)``."""
     names = [f"c{i}" for i in range(batch.num_columns)]
-    cols = list(batch.columns)
-    t = pa.table([*cols, _as_string(keys)], names=[*names, "k"])
-    if t.num_rows >= 2 * _CHUNK_ROWS:
-        # DuckDB scans Arrow chunks in parallel; one big chunk would use one thread.
-        t = pa.Table.from_batches(t.to_batches(max_chunksize=_CHUNK_ROWS))
-    fp = schema_fingerprint(batch.schema)
-    args = ", ".join([*names, f"'{fp}'"])
-    res = con.sql(f"SELECT hash(k) AS kid, hash({args}) AS h FROM t").to_arrow_table()
+    t = _scan_table([*batch.columns, _as_string(keys)], [*names, "k"])  # noqa: F841
+    res = con.sql(f"SELECT hash(k) AS kid, {_payload_sql(batch)} AS h FROM t").to_arrow_table()
     return _to_u64(res.column(0)), _to_u64(res.column(1))
+
+
+def payload_hashes(con: duckdb.DuckDBPyConnection,
+                   batch: pa.RecordBatch | pa.Table) -> np.ndarray:
+    """Payload hashes only (the same values :func:`hash_batch` returns)."""
+    names = [f"c{i}" for i in range(batch.num_columns)]
+    t = _scan_table(list(batch.columns), names)  # noqa: F841 - scanned by DuckDB by name
+    return _to_u64(con.sql(f"SELECT {_payload_sql(batch)} AS h FROM t")
+                   .to_arrow_table().column(0))
 
 
 def partitions_of(kids: np.ndarray) -> np.ndarray:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -182,6 +183,8 @@ class PlanningSyncState(SyncState):
         # Commits run on the runner's delivery thread while plan() hashes the next batch
         # here: a DuckDB connection must not be used by two threads at once.
         self._commit_con = self._con.cursor()
+        self._hash_con = self._con.cursor()
+        self._hasher: ThreadPoolExecutor | None = None
         self.state = storage.load_sorted(partitions)
         # Per state key: 0 if not seen in this run, -1 if touched, else 1 + the row number
         # (in its batch) of the row that last claimed it (see _mark_seen). int32: half the
@@ -224,7 +227,23 @@ class PlanningSyncState(SyncState):
     def plan(self, keys: pa.Array, batch: pa.RecordBatch) -> BatchPlan:
         if len(keys) != batch.num_rows:
             raise ValueError(f"{len(keys)} keys for a batch of {batch.num_rows} rows")
-        kids, hashes = hashing.hash_batch(self._con, keys, batch)
+        if not len(self.state):
+            # Nothing to look up (a first sync): one DuckDB pass is cheapest.
+            kids, hashes = hashing.hash_batch(self._con, keys, batch)
+            return self._plan(keys, kids, lambda: hashes)
+        # The lookups need only the key ids: the payload hashes are computed by DuckDB
+        # on another thread meanwhile (numpy and DuckDB both release the GIL).
+        kids = hashing.key_ids(self._con, keys)
+        if self._hasher is None:
+            self._hasher = ThreadPoolExecutor(1, thread_name_prefix="conn-hash")
+        pending = self._hasher.submit(hashing.payload_hashes, self._hash_con, batch)
+        try:
+            return self._plan(keys, kids, pending.result)
+        finally:
+            pending.exception()  # never leave the hashing connection busy
+
+    def _plan(self, keys: pa.Array, kids: np.ndarray,
+              payload_hashes: Callable[[], np.ndarray]) -> BatchPlan:
         n = len(kids)
         valid = np.ones(n, dtype=bool)
         rejected: list[tuple[int, str]] = []
@@ -242,6 +261,7 @@ class PlanningSyncState(SyncState):
         k_rows, k_pos = rows[known], pos[known]
         first = self._mark_seen(k_rows, k_pos)
         ok_rows, ok_pos = k_rows[first], k_pos[first]
+        hashes = payload_hashes()
         if self.full_resync:
             changed = np.ones(len(ok_rows), dtype=bool)
         else:
@@ -366,5 +386,8 @@ class PlanningSyncState(SyncState):
             self._stamp = np.zeros(0, dtype=np.int32)
             self.storage.finish()
         finally:
+            if self._hasher is not None:
+                self._hasher.shutdown(wait=True)
+            self._hash_con.close()
             self._commit_con.close()
             self._con.close()
