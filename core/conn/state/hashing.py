@@ -76,18 +76,18 @@ def _to_u64(arr: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return arr.to_numpy(zero_copy_only=False).astype(np.uint64, copy=False)
 
 
-def key_ids(con: duckdb.DuckDBPyConnection, keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """``hash(key)`` per key as uint64 (nulls hash too; callers mask them)."""
-    t = pa.table({"k": _as_string(keys)})  # noqa: F841 - scanned by DuckDB by name
-    return _to_u64(con.sql("SELECT hash(k) AS kid FROM t").to_arrow_table().column(0))
-
-
 def _scan_table(cols: list[pa.Array | pa.ChunkedArray], names: list[str]) -> pa.Table:
     t = pa.table(cols, names=names)
     if t.num_rows >= 2 * _CHUNK_ROWS:
         # DuckDB scans Arrow chunks in parallel; one big chunk would use one thread.
         t = pa.Table.from_batches(t.to_batches(max_chunksize=_CHUNK_ROWS))
     return t
+
+
+def key_ids(con: duckdb.DuckDBPyConnection, keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """``hash(key)`` per key as uint64 (nulls hash too; callers mask them)."""
+    t = _scan_table([_as_string(keys)], ["k"])  # noqa: F841 - scanned by DuckDB by name
+    return _to_u64(con.sql("SELECT hash(k) AS kid FROM t").to_arrow_table().column(0))
 
 
 def _payload_sql(batch: pa.RecordBatch | pa.Table) -> str:
