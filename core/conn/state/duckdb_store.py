@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 _BUSY_RETRIES = 40
 #: DuckDB's memory budget for a state file connection.
 MEMORY_LIMIT = "512MB"
+#: WAL size that triggers a checkpoint. DuckDB's 16 MB default checkpointed every other
+#: commit of a 100k-row batch, re-writing the table's last row group each time (7M rows
+#: committed in 87,500-row batches: 9.3 s at 16 MB, 7.2 s at 64 MB, same peak memory).
+CHECKPOINT_THRESHOLD = "64MB"
 
 
 def _connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -54,7 +58,8 @@ def _connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnectio
             # A bounded memory budget: the end-of-run compaction of a first 10M-row run
             # spills to disk instead of growing the process.
             return duckdb.connect(str(path), read_only=read_only,
-                                  config={"memory_limit": MEMORY_LIMIT})
+                                  config={"memory_limit": MEMORY_LIMIT,
+                                          "checkpoint_threshold": CHECKPOINT_THRESHOLD})
         except duckdb.Error as exc:
             text = str(exc)
             if "lock" in text.lower() and attempt < _BUSY_RETRIES - 1:
