@@ -113,10 +113,12 @@ def acknowledged(state_file: Path) -> dict[str, str]:
     con = duckdb.connect(str(state_file), read_only=True)
     try:
         rows = con.execute("""
-            WITH last AS (SELECT *, row_number() OVER (PARTITION BY kid ORDER BY seq DESC)
-                          AS rn FROM changes)
-            SELECT key, match_value FROM records WHERE kid NOT IN (SELECT kid FROM last)
-            UNION ALL SELECT key, match_value FROM last WHERE rn = 1 AND op = 1""").fetchall()
+            WITH last AS (SELECT ch.*, c.op, c.mv_is_key, row_number() OVER
+                          (PARTITION BY kid ORDER BY seq DESC) AS rn
+                          FROM changes ch JOIN commits c USING (seq))
+            SELECT key, match_value FROM acknowledged WHERE kid NOT IN (SELECT kid FROM last)
+            UNION ALL SELECT key, CASE WHEN mv_is_key THEN key ELSE match_value END
+            FROM last WHERE rn = 1 AND op = 1""").fetchall()
     finally:
         con.close()
     return dict(rows)

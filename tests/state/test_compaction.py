@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import duckdb
@@ -55,7 +56,7 @@ def test_compaction_in_ranges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     for k in gone:
         expect.pop(int(k), None)
     expect.update({int(k): f"n{k}" for k in new})
-    got = dict(con.execute("SELECT kid, match_value FROM records").fetchall())
+    got = dict(con.execute("SELECT kid, match_value FROM acknowledged").fetchall())
     assert got == expect
     assert con.execute("SELECT count(*) FROM changes").fetchall()[0][0] == 0
     index_kids, index_hashes = st.load(None)
@@ -71,11 +72,12 @@ def test_partition_ranges_cover_every_partition() -> None:
         ranges = duckdb_store._partition_ranges(rows)
         if ranges == ["true"]:
             continue
-        covered = []
-        for cond in ranges:
-            lo, hi = (int(x) for x in cond.removeprefix("partition BETWEEN ").split(" AND "))
-            covered.extend(range(lo, hi + 1))
-        assert covered == list(range(hashing.PARTITIONS))
+        # Consecutive key id ranges from 0 to 2**64 - 1, on partition boundaries.
+        bounds = [tuple(int(x) for x in c.removeprefix("kid BETWEEN ").split(" AND "))
+                  for c in ranges]
+        assert bounds[0][0] == 0 and bounds[-1][1] == 2**64 - 1
+        assert all(b[0] == a[1] + 1 for a, b in itertools.pairwise(bounds))
+        assert all(lo % (1 << hashing.PARTITION_SHIFT) == 0 for lo, _ in bounds)
 
 
 def test_first_fold_renames_the_change_log(tmp_path: Path) -> None:
@@ -92,16 +94,16 @@ def test_first_fold_renames_the_change_log(tmp_path: Path) -> None:
     st.compact()
     assert {t: con.execute(f"DESCRIBE {t}").fetchall() for t in layout} == layout
     assert con.execute("SELECT count(*) FROM changes").fetchall()[0][0] == 0
-    got = dict(con.execute("SELECT kid, match_value FROM records").fetchall())
+    got = dict(con.execute("SELECT kid, match_value FROM acknowledged").fetchall())
     assert got == {int(k): f"a{k}" for k in kids}
-    assert con.execute("SELECT count(*) FROM records WHERE run_id = 'r1' AND acked_at "
+    assert con.execute("SELECT count(*) FROM acknowledged WHERE run_id = 'r1' AND acked_at "
                        "IS NOT NULL").fetchall()[0][0] == len(kids)
     # A second run: updates once (no window) and deletes into non-empty records.
     st.commit("r2", _rows(kids[:10], "b"), _empty_rejections(), deletes=False)
     st.commit("r2", _rows(kids[10:20], "x"), _empty_rejections(), deletes=True)
     st.compact()
     expect = {int(k): f"a{k}" for k in kids[20:]} | {int(k): f"b{k}" for k in kids[:10]}
-    assert dict(con.execute("SELECT kid, match_value FROM records").fetchall()) == expect
+    assert dict(con.execute("SELECT kid, match_value FROM acknowledged").fetchall()) == expect
     index_kids, _ = st.load(None)
     assert np.all(index_kids[1:] > index_kids[:-1]) and len(index_kids) == len(expect)
     con.close()

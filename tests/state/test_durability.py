@@ -22,9 +22,9 @@ def batch(ids, version=0):
     return keys, pa.record_batch({"v": [i + version for i in ids]})
 
 
-def counts(store, ids, sync="s", **kw):
+def counts(store, ids, sync="s", version=0, **kw):
     with store.open_sync(sync, "check", **kw) as st:
-        p = st.plan(*batch(ids))
+        p = st.plan(*batch(ids, version))
         return len(p.inserts), len(p.updates), p.unchanged
 
 
@@ -99,9 +99,55 @@ def test_migration_from_format_1(store):
     with duckdb.connect(str(path)) as con:
         meta = migrations.read_meta(con)
         assert meta["format_version"] == str(migrations.FORMAT_VERSION)
-        parts = con.execute("SELECT DISTINCT partition IS NULL FROM records").fetchall()
+        parts = con.execute("SELECT DISTINCT partition IS NULL FROM rejections").fetchall()
         assert parts == [(False,)]
+        got = dict(con.execute("SELECT key, match_value FROM acknowledged").fetchall())
+        assert got == {str(i): str(i) for i in range(5)}
     assert [r["reason"] for r in store.rejections("s")] == ["bad"]
+
+
+def test_migration_from_format_2_keeps_records_and_the_unfolded_log(store):
+    """A format-2 file with folded records and, from a run that crashed, changes not yet
+    folded (an update, a delete, an insert): after the migration the state is what the
+    fold would have given, and the sorted index still plans correctly."""
+    path = store.sync_path("s")
+    path.parent.mkdir(parents=True)
+    keys, b = batch(range(5))
+    with duckdb.connect() as hc:
+        kids, hashes = hashing.hash_batch(hc, keys, b)
+        canary = hashing.canary(hc)
+        k2, b2 = batch([0, 9], version=1)
+        kids2, hashes2 = hashing.hash_batch(hc, k2, b2)
+    old = pa.table({"kid": pa.array(kids, pa.uint64()), "key": keys,
+                    "hash": pa.array(hashes, pa.uint64()),
+                    "partition": pa.array(hashing.partitions_of(kids), pa.uint16())})
+    log = pa.table({"kid": pa.array(kids2, pa.uint64()), "key": k2,
+                    "hash": pa.array(hashes2, pa.uint64()),
+                    "partition": pa.array(hashing.partitions_of(kids2), pa.uint16())})
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        con.execute(migrations.SYNC_TABLES_V2)
+        migrations.write_meta(con, {"app_id": migrations.APP_ID, "format_version": 2,
+                                    "kind": "sync", "sync": "s", "hash_canary": canary})
+        con.register("old", old)
+        con.register("log", log)
+        con.execute("INSERT INTO records SELECT kid, key, hash, 'mv' || key, partition, "
+                    "'r0', now() FROM old")
+        con.execute("INSERT INTO kid_index SELECT kid, hash, partition FROM old ORDER BY kid")
+        # The crashed run: seq 1 upserts keys 0 and 9, seq 2 deletes key 4.
+        con.execute("INSERT INTO changes SELECT 1, 1, kid, key, hash, 'new' || key, "
+                    "partition, 'r1', now() FROM log")
+        con.execute("INSERT INTO changes SELECT 2, 2, kid, key, NULL, NULL, partition, "
+                    "'r1', now() FROM old WHERE key = '4'")
+    # Keys 0 (changed) and 9 (new) are as the crashed run acknowledged them; 1-3 are
+    # unchanged; 4 was deleted, so it is new again.
+    assert counts(store, [0, 9], version=1) == (0, 0, 2)
+    assert counts(store, [1, 2, 3, 4]) == (1, 0, 3)
+    with duckdb.connect(str(path)) as con:
+        assert migrations.read_meta(con)["format_version"] == str(migrations.FORMAT_VERSION)
+        got = dict(con.execute("SELECT key, match_value FROM acknowledged").fetchall())
+        assert got == {"0": "new0", "1": "mv1", "2": "mv2", "3": "mv3", "9": "new9"}
+        assert con.execute("SELECT count(*) FROM changes").fetchall()[0][0] == 0
 
 
 def test_hash_function_change_needs_full_resync(store):

@@ -11,8 +11,10 @@ Layout (``root`` is ``state.url`` if given, else ``<project>/.conn``)::
 
 One file per sync, so syncs run in parallel processes (DuckDB allows one writing process
 per file). Each commit is one DuckDB transaction (WAL, fsync on commit) appending to the
-``changes`` log together with rejections and the run's progress counters; at the end of a
-run (or at the next open after a crash) the log is folded into ``records``.
+``changes`` log (key id, key, hash, match value) and one row to ``commits`` (operation,
+run, time), together with rejections and the run's progress counters; at the end of a
+run (or at the next open after a crash) the log is folded into ``records``. See
+:mod:`conn.state.migrations` for the tables.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from conn.errors import StateError
 from conn.state import hashing, migrations
 from conn.state.base import StateStore, SyncState
@@ -89,12 +92,15 @@ COMPACT_ROWS = 1_000_000
 
 def _partition_ranges(rows: int) -> list[str]:
     """SQL conditions splitting the partitions into consecutive ranges of about
-    :data:`COMPACT_ROWS` of ``rows`` each (key ids are uniform hashes)."""
+    :data:`COMPACT_ROWS` of ``rows`` each (key ids are uniform hashes), as key id ranges
+    (a partition is the top bits of the key id)."""
     steps = max(1, min(hashing.PARTITIONS, -(-rows // COMPACT_ROWS)))
     edges = [round(i * hashing.PARTITIONS / steps) for i in range(steps + 1)]
     if steps == 1:
         return ["true"]
-    return [f"partition BETWEEN {lo} AND {hi - 1}" for lo, hi in itertools.pairwise(edges)]
+    shift = hashing.PARTITION_SHIFT
+    return [f"kid BETWEEN {lo << shift} AND {(hi << shift) - 1}"
+            for lo, hi in itertools.pairwise(edges)]
 
 
 class DuckDBStorage(Storage):
@@ -103,7 +109,9 @@ class DuckDBStorage(Storage):
     def __init__(self, con: duckdb.DuckDBPyConnection, path: Path) -> None:
         self.con = con
         self.path = path
-        self._seq = 0
+        # Commit numbers are unique in the file: ``records`` keep theirs.
+        self._seq = int(con.execute("SELECT coalesce(max(seq), 0) FROM commits")
+                        .fetchall()[0][0])
         # Whether ``rejections`` may hold rows: when it is empty (the usual case) a
         # commit skips clearing earlier rejections of its keys (an IN-subquery join per
         # batch). Only this connection writes the file while the sync is open.
@@ -135,7 +143,8 @@ class DuckDBStorage(Storage):
                 hash UBIGINT NOT NULL, partition USMALLINT NOT NULL)""")
             for where in _partition_ranges(total):
                 self._q(f"""INSERT INTO kid_index SELECT kid, coalesce(hash, 0) AS hash,
-                    partition FROM records WHERE {where} ORDER BY kid""")
+                    (kid >> {hashing.PARTITION_SHIFT})::USMALLINT AS partition FROM records
+                    WHERE {where} ORDER BY kid""")
             migrations.write_meta(self.con, {CACHE_GENERATION: uuid.uuid4().hex})
             self.con.commit()
         except BaseException:
@@ -150,16 +159,13 @@ class DuckDBStorage(Storage):
         # costs a fraction of the window (a sort of the range) that is otherwise needed
         # to find each key's latest change.
         simple = [bool(r[0]) for r in (self._q(
-            f"SELECT count(DISTINCT kid) = count(*) AND count(*) FILTER (WHERE op <> 1) "
-            f"= 0 FROM changes WHERE {where}").fetchall()[0] for where in ranges)]
+            f"SELECT count(DISTINCT kid) = count(*) AND bool_and(c.op = 1) FROM changes "
+            f"JOIN commits c USING (seq) WHERE {where}").fetchall()[0] for where in ranges)]
         had_records = bool(self._q("SELECT EXISTS (SELECT 1 FROM records)").fetchall()[0][0])
         if not had_records and all(simple):
-            # A first sync: the change log is the new ``records``. Dropping two columns
-            # and renaming is a catalog change (no data is copied or recompressed).
+            # A first sync: the change log is the new ``records`` (same layout); a
+            # rename is a catalog change (no data is copied or recompressed).
             self._q("DROP TABLE records")
-            self._q("ALTER TABLE changes DROP COLUMN seq")
-            self._q("ALTER TABLE changes DROP COLUMN op")
-            self._q("ALTER TABLE changes RENAME COLUMN changed_at TO acked_at")
             self._q("ALTER TABLE changes RENAME TO records")
             self._q(migrations.CHANGES_TABLE)
             return
@@ -168,21 +174,20 @@ class DuckDBStorage(Storage):
                 self._q(f"DELETE FROM records WHERE {where} AND kid IN "
                         f"(SELECT kid FROM changes WHERE {where})")
             if plain:
-                self._q(f"""INSERT INTO records SELECT kid, key, hash, match_value,
-                    partition, run_id, changed_at FROM changes WHERE {where}""")
+                self._q(f"INSERT INTO records SELECT * FROM changes WHERE {where}")
             else:
-                self._q(f"""INSERT INTO records SELECT kid, key, hash, match_value,
-                    partition, run_id, changed_at FROM (SELECT *, row_number() OVER
-                    (PARTITION BY kid ORDER BY seq DESC) AS rn FROM changes WHERE {where})
+                self._q(f"""INSERT INTO records SELECT seq, kid, key, hash, match_value
+                    FROM (SELECT ch.*, c.op, row_number() OVER (PARTITION BY kid ORDER BY
+                    seq DESC) AS rn FROM changes ch JOIN commits c USING (seq) WHERE {where})
                     WHERE rn = 1 AND op = 1""")
         self._q("DELETE FROM changes")
 
     def rekey(self) -> None:
         """Recompute key ids and partitions from the stored keys (hash function changed)."""
         self.con.begin()
-        for table in ("records", "rejections"):
-            self._q(f"UPDATE {table} SET kid = hash(key), "
-                    "partition = (hash(key) >> 56)::USMALLINT WHERE key IS NOT NULL")
+        self._q("UPDATE records SET kid = hash(key)")
+        self._q("UPDATE rejections SET kid = hash(key), "
+                "partition = (hash(key) >> 56)::USMALLINT WHERE key IS NOT NULL")
         self.con.commit()
         self.compact(force=True)
 
@@ -340,6 +345,15 @@ class DuckDBStorage(Storage):
         self._seq += 1
         con = self.con
         clear = self._may_have_rejections()
+        # A commit whose match values are its keys (matching on the primary key, the
+        # usual case) stores them once: half the strings written to the WAL.
+        mv, key = rows.column("match_value"), rows.column("key")
+        mv_is_key = bool(rows.num_rows) and not mv.null_count and bool(
+            pc.all(pc.equal(mv, key.cast(mv.type))).as_py())
+        rows = pa.table({"seq": pa.nulls(rows.num_rows, pa.int64()).fill_null(self._seq),
+                         "kid": rows.column("kid"), "key": key, "hash": rows.column("hash"),
+                         "match_value": pa.nulls(rows.num_rows, pa.string()) if mv_is_key
+                         else mv})
         con.register("_rows", rows)
         if rejected.num_rows:
             con.register("_rej", rejected)
@@ -347,9 +361,9 @@ class DuckDBStorage(Storage):
         con.begin()
         try:
             if rows.num_rows:
-                self._q("""INSERT INTO changes SELECT ?, ?, kid, key, hash, match_value,
-                    partition, ?, now() FROM _rows""",
-                        [self._seq, 2 if deletes else 1, run_id])
+                self._q("INSERT INTO commits VALUES (?, ?, ?, now(), ?)",
+                        [self._seq, 2 if deletes else 1, run_id, mv_is_key])
+                self._q("INSERT INTO changes SELECT * FROM _rows")
             if clear:
                 self._q("DELETE FROM rejections WHERE run_id <> ? AND kid IN (SELECT kid "
                         "FROM _rows" + (" UNION ALL SELECT kid FROM _rej)"
@@ -374,7 +388,7 @@ class DuckDBStorage(Storage):
         cur = self.con.cursor()
         try:
             cur.register("_want", pa.table({"kid": pa.array(kids, pa.uint64())}))
-            reader = cur.sql("SELECT key, match_value FROM records WHERE kid IN "
+            reader = cur.sql("SELECT key, match_value FROM acknowledged WHERE kid IN "
                              "(SELECT kid FROM _want)").to_arrow_reader(batch_rows)
             for b in reader:
                 if b.num_rows:

@@ -11,6 +11,12 @@ History:
      folded into ``records`` at the end of each run (fast, crash-safe commits), which
      also rewrites ``kid_index`` (key id, hash, partition; sorted by key id) so that the
      next run reads its planning state in order, without sorting.
+  3. A lean change log: what is the same for every row of a commit (operation, run,
+     time, whether the match value is the key) moves to a ``commits`` table, and
+     ``changes`` and ``records`` hold ``seq, kid, key, hash, match_value`` only, with
+     ``match_value`` NULL when the commit says it equals the key. Each commit writes
+     about half the bytes to DuckDB's WAL (700,000 rows: 0.65 -> 0.3 s). The view
+     ``acknowledged`` shows records with every column resolved.
 """
 
 from __future__ import annotations
@@ -22,19 +28,31 @@ import duckdb
 from conn.errors import StateError
 
 APP_ID = "conn-state"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
-#: The change log (also re-created by the DuckDB store's compaction).
-CHANGES_TABLE = """CREATE TABLE changes (seq BIGINT NOT NULL, op TINYINT NOT NULL,
-  kid UBIGINT NOT NULL, key VARCHAR NOT NULL, hash UBIGINT, match_value VARCHAR,
-  partition USMALLINT NOT NULL, run_id VARCHAR, changed_at TIMESTAMP)"""
+#: ``changes`` and ``records`` share this layout (a first sync's log becomes ``records``
+#: by a rename); the change log is re-created by the DuckDB store's compaction.
+_LOG_COLUMNS = """(seq BIGINT NOT NULL, kid UBIGINT NOT NULL, key VARCHAR NOT NULL,
+  hash UBIGINT, match_value VARCHAR)"""
+CHANGES_TABLE = f"CREATE TABLE changes {_LOG_COLUMNS}"
 
-SYNC_TABLES_V2 = """
-CREATE TABLE records (kid UBIGINT NOT NULL, key VARCHAR NOT NULL, hash UBIGINT,
-  match_value VARCHAR, partition USMALLINT NOT NULL, run_id VARCHAR, acked_at TIMESTAMP);
+#: One row per commit: operation (1 upsert, 2 delete), run, time, and whether the commit's
+#: match values are its keys (stored as NULL in ``changes`` / ``records``).
+COMMITS_TABLE = """CREATE TABLE commits (seq BIGINT NOT NULL, op TINYINT NOT NULL,
+  run_id VARCHAR, committed_at TIMESTAMP, mv_is_key BOOLEAN NOT NULL)"""
+
+#: Records with every column resolved (for people and tools reading the state file).
+ACKNOWLEDGED_VIEW = """CREATE OR REPLACE VIEW acknowledged AS SELECT r.kid, r.key, r.hash,
+  CASE WHEN c.mv_is_key THEN r.key ELSE r.match_value END AS match_value,
+  (r.kid >> 56)::USMALLINT AS partition, c.run_id, c.committed_at AS acked_at
+  FROM records r JOIN commits c USING (seq)"""
+
+SYNC_TABLES_V3 = f"""
+CREATE TABLE records {_LOG_COLUMNS};
+{CHANGES_TABLE};
+{COMMITS_TABLE};
 CREATE TABLE kid_index (kid UBIGINT NOT NULL, hash UBIGINT NOT NULL,
   partition USMALLINT NOT NULL);
-{changes};
 CREATE TABLE rejections (kid UBIGINT NOT NULL, key VARCHAR, partition USMALLINT NOT NULL,
   reason VARCHAR, op VARCHAR, run_id VARCHAR, rejected_at TIMESTAMP);
 CREATE TABLE progress (run_id VARCHAR PRIMARY KEY, started_at TIMESTAMP,
@@ -42,7 +60,29 @@ CREATE TABLE progress (run_id VARCHAR PRIMARY KEY, started_at TIMESTAMP,
   rejected BIGINT DEFAULT 0, deleted BIGINT DEFAULT 0);
 CREATE TABLE source_state (id INTEGER PRIMARY KEY, value VARCHAR, run_id VARCHAR,
   saved_at TIMESTAMP);
-""".replace("{changes}", CHANGES_TABLE)
+{ACKNOWLEDGED_VIEW};
+"""
+
+#: The version-2 change log, kept for the migrations.
+CHANGES_TABLE_V2 = """CREATE TABLE changes (seq BIGINT NOT NULL, op TINYINT NOT NULL,
+  kid UBIGINT NOT NULL, key VARCHAR NOT NULL, hash UBIGINT, match_value VARCHAR,
+  partition USMALLINT NOT NULL, run_id VARCHAR, changed_at TIMESTAMP)"""
+
+#: The version-2 layout, kept to test the migration (never created by this conn).
+SYNC_TABLES_V2 = f"""
+CREATE TABLE records (kid UBIGINT NOT NULL, key VARCHAR NOT NULL, hash UBIGINT,
+  match_value VARCHAR, partition USMALLINT NOT NULL, run_id VARCHAR, acked_at TIMESTAMP);
+CREATE TABLE kid_index (kid UBIGINT NOT NULL, hash UBIGINT NOT NULL,
+  partition USMALLINT NOT NULL);
+{CHANGES_TABLE_V2};
+CREATE TABLE rejections (kid UBIGINT NOT NULL, key VARCHAR, partition USMALLINT NOT NULL,
+  reason VARCHAR, op VARCHAR, run_id VARCHAR, rejected_at TIMESTAMP);
+CREATE TABLE progress (run_id VARCHAR PRIMARY KEY, started_at TIMESTAMP,
+  updated_at TIMESTAMP, batches BIGINT DEFAULT 0, acknowledged BIGINT DEFAULT 0,
+  rejected BIGINT DEFAULT 0, deleted BIGINT DEFAULT 0);
+CREATE TABLE source_state (id INTEGER PRIMARY KEY, value VARCHAR, run_id VARCHAR,
+  saved_at TIMESTAMP);
+"""
 
 #: The version-1 layout, kept to test the migration (never created by this conn).
 SYNC_TABLES_V1 = """
@@ -69,13 +109,36 @@ def _v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("UPDATE records SET partition = (kid >> 56)::USMALLINT")
     con.execute("ALTER TABLE rejections ADD COLUMN partition USMALLINT")
     con.execute("UPDATE rejections SET partition = (kid >> 56)::USMALLINT")
-    con.execute(CHANGES_TABLE)
+    con.execute(CHANGES_TABLE_V2)
     con.execute("""CREATE TABLE kid_index AS SELECT kid, coalesce(hash, 0) AS hash,
       partition FROM records ORDER BY kid""")
 
 
+def _v2_to_v3(con: duckdb.DuckDBPyConnection) -> None:
+    # Version-2 sequence numbers restart at 1 each run and the log is folded at every
+    # open, so the rows left in it (a run that crashed) belong to one run: they keep
+    # their numbers; the records already folded share commit 0.
+    con.execute(COMMITS_TABLE)
+    con.execute("""INSERT INTO commits SELECT 0, 1, 'format-2 records', max(acked_at),
+      false FROM records""")
+    con.execute("""INSERT INTO commits SELECT seq, any_value(op), any_value(run_id),
+      max(changed_at), false FROM changes GROUP BY seq""")
+    con.execute(f"CREATE TABLE records_v3 {_LOG_COLUMNS}")
+    con.execute("""INSERT INTO records_v3 SELECT 0, kid, key, hash, match_value
+      FROM records""")
+    con.execute("DROP TABLE records")
+    con.execute("ALTER TABLE records_v3 RENAME TO records")
+    con.execute(f"CREATE TABLE changes_v3 {_LOG_COLUMNS}")
+    con.execute("""INSERT INTO changes_v3 SELECT seq, kid, key, hash, match_value
+      FROM changes""")
+    con.execute("DROP TABLE changes")
+    con.execute("ALTER TABLE changes_v3 RENAME TO changes")
+    con.execute(ACKNOWLEDGED_VIEW)
+
+
 #: ``MIGRATIONS[v]`` turns a version-``v`` sync file into version ``v + 1``.
-MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _v1_to_v2,
+                                                                      2: _v2_to_v3}
 
 
 def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
@@ -105,7 +168,7 @@ def prepare(con: duckdb.DuckDBPyConnection, path: str, *, kind: str,
             return {}
         con.begin()
         con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-        con.execute(SYNC_TABLES_V2 if kind == "sync" else RUNS_TABLES)
+        con.execute(SYNC_TABLES_V3 if kind == "sync" else RUNS_TABLES)
         write_meta(con, {"app_id": APP_ID, "format_version": FORMAT_VERSION, "kind": kind,
                          **identity})
         con.commit()
