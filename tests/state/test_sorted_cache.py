@@ -1,5 +1,5 @@
 """The DuckDB store's sorted-state cache: used only when its generation matches the state
-file's; missing, stale, corrupt or mismatched caches fall back to ``kid_index``."""
+file's; missing, stale, corrupt or mismatched caches fall back to the records."""
 
 from __future__ import annotations
 

@@ -80,7 +80,7 @@ def _connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnectio
 
 
 #: Meta key of the sorted-state cache's generation: a fresh random token written in the
-#: transaction of every compaction, so a cache written for another ``kid_index`` (a crash
+#: transaction of every compaction, so a cache written for other records (a crash
 #: before the cache was rewritten, a state file restored from a backup) never matches.
 CACHE_GENERATION = "sorted_cache_generation"
 #: The cached arrays (see :meth:`SortedState.parts`).
@@ -124,27 +124,19 @@ class DuckDBStorage(Storage):
             raise StateError(f"state file {self.path}: {exc}") from exc
 
     def compact(self, force: bool = False) -> None:
-        """Fold the change log into ``records`` and rewrite the sorted ``kid_index``
-        (one transaction).
+        """Fold the change log into ``records`` and start a new generation of the
+        sorted-state cache (one transaction).
 
-        Both steps go through the key space in ranges of partitions holding about
-        :data:`COMPACT_ROWS` rows each, so DuckDB's window and sort work on one range at a
-        time: memory stays bounded however large the state (a single statement over 7M
-        changed rows took ~1 GB). A partition is the top bits of the key id, so writing
-        the ranges in order keeps ``kid_index`` sorted by key id."""
+        The fold goes through the key space in ranges of partitions holding about
+        :data:`COMPACT_ROWS` rows each, so DuckDB's window works on one range at a time:
+        memory stays bounded however large the state (a single statement over 7M changed
+        rows took ~1 GB)."""
         n = self._q("SELECT count(*) FROM changes").fetchall()[0][0]
         if not n and not force:
             return
         self.con.begin()
         try:
             self._fold(n)
-            total = self._q("SELECT count(*) FROM records").fetchall()[0][0]
-            self._q("""CREATE OR REPLACE TABLE kid_index (kid UBIGINT NOT NULL,
-                hash UBIGINT NOT NULL, partition USMALLINT NOT NULL)""")
-            for where in _partition_ranges(total):
-                self._q(f"""INSERT INTO kid_index SELECT kid, coalesce(hash, 0) AS hash,
-                    (kid >> {hashing.PARTITION_SHIFT})::USMALLINT AS partition FROM records
-                    WHERE {where} ORDER BY kid""")
             migrations.write_meta(self.con, {CACHE_GENERATION: uuid.uuid4().hex})
             self.con.commit()
         except BaseException:
@@ -191,27 +183,42 @@ class DuckDBStorage(Storage):
         self.con.commit()
         self.compact(force=True)
 
+    def _sorted_reader(self, partitions: frozenset[int] | None = None
+                       ) -> Iterator[pa.RecordBatch]:
+        """``(kid, hash)`` of the records in key id order, sorted by DuckDB one range of
+        partitions at a time (bounded memory), optionally only some partitions."""
+        total = self._q("SELECT count(*) FROM records").fetchall()[0][0]
+        only = ""
+        if partitions is not None:
+            only = (f" AND (kid >> {hashing.PARTITION_SHIFT}) IN "
+                    f"({', '.join(str(int(p)) for p in sorted(partitions)) or 'NULL'})")
+        for where in _partition_ranges(total):
+            cur = self.con.cursor()
+            try:
+                yield from cur.sql(f"SELECT kid, coalesce(hash, 0) AS hash FROM records "
+                                   f"WHERE {where}{only} ORDER BY kid").to_arrow_reader(
+                                       COMPACT_ROWS)
+            finally:
+                cur.close()
+
     def load(self, partitions: frozenset[int] | None) -> tuple[np.ndarray, np.ndarray]:
         self.compact()
-        where = ""
-        if partitions is not None:
-            where = f"WHERE partition IN ({', '.join(str(int(p)) for p in partitions)})"
-        # kid_index is written sorted and DuckDB preserves insertion order; the planner
-        # re-checks the order (and sorts if needed).
-        t = self.con.sql(f"SELECT kid, hash FROM kid_index {where}").to_arrow_table()
-        kids = t.column(0).to_numpy().astype(np.uint64, copy=False)
-        hashes = t.column(1).to_numpy().astype(np.uint64, copy=False)
-        return kids, hashes
+        batches = list(self._sorted_reader(partitions))
+        if not batches:
+            return np.empty(0, np.uint64), np.empty(0, np.uint64)
+        t = pa.Table.from_batches(batches)
+        return (t.column(0).to_numpy().astype(np.uint64, copy=False),
+                t.column(1).to_numpy().astype(np.uint64, copy=False))
 
     # --- sorted-state cache -------------------------------------------------------------
     #
     # ``<sync>.duckdb.sorted/<generation>.{kids,hashes,table}.npy``: the planner's
-    # SortedState of the whole ``kid_index``, written at the end of a run (after the
-    # compaction) and memory-mapped at the next open instead of reading ``kid_index``
-    # and rebuilding the probing table. Each file is written to a temporary name, fsynced
+    # SortedState of all records, written at the end of a run (after the compaction)
+    # and memory-mapped at the next open instead of sorting the records' key ids and
+    # rebuilding the probing table. Each file is written to a temporary name, fsynced
     # and renamed; the generation in the names must equal the one in ``meta``, which every
     # compaction replaces in its own transaction. Anything else (missing, stale, truncated
-    # or unreadable files) falls back to reading ``kid_index``.
+    # or unreadable files) falls back to reading the records in key id order.
 
     @property
     def cache_dir(self) -> Path:
@@ -235,16 +242,16 @@ class DuckDBStorage(Storage):
             if not isinstance(exc, FileNotFoundError):
                 log.warning("%s: ignoring the sorted-state cache (%s)", self.path, exc)
             return None
-        n = self._q("SELECT count(*) FROM kid_index").fetchall()[0][0]
+        n = self._q("SELECT count(*) FROM records").fetchall()[0][0]
         state = (SortedState.from_parts(parts["kids"], parts["hashes"], parts["table"])
                  if len(parts["kids"]) == n else None)
         if state is None:
-            log.warning("%s: ignoring the sorted-state cache (does not match kid_index)",
+            log.warning("%s: ignoring the sorted-state cache (does not match the records)",
                         self.path)
         return state
 
     def write_cache(self) -> None:
-        """Write the sorted-state cache of the current ``kid_index`` unless it exists;
+        """Write the sorted-state cache of the current records unless it exists;
         remove other generations. Best effort: a failure only costs the next open time."""
         try:
             gen = self._generation()
@@ -265,12 +272,12 @@ class DuckDBStorage(Storage):
             log.warning("%s: could not write the sorted-state cache (%s)", self.path, exc)
 
     def _stream_cache(self, files: dict[str, Path]) -> bool:
-        """Write the cache from ``kid_index`` in slices of :data:`COMPACT_ROWS` (this runs
-        after the compaction, next to DuckDB's buffers: building the whole SortedState
-        here took the run's peak past 1 GB at 10M keys). The probing table is the one
-        :class:`SortedState` builds, computed slice by slice. False if there is nothing
-        to cache or ``kid_index`` is not sorted (the planner then sorts at open)."""
-        n = self._q("SELECT count(*) FROM kid_index").fetchall()[0][0]
+        """Write the cache from the records in key id order, in slices of
+        :data:`COMPACT_ROWS` (this runs after the compaction, next to DuckDB's buffers:
+        building the whole SortedState here took the run's peak past 1 GB at 10M keys).
+        The probing table is the one :class:`SortedState` builds, computed slice by
+        slice. False if there is nothing to cache."""
+        n = self._q("SELECT count(*) FROM records").fetchall()[0][0]
         if not n:
             return False
         bits = SortedState._bits(n)
@@ -283,9 +290,7 @@ class DuckDBStorage(Storage):
                 for f in (fk, fh):
                     _npy_header(f, u64, n)
                 last = None
-                reader = self.con.sql("SELECT kid, hash FROM kid_index").to_arrow_reader(
-                    COMPACT_ROWS)
-                for b in reader:
+                for b in self._sorted_reader():
                     kids = b.column(0).to_numpy().astype(np.uint64, copy=False)
                     if len(kids) and ((last is not None and kids[0] < last)
                                       or bool((kids[1:] < kids[:-1]).any())):
