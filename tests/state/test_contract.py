@@ -86,6 +86,24 @@ def test_deletions_and_reinsert(backend):
         assert list(st.deletions(10)) == []
 
 
+def test_deletions_return_the_acknowledged_match_values(backend):
+    """Match values come back exactly as acknowledged, whether a commit's match values
+    are its keys (stored once by the DuckDB store), differ from them, or are null."""
+    _, make = backend
+    with make().open_sync("s", "r1") as st:
+        for ids, mvs in (([0, 1], ["0", "1"]), ([2, 3], ["b@x.org", "3"]),
+                         ([4], [None])):
+            keys, batch = rows(ids)
+            p = st.plan(keys, batch)
+            st.commit(keys, p.hashes, pa.array(mvs, pa.string()),
+                      pa.array([True] * len(ids)), [])
+    with make().open_sync("s", "r2") as st:
+        st.plan(*rows([]))
+        got = {k: m for keys, mvs in st.deletions(10)
+               for k, m in zip(keys.to_pylist(), mvs.to_pylist(), strict=True)}
+    assert got == {"0": "0", "1": "1", "2": "b@x.org", "3": "3", "4": None}
+
+
 def test_rejected_delete_is_kept(backend):
     _, make = backend
     run(make(), "r1", [rows(range(3))])
