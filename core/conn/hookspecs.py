@@ -63,7 +63,8 @@ def run_started(run: RunInfo) -> None:
 def batch_done(run: RunInfo, sync: SyncReport, counts: dict[str, Any]) -> None:
     """Called after each batch is written and its acknowledgements committed. ``counts``
     holds the batch's own figures (rows, inserted, updated, deleted, rejected, seconds);
-    ``sync`` the running totals. Use it for metrics or progress; do not block."""
+    ``sync`` the running totals. Use it for metrics or progress; do not block: it runs
+    on the runtime's delivery thread (not the main thread), between two batches' writes."""
 
 
 @hookspec
