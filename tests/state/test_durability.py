@@ -77,21 +77,36 @@ def test_bad_meta(store, key, value, message):
         counts(store, range(3))
 
 
-def test_migration_from_format_1(store):
-    path = store.sync_path("s")
-    path.parent.mkdir(parents=True)
-    keys, b = batch(range(5))
+def hashed(ids, version=0):
+    """``(kid, key, hash, partition)`` of :func:`batch` rows, as this DuckDB hashes them."""
+    keys, b = batch(ids, version)
     with duckdb.connect() as hc:
         kids, hashes = hashing.hash_batch(hc, keys, b)
+    return pa.table({"kid": pa.array(kids, pa.uint64()), "key": keys,
+                     "hash": pa.array(hashes, pa.uint64()),
+                     "partition": pa.array(hashing.partitions_of(kids), pa.uint16())})
+
+
+def old_state_file(store, version, tables, **data):
+    """A sync state file of an older ``version`` with ``tables`` (DDL); ``data`` Arrow
+    tables are registered under their names. Returns an open connection to fill it."""
+    path = store.sync_path("s")
+    path.parent.mkdir(parents=True)
+    with duckdb.connect() as hc:
         canary = hashing.canary(hc)
-    old = pa.table({"kid": pa.array(kids, pa.uint64()), "key": keys,
-                    "hash": pa.array(hashes, pa.uint64())})
-    with duckdb.connect(str(path)) as con:
-        con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-        con.execute(migrations.SYNC_TABLES_V1)
-        migrations.write_meta(con, {"app_id": migrations.APP_ID, "format_version": 1,
-                                    "kind": "sync", "sync": "s", "hash_canary": canary})
-        con.register("old", old)
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+    con.execute(tables)
+    migrations.write_meta(con, {"app_id": migrations.APP_ID, "format_version": version,
+                                "kind": "sync", "sync": "s", "hash_canary": canary})
+    for name, table in data.items():
+        con.register(name, table)
+    return con
+
+
+def test_migration_from_format_1(store):
+    path = store.sync_path("s")
+    with old_state_file(store, 1, migrations.SYNC_TABLES_V1, old=hashed(range(5))) as con:
         con.execute("INSERT INTO records SELECT kid, key, hash, key, 'r0', now() FROM old")
         con.execute("INSERT INTO rejections SELECT kid, key, 'bad', 'write', 'r0', now() "
                     "FROM old LIMIT 1")
@@ -111,26 +126,8 @@ def test_migration_from_format_2_keeps_records_and_the_unfolded_log(store):
     folded (an update, a delete, an insert): after the migration the state is what the
     fold would have given, and the sorted index still plans correctly."""
     path = store.sync_path("s")
-    path.parent.mkdir(parents=True)
-    keys, b = batch(range(5))
-    with duckdb.connect() as hc:
-        kids, hashes = hashing.hash_batch(hc, keys, b)
-        canary = hashing.canary(hc)
-        k2, b2 = batch([0, 9], version=1)
-        kids2, hashes2 = hashing.hash_batch(hc, k2, b2)
-    old = pa.table({"kid": pa.array(kids, pa.uint64()), "key": keys,
-                    "hash": pa.array(hashes, pa.uint64()),
-                    "partition": pa.array(hashing.partitions_of(kids), pa.uint16())})
-    log = pa.table({"kid": pa.array(kids2, pa.uint64()), "key": k2,
-                    "hash": pa.array(hashes2, pa.uint64()),
-                    "partition": pa.array(hashing.partitions_of(kids2), pa.uint16())})
-    with duckdb.connect(str(path)) as con:
-        con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-        con.execute(migrations.SYNC_TABLES_V2)
-        migrations.write_meta(con, {"app_id": migrations.APP_ID, "format_version": 2,
-                                    "kind": "sync", "sync": "s", "hash_canary": canary})
-        con.register("old", old)
-        con.register("log", log)
+    with old_state_file(store, 2, migrations.SYNC_TABLES_V2, old=hashed(range(5)),
+                        log=hashed([0, 9], version=1)) as con:
         con.execute("INSERT INTO records SELECT kid, key, hash, 'mv' || key, partition, "
                     "'r0', now() FROM old")
         con.execute("INSERT INTO kid_index SELECT kid, hash, partition FROM old ORDER BY kid")

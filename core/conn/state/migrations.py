@@ -49,17 +49,21 @@ ACKNOWLEDGED_VIEW = """CREATE OR REPLACE VIEW acknowledged AS SELECT r.kid, r.ke
   (r.kid >> 56)::USMALLINT AS partition, c.run_id, c.committed_at AS acked_at
   FROM records r JOIN commits c USING (seq)"""
 
-SYNC_TABLES_V3 = f"""
-CREATE TABLE records {_LOG_COLUMNS};
-{CHANGES_TABLE};
-{COMMITS_TABLE};
-CREATE TABLE rejections (kid UBIGINT NOT NULL, key VARCHAR, partition USMALLINT NOT NULL,
-  reason VARCHAR, op VARCHAR, run_id VARCHAR, rejected_at TIMESTAMP);
+#: Rejections, run progress and the source bookmark (unchanged since format 2).
+_RUN_TABLES = """CREATE TABLE rejections (kid UBIGINT NOT NULL, key VARCHAR,
+  partition USMALLINT NOT NULL, reason VARCHAR, op VARCHAR, run_id VARCHAR,
+  rejected_at TIMESTAMP);
 CREATE TABLE progress (run_id VARCHAR PRIMARY KEY, started_at TIMESTAMP,
   updated_at TIMESTAMP, batches BIGINT DEFAULT 0, acknowledged BIGINT DEFAULT 0,
   rejected BIGINT DEFAULT 0, deleted BIGINT DEFAULT 0);
 CREATE TABLE source_state (id INTEGER PRIMARY KEY, value VARCHAR, run_id VARCHAR,
-  saved_at TIMESTAMP);
+  saved_at TIMESTAMP);"""
+
+SYNC_TABLES_V3 = f"""
+CREATE TABLE records {_LOG_COLUMNS};
+{CHANGES_TABLE};
+{COMMITS_TABLE};
+{_RUN_TABLES}
 {ACKNOWLEDGED_VIEW};
 """
 
@@ -75,13 +79,7 @@ CREATE TABLE records (kid UBIGINT NOT NULL, key VARCHAR NOT NULL, hash UBIGINT,
 CREATE TABLE kid_index (kid UBIGINT NOT NULL, hash UBIGINT NOT NULL,
   partition USMALLINT NOT NULL);
 {CHANGES_TABLE_V2};
-CREATE TABLE rejections (kid UBIGINT NOT NULL, key VARCHAR, partition USMALLINT NOT NULL,
-  reason VARCHAR, op VARCHAR, run_id VARCHAR, rejected_at TIMESTAMP);
-CREATE TABLE progress (run_id VARCHAR PRIMARY KEY, started_at TIMESTAMP,
-  updated_at TIMESTAMP, batches BIGINT DEFAULT 0, acknowledged BIGINT DEFAULT 0,
-  rejected BIGINT DEFAULT 0, deleted BIGINT DEFAULT 0);
-CREATE TABLE source_state (id INTEGER PRIMARY KEY, value VARCHAR, run_id VARCHAR,
-  saved_at TIMESTAMP);
+{_RUN_TABLES}
 """
 
 #: The version-1 layout, kept to test the migration (never created by this conn).
