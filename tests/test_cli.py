@@ -111,3 +111,15 @@ def test_help_answers_quickly():
                          capture_output=True, text=True, check=True)
     assert time.perf_counter() - t < 5  # generous: a smoke check, timing lives in bench/
     assert "Exit codes" in out.stdout and "--dry-run" in out.stdout
+
+
+def test_ctrl_c_during_a_sync_says_what_was_kept_and_exits_130(proj_dir, monkeypatch,
+                                                               capsys):
+    """Regression: typer turned the interrupt into a silent exit 130."""
+    def interrupted(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fakes.RecordingDestination, "write_batch", interrupted)
+    code, _, err = run_cli(monkeypatch, capsys, "sync", "mem", "crm")
+    assert code == 130
+    assert "interrupted" in err and "pending" in err

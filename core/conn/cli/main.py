@@ -281,6 +281,12 @@ def singer_target(
                about_=about, fmt=fmt)
 
 
+def _interrupted() -> None:
+    sys.stderr.write("interrupted; acknowledged rows are saved, the rest stay pending "
+                     "(run the sync again to send them)\n")
+    sys.exit(130)
+
+
 def main() -> None:
     """Console entry point: maps conn's errors to messages and exit codes."""
     from conn.errors import ConnError
@@ -293,8 +299,12 @@ def main() -> None:
         error(str(exc))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted; acknowledged rows are saved, the rest stay pending\n")
-        sys.exit(130)
+        _interrupted()
+    except SystemExit as exc:
+        # typer turns Ctrl-C into a silent exit 130; say what happened to the data.
+        if exc.code == 130:
+            _interrupted()
+        raise
     except Exception as exc:
         import os
 
