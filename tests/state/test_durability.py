@@ -262,3 +262,19 @@ def test_rejections_readable_while_another_process_runs(tmp_path):
         assert [r["key"] for r in store.rejections("s")] == ["2"]
     assert [r["reason"] for r in store.rejections("s")] == ["no"]
     assert store.rejections("unknown") == []
+
+
+def test_run_history_from_an_older_format_keeps_working(store):
+    """Regression: the run-history file carries the state format number; a format-2
+    ``runs.duckdb`` made every later run fail to record ('no migration')."""
+    path = store.root / "state" / "runs.duckdb"
+    path.parent.mkdir(parents=True)
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        con.execute(migrations.RUNS_TABLES)
+        migrations.write_meta(con, {"app_id": migrations.APP_ID, "format_version": 2,
+                                    "kind": "runs"})
+    store.record_run("s", "r1", {"status": "ok", "rows_read": 3, "inserted": 3})
+    assert [r["run_id"] for r in store.runs("s")] == ["r1"]
+    with duckdb.connect(str(path)) as con:
+        assert migrations.read_meta(con)["format_version"] == str(migrations.FORMAT_VERSION)

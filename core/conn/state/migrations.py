@@ -135,9 +135,16 @@ def _v2_to_v3(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(ACKNOWLEDGED_VIEW)
 
 
-#: ``MIGRATIONS[v]`` turns a version-``v`` sync file into version ``v + 1``.
-MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _v1_to_v2,
-                                                                      2: _v2_to_v3}
+def _unchanged(con: duckdb.DuckDBPyConnection) -> None:
+    """A format step that does not touch this kind of file."""
+
+
+#: ``MIGRATIONS[kind][v]`` turns a version-``v`` file of that kind into version ``v + 1``.
+#: The run-history file shares the format number but its table has not changed.
+MIGRATIONS: dict[str, dict[int, Callable[[duckdb.DuckDBPyConnection], None]]] = {
+    "sync": {1: _v1_to_v2, 2: _v2_to_v3},
+    "runs": {1: _unchanged, 2: _unchanged},
+}
 
 
 def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
@@ -200,9 +207,10 @@ def prepare(con: duckdb.DuckDBPyConnection, path: str, *, kind: str,
         con.begin()
         try:
             while version < FORMAT_VERSION:
-                if kind != "sync" or version not in MIGRATIONS:
+                step = MIGRATIONS.get(kind, {}).get(version)
+                if step is None:
                     raise StateError(f"{path}: no migration from state format {version}")
-                MIGRATIONS[version](con)
+                step(con)
                 version += 1
             write_meta(con, {"format_version": version})
             con.commit()
