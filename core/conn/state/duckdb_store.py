@@ -58,17 +58,20 @@ CHECKPOINT_THRESHOLD = "64MB"
 COMPRESSION = "uncompressed"
 
 
-def _connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def _connect(path: Path, *, read_only: bool = False,
+             hot: bool = True) -> duckdb.DuckDBPyConnection:
     """Open a DuckDB file, turning DuckDB's errors into :class:`StateError`; retries for a
-    few seconds while another process holds the file."""
+    few seconds while another process holds the file. ``hot``: a sync's state file, with
+    the write settings above (the run-history file keeps DuckDB's defaults)."""
     for attempt in range(_BUSY_RETRIES):
         try:
             # A bounded memory budget: the end-of-run compaction of a first 10M-row run
             # spills to disk instead of growing the process.
-            return duckdb.connect(str(path), read_only=read_only,
-                                  config={"memory_limit": MEMORY_LIMIT,
-                                          "checkpoint_threshold": CHECKPOINT_THRESHOLD,
-                                          "force_compression": COMPRESSION})
+            config = {"memory_limit": MEMORY_LIMIT}
+            if hot:
+                config.update(checkpoint_threshold=CHECKPOINT_THRESHOLD,
+                              force_compression=COMPRESSION)
+            return duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.Error as exc:
             text = str(exc)
             if "lock" in text.lower() and attempt < _BUSY_RETRIES - 1:
@@ -578,7 +581,7 @@ class DuckDBStateStore(StateStore):
             yield None
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        con = _connect(path)
+        con = _connect(path, hot=False)  # one small row per run: keep DuckDB's defaults
         try:
             migrations.prepare(con, str(path), kind="runs", identity={})
             yield con
