@@ -278,3 +278,13 @@ def test_run_history_from_an_older_format_keeps_working(store):
     assert [r["run_id"] for r in store.runs("s")] == ["r1"]
     with duckdb.connect(str(path)) as con:
         assert migrations.read_meta(con)["format_version"] == str(migrations.FORMAT_VERSION)
+
+
+def test_rejections_of_an_older_format_are_listed_without_migrating(store):
+    """`conn rejected` after an upgrade, before any sync: it reads, it does not migrate."""
+    with old_state_file(store, 1, migrations.SYNC_TABLES_V1, old=hashed(range(2))) as con:
+        con.execute("INSERT INTO rejections SELECT kid, key, 'bad e-mail', 'write', 'r0', "
+                    "now() FROM old WHERE key = '1'")
+    assert [(r["key"], r["reason"]) for r in store.rejections("s")] == [("1", "bad e-mail")]
+    with duckdb.connect(str(store.sync_path("s"))) as con:
+        assert migrations.read_meta(con)["format_version"] == "1"

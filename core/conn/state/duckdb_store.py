@@ -517,13 +517,14 @@ class DuckDBStateStore(StateStore):
         """The state file of a sync."""
         return self.root / "state" / f"{safe_name(sync)}.duckdb"
 
-    def _open_sync_file(self, sync: str, *, read_only: bool = False
+    def _open_sync_file(self, sync: str, *, read_only: bool = False,
+                        readable_from: int = migrations.FORMAT_VERSION
                         ) -> tuple[duckdb.DuckDBPyConnection, dict[str, str]]:
         path = self.sync_path(sync)
         con = _connect(path, read_only=read_only)
         try:
             meta = migrations.prepare(con, str(path), kind="sync", identity={"sync": sync},
-                                      read_only=read_only)
+                                      read_only=read_only, readable_from=readable_from)
         except BaseException:
             con.close()
             raise
@@ -629,7 +630,8 @@ class DuckDBStateStore(StateStore):
                 cur.close()
         if not self.sync_path(sync).exists():
             return []
-        con, meta = self._open_sync_file(sync, read_only=True)
+        # The rejections table has the columns read here in every format.
+        con, meta = self._open_sync_file(sync, read_only=True, readable_from=1)
         try:
             return _dicts(con.execute(sql)) if meta else []
         finally:

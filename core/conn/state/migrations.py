@@ -165,9 +165,12 @@ def write_meta(con: duckdb.DuckDBPyConnection, values: dict[str, Any]) -> None:
 
 
 def prepare(con: duckdb.DuckDBPyConnection, path: str, *, kind: str,
-            identity: dict[str, str], read_only: bool = False) -> dict[str, str]:
+            identity: dict[str, str], read_only: bool = False,
+            readable_from: int = FORMAT_VERSION) -> dict[str, str]:
     """Create, check or migrate a state file; return its meta. ``identity`` holds meta
-    entries that must match (e.g. the sync's name) and that a new file is given."""
+    entries that must match (e.g. the sync's name) and that a new file is given.
+    ``read_only`` opens never migrate; they accept an older format from
+    ``readable_from`` on (for readers of tables that format already had)."""
     tables = _tables(con)
     if not tables:
         if read_only:
@@ -201,6 +204,8 @@ def prepare(con: duckdb.DuckDBPyConnection, path: str, *, kind: str,
         raise StateError(f"{path} was written by a newer conn (state format {version}, "
                          f"this conn reads up to {FORMAT_VERSION}); upgrade conn.")
     if version < FORMAT_VERSION:
+        if read_only and version >= readable_from:
+            return meta
         if read_only:
             raise StateError(f"{path} uses state format {version}; run a sync once to "
                              f"migrate it to format {FORMAT_VERSION}.")
