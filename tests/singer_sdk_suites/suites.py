@@ -131,7 +131,8 @@ TARGET_SETTINGS = about("target", "files")["settings"]
 
 class _UnusedSink(RecordSink):
     def process_record(self, record: dict, context: dict) -> None:  # pragma: no cover
-        raise NotImplementedError
+        # Required by singer-sdk's Sink API; records go to `conn singer target` instead.
+        raise NotImplementedError("records are piped to conn, not to this sink")
 
 
 class ConnTarget(Target):

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import duckdb
 import numpy as np
 import pyarrow as pa
+from conn.duckdb_scan import parallel_scan
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -36,8 +37,6 @@ PARTITIONS = 1 << PARTITION_BITS
 PARTITION_SHIFT = 64 - PARTITION_BITS
 #: Name of the algorithm stored in the state's meta table.
 HASH_ALGORITHM = "duckdb-hash/v1"
-#: Arrow chunk size handed to DuckDB (parallel scan).
-_CHUNK_ROWS = 16_384
 
 _CANARY_SQL = """SELECT hash(42::BIGINT)::VARCHAR || ',' || hash('conn')::VARCHAR || ','
  || hash(1.5::DOUBLE)::VARCHAR || ',' || hash(DATE '2020-02-29')::VARCHAR || ','
@@ -77,11 +76,7 @@ def _to_u64(arr: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 def _scan_table(cols: list[pa.Array | pa.ChunkedArray], names: list[str]) -> pa.Table:
-    t = pa.table(cols, names=names)
-    if t.num_rows >= 2 * _CHUNK_ROWS:
-        # DuckDB scans Arrow chunks in parallel; one big chunk would use one thread.
-        t = pa.Table.from_batches(t.to_batches(max_chunksize=_CHUNK_ROWS))
-    return t
+    return parallel_scan(pa.table(cols, names=names))
 
 
 def key_ids(con: duckdb.DuckDBPyConnection, keys: pa.Array | pa.ChunkedArray) -> np.ndarray:

@@ -266,8 +266,9 @@ class _Common:
         assert str(err.value).strip(), "check() failed without a reason"
 
     def exercise(self, ctx: SuiteContext) -> None:
-        """Run the connector's normal duties (the secret check watches them)."""
-        raise NotImplementedError
+        """Run the connector's normal duties (the secret check watches them). Each suite
+        below defines it for its kind of connector."""
+        raise NotImplementedError(f"{type(self).__name__} must define exercise()")
 
     def test_no_secrets_in_logs_or_errors(self, ctx: SuiteContext,
                                           caplog: pytest.LogCaptureFixture) -> None:
