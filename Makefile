@@ -14,9 +14,12 @@ $(UV):
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv
 
-# One environment with the core and every first-party plugin (editable).
+# One environment with the core and every first-party plugin (editable), plus the
+# planner's compiled kernels when a C compiler is there (conn works without them).
 dev: $(UV)
 	$(UV) pip install --quiet --python $(PY) -e ".[test,postgres]" $(foreach d,$(PLUGIN_DIRS),-e "$(d)[test]")
+	@$(UV) pip install --quiet --python $(PY) -e "speedups[test]" 2>/dev/null \
+	  || echo "note: conn-speedups not built (no C compiler?); the planner uses its numpy path"
 
 demo: dev
 	$(VENV)/bin/conn init --demo $(DEMO_DIR) --force

@@ -47,6 +47,15 @@ for pj in plugins/sources/*/pyproject.toml plugins/destinations/*/pyproject.toml
   run "$kind/$name" "$venv/bin/python" "$ROOT/$dir" tests
 done
 
+# The planner's compiled kernels: their own environment, checked against DuckDB.
+venv="$ROOT/.venvs/speedups"
+if [ ! -x "$venv/bin/python" ]; then "$UV" venv --quiet --python "$ROOT/.venv/bin/python" "$venv"; fi
+if "$UV" pip install --quiet --python "$venv/bin/python" -e "$ROOT/speedups[test]"; then
+  run speedups "$venv/bin/python" "$ROOT/speedups" tests
+else
+  failed+=("install speedups")
+fi
+
 echo
 echo "summary: $total_pass passed, $total_fail failed, $total_skip skipped"
 if [ ${#failed[@]} -gt 0 ]; then

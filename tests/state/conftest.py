@@ -78,3 +78,19 @@ def backend(request, tmp_path) -> Iterator[tuple[str, object]]:
 def pg_url() -> str | None:
     """The test server's URL, or None when it is not reachable."""
     return PG_URL if pg_available() else None
+
+
+@pytest.fixture(autouse=True, params=["compiled", "numpy"])
+def planner_path(request, monkeypatch) -> Iterator[str]:
+    """Every state test runs with the compiled kernels (``conn-speedups``) and without
+    them: both paths must plan identically."""
+    from conn.state import accel, hashing
+
+    monkeypatch.setenv("CONN_SPEEDUPS", "1" if request.param == "compiled" else "0")
+    accel.reset()
+    if request.param == "compiled":
+        with hashing.connect() as con:
+            if not accel.enabled(con):
+                pytest.skip("conn-speedups is not installed")
+    yield request.param
+    accel.reset()

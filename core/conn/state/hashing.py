@@ -16,6 +16,10 @@ Its only weakness is that DuckDB may change it between releases. We therefore st
 payload hashes are known to be incomparable and the store refuses to plan (``StateError``)
 unless the run is a ``--full-resync``, which re-baselines. Nothing is silently re-sent or
 skipped.
+
+With the optional ``conn-speedups`` package the same hashes are computed by compiled
+kernels straight from the Arrow buffers (:mod:`conn.state.accel`), which are checked
+against DuckDB before use: the values stored never depend on which path computed them.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 from conn.duckdb_scan import parallel_scan
+from conn.state import accel
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -81,7 +86,11 @@ def _scan_table(cols: list[pa.Array | pa.ChunkedArray], names: list[str]) -> pa.
 
 def key_ids(con: duckdb.DuckDBPyConnection, keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """``hash(key)`` per key as uint64 (nulls hash too; callers mask them)."""
-    t = _scan_table([_as_string(keys)], ["k"])  # noqa: F841 - scanned by DuckDB by name
+    keys = _as_string(keys)
+    fast = accel.key_ids(con, keys)
+    if fast is not None:
+        return fast
+    t = _scan_table([keys], ["k"])  # noqa: F841 - scanned by DuckDB by name
     return _to_u64(con.sql("SELECT hash(k) AS kid FROM t").to_arrow_table().column(0))
 
 
@@ -93,6 +102,9 @@ def _payload_sql(batch: pa.RecordBatch | pa.Table) -> str:
 def hash_batch(con: duckdb.DuckDBPyConnection, keys: pa.Array | pa.ChunkedArray,
                batch: pa.RecordBatch | pa.Table) -> tuple[np.ndarray, np.ndarray]:
     """Key ids and payload hashes of a batch in one DuckDB pass: ``(kids, hashes)``."""
+    fast = accel.payload_hashes(con, batch, schema_fingerprint(batch.schema))
+    if fast is not None:
+        return key_ids(con, keys), fast
     names = [f"c{i}" for i in range(batch.num_columns)]
     t = _scan_table([*batch.columns, _as_string(keys)], [*names, "k"])  # noqa: F841
     res = con.sql(f"SELECT hash(k) AS kid, {_payload_sql(batch)} AS h FROM t").to_arrow_table()
@@ -102,6 +114,9 @@ def hash_batch(con: duckdb.DuckDBPyConnection, keys: pa.Array | pa.ChunkedArray,
 def payload_hashes(con: duckdb.DuckDBPyConnection,
                    batch: pa.RecordBatch | pa.Table) -> np.ndarray:
     """Payload hashes only (the same values :func:`hash_batch` returns)."""
+    fast = accel.payload_hashes(con, batch, schema_fingerprint(batch.schema))
+    if fast is not None:
+        return fast
     names = [f"c{i}" for i in range(batch.num_columns)]
     t = _scan_table(list(batch.columns), names)  # noqa: F841 - scanned by DuckDB by name
     return _to_u64(con.sql(f"SELECT {_payload_sql(batch)} AS h FROM t")

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from conn.errors import StateError
-from conn.state import hashing
+from conn.state import accel, hashing
 from conn.state.base import BatchPlan, SyncState
 from conn.state.index import KeyIndex
 
@@ -251,21 +251,26 @@ class PlanningSyncState(SyncState):
             valid = ~np.asarray(keys.is_null().to_numpy(zero_copy_only=False), dtype=bool)
             rejected.extend((int(i), REASON_NULL) for i in np.flatnonzero(~valid))
         self._check_partitions(kids, valid)
-        if keys.null_count:
-            rows = np.flatnonzero(valid)
-            pos = self.state.find(kids[rows])
+        rows = np.flatnonzero(valid) if keys.null_count else np.arange(n)
+        q = kids[rows] if keys.null_count else kids
+        st = self.state
+        probed = (accel.probe(self._con, st.table, st.kids, st.hashes, self._stamp,
+                              int(st.shift), q) if len(st) else None)
+        if probed is not None:  # one compiled pass: lookup, seen-stamps, stored hashes
+            _, prev, flag = probed
+            known = flag != 0
+            first = flag[known] == 1
+            stored = prev[flag == 1]
         else:
-            rows = np.arange(n)
-            pos = self.state.find(kids)
-        known = pos >= 0
-        k_rows, k_pos = rows[known], pos[known]
-        first = self._mark_seen(k_rows, k_pos)
-        ok_rows, ok_pos = k_rows[first], k_pos[first]
+            pos = st.find(q)
+            known = pos >= 0
+            first = self._mark_seen(rows[known], pos[known])
+            stored = st.hashes[pos[known][first]]
+        k_rows = rows[known]
+        ok_rows = k_rows[first]
         hashes = payload_hashes()
-        if self.full_resync:
-            changed = np.ones(len(ok_rows), dtype=bool)
-        else:
-            changed = self.state.hashes[ok_pos] != hashes[ok_rows]
+        changed = (np.ones(len(ok_rows), dtype=bool) if self.full_resync
+                   else stored != hashes[ok_rows])
         updates = ok_rows[changed]
         n_rows = rows[~known]
         _, fresh = self.new.add(kids[n_rows])

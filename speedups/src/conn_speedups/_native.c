@@ -1,0 +1,338 @@
+/*
+ * Compiled kernels for conn's change planner: DuckDB-compatible row hashes over Arrow
+ * buffers and the lookup of key ids in the planner's probing table.
+ *
+ * The hashes reproduce DuckDB's `hash()` (the algorithm conn stores as "duckdb-hash/v1")
+ * for plain Arrow types; conn checks every kernel against DuckDB before it uses it (see
+ * conn/state/accel.py), so a DuckDB release that changes its hash only turns this path
+ * off. Every loop runs without the GIL.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MIX 0xd6e8feb86659fd93ULL
+#define NULL_HASH 0xbf58476d1ce4e5b9ULL
+#define BLOCK 256
+
+static inline uint64_t finalize(uint64_t x) {
+    x ^= x >> 32;
+    x *= MIX;
+    x ^= x >> 32;
+    x *= MIX;
+    x ^= x >> 32;
+    return x;
+}
+
+static inline uint64_t combine(uint64_t left, uint64_t right) {
+    left ^= left >> 32;
+    left *= MIX;
+    return left ^ right;
+}
+
+static inline uint64_t hash_bytes(const uint8_t *p, uint64_t len) {
+    uint64_t h = 0xe17a1465ULL ^ (len * 0xc6a4a7935bd1e995ULL);
+    uint64_t i = 0, block;
+    for (; i + 8 <= len; i += 8) {
+        memcpy(&block, p + i, 8);
+        h ^= block;
+        h *= MIX;
+    }
+    if (i < len) {
+        block = 0;
+        memcpy(&block, p + i, len - i);
+        h ^= block;
+        h *= MIX;
+    }
+    return finalize(h);
+}
+
+static inline int is_set(const uint8_t *bits, int64_t i) {
+    return (bits[i >> 3] >> (i & 7)) & 1;
+}
+
+static inline void store(uint64_t *out, int64_t i, uint64_t h, int mix) {
+    out[i] = mix ? combine(out[i], h) : h;
+}
+
+/* Checks shared by the column kernels; returns 0 with an exception set on failure. */
+static int check_column(Py_buffer *out, Py_ssize_t n, Py_ssize_t offset, Py_buffer *validity) {
+    if (n < 0 || offset < 0) {
+        PyErr_SetString(PyExc_ValueError, "negative length or offset");
+        return 0;
+    }
+    if (out->len < n * 8) {
+        PyErr_SetString(PyExc_ValueError, "output buffer shorter than the column");
+        return 0;
+    }
+    if (validity->buf != NULL && validity->len * 8 < offset + n) {
+        PyErr_SetString(PyExc_ValueError, "validity bitmap shorter than the column");
+        return 0;
+    }
+    return 1;
+}
+
+PyDoc_STRVAR(hash_binary_doc,
+"hash_binary(out, mix, n, offset, validity, offsets, data, wide)\n\n"
+"Hash ``n`` strings (Arrow string/binary: int32 offsets, or int64 when ``wide``) "
+"starting at element ``offset`` into the uint64 buffer ``out``; with ``mix`` combine "
+"into the hashes already there. ``validity`` is the Arrow bitmap or None.");
+
+static PyObject *py_hash_binary(PyObject *self, PyObject *args) {
+    Py_buffer out, validity, offsets, data;
+    Py_ssize_t n, offset;
+    int mix, wide;
+    if (!PyArg_ParseTuple(args, "w*pnnz*y*y*p", &out, &mix, &n, &offset, &validity,
+                          &offsets, &data, &wide))
+        return NULL;
+    PyObject *result = NULL;
+    if (!check_column(&out, n, offset, &validity)) goto done;
+    Py_ssize_t width = wide ? 8 : 4;
+    if (offsets.len < (offset + n + 1) * width) {
+        PyErr_SetString(PyExc_ValueError, "offsets buffer shorter than the column");
+        goto done;
+    }
+    int bad = 0;
+    uint64_t *o = (uint64_t *)out.buf;
+    const uint8_t *bits = (const uint8_t *)validity.buf, *d = (const uint8_t *)data.buf;
+    const int32_t *o32 = (const int32_t *)offsets.buf;
+    const int64_t *o64 = (const int64_t *)offsets.buf;
+    int64_t limit = (int64_t)data.len;
+    Py_BEGIN_ALLOW_THREADS
+    for (int64_t i = 0; i < n; i++) {
+        int64_t j = offset + i;
+        int64_t lo = wide ? o64[j] : o32[j], hi = wide ? o64[j + 1] : o32[j + 1];
+        if (bits != NULL && !is_set(bits, j)) {
+            store(o, i, NULL_HASH, mix);
+            continue;
+        }
+        if (lo < 0 || hi < lo || hi > limit) {
+            bad = 1;
+            break;
+        }
+        store(o, i, hash_bytes(d + lo, (uint64_t)(hi - lo)), mix);
+    }
+    Py_END_ALLOW_THREADS
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "string offsets outside the data buffer");
+        goto done;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&validity);
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&data);
+    return result;
+}
+
+PyDoc_STRVAR(hash_fixed_doc,
+"hash_fixed(out, mix, n, offset, validity, values, kind)\n\n"
+"Hash ``n`` fixed-width values starting at element ``offset``. ``kind`` is a struct "
+"code: b h i q (signed), B H I Q (unsigned), f d (floating point, -0.0 and NaN "
+"normalised as DuckDB does), ? (Arrow's bit-packed booleans).");
+
+static PyObject *py_hash_fixed(PyObject *self, PyObject *args) {
+    Py_buffer out, validity, values;
+    Py_ssize_t n, offset;
+    int mix, kind;
+    if (!PyArg_ParseTuple(args, "w*pnnz*y*C", &out, &mix, &n, &offset, &validity, &values,
+                          &kind))
+        return NULL;
+    PyObject *result = NULL;
+    if (!check_column(&out, n, offset, &validity)) goto done;
+    Py_ssize_t width;
+    switch (kind) {
+    case 'b': case 'B': width = 1; break;
+    case 'h': case 'H': width = 2; break;
+    case 'i': case 'I': case 'f': width = 4; break;
+    case 'q': case 'Q': case 'd': width = 8; break;
+    case '?': width = 0; break;
+    default:
+        PyErr_Format(PyExc_ValueError, "unknown kind %c", kind);
+        goto done;
+    }
+    if ((width && values.len < (offset + n) * width) || (!width && values.len * 8 < offset + n)) {
+        PyErr_SetString(PyExc_ValueError, "values buffer shorter than the column");
+        goto done;
+    }
+    uint64_t *o = (uint64_t *)out.buf;
+    const uint8_t *bits = (const uint8_t *)validity.buf, *v = (const uint8_t *)values.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (int64_t i = 0; i < n; i++) {
+        int64_t j = offset + i;
+        if (bits != NULL && !is_set(bits, j)) {
+            store(o, i, NULL_HASH, mix);
+            continue;
+        }
+        uint64_t h;
+        switch (kind) {
+        /* DuckDB hashes types narrower than 64 bits as their 32-bit value. */
+        case 'b': h = (uint32_t)(int32_t)((const int8_t *)v)[j]; break;
+        case 'h': h = (uint32_t)(int32_t)((const int16_t *)v)[j]; break;
+        case 'i': h = (uint32_t)((const int32_t *)v)[j]; break;
+        case 'B': h = ((const uint8_t *)v)[j]; break;
+        case 'H': h = ((const uint16_t *)v)[j]; break;
+        case 'I': h = ((const uint32_t *)v)[j]; break;
+        case '?': h = is_set(v, j); break;
+        case 'f': {
+            float x = ((const float *)v)[j];
+            uint32_t u;
+            if (x == 0.0f) x = 0.0f;
+            else if (x != x) x = __builtin_nanf("");
+            memcpy(&u, &x, 4);
+            h = u;
+            break;
+        }
+        case 'd': {
+            double x = ((const double *)v)[j];
+            if (x == 0.0) x = 0.0;
+            else if (x != x) x = __builtin_nan("");
+            memcpy(&h, &x, 8);
+            break;
+        }
+        default: memcpy(&h, v + j * 8, 8); break; /* q, Q */
+        }
+        store(o, i, finalize(h), mix);
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&validity);
+    PyBuffer_Release(&values);
+    return result;
+}
+
+PyDoc_STRVAR(mix_constant_doc,
+"mix_constant(out, n, value)\n\nCombine the hash ``value`` into the first ``n`` hashes.");
+
+static PyObject *py_mix_constant(PyObject *self, PyObject *args) {
+    Py_buffer out;
+    Py_ssize_t n;
+    unsigned long long value;
+    if (!PyArg_ParseTuple(args, "w*nK", &out, &n, &value)) return NULL;
+    if (n < 0 || out.len < n * 8) {
+        PyBuffer_Release(&out);
+        PyErr_SetString(PyExc_ValueError, "output buffer shorter than n");
+        return NULL;
+    }
+    uint64_t *o = (uint64_t *)out.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) o[i] = combine(o[i], (uint64_t)value);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&out);
+    Py_RETURN_NONE;
+}
+
+/*
+ * The probing table holds, per slot, 1 + the position of a key id in the sorted `kids`
+ * (0: empty). A key id's home slot is `kid >> shift`; ids sit in sorted order from
+ * their home slot on, so a probe stops at an empty slot or at a larger id. Rows are
+ * processed in blocks: the table slots of a block are prefetched, then the ids and
+ * hashes they point to, so that the cache misses of a block overlap.
+ */
+#define PROBE_BODY(IDX)                                                                  \
+    const IDX *table = (const IDX *)tb.buf;                                              \
+    IDX held[BLOCK];                                                                     \
+    for (int64_t b0 = 0; b0 < n && !bad; b0 += BLOCK) {                                  \
+        int64_t m = n - b0 < BLOCK ? n - b0 : BLOCK;                                     \
+        for (int64_t j = 0; j < m; j++) {                                                \
+            uint64_t s = q[b0 + j] >> shift;                                             \
+            if (s < (uint64_t)slots) __builtin_prefetch(&table[s]);                      \
+        }                                                                                \
+        for (int64_t j = 0; j < m; j++) {                                                \
+            uint64_t s = q[b0 + j] >> shift;                                             \
+            IDX h = s < (uint64_t)slots ? table[s] : 0;                                  \
+            held[j] = h;                                                                 \
+            if (h > 0 && h <= nstate) {                                                  \
+                __builtin_prefetch(&kids[h - 1]);                                        \
+                __builtin_prefetch(&hashes[h - 1]);                                      \
+                __builtin_prefetch(&stamp[h - 1]);                                       \
+            }                                                                            \
+        }                                                                                \
+        for (int64_t j = 0; j < m; j++) {                                                \
+            int64_t i = b0 + j, p = -1;                                                  \
+            uint64_t k = q[i], s = k >> shift;                                           \
+            IDX h = held[j];                                                             \
+            while (h != 0) {                                                             \
+                if (h < 0 || h > nstate) { bad = 1; break; }                             \
+                uint64_t c = kids[h - 1];                                                \
+                if (c == k) { p = (int64_t)h - 1; break; }                               \
+                if (c > k) break;                                                        \
+                s++;                                                                     \
+                if (s >= (uint64_t)slots) break;                                         \
+                h = table[s];                                                            \
+            }                                                                            \
+            pos[i] = p;                                                                  \
+            if (p < 0) { flag[i] = 0; prev[i] = 0; }                                     \
+            else if (stamp[p] != 0) { flag[i] = 2; prev[i] = 0; }                        \
+            else { stamp[p] = -1; flag[i] = 1; prev[i] = hashes[p]; }                    \
+        }                                                                                \
+    }
+
+PyDoc_STRVAR(probe_doc,
+"probe(table, wide, kids, hashes, stamp, shift, q, pos, prev, flag)\n\n"
+"Look up the key ids ``q`` (uint64) in a planner state: ``table`` (int32 slots, int64 "
+"when ``wide``), ``kids`` and ``hashes`` (uint64, sorted by id), ``stamp`` (int32 per state "
+"key, 0 = not seen in this run). Writes per query: ``pos`` (int64, -1 if absent), "
+"``flag`` (uint8: 0 absent, 1 first sighting in the run, 2 seen before: a duplicate) "
+"and ``prev`` (uint64, the stored hash on a first sighting, else 0). Marks first "
+"sightings as seen (-1) in ``stamp``.");
+
+static PyObject *py_probe(PyObject *self, PyObject *args) {
+    Py_buffer tb, kb, hb, sb, qb, pb, vb, fb;
+    unsigned int shift;
+    int wide;
+    if (!PyArg_ParseTuple(args, "y*py*y*w*Iy*w*w*w*", &tb, &wide, &kb, &hb, &sb, &shift, &qb,
+                          &pb, &vb, &fb))
+        return NULL;
+    PyObject *result = NULL;
+    int64_t nstate = kb.len / 8, n = qb.len / 8;
+    Py_ssize_t width = wide ? 8 : 4;
+    if (shift > 63 || hb.len / 8 < nstate
+        || sb.len / 4 < nstate || pb.len / 8 < n || vb.len / 8 < n || fb.len < n) {
+        PyErr_SetString(PyExc_ValueError, "probe: buffers of the wrong type or length");
+        goto done;
+    }
+    int64_t slots = tb.len / width;
+    const uint64_t *kids = kb.buf, *hashes = hb.buf, *q = qb.buf;
+    int32_t *stamp = sb.buf;
+    int64_t *pos = pb.buf;
+    uint64_t *prev = vb.buf;
+    uint8_t *flag = fb.buf;
+    int bad = 0;
+    Py_BEGIN_ALLOW_THREADS
+    if (width == 4) {
+        PROBE_BODY(int32_t)
+    } else {
+        PROBE_BODY(int64_t)
+    }
+    Py_END_ALLOW_THREADS
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "probe: table entry outside the state");
+        goto done;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&tb); PyBuffer_Release(&kb); PyBuffer_Release(&hb);
+    PyBuffer_Release(&sb); PyBuffer_Release(&qb); PyBuffer_Release(&pb);
+    PyBuffer_Release(&vb); PyBuffer_Release(&fb);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"hash_binary", py_hash_binary, METH_VARARGS, hash_binary_doc},
+    {"hash_fixed", py_hash_fixed, METH_VARARGS, hash_fixed_doc},
+    {"mix_constant", py_mix_constant, METH_VARARGS, mix_constant_doc},
+    {"probe", py_probe, METH_VARARGS, probe_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "conn_speedups._native",
+    "Compiled kernels for conn's change planner.", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }

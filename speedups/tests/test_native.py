@@ -1,0 +1,152 @@
+"""The kernels against DuckDB itself (the hashes) and against a plain reference (probe)."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+from conn_speedups import hash_binary, hash_fixed, mix_constant, probe
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+CON = duckdb.connect()
+
+FIXED = {
+    "b": (pa.int8(), st.integers(-128, 127)),
+    "h": (pa.int16(), st.integers(-(2**15), 2**15 - 1)),
+    "i": (pa.int32(), st.integers(-(2**31), 2**31 - 1)),
+    "q": (pa.int64(), st.integers(-(2**63), 2**63 - 1)),
+    "B": (pa.uint8(), st.integers(0, 255)),
+    "H": (pa.uint16(), st.integers(0, 2**16 - 1)),
+    "I": (pa.uint32(), st.integers(0, 2**32 - 1)),
+    "Q": (pa.uint64(), st.integers(0, 2**64 - 1)),
+    "f": (pa.float32(), st.floats(width=32)),
+    "d": (pa.float64(), st.floats()),
+    "?": (pa.bool_(), st.booleans()),
+}
+
+
+def duckdb_hash(*cols: pa.Array) -> np.ndarray:
+    t = pa.table({f"c{i}": c for i, c in enumerate(cols)})  # noqa: F841 - read by DuckDB
+    args = ", ".join(f"c{i}" for i in range(len(cols)))
+    return CON.sql(f"SELECT hash({args}) FROM t").to_arrow_table().column(0).to_numpy()
+
+
+def hash_column(col: pa.Array, out: np.ndarray, mix: bool) -> None:
+    bufs = col.buffers()
+    validity = bufs[0] if col.null_count else None
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        hash_binary(out, mix, len(col), col.offset, validity, bufs[1], bufs[2],
+                    pa.types.is_large_string(col.type))
+    else:
+        kind = next(k for k, (t, _) in FIXED.items() if t == col.type)
+        hash_fixed(out, mix, len(col), col.offset, validity, bufs[1], kind)
+
+
+def sliced(values: list, typ: pa.DataType, start: int) -> pa.Array:
+    """An array with an offset into its buffers (as a slice of a batch would have)."""
+    return pa.array([None] * start + values, typ).slice(start)
+
+
+@pytest.mark.parametrize("kind", sorted(FIXED))
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), start=st.integers(0, 9))
+def test_fixed_width_hash_equals_duckdb(kind, data, start):
+    typ, values = FIXED[kind]
+    col = sliced(data.draw(st.lists(st.none() | values, max_size=40)), typ, start)
+    out = np.empty(len(col), np.uint64)
+    hash_column(col, out, False)
+    assert out.tolist() == duckdb_hash(col).tolist()
+
+
+@pytest.mark.parametrize("typ", [pa.string(), pa.large_string()])
+@settings(max_examples=60, deadline=None)
+@given(texts=st.lists(st.none() | st.text(max_size=40), max_size=40), start=st.integers(0, 9))
+def test_string_hash_equals_duckdb(typ, texts, start):
+    col = sliced(texts, typ, start)
+    out = np.empty(len(col), np.uint64)
+    hash_column(col, out, False)
+    assert out.tolist() == duckdb_hash(col).tolist()
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.lists(st.tuples(st.none() | st.text(max_size=30), st.none() | st.integers(
+    -(2**63), 2**63 - 1), st.none() | st.floats(), st.none() | st.booleans()), max_size=30))
+def test_combined_row_hash_equals_duckdb(rows):
+    cols = [pa.array([r[i] for r in rows], t)
+            for i, t in enumerate([pa.string(), pa.int64(), pa.float64(), pa.bool_()])]
+    out = np.empty(len(rows), np.uint64)
+    for i, col in enumerate(cols):
+        hash_column(col, out, i > 0)
+    const = np.empty(1, np.uint64)
+    hash_column(pa.array(["fingerprint"]), const, False)
+    mix_constant(out, len(out), int(const[0]))
+    assert out.tolist() == duckdb_hash(*cols, pa.array(["fingerprint"] * len(rows))).tolist()
+
+
+def test_short_buffers_are_refused():
+    col = pa.array(["a", "b"])
+    out = np.empty(1, np.uint64)
+    bufs = col.buffers()
+    with pytest.raises(ValueError, match="output buffer"):
+        hash_binary(out, False, 2, 0, None, bufs[1], bufs[2], False)
+    with pytest.raises(ValueError, match="offsets"):
+        hash_binary(np.empty(5, np.uint64), False, 5, 0, None, bufs[1], bufs[2], False)
+    with pytest.raises(ValueError, match="values"):
+        hash_fixed(np.empty(9, np.uint64), False, 9, 0, None, np.zeros(2, np.int64), "q")
+    with pytest.raises(ValueError, match="kind"):
+        hash_fixed(np.empty(1, np.uint64), False, 1, 0, None, np.zeros(2, np.int64), "x")
+    bad = np.array([0, 5], np.int32)  # past the 1-byte data buffer
+    with pytest.raises(ValueError, match="outside"):
+        hash_binary(np.empty(1, np.uint64), False, 1, 0, None, bad, b"a", False)
+
+
+def build_table(kids: np.ndarray, bits: int) -> np.ndarray:
+    """The planner's probing table: ids in sorted order from their home slot on."""
+    table = np.zeros((1 << bits) + len(kids) + 1, np.int32)
+    last = -1
+    for i, k in enumerate(kids.tolist()):
+        last = max(k >> (64 - bits), last + 1)
+        table[last] = i + 1
+    return table
+
+
+@settings(max_examples=60, deadline=None)
+@given(stored=st.sets(st.integers(0, 2**64 - 1), max_size=60),
+       queries=st.lists(st.integers(0, 2**64 - 1), max_size=60), data=st.data())
+def test_probe_matches_a_plain_lookup(stored, queries, data):
+    kids = np.array(sorted(stored), np.uint64)
+    hashes = np.arange(len(kids), dtype=np.uint64) * 7 + 1
+    bits = max(1, len(kids).bit_length() + 1)
+    table = build_table(kids, bits)
+    # Stored ids among the queries, some twice: the second sighting is a duplicate.
+    if len(kids):
+        queries += data.draw(st.lists(st.sampled_from(kids.tolist()), max_size=20))
+    q = np.array(queries, np.uint64)
+    stamp = np.zeros(len(kids), np.int32)
+    pos, prev, flag = (np.empty(len(q), np.int64), np.empty(len(q), np.uint64),
+                       np.empty(len(q), np.uint8))
+    probe(table, False, kids, hashes, stamp, 64 - bits, q, pos, prev, flag)
+    index = {int(k): i for i, k in enumerate(kids)}
+    seen: set[int] = set()
+    for i, k in enumerate(q.tolist()):
+        p = index.get(k, -1)
+        assert pos[i] == p
+        if p < 0:
+            assert flag[i] == 0
+        elif p in seen:
+            assert (flag[i], prev[i]) == (2, 0)
+        else:
+            assert (flag[i], prev[i]) == (1, hashes[p])
+            seen.add(p)
+    assert sorted(np.flatnonzero(stamp).tolist()) == sorted(seen)
+
+
+def test_probe_refuses_a_corrupt_table():
+    kids = np.array([5], np.uint64)
+    table = np.array([7, 0, 0], np.int32)  # points past the one stored id
+    args = [np.empty(1, t) for t in (np.int64, np.uint64, np.uint8)]
+    with pytest.raises(ValueError, match="outside the state"):
+        probe(table, False, kids, kids, np.zeros(1, np.int32), 63, np.array([3], np.uint64),
+              *args)
