@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
+_module: ModuleType | None | bool = False  # False: not looked up yet
 _native: ModuleType | None = None
 _checked = False
 #: Arrow types whose kernel matched DuckDB in this process's self-check.
@@ -79,19 +80,25 @@ def _probe_table() -> pa.Table:
     return pa.table({f"c{i}": _probe_array(t) for i, t in enumerate(types)})
 
 
-def _load() -> ModuleType | None:
-    if os.environ.get("CONN_SPEEDUPS", "1") == "0":
-        return None
-    try:
-        return importlib.import_module("conn_speedups")
-    except ImportError:
-        return None
+def kernels() -> ModuleType | None:
+    """The ``conn_speedups`` module, or ``None`` (not installed or ``CONN_SPEEDUPS=0``).
+    Its hashing kernels are used only through the checked functions below; the index
+    kernels (``probe``, ``index_add``) compute nothing that is stored."""
+    global _module
+    if _module is False:
+        _module = None
+        if os.environ.get("CONN_SPEEDUPS", "1") != "0":
+            try:
+                _module = importlib.import_module("conn_speedups")
+            except ImportError:
+                pass
+    return _module
 
 
 def _self_check(con: duckdb.DuckDBPyConnection) -> None:
     """Keep the types whose kernel matches DuckDB on :func:`_probe_table`."""
     global _native, _checked
-    native = _load()
+    native = kernels()
     if native is not None:
         t = _probe_table()
         names = t.column_names
@@ -133,9 +140,9 @@ def _hash_column(native: ModuleType, out: np.ndarray, mix: bool, col: pa.Array) 
 def reset() -> None:
     """Forget the self-check: the next use loads and checks the kernels again (after
     ``CONN_SPEEDUPS`` changed, in tests)."""
-    global _native, _checked
+    global _module, _native, _checked
     with _lock:
-        _native, _checked = None, False
+        _module, _native, _checked = False, None, False
         _verified.clear()
 
 
@@ -190,12 +197,11 @@ def payload_hashes(con: duckdb.DuckDBPyConnection, batch: pa.RecordBatch | pa.Ta
     return out
 
 
-def probe(con: duckdb.DuckDBPyConnection, table: np.ndarray, kids: np.ndarray,
-          hashes: np.ndarray, stamp: np.ndarray, shift: int, q: np.ndarray
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def probe(table: np.ndarray, kids: np.ndarray, hashes: np.ndarray, stamp: np.ndarray,
+          shift: int, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """One pass over ``q`` (see ``conn_speedups.probe``): ``(pos, prev, flag)``, or
     ``None`` without the fast path."""
-    native = _ready(con)
+    native = kernels()
     if native is None:
         return None
     n = len(q)

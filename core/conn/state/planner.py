@@ -254,8 +254,8 @@ class PlanningSyncState(SyncState):
         rows = np.flatnonzero(valid) if keys.null_count else np.arange(n)
         q = kids[rows] if keys.null_count else kids
         st = self.state
-        probed = (accel.probe(self._con, st.table, st.kids, st.hashes, self._stamp,
-                              int(st.shift), q) if len(st) else None)
+        probed = (accel.probe(st.table, st.kids, st.hashes, self._stamp, int(st.shift), q)
+                  if len(st) else None)
         if probed is not None:  # one compiled pass: lookup, seen-stamps, stored hashes
             _, prev, flag = probed
             known = flag != 0

@@ -322,7 +322,77 @@ done:
     return result;
 }
 
+#define INDEX_BODY(IDX)                                                                  \
+    IDX *table = (IDX *)tb.buf;                                                          \
+    for (int64_t i = 0; i < n && !bad; i++) {                                            \
+        if (i + 16 < n) __builtin_prefetch(&table[q[i + 16] & mask]);                    \
+        uint64_t k = q[i], s = k & mask;                                                 \
+        int64_t tries = 0;                                                               \
+        for (;;) {                                                                       \
+            IDX h = table[s];                                                            \
+            if (h < 0) {                                                                 \
+                table[s] = (IDX)next;                                                    \
+                store[next] = k;                                                         \
+                placed[i] = next++;                                                      \
+                fresh[i] = 1;                                                            \
+                break;                                                                   \
+            }                                                                            \
+            if (h >= next) { bad = 1; break; }                                           \
+            if (store[h] == k) { placed[i] = h; fresh[i] = 0; break; }                   \
+            s = (s + 1) & mask;                                                          \
+            if (++tries > slots) { bad = 2; break; }                                     \
+        }                                                                                \
+    }
+
+PyDoc_STRVAR(index_add_doc,
+"index_add(table, wide, store, start, q, placed, fresh) -> int\n\n"
+"Insert the key ids ``q`` into an open-addressing index: ``table`` (int32 slots, int64 "
+"when ``wide``; -1 empty; a power of two long; the caller keeps it under half full) "
+"maps ``id & (len - 1)`` onward to positions in ``store`` (uint64), which holds "
+"``start`` ids. A new id is appended to ``store``; a repeated one (also within ``q``) "
+"keeps its first position. Writes ``placed`` (int64 positions) and ``fresh`` (uint8, 1 "
+"where this call appended the id); returns the number appended.");
+
+static PyObject *py_index_add(PyObject *self, PyObject *args) {
+    Py_buffer tb, sb, qb, pb, fb;
+    int wide;
+    Py_ssize_t start;
+    if (!PyArg_ParseTuple(args, "w*pw*ny*w*w*", &tb, &wide, &sb, &start, &qb, &pb, &fb))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t width = wide ? 8 : 4;
+    int64_t slots = tb.len / width, n = qb.len / 8, cap = sb.len / 8;
+    if (slots < 1 || (slots & (slots - 1)) || start < 0 || start + n > cap
+        || pb.len / 8 < n || fb.len < n) {
+        PyErr_SetString(PyExc_ValueError, "index_add: buffers of the wrong type or length");
+        goto done;
+    }
+    uint64_t mask = (uint64_t)slots - 1, *store = sb.buf;
+    const uint64_t *q = qb.buf;
+    int64_t *placed = pb.buf, next = start;
+    uint8_t *fresh = fb.buf;
+    int bad = 0;
+    Py_BEGIN_ALLOW_THREADS
+    if (wide) {
+        INDEX_BODY(int64_t)
+    } else {
+        INDEX_BODY(int32_t)
+    }
+    Py_END_ALLOW_THREADS
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, bad == 1 ? "index_add: table entry past the store"
+                                                   : "index_add: table full");
+        goto done;
+    }
+    result = PyLong_FromSsize_t((Py_ssize_t)(next - start));
+done:
+    PyBuffer_Release(&tb); PyBuffer_Release(&sb); PyBuffer_Release(&qb);
+    PyBuffer_Release(&pb); PyBuffer_Release(&fb);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"index_add", py_index_add, METH_VARARGS, index_add_doc},
     {"hash_binary", py_hash_binary, METH_VARARGS, hash_binary_doc},
     {"hash_fixed", py_hash_fixed, METH_VARARGS, hash_fixed_doc},
     {"mix_constant", py_mix_constant, METH_VARARGS, mix_constant_doc},
