@@ -1,12 +1,15 @@
-"""The kernels against DuckDB itself (the hashes) and against a plain reference (probe)."""
+"""The kernels against DuckDB itself (row hashes), hashlib (SHA-256) and plain Python
+references (probe, index)."""
 
 from __future__ import annotations
+
+import hashlib
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
-from conn_speedups import hash_binary, hash_fixed, mix_constant, probe
+from conn_speedups import hash_binary, hash_fixed, index_add, mix_constant, probe, sha256_hex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -150,3 +153,59 @@ def test_probe_refuses_a_corrupt_table():
     with pytest.raises(ValueError, match="outside the state"):
         probe(table, False, kids, kids, np.zeros(1, np.int32), 63, np.array([3], np.uint64),
               *args)
+
+
+@pytest.mark.parametrize("portable", [False, True])
+@settings(max_examples=80, deadline=None)
+@given(texts=st.lists(st.none() | st.text(max_size=200), max_size=20), start=st.integers(0, 5))
+def test_sha256_hex_equals_hashlib(portable, texts, start):
+    """Both implementations (the CPU's SHA instructions where present, and portable C);
+    lengths around the 55/56/64-byte padding edges come up with text up to 200 chars."""
+    col = sliced(texts, pa.string(), start)
+    bufs = col.buffers()
+    out = bytearray(64 * len(col))
+    sha256_hex(out, len(col), col.offset, bufs[0] if col.null_count else None, bufs[1],
+               bufs[2], False, portable)
+    for i, t in enumerate(texts):
+        digest = out[64 * i: 64 * (i + 1)].decode()
+        assert digest == ("0" * 64 if t is None else hashlib.sha256(t.encode()).hexdigest())
+
+
+@pytest.mark.parametrize("length", [0, 1, 55, 56, 57, 63, 64, 65, 119, 120, 128, 1000])
+def test_sha256_hex_at_padding_edges(length):
+    col = pa.array(["a" * length])
+    bufs = col.buffers()
+    for portable in (False, True):
+        out = bytearray(64)
+        sha256_hex(out, 1, 0, None, bufs[1], bufs[2], False, portable)
+        assert out.decode() == hashlib.sha256(b"a" * length).hexdigest()
+
+
+@settings(max_examples=60, deadline=None)
+@given(batches=st.lists(st.lists(st.integers(0, 2**64 - 1), max_size=50), max_size=6))
+def test_index_add_matches_a_dict(batches):
+    table = np.full(512, -1, np.int32)
+    store = np.empty(400, np.uint64)
+    positions: dict[int, int] = {}
+    n = 0
+    for ids in batches:
+        q = np.array(ids, np.uint64)
+        placed, fresh = np.empty(len(q), np.int64), np.empty(len(q), np.uint8)
+        n += index_add(table, False, store, n, q, placed, fresh)
+        for i, k in enumerate(ids):
+            new = k not in positions
+            if new:
+                positions[k] = len(positions)
+            assert (placed[i], bool(fresh[i])) == (positions[k], new)
+    assert n == len(positions)
+    assert store[:n].tolist() == list(positions)
+
+
+def test_index_add_refuses_a_full_table_and_short_store():
+    table = np.full(4, -1, np.int32)
+    store = np.empty(8, np.uint64)
+    out = np.empty(5, np.int64), np.empty(5, np.uint8)
+    with pytest.raises(ValueError, match="full"):
+        index_add(table, False, store, 0, np.arange(5, dtype=np.uint64), *out)
+    with pytest.raises(ValueError, match="wrong"):
+        index_add(table, False, store, 6, np.arange(5, dtype=np.uint64), *out)

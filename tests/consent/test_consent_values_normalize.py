@@ -9,6 +9,8 @@ import pytest
 from conn.consent import normalize as n
 from conn.consent.hashing import md5_hex, sha256_hex
 from conn.consent.values import DENIED, GRANTED, MALFORMED, NO_RECORD, classify
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 
 def test_classify_strings() -> None:
@@ -40,7 +42,29 @@ VECTORS = {
 }
 
 
-def test_sha256_matches_known_vectors_and_hashlib() -> None:
+@pytest.fixture(params=["compiled", "duckdb"])
+def sha_path(request, monkeypatch):
+    """SHA-256 through conn-speedups' kernel, and through DuckDB."""
+    from conn import native
+
+    monkeypatch.setenv("CONN_SPEEDUPS", "1" if request.param == "compiled" else "0")
+    native.reset()
+    if request.param == "compiled" and native.kernels() is None:
+        pytest.skip("conn-speedups is not installed")
+    yield request.param
+    native.reset()
+
+
+@settings(max_examples=50, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # set once per path
+@given(texts=st.lists(st.none() | st.text(max_size=150), max_size=30), start=st.integers(0, 5))
+def test_sha256_equals_hashlib_on_any_text(sha_path, texts, start) -> None:
+    arr = pa.array([None] * start + texts, pa.string()).slice(start)
+    assert sha256_hex(arr).to_pylist() == [
+        None if t is None else hashlib.sha256(t.encode()).hexdigest() for t in texts]
+
+
+def test_sha256_matches_known_vectors_and_hashlib(sha_path) -> None:
     keys = list(VECTORS)
     out = sha256_hex(pa.array([*keys, None])).to_pylist()
     assert out[:-1] == [VECTORS[k] for k in keys]

@@ -8,20 +8,20 @@ long strings, nulls, -0.0, NaN, each integer width and timestamp unit); a type t
 disagrees, say after a DuckDB release changed its hash, is left to DuckDB. Stored hashes
 therefore never depend on whether the package is installed.
 
-``CONN_SPEEDUPS=0`` turns the fast path off (the tests run both paths).
+``CONN_SPEEDUPS=0`` turns the fast path off (the tests run both paths); the module is
+found by :mod:`conn.native`.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-import os
 import threading
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
+from conn import native as compiled
 
 if TYPE_CHECKING:
     import duckdb
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_module: ModuleType | None | bool = False  # False: not looked up yet
 _native: ModuleType | None = None
 _checked = False
 #: Arrow types whose kernel matched DuckDB in this process's self-check.
@@ -80,39 +79,24 @@ def _probe_table() -> pa.Table:
     return pa.table({f"c{i}": _probe_array(t) for i, t in enumerate(types)})
 
 
-def kernels() -> ModuleType | None:
-    """The ``conn_speedups`` module, or ``None`` (not installed or ``CONN_SPEEDUPS=0``).
-    Its hashing kernels are used only through the checked functions below; the index
-    kernels (``probe``, ``index_add``) compute nothing that is stored."""
-    global _module
-    if _module is False:
-        _module = None
-        if os.environ.get("CONN_SPEEDUPS", "1") != "0":
-            try:
-                _module = importlib.import_module("conn_speedups")
-            except ImportError:
-                pass
-    return _module
-
-
 def _self_check(con: duckdb.DuckDBPyConnection) -> None:
     """Keep the types whose kernel matches DuckDB on :func:`_probe_table`."""
     global _native, _checked
-    native = kernels()
-    if native is not None:
+    found = compiled.kernels()
+    if found is not None:
         t = _probe_table()
         names = t.column_names
         sql = ", ".join(f"hash({c})" for c in names)
         expected = con.sql(f"SELECT {sql} FROM t").to_arrow_table()
         for i, col in enumerate(t.columns):
             mine = np.empty(len(col), np.uint64)
-            if _hash_column(native, mine, False, _single(col)) and np.array_equal(
+            if _hash_column(found, mine, False, _single(col)) and np.array_equal(
                     mine, expected.column(i).to_numpy().astype(np.uint64)):
                 _verified.add(col.type)
             else:
                 log.warning("conn-speedups: the %s hash differs from DuckDB %s's; "
                             "DuckDB hashes that type", col.type, _duckdb_version())
-    _native = native
+    _native = found
     _checked = True
 
 
@@ -140,9 +124,10 @@ def _hash_column(native: ModuleType, out: np.ndarray, mix: bool, col: pa.Array) 
 def reset() -> None:
     """Forget the self-check: the next use loads and checks the kernels again (after
     ``CONN_SPEEDUPS`` changed, in tests)."""
-    global _module, _native, _checked
+    global _native, _checked
     with _lock:
-        _module, _native, _checked = False, None, False
+        compiled.reset()
+        _native, _checked = None, False
         _verified.clear()
 
 
@@ -201,11 +186,11 @@ def probe(table: np.ndarray, kids: np.ndarray, hashes: np.ndarray, stamp: np.nda
           shift: int, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """One pass over ``q`` (see ``conn_speedups.probe``): ``(pos, prev, flag)``, or
     ``None`` without the fast path."""
-    native = kernels()
-    if native is None:
+    kernels = compiled.kernels()
+    if kernels is None:
         return None
     n = len(q)
     pos, prev, flag = np.empty(n, np.int64), np.empty(n, np.uint64), np.empty(n, np.uint8)
-    native.probe(table, table.dtype == np.int64, kids, hashes, stamp, shift,
+    kernels.probe(table, table.dtype == np.int64, kids, hashes, stamp, shift,
                  np.ascontiguousarray(q, np.uint64), pos, prev, flag)
     return pos, prev, flag

@@ -12,7 +12,7 @@ from __future__ import annotations
 from types import ModuleType
 
 import numpy as np
-from conn.state import accel
+from conn import native as compiled
 
 _EMPTY = -1
 #: Entries re-inserted per step when the table grows.
@@ -50,7 +50,7 @@ class KeyIndex:
             self._table = np.full(size, _EMPTY, dtype=np.int32 if size < 2**31 else np.int64)
             # Re-insert in slices: _place's temporaries (~40 bytes per entry) then stay
             # bounded instead of spiking with the index size (+300 MB at 7M keys).
-            native = accel.kernels()
+            native = compiled.kernels()
             for lo in range(0, self._n, _REHASH_SLICE):
                 hi = min(self._n, lo + _REHASH_SLICE)
                 if native is not None:  # every id is fresh: each stays where it is
@@ -108,7 +108,7 @@ class KeyIndex:
         repeated earlier in ``kids``)."""
         kids = np.ascontiguousarray(kids, dtype=np.uint64)
         self._reserve(len(kids))
-        native = accel.kernels()
+        native = compiled.kernels()
         if native is not None:
             placed, fresh = self._native_add(native, self._n, kids)
             self._n += int(fresh.sum())

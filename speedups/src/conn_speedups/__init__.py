@@ -6,6 +6,13 @@ buffers: conn verifies each kernel against DuckDB before using it and falls back
 DuckDB when they disagree (see ``conn.state.accel``). All functions release the GIL.
 """
 
-from conn_speedups._native import hash_binary, hash_fixed, index_add, mix_constant, probe
+from conn_speedups._native import (
+    hash_binary,
+    hash_fixed,
+    index_add,
+    mix_constant,
+    probe,
+    sha256_hex,
+)
 
-__all__ = ["hash_binary", "hash_fixed", "index_add", "mix_constant", "probe"]
+__all__ = ["hash_binary", "hash_fixed", "index_add", "mix_constant", "probe", "sha256_hex"]

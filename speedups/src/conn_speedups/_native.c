@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "sha256.h"
+
 #define MIX 0xd6e8feb86659fd93ULL
 #define NULL_HASH 0xbf58476d1ce4e5b9ULL
 #define BLOCK 256
@@ -391,7 +393,70 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(sha256_hex_doc,
+"sha256_hex(out, n, offset, validity, offsets, data, wide, portable=False) -> bool\n\n"
+"Lowercase hex SHA-256 of ``n`` strings (as for ``hash_binary``) into ``out``, 64 "
+"bytes per row (null rows: 64 '0'). Uses the CPU's SHA extensions when present unless "
+"``portable``; returns whether it did.");
+
+static PyObject *py_sha256_hex(PyObject *self, PyObject *args) {
+    Py_buffer out, validity, offsets, data;
+    Py_ssize_t n, offset;
+    int wide, portable = 0;
+    if (!PyArg_ParseTuple(args, "w*nnz*y*y*p|p", &out, &n, &offset, &validity, &offsets,
+                          &data, &wide, &portable))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t width = wide ? 8 : 4;
+    if (n < 0 || offset < 0 || out.len < n * 64
+        || offsets.len < (offset + n + 1) * width
+        || (validity.buf != NULL && validity.len * 8 < offset + n)) {
+        PyErr_SetString(PyExc_ValueError, "sha256_hex: buffers of the wrong length");
+        goto done;
+    }
+    int fast = !portable && cpu_has_sha();
+    sha256_blocks_fn blocks = fast ? sha256_blocks_shani : sha256_blocks_portable;
+    static const char hex[] = "0123456789abcdef";
+    const uint8_t *bits = validity.buf, *d = data.buf;
+    const int32_t *o32 = offsets.buf;
+    const int64_t *o64 = offsets.buf;
+    char *o = out.buf;
+    int64_t limit = (int64_t)data.len;
+    int bad = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (int64_t i = 0; i < n; i++) {
+        int64_t j = offset + i;
+        char *dst = o + 64 * i;
+        int64_t lo = wide ? o64[j] : o32[j], hi = wide ? o64[j + 1] : o32[j + 1];
+        if (bits != NULL && !is_set(bits, j)) {
+            memset(dst, '0', 64);
+            continue;
+        }
+        if (lo < 0 || hi < lo || hi > limit) {
+            bad = 1;
+            break;
+        }
+        uint8_t digest[32];
+        sha256_digest(blocks, d + lo, (uint64_t)(hi - lo), digest);
+        for (int b = 0; b < 32; b++) {
+            dst[2 * b] = hex[digest[b] >> 4];
+            dst[2 * b + 1] = hex[digest[b] & 15];
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "string offsets outside the data buffer");
+        goto done;
+    }
+    result = PyBool_FromLong(fast);
+done:
+    PyBuffer_Release(&out); PyBuffer_Release(&validity);
+    PyBuffer_Release(&offsets); PyBuffer_Release(&data);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"sha256_hex", py_sha256_hex, METH_VARARGS, sha256_hex_doc},
     {"index_add", py_index_add, METH_VARARGS, index_add_doc},
     {"hash_binary", py_hash_binary, METH_VARARGS, hash_binary_doc},
     {"hash_fixed", py_hash_fixed, METH_VARARGS, hash_fixed_doc},
