@@ -111,7 +111,7 @@ def test_crash_between_compaction_and_cache_write(tmp_path: Path, used: list[boo
     got = [_run(store, snaps[0])]
     old = _cache_files(store)
     # The second run compacts (a new generation) but "crashes" before writing the cache.
-    monkeypatch.setattr(DuckDBStorage, "write_cache", lambda self: None)
+    monkeypatch.setattr(DuckDBStorage, "write_cache", lambda self, *args: None)
     got.append(_run(store, snaps[1]))
     assert _cache_files(store) == old
     monkeypatch.undo()

@@ -36,11 +36,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from conn.errors import StateError
-from conn.state import hashing, migrations
+from conn.state import cache_layers, hashing, migrations
 from conn.state.base import StateStore, SyncState
 from conn.state.locks import SyncFileLock, safe_name
 from conn.state.memory import run_entry
-from conn.state.planner import PlanningSyncState, SortedState, Storage
+from conn.state.planner import LayeredState, PlanningSyncState, SortedState, Storage
 
 log = logging.getLogger(__name__)
 
@@ -241,44 +241,111 @@ class DuckDBStorage(Storage):
     def _cache_files(self, gen: str) -> dict[str, Path]:
         return {p: self.cache_dir / f"{gen}.{p}.npy" for p in CACHE_PARTS}
 
-    def _read_cache(self) -> SortedState | None:
+    def _read_cache(self) -> SortedState | LayeredState | None:
         gen = self._generation()
         if gen is None:
             return None
         try:
-            parts = {p: _map_npy(f) for p, f in self._cache_files(gen).items()}
+            state = self._cached_state(gen)
         except (OSError, ValueError, EOFError) as exc:
             if not isinstance(exc, FileNotFoundError):
                 log.warning("%s: ignoring the sorted-state cache (%s)", self.path, exc)
             return None
         n = self._q("SELECT count(*) FROM records").fetchall()[0][0]
-        state = (SortedState.from_parts(parts["kids"], parts["hashes"], parts["table"])
-                 if len(parts["kids"]) == n else None)
-        if state is None:
+        rows = state.effective if isinstance(state, LayeredState) else len(state or ())
+        if state is None or rows != n:
             log.warning("%s: ignoring the sorted-state cache (does not match the records)",
                         self.path)
+            return None
         return state
 
-    def write_cache(self) -> None:
-        """Write the sorted-state cache of the current records unless it exists;
-        remove other generations. Best effort: a failure only costs the next open time."""
+    def _base_state(self, gen: str) -> SortedState | None:
+        parts = {p: _map_npy(f) for p, f in self._cache_files(gen).items()}
+        return SortedState.from_parts(parts["kids"], parts["hashes"], parts["table"])
+
+    def _cached_state(self, gen: str) -> SortedState | LayeredState | None:
+        """The cache of generation ``gen``: its own full files, or a change layer over
+        an earlier generation's (see :mod:`conn.state.cache_layers`)."""
+        layer = cache_layers.read(self.cache_dir, gen)
+        if layer is None:
+            return self._base_state(gen)
+        base_gen, kids, hashes, gone = layer
+        base = self._base_state(base_gen)
+        return None if base is None else LayeredState(base, SortedState(kids, hashes), gone)
+
+    def _pending_changes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The latest change per key in the change log: ``(kids, hashes, upserted)``;
+        ``None`` when there are none, or too many for a cache layer to pay off."""
+        n = self._q("SELECT count(*) FROM changes").fetchall()[0][0]
+        base = self._q("SELECT count(*) FROM records").fetchall()[0][0]
+        if not n or n > cache_layers.MAX_FRACTION * base:
+            return None
+        t = self.con.sql("""SELECT kid, coalesce(hash, 0) AS hash, op = 1 AS upserted
+            FROM (SELECT ch.kid, ch.hash, c.op, row_number() OVER (PARTITION BY ch.kid
+            ORDER BY ch.seq DESC) AS rn FROM changes ch JOIN commits c USING (seq))
+            WHERE rn = 1""").to_arrow_table()
+        return (t.column(0).to_numpy().astype(np.uint64, copy=False),
+                t.column(1).to_numpy().astype(np.uint64, copy=False),
+                t.column(2).to_numpy(zero_copy_only=False).astype(bool))
+
+    def write_cache(self, previous: str | None = None,
+                    changes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
+        """Write the sorted-state cache of the current records unless it exists; remove
+        other generations. With the generation the records had before this run's fold
+        (``previous``) and the run's ``changes``, only a change layer over that
+        generation's base is written while it stays small. Best effort: a failure only
+        costs the next open time."""
         try:
             gen = self._generation()
             if gen is None:  # a state file from before the cache
                 gen = uuid.uuid4().hex
                 migrations.write_meta(self.con, {CACHE_GENERATION: gen})
-            files = self._cache_files(gen)
-            if not all(f.exists() for f in files.values()):
+            keep = self._existing_cache(gen)
+            if keep is None and previous not in (None, gen) and changes is not None:
+                keep = self._write_layer(previous, gen, changes)
+            if keep is None:
+                files = self._cache_files(gen)
                 self.cache_dir.mkdir(exist_ok=True)
-                if not self._stream_cache(files):
-                    files = {}
+                keep = list(files.values()) if self._stream_cache(files) else []
             if self.cache_dir.exists():
-                keep = {f.name for f in files.values()}
+                names = {f.name for f in keep}
                 for f in self.cache_dir.iterdir():
-                    if f.name not in keep:
+                    if f.name not in names:
                         f.unlink(missing_ok=True)
-        except (OSError, duckdb.Error, StateError) as exc:
+        except (OSError, ValueError, duckdb.Error, StateError) as exc:
             log.warning("%s: could not write the sorted-state cache (%s)", self.path, exc)
+
+    def _existing_cache(self, gen: str) -> list[Path] | None:
+        """The files making up ``gen``'s cache if it is already written."""
+        full = list(self._cache_files(gen).values())
+        if all(f.exists() for f in full):
+            return full
+        layer = cache_layers.files(self.cache_dir, gen)
+        if layer["manifest"].exists():
+            base = cache_layers.read(self.cache_dir, gen)
+            if base is not None:
+                return list(layer.values()) + list(self._cache_files(base[0]).values())
+        return None
+
+    def _write_layer(self, previous: str, gen: str,
+                     changes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> list[Path] | None:
+        """Write ``gen``'s cache as a change layer over ``previous``'s base; the files
+        to keep, or ``None`` when ``previous`` has no cache or the layer grew too big."""
+        layer = cache_layers.read(self.cache_dir, previous)
+        base_gen = previous if layer is None else layer[0]
+        base_files = self._cache_files(base_gen)
+        if not all(f.exists() for f in base_files.values()):
+            return None
+        base_kids = _map_npy(base_files["kids"])
+        empty = np.empty(0, np.uint64)
+        _, kids, hashes, gone = layer if layer is not None else (None, empty, empty, empty)
+        kids, hashes, gone = cache_layers.merge(base_kids, kids, hashes, gone, *changes)
+        if cache_layers.too_big(len(base_kids), kids, gone):
+            return None
+        cache_layers.write(self.cache_dir, gen, base_gen, kids, hashes, gone)
+        _fsync_dir(self.cache_dir)
+        return list(cache_layers.files(self.cache_dir, gen).values()) + list(
+            base_files.values())
 
     def _stream_cache(self, files: dict[str, Path]) -> bool:
         """Write the cache from the records in key id order, in slices of
@@ -336,7 +403,7 @@ class DuckDBStorage(Storage):
             for t in tmp.values():
                 t.unlink(missing_ok=True)
 
-    def load_sorted(self, partitions: frozenset[int] | None) -> SortedState:
+    def load_sorted(self, partitions: frozenset[int] | None) -> SortedState | LayeredState:
         self.compact()
         if partitions is None:
             state = self._read_cache()
@@ -432,8 +499,10 @@ class DuckDBStorage(Storage):
         self._q("INSERT OR REPLACE INTO source_state VALUES (1, ?, ?, now())", [value, run_id])
 
     def finish(self) -> None:
+        previous = self._generation()
+        changes = self._pending_changes()
         self.compact()
-        self.write_cache()
+        self.write_cache(previous, changes)
 
 
 def _npy_header(f: Any, dtype: np.dtype, n: int) -> int:

@@ -99,6 +99,24 @@ class SortedState:
     def __len__(self) -> int:
         return len(self.kids)
 
+    def initial_stamp(self) -> np.ndarray:
+        """The planner's per-position seen-stamps at the start of a run (int32 zeros)."""
+        return np.zeros(len(self), dtype=np.int32)
+
+    def hashes_at(self, pos: np.ndarray) -> np.ndarray:
+        """Stored payload hashes at positions ``pos``."""
+        return self.hashes[pos]
+
+    def kids_at(self, mask: np.ndarray) -> np.ndarray:
+        """Key ids of the positions where ``mask`` (one bool per position) is set."""
+        return self.kids[mask]
+
+    def probe(self, stamp: np.ndarray, q: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The compiled one-pass lookup (``conn_speedups.probe``): ``(pos, prev, flag)``,
+        or ``None`` without ``conn-speedups``."""
+        return accel.probe(self.table, self.kids, self.hashes, stamp, int(self.shift), q)
+
     def find(self, q: np.ndarray) -> np.ndarray:
         """Positions of ``q`` in :attr:`kids` (int64), -1 where absent."""
         result = np.full(len(q), -1, dtype=np.int64)
@@ -124,6 +142,79 @@ class SortedState:
             go_on = occupied & (cur < qa)
             active, slot = active[go_on], slot[go_on]
         return result
+
+
+#: Stamp of a base entry that a :class:`LayeredState` hides (deleted or superseded).
+HIDDEN = -2
+
+
+class LayeredState:
+    """A :class:`SortedState` (the memory-mapped cache of an earlier run) with the
+    acknowledged changes of the runs since on top: ``upserts`` (a small SortedState of
+    ids with their new hashes) and ``gone`` (ids deleted from the base). Positions
+    ``0 .. len(base)`` are the base's, the upserts' follow. Base entries that are
+    deleted or upserted are hidden: their seen-stamp starts at :data:`HIDDEN`, lookups
+    skip them and they are never reported as deletions.
+
+    It lets a run that changed 1 % of 10M keys write a few MB of cache instead of
+    rewriting 300 MB (see ``DuckDBStorage.write_cache``)."""
+
+    def __init__(self, base: SortedState, upserts: SortedState, gone: np.ndarray) -> None:
+        self.base, self.upserts = base, upserts
+        self.gone = np.ascontiguousarray(gone, dtype=np.uint64)
+        hidden = np.concatenate([base.find(self.gone), base.find(upserts.kids)])
+        self.hidden = np.unique(hidden[hidden >= 0])
+        self._mask = np.zeros(len(base), dtype=bool)
+        self._mask[self.hidden] = True
+
+    def __len__(self) -> int:
+        return len(self.base) + len(self.upserts)
+
+    @property
+    def effective(self) -> int:
+        """Number of acknowledged keys (positions minus hidden base entries)."""
+        return len(self) - len(self.hidden)
+
+    def initial_stamp(self) -> np.ndarray:
+        stamp = np.zeros(len(self), dtype=np.int32)
+        stamp[self.hidden] = HIDDEN
+        return stamp
+
+    def find(self, q: np.ndarray) -> np.ndarray:
+        nb = len(self.base)
+        top = self.upserts.find(q)
+        result = np.where(top >= 0, top + nb, -1)
+        miss = np.flatnonzero(top < 0)
+        pos = self.base.find(q[miss])
+        pos[pos >= 0] = np.where(self._mask[pos[pos >= 0]], -1, pos[pos >= 0])
+        result[miss] = pos
+        return result
+
+    def hashes_at(self, pos: np.ndarray) -> np.ndarray:
+        nb = len(self.base)
+        in_base = pos < nb
+        out = np.empty(len(pos), dtype=np.uint64)
+        out[in_base] = self.base.hashes[pos[in_base]]
+        out[~in_base] = self.upserts.hashes[pos[~in_base] - nb]
+        return out
+
+    def kids_at(self, mask: np.ndarray) -> np.ndarray:
+        nb = len(self.base)
+        return np.concatenate([self.base.kids[mask[:nb]], self.upserts.kids[mask[nb:]]])
+
+    def probe(self, stamp: np.ndarray, q: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        nb = len(self.base)
+        top = self.upserts.probe(stamp[nb:], q)
+        if top is None:
+            return None
+        pos, prev, flag = top
+        pos[flag != 0] += nb
+        miss = np.flatnonzero(flag == 0)
+        low = self.base.probe(stamp[:nb], q[miss])
+        assert low is not None
+        pos[miss], prev[miss], flag[miss] = low
+        return pos, prev, flag
 
 
 class Storage(abc.ABC):
@@ -161,9 +252,9 @@ class Storage(abc.ABC):
     def set_source_state(self, run_id: str, value: str) -> None:
         """Store the bookmark (JSON text)."""
 
-    def load_sorted(self, partitions: frozenset[int] | None) -> SortedState:
+    def load_sorted(self, partitions: frozenset[int] | None) -> SortedState | LayeredState:
         """The acknowledged state as a :class:`SortedState`; a backend may serve it from
-        a cache instead of :meth:`load` and a rebuild."""
+        a cache instead of :meth:`load` and a rebuild (possibly a :class:`LayeredState`)."""
         return SortedState(*self.load(partitions))
 
     def finish(self) -> None:  # noqa: B027 - optional
@@ -185,11 +276,12 @@ class PlanningSyncState(SyncState):
         self._commit_con = self._con.cursor()
         self._hash_con = self._con.cursor()
         self._hasher: ThreadPoolExecutor | None = None
-        self.state = storage.load_sorted(partitions)
-        # Per state key: 0 if not seen in this run, -1 if touched, else 1 + the row number
-        # (in its batch) of the row that last claimed it (see _mark_seen). int32: half the
-        # memory and cache misses of run-wide int64 row numbers.
-        self._stamp = np.zeros(len(self.state), dtype=np.int32)
+        self.state: SortedState | LayeredState = storage.load_sorted(partitions)
+        # Per state position: 0 if not seen in this run, -1 if touched (or seen by the
+        # compiled probe), HIDDEN for a base entry a LayeredState hides, else 1 + the row
+        # number (in its batch) of the row that last claimed it (see _mark_seen). int32:
+        # half the memory and cache misses of run-wide int64 row numbers.
+        self._stamp = self.state.initial_stamp()
         self.new = KeyIndex()
         self._complete = False
 
@@ -254,8 +346,7 @@ class PlanningSyncState(SyncState):
         rows = np.flatnonzero(valid) if keys.null_count else np.arange(n)
         q = kids[rows] if keys.null_count else kids
         st = self.state
-        probed = (accel.probe(st.table, st.kids, st.hashes, self._stamp, int(st.shift), q)
-                  if len(st) else None)
+        probed = st.probe(self._stamp, q) if len(st) else None
         if probed is not None:  # one compiled pass: lookup, seen-stamps, stored hashes
             _, prev, flag = probed
             known = flag != 0
@@ -265,7 +356,7 @@ class PlanningSyncState(SyncState):
             pos = st.find(q)
             known = pos >= 0
             first = self._mark_seen(rows[known], pos[known])
-            stored = st.hashes[pos[known][first]]
+            stored = st.hashes_at(pos[known][first])
         k_rows = rows[known]
         ok_rows = k_rows[first]
         hashes = payload_hashes()
@@ -339,7 +430,7 @@ class PlanningSyncState(SyncState):
         self._commit(keys, hashes, match_values, acknowledged, rejected, deletes=False)
 
     def deletions(self, batch_rows: int) -> Iterator[tuple[pa.Array, pa.Array]]:
-        unseen = self.state.kids[~self.seen]
+        unseen = self.state.kids_at(~self.seen)
         yield from self.storage.lookup(unseen, max(1, batch_rows))
         self.finish()
 

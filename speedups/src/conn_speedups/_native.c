@@ -267,6 +267,7 @@ static PyObject *py_mix_constant(PyObject *self, PyObject *args) {
                 if (s >= (uint64_t)slots) break;                                         \
                 h = table[s];                                                            \
             }                                                                            \
+            if (p >= 0 && stamp[p] < -1) p = -1; /* hidden by a layer above */          \
             pos[i] = p;                                                                  \
             if (p < 0) { flag[i] = 0; prev[i] = 0; }                                     \
             else if (stamp[p] != 0) { flag[i] = 2; prev[i] = 0; }                        \
@@ -281,7 +282,8 @@ PyDoc_STRVAR(probe_doc,
 "key, 0 = not seen in this run). Writes per query: ``pos`` (int64, -1 if absent), "
 "``flag`` (uint8: 0 absent, 1 first sighting in the run, 2 seen before: a duplicate) "
 "and ``prev`` (uint64, the stored hash on a first sighting, else 0). Marks first "
-"sightings as seen (-1) in ``stamp``.");
+"sightings as seen (-1) in ``stamp``; an entry whose stamp is below -1 is hidden (a "
+"later layer deleted or replaced it) and reads as absent.");
 
 static PyObject *py_probe(PyObject *self, PyObject *args) {
     Py_buffer tb, kb, hb, sb, qb, pb, vb, fb;
