@@ -14,7 +14,7 @@ from conn.state.duckdb_store import DuckDBStateStore, DuckDBStorage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.state.test_sorted_cache import _cache_files, _run
+from tests.state.test_sorted_cache import _cache_files, _run, used  # noqa: F401 - fixture
 
 
 def _no_cache_runs(tmp: Path, snaps: list[dict[str, int]]) -> list[dict[str, list[str]]]:
@@ -103,6 +103,20 @@ def test_damaged_layer_falls_back_to_the_records(tmp_path: Path, damage: str,
     if damage != "missing_base":
         assert "ignoring the sorted-state cache" in caplog.text
     assert _run(store, snaps[2]) == {"inserts": [], "updates": [], "deletes": []}
+
+
+def test_a_layer_whose_base_is_gone_is_replaced(tmp_path: Path, used: list[bool]) -> None:
+    """A run without changes keeps the cache as it is, unless the layer lost its base:
+    then the whole cache is written again (not a fall-back at every later open)."""
+    store = DuckDBStateStore(tmp_path / "c")
+    base = {f"k{i}": i for i in range(1000)}
+    _run(store, base)
+    _run(store, {**base, "k1": 7})
+    next(f for f in _cache_files(store) if f.name.endswith(".kids.npy")).unlink()
+    _run(store, {**base, "k1": 7})  # no change: falls back, then rewrites the cache
+    _run(store, {**base, "k1": 7})
+    assert used[-2:] == [False, True]
+    assert not _layers(store)
 
 
 def test_merge_keeps_the_latest_change_per_key() -> None:

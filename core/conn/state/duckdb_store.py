@@ -323,9 +323,10 @@ class DuckDBStorage(Storage):
         layer = cache_layers.files(self.cache_dir, gen)
         if layer["manifest"].exists():
             base = cache_layers.read(self.cache_dir, gen)
-            if base is not None:
-                return list(layer.values()) + list(self._cache_files(base[0]).values())
-        return None
+            base_files = list(self._cache_files(base[0]).values()) if base else []
+            if base_files and all(f.exists() for f in base_files):
+                return list(layer.values()) + base_files
+        return None  # (a layer whose base is gone is replaced by a whole cache)
 
     def _write_layer(self, previous: str, gen: str,
                      changes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> list[Path] | None:
