@@ -94,3 +94,21 @@ def planner_path(request, monkeypatch) -> Iterator[str]:
                 pytest.skip("conn-speedups is not installed")
     yield request.param
     accel.reset()
+
+
+@pytest.fixture
+def used(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Per open of a DuckDB-stored sync: whether the planner's state came from the
+    sorted-state cache."""
+    from conn.state.duckdb_store import DuckDBStorage
+
+    out: list[bool] = []
+    real = DuckDBStorage._read_cache
+
+    def spy(self: DuckDBStorage):  # type: ignore[no-untyped-def]
+        state = real(self)
+        out.append(state is not None)
+        return state
+
+    monkeypatch.setattr(DuckDBStorage, "_read_cache", spy)
+    return out

@@ -14,7 +14,7 @@ from conn.state.duckdb_store import DuckDBStateStore, DuckDBStorage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.state.test_sorted_cache import _cache_files, _run, used  # noqa: F401 - fixture
+from tests.state.test_sorted_cache import _cache_files, _run
 
 
 def _no_cache_runs(tmp: Path, snaps: list[dict[str, int]]) -> list[dict[str, list[str]]]:

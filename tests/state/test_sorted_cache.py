@@ -13,21 +13,6 @@ from conn.state import duckdb_store, migrations
 from conn.state.duckdb_store import DuckDBStateStore, DuckDBStorage
 
 
-@pytest.fixture
-def used(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Per open: whether the planner's state came from the cache."""
-    out: list[bool] = []
-    real = DuckDBStorage._read_cache
-
-    def spy(self: DuckDBStorage):  # type: ignore[no-untyped-def]
-        state = real(self)
-        out.append(state is not None)
-        return state
-
-    monkeypatch.setattr(DuckDBStorage, "_read_cache", spy)
-    return out
-
-
 def _run(store: DuckDBStateStore, rows: dict[str, int]) -> dict[str, list[str]]:
     """One full run over ``rows`` (key -> value), committing every change."""
     keys = pa.array(list(rows), pa.string())
