@@ -92,10 +92,12 @@ def test_short_buffers_are_refused():
     col = pa.array(["a", "b"])
     out = np.empty(1, np.uint64)
     bufs = col.buffers()
-    with pytest.raises(ValueError, match="output buffer"):
+    with pytest.raises(ValueError, match="shorter than the column"):  # the output
         hash_binary(out, False, 2, 0, None, bufs[1], bufs[2], False)
-    with pytest.raises(ValueError, match="offsets"):
+    with pytest.raises(ValueError, match="shorter than the column"):  # the offsets
         hash_binary(np.empty(5, np.uint64), False, 5, 0, None, bufs[1], bufs[2], False)
+    with pytest.raises(ValueError, match="shorter than the column"):
+        sha256_hex(bytearray(64), 2, 0, None, bufs[1], bufs[2], False)
     with pytest.raises(ValueError, match="values"):
         hash_fixed(np.empty(9, np.uint64), False, 9, 0, None, np.zeros(2, np.int64), "q")
     with pytest.raises(ValueError, match="kind"):
@@ -103,6 +105,8 @@ def test_short_buffers_are_refused():
     bad = np.array([0, 5], np.int32)  # past the 1-byte data buffer
     with pytest.raises(ValueError, match="outside"):
         hash_binary(np.empty(1, np.uint64), False, 1, 0, None, bad, b"a", False)
+    with pytest.raises(ValueError, match="outside"):
+        sha256_hex(bytearray(64), 1, 0, None, bad, b"a", False)
 
 
 def build_table(kids: np.ndarray, bits: int) -> np.ndarray:

@@ -75,6 +75,52 @@ static int check_column(Py_buffer *out, Py_ssize_t n, Py_ssize_t offset, Py_buff
     return 1;
 }
 
+/* An Arrow string/binary column as the kernels read it. */
+typedef struct {
+    const uint8_t *bits, *data;
+    const int32_t *o32;
+    const int64_t *o64;
+    int wide;
+    int64_t limit;
+} StrColumn;
+
+/* Parse-time checks of a string column's buffers (``out_width`` output bytes per row);
+ * returns 0 with an exception set on failure. */
+static int open_strings(StrColumn *c, Py_buffer *out, Py_ssize_t out_width, Py_ssize_t n,
+                        Py_ssize_t offset, Py_buffer *validity, Py_buffer *offsets,
+                        Py_buffer *data, int wide) {
+    if (n < 0 || offset < 0 || out->len < n * out_width
+        || (validity->buf != NULL && validity->len * 8 < offset + n)
+        || offsets->len < (offset + n + 1) * (wide ? 8 : 4)) {
+        PyErr_SetString(PyExc_ValueError, "buffers shorter than the column");
+        return 0;
+    }
+    c->bits = validity->buf;
+    c->data = data->buf;
+    c->o32 = offsets->buf;
+    c->o64 = offsets->buf;
+    c->wide = wide;
+    c->limit = (int64_t)data->len;
+    return 1;
+}
+
+/* Element ``j``: 1 with its bytes, 0 if null, -1 if its offsets leave the data buffer. */
+static inline int string_at(const StrColumn *c, int64_t j, const uint8_t **p, uint64_t *len) {
+    if (c->bits != NULL && !is_set(c->bits, j)) return 0;
+    int64_t lo = c->wide ? c->o64[j] : c->o32[j], hi = c->wide ? c->o64[j + 1] : c->o32[j + 1];
+    if (lo < 0 || hi < lo || hi > c->limit) return -1;
+    *p = c->data + lo;
+    *len = (uint64_t)(hi - lo);
+    return 1;
+}
+
+static void release(Py_buffer *a, Py_buffer *b, Py_buffer *c, Py_buffer *d) {
+    PyBuffer_Release(a);
+    PyBuffer_Release(b);
+    PyBuffer_Release(c);
+    PyBuffer_Release(d);
+}
+
 PyDoc_STRVAR(hash_binary_doc,
 "hash_binary(out, mix, n, offset, validity, offsets, data, wide)\n\n"
 "Hash ``n`` strings (Arrow string/binary: int32 offsets, or int64 when ``wide``) "
@@ -88,45 +134,25 @@ static PyObject *py_hash_binary(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "w*pnnz*y*y*p", &out, &mix, &n, &offset, &validity,
                           &offsets, &data, &wide))
         return NULL;
-    PyObject *result = NULL;
-    if (!check_column(&out, n, offset, &validity)) goto done;
-    Py_ssize_t width = wide ? 8 : 4;
-    if (offsets.len < (offset + n + 1) * width) {
-        PyErr_SetString(PyExc_ValueError, "offsets buffer shorter than the column");
-        goto done;
-    }
+    StrColumn col;
     int bad = 0;
-    uint64_t *o = (uint64_t *)out.buf;
-    const uint8_t *bits = (const uint8_t *)validity.buf, *d = (const uint8_t *)data.buf;
-    const int32_t *o32 = (const int32_t *)offsets.buf;
-    const int64_t *o64 = (const int64_t *)offsets.buf;
-    int64_t limit = (int64_t)data.len;
-    Py_BEGIN_ALLOW_THREADS
-    for (int64_t i = 0; i < n; i++) {
-        int64_t j = offset + i;
-        int64_t lo = wide ? o64[j] : o32[j], hi = wide ? o64[j + 1] : o32[j + 1];
-        if (bits != NULL && !is_set(bits, j)) {
-            store(o, i, NULL_HASH, mix);
-            continue;
+    if (open_strings(&col, &out, 8, n, offset, &validity, &offsets, &data, wide)) {
+        uint64_t *o = (uint64_t *)out.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (int64_t i = 0; i < n && !bad; i++) {
+            const uint8_t *p;
+            uint64_t len;
+            int got = string_at(&col, offset + i, &p, &len);
+            if (got < 0) bad = 1;
+            else store(o, i, got ? hash_bytes(p, len) : NULL_HASH, mix);
         }
-        if (lo < 0 || hi < lo || hi > limit) {
-            bad = 1;
-            break;
-        }
-        store(o, i, hash_bytes(d + lo, (uint64_t)(hi - lo)), mix);
+        Py_END_ALLOW_THREADS
+        if (bad) PyErr_SetString(PyExc_ValueError, "string offsets outside the data buffer");
+    } else {
+        bad = 1;
     }
-    Py_END_ALLOW_THREADS
-    if (bad) {
-        PyErr_SetString(PyExc_ValueError, "string offsets outside the data buffer");
-        goto done;
-    }
-    result = Py_NewRef(Py_None);
-done:
-    PyBuffer_Release(&out);
-    PyBuffer_Release(&validity);
-    PyBuffer_Release(&offsets);
-    PyBuffer_Release(&data);
-    return result;
+    release(&out, &validity, &offsets, &data);
+    return bad ? NULL : Py_NewRef(Py_None);
 }
 
 PyDoc_STRVAR(hash_fixed_doc,
@@ -408,53 +434,38 @@ static PyObject *py_sha256_hex(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "w*nnz*y*y*p|p", &out, &n, &offset, &validity, &offsets,
                           &data, &wide, &portable))
         return NULL;
-    PyObject *result = NULL;
-    Py_ssize_t width = wide ? 8 : 4;
-    if (n < 0 || offset < 0 || out.len < n * 64
-        || offsets.len < (offset + n + 1) * width
-        || (validity.buf != NULL && validity.len * 8 < offset + n)) {
-        PyErr_SetString(PyExc_ValueError, "sha256_hex: buffers of the wrong length");
-        goto done;
-    }
-    int fast = !portable && cpu_has_sha();
-    sha256_blocks_fn blocks = fast ? sha256_blocks_shani : sha256_blocks_portable;
-    static const char hex[] = "0123456789abcdef";
-    const uint8_t *bits = validity.buf, *d = data.buf;
-    const int32_t *o32 = offsets.buf;
-    const int64_t *o64 = offsets.buf;
-    char *o = out.buf;
-    int64_t limit = (int64_t)data.len;
-    int bad = 0;
-    Py_BEGIN_ALLOW_THREADS
-    for (int64_t i = 0; i < n; i++) {
-        int64_t j = offset + i;
-        char *dst = o + 64 * i;
-        int64_t lo = wide ? o64[j] : o32[j], hi = wide ? o64[j + 1] : o32[j + 1];
-        if (bits != NULL && !is_set(bits, j)) {
-            memset(dst, '0', 64);
-            continue;
+    StrColumn col;
+    int bad = 0, fast = !portable && cpu_has_sha();
+    if (open_strings(&col, &out, 64, n, offset, &validity, &offsets, &data, wide)) {
+        sha256_blocks_fn blocks = fast ? sha256_blocks_shani : sha256_blocks_portable;
+        static const char hex[] = "0123456789abcdef";
+        char *o = out.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (int64_t i = 0; i < n && !bad; i++) {
+            char *dst = o + 64 * i;
+            const uint8_t *p;
+            uint64_t len;
+            uint8_t digest[32];
+            int got = string_at(&col, offset + i, &p, &len);
+            if (got < 0) {
+                bad = 1;
+            } else if (got == 0) {
+                memset(dst, '0', 64);
+            } else {
+                sha256_digest(blocks, p, len, digest);
+                for (int b = 0; b < 32; b++) {
+                    dst[2 * b] = hex[digest[b] >> 4];
+                    dst[2 * b + 1] = hex[digest[b] & 15];
+                }
+            }
         }
-        if (lo < 0 || hi < lo || hi > limit) {
-            bad = 1;
-            break;
-        }
-        uint8_t digest[32];
-        sha256_digest(blocks, d + lo, (uint64_t)(hi - lo), digest);
-        for (int b = 0; b < 32; b++) {
-            dst[2 * b] = hex[digest[b] >> 4];
-            dst[2 * b + 1] = hex[digest[b] & 15];
-        }
+        Py_END_ALLOW_THREADS
+        if (bad) PyErr_SetString(PyExc_ValueError, "string offsets outside the data buffer");
+    } else {
+        bad = 1;
     }
-    Py_END_ALLOW_THREADS
-    if (bad) {
-        PyErr_SetString(PyExc_ValueError, "string offsets outside the data buffer");
-        goto done;
-    }
-    result = PyBool_FromLong(fast);
-done:
-    PyBuffer_Release(&out); PyBuffer_Release(&validity);
-    PyBuffer_Release(&offsets); PyBuffer_Release(&data);
-    return result;
+    release(&out, &validity, &offsets, &data);
+    return bad ? NULL : PyBool_FromLong(fast);
 }
 
 static PyMethodDef methods[] = {
