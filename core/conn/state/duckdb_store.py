@@ -5,7 +5,8 @@ Layout (``root`` is ``state.url`` if given, else ``<project>/.conn``)::
     root/state/<sync>.duckdb   acknowledged records, change log, rejections, progress,
                                source bookmark, meta (format version, app id, canary)
     root/state/<sync>.duckdb.sorted/
-                               cache of the planner's sorted state (see load_sorted)
+                               cache of the planner's sorted state (see load_sorted),
+                               a base plus at most one change layer (cache_layers)
     root/state/runs.duckdb     run history of every sync
     root/locks/<sync>.lock     flock of the running process (pid, host, run id inside)
 
