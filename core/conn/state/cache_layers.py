@@ -26,22 +26,34 @@ LAYER_PARTS = ("layer-upsert-kids", "layer-upsert-hashes", "layer-gone")
 MANIFEST = "layer.json"
 
 
+def _contains(sorted_kids: np.ndarray, kids: np.ndarray) -> np.ndarray:
+    """Mask of ``kids`` found in ``sorted_kids`` (binary search: both sides are large and
+    ``np.isin`` would sort or hash them again)."""
+    if not len(sorted_kids):
+        return np.zeros(len(kids), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_kids, kids), len(sorted_kids) - 1)
+    return sorted_kids[at] == kids
+
+
+def _sorted_union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    both = np.sort(np.concatenate([a, b]).astype(np.uint64, copy=False))
+    return both[np.concatenate([[True], both[1:] != both[:-1]])] if len(both) else both
+
+
 def merge(base_kids: np.ndarray, upsert_kids: np.ndarray, upsert_hashes: np.ndarray,
           gone: np.ndarray, changed: np.ndarray, changed_hashes: np.ndarray,
           upserted: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The layer after a run: the previous layer (``upsert_*``, ``gone``) updated with the
     run's latest change per key (``changed`` ids, their hashes, ``upserted`` True for an
     upsert, False for a deletion). Returns ``(upsert_kids, upsert_hashes, gone)``, sorted.
-    ``base_kids`` must be sorted."""
-    keep = ~np.isin(upsert_kids, changed)
+    ``base_kids`` and ``upsert_kids`` must be sorted."""
+    keep = ~_contains(np.sort(changed), upsert_kids)
     kids = np.concatenate([upsert_kids[keep], changed[upserted]])
     hashes = np.concatenate([upsert_hashes[keep], changed_hashes[upserted]])
     order = np.argsort(kids, kind="stable")
     deleted = changed[~upserted]
-    at = np.searchsorted(base_kids, deleted)
-    in_base = (at < len(base_kids)) & (base_kids[np.minimum(at, len(base_kids) - 1)]
-                                       == deleted) if len(base_kids) else at < 0
-    return kids[order], hashes[order], np.union1d(gone, deleted[in_base]).astype(np.uint64)
+    return (kids[order], hashes[order],
+            _sorted_union(gone, deleted[_contains(base_kids, deleted)]))
 
 
 def too_big(base_rows: int, upsert_kids: np.ndarray, gone: np.ndarray) -> bool:
