@@ -46,7 +46,7 @@ _BINARY = {pa.string(): False, pa.binary(): False, pa.large_string(): True,
            pa.large_binary(): True}
 
 
-def _probe_values(t: pa.DataType) -> list:
+def _check_values(t: pa.DataType) -> list:
     if pa.types.is_floating(t):
         big = 1e300 if t == pa.float64() else 3e38
         return [0.0, -0.0, 1.5, -2.25, float("nan"), float("inf"), big, -7.0, None]
@@ -58,14 +58,14 @@ def _probe_values(t: pa.DataType) -> list:
     return ints
 
 
-def _probe_array(t: pa.DataType) -> pa.Array:
+def _check_array(t: pa.DataType) -> pa.Array:
     if t in _BINARY:
         texts = ["", "a", "abcdefg", "abcdefgh", "abcdefghi", "user42@example.com",
                  "é€😀" * 7, "x" * 100, None]
         if pa.types.is_binary(t) or pa.types.is_large_binary(t):
             return pa.array([None if s is None else s.encode() for s in texts], t)
         return pa.array(texts, t)
-    vals = _probe_values(t)
+    vals = _check_values(t)
     if pa.types.is_timestamp(t):
         return pa.array(vals, pa.int64()).cast(t)
     if pa.types.is_date32(t):
@@ -73,18 +73,18 @@ def _probe_array(t: pa.DataType) -> pa.Array:
     return pa.array(vals, t)
 
 
-def _probe_table() -> pa.Table:
+def _check_table() -> pa.Table:
     """Edge values of every type the kernels cover, each column with a null."""
     types = [*_FIXED_KIND, *_BINARY]
-    return pa.table({f"c{i}": _probe_array(t) for i, t in enumerate(types)})
+    return pa.table({f"c{i}": _check_array(t) for i, t in enumerate(types)})
 
 
 def _self_check(con: duckdb.DuckDBPyConnection) -> None:
-    """Keep the types whose kernel matches DuckDB on :func:`_probe_table`."""
+    """Keep the types whose kernel matches DuckDB on :func:`_check_table`."""
     global _native, _checked
     found = compiled.kernels()
     if found is not None:
-        t = _probe_table()
+        t = _check_table()
         names = t.column_names
         sql = ", ".join(f"hash({c})" for c in names)
         expected = con.sql(f"SELECT {sql} FROM t").to_arrow_table()
