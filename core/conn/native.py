@@ -8,14 +8,22 @@ uses a kernel only after checking it against that path (see :mod:`conn.state.acc
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from types import ModuleType
+
+log = logging.getLogger(__name__)
+
+#: The ``conn_speedups.API_VERSION`` this code was written for: a build for another
+#: kernel API (not rebuilt after an upgrade) is ignored rather than misused.
+API_VERSION = 1
 
 _module: ModuleType | bool | None = False  # False: not looked up yet
 
 
 def kernels() -> ModuleType | None:
-    """The ``conn_speedups`` module, or ``None`` (not installed or ``CONN_SPEEDUPS=0``)."""
+    """The ``conn_speedups`` module, or ``None`` (not installed, built for another kernel
+    API, or ``CONN_SPEEDUPS=0``)."""
     global _module
     if _module is False:
         found = None
@@ -23,6 +31,12 @@ def kernels() -> ModuleType | None:
             try:
                 found = importlib.import_module("conn_speedups")
             except ImportError:
+                found = None
+            if found is not None and getattr(found, "API_VERSION", None) != API_VERSION:
+                log.warning("conn-speedups at %s has kernel API %s, this conn needs %s: "
+                            "not used (reinstall it: make dev, or pip install ./speedups)",
+                            getattr(found, "__file__", "?"),
+                            getattr(found, "API_VERSION", "none"), API_VERSION)
                 found = None
         _module = found
     return _module  # type: ignore[return-value]

@@ -213,3 +213,10 @@ def test_index_add_refuses_a_full_table_and_short_store():
         index_add(table, False, store, 0, np.arange(5, dtype=np.uint64), *out)
     with pytest.raises(ValueError, match="wrong"):
         index_add(table, False, store, 6, np.arange(5, dtype=np.uint64), *out)
+
+
+def test_api_version_is_exported():
+    """conn compares it with the kernel API it was written for (``conn.native``)."""
+    import conn_speedups
+
+    assert isinstance(conn_speedups.API_VERSION, int) and conn_speedups.API_VERSION >= 1

@@ -70,3 +70,24 @@ def test_a_kernel_that_disagrees_with_duckdb_is_not_used(planner_path, monkeypat
         ref = con.sql(f"SELECT {hashing._payload_sql(b)} FROM t").fetchall()
         assert hashing.payload_hashes(con, b).tolist() == [r[0] for r in ref]
     assert "double hash differs from DuckDB" in caplog.text
+
+
+def test_a_stale_build_of_the_kernels_is_ignored(monkeypatch, caplog):
+    """A conn-speedups built for another kernel API (say, not rebuilt after an upgrade)
+    must not be called: its kernels could mean something else."""
+    import sys
+    import types
+
+    from conn import native
+
+    stale = types.ModuleType("conn_speedups")
+    stale.API_VERSION = native.API_VERSION - 1  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "conn_speedups", stale)
+    monkeypatch.setenv("CONN_SPEEDUPS", "1")
+    accel.reset()
+    with caplog.at_level(logging.WARNING), hashing.connect() as con:
+        assert native.kernels() is None
+        assert not accel.enabled(con)
+        assert len(hashing.key_ids(con, pa.array(["a", "b"]))) == 2  # DuckDB did it
+    assert "kernel API" in caplog.text
+    accel.reset()

@@ -483,4 +483,15 @@ static struct PyModuleDef module = {
     "Compiled kernels for conn's change planner.", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }
+/* Bumped whenever a kernel's arguments or meaning change; conn uses the kernels only
+ * when it equals the version it was written for (a stale build is ignored, not misused). */
+#define API_VERSION 1
+
+PyMODINIT_FUNC PyInit__native(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddIntConstant(m, "API_VERSION", API_VERSION) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
