@@ -315,7 +315,8 @@ def conn_bin() -> str:
 
 
 def conn_side(name: str, data: Path, rows: int, runs: int, warmup: int, work: Path,
-              expect: int | None = None) -> tuple[Measurement, int]:
+              expect: int | None = None, env: dict[str, str] | None = None
+              ) -> tuple[Measurement, int]:
     """``conn sync`` in a fresh project folder per run; returns the measurement and the
     rows sent (from ``--json``)."""
     m = Measurement(name, rows)
@@ -324,7 +325,8 @@ def conn_side(name: str, data: Path, rows: int, runs: int, warmup: int, work: Pa
         proj = work / f"conn-{rows}-{i}"
         proj.mkdir()
         (proj / "conn.yml").write_text(PROJECT.format(data=data))
-        wall, rss, out = run_child([conn_bin(), "sync", "src", "out", "--json"], cwd=proj)
+        wall, rss, out = run_child([conn_bin(), "sync", "src", "out", "--json"], env=env,
+                                   cwd=proj)
         report = json.loads(out)
         sync = report["syncs"][0]
         assert report["status"] == "ok", report
@@ -391,7 +393,7 @@ def singer_side(data: Path, rows: int, runs: int, work: Path) -> tuple[Measureme
 
 
 def scenario1(n: int, runs: int, quick: bool, singer_rows: int | None, work: Path,
-              skip: set[str]) -> dict[str, Any]:
+              skip: set[str], no_kernels: bool = False) -> dict[str, Any]:
     data = data_file(n)
     batch = 65_536
     results: dict[str, Measurement] = {}
@@ -403,6 +405,9 @@ def scenario1(n: int, runs: int, quick: bool, singer_rows: int | None, work: Pat
         lambda i: work / f"bare-{i}.parquet")
     results["pyarrow"] = m
     results["conn"], sent["conn"] = conn_side("conn sync", data, n, runs, 1, work)
+    if no_kernels:  # as on a machine where conn-speedups could not be built
+        results["conn-no-kernels"], sent["conn-no-kernels"] = conn_side(
+            "conn sync, no kernels", data, n, runs, 1, work, env={"CONN_SPEEDUPS": "0"})
     if "dlt" in skip:
         skipped["dlt"] = "--skip dlt"
     elif (why := ensure_venv(DLT_PY, create=not quick)) is not None:
@@ -432,6 +437,8 @@ def scenario1(n: int, runs: int, quick: bool, singer_rows: int | None, work: Pat
         ratios["conn/dlt"] = rate["conn"] / rate["dlt"]
         goals["conn faster than dlt"] = ratios["conn/dlt"] > 1
     ratios["conn/pyarrow"] = rate["conn"] / rate["pyarrow"]
+    if "conn-no-kernels" in rate:
+        ratios["conn/conn-no-kernels"] = rate["conn"] / rate["conn-no-kernels"]
     goals["conn within 1.5x of pyarrow"] = (results["conn"].median_s
                                             <= 1.5 * results["pyarrow"].median_s)
     rows = [[m.name, m.rows, len(m.seconds), m.median_s, m.rows_per_s, m.peak_mb,
@@ -494,6 +501,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--growth", type=int, nargs="*",
                    help="scenario 3 sizes (100000 1000000 10000000); none to skip")
     p.add_argument("--skip", nargs="*", default=[], choices=["singer", "dlt"])
+    p.add_argument("--no-kernels", action="store_true",
+                   help="also run conn with CONN_SPEEDUPS=0 (no compiled kernels)")
     p.add_argument("--json", type=Path, help="write the result dict here")
     a = p.parse_args(argv)
     n = a.rows or (100_000 if a.quick else 1_000_000)
@@ -502,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
         [10_000, 100_000] if a.quick else [100_000, 1_000_000, 10_000_000])
     with tempfile.TemporaryDirectory(prefix="conn-bench-") as tmp:
         work = Path(tmp)
-        s1 = scenario1(n, runs, a.quick, a.singer_rows, work, set(a.skip))
+        s1 = scenario1(n, runs, a.quick, a.singer_rows, work, set(a.skip), a.no_kernels)
         s3 = None
         if sizes:
             known = {n: Measurement(f"conn sync {n:,}", n,

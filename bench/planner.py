@@ -9,6 +9,8 @@ and peak RSS), medians of ``--runs``:
   deletions. Generating the source batches is not timed (it is in the RSS).
 * ``plan+commit``: the same plus committing the changed rows as acknowledged and the
   end-of-run compaction.
+* ``plan, no kernels`` (with ``--no-kernels``): ``plan`` with ``CONN_SPEEDUPS=0``, as
+  on a machine where ``conn-speedups`` could not be built.
 * ``reference``: DuckDB hashing every row of both full snapshots (held as Arrow tables)
   and anti-/full-joining them on the key: the "diff two snapshots" approach.
 
@@ -80,6 +82,10 @@ def new_snapshot(n: int, b: int) -> Iterator[tuple[pa.Array, pa.RecordBatch]]:
         ids = pa.concat_arrays([old, new])
         version = pc.cast(pc.equal(_mod(ids, 100), 3), pa.int64())
         yield pc.cast(ids, pa.string()), make_batch(ids, version)
+
+
+#: The side that plans with conn-speedups switched off (``--no-kernels``).
+NO_KERNELS = "plan, no kernels"
 
 
 def _maxrss_mb() -> float:
@@ -230,8 +236,8 @@ def child_engines(n: int, b: int) -> dict:
 # --- driver -------------------------------------------------------------------------------
 
 
-def _run_child(args: list[str]) -> dict:
-    env = dict(os.environ)
+def _run_child(args: list[str], **extra_env: str) -> dict:
+    env = {**os.environ, **extra_env}
     proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
                           env=env, check=False)
     if proc.returncode:
@@ -247,6 +253,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=None, help="runs (3; --quick 1)")
     ap.add_argument("--json", type=Path, help="write the result dict here")
     ap.add_argument("--engines", action="store_true", help="also DuckDB vs SQLite (1M)")
+    ap.add_argument("--no-kernels", action="store_true",
+                    help="also plan without conn-speedups (CONN_SPEEDUPS=0), same run")
     ap.add_argument("--child", choices=["setup", "plan", "plan+commit", "reference",
                                         "engines"])
     ap.add_argument("--state")
@@ -275,18 +283,22 @@ def main() -> None:
         print(f"first run (all inserts, plan+commit): {s['seconds']:.2f} s, "
               f"peak {s['maxrss_mb']:.0f} MB")
         results: dict[str, list[dict]] = {"plan": [], "plan+commit": [], "reference": []}
+        if a.no_kernels:
+            results[NO_KERNELS] = []
         for _ in range(a.runs):
             for kind in results:
+                child = "plan" if kind == NO_KERNELS else kind
                 extra = ["--state", str(state)] if kind != "reference" else []
-                results[kind].append(_run_child(["--child", kind, "--rows", str(n),
-                                                 "--batch-rows", str(b), *extra]))
+                env = {"CONN_SPEEDUPS": "0"} if kind == NO_KERNELS else {}
+                results[kind].append(_run_child(["--child", child, "--rows", str(n),
+                                                 "--batch-rows", str(b), *extra], **env))
     med = {k: (statistics.median(r["seconds"] for r in v),
                statistics.median(r["maxrss_mb"] for r in v)) for k, v in results.items()}
     print(f"counts: plan {results['plan'][0]['counts']}; "
           f"reference {results['reference'][0]['counts']}")
     ref_t, ref_m = med["reference"]
     for k, (t, m) in med.items():
-        print(f"{k:12s} {t:7.2f} s  peak {m:7.0f} MB   time ratio {t / ref_t:5.2f}  "
+        print(f"{k:16s} {t:7.2f} s  peak {m:7.0f} MB   time ratio {t / ref_t:5.2f}  "
               f"memory ratio {m / ref_m:5.2f}")
     t, m = med["plan"]
     ok = t <= ref_t / 2 and m < 1024
