@@ -253,8 +253,7 @@ class DuckDBStorage(Storage):
                 log.warning("%s: ignoring the sorted-state cache (%s)", self.path, exc)
             return None
         n = self._q("SELECT count(*) FROM records").fetchall()[0][0]
-        rows = state.effective if isinstance(state, LayeredState) else len(state or ())
-        if state is None or rows != n:
+        if state is None or state.effective != n:
             log.warning("%s: ignoring the sorted-state cache (does not match the records)",
                         self.path)
             return None

@@ -99,6 +99,11 @@ class SortedState:
     def __len__(self) -> int:
         return len(self.kids)
 
+    @property
+    def effective(self) -> int:
+        """Number of acknowledged keys (every position holds one)."""
+        return len(self)
+
     def initial_stamp(self) -> np.ndarray:
         """The planner's per-position seen-stamps at the start of a run (int32 zeros)."""
         return np.zeros(len(self), dtype=np.int32)
