@@ -73,6 +73,17 @@ def test_string_hash_equals_duckdb(typ, texts, start):
     assert out.tolist() == duckdb_hash(col).tolist()
 
 
+@settings(max_examples=80, deadline=None)
+@given(text=st.text(max_size=30), junk=st.binary(max_size=9))
+def test_string_hash_ignores_the_bytes_after_the_string(text, junk):
+    """A tail of under 8 bytes is read with one 8-byte load and masked where the data
+    buffer has room, byte by byte at the buffer's end: neither may mix in what follows."""
+    raw = text.encode()
+    out = np.empty(1, np.uint64)
+    hash_binary(out, False, 1, 0, None, np.array([0, len(raw)], np.int32), raw + junk, False)
+    assert out.tolist() == duckdb_hash(pa.array([text])).tolist()
+
+
 @settings(max_examples=40, deadline=None)
 @given(rows=st.lists(st.tuples(st.none() | st.text(max_size=30), st.none() | st.integers(
     -(2**63), 2**63 - 1), st.none() | st.floats(), st.none() | st.booleans()), max_size=30))
