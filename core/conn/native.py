@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 #: The ``conn_speedups.API_VERSION`` this code was written for: a build for another
 #: kernel API (not rebuilt after an upgrade) is ignored rather than misused.
-API_VERSION = 1
+API_VERSION = 2
 
 _module: ModuleType | bool | None = False  # False: not looked up yet
 

@@ -130,44 +130,74 @@ def build_table(kids: np.ndarray, bits: int) -> np.ndarray:
     return table
 
 
-@settings(max_examples=60, deadline=None)
+def bit_list(bits: np.ndarray) -> list[int]:
+    return np.flatnonzero(np.unpackbits(bits, bitorder="little")).tolist()
+
+
+@settings(max_examples=80, deadline=None)
 @given(stored=st.sets(st.integers(0, 2**64 - 1), max_size=60),
        queries=st.lists(st.integers(0, 2**64 - 1), max_size=60), data=st.data())
 def test_probe_matches_a_plain_lookup(stored, queries, data):
     kids = np.array(sorted(stored), np.uint64)
     hashes = np.arange(len(kids), dtype=np.uint64) * 7 + 1
+    pairs = np.column_stack([kids, hashes]).ravel()
     bits = max(1, len(kids).bit_length() + 1)
     table = build_table(kids, bits)
     # Stored ids among the queries, some twice: the second sighting is a duplicate.
     if len(kids):
         queries += data.draw(st.lists(st.sampled_from(kids.tolist()), max_size=20))
-    q = np.array(queries, np.uint64)
-    stamp = np.zeros(len(kids), np.int32)
+    q = np.array(data.draw(st.permutations(queries)), np.uint64)
+    # The state's bits start at `offset` (a layer's place in the run's bitmap); some
+    # are seen already, some of those hidden; the bits before `offset` are another's.
+    offset = data.draw(st.integers(0, 20))
+    positions = list(range(len(kids)))
+    pre_seen = set(data.draw(st.lists(st.sampled_from(positions), max_size=10))
+                   if positions else [])
+    hidden_pos = set(data.draw(st.lists(st.sampled_from(sorted(pre_seen)), max_size=5))
+                     if pre_seen else [])
+    foreign = data.draw(st.lists(st.integers(0, offset - 1), max_size=5) if offset else
+                        st.just([]))
+    size = (offset + len(kids) + 7) // 8 + data.draw(st.integers(0, 2))
+    seen_bits, hidden = np.zeros(size, np.uint8), np.zeros(size, np.uint8)
+    for b in [*foreign, *(offset + p for p in pre_seen)]:
+        seen_bits[b >> 3] |= 1 << (b & 7)
+    for p in hidden_pos:
+        hidden[(offset + p) >> 3] |= 1 << ((offset + p) & 7)
+    expected_bits = set(bit_list(seen_bits))
     pos, prev, flag = (np.empty(len(q), np.int64), np.empty(len(q), np.uint64),
                        np.empty(len(q), np.uint8))
-    probe(table, False, kids, hashes, stamp, 64 - bits, q, pos, prev, flag)
+    probe(table, False, pairs, seen_bits, offset, hidden if hidden_pos else None,
+          64 - bits, q, pos, prev, flag)
     index = {int(k): i for i, k in enumerate(kids)}
-    seen: set[int] = set()
+    seen = set(pre_seen)
     for i, k in enumerate(q.tolist()):
         p = index.get(k, -1)
+        if p in hidden_pos:
+            p = -1
         assert pos[i] == p
         if p < 0:
-            assert flag[i] == 0
+            assert (flag[i], prev[i]) == (0, 0)
         elif p in seen:
             assert (flag[i], prev[i]) == (2, 0)
         else:
             assert (flag[i], prev[i]) == (1, hashes[p])
             seen.add(p)
-    assert sorted(np.flatnonzero(stamp).tolist()) == sorted(seen)
+            expected_bits.add(offset + p)
+    assert bit_list(seen_bits) == sorted(expected_bits)
 
 
-def test_probe_refuses_a_corrupt_table():
-    kids = np.array([5], np.uint64)
-    table = np.array([7, 0, 0], np.int32)  # points past the one stored id
+def test_probe_refuses_a_corrupt_table_and_short_bitmaps():
+    pairs = np.array([5, 9], np.uint64)
+    q = np.array([3], np.uint64)
     args = [np.empty(1, t) for t in (np.int64, np.uint64, np.uint8)]
+    table = np.array([7, 0, 0], np.int32)  # points past the one stored id
     with pytest.raises(ValueError, match="outside the state"):
-        probe(table, False, kids, kids, np.zeros(1, np.int32), 63, np.array([3], np.uint64),
-              *args)
+        probe(table, False, pairs, np.zeros(1, np.uint8), 0, None, 63, q, *args)
+    ok = np.array([1, 0, 0], np.int32)
+    with pytest.raises(ValueError, match="wrong type or length"):  # bit 8 is past 1 byte
+        probe(ok, False, pairs, np.zeros(1, np.uint8), 8, None, 63, q, *args)
+    with pytest.raises(ValueError, match="wrong type or length"):
+        probe(ok, False, pairs, np.zeros(2, np.uint8), 8, np.zeros(1, np.uint8), 63, q, *args)
 
 
 @pytest.mark.parametrize("portable", [False, True])

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conn.state import cache_layers
-from conn.state.duckdb_store import DuckDBStateStore, DuckDBStorage
+from conn.state.duckdb_store import CACHE_PARTS, DuckDBStateStore, DuckDBStorage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -62,7 +62,7 @@ def test_layered_cache_plans_like_no_cache(tmp_path: Path, snaps: list[dict[str,
         got.append(_run(store, s))
         # Each change layer sits on the first run's base: at most one layer, one base.
         assert len(_layers(store)) <= 1
-        assert len([f for f in _cache_files(store) if f.name.endswith(".kids.npy")]) == 1
+        assert len([f for f in _cache_files(store) if f.name.endswith(".pairs.npy")]) == 1
     assert got == _no_cache_runs(tmp_path, snaps)
 
 
@@ -80,7 +80,7 @@ def test_a_small_change_writes_a_layer_and_a_big_one_rewrites(tmp_path: Path) ->
     _run(store, big)
     assert not _layers(store)
     assert not first & {f.name for f in _cache_files(store)}
-    assert len(_cache_files(store)) == 3
+    assert len(_cache_files(store)) == len(CACHE_PARTS)
     assert _run(store, big) == {"inserts": [], "updates": [], "deletes": []}
 
 
@@ -98,7 +98,7 @@ def test_damaged_layer_falls_back_to_the_records(tmp_path: Path, damage: str,
     elif damage == "kids":
         next(f for f in files if "layer-upsert-kids" in f.name).write_bytes(b"junk")
     else:
-        next(f for f in files if f.name.endswith(".kids.npy")).unlink()
+        next(f for f in files if f.name.endswith(".pairs.npy")).unlink()
     assert _run(store, snaps[2]) == {"inserts": [], "updates": ["k3"], "deletes": []}
     if damage != "missing_base":
         assert "ignoring the sorted-state cache" in caplog.text
@@ -112,7 +112,7 @@ def test_a_layer_whose_base_is_gone_is_replaced(tmp_path: Path, used: list[bool]
     base = {f"k{i}": i for i in range(1000)}
     _run(store, base)
     _run(store, {**base, "k1": 7})
-    next(f for f in _cache_files(store) if f.name.endswith(".kids.npy")).unlink()
+    next(f for f in _cache_files(store) if f.name.endswith(".pairs.npy")).unlink()
     _run(store, {**base, "k1": 7})  # no change: falls back, then rewrites the cache
     _run(store, {**base, "k1": 7})
     assert used[-2:] == [False, True]

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from conn.state import duckdb_store, migrations
-from conn.state.duckdb_store import DuckDBStateStore, DuckDBStorage
+from conn.state.duckdb_store import CACHE_PARTS, DuckDBStateStore, DuckDBStorage
 
 
 def _run(store: DuckDBStateStore, rows: dict[str, int]) -> dict[str, list[str]]:
@@ -61,7 +61,7 @@ def test_cache_is_written_and_used(tmp_path: Path, used: list[bool]) -> None:
     got = [_run(store, s) for s in _snapshots()]
     assert got == expected
     assert used == [False, True, True, True]  # the first run has no state yet
-    assert len(_cache_files(store)) == 3  # one generation only
+    assert len(_cache_files(store)) == len(CACHE_PARTS)  # one generation only
 
 
 @pytest.mark.parametrize("damage", ["missing", "truncated", "garbage", "empty",
@@ -72,17 +72,17 @@ def test_damaged_cache_falls_back(tmp_path: Path, used: list[bool], damage: str)
     snaps = _snapshots()
     got = [_run(store, snaps[0])]
     files = _cache_files(store)
-    kids = next(f for f in files if f.name.endswith(".kids.npy"))
+    pairs = next(f for f in files if f.name.endswith(".pairs.npy"))
     if damage == "missing":
-        kids.unlink()
+        pairs.unlink()
     elif damage == "truncated":
-        kids.write_bytes(kids.read_bytes()[:-8])
+        pairs.write_bytes(pairs.read_bytes()[:-8])
     elif damage == "garbage":
-        kids.write_bytes(b"not a numpy file" * 10)
+        pairs.write_bytes(b"not a numpy file" * 10)
     elif damage == "empty":
-        kids.write_bytes(b"")
+        pairs.write_bytes(b"")
     else:
-        np.save(kids, np.load(kids)[:-1])
+        np.save(pairs, np.load(pairs)[:-2])  # one record short
     got += [_run(store, s) for s in snaps[1:]]
     assert got == expected
     assert used == [False, False, True, True]  # fell back, then rewrote the cache

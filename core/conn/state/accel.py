@@ -182,15 +182,21 @@ def payload_hashes(con: duckdb.DuckDBPyConnection, batch: pa.RecordBatch | pa.Ta
     return out
 
 
-def probe(table: np.ndarray, kids: np.ndarray, hashes: np.ndarray, stamp: np.ndarray,
-          shift: int, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """One pass over ``q`` (see ``conn_speedups.probe``): ``(pos, prev, flag)``, or
-    ``None`` without the fast path."""
+def can_probe() -> bool:
+    """Whether the compiled probe is available (it needs no check against DuckDB)."""
+    return compiled.kernels() is not None
+
+
+def probe(table: np.ndarray, pairs: np.ndarray, seen: np.ndarray, offset: int,
+          hidden: np.ndarray | None, shift: int, q: np.ndarray
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One pass over ``q`` (see ``conn_speedups.probe``): ``(pos, prev, flag)``. Only
+    called after :func:`can_probe`."""
     kernels = compiled.kernels()
     if kernels is None:
-        return None
+        raise RuntimeError("conn-speedups is not available")
     n = len(q)
     pos, prev, flag = np.empty(n, np.int64), np.empty(n, np.uint64), np.empty(n, np.uint8)
-    kernels.probe(table, table.dtype == np.int64, kids, hashes, stamp, shift,
-                 np.ascontiguousarray(q, np.uint64), pos, prev, flag)
+    kernels.probe(table, table.dtype == np.int64, pairs, seen, offset, hidden, shift,
+                  np.ascontiguousarray(q, np.uint64), pos, prev, flag)
     return pos, prev, flag

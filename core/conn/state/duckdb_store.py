@@ -94,7 +94,7 @@ def _connect(path: Path, *, read_only: bool = False,
 #: before the cache was rewritten, a state file restored from a backup) never matches.
 CACHE_GENERATION = "sorted_cache_generation"
 #: The cached arrays (see :meth:`SortedState.parts`).
-CACHE_PARTS = ("kids", "hashes", "table")
+CACHE_PARTS = ("pairs", "table")
 
 #: Rows per step of :meth:`DuckDBStorage.compact` (bounds its memory).
 COMPACT_ROWS = 1_000_000
@@ -222,7 +222,7 @@ class DuckDBStorage(Storage):
 
     # --- sorted-state cache -------------------------------------------------------------
     #
-    # ``<sync>.duckdb.sorted/<generation>.{kids,hashes,table}.npy``: the planner's
+    # ``<sync>.duckdb.sorted/<generation>.{pairs,table}.npy``: the planner's
     # SortedState of all records, written at the end of a run (after the compaction)
     # and memory-mapped at the next open instead of sorting the records' key ids and
     # rebuilding the probing table. Each file is written to a temporary name, fsynced
@@ -261,7 +261,7 @@ class DuckDBStorage(Storage):
 
     def _base_state(self, gen: str) -> SortedState | None:
         parts = {p: _map_npy(f) for p, f in self._cache_files(gen).items()}
-        return SortedState.from_parts(parts["kids"], parts["hashes"], parts["table"])
+        return SortedState.from_parts(parts["pairs"], parts["table"])
 
     def _cached_state(self, gen: str) -> SortedState | LayeredState | None:
         """The cache of generation ``gen``: its own full files, or a change layer over
@@ -337,7 +337,7 @@ class DuckDBStorage(Storage):
         base_files = self._cache_files(base_gen)
         if not all(f.exists() for f in base_files.values()):
             return None
-        base_kids = _map_npy(base_files["kids"])
+        base_kids = _map_npy(base_files["pairs"])[0::2]
         empty = np.empty(0, np.uint64)
         _, kids, hashes, gone = layer if layer is not None else (None, empty, empty, empty)
         kids, hashes, gone = cache_layers.merge(base_kids, kids, hashes, gone, *changes)
@@ -363,9 +363,8 @@ class DuckDBStorage(Storage):
         u64 = np.dtype(np.uint64)
         tmp = {p: f.with_name(f".{f.name}.{os.getpid()}.tmp") for p, f in files.items()}
         try:
-            with open(tmp["kids"], "wb") as fk, open(tmp["hashes"], "wb") as fh:
-                for f in (fk, fh):
-                    _npy_header(f, u64, n)
+            with open(tmp["pairs"], "wb") as fp:
+                _npy_header(fp, u64, 2 * n)
                 last = None
                 for b in self._sorted_reader():
                     kids = b.column(0).to_numpy().astype(np.uint64, copy=False)
@@ -374,21 +373,21 @@ class DuckDBStorage(Storage):
                         return False
                     if len(kids):
                         last = kids[-1]
-                    fk.write(memoryview(np.ascontiguousarray(kids)).cast("B"))
-                    fh.write(memoryview(np.ascontiguousarray(
-                        b.column(1).to_numpy().astype(np.uint64, copy=False))).cast("B"))
-                for f in (fk, fh):
-                    f.flush()
-                    os.fsync(f.fileno())
+                    pairs = np.empty(2 * len(kids), dtype=np.uint64)
+                    pairs[0::2] = kids
+                    pairs[1::2] = b.column(1).to_numpy().astype(np.uint64, copy=False)
+                    fp.write(memoryview(pairs).cast("B"))
+                fp.flush()
+                os.fsync(fp.fileno())
             # Two passes over the written ids: the table's size (past the last position)
             # goes into its header, then the entries, in increasing position order.
             last_pos = -1
-            for _, pos in _positions(tmp["kids"], n, shift):
+            for _, pos in _positions(tmp["pairs"], n, shift):
                 last_pos = int(pos[-1])
             size = max(last_pos + 2, (1 << bits) + 1)
             with open(tmp["table"], "wb") as ft:
                 start = _npy_header(ft, idx_type, size)
-                for i, pos in _positions(tmp["kids"], n, shift):
+                for i, pos in _positions(tmp["pairs"], n, shift):
                     seg = np.zeros(int(pos[-1] - pos[0]) + 1, dtype=idx_type)
                     seg[pos - pos[0]] = i + 1
                     ft.seek(start + int(pos[0]) * idx_type.itemsize)
@@ -513,16 +512,17 @@ def _npy_header(f: Any, dtype: np.dtype, n: int) -> int:
     return f.tell()
 
 
-def _positions(kids_file: Path, n: int, shift: np.uint64
+def _positions(pairs_file: Path, n: int, shift: np.uint64
                ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """``(indices, table positions)`` of the sorted ids in ``kids_file``, in slices: the
-    positions :class:`SortedState` computes (``max(home slot, previous + 1)``)."""
+    """``(indices, table positions)`` of the sorted ids in ``pairs_file`` (id, hash,
+    ...), in slices: the positions :class:`SortedState` computes (``max(home slot,
+    previous + 1)``)."""
     carry = np.int64(np.iinfo(np.int64).min)
-    with open(kids_file, "rb") as f:
+    with open(pairs_file, "rb") as f:
         np.lib.format.read_magic(f)
         np.lib.format.read_array_header_1_0(f)
         for lo in range(0, n, COMPACT_ROWS):
-            kids = np.fromfile(f, dtype=np.uint64, count=min(COMPACT_ROWS, n - lo))
+            kids = np.fromfile(f, dtype=np.uint64, count=2 * min(COMPACT_ROWS, n - lo))[0::2]
             i = np.arange(lo, lo + len(kids), dtype=np.int64)
             pos = (kids >> shift).view(np.int64)
             pos -= i

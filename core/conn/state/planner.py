@@ -39,12 +39,15 @@ class SortedState:
     """
 
     def __init__(self, kids: np.ndarray, hashes: np.ndarray) -> None:
-        self.kids = np.ascontiguousarray(kids, dtype=np.uint64)
-        self.hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
-        n = len(self.kids)
-        if n > 1 and bool((self.kids[1:] < self.kids[:-1]).any()):
-            order = np.argsort(self.kids, kind="stable")
-            self.kids, self.hashes = self.kids[order], self.hashes[order]
+        kids = np.asarray(kids, dtype=np.uint64)
+        hashes = np.asarray(hashes, dtype=np.uint64)
+        n = len(kids)
+        if n > 1 and bool((kids[1:] < kids[:-1]).any()):
+            order = np.argsort(kids, kind="stable")
+            kids, hashes = kids[order], hashes[order]
+        pairs = np.empty(2 * n, dtype=np.uint64)
+        pairs[0::2], pairs[1::2] = kids, hashes
+        self._set_pairs(pairs)
         bits = self._bits(n)
         self.shift = np.uint64(64 - bits)
         idx_type = np.int32 if n < 2**31 - 1 else np.int64
@@ -70,31 +73,37 @@ class SortedState:
         else:
             self.table = np.zeros(1, dtype=idx_type)
 
+    def _set_pairs(self, pairs: np.ndarray) -> None:
+        # Id and hash side by side: a lookup that finds its id has the stored hash in
+        # the same cache line (the compiled probe is bound by cache misses).
+        self.pairs = pairs
+        self.kids, self.hashes = pairs[0::2], pairs[1::2]
+
     @staticmethod
     def _bits(n: int) -> int:
         return max(1, min(40, n.bit_length() + 1))
 
     @classmethod
-    def from_parts(cls, kids: np.ndarray, hashes: np.ndarray,
-                   table: np.ndarray) -> SortedState | None:
+    def from_parts(cls, pairs: np.ndarray, table: np.ndarray) -> SortedState | None:
         """A state over already-built parts (e.g. memory-mapped from a cache written by
         :meth:`parts`); ``None`` if they do not fit together (the caller rebuilds)."""
-        n = len(kids)
+        n = len(pairs) // 2
         bits = cls._bits(n)
         idx_type = np.int32 if n < 2**31 - 1 else np.int64
-        if (kids.dtype != np.uint64 or hashes.dtype != np.uint64 or table.dtype != idx_type
-                or kids.ndim != 1 or hashes.ndim != 1 or table.ndim != 1
-                or len(hashes) != n or len(table) < (1 << bits) + 1
+        if (pairs.dtype != np.uint64 or table.dtype != idx_type or pairs.ndim != 1
+                or table.ndim != 1 or len(pairs) % 2 or len(table) < (1 << bits) + 1
                 or (not n and len(table) != 1)):
             return None
         self = cls.__new__(cls)
-        self.kids, self.hashes, self.table = kids, hashes, table
+        self._set_pairs(pairs)
+        self.table = table
         self.shift = np.uint64(64 - bits)
         return self
 
     def parts(self) -> dict[str, np.ndarray]:
-        """The arrays :meth:`from_parts` takes."""
-        return {"kids": self.kids, "hashes": self.hashes, "table": self.table}
+        """The arrays :meth:`from_parts` takes: ``pairs`` (id, hash, id, hash, ...) and
+        ``table``."""
+        return {"pairs": self.pairs, "table": self.table}
 
     def __len__(self) -> int:
         return len(self.kids)
@@ -104,9 +113,10 @@ class SortedState:
         """Number of acknowledged keys (every position holds one)."""
         return len(self)
 
-    def initial_stamp(self) -> np.ndarray:
-        """The planner's per-position seen-stamps at the start of a run (int32 zeros)."""
-        return np.zeros(len(self), dtype=np.int32)
+    @property
+    def hidden(self) -> np.ndarray:
+        """Positions that read as absent (none here; see :class:`LayeredState`)."""
+        return np.empty(0, dtype=np.int64)
 
     def hashes_at(self, pos: np.ndarray) -> np.ndarray:
         """Stored payload hashes at positions ``pos``."""
@@ -116,11 +126,12 @@ class SortedState:
         """Key ids of the positions where ``mask`` (one bool per position) is set."""
         return self.kids[mask]
 
-    def probe(self, stamp: np.ndarray, q: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """The compiled one-pass lookup (``conn_speedups.probe``): ``(pos, prev, flag)``,
-        or ``None`` without ``conn-speedups``."""
-        return accel.probe(self.table, self.kids, self.hashes, stamp, int(self.shift), q)
+    def probe(self, seen: np.ndarray, q: np.ndarray, offset: int = 0,
+              hidden: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The compiled one-pass lookup (``conn_speedups.probe``): ``(pos, prev, flag)``.
+        ``seen`` is the run's bitmap, this state's bits from ``offset`` on; ``hidden``
+        marks positions that read as absent."""
+        return accel.probe(self.table, self.pairs, seen, offset, hidden, int(self.shift), q)
 
     def find(self, q: np.ndarray) -> np.ndarray:
         """Positions of ``q`` in :attr:`kids` (int64), -1 where absent."""
@@ -158,8 +169,9 @@ class LayeredState:
     acknowledged changes of the runs since on top: ``upserts`` (a small SortedState of
     ids with their new hashes) and ``gone`` (ids deleted from the base). Positions
     ``0 .. len(base)`` are the base's, the upserts' follow. Base entries that are
-    deleted or upserted are hidden: their seen-stamp starts at :data:`HIDDEN`, lookups
-    skip them and they are never reported as deletions.
+    deleted or upserted are hidden: their seen-mark is set from the start of a run (a
+    :data:`HIDDEN` stamp on the numpy path), lookups skip them and they are never
+    reported as deletions.
 
     It lets a run that changed 1 % of 10M keys write a few MB of cache instead of
     rewriting 300 MB (see ``DuckDBStorage.write_cache``)."""
@@ -171,6 +183,7 @@ class LayeredState:
         self.hidden = np.unique(hidden[hidden >= 0])
         self._mask = np.zeros(len(base), dtype=bool)
         self._mask[self.hidden] = True
+        self._hidden_bits = np.packbits(self._mask, bitorder="little")
 
     def __len__(self) -> int:
         return len(self.base) + len(self.upserts)
@@ -179,11 +192,6 @@ class LayeredState:
     def effective(self) -> int:
         """Number of acknowledged keys (positions minus hidden base entries)."""
         return len(self) - len(self.hidden)
-
-    def initial_stamp(self) -> np.ndarray:
-        stamp = np.zeros(len(self), dtype=np.int32)
-        stamp[self.hidden] = HIDDEN
-        return stamp
 
     def find(self, q: np.ndarray) -> np.ndarray:
         nb = len(self.base)
@@ -207,19 +215,65 @@ class LayeredState:
         nb = len(self.base)
         return np.concatenate([self.base.kids[mask[:nb]], self.upserts.kids[mask[nb:]]])
 
-    def probe(self, stamp: np.ndarray, q: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    def probe(self, seen: np.ndarray, q: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         nb = len(self.base)
-        top = self.upserts.probe(stamp[nb:], q)
-        if top is None:
-            return None
-        pos, prev, flag = top
+        pos, prev, flag = self.upserts.probe(seen, q, offset=nb)
         pos[flag != 0] += nb
         miss = np.flatnonzero(flag == 0)
-        low = self.base.probe(stamp[:nb], q[miss])
-        assert low is not None
-        pos[miss], prev[miss], flag[miss] = low
+        pos[miss], prev[miss], flag[miss] = self.base.probe(seen, q[miss],
+                                                            hidden=self._hidden_bits)
         return pos, prev, flag
+
+
+class SeenBits:
+    """The run's seen-marks as the compiled probe reads and sets them: one bit per state
+    position (1.25 MB at 10M keys, so they stay in the CPU's cache). Hidden positions
+    start as seen, so that they are never reported as deletions."""
+
+    def __init__(self, n: int, hidden: np.ndarray) -> None:
+        self.n = n
+        self.bits = np.zeros((n + 7) // 8, dtype=np.uint8)
+        self.set(hidden)
+
+    def set(self, pos: np.ndarray) -> None:
+        """Mark positions ``pos`` seen."""
+        pos = np.asarray(pos, dtype=np.int64)
+        np.bitwise_or.at(self.bits, pos >> 3, np.left_shift(1, pos & 7).astype(np.uint8))
+
+    def mask(self) -> np.ndarray:
+        """Boolean mask over the positions: seen (or hidden)."""
+        return np.unpackbits(self.bits, count=self.n, bitorder="little").view(bool)
+
+
+class SeenStamps:
+    """The run's seen-marks on the numpy path: per state position 0 if not seen, -1 if
+    touched, :data:`HIDDEN` for a hidden entry, else 1 + the row number (in its batch)
+    of the row that last claimed it (see :meth:`first_sightings`). int32: half the
+    memory and cache misses of run-wide int64 row numbers."""
+
+    def __init__(self, n: int, hidden: np.ndarray) -> None:
+        self.stamp = np.zeros(n, dtype=np.int32)
+        self.stamp[hidden] = HIDDEN
+
+    def set(self, pos: np.ndarray) -> None:
+        """Mark positions ``pos`` seen (touched)."""
+        self.stamp[pos[self.stamp[pos] == 0]] = -1
+
+    def mask(self) -> np.ndarray:
+        """Boolean mask over the positions: seen (or hidden)."""
+        return self.stamp != 0
+
+    def first_sightings(self, rows: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        """Mark positions ``pos`` (of batch rows ``rows``) seen; return the mask of rows
+        that are the first of their key in this run (later ones are duplicates)."""
+        stamp = self.stamp
+        earlier = stamp[pos] != 0
+        # Values only need to be unique within the batch: every position of the batch
+        # is overwritten here, and rows whose key was stamped before are excluded.
+        mine = (rows + 1).astype(np.int32)
+        stamp[pos[::-1]] = mine[::-1]  # the last write wins: the batch's first row
+        return (stamp[pos] == mine) & ~earlier
 
 
 class Storage(abc.ABC):
@@ -282,11 +336,8 @@ class PlanningSyncState(SyncState):
         self._hash_con = self._con.cursor()
         self._hasher: ThreadPoolExecutor | None = None
         self.state: SortedState | LayeredState = storage.load_sorted(partitions)
-        # Per state position: 0 if not seen in this run, -1 if touched (or seen by the
-        # compiled probe), HIDDEN for a base entry a LayeredState hides, else 1 + the row
-        # number (in its batch) of the row that last claimed it (see _mark_seen). int32:
-        # half the memory and cache misses of run-wide int64 row numbers.
-        self._stamp = self.state.initial_stamp()
+        marks = SeenBits if accel.can_probe() else SeenStamps
+        self._marks: SeenBits | SeenStamps = marks(len(self.state), self.state.hidden)
         self.new = KeyIndex()
         self._complete = False
 
@@ -306,18 +357,7 @@ class PlanningSyncState(SyncState):
     @property
     def seen(self) -> np.ndarray:
         """Boolean mask over the state's keys: seen in this run."""
-        return self._stamp != 0
-
-    def _mark_seen(self, rows: np.ndarray, pos: np.ndarray) -> np.ndarray:
-        """Mark state positions seen; return the mask of rows that are the first of
-        their key in this run (later ones are duplicates)."""
-        stamp = self._stamp
-        earlier = stamp[pos] != 0
-        # Values only need to be unique within the batch: every position of the batch
-        # is overwritten here, and rows whose key was stamped before are excluded.
-        mine = (rows + 1).astype(np.int32)
-        stamp[pos[::-1]] = mine[::-1]  # the last write wins: the batch's first row
-        return (stamp[pos] == mine) & ~earlier
+        return self._marks.mask()
 
     # --- SyncState ----------------------------------------------------------------------
 
@@ -350,17 +390,16 @@ class PlanningSyncState(SyncState):
         self._check_partitions(kids, valid)
         rows = np.flatnonzero(valid) if keys.null_count else np.arange(n)
         q = kids[rows] if keys.null_count else kids
-        st = self.state
-        probed = st.probe(self._stamp, q) if len(st) else None
-        if probed is not None:  # one compiled pass: lookup, seen-stamps, stored hashes
-            _, prev, flag = probed
+        st, marks = self.state, self._marks
+        if isinstance(marks, SeenBits):  # one compiled pass: lookup, seen-bits, hashes
+            _, prev, flag = st.probe(marks.bits, q)
             known = flag != 0
             first = flag[known] == 1
             stored = prev[flag == 1]
         else:
             pos = st.find(q)
             known = pos >= 0
-            first = self._mark_seen(rows[known], pos[known])
+            first = marks.first_sightings(rows[known], pos[known])
             stored = st.hashes_at(pos[known][first])
         k_rows = rows[known]
         ok_rows = k_rows[first]
@@ -391,8 +430,7 @@ class PlanningSyncState(SyncState):
         if keys.null_count:
             kids = kids[~np.asarray(keys.is_null().to_numpy(zero_copy_only=False), dtype=bool)]
         pos = self.state.find(kids)
-        pos = pos[pos >= 0]
-        self._stamp[pos[self._stamp[pos] == 0]] = -1
+        self._marks.set(pos[pos >= 0])
 
     def _rows_table(self, keys: pa.Array, kids: np.ndarray, idx: np.ndarray,
                     hashes: pa.Array | None, match_values: pa.Array | None) -> pa.Table:
@@ -484,7 +522,7 @@ class PlanningSyncState(SyncState):
         try:
             self.new = KeyIndex()
             self.state = SortedState(np.empty(0, np.uint64), np.empty(0, np.uint64))
-            self._stamp = np.zeros(0, dtype=np.int32)
+            self._marks = SeenStamps(0, np.empty(0, np.int64))
             self.storage.finish()
         finally:
             if self._hasher is not None:

@@ -16,7 +16,6 @@
 
 #define MIX 0xd6e8feb86659fd93ULL
 #define NULL_HASH 0xbf58476d1ce4e5b9ULL
-#define BLOCK 256
 
 static inline uint64_t finalize(uint64_t x) {
     x ^= x >> 32;
@@ -286,80 +285,101 @@ static PyObject *py_mix_constant(PyObject *self, PyObject *args) {
 }
 
 /*
- * The probing table holds, per slot, 1 + the position of a key id in the sorted `kids`
+ * The probing table holds, per slot, 1 + the position of a key id in the sorted state
  * (0: empty). A key id's home slot is `kid >> shift`; ids sit in sorted order from
- * their home slot on, so a probe stops at an empty slot or at a larger id. Rows are
- * processed in blocks: the table slots of a block are prefetched, then the ids and
- * hashes they point to, so that the cache misses of a block overlap.
+ * their home slot on, so a probe stops at an empty slot or at a larger id. The state is
+ * `pairs`: id and payload hash side by side, so that a hit costs one cache line, and the
+ * run's seen-marks are a bitmap (1.25 MB at 10M keys: it stays in the CPU's cache).
+ *
+ * The loop is bound by cache misses, so it is software-pipelined: while row i is
+ * resolved, the table slot of row i + 2 * AHEAD is prefetched and the slot of row
+ * i + AHEAD (prefetched earlier) is read and its pair prefetched. Measured at 10M keys:
+ * 0.28 s, against 0.40 s for prefetching blocks of 256 rows stage by stage.
  */
+#define AHEAD 16
+#define RING 32 /* a power of two > AHEAD */
+
+#define PROBE_SLOT(IDX, r)                                                               \
+    do {                                                                                 \
+        uint64_t s_ = q[r] >> shift;                                                     \
+        IDX h_ = s_ < (uint64_t)slots ? table[s_] : 0;                                   \
+        ring[(r) & (RING - 1)] = h_;                                                     \
+        if (h_ > 0 && h_ <= nstate) __builtin_prefetch(&pairs[2 * (h_ - 1)]);            \
+    } while (0)
+
+#define PREFETCH_SLOT(r)                                                                 \
+    do {                                                                                 \
+        uint64_t s_ = q[r] >> shift;                                                     \
+        if (s_ < (uint64_t)slots) __builtin_prefetch(&table[s_]);                        \
+    } while (0)
+
 #define PROBE_BODY(IDX)                                                                  \
     const IDX *table = (const IDX *)tb.buf;                                              \
-    IDX held[BLOCK];                                                                     \
-    for (int64_t b0 = 0; b0 < n && !bad; b0 += BLOCK) {                                  \
-        int64_t m = n - b0 < BLOCK ? n - b0 : BLOCK;                                     \
-        for (int64_t j = 0; j < m; j++) {                                                \
-            uint64_t s = q[b0 + j] >> shift;                                             \
-            if (s < (uint64_t)slots) __builtin_prefetch(&table[s]);                      \
+    IDX ring[RING];                                                                      \
+    for (int64_t r = 0; r < n && r < 2 * AHEAD; r++) PREFETCH_SLOT(r);                   \
+    for (int64_t r = 0; r < n && r < AHEAD; r++) PROBE_SLOT(IDX, r);                     \
+    for (int64_t i = 0; i < n && !bad; i++) {                                            \
+        if (i + 2 * AHEAD < n) PREFETCH_SLOT(i + 2 * AHEAD);                             \
+        if (i + AHEAD < n) PROBE_SLOT(IDX, i + AHEAD);                                   \
+        int64_t p = -1;                                                                  \
+        uint64_t k = q[i], s = k >> shift;                                               \
+        IDX h = ring[i & (RING - 1)];                                                    \
+        while (h != 0) {                                                                 \
+            if (h < 0 || h > nstate) { bad = 1; break; }                                 \
+            uint64_t c = pairs[2 * (h - 1)];                                             \
+            if (c == k) { p = (int64_t)h - 1; break; }                                   \
+            if (c > k) break;                                                            \
+            s++;                                                                         \
+            if (s >= (uint64_t)slots) break;                                             \
+            h = table[s];                                                                \
         }                                                                                \
-        for (int64_t j = 0; j < m; j++) {                                                \
-            uint64_t s = q[b0 + j] >> shift;                                             \
-            IDX h = s < (uint64_t)slots ? table[s] : 0;                                  \
-            held[j] = h;                                                                 \
-            if (h > 0 && h <= nstate) {                                                  \
-                __builtin_prefetch(&kids[h - 1]);                                        \
-                __builtin_prefetch(&hashes[h - 1]);                                      \
-                __builtin_prefetch(&stamp[h - 1]);                                       \
-            }                                                                            \
+        int64_t bit = offset + p;                                                        \
+        if (p >= 0 && is_set(seen, bit)) {                                               \
+            /* hidden by a layer above: absent; otherwise seen before: a duplicate */    \
+            if (hidden != NULL && is_set(hidden, bit)) p = -1;                           \
+            else { pos[i] = p; flag[i] = 2; prev[i] = 0; continue; }                     \
         }                                                                                \
-        for (int64_t j = 0; j < m; j++) {                                                \
-            int64_t i = b0 + j, p = -1;                                                  \
-            uint64_t k = q[i], s = k >> shift;                                           \
-            IDX h = held[j];                                                             \
-            while (h != 0) {                                                             \
-                if (h < 0 || h > nstate) { bad = 1; break; }                             \
-                uint64_t c = kids[h - 1];                                                \
-                if (c == k) { p = (int64_t)h - 1; break; }                               \
-                if (c > k) break;                                                        \
-                s++;                                                                     \
-                if (s >= (uint64_t)slots) break;                                         \
-                h = table[s];                                                            \
-            }                                                                            \
-            if (p >= 0 && stamp[p] < -1) p = -1; /* hidden by a layer above */          \
-            pos[i] = p;                                                                  \
-            if (p < 0) { flag[i] = 0; prev[i] = 0; }                                     \
-            else if (stamp[p] != 0) { flag[i] = 2; prev[i] = 0; }                        \
-            else { stamp[p] = -1; flag[i] = 1; prev[i] = hashes[p]; }                    \
+        pos[i] = p;                                                                      \
+        if (p < 0) { flag[i] = 0; prev[i] = 0; }                                         \
+        else {                                                                           \
+            seen[bit >> 3] |= (uint8_t)(1u << (bit & 7));                                \
+            flag[i] = 1;                                                                 \
+            prev[i] = pairs[2 * p + 1];                                                  \
         }                                                                                \
     }
 
 PyDoc_STRVAR(probe_doc,
-"probe(table, wide, kids, hashes, stamp, shift, q, pos, prev, flag)\n\n"
+"probe(table, wide, pairs, seen, offset, hidden, shift, q, pos, prev, flag)\n\n"
 "Look up the key ids ``q`` (uint64) in a planner state: ``table`` (int32 slots, int64 "
-"when ``wide``), ``kids`` and ``hashes`` (uint64, sorted by id), ``stamp`` (int32 per state "
-"key, 0 = not seen in this run). Writes per query: ``pos`` (int64, -1 if absent), "
-"``flag`` (uint8: 0 absent, 1 first sighting in the run, 2 seen before: a duplicate) "
-"and ``prev`` (uint64, the stored hash on a first sighting, else 0). Marks first "
-"sightings as seen (-1) in ``stamp``; an entry whose stamp is below -1 is hidden (a "
-"later layer deleted or replaced it) and reads as absent.");
+"when ``wide``) and ``pairs`` (uint64: id, payload hash, id, ...; sorted by id). "
+"``seen`` is the run's bitmap (bit ``offset + position``, little-endian bit order) of "
+"state keys seen so far; ``hidden`` (same indexing, or None) marks keys a later layer "
+"deleted or replaced, which read as absent (their seen bit must be set too). Writes per "
+"query: ``pos`` (int64, -1 if absent), ``flag`` (uint8: 0 absent, 1 first sighting in "
+"the run, 2 seen before: a duplicate) and ``prev`` (uint64, the stored hash on a first "
+"sighting, else 0). Sets the seen bit of first sightings.");
 
 static PyObject *py_probe(PyObject *self, PyObject *args) {
-    Py_buffer tb, kb, hb, sb, qb, pb, vb, fb;
+    Py_buffer tb, kb, sb, hb, qb, pb, vb, fb;
     unsigned int shift;
     int wide;
-    if (!PyArg_ParseTuple(args, "y*py*y*w*Iy*w*w*w*", &tb, &wide, &kb, &hb, &sb, &shift, &qb,
-                          &pb, &vb, &fb))
+    Py_ssize_t offset;
+    if (!PyArg_ParseTuple(args, "y*py*w*nz*Iy*w*w*w*", &tb, &wide, &kb, &sb, &offset, &hb,
+                          &shift, &qb, &pb, &vb, &fb))
         return NULL;
     PyObject *result = NULL;
-    int64_t nstate = kb.len / 8, n = qb.len / 8;
+    int64_t nstate = kb.len / 16, n = qb.len / 8;
     Py_ssize_t width = wide ? 8 : 4;
-    if (shift > 63 || hb.len / 8 < nstate
-        || sb.len / 4 < nstate || pb.len / 8 < n || vb.len / 8 < n || fb.len < n) {
+    int64_t need = (offset + nstate + 7) / 8;
+    if (shift > 63 || offset < 0 || sb.len < need || (hb.buf != NULL && hb.len < need)
+        || pb.len / 8 < n || vb.len / 8 < n || fb.len < n) {
         PyErr_SetString(PyExc_ValueError, "probe: buffers of the wrong type or length");
         goto done;
     }
     int64_t slots = tb.len / width;
-    const uint64_t *kids = kb.buf, *hashes = hb.buf, *q = qb.buf;
-    int32_t *stamp = sb.buf;
+    const uint64_t *pairs = kb.buf, *q = qb.buf;
+    uint8_t *seen = sb.buf;
+    const uint8_t *hidden = hb.buf;
     int64_t *pos = pb.buf;
     uint64_t *prev = vb.buf;
     uint8_t *flag = fb.buf;
@@ -377,8 +397,8 @@ static PyObject *py_probe(PyObject *self, PyObject *args) {
     }
     result = Py_NewRef(Py_None);
 done:
-    PyBuffer_Release(&tb); PyBuffer_Release(&kb); PyBuffer_Release(&hb);
-    PyBuffer_Release(&sb); PyBuffer_Release(&qb); PyBuffer_Release(&pb);
+    PyBuffer_Release(&tb); PyBuffer_Release(&kb); PyBuffer_Release(&sb);
+    PyBuffer_Release(&hb); PyBuffer_Release(&qb); PyBuffer_Release(&pb);
     PyBuffer_Release(&vb); PyBuffer_Release(&fb);
     return result;
 }
@@ -516,7 +536,7 @@ static struct PyModuleDef module = {
 
 /* Bumped whenever a kernel's arguments or meaning change; conn uses the kernels only
  * when it equals the version it was written for (a stale build is ignored, not misused). */
-#define API_VERSION 1
+#define API_VERSION 2
 
 PyMODINIT_FUNC PyInit__native(void) {
     PyObject *m = PyModule_Create(&module);
