@@ -9,7 +9,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
-from conn_speedups import hash_binary, hash_fixed, index_add, mix_constant, probe, sha256_hex
+from conn_speedups import classify, hash_binary, hash_fixed, index_add, mix_constant, probe, sha256_hex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -198,6 +198,27 @@ def test_probe_refuses_a_corrupt_table_and_short_bitmaps():
         probe(ok, False, pairs, np.zeros(1, np.uint8), 8, None, 63, q, *args)
     with pytest.raises(ValueError, match="wrong type or length"):
         probe(ok, False, pairs, np.zeros(2, np.uint8), 8, np.zeros(1, np.uint8), 63, q, *args)
+
+
+@settings(max_examples=80, deadline=None)
+@given(rows=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 3), st.integers(0, 3)),
+                     max_size=80), resync=st.booleans())
+def test_classify_matches_a_plain_loop(rows, resync):
+    flag = np.array([r[0] for r in rows], np.uint8)
+    prev = np.array([r[1] for r in rows], np.uint64)
+    hashes = np.array([r[2] for r in rows], np.uint64)
+    out = [np.full(len(rows), -1, np.int64) for _ in range(3)]
+    counts = classify(flag, prev, hashes, resync, *out)
+    firsts = [i for i, r in enumerate(rows) if r[0] == 1]
+    updates = [i for i in firsts if resync or rows[i][1] != rows[i][2]]
+    expected = (updates, [i for i, r in enumerate(rows) if r[0] == 0],
+                [i for i, r in enumerate(rows) if r[0] == 2])
+    assert counts == (len(updates), len(firsts) - len(updates), len(expected[1]),
+                      len(expected[2]))
+    for got, want in zip(out, expected, strict=True):
+        assert got[:len(want)].tolist() == want
+    with pytest.raises(ValueError, match="shorter"):
+        classify(np.zeros(len(rows) + 1, np.uint8), prev, hashes, resync, *out)
 
 
 @pytest.mark.parametrize("portable", [False, True])

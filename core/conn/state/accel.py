@@ -200,3 +200,14 @@ def probe(table: np.ndarray, pairs: np.ndarray, seen: np.ndarray, offset: int,
     kernels.probe(table, table.dtype == np.int64, pairs, seen, offset, hidden, shift,
                   np.ascontiguousarray(q, np.uint64), pos, prev, flag)
     return pos, prev, flag
+
+
+def classify(flag: np.ndarray, prev: np.ndarray, hashes: np.ndarray, resync: bool,
+             out: list[np.ndarray]) -> tuple[int, int, int, int]:
+    """Sort probed rows (see ``conn_speedups.classify``) into ``out``: update, absent and
+    duplicate row numbers; returns their counts with the unchanged count second. Only
+    called after :func:`can_probe`."""
+    kernels = compiled.kernels()
+    if kernels is None:
+        raise RuntimeError("conn-speedups is not available")
+    return kernels.classify(flag, prev, np.ascontiguousarray(hashes, np.uint64), resync, *out)

@@ -320,6 +320,12 @@ class Storage(abc.ABC):
         """End of the run (success or not): compact, release resources."""
 
 
+#: What a lookup tells the planner about a batch: update rows, the number unchanged,
+#: rows absent from the state, rows whose key was seen before (all as batch row
+#: numbers), and the batch's payload hashes.
+_Lookup = tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray]
+
+
 class PlanningSyncState(SyncState):
     """:class:`SyncState` over a :class:`Storage`; vectorised, bounded memory."""
 
@@ -390,27 +396,14 @@ class PlanningSyncState(SyncState):
         self._check_partitions(kids, valid)
         rows = np.flatnonzero(valid) if keys.null_count else np.arange(n)
         q = kids[rows] if keys.null_count else kids
-        st, marks = self.state, self._marks
-        if isinstance(marks, SeenBits):  # one compiled pass: lookup, seen-bits, hashes
-            _, prev, flag = st.probe(marks.bits, q)
-            known = flag != 0
-            first = flag[known] == 1
-            stored = prev[flag == 1]
-        else:
-            pos = st.find(q)
-            known = pos >= 0
-            first = marks.first_sightings(rows[known], pos[known])
-            stored = st.hashes_at(pos[known][first])
-        k_rows = rows[known]
-        ok_rows = k_rows[first]
-        hashes = payload_hashes()
-        changed = (np.ones(len(ok_rows), dtype=bool) if self.full_resync
-                   else stored != hashes[ok_rows])
-        updates = ok_rows[changed]
-        n_rows = rows[~known]
-        _, fresh = self.new.add(kids[n_rows])
-        inserts = n_rows[fresh]
-        dups = np.concatenate([k_rows[~first], n_rows[~fresh]])
+        marks = self._marks
+        updates, unchanged, absent, known_dups, hashes = (
+            self._compiled_lookup(marks, rows, q, payload_hashes)
+            if isinstance(marks, SeenBits) else
+            self._numpy_lookup(marks, rows, q, payload_hashes))
+        _, fresh = self.new.add(kids[absent])
+        inserts = absent[fresh]
+        dups = np.concatenate([known_dups, absent[~fresh]])
         if dups.size:
             dups.sort()
             for i, key in zip(dups.tolist(), keys.take(pa.array(dups)).to_pylist(),
@@ -419,9 +412,41 @@ class PlanningSyncState(SyncState):
             rejected.sort()
         return BatchPlan(inserts=pa.array(inserts, pa.int64()),
                          updates=pa.array(updates, pa.int64()),
-                         unchanged=int(len(ok_rows) - len(updates)),
+                         unchanged=unchanged,
                          hashes=pa.array(hashes, pa.uint64()),
                          rejected=rejected)
+
+    def _compiled_lookup(self, marks: SeenBits, rows: np.ndarray, q: np.ndarray,
+                         payload_hashes: Callable[[], np.ndarray]) -> _Lookup:
+        """One compiled pass for the lookup, seen-bits and stored hashes, one to sort
+        the rows (numpy's eight passes over the batch took 0.19 s per 10M rows)."""
+        _, prev, flag = self.state.probe(marks.bits, q)
+        hashes = payload_hashes()
+        n = len(q)
+        out = [np.empty(n, np.int64) for _ in range(3)]
+        nu, unchanged, na, nd = accel.classify(
+            flag, prev, hashes if n == len(hashes) else hashes[rows], self.full_resync, out)
+        updates, absent, known_dups = out[0][:nu], out[1][:na], out[2][:nd]
+        if n != len(hashes):  # null keys left out: back to batch row numbers
+            updates, absent, known_dups = rows[updates], rows[absent], rows[known_dups]
+        return updates, unchanged, absent, known_dups, hashes
+
+    def _numpy_lookup(self, marks: SeenStamps, rows: np.ndarray, q: np.ndarray,
+                      payload_hashes: Callable[[], np.ndarray]) -> _Lookup:
+        """The same as :meth:`_compiled_lookup` with numpy (no ``conn-speedups``)."""
+        st = self.state
+        pos = st.find(q)
+        known = pos >= 0
+        first = marks.first_sightings(rows[known], pos[known])
+        stored = st.hashes_at(pos[known][first])
+        k_rows = rows[known]
+        ok_rows = k_rows[first]
+        hashes = payload_hashes()
+        changed = (np.ones(len(ok_rows), dtype=bool) if self.full_resync
+                   else stored != hashes[ok_rows])
+        updates = ok_rows[changed]
+        return (updates, int(len(ok_rows) - len(updates)), rows[~known], k_rows[~first],
+                hashes)
 
     def touch(self, keys: pa.Array) -> None:
         if not len(keys):

@@ -8,6 +8,7 @@ DuckDB when they disagree (see ``conn.state.accel``). All functions release the 
 
 from conn_speedups._native import (
     API_VERSION,
+    classify,
     hash_binary,
     hash_fixed,
     index_add,
@@ -16,5 +17,5 @@ from conn_speedups._native import (
     sha256_hex,
 )
 
-__all__ = ["API_VERSION", "hash_binary", "hash_fixed", "index_add", "mix_constant", "probe",
-           "sha256_hex"]
+__all__ = ["API_VERSION", "classify", "hash_binary", "hash_fixed", "index_add", "mix_constant",
+           "probe", "sha256_hex"]

@@ -403,6 +403,53 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(classify_doc,
+"classify(flag, prev, hashes, resync, updates, absent, dups) -> (updated, unchanged, "
+"absent, duplicates)\n\n"
+"Sort the rows of a ``probe`` (its ``flag`` and ``prev``) by their payload ``hashes`` "
+"(uint64, one per row): rows seen for the first time whose hash differs from ``prev`` "
+"(all of them with ``resync``) go to ``updates``; absent rows to ``absent``; duplicates "
+"to ``dups`` (int64 row numbers, ascending). Returns the counts, with the unchanged "
+"first sightings.");
+
+static PyObject *py_classify(PyObject *self, PyObject *args) {
+    Py_buffer fb, vb, hb, ub, ab, db;
+    int resync;
+    if (!PyArg_ParseTuple(args, "y*y*y*pw*w*w*", &fb, &vb, &hb, &resync, &ub, &ab, &db))
+        return NULL;
+    PyObject *result = NULL;
+    int64_t n = fb.len;
+    if (vb.len / 8 < n || hb.len / 8 < n || ub.len / 8 < n || ab.len / 8 < n
+        || db.len / 8 < n) {
+        PyErr_SetString(PyExc_ValueError, "classify: buffers shorter than the flags");
+        goto done;
+    }
+    const uint8_t *flag = fb.buf;
+    const uint64_t *prev = vb.buf, *hashes = hb.buf;
+    int64_t *updates = ub.buf, *absent = ab.buf, *dups = db.buf;
+    int64_t nu = 0, na = 0, nd = 0, nf = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (int64_t i = 0; i < n; i++) {
+        uint8_t f = flag[i];
+        if (f == 1) {
+            nf++;
+            updates[nu] = i;
+            nu += resync || prev[i] != hashes[i]; /* branch-free: most rows are unchanged */
+        } else if (f == 0) {
+            absent[na++] = i;
+        } else {
+            dups[nd++] = i;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_BuildValue("(LLLL)", (long long)nu, (long long)(nf - nu), (long long)na,
+                           (long long)nd);
+done:
+    PyBuffer_Release(&fb); PyBuffer_Release(&vb); PyBuffer_Release(&hb);
+    PyBuffer_Release(&ub); PyBuffer_Release(&ab); PyBuffer_Release(&db);
+    return result;
+}
+
 #define INDEX_BODY(IDX)                                                                  \
     IDX *table = (IDX *)tb.buf;                                                          \
     for (int64_t i = 0; i < n && !bad; i++) {                                            \
@@ -526,6 +573,7 @@ static PyMethodDef methods[] = {
     {"hash_fixed", py_hash_fixed, METH_VARARGS, hash_fixed_doc},
     {"mix_constant", py_mix_constant, METH_VARARGS, mix_constant_doc},
     {"probe", py_probe, METH_VARARGS, probe_doc},
+    {"classify", py_classify, METH_VARARGS, classify_doc},
     {NULL, NULL, 0, NULL},
 };
 
