@@ -9,7 +9,16 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
-from conn_speedups import classify, hash_binary, hash_fixed, index_add, mix_constant, probe, sha256_hex
+from conn_speedups import (
+    classify,
+    hash_binary,
+    hash_fixed,
+    index_add,
+    mix_constant,
+    probe,
+    sha256_hex,
+    split,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -134,7 +143,7 @@ def bit_list(bits: np.ndarray) -> list[int]:
     return np.flatnonzero(np.unpackbits(bits, bitorder="little")).tolist()
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(stored=st.sets(st.integers(0, 2**64 - 1), max_size=60),
        queries=st.lists(st.integers(0, 2**64 - 1), max_size=60), data=st.data())
 def test_probe_matches_a_plain_lookup(stored, queries, data):
@@ -147,57 +156,81 @@ def test_probe_matches_a_plain_lookup(stored, queries, data):
     if len(kids):
         queries += data.draw(st.lists(st.sampled_from(kids.tolist()), max_size=20))
     q = np.array(data.draw(st.permutations(queries)), np.uint64)
-    # The state's bits start at `offset` (a layer's place in the run's bitmap); some
-    # are seen already, some of those hidden; the bits before `offset` are another's.
-    offset = data.draw(st.integers(0, 20))
+    # Some keys are seen already, some of those hidden.
     positions = list(range(len(kids)))
     pre_seen = set(data.draw(st.lists(st.sampled_from(positions), max_size=10))
                    if positions else [])
     hidden_pos = set(data.draw(st.lists(st.sampled_from(sorted(pre_seen)), max_size=5))
                      if pre_seen else [])
-    foreign = data.draw(st.lists(st.integers(0, offset - 1), max_size=5) if offset else
-                        st.just([]))
-    size = (offset + len(kids) + 7) // 8 + data.draw(st.integers(0, 2))
+    size = (len(kids) + 7) // 8 + data.draw(st.integers(0, 2))
     seen_bits, hidden = np.zeros(size, np.uint8), np.zeros(size, np.uint8)
-    for b in [*foreign, *(offset + p for p in pre_seen)]:
-        seen_bits[b >> 3] |= 1 << (b & 7)
+    for p in pre_seen:
+        seen_bits[p >> 3] |= 1 << (p & 7)
     for p in hidden_pos:
-        hidden[(offset + p) >> 3] |= 1 << ((offset + p) & 7)
+        hidden[p >> 3] |= 1 << (p & 7)
+    # Only the listed rows (with only_absent: whose flag is 0) are looked up.
+    listed = data.draw(st.none() | st.sets(st.integers(0, max(0, len(q) - 1)))
+                       if len(q) else st.none())
+    rows = None if listed is None else np.array(sorted(listed), np.int64)
+    only_absent = data.draw(st.booleans())
+    offset = data.draw(st.integers(0, 100))
+    pos, prev = np.full(len(q), -7, np.int64), np.full(len(q), 7, np.uint64)
+    flag = np.array(data.draw(st.lists(st.sampled_from([0, 9]), min_size=len(q),
+                                       max_size=len(q))), np.uint8)
+    before = (pos.copy(), prev.copy(), flag.copy())
     expected_bits = set(bit_list(seen_bits))
-    pos, prev, flag = (np.empty(len(q), np.int64), np.empty(len(q), np.uint64),
-                       np.empty(len(q), np.uint8))
-    probe(table, False, pairs, seen_bits, offset, hidden if hidden_pos else None,
-          64 - bits, q, pos, prev, flag)
+    probe(table, False, pairs, seen_bits, hidden if hidden_pos else None, 64 - bits, q, pos,
+          prev, flag, rows=rows, offset=offset, only_absent=only_absent,
+          atomic=data.draw(st.booleans()))
     index = {int(k): i for i, k in enumerate(kids)}
     seen = set(pre_seen)
     for i, k in enumerate(q.tolist()):
+        if (listed is not None and i not in listed) or (only_absent and before[2][i]):
+            assert (pos[i], prev[i], flag[i]) == tuple(b[i] for b in before)
+            continue
         p = index.get(k, -1)
         if p in hidden_pos:
             p = -1
-        assert pos[i] == p
         if p < 0:
-            assert (flag[i], prev[i]) == (0, 0)
+            assert (pos[i], flag[i], prev[i]) == (-1, 0, 0)
         elif p in seen:
-            assert (flag[i], prev[i]) == (2, 0)
+            assert (pos[i], flag[i], prev[i]) == (offset + p, 2, 0)
         else:
-            assert (flag[i], prev[i]) == (1, hashes[p])
+            assert (pos[i], flag[i], prev[i]) == (offset + p, 1, hashes[p])
             seen.add(p)
-            expected_bits.add(offset + p)
+            expected_bits.add(p)
     assert bit_list(seen_bits) == sorted(expected_bits)
 
 
 def test_probe_refuses_a_corrupt_table_and_short_bitmaps():
-    pairs = np.array([5, 9], np.uint64)
+    pairs = np.array([5, 9] * 9, np.uint64)  # 9 keys: a 2-byte bitmap
     q = np.array([3], np.uint64)
     args = [np.empty(1, t) for t in (np.int64, np.uint64, np.uint8)]
-    table = np.array([7, 0, 0], np.int32)  # points past the one stored id
+    table = np.array([70, 0, 0], np.int32)  # points past the stored ids
     with pytest.raises(ValueError, match="outside the state"):
-        probe(table, False, pairs, np.zeros(1, np.uint8), 0, None, 63, q, *args)
+        probe(table, False, pairs, np.zeros(2, np.uint8), None, 63, q, *args)
     ok = np.array([1, 0, 0], np.int32)
-    with pytest.raises(ValueError, match="wrong type or length"):  # bit 8 is past 1 byte
-        probe(ok, False, pairs, np.zeros(1, np.uint8), 8, None, 63, q, *args)
     with pytest.raises(ValueError, match="wrong type or length"):
-        probe(ok, False, pairs, np.zeros(2, np.uint8), 8, np.zeros(1, np.uint8), 63, q, *args)
+        probe(ok, False, pairs, np.zeros(1, np.uint8), None, 63, q, *args)
+    with pytest.raises(ValueError, match="wrong type or length"):
+        probe(ok, False, pairs, np.zeros(2, np.uint8), np.zeros(1, np.uint8), 63, q, *args)
+    with pytest.raises(ValueError, match="outside the batch"):
+        probe(ok, False, pairs, np.zeros(2, np.uint8), None, 63, q, *args,
+              rows=np.array([1], np.int64))
+
+
+@settings(max_examples=60, deadline=None)
+@given(q=st.lists(st.integers(0, 2**64 - 1), max_size=60),
+       cuts=st.lists(st.integers(1, 2**64 - 1), max_size=6, unique=True))
+def test_split_groups_rows_by_range(q, cuts):
+    cuts = sorted(cuts)
+    rows, starts = np.empty(len(q), np.int64), np.empty(len(cuts) + 2, np.int64)
+    split(np.array(q, np.uint64), np.array(cuts, np.uint64), rows, starts)
+    bounds = [0, *cuts, 2**64]
+    for r in range(len(cuts) + 1):
+        assert rows[starts[r]:starts[r + 1]].tolist() == [
+            i for i, k in enumerate(q) if bounds[r] <= k < bounds[r + 1]]
+    assert starts[-1] == len(q)
 
 
 @settings(max_examples=80, deadline=None)

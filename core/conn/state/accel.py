@@ -187,19 +187,28 @@ def can_probe() -> bool:
     return compiled.kernels() is not None
 
 
-def probe(table: np.ndarray, pairs: np.ndarray, seen: np.ndarray, offset: int,
-          hidden: np.ndarray | None, shift: int, q: np.ndarray
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One pass over ``q`` (see ``conn_speedups.probe``): ``(pos, prev, flag)``. Only
-    called after :func:`can_probe`."""
+def probe(table: np.ndarray, pairs: np.ndarray, seen: np.ndarray, hidden: np.ndarray | None,
+          shift: int, q: np.ndarray, out: tuple[np.ndarray, np.ndarray, np.ndarray],
+          **options: int | bool) -> None:
+    """One pass over the rows of ``q`` (see ``conn_speedups.probe`` for ``options``)
+    into ``out`` (positions, stored hashes, flags). Only called after :func:`can_probe`."""
     kernels = compiled.kernels()
     if kernels is None:
         raise RuntimeError("conn-speedups is not available")
-    n = len(q)
-    pos, prev, flag = np.empty(n, np.int64), np.empty(n, np.uint64), np.empty(n, np.uint8)
-    kernels.probe(table, table.dtype == np.int64, pairs, seen, offset, hidden, shift,
-                  np.ascontiguousarray(q, np.uint64), pos, prev, flag)
-    return pos, prev, flag
+    kernels.probe(table, table.dtype == np.int64, pairs, seen, hidden, shift, q, *out,
+                  **options)
+
+
+def split(q: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row numbers of ``q`` grouped by the id ranges ``cuts`` divides them into, and
+    where each group starts (see ``conn_speedups.split``). Only called after
+    :func:`can_probe`."""
+    kernels = compiled.kernels()
+    if kernels is None:
+        raise RuntimeError("conn-speedups is not available")
+    rows, starts = np.empty(len(q), np.int64), np.empty(len(cuts) + 2, np.int64)
+    kernels.split(np.ascontiguousarray(q, np.uint64), cuts, rows, starts)
+    return rows, starts
 
 
 def classify(flag: np.ndarray, prev: np.ndarray, hashes: np.ndarray, resync: bool,

@@ -14,7 +14,7 @@ import abc
 import json
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +25,20 @@ from conn.state.index import KeyIndex
 
 REASON_NULL = "null primary key"
 REASON_DUPLICATE = "duplicate primary key {key!r} in this run (the first row is kept)"
+
+
+#: What the compiled probe writes per row: position (int64), stored hash (uint64) and
+#: flag (uint8: 0 absent, 1 first sighting in the run, 2 duplicate).
+ProbeOut = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+class Layer(NamedTuple):
+    """One sorted layer of a state, as the compiled probe looks it up: positions from
+    ``offset`` on, and ``hidden``, the bitmap of entries a later layer replaced."""
+
+    state: SortedState
+    offset: int
+    hidden: np.ndarray | None
 
 
 class SortedState:
@@ -126,12 +140,19 @@ class SortedState:
         """Key ids of the positions where ``mask`` (one bool per position) is set."""
         return self.kids[mask]
 
-    def probe(self, seen: np.ndarray, q: np.ndarray, offset: int = 0,
-              hidden: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The compiled one-pass lookup (``conn_speedups.probe``): ``(pos, prev, flag)``.
-        ``seen`` is the run's bitmap, this state's bits from ``offset`` on; ``hidden``
-        marks positions that read as absent."""
-        return accel.probe(self.table, self.pairs, seen, offset, hidden, int(self.shift), q)
+    def layers(self) -> list[Layer]:
+        """The state as the compiled probe sees it: one layer."""
+        return [Layer(self, 0, None)]
+
+    def probe(self, seen: np.ndarray, q: np.ndarray, out: ProbeOut, *,
+              rows: np.ndarray | None = None, offset: int = 0,
+              hidden: np.ndarray | None = None, only_absent: bool = False,
+              atomic: bool = False) -> None:
+        """The compiled one-pass lookup of rows ``rows`` of ``q`` (all if None; see
+        ``conn_speedups.probe``) into ``out``: positions (plus ``offset``), stored hashes
+        and flags. ``seen`` is the run's bitmap of this state's positions."""
+        accel.probe(self.table, self.pairs, seen, hidden, int(self.shift), q, out, rows=rows,
+                    offset=offset, only_absent=only_absent, atomic=atomic)
 
     def find(self, q: np.ndarray) -> np.ndarray:
         """Positions of ``q`` in :attr:`kids` (int64), -1 where absent."""
@@ -215,35 +236,61 @@ class LayeredState:
         nb = len(self.base)
         return np.concatenate([self.base.kids[mask[:nb]], self.upserts.kids[mask[nb:]]])
 
-    def probe(self, seen: np.ndarray, q: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        nb = len(self.base)
-        pos, prev, flag = self.upserts.probe(seen, q, offset=nb)
-        pos[flag != 0] += nb
-        miss = np.flatnonzero(flag == 0)
-        pos[miss], prev[miss], flag[miss] = self.base.probe(seen, q[miss],
-                                                            hidden=self._hidden_bits)
-        return pos, prev, flag
+    def layers(self) -> list[Layer]:
+        """Upserts first: a key found there is not looked up in the base, where its
+        older entry is hidden."""
+        return [Layer(self.upserts, len(self.base), None),
+                Layer(self.base, 0, self._hidden_bits)]
 
 
 class SeenBits:
-    """The run's seen-marks as the compiled probe reads and sets them: one bit per state
-    position (1.25 MB at 10M keys, so they stay in the CPU's cache). Hidden positions
-    start as seen, so that they are never reported as deletions."""
+    """The run's seen-marks as the compiled probe reads and sets them: per layer of the
+    state, one bit per position (1.25 MB at 10M keys, so they stay in the CPU's cache).
+    Hidden entries start as seen, so that they are never reported as deletions.
 
-    def __init__(self, n: int, hidden: np.ndarray) -> None:
-        self.n = n
-        self.bits = np.zeros((n + 7) // 8, dtype=np.uint8)
-        self.set(hidden)
+    Probing is shared by two threads through :attr:`ranges`: ranges of key ids whose
+    positions in the largest layer start at multiples of 8, so that no two ranges write
+    the same byte there; the smaller layers are written with atomic operations."""
+
+    #: Ranges per batch: enough for the two threads to even out, few enough that the
+    #: pass each makes over the batch's ids stays cheap.
+    RANGES = 4
+
+    def __init__(self, state: SortedState | LayeredState) -> None:
+        self.n = len(state)
+        self.layers = state.layers()
+        self.bits = [np.zeros((len(layer.state) + 7) // 8, dtype=np.uint8)
+                     if layer.hidden is None else layer.hidden.copy()
+                     for layer in self.layers]
+        big = max(range(len(self.layers)), key=lambda i: len(self.layers[i].state))
+        self.atomic = [i != big for i in range(len(self.layers))]
+        kids = self.layers[big].state.kids
+        at = sorted({(len(kids) * r // self.RANGES) & ~7 for r in range(1, self.RANGES)} - {0})
+        #: Key ids where the ranges after the first start (see ``conn_speedups.split``).
+        self.cuts = np.array([kids[c] for c in at], dtype=np.uint64)
+
+    def probe(self, q: np.ndarray, out: ProbeOut, rows: np.ndarray | None = None) -> None:
+        """Look up the rows ``rows`` of ``q`` (all if None) in every layer."""
+        for i, layer in enumerate(self.layers):
+            layer.state.probe(self.bits[i], q, out, rows=rows, offset=layer.offset,
+                              hidden=layer.hidden, only_absent=i > 0, atomic=self.atomic[i])
 
     def set(self, pos: np.ndarray) -> None:
         """Mark positions ``pos`` seen."""
         pos = np.asarray(pos, dtype=np.int64)
-        np.bitwise_or.at(self.bits, pos >> 3, np.left_shift(1, pos & 7).astype(np.uint8))
+        for layer, bits in zip(self.layers, self.bits, strict=True):
+            p = pos[(pos >= layer.offset) & (pos < layer.offset + len(layer.state))]
+            p -= layer.offset
+            np.bitwise_or.at(bits, p >> 3, np.left_shift(1, p & 7).astype(np.uint8))
 
     def mask(self) -> np.ndarray:
         """Boolean mask over the positions: seen (or hidden)."""
-        return np.unpackbits(self.bits, count=self.n, bitorder="little").view(bool)
+        mask = np.empty(self.n, dtype=bool)
+        for layer, bits in zip(self.layers, self.bits, strict=True):
+            n = len(layer.state)
+            mask[layer.offset:layer.offset + n] = np.unpackbits(
+                bits, count=n, bitorder="little").view(bool)
+        return mask
 
 
 class SeenStamps:
@@ -342,8 +389,9 @@ class PlanningSyncState(SyncState):
         self._hash_con = self._con.cursor()
         self._hasher: ThreadPoolExecutor | None = None
         self.state: SortedState | LayeredState = storage.load_sorted(partitions)
-        marks = SeenBits if accel.can_probe() else SeenStamps
-        self._marks: SeenBits | SeenStamps = marks(len(self.state), self.state.hidden)
+        self._marks: SeenBits | SeenStamps = (
+            SeenBits(self.state) if accel.can_probe()
+            else SeenStamps(len(self.state), self.state.hidden))
         self.new = KeyIndex()
         self._complete = False
 
@@ -374,13 +422,14 @@ class PlanningSyncState(SyncState):
             # Nothing to look up (a first sync): one DuckDB pass is cheapest.
             kids, hashes = hashing.hash_batch(self._con, keys, batch)
             return self._plan(keys, kids, lambda: hashes)
-        # The lookups need only the key ids: the payload hashes are computed by DuckDB
-        # on another thread meanwhile (numpy and DuckDB both release the GIL).
-        kids = hashing.key_ids(self._con, keys)
+        # The lookups need only the key ids: the payload hashes are computed on another
+        # thread meanwhile (the kernels, numpy and DuckDB all release the GIL), which
+        # then joins in the probe (see _compiled_lookup).
         if self._hasher is None:
             self._hasher = ThreadPoolExecutor(1, thread_name_prefix="conn-hash")
         pending = self._hasher.submit(hashing.payload_hashes, self._hash_con, batch)
         try:
+            kids = hashing.key_ids(self._con, keys)
             return self._plan(keys, kids, pending.result)
         finally:
             pending.exception()  # never leave the hashing connection busy
@@ -420,13 +469,31 @@ class PlanningSyncState(SyncState):
                          payload_hashes: Callable[[], np.ndarray]) -> _Lookup:
         """One compiled pass for the lookup, seen-bits and stored hashes, one to sort
         the rows (numpy's eight passes over the batch took 0.19 s per 10M rows)."""
-        _, prev, flag = self.state.probe(marks.bits, q)
-        hashes = payload_hashes()
         n = len(q)
-        out = [np.empty(n, np.int64) for _ in range(3)]
+        out = (np.empty(n, np.int64), np.empty(n, np.uint64), np.empty(n, np.uint8))
+        groups, starts = accel.split(q, marks.cuts)
+        ranges = iter(range(len(starts) - 1))
+
+        def probe_ranges() -> None:
+            for r in ranges:  # shared: each thread takes the next range left
+                marks.probe(q, out, groups[starts[r]:starts[r + 1]])
+
+        # The hashing thread joins in once the payload hashes are done: the probe is
+        # bound by cache misses, and two cores keep twice as many in flight.
+        helper = self._hasher.submit(probe_ranges) if self._hasher is not None else None
+        try:
+            probe_ranges()
+        finally:
+            error = helper.exception() if helper is not None else None  # shares `out`
+        if error is not None:
+            raise error
+        _, prev, flag = out
+        hashes = payload_hashes()
+        rows_out = [np.empty(n, np.int64) for _ in range(3)]
         nu, unchanged, na, nd = accel.classify(
-            flag, prev, hashes if n == len(hashes) else hashes[rows], self.full_resync, out)
-        updates, absent, known_dups = out[0][:nu], out[1][:na], out[2][:nd]
+            flag, prev, hashes if n == len(hashes) else hashes[rows], self.full_resync,
+            rows_out)
+        updates, absent, known_dups = rows_out[0][:nu], rows_out[1][:na], rows_out[2][:nd]
         if n != len(hashes):  # null keys left out: back to batch row numbers
             updates, absent, known_dups = rows[updates], rows[absent], rows[known_dups]
         return updates, unchanged, absent, known_dups, hashes

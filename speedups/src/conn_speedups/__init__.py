@@ -15,7 +15,8 @@ from conn_speedups._native import (
     mix_constant,
     probe,
     sha256_hex,
+    split,
 )
 
 __all__ = ["API_VERSION", "classify", "hash_binary", "hash_fixed", "index_add", "mix_constant",
-           "probe", "sha256_hex"]
+           "probe", "sha256_hex", "split"]

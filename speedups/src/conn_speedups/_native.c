@@ -301,7 +301,7 @@ static PyObject *py_mix_constant(PyObject *self, PyObject *args) {
 
 #define PROBE_SLOT(IDX, r)                                                               \
     do {                                                                                 \
-        uint64_t s_ = q[r] >> shift;                                                     \
+        uint64_t s_ = q[rows[r]] >> shift;                                               \
         IDX h_ = s_ < (uint64_t)slots ? table[s_] : 0;                                   \
         ring[(r) & (RING - 1)] = h_;                                                     \
         if (h_ > 0 && h_ <= nstate) __builtin_prefetch(&pairs[2 * (h_ - 1)]);            \
@@ -309,21 +309,21 @@ static PyObject *py_mix_constant(PyObject *self, PyObject *args) {
 
 #define PREFETCH_SLOT(r)                                                                 \
     do {                                                                                 \
-        uint64_t s_ = q[r] >> shift;                                                     \
+        uint64_t s_ = q[rows[r]] >> shift;                                               \
         if (s_ < (uint64_t)slots) __builtin_prefetch(&table[s_]);                        \
     } while (0)
 
 #define PROBE_BODY(IDX)                                                                  \
     const IDX *table = (const IDX *)tb.buf;                                              \
     IDX ring[RING];                                                                      \
-    for (int64_t r = 0; r < n && r < 2 * AHEAD; r++) PREFETCH_SLOT(r);                   \
-    for (int64_t r = 0; r < n && r < AHEAD; r++) PROBE_SLOT(IDX, r);                     \
-    for (int64_t i = 0; i < n && !bad; i++) {                                            \
-        if (i + 2 * AHEAD < n) PREFETCH_SLOT(i + 2 * AHEAD);                             \
-        if (i + AHEAD < n) PROBE_SLOT(IDX, i + AHEAD);                                   \
-        int64_t p = -1;                                                                  \
+    for (int64_t r = 0; r < m && r < 2 * AHEAD; r++) PREFETCH_SLOT(r);                   \
+    for (int64_t r = 0; r < m && r < AHEAD; r++) PROBE_SLOT(IDX, r);                     \
+    for (int64_t r = 0; r < m && !bad; r++) {                                            \
+        if (r + 2 * AHEAD < m) PREFETCH_SLOT(r + 2 * AHEAD);                             \
+        if (r + AHEAD < m) PROBE_SLOT(IDX, r + AHEAD);                                   \
+        int64_t i = rows[r], p = -1;                                                     \
         uint64_t k = q[i], s = k >> shift;                                               \
-        IDX h = ring[i & (RING - 1)];                                                    \
+        IDX h = ring[r & (RING - 1)];                                                    \
         while (h != 0) {                                                                 \
             if (h < 0 || h > nstate) { bad = 1; break; }                                 \
             uint64_t c = pairs[2 * (h - 1)];                                             \
@@ -333,48 +333,65 @@ static PyObject *py_mix_constant(PyObject *self, PyObject *args) {
             if (s >= (uint64_t)slots) break;                                             \
             h = table[s];                                                                \
         }                                                                                \
-        int64_t bit = offset + p;                                                        \
-        if (p >= 0 && is_set(seen, bit)) {                                               \
+        if (p >= 0 && is_set(seen, p)) {                                                 \
             /* hidden by a layer above: absent; otherwise seen before: a duplicate */    \
-            if (hidden != NULL && is_set(hidden, bit)) p = -1;                           \
-            else { pos[i] = p; flag[i] = 2; prev[i] = 0; continue; }                     \
+            if (hidden != NULL && is_set(hidden, p)) p = -1;                             \
+            else { pos[i] = offset + p; flag[i] = 2; prev[i] = 0; continue; }            \
         }                                                                                \
-        pos[i] = p;                                                                      \
-        if (p < 0) { flag[i] = 0; prev[i] = 0; }                                         \
-        else {                                                                           \
-            seen[bit >> 3] |= (uint8_t)(1u << (bit & 7));                                \
-            flag[i] = 1;                                                                 \
-            prev[i] = pairs[2 * p + 1];                                                  \
-        }                                                                                \
+        if (p < 0) { pos[i] = -1; flag[i] = 0; prev[i] = 0; continue; }                  \
+        uint8_t bit = (uint8_t)(1u << (p & 7));                                          \
+        if (atomic) __atomic_fetch_or(&seen[p >> 3], bit, __ATOMIC_RELAXED);             \
+        else seen[p >> 3] |= bit;                                                        \
+        pos[i] = offset + p;                                                             \
+        flag[i] = 1;                                                                     \
+        prev[i] = pairs[2 * p + 1];                                                      \
     }
 
 PyDoc_STRVAR(probe_doc,
-"probe(table, wide, pairs, seen, offset, hidden, shift, q, pos, prev, flag)\n\n"
-"Look up the key ids ``q`` (uint64) in a planner state: ``table`` (int32 slots, int64 "
-"when ``wide``) and ``pairs`` (uint64: id, payload hash, id, ...; sorted by id). "
-"``seen`` is the run's bitmap (bit ``offset + position``, little-endian bit order) of "
-"state keys seen so far; ``hidden`` (same indexing, or None) marks keys a later layer "
-"deleted or replaced, which read as absent (their seen bit must be set too). Writes per "
-"query: ``pos`` (int64, -1 if absent), ``flag`` (uint8: 0 absent, 1 first sighting in "
-"the run, 2 seen before: a duplicate) and ``prev`` (uint64, the stored hash on a first "
-"sighting, else 0). Sets the seen bit of first sightings.");
+"probe(table, wide, pairs, seen, hidden, shift, q, pos, prev, flag, rows=None, offset=0, "
+"only_absent=False, atomic=False)\n\n"
+"Look up key ids ``q`` (uint64) in one layer of a planner state: ``table`` (int32 slots, "
+"int64 when ``wide``) and ``pairs`` (uint64: id, payload hash, id, ...; sorted by id). "
+"``seen`` is the run's bitmap of this layer's keys seen so far (bit = position, "
+"little-endian bit order); ``hidden`` (or None) marks keys a later layer deleted or "
+"replaced, which read as absent (their seen bit must be set too).\n\n"
+"Only the rows listed in ``rows`` (int64 row numbers, ascending; all rows if None) are "
+"looked up, and with ``only_absent`` only those whose ``flag`` is 0 (absent from a layer "
+"probed before); the others are left as they are, so that threads can share a batch "
+"(see ``split``). Writes per row: ``pos`` (int64, ``offset`` + the position, -1 if "
+"absent), ``flag`` (uint8: 0 absent, 1 first sighting in the run, 2 seen before: a "
+"duplicate) and ``prev`` (uint64, the stored hash on a first sighting, else 0). Sets "
+"the seen bit of first sightings, with atomic operations when ``atomic`` (another thread "
+"may write other bits of the same bytes).");
 
-static PyObject *py_probe(PyObject *self, PyObject *args) {
-    Py_buffer tb, kb, sb, hb, qb, pb, vb, fb;
+static PyObject *py_probe(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"table", "wide", "pairs", "seen", "hidden", "shift", "q", "pos",
+                            "prev", "flag", "rows", "offset", "only_absent", "atomic", NULL};
+    Py_buffer tb, kb, sb, hb, qb, pb, vb, fb, rb = {0};
     unsigned int shift;
-    int wide;
-    Py_ssize_t offset;
-    if (!PyArg_ParseTuple(args, "y*py*w*nz*Iy*w*w*w*", &tb, &wide, &kb, &sb, &offset, &hb,
-                          &shift, &qb, &pb, &vb, &fb))
+    int wide, only_absent = 0, atomic = 0;
+    Py_ssize_t offset = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*py*w*z*Iy*w*w*w*|z*npp", names, &tb,
+                                     &wide, &kb, &sb, &hb, &shift, &qb, &pb, &vb, &fb, &rb,
+                                     &offset, &only_absent, &atomic))
         return NULL;
     PyObject *result = NULL;
+    int64_t *own = NULL;
     int64_t nstate = kb.len / 16, n = qb.len / 8;
     Py_ssize_t width = wide ? 8 : 4;
-    int64_t need = (offset + nstate + 7) / 8;
+    int64_t need = (nstate + 7) / 8;
     if (shift > 63 || offset < 0 || sb.len < need || (hb.buf != NULL && hb.len < need)
         || pb.len / 8 < n || vb.len / 8 < n || fb.len < n) {
         PyErr_SetString(PyExc_ValueError, "probe: buffers of the wrong type or length");
         goto done;
+    }
+    const int64_t *listed = rb.buf;
+    int64_t count = rb.buf != NULL ? rb.len / 8 : n;
+    for (int64_t r = 0; listed != NULL && r < count; r++) {
+        if (listed[r] < 0 || listed[r] >= n) {
+            PyErr_SetString(PyExc_ValueError, "probe: a listed row is outside the batch");
+            goto done;
+        }
     }
     int64_t slots = tb.len / width;
     const uint64_t *pairs = kb.buf, *q = qb.buf;
@@ -383,8 +400,20 @@ static PyObject *py_probe(PyObject *self, PyObject *args) {
     int64_t *pos = pb.buf;
     uint64_t *prev = vb.buf;
     uint8_t *flag = fb.buf;
+    own = PyMem_RawMalloc((size_t)(count ? count : 1) * sizeof(int64_t));
+    if (own == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
     int bad = 0;
     Py_BEGIN_ALLOW_THREADS
+    /* The rows to look up, first: the pipeline below prefetches only for them. */
+    int64_t m = 0, *rows = own;
+    for (int64_t r = 0; r < count; r++) {
+        int64_t i = listed != NULL ? listed[r] : r;
+        rows[m] = i;
+        m += !(only_absent && flag[i]);
+    }
     if (width == 4) {
         PROBE_BODY(int32_t)
     } else {
@@ -397,9 +426,54 @@ static PyObject *py_probe(PyObject *self, PyObject *args) {
     }
     result = Py_NewRef(Py_None);
 done:
+    PyMem_RawFree(own);
     PyBuffer_Release(&tb); PyBuffer_Release(&kb); PyBuffer_Release(&sb);
     PyBuffer_Release(&hb); PyBuffer_Release(&qb); PyBuffer_Release(&pb);
     PyBuffer_Release(&vb); PyBuffer_Release(&fb);
+    if (rb.obj != NULL) PyBuffer_Release(&rb);
+    return result;
+}
+
+PyDoc_STRVAR(split_doc,
+"split(q, cuts, rows, starts)\n\n"
+"Group the rows of ``q`` (uint64 key ids) by the ranges ``cuts`` (ascending uint64) "
+"divides the ids into: range r holds ids from ``cuts[r - 1]`` (0 for the first) up to "
+"below ``cuts[r]`` (the end for the last). Writes the row numbers of range r, "
+"ascending, to ``rows[starts[r]:starts[r + 1]]`` (int64; ``starts`` has one entry "
+"more than there are ranges).");
+
+static PyObject *py_split(PyObject *self, PyObject *args) {
+    Py_buffer qb, cb, rb, sb;
+    if (!PyArg_ParseTuple(args, "y*y*w*w*", &qb, &cb, &rb, &sb)) return NULL;
+    PyObject *result = NULL;
+    int64_t n = qb.len / 8, ncuts = cb.len / 8, nranges = ncuts + 1;
+    if (rb.len / 8 < n || sb.len / 8 < nranges + 1 || nranges > 64) {
+        PyErr_SetString(PyExc_ValueError, "split: buffers of the wrong length (or > 63 cuts)");
+        goto done;
+    }
+    const uint64_t *q = qb.buf, *cuts = cb.buf;
+    int64_t *rows = rb.buf, *starts = sb.buf, next[64] = {0};
+    Py_BEGIN_ALLOW_THREADS
+    for (int64_t r = 0; r <= nranges; r++) starts[r] = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t r = 0;
+        while (r < ncuts && q[i] >= cuts[r]) r++;
+        starts[r + 1]++;
+    }
+    for (int64_t r = 0; r < nranges; r++) {
+        starts[r + 1] += starts[r];
+        next[r] = starts[r];
+    }
+    for (int64_t i = 0; i < n; i++) {
+        int64_t r = 0;
+        while (r < ncuts && q[i] >= cuts[r]) r++;
+        rows[next[r]++] = i;
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&qb); PyBuffer_Release(&cb); PyBuffer_Release(&rb);
+    PyBuffer_Release(&sb);
     return result;
 }
 
@@ -572,8 +646,10 @@ static PyMethodDef methods[] = {
     {"hash_binary", py_hash_binary, METH_VARARGS, hash_binary_doc},
     {"hash_fixed", py_hash_fixed, METH_VARARGS, hash_fixed_doc},
     {"mix_constant", py_mix_constant, METH_VARARGS, mix_constant_doc},
-    {"probe", py_probe, METH_VARARGS, probe_doc},
+    {"probe", (PyCFunction)(void (*)(void))py_probe, METH_VARARGS | METH_KEYWORDS,
+     probe_doc},
     {"classify", py_classify, METH_VARARGS, classify_doc},
+    {"split", py_split, METH_VARARGS, split_doc},
     {NULL, NULL, 0, NULL},
 };
 
