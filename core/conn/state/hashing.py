@@ -25,6 +25,8 @@ against DuckDB before use: the values stored never depend on which path computed
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -51,9 +53,26 @@ _CANARY_SQL = """SELECT hash(42::BIGINT)::VARCHAR || ',' || hash('conn')::VARCHA
  || ',' || hash(12.34::DECIMAL(10, 2))::VARCHAR"""
 
 
+_shared: duckdb.DuckDBPyConnection | None = None
+_shared_lock = threading.Lock()
+
+
+def _forget_shared() -> None:
+    global _shared
+    _shared = None  # a forked child must not use its parent's database
+
+
+os.register_at_fork(after_in_child=_forget_shared)
+
+
 def connect() -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection for hashing."""
-    return duckdb.connect()
+    """A DuckDB connection for hashing: a cursor on one in-memory database per process
+    (opening a database costs ~12 ms; a cursor nothing). Close it when done."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = duckdb.connect()
+        return _shared.cursor()
 
 
 def canary(con: duckdb.DuckDBPyConnection) -> str:
