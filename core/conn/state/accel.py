@@ -199,14 +199,14 @@ def probe(table: np.ndarray, pairs: np.ndarray, seen: np.ndarray, hidden: np.nda
                   **options)
 
 
-def split(q: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row numbers of ``q`` grouped by the id ranges ``cuts`` divides them into, and
-    where each group starts (see ``conn_speedups.split``). Only called after
-    :func:`can_probe`."""
+def split(q: np.ndarray, cuts: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row numbers of ``q`` grouped (into ``rows``) by the id ranges ``cuts`` divides
+    them into, and where each group starts (see ``conn_speedups.split``). Only called
+    after :func:`can_probe`."""
     kernels = compiled.kernels()
     if kernels is None:
         raise RuntimeError("conn-speedups is not available")
-    rows, starts = np.empty(len(q), np.int64), np.empty(len(cuts) + 2, np.int64)
+    starts = np.empty(len(cuts) + 2, np.int64)
     kernels.split(np.ascontiguousarray(q, np.uint64), cuts, rows, starts)
     return rows, starts
 
