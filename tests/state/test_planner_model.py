@@ -1,7 +1,8 @@
 """The planner against a plain Python model of what it must decide, on both paths (the
 ``planner_path`` fixture): states large enough that the compiled probe splits batches
-into id ranges shared by two threads, over a cache with a change layer, and batches
-with duplicate keys (within a batch and across batches) and null keys."""
+into id ranges shared by two threads, over a cache with a change layer, batches with
+duplicate keys (within a batch and across batches) and null keys, and keys touched
+between batches (rows the mapping rejected: still in the source)."""
 
 from __future__ import annotations
 
@@ -17,12 +18,13 @@ from hypothesis import strategies as st
 from tests.state.test_sorted_cache import _run
 
 
-def _model(state: dict[str, int], batches: list[list[tuple[str | None, int]]]
-           ) -> tuple[list[dict], list[str]]:
-    """Per batch: inserts, updates, unchanged and rejections; then the deletions."""
+def _model(state: dict[str, int], batches: list[list[tuple[str | None, int]]],
+           touched: list[list[str]]) -> tuple[list[dict], list[str]]:
+    """Per batch: inserts, updates, unchanged and rejections; then the deletions. After
+    each batch, its ``touched`` keys count as seen if the state holds them."""
     seen: set[str] = set()
     plans = []
-    for rows in batches:
+    for rows, touch in zip(batches, touched, strict=True):
         plan: dict = {"inserts": [], "updates": [], "unchanged": 0, "rejected": []}
         for i, (key, value) in enumerate(rows):
             if key is None:
@@ -38,6 +40,7 @@ def _model(state: dict[str, int], batches: list[list[tuple[str | None, int]]]
             if key is not None:
                 seen.add(key)
         plans.append(plan)
+        seen.update(k for k in touch if k in state)
     return plans, sorted(set(state) - seen)
 
 
@@ -47,7 +50,7 @@ def _batch(rows: list[tuple[str | None, int]]) -> tuple[pa.Array, pa.RecordBatch
 
 
 @st.composite
-def scenario(draw: st.DrawFn) -> tuple[dict[str, int], dict[str, int], list]:
+def scenario(draw: st.DrawFn) -> tuple[dict[str, int], dict[str, int], list, list]:
     n = draw(st.integers(1, 700))
     base = {f"k{i}": i % 5 for i in range(n)}
     changed = dict(base)  # a second run changes a few keys: the cache becomes layered
@@ -60,14 +63,15 @@ def scenario(draw: st.DrawFn) -> tuple[dict[str, int], dict[str, int], list]:
     universe = [*changed, *(f"x{i}" for i in range(20))]
     row = st.tuples(st.none() | st.sampled_from(universe), st.integers(0, 9))
     batches = draw(st.lists(st.lists(row, max_size=80), min_size=1, max_size=4))
-    return base, changed, batches
+    touched = [draw(st.lists(st.sampled_from(universe), max_size=5)) for _ in batches]
+    return base, changed, batches, touched
 
 
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=scenario())
 def test_plans_and_deletions_match_the_model(tmp_path: Path, case) -> None:
-    base, changed, batches = case
+    base, changed, batches, touched = case
     store = DuckDBStateStore(tmp_path / uuid.uuid4().hex)
     _run(store, base)
     _run(store, changed)
@@ -81,13 +85,14 @@ def test_plans_and_deletions_match_the_model(tmp_path: Path, case) -> None:
             _, hb = _batch(rows)
             h = hashing.payload_hashes(con, hb).tolist() if rows else []
             hashed.append([(k, h[i]) for i, (k, _) in enumerate(rows)])
-    plans, deletions = _model(state, hashed)
+    plans, deletions = _model(state, hashed, touched)
     with store.open_sync("s", uuid.uuid4().hex) as st_:
-        for rows, want in zip(batches, plans, strict=True):
+        for rows, touch, want in zip(batches, touched, plans, strict=True):
             got = st_.plan(*_batch(rows))
             assert got.inserts.to_pylist() == want["inserts"]
             assert got.updates.to_pylist() == want["updates"]
             assert got.unchanged == want["unchanged"]
             assert [(i, "null" if "null" in r else "duplicate") for i, r in got.rejected] \
                 == want["rejected"]
+            st_.touch(pa.array(touch, pa.string()))
         assert sorted(k for ks, _ in st_.deletions(50) for k in ks.to_pylist()) == deletions

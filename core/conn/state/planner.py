@@ -1,11 +1,13 @@
 """The change planner, shared by every backend.
 
 At the start of a run the backend hands over the acknowledged state of the opened
-partitions as two uint64 arrays sorted by key id: ``kids`` and ``hashes`` (16 bytes per
-key; the key strings and match values stay in the database). Each batch is hashed by
-DuckDB and looked up with a radix directory over the sorted ids (numpy, no Python loop per
-row). Keys seen this run are a bitmap over the state plus a hash index of new keys, so
-duplicates are caught across batches. Only deletions and commits go back to the backend.
+partitions, sorted by key id: each key's id and payload hash (16 bytes per key; the key
+strings and match values stay in the database), with a probing table over the ids (see
+:class:`SortedState`). Each batch is hashed (the compiled kernels of ``conn-speedups``,
+else DuckDB) and looked up (the compiled probe on two threads, else numpy); no Python
+loop per row. Keys seen this run are marks over the state positions plus a hash index of
+new keys, so duplicates are caught across batches. Only deletions and commits go back to
+the backend.
 """
 
 from __future__ import annotations
@@ -248,7 +250,7 @@ class SeenBits:
     state, one bit per position (1.25 MB at 10M keys, so they stay in the CPU's cache).
     Hidden entries start as seen, so that they are never reported as deletions.
 
-    Probing is shared by two threads through :attr:`ranges`: ranges of key ids whose
+    Probing is shared by two threads through ranges of key ids (:attr:`cuts`) whose
     positions in the largest layer start at multiples of 8, so that no two ranges write
     the same byte there; the smaller layers are written with atomic operations."""
 
