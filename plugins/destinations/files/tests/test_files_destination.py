@@ -21,7 +21,7 @@ from conn.errors import CheckFailed, ConfigError
 from conn.runtime import delivery
 from conn.runtime.batches import seal_gated, seal_mapped
 from conn.testing.harness import write_records
-from conn_destination_files.destination import FilesDestination
+from conn_destination_files.destination import FilesDestination, dictionary_columns
 
 ROWS = [
     {"id": 1, "email": "ana@example.com", "name": "Ana Müller", "ltv": 10.5},
@@ -160,6 +160,31 @@ def test_parquet_parts_are_durable_per_batch_with_type_fidelity(tmp_path: Path) 
         "part-000001.parquet", "part-000002.parquet", "part-000003.parquet"]
     log = parquet_log(folder)
     assert log.column("_op").to_pylist() == ["upsert", "upsert", "delete", "upsert"]
+
+
+def test_only_columns_that_repeat_are_dictionary_encoded(tmp_path: Path) -> None:
+    n = 5000
+    table = pa.table({
+        "id": pa.array(range(n), pa.int64()),                      # unique
+        "email_sha256": pa.array([f"{i:064x}" for i in range(n)]),  # unique
+        "country": pa.array(["DE", "FR", None][i % 3] for i in range(n)),
+        "plan": pa.array(["pro"] * n).dictionary_encode(),
+        "tags": pa.array([["a"]] * n, pa.list_(pa.string())),     # nested: left plain
+        "half": pa.array([i // 2 for i in range(n)], pa.int32()),  # half distinct: yes
+    })
+    assert dictionary_columns(table) == ["country", "plan", "half"]
+    assert dictionary_columns(table.slice(0, 0)) == ["plan"]
+    with make(tmp_path, format="parquet") as dest:
+        write_records(dest, "records", table)
+    part = tmp_path / "out" / "records" / "part-000001.parquet"
+    meta = pq.read_metadata(part).row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings
+                 for i in range(meta.num_columns)}
+    assert "RLE_DICTIONARY" in encodings["country"]
+    assert "RLE_DICTIONARY" not in encodings["email_sha256"]
+    read = pq.read_table(part).drop_columns(["_op"])
+    assert read.column("country").to_pylist() == table.column("country").to_pylist()
+    assert read.column("plan").to_pylist() == ["pro"] * n
 
 
 def test_large_write_is_split_to_batch_size(tmp_path: Path) -> None:
