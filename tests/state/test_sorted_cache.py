@@ -167,9 +167,11 @@ def test_streamed_cache_equals_sorted_state(tmp_path: Path, monkeypatch: pytest.
     try:
         cached = st._read_cache()
         built = SortedState(*st.load(None))
+        streamed = SortedState.from_pairs(st._load_pairs(None))  # the open without a cache
         assert cached is not None
         for name, arr in built.parts().items():
             np.testing.assert_array_equal(cached.parts()[name], arr)
-        assert cached.shift == built.shift
+            np.testing.assert_array_equal(streamed.parts()[name], arr)
+        assert cached.shift == built.shift == streamed.shift
     finally:
         con.close()

@@ -20,3 +20,14 @@ def test_every_stored_id_found_and_random_ids_absent():
     assert (state.find(stored) == np.arange(len(stored))).all()
     others = np.setdiff1d(rng.integers(0, 2**64 - 1, 20000, dtype=np.uint64), stored)
     assert (state.find(others) == -1).all()
+
+
+def test_from_pairs_sorts_what_it_is_given():
+    rng = np.random.default_rng(3)
+    kids = rng.integers(0, 2**64 - 1, 3000, dtype=np.uint64)  # unsorted
+    hashes = np.arange(3000, dtype=np.uint64)
+    pairs = np.column_stack([kids, hashes]).ravel()
+    built, streamed = SortedState(kids, hashes), SortedState.from_pairs(pairs)
+    for name, arr in built.parts().items():
+        assert np.array_equal(streamed.parts()[name], arr)
+    assert (streamed.hashes[streamed.find(kids)] == hashes).all()

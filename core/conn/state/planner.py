@@ -56,13 +56,25 @@ class SortedState:
 
     def __init__(self, kids: np.ndarray, hashes: np.ndarray) -> None:
         kids = np.asarray(kids, dtype=np.uint64)
-        hashes = np.asarray(hashes, dtype=np.uint64)
+        pairs = np.empty(2 * len(kids), dtype=np.uint64)
+        pairs[0::2], pairs[1::2] = kids, np.asarray(hashes, dtype=np.uint64)
+        self._build(pairs)
+
+    @classmethod
+    def from_pairs(cls, pairs: np.ndarray) -> SortedState:
+        """A state over ``pairs`` (id, hash, id, hash, ...; sorted by id unless a
+        backend could not), as a backend fills them batch by batch: no second copy of
+        the state is held while the probing table is built."""
+        self = cls.__new__(cls)
+        self._build(np.ascontiguousarray(pairs, dtype=np.uint64))
+        return self
+
+    def _build(self, pairs: np.ndarray) -> None:
+        kids = pairs[0::2]
         n = len(kids)
         if n > 1 and bool((kids[1:] < kids[:-1]).any()):
             order = np.argsort(kids, kind="stable")
-            kids, hashes = kids[order], hashes[order]
-        pairs = np.empty(2 * n, dtype=np.uint64)
-        pairs[0::2], pairs[1::2] = kids, hashes
+            pairs = pairs.reshape(-1, 2)[order].ravel()
         self._set_pairs(pairs)
         bits = self._bits(n)
         self.shift = np.uint64(64 - bits)
