@@ -12,6 +12,7 @@ and the state streams out of the ``(sync, kid)`` index already sorted.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 import zlib
@@ -29,6 +30,8 @@ from conn.state.base import StateStore, SyncState
 from conn.state.locks import describe_holder, holder_info
 from conn.state.memory import run_entry
 from conn.state.planner import PlanningSyncState, Storage
+
+log = logging.getLogger(__name__)
 
 APP_ID = "conn-state"
 FORMAT_VERSION = 1
@@ -70,8 +73,9 @@ def _i64(values: np.ndarray | pa.Array) -> list[int | None]:
     return np.asarray(arr, dtype=np.uint64).view(np.int64).tolist()
 
 
-def _lock_key(sync: str) -> int:
-    return zlib.crc32(sync.encode()) - (1 << 31)
+def _lock_key(name: str) -> int:
+    """The first half of an advisory lock's key (the second is the partition)."""
+    return zlib.crc32(name.encode()) - (1 << 31)
 
 
 class PostgresStorage(Storage):
@@ -240,7 +244,9 @@ class PostgresStateStore(StateStore):
 
     def _lock(self, conn: Any, sync: str, run_id: str,
               partitions: frozenset[int] | None) -> None:
-        key = _lock_key(sync)
+        # Scoped to the schema: advisory locks are database-wide, and projects sharing a
+        # database (one schema each) may well have syncs of the same name.
+        key = _lock_key(f"{self.schema}\x1f{sync}")
         targets = [(-1, partitions is None)] + [(p, True) for p in sorted(partitions or ())]
         for part, exclusive in targets:
             fn = "pg_try_advisory_lock" if exclusive else "pg_try_advisory_lock_shared"
@@ -274,7 +280,19 @@ class PostgresStateStore(StateStore):
             finally:
                 conn.close()
         finally:
-            lock_conn.close()  # ends the session: releases the advisory locks
+            self._unlock(lock_conn)
+
+    @staticmethod
+    def _unlock(lock_conn: Any) -> None:
+        """Release the run's locks now: closing the session releases them too, but only
+        once the server has noticed, and a run started right after this one was then
+        refused now and then. (A runner that crashes still leaves no stale lock.)"""
+        try:
+            lock_conn.execute("SELECT pg_advisory_unlock_all()")
+        except Exception as exc:  # a broken session: closing it releases the locks
+            log.debug("releasing the advisory locks explicitly failed: %s", exc)
+        finally:
+            lock_conn.close()
 
     def _check_canary(self, conn: Any, sync: str, full_resync: bool) -> None:
         s = self.schema
