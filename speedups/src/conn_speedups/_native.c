@@ -299,6 +299,13 @@ static PyObject *py_mix_constant(PyObject *self, PyObject *args) {
 #define AHEAD 16
 #define RING 32 /* a power of two > AHEAD */
 
+/* A seen bit. With `atomic`, other threads may set other bits of the same byte meanwhile:
+ * the load is atomic too (a plain one would be a data race in C's memory model). */
+static inline int seen_at(uint8_t *seen, int64_t p, int atomic) {
+    uint8_t byte = atomic ? __atomic_load_n(&seen[p >> 3], __ATOMIC_RELAXED) : seen[p >> 3];
+    return (byte >> (p & 7)) & 1;
+}
+
 #define PROBE_SLOT(IDX, r)                                                               \
     do {                                                                                 \
         uint64_t s_ = q[rows[r]] >> shift;                                               \
@@ -333,7 +340,7 @@ static PyObject *py_mix_constant(PyObject *self, PyObject *args) {
             if (s >= (uint64_t)slots) break;                                             \
             h = table[s];                                                                \
         }                                                                                \
-        if (p >= 0 && is_set(seen, p)) {                                                 \
+        if (p >= 0 && seen_at(seen, p, atomic)) {                                        \
             /* hidden by a layer above: absent; otherwise seen before: a duplicate */    \
             if (hidden != NULL && is_set(hidden, p)) p = -1;                             \
             else { pos[i] = offset + p; flag[i] = 2; prev[i] = 0; continue; }            \
