@@ -213,12 +213,8 @@ class DuckDBStorage(Storage):
 
     def load(self, partitions: frozenset[int] | None) -> tuple[np.ndarray, np.ndarray]:
         self.compact()
-        batches = list(self._sorted_reader(partitions))
-        if not batches:
-            return np.empty(0, np.uint64), np.empty(0, np.uint64)
-        t = pa.Table.from_batches(batches)
-        return (t.column(0).to_numpy().astype(np.uint64, copy=False),
-                t.column(1).to_numpy().astype(np.uint64, copy=False))
+        pairs = self._load_pairs(partitions)
+        return pairs[0::2], pairs[1::2]
 
     # --- sorted-state cache -------------------------------------------------------------
     #
