@@ -123,3 +123,74 @@ def test_ctrl_c_during_a_sync_says_what_was_kept_and_exits_130(proj_dir, monkeyp
     code, _, err = run_cli(monkeypatch, capsys, "sync", "mem", "crm")
     assert code == 130
     assert "interrupted" in err and "pending" in err
+
+
+class _Exited(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+@pytest.fixture
+def fast_exit(monkeypatch):
+    """entry()'s process exit and atexit run, recorded instead of done."""
+    import conn.cli.main as cli
+
+    calls: list[str] = []
+
+    def os_exit(code: int) -> None:
+        calls.append("exit")
+        raise _Exited(code)
+
+    monkeypatch.setattr(cli.os, "_exit", os_exit)
+    monkeypatch.setattr(cli.atexit, "_run_exitfuncs", lambda: calls.append("atexit"))
+    return cli, calls
+
+
+@pytest.mark.parametrize(("raised", "code"), [(None, 0), (SystemExit(4), 4),
+                                              (SystemExit(None), 0), (SystemExit("no"), 1)])
+def test_entry_runs_atexit_then_exits_with_mains_code(fast_exit, monkeypatch, capsys,
+                                                      raised, code):
+    cli, calls = fast_exit
+
+    def fake_main() -> None:
+        print("report")
+        if raised is not None:
+            raise raised
+
+    monkeypatch.setattr(cli, "main", fake_main)
+    with pytest.raises(_Exited) as got:
+        cli.entry()
+    assert got.value.code == code
+    assert calls == ["atexit", "exit"]
+    out = capsys.readouterr()
+    assert out.out == "report\n"
+    assert out.err == ("no\n" if raised is not None and raised.code == "no" else "")
+
+
+def test_entry_waits_for_other_threads_with_the_normal_exit(fast_exit, monkeypatch):
+    import threading
+
+    cli, calls = fast_exit
+    release = threading.Event()
+    worker = threading.Thread(target=release.wait)
+    worker.start()
+    try:
+        monkeypatch.setattr(cli, "main", lambda: None)
+        with pytest.raises(SystemExit) as got:
+            cli.entry()
+        assert got.value.code == 0 and calls == []
+    finally:
+        release.set()
+        worker.join()
+
+
+def test_console_script_exit_codes_and_output(tmp_path: Path):
+    """The installed ``conn`` script (fast exit): output arrives, codes mean the same."""
+    exe = Path(sys.executable).parent / "conn"
+    if not exe.exists():
+        pytest.skip("the conn console script is not installed next to this Python")
+    ok = subprocess.run([str(exe), "--help"], capture_output=True, text=True, cwd=tmp_path)
+    assert ok.returncode == 0 and "sync" in ok.stdout
+    (tmp_path / "conn.yml").write_text("version: 1\nsources: [oops]\n")
+    bad = subprocess.run([str(exe), "check"], capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode == 3 and "conn.yml" in bad.stderr + bad.stdout

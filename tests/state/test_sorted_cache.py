@@ -154,12 +154,16 @@ def test_partitions_do_not_use_the_cache(tmp_path: Path, used: list[bool]) -> No
     assert used == [False]
 
 
-@pytest.mark.parametrize("step_rows", [1_000_000, 333, 1])
-def test_streamed_cache_equals_sorted_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                            step_rows: int) -> None:
+@pytest.mark.parametrize(("step_rows", "in_memory"),
+                         [(1_000_000, 0), (333, 0), (1, 0), (333, 10**9)])
+def test_written_cache_equals_sorted_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           step_rows: int, in_memory: int) -> None:
+    """The cache streamed in slices (``in_memory`` 0) and the one built in memory both
+    equal the SortedState built from the records."""
     from conn.state.planner import SortedState
 
     monkeypatch.setattr(duckdb_store, "COMPACT_ROWS", step_rows)
+    monkeypatch.setattr(duckdb_store, "CACHE_IN_MEMORY_KEYS", in_memory)
     store = DuckDBStateStore(tmp_path / "c")
     _run(store, _snapshots()[0])
     con = duckdb_store._connect(store.sync_path("s"))

@@ -98,6 +98,10 @@ CACHE_PARTS = ("pairs", "table")
 
 #: Rows per step of :meth:`DuckDBStorage.compact` (bounds its memory).
 COMPACT_ROWS = 1_000_000
+#: Up to this many records, the end-of-run cache is built in memory (pairs and table:
+#: 24 bytes per key, 48 MB here) and written in one go, rather than streamed slice by
+#: slice (700,000 keys: 0.11 -> 0.06 s); more keys are streamed to bound the run's peak.
+CACHE_IN_MEMORY_KEYS = 2_000_000
 
 
 def _partition_ranges(rows: int) -> list[str]:
@@ -302,7 +306,7 @@ class DuckDBStorage(Storage):
             if keep is None:
                 files = self._cache_files(gen)
                 self.cache_dir.mkdir(exist_ok=True)
-                keep = list(files.values()) if self._stream_cache(files) else []
+                keep = list(files.values()) if self._write_cache_files(files) else []
             if self.cache_dir.exists():
                 names = {f.name for f in keep}
                 for f in self.cache_dir.iterdir():
@@ -344,53 +348,24 @@ class DuckDBStorage(Storage):
         return list(cache_layers.files(self.cache_dir, gen).values()) + list(
             base_files.values())
 
-    def _stream_cache(self, files: dict[str, Path]) -> bool:
-        """Write the cache from the records in key id order, in slices of
-        :data:`COMPACT_ROWS` (this runs after the compaction, next to DuckDB's buffers:
-        building the whole SortedState here took the run's peak past 1 GB at 10M keys).
-        The probing table is the one :class:`SortedState` builds, computed slice by
-        slice. False if there is nothing to cache."""
+    def _write_cache_files(self, files: dict[str, Path]) -> bool:
+        """Write the cache of the records: built in memory up to
+        :data:`CACHE_IN_MEMORY_KEYS`, streamed beyond. Each file goes to a temporary
+        name, is fsynced and renamed. False if there is nothing to cache."""
         n = self._q("SELECT count(*) FROM records").fetchall()[0][0]
         if not n:
             return False
-        bits = SortedState._bits(n)
-        shift = np.uint64(64 - bits)
-        idx_type = np.dtype(np.int32 if n < 2**31 - 1 else np.int64)
-        u64 = np.dtype(np.uint64)
         tmp = {p: f.with_name(f".{f.name}.{os.getpid()}.tmp") for p, f in files.items()}
         try:
-            with open(tmp["pairs"], "wb") as fp:
-                _npy_header(fp, u64, 2 * n)
-                last = None
-                for b in self._sorted_reader():
-                    kids = b.column(0).to_numpy().astype(np.uint64, copy=False)
-                    if len(kids) and ((last is not None and kids[0] < last)
-                                      or bool((kids[1:] < kids[:-1]).any())):
-                        return False
-                    if len(kids):
-                        last = kids[-1]
-                    pairs = np.empty(2 * len(kids), dtype=np.uint64)
-                    pairs[0::2] = kids
-                    pairs[1::2] = b.column(1).to_numpy().astype(np.uint64, copy=False)
-                    fp.write(memoryview(pairs).cast("B"))
-                fp.flush()
-                os.fsync(fp.fileno())
-            # Two passes over the written ids: the table's size (past the last position)
-            # goes into its header, then the entries, in increasing position order.
-            last_pos = -1
-            for _, pos in _positions(tmp["pairs"], n, shift):
-                last_pos = int(pos[-1])
-            size = max(last_pos + 2, (1 << bits) + 1)
-            with open(tmp["table"], "wb") as ft:
-                start = _npy_header(ft, idx_type, size)
-                for i, pos in _positions(tmp["pairs"], n, shift):
-                    seg = np.zeros(int(pos[-1] - pos[0]) + 1, dtype=idx_type)
-                    seg[pos - pos[0]] = i + 1
-                    ft.seek(start + int(pos[0]) * idx_type.itemsize)
-                    ft.write(memoryview(seg).cast("B"))
-                ft.truncate(start + size * idx_type.itemsize)
-                ft.flush()
-                os.fsync(ft.fileno())
+            if n <= CACHE_IN_MEMORY_KEYS:
+                parts = SortedState.from_pairs(self._load_pairs(None)).parts()
+                for p, path in tmp.items():
+                    with open(path, "wb") as f:
+                        np.lib.format.write_array(f, parts[p], allow_pickle=False)
+                        f.flush()
+                        os.fsync(f.fileno())
+            elif not self._stream_cache(n, tmp):
+                return False
             for p, f in files.items():
                 os.replace(tmp[p], f)
             _fsync_dir(self.cache_dir)
@@ -398,6 +373,51 @@ class DuckDBStorage(Storage):
         finally:
             for t in tmp.values():
                 t.unlink(missing_ok=True)
+
+    def _stream_cache(self, n: int, tmp: dict[str, Path]) -> bool:
+        """Write the cache of the ``n`` records to the ``tmp`` files from the records
+        in key id order, in slices of :data:`COMPACT_ROWS` (this runs after the
+        compaction, next to DuckDB's buffers: building the whole SortedState here took
+        the run's peak past 1 GB at 10M keys). The probing table is the one
+        :class:`SortedState` builds, computed slice by slice. False if the records do
+        not come in key id order."""
+        bits = SortedState._bits(n)
+        shift = np.uint64(64 - bits)
+        idx_type = np.dtype(np.int32 if n < 2**31 - 1 else np.int64)
+        u64 = np.dtype(np.uint64)
+        with open(tmp["pairs"], "wb") as fp:
+            _npy_header(fp, u64, 2 * n)
+            last = None
+            for b in self._sorted_reader():
+                kids = b.column(0).to_numpy().astype(np.uint64, copy=False)
+                if len(kids) and ((last is not None and kids[0] < last)
+                                  or bool((kids[1:] < kids[:-1]).any())):
+                    return False
+                if len(kids):
+                    last = kids[-1]
+                pairs = np.empty(2 * len(kids), dtype=np.uint64)
+                pairs[0::2] = kids
+                pairs[1::2] = b.column(1).to_numpy().astype(np.uint64, copy=False)
+                fp.write(memoryview(pairs).cast("B"))
+            fp.flush()
+            os.fsync(fp.fileno())
+        # Two passes over the written ids: the table's size (past the last position)
+        # goes into its header, then the entries, in increasing position order.
+        last_pos = -1
+        for _, pos in _positions(tmp["pairs"], n, shift):
+            last_pos = int(pos[-1])
+        size = max(last_pos + 2, (1 << bits) + 1)
+        with open(tmp["table"], "wb") as ft:
+            start = _npy_header(ft, idx_type, size)
+            for i, pos in _positions(tmp["pairs"], n, shift):
+                seg = np.zeros(int(pos[-1] - pos[0]) + 1, dtype=idx_type)
+                seg[pos - pos[0]] = i + 1
+                ft.seek(start + int(pos[0]) * idx_type.itemsize)
+                ft.write(memoryview(seg).cast("B"))
+            ft.truncate(start + size * idx_type.itemsize)
+            ft.flush()
+            os.fsync(ft.fileno())
+        return True
 
     def load_sorted(self, partitions: frozenset[int] | None) -> SortedState | LayeredState:
         self.compact()
