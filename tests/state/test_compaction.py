@@ -9,6 +9,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
+from conn.errors import StateError
 from conn.state import duckdb_store, hashing, migrations
 from conn.state.duckdb_store import DuckDBStorage
 
@@ -106,4 +107,60 @@ def test_first_fold_renames_the_change_log(tmp_path: Path) -> None:
     assert dict(con.execute("SELECT kid, match_value FROM acknowledged").fetchall()) == expect
     index_kids, _ = st.load(None)
     assert np.all(index_kids[1:] > index_kids[:-1]) and len(index_kids) == len(expect)
+    con.close()
+
+
+@pytest.mark.parametrize("case", ["distinct", "twice", "deleted", "too_many", "failed"])
+def test_first_run_end_with_or_without_the_shortcut(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    case: str) -> None:
+    """A first run whose commits are upserts of distinct keys ends without counting
+    them (its own (id, hash) pairs give the cache); any other first run takes the full
+    fold. Both leave the same records and a cache equal to them."""
+    from conn.state.planner import SortedState
+
+    path = tmp_path / "s.duckdb"
+    con = duckdb.connect(str(path))
+    migrations.prepare(con, str(path), kind="sync", identity={"sync": "s"})
+    st = DuckDBStorage(con, path)
+    st.begin_run("r1")
+    shortcut: list[bool] = []
+    real_compact = DuckDBStorage.compact
+
+    def spy(self: DuckDBStorage, force: bool = False, *,
+            distinct_upserts: bool = False) -> None:
+        shortcut.append(distinct_upserts)
+        real_compact(self, force, distinct_upserts=distinct_upserts)
+
+    monkeypatch.setattr(DuckDBStorage, "compact", spy)
+    if case == "too_many":
+        monkeypatch.setattr(duckdb_store, "CACHE_IN_MEMORY_KEYS", 2500)
+    rng = np.random.default_rng(5)
+    kids = np.unique(rng.integers(0, 2**64 - 1, 3000, dtype=np.uint64))
+    expect = {int(k): f"a{k}" for k in kids}
+    for part in np.array_split(kids, 3):
+        st.commit("r1", _rows(part, "a"), _empty_rejections(), deletes=False)
+    if case == "twice":
+        st.commit("r1", _rows(kids[:10], "b"), _empty_rejections(), deletes=False)
+        expect.update({int(k): f"b{k}" for k in kids[:10]})
+    elif case == "deleted":
+        st.commit("r1", _rows(kids[:10], "x"), _empty_rejections(), deletes=True)
+        for k in kids[:10]:
+            expect.pop(int(k))
+    elif case == "failed":  # a commit that fails midway leaves the log in doubt
+        bad = _rows(kids[:1], "z").set_column(1, "key", pa.nulls(1, pa.string()))
+        with pytest.raises(StateError, match="NOT NULL"):
+            st.commit("r1", bad, _empty_rejections(), deletes=False)
+    st.finish()
+    st.wait_cache()
+    assert shortcut == [case == "distinct"]
+    got = dict(con.execute("SELECT kid, match_value FROM acknowledged").fetchall())
+    assert got == expect
+    assert con.execute("SELECT count(*) FROM changes").fetchall()[0][0] == 0
+    built = SortedState(*st.load(None))
+    cached = st._read_cache()
+    assert cached is not None
+    for name, arr in built.parts().items():
+        np.testing.assert_array_equal(cached.parts()[name], arr)
+    assert np.array_equal(built.hashes, built.kids ^ np.uint64(7)) or case == "twice"
     con.close()

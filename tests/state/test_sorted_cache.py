@@ -96,7 +96,7 @@ def test_crash_between_compaction_and_cache_write(tmp_path: Path, used: list[boo
     got = [_run(store, snaps[0])]
     old = _cache_files(store)
     # The second run compacts (a new generation) but "crashes" before writing the cache.
-    monkeypatch.setattr(DuckDBStorage, "write_cache", lambda self, *args: None)
+    monkeypatch.setattr(DuckDBStorage, "write_cache", lambda self, *args, **kw: None)
     got.append(_run(store, snaps[1]))
     assert _cache_files(store) == old
     monkeypatch.undo()
@@ -179,3 +179,50 @@ def test_written_cache_equals_sorted_state(tmp_path: Path, monkeypatch: pytest.M
         assert cached.shift == built.shift == streamed.shift
     finally:
         con.close()
+
+
+def test_background_cache_is_complete_before_the_sync_is_released(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache built in memory is written on a thread while DuckDB closes the file; the
+    sync's lock is released only once it is on disk (the next run may open it)."""
+    import time
+
+    from conn.state.locks import SyncFileLock
+
+    real = DuckDBStorage._write_built_cache
+    events: list[str] = []
+
+    def slow(self: DuckDBStorage, files: object, pairs: object, background: bool) -> None:
+        if background:  # starts the thread, which calls back with background=False
+            real(self, files, pairs, background)
+            return
+        time.sleep(0.3)
+        real(self, files, pairs, background)
+        events.append("written")
+
+    release = SyncFileLock.release
+
+    def spy_release(self: SyncFileLock) -> None:
+        events.append("released")
+        release(self)
+
+    monkeypatch.setattr(DuckDBStorage, "_write_built_cache", slow)
+    monkeypatch.setattr(SyncFileLock, "release", spy_release)
+    store = DuckDBStateStore(tmp_path / "c")
+    _run(store, _snapshots()[0])
+    assert events == ["written", "released"]
+    assert len(_cache_files(store)) == len(CACHE_PARTS)
+
+
+def test_background_cache_failure_only_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    def broken(*_args: object, **_kw: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(duckdb_store.np.lib.format, "write_array", broken)
+    store = DuckDBStateStore(tmp_path / "c")
+    _run(store, _snapshots()[0])
+    assert "could not write the sorted-state cache (disk full)" in caplog.text
+    assert _cache_files(store) == []  # no temporary files left behind
+    monkeypatch.undo()
+    assert _run(store, _snapshots()[1]) == _expected(tmp_path)[1]

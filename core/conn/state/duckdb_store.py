@@ -25,10 +25,12 @@ import itertools
 import logging
 import mmap
 import os
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +132,12 @@ class DuckDBStorage(Storage):
         # commit skips clearing earlier rejections of its keys (an IN-subquery join per
         # batch). Only this connection writes the file while the sync is open.
         self._rejections: bool | None = None
+        self._cache_job: threading.Thread | None = None
+        # The (id, hash) arrays of this run's commits while they are the whole change
+        # log over empty records, upserts only (a first sync): the end of the run then
+        # neither counts the changes' distinct keys nor reads them back for the cache.
+        self._run_pairs: list[tuple[np.ndarray, np.ndarray]] | None = None
+        self._run_rows = 0
 
     def _q(self, sql: str, params: list[Any] | None = None) -> Any:
         try:
@@ -137,9 +145,10 @@ class DuckDBStorage(Storage):
         except duckdb.Error as exc:
             raise StateError(f"state file {self.path}: {exc}") from exc
 
-    def compact(self, force: bool = False) -> None:
+    def compact(self, force: bool = False, *, distinct_upserts: bool = False) -> None:
         """Fold the change log into ``records`` and start a new generation of the
-        sorted-state cache (one transaction).
+        sorted-state cache (one transaction). ``distinct_upserts``: the caller knows
+        that every change upserts a different key (the check is skipped).
 
         The fold goes through the key space in ranges of partitions holding about
         :data:`COMPACT_ROWS` rows each, so DuckDB's window works on one range at a time:
@@ -148,23 +157,24 @@ class DuckDBStorage(Storage):
         n = self._q("SELECT count(*) FROM changes").fetchall()[0][0]
         if not n and not force:
             return
+        self._run_pairs = None  # the change log is folded: no longer this run's alone
         self.con.begin()
         try:
-            self._fold(n)
+            self._fold(n, distinct_upserts)
             migrations.write_meta(self.con, {CACHE_GENERATION: uuid.uuid4().hex})
             self.con.commit()
         except BaseException:
             self.con.rollback()
             raise
 
-    def _fold(self, n: int) -> None:
+    def _fold(self, n: int, distinct_upserts: bool = False) -> None:
         """Fold the ``n`` changes into ``records`` and empty ``changes`` (inside the
         caller's transaction)."""
         ranges = _partition_ranges(n)
         # Per range: does every key change once, as an upsert? Counting distinct ids
         # costs a fraction of the window (a sort of the range) that is otherwise needed
         # to find each key's latest change.
-        simple = [bool(r[0]) for r in (self._q(
+        simple = [True] * len(ranges) if distinct_upserts else [bool(r[0]) for r in (self._q(
             f"SELECT count(DISTINCT kid) = count(*) AND bool_and(c.op = 1) FROM changes "
             f"JOIN commits c USING (seq) WHERE {where}").fetchall()[0] for where in ranges)]
         had_records = bool(self._q("SELECT EXISTS (SELECT 1 FROM records)").fetchall()[0][0])
@@ -289,12 +299,17 @@ class DuckDBStorage(Storage):
                 t.column(2).to_numpy(zero_copy_only=False).astype(bool))
 
     def write_cache(self, previous: str | None = None,
-                    changes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
+                    changes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, *,
+                    background: bool = False) -> None:
         """Write the sorted-state cache of the current records unless it exists; remove
         other generations. With the generation the records had before this run's fold
         (``previous``) and the run's ``changes``, only a change layer over that
         generation's base is written while it stays small. Best effort: a failure only
-        costs the next open time."""
+        costs the next open time.
+
+        ``background``: a cache built in memory is written to its files on a thread once
+        its records are read, so that it overlaps the closing of the DuckDB file (its
+        checkpoint); :meth:`wait_cache` waits for it (before the sync's lock goes)."""
         try:
             gen = self._generation()
             if gen is None:  # a state file from before the cache
@@ -306,14 +321,58 @@ class DuckDBStorage(Storage):
             if keep is None:
                 files = self._cache_files(gen)
                 self.cache_dir.mkdir(exist_ok=True)
-                keep = list(files.values()) if self._write_cache_files(files) else []
-            if self.cache_dir.exists():
-                names = {f.name for f in keep}
-                for f in self.cache_dir.iterdir():
-                    if f.name not in names:
-                        f.unlink(missing_ok=True)
+                n = self._q("SELECT count(*) FROM records").fetchall()[0][0]
+                if 0 < n <= CACHE_IN_MEMORY_KEYS:
+                    pairs = self._load_pairs(None)
+                    self._write_built_cache(files, lambda: pairs, background)
+                    return
+                written = bool(n) and _replace_files(
+                    files, lambda tmp: self._stream_cache(n, tmp), self.cache_dir)
+                keep = list(files.values()) if written else []
+            self._keep_only(keep)
         except (OSError, ValueError, duckdb.Error, StateError) as exc:
             log.warning("%s: could not write the sorted-state cache (%s)", self.path, exc)
+
+    def wait_cache(self) -> None:
+        """Wait for a cache being written in the background (see :meth:`write_cache`)."""
+        if self._cache_job is not None:
+            self._cache_job.join()
+            self._cache_job = None
+
+    def _write_built_cache(self, files: dict[str, Path], pairs: Callable[[], np.ndarray],
+                           background: bool) -> None:
+        """Build the state of ``pairs()`` (the records' (id, hash) pairs) and write it
+        as the cache ``files``; then remove the other generations. ``background``: on a
+        thread (see :meth:`write_cache`)."""
+        if background:
+            self._cache_job = threading.Thread(
+                target=self._write_built_cache, args=(files, pairs, False),
+                name="conn-state-cache")
+            self._cache_job.start()
+            return
+        try:
+            parts = SortedState.from_pairs(pairs()).parts()
+
+            def write(tmp: dict[str, Path]) -> bool:
+                for p, path in tmp.items():
+                    with open(path, "wb") as f:
+                        np.lib.format.write_array(f, parts[p], allow_pickle=False)
+                        f.flush()
+                        os.fsync(f.fileno())
+                return True
+
+            _replace_files(files, write, self.cache_dir)
+            self._keep_only(list(files.values()))
+        except (OSError, ValueError) as exc:
+            log.warning("%s: could not write the sorted-state cache (%s)", self.path, exc)
+
+    def _keep_only(self, keep: list[Path]) -> None:
+        """Remove every cache file but ``keep``."""
+        if self.cache_dir.exists():
+            names = {f.name for f in keep}
+            for f in self.cache_dir.iterdir():
+                if f.name not in names:
+                    f.unlink(missing_ok=True)
 
     def _existing_cache(self, gen: str) -> list[Path] | None:
         """The files making up ``gen``'s cache if it is already written."""
@@ -347,32 +406,6 @@ class DuckDBStorage(Storage):
         _fsync_dir(self.cache_dir)
         return list(cache_layers.files(self.cache_dir, gen).values()) + list(
             base_files.values())
-
-    def _write_cache_files(self, files: dict[str, Path]) -> bool:
-        """Write the cache of the records: built in memory up to
-        :data:`CACHE_IN_MEMORY_KEYS`, streamed beyond. Each file goes to a temporary
-        name, is fsynced and renamed. False if there is nothing to cache."""
-        n = self._q("SELECT count(*) FROM records").fetchall()[0][0]
-        if not n:
-            return False
-        tmp = {p: f.with_name(f".{f.name}.{os.getpid()}.tmp") for p, f in files.items()}
-        try:
-            if n <= CACHE_IN_MEMORY_KEYS:
-                parts = SortedState.from_pairs(self._load_pairs(None)).parts()
-                for p, path in tmp.items():
-                    with open(path, "wb") as f:
-                        np.lib.format.write_array(f, parts[p], allow_pickle=False)
-                        f.flush()
-                        os.fsync(f.fileno())
-            elif not self._stream_cache(n, tmp):
-                return False
-            for p, f in files.items():
-                os.replace(tmp[p], f)
-            _fsync_dir(self.cache_dir)
-            return True
-        finally:
-            for t in tmp.values():
-                t.unlink(missing_ok=True)
 
     def _stream_cache(self, n: int, tmp: dict[str, Path]) -> bool:
         """Write the cache of the ``n`` records to the ``tmp`` files from the records
@@ -443,6 +476,22 @@ class DuckDBStorage(Storage):
     def begin_run(self, run_id: str) -> None:
         self._q("INSERT INTO progress (run_id, started_at, updated_at) VALUES (?, now(), "
                 "now()) ON CONFLICT DO NOTHING", [run_id])
+        empty = self._q("SELECT NOT EXISTS (SELECT 1 FROM records) AND NOT EXISTS "
+                        "(SELECT 1 FROM changes)").fetchall()[0][0]
+        self._run_pairs, self._run_rows = ([] if empty else None), 0
+
+    def _track(self, rows: pa.Table, deletes: bool) -> None:
+        """Keep the (id, hash) pairs of a committed batch while the change log holds
+        only this run's upserts (see ``_run_pairs``), up to :data:`CACHE_IN_MEMORY_KEYS`."""
+        if self._run_pairs is None:
+            return
+        self._run_rows += rows.num_rows
+        if deletes or self._run_rows > CACHE_IN_MEMORY_KEYS:
+            self._run_pairs = None
+            return
+        kids = rows.column("kid").to_numpy().astype(np.uint64)
+        hashes = rows.column("hash").fill_null(0).to_numpy().astype(np.uint64)
+        self._run_pairs.append((kids, hashes))
 
     def _may_have_rejections(self) -> bool:
         if self._rejections is None:
@@ -487,12 +536,14 @@ class DuckDBStorage(Storage):
                     [rows.num_rows, rejected.num_rows, run_id])
             con.commit()
         except BaseException:
+            self._run_pairs = None
             con.rollback()
             raise
         finally:
             con.unregister("_rows")
             if rejected.num_rows:
                 con.unregister("_rej")
+        self._track(rows, deletes)
 
     def lookup(self, kids: np.ndarray, batch_rows: int) -> Iterator[tuple[pa.Array, pa.Array]]:
         cur = self.con.cursor()
@@ -528,10 +579,23 @@ class DuckDBStorage(Storage):
         self._q("INSERT OR REPLACE INTO source_state VALUES (1, ?, ?, now())", [value, run_id])
 
     def finish(self) -> None:
+        run = self._run_pairs
+        if run is not None and self._run_rows:
+            kids = np.concatenate([k for k, _ in run])
+            if bool((np.diff(np.sort(kids)) != 0).all()):  # (a key twice: the full fold)
+                hashes = np.concatenate([h for _, h in run])
+                self._run_pairs = None
+                self.compact(distinct_upserts=True)
+                gen = self._generation()
+                if gen is not None:
+                    self.cache_dir.mkdir(exist_ok=True)
+                    self._write_built_cache(self._cache_files(gen),
+                                            partial(_sorted_pairs, kids, hashes), True)
+                return
         previous = self._generation()
         changes = self._pending_changes()
         self.compact()
-        self.write_cache(previous, changes)
+        self.write_cache(previous, changes, background=True)
 
 
 def _npy_header(f: Any, dtype: np.dtype, n: int) -> int:
@@ -586,6 +650,32 @@ def _map_npy(path: Path) -> np.ndarray:
     return np.frombuffer(mm, dtype=dtype, count=shape[0], offset=offset)
 
 
+def _sorted_pairs(kids: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+    """(id, hash, id, hash, ...) in id order."""
+    order = np.argsort(kids)
+    pairs = np.empty(2 * len(kids), dtype=np.uint64)
+    pairs[0::2] = kids[order]
+    pairs[1::2] = hashes[order]
+    return pairs
+
+
+def _replace_files(files: dict[str, Path], write: Callable[[dict[str, Path]], bool],
+                   folder: Path) -> bool:
+    """Write ``files`` through temporary names (``write`` fills them and fsyncs; False
+    gives up), then rename them into place and fsync ``folder``."""
+    tmp = {p: f.with_name(f".{f.name}.{os.getpid()}.tmp") for p, f in files.items()}
+    try:
+        if not write(tmp):
+            return False
+        for p, f in files.items():
+            os.replace(tmp[p], f)
+        _fsync_dir(folder)
+        return True
+    finally:
+        for t in tmp.values():
+            t.unlink(missing_ok=True)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -636,7 +726,7 @@ class DuckDBStateStore(StateStore):
         partitions (``conn.state.hashing.PARTITIONS`` in all); deletions then cover only
         them."""
         lock = SyncFileLock(self.root / "locks", sync, run_id, partitions).acquire()
-        con = None
+        con = storage = None
         try:
             self.sync_path(sync).parent.mkdir(parents=True, exist_ok=True)
             con, meta = self._open_sync_file(sync)
@@ -649,10 +739,14 @@ class DuckDBStateStore(StateStore):
                 yield st
         finally:
             self._open.pop(sync, None)
-            if con is not None:
-                with contextlib.suppress(duckdb.Error):
-                    con.close()
-            lock.release()
+            try:
+                if con is not None:
+                    with contextlib.suppress(duckdb.Error):
+                        con.close()  # DuckDB's checkpoint, while the cache is written
+            finally:
+                if storage is not None:
+                    storage.wait_cache()
+                lock.release()
 
     def _check_canary(self, storage: DuckDBStorage, meta: dict[str, str],
                       full_resync: bool) -> None:
