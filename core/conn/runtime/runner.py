@@ -25,6 +25,7 @@ from conn.mapping import build_mapper
 from conn.runtime import delivery
 from conn.runtime.keys import key_array
 from conn.runtime.lane import DeliveryLane
+from conn.runtime.opening import OpenedInBackground
 from conn.runtime.report import RunInfo, RunReport, SyncReport
 from conn.source import SourceState
 
@@ -165,13 +166,16 @@ class SyncRunner:
             source = self._connector("source", self.sync.source)
             dest = self._connector("destination", self.sync.destination)
             stream, obj, match_key, gate, mapper = self.prepare(source, dest)
-            # The lane closes (every handed-over batch delivered) before the state does.
-            with self.store.open_sync(self.sync.name, self.run_info.run_id,
-                                      full_resync=self.options.full_resync) as st, \
+            # The state opens on a helper thread while the first batch is read, gated and
+            # mapped. The lane closes (every handed-over batch delivered) before the state.
+            with OpenedInBackground(self.store.open_sync(
+                    self.sync.name, self.run_info.run_id,
+                    full_resync=self.options.full_resync), "conn-state-open") as opening, \
                     DeliveryLane() as lane:
                 self._stream_batches(source, dest, stream, obj, match_key, gate, mapper,
-                                     st, lane)
+                                     opening.value, lane)
                 lane.drain()
+                st = opening.value()
                 if rep.status == "running" and self.sync.mode == "mirror":
                     self._delete_missing(dest, obj, match_key, st, lane)
                 elif rep.status == "running" and not self.options.dry_run and self._full_read:
@@ -215,22 +219,24 @@ class SyncRunner:
 
     def _stream_batches(self, source: Source, dest: Destination, stream: StreamInfo,
                         obj: ObjectInfo, match_key: str, gate: Any, mapper: Any,
-                        st: SyncState, lane: DeliveryLane) -> None:
+                        state_of: Callable[[], SyncState], lane: DeliveryLane) -> None:
         """Read, gate, map and plan each batch on this thread; hand its delivery (the
         write, the commit of what was acknowledged, the counts) to ``lane``, so the
         next batch is prepared while this one is sent. Report fields are split: this
-        thread counts reads, consent and planning, the lane everything after."""
+        thread counts reads, consent and planning, the lane everything after.
+        ``state_of()`` gives the sync's state once it is open (it waits until then)."""
         rep, opts = self.report, self.options
         operation, send_updates = MODE_PLAN[self.sync.mode]
         # Deletions need the whole set: mirror mode always reads the source in full.
         incremental = bool(stream.cursor) and not opts.full_resync and self.sync.mode != "mirror"
-        state = st.source_state() if incremental else None
+        state = state_of().source_state() if incremental else None
         self._full_read = state is None
         batch_rows = opts.batch_rows or self.sync.batch_rows
         for item in source.read(stream, state, batch_rows):
             if lane.stopped:
                 break
             if isinstance(item, SourceState):
+                st = state_of()
                 if not opts.dry_run:
                     # In order behind the batches read before it: a bookmark is saved
                     # only once everything before it was acknowledged.
@@ -248,6 +254,7 @@ class SyncRunner:
             gated = gate.apply(item, keys)
             rep.consent_denied += gated.withheld
             mapped = mapper.apply(gated)
+            st = state_of()
             if mapped.rejected:
                 st.touch(pa.array([k for k, _ in mapped.rejected], pa.string()))
             plan = st.plan(mapped.keys, mapped.batch)
