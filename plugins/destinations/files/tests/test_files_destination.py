@@ -187,6 +187,38 @@ def test_only_columns_that_repeat_are_dictionary_encoded(tmp_path: Path) -> None
     assert read.column("plan").to_pylist() == ["pro"] * n
 
 
+@pytest.mark.parametrize("codec", ["snappy", "zstd", "none"])
+def test_columns_the_codec_would_not_shrink_are_stored_uncompressed(tmp_path: Path,
+                                                                     codec: str) -> None:
+    import hashlib
+
+    import numpy as np
+
+    n = 5000
+    rng = np.random.default_rng(3)
+    table = pa.table({
+        "email_sha256": pa.array([hashlib.sha256(str(i).encode()).hexdigest()
+                                  for i in range(n)]),                     # random hex
+        "email": pa.array([f"customer.{i:06d}@example.com" for i in range(n)]),  # repeats
+        "ltv": pa.array(rng.random(n)),                                    # random doubles
+        "seq": pa.array(range(n), pa.int64()),                             # small ints
+        "with_nulls": pa.array([None if i % 2 else "x" * 40 for i in range(n)]),
+    })
+    with make(tmp_path, format="parquet", compression=codec) as dest:
+        write_records(dest, "records", table)
+    part = tmp_path / "out" / "records" / "part-000001.parquet"
+    meta = pq.read_metadata(part).row_group(0)
+    got = {meta.column(i).path_in_schema: meta.column(i).compression
+           for i in range(meta.num_columns)}
+    name = "UNCOMPRESSED" if codec == "none" else codec.upper()
+    assert got["ltv"] == "UNCOMPRESSED"
+    # zstd's entropy coding halves hex digits; Snappy's byte matching gains nothing
+    assert got["email_sha256"] == ("ZSTD" if codec == "zstd" else "UNCOMPRESSED")
+    assert got["email"] == got["seq"] == got["with_nulls"] == name
+    read = pq.read_table(part).drop_columns(["_op"])
+    assert read.equals(table)
+
+
 def test_large_write_is_split_to_batch_size(tmp_path: Path) -> None:
     n = 120_000
     table = pa.table({"id": pa.array(range(n), pa.int64()),
