@@ -143,7 +143,11 @@ def fast_exit(monkeypatch):
 
     monkeypatch.setattr(cli.os, "_exit", os_exit)
     monkeypatch.setattr(cli.atexit, "_run_exitfuncs", lambda: calls.append("atexit"))
-    return cli, calls
+    import gc
+
+    thresholds = gc.get_threshold()
+    yield cli, calls
+    gc.set_threshold(*thresholds)
 
 
 @pytest.mark.parametrize(("raised", "code"), [(None, 0), (SystemExit(4), 4),
@@ -164,6 +168,9 @@ def test_entry_runs_atexit_then_exits_with_mains_code(fast_exit, monkeypatch, ca
         cli.entry()
     assert got.value.code == code
     assert calls == ["atexit", "exit"]
+    import gc
+
+    assert gc.get_threshold()[0] == 50_000  # start-up's imports: few young collections
     out = capsys.readouterr()
     assert out.out == "report\n"
     assert out.err == ("no\n" if raised is not None and raised.code == "no" else "")
