@@ -300,7 +300,8 @@ class DuckDBStorage(Storage):
 
     def write_cache(self, previous: str | None = None,
                     changes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, *,
-                    background: bool = False) -> None:
+                    background: bool = False,
+                    pairs: Callable[[], np.ndarray] | None = None) -> None:
         """Write the sorted-state cache of the current records unless it exists; remove
         other generations. With the generation the records had before this run's fold
         (``previous``) and the run's ``changes``, only a change layer over that
@@ -309,7 +310,9 @@ class DuckDBStorage(Storage):
 
         ``background``: a cache built in memory is written to its files on a thread once
         its records are read, so that it overlaps the closing of the DuckDB file (its
-        checkpoint); :meth:`wait_cache` waits for it (before the sync's lock goes)."""
+        checkpoint); :meth:`wait_cache` waits for it (before the sync's lock goes).
+        ``pairs``: gives the records' (id, hash) pairs instead of reading them (called
+        on that thread)."""
         try:
             gen = self._generation()
             if gen is None:  # a state file from before the cache
@@ -323,8 +326,10 @@ class DuckDBStorage(Storage):
                 self.cache_dir.mkdir(exist_ok=True)
                 n = self._q("SELECT count(*) FROM records").fetchall()[0][0]
                 if 0 < n <= CACHE_IN_MEMORY_KEYS:
-                    pairs = self._load_pairs(None)
-                    self._write_built_cache(files, lambda: pairs, background)
+                    if pairs is None:
+                        loaded = self._load_pairs(None)
+                        pairs = lambda: loaded  # noqa: E731
+                    self._write_built_cache(files, pairs, background)
                     return
                 written = bool(n) and _replace_files(
                     files, lambda tmp: self._stream_cache(n, tmp), self.cache_dir)
@@ -584,13 +589,8 @@ class DuckDBStorage(Storage):
             kids = np.concatenate([k for k, _ in run])
             if bool((np.diff(np.sort(kids)) != 0).all()):  # (a key twice: the full fold)
                 hashes = np.concatenate([h for _, h in run])
-                self._run_pairs = None
                 self.compact(distinct_upserts=True)
-                gen = self._generation()
-                if gen is not None:
-                    self.cache_dir.mkdir(exist_ok=True)
-                    self._write_built_cache(self._cache_files(gen),
-                                            partial(_sorted_pairs, kids, hashes), True)
+                self.write_cache(background=True, pairs=partial(_sorted_pairs, kids, hashes))
                 return
         previous = self._generation()
         changes = self._pending_changes()
