@@ -143,3 +143,17 @@ def test_duckdb_results_stay_aligned_on_large_arrays() -> None:
         assert digests[int(i)].as_py() == hashlib.sha256(str(i).encode()).hexdigest()
     echoed = sql_over(arr, "v || ''")
     assert echoed.equals(arr)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.sampled_from(["", " ", "a", "Ab "]), st.text(max_size=6)),
+                max_size=30),
+       st.integers(0, 5), st.integers(0, 5))
+def test_blank_strings_become_null_on_any_slice(values, start, cut) -> None:
+    """Blank detection reads the offsets: right with nulls, empty strings and slices."""
+    from conn.consent.normalize import _blank_to_null
+
+    arr = pa.array(values, pa.string())
+    arr = arr.slice(min(start, len(arr)), max(0, len(arr) - start - cut))
+    got = _blank_to_null(arr).to_pylist()
+    assert got == [None if v == "" else v for v in arr.to_pylist()]

@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -45,10 +46,22 @@ def _str(arr: pa.Array) -> pa.Array:
 
 
 def _blank_to_null(arr: pa.Array) -> pa.Array:
-    blank = pc.equal(pc.utf8_length(arr), 0)
-    if not pc.any(blank).as_py():  # the usual case: no copy of the strings
+    if not len(arr) or not isinstance(arr, pa.Array) or arr.type != pa.string():
+        return _blank_to_null_by_length(arr)
+    # Empty strings are equal neighbouring offsets: one pass over the offsets finds
+    # whether there are any (the usual case: none, and no copy of the strings).
+    offsets = np.frombuffer(arr.buffers()[1], np.int32, count=len(arr) + 1,
+                            offset=arr.offset * 4)
+    if not (offsets[1:] == offsets[:-1]).any():
         return arr
-    return pc.if_else(blank, pa.scalar(None, pa.string()), arr)
+    return _blank_to_null_by_length(arr)
+
+
+def _blank_to_null_by_length(arr: pa.Array) -> pa.Array:
+    blank = pc.equal(pc.utf8_length(arr), 0)
+    if not pc.any(blank).as_py():
+        return arr
+    return pc.if_else(blank, pa.scalar(None, arr.type), arr)
 
 
 def text(arr: pa.Array, **_: Any) -> pa.Array:
