@@ -30,7 +30,12 @@ RECEIVED: list[tuple[str, str, list[dict[str, Any]]]] = []
 WRITE_HOOK: list[Callable[[WriteRequest], WriteResult | None]] = []
 
 
+#: The columns of each read (a source with ``projection`` reads only these).
+READ_COLUMNS: list[list[str]] = []
+
+
 def reset() -> None:
+    READ_COLUMNS.clear()
     TABLES.clear()
     CURSORS.clear()
     RECEIVED.clear()
@@ -38,9 +43,11 @@ def reset() -> None:
 
 
 class MemorySource(Source):
-    """Streams tables held in :data:`TABLES`."""
+    """Streams tables held in :data:`TABLES`, only the columns of the stream it is given
+    (``projection``: every runtime test runs with the narrowed streams)."""
 
     name = "memory"
+    projection = True
     config_schema = {
         "type": "object",
         "additionalProperties": False,
@@ -65,7 +72,8 @@ class MemorySource(Source):
         table, _ = TABLES[stream.name]
         if stream.cursor and state is not None:
             table = table.filter(pc.greater(table[stream.cursor], state))
-        yield from table.to_batches(max_chunksize=batch_rows)
+        READ_COLUMNS.append(list(stream.schema.names))
+        yield from table.select(stream.schema.names).to_batches(max_chunksize=batch_rows)
         if stream.cursor and table.num_rows:
             yield SourceState(pc.max(table[stream.cursor]).as_py())
 

@@ -340,3 +340,34 @@ def test_every_write_of_a_run_happens_on_one_thread(project, registry):
     rep = sync(p, registry, batch_rows=2)
     assert rep.status == "ok" and rep.deleted == 5
     assert len(threads) == 1 and threading.get_ident() not in threads
+
+
+def test_a_projecting_source_reads_only_the_columns_the_sync_uses(project, registry,
+                                                                 monkeypatch):
+    """Key, consent column and the mapping's columns: a column nothing reads is not read,
+    the consent column that no field maps still is (and still gates)."""
+    people(BASE_ROWS)
+    t, pk = fakes.TABLES["people"]
+    fakes.TABLES["people"] = (t.append_column("notes", pa.array(["x"] * t.num_rows)), pk)
+    rep = sync(project(), registry)
+    assert (rep.status, rep.consent_denied, rep.inserted) == ("ok", 1, 3)
+    assert fakes.READ_COLUMNS == [["id", "email", "name", "opt_in"]]
+    assert all(set(r) <= {"email", "name"} for r in received())
+    # A source that does not project is given the whole stream.
+    fakes.READ_COLUMNS.clear()
+    monkeypatch.setattr(fakes.MemorySource, "projection", False)
+    rep = sync(project(), registry, full_resync=True)
+    assert fakes.READ_COLUMNS == [["id", "email", "name", "opt_in", "notes"]]
+    assert rep.status == "ok"
+
+
+def test_narrowed_stream_keeps_order_key_and_cursor():
+    from conn.source import StreamInfo
+
+    schema = pa.schema([("a", pa.int64()), ("id", pa.int64()), ("b", pa.string()),
+                        ("at", pa.int64()), ("c", pa.string())])
+    s = StreamInfo("t", schema, ("id",), "at", {"b": "email"})
+    n = s.narrowed({"c", "a", "missing"})
+    assert n.schema.names == ["a", "id", "at", "c"]
+    assert (n.name, n.primary_key, n.cursor, n.personal) == ("t", ("id",), "at", {"b": "email"})
+    assert s.schema.names == ["a", "id", "b", "at", "c"]  # the original is unchanged

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,16 @@ class StreamInfo:
     personal: Mapping[str, str] = field(default_factory=dict)
     query: str | None = None
 
+    def narrowed(self, columns: typing.Collection[str]) -> StreamInfo:
+        """The same stream with only ``columns`` (in the schema's order), plus its
+        primary key and cursor, which a read always needs."""
+        keep = set(columns) | set(self.primary_key) | ({self.cursor} if self.cursor else set())
+        schema = self.schema
+        for i in reversed(range(len(schema))):
+            if schema.field(i).name not in keep:
+                schema = schema.remove(i)
+        return dataclasses.replace(self, schema=schema)
+
 
 @dataclass(frozen=True)
 class SourceState:
@@ -52,6 +63,11 @@ class Source(Connector, abc.ABC):
 
     #: Rows per batch a source should aim for when the user does not say.
     default_batch_rows: typing.ClassVar[int] = 65_536
+    #: Whether :meth:`read_batches` reads only the columns of the stream it is given.
+    #: The runtime then gives it the stream :meth:`StreamInfo.narrowed` to the columns
+    #: the sync uses (key, cursor, consent, mapping), so a wide table is not read whole.
+    #: A source that leaves this False gets the full stream; extra columns are fine.
+    projection: typing.ClassVar[bool] = False
 
     @abc.abstractmethod
     def check(self) -> None:

@@ -89,6 +89,12 @@ class ConsentGate:
 
     # --- configuration ----------------------------------------------------------------
 
+    def columns_read(self) -> set[str]:
+        """The source columns the gate reads: consent columns, the subject and every
+        column the mapping reads (what the gate passes on is chosen among those)."""
+        return {*self.columns.values(), *([self.subject] if self.subject else []),
+                *self.policies}
+
     def issues(self) -> list[ConfigError]:
         """Consent configuration problems. Field-policy problems concern the fields sent
         and are reported by ``mapper.issues()``; the runtime raises both lists."""

@@ -232,7 +232,11 @@ class SyncRunner:
         state = state_of().source_state() if incremental else None
         self._full_read = state is None
         batch_rows = opts.batch_rows or self.sync.batch_rows
-        for item in source.read(stream, state, batch_rows):
+        read = stream
+        columns_read = getattr(gate, "columns_read", None)
+        if source.projection and columns_read is not None:
+            read = stream.narrowed(columns_read())
+        for item in source.read(read, state, batch_rows):
             if lane.stopped:
                 break
             if isinstance(item, SourceState):

@@ -282,3 +282,24 @@ def test_parquet_memory_bounded_by_batches_not_file(tmp_path: Path) -> None:
         time.sleep(0.002)  # a slow consumer: read-ahead, if any, piles up
     assert rows == n
     assert peak < path.stat().st_size / 10, (peak, path.stat().st_size)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
+def test_a_narrowed_stream_reads_only_its_columns(tmp_path: Path, fmt: str) -> None:
+    """The runtime narrows the stream to the columns a sync uses (``projection``)."""
+    table = pa.table({"id": [1, 2, 3], "email": ["a@x.io", "b@x.io", None],
+                      "notes": ["n1", "n2", "n3"], "score": [1.5, 2.5, 3.5]})
+    path = tmp_path / f"people.{fmt}"
+    if fmt == "parquet":
+        pq.write_table(table, path)
+    elif fmt == "csv":
+        pcsv.write_csv(table, path)
+    else:
+        write_jsonl(path, table.to_pylist())
+    src = make(path=str(path), primary_key="id")
+    assert FilesSource.projection
+    stream = src.stream("people").narrowed({"score"})
+    batches = [b for b in src.read(stream) if isinstance(b, pa.RecordBatch)]
+    got = pa.Table.from_batches(batches)
+    assert got.column_names == ["id", "score"]
+    assert got.column("score").to_pylist() == [1.5, 2.5, 3.5]
