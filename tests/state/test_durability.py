@@ -288,3 +288,38 @@ def test_rejections_of_an_older_format_are_listed_without_migrating(store):
     assert [(r["key"], r["reason"]) for r in store.rejections("s")] == [("1", "bad e-mail")]
     with duckdb.connect(str(store.sync_path("s"))) as con:
         assert migrations.read_meta(con)["format_version"] == "1"
+
+
+def test_run_history_is_attached_briefly_and_survives_errors_and_threads(store):
+    """The history file is attached to the shared in-memory DuckDB for each record: it is
+    detached after an error inside, recorded from several threads at once, and left
+    free for another process (a plain connection) after every record."""
+    import threading
+
+    from conn.state import hashing
+
+    with pytest.raises(RuntimeError), store._runs_db():
+        raise RuntimeError("boom")
+    errors: list[BaseException] = []
+
+    def record(i: int) -> None:
+        try:
+            store.record_run("s", f"r{i}", {"status": "ok", "inserted": i})
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=record, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(r["run_id"] for r in store.runs("s")) == [f"r{i}" for i in range(8)]
+    con = hashing.connect()
+    try:  # nothing is left attached
+        assert [r[0] for r in con.execute("SELECT database_name FROM duckdb_databases() "
+                                          "WHERE NOT internal").fetchall()] == ["memory"]
+    finally:
+        con.close()
+    with duckdb.connect(str(store.root / "state" / "runs.duckdb")) as other:
+        assert other.execute("SELECT count(*) FROM runs").fetchall()[0][0] == 8

@@ -151,8 +151,9 @@ def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
     """Tables and views of the file (the catalog functions: the first query of
     ``information_schema`` in a process costs ~10 ms, a sync's whole open ~80 ms)."""
     rows = con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' "
-                       "UNION ALL SELECT view_name FROM duckdb_views() "
-                       "WHERE schema_name = 'main' AND NOT internal").fetchall()
+                       "AND database_name = current_database() UNION ALL SELECT view_name "
+                       "FROM duckdb_views() WHERE schema_name = 'main' AND NOT internal "
+                       "AND database_name = current_database()").fetchall()
     return {r[0] for r in rows}
 
 
