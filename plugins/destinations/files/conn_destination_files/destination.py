@@ -434,6 +434,11 @@ def column_codecs(table: pa.Table, codec: str, dictionary: list[str]) -> dict[st
 
     out = {}
     for name, col in zip(table.column_names, table.columns, strict=True):
+        if pa.types.is_nested(col.type):
+            # Per-column codecs name Parquet's leaf columns (``tags.list.element``); a
+            # leaf left out of the dict would be written uncompressed.
+            out.update(dict.fromkeys(_leaf_paths(table.select([name])), codec))
+            continue
         sample = None if codec == "none" or name in dictionary else _value_bytes(col)
         if sample is not None and len(sample) >= 1024:
             packed = pa.compress(sample, codec=codec, asbytes=False)
@@ -441,6 +446,17 @@ def column_codecs(table: pa.Table, codec: str, dictionary: list[str]) -> dict[st
         else:
             out[name] = codec
     return out
+
+
+def _leaf_paths(table: pa.Table) -> list[str]:
+    """The Parquet leaf column paths of ``table`` (as written by pyarrow)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table.slice(0, 0), sink)
+    schema = pq.read_metadata(pa.BufferReader(sink.getvalue())).schema
+    return [schema.column(i).path for i in range(len(schema))]
 
 
 def _value_bytes(col: pa.ChunkedArray) -> pa.Buffer | None:

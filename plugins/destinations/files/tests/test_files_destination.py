@@ -203,6 +203,8 @@ def test_columns_the_codec_would_not_shrink_are_stored_uncompressed(tmp_path: Pa
         "ltv": pa.array(rng.random(n)),                                    # random doubles
         "seq": pa.array(range(n), pa.int64()),                             # small ints
         "with_nulls": pa.array([None if i % 2 else "x" * 40 for i in range(n)]),
+        "tags": pa.array([["a", f"t{i % 9}"] for i in range(n)], pa.list_(pa.string())),
+        "address": pa.array([{"city": "Lyon", "zip": str(i % 50)} for i in range(n)]),
     })
     with make(tmp_path, format="parquet", compression=codec) as dest:
         write_records(dest, "records", table)
@@ -215,6 +217,8 @@ def test_columns_the_codec_would_not_shrink_are_stored_uncompressed(tmp_path: Pa
     # zstd's entropy coding halves hex digits; Snappy's byte matching gains nothing
     assert got["email_sha256"] == ("ZSTD" if codec == "zstd" else "UNCOMPRESSED")
     assert got["email"] == got["seq"] == got["with_nulls"] == name
+    # nested columns' leaves keep the codec (a per-column dict names the leaves)
+    assert got["tags.list.element"] == got["address.city"] == got["address.zip"] == name
     read = pq.read_table(part).drop_columns(["_op"])
     assert read.equals(table)
 
