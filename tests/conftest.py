@@ -12,6 +12,15 @@ from conn.plugins import Registry, reset_registry
 os.environ.setdefault("CONN_LOG_LEVEL", "WARNING")
 
 
+def unavailable(reason: str) -> None:
+    """Skip a test whose service or install is missing on a developer's machine; fail
+    it under CI (``CI`` set), which installs and starts everything, so that a broken
+    setup cannot pass as skipped tests."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI provides it: not skipped there)")
+    pytest.skip(reason, allow_module_level=True)
+
+
 @pytest.fixture(autouse=True)
 def _clean_secrets() -> Iterator[None]:
     secrets.clear()

@@ -11,7 +11,12 @@ import pyarrow as pa
 import pytest
 from conn.state import accel, hashing
 
-conn_speedups = pytest.importorskip("conn_speedups")
+from tests.conftest import unavailable
+
+try:
+    import conn_speedups
+except ImportError:
+    unavailable("conn-speedups is not installed (make dev builds it)")
 
 
 @pytest.fixture(autouse=True)

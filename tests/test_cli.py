@@ -12,6 +12,7 @@ import pytest
 from conn.cli.main import main
 
 from tests import fakes
+from tests.conftest import unavailable
 from tests.test_runtime import BASE_ROWS, PROJECT, people
 
 
@@ -197,7 +198,7 @@ def test_console_script_exit_codes_and_output(tmp_path: Path):
     """The installed ``conn`` script (fast exit): output arrives, codes mean the same."""
     exe = Path(sys.executable).parent / "conn"
     if not exe.exists():
-        pytest.skip("the conn console script is not installed next to this Python")
+        unavailable("the conn console script is not installed next to this Python")
     ok = subprocess.run([str(exe), "--help"], capture_output=True, text=True, cwd=tmp_path)
     assert ok.returncode == 0 and "sync" in ok.stdout
     (tmp_path / "conn.yml").write_text("version: 1\nsources: [oops]\n")

@@ -10,6 +10,7 @@ import uuid
 import pytest
 from conn.errors import SyncLocked
 
+from tests.conftest import unavailable
 from tests.state.conftest import PG_URL, make_store, pg_available
 
 pytestmark = pytest.mark.services
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.services
 @pytest.fixture
 def schemas():
     if not pg_available():
-        pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432")
+        unavailable("PostgreSQL not reachable at 127.0.0.1:5432")
     names = [f"conn_test_{uuid.uuid4().hex[:10]}" for _ in range(2)]
     yield names
     import psycopg

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import pytest
 from conn.state.base import StateStore
 
+from tests.conftest import unavailable
+
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
@@ -51,7 +53,7 @@ def backend(request, tmp_path) -> Iterator[tuple[str, object]]:
     kind = request.param
     schema = f"conn_test_{uuid.uuid4().hex[:10]}"
     if kind == "postgres" and not pg_available():
-        pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432")
+        unavailable("PostgreSQL not reachable at 127.0.0.1:5432")
     stores: list[StateStore] = []
     memory: list[StateStore] = []
 
