@@ -134,7 +134,7 @@ def child_plan(state: Path, n: int, b: int, commit: bool) -> dict:
                 st.commit(k, plan.hashes.take(idx), k, pa.array([True] * len(k)), [])
             timed += time.perf_counter() - t0
         t0 = time.perf_counter()
-        for dkeys, _ in st.deletions(10_000):
+        for dkeys, _, _ in st.deletions(10_000):
             counts["deletes"] += len(dkeys)
             if commit:
                 st.commit_deletes(dkeys, pa.array([True] * len(dkeys)), [])

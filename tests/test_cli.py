@@ -51,7 +51,7 @@ def test_rejections_exit_4_and_are_listed(proj_dir, monkeypatch, capsys):
     assert code == 4
     assert "INVALID_EMAIL" in out and "conn rejected people_to_crm" in out
     code, out, _ = run_cli(monkeypatch, capsys, "rejected", "people_to_crm", "--json")
-    assert code == 0 and json.loads(out)["rejected"][0]["key"] == "9"
+    assert code == 0 and json.loads(out)["rejected"][0]["key"] == 9  # typed, as in the source
     code, out, _ = run_cli(monkeypatch, capsys, "runs", "--json")
     assert code == 0 and len(json.loads(out)["runs"]) == 1
 

@@ -5,6 +5,12 @@ destination, which posts to a recording HTTP server on loopback. After every kil
 test reads what the state file holds as acknowledged; at the end it asserts that every
 row that should have arrived arrived, that no row acknowledged in state was ever sent
 again, and that the state equals what the destination holds.
+
+It also proves the delivery guarantee of docs/sync-modes.md: a kill re-sends at most the
+requests that were in flight, at most ``concurrency`` requests of ``batch_size`` records,
+whatever the source batch size, and every re-sent record carries the idempotency key it
+was first sent with (the receiver answered every request it got, so every record it got
+twice is a re-send).
 """
 
 from __future__ import annotations
@@ -28,15 +34,20 @@ pytest.importorskip("conn_source_duckdb")
 
 KILLS = 20
 SEED = 20261124
+BATCH_SIZE = 100
+CONCURRENCY = 2
 
 
 class Recorder:
-    """Receives webhook posts; remembers (run, key, email) of every record."""
+    """Receives webhook posts; remembers (run, key, email) of every record, and the
+    idempotency key it first came with and every one it came with later."""
 
     def __init__(self) -> None:
         self.run = 0
         self.lock = threading.Lock()
         self.receipts: list[tuple[int, str, str]] = []
+        self.first_key: dict[str, str] = {}
+        self.changed_key: list[str] = []
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,9 +55,12 @@ class Recorder:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 time.sleep(0.01)  # a destination that takes a moment, like a real API
                 with recorder.lock:
-                    for r in body["records"]:
-                        recorder.receipts.append(
-                            (recorder.run, str(r["customer_id"]), r.get("email", "")))
+                    keys = body.get("idempotency_keys") or [None] * len(body["records"])
+                    for r, ikey in zip(body["records"], keys, strict=True):
+                        key = str(r["customer_id"])
+                        recorder.receipts.append((recorder.run, key, r.get("email", "")))
+                        if recorder.first_key.setdefault(key, ikey) != ikey:
+                            recorder.changed_key.append(key)
                 try:
                     self.send_response(200)
                     self.send_header("Content-Type", "application/json")
@@ -84,8 +98,8 @@ destinations:
     config:
       url: {url}
       secret: crash-test-signing-secret
-      batch_size: 100
-      concurrency: 2
+      batch_size: {batch_size}
+      concurrency: {concurrency}
       objects: [{{name: customers, identifiers: [customer_id]}}]
 syncs:
   customers_to_hook:
@@ -96,7 +110,7 @@ syncs:
     primary_key: customer_id
     match_key: customer_id
     mode: upsert
-    batch_rows: 2000
+    batch_rows: {batch_rows}
     consent: {{columns: {{marketing: marketing_opt_in}}}}
     mapping:
       customer_id: customer_id
@@ -124,6 +138,19 @@ def acknowledged(state_file: Path) -> dict[str, str]:
     return dict(rows)
 
 
+def resends_per_kill(receipts: list[tuple[int, str, str]], kills: int) -> list[int]:
+    """For each killed run, how many records it got to the receiver that a later run
+    sent again."""
+    later: set[str] = set()
+    out = [0] * kills
+    for run in range(kills, -1, -1):
+        got = {k for r, k, _ in receipts if r == run}
+        if run < kills:
+            out[run] = len(got & later)
+        later |= got
+    return out
+
+
 def conn_cmd() -> list[str]:
     return [sys.executable, "-m", "conn.cli.main", "sync", "warehouse", "hook"]
 
@@ -142,7 +169,9 @@ def test_sigkill_at_random_points_loses_nothing_and_resends_nothing_acknowledged
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     acked_after: list[dict[str, str]] = []
     with Recorder() as server:
-        (tmp_path / "conn.yml").write_text(PROJECT.format(url=server.url))
+        (tmp_path / "conn.yml").write_text(PROJECT.format(
+            url=server.url, batch_size=BATCH_SIZE, concurrency=CONCURRENCY,
+            batch_rows=20_000))
         # Kill points: a few during start-up (by time), the rest after a random number of
         # records reached the destination (by progress), so every kill lands mid-run
         # whatever the machine's speed, at a different place of the delivery each time.
@@ -182,6 +211,13 @@ def test_sigkill_at_random_points_loses_nothing_and_resends_nothing_acknowledged
         resent = {k for run, k, _ in receipts if run > i} & set(acked)
         assert not resent, f"{len(resent)} rows acknowledged before kill {i} sent again"
     assert set(final) == received, "state equals the destination's content"
+    # The delivery guarantee: a kill re-sends at most the requests in flight.
+    resent = resends_per_kill(receipts, KILLS)
+    print(f"\nre-sent records per kill: {resent} (total {sum(resent)}, "
+          f"{sum(resent) / len(expected):.1%} of {len(expected)}; bound "
+          f"{CONCURRENCY * BATCH_SIZE} per kill)")
+    assert max(resent) <= CONCURRENCY * BATCH_SIZE, resent
+    assert not server.changed_key, "a re-sent record came with another idempotency key"
     assert all(final[k] == k for k in final)  # match key is customer_id
     assert report["status"] == "ok" and report["rejected"] == 0
     # A final run sends nothing.

@@ -7,13 +7,14 @@ only the delivery module can create, after the consent gate, the mapper and the 
 from __future__ import annotations
 
 import abc
-import threading
+import time
 import typing
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from conn import interrupt
 from conn.errors import ConfigError, ConnError
 from conn.plugin_base import Connector
 
@@ -153,12 +154,37 @@ class WriteRequest:
     chunk: int = 0
     chunks: int = 1
     rows_total: int | None = None
+    #: Per record: ``key`` (primary key), ``hash`` (payload hash, null for deletes) and
+    #: ``previous`` (the hash acknowledged before): what idempotency keys derive from.
+    basis: pa.RecordBatch | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return self.records.num_rows
 
     def slice(self, offset: int, length: int) -> WriteRequest:
-        return replace(self, records=self.records.slice(offset, length))
+        return replace(self, records=self.records.slice(offset, length),
+                       basis=None if self.basis is None else self.basis.slice(offset, length))
+
+    def idempotency_keys(self) -> list[str]:
+        """One idempotency key per record (hex), derived from what is sent: the same on
+        every retry, in every run and after a crash while the record is unchanged, new
+        for every change of it (see :mod:`conn.idempotency`). Send them wherever the
+        vendor accepts one (a message id, an event id)."""
+        from conn.idempotency import record_keys
+
+        if self.basis is None:
+            raise ConnError("this request carries no idempotency basis (built by hand?)")
+        b = self.basis
+        hashes = None if self.operation == "delete" else b.column("hash")
+        return record_keys(self.sync, self.object.name, self.operation, b.column("key"),
+                           b.column("previous"), hashes).to_pylist()
+
+    def idempotency_key(self) -> str:
+        """One idempotency key for the whole request (its records' keys in order), for
+        APIs that take one per call (``Idempotency-Key``, ``webhook-id``)."""
+        from conn.idempotency import request_key
+
+        return request_key(self.idempotency_keys())
 
     def to_pylist(self) -> list[dict[str, Any]]:
         """Records as dicts; for API payloads of one request (at most ``batch_size``).
@@ -168,11 +194,45 @@ class WriteRequest:
         return records(self.records)
 
 
+#: Config keys that tune *how* a destination writes, not *where*: left out of its
+#: :meth:`Destination.target_identity` by default.
+TUNING_KEYS = frozenset({
+    "batch_size", "concurrency", "timeout", "connect_timeout", "max_attempts",
+    "max_retry_wait", "retry", "retry_base_delay", "rate_limit", "daily_limit", "headers",
+    "check", "compression", "fsync", "max_connections", "create_table", "evolve",
+})
+
+
 class Destination(Connector, abc.ABC):
     """A destination plugin. Duties: :meth:`check`, :meth:`objects`, :meth:`write_batch`.
-    The runtime calls :meth:`write`, which is final: it verifies the request came through
-    the consent gate, enforces the declared capabilities and splits batches to the limit.
+    The runtime calls :meth:`deliver`, which is final: it verifies the request came
+    through the consent gate, enforces the declared capabilities and splits batches to
+    the limit.
     """
+
+    #: The config keys that say *where* this destination writes (a URL, a path, an
+    #: account, a list); ``None``: every key but secrets and :data:`TUNING_KEYS`.
+    identity_keys: typing.ClassVar[tuple[str, ...] | None] = None
+
+    def target_identity(self) -> dict[str, Any]:
+        """The config values that say where this destination writes, compared with the
+        ones stored with a sync's state before each run (a change means the state
+        describes another place; see ``conn.state.target``). Secret fields and values
+        from ``${ENV}`` references are never part of it (they are masked)."""
+        from conn import secrets
+
+        paths = {p[0] for p in secrets.secret_paths(self.config_schema or {})}
+        keys = self.identity_keys
+        out = {}
+        for k, v in sorted(self.config.items()):
+            if keys is not None and k not in keys:
+                continue
+            if keys is None and k in TUNING_KEYS:
+                continue
+            if k in paths or secrets.SECRET_KEY_HINTS.search(k):
+                continue
+            out[k] = secrets.redact_obj(v)
+        return out
 
     @abc.abstractmethod
     def check(self) -> None:
@@ -209,7 +269,37 @@ class Destination(Connector, abc.ABC):
 
     @typing.final
     def write(self, request: WriteRequest) -> WriteResult:
-        """Write a planned batch: the runtime's only way into a destination."""
+        """Write a planned batch and return the outcome of all of it (see
+        :meth:`deliver`, which hands outcomes back chunk by chunk)."""
+        result = WriteResult()
+        for done in self.deliver(request):
+            for part in done:
+                result.extend(part.result.shifted(part.offset))
+        result.rejected.sort(key=lambda r: r.index)
+        result.pending.sort()
+        return result
+
+    @typing.final
+    def deliver(self, request: WriteRequest, workers: Executor | None = None
+                ) -> Iterator[list[ChunkResult]]:
+        """Write a planned batch: the runtime's only way into a destination. Verifies
+        the request came through the consent gate, enforces the declared capabilities,
+        splits it into chunks of ``batch_size`` (one :meth:`write_batch` call each, up
+        to ``concurrency`` at once) and yields the outcomes of the chunks that finished,
+        as soon as they finish (several at once when they finished together).
+
+        A chunk is sent only while fewer than ``concurrency`` chunks are in flight or
+        finished but not yet handed back and taken (the caller commits them before it
+        asks for more): so a crash re-sends at most ``concurrency`` requests. Once a
+        chunk fails, the chunks not yet sent stay pending rather than hammer a
+        destination that is down; the next run resumes with them. When the run is asked
+        to stop (:mod:`conn.interrupt`), no further chunk is sent and the chunks in
+        flight get :data:`ABANDON_AFTER` seconds to answer; the others stay pending.
+
+        ``workers`` runs the :meth:`write_batch` calls (the runtime passes one executor
+        per run, so a destination with ``concurrency`` 1 sees every write from the same
+        thread); without it they run on the calling thread, or on a pool of this call's
+        own when ``concurrency`` is above 1."""
         from conn.runtime.delivery import verify
 
         verify(request)
@@ -221,37 +311,98 @@ class Destination(Connector, abc.ABC):
             )
         n = len(request)
         if n == 0:
-            return WriteResult.ok()
+            return
         size = max(1, caps.batch_size)
         offsets = list(range(0, n, size))
-        result = WriteResult()
 
-        failed = threading.Event()
-
-        def one(offset: int) -> WriteResult:
+        def one(offset: int) -> ChunkResult:
             chunk = replace(request.slice(offset, size), chunk=offset // size,
                             chunks=len(offsets), rows_total=n)
-            if failed.is_set():
-                # Once a chunk failed, the rest stay pending rather than hammer a
-                # destination that is down; the next run resumes with them.
-                return WriteResult(pending=list(range(offset, offset + len(chunk))))
             try:
                 res = self.write_batch(chunk)
             except Exception as exc:  # the runtime decides what to do; rows stay pending
                 res = WriteResult(pending=list(range(len(chunk))), error=exc)
-            if res.error is not None:
-                failed.set()
             _check_indices(self, res, len(chunk))
-            return res.shifted(offset) if offset else res
+            return ChunkResult(offset, len(chunk), res)
 
-        if caps.concurrency > 1 and len(offsets) > 1:
-            with ThreadPoolExecutor(max_workers=caps.concurrency) as pool:
-                parts = list(pool.map(one, offsets))
-        else:
-            parts = [one(o) for o in offsets]
-        for part in parts:
-            result.extend(part)
-        return result
+        def pending(rest: list[int]) -> list[ChunkResult]:
+            return [ChunkResult(o, min(size, n - o), WriteResult.all_pending(min(size, n - o)))
+                    for o in rest]
+
+        if workers is None and caps.concurrency <= 1:
+            for i, offset in enumerate(offsets):
+                if interrupt.is_requested():
+                    yield pending(offsets[i:])
+                    return
+                part = one(offset)
+                yield [part]
+                if part.result.error is not None:
+                    if offsets[i + 1:]:
+                        yield pending(offsets[i + 1:])
+                    return
+            return
+        own = workers is None
+        pool = workers or ThreadPoolExecutor(max_workers=caps.concurrency,
+                                             thread_name_prefix="conn-write")
+        running: dict[Future[ChunkResult], int] = {}
+        try:
+            yield from _pooled(pool, running, offsets, one, pending,
+                               max(1, caps.concurrency))
+        finally:
+            if own:
+                # Requests already sent cannot be called back; a caller that stops
+                # early (an interrupted run) does not wait for them.
+                pool.shutdown(wait=not running, cancel_futures=True)
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """The outcome of one chunk of a request (one :meth:`Destination.write_batch`
+    call): rows ``offset`` to ``offset + length`` of the request; ``result``'s indices
+    are relative to the chunk."""
+
+    offset: int
+    length: int
+    result: WriteResult
+
+
+#: Seconds the requests in flight get to answer once a run is asked to stop.
+ABANDON_AFTER = 2.0
+
+
+def _pooled(pool: Executor, running: dict[Future[ChunkResult], int], offsets: list[int],
+            one: Callable[[int], ChunkResult],
+            pending: Callable[[list[int]], list[ChunkResult]],
+            concurrency: int) -> Iterator[list[ChunkResult]]:
+    """:meth:`Destination.deliver` on ``pool``: at most ``concurrency`` chunks sent and
+    not yet handed back; ``running`` maps the chunks in flight to their offsets."""
+    todo = list(offsets)
+    failed = False
+    give_up: float | None = None
+    while todo or running:
+        if interrupt.is_requested() and give_up is None:
+            failed, give_up = True, time.monotonic() + ABANDON_AFTER
+        while todo and not failed and len(running) < concurrency:
+            offset = todo.pop(0)
+            running[pool.submit(one, offset)] = offset
+        if failed and todo:
+            yield pending(todo)
+            todo = []
+        if not running:
+            return
+        timeout = 0.25 if give_up is None else max(0.0, give_up - time.monotonic())
+        finished, _ = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
+        if not finished:
+            if give_up is not None and time.monotonic() >= give_up:
+                # Not waited for any longer: their rows stay pending (as after a crash).
+                yield pending(sorted(running.values()))
+                return
+            continue
+        done = sorted((f.result() for f in finished), key=lambda c: c.offset)
+        for f in finished:
+            running.pop(f)
+        failed = failed or any(c.result.error is not None for c in done)
+        yield done
 
 
 def _check_indices(dest: Destination, res: WriteResult, n: int) -> None:

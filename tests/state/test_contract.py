@@ -76,7 +76,7 @@ def test_deletions_and_reinsert(backend):
         keys, batch = rows([0, 2, 4, 5])
         st.plan(keys, batch)
         st.touch(pa.array(["1"]))  # mapper-rejected: still in the source
-        got = [(k.to_pylist(), m.to_pylist()) for k, m in st.deletions(10)]
+        got = [(k.to_pylist(), m.to_pylist()) for k, m, _ in st.deletions(10)]
         assert got == [(["3"], ["3"])]
         st.commit_deletes(pa.array(["3"]), pa.array([True]), [])
     with make().open_sync("s", "r3") as st:
@@ -99,7 +99,7 @@ def test_deletions_return_the_acknowledged_match_values(backend):
                       pa.array([True] * len(ids)), [])
     with make().open_sync("s", "r2") as st:
         st.plan(*rows([]))
-        got = {k: m for keys, mvs in st.deletions(10)
+        got = {k: m for keys, mvs, _ in st.deletions(10)
                for k, m in zip(keys.to_pylist(), mvs.to_pylist(), strict=True)}
     assert got == {"0": "0", "1": "1", "2": "b@x.org", "3": "3", "4": None}
 
@@ -111,12 +111,12 @@ def test_rejected_delete_is_kept(backend):
     with store.open_sync("s", "r2") as st:
         st.plan(*rows([0, 1]))
         dels = list(st.deletions(10))
-        assert [k.to_pylist() for k, _ in dels] == [["2"]]
+        assert [k.to_pylist() for k, _, _ in dels] == [["2"]]
         st.commit_deletes(pa.array(["2"]), pa.array([False]), [(0, "locked record")])
     assert [(r["key"], r["op"]) for r in store.rejections("s")] == [("2", "delete")]
     with make().open_sync("s", "r3") as st:
         st.plan(*rows([0, 1]))
-        assert [k.to_pylist() for k, _ in st.deletions(10)] == [["2"]]
+        assert [k.to_pylist() for k, _, _ in st.deletions(10)] == [["2"]]
 
 
 def test_duplicate_and_null_keys(backend):
@@ -236,3 +236,120 @@ def test_partitions(backend):
     with make().open_sync("s", "r5") as st:
         p = st.plan(keys, batch)
         assert len(p.inserts) == 200 - len(sel) and p.unchanged == len(sel)
+
+
+def _target(**change):
+    from conn.state.target import SyncTarget
+
+    base = dict(source="warehouse", source_type="duckdb", stream="customers", query=None,
+                primary_key=("id",), destination="staging", destination_type="webhook",
+                destination_identity={"url": "https://staging.example.com"},
+                object="contacts", match_key="email",
+                key_types=pa.schema([("id", pa.int64())]))
+    base.update(change)
+    return SyncTarget(**base)
+
+
+def test_a_changed_target_is_refused_until_the_run_says_what_it_means(backend):
+    from conn.state.target import TargetChanged
+
+    _, make = backend
+    store = make()
+    with store.open_sync("s", "r1", target=_target()) as st:
+        p = st.plan(*rows(range(3)))
+        ack_all(st, rows(range(3))[0], p)
+    moved = _target(destination="prod", destination_identity={"url": "https://prod"})
+    with pytest.raises(TargetChanged) as err, make().open_sync("s", "r2", target=moved):
+        pass
+    msg = str(err.value)
+    assert "destination: 'staging' -> 'prod'" in msg and "--new-target" in msg
+    assert "--same-target" in msg
+    # Unchanged identity, or tuning that is not part of it: no refusal.
+    with make().open_sync("s", "r3", target=_target()) as st:
+        assert st.plan(*rows(range(3))).unchanged == 3
+    # --same-target keeps the state under the new identity.
+    with make().open_sync("s", "r4", target=moved, on_target_change="same") as st:
+        assert st.plan(*rows(range(3))).unchanged == 3
+    with make().open_sync("s", "r5", target=moved) as st:  # recorded: no refusal now
+        st.plan(*rows(range(3)))
+    # --new-target starts from scratch: every row is an insert.
+    elsewhere = _target(object="leads")
+    with make().open_sync("s", "r6", target=elsewhere, on_target_change="new") as st:
+        assert len(st.plan(*rows(range(3))).inserts) == 3
+        assert list(st.deletions(10)) == []
+    assert store.rejections("s") == []
+
+
+def test_each_part_of_the_identity_is_compared(backend):
+    from conn.state.target import TargetChanged
+
+    _, make = backend
+    with make().open_sync("s", "r1", target=_target()) as st:
+        p = st.plan(*rows(range(2)))
+        ack_all(st, rows(range(2))[0], p)
+    for change in ({"object": "leads"}, {"match_key": "id"}, {"stream": "people"},
+                   {"query": "SELECT 1"}, {"primary_key": ("id", "x")},
+                   {"destination_identity": {"url": "https://other"}}):
+        with pytest.raises(TargetChanged), make().open_sync("s", "r2",
+                                                            target=_target(**change)):
+            pass
+    # Whitespace of a query is not a change; key types are not part of the identity.
+    q = _target(stream=None, query="SELECT *\n  FROM t")
+    with make().open_sync("s", "r3", target=q, on_target_change="same"):
+        pass
+    with make().open_sync("s", "r4", target=_target(stream=None, query="SELECT * FROM t",
+                                                    key_types=None)):
+        pass
+    assert make().stored_target("s") is not None
+
+
+def test_match_values_come_back_with_their_type(backend):
+    """A delete sends the match value as the destination received it: 2, not "2"."""
+    _, make = backend
+    with make().open_sync("s", "r1") as st:
+        keys, batch = rows([1, 2, 3])
+        p = st.plan(keys, batch)
+        st.commit(keys, p.hashes, pa.array([10, 20, 30], pa.int64()),
+                  pa.array([True] * 3), [])
+    with make().open_sync("s", "r2") as st:
+        st.plan(*rows([1]))
+        got = list(st.deletions(10))
+    assert len(got) == 1 and got[0].match_values.type == pa.int64()
+    assert sorted(got[0].match_values.to_pylist()) == [20, 30]
+    assert got[0].hashes.type == pa.uint64() and got[0].hashes.null_count == 0
+
+
+def test_rejections_keep_their_first_time_and_count_attempts(backend):
+    _, make = backend
+    store = make()
+    for run_id in ("r1", "r2", "r3"):
+        with make().open_sync("s", run_id) as st:
+            keys, batch = rows([1, 2])
+            p = st.plan(keys, batch)
+            ack_all(st, keys, p, rejected={1})
+    (rej,) = store.rejections("s")
+    assert rej["key"] == "2" and rej["attempts"] == 3 and rej["run_id"] == "r3"
+    assert rej["since"] <= rej["at"]
+
+
+def test_rows_without_a_key_are_rejected_listed_and_replaced(backend):
+    from conn.state.planner import REASON_NULL
+
+    _, make = backend
+    store = make()
+    for run_id in ("r1", "r2"):
+        with make().open_sync("s", run_id) as st:
+            keys = pa.array(["1", None], pa.string())
+            p = st.plan(keys, rows([1, 2])[1])
+            assert [r for _, r in p.rejected] == [REASON_NULL]
+            st.commit(keys.take(pa.array([1])), pa.nulls(1, pa.uint64()),
+                      pa.nulls(1, pa.string()), pa.array([False]), p.rejected[:1] and
+                      [(0, REASON_NULL)])
+            ack_all(st, keys, p)
+            st.finish()
+    (rej,) = store.rejections("s")
+    assert rej["key"] is None and rej["attempts"] == 2
+    with make().open_sync("s", "r3") as st:  # the row got a key: nothing left to list
+        st.plan(*rows([1, 2]))
+        st.finish()
+    assert store.rejections("s") == []

@@ -23,7 +23,7 @@ def _run(store: DuckDBStateStore, rows: dict[str, int]) -> dict[str, list[str]]:
         k = keys.take(idx)
         st.commit(k, plan.hashes.take(idx), k, pa.array([True] * len(k)), [])
         deleted: list[str] = []
-        for dkeys, _ in st.deletions(1000):
+        for dkeys, _, _ in st.deletions(1000):
             deleted += dkeys.to_pylist()
             st.commit_deletes(dkeys, pa.array([True] * len(dkeys)), [])
     return {"inserts": sorted(keys.take(plan.inserts).to_pylist()),

@@ -53,6 +53,13 @@ def sync(
                        "records to show.")] = 5,
     batch_rows: Annotated[Optional[int], typer.Option(  # noqa: UP045
         "--batch-rows", help="Rows per source batch.")] = None,
+    new_target: Annotated[bool, typer.Option(
+        "--new-target", help="The sync now writes to another place (destination, object, "
+        "match key, stream or query changed on purpose): start it from scratch, sending "
+        "every row; the old target keeps what it has.")] = False,
+    same_target: Annotated[bool, typer.Option(
+        "--same-target", help="The change names the same place (a renamed view or "
+        "destination): keep the state and record the new names.")] = False,
     project: ProjectOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -60,12 +67,16 @@ def sync(
 
     Exit codes: 0 all rows delivered; 4 finished but some rows rejected (see 'conn
     rejected'); 1 a sync failed (unacknowledged rows stay pending for the next run);
-    3 configuration error; 5 another run holds the sync's lock; 6 plugin missing/broken.
+    3 configuration error (also: the sync's target changed, see --new-target);
+    5 another run holds the sync's lock; 6 plugin missing/broken.
     """
     from conn.cli.sync_cmd import run_sync
 
+    if new_target and same_target:
+        raise typer.BadParameter("--new-target and --same-target contradict each other")
     run_sync(source, destination, sync_name or [], dry_run=dry_run, full_resync=full_resync,
-             preview=preview, batch_rows=batch_rows, project=project, json_out=json_out)
+             preview=preview, batch_rows=batch_rows, project=project, json_out=json_out,
+             on_target_change="new" if new_target else "same" if same_target else None)
 
 
 @app.command()
@@ -287,8 +298,11 @@ def singer_target(
 
 
 def _interrupted() -> None:
-    sys.stderr.write("interrupted; acknowledged rows are saved, the rest stay pending "
-                     "(run the sync again to send them)\n")
+    from conn import interrupt
+
+    if not interrupt.is_requested():  # a stopped run has said so in its report already
+        sys.stderr.write("interrupted; acknowledged rows are saved, the rest stay pending "
+                         "(run the sync again to send them)\n")
     sys.exit(130)
 
 
@@ -339,8 +353,11 @@ def entry() -> None:
         code: int | str | None = 0
     except SystemExit as exc:
         code = exc.code
-    if threading.active_count() > 1:
-        sys.exit(code)
+    from conn import interrupt
+
+    if threading.active_count() > 1 and not interrupt.is_requested():
+        sys.exit(code)  # wait for the other threads, as Python would
+    # (A stopped run may leave a thread blocked in a request it gave up on: not waited.)
     if code is not None and not isinstance(code, int):
         sys.stderr.write(f"{code}\n")  # sys.exit("message") prints it and exits 1
         code = 1

@@ -157,14 +157,30 @@ def list_runs(sync: str | None, *, limit: int, project: Path | None, json_out: b
 
 
 def list_rejected(sync: str, *, limit: int, project: Path | None, json_out: bool) -> None:
-    with contextlib.closing(_store(project)) as store:
+    """A sync's rejected rows, newest first: key (with its type), reason, the run that
+    rejected it, since when and in how many runs in a row."""
+    from conn.runtime.keys import typed_keys
+    from conn.runtime.runner import open_state_store
+    from conn.state.target import stored_key_types
+
+    proj, registry = open_project(project, only=set())
+    if sync not in proj.syncs:
+        raise ConfigError(f"no sync named {sync!r} (declared: "
+                          f"{', '.join(proj.syncs) or 'none'})", file=str(proj.file),
+                          path="syncs")
+    with contextlib.closing(open_state_store(proj, registry)) as store:
         rows = store.rejections(sync, limit)
+        key_types = stored_key_types(store.stored_target(sync)) if rows else None
+    for r, key in zip(rows, typed_keys([r.get("key") for r in rows], key_types),
+                      strict=True):
+        r["key"] = key
     if json_out:
         output.print_json({"sync": sync, "rejected": rows})
         return
     if not rows:
         output.info(f"{sync}: no rejected rows")
         return
-    output.table(f"rejected rows of {sync}", ["key", "reason", "run", "since"],
-                 [[r.get("key"), r.get("reason"), r.get("run_id"), r.get("rejected_at")]
-                  for r in rows])
+    output.table(f"rejected rows of {sync}", ["key", "reason", "op", "run", "since", "tries"],
+                 [["(none)" if r.get("key") is None else r.get("key"), r.get("reason"),
+                   r.get("op"), r.get("run_id"), r.get("since") or r.get("at"),
+                   r.get("attempts")] for r in rows])

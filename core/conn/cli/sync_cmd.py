@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from conn import interrupt
 from conn.cli import output
 from conn.cli.common import open_project
 from conn.config.load import plugin_config_errors
@@ -15,6 +16,7 @@ from conn.errors import ConfigError, ConfigErrors
 from conn.plugins import Registry
 from conn.runtime.report import RunReport, SyncReport
 from conn.runtime.runner import RunOptions, run_syncs
+from conn.state.target import OnChange
 
 COLUMNS = ("sync", "status", "read", "consent denied", "inserted", "updated", "deleted",
            "unchanged", "rejected", "pending", "seconds")
@@ -65,6 +67,8 @@ class _Progress:
 
 def _exit_code(report: RunReport) -> int:
     statuses = {s.status for s in report.syncs}
+    if "interrupted" in statuses:
+        return 130
     if "failed" in statuses:
         if any(s.error_type == "SyncLocked" for s in report.syncs):
             return 5
@@ -101,7 +105,7 @@ def print_report(report: RunReport, json_out: bool) -> None:
 
 def run_sync(source: str, destination: str, names: list[str], *, dry_run: bool,
              full_resync: bool, preview: int, batch_rows: int | None, project: Path | None,
-             json_out: bool) -> None:
+             json_out: bool, on_target_change: OnChange = None) -> None:
     # Only the connectors these syncs use are loaded and validated: a broken or heavy
     # plugin elsewhere in conn.yml does not slow down or break this command.
     proj, registry = open_project(project, only=set())
@@ -126,8 +130,9 @@ def run_sync(source: str, destination: str, names: list[str], *, dry_run: bool,
                           f"'syncs:'", file=f, path="syncs")
     validate_connectors(proj, registry, syncs)
     options = RunOptions(dry_run=dry_run, full_resync=full_resync,
-                         preview_rows=preview if dry_run else 0, batch_rows=batch_rows)
-    with _Progress() as progress:
+                         preview_rows=preview if dry_run else 0, batch_rows=batch_rows,
+                         on_target_change=on_target_change)
+    with interrupt.handling(), _Progress() as progress:
         report = run_syncs(proj, syncs, registry, options, progress)
     print_report(report, json_out)
     if not json_out and not output.is_tty():

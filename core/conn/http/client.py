@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from conn import secrets
+from conn import interrupt, secrets
 from conn.errors import ConnError, RetryLater
 
 if TYPE_CHECKING:
@@ -39,6 +39,13 @@ Sleep = Callable[[float], None]
 
 
 # --- rate limiting ------------------------------------------------------------------------
+
+
+def interruptible_sleep(seconds: float) -> None:
+    """Sleep, unless the run is asked to stop (Ctrl-C): then raise :class:`RetryLater`
+    at once, so no worker waits out a backoff or a rate-limit slot of a stopping run."""
+    if interrupt.wait(seconds):
+        raise RetryLater("the run was asked to stop; what was not confirmed stays pending")
 
 
 class RateLimiter:
@@ -55,7 +62,8 @@ class RateLimiter:
 
     def __init__(self, requests: float, per_seconds: float = 1.0, *, burst: int | None = None,
                  daily: int | None = None, clock: Clock = time.monotonic,
-                 sleep: Sleep = time.sleep, wall: Clock = time.time, name: str = "") -> None:
+                 sleep: Sleep = interruptible_sleep, wall: Clock = time.time,
+                 name: str = "") -> None:
         if requests <= 0 or per_seconds <= 0:
             raise ValueError("rate limit needs positive requests and per_seconds")
         self.interval = per_seconds / requests
@@ -233,7 +241,7 @@ class HttpClient:
                  headers: Mapping[str, str] | None = None, timeout: float = 30.0,
                  rate_limit: RateLimit | None = None, limiter: RateLimiter | None = None,
                  retry: RetryPolicy | None = None, transport: httpx.BaseTransport | None = None,
-                 clock: Clock = time.monotonic, sleep: Sleep = time.sleep,
+                 clock: Clock = time.monotonic, sleep: Sleep = interruptible_sleep,
                  seed: int | None = None, name: str = "", max_connections: int = 20) -> None:
         self.name = name
         self.retry = retry or RetryPolicy()
@@ -293,6 +301,9 @@ class HttpClient:
         started = self._clock()
         last = ""
         for attempt in range(policy.max_attempts):
+            if interrupt.is_requested():
+                raise RetryLater("the run was asked to stop before this request was sent; "
+                                 "its rows stay pending")
             if self.limiter is not None:
                 self._count("waited", self.limiter.acquire())
             req = self._client.build_request(method, url, json=json, content=content,

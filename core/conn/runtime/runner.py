@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -18,8 +19,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conn import secrets
+from conn import interrupt, secrets
 from conn.consent import GateContext, build_gate
+from conn.destination import WriteResult
 from conn.errors import ConfigError, ConfigErrors, ConnError
 from conn.mapping import build_mapper
 from conn.runtime import delivery
@@ -28,15 +30,22 @@ from conn.runtime.lane import DeliveryLane
 from conn.runtime.opening import OpenedInBackground
 from conn.runtime.report import RunInfo, RunReport, SyncReport
 from conn.source import SourceState
+from conn.state.planner import REASON_NULL
+from conn.state.target import OnChange, SyncTarget
 
 if TYPE_CHECKING:
     from conn.config.model import Project, SyncConfig
-    from conn.destination import Destination, ObjectInfo, WriteResult
+    from conn.destination import ChunkResult, Destination, ObjectInfo, WriteRequest
     from conn.plugins import Registry
+    from conn.runtime.batches import MappedBatch
     from conn.source import Source, StreamInfo
-    from conn.state.base import BatchPlan, StateStore, SyncState
+    from conn.state.base import Deletions, StateStore, SyncState
 
 log = logging.getLogger("conn.runtime")
+
+#: The error of a run stopped on request (Ctrl-C, SIGTERM).
+INTERRUPTED = ("interrupted on request; what the destination acknowledged is saved, the "
+               "rest stays pending for the next run")
 
 #: What each sync mode sends for planned inserts and updates: (operation, send updates?).
 MODE_PLAN = {
@@ -50,12 +59,15 @@ MODE_PLAN = {
 
 @dataclass
 class RunOptions:
-    """Switches of one ``conn sync`` invocation."""
+    """Switches of one ``conn sync`` invocation. ``on_target_change``: what a run does
+    when a sync's target changed (see :mod:`conn.state.target`): refuse (None), start the
+    new target from scratch (``"new"``) or keep the state (``"same"``)."""
 
     dry_run: bool = False
     full_resync: bool = False
     preview_rows: int = 0
     batch_rows: int | None = None
+    on_target_change: OnChange = None
 
 
 ProgressFn = Callable[[SyncReport, dict[str, Any]], None]
@@ -84,6 +96,11 @@ class SyncRunner:
         )
         self._consent_cache: dict[str, pa.Table] = {}
         self._full_read = True
+        #: The match field's type in this run's mapped batches (read stored match values
+        #: of older state formats, which kept text only, with it).
+        self._match_type: pa.DataType | None = None
+        #: The threads that call the destination's write_batch for this run.
+        self._writers: ThreadPoolExecutor | None = None
 
     # --- set-up -----------------------------------------------------------------------
 
@@ -155,6 +172,19 @@ class SyncRunner:
             raise issues[0] if len(issues) == 1 else ConfigErrors(issues)
         return stream, obj, match_key, gate, mapper
 
+    def target(self, source: Source, stream: StreamInfo, obj: ObjectInfo, match_key: str,
+               dest: Destination) -> SyncTarget:
+        """What this sync's state describes: checked against the stored identity."""
+        sync = self.sync
+        key_types = pa.schema([stream.schema.field(c) for c in stream.primary_key
+                               if c in stream.schema.names])
+        return SyncTarget(
+            source=sync.source, source_type=source.name, stream=sync.stream,
+            query=sync.query, primary_key=tuple(stream.primary_key),
+            destination=sync.destination, destination_type=dest.name,
+            destination_identity=dest.target_identity(), object=obj.name,
+            match_key=match_key, key_types=key_types)
+
     # --- the run ------------------------------------------------------------------------
 
     def run(self) -> SyncReport:
@@ -166,11 +196,25 @@ class SyncRunner:
             source = self._connector("source", self.sync.source)
             dest = self._connector("destination", self.sync.destination)
             stream, obj, match_key, gate, mapper = self.prepare(source, dest)
+            self._writers = ThreadPoolExecutor(
+                max_workers=max(1, obj.capabilities.concurrency),
+                thread_name_prefix="conn-write")
+            target: SyncTarget | None = self.target(source, stream, obj, match_key, dest)
+            store, on_change = self.store, self.options.on_target_change
+            if self.options.dry_run and on_change == "new":
+                # A preview of a new target: what it would get from scratch, without
+                # touching the state of the old one.
+                from conn.state.memory import MemoryStateStore
+
+                store, target = MemoryStateStore(), None
+            elif self.options.dry_run and on_change == "same":
+                target = None  # plan against the state as it is; record nothing
             # The state opens on a helper thread while the first batch is read, gated and
             # mapped. The lane closes (every handed-over batch delivered) before the state.
-            with OpenedInBackground(self.store.open_sync(
+            with OpenedInBackground(store.open_sync(
                     self.sync.name, self.run_info.run_id,
-                    full_resync=self.options.full_resync), "conn-state-open") as opening, \
+                    full_resync=self.options.full_resync, target=target,
+                    on_target_change=on_change), "conn-state-open") as opening, \
                     DeliveryLane() as lane:
                 self._stream_batches(source, dest, stream, obj, match_key, gate, mapper,
                                      opening.value, lane)
@@ -185,6 +229,9 @@ class SyncRunner:
             summary = gate.summary()
             rep.consent = summary
             rep.legal_bases = dict(summary.get("legal_bases", {}))
+            if interrupt.is_requested() and rep.status in ("running", "failed"):
+                rep.status = "interrupted"
+                rep.error = INTERRUPTED
             if rep.status == "running":
                 if self.options.dry_run:
                     rep.status = "dry_run"
@@ -195,12 +242,21 @@ class SyncRunner:
             rep.error = secrets.redact(str(exc))
             rep.error_type = type(exc).__name__
             if isinstance(exc, ConfigError):
+                # The sync never started: nothing to record in its history.
+                rep.status = "refused"
                 raise
+        except KeyboardInterrupt:
+            rep.status, rep.error = "interrupted", INTERRUPTED
+            raise
         except Exception as exc:
             log.exception("sync %s failed", self.sync.name)
             rep.status = "failed"
             rep.error = secrets.redact(f"{type(exc).__name__}: {exc}")
         finally:
+            if self._writers is not None:
+                # A stopped run does not wait for requests it gave up on.
+                self._writers.shutdown(wait=not interrupt.is_requested(),
+                                       cancel_futures=True)
             for c in (source, dest):
                 if c is not None:
                     try:
@@ -210,7 +266,7 @@ class SyncRunner:
                         if rep.status in ("ok", "rejected", "running"):
                             rep.status, rep.error = "failed", secrets.redact(str(exc))
             rep.seconds = round(time.monotonic() - started, 3)
-            if not self.options.dry_run and rep.status != "running":
+            if not self.options.dry_run and rep.status not in ("running", "refused"):
                 try:
                     self.store.record_run(self.sync.name, self.run_info.run_id, rep.as_dict())
                 except Exception as exc:
@@ -237,7 +293,7 @@ class SyncRunner:
         if source.projection and columns_read is not None:
             read = stream.narrowed(columns_read())
         for item in source.read(read, state, batch_rows):
-            if lane.stopped:
+            if lane.stopped or interrupt.is_requested():
                 break
             if isinstance(item, SourceState):
                 st = state_of()
@@ -253,6 +309,7 @@ class SyncRunner:
                         lane.submit(save)
                 continue
             t0 = time.monotonic()
+            first_row = rep.rows_read
             rep.rows_read += item.num_rows
             keys = key_array(item, stream.primary_key)
             gated = gate.apply(item, keys)
@@ -261,35 +318,46 @@ class SyncRunner:
             st = state_of()
             if mapped.rejected:
                 st.touch(pa.array([k for k, _ in mapped.rejected], pa.string()))
+            if match_key in mapped.batch.schema.names:
+                self._match_type = mapped.batch.schema.field(match_key).type
             plan = st.plan(mapped.keys, mapped.batch)
             rep.unchanged += plan.unchanged
             n_ins, n_upd = len(plan.inserts), len(plan.updates)
+            previous = plan.previous if plan.previous is not None else \
+                pa.nulls(n_upd, pa.uint64())
             if send_updates:
                 indices = pa.concat_arrays([plan.inserts.cast(pa.int64()),
                                             plan.updates.cast(pa.int64())])
+                previous = pa.concat_arrays([pa.nulls(n_ins, pa.uint64()),
+                                             previous.cast(pa.uint64())])
             else:
                 indices = plan.inserts.cast(pa.int64())
+                previous = pa.nulls(n_ins, pa.uint64())
                 rep.skipped += n_upd
                 n_upd = 0
+            rejected = _null_key_positions(plan.rejected, first_row, item.num_rows)
             request = None
             every = False
             if len(indices):
                 # A first sync sends every row of every batch, in order: no copies then.
                 every = _every_row(indices, mapped.batch.num_rows)
-                request = delivery.request_from_plan(self.sync.name, obj, operation, mapped,
-                                                     None if every else indices, match_key,
-                                                     opts.dry_run)
-            lane.submit(partial(self._deliver, st, dest, mapped, plan, indices, every,
-                                request, n_ins, n_upd, match_key,
-                                {"rows": item.num_rows}, t0))
+                req_keys = mapped.keys if every else mapped.keys.take(indices)
+                req_hashes = plan.hashes if every else plan.hashes.take(indices)
+                request = delivery.request_from_plan(
+                    self.sync.name, obj, operation, mapped, None if every else indices,
+                    match_key, opts.dry_run,
+                    basis=delivery.basis(req_keys, req_hashes, previous))
+            lane.submit(partial(self._deliver, BatchDelivery(
+                st, dest, mapped, rejected, request, n_ins, n_upd, match_key,
+                {"rows": item.num_rows}, t0)))
 
-    def _deliver(self, st: SyncState, dest: Destination, mapped: Any, plan: BatchPlan,
-                 indices: pa.Array, every: bool, request: Any, n_ins: int, n_upd: int,
-                 match_key: str, counts: dict[str, Any], t0: float) -> bool:
+    def _deliver(self, job: BatchDelivery) -> bool:
         """One batch's delivery (on the lane): store the rejections of mapping and
-        planning, write, commit what the destination acknowledged. False stops the run
-        (the destination failed; what it did not acknowledge stays pending)."""
-        rep, opts = self.report, self.options
+        planning, write, and commit what the destination acknowledged as each of its
+        requests is answered. False stops the run (the destination failed; what it did
+        not acknowledge stays pending)."""
+        rep, opts, st = self.report, self.options, job.state
+        mapped = job.mapped
         if mapped.rejected:
             rep.add_rejections([reason for _, reason in mapped.rejected])
             if not opts.dry_run:
@@ -298,40 +366,54 @@ class SyncRunner:
                           pa.nulls(len(rkeys), pa.string()),
                           pa.array([False] * len(rkeys)),
                           [(i, r) for i, (_, r) in enumerate(mapped.rejected)])
-        if plan.rejected:
-            rep.add_rejections([r for _, r in plan.rejected])
+        if job.rejected:
+            rep.add_rejections([r for _, r in job.rejected])
             if not opts.dry_run:
-                idx = pa.array([i for i, _ in plan.rejected], pa.int64())
+                idx = pa.array([i for i, _ in job.rejected], pa.int64())
                 rk = mapped.keys.take(idx)
                 st.commit(rk, pa.nulls(len(rk), pa.uint64()), pa.nulls(len(rk), pa.string()),
                           pa.array([False] * len(rk)),
-                          [(j, r) for j, (_, r) in enumerate(plan.rejected)])
+                          [(j, r) for j, (_, r) in enumerate(job.rejected)])
+        request, counts = job.request, job.counts
         if request is None:
-            self._batch_done(counts, t0)
+            self._batch_done(counts, job.t0)
             return True
         if opts.dry_run:
-            self._preview(dest, request)
-            rep.inserted += n_ins
-            rep.updated += n_upd
-            self._batch_done(counts, t0)
+            self._preview(job.dest, request)
+            rep.inserted += job.inserts
+            rep.updated += job.updates
+            self._batch_done(counts, job.t0)
             return True
-        result = dest.write(request)
-        acked = self._commit(st, mapped.keys if every else mapped.keys.take(indices),
-                             plan.hashes if every else plan.hashes.take(indices),
-                             request.records.column(match_key), result)
-        ins_acked = pc.sum(acked.slice(0, n_ins)).as_py() or 0
-        upd_acked = (pc.sum(acked.slice(n_ins)).as_py() or 0) if n_upd else 0
+        assert request.basis is not None
+        keys, hashes = request.basis.column("key"), request.basis.column("hash")
+        match_values = request.records.column(job.match_key)
+        ins_acked = upd_acked = rejected = pending = 0
+        error: BaseException | None = None
+        # Each group of answered requests is committed before more are sent: a crash
+        # re-sends at most the requests in flight (see Destination.deliver).
+        for done in job.dest.deliver(request, self._writers):
+            take = _positions(done)
+            result = _group_result(done)
+            acked = self._commit(st, keys.take(take), hashes.take(take),
+                                 match_values.take(take), result)
+            ins = pc.sum(pc.and_(acked, pc.less(take, job.inserts))).as_py() or 0
+            total = pc.sum(acked).as_py() or 0
+            ins_acked += ins
+            upd_acked += total - ins
+            rejected += len(result.rejected)
+            pending += len(result.pending)
+            error = error or result.error
         rep.inserted += ins_acked
         rep.updated += upd_acked
-        counts.update(inserted=ins_acked, updated=upd_acked,
-                      rejected=len(result.rejected), pending=len(result.pending))
-        self._batch_done(counts, t0)
-        if result.error is not None or result.pending:
+        counts.update(inserted=ins_acked, updated=upd_acked, rejected=rejected,
+                      pending=pending)
+        self._batch_done(counts, job.t0)
+        if error is not None or pending:
             rep.status = "failed"
             rep.error = secrets.redact(
-                f"destination {self.sync.destination!r} failed; {len(result.pending)} "
+                f"destination {self.sync.destination!r} failed; {pending} "
                 f"row(s) left pending for the next run: "
-                f"{result.error or 'not acknowledged'}")
+                f"{error or 'not acknowledged'}")
             return False
         return True
 
@@ -339,8 +421,6 @@ class SyncRunner:
                 match_values: pa.Array, result: WriteResult) -> pa.Array:
         """Commit one write's outcome; return the acknowledged mask."""
         acked = ack_mask(len(keys), result)
-        if not pa.types.is_string(match_values.type):
-            match_values = pc.cast(match_values, pa.string())
         st.commit(keys, hashes, match_values, acked,
                   [(r.index, r.reason) for r in result.rejected])
         self.report.add_rejections([r.reason for r in result.rejected])
@@ -353,35 +433,43 @@ class SyncRunner:
         (the thread every write of the run uses) and waited for before the next one is
         looked up, as the state store's lookup and commit take turns."""
         size = max(obj.capabilities.batch_size, 1000)
-        for keys, match_values in st.deletions(size):
-            go_on = lane.call(partial(self._deliver_deletes, st, dest, obj, match_key, keys,
-                                      match_values, time.monotonic()))
+        for gone in st.deletions(size, self._match_type):
+            go_on = lane.call(partial(self._deliver_deletes, st, dest, obj, match_key, gone,
+                                      time.monotonic()))
             if not go_on:
                 return
 
     def _deliver_deletes(self, st: SyncState, dest: Destination, obj: ObjectInfo,
-                         match_key: str, keys: pa.Array, match_values: pa.Array,
-                         t0: float) -> bool:
+                         match_key: str, gone: Deletions, t0: float) -> bool:
         rep, opts = self.report, self.options
-        batch = pa.RecordBatch.from_arrays([match_values], names=[match_key])
+        keys = gone.keys
+        batch = pa.RecordBatch.from_arrays([gone.match_values], names=[match_key])
         request = delivery.delete_request(self.sync.name, obj, batch, match_key,
-                                          opts.dry_run)
+                                          opts.dry_run,
+                                          basis=delivery.basis(keys, None, gone.hashes))
         if opts.dry_run:
             self._preview(dest, request)
             rep.deleted += len(keys)
             return True
-        result = dest.write(request)
-        acked = ack_mask(len(keys), result)
-        st.commit_deletes(keys, acked, [(r.index, r.reason) for r in result.rejected])
-        n = pc.sum(acked).as_py() or 0
-        rep.deleted += n
-        rep.add_rejections([r.reason for r in result.rejected])
-        rep.pending += len(result.pending)
-        self._batch_done({"rows": len(keys), "deleted": n}, t0)
-        if result.error is not None or result.pending:
+        deleted = pending = 0
+        error: BaseException | None = None
+        for done in dest.deliver(request, self._writers):
+            take = _positions(done)
+            result = _group_result(done)
+            acked = ack_mask(len(take), result)
+            st.commit_deletes(keys.take(take), acked,
+                              [(r.index, r.reason) for r in result.rejected])
+            deleted += pc.sum(acked).as_py() or 0
+            rep.add_rejections([r.reason for r in result.rejected])
+            pending += len(result.pending)
+            error = error or result.error
+        rep.deleted += deleted
+        rep.pending += pending
+        self._batch_done({"rows": len(keys), "deleted": deleted}, t0)
+        if error is not None or pending:
             rep.status = "failed"
             rep.error = secrets.redact(f"deleting in {self.sync.destination!r} failed: "
-                                       f"{result.error or 'not acknowledged'}")
+                                       f"{error or 'not acknowledged'}")
             return False
         return True
 
@@ -400,6 +488,55 @@ class SyncRunner:
         if self.progress:
             self.progress(self.report, counts)
         self.registry.hook.batch_done(run=self.run_info, sync=self.report, counts=counts)
+
+
+@dataclass
+class BatchDelivery:
+    """What the delivery lane needs to deliver one planned batch: the sync's state, the
+    destination, the mapped batch, the rows refused before sending (planner), the
+    request (None when nothing is to be sent), how many of its rows are inserts (they
+    come first) and updates, the match key, the batch's counts and its start time."""
+
+    state: SyncState
+    dest: Destination
+    mapped: MappedBatch
+    rejected: list[tuple[int, str]]
+    request: WriteRequest | None
+    inserts: int
+    updates: int
+    match_key: str
+    counts: dict[str, Any]
+    t0: float
+
+
+def _positions(done: list[ChunkResult]) -> pa.Array:
+    """The request rows answered by ``done`` (in order)."""
+    if len(done) == 1:
+        c = done[0]
+        return pa.array(np.arange(c.offset, c.offset + c.length, dtype=np.int64))
+    return pa.array(np.concatenate([np.arange(c.offset, c.offset + c.length, dtype=np.int64)
+                                    for c in done]))
+
+
+def _group_result(done: list[ChunkResult]) -> WriteResult:
+    """The outcomes of ``done`` as one result over their rows in order."""
+    if len(done) == 1:
+        return done[0].result
+    out, at = WriteResult(), 0
+    for c in done:
+        out.extend(c.result.shifted(at))
+        at += c.length
+    return out
+
+
+def _null_key_positions(rejected: list[tuple[int, str]], first_row: int, rows: int
+                        ) -> list[tuple[int, str]]:
+    """The planner's rejections, with the reason of a row without a primary key saying
+    which rows of the run it was read among (it has nothing else to tell it by)."""
+    if not any(reason == REASON_NULL for _, reason in rejected):
+        return rejected
+    where = f" (among rows {first_row + 1}-{first_row + rows} read in this run)"
+    return [(i, reason + where if reason == REASON_NULL else reason) for i, reason in rejected]
 
 
 def _every_row(indices: pa.Array, n: int) -> bool:
@@ -433,6 +570,8 @@ def run_syncs(project: Project, syncs: list[SyncConfig], registry: Registry,
     registry.hook.run_started(run=run)
     try:
         for sync in syncs:
+            if interrupt.is_requested():
+                break  # asked to stop: the syncs not started are not started
             runner = SyncRunner(project, sync, registry, store, run, options, progress)
             report.syncs.append(runner.run())
     finally:

@@ -12,18 +12,22 @@ import abc
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from conn.state.target import OnChange, SyncTarget
 
 
 @dataclass
 class BatchPlan:
     """The planner's verdict for one mapped batch. Index arrays point into the batch.
 
-    ``hashes`` holds each row's payload hash (aligned with the batch); ``rejected`` holds
-    rows refused before sending (duplicate or null primary key) with the reason.
+    ``hashes`` holds each row's payload hash (aligned with the batch); ``previous`` the
+    hash the destination acknowledged last for each row of ``updates`` (aligned with
+    ``updates``; it makes idempotency keys differ between two changes of one key);
+    ``rejected`` holds rows refused before sending (duplicate or null primary key) with
+    the reason.
     """
 
     inserts: pa.Array
@@ -31,6 +35,17 @@ class BatchPlan:
     unchanged: int
     hashes: pa.Array
     rejected: list[tuple[int, str]] = field(default_factory=list)
+    previous: pa.Array | None = None
+
+
+class Deletions(NamedTuple):
+    """One batch of records to delete (mirror mode): their primary keys, their match
+    values with the type the destination received them with, and the payload hash the
+    destination acknowledged last (for idempotency keys)."""
+
+    keys: pa.Array
+    match_values: pa.Array
+    hashes: pa.Array
 
 
 class SyncState(abc.ABC):
@@ -61,14 +76,19 @@ class SyncState(abc.ABC):
     def commit(self, keys: pa.Array, hashes: pa.Array, match_values: pa.Array,
                acknowledged: pa.Array, rejected: list[tuple[int, str]]) -> None:
         """Atomically record one written batch: ``acknowledged`` (boolean mask aligned
-        with ``keys``) rows get their new hash and match value; ``rejected`` rows (index,
-        reason) are stored as rejections of this run and retried next run; rows neither
-        acknowledged nor rejected are left as they were (they will be re-sent)."""
+        with ``keys``) rows get their new hash and match value (kept with its Arrow type:
+        a delete sends it back as the destination received it); ``rejected`` rows (index,
+        reason) are stored as rejections of this run and retried next run, also when their
+        key is null; rows neither acknowledged nor rejected are left as they were (they
+        will be re-sent)."""
 
     @abc.abstractmethod
-    def deletions(self, batch_rows: int) -> Iterator[tuple[pa.Array, pa.Array]]:
-        """After all batches: (keys, match_values) of records the destination holds whose
-        key was not seen in this run (gone from the source or consent withdrawn)."""
+    def deletions(self, batch_rows: int, legacy_type: pa.DataType | None = None
+                  ) -> Iterator[Deletions]:
+        """After all batches: the records the destination holds whose key was not seen in
+        this run (gone from the source or consent withdrawn). Each batch's match values
+        share one type; values stored by a conn that kept only text are read as
+        ``legacy_type`` where they parse as it."""
 
     @abc.abstractmethod
     def commit_deletes(self, keys: pa.Array, acknowledged: pa.Array,
@@ -95,12 +115,17 @@ class StateStore(abc.ABC):
 
     @abc.abstractmethod
     def open_sync(self, sync: str, run_id: str, *, full_resync: bool = False,
-                  partitions: frozenset[int] | None = None
+                  partitions: frozenset[int] | None = None,
+                  target: SyncTarget | None = None, on_target_change: OnChange = None
                   ) -> AbstractContextManager[SyncState]:
         """Take the sync's lock (raise :class:`conn.errors.SyncLocked` if another run
         holds it) and return its state for this run. ``partitions`` (optional) opens
         only those partitions of the sync (``conn.state.hashing.partition_of_keys``):
-        their state, their deletions, their locks; ``None`` opens the whole sync."""
+        their state, their deletions, their locks; ``None`` opens the whole sync.
+
+        ``target`` is what the run delivers to; the store compares it with the identity
+        stored with the state and acts as :func:`conn.state.target.decide` says (refuse
+        a changed target, start it from scratch, or record the new identity)."""
 
     @abc.abstractmethod
     def record_run(self, sync: str, run_id: str, report: dict[str, Any]) -> None:
@@ -112,7 +137,15 @@ class StateStore(abc.ABC):
 
     @abc.abstractmethod
     def rejections(self, sync: str, limit: int | None = None) -> list[dict[str, Any]]:
-        """Current rejections of a sync: key, reason, run id, time."""
+        """Current rejections of a sync, newest first: ``key`` (text as stored, None for
+        a row without a primary key), ``reason``, ``op``, ``run_id``, ``at`` (this
+        rejection), ``since`` (the first of the key's rejections in a row) and
+        ``attempts`` (ISO 8601 UTC times)."""
+
+    @abc.abstractmethod
+    def stored_target(self, sync: str) -> str | None:
+        """The target identity stored with the sync's state (JSON text of
+        :meth:`conn.state.target.SyncTarget.to_json`), or None."""
 
     def close(self) -> None:  # noqa: B027 - optional
         """Release connections."""

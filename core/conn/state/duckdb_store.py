@@ -44,6 +44,7 @@ from conn.state.base import StateStore, SyncState
 from conn.state.locks import SyncFileLock, safe_name
 from conn.state.memory import run_entry
 from conn.state.planner import LayeredState, PlanningSyncState, SortedState, Storage
+from conn.state.target import OnChange, SyncTarget, decide
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -518,6 +519,13 @@ class DuckDBStorage(Storage):
             at = end
         return pairs[:at]
 
+    def has_state(self) -> bool:
+        """Whether the file holds anything a target acknowledged or a bookmark."""
+        return bool(self._q(
+            "SELECT EXISTS (SELECT 1 FROM records) OR EXISTS (SELECT 1 FROM changes) OR "
+            "EXISTS (SELECT 1 FROM rejections) OR EXISTS (SELECT 1 FROM source_state)"
+        ).fetchall()[0][0])
+
     def begin_run(self, run_id: str) -> None:
         self._q("INSERT INTO progress (run_id, started_at, updated_at) VALUES (?, now(), "
                 "now()) ON CONFLICT DO NOTHING", [run_id])
@@ -545,7 +553,7 @@ class DuckDBStorage(Storage):
         return self._rejections
 
     def commit(self, run_id: str, rows: pa.Table, rejected: pa.Table, *,
-               deletes: bool) -> None:
+               deletes: bool, match_type: str | None = None) -> None:
         self._seq += 1
         con = self.con
         clear = self._may_have_rejections()
@@ -557,7 +565,7 @@ class DuckDBStorage(Storage):
         rows = pa.table({"seq": pa.nulls(rows.num_rows, pa.int64()).fill_null(self._seq),
                          "kid": rows.column("kid"), "key": key, "hash": rows.column("hash"),
                          "match_value": pa.nulls(rows.num_rows, pa.string()) if mv_is_key
-                         else mv})
+                         else mv.cast(pa.string())})
         con.register("_rows", rows)
         if rejected.num_rows:
             con.register("_rej", rejected)
@@ -565,16 +573,21 @@ class DuckDBStorage(Storage):
         con.begin()
         try:
             if rows.num_rows:
-                self._q("INSERT INTO commits VALUES (?, ?, ?, now(), ?)",
-                        [self._seq, 2 if deletes else 1, run_id, mv_is_key])
+                self._q("INSERT INTO commits VALUES (?, ?, ?, now(), ?, ?)",
+                        [self._seq, 2 if deletes else 1, run_id, mv_is_key, match_type])
                 self._q("INSERT INTO changes SELECT * FROM _rows")
+            if rejected.num_rows:
+                # A key rejected again keeps the time of its first rejection.
+                self._q("""INSERT INTO rejections SELECT r.kid, r.key, r.partition, r.reason,
+                    ?, ?, now(), coalesce(e.since, now()), coalesce(e.attempts, 0) + 1
+                    FROM _rej r LEFT JOIN (SELECT kid, min(since) AS since,
+                    max(attempts) AS attempts FROM rejections WHERE run_id <> ?
+                    GROUP BY kid) e USING (kid)""",
+                        ["delete" if deletes else "write", run_id, run_id])
             if clear:
                 self._q("DELETE FROM rejections WHERE run_id <> ? AND kid IN (SELECT kid "
                         "FROM _rows" + (" UNION ALL SELECT kid FROM _rej)"
                                         if rejected.num_rows else ")"), [run_id])
-            if rejected.num_rows:
-                self._q("""INSERT INTO rejections SELECT kid, key, partition, reason, ?, ?,
-                    now() FROM _rej""", ["delete" if deletes else "write", run_id])
             col = "deleted" if deletes else "acknowledged"
             self._q(f"""UPDATE progress SET batches = batches + 1, {col} = {col} + ?,
                 rejected = rejected + ?, updated_at = now() WHERE run_id = ?""",
@@ -590,15 +603,15 @@ class DuckDBStorage(Storage):
                 con.unregister("_rej")
         self._track(rows, deletes)
 
-    def lookup(self, kids: np.ndarray, batch_rows: int) -> Iterator[tuple[pa.Array, pa.Array]]:
+    def lookup(self, kids: np.ndarray, batch_rows: int) -> Iterator[pa.RecordBatch]:
         cur = self.con.cursor()
         try:
             cur.register("_want", pa.table({"kid": pa.array(kids, pa.uint64())}))
-            reader = cur.sql("SELECT key, match_value FROM acknowledged WHERE kid IN "
-                             "(SELECT kid FROM _want)").to_arrow_reader(batch_rows)
+            reader = cur.sql("SELECT key, match_value, match_type, hash FROM acknowledged "
+                             "WHERE kid IN (SELECT kid FROM _want)").to_arrow_reader(batch_rows)
             for b in reader:
                 if b.num_rows:
-                    yield b.column(0), b.column(1)
+                    yield b
         finally:
             cur.close()
 
@@ -761,7 +774,9 @@ class DuckDBStateStore(StateStore):
 
     @contextmanager
     def open_sync(self, sync: str, run_id: str, *, full_resync: bool = False,
-                  partitions: frozenset[int] | None = None) -> Iterator[SyncState]:
+                  partitions: frozenset[int] | None = None,
+                  target: SyncTarget | None = None,
+                  on_target_change: OnChange = None) -> Iterator[SyncState]:
         """See :meth:`StateStore.open_sync`. ``partitions`` (extension) opens only those
         partitions (``conn.state.hashing.PARTITIONS`` in all); deletions then cover only
         them."""
@@ -771,6 +786,17 @@ class DuckDBStateStore(StateStore):
             self.sync_path(sync).parent.mkdir(parents=True, exist_ok=True)
             con, meta = self._open_sync_file(sync)
             storage = DuckDBStorage(con, self.sync_path(sync))
+            if target is not None:
+                decision = decide(sync, meta.get("target"), target, on_target_change,
+                                  has_state=storage.has_state())
+                if decision == "reset":
+                    con.close()
+                    con = None
+                    self._retire(sync)
+                    con, meta = self._open_sync_file(sync)
+                    storage = DuckDBStorage(con, self.sync_path(sync))
+                if decision != "keep":
+                    migrations.write_meta(con, {"target": target.to_json()})
             self._check_canary(storage, meta, full_resync)
             storage.begin_run(run_id)
             self._open[sync] = storage
@@ -787,6 +813,25 @@ class DuckDBStateStore(StateStore):
                 if storage is not None:
                     storage.wait_cache()
                 lock.release()
+
+    def _retire(self, sync: str) -> None:
+        """Move a sync's state file (and its cache) aside, under ``state/retired/``: the
+        sync starts from scratch for a new target (``--new-target``); the old file stays
+        readable for people who want to know what the old target was sent."""
+        path = self.sync_path(sync)
+        folder = path.parent / "retired"
+        folder.mkdir(exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        os.replace(path, folder / f"{path.stem}.{stamp}.duckdb")
+        wal = path.with_name(path.name + ".wal")
+        if wal.exists():
+            os.replace(wal, folder / f"{path.stem}.{stamp}.duckdb.wal")
+        cache = path.with_name(path.name + ".sorted")
+        if cache.exists():
+            import shutil
+
+            shutil.rmtree(cache)
+        _fsync_dir(path.parent)
 
     def _check_canary(self, storage: DuckDBStorage, meta: dict[str, str],
                       full_resync: bool) -> None:
@@ -852,14 +897,19 @@ class DuckDBStateStore(StateStore):
         return out
 
     def rejections(self, sync: str, limit: int | None = None) -> list[dict[str, Any]]:
-        sql = ("SELECT key, reason, op, run_id, strftime(rejected_at, '%Y-%m-%dT%H:%M:%SZ') "
-               'AS "at" FROM rejections ORDER BY rejected_at DESC, key'
-               + (f" LIMIT {int(limit)}" if limit is not None else ""))
+        def sql(version: int) -> str:
+            since = ("strftime(since, '%Y-%m-%dT%H:%M:%SZ') AS since, attempts"
+                     if version >= 4 else "NULL AS since, NULL AS attempts")
+            return ("SELECT key, reason, op, run_id, strftime(rejected_at, "
+                    f"'%Y-%m-%dT%H:%M:%SZ') AS \"at\", {since} FROM rejections "
+                    "ORDER BY rejected_at DESC, key"
+                    + (f" LIMIT {int(limit)}" if limit is not None else ""))
+
         storage = self._open.get(sync)
         if storage is not None:
             cur = storage.con.cursor()
             try:
-                return _dicts(cur.execute(sql))
+                return _dicts(cur.execute(sql(migrations.FORMAT_VERSION)))
             finally:
                 cur.close()
         if not self.sync_path(sync).exists():
@@ -867,7 +917,25 @@ class DuckDBStateStore(StateStore):
         # The rejections table has the columns read here in every format.
         con, meta = self._open_sync_file(sync, read_only=True, readable_from=1)
         try:
-            return _dicts(con.execute(sql)) if meta else []
+            return _dicts(con.execute(sql(int(meta["format_version"])))) if meta else []
+        finally:
+            con.close()
+
+    def stored_target(self, sync: str) -> str | None:
+        """The target identity stored with a sync's state (see :mod:`conn.state.target`)."""
+        storage = self._open.get(sync)
+        if storage is not None:
+            cur = storage.con.cursor()
+            try:
+                rows = cur.execute("SELECT value FROM meta WHERE key = 'target'").fetchall()
+            finally:
+                cur.close()
+            return rows[0][0] if rows else None
+        if not self.sync_path(sync).exists():
+            return None
+        con, meta = self._open_sync_file(sync, read_only=True, readable_from=1)
+        try:
+            return meta.get("target")
         finally:
             con.close()
 

@@ -17,14 +17,16 @@ import pyarrow.compute as pc
 from conn.errors import SyncLocked
 from conn.state.base import StateStore, SyncState
 from conn.state.planner import PlanningSyncState, Storage
+from conn.state.target import OnChange, SyncTarget, decide
 
 RECORDS_SCHEMA = pa.schema([("kid", pa.uint64()), ("key", pa.string()), ("hash", pa.uint64()),
                             ("match_value", pa.string()), ("partition", pa.uint16()),
-                            ("run_id", pa.string())])
+                            ("match_type", pa.string()), ("run_id", pa.string())])
 REJECTIONS_SCHEMA = pa.schema([("kid", pa.uint64()), ("key", pa.string()),
                                ("partition", pa.uint16()), ("reason", pa.string()),
                                ("op", pa.string()), ("run_id", pa.string()),
-                               ("at", pa.float64())])
+                               ("at", pa.float64()), ("since", pa.float64()),
+                               ("attempts", pa.int64())])
 
 
 @dataclass
@@ -33,6 +35,11 @@ class _SyncData:
     rejections: pa.Table = field(default_factory=REJECTIONS_SCHEMA.empty_table)
     source_state: str | None = None
     progress: dict[str, dict[str, Any]] = field(default_factory=dict)
+    target: str | None = None
+
+    def has_state(self) -> bool:
+        return bool(self.records.num_rows or self.rejections.num_rows
+                    or self.source_state is not None)
 
 
 def _without(table: pa.Table, kids: pa.Array, extra: pa.Array | None = None) -> pa.Table:
@@ -58,21 +65,35 @@ class MemoryStorage(Storage):
                 t.column("hash").to_numpy().astype(np.uint64))
 
     def commit(self, run_id: str, rows: pa.Table, rejected: pa.Table, *,
-               deletes: bool) -> None:
+               deletes: bool, match_type: str | None = None) -> None:
         d = self.data
         touched = pa.concat_arrays([rows.column("kid").combine_chunks(),
                                     rejected.column("kid").combine_chunks()])
         earlier = pc.not_equal(d.rejections.column("run_id"), run_id)
+        replaced = d.rejections.filter(pc.and_(pc.is_in(d.rejections.column("kid"),
+                                                        value_set=touched), earlier))
         rejections = _without(d.rejections, touched, earlier)
         records = _without(d.records, rows.column("kid").combine_chunks())
         if not deletes:
-            add = rows.append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string()))
-            records = pa.concat_tables([records, add.cast(RECORDS_SCHEMA)])
+            n = rows.num_rows
+            add = rows.append_column("match_type", pa.array([match_type] * n, pa.string()))
+            add = add.append_column("run_id", pa.array([run_id] * n, pa.string()))
+            records = pa.concat_tables([records, add.select(RECORDS_SCHEMA.names)
+                                        .cast(RECORDS_SCHEMA)])
         if rejected.num_rows:
-            n = rejected.num_rows
+            n, now = rejected.num_rows, time.time()
+            first = {k: (s, a) for k, s, a in zip(replaced.column("kid").to_pylist(),
+                                                   replaced.column("since").to_pylist(),
+                                                   replaced.column("attempts").to_pylist(),
+                                                   strict=True)}
+            kids = rejected.column("kid").to_pylist()
             rej = rejected.append_column("op", pa.array(["delete" if deletes else "write"] * n))
             rej = rej.append_column("run_id", pa.array([run_id] * n, pa.string()))
-            rej = rej.append_column("at", pa.array([time.time()] * n, pa.float64()))
+            rej = rej.append_column("at", pa.array([now] * n, pa.float64()))
+            rej = rej.append_column("since", pa.array([first.get(k, (now, 0))[0]
+                                                       for k in kids], pa.float64()))
+            rej = rej.append_column("attempts", pa.array([first.get(k, (now, 0))[1] + 1
+                                                          for k in kids], pa.int64()))
             rejections = pa.concat_tables([rejections, rej.cast(REJECTIONS_SCHEMA)])
         d.records, d.rejections = records, rejections
         p = d.progress.setdefault(run_id, {"batches": 0, "acknowledged": 0, "rejected": 0,
@@ -81,12 +102,13 @@ class MemoryStorage(Storage):
         p["deleted" if deletes else "acknowledged"] += rows.num_rows
         p["rejected"] += rejected.num_rows
 
-    def lookup(self, kids: np.ndarray, batch_rows: int) -> Iterator[tuple[pa.Array, pa.Array]]:
+    def lookup(self, kids: np.ndarray, batch_rows: int) -> Iterator[pa.RecordBatch]:
         t = self.data.records
         t = t.filter(pc.is_in(t.column("kid"), pa.array(kids, pa.uint64())))
+        t = t.select(["key", "match_value", "match_type", "hash"])
         for b in t.to_batches(max_chunksize=batch_rows):
             if b.num_rows:
-                yield b.column("key"), b.column("match_value")
+                yield b
 
     def rejection_kids(self, partitions: frozenset[int] | None) -> np.ndarray:
         return self.data.rejections.column("kid").to_numpy().astype(np.uint64)
@@ -112,7 +134,9 @@ class MemoryStateStore(StateStore):
 
     @contextmanager
     def open_sync(self, sync: str, run_id: str, *, full_resync: bool = False,
-                  partitions: frozenset[int] | None = None) -> Iterator[SyncState]:
+                  partitions: frozenset[int] | None = None,
+                  target: SyncTarget | None = None,
+                  on_target_change: OnChange = None) -> Iterator[SyncState]:
         """See :meth:`StateStore.open_sync`; ``partitions`` limits the run to some
         partitions (the whole sync is still locked in this backend)."""
         with self._mutex:
@@ -126,6 +150,13 @@ class MemoryStateStore(StateStore):
                                 "started": time.strftime("%Y-%m-%d %H:%M:%S")}
         try:
             data = self._syncs.setdefault(sync, _SyncData())
+            if target is not None:
+                decision = decide(sync, data.target, target, on_target_change,
+                                  has_state=data.has_state())
+                if decision == "reset":
+                    data = self._syncs[sync] = _SyncData()
+                if decision != "keep":
+                    data.target = target.to_json()
             with PlanningSyncState(MemoryStorage(data), run_id, full_resync=full_resync,
                                    partitions=partitions) as st:
                 yield st
@@ -144,11 +175,19 @@ class MemoryStateStore(StateStore):
         data = self._syncs.get(sync)
         if data is None:
             return []
-        rows = data.rejections.sort_by([("at", "descending")]).to_pylist()
+        rows = data.rejections.sort_by([("at", "descending"), ("key", "ascending")])
         out = [{"key": r["key"], "reason": r["reason"], "op": r["op"], "run_id": r["run_id"],
-                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["at"]))}
-               for r in rows]
+                "at": _iso(r["at"]), "since": _iso(r["since"]), "attempts": r["attempts"]}
+               for r in rows.to_pylist()]
         return out if limit is None else out[:limit]
+
+    def stored_target(self, sync: str) -> str | None:
+        data = self._syncs.get(sync)
+        return data.target if data is not None else None
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 def run_entry(sync: str, run_id: str, report: dict[str, Any]) -> dict[str, Any]:

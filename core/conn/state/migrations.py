@@ -19,6 +19,11 @@ History:
      ``acknowledged`` shows records with every column resolved. ``kid_index`` is gone:
      the planner's sorted state is cached in ``.npy`` files next to the state file
      (see :mod:`conn.state.duckdb_store`) and rebuilt from ``records`` when missing.
+  4. Typed match values and listed rejections: ``commits.match_type`` names the Arrow
+     type of the commit's match values (:mod:`conn.state.typed_text`; NULL for values
+     stored as text by earlier formats), so deletes send them back with that type;
+     ``rejections`` gain ``since`` (first rejection of the key in a row of attempts) and
+     ``attempts``. The sync's target identity is kept in ``meta`` (``target``).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import duckdb
 from conn.errors import StateError
 
 APP_ID = "conn-state"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 #: ``changes`` and ``records`` share this layout (a first sync's log becomes ``records``
 #: by a rename); the change log is re-created by the DuckDB store's compaction.
@@ -41,30 +46,55 @@ CHANGES_TABLE = f"CREATE TABLE changes {_LOG_COLUMNS}"
 #: One row per commit: operation (1 upsert, 2 delete), run, time, and whether the commit's
 #: match values are its keys (stored as NULL in ``changes`` / ``records``).
 COMMITS_TABLE = """CREATE TABLE commits (seq BIGINT NOT NULL, op TINYINT NOT NULL,
+  run_id VARCHAR, committed_at TIMESTAMP, mv_is_key BOOLEAN NOT NULL, match_type VARCHAR)"""
+#: The version-3 commits table, kept for the migrations.
+COMMITS_TABLE_V3 = """CREATE TABLE commits (seq BIGINT NOT NULL, op TINYINT NOT NULL,
   run_id VARCHAR, committed_at TIMESTAMP, mv_is_key BOOLEAN NOT NULL)"""
 
 #: Records with every column resolved (for people and tools reading the state file).
 ACKNOWLEDGED_VIEW = """CREATE OR REPLACE VIEW acknowledged AS SELECT r.kid, r.key, r.hash,
-  CASE WHEN c.mv_is_key THEN r.key ELSE r.match_value END AS match_value,
+  CASE WHEN c.mv_is_key THEN r.key ELSE r.match_value END AS match_value, c.match_type,
+  (r.kid >> 56)::USMALLINT AS partition, c.run_id, c.committed_at AS acked_at
+  FROM records r JOIN commits c USING (seq)"""
+#: The version-3 view, kept for the migrations.
+ACKNOWLEDGED_VIEW_V3 = """CREATE OR REPLACE VIEW acknowledged AS SELECT r.kid, r.key,
+  r.hash, CASE WHEN c.mv_is_key THEN r.key ELSE r.match_value END AS match_value,
   (r.kid >> 56)::USMALLINT AS partition, c.run_id, c.committed_at AS acked_at
   FROM records r JOIN commits c USING (seq)"""
 
-#: Rejections, run progress and the source bookmark (unchanged since format 2).
-_RUN_TABLES = """CREATE TABLE rejections (kid UBIGINT NOT NULL, key VARCHAR,
-  partition USMALLINT NOT NULL, reason VARCHAR, op VARCHAR, run_id VARCHAR,
-  rejected_at TIMESTAMP);
-CREATE TABLE progress (run_id VARCHAR PRIMARY KEY, started_at TIMESTAMP,
-  updated_at TIMESTAMP, batches BIGINT DEFAULT 0, acknowledged BIGINT DEFAULT 0,
-  rejected BIGINT DEFAULT 0, deleted BIGINT DEFAULT 0);
+#: Run progress and the source bookmark (unchanged since format 2).
+_PROGRESS_TABLES = """CREATE TABLE progress (run_id VARCHAR PRIMARY KEY,
+  started_at TIMESTAMP, updated_at TIMESTAMP, batches BIGINT DEFAULT 0,
+  acknowledged BIGINT DEFAULT 0, rejected BIGINT DEFAULT 0, deleted BIGINT DEFAULT 0);
 CREATE TABLE source_state (id INTEGER PRIMARY KEY, value VARCHAR, run_id VARCHAR,
   saved_at TIMESTAMP);"""
+#: Rejections: ``since`` is the first rejection of a key rejected run after run,
+#: ``attempts`` how many runs it was rejected in a row.
+_REJECTIONS = """CREATE TABLE rejections (kid UBIGINT NOT NULL, key VARCHAR,
+  partition USMALLINT NOT NULL, reason VARCHAR, op VARCHAR, run_id VARCHAR,
+  rejected_at TIMESTAMP, since TIMESTAMP, attempts INTEGER);"""
+#: Rejections of formats 2 and 3, kept for the migrations.
+_REJECTIONS_V3 = """CREATE TABLE rejections (kid UBIGINT NOT NULL, key VARCHAR,
+  partition USMALLINT NOT NULL, reason VARCHAR, op VARCHAR, run_id VARCHAR,
+  rejected_at TIMESTAMP);"""
+_RUN_TABLES = f"{_REJECTIONS}\n{_PROGRESS_TABLES}"
+_RUN_TABLES_V3 = f"{_REJECTIONS_V3}\n{_PROGRESS_TABLES}"
 
-SYNC_TABLES_V3 = f"""
+SYNC_TABLES = f"""
 CREATE TABLE records {_LOG_COLUMNS};
 {CHANGES_TABLE};
 {COMMITS_TABLE};
 {_RUN_TABLES}
 {ACKNOWLEDGED_VIEW};
+"""
+
+#: The version-3 layout, kept to test the migration (never created by this conn).
+SYNC_TABLES_V3 = f"""
+CREATE TABLE records {_LOG_COLUMNS};
+{CHANGES_TABLE};
+{COMMITS_TABLE_V3};
+{_RUN_TABLES_V3}
+{ACKNOWLEDGED_VIEW_V3};
 """
 
 #: The version-2 change log, kept for the migrations.
@@ -79,7 +109,7 @@ CREATE TABLE records (kid UBIGINT NOT NULL, key VARCHAR NOT NULL, hash UBIGINT,
 CREATE TABLE kid_index (kid UBIGINT NOT NULL, hash UBIGINT NOT NULL,
   partition USMALLINT NOT NULL);
 {CHANGES_TABLE_V2};
-{_RUN_TABLES}
+{_RUN_TABLES_V3}
 """
 
 #: The version-1 layout, kept to test the migration (never created by this conn).
@@ -116,7 +146,7 @@ def _v2_to_v3(con: duckdb.DuckDBPyConnection) -> None:
     # Version-2 sequence numbers restart at 1 each run and the log is folded at every
     # open, so the rows left in it (a run that crashed) belong to one run: they keep
     # their numbers; the records already folded share commit 0.
-    con.execute(COMMITS_TABLE)
+    con.execute(COMMITS_TABLE_V3)
     con.execute("""INSERT INTO commits SELECT 0, 1, 'format-2 records', max(acked_at),
       false FROM records""")
     con.execute("""INSERT INTO commits SELECT seq, any_value(op), any_value(run_id),
@@ -132,6 +162,16 @@ def _v2_to_v3(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DROP TABLE changes")
     con.execute("ALTER TABLE changes_v3 RENAME TO changes")
     con.execute("DROP TABLE kid_index")
+    con.execute(ACKNOWLEDGED_VIEW_V3)
+
+
+def _v3_to_v4(con: duckdb.DuckDBPyConnection) -> None:
+    # Match values stored so far are text without a type (NULL match_type: the planner
+    # reads them with the sync's current match field type where they parse as it).
+    con.execute("ALTER TABLE commits ADD COLUMN match_type VARCHAR")
+    con.execute("ALTER TABLE rejections ADD COLUMN since TIMESTAMP")
+    con.execute("ALTER TABLE rejections ADD COLUMN attempts INTEGER")
+    con.execute("UPDATE rejections SET since = rejected_at, attempts = 1")
     con.execute(ACKNOWLEDGED_VIEW)
 
 
@@ -142,8 +182,8 @@ def _unchanged(con: duckdb.DuckDBPyConnection) -> None:
 #: ``MIGRATIONS[kind][v]`` turns a version-``v`` file of that kind into version ``v + 1``.
 #: The run-history file shares the format number but its table has not changed.
 MIGRATIONS: dict[str, dict[int, Callable[[duckdb.DuckDBPyConnection], None]]] = {
-    "sync": {1: _v1_to_v2, 2: _v2_to_v3},
-    "runs": {1: _unchanged, 2: _unchanged},
+    "sync": {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4},
+    "runs": {1: _unchanged, 2: _unchanged, 3: _unchanged},
 }
 
 
@@ -181,7 +221,7 @@ def prepare(con: duckdb.DuckDBPyConnection, path: str, *, kind: str,
             return {}
         con.begin()
         con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-        con.execute(SYNC_TABLES_V3 if kind == "sync" else RUNS_TABLES)
+        con.execute(SYNC_TABLES if kind == "sync" else RUNS_TABLES)
         write_meta(con, {"app_id": APP_ID, "format_version": FORMAT_VERSION, "kind": kind,
                          **identity})
         con.commit()

@@ -21,11 +21,13 @@ from typing import Any, NamedTuple
 import numpy as np
 import pyarrow as pa
 from conn.errors import StateError
-from conn.state import accel, hashing
-from conn.state.base import BatchPlan, SyncState
+from conn.state import accel, hashing, typed_text
+from conn.state.base import BatchPlan, Deletions, SyncState
 from conn.state.index import KeyIndex
 
 REASON_NULL = "null primary key"
+#: The key id under which rejections of rows without a primary key are stored.
+NULL_KEY_ID = 0
 REASON_DUPLICATE = "duplicate primary key {key!r} in this run (the first row is kept)"
 
 
@@ -346,15 +348,20 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def commit(self, run_id: str, rows: pa.Table, rejected: pa.Table, *,
-               deletes: bool) -> None:
-        """In one transaction: record ``rows`` (kid, key, hash, match_value, partition)
-        as acknowledged (or as deleted when ``deletes``); store ``rejected`` (kid, key,
-        partition, reason) as this run's rejections, clearing earlier rejections of every
-        key in either table; add the counts to the run's progress."""
+               deletes: bool, match_type: str | None = None) -> None:
+        """In one transaction: record ``rows`` (kid, key, hash, match_value as text,
+        partition) as acknowledged (or as deleted when ``deletes``), with ``match_type``,
+        the type token of their match values (:mod:`conn.state.typed_text`); store
+        ``rejected`` (kid, key, partition, reason) as this run's rejections, replacing
+        earlier rejections of every key in either table (a key rejected again keeps the
+        time of its first rejection and counts the attempts); add the counts to the
+        run's progress."""
 
     @abc.abstractmethod
-    def lookup(self, kids: np.ndarray, batch_rows: int) -> Iterator[tuple[pa.Array, pa.Array]]:
-        """Stored ``(keys, match_values)`` for ``kids``, in batches."""
+    def lookup(self, kids: np.ndarray, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        """Stored records of ``kids``, in batches with the columns ``key``,
+        ``match_value`` (text), ``match_type`` (its type token, null when stored without
+        one) and ``hash``."""
 
     @abc.abstractmethod
     def rejection_kids(self, partitions: frozenset[int] | None) -> np.ndarray:
@@ -408,8 +415,8 @@ class _Scratch:
 
 #: What a lookup tells the planner about a batch: update rows, the number unchanged,
 #: rows absent from the state, rows whose key was seen before (all as batch row
-#: numbers), and the batch's payload hashes.
-_Lookup = tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray]
+#: numbers), the batch's payload hashes and the stored hashes of the update rows.
+_Lookup = tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 class PlanningSyncState(SyncState):
@@ -433,6 +440,7 @@ class PlanningSyncState(SyncState):
             else SeenStamps(len(self.state), self.state.hidden))
         self.new = KeyIndex()
         self._complete = False
+        self._null_keys_rejected = False
         self._scratch = _Scratch()
 
     # --- helpers ------------------------------------------------------------------------
@@ -487,7 +495,7 @@ class PlanningSyncState(SyncState):
             rows, q = self._scratch.arange(n), kids
         self._check_partitions(q)
         marks = self._marks
-        updates, unchanged, absent, known_dups, hashes = (
+        updates, unchanged, absent, known_dups, hashes, previous = (
             self._compiled_lookup(marks, rows, q, payload_hashes)
             if isinstance(marks, SeenBits) else
             self._numpy_lookup(marks, rows, q, payload_hashes))
@@ -504,7 +512,8 @@ class PlanningSyncState(SyncState):
                          updates=pa.array(updates, pa.int64()),
                          unchanged=unchanged,
                          hashes=pa.array(hashes, pa.uint64()),
-                         rejected=rejected)
+                         rejected=rejected,
+                         previous=pa.array(previous, pa.uint64()))
 
     def _compiled_lookup(self, marks: SeenBits, rows: np.ndarray, q: np.ndarray,
                          payload_hashes: Callable[[], np.ndarray]) -> _Lookup:
@@ -538,7 +547,7 @@ class PlanningSyncState(SyncState):
         # Copies (they are few): the scratch arrays are the next batch's.
         updates, absent, known_dups = (rows[r[:k]] for r, k in zip(rows_out, (nu, na, nd),
                                                                    strict=True))
-        return updates, unchanged, absent, known_dups, hashes
+        return updates, unchanged, absent, known_dups, hashes, prev[rows_out[0][:nu]]
 
     def _numpy_lookup(self, marks: SeenStamps, rows: np.ndarray, q: np.ndarray,
                       payload_hashes: Callable[[], np.ndarray]) -> _Lookup:
@@ -555,7 +564,7 @@ class PlanningSyncState(SyncState):
                    else stored != hashes[ok_rows])
         updates = ok_rows[changed]
         return (updates, int(len(ok_rows) - len(updates)), rows[~known], k_rows[~first],
-                hashes)
+                hashes, stored[changed])
 
     def touch(self, keys: pa.Array) -> None:
         if not len(keys):
@@ -565,6 +574,10 @@ class PlanningSyncState(SyncState):
             kids = kids[~np.asarray(keys.is_null().to_numpy(zero_copy_only=False), dtype=bool)]
         pos = self.state.find(kids)
         self._marks.set(pos[pos >= 0])
+        # Keys new to the state are remembered too: their rejections must outlive the
+        # end of the run (``finish`` clears rejections of keys not seen), and a later
+        # row of the same key is a duplicate like any other.
+        self.new.add(kids[pos < 0])
 
     def _rows_table(self, keys: pa.Array, kids: np.ndarray, idx: np.ndarray,
                     hashes: pa.Array | None, match_values: pa.Array | None) -> pa.Table:
@@ -574,8 +587,8 @@ class PlanningSyncState(SyncState):
             "key": keys.take(take).cast(pa.string()),
             "hash": (hashes.take(take).cast(pa.uint64()) if hashes is not None
                      else pa.nulls(len(idx), pa.uint64())),
-            "match_value": (match_values.take(take).cast(pa.string())
-                            if match_values is not None else pa.nulls(len(idx), pa.string())),
+            "match_value": (match_values.take(take) if match_values is not None
+                            else pa.nulls(len(idx), pa.string())),
             "partition": pa.array(hashing.partitions_of(kids[idx]), pa.uint16()),
         }
         return pa.table(cols)
@@ -595,20 +608,32 @@ class PlanningSyncState(SyncState):
         ack_arr = acknowledged.cast(pa.bool_()).fill_null(False)
         ack = np.asarray(ack_arr.to_numpy(zero_copy_only=False), dtype=bool)
         if keys.null_count:
+            # A row without a key cannot be acknowledged; its rejection is kept under key
+            # id NULL_KEY_ID so that it is listed (and replaced by the next run's).
             isnull = np.asarray(keys.is_null().to_numpy(zero_copy_only=False), dtype=bool)
             ack &= ~isnull
-            rejected = [(i, r) for i, r in rejected if not isnull[i]]
+            kids = np.where(isnull, np.uint64(NULL_KEY_ID), kids)
+            self._null_keys_rejected |= bool(isnull.any())
+        match_type = None
+        if match_values is not None:
+            match_values, match_type = typed_text.to_text(match_values)
         rows = self._rows_table(keys, kids, np.flatnonzero(ack), hashes, match_values)
         rej = self._rejected_table(keys, kids, rejected)
-        self.storage.commit(self.run_id, rows, rej, deletes=deletes)
+        self.storage.commit(self.run_id, rows, rej, deletes=deletes, match_type=match_type)
 
     def commit(self, keys: pa.Array, hashes: pa.Array, match_values: pa.Array,
                acknowledged: pa.Array, rejected: list[tuple[int, str]]) -> None:
         self._commit(keys, hashes, match_values, acknowledged, rejected, deletes=False)
 
-    def deletions(self, batch_rows: int) -> Iterator[tuple[pa.Array, pa.Array]]:
+    def deletions(self, batch_rows: int, legacy_type: pa.DataType | None = None
+                  ) -> Iterator[Deletions]:
         unseen = self.state.kids_at(~self.seen)
-        yield from self.storage.lookup(unseen, max(1, batch_rows))
+        legacy = typed_text.type_token(legacy_type) if legacy_type is not None else None
+        for found in self.storage.lookup(unseen, max(1, batch_rows)):
+            for idx, values in typed_text.decode_groups(found.column("match_value"),
+                                                        found.column("match_type"), legacy):
+                part = found if len(idx) == found.num_rows else found.take(idx)
+                yield Deletions(part.column("key"), values, part.column("hash"))
         self.finish()
 
     def commit_deletes(self, keys: pa.Array, acknowledged: pa.Array,
@@ -639,6 +664,8 @@ class PlanningSyncState(SyncState):
         seen = np.zeros(len(kids), dtype=bool)
         seen[pos >= 0] = self.seen[pos[pos >= 0]]
         seen |= self.new.find(kids) >= 0
+        if self._null_keys_rejected:
+            seen |= kids == np.uint64(NULL_KEY_ID)
         if (~seen).any():
             self.storage.clear_rejections(kids[~seen])
 

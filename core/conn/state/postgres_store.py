@@ -30,11 +30,14 @@ from conn.state.base import StateStore, SyncState
 from conn.state.locks import describe_holder, holder_info
 from conn.state.memory import run_entry
 from conn.state.planner import PlanningSyncState, Storage
+from conn.state.target import OnChange, SyncTarget, decide
 
 log = logging.getLogger(__name__)
 
 APP_ID = "conn-state"
-FORMAT_VERSION = 1
+#: 2: typed match values (``records.match_type``), rejections keep ``since`` and
+#: ``attempts``, ``syncs.target`` holds the target identity (see conn.state.target).
+FORMAT_VERSION = 2
 _FLIP = np.uint64(1 << 63)
 
 DDL = """
@@ -57,6 +60,10 @@ CREATE TABLE IF NOT EXISTS {s}.runs (sync text, run_id text, status text,
   started_at double precision, seconds double precision, rows_read bigint,
   inserted bigint, updated bigint, deleted bigint, unchanged bigint, rejected bigint,
   pending bigint, recorded_at double precision, report jsonb);
+ALTER TABLE {s}.records ADD COLUMN IF NOT EXISTS match_type text;
+ALTER TABLE {s}.rejections ADD COLUMN IF NOT EXISTS since timestamptz;
+ALTER TABLE {s}.rejections ADD COLUMN IF NOT EXISTS attempts integer;
+ALTER TABLE {s}.syncs ADD COLUMN IF NOT EXISTS target text;
 """
 
 
@@ -71,6 +78,10 @@ def _from_pg(values: np.ndarray) -> np.ndarray:
 def _i64(values: np.ndarray | pa.Array) -> list[int | None]:
     arr = values if isinstance(values, np.ndarray) else values.to_numpy(zero_copy_only=False)
     return np.asarray(arr, dtype=np.uint64).view(np.int64).tolist()
+
+
+def _iso(t: Any) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", t.utctimetuple())
 
 
 def _lock_key(name: str) -> int:
@@ -110,7 +121,7 @@ class PostgresStorage(Storage):
         self.conn.commit()
 
     def commit(self, run_id: str, rows: pa.Table, rejected: pa.Table, *,
-               deletes: bool) -> None:
+               deletes: bool, match_type: str | None = None) -> None:
         s, sync = self.s, self.sync
         kids = _to_pg(rows.column("kid").to_numpy())
         rkids = _to_pg(rejected.column("kid").to_numpy())
@@ -121,39 +132,50 @@ class PostgresStorage(Storage):
             elif kids:
                 cur.execute(
                     f"""INSERT INTO {s}.records (sync, kid, key, hash, match_value, partition,
-                    run_id) SELECT %s, * , %s FROM unnest(%s::bigint[], %s::text[],
-                    %s::bigint[], %s::text[], %s::smallint[])
+                    run_id, match_type) SELECT %s, * , %s, %s FROM unnest(%s::bigint[],
+                    %s::text[], %s::bigint[], %s::text[], %s::smallint[])
                     ON CONFLICT (sync, kid) DO UPDATE SET key = excluded.key,
                     hash = excluded.hash, match_value = excluded.match_value,
-                    run_id = excluded.run_id, acked_at = now()""",
-                    [sync, run_id, kids, rows.column("key").to_pylist(),
+                    match_type = excluded.match_type, run_id = excluded.run_id,
+                    acked_at = now()""",
+                    [sync, run_id, match_type, kids, rows.column("key").to_pylist(),
                      _i64(rows.column("hash").fill_null(0).combine_chunks()),
-                     rows.column("match_value").to_pylist(),
+                     rows.column("match_value").cast(pa.string()).to_pylist(),
                      rows.column("partition").to_pylist()])
-            cur.execute(f"DELETE FROM {s}.rejections WHERE sync = %s AND run_id <> %s AND "
-                        "kid = ANY(%s)", [sync, run_id, kids + rkids])
             if rkids:
+                # A key rejected again keeps the time of its first rejection.
                 cur.execute(
                     f"""INSERT INTO {s}.rejections (sync, kid, key, partition, reason, op,
-                    run_id) SELECT %s, k, key, p, r, %s, %s FROM unnest(%s::bigint[],
-                    %s::text[], %s::smallint[], %s::text[]) AS t(k, key, p, r)""",
+                    run_id, since, attempts) SELECT %s, k, key, p, r, %s, %s,
+                    coalesce(e.since, now()), coalesce(e.attempts, 0) + 1
+                    FROM unnest(%s::bigint[], %s::text[], %s::smallint[], %s::text[])
+                    AS t(k, key, p, r) LEFT JOIN (SELECT kid, min(since) AS since,
+                    max(attempts) AS attempts FROM {s}.rejections WHERE sync = %s AND
+                    run_id <> %s GROUP BY kid) e ON e.kid = t.k""",
                     [sync, "delete" if deletes else "write", run_id, rkids,
                      rejected.column("key").to_pylist(), rejected.column("partition").to_pylist(),
-                     rejected.column("reason").to_pylist()])
+                     rejected.column("reason").to_pylist(), sync, run_id])
+            cur.execute(f"DELETE FROM {s}.rejections WHERE sync = %s AND run_id <> %s AND "
+                        "kid = ANY(%s)", [sync, run_id, kids + rkids])
             col = "deleted" if deletes else "acknowledged"
             cur.execute(f"""UPDATE {s}.progress SET batches = batches + 1, {col} = {col} + %s,
                 rejected = rejected + %s, updated_at = now() WHERE sync = %s AND run_id = %s""",
                         [rows.num_rows, rejected.num_rows, sync, run_id])
 
-    def lookup(self, kids: np.ndarray, batch_rows: int) -> Iterator[tuple[pa.Array, pa.Array]]:
+    def lookup(self, kids: np.ndarray, batch_rows: int) -> Iterator[pa.RecordBatch]:
         for lo in range(0, len(kids), batch_rows):
             part = _to_pg(kids[lo:lo + batch_rows])
-            rows = self.conn.execute(f"SELECT key, match_value FROM {self.s}.records WHERE "
-                                     "sync = %s AND kid = ANY(%s)", [self.sync, part]).fetchall()
+            rows = self.conn.execute(f"SELECT key, match_value, match_type, hash FROM "
+                                     f"{self.s}.records WHERE sync = %s AND kid = ANY(%s)",
+                                     [self.sync, part]).fetchall()
             self.conn.commit()
             if rows:
-                yield (pa.array([r[0] for r in rows], pa.string()),
-                       pa.array([r[1] for r in rows], pa.string()))
+                hashes = np.array([r[3] or 0 for r in rows], dtype=np.int64).view(np.uint64)
+                yield pa.RecordBatch.from_pydict({
+                    "key": pa.array([r[0] for r in rows], pa.string()),
+                    "match_value": pa.array([r[1] for r in rows], pa.string()),
+                    "match_type": pa.array([r[2] for r in rows], pa.string()),
+                    "hash": pa.array(hashes, pa.uint64())})
 
     def rejection_kids(self, partitions: frozenset[int] | None) -> np.ndarray:
         rows = self.conn.execute(f"SELECT kid FROM {self.s}.rejections WHERE sync = %s",
@@ -237,7 +259,9 @@ class PostgresStateStore(StateStore):
             elif int(meta.get("format_version", "0")) > FORMAT_VERSION:
                 raise StateError(f"schema {s!r} was written by a newer conn (state format "
                                  f"{meta['format_version']}); upgrade conn")
-            conn.execute(DDL.format(s=s))
+            conn.execute(DDL.format(s=s))  # creates, or adds what an older format lacks
+            conn.execute(f"UPDATE {s}.meta SET value = %s WHERE key = 'format_version'",
+                         [str(FORMAT_VERSION)])
         self._prepared = True
 
     # --- locks --------------------------------------------------------------------------
@@ -263,7 +287,9 @@ class PostgresStateStore(StateStore):
 
     @contextmanager
     def open_sync(self, sync: str, run_id: str, *, full_resync: bool = False,
-                  partitions: frozenset[int] | None = None) -> Iterator[SyncState]:
+                  partitions: frozenset[int] | None = None,
+                  target: SyncTarget | None = None,
+                  on_target_change: OnChange = None) -> Iterator[SyncState]:
         """See :meth:`StateStore.open_sync`; ``partitions`` as in the DuckDB store, and
         here workers on several machines may each open different partitions at once."""
         lock_conn = self._connect(autocommit=True)
@@ -272,6 +298,8 @@ class PostgresStateStore(StateStore):
             conn = self._connect()
             try:
                 storage = PostgresStorage(conn, self.schema, sync)
+                if target is not None:
+                    self._settle_target(conn, sync, target, on_target_change)
                 self._check_canary(conn, sync, full_resync)
                 storage.begin_run(run_id)
                 with PlanningSyncState(storage, run_id, full_resync=full_resync,
@@ -281,6 +309,35 @@ class PostgresStateStore(StateStore):
                 conn.close()
         finally:
             self._unlock(lock_conn)
+
+    def _settle_target(self, conn: Any, sync: str, target: SyncTarget,
+                       on_change: OnChange) -> None:
+        """Compare the sync's stored target with ``target`` (see conn.state.target); for
+        a new target the old state moves to the sync name ``<sync>@retired-<time>``."""
+        s = self.schema
+        row = conn.execute(f"SELECT target, source_state FROM {s}.syncs WHERE sync = %s",
+                           [sync]).fetchall()
+        has_state = bool(row and row[0][1] is not None) or bool(conn.execute(
+            f"SELECT EXISTS (SELECT 1 FROM {s}.records WHERE sync = %s) OR EXISTS "
+            f"(SELECT 1 FROM {s}.rejections WHERE sync = %s)", [sync, sync]).fetchall()[0][0])
+        decision = decide(sync, row[0][0] if row else None, target, on_change,
+                          has_state=has_state)
+        with conn.transaction():
+            if decision == "reset":
+                retired = f"{sync}@retired-{time.strftime('%Y%m%dT%H%M%S')}"
+                for table in ("records", "rejections", "progress", "syncs"):
+                    conn.execute(f"UPDATE {s}.{table} SET sync = %s WHERE sync = %s",
+                                 [retired, sync])
+            if decision != "keep":
+                conn.execute(f"""INSERT INTO {s}.syncs (sync, target) VALUES (%s, %s)
+                    ON CONFLICT (sync) DO UPDATE SET target = excluded.target""",
+                             [sync, target.to_json()])
+
+    def stored_target(self, sync: str) -> str | None:
+        with self._connect() as conn:
+            row = conn.execute(f"SELECT target FROM {self.schema}.syncs WHERE sync = %s",
+                               [sync]).fetchall()
+        return row[0][0] if row else None
 
     @staticmethod
     def _unlock(lock_conn: Any) -> None:
@@ -359,8 +416,8 @@ class PostgresStateStore(StateStore):
         lim = f" LIMIT {int(limit)}" if limit is not None else ""
         with self._connect() as conn:
             rows = conn.execute(
-                f"""SELECT key, reason, op, run_id, rejected_at FROM {self.schema}.rejections
+                f"""SELECT key, reason, op, run_id, rejected_at, coalesce(since, rejected_at),
+                coalesce(attempts, 1) FROM {self.schema}.rejections
                 WHERE sync = %s ORDER BY rejected_at DESC, key{lim}""", [sync]).fetchall()
         return [{"key": r[0], "reason": r[1], "op": r[2], "run_id": r[3],
-                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", r[4].utctimetuple())}
-                for r in rows]
+                 "at": _iso(r[4]), "since": _iso(r[5]), "attempts": r[6]} for r in rows]

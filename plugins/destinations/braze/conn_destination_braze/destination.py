@@ -101,6 +101,8 @@ class BrazeDestination(Destination):
     """Writes Braze user attributes (object ``users``) and custom events (``events``)."""
 
     name: ClassVar[str] = "braze"
+    #: What says where it writes (compared between runs; see Destination.target_identity).
+    identity_keys: ClassVar[tuple[str, ...] | None] = ("rest_endpoint", "app_id")
     description: ClassVar[str] = "Braze user attributes and custom events (/users/track)"
     config_schema: ClassVar[dict[str, Any]] = {
         "type": "object",

@@ -103,6 +103,8 @@ class FilesDestination(Destination):
     """
 
     name: ClassVar[str] = "files"
+    #: What says where it writes (compared between runs; see Destination.target_identity).
+    identity_keys: ClassVar[tuple[str, ...] | None] = ("base_dir", "path", "format")
     description: ClassVar[str] = "JSONL, CSV or Parquet change logs (and snapshots) on disk"
     config_schema: ClassVar[dict[str, Any]] = {
         "type": "object",

@@ -137,6 +137,8 @@ class HubSpotDestination(Destination):
     """
 
     name: ClassVar[str] = "hubspot"
+    #: What says where it writes (compared between runs; see Destination.target_identity).
+    identity_keys: ClassVar[tuple[str, ...] | None] = ("base_url",)
     description: ClassVar[str] = "HubSpot CRM contacts and companies (batch upsert, archive)"
     config_schema: ClassVar[dict[str, Any]] = {
         "type": "object",

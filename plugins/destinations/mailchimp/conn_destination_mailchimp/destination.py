@@ -143,6 +143,8 @@ class MailchimpDestination(Destination):
     """Mailchimp audience members (see the module docstring)."""
 
     name = "mailchimp"
+    #: What says where it writes (compared between runs; see Destination.target_identity).
+    identity_keys = ("base_url", "list_id")
     description = ("Mailchimp audience members: batch upsert that never re-subscribes, "
                    "merge fields, tags, archive for mirror")
     config_schema = CONFIG_SCHEMA

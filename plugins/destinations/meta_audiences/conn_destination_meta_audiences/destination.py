@@ -162,6 +162,8 @@ class MetaAudiencesDestination(Destination):
     """Meta Custom Audiences (see the module docstring)."""
 
     name = "meta_audiences"
+    #: What says where it writes (compared between runs; see Destination.target_identity).
+    identity_keys = ("base_url", "audience_id", "audiences")
     description = ("Meta (Facebook) Custom Audiences: add/remove users with SHA-256 "
                    "identifiers, upload sessions")
     config_schema = CONFIG_SCHEMA

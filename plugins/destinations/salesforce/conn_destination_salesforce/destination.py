@@ -142,6 +142,8 @@ class SalesforceDestination(Destination):
     """Upserts and deletes records of configured sObjects by their external id."""
 
     name: ClassVar[str] = "salesforce"
+    #: What says where it writes (compared between runs; see Destination.target_identity).
+    identity_keys: ClassVar[tuple[str, ...] | None] = ("instance_url",)
     description: ClassVar[str] = "Salesforce sObjects by external id (Collections, Bulk API 2.0)"
     config_schema: ClassVar[dict[str, Any]] = {
         "type": "object",

@@ -36,6 +36,8 @@ class SingerDestination(Destination):
     """
 
     name = "singer"
+    #: What says where it writes (compared between runs; see Destination.target_identity).
+    identity_keys = ("command", "config")
     description = "Any Singer target, run as a subprocess (e.g. from its own virtual environment)."
     config_schema = {
         "type": "object",

@@ -144,6 +144,8 @@ class WebhookDestination(Destination):
     """POST signed JSON batches of records to a URL (see the module docstring)."""
 
     name = "webhook"
+    #: What says where it writes (compared between runs; see Destination.target_identity).
+    identity_keys = ("url",)
     description = "POST signed JSON batches to any HTTP endpoint (HMAC-SHA256 signature)"
     config_schema = CONFIG_SCHEMA
 
@@ -199,12 +201,18 @@ class WebhookDestination(Destination):
             self._client.close()
             self._client = None
 
-    def payload(self, request: WriteRequest, records: Sequence[Mapping[str, Any]] | None = None
-                ) -> dict[str, Any]:
-        """The JSON document for ``records`` (default: the whole request)."""
-        return {"sync": request.sync, "object": request.object.name,
-                "operation": request.operation, "match_key": request.match_key,
-                "records": list(request.to_pylist() if records is None else records)}
+    def payload(self, request: WriteRequest, records: Sequence[Mapping[str, Any]] | None = None,
+                keys: Sequence[str] | None = None) -> dict[str, Any]:
+        """The JSON document for ``records`` (default: the whole request) and their
+        idempotency keys (one per record)."""
+        if records is None:
+            records, keys = request.to_pylist(), _keys(request)
+        doc = {"sync": request.sync, "object": request.object.name,
+               "operation": request.operation, "match_key": request.match_key,
+               "records": list(records)}
+        if keys is not None:
+            doc["idempotency_keys"] = list(keys)
+        return doc
 
     # -- duties --
 
@@ -243,14 +251,24 @@ class WebhookDestination(Destination):
         """POST the records; split on whole-batch refusal; map per-record errors."""
         from conn.http import write_with_split
 
-        return write_with_split(request.to_pylist(), lambda recs: self._send(request, recs))
+        keys = _keys(request)
+        pairs = list(zip(request.to_pylist(), keys or [None] * len(request), strict=True))
+        return write_with_split(pairs, lambda part: self._send(request, part))
 
-    def _send(self, request: WriteRequest, records: Sequence[Mapping[str, Any]]) -> WriteResult:
+    def _send(self, request: WriteRequest,
+              pairs: Sequence[tuple[Mapping[str, Any], str | None]]) -> WriteResult:
         from conn.http import BatchRejected, HttpClient
         from conn.http.client import body_excerpt
+        from conn.idempotency import request_key
 
-        body = encode(self.payload(request, records))
-        msg_id = f"msg_{uuid.uuid4().hex}"  # the same on every retry of this payload
+        records = [r for r, _ in pairs]
+        keys = [k for _, k in pairs]
+        known = all(k is not None for k in keys)
+        body = encode(self.payload(request, records, keys if known else None))
+        # Derived from the records' idempotency keys: the same on every retry of this
+        # payload, in later runs and after a crash, while the records are unchanged.
+        msg_id = (f"msg_{request_key([str(k) for k in keys])}" if known
+                  else f"msg_{uuid.uuid4().hex}")
         resp = self.client.post(self.url, content=body, headers={self.id_header: msg_id})
         status = resp.status_code
         if 200 <= status < 300:
@@ -284,12 +302,23 @@ class WebhookDestination(Destination):
         """The POSTs :meth:`write_batch` would send, signature and secrets masked."""
         from conn.http import chunked
         from conn.http.dry_run import describe
+        from conn.idempotency import request_key
 
-        headers = {"Content-Type": "application/json", **self.headers,
-                   self.id_header: "<new id per request, kept across retries>"}
+        headers = {"Content-Type": "application/json", **self.headers}
         if self.secret:
             headers[self.timestamp_header] = "<unix time of each attempt>"
             headers[self.signature_header] = secrets.MASK
-        return [describe("POST", self.url, headers=headers,
-                         json=json.loads(encode(self.payload(request, chunk))))
-                for _, chunk in chunked(request.to_pylist(), self.batch_size)]
+        records, keys = request.to_pylist(), _keys(request)
+        out = []
+        for offset, chunk in chunked(records, self.batch_size):
+            part = None if keys is None else keys[offset:offset + len(chunk)]
+            msg = (f"msg_{request_key(part)}" if part is not None
+                   else "<new id per request, kept across retries>")
+            out.append(describe("POST", self.url, headers={**headers, self.id_header: msg},
+                                json=json.loads(encode(self.payload(request, chunk, part)))))
+        return out
+
+
+def _keys(request: WriteRequest) -> list[str] | None:
+    """The records' idempotency keys (None for a request built without them)."""
+    return request.idempotency_keys() if request.basis is not None else None

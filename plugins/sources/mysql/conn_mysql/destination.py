@@ -70,6 +70,8 @@ class MysqlDestination(LazyConnection, Destination):
     SQL mode refuses are found by replaying the batch row by row in savepoints."""
 
     name = "mysql"
+    #: What says where it writes (compared between runs; see Destination.target_identity).
+    identity_keys = ("url", "host", "port", "database", "tables")
     description = "MariaDB / MySQL tables"
     config_schema = {
         "type": "object",

@@ -86,6 +86,8 @@ class PostgresDestination(LazyConnection, Destination):
     """
 
     name = "postgres"
+    #: What says where it writes (compared between runs; see Destination.target_identity).
+    identity_keys = ("url", "host", "port", "database", "schema", "tables")
     description = "PostgreSQL tables (COPY into a staging table, then merge)"
     config_schema = {
         "type": "object",

@@ -49,6 +49,8 @@ class SqliteDestination(Destination):
     """
 
     name = "sqlite"
+    #: What says where it writes (compared between runs; see Destination.target_identity).
+    identity_keys = ("path", "tables")
     description = "SQLite database file"
     config_schema = {
         "type": "object",
