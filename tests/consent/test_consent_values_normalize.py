@@ -92,6 +92,16 @@ def test_sha256_matches_known_vectors_and_hashlib(sha_path) -> None:
     ("country", "US", {}, "us"),
     ("city", "New York", {}, "newyork"),
     ("dob", "1990-02-03", {}, "19900203"),
+    # Meta's DOBY/DOBM/DOBD/FI as facebook-business normalises them (month and day
+    # "1" -> "01"; "M." -> "m"): the plugin's tests compare with the SDK itself.
+    ("dob_year", " 1990 ", {}, "1990"),
+    ("dob_month", "1", {}, "01"),
+    ("dob_month", "12", {}, "12"),
+    ("dob_day", " 7.", {}, "07"),
+    ("dob_day", "--", {}, None),
+    ("first_initial", "M.", {}, "m"),
+    ("first_initial", " j ", {}, "j"),
+    ("first_initial", "..", {}, None),
     ("address", "  1 Main   St ", {}, "1 main st"),
     ("ip", " 10.0.0.1 ", {}, "10.0.0.1"),
     ("other", "  MiXed ", {}, "mixed"),
@@ -124,6 +134,10 @@ def test_dob_from_date_type() -> None:
     import datetime as dt
 
     assert n.dob(pa.array([dt.date(1990, 2, 3)])).to_pylist() == ["19900203"]
+    day = pa.array([dt.date(1990, 2, 3)])
+    assert [n.normalize(day, k).to_pylist()[0] for k in ("dob_year", "dob_month", "dob_day")] \
+        == ["1990", "02", "03"]
+    assert n.dob_month(pa.array([1, 11], pa.int64())).to_pylist() == ["01", "11"]
 
 
 def test_mask() -> None:

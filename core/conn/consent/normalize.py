@@ -20,6 +20,10 @@ zip        lowercase, blanks removed, US ZIP+4 cut at "-"
 country    lowercase letters, first two (ISO 3166-1 alpha-2)
 gender     lowercase, first letter (m / f)
 dob        digits only (YYYYMMDD)
+dob_year   digits only (Meta DOBY)
+dob_month  digits only, one digit zero-padded: ``1`` -> ``01`` (Meta DOBM)
+dob_day    digits only, one digit zero-padded (Meta DOBD)
+first_initial  ASCII letters only, lowercase: ``M.`` -> ``m`` (Meta FI)
 address    trim, lowercase, runs of blanks collapsed
 ip         trim, lowercase
 text       trim, lowercase (the default for any other kind)
@@ -125,6 +129,43 @@ def dob(arr: pa.Array, **_: Any) -> pa.Array:
     return _blank_to_null(pc.replace_substring_regex(_str(arr), r"[^0-9]", ""))
 
 
+#: What facebook-business strips from both ends of every Custom Audience key before it
+#: normalises it (``CustomAudienceMixin.format_params``).
+_META_STRIP = " \t\r\n\0\x0b."
+
+
+def _meta_digits(arr: pa.Array, part: str, pad: bool) -> pa.Array:
+    if pa.types.is_temporal(arr.type):
+        return pc.strftime(arr, format=part)
+    digits = pc.replace_substring_regex(_str(arr), r"[^0-9]", "")
+    if pad:  # exactly one digit gets a leading zero, as the SDK does
+        digits = pc.if_else(pc.equal(pc.utf8_length(digits), 1),
+                            pc.binary_join_element_wise(pa.scalar("0"), digits, ""), digits)
+    return _blank_to_null(digits)
+
+
+def dob_year(arr: pa.Array, **_: Any) -> pa.Array:
+    """Birth year, digits only (Meta DOBY); dates give their year."""
+    return _meta_digits(arr, "%Y", pad=False)
+
+
+def dob_month(arr: pa.Array, **_: Any) -> pa.Array:
+    """Birth month as Meta's DOBM: digits, one digit zero-padded (``1`` -> ``01``)."""
+    return _meta_digits(arr, "%m", pad=True)
+
+
+def dob_day(arr: pa.Array, **_: Any) -> pa.Array:
+    """Birth day as Meta's DOBD: digits, one digit zero-padded (``7`` -> ``07``)."""
+    return _meta_digits(arr, "%d", pad=True)
+
+
+def first_initial(arr: pa.Array, **_: Any) -> pa.Array:
+    """First initial as Meta's FI (and facebook-business): blanks and periods trimmed,
+    lowercase, ASCII letters only: ``M.`` -> ``m``."""
+    s = pc.utf8_lower(pc.utf8_trim(_str(arr), characters=_META_STRIP))
+    return _blank_to_null(pc.replace_substring_regex(s, r"[^a-z]", ""))
+
+
 def address(arr: pa.Array, **_: Any) -> pa.Array:
     """Street address: trim, lowercase, collapse runs of blanks."""
     return text(pc.replace_substring_regex(_str(arr), r"\s+", " "))
@@ -139,6 +180,8 @@ NORMALIZERS: dict[str, Callable[..., pa.Array]] = {
     "email": email, "phone": phone, "name": letters, "first_name": letters,
     "last_name": letters, "city": letters, "state": letters, "zip": zip_code,
     "postal_code": zip_code, "country": country, "gender": gender, "dob": dob,
+    "dob_year": dob_year, "dob_month": dob_month, "dob_day": dob_day,
+    "first_initial": first_initial,
     "address": address, "ip": text, "text": text, "raw": raw,
 }
 

@@ -5,12 +5,13 @@ user deletion through ``/users/delete``.
 object / operation         request (``POST``, JSON, ``Authorization: Bearer <REST key>``)
 =========================  ==================================================================
 users upsert               ``/users/track`` ``{"attributes": [{<identifier>, "_update_
-                           existing_only": false, ...}]}``, at most 75 objects a request
+                           existing_only": false, ...}]}``, at most ``batch_size`` (75;
+                           50 on "Monthly Active Users CY 24-25" contracts) a request
 users update               same with ``"_update_existing_only": true``
 users delete (mirror)      ``/users/delete`` with ``external_ids``, ``email_addresses`` or
                            ``braze_ids`` (at most 50 a request)
 events append              ``/users/track`` ``{"events": [{<identifier>, "name", "time",
-                           "properties"}]}``, at most 75 a request
+                           "properties"}]}``, at most ``batch_size`` a request
 =========================  ==================================================================
 
 A response lists bad objects in ``errors`` as ``{"type", "input_array", "index"}``; each
@@ -45,8 +46,11 @@ if TYPE_CHECKING:
     import httpx
     from conn.http import HttpClient
 
-#: Objects per /users/track request (safe for every contract: 75 combined).
+#: Objects per /users/track request: 75 by default, 50 for customers on the "Monthly
+#: Active Users CY 24-25" contract (setting ``batch_size``),
+#: https://www.braze.com/docs/api/endpoints/user_data/post_user_track
 TRACK_LIMIT = 75
+MAU_CY_24_25_LIMIT = 50
 #: Identifiers per /users/delete request.
 DELETE_LIMIT = 50
 #: /users/track: 3,000 requests per 3 seconds (since 2024-10-28).
@@ -118,6 +122,11 @@ class BrazeDestination(Destination):
             "app_id": {"type": "string", "description": "app identifier added to events"},
             "custom_attributes": {"type": "object", "additionalProperties": _ATTRIBUTE_SCHEMA,
                                   "description": "custom user attributes by name"},
+            "batch_size": {"type": "integer", "minimum": 1, "maximum": TRACK_LIMIT,
+                           "default": TRACK_LIMIT,
+                           "description": "objects per /users/track request: 75 (Braze's "
+                                          "default); 50 if your contract is 'Monthly "
+                                          "Active Users CY 24-25'"},
             "concurrency": concurrency_schema(default=4, maximum=32),
             **http_settings_schema(timeout=30),
         },
@@ -135,6 +144,8 @@ class BrazeDestination(Destination):
         self._client: HttpClient | None = None
         self._lock = threading.Lock()
         self._objects: list[ObjectInfo] | None = None
+        #: Objects per /users/track request (``batch_size``).
+        self.track_limit = int(self.config.get("batch_size", TRACK_LIMIT))
 
     # -- objects ---------------------------------------------------------------------------
 
@@ -159,11 +170,12 @@ class BrazeDestination(Destination):
         ev_ids, ev_personal = tuple(events.pop("x-identifiers")), dict(events.pop("x-personal"))
         self._objects = [
             ObjectInfo("users", users, ids, Capabilities(
-                batch_size=TRACK_LIMIT, modes=frozenset({"upsert", "update", "mirror"}),
+                batch_size=self.track_limit, modes=frozenset({"upsert", "update", "mirror"}),
                 supports_delete=True, rate_limit=TRACK_RATE, concurrency=conc), personal,
                 description=users["description"]),
             ObjectInfo("events", events, ev_ids, Capabilities(
-                batch_size=TRACK_LIMIT, modes=frozenset({"append"}), supports_delete=False,
+                batch_size=self.track_limit, modes=frozenset({"append"}),
+                supports_delete=False,
                 rate_limit=TRACK_RATE, concurrency=conc), ev_personal,
                 description=events["description"]),
         ]
@@ -269,7 +281,8 @@ class BrazeDestination(Destination):
     # -- writing ---------------------------------------------------------------------------
 
     def write_batch(self, request: WriteRequest) -> WriteResult:
-        """One ``/users/track`` call (at most 75 objects), or ``/users/delete`` calls."""
+        """``/users/track`` calls of at most ``batch_size`` objects, or ``/users/delete``
+        calls."""
         from conn.http import write_in_chunks, write_with_split
 
         if request.operation == "delete":
@@ -282,7 +295,7 @@ class BrazeDestination(Destination):
         def send(items: Sequence[dict[str, Any]]) -> WriteResult:
             return self._track(path, array, list(items))
 
-        return write_in_chunks(body[array], TRACK_LIMIT,
+        return write_in_chunks(body[array], self.track_limit,
                                lambda chunk: write_with_split(chunk, send))
 
     def _track(self, path: str, array: str, items: list[dict[str, Any]]) -> WriteResult:

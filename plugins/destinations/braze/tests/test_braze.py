@@ -2,7 +2,7 @@
 
 The vcrpy cassettes in ``cassettes/`` were written by hand from Braze's documented request
 and response shapes (``/users/track``, ``/users/delete``, error bodies; see
-/work/shared/reference/destination-apis.md section 3); they were **not recorded live** and
+../shared/reference/destination-apis.md section 3); they were **not recorded live** and
 each starts with the toolkit's marker line (``conn.testing.http.DOC_CASSETTE_MARKER``).
 They replay with ``record_mode="none"``, so no test reaches the network. The fault tests
 run a Braze emulator on the local fault server (127.0.0.1) with injected 5xx and 429.

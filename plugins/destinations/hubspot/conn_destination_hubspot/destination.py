@@ -17,8 +17,13 @@ Responses 200/201/207 carry ``results`` and ``errors``; each error names the inp
 concerns in ``context.ids`` (the id values sent) or ``context.objectWriteTraceId`` (this
 plugin sends each input's row index as its trace id), so a failing input becomes a
 per-record rejection with HubSpot's message. A whole-batch 400 is split in halves until the
-offending records are isolated. 429 and 5xx are retried by the toolkit's client; a 429 of
-the ``DAILY`` policy stops the run (rows stay pending) instead of retrying hot.
+offending records are isolated. 429, 5xx and ``423 Locked`` (HubSpot locks records under
+high-volume writes for about 2 s) are retried by the toolkit's client with backoff; a 429
+of the ``DAILY`` policy stops the run (rows stay pending) instead of retrying hot.
+
+Bodies follow HubSpot's OpenAPI specification (the models of ``hubspot-api-client``):
+property values are strings, batch create carries ``associations`` and batch read
+``propertiesWithHistory`` (both required there; sent empty).
 
 httpx and the HTTP toolkit are imported when a client is first needed, so registering the
 plugin stays cheap.
@@ -27,8 +32,11 @@ plugin stays cheap.
 from __future__ import annotations
 
 import json
+import random
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
 from importlib import resources
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -56,13 +64,25 @@ OBJECT_TYPES = ("contacts", "companies")
 RECORD_ID = "hs_object_id"
 
 #: Documented limits per tier: (requests per 10 s per app, requests per day per account).
+#: https://developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines
 TIERS: dict[str, tuple[int, int]] = {
     "free": (100, 250_000),
     "starter": (100, 250_000),
     "professional": (190, 625_000),
     "enterprise": (190, 1_000_000),
-    "api_limit_increase": (250, 2_000_000),
 }
+#: The API limit increase pack: 200 requests per 10 s, and 1,000,000 more a day per pack
+#: on top of the tier's daily limit (at most two packs), same source.
+PACK_PER_10S = 200
+PACK_DAILY = 1_000_000
+MAX_PACKS = 2
+#: Statuses retried with backoff besides 429 and 5xx: 423 Locked (a record written by
+#: many requests at once is locked for about 2 s; "wait and retry"),
+#: https://developers.hubspot.com/docs/api-reference/error-handling
+LOCKED = 423
+#: Wait after a 423 (HubSpot's lock lasts about 2 s) and how many times to wait.
+LOCK_WAIT = 2.0
+LOCK_RETRIES = 5
 
 _PROPERTY_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -103,15 +123,20 @@ def _custom_field(spec: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _cell(value: Any) -> Any:
-    """A property value as HubSpot accepts it (``None`` clears the property)."""
+def _cell(value: Any) -> str:
+    """A property value as HubSpot's specification types it: a string (``""`` clears the
+    property; numbers in plain decimal notation, never an exponent)."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if hasattr(value, "isoformat"):
         return value.isoformat()
-    return value
+    if isinstance(value, float):
+        return format(Decimal(repr(value)), "f")
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return str(value)
 
 
 def _message(err: Mapping[str, Any]) -> str:
@@ -152,6 +177,10 @@ class HubSpotDestination(Destination):
             "tier": {"enum": list(TIERS), "default": "free",
                      "description": "subscription tier: sets the documented rate limit "
                                     "(requests per 10 s per app, per day per account)"},
+            "api_limit_packs": {"type": "integer", "minimum": 0, "maximum": MAX_PACKS,
+                                "default": 0,
+                                "description": "API limit increase packs bought: 200 "
+                                               "requests per 10 s, +1,000,000 a day each"},
             "daily_limit": {"type": "integer", "minimum": 1,
                             "description": "override the tier's daily request budget"},
             "concurrency": concurrency_schema(default=2, maximum=16),
@@ -178,12 +207,18 @@ class HubSpotDestination(Destination):
         self._client: HttpClient | None = None
         self._lock = threading.Lock()
         self._objects: list[ObjectInfo] | None = None
+        #: Sleep used while a record lock (423) lasts (tests replace it).
+        self.sleep: Callable[[float], None] = time.sleep
 
     # -- configuration ---------------------------------------------------------------------
 
     def rate_limit(self) -> RateLimit:
-        """The documented limit of the configured tier (burst of 10 within the window)."""
+        """The documented limit of the configured tier and packs (burst of 10 within the
+        window): a pack raises the 10 s limit to 200 and adds 1,000,000 a day."""
         per_10s, daily = TIERS[self.config.get("tier", "free")]
+        packs = int(self.config.get("api_limit_packs", 0))
+        if packs:
+            per_10s, daily = max(per_10s, PACK_PER_10S), daily + PACK_DAILY * packs
         return RateLimit(requests=per_10s, per_seconds=10.0, burst=10,
                          daily=int(self.config.get("daily_limit") or daily))
 
@@ -236,14 +271,28 @@ class HubSpotDestination(Destination):
 
     @staticmethod
     def _retryable(resp: httpx.Response) -> bool:
-        """429 (except the DAILY policy) and 5xx are worth retrying now."""
+        """429 (except the DAILY policy) and 5xx are worth retrying at once, with the
+        client's backoff (423 Locked waits for the lock instead: :meth:`_post`)."""
         if resp.status_code == 429:
             return _error_body(resp).get("policyName") != "DAILY"
         return resp.status_code >= 500 and resp.status_code not in (501, 505)
 
     def _post(self, path: str, body: Mapping[str, Any]) -> httpx.Response:
-        """POST with retries; raise for credential problems and the daily cap."""
+        """POST with retries; raise for credential problems and the daily cap.
+
+        ``423 Locked`` means other writes to the same records hold a lock for about 2 s:
+        wait that long (plus jitter) and send again, up to ``LOCK_RETRIES`` times; then
+        the rows stay pending (never rejected: the data is fine)."""
         resp = self.client.post(path, json=body, retry_on=self._retryable)
+        for _ in range(LOCK_RETRIES):
+            if resp.status_code != LOCKED:
+                break
+            self.sleep(LOCK_WAIT + random.uniform(0, LOCK_WAIT / 2))
+            resp = self.client.post(path, json=body, retry_on=self._retryable)
+        if resp.status_code == LOCKED:
+            raise RetryLater(f"HubSpot kept the records locked (HTTP 423: "
+                             f"{_message(_error_body(resp))}) after {LOCK_RETRIES} waits of "
+                             f"about {LOCK_WAIT:.0f} s; the rows stay pending")
         if resp.status_code == 429:
             raise RetryLater(
                 f"HubSpot daily request limit reached ({_error_body(resp).get('message')}); "
@@ -280,7 +329,8 @@ class HubSpotDestination(Destination):
         if op == "insert":
             for i, row in enumerate(rows):
                 props = {k: _cell(v) for k, v in row.items() if k != RECORD_ID}
-                inputs.append({"properties": props, "objectWriteTraceId": str(i)})
+                inputs.append({"associations": [], "properties": props,
+                               "objectWriteTraceId": str(i)})
             return [(f"/crm/v3/objects/{t}/batch/create", {"inputs": inputs})]
         by_record_id = key == RECORD_ID
         verb = "update" if op == "update" or by_record_id else "upsert"
@@ -439,7 +489,7 @@ class HubSpotDestination(Destination):
 
     @staticmethod
     def _read_body(values: list[str], key: str) -> dict[str, Any]:
-        return {"idProperty": key, "properties": [key],
+        return {"idProperty": key, "properties": [key], "propertiesWithHistory": [],
                 "inputs": [{"id": v} for v in values]}
 
     def _archive(self, request: WriteRequest) -> WriteResult:

@@ -1,7 +1,7 @@
 """Tests of the ``hubspot`` destination.
 
 The vcrpy cassettes in ``cassettes/`` were written by hand from HubSpot's documented
-request and response shapes (see /work/shared/reference/destination-apis.md section 1);
+request and response shapes (see ../shared/reference/destination-apis.md section 1);
 they were **not recorded live** and each starts with the toolkit's marker line
 (``conn.testing.http.DOC_CASSETTE_MARKER``). They replay with ``record_mode="none"``, so no
 test reaches the network. The fault test runs a HubSpot emulator on the local fault
@@ -163,7 +163,7 @@ def test_describe_requests_is_exact_and_redacted() -> None:
     (d,) = dest.describe_requests(req)
     assert d["method"] == "POST" and d["path"] == "/crm/v3/objects/contacts/batch/upsert"
     assert d["json"] == {"inputs": [{"id": "ada@example.com", "idProperty": "email",
-                                     "properties": {"ltv": 1.5}, "objectWriteTraceId": "0"}]}
+                                     "properties": {"ltv": "1.5"}, "objectWriteTraceId": "0"}]}
     assert d["headers"]["Authorization"] == "Bearer ***"
     assert TOKEN not in json.dumps(d)
     dreq = delivery.delete_request("t", dest.object("contacts"), batch.select(["email"]),
@@ -213,7 +213,7 @@ class HubSpotEmulator:
 def test_faults_every_row_arrives_exactly_once(fault_server: FaultServer) -> None:
     HubSpotEmulator(fault_server)
     fault_server.configure(seed=7, error_rate=0.05, throttle_rate=0.10, retry_after=0.01)
-    dest = make(base_url=fault_server.url, tier="api_limit_increase", concurrency=4,
+    dest = make(base_url=fault_server.url, api_limit_packs=1, concurrency=4,
                 retry={"base_delay": 0.01, "max_attempts": 3})
     rows = [{"email": f"user{i}@example.com", "ltv": float(i), "health_score": i % 100}
             for i in range(2000)]
@@ -237,4 +237,65 @@ def test_faults_every_row_arrives_exactly_once(fault_server: FaultServer) -> Non
     sent = [item["id"] for r in fault_server.requests if r.status == 200
             for item in r.json["inputs"]]
     assert len(sent) == len(set(sent)) == len(rows)
-    assert fault_server.store["user7@example.com"] == {"ltv": 7.0, "health_score": 7}
+    assert fault_server.store["user7@example.com"] == {"ltv": "7.0", "health_score": "7"}
+
+
+# --- 423 Locked and the API limit increase pack ----------------------------------------------
+
+
+def _locked_then_ok(locks: int) -> Any:
+    """A batch upsert answering ``423 Locked`` ``locks`` times, then 200."""
+    state = {"calls": 0}
+
+    def handler(req: RecordedRequest, srv: FaultServer) -> Reply:
+        state["calls"] += 1
+        if state["calls"] <= locks:
+            return Reply(423, json={"status": "error", "category": "LOCKED",
+                                    "message": "Record is locked by another request"})
+        return Reply(200, json={"status": "COMPLETE", "results": [
+            {"id": str(n), "properties": {}, "objectWriteTraceId": i.get("objectWriteTraceId")}
+            for n, i in enumerate(req.json["inputs"])]})
+
+    return handler, state
+
+
+def test_locked_records_are_waited_for_not_rejected(fault_server: FaultServer) -> None:
+    # https://developers.hubspot.com/docs/api-reference/error-handling: 423 while records
+    # are locked (~2 s); wait and retry. The rows are fine: never split, never rejected.
+    handler, state = _locked_then_ok(locks=2)
+    fault_server.configure(handler=handler)
+    dest = make(base_url=fault_server.url)
+    waits: list[float] = []
+    dest.sleep = waits.append
+    rows = [{"email": f"u{i}@example.com", "ltv": float(i)} for i in range(100)]
+    res = write_records(dest, "contacts", rows, match_key="email")
+    assert res.rejected == [] and res.pending == []
+    assert state["calls"] == 3 and len(waits) == 2 and all(2.0 <= w <= 3.0 for w in waits)
+    assert all(len(r.json["inputs"]) == 100 for r in fault_server.requests)
+
+
+def test_a_lock_that_lasts_leaves_rows_pending(fault_server: FaultServer) -> None:
+    handler, state = _locked_then_ok(locks=1000)
+    fault_server.configure(handler=handler)
+    dest = make(base_url=fault_server.url)
+    dest.sleep = lambda s: None
+    res = write_records(dest, "contacts", [{"email": "ada@example.com", "ltv": 1.0}],
+                        match_key="email")
+    assert res.rejected == [] and res.pending == [0]
+    assert "423" in str(res.error) and state["calls"] == 6
+
+
+@pytest.mark.parametrize(("tier", "packs", "per_10s", "daily"), [
+    ("professional", 0, 190, 625_000), ("professional", 1, 200, 1_625_000),
+    ("enterprise", 2, 200, 3_000_000), ("free", 1, 200, 1_250_000)])
+def test_api_limit_increase_packs_follow_the_usage_guidelines(
+        tier: str, packs: int, per_10s: int, daily: int) -> None:
+    # https://developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines:
+    # a pack gives 200 requests per 10 s and 1,000,000 more a day, on top of the tier.
+    rl = make(tier=tier, api_limit_packs=packs).rate_limit()
+    assert (rl.requests, rl.per_seconds, rl.daily) == (per_10s, 10.0, daily)
+    with pytest.raises(ConfigError):
+        HubSpotDestination.validate_config({"access_token": TOKEN, "api_limit_packs": 3})
+    with pytest.raises(ConfigError):
+        HubSpotDestination.validate_config({"access_token": TOKEN,
+                                            "tier": "api_limit_increase"})

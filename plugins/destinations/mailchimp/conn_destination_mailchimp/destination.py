@@ -120,6 +120,15 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _merge_value(value: Any) -> Any:
+    """A merge-field value as Mailchimp types them: a string, a number or an address
+    object (https://mailchimp.com/developer/marketing/docs/merge-fields/); there is no
+    boolean merge field, so booleans go as the text ``"true"``/``"false"``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _jsonable(value)
+
+
 def _problem(resp: httpx.Response) -> str:
     """Mailchimp's error document (``title``, ``detail``, ``errors``) as one line."""
     from conn.http.client import body_excerpt
@@ -255,7 +264,7 @@ class MailchimpDestination(Destination):
         for name in PLAIN_FIELDS:
             if record.get(name) is not None:
                 out[name] = _jsonable(record[name])
-        merge = {tag: _jsonable(v) for tag, v in record.items()
+        merge = {tag: _merge_value(v) for tag, v in record.items()
                  if v is not None and self._is_merge_tag(tag)}
         if merge:
             out["merge_fields"] = merge

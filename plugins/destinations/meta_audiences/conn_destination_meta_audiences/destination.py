@@ -2,7 +2,10 @@
 
 Each object is one Custom Audience. ``upsert`` (and the upserts of ``mirror``) add users
 with ``POST /{version}/{audience_id}/users``; deletes (``mirror``) remove them with
-``DELETE /{version}/{audience_id}/users``; both send::
+``DELETE /{version}/{audience_id}/users``. Requests are made as facebook-business makes
+them: POST parameters as a form body (the token as its ``access_token`` parameter),
+DELETE parameters in the query string, objects JSON-encoded; the token never goes in a
+URL (GET and DELETE carry it in the ``Authorization`` header). Both send::
 
     {"payload": {"schema": ["EMAIL", "PHONE", ...], "data": [["<sha256>", "<sha256>"], ...]},
      "session": {"session_id": 123, "batch_seq": 1, "last_batch_flag": true,
@@ -76,9 +79,9 @@ KEYS: dict[str, tuple[str, str, bool]] = {
     "zip": ("ZIP", "zip", True),
     "country": ("COUNTRY", "country", True),
     "gen": ("GEN", "gender", True),
-    "doby": ("DOBY", "dob", True),
-    "dobm": ("DOBM", "dob", True),
-    "dobd": ("DOBD", "dob", True),
+    "doby": ("DOBY", "dob_year", True),
+    "dobm": ("DOBM", "dob_month", True),
+    "dobd": ("DOBD", "dob_day", True),
     "madid": ("MADID", "device_id", False),
     "extern_id": ("EXTERN_ID", "external_id", False),
 }
@@ -147,15 +150,19 @@ def hash_column(arr: pa.Array, field: str, *, country_code: str | None = None) -
 
     arr = arr.cast(pa.string()) if not pa.types.is_string(arr.type) else arr
     done = pc.fill_null(pc.match_substring_regex(arr, SHA256_HEX.pattern), False)
-    if field == "fi":
-        norm = normalize.gender(arr)  # first letter, lowercase
-    elif field in ("dobm", "dobd"):
-        norm = normalize.dob(arr)
-        norm = pc.utf8_lpad(norm, width=2, padding="0")
-    else:
-        opts = {"country_code": country_code} if field == "phone" and country_code else {}
-        norm = normalize.normalize(arr, KEYS[field][1], **opts)
+    # The same normaliser the core's ``hash`` policy applies to this field's kind, so
+    # both paths give the same digest.
+    opts = {"country_code": country_code} if field == "phone" and country_code else {}
+    norm = normalize.normalize(arr, KEYS[field][1], **opts)
     return pc.if_else(done, arr, sha256_hex(norm))
+
+
+def plain_key(arr: pa.Array) -> pa.Array:
+    """An unhashed key (MADID, EXTERN_ID) as facebook-business sends it: blanks and
+    periods trimmed from both ends, lowercase."""
+    import pyarrow.compute as pc
+
+    return pc.utf8_lower(pc.utf8_trim(arr, characters=" \t\r\n\0\x0b."))
 
 
 class MetaAudiencesDestination(Destination):
@@ -196,15 +203,13 @@ class MetaAudiencesDestination(Destination):
 
     @property
     def client(self) -> HttpClient:
-        """The shared HTTP client (token in the Authorization header, never in URLs)."""
+        """The shared HTTP client (the token goes with each call: :meth:`graph_call`)."""
         with self._lock:
             if self._client is None:
-                from conn.http import BearerToken
-
                 c = self.config
                 self._client = client_from_config(
                     c, str(c.get("base_url") or "https://graph.facebook.com").rstrip("/"),
-                    auth=BearerToken(self.token), timeout=120,
+                    timeout=120,
                     retry=flat_retry_policy(c, max_retry_wait=600),
                     rate_limit=self.rate_limit, name=self.instance,
                     max_connections=4, **self.client_options)
@@ -216,6 +221,25 @@ class MetaAudiencesDestination(Destination):
             self._client.close()
             self._client = None
         self._sessions.clear()
+
+    def graph_call(self, method: str, path: str, params: Mapping[str, Any]
+                   ) -> dict[str, Any]:
+        """The keyword arguments of :meth:`HttpClient.request` for a Graph API call made
+        as facebook-business makes it (``FacebookAdsApi.call``): objects and lists
+        JSON-encoded (sorted keys, compact); POST parameters as a form body with the
+        token as its ``access_token`` parameter; GET and DELETE parameters in the query
+        string. The SDK also puts the token in the query string; conn keeps it out of
+        URLs, which HTTP libraries log (httpx logs every URL at INFO), and sends it in
+        the form body (POST) or the ``Authorization`` header (GET, DELETE)."""
+        from urllib.parse import urlencode
+
+        encoded = {k: json.dumps(v, sort_keys=True, separators=(",", ":"))
+                   if isinstance(v, Mapping | list | tuple | bool) else str(v)
+                   for k, v in params.items()}
+        if method in ("GET", "DELETE"):
+            return {"params": encoded, "headers": {"Authorization": f"Bearer {self.token}"}}
+        return {"content": urlencode({**encoded, "access_token": self.token}).encode(),
+                "headers": {"Content-Type": "application/x-www-form-urlencoded"}}
 
     def _users_path(self, object_name: str) -> str:
         return f"{self.version}/{self.audiences[object_name]}/users"
@@ -238,8 +262,8 @@ class MetaAudiencesDestination(Destination):
 
         for name, aid in self.audiences.items():
             try:
-                resp = self.client.get(f"{self.version}/{aid}",
-                                       params={"fields": "id,name,operation_status"})
+                resp = self.client.get(f"{self.version}/{aid}", **self.graph_call(
+                    "GET", "", {"fields": "id,name,operation_status"}))
             except RetryLater as exc:
                 raise CheckFailed(f"meta_audiences {self.instance!r}: {exc}") from None
             if resp.status_code >= 400:
@@ -266,6 +290,8 @@ class MetaAudiencesDestination(Destination):
             hashed = KEYS[f][2]
             if hashed and self.hash_in_destination:
                 arr = hash_column(arr, f, country_code=self.country_code)
+            elif not hashed:
+                arr = plain_key(arr)
             values = arr.to_pylist()
             if hashed:
                 ok = pc.fill_null(pc.match_substring_regex(arr, SHA256_HEX.pattern), False)
@@ -321,8 +347,8 @@ class MetaAudiencesDestination(Destination):
         body = {"payload": {"schema": schema, "data": data},
                 "session": self._session(request)}
         method = "DELETE" if request.operation == "delete" else "POST"
-        resp = self.client.request(method, self._users_path(request.object.name), json=body,
-                                   retry_on=is_throttled)
+        resp = self.client.request(method, self._users_path(request.object.name),
+                                   retry_on=is_throttled, **self.graph_call(method, "", body))
         if resp.status_code >= 400:
             raise ConnError(f"meta_audiences {self.instance!r} {method} users of "
                             f"{request.object.name}: {describe_error(resp)}")
@@ -383,8 +409,12 @@ class MetaAudiencesDestination(Destination):
             session = self._session(chunk, dry_run=True)
             session["session_id"] = "<random 63-bit id, one per write>"
             d = self.client.describe(method, self._users_path(request.object.name),
-                                     json={"payload": {"schema": schema, "data": data},
-                                           "session": session})
+                                     **self.graph_call(method, "", {
+                                         "payload": {"schema": schema, "data": data},
+                                         "session": session}))
+            # The parameters before encoding, readable (the request itself carries them
+            # in the form body or, for DELETE, the query string shown in "url").
+            d["params"] = {"payload": {"schema": schema, "data": data}, "session": session}
             if rejected:
                 d["rejected_before_sending"] = [
                     {"index": r.index + offset, "reason": r.reason} for r in rejected]

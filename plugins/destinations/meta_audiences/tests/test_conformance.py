@@ -1,8 +1,9 @@
 """conn's conformance suite for the ``meta_audiences`` destination
 (conn.testing.conformance), against conn's fault server emulating the documented Custom
-Audience calls (``GET /{v}/{id}``, ``POST``/``DELETE /{v}/{id}/users``) with a bearer
-token. The destination hashes identifiers itself here (``hash_in_destination``), so the
-fake audience holds SHA-256 digests of normalised e-mail addresses."""
+Audience calls (``GET /{v}/{id}``, ``POST``/``DELETE /{v}/{id}/users``) made as
+facebook-business makes them (form bodies, query strings, ``access_token``). The
+destination hashes identifiers itself here (``hash_in_destination``), so the fake
+audience holds SHA-256 digests of normalised e-mail addresses."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import Any
 from conn.testing.conformance import SuiteContext, destination_suite
 from conn.testing.http import FaultServer, RecordedRequest, Reply
 from conn_destination_meta_audiences.destination import MetaAudiencesDestination
+
+from .conftest import graph_params
 
 TOKEN = "EAAconfmetatoken5e1a"
 AUDIENCE = "23850000000000001"
@@ -28,7 +31,9 @@ def emulate(server: FaultServer) -> None:
     """One audience; ``server.store`` holds the digests of its e-mail addresses."""
 
     def api(req: RecordedRequest, srv: FaultServer) -> Reply:
-        if req.header("Authorization") != f"Bearer {TOKEN}":
+        params = graph_params(req)
+        if params.get("access_token", req.header("Authorization", "").removeprefix(
+                "Bearer ")) != TOKEN:
             return Reply(401, json={"error": {"message": "Invalid OAuth access token.",
                                               "type": "OAuthException", "code": 190}})
         parts = req.path.strip("/").split("/")
@@ -39,7 +44,7 @@ def emulate(server: FaultServer) -> None:
                                     "operation_status": {"code": 200, "description": "Normal"}})
         if parts[2:] != ["users"] or req.method not in ("POST", "DELETE"):
             return Reply(405, json={"error": {"message": "Method not allowed", "code": 100}})
-        payload = (req.json or {}).get("payload") or {}
+        payload = params.get("payload") or {}
         column = (payload.get("schema") or []).index("EMAIL")
         invalid = {}
         for row in payload.get("data") or []:
@@ -51,7 +56,7 @@ def emulate(server: FaultServer) -> None:
             else:
                 srv.store.pop(cell, None)
         return Reply(200, json={"audience_id": AUDIENCE,
-                                "session_id": (req.json or {}).get("session", {}).get(
+                                "session_id": (params.get("session") or {}).get(
                                     "session_id"),
                                 "num_received": len(payload.get("data") or []),
                                 "num_invalid_entries": len(invalid),

@@ -15,6 +15,8 @@ from conn.testing.harness import write_records
 from conn.testing.http import FaultServer, RecordedRequest, Reply
 from conn_destination_meta_audiences.destination import MetaAudiencesDestination, hash_column
 
+from .conftest import graph_params
+
 TOKEN = "EAAGm0PX4ZCpsBAtesttokenvalue"
 
 
@@ -41,8 +43,8 @@ def test_unhashed_values_are_rejected_unless_hash_in_destination(fault_server) -
     got: list[Any] = []
 
     def meta(req: RecordedRequest, server: FaultServer) -> Reply:
-        got.append(req.json)
-        n = len(req.json["payload"]["data"])
+        got.append(graph_params(req))
+        n = len(got[-1]["payload"]["data"])
         return Reply(200, json={"num_received": n, "num_invalid_entries": 0})
 
     fault_server.configure(handler=meta)
@@ -80,9 +82,9 @@ def test_dry_run_masks_token() -> None:
     out = d.describe_requests(req)
     assert [o["method"] for o in out] == ["DELETE", "DELETE"]
     assert out[0]["path"] == "/v25.0/77/users"
-    assert out[1]["json"]["session"]["batch_seq"] == 2
-    assert out[1]["json"]["session"]["last_batch_flag"] is True
-    assert TOKEN not in json.dumps(out) and "Bearer ***" in json.dumps(out)
+    assert out[1]["params"]["session"]["batch_seq"] == 2
+    assert out[1]["params"]["session"]["last_batch_flag"] is True
+    assert TOKEN not in json.dumps(out) and out[0]["headers"]["authorization"] == "Bearer ***"
     d.close()
 
 
@@ -93,7 +95,7 @@ class FakeAudience:
         self.sessions: dict[int, list[tuple[int, bool, int]]] = {}
 
     def __call__(self, req: RecordedRequest, server: FaultServer) -> Reply:
-        body = req.json
+        body = graph_params(req)
         schema, data = body["payload"]["schema"], body["payload"]["data"]
         s = body["session"]
         self.sessions.setdefault(s["session_id"], []).append(

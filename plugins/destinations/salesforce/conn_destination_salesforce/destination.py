@@ -32,8 +32,9 @@ import csv
 import io
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
 
 from conn.destination import (
     Capabilities,
@@ -52,6 +53,15 @@ if TYPE_CHECKING:
     from conn.http import HttpClient
 
 DEFAULT_LOGIN_URL = "https://login.salesforce.com"
+#: Login hosts the client credentials flow does not support ("client credentials flow does
+#: not support calls to login.salesforce.com or test.salesforce.com": use My Domain),
+#: https://help.salesforce.com/s/articleView?id=000886201&type=1
+GENERIC_LOGIN_HOSTS = frozenset({"login.salesforce.com", "test.salesforce.com"})
+#: Largest Bulk API 2.0 upload: 100 MB per job's data
+#: (https://developer.salesforce.com/docs/atlas.en-us.salesforce_app_limits_cheatsheet.meta/
+#: salesforce_app_limits_cheatsheet/salesforce_app_limits_platform_bulkapi.htm); counted
+#: in decimal megabytes, below both readings of "MB".
+MAX_UPLOAD_BYTES = 100_000_000
 DEFAULT_API_VERSION = "62.0"
 #: Records per sObject Collections call (documented limit).
 COLLECTION_LIMIT = 200
@@ -154,7 +164,8 @@ class SalesforceDestination(Destination):
                      "default": "refresh_token", "description": "OAuth 2 grant"},
             "login_url": {"type": "string", "default": DEFAULT_LOGIN_URL,
                           "description": "login host: login.salesforce.com, "
-                                         "test.salesforce.com or your My Domain"},
+                                         "test.salesforce.com or your My Domain (the "
+                                         "client_credentials flow needs My Domain)"},
             "client_id": {"type": "string", "minLength": 1, "secret": True,
                           "description": "connected app consumer key"},
             "client_secret": {"type": "string", "minLength": 1, "secret": True},
@@ -187,6 +198,14 @@ class SalesforceDestination(Destination):
                 not self.config.get("refresh_token"):
             raise ConfigError("salesforce: flow 'refresh_token' needs 'refresh_token'",
                               path="config.refresh_token")
+        if self.config.get("flow") == "client_credentials":
+            host = urlsplit(self.config.get("login_url", DEFAULT_LOGIN_URL)).hostname or ""
+            if host.lower() in GENERIC_LOGIN_HOSTS or not self.config.get("login_url"):
+                raise ConfigError(
+                    "salesforce: flow 'client_credentials' needs your org's My Domain URL "
+                    "as login_url (e.g. https://acme.my.salesforce.com); Salesforce does "
+                    "not support that flow on login.salesforce.com or test.salesforce.com "
+                    "(help.salesforce.com article 000886201)", path="config.login_url")
         from conn import secrets
 
         secrets.register(self.config["client_secret"], self.config.get("refresh_token"))
@@ -197,6 +216,8 @@ class SalesforceDestination(Destination):
         self._objects: list[ObjectInfo] | None = None
         #: Sleep used between bulk polls (tests replace it).
         self.sleep: Callable[[float], None] = time.sleep
+        #: Largest CSV one bulk job uploads; larger writes use several jobs (tests lower it).
+        self.max_upload_bytes = MAX_UPLOAD_BYTES
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -330,13 +351,48 @@ class SalesforceDestination(Destination):
                 "contentType": "CSV", "lineEnding": "LF", "columnDelimiter": "COMMA"}
 
     @staticmethod
-    def _csv(request: WriteRequest) -> str:
+    def _csv_lines(request: WriteRequest) -> tuple[bytes, list[bytes]]:
+        """The CSV header and one encoded line per record (LF line ends)."""
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(request.records.schema.names)
+        header = buf.getvalue().encode()
+        lines = []
         for row in request.to_pylist():
+            buf.seek(0)
+            buf.truncate()
             w.writerow([_csv_cell(v) for v in row.values()])
-        return buf.getvalue()
+            lines.append(buf.getvalue().encode())
+        return header, lines
+
+    @classmethod
+    def _csv(cls, request: WriteRequest) -> str:
+        header, lines = cls._csv_lines(request)
+        return b"".join([header, *lines]).decode()
+
+    def _csv_parts(self, header: bytes, lines: list[bytes]
+                   ) -> Iterator[tuple[list[int], bytes | str]]:
+        """Split the records into uploads of at most ``max_upload_bytes`` (header
+        included): ``(row indices, CSV)``; a record too large on its own comes as
+        ``([index], reason)``."""
+        limit = self.max_upload_bytes
+        rows: list[int] = []
+        size = len(header)
+        for i, line in enumerate(lines):
+            if len(header) + len(line) > limit:
+                if rows:
+                    yield rows, b"".join([header, *(lines[r] for r in rows)])
+                    rows, size = [], len(header)
+                yield [i], (f"record is {len(line):,} bytes as CSV; a Bulk API 2.0 upload "
+                            f"holds at most {limit:,}")
+                continue
+            if size + len(line) > limit:
+                yield rows, b"".join([header, *(lines[r] for r in rows)])
+                rows, size = [], len(header)
+            rows.append(i)
+            size += len(line)
+        if rows:
+            yield rows, b"".join([header, *(lines[r] for r in rows)])
 
     def _lookup_query(self, request: WriteRequest, values: Sequence[str]) -> str:
         ext = request.match_key
@@ -422,13 +478,36 @@ class SalesforceDestination(Destination):
     # -- Bulk API 2.0 ----------------------------------------------------------------------
 
     def _bulk_upsert(self, request: WriteRequest) -> WriteResult:
+        """One Bulk API 2.0 job per upload of at most ``max_upload_bytes``; after a job
+        fails, its rows and those of the jobs not started stay pending."""
+        header, lines = self._csv_lines(request)
+        result = WriteResult()
+        failed = False
+        for rows, payload in self._csv_parts(header, lines):
+            if isinstance(payload, str):
+                result.rejected.append(Rejection(rows[0], payload, retryable=False))
+                continue
+            if failed:
+                result.pending.extend(rows)
+                continue
+            try:
+                result.extend(self._bulk_job(request, rows, payload))
+            except Exception as exc:
+                result.pending.extend(rows)
+                result.error = result.error or exc
+                failed = True
+        result.rejected.sort(key=lambda r: r.index)
+        result.pending.sort()
+        return result
+
+    def _bulk_job(self, request: WriteRequest, rows: list[int], payload: bytes) -> WriteResult:
+        """Create, fill, close and follow one ingest job for the records ``rows``."""
         resp = self._call("POST", "jobs/ingest", json=self._job_body(request))
         if resp.status_code >= 400:
             raise ConnError(f"Salesforce bulk job creation failed: {_error_of(resp)}")
         job = _body(resp)
         job_id = str(job["id"])
-        resp = self._call("PUT", f"jobs/ingest/{job_id}/batches",
-                          content=self._csv(request).encode(),
+        resp = self._call("PUT", f"jobs/ingest/{job_id}/batches", content=payload,
                           headers={"Content-Type": "text/csv"})
         if resp.status_code >= 400:
             self._call("PATCH", f"jobs/ingest/{job_id}", json={"state": "Aborted"})
@@ -438,9 +517,10 @@ class SalesforceDestination(Destination):
             raise ConnError(f"Salesforce bulk job close failed: {_error_of(resp)}")
         info = self._poll(job_id)
         key = request.match_key
+        keys = request.records.column(key).to_pylist()
         index: dict[str, list[int]] = {}
-        for i, v in enumerate(request.records.column(key).to_pylist()):
-            index.setdefault(str(v), []).append(i)
+        for i in rows:
+            index.setdefault(str(keys[i]), []).append(i)
         done: set[int] = set()
         result = WriteResult()
         for row in self._results_csv(job_id, "successfulResults"):
@@ -452,14 +532,13 @@ class SalesforceDestination(Destination):
                     done.add(i)
                     code = reason.split(":", 1)[0]
                     result.rejected.append(Rejection(i, reason, code in _RETRYABLE_CODES))
-        missing = [i for i in range(len(request)) if i not in done]
+        missing = [i for i in rows if i not in done]
         if missing:
             result.pending = missing
             result.error = RetryLater(
                 f"Salesforce bulk job {job_id} ended {info.get('state')} "
                 f"({info.get('errorMessage') or 'records unprocessed'}); "
                 f"{len(missing)} row(s) stay pending")
-        result.rejected.sort(key=lambda r: r.index)
         return result
 
     def _poll(self, job_id: str) -> dict[str, Any]:

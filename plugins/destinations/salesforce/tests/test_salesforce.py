@@ -2,7 +2,7 @@
 
 The vcrpy cassettes in ``cassettes/`` were written by hand from Salesforce's documented
 request and response shapes (OAuth token endpoint, sObject Collections upsert and delete,
-SOQL query, Bulk API 2.0 ingest, limits; see /work/shared/reference/destination-apis.md
+SOQL query, Bulk API 2.0 ingest, limits; see ../shared/reference/destination-apis.md
 section 2); they were **not recorded live** and each starts with the toolkit's marker line
 (``conn.testing.http.DOC_CASSETTE_MARKER``). They replay with ``record_mode="none"``, so no
 test reaches the network. The fault test runs a Salesforce emulator (token endpoint and
