@@ -20,6 +20,7 @@ ONLY = {  # paths that exist for one style only
     TESTS / "data": "source",
     TESTS / "cassettes": "http",
     TESTS / "test_cassette.py": "http",
+    TESTS / "test_vendor_rules.py": "http",
     PACKAGE / "objects": "destination",
 }
 
