@@ -80,3 +80,71 @@ def test_select_streams() -> None:
     out = sp.select_streams(cat, ["a"])
     tops = [e["metadata"][0]["metadata"]["selected"] for e in out["streams"]]
     assert tops == [True, False]
+
+
+def test_decimals_are_written_with_their_exact_digits() -> None:
+    import decimal
+    import json
+
+    d = decimal.Decimal
+    batch = pa.RecordBatch.from_pylist(
+        [{"id": 1, "p": d("6.85"), "nested": {"q": d("0.10")}},
+         {"id": 2, "p": None, "nested": None}],
+        schema=pa.schema([("id", pa.int64()), ("p", pa.decimal128(12, 2)),
+                          ("nested", pa.struct([("q", pa.decimal128(38, 2))]))]))
+    for out in (sp.encode_records("s", batch), sp.record_lines("s", batch)):
+        first = out.splitlines()[0]
+        assert b'"p":6.85' in first and b'"q":0.10' in first, first
+        assert json.loads(first, parse_float=d)["record"]["p"] == d("6.85")
+    assert sp.dumps([d("1E+30"), d("-0.000001")]) == b"[1E+30,-0.000001]"
+    with pytest.raises((TypeError, ValueError)):
+        sp.dumps(d("NaN"))
+
+
+def test_decimals_stay_exact_without_orjson() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['orjson'] = None\n"
+            "import decimal\nfrom conn import singer_protocol as sp\n"
+            "assert sp._orjson is None\n"
+            "print(sp.dumps({'a': decimal.Decimal('6.85'), 's': 'x\\x00conn-number-1:2'})"
+            ".decode())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == '{"a":6.85,"s":"x\\u0000conn-number-1:2"}'
+
+
+def test_json_problem_finds_the_first_row_json_cannot_carry() -> None:
+    batch = pa.RecordBatch.from_pylist([{"x": 1.0, "l": [1.0]}, {"x": 2.0, "l": [float("inf")]},
+                                        {"x": float("nan"), "l": []}])
+    assert sp.json_problem(batch) == (1, "l[]: Infinity is not a number JSON can carry")
+    assert sp.json_problem(batch.slice(2)) == (0, "x: NaN is not a number JSON can carry")
+    assert sp.json_problem(batch.slice(0, 1)) is None
+
+
+def test_metadata_overrides_follow_meltano() -> None:
+    cat = {"streams": [
+        {"tap_stream_id": "db-users", "stream": "users", "schema": {}, "metadata": [
+            {"breadcrumb": [], "metadata": {"selected-by-default": False}}]},
+        {"tap_stream_id": "db-orders", "stream": "orders", "schema": {}},
+        {"tap_stream_id": "other", "stream": "other", "schema": {}}]}
+    out = sp.apply_metadata(cat, {
+        "db-*": {"selected": True, "replication-method": "INCREMENTAL",
+                 "replication-key": "updated_at", "email": {"selected": False},
+                 "properties": {"address": {"city": {"selected": False}}}},
+        "db-orders": {"replication-method": "FULL_TABLE",
+                      "table-key-properties": ["order_id"]}})
+    users, orders, other = out["streams"]
+    md = {tuple(m["breadcrumb"]): m["metadata"] for m in users["metadata"]}
+    assert md[()] == {"selected-by-default": False, "selected": True,
+                      "replication-method": "INCREMENTAL", "replication-key": "updated_at"}
+    assert md[("properties", "email")] == {"selected": False}
+    assert md[("properties", "address", "properties", "city")] == {"selected": False}
+    assert users["replication_method"] == "INCREMENTAL" and users["selected"] is True
+    assert sp.stream_replication_method(orders) == "FULL_TABLE"  # later rule wins
+    assert sp.stream_key_properties(orders) == ["order_id"]
+    assert sp.stream_replication_key(users) == "updated_at"
+    assert sp.deselected_properties(users) == {"email"}
+    assert "metadata" not in other and "metadata" not in cat["streams"][1]
+    assert sp.stream_selected(users) is True and sp.stream_selected(other) is None

@@ -45,7 +45,10 @@ class Capabilities:
     ``batch_size`` is the most records one :meth:`Destination.write_batch` call takes (the
     API's per-request limit); ``concurrency`` how many calls may run at once; ``modes`` the
     sync modes it supports; ``supports_delete`` whether ``delete`` works (needed by
-    ``mirror``).
+    ``mirror``). ``values`` says which values its format carries exactly: ``"json"`` (JSON
+    or other text; the mapper rejects rows holding NaN, ±Infinity or dates outside the
+    years 0001-9999) or ``"arrow"`` (typed columns holding any Arrow value); see
+    :mod:`conn.mapping.carry`.
     """
 
     batch_size: int = 1000
@@ -53,6 +56,7 @@ class Capabilities:
     supports_delete: bool = True
     rate_limit: RateLimit | None = None
     concurrency: int = 1
+    values: str = "json"
 
     def operations(self) -> frozenset[str]:
         ops = set()
@@ -425,4 +429,7 @@ def object_schema_errors(obj: ObjectInfo) -> Sequence[str]:
             problems.append(f"object {obj.name!r}: identifier {ident!r} is not a field")
     if obj.capabilities.batch_size < 1:
         problems.append(f"object {obj.name!r}: batch_size must be at least 1")
+    if obj.capabilities.values not in ("json", "arrow"):
+        problems.append(f"object {obj.name!r}: capabilities.values must be 'json' or "
+                        f"'arrow', not {obj.capabilities.values!r}")
     return problems

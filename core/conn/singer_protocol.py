@@ -33,6 +33,8 @@ import datetime as _dt
 import decimal
 import io
 import json
+import re
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -58,9 +60,21 @@ class SchemaMismatch(ValueError):
 # --- JSON encoding --------------------------------------------------------------------------
 
 
+#: A JSON number as text: optional minus, integer part, fraction, exponent (RFC 8259).
+_JSON_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+
+
+def exact_number(text: str) -> Any:
+    """An object the encoder writes as the JSON number ``text`` itself (a decimal's exact
+    digits: ``6.85`` stays ``6.85``, never ``6.8500000000000005``)."""
+    if not _JSON_NUMBER.fullmatch(text):
+        raise ValueError(f"{text!r} is not a number JSON can carry")
+    return _raw_number(text)
+
+
 def _default(obj: Any) -> Any:
     if isinstance(obj, decimal.Decimal):
-        return float(obj)
+        return exact_number(str(obj))
     if isinstance(obj, bytes | bytearray | memoryview):
         return base64.b64encode(bytes(obj)).decode("ascii")
     if isinstance(obj, _dt.datetime):
@@ -79,17 +93,30 @@ def _default(obj: Any) -> Any:
 if _orjson is not None:
     _OPTS = _orjson.OPT_NAIVE_UTC | _orjson.OPT_UTC_Z
 
+    def _raw_number(text: str) -> Any:
+        return _orjson.Fragment(text)
+
     def dumps(obj: Any) -> bytes:
-        """Compact JSON bytes (datetimes as RFC 3339 UTC, decimals as numbers)."""
+        """Compact JSON bytes (datetimes as RFC 3339 UTC, decimals as exact numbers)."""
         return _orjson.dumps(obj, default=_default, option=_OPTS)
 
     loads: Callable[[bytes | str], Any] = _orjson.loads
-else:  # pragma: no cover
+else:  # pragma: no cover - exercised where orjson is absent
+    # The standard encoder cannot write raw text: a number travels as a string behind a
+    # per-process marker that no data can guess, and the quotes are dropped afterwards.
+    _MARK = f"\x00conn-number-{uuid.uuid4().hex}:"
+    _MARKED = re.compile(r'"\\u0000conn-number-[0-9a-f]{32}:([-+.0-9eE]+)"')
+
+    def _raw_number(text: str) -> Any:
+        return _MARK + text
 
     def dumps(obj: Any) -> bytes:
-        """Compact JSON bytes (datetimes as RFC 3339 UTC, decimals as numbers)."""
-        return json.dumps(obj, default=_default, separators=(",", ":"),
-                          ensure_ascii=False).encode()
+        """Compact JSON bytes (datetimes as RFC 3339 UTC, decimals as exact numbers)."""
+        text = json.dumps(obj, default=_default, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False)
+        if _MARK[1:] in text:
+            text = _MARKED.sub(r"\1", text)
+        return text.encode()
 
     loads = json.loads
 
@@ -273,10 +300,14 @@ def field_to_json_schema(field: pa.Field) -> dict[str, Any]:
 
 
 def arrow_to_json_schema(schema: pa.Schema, required: Iterable[str] = ()) -> dict[str, Any]:
-    """Singer stream JSON Schema (``type: object``) for an Arrow schema."""
-    out: dict[str, Any] = {"type": "object",
-                           "properties": {f.name: field_to_json_schema(f) for f in schema}}
-    req = [r for r in required if r in schema.names]
+    """Singer stream JSON Schema (``type: object``) for an Arrow schema. ``required``
+    properties (a stream's key properties) are listed as required and never admit null,
+    whatever the Arrow field says (databases often report key columns as nullable)."""
+    req = [r for r in dict.fromkeys(required) if r in schema.names]
+    keep = set(req)
+    out: dict[str, Any] = {"type": "object", "properties": {
+        f.name: field_to_json_schema(f.with_nullable(False) if f.name in keep else f)
+        for f in schema}}
     if req:
         out["required"] = req
     return out
@@ -515,6 +546,95 @@ def stream_replication_key(entry: Mapping[str, Any]) -> str | None:
     return None
 
 
+def metadata_rules(overrides: Mapping[str, Any]) -> list[tuple[str, list[str], str, Any]]:
+    """Meltano-style metadata overrides as rules ``(stream pattern, breadcrumb, key,
+    value)``: ``{"<tap_stream_id or glob>": {"replication-method": "INCREMENTAL",
+    "<property>": {"selected": false}, "properties": {"<property>": {...}}}}``. A key
+    holding an object names a property (nested objects: sub-properties); any other key is
+    a metadata key of the stream (breadcrumb ``[]``) or of that property."""
+    rules: list[tuple[str, list[str], str, Any]] = []
+
+    def walk(pattern: str, crumb: list[str], node: Mapping[str, Any]) -> None:
+        for key, value in node.items():
+            if key == "properties" and isinstance(value, Mapping):
+                walk(pattern, crumb, {k: v for k, v in value.items()
+                                      if isinstance(v, Mapping)})
+            elif isinstance(value, Mapping):
+                walk(pattern, [*crumb, "properties", str(key)], value)
+            else:
+                rules.append((pattern, crumb, str(key), value))
+
+    for pattern, node in overrides.items():
+        if isinstance(node, Mapping):
+            walk(str(pattern), [], node)
+    return rules
+
+
+def apply_metadata(catalog: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``catalog`` with Meltano-style metadata overrides applied (see
+    :func:`metadata_rules`), in order, as Meltano's ``metadata`` extra does: streams match
+    by ``tap_stream_id`` (``fnmatch`` patterns, ``*`` for all); a stream-level key is also
+    set on the entry itself with dashes as underscores (``replication_method``), which
+    legacy taps read; a missing metadata entry is created. Lets legacy taps (e.g.
+    pipelinewise-tap-mysql, which needs ``selected`` and ``replication-method``) run from
+    a discovered catalog."""
+    import copy
+    from fnmatch import fnmatchcase
+
+    rules = metadata_rules(overrides)
+    out = copy.deepcopy(dict(catalog))
+    for entry in out.get("streams") or ():
+        sid = str(entry.get("tap_stream_id") or entry.get("stream") or "")
+        mine = [r for r in rules if fnmatchcase(sid, r[0])]
+        if not mine:
+            continue
+        metadata = entry.setdefault("metadata", [])
+        for _, crumb, key, value in mine:
+            md = next((m for m in metadata if m.get("breadcrumb") == crumb), None)
+            if md is None:
+                md = {"breadcrumb": crumb, "metadata": {}}
+                metadata.append(md)
+            md.setdefault("metadata", {})[key] = value
+            if not crumb:
+                entry[key.replace("-", "_")] = value
+                if key in ("table-key-properties", "view-key-properties"):
+                    entry["key_properties"] = list(value or ())
+    return out
+
+
+def stream_selected(entry: Mapping[str, Any]) -> bool | None:
+    """The stream-level ``selected`` of a catalog entry (metadata first), or None."""
+    for md in entry.get("metadata") or ():
+        if md.get("breadcrumb") == [] and "selected" in (md.get("metadata") or {}):
+            return bool(md["metadata"]["selected"])
+    return bool(entry["selected"]) if "selected" in entry else None
+
+
+def deselected_properties(entry: Mapping[str, Any]) -> set[str]:
+    """Top-level properties the catalog leaves out (``selected: false`` or ``inclusion:
+    unsupported``, never ``automatic`` ones)."""
+    out = set()
+    for md in entry.get("metadata") or ():
+        crumb = md.get("breadcrumb") or []
+        m = md.get("metadata") or {}
+        if len(crumb) == 2 and crumb[0] == "properties" and m.get("inclusion") != "automatic" \
+                and (m.get("selected") is False or m.get("inclusion") == "unsupported"):
+            out.add(crumb[1])
+    return out
+
+
+def stream_replication_method(entry: Mapping[str, Any]) -> str | None:
+    """Replication method of a catalog entry (``replication_method``, else the metadata's
+    ``replication-method`` or ``forced-replication-method``), or None."""
+    top: Mapping[str, Any] = {}
+    for md in entry.get("metadata") or ():
+        if md.get("breadcrumb") == []:
+            top = md.get("metadata") or {}
+    method = (entry.get("replication_method") or top.get("replication-method")
+              or top.get("forced-replication-method"))
+    return str(method).upper() if method else None
+
+
 def select_streams(catalog: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
     """A copy of ``catalog`` with exactly the streams ``names`` (``tap_stream_id`` or
     ``stream``) selected at stream level; field selection is left to the tap's defaults."""
@@ -609,8 +729,9 @@ def _rfc3339(arr: pa.Array) -> pa.Array:
 def json_ready(batch: pa.RecordBatch | pa.Table) -> pa.RecordBatch | pa.Table:
     """``batch`` with top-level temporal and decimal columns turned into their JSON wire
     form in Arrow (timestamps → RFC 3339 UTC strings, dates/times → ISO strings, decimals →
-    float64, durations → seconds), so that row encoding needs no Python ``datetime``
-    objects. Nested values are left to the encoder's default handler."""
+    their exact digits as text, durations → seconds), so that row encoding needs no
+    Python ``datetime`` or ``Decimal`` objects. :func:`encode_records` writes the decimal
+    text as JSON numbers. Nested values are left to the encoder's default handler."""
     import pyarrow.compute as pc
 
     cols, changed = [], False
@@ -623,7 +744,8 @@ def json_ready(batch: pa.RecordBatch | pa.Table) -> pa.RecordBatch | pa.Table:
         elif pa.types.is_date(t) or pa.types.is_time(t):
             new = [c.cast(pa.string()) for c in chunks]
         elif pa.types.is_decimal(t):
-            new = [c.cast(pa.float64()) for c in chunks]
+            # Arrow's decimal text is a valid JSON number ("6.85", "-0.10", "1.00E-8").
+            new = [c.cast(pa.string()) for c in chunks]
         elif pa.types.is_duration(t):
             new = [pc.divide(c.cast(pa.int64()).cast(pa.float64()),
                              {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[t.unit])
@@ -644,10 +766,14 @@ def encode_records(stream: str, batch: pa.RecordBatch | pa.Table,
                    time_extracted: str | None = None) -> bytes:
     """RECORD message lines for every row of ``batch``, in bulk: temporal columns are
     rendered to RFC 3339 in Arrow (:func:`json_ready`), then each row is encoded once.
-    JSON-text columns (``singer.json`` metadata) are emitted as their decoded values."""
+    JSON-text columns (``singer.json`` metadata) are emitted as their decoded values,
+    decimals as JSON numbers with their exact digits. Check the batch with
+    :func:`json_problem` first: NaN, ±Infinity and dates outside the years 0001-9999
+    have no JSON form."""
     ready = json_ready(batch)
     json_cols = [f.name for f in batch.schema
                  if f.metadata and f.metadata.get(b"singer.json") == b"true"]
+    decimal_cols = [f.name for f in batch.schema if pa.types.is_decimal(f.type)]
     tail = b"}\n" if time_extracted is None else \
         b',"time_extracted":' + dumps(time_extracted) + b"}\n"
     prefix = b'{"type":"RECORD","stream":' + dumps(stream) + b',"record":'
@@ -659,6 +785,13 @@ def encode_records(stream: str, batch: pa.RecordBatch | pa.Table,
                 if isinstance(v, str):
                     with contextlib.suppress(ValueError):
                         row[c] = loads(v)
+    if decimal_cols:
+        raw = _raw_number
+        for row in rows:
+            for c in decimal_cols:
+                v = row[c]
+                if v is not None:
+                    row[c] = raw(v)
     out = io.BytesIO()
     w = out.write
     for row in rows:
@@ -666,3 +799,18 @@ def encode_records(stream: str, batch: pa.RecordBatch | pa.Table,
         w(dumps(row))
         w(tail)
     return out.getvalue()
+
+
+def json_problem(batch: pa.RecordBatch | pa.Table) -> tuple[int, str] | None:
+    """The first row of ``batch`` holding a value JSON cannot carry exactly (NaN,
+    ±Infinity, a date outside the years 0001-9999, at any depth) and the reason, or
+    None. Vectorised (:mod:`conn.mapping.carry`)."""
+    from conn.mapping.carry import json_failures
+
+    first: tuple[int, str] | None = None
+    for name, col in zip(batch.schema.names, batch.columns, strict=True):
+        for mask, reason in json_failures(name, col):
+            row = int(mask.argmax())
+            if first is None or row < first[0]:
+                first = (row, reason)
+    return first

@@ -270,8 +270,12 @@ def singer_target(
     match_key: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--match-key", help="Without --sync: the object's identifier to match on.")] = None,
     primary_key: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
-        "--primary-key", help="Without --sync: key columns when the SCHEMA has no "
-        "key_properties (repeatable).")] = None,
+        "--primary-key", help="Key columns when the SCHEMA has no key_properties and no "
+        "sync sets primary_key (repeatable).")] = None,
+    loader: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--name", help="This loader's name, which keys conn's planning state (default: "
+        "the destination's name; with --type, $MELTANO_LOADER_NAME or the type and a "
+        "digest of the config).")] = None,
     state_dir: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         "--state-dir", help="conn's planning state (default: the project's, or ./.conn "
         "with --type).")] = None,
@@ -294,7 +298,7 @@ def singer_target(
                sync_names=sync_name or [], objects=objects or [], mode=mode,
                match_key=match_key, primary_key=primary_key or [], state_dir=state_dir,
                batch_rows=batch_rows, full_resync=full_resync, input_file=input_file,
-               about_=about, fmt=fmt)
+               about_=about, fmt=fmt, loader=loader)
 
 
 def _interrupted() -> None:

@@ -156,8 +156,9 @@ TAP_CAPABILITIES = ("catalog", "discover", "state", "about")
 
 def catalog_entry(stream: StreamInfo) -> dict[str, Any]:
     """A Singer catalog entry for a conn stream: JSON Schema from its Arrow schema, key
-    properties, replication key and method, standard metadata (selected by default)."""
-    schema = sp.arrow_to_json_schema(stream.schema)
+    properties (never nullable), replication key and method, standard metadata (selected
+    by default)."""
+    schema = sp.arrow_to_json_schema(stream.schema, stream.primary_key)
     top: dict[str, Any] = {"inclusion": "available", "selected-by-default": True,
                            "table-key-properties": list(stream.primary_key)}
     if stream.cursor:
@@ -294,7 +295,7 @@ def _tap_stream(source: Source, stream: StreamInfo, dropped: set[str], increment
 
     keep = [n for n in stream.schema.names if n not in dropped]
     schema = pa.schema([stream.schema.field(n) for n in keep])
-    json_schema = sp.arrow_to_json_schema(schema)
+    json_schema = sp.arrow_to_json_schema(schema, stream.primary_key)
     out.write(sp.schema_message(stream.name, json_schema, stream.primary_key,
                                 [stream.cursor] if stream.cursor else None))
     prior = _bookmark_value({"bookmarks": bookmarks}, stream.name) \
@@ -308,11 +309,26 @@ def _tap_stream(source: Source, stream: StreamInfo, dropped: set[str], increment
             continue
         if dropped:
             item = item.select(keep)
+        _refuse_unrepresentable(stream, item)
         out.write(sp.encode_records(stream.name, item))
         last[0] = b""
         n += item.num_rows
     out.flush()
     log.info("stream %s: %d record(s)", stream.name, n)
+
+
+def _refuse_unrepresentable(stream: StreamInfo, batch: pa.RecordBatch) -> None:
+    """A tap has no rejection list and must not rewrite a value (NaN as null, year 30000
+    as garbage): a value with no JSON form stops the tap, naming the row's key."""
+    problem = sp.json_problem(batch)
+    if problem is None:
+        return
+    row, reason = problem
+    key = ", ".join(f"{c}={batch.column(c)[row].as_py()!r}" for c in stream.primary_key
+                    if c in batch.schema.names) or f"row {row + 1} of its batch"
+    raise ConnError(f"stream {stream.name!r}, record {key}: {reason}. 'conn singer tap' "
+                    f"sends every value exactly or not at all: filter or convert it in the "
+                    f"source (e.g. a query or a view)")
 
 
 # --- the target: stdin demultiplexer -------------------------------------------------------
@@ -539,7 +555,12 @@ class StdinSingerSource(Source):
         # properties and required properties are non-nullable columns.
         keep = set(self.key_properties) | set(self.json_schema.get("required") or ())
         schema = sp.json_schema_to_arrow(self.json_schema)
-        schema = pa.schema([f if f.name in keep else f.with_nullable(True) for f in schema])
+        # Columns in name order, not the SCHEMA's: some taps list properties in another
+        # order every run (pipelinewise-tap-mysql selects columns through a set), and the
+        # planner's payload hash covers the mapped columns in order, so the tap's order
+        # would make every unchanged row look changed.
+        fields = sorted(schema, key=lambda f: f.name)
+        schema = pa.schema([f if f.name in keep else f.with_nullable(True) for f in fields])
         return [StreamInfo(self.stream_name, schema, self.key_properties)]
 
     def read_batches(self, stream: StreamInfo, state: Any | None, batch_rows: int
@@ -618,14 +639,71 @@ def _parse_objects(values: Sequence[str]) -> tuple[str | None, dict[str, str]]:
 
 TARGET_CAPABILITIES = ("about",)
 
+#: In a type-mode state folder: which loader continues the planning state that earlier
+#: versions kept per plugin type (``singer-<type>-<stream>``), ``{type: loader}``.
+LOADERS_FILE = "singer-loaders.json"
+
+
+def loader_identity(cfg: ConnectorConfig, type_name: str | None, name: str | None,
+                    registry: Registry) -> str:
+    """Whose planning state a ``conn singer target`` run uses: ``--name``; else in project
+    mode the destination's name in conn.yml; else Meltano's loader name
+    (``MELTANO_LOADER_NAME``); else the plugin type and a digest of its config (secret
+    values left out), so two loaders of one type never share what was sent."""
+    import hashlib
+    import json
+
+    if name:
+        return name
+    if type_name is None:
+        return cfg.name
+    meltano = os.environ.get("MELTANO_LOADER_NAME")
+    if meltano:
+        return meltano
+    cls = registry.destination_class(cfg.type)
+    secrets.register_config_secrets(cfg.config, cls.config_schema)
+    canon = json.dumps(secrets.redact_obj(cfg.config), sort_keys=True, default=str)
+    return f"{type_name}-{hashlib.sha256(canon.encode()).hexdigest()[:12]}"
+
+
+def _state_prefix(identity: str, type_name: str | None, stream: str, store: Any,
+                  proj: Project) -> str:
+    """The middle of a loader's ad-hoc sync name (``singer-<part>-<stream>``): its
+    identity; but where earlier versions kept this stream's state under the plugin type
+    alone (``singer-<type>-<stream>``), the first loader of that type to run continues
+    that state, for all its streams (recorded in :data:`LOADERS_FILE`), so that
+    upgrading re-sends nothing."""
+    import json
+
+    if type_name is None or identity == type_name:
+        return identity
+    path = Path(str(proj.state.get("url") or proj.state_dir)) / LOADERS_FILE
+    try:
+        claims = json.loads(path.read_text())
+    except (OSError, ValueError):
+        claims = {}
+    owner = claims.get(type_name)
+    legacy = f"singer-{type_name}-{stream}"
+    if owner is None and store.runs(sync=legacy, limit=1):
+        claims[type_name] = owner = identity
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(claims, indent=1))
+        os.replace(tmp, path)
+        log.warning("loader %r continues the planning state that earlier versions kept "
+                    "for every %s loader (%r, ...; recorded in %s); other %s loaders keep "
+                    "their own", identity, type_name, legacy, path, type_name)
+    return type_name if owner == identity else identity
+
 
 def run_target(dest_name: str | None, *, type_name: str | None, config_file: Path | None,
                project: Path | None, sync_names: Sequence[str], objects: Sequence[str],
                mode: str | None, match_key: str | None, primary_key: Sequence[str],
                state_dir: Path | None, batch_rows: int | None, full_resync: bool,
                input_file: Path | None = None, about_: bool = False,
-               fmt: str = "json") -> None:
-    """Load Singer messages from stdin into a conn destination (see the module docstring)."""
+               fmt: str = "json", loader: str | None = None) -> None:
+    """Load Singer messages from stdin into a conn destination (see the module docstring).
+    ``loader`` names this loader for its planning state (:func:`loader_identity`)."""
     from conn.config.model import Project, SyncConfig
     from conn.runtime.report import RunInfo, RunReport
     from conn.runtime.runner import RunOptions, open_state_store
@@ -698,11 +776,31 @@ def run_target(dest_name: str | None, *, type_name: str | None, config_file: Pat
                           f"stream {stream!r} (objects: {', '.join(dest_objects) or 'none'}); "
                           f"choose one with --object OBJECT or --object {stream}=OBJECT")
 
+    identity: list[str] = []
+
     def sync_for(stream: str, msg: Mapping[str, Any]) -> SyncConfig | None:
+        schema_keys = tuple(msg.get("key_properties") or ())
         if sync_names:
-            return declared.get(stream)
-        keys = tuple(primary_key) or tuple(msg.get("key_properties") or ())
-        return SyncConfig(name=f"singer-{cfg.name}-{stream}", source=STDIN_SOURCE,
+            sync = declared.get(stream)
+            if sync is None or sync.primary_key or schema_keys:
+                return sync
+            if primary_key:
+                return dataclasses.replace(sync, primary_key=tuple(primary_key))
+            raise ConfigError(
+                f"Singer stream {stream!r} has no key_properties in its SCHEMA and sync "
+                f"{sync.name!r} sets no primary_key: conn plans changes by primary key. Set "
+                f"'primary_key' for the sync, or pass --primary-key COLUMN (repeat it for "
+                f"a composite key)", file=str(proj.file), path=f"syncs.{sync.name}")
+        keys = tuple(primary_key) or schema_keys
+        if not keys:
+            raise ConfigError(
+                f"Singer stream {stream!r} has no key_properties in its SCHEMA: conn plans "
+                f"changes by primary key. Name the key column(s) with --primary-key COLUMN "
+                f"(repeat it for a composite key)")
+        if not identity:
+            identity.append(loader_identity(cfg, type_name, loader, registry))
+        part = _state_prefix(identity[0], type_name, stream, store, proj)
+        return SyncConfig(name=f"singer-{part}-{stream}", source=STDIN_SOURCE,
                           destination=cfg.name, object=object_for(stream), stream=stream,
                           primary_key=keys, match_key=match_key, mode=mode or "upsert",
                           batch_rows=batch_rows)

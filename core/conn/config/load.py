@@ -150,7 +150,8 @@ def cross_check(project: Project) -> list[ConfigError]:
     errs = []
     for s in project.syncs.values():
         base = f"syncs.{s.name}"
-        if s.source not in project.sources:
+        # A sync without a source is loaded by 'conn singer target --sync NAME'.
+        if s.source and s.source not in project.sources:
             errs.append(ConfigError(f"unknown source {s.source!r} (declared: "
                                     f"{', '.join(project.sources) or 'none'})",
                                     file=f, path=f"{base}.source"))

@@ -16,6 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from conn.mapping.carry import temporal_out_of_range
+
 _INT = r"^\s*[+-]?[0-9]{1,18}\s*$"
 _NUM = r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
 _TRUE = pa.array(["true", "t", "yes", "y", "1"])
@@ -48,6 +50,8 @@ def _where(arr: pa.Array, cond: pa.Array, t: pa.DataType) -> pa.Array:
 def to_integer(arr: pa.Array) -> pa.Array:
     """int64; strings must look like integers, floats must be whole."""
     t = arr.type
+    if pa.types.is_int64(t):
+        return arr
     if _is_str(t):
         return _where(pc.utf8_trim_whitespace(arr), pc.match_substring_regex(arr, _INT),
                       pa.int64())
@@ -64,6 +68,8 @@ def to_integer(arr: pa.Array) -> pa.Array:
 
 def to_number(arr: pa.Array) -> pa.Array:
     """float64; strings must look like numbers."""
+    if pa.types.is_float64(arr.type):
+        return arr
     if _is_str(arr.type):
         return _where(pc.utf8_trim_whitespace(arr), pc.match_substring_regex(arr, _NUM),
                       pa.float64())
@@ -85,13 +91,22 @@ def to_boolean(arr: pa.Array) -> pa.Array:
     return arr.cast(pa.bool_())
 
 
+def _in_years(arr: pa.Array) -> pa.Array:
+    """``arr`` with dates and timestamps outside the years 0001-9999 made null: no text
+    form (and no µs timestamp, for far dates) holds them, so the caller rejects them."""
+    bad = temporal_out_of_range(arr)
+    if bad is None or not bad.any():
+        return arr
+    return pc.if_else(pa.array(bad), pa.scalar(None, arr.type), arr)
+
+
 def to_timestamp(arr: pa.Array) -> pa.Array:
     """Timestamp (µs); ISO 8601 strings parsed, dates widened."""
     t = arr.type
     if pa.types.is_timestamp(t):
         return arr
     if pa.types.is_date(t):
-        return arr.cast(pa.timestamp("us"))
+        return _in_years(arr).cast(pa.timestamp("us"))
     if _is_str(t):
         s = pc.utf8_trim_whitespace(arr)
         out = pc.strptime(s, format="%Y-%m-%dT%H:%M:%S", unit="us", error_is_null=True)
@@ -114,6 +129,7 @@ def to_string(arr: pa.Array, fmt: str | None = None) -> pa.Array:
     if _is_str(t):
         return arr.cast(pa.string())
     if pa.types.is_temporal(t) and (pa.types.is_date(t) or pa.types.is_timestamp(t)):
+        arr = _in_years(arr)
         if fmt == "date" or pa.types.is_date(t):
             return pc.strftime(arr, format="%Y-%m-%d")
         # RFC 3339 in UTC; naive timestamps are taken as UTC.

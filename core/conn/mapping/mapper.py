@@ -4,7 +4,8 @@
 ``issues()`` lists every problem before a row is read (mapping, consent settings and
 field policies); ``apply(gated)`` computes each field (:mod:`conn.mapping.compute`),
 coerces it to the destination object's JSON Schema (:mod:`conn.mapping.coerce`) and
-rejects rows that break it (:mod:`conn.mapping.validate`), all vectorised.
+rejects rows that break it (:mod:`conn.mapping.validate`) or hold a value the
+destination's format cannot carry exactly (:mod:`conn.mapping.carry`), all vectorised.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pyarrow as pa
 from conn.consent.context import GateContext
 from conn.consent.policies import policy_issues, policy_schema, resolve_policies
 from conn.errors import ConfigError, ConnError
+from conn.mapping.carry import JSON, json_failures
 from conn.mapping.coerce import coerce
 from conn.mapping.compute import evaluate
 from conn.mapping.nulls import NULL_KEY, SKIP
@@ -154,16 +156,26 @@ class Mapper:
                 bad |= mask
 
         required = set(self.ctx.object.required)
+        # A value the destination's format cannot carry exactly is rejected, never
+        # rewritten (see conn.mapping.carry).
+        json_only = self.ctx.object.capabilities.values == JSON
         for spec in self.specs:
             prop = self.props.get(spec.field)
             arr, failed = evaluate(spec, batch, self._transform)
             fail(failed, f"{spec.field}: cannot convert ({spec.cast or 'format'})")
+            if json_only:  # before coercion, which would turn NaN or year 30000 into text
+                for mask, reason in json_failures(spec.field, arr):
+                    fail(mask, reason)
+            computed = arr
             arr, failed = coerce(arr, prop)
             fail(failed, f"{spec.field}: cannot convert to {prop.get('type') if prop else ''}")
             for mask, reason in field_failures(spec.field, arr, prop or {},
                                                required=spec.field in required,
                                                check_format=self._check_format(spec)):
                 fail(mask, reason)
+            if json_only and arr is not computed:  # e.g. the string "1e999" as a number
+                for mask, reason in json_failures(spec.field, arr):
+                    fail(mask, reason)
             meta = {NULL_KEY: SKIP} if spec.null == "skip" else None
             arrays.append(arr)
             fields.append(pa.field(spec.field, arr.type, metadata=meta))

@@ -106,6 +106,11 @@ class SyncRunner:
 
     def _connector(self, kind: str, name: str) -> Any:
         table = self.project.sources if kind == "source" else self.project.destinations
+        if kind == "source" and not name:
+            raise ConfigError(f"sync {self.sync.name!r} has no source: it loads a Singer "
+                              f"tap's output with 'conn singer target --sync "
+                              f"{self.sync.name}'", file=str(self.project.file),
+                              path=f"syncs.{self.sync.name}.source")
         cfg = table[name]
         cls = (self.registry.source_class if kind == "source"
                else self.registry.destination_class)(cfg.type)

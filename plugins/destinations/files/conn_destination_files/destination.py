@@ -44,9 +44,12 @@ _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 _PART = re.compile(r"^part-(\d+)\.parquet$")
 
 
-def capabilities() -> Capabilities:
-    """What every object of this destination supports."""
-    return Capabilities(batch_size=100_000, modes=frozenset(MODES), supports_delete=True)
+def capabilities(fmt: str = "jsonl") -> Capabilities:
+    """What every object of this destination supports. JSONL and CSV are text: values
+    JSON cannot carry (NaN, ±Infinity, dates outside the years 0001-9999) are rejected
+    per row by the mapper; Parquet holds any Arrow value."""
+    return Capabilities(batch_size=100_000, modes=frozenset(MODES), supports_delete=True,
+                        values="arrow" if fmt == "parquet" else "json")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -185,7 +188,7 @@ class FilesDestination(Destination):
                           "properties": {i: {"description": "match key"} for i in idents}}
             where = f"{name}/part-*.parquet" if self.format == "parquet" \
                 else f"{name}.{self.format}"
-            out.append(ObjectInfo(name, fields, idents, capabilities(),
+            out.append(ObjectInfo(name, fields, idents, capabilities(self.format),
                                   description=spec.get("description")
                                   or f"change log {where} (one row per operation)"))
         return out
@@ -288,6 +291,7 @@ class FilesDestination(Destination):
 
         import pyarrow as pa
 
+        table = self._binaries_as_base64(table)
         if self.format == "jsonl":
             data = self._jsonl_bytes(table)
         else:
@@ -323,6 +327,24 @@ class FilesDestination(Destination):
                 log.header = None
             raise
         return None
+
+    def _binaries_as_base64(self, table: pa.Table) -> pa.Table:
+        """Top-level binary columns as base64 text: text logs hold no raw bytes, and
+        DuckDB would otherwise write them with ``\\xNN`` escapes, a rewrite nobody can
+        tell from text."""
+        import pyarrow as pa
+
+        binary = [f.name for f in table.schema if pa.types.is_binary(f.type)
+                  or pa.types.is_large_binary(f.type) or pa.types.is_fixed_size_binary(f.type)]
+        if not binary:
+            return table
+        con = self._con()
+        con.register("_conn_bin", table)
+        try:
+            swap = ", ".join(f"to_base64({_q(c)}::BLOB) AS {_q(c)}" for c in binary)
+            return _arrow_table(con.sql(f"select * replace ({swap}) from _conn_bin"))
+        finally:
+            con.unregister("_conn_bin")
 
     def _jsonl_bytes(self, table: pa.Table) -> bytes | memoryview:
         """One JSON object per row, newline-terminated, encoded without a Python loop."""

@@ -337,3 +337,25 @@ def test_entry_point_module_imports_nothing_heavy() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_text_formats_declare_json_values_parquet_any(tmp_path: Path) -> None:
+    # The mapper rejects per row what JSON cannot carry (NaN, ±Infinity, far dates) for
+    # JSONL and CSV; Parquet holds every Arrow value.
+    for fmt, values in (("jsonl", "json"), ("csv", "json"), ("parquet", "arrow")):
+        assert make(tmp_path, format=fmt).object("records").capabilities.values == values
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_binary_values_are_base64_text(tmp_path: Path, fmt: str) -> None:
+    # DuckDB wrote bytes into JSONL as "Ren\\xE9": a rewrite nobody can tell from text.
+    d = make(tmp_path, format=fmt)
+    batch = pa.RecordBatch.from_pylist([{"id": 1, "raw": b"Ren\xe9"}, {"id": 2, "raw": None}])
+    assert write_records(d, "records", batch).pending == []
+    d.close()
+    if fmt == "jsonl":
+        got = jsonl(tmp_path / "out" / "records.jsonl")
+        assert [r["raw"] for r in got] == ["UmVu6Q==", None]
+    else:
+        text = (tmp_path / "out" / "records.csv").read_text()
+        assert "UmVu6Q==" in text and "\\x" not in text

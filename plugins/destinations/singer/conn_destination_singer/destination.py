@@ -117,8 +117,12 @@ class SingerDestination(Destination):
             caps = Capabilities(batch_size=int(spec.get("batch_size", default_size)),
                                 modes=frozenset({"upsert", "insert", "append", "mirror"}),
                                 supports_delete=True)
-            out.append(ObjectInfo(spec["name"], {"type": "object", "properties": props},
-                                  idents, caps,
+            fields: dict[str, Any] = {"type": "object", "properties": props}
+            if not spec.get("fields"):
+                # No declared fields: the stream takes every mapped field (a passthrough
+                # mapping sends every column), not just its identifiers.
+                fields["additionalProperties"] = True
+            out.append(ObjectInfo(spec["name"], fields, idents, caps,
                                   description=f"Singer stream {spec['name']!r} of target "
                                               f"{self.target_name!r}"))
         return out

@@ -132,3 +132,35 @@ def test_missing_executable_fails_check() -> None:
 
     with pytest.raises(CheckFailed):
         dest("/nonexistent/target-nope", {}).check()
+
+
+def test_object_without_fields_takes_every_field() -> None:
+    # Set up as the README shows (identifiers, no fields), the object was closed to its
+    # identifiers: a passthrough mapping sent only the key and reported success.
+    d = dest("target-unused", {})
+    obj = d.object("contacts")
+    assert obj.fields.get("additionalProperties") is True and obj.identifiers == ("id",)
+    typed = SingerDestination({"command": "t", "objects": [
+        {"name": "c", "identifiers": ["id"], "fields": {"ltv": {"type": "number"}}}]})
+    assert "additionalProperties" not in typed.object("c").fields
+    assert set(typed.object("c").properties) == {"id", "ltv"}
+
+
+def test_decimals_reach_the_target_as_their_exact_digits() -> None:
+    import decimal
+
+    d = dest("target-unused", {})
+    batch = pa.RecordBatch.from_pylist(
+        [{"id": 1, "ltv": decimal.Decimal("6.85")}, {"id": 2, "ltv": decimal.Decimal("0.10")}],
+        schema=pa.schema([("id", pa.int64()), ("ltv", pa.decimal128(12, 2))]))
+    text = d.messages(delivery_request(d, batch), {"m": 1}).decode()
+    assert '"ltv":6.85' in text and '"ltv":0.10' in text and "6.8500000000000005" not in text
+
+
+def delivery_request(d: SingerDestination, batch: pa.RecordBatch):
+    from conn.runtime import delivery
+    from conn.runtime.batches import seal_gated, seal_mapped
+
+    keys = pa.array([str(i) for i in range(batch.num_rows)])
+    mapped = seal_mapped(seal_gated(batch, keys, 0), batch, keys)
+    return delivery.request_from_plan("s", d.object("contacts"), "upsert", mapped, None, "id")

@@ -5,6 +5,7 @@ pyarrow is imported inside methods so that registering the plugin stays cheap.
 
 from __future__ import annotations
 
+import codecs
 import glob
 import os
 from collections.abc import Iterator, Mapping
@@ -45,6 +46,11 @@ _STREAM_PROPS: dict[str, Any] = {
     "primary_key": _PK,
     "delimiter": {"type": "string", "minLength": 1, "maxLength": 1,
                   "description": "CSV field delimiter (default ',', or tab for .tsv)"},
+    "encoding": {"type": "string", "minLength": 1, "default": "utf-8",
+                 "description": "text encoding of CSV files, a Python codec name (utf-8, "
+                                "latin-1, cp1252, utf-16, ...); JSONL is always UTF-8. "
+                                "Bytes the encoding cannot decode fail the read with an "
+                                "error naming the file and line"},
 }
 
 
@@ -67,6 +73,7 @@ class StreamSpec:
     primary_key: tuple[str, ...]
     delimiter: str | None
     config_path: str
+    encoding: str = "utf-8"
 
 
 class FilesSource(Source):
@@ -140,8 +147,15 @@ class FilesSource(Source):
     def _spec(self, name: str, entry: Mapping[str, Any], where: str) -> StreamSpec:
         pk = entry.get("primary_key") or ()
         pk = (pk,) if isinstance(pk, str) else tuple(pk)
+        encoding = str(entry.get("encoding") or "utf-8")
+        try:
+            encoding = codecs.lookup(encoding).name
+        except LookupError:
+            raise ConfigError(f"source {self.instance!r}: stream {name!r}: unknown encoding "
+                              f"{encoding!r} (a Python codec name such as utf-8, latin-1, "
+                              f"cp1252)", path=f"{where}.encoding") from None
         return StreamSpec(name, str(entry["path"]), entry.get("format"), pk,
-                          entry.get("delimiter"), where)
+                          entry.get("delimiter"), where, encoding)
 
     def _resolve(self, path: str) -> str:
         p = os.path.expanduser(path)
@@ -204,6 +218,9 @@ class FilesSource(Source):
         delimiter = spec.delimiter or ("\t" if _suffix(first) == ".tsv" else ",")
         return ds.CsvFileFormat(
             parse_options=pcsv.ParseOptions(delimiter=delimiter),
+            # pyarrow reads UTF-8 itself and transcodes other encodings first.
+            read_options=pcsv.ReadOptions(
+                encoding="utf8" if spec.encoding == "utf-8" else spec.encoding),
             # CSV cannot tell an empty string from a missing value: both read as null.
             convert_options=pcsv.ConvertOptions(strings_can_be_null=True),
         )
@@ -219,11 +236,38 @@ class FilesSource(Source):
         try:
             dataset = ds.dataset(files, format=self._file_format(spec, fmt, files[0]))
             dataset.schema  # noqa: B018 - reads the first file now, not mid-sync
+        except UnicodeDecodeError as exc:
+            raise self._undecodable(spec, files, fmt) or CheckFailed(
+                f"source {self.instance!r}: stream {spec.name!r}: {exc}") from exc
         except (pa.ArrowException, OSError) as exc:
             raise CheckFailed(f"source {self.instance!r}: stream {spec.name!r}: cannot read "
                               f"{fmt} from {where}: {exc}") from exc
+        if fmt == "csv" and any(pa.types.is_binary(f.type) for f in dataset.schema):
+            # CSV holds text: pyarrow reads a column as binary only when its bytes are not
+            # valid in the encoding; sending them would rewrite them ("Ren\\xE9").
+            raise self._undecodable(spec, files, fmt) or CheckFailed(
+                f"source {self.instance!r}: stream {spec.name!r}: {where} holds bytes that "
+                f"are not valid {spec.encoding}; set 'encoding'")
         self._datasets[spec.name] = (dataset, where)
         return dataset, where
+
+    def _undecodable(self, spec: StreamSpec, files: list[str], fmt: str
+                     ) -> ConfigError | None:
+        """The error for the first file holding bytes its encoding cannot decode (read
+        again, only on this error path), or None when every file decodes."""
+        encoding = spec.encoding if fmt == "csv" else "utf-8"
+        for path in files:
+            bad = _first_undecodable(path, encoding)
+            if bad is not None:
+                line, byte = bad
+                hint = ("Set 'encoding' to the file's encoding (e.g. latin-1, cp1252)"
+                        if fmt == "csv" else "JSON text must be UTF-8 (RFC 8259)")
+                return ConfigError(
+                    f"source {self.instance!r}: stream {spec.name!r}: {path} line {line}: "
+                    f"byte 0x{byte:02X} is not valid {encoding}; conn never sends a "
+                    f"value it had to guess. {hint}",
+                    path=f"{spec.config_path}.{'encoding' if fmt == 'csv' else 'path'}")
+        return None
 
     # --- duties -----------------------------------------------------------------------
 
@@ -257,14 +301,30 @@ class FilesSource(Source):
 
         dataset, where = self._dataset(spec)
         columns = [c for c in stream.schema.names if c in dataset.schema.names]
+        fmt = "jsonl" if isinstance(dataset.format, ds.JsonFileFormat) else "csv"
         try:
             if isinstance(dataset.format, ds.ParquetFileFormat):
                 yield from _parquet_batches(dataset, batch_rows, columns)
-            else:
-                # Small read-ahead keeps memory bounded by a few batches per file.
-                yield from dataset.to_batches(columns=columns, batch_size=batch_rows,
-                                              batch_readahead=2, fragment_readahead=1)
+                return
+            # Small read-ahead keeps memory bounded by a few batches per file.
+            for batch in dataset.to_batches(columns=columns, batch_size=batch_rows,
+                                            batch_readahead=2, fragment_readahead=1):
+                if fmt == "jsonl" and not _valid_utf8(batch):
+                    # pyarrow's JSON reader passes invalid UTF-8 into string columns
+                    # without a word (a CSV column turns binary instead).
+                    raise self._undecodable(spec, list(dataset.files), fmt) or ConnError(
+                        f"source {self.instance!r}: stream {stream.name!r}: {where} holds "
+                        f"text that is not valid UTF-8")
+                yield batch
+        except UnicodeDecodeError as exc:
+            raise self._undecodable(spec, list(dataset.files), fmt) or ConnError(
+                f"source {self.instance!r}: reading stream {stream.name!r} from {where} "
+                f"failed: {exc}") from exc
         except (pa.ArrowException, OSError) as exc:
+            if "UTF8" in str(exc):
+                error = self._undecodable(spec, list(dataset.files), fmt)
+                if error is not None:
+                    raise error from exc
             raise ConnError(f"source {self.instance!r}: reading stream {stream.name!r} "
                             f"from {where} failed: {exc}") from exc
 
@@ -285,6 +345,39 @@ def _parquet_batches(dataset: ds.Dataset, batch_rows: int,
             yield from row_group.to_batches(schema=dataset.schema, columns=columns,
                                             batch_size=batch_rows,
                                             fragment_scan_options=options)
+
+
+def _first_undecodable(path: str, encoding: str) -> tuple[int, int] | None:
+    """(line, byte) of the first byte of ``path`` (decompressed) that ``encoding`` cannot
+    decode, or None. Streams the file in 1 MB pieces."""
+    import codecs
+
+    import pyarrow as pa
+
+    decoder = codecs.getincrementaldecoder(encoding)()
+    line = 1
+    with pa.input_stream(path, compression="detect") as fh:
+        while True:
+            chunk = fh.read(1 << 20)
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                data = exc.object
+                return line + data.count(b"\n", 0, exc.start), data[exc.start]
+            if not chunk:
+                return None
+            line += chunk.count(b"\n")
+
+
+def _valid_utf8(batch: pa.RecordBatch) -> bool:
+    """Whether every string in ``batch`` is valid UTF-8 (Arrow's full validation, in C++)."""
+    import pyarrow as pa
+
+    try:
+        batch.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 def _default_name(path: str) -> str:

@@ -303,3 +303,43 @@ def test_a_narrowed_stream_reads_only_its_columns(tmp_path: Path, fmt: str) -> N
     got = pa.Table.from_batches(batches)
     assert got.column_names == ["id", "score"]
     assert got.column("score").to_pylist() == [1.5, 2.5, 3.5]
+
+
+# --- text encodings: decoded exactly or refused, never escaped ------------------------------
+
+
+def test_csv_encoding_option_decodes_other_encodings(tmp_path: Path) -> None:
+    (tmp_path / "p.csv").write_bytes("id,name\n1,René\n2,Zoë\n".encode("cp1252"))
+    table, _ = read_all(make(path=str(tmp_path / "p.csv"), encoding="cp1252"), "p")
+    assert table["name"].to_pylist() == ["René", "Zoë"]
+    assert FilesSource.config_schema["properties"]["encoding"]["default"] == "utf-8"
+    with pytest.raises(ConfigError, match="unknown encoding 'klingon'"):
+        make(path=str(tmp_path / "p.csv"), encoding="klingon").discover()
+
+
+@pytest.mark.parametrize("rows_before", [1, 200_000])
+def test_undecodable_csv_bytes_fail_naming_file_and_line(tmp_path: Path,
+                                                         rows_before: int) -> None:
+    # Few rows: pyarrow infers a binary column (it was sent as "Ren\\xE9"); many rows:
+    # the bad byte comes after the inferred block.
+    path = tmp_path / "p.csv.gz"
+    body = "".join(f"{i},Name{i}\n" for i in range(rows_before)).encode()
+    with gzip.open(path, "wb") as fh:
+        fh.write(b"id,name\n" + body + b"99999999,Ren\xe9\n")
+    with pytest.raises(ConfigError) as err:
+        read_all(make(path=str(path), primary_key="id"), "p")
+    assert f"p.csv.gz line {rows_before + 2}: byte 0xE9 is not valid utf-8" in str(err.value)
+    assert err.value.path == "config.encoding"
+
+
+def test_undecodable_jsonl_fails_naming_file_and_line(tmp_path: Path) -> None:
+    # pyarrow's JSON reader let invalid UTF-8 into string columns without a word.
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(b'{"id": 1, "name": "Ana"}\n{"id": 2, "name": "Ren\xe9"}\n')
+    with pytest.raises(ConfigError, match=r"p\.jsonl line 2: byte 0xE9 is not valid utf-8"):
+        read_all(make(path=str(path), primary_key="id"), "p")
+    # A real U+FFFD (escaped or as UTF-8 bytes) is data, not an error.
+    path.write_text('{"id": 1, "name": "\\ufffd"}\n{"id": 2, "name": "\ufffd"}\n',
+                    encoding="utf-8")
+    table, _ = read_all(make(path=str(path), primary_key="id"), "p")
+    assert table["name"].to_pylist() == ["\ufffd", "\ufffd"]

@@ -11,16 +11,14 @@ import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote, urlparse
 
+import pyarrow as pa
 from conn import secrets
 from conn import singer_protocol as sp
 from conn.errors import CheckFailed, ConfigError, ConnError
 from conn.source import Source, SourceState, StreamInfo
-
-if TYPE_CHECKING:
-    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +63,13 @@ class SingerSource(Source):
             "catalog": {"type": ["object", "string"],
                         "description": "A catalog (object or path) used instead of --discover."},
             "catalog_flag": {"enum": ["--catalog", "--properties"], "default": "--catalog"},
+            "metadata": {
+                "type": "object", "additionalProperties": {"type": "object"},
+                "description": "Catalog metadata overrides per stream, as Meltano's "
+                               "`metadata` extra: keys are tap_stream_id patterns (`*` "
+                               "wildcard); values set stream metadata (`replication-method`, "
+                               "`replication-key`, `selected`, ...) and, under a property "
+                               "name, that property's (`selected: false`)."},
             "env": {"type": "object", "additionalProperties": {"type": "string"},
                     "description": "Extra environment variables for the tap (secrets)."},
         },
@@ -104,20 +109,24 @@ class SingerSource(Source):
         return TapError(secrets.redact(f"{where}: {what}"))
 
     def catalog(self) -> dict[str, Any]:
-        """The tap's catalog: ``config.catalog`` if given, else ``--discover`` (cached)."""
-        if self._catalog is not None:
-            return self._catalog
+        """The tap's catalog (``config.catalog`` if given, else ``--discover``; cached) with
+        the ``metadata`` overrides applied."""
+        if self._catalog is None:
+            overrides = self.config.get("metadata") or {}
+            catalog = self._raw_catalog()
+            self._catalog = sp.apply_metadata(catalog, overrides) if overrides else catalog
+        return self._catalog
+
+    def _raw_catalog(self) -> dict[str, Any]:
         given = self.config.get("catalog")
         if isinstance(given, dict):
-            self._catalog = given
             return given
         if isinstance(given, str):
             try:
-                self._catalog = sp.loads(Path(given).read_bytes())
+                return sp.loads(Path(given).read_bytes())
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"cannot read catalog {given!r}: {exc}",
                                   path="config.catalog") from exc
-            return self._catalog
         with tempfile.TemporaryDirectory(prefix="conn-singer-") as tmp:
             cfg = sp.write_private_json(Path(tmp, "config.json"), self.config.get("config") or {})
             err = Path(tmp, "stderr.log")
@@ -137,7 +146,6 @@ class SingerSource(Source):
             raise self._fail(f"--discover did not print a JSON catalog: {exc}") from exc
         if not isinstance(catalog, dict) or not isinstance(catalog.get("streams"), list):
             raise self._fail("--discover printed JSON without a 'streams' list")
-        self._catalog = catalog
         return catalog
 
     # --- Source duties ---------------------------------------------------------------------
@@ -157,9 +165,18 @@ class SingerSource(Source):
             sid = entry.get("tap_stream_id") or entry.get("stream")
             if wanted and sid not in wanted and entry.get("stream") not in wanted:
                 continue
-            schema = sp.json_schema_to_arrow(entry.get("schema") or {})
-            out.append(StreamInfo(sid, schema, tuple(sp.stream_key_properties(entry)),
-                                  sp.stream_replication_key(entry)))
+            if not wanted and sp.stream_selected(entry) is False:
+                continue  # deselected by the catalog or a metadata override
+            keys = tuple(sp.stream_key_properties(entry))
+            dropped = sp.deselected_properties(entry)
+            # Legacy taps declare every column nullable, keys included; a key is never
+            # null (the planner rejects a row whose key is).
+            schema = pa.schema([f.with_nullable(False) if f.name in keys else f
+                                for f in sp.json_schema_to_arrow(entry.get("schema") or {})
+                                if f.name not in dropped])
+            method = sp.stream_replication_method(entry)
+            cursor = sp.stream_replication_key(entry) if method != "FULL_TABLE" else None
+            out.append(StreamInfo(sid, schema, keys, cursor))
         if wanted:
             missing = wanted - {s.name for s in out}
             missing -= {e.get("stream") for e in self.catalog()["streams"]}

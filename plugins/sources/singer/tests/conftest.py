@@ -26,6 +26,12 @@ def tap_jsonl() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tap_mysql_venv() -> Path:
+    """A venv with ``pipelinewise-tap-mysql`` (a legacy singer-python tap) and PyMySQL."""
+    return connector_venv("pipelinewise-tap-mysql", "pipelinewise-tap-mysql")
+
+
+@pytest.fixture(scope="session")
 def sdk_python() -> Path:
     """A Python with singer-sdk, to run the in-suite fixture tap."""
     return connector_venv("singer-sdk", "singer-sdk") / "bin" / "python"
