@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -237,12 +235,15 @@ def child_engines(n: int, b: int) -> dict:
 
 
 def _run_child(args: list[str], **extra_env: str) -> dict:
-    env = {**os.environ, **extra_env}
-    proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
-                          env=env, check=False)
-    if proc.returncode:
-        raise SystemExit(f"child {args} failed:\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    """Run a measurement child through the benchmarks' launcher: its peak RSS (which it
+    reports itself) is then its own, not this process's (see bench.common.Launcher)."""
+    from bench.common import launcher
+
+    try:
+        _, _, out = launcher().run([sys.executable, __file__, *args], env=extra_env)
+    except RuntimeError as exc:
+        raise SystemExit(f"child {args} failed:\n{exc}") from None
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> None:

@@ -114,7 +114,7 @@ def test_ctrl_c_while_the_destination_hangs_exits_within_seconds(tmp_path, recei
     _wait_for(lambda: receiver.seen > receiver.fast)  # now a request hangs
     started = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=30)
     took = time.monotonic() - started
     assert proc.returncode == 130, err
     assert took < 15, f"took {took:.1f} s to stop"

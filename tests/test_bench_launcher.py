@@ -1,0 +1,26 @@
+"""The benchmarks measure each command's own peak memory, whatever the size of the
+process running the benchmark (``ru_maxrss`` of a child counts what it inherited from its
+parent before ``exec``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from bench.common import run_child
+
+
+def test_a_command_reports_its_own_peak_from_a_large_parent():
+    big = np.ones(600 * 1024 * 1024 // 8)  # 600 MB touched in this process
+    # Why: measured straight from this process, /bin/true "peaks" at this process's size.
+    proc = subprocess.Popen(["/bin/true"])
+    _, _, rusage = os.wait4(proc.pid, 0)
+    assert rusage.ru_maxrss / 1024 > 500
+    _, own, _ = run_child(["/bin/true"])
+    _, python, _ = run_child([sys.executable, "-c", "b = bytearray(200 * 1024 * 1024)"])
+    assert big.sum() > 0
+    assert own < 40, f"/bin/true reported {own:.0f} MB"
+    assert 200 <= python < 260, f"a 200 MB child reported {python:.0f} MB"
