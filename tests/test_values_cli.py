@@ -94,6 +94,8 @@ def test_json_destinations_reject_what_json_cannot_carry(project: Path,
     assert "NaN" not in text and "Infinity" not in text and "32103" not in text
     by_id = {r["id"]: r for r in rows}
     assert by_id[8]["born"] == "0001-01-01" and by_id[8]["seen"].startswith("9999-12-31")
+    listed = json.loads(conn("rejected", "to_jl", "--json", cwd=project).stdout)["rejected"]
+    assert {r["key"]: r["reason"] for r in listed} == bad  # listed, keys with their type
 
     p = conn("sync", "wh", "hook", "--json", cwd=project)
     rep = report(p)
