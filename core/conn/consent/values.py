@@ -27,14 +27,23 @@ NO_RECORD, GRANTED, MALFORMED, DENIED = 0, 1, 2, 3
 REASONS = {NO_RECORD: "no_record", GRANTED: "granted", MALFORMED: "malformed",
            DENIED: "denied"}
 
-#: Textual statuses read as a grant (compared trimmed and lowercased).
-GRANTED_TOKENS = ("granted", "grant", "given", "true", "t", "yes", "y", "1", "opt_in",
-                  "opt-in", "opted_in", "opted-in", "optin", "subscribed", "allow",
-                  "allowed", "accepted", "accept", "consented")
-#: Textual statuses read as a refusal or withdrawal.
-DENIED_TOKENS = ("denied", "deny", "false", "f", "no", "n", "0", "opt_out", "opt-out",
-                 "opted_out", "opted-out", "optout", "unsubscribed", "revoked", "withdrawn",
-                 "withdraw", "declined", "decline", "refused", "rejected", "disallowed")
+#: The one table of textual consent values, compared trimmed and lowercased. It leans
+#: toward withholding: only these spellings grant; a value that is not plainly a grant
+#: ("opt-in", "accept", "maybe") is never one and reads as malformed. Refusals are listed
+#: generously, since a refusal and an unreadable value are both withheld and the table
+#: only decides which reason is reported. docs/consent.md shows this table (a test
+#: parses it and compares); :func:`markdown_table` renders it.
+VALUES: dict[str, int] = {
+    **dict.fromkeys(("granted", "grant", "given", "true", "t", "yes", "y", "1", "opt_in",
+                     "opted_in", "optin", "subscribed", "allow", "allowed", "accepted",
+                     "consented"), GRANTED),
+    **dict.fromkeys(("denied", "deny", "false", "f", "no", "n", "0", "opt_out", "opt-out",
+                     "opted_out", "opted-out", "optout", "unsubscribed", "revoked",
+                     "withdrawn", "withdraw", "declined", "decline", "refused", "rejected",
+                     "disallowed"), DENIED),
+}
+GRANTED_TOKENS = tuple(k for k, v in VALUES.items() if v == GRANTED)
+DENIED_TOKENS = tuple(k for k, v in VALUES.items() if v == DENIED)
 
 _GRANTED = pa.array(GRANTED_TOKENS)
 _DENIED = pa.array(DENIED_TOKENS)
@@ -77,3 +86,14 @@ def classify(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
 def _np_bool(arr: pa.Array) -> np.ndarray:
     """A boolean Arrow array without nulls as a numpy bool array."""
     return np.asarray(pc.fill_null(arr, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def markdown_table() -> str:
+    """The string values of :data:`VALUES` as the Markdown table docs/consent.md shows."""
+    rows = ["| read as | string values (case and surrounding blanks ignored) |", "|---|---|"]
+    for code in (GRANTED, DENIED):
+        tokens = ", ".join(f"`{k}`" for k, v in VALUES.items() if v == code)
+        rows.append(f"| `{REASONS[code]}` | {tokens} |")
+    rows.append(f"| `{REASONS[NO_RECORD]}` | null |")
+    rows.append(f"| `{REASONS[MALFORMED]}` | any other string, the empty string included |")
+    return "\n".join(rows) + "\n"
