@@ -34,18 +34,34 @@ class ConfigError(ConnError):
 
 
 class ConfigErrors(ConfigError):
-    """Several configuration problems found at once (``conn check`` shows them all)."""
+    """Several configuration problems found at once (``conn check`` shows them all).
+    The exit code is a plugin error's (6) when every problem is a missing plugin, a
+    configuration error's (3) otherwise."""
 
     def __init__(self, errors: list[ConfigError]):
         self.errors = errors
         lines = "\n".join(f"  - {e}" for e in errors)
         super().__init__(f"{len(errors)} configuration problem(s):\n{lines}")
+        self.exit_code = exit_code_of(errors)
 
 
 class PluginError(ConnError):
     """A plugin is missing, broken or incompatible: install, upgrade or remove it."""
 
     exit_code = 6
+
+
+class PluginNotFound(PluginError, ConfigError):
+    """A connector's ``type`` names no installed (or loadable) plugin: reported like a
+    configuration problem (file and path), with a plugin error's exit code."""
+
+
+def exit_code_of(errors: list[ConfigError] | list[ConnError]) -> int:
+    """The exit code for a set of configuration problems: 6 when all are missing
+    plugins (install them first), else 3."""
+    if errors and all(isinstance(e, PluginError) for e in errors):
+        return PluginError.exit_code
+    return ConfigError.exit_code
 
 
 class CheckFailed(ConnError):

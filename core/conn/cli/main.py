@@ -24,6 +24,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["--help", "-h"]},
 )
 singer_app = typer.Typer(help="Use conn connectors from Singer and Meltano.", no_args_is_help=True)
 new_app = typer.Typer(help="Create new things: plugins.", no_args_is_help=True)
@@ -35,7 +36,24 @@ ProjectOpt = Annotated[
     typer.Option("--project", "-p", help="conn.yml or its folder (default: search upwards "
                  "from the current folder; env CONN_PROJECT)."),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object for machines.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object for machines "
+                    "(errors too: {\"ok\": false, \"error\": {...}}).")]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        import conn
+
+        sys.stdout.write(f"conn {conn.__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                       help="Print conn's version and exit.")] = False,
+) -> None:
+    """Options that come before the command."""
 
 
 @app.command()
@@ -98,13 +116,16 @@ def check(
     project: ProjectOpt = None,
     connect: Annotated[bool, typer.Option(help="Also test connections with each "
                        "plugin's check().")] = True,
+    offline: Annotated[bool, typer.Option("--offline", "--config-only", help="Validate the "
+                       "configuration only (conn.yml and each plugin's config): open, "
+                       "read and send nothing, no network.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Validate conn.yml (every problem at once, with its path), test connections and
     validate every sync's mapping against its destination object."""
     from conn.cli.project_cmds import check_project
 
-    check_project(project, connect=connect, json_out=json_out)
+    check_project(project, connect=connect, json_out=json_out, offline=offline)
 
 
 @app.command()
@@ -310,18 +331,48 @@ def _interrupted() -> None:
     sys.exit(130)
 
 
+def _click_exception() -> type[Exception]:
+    """Click's exception root (typer vendors click from 0.2x on)."""
+    try:
+        from typer._click.exceptions import ClickException
+    except ImportError:  # typer with click as a dependency
+        from click.exceptions import ClickException  # type: ignore[no-redef]
+    return ClickException
+
+
+def _fail(exc: BaseException, code: int, message: str, json_mode: bool) -> None:
+    """Report an error (a JSON object on stdout too with ``--json``) and exit."""
+    from conn.cli.output import error, print_json
+
+    if json_mode:
+        from conn.cli.output import error_object
+
+        print_json(error_object(exc, code, message))
+    error(message)
+    sys.exit(code)
+
+
 def main() -> None:
-    """Console entry point: maps conn's errors to messages and exit codes."""
+    """Console entry point: maps conn's errors to messages and exit codes. With
+    ``--json`` every error also prints one JSON object on stdout."""
     from conn.errors import ConnError
 
+    json_mode = "--json" in sys.argv[1:]
+    click_exception = _click_exception()
     try:
-        app()
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except ConnError as exc:
-        from conn.cli.output import error
+        _fail(exc, exc.exit_code, str(exc), json_mode)
+    except click_exception as exc:  # usage: unknown command or option, missing argument
+        if json_mode:
+            from conn.cli.output import print_json
 
-        error(str(exc))
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+            print_json(error_object_for_usage(exc))
+        exc.show()  # type: ignore[attr-defined]
+        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+    except (KeyboardInterrupt, typer.Abort):
         _interrupted()
     except SystemExit as exc:
         # typer turns Ctrl-C into a silent exit 130; say what happened to the data.
@@ -331,11 +382,16 @@ def main() -> None:
     except Exception as exc:
         if os.environ.get("CONN_DEBUG"):
             raise
-        from conn.cli.output import error
+        _fail(exc, 1, f"unexpected {type(exc).__name__}: {exc} (set CONN_DEBUG=1 for the "
+              f"traceback; please report it)", json_mode)
 
-        error(f"unexpected {type(exc).__name__}: {exc} (set CONN_DEBUG=1 for the traceback; "
-              f"please report it)")
-        sys.exit(1)
+
+def error_object_for_usage(exc: Exception) -> dict[str, object]:
+    """The ``--json`` error object of a command-line usage error."""
+    from conn.cli.output import error_object
+
+    return error_object(exc, int(getattr(exc, "exit_code", 2)),
+                        str(getattr(exc, "format_message", lambda: exc)()))
 
 
 def entry() -> None:

@@ -19,6 +19,22 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(redact_obj(obj), indent=2, default=str) + "\n")
 
 
+def error_object(exc: BaseException, exit_code: int, message: str) -> dict[str, Any]:
+    """What ``--json`` prints when a command fails: ``{"ok": false, "error": {...}}`` with
+    the error's type, exit code and message; a configuration error adds its file and
+    path, several add ``problems`` (each with file, path and message)."""
+    from conn.errors import ConfigError, ConfigErrors
+
+    err: dict[str, Any] = {"type": type(exc).__name__, "exit_code": exit_code,
+                           "message": message}
+    if isinstance(exc, ConfigErrors):
+        err["problems"] = [{"file": e.file, "path": e.path, "message": e.detail,
+                            "type": type(e).__name__} for e in exc.errors]
+    elif isinstance(exc, ConfigError):
+        err.update(file=exc.file, path=exc.path, detail=exc.detail)
+    return {"ok": False, "error": err}
+
+
 def error(message: str) -> None:
     """An error line on stderr (red on a terminal)."""
     text = redact(message)

@@ -11,11 +11,14 @@ from typing import Any
 from conn import secrets
 from conn.cli import output
 from conn.cli.common import open_project, setup_logging
-from conn.errors import CheckFailed, ConfigError, ConfigErrors, ConnError
+from conn.errors import CheckFailed, ConfigError, ConfigErrors, ConnError, exit_code_of
 
 
-def check_project(project: Path | None, *, connect: bool, json_out: bool) -> None:
-    """Config, plugin configs, connections and every sync's mapping; all problems at once."""
+def check_project(project: Path | None, *, connect: bool, json_out: bool,
+                  offline: bool = False) -> None:
+    """Config, plugin configs, connections and every sync's mapping; all problems at once.
+    ``offline``: the configuration only (conn.yml and each plugin's config), nothing
+    opened or read, no network."""
     from conn.config.load import load_project
     from conn.plugins import get_registry
     from conn.runtime.report import RunInfo
@@ -24,17 +27,18 @@ def check_project(project: Path | None, *, connect: bool, json_out: bool) -> Non
     setup_logging()
     registry = get_registry()
     results: list[dict[str, Any]] = []
-    problems: list[str] = []
+    errors: list[ConnError] = []
     try:
         proj = load_project(project, registry=registry)
     except ConfigErrors as exc:
-        problems = [str(e) for e in exc.errors]
+        errors = list(exc.errors)
         proj = None
     except ConfigError as exc:
-        problems = [str(exc)]
+        errors = [exc]
         proj = None
     if proj is not None:
         results.append({"check": "config", "target": str(proj.file), "ok": True})
+    if proj is not None and not offline:
         if connect:
             for kind, table, get in (("source", proj.sources, registry.source_class),
                                      ("destination", proj.destinations,
@@ -69,13 +73,14 @@ def check_project(project: Path | None, *, connect: bool, json_out: bool) -> Non
                     runner.prepare(src, dst)
             except ConfigErrors as exc:
                 entry.update(ok=False, error="; ".join(str(e) for e in exc.errors))
-                problems += [str(e) for e in exc.errors]
+                errors += exc.errors
             except ConnError as exc:
                 entry.update(ok=False, error=secrets.redact(str(exc)))
-                problems.append(secrets.redact(str(exc)))
+                errors.append(exc)
             except Exception as exc:
                 entry.update(ok=False, error=secrets.redact(f"{type(exc).__name__}: {exc}"))
             results.append(entry)
+    problems = [secrets.redact(str(e)) for e in errors]
     failed = [r for r in results if not r["ok"]]
     if json_out:
         output.print_json({"ok": not problems and not failed, "problems": problems,
@@ -88,9 +93,10 @@ def check_project(project: Path | None, *, connect: bool, json_out: bool) -> Non
         for p in problems:
             output.error(p)
         if not problems and not failed:
-            output.info("all checks passed")
-    if problems:
-        sys.exit(ConfigError.exit_code)
+            output.info("all checks passed" + (" (offline: configuration only)"
+                                               if offline else ""))
+    if errors:
+        sys.exit(exit_code_of(errors))
     if failed:
         sys.exit(CheckFailed.exit_code)
 

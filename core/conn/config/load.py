@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conn import schemas, secrets
-from conn.config.model import ConnectorConfig, Project, SyncConfig
+from conn.config.model import ConnectorConfig, Connectors, Project, SyncConfig
+from conn.config.reader import load_yaml
 from conn.config.validate import schema_errors
-from conn.errors import ConfigError, ConfigErrors, PluginError
+from conn.errors import ConfigError, ConfigErrors, PluginError, PluginNotFound
 
 if TYPE_CHECKING:
     from conn.plugins import Registry
@@ -36,10 +37,8 @@ def interpolate(node: Any, file: str, path: str = "", errors: list | None = None
     """Replace ``${VAR}`` / ``${VAR:-default}`` in every string; register values as
     secrets. Unset variables without default are errors naming the path."""
     if isinstance(node, dict):
-        # YAML reads an unquoted `null:` key as None; conn's only such key is the
-        # mapping option `null: skip|send`, so a None key always means "null".
-        return {("null" if k is None else k):
-                interpolate(v, file, f"{path}.{k}" if path else str(k), errors)
+        return {_key(k): interpolate(v, file, f"{path}.{_key(k)}" if path else str(_key(k)),
+                                     errors)
                 for k, v in node.items()}
     if isinstance(node, list):
         return [interpolate(v, file, f"{path}[{i}]", errors) for i, v in enumerate(node)]
@@ -65,22 +64,6 @@ def interpolate(node: Any, file: str, path: str = "", errors: list | None = None
     return out
 
 
-def _read_yaml(path: Path) -> Any:
-    import yaml
-
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", file=str(path)) from exc
-    try:
-        return yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}invalid YAML: {problem}", file=str(path)) from exc
-
-
 def load_project(path: Path | str | None = None, *, registry: Registry | None = None,
                  validate_plugins: bool | set[str] = True) -> Project:
     """Load and validate a project file. With ``validate_plugins``, each connector's
@@ -89,13 +72,32 @@ def load_project(path: Path | str | None = None, *, registry: Registry | None = 
     Raises :class:`ConfigErrors` listing every problem found."""
     file = find_project_file(path)
     fname = str(file)
-    raw = _read_yaml(file)
+    raw = load_yaml(file)
     errors: list[ConfigError] = []
     if not isinstance(raw, dict):
         raise ConfigError("expected a mapping at the top level", file=fname)
-    data = interpolate(raw, fname, "", errors)
-    errors += schema_errors(data, schemas.load("conn.schema.json"), file=fname, path="",
-                            registry=schemas.registry())
+    # ${ENV} references under a source or destination are resolved now but reported
+    # only when that connector is used: an unset variable of a destination one command
+    # does not touch (a token for prod, say) must not break `conn runs` or another pair's
+    # sync. Elsewhere (syncs, state, consent sources) an unset variable is an error now.
+    data: dict[Any, Any] = {}
+    unresolved: dict[str, dict[str, list[ConfigError]]] = {"sources": {}, "destinations": {}}
+    for key, value in raw.items():
+        key = _key(key)
+        if key in unresolved and isinstance(value, dict):
+            section = {}
+            for name, entry in value.items():
+                name = _key(name)
+                found: list[ConfigError] = []
+                section[name] = interpolate(entry, fname, f"{key}.{name}", found)
+                if found:
+                    unresolved[key][str(name)] = found
+            data[key] = section
+        else:
+            data[key] = interpolate(value, fname, str(key), errors)
+    later = [e for table in unresolved.values() for errs in table.values() for e in errs]
+    errors += _outside(schema_errors(data, schemas.load("conn.schema.json"), file=fname,
+                                     path="", registry=schemas.registry()), later)
     # Structural problems stop here; otherwise keep going to report every problem at once.
     if any(not isinstance(data.get(k) or {}, dict)
            for k in ("sources", "destinations", "syncs", "consent_sources", "state")):
@@ -104,8 +106,8 @@ def load_project(path: Path | str | None = None, *, registry: Registry | None = 
     def entries(kind: str) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in (data.get(kind) or {}).items() if isinstance(v, dict)}
 
-    def connectors(kind: str) -> dict[str, ConnectorConfig]:
-        out = {}
+    def connectors(kind: str) -> Connectors:
+        out = Connectors(unresolved=unresolved[kind])
         for name, c in entries(kind).items():
             out[name] = ConnectorConfig(
                 name=name, type=str(c.get("type", "")), config=c.get("config") or {},
@@ -141,6 +143,23 @@ def load_project(path: Path | str | None = None, *, registry: Registry | None = 
     if errors:
         raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
     return project
+
+
+def _key(key: Any) -> Any:
+    # YAML reads an unquoted `null:` key as None; conn's only such key is the mapping
+    # option `null: skip|send`, so a None key always means "null".
+    return "null" if key is None else key
+
+
+def _outside(errors: list[ConfigError], unresolved: list[ConfigError]) -> list[ConfigError]:
+    """``errors`` without those about a value that was an unset ``${VAR}`` (it reads as
+    the empty string until the variable is set; the variable is the problem to report)."""
+    paths = [e.path for e in unresolved if e.path]
+    if not paths:
+        return errors
+    return [e for e in errors
+            if not any(e.path == p or (e.path or "").startswith((p + ".", p + "["))
+                       for p in paths)]
 
 
 def cross_check(project: Project) -> list[ConfigError]:
@@ -194,15 +213,17 @@ def plugin_config_errors(project: Project, registry: Registry | None = None,
     errs: list[ConfigError] = []
     for kind, table, lookup in (("sources", project.sources, reg.source_class),
                                 ("destinations", project.destinations, reg.destination_class)):
-        for name, c in table.items():
+        for name, c in dict.items(table):  # not table[name]: it raises for unset ${VAR}s
             if only is not None and name not in only:
                 continue
+            unset = list(getattr(table, "unresolved", {}).get(name, ()))
+            errs += unset
             try:
                 cls = lookup(c.type)
             except PluginError as exc:
-                errs.append(ConfigError(str(exc), file=f, path=f"{kind}.{name}.type"))
+                errs.append(PluginNotFound(str(exc), file=f, path=f"{kind}.{name}.type"))
                 continue
             secrets.register_config_secrets(c.config, cls.config_schema)
-            errs += schema_errors(c.config, cls.config_schema, file=f,
-                                  path=f"{kind}.{name}.config")
+            errs += _outside(schema_errors(c.config, cls.config_schema, file=f,
+                                           path=f"{kind}.{name}.config"), unset)
     return errs

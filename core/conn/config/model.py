@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conn.errors import ConfigError, ConfigErrors
+
 
 @dataclass(frozen=True)
 class ConnectorConfig:
@@ -17,6 +19,29 @@ class ConnectorConfig:
     purposes: tuple[str, ...] = ()
     policies: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+
+
+class Connectors(dict[str, ConnectorConfig]):
+    """``sources:`` or ``destinations:`` by name. A connector whose config names an unset
+    ``${VAR}`` is listed, but taking it by name (``table[name]``, ``table.get(name)``)
+    raises that configuration error: only the commands that use it fail."""
+
+    def __init__(self, items: Any = (), *,
+                 unresolved: dict[str, list[ConfigError]] | None = None) -> None:
+        super().__init__(items)
+        #: name -> the errors of its unset environment variables
+        self.unresolved: dict[str, list[ConfigError]] = dict(unresolved or {})
+
+    def __getitem__(self, name: str) -> ConnectorConfig:
+        errors = self.unresolved.get(name)
+        if errors:
+            raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
+        return super().__getitem__(name)
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        if name not in self:
+            return default
+        return self[name]
 
 
 @dataclass(frozen=True)
