@@ -3,6 +3,15 @@
 Every value that came from an environment reference, or that sits under a config key the
 plugin's schema marks secret, is registered here; :func:`redact` replaces each with
 ``***`` in any text conn prints, logs, stores or reports.
+
+Credentials inside URLs (``postgresql://user:p@ss/w:rd@host/db``) get two nets, because a
+password written into a URL unescaped is cut into pieces by whatever parses it (a
+``/`` ends the authority, a ``:`` starts a port), and an error message may quote any
+piece ("Port could not be cast to integer value as 'rd'"):
+
+* :func:`register_url_credentials` registers the password of every URL-like config
+  value, its percent-decoded form and each of its pieces between URL delimiters;
+* :func:`redact` masks the user information of any URL in the text (``scheme://***@``).
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ import re
 import threading
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import unquote
 
 MASK = "***"
 _lock = threading.Lock()
@@ -22,6 +32,16 @@ _pattern: re.Pattern[str] | None = None
 SECRET_KEY_HINTS = re.compile(
     r"(pass(word)?|secret|token|api[_-]?key|private[_-]?key|credential|auth)", re.I
 )
+
+
+#: A URL's scheme and user information: everything up to the last ``@`` of a run of
+#: characters without blanks or quotes (a password may hold ``@``, ``:`` and ``/``).
+_URL_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.\-]*://)[^\s\"'<>`]*@")
+_URL_START = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+_URL_DELIMITERS = re.compile(r"[:/@?#\[\]]")
+#: A user name alone is not a secret, except a long one: a token passed as the user name
+#: (``https://TOKEN@host``).
+TOKEN_AS_USER = 20
 
 
 def register(*values: Any) -> None:
@@ -35,6 +55,34 @@ def register(*values: Any) -> None:
         _pattern = None
 
 
+def url_credentials(value: str) -> list[str]:
+    """The secret parts of a URL's user information: the password (after the first
+    ``:``), its percent-decoded form and each of their pieces between URL delimiters;
+    for a user name alone, the name if it is long enough to be a token."""
+    if not _URL_START.match(value) or "@" not in value:
+        return []
+    userinfo = value[value.index("://") + 3:value.rindex("@")]
+    if ":" not in userinfo:
+        return [userinfo, unquote(userinfo)] if len(userinfo) >= TOKEN_AS_USER else []
+    password = userinfo.split(":", 1)[1]
+    out = [userinfo, password, unquote(password)]
+    for form in (password, unquote(password)):
+        out += _URL_DELIMITERS.split(form)
+    return out
+
+
+def register_url_credentials(node: Any) -> None:
+    """Register the credentials of every URL-like string in a config (any depth)."""
+    if isinstance(node, dict):
+        for v in node.values():
+            register_url_credentials(v)
+    elif isinstance(node, list | tuple):
+        for v in node:
+            register_url_credentials(v)
+    elif isinstance(node, str) and "://" in node:
+        register(*url_credentials(node))
+
+
 def clear() -> None:
     """Forget every registered secret (tests)."""
     global _pattern
@@ -44,17 +92,20 @@ def clear() -> None:
 
 
 def redact(text: Any) -> str:
-    """Return ``text`` as a string with every registered secret replaced by ``***``."""
+    """Return ``text`` as a string with every registered secret replaced by ``***``, and
+    the user information of every URL in it masked (``postgresql://***@host/db``)."""
     global _pattern
     s = text if isinstance(text, str) else str(text)
-    if not _secrets:
-        return s
-    pat = _pattern
-    if pat is None:
-        with _lock:
-            ordered = sorted(_secrets, key=len, reverse=True)
-            pat = _pattern = re.compile("|".join(re.escape(x) for x in ordered))
-    return pat.sub(MASK, s)
+    if _secrets:
+        pat = _pattern
+        if pat is None:
+            with _lock:
+                ordered = sorted(_secrets, key=len, reverse=True)
+                pat = _pattern = re.compile("|".join(re.escape(x) for x in ordered))
+        s = pat.sub(MASK, s)
+    if "://" in s and "@" in s:
+        s = _URL_USERINFO.sub(rf"\1{MASK}@", s)
+    return s
 
 
 def redact_obj(obj: Any) -> Any:
@@ -82,7 +133,8 @@ def secret_paths(schema: dict, prefix: tuple[str, ...] = ()) -> Iterable[tuple[s
 
 
 def register_config_secrets(config: dict, schema: dict | None) -> None:
-    """Register the values of every secret field of a plugin config."""
+    """Register the values of every secret field of a plugin config, of every key whose
+    name says secret, and the credentials of every URL in it."""
     paths = list(secret_paths(schema or {}))
     for path in paths:
         node: Any = config
@@ -102,16 +154,28 @@ def register_config_secrets(config: dict, schema: dict | None) -> None:
                 walk(v)
 
     walk(config)
+    register_url_credentials(config)
 
 
 class RedactingFilter(logging.Filter):
-    """Logging filter that masks secrets in every record passing through a handler."""
+    """Logging filter that masks secrets in every record passing through a handler: the
+    message, and the traceback and stack a record carries (an exception's message may
+    quote a secret)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if _secrets:
-            record.msg = redact(record.getMessage())
-            record.args = ()
+        record.msg = redact(record.getMessage())
+        record.args = ()
+        if record.exc_info:
+            record.exc_text = redact(_formatter.formatException(record.exc_info))
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
+
+
+_formatter = logging.Formatter()
 
 
 def install_log_redaction() -> None:

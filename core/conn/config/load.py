@@ -95,6 +95,8 @@ def load_project(path: Path | str | None = None, *, registry: Registry | None = 
             data[key] = section
         else:
             data[key] = interpolate(value, fname, str(key), errors)
+    # Before any message can quote a value: the credentials of every URL in the file.
+    secrets.register_url_credentials(data)
     later = [e for table in unresolved.values() for errs in table.values() for e in errs]
     errors += _outside(schema_errors(data, schemas.load("conn.schema.json"), file=fname,
                                      path="", registry=schemas.registry()), later)

@@ -47,7 +47,14 @@ def settings(config: Mapping[str, Any]) -> dict[str, Any]:
         parts = urlsplit(url)
         if parts.scheme not in ("mysql", "mariadb"):
             raise ConfigError("url must start with mysql:// or mariadb://", path="config.url")
-        out.update(host=parts.hostname, port=parts.port, user=unquote(parts.username or ""),
+        try:
+            port = parts.port
+        except ValueError:  # its message would quote a piece of the password
+            raise ConfigError("cannot read the host and port; a password holding "
+                              "@ : / ? # [ ] or % must be percent-encoded in a URL (@ as "
+                              "%40, : as %3A, / as %2F), or given as 'password:' instead",
+                              path="config.url") from None
+        out.update(host=parts.hostname, port=port, user=unquote(parts.username or ""),
                    password=unquote(parts.password or ""),
                    database=unquote(parts.path.lstrip("/")) or None)
         for k, v in parse_qs(parts.query).items():

@@ -47,6 +47,12 @@ def test_check_and_password_redaction(my_url):
     assert "Sup3rSecretPw" not in str(err.value)
 
 
+def test_unreadable_url_port_names_the_fix_not_the_password():
+    with pytest.raises((ConfigError, CheckFailed)) as err:
+        source("mysql://u:abc/TopSecretFragment99@127.0.0.1:3306/test").check()
+    assert "percent-encoded" in str(err.value) and "TopSecret" not in str(err.value)
+
+
 def test_type_matrix_round_trip(my_url, sql, table):
     sql(WIDE.format(t=table))
     sql(ROWS.format(t=table))

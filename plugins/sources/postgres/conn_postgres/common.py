@@ -36,6 +36,11 @@ CONNECTION_PROPERTIES: dict[str, Any] = {
                "description": "schema whose tables are streams / objects"},
 }
 
+#: The message for a URL whose authority cannot be read (never quoting any part of it).
+URL_HINT = ("cannot read the host and port; a password holding @ : / ? # [ ] or % "
+            "must be percent-encoded in a URL (@ as %40, : as %3A, / as %2F), or given "
+            "as 'password:' instead")
+
 _PARAMS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "application_name", "connect_timeout")
 _URL_PASSWORD = re.compile(r"(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@")
 _KV_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.I)
@@ -49,7 +54,10 @@ def build_uri(config: Mapping[str, Any]) -> str:
     user = config.get("user", base.username or "")
     password = config.get("password", base.password or "")
     host = config.get("host", base.hostname or "127.0.0.1")
-    port = config.get("port", base.port or 5432)
+    try:
+        port = config.get("port", base.port or 5432)
+    except ValueError:  # its message would quote a piece of the password
+        raise ConfigError(URL_HINT, path="config.url") from None
     database = config.get("database", base.path.lstrip("/") or "postgres")
     params = dict(p.split("=", 1) for p in base.query.split("&") if "=" in p)
     for key in _PARAMS:

@@ -55,6 +55,28 @@ def test_check_and_bad_password_is_redacted(pg_url):
     assert "s3cretPassw0rd" not in str(err.value)
 
 
+@pytest.mark.parametrize("password", ["p@ss:TopSecretFragment99/x",
+                                      "Zz9/Wq7?Kk3#Mm5[Nn1]Pp2%Qq4@Rr6:Ss8"])
+def test_password_with_url_delimiters_never_leaks(pg_url, password):
+    """Written into the URL as is, the password cannot be parsed back: the error says how
+    to write it and quotes no piece of it; percent-encoded, it reaches the server."""
+    from urllib.parse import quote
+
+    pieces = [p for p in re.split(r"[:/@?#\[\]]", password) if len(p) >= 4]
+    with pytest.raises((ConfigError, CheckFailed)) as err:
+        source(f"postgresql://nobody:{password}@127.0.0.1:5432/test").check()
+    assert not [p for p in pieces if p in str(err.value)], str(err.value)
+    with pytest.raises(CheckFailed) as err:
+        source(f"postgresql://nobody:{quote(password, safe='')}@127.0.0.1:5432/test").check()
+    assert not [p for p in [password, *pieces] if p in str(err.value)], str(err.value)
+
+
+def test_unreadable_url_port_names_the_fix_not_the_password():
+    with pytest.raises((ConfigError, CheckFailed)) as err:
+        source("postgresql://u:abc/TopSecretFragment99@127.0.0.1:5432/test").check()
+    assert "percent-encoded" in str(err.value) and "TopSecret" not in str(err.value)
+
+
 def test_type_matrix_round_trip(pg_url, sql, table):
     sql(WIDE.format(t=table))
     sql(WIDE_ROWS.format(t=table))
