@@ -95,6 +95,35 @@ class _ObjectLog:
     written: bool = False
 
 
+#: Text a spreadsheet would read as a formula: starting with = + - @, tab or carriage
+#: return (https://owasp.org/www-community/attacks/CSV_Injection).
+_FORMULA_START = r"^[=+\-@\t\r]"
+#: ... except a plain number (``-5``, ``+3.25``, ``-1e3``), which a spreadsheet reads as
+#: the number it is.
+_PLAIN_NUMBER = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+
+
+def escape_formulas(table: pa.Table) -> pa.Table:
+    """Prefix every text value a spreadsheet would run as a formula with ``'`` (OWASP's
+    advice), which spreadsheets show but do not evaluate. Vectorised per column."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = []
+    for field, column in zip(table.schema, table.columns, strict=True):
+        t = field.type
+        if pa.types.is_dictionary(t) and pa.types.is_string(t.value_type):
+            column, t = column.cast(pa.string()), pa.string()
+        if pa.types.is_string(t) or pa.types.is_large_string(t):
+            risky = pc.and_kleene(pc.match_substring_regex(column, _FORMULA_START),
+                                  pc.invert(pc.match_substring_regex(column, _PLAIN_NUMBER)))
+            if pc.any(risky).as_py():
+                quoted = pc.binary_join_element_wise(pa.scalar("'", t), column, "")
+                column = pc.if_else(pc.fill_null(risky, False), quoted, column)
+        columns.append(column)
+    return pa.table(columns, names=table.schema.names)
+
+
 class FilesDestination(Destination):
     """Writes every operation to an append-only change log file per object.
 
@@ -124,6 +153,12 @@ class FilesDestination(Destination):
                                            "row per key, deleted keys removed"},
             "fsync": {"type": "boolean", "default": True,
                       "description": "fsync each write before acknowledging it"},
+            "csv_escape_formulas": {
+                "type": "boolean", "default": True,
+                "description": "CSV: prefix text starting with = + - @ tab or carriage "
+                               "return with a single quote, so a spreadsheet shows it "
+                               "instead of running it as a formula (plain numbers such "
+                               "as -5 are left alone)"},
             "compression": {"enum": list(PARQUET_CODECS), "default": "snappy",
                             "description": "Parquet codec; columns it would not shrink "
                                            "(hashes, random ids) are stored uncompressed"},
@@ -312,6 +347,8 @@ class FilesDestination(Destination):
             n = table.num_rows
             table = pa.table({c: table[c] if c in table.schema.names else pa.nulls(n)
                               for c in log.header})
+            if self.config.get("csv_escape_formulas", True):
+                table = escape_formulas(table)
             sink = io.BytesIO()
             pcsv.write_csv(table, sink, pcsv.WriteOptions(include_header=new))
             data = sink.getvalue()

@@ -22,6 +22,8 @@ from conn.runtime import delivery
 from conn.runtime.batches import seal_gated, seal_mapped
 from conn.testing.harness import write_records
 from conn_destination_files.destination import FilesDestination, dictionary_columns
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 ROWS = [
     {"id": 1, "email": "ana@example.com", "name": "Ana Müller", "ltv": 10.5},
@@ -260,6 +262,55 @@ def test_materialized_snapshot(tmp_path: Path, fmt: str) -> None:
     assert rows[0]["name"] == "東京 🚀"
     assert "_op" not in rows[0]
     assert not [p for p in snap.parent.iterdir() if p.name.startswith(".")]
+
+
+FORMULAS = ["=1+2", "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A2)", "\tx", "\r=x",
+            "=HYPERLINK(\"http://evil\")"]
+HARMLESS = ["-5", "+3.25", "-1e3", ".5", "plain", "a=b", " =x", "", None]
+
+
+def csv_cells(path: Path) -> list[dict]:
+    """The CSV's cells as text, exactly as a spreadsheet would get them."""
+    opts = pcsv.ConvertOptions(column_types={"v": pa.string(), "id": pa.int64()},
+                               strings_can_be_null=False)
+    return pcsv.read_csv(path, convert_options=opts).to_pylist()
+
+
+def test_csv_neutralises_formulas_by_default(tmp_path: Path) -> None:
+    values = FORMULAS + HARMLESS
+    rows = [{"id": i, "v": v} for i, v in enumerate(values)]
+    with make(tmp_path, format="csv", materialize=True) as dest:
+        write_records(dest, "records", rows)
+        write_records(dest, "records", [{"id": 0}], operation="delete")
+    got = [r["v"] for r in csv_cells(tmp_path / "out" / "records.csv")][:len(values)]
+    assert got == ["'" + v for v in FORMULAS] + [v or "" for v in HARMLESS]
+    snapshot = [r["v"] for r in csv_cells(tmp_path / "out" / "_current" / "records.csv")]
+    assert snapshot == got[1:]  # the snapshot is read from the (neutralised) log
+
+
+def test_csv_formula_escape_can_be_turned_off(tmp_path: Path) -> None:
+    rows = [{"id": i, "v": v} for i, v in enumerate(FORMULAS)]
+    with make(tmp_path, format="csv", csv_escape_formulas=False) as dest:
+        write_records(dest, "records", rows)
+    assert [r["v"] for r in csv_cells(tmp_path / "out" / "records.csv")] == FORMULAS
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(st.sampled_from("=+-@\t\r.e5 a'\""),
+                                             max_size=6)), min_size=1, max_size=20))
+def test_no_csv_cell_starts_a_formula(tmp_path_factory, values: list[str | None]) -> None:
+    """The OWASP rule as a model: a written cell starts with = + - @ tab or CR only when
+    it is a plain number; every other cell is the value, or ' and the value."""
+    folder = tmp_path_factory.mktemp("csv")
+    with make(folder, format="csv") as dest:
+        write_records(dest, "records", [{"id": i, "v": v} for i, v in enumerate(values)])
+    for value, row in zip(values, csv_cells(folder / "out" / "records.csv"), strict=True):
+        cell, value = row["v"], value or ""
+        number = re.fullmatch(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?", value)
+        if value[:1] in ("=", "+", "-", "@", "\t", "\r") and not number:
+            assert cell == "'" + value
+        else:
+            assert cell == value
 
 
 def test_materialize_keeps_appends(tmp_path: Path) -> None:
