@@ -20,6 +20,9 @@ from conn.state.target import OnChange
 
 COLUMNS = ("sync", "status", "read", "consent denied", "inserted", "updated", "deleted",
            "unchanged", "rejected", "pending", "seconds")
+#: The same, for terminals too narrow for the full headers.
+SHORT = ("sync", "status", "read", "denied", "ins", "upd", "del", "unch", "rej", "pend",
+         "secs")
 
 
 def _row(s: SyncReport) -> list[Any]:
@@ -44,9 +47,14 @@ class _Progress:
                 TextColumn,
                 TimeElapsedColumn,
             )
+            from rich.table import Column
 
+            # The figures come last and fold onto another line on a narrow terminal
+            # rather than being cut: a count is never shown truncated.
             self.bar = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"),
-                                TextColumn("{task.fields[figures]}"), TimeElapsedColumn(),
+                                TimeElapsedColumn(),
+                                TextColumn("{task.fields[figures]}",
+                                           table_column=Column(overflow="fold")),
                                 transient=False)
             self.bar.__enter__()
         return self
@@ -87,7 +95,7 @@ def print_report(report: RunReport, json_out: bool) -> None:
             output.info(f"--- {s.name}: first {len(s.preview)} request(s) that would be sent")
             output.print_json(s.preview)
     title = "conn sync" + (" (dry run: nothing sent)" if report.run.dry_run else "")
-    output.table(title, COLUMNS, [_row(s) for s in report.syncs])
+    output.table(title, COLUMNS, [_row(s) for s in report.syncs], short=SHORT)
     for s in report.syncs:
         if s.error:
             output.error(f"{s.name}: {s.error}")
