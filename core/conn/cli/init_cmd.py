@@ -20,7 +20,7 @@ destinations: {}
   # crm:
   #   type: hubspot
   #   purposes: [marketing]
-  #   config: {token: "${HUBSPOT_TOKEN}"}
+  #   config: {access_token: "${HUBSPOT_TOKEN}"}
 
 syncs: {}
 """
