@@ -103,6 +103,20 @@ def test_unreadable_yaml_is_a_config_error_with_its_line(tmp_path, registry, tex
     assert expect in str(e.value) and str(tmp_path / "conn.yml") in str(e.value)
 
 
+@pytest.mark.parametrize(("text", "expect"), [
+    ("'': 1\n0: 2\n", "unknown key(s)"),  # keys of mixed types once crashed the sort
+    (PROJECT.replace("config: {reject", "config: {0: x, reject"), "unknown key(s) '0'"),
+    (PROJECT.replace("  people_to_crm:", "  1:"), "name 1 is not text"),
+    (PROJECT.replace("mode: MODE", "purposes: [[a], 1]"), "syncs.people_to_crm.purposes"),
+])
+def test_keys_and_values_of_any_yaml_type_are_config_errors(proj_dir, monkeypatch, capsys,
+                                                            text, expect):
+    """Found by the configuration fuzzer: each was an 'unexpected TypeError'."""
+    (proj_dir / "conn.yml").write_text(text.replace("MODE", "upsert"))
+    code, _, err = run_cli(monkeypatch, capsys, "check", "--offline")
+    assert code == 3 and expect in err and "please report" not in err, err
+
+
 UNSET = PROJECT.replace("MODE", "upsert").replace("syncs:", """\
   prod:
     type: recorder

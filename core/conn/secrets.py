@@ -146,7 +146,7 @@ def register_config_secrets(config: dict, schema: dict | None) -> None:
     def walk(node: Any) -> None:
         if isinstance(node, dict):
             for k, v in node.items():
-                if isinstance(v, str) and SECRET_KEY_HINTS.search(k):
+                if isinstance(v, str) and SECRET_KEY_HINTS.search(str(k)):
                     register(v)
                 walk(v)
         elif isinstance(node, list):

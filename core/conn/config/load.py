@@ -100,9 +100,18 @@ def load_project(path: Path | str | None = None, *, registry: Registry | None = 
     later = [e for table in unresolved.values() for errs in table.values() for e in errs]
     errors += _outside(schema_errors(data, schemas.load("conn.schema.json"), file=fname,
                                      path="", registry=schemas.registry()), later)
+    # Names are text: YAML reads `1:` or `yes:` as a number or a boolean.
+    for section in ("sources", "destinations", "syncs", "consent_sources"):
+        value = data.get(section)
+        for name in value if isinstance(value, dict) else ():
+            if not isinstance(name, str):
+                errors.append(ConfigError(f"name {name!r} is not text: quote it "
+                                          f"('\"{name}\":')", file=fname, path=section))
     # Structural problems stop here; otherwise keep going to report every problem at once.
     if any(not isinstance(data.get(k) or {}, dict)
-           for k in ("sources", "destinations", "syncs", "consent_sources", "state")):
+           for k in ("sources", "destinations", "syncs", "consent_sources", "state")) or \
+            any(e.path in ("sources", "destinations", "syncs", "consent_sources")
+                and e.detail.startswith("name ") for e in errors):
         raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
 
     def entries(kind: str) -> dict[str, dict[str, Any]]:
@@ -181,12 +190,14 @@ def cross_check(project: Project) -> list[ConfigError]:
                                     f"{', '.join(project.destinations) or 'none'})",
                                     file=f, path=f"{base}.destination"))
         elif s.purposes is not None:
-            wider = set(s.purposes) - set(project.destinations[s.destination].purposes)
+            declared = {str(p) for p in dict.__getitem__(project.destinations,
+                                                         s.destination).purposes}
+            wider = {str(p) for p in s.purposes} - declared
             if wider:
                 errs.append(ConfigError(
                     f"purposes {sorted(wider)} are not among destination "
                     f"{s.destination!r}'s purposes "
-                    f"{list(project.destinations[s.destination].purposes)}; a sync may "
+                    f"{sorted(declared)}; a sync may "
                     f"narrow its destination's purposes, never widen them",
                     file=f, path=f"{base}.purposes"))
         if (s.stream is None) == (s.query is None):

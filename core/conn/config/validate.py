@@ -47,7 +47,7 @@ def describe(error: Any) -> str:
         missing = [k for k in val if isinstance(inst, dict) and k not in inst]
         return "missing required key " + ", ".join(repr(k) for k in missing)
     if v == "additionalProperties":
-        extra = sorted(set(inst) - set(error.schema.get("properties", {})))
+        extra = sorted(set(inst) - set(error.schema.get("properties", {})), key=str)
         known = ", ".join(sorted(error.schema.get("properties", {}))) or "none"
         return f"unknown key(s) {', '.join(map(repr, extra))} (expected one of: {known})"
     if v == "enum":
@@ -93,6 +93,22 @@ def _validator(schema: dict[str, Any], registry: Any) -> Any:
     return validator
 
 
+def _text_keys(node: Any) -> Any:
+    """``node`` with every mapping key as text (``None`` as ``null``), for validation."""
+    if isinstance(node, dict):
+        return {("null" if k is None else k if isinstance(k, str) else str(k)):
+                _text_keys(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_text_keys(v) for v in node]
+    return node
+
+
+def _path_order(error: Any) -> list[tuple[int, Any]]:
+    """Sort key of an error's path: list positions in order, then keys as text (YAML
+    keys may be numbers, booleans or null next to strings)."""
+    return [(0, p) if isinstance(p, int) else (1, str(p)) for p in error.absolute_path]
+
+
 def schema_errors(instance: Any, schema: dict[str, Any], *, file: str | None, path: str,
                   registry: Any = None) -> list[ConfigError]:
     """Validate and return one :class:`ConfigError` per problem (deepest first)."""
@@ -100,7 +116,9 @@ def schema_errors(instance: Any, schema: dict[str, Any], *, file: str | None, pa
 
     validator = _validator(schema, registry)
     errors = []
-    for err in sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path)):
+    # JSON Schema knows only text keys (patternProperties and propertyNames run regular
+    # expressions on them); YAML also has numbers, booleans and null.
+    for err in sorted(validator.iter_errors(_text_keys(instance)), key=_path_order):
         # For oneOf/anyOf, the most specific sub-error explains best.
         best = jsonschema.exceptions.best_match([err]) if err.context else err
         errors.append(ConfigError(describe(best), file=file,
