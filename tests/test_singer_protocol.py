@@ -1,4 +1,4 @@
-"""conn.singer_protocol: JSON Schema <-> Arrow and bulk RECORD conversion."""
+"""conn.singer: JSON Schema <-> Arrow, bulk RECORD conversion, message encoding, catalogs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import datetime as dt
 
 import pyarrow as pa
 import pytest
-from conn import singer_protocol as sp
+from conn.singer import catalog, schema
+from conn.singer import protocol as sp
 
 SCHEMA = {"type": "object", "properties": {
     "id": {"type": ["integer"]},
@@ -21,7 +22,7 @@ SCHEMA = {"type": "object", "properties": {
 
 
 def test_json_schema_to_arrow() -> None:
-    s = sp.json_schema_to_arrow(SCHEMA)
+    s = schema.json_schema_to_arrow(SCHEMA)
     assert s.field("id").type == pa.int64() and not s.field("id").nullable
     assert s.field("name").type == pa.string() and s.field("name").nullable
     assert s.field("ts").type == pa.timestamp("us", "UTC")
@@ -29,7 +30,7 @@ def test_json_schema_to_arrow() -> None:
     assert s.field("n").type == pa.float64()
     assert s.field("addr").type == pa.struct([pa.field("zip", pa.int64())])
     assert pa.types.is_list(s.field("tags").type)
-    assert s.field("blob").metadata == sp.JSON_META
+    assert s.field("blob").metadata == schema.JSON_META
 
 
 @pytest.mark.parametrize("bulk_schema", [True, False])
@@ -60,11 +61,11 @@ def test_bad_record_is_located() -> None:
 
 
 def test_arrow_round_trip_and_messages() -> None:
-    arrow = sp.json_schema_to_arrow(SCHEMA)
-    js = sp.arrow_to_json_schema(arrow, ["id"])
+    arrow = schema.json_schema_to_arrow(SCHEMA)
+    js = schema.arrow_to_json_schema(arrow, ["id"])
     assert js["properties"]["ts"] == {"type": ["string", "null"], "format": "date-time"}
     assert js["required"] == ["id"]
-    assert sp.json_schema_to_arrow(js) == arrow
+    assert schema.json_schema_to_arrow(js) == arrow
     batch = pa.RecordBatch.from_pylist(
         [{"id": 1, "ts": dt.datetime(2024, 1, 1, tzinfo=dt.UTC)}],
         schema=pa.schema([("id", pa.int64()), ("ts", pa.timestamp("us", "UTC"))]))
@@ -77,7 +78,7 @@ def test_select_streams() -> None:
     cat = {"streams": [{"tap_stream_id": "a", "stream": "a", "schema": {}},
                        {"tap_stream_id": "b", "stream": "b", "schema": {},
                         "metadata": [{"breadcrumb": [], "metadata": {"selected": True}}]}]}
-    out = sp.select_streams(cat, ["a"])
+    out = catalog.select_streams(cat, ["a"])
     tops = [e["metadata"][0]["metadata"]["selected"] for e in out["streams"]]
     assert tops == [True, False]
 
@@ -106,7 +107,7 @@ def test_decimals_stay_exact_without_orjson() -> None:
     import sys
 
     code = ("import sys; sys.modules['orjson'] = None\n"
-            "import decimal\nfrom conn import singer_protocol as sp\n"
+            "import decimal\nfrom conn.singer import protocol as sp\n"
             "assert sp._orjson is None\n"
             "print(sp.dumps({'a': decimal.Decimal('6.85'), 's': 'x\\x00conn-number-1:2'})"
             ".decode())")
@@ -129,7 +130,7 @@ def test_metadata_overrides_follow_meltano() -> None:
             {"breadcrumb": [], "metadata": {"selected-by-default": False}}]},
         {"tap_stream_id": "db-orders", "stream": "orders", "schema": {}},
         {"tap_stream_id": "other", "stream": "other", "schema": {}}]}
-    out = sp.apply_metadata(cat, {
+    out = catalog.apply_metadata(cat, {
         "db-*": {"selected": True, "replication-method": "INCREMENTAL",
                  "replication-key": "updated_at", "email": {"selected": False},
                  "properties": {"address": {"city": {"selected": False}}}},
@@ -142,9 +143,36 @@ def test_metadata_overrides_follow_meltano() -> None:
     assert md[("properties", "email")] == {"selected": False}
     assert md[("properties", "address", "properties", "city")] == {"selected": False}
     assert users["replication_method"] == "INCREMENTAL" and users["selected"] is True
-    assert sp.stream_replication_method(orders) == "FULL_TABLE"  # later rule wins
-    assert sp.stream_key_properties(orders) == ["order_id"]
-    assert sp.stream_replication_key(users) == "updated_at"
-    assert sp.deselected_properties(users) == {"email"}
+    assert catalog.stream_replication_method(orders) == "FULL_TABLE"  # later rule wins
+    assert catalog.stream_key_properties(orders) == ["order_id"]
+    assert catalog.stream_replication_key(users) == "updated_at"
+    assert catalog.deselected_properties(users) == {"email"}
     assert "metadata" not in other and "metadata" not in cat["streams"][1]
-    assert sp.stream_selected(users) is True and sp.stream_selected(other) is None
+    assert catalog.stream_selected(users) is True and catalog.stream_selected(other) is None
+
+
+#: Every public name of ``conn.singer_protocol`` before the package ``conn.singer``, by the
+#: module that holds it now.
+MOVED = {
+    "protocol": ["DELETED_AT", "RecordConverter", "SchemaMismatch", "conform", "dumps",
+                 "encode_records", "exact_number", "json_problem", "json_ready", "loads",
+                 "record_lines", "schema_message", "state_message"],
+    "schema": ["JSON_META", "arrow_to_json_schema", "arrow_type_to_json_schema",
+               "field_to_json_schema", "json_schema_to_arrow", "property_to_field"],
+    "catalog": ["apply_metadata", "deselected_properties", "metadata_rules", "select_streams",
+                "stream_key_properties", "stream_replication_key",
+                "stream_replication_method", "stream_selected"],
+    "process": ["connector_name", "resolve_command", "tail", "write_private_json"],
+}
+
+
+def test_the_former_module_still_offers_every_name() -> None:
+    import importlib
+
+    from conn import singer_protocol
+
+    for module, names in MOVED.items():
+        new = importlib.import_module(f"conn.singer.{module}")
+        for name in names:
+            assert getattr(singer_protocol, name) is getattr(new, name), name
+    assert sorted(singer_protocol.__all__) == sorted(n for ns in MOVED.values() for n in ns)

@@ -209,12 +209,12 @@ def test_pipelinewise_tap_mysql_twice_into_conn_target_sends_once(tmp_path: Path
         tap = venv_bin("pipelinewise-tap-mysql", "tap-mysql")
         (tmp_path / "mysql.json").write_text(json.dumps({**MYSQL, "filter_dbs": "test"}))
         (tmp_path / "files.json").write_text(json.dumps({"path": "out"}))
-        from conn import singer_protocol as sp
+        from conn.singer import catalog
 
         cat = json.loads(subprocess.run(
             [str(tap), "--config", "mysql.json", "--discover"], cwd=tmp_path,
             capture_output=True, check=True, timeout=300).stdout)
-        cat = sp.apply_metadata(
+        cat = catalog.apply_metadata(
             {"streams": [s for s in cat["streams"] if s["table_name"] == table]},
             {"*": {"selected": True, "replication-method": "FULL_TABLE"}})
         (tmp_path / "catalog.json").write_text(json.dumps(cat))
