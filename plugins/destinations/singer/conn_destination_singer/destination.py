@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from conn import secrets
-from conn import singer_protocol as sp
 from conn.destination import Capabilities, Destination, ObjectInfo, WriteRequest, WriteResult
 from conn.errors import CheckFailed, ConfigError, ConnError
+from conn.singer.process import connector_name, resolve_command, tail, write_private_json
+from conn.singer.protocol import DELETED_AT, loads, record_lines, schema_message, state_message
+from conn.singer.schema import arrow_to_json_schema
 
 
 class TargetError(ConnError):
@@ -88,8 +90,8 @@ class SingerDestination(Destination):
         if "command" not in self.config:
             raise ConfigError("singer destination: missing required setting 'command'",
                               path="config.command")
-        self.argv = sp.resolve_command(self.config["command"])
-        self.target_name = sp.connector_name(self.argv)
+        self.argv = resolve_command(self.config["command"])
+        self.target_name = connector_name(self.argv)
         target_config = self.config.get("config") or {}
         secrets.register_config_secrets(target_config, None)
         for dotted in self.config.get("secret_fields") or ():
@@ -130,22 +132,22 @@ class SingerDestination(Destination):
     def messages(self, request: WriteRequest, marker: Any) -> bytes:
         """The Singer input for one batch: SCHEMA, RECORDs, then the marker STATE."""
         stream = request.object.name
-        schema = sp.arrow_to_json_schema(request.records.schema)
+        schema = arrow_to_json_schema(request.records.schema)
         extra = None
         if request.operation == "delete":
-            schema["properties"][sp.DELETED_AT] = {"type": ["string", "null"],
-                                                  "format": "date-time"}
+            schema["properties"][DELETED_AT] = {"type": ["string", "null"],
+                                               "format": "date-time"}
             now = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
-            extra = {sp.DELETED_AT: now}
-        return b"".join((sp.schema_message(stream, schema, [request.match_key]),
-                         sp.record_lines(stream, request.records, extra),
-                         sp.state_message(marker)))
+            extra = {DELETED_AT: now}
+        return b"".join((schema_message(stream, schema, [request.match_key]),
+                         record_lines(stream, request.records, extra),
+                         state_message(marker)))
 
     def describe_requests(self, request: WriteRequest) -> list[dict[str, Any]]:
         lines = self.messages(request, {"conn": {"marker": "<marker>"}}).splitlines()
         return [{"target": self.target_name, "operation": request.operation,
                  "object": request.object.name,
-                 "messages": [sp.loads(x) for x in lines]}]
+                 "messages": [loads(x) for x in lines]}]
 
     def write_batch(self, request: WriteRequest) -> WriteResult:
         n = len(request)
@@ -161,7 +163,7 @@ class SingerDestination(Destination):
                          or {}).items():
                 target_config.setdefault(k, v)
         with tempfile.TemporaryDirectory(prefix="conn-singer-") as tmp:
-            cfg = sp.write_private_json(Path(tmp, "config.json"), target_config)
+            cfg = write_private_json(Path(tmp, "config.json"), target_config)
             out_path, err_path = Path(tmp, "stdout"), Path(tmp, "stderr.log")
             with open(out_path, "wb") as out, open(err_path, "wb") as err:
                 try:
@@ -187,7 +189,7 @@ class SingerDestination(Destination):
                 why = "exited without echoing the batch's STATE marker (nothing confirmed)"
             error = TargetError(secrets.redact(
                 f"singer target {self.target_name!r}, stream {request.object.name!r}: {why}; "
-                f"{n} row(s) left pending; stderr ends with:\n{sp.tail(err_path)}"))
+                f"{n} row(s) left pending; stderr ends with:\n{tail(err_path)}"))
             return WriteResult(pending=list(range(n)), error=error)
 
 
@@ -200,7 +202,7 @@ def _echoed(stdout: bytes, token: str) -> bool:
         if needle not in line:
             continue
         try:
-            value = sp.loads(line)
+            value = loads(line)
         except ValueError:
             continue
         if isinstance(value, dict) and value.get("type") == "STATE":

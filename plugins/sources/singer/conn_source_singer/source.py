@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import logging
 import os
-import re
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -16,14 +15,22 @@ from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 from conn import secrets
-from conn import singer_protocol as sp
 from conn.errors import CheckFailed, ConfigError, ConnError
+from conn.singer.catalog import (
+    apply_metadata,
+    deselected_properties,
+    select_streams,
+    stream_key_properties,
+    stream_replication_key,
+    stream_replication_method,
+    stream_selected,
+)
+from conn.singer.process import connector_name, resolve_command, tail, write_private_json
+from conn.singer.protocol import RECORD_PREFIX, RecordConverter, SchemaMismatch, conform, loads
+from conn.singer.schema import json_schema_to_arrow
 from conn.source import Source, SourceState, StreamInfo
 
 log = logging.getLogger(__name__)
-
-_RECORD_PREFIX = re.compile(rb'^\{\s*"type"\s*:\s*"RECORD"\s*,\s*"stream"\s*:\s*"([^"\\]*)"\s*,')
-
 
 class TapError(ConnError):
     """A Singer tap failed: it exited non-zero, printed something that is not a Singer
@@ -80,8 +87,8 @@ class SingerSource(Source):
         if "command" not in self.config:
             raise ConfigError("singer source: missing required setting 'command'",
                               path="config.command")
-        self.argv = sp.resolve_command(self.config["command"])
-        self.tap_name = sp.connector_name(self.argv)
+        self.argv = resolve_command(self.config["command"])
+        self.tap_name = connector_name(self.argv)
         tap_config = self.config.get("config") or {}
         secrets.register_config_secrets(tap_config, None)
         for dotted in self.config.get("secret_fields") or ():
@@ -114,7 +121,7 @@ class SingerSource(Source):
         if self._catalog is None:
             overrides = self.config.get("metadata") or {}
             catalog = self._raw_catalog()
-            self._catalog = sp.apply_metadata(catalog, overrides) if overrides else catalog
+            self._catalog = apply_metadata(catalog, overrides) if overrides else catalog
         return self._catalog
 
     def _raw_catalog(self) -> dict[str, Any]:
@@ -123,12 +130,12 @@ class SingerSource(Source):
             return given
         if isinstance(given, str):
             try:
-                return sp.loads(Path(given).read_bytes())
+                return loads(Path(given).read_bytes())
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"cannot read catalog {given!r}: {exc}",
                                   path="config.catalog") from exc
         with tempfile.TemporaryDirectory(prefix="conn-singer-") as tmp:
-            cfg = sp.write_private_json(Path(tmp, "config.json"), self.config.get("config") or {})
+            cfg = write_private_json(Path(tmp, "config.json"), self.config.get("config") or {})
             err = Path(tmp, "stderr.log")
             try:
                 with open(err, "wb") as errf:
@@ -139,9 +146,9 @@ class SingerSource(Source):
                 raise self._fail(f"cannot start {self.argv[0]!r}: {exc}") from exc
             if proc.returncode != 0:
                 raise self._fail(f"discovery exited with code {proc.returncode}; stderr "
-                                 f"ends with:\n{sp.tail(err)}")
+                                 f"ends with:\n{tail(err)}")
         try:
-            catalog = sp.loads(proc.stdout)
+            catalog = loads(proc.stdout)
         except ValueError as exc:
             raise self._fail(f"--discover did not print a JSON catalog: {exc}") from exc
         if not isinstance(catalog, dict) or not isinstance(catalog.get("streams"), list):
@@ -165,17 +172,17 @@ class SingerSource(Source):
             sid = entry.get("tap_stream_id") or entry.get("stream")
             if wanted and sid not in wanted and entry.get("stream") not in wanted:
                 continue
-            if not wanted and sp.stream_selected(entry) is False:
+            if not wanted and stream_selected(entry) is False:
                 continue  # deselected by the catalog or a metadata override
-            keys = tuple(sp.stream_key_properties(entry))
-            dropped = sp.deselected_properties(entry)
+            keys = tuple(stream_key_properties(entry))
+            dropped = deselected_properties(entry)
             # Legacy taps declare every column nullable, keys included; a key is never
             # null (the planner rejects a row whose key is).
             schema = pa.schema([f.with_nullable(False) if f.name in keys else f
-                                for f in sp.json_schema_to_arrow(entry.get("schema") or {})
+                                for f in json_schema_to_arrow(entry.get("schema") or {})
                                 if f.name not in dropped])
-            method = sp.stream_replication_method(entry)
-            cursor = sp.stream_replication_key(entry) if method != "FULL_TABLE" else None
+            method = stream_replication_method(entry)
+            cursor = stream_replication_key(entry) if method != "FULL_TABLE" else None
             out.append(StreamInfo(sid, schema, keys, cursor))
         if wanted:
             missing = wanted - {s.name for s in out}
@@ -187,18 +194,18 @@ class SingerSource(Source):
 
     def read_batches(self, stream: StreamInfo, state: Any | None,
                      batch_rows: int) -> Iterator[pa.RecordBatch | SourceState]:
-        catalog = sp.select_streams(self.catalog(), [stream.name])
+        catalog = select_streams(self.catalog(), [stream.name])
         names = {stream.name}
         for entry in catalog["streams"]:
             if entry.get("tap_stream_id") == stream.name and entry.get("stream"):
                 names.add(entry["stream"])
         with tempfile.TemporaryDirectory(prefix="conn-singer-") as tmp:
             cfg = self.config.get("config") or {}
-            argv = [*self.argv, "--config", sp.write_private_json(Path(tmp, "config.json"), cfg),
+            argv = [*self.argv, "--config", write_private_json(Path(tmp, "config.json"), cfg),
                     self.config.get("catalog_flag", "--catalog"),
-                    sp.write_private_json(Path(tmp, "catalog.json"), catalog)]
+                    write_private_json(Path(tmp, "catalog.json"), catalog)]
             if state is not None:
-                argv += ["--state", sp.write_private_json(Path(tmp, "state.json"), state)]
+                argv += ["--state", write_private_json(Path(tmp, "state.json"), state)]
             err_path = Path(tmp, "stderr.log")
             with open(err_path, "wb") as errf:
                 try:
@@ -229,7 +236,7 @@ class _Reader:
         self.batch_rows = max(1, batch_rows)
         self.proc = proc
         self.err_path = err_path
-        self.converter: sp.RecordConverter | None = None
+        self.converter: RecordConverter | None = None
         self.buf: list[bytes] = []
         self.buf_lines: list[int] = []
         self.schema_changes = 0
@@ -243,7 +250,7 @@ class _Reader:
         assert self.converter is not None
         try:
             batch = self.converter.from_lines(self.buf)
-        except sp.SchemaMismatch as exc:
+        except SchemaMismatch as exc:
             i, reason = self.converter.first_bad(self.buf)
             line = self.buf_lines[i] if i >= 0 else self.buf_lines[0]
             raise self.fail(f"record does not match the stream's schema: {reason or exc}",
@@ -254,7 +261,7 @@ class _Reader:
     def conform(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         if batch.schema.equals(self.stream.schema):
             return batch
-        return sp.conform(batch, self.stream.schema)
+        return conform(batch, self.stream.schema)
 
     def run(self) -> Iterator[pa.RecordBatch | SourceState]:
         assert self.proc.stdout is not None
@@ -264,7 +271,7 @@ class _Reader:
             line = raw.strip()
             if not line:
                 continue
-            m = _RECORD_PREFIX.match(line)
+            m = RECORD_PREFIX.match(line)
             if m is not None:
                 if m.group(1) not in self.name_bytes:
                     continue
@@ -276,7 +283,7 @@ class _Reader:
                     yield from self.flush()
                 continue
             try:
-                msg = sp.loads(line)
+                msg = loads(line)
             except ValueError:
                 raise self.fail(f"not a Singer message (invalid JSON): {line[:200]!r}",
                                 lineno) from None
@@ -306,7 +313,7 @@ class _Reader:
                     log.info("singer tap %r stream %r: schema changed on line %d",
                              self.source.tap_name, self.stream.name, lineno)
                 try:
-                    self.converter = sp.RecordConverter(schema)
+                    self.converter = RecordConverter(schema)
                 except Exception as exc:
                     raise self.fail(f"unusable SCHEMA: {exc}", lineno) from exc
             elif kind == "STATE":
@@ -329,7 +336,7 @@ class _Reader:
         rc = self.proc.wait()
         if rc != 0:
             raise self.fail(f"exited with code {rc}; stderr ends with:\n"
-                            f"{sp.tail(self.err_path)}")
+                            f"{tail(self.err_path)}")
         yield from self.flush()
 
     def read_batch_files(self, msg: dict[str, Any], lineno: int) -> Iterator[pa.RecordBatch]:
@@ -361,7 +368,7 @@ class _Reader:
                     import pyarrow.parquet as pq
 
                     for b in pq.ParquetFile(path).iter_batches(batch_size=self.batch_rows):
-                        yield self.conform(sp.conform(b, self.converter.schema))
+                        yield self.conform(conform(b, self.converter.schema))
                 else:
                     raise self.fail(f"BATCH format {fmt!r} is not supported", lineno)
             except OSError as exc:
@@ -371,7 +378,7 @@ class _Reader:
         assert self.converter is not None
         try:
             return self.conform(self.converter.from_lines(lines, key=""))
-        except sp.SchemaMismatch as exc:
+        except SchemaMismatch as exc:
             i, reason = self.converter.first_bad(lines, key="")
             raise self.fail(f"BATCH file {url!r} record {i + 1} does not match the "
                             f"stream's schema: {reason or exc}", lineno) from exc
