@@ -371,3 +371,31 @@ def test_narrowed_stream_keeps_order_key_and_cursor():
     assert n.schema.names == ["a", "id", "at", "c"]
     assert (n.name, n.primary_key, n.cursor, n.personal) == ("t", ("id",), "at", {"b": "email"})
     assert s.schema.names == ["a", "id", "b", "at", "c"]  # the original is unchanged
+
+
+def test_runner_reads_and_closes_a_source_instance_it_is_handed(project, registry):
+    """``SyncRunner(..., sources={name: source})`` reads that instance instead of building
+    the source from conn.yml, and closes it at the end of the run like its own."""
+    from conn.runtime.report import RunInfo
+    from conn.runtime.runner import SyncRunner
+    from conn.state.memory import MemoryStateStore
+
+    class Handed(fakes.MemorySource):
+        closed = False
+
+        def read_batches(self, stream, state, batch_rows):
+            for item in super().read_batches(stream, state, batch_rows):
+                yield item.slice(0, 2) if isinstance(item, pa.RecordBatch) else item
+
+        def close(self) -> None:
+            Handed.closed = True
+
+    people(BASE_ROWS)
+    p = project()
+    sync_cfg = p.syncs["people_to_crm"]
+    rep = SyncRunner(p, sync_cfg, registry, MemoryStateStore(),
+                     RunInfo.new(p.dir, [sync_cfg.name]),
+                     sources={"mem": Handed({}, instance="mem")}).run()
+    assert (rep.status, rep.rows_read, rep.inserted) == ("ok", 2, 2)
+    assert sorted(r["email"] for r in received()) == ["a@example.com", "b@example.com"]
+    assert Handed.closed

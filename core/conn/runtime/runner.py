@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -81,15 +81,24 @@ def open_state_store(project: Project, registry: Registry) -> StateStore:
 
 
 class SyncRunner:
-    """Runs one sync of a project once."""
+    """Runs one sync of a project once.
+
+    ``store``: the state store (left open); ``run``: the run the sync belongs to;
+    ``progress``: called after each batch with the report so far and the batch's counts;
+    ``sources``: ready source instances by name, used instead of building those sources
+    from the project (``conn singer target`` hands its stdin reader as ``singer-stdin``)
+    and closed at the end of the run like the runner's own.
+    """
 
     def __init__(self, project: Project, sync: SyncConfig, registry: Registry,
                  store: StateStore, run: RunInfo, options: RunOptions | None = None,
-                 progress: ProgressFn | None = None) -> None:
+                 progress: ProgressFn | None = None, *,
+                 sources: Mapping[str, Source] | None = None) -> None:
         self.project, self.sync, self.registry = project, sync, registry
         self.store, self.run_info = store, run
         self.options = options or RunOptions()
         self.progress = progress
+        self.sources: dict[str, Source] = dict(sources or {})
         self.report = SyncReport(
             name=sync.name, source=sync.source, destination=sync.destination,
             object=sync.object, mode=sync.mode, run_id=run.run_id,
@@ -105,6 +114,8 @@ class SyncRunner:
     # --- set-up -----------------------------------------------------------------------
 
     def _connector(self, kind: str, name: str) -> Any:
+        if kind == "source" and name in self.sources:
+            return self.sources[name]
         table = self.project.sources if kind == "source" else self.project.destinations
         if kind == "source" and not name:
             raise ConfigError(f"sync {self.sync.name!r} has no source: it loads a Singer "
