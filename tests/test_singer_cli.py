@@ -306,6 +306,55 @@ def test_target_rejects_bad_input(tmp_path: Path) -> None:
     assert p.stdout == b""
 
 
+def test_tap_refuses_a_catalog_stream_the_source_lacks(warehouse: Path) -> None:
+    (warehouse / "catalog.json").write_text(json.dumps(
+        {"streams": [{"tap_stream_id": "orders", "stream": "orders", "schema": {},
+                      "metadata": [{"breadcrumb": [], "metadata": {"selected": True}}]}]}))
+    p = conn("singer", "tap", "--type", "duckdb", "--config", "tap.json", "--catalog",
+             "catalog.json", cwd=warehouse, check=False)
+    assert p.returncode == 3 and p.stdout == b""
+    assert b"catalog.json" in p.stderr and b"catalog stream 'orders' is not a stream" in p.stderr
+
+
+def test_target_sync_choice_errors_name_the_file_and_path(tmp_path: Path) -> None:
+    """``--sync`` names syncs of conn.yml that send to the destination, each reading its
+    own Singer stream; without ``--sync`` a destination with purposes is refused."""
+    from conn.config.model import ConnectorConfig, Project, SyncConfig
+    from conn.errors import ConfigError
+    from conn.singer.target import STDIN_SOURCE, declared_syncs
+
+    def project(purposes: tuple[str, ...] = ()) -> tuple[ConnectorConfig, Project]:
+        dest = ConnectorConfig(name="crm", type="files", config={}, purposes=purposes)
+        syncs = [SyncConfig(name="a", source="", destination="crm", object="o", stream="s"),
+                 SyncConfig(name="b", source="", destination="crm", object="o", stream="s"),
+                 SyncConfig(name="q", source="db", destination="crm", object="o",
+                            query="select 1"),
+                 SyncConfig(name="other", source="", destination="sheet", object="o",
+                            stream="t")]
+        return dest, Project(file=tmp_path / "conn.yml", sources={},
+                             destinations={"crm": dest}, syncs={s.name: s for s in syncs})
+
+    dest, proj = project()
+    assert declared_syncs(proj, dest, []) is None
+    chosen = declared_syncs(proj, dest, ["a"])
+    assert chosen is not None and list(chosen) == ["s"]
+    assert (chosen["s"].name, chosen["s"].source, chosen["s"].query) == ("a", STDIN_SOURCE, None)
+    refused = {("nope",): ("unknown sync 'nope'", "syncs"),
+               ("q",): ("uses a query", "syncs.q"),
+               ("other",): ("sends to 'sheet', not 'crm'", "syncs.other.destination"),
+               ("a", "b"): ("both read Singer stream 's'", None)}
+    for names, (text, path) in refused.items():
+        with pytest.raises(ConfigError, match=re.escape(text)) as err:
+            declared_syncs(proj, dest, list(names))
+        assert (err.value.file, err.value.path) == (str(proj.file), path)
+    with pytest.raises(ConfigError, match="--sync needs a conn"):
+        declared_syncs(None, dest, ["a"])
+    dest, proj = project(purposes=("marketing",))
+    with pytest.raises(ConfigError, match="never bypasses the consent gate") as err:
+        declared_syncs(proj, dest, [])
+    assert err.value.path == "destinations.crm.purposes"
+
+
 # --- real Singer connectors from PyPI -------------------------------------------------------
 
 
