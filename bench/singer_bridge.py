@@ -113,7 +113,7 @@ def run_conn_target(tap: list[str], out: Path) -> float:
 def conversion(lines: list[bytes]) -> dict[str, float]:
     import orjson
     import pyarrow as pa
-    from conn import singer_protocol as sp
+    from conn.singer import protocol as sp
 
     conv = sp.RecordConverter(SCHEMA)
     t0 = time.perf_counter()
