@@ -94,7 +94,7 @@ def _maxrss_mb() -> float:
 
 
 def child_setup(state: Path, n: int, b: int) -> dict:
-    from conn.state.duckdb_store import DuckDBStateStore
+    from conn.state.backends.duckdb.store import DuckDBStateStore
 
     store = DuckDBStateStore.open(str(state), None)
     t0 = time.perf_counter()
@@ -108,7 +108,7 @@ def child_setup(state: Path, n: int, b: int) -> dict:
 def child_plan(state: Path, n: int, b: int, commit: bool) -> dict:
     import shutil
 
-    from conn.state.duckdb_store import DuckDBStateStore
+    from conn.state.backends.duckdb.store import DuckDBStateStore
 
     work = Path(tempfile.mkdtemp(prefix="conn-bench-"))
     try:
@@ -176,20 +176,20 @@ def child_engines(n: int, b: int) -> dict:
     import sqlite3
 
     import duckdb
-    from conn.state import hashing
+    from conn.state.planner import row_hashes
 
-    hcon = hashing.connect()
+    hcon = row_hashes.connect()
     work = Path(tempfile.mkdtemp(prefix="conn-engines-"))
     out: dict = {}
     # State: key -> hash of the old snapshot.
     state_rows = []
     for keys, batch in old_snapshot(n, b):
-        _, h = hashing.hash_batch(hcon, keys, batch)
+        _, h = row_hashes.hash_batch(hcon, keys, batch)
         state_rows.append(pa.table({"key": keys, "hash": pa.array(h.astype("int64"))}))
     state = pa.concat_tables(state_rows)
     new_batches = []
     for keys, batch in new_snapshot(n, b):
-        _, h = hashing.hash_batch(hcon, keys, batch)
+        _, h = row_hashes.hash_batch(hcon, keys, batch)
         new_batches.append(pa.table({"key": keys, "hash": pa.array(h.astype("int64"))}))
 
     # SQLite: state table with a primary key; per batch insert into a temp table and join.

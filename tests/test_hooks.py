@@ -129,7 +129,7 @@ class Plugin:
     @hookimpl
     def register_state_backends(self, register: Callable[..., None]) -> None:
         def factory(url: str | None, project_dir: Any) -> Any:
-            from conn.state.memory import MemoryStateStore
+            from conn.state.backends.memory import MemoryStateStore
 
             self.backend_opened.append((url, project_dir))
             return MemoryStateStore()

@@ -378,7 +378,7 @@ def test_runner_reads_and_closes_a_source_instance_it_is_handed(project, registr
     the source from conn.yml, and closes it at the end of the run like its own."""
     from conn.runtime.report import RunInfo
     from conn.runtime.runner import SyncRunner
-    from conn.state.memory import MemoryStateStore
+    from conn.state.backends.memory import MemoryStateStore
 
     class Handed(fakes.MemorySource):
         closed = False

@@ -12,17 +12,17 @@ from conn.hookspecs import hookimpl
 @hookimpl
 def register_state_backends(register: Callable[..., None]) -> None:
     def duckdb_store(url: str | None, project_dir: Any) -> Any:
-        from conn.state.duckdb_store import DuckDBStateStore
+        from conn.state.backends.duckdb.store import DuckDBStateStore
 
         return DuckDBStateStore.open(url, project_dir)
 
     def postgres_store(url: str | None, project_dir: Any) -> Any:
-        from conn.state.postgres_store import PostgresStateStore
+        from conn.state.backends.postgres import PostgresStateStore
 
         return PostgresStateStore.open(url, project_dir)
 
     def memory_store(url: str | None, project_dir: Any) -> Any:
-        from conn.state.memory import MemoryStateStore
+        from conn.state.backends.memory import MemoryStateStore
 
         return MemoryStateStore()
 

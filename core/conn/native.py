@@ -1,7 +1,7 @@
 """The optional compiled kernels (the ``conn-speedups`` package), if installed.
 
 conn never requires them: each caller keeps its vectorised Arrow/DuckDB/numpy path and
-uses a kernel only after checking it against that path (see :mod:`conn.state.accel` and
+uses a kernel only after checking it against that path (see :mod:`conn.state.planner.kernels` and
 :mod:`conn.consent.hashing`). ``CONN_SPEEDUPS=0`` switches them off.
 """
 

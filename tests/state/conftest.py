@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from conn.state.base import StateStore
+from conn.state.contracts import StateStore
 
 from tests.conftest import unavailable
 
@@ -35,14 +35,14 @@ def pg_available() -> bool:
 
 def make_store(kind: str, tmp_path, schema: str | None = None) -> StateStore:
     if kind == "memory":
-        from conn.state.memory import MemoryStateStore
+        from conn.state.backends.memory import MemoryStateStore
 
         return MemoryStateStore()
     if kind == "duckdb":
-        from conn.state.duckdb_store import DuckDBStateStore
+        from conn.state.backends.duckdb.store import DuckDBStateStore
 
         return DuckDBStateStore.open(None, tmp_path)
-    from conn.state.postgres_store import PostgresStateStore
+    from conn.state.backends.postgres import PostgresStateStore
 
     return PostgresStateStore.open(f"{PG_URL}?schema={schema}", tmp_path)
 
@@ -86,23 +86,23 @@ def pg_url() -> str | None:
 def planner_path(request, monkeypatch) -> Iterator[str]:
     """Every state test runs with the compiled kernels (``conn-speedups``) and without
     them: both paths must plan identically."""
-    from conn.state import accel, hashing
+    from conn.state.planner import kernels, row_hashes
 
     monkeypatch.setenv("CONN_SPEEDUPS", "1" if request.param == "compiled" else "0")
-    accel.reset()
+    kernels.reset()
     if request.param == "compiled":
-        with hashing.connect() as con:
-            if not accel.enabled(con):
+        with row_hashes.connect() as con:
+            if not kernels.enabled(con):
                 pytest.skip("conn-speedups is not installed")
     yield request.param
-    accel.reset()
+    kernels.reset()
 
 
 @pytest.fixture
 def used(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Per open of a DuckDB-stored sync: whether the planner's state came from the
     sorted-state cache."""
-    from conn.state.duckdb_store import DuckDBStorage
+    from conn.state.backends.duckdb.store import DuckDBStorage
 
     out: list[bool] = []
     real = DuckDBStorage._read_cache

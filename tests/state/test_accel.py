@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pyarrow as pa
-from conn.state import accel, hashing
+from conn.state.planner import kernels, row_hashes
 
 
 def batch() -> pa.RecordBatch:
@@ -19,21 +19,21 @@ def batch() -> pa.RecordBatch:
 
 def test_hashes_are_duckdbs_on_both_paths():
     b = batch()
-    with hashing.connect() as con:
-        kids, hashes = hashing.hash_batch(con, pa.array(["1", "2", None]), b)
+    with row_hashes.connect() as con:
+        kids, hashes = row_hashes.hash_batch(con, pa.array(["1", "2", None]), b)
         t = pa.table([*list(b.columns), pa.array(["1", "2", None])],  # noqa: F841
                      names=[f"c{i}" for i in range(4)] + ["k"])
-        ref = con.sql(f"SELECT hash(k), {hashing._payload_sql(b)} FROM t").fetchall()
+        ref = con.sql(f"SELECT hash(k), {row_hashes._payload_sql(b)} FROM t").fetchall()
     assert kids.tolist() == [r[0] for r in ref]
     assert hashes.tolist() == [r[1] for r in ref]
 
 
 def test_switched_off_by_environment(monkeypatch):
     monkeypatch.setenv("CONN_SPEEDUPS", "0")
-    accel.reset()
-    with hashing.connect() as con:
-        assert not accel.enabled(con)
-        assert accel.key_ids(con, pa.array(["a"])) is None
+    kernels.reset()
+    with row_hashes.connect() as con:
+        assert not kernels.enabled(con)
+        assert kernels.key_ids(con, pa.array(["a"])) is None
 
 
 def test_a_stale_build_of_the_kernels_is_ignored(monkeypatch, caplog):
@@ -48,10 +48,10 @@ def test_a_stale_build_of_the_kernels_is_ignored(monkeypatch, caplog):
     stale.API_VERSION = native.API_VERSION - 1  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "conn_speedups", stale)
     monkeypatch.setenv("CONN_SPEEDUPS", "1")
-    accel.reset()
-    with caplog.at_level(logging.WARNING), hashing.connect() as con:
+    kernels.reset()
+    with caplog.at_level(logging.WARNING), row_hashes.connect() as con:
         assert native.kernels() is None
-        assert not accel.enabled(con)
-        assert len(hashing.key_ids(con, pa.array(["a", "b"]))) == 2  # DuckDB did it
+        assert not kernels.enabled(con)
+        assert len(row_hashes.key_ids(con, pa.array(["a", "b"]))) == 2  # DuckDB did it
     assert "kernel API" in caplog.text
-    accel.reset()
+    kernels.reset()

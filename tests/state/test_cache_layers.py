@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conn.state import cache_layers
-from conn.state.duckdb_store import CACHE_PARTS, DuckDBStateStore, DuckDBStorage
+from conn.state.backends.duckdb import cache_layers
+from conn.state.backends.duckdb.store import CACHE_PARTS, DuckDBStateStore, DuckDBStorage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -10,8 +10,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from conn.errors import StateError
-from conn.state import duckdb_store, hashing, migrations
-from conn.state.duckdb_store import DuckDBStorage
+from conn.state.backends.duckdb import migrations
+from conn.state.backends.duckdb import store as duckdb_store
+from conn.state.backends.duckdb.store import DuckDBStorage
+from conn.state.planner import row_hashes
 
 
 def _rows(kids: np.ndarray, tag: str) -> pa.Table:
@@ -20,7 +22,7 @@ def _rows(kids: np.ndarray, tag: str) -> pa.Table:
         "key": pa.array([f"k{k}" for k in kids], pa.string()),
         "hash": pa.array(kids ^ np.uint64(7), pa.uint64()),
         "match_value": pa.array([f"{tag}{k}" for k in kids], pa.string()),
-        "partition": pa.array(hashing.partitions_of(kids), pa.uint16()),
+        "partition": pa.array(row_hashes.partitions_of(kids), pa.uint16()),
     })
 
 
@@ -78,7 +80,7 @@ def test_partition_ranges_cover_every_partition() -> None:
                   for c in ranges]
         assert bounds[0][0] == 0 and bounds[-1][1] == 2**64 - 1
         assert all(b[0] == a[1] + 1 for a, b in itertools.pairwise(bounds))
-        assert all(lo % (1 << hashing.PARTITION_SHIFT) == 0 for lo, _ in bounds)
+        assert all(lo % (1 << row_hashes.PARTITION_SHIFT) == 0 for lo, _ in bounds)
 
 
 def test_first_fold_renames_the_change_log(tmp_path: Path) -> None:

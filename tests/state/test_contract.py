@@ -213,7 +213,7 @@ def test_lock_refused(backend):
 
 def test_partitions(backend):
     kind, make = backend
-    from conn.state.hashing import PARTITIONS, partition_of_keys
+    from conn.state.planner.row_hashes import PARTITIONS, partition_of_keys
 
     keys, batch = rows(range(200))
     parts = partition_of_keys(keys).to_pylist()

@@ -13,8 +13,9 @@ import duckdb
 import pyarrow as pa
 import pytest
 from conn.errors import StateError, SyncLocked
-from conn.state import hashing, migrations
-from conn.state.duckdb_store import DuckDBStateStore
+from conn.state.backends.duckdb import migrations
+from conn.state.backends.duckdb.store import DuckDBStateStore
+from conn.state.planner import row_hashes
 
 
 def batch(ids, version=0):
@@ -81,10 +82,10 @@ def hashed(ids, version=0):
     """``(kid, key, hash, partition)`` of :func:`batch` rows, as this DuckDB hashes them."""
     keys, b = batch(ids, version)
     with duckdb.connect() as hc:
-        kids, hashes = hashing.hash_batch(hc, keys, b)
+        kids, hashes = row_hashes.hash_batch(hc, keys, b)
     return pa.table({"kid": pa.array(kids, pa.uint64()), "key": keys,
                      "hash": pa.array(hashes, pa.uint64()),
-                     "partition": pa.array(hashing.partitions_of(kids), pa.uint16())})
+                     "partition": pa.array(row_hashes.partitions_of(kids), pa.uint16())})
 
 
 def old_state_file(store, version, tables, **data):
@@ -93,7 +94,7 @@ def old_state_file(store, version, tables, **data):
     path = store.sync_path("s")
     path.parent.mkdir(parents=True)
     with duckdb.connect() as hc:
-        canary = hashing.canary(hc)
+        canary = row_hashes.canary(hc)
     con = duckdb.connect(str(path))
     con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
     con.execute(tables)
@@ -161,8 +162,8 @@ def test_hash_function_change_needs_full_resync(store):
 CHILD = textwrap.dedent("""
     import os, signal, sys
     import pyarrow as pa
-    from conn.state.duckdb_store import DuckDBStateStore
-    from conn.state.postgres_store import PostgresStateStore
+    from conn.state.backends.duckdb.store import DuckDBStateStore
+    from conn.state.backends.postgres import PostgresStateStore
     url, mode = sys.argv[1], sys.argv[2]
     if url.startswith("postgresql"):
         store = PostgresStateStore.open(url, None)
@@ -196,7 +197,7 @@ def _urls(tmp_path: Path, pg_url: str | None) -> list:
 
 def _store(url):
     if url.startswith("postgresql"):
-        from conn.state.postgres_store import PostgresStateStore
+        from conn.state.backends.postgres import PostgresStateStore
 
         return PostgresStateStore.open(url, None)
     return DuckDBStateStore.open(url, None)
@@ -296,7 +297,7 @@ def test_run_history_is_attached_briefly_and_survives_errors_and_threads(store):
     free for another process (a plain connection) after every record."""
     import threading
 
-    from conn.state import hashing
+    from conn.state.planner import row_hashes
 
     with pytest.raises(RuntimeError), store._runs_db():
         raise RuntimeError("boom")
@@ -315,7 +316,7 @@ def test_run_history_is_attached_briefly_and_survives_errors_and_threads(store):
         t.join()
     assert errors == []
     assert sorted(r["run_id"] for r in store.runs("s")) == [f"r{i}" for i in range(8)]
-    con = hashing.connect()
+    con = row_hashes.connect()
     try:  # nothing is left attached
         assert [r[0] for r in con.execute("SELECT database_name FROM duckdb_databases() "
                                           "WHERE NOT internal").fetchall()] == ["memory"]

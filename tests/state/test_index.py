@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-from conn.state import hashing
-from conn.state.index import KeyIndex
+from conn.state.planner import row_hashes
+from conn.state.planner.new_keys import NewKeyIndex
 
 
 def test_key_index_add_and_find():
-    ix = KeyIndex()
+    ix = NewKeyIndex()
     kids = np.array([5, 9, 5, 1, 9, 7], dtype=np.uint64)
     pos, fresh = ix.add(kids)
     assert fresh.tolist() == [True, True, False, True, False, True]
@@ -27,16 +27,16 @@ def test_key_index_add_and_find():
 def test_payload_hash_is_deterministic_and_schema_sensitive():
     keys = pa.array(["a", "b"])
     b = pa.record_batch({"x": [1, 2], "y": ["p", "q"]})
-    with hashing.connect() as c1, hashing.connect() as c2:
-        k1, h1 = hashing.hash_batch(c1, keys, b)
-        k2, h2 = hashing.hash_batch(c2, keys, b)
+    with row_hashes.connect() as c1, row_hashes.connect() as c2:
+        k1, h1 = row_hashes.hash_batch(c1, keys, b)
+        k2, h2 = row_hashes.hash_batch(c2, keys, b)
         assert (k1 == k2).all() and (h1 == h2).all()
-        _, h3 = hashing.hash_batch(c1, keys, b.rename_columns(["x", "z"]))
+        _, h3 = row_hashes.hash_batch(c1, keys, b.rename_columns(["x", "z"]))
         assert (h3 != h1).all()
-        _, h4 = hashing.hash_batch(c1, keys, pa.record_batch({"x": [1, 3], "y": ["p", "q"]}))
+        _, h4 = row_hashes.hash_batch(c1, keys, pa.record_batch({"x": [1, 3], "y": ["p", "q"]}))
         assert h4[0] == h1[0] and h4[1] != h1[1]
-        assert hashing.canary(c1) == hashing.canary(c2)
+        assert row_hashes.canary(c1) == row_hashes.canary(c2)
     big = pa.array([str(i) for i in range(40_000)])  # chunked for parallel hashing
-    with hashing.connect() as c:
-        k, _ = hashing.hash_batch(c, big, pa.record_batch({"v": list(range(40_000))}))
-        assert len(k) == 40_000 and (k == hashing.key_ids(c, big)).all()
+    with row_hashes.connect() as c:
+        k, _ = row_hashes.hash_batch(c, big, pa.record_batch({"v": list(range(40_000))}))
+        assert len(k) == 40_000 and (k == row_hashes.key_ids(c, big)).all()

@@ -1,11 +1,11 @@
-"""KeyIndex growth re-inserts its entries in slices; every key must stay findable."""
+"""NewKeyIndex growth re-inserts its entries in slices; every key must stay findable."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from conn.state import index as index_mod
-from conn.state.index import KeyIndex
+from conn.state.planner import new_keys as index_mod
+from conn.state.planner.new_keys import NewKeyIndex
 
 
 @pytest.mark.parametrize("slice_size", [1, 7, 1 << 20])
@@ -15,7 +15,7 @@ def test_growth_in_slices_keeps_positions(monkeypatch: pytest.MonkeyPatch,
     rng = np.random.default_rng(3)
     kids = np.unique(rng.integers(0, 2**64 - 1, 5000, dtype=np.uint64))
     rng.shuffle(kids)
-    idx = KeyIndex()
+    idx = NewKeyIndex()
     for part in np.array_split(kids, 13):  # many batches: the table grows several times
         _, fresh = idx.add(part)
         assert fresh.all()
@@ -31,7 +31,7 @@ def test_growth_in_slices_keeps_positions(monkeypatch: pytest.MonkeyPatch,
 def test_close_releases_the_run_index_and_keeps_state(tmp_path) -> None:
     """close() drops the in-memory index before compacting; what was committed stays."""
     import pyarrow as pa
-    from conn.state.duckdb_store import DuckDBStateStore
+    from conn.state.backends.duckdb.store import DuckDBStateStore
 
     store = DuckDBStateStore.open(None, tmp_path)
     keys = pa.array([f"k{i}" for i in range(1000)], pa.string())

@@ -10,8 +10,8 @@ import uuid
 from pathlib import Path
 
 import pyarrow as pa
-from conn.state import hashing
-from conn.state.duckdb_store import DuckDBStateStore
+from conn.state.backends.duckdb.store import DuckDBStateStore
+from conn.state.planner import row_hashes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -78,14 +78,14 @@ def test_plans_and_deletions_match_the_model(tmp_path: Path, case) -> None:
     _run(store, base)
     _run(store, changed)
     # The state holds payload hashes; the model compares values: hash the model's too.
-    with hashing.connect() as con:
+    with row_hashes.connect() as con:
         keys, b = _batch(list(changed.items()))
-        state = dict(zip(keys.to_pylist(), hashing.payload_hashes(con, b).tolist(),
+        state = dict(zip(keys.to_pylist(), row_hashes.payload_hashes(con, b).tolist(),
                          strict=True))
         hashed = []
         for rows in batches:
             _, hb = _batch(rows)
-            h = hashing.payload_hashes(con, hb).tolist() if rows else []
+            h = row_hashes.payload_hashes(con, hb).tolist() if rows else []
             hashed.append([(k, h[i]) for i, (k, _) in enumerate(rows)])
     plans, deletions = _model(state, hashed, touched)
     with store.open_sync("s", uuid.uuid4().hex) as st_:

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from conn.state import duckdb_store, migrations
-from conn.state.duckdb_store import CACHE_PARTS, DuckDBStateStore, DuckDBStorage
+from conn.state.backends.duckdb import migrations
+from conn.state.backends.duckdb import store as duckdb_store
+from conn.state.backends.duckdb.store import CACHE_PARTS, DuckDBStateStore, DuckDBStorage
 
 
 def _run(store: DuckDBStateStore, rows: dict[str, int]) -> dict[str, list[str]]:

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from conn.plugins import Registry
     from conn.runtime.batches import MappedBatch
     from conn.source import Source, StreamInfo
-    from conn.state.base import Deletions, StateStore, SyncState
+    from conn.state.contracts import Deletions, StateStore, SyncState
 
 log = logging.getLogger("conn.runtime")
 
@@ -220,7 +220,7 @@ class SyncRunner:
             if self.options.dry_run and on_change == "new":
                 # A preview of a new target: what it would get from scratch, without
                 # touching the state of the old one.
-                from conn.state.memory import MemoryStateStore
+                from conn.state.backends.memory import MemoryStateStore
 
                 store, target = MemoryStateStore(), None
             elif self.options.dry_run and on_change == "same":

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from conn.config.model import ConnectorConfig, Project, SyncConfig
     from conn.plugins import Registry
     from conn.runtime.report import RunReport
-    from conn.state.base import StateStore
+    from conn.state.contracts import StateStore
 
 log = logging.getLogger("conn.singer")
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pyarrow as pa
+
 from conn.errors import ConfigError
 from conn.state import typed_text
 

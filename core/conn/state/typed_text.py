@@ -19,6 +19,7 @@ import functools
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
 from conn.errors import ConfigError
 
 #: Token of values stored before types were recorded: they were stored as text.

@@ -3,7 +3,7 @@
 conn works without this package; with it, a sync's planning step hashes rows and looks
 keys up several times faster. The hashes are DuckDB's ``hash()`` reproduced over Arrow
 buffers: conn verifies each kernel against DuckDB before using it and falls back to
-DuckDB when they disagree (see ``conn.state.accel``). All functions release the GIL.
+DuckDB when they disagree (see ``conn.state.planner.kernels``). All functions release the GIL.
 """
 
 from conn_speedups._native import (

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
 from conn.errors import SyncLocked
-from conn.state.base import StateStore, SyncState
+from conn.state.contracts import StateStore, SyncState
 from conn.state.planner import PlanningSyncState, Storage
 from conn.state.target import OnChange, SyncTarget, decide
 

@@ -24,12 +24,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import duckdb
 import numpy as np
 import pyarrow as pa
+
 from conn.errors import StateError, SyncLocked
-from conn.state import hashing
-from conn.state.base import StateStore, SyncState
+from conn.state.backends.memory import run_entry
+from conn.state.contracts import StateStore, SyncState
 from conn.state.locks import describe_holder, holder_info
-from conn.state.memory import run_entry
-from conn.state.planner import PlanningSyncState, Storage
+from conn.state.planner import PlanningSyncState, Storage, row_hashes
 from conn.state.target import OnChange, SyncTarget, decide
 
 log = logging.getLogger(__name__)
@@ -354,7 +354,7 @@ class PostgresStateStore(StateStore):
     def _check_canary(self, conn: Any, sync: str, full_resync: bool) -> None:
         s = self.schema
         with duckdb.connect() as hc:
-            current = hashing.canary(hc)
+            current = row_hashes.canary(hc)
         row = conn.execute(f"SELECT hash_canary, hash_engine FROM {s}.syncs WHERE sync = %s",
                            [sync]).fetchall()
         stored = row[0][0] if row else None
@@ -384,12 +384,12 @@ class PostgresStateStore(StateStore):
             if not rows:
                 continue
             with duckdb.connect() as hc:
-                kids = hashing.key_ids(hc, pa.array([r[1] for r in rows], pa.string()))
+                kids = row_hashes.key_ids(hc, pa.array([r[1] for r in rows], pa.string()))
             conn.execute(f"""UPDATE {s}.{table} t SET kid = u.k, partition = u.p FROM
                 unnest(%s::text[], %s::bigint[], %s::smallint[]) AS u(c, k, p)
                 WHERE t.ctid = u.c::tid""",
                          [[r[0] for r in rows], _to_pg(kids),
-                          hashing.partitions_of(kids).astype(int).tolist()])
+                          row_hashes.partitions_of(kids).astype(int).tolist()])
 
     # --- history ------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from types import ModuleType
 
 import numpy as np
+
 from conn import native as compiled
 
 _EMPTY = -1
@@ -19,7 +20,7 @@ _EMPTY = -1
 _REHASH_SLICE = 1 << 20
 
 
-class KeyIndex:
+class NewKeyIndex:
     """Maps uint64 key ids to dense positions ``0..len-1`` in insertion order."""
 
     def __init__(self, kids: np.ndarray | None = None) -> None:

@@ -20,10 +20,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
+
 from conn.errors import StateError
-from conn.state import accel, hashing, typed_text
-from conn.state.base import BatchPlan, Deletions, SyncState
-from conn.state.index import KeyIndex
+from conn.state import typed_text
+from conn.state.contracts import BatchPlan, Deletions, SyncState
+from conn.state.planner import kernels, row_hashes
+from conn.state.planner.new_keys import NewKeyIndex
 
 REASON_NULL = "null primary key"
 #: The key id under which rejections of rows without a primary key are stored.
@@ -167,7 +169,7 @@ class SortedState:
         """The compiled one-pass lookup of rows ``rows`` of ``q`` (all if None; see
         ``conn_speedups.probe``) into ``out``: positions (plus ``offset``), stored hashes
         and flags. ``seen`` is the run's bitmap of this state's positions."""
-        accel.probe(self.table, self.pairs, seen, hidden, int(self.shift), q, out, rows=rows,
+        kernels.probe(self.table, self.pairs, seen, hidden, int(self.shift), q, out, rows=rows,
                     offset=offset, only_absent=only_absent, atomic=atomic)
 
     def find(self, q: np.ndarray) -> np.ndarray:
@@ -428,7 +430,7 @@ class PlanningSyncState(SyncState):
         self.run_id = run_id
         self.full_resync = full_resync
         self.partitions = partitions
-        self._con = hashing.connect()
+        self._con = row_hashes.connect()
         # Commits run on the runner's delivery thread while plan() hashes the next batch
         # here: a DuckDB connection must not be used by two threads at once.
         self._commit_con = self._con.cursor()
@@ -436,9 +438,9 @@ class PlanningSyncState(SyncState):
         self._hasher: ThreadPoolExecutor | None = None
         self.state: SortedState | LayeredState = storage.load_sorted(partitions)
         self._marks: SeenBits | SeenStamps = (
-            SeenBits(self.state) if accel.can_probe()
+            SeenBits(self.state) if kernels.can_probe()
             else SeenStamps(len(self.state), self.state.hidden))
-        self.new = KeyIndex()
+        self.new = NewKeyIndex()
         self._complete = False
         self._null_keys_rejected = False
         self._scratch = _Scratch()
@@ -448,13 +450,13 @@ class PlanningSyncState(SyncState):
     def _check_partitions(self, kids: np.ndarray) -> None:
         if self.partitions is None:
             return
-        parts = hashing.partitions_of(kids)
+        parts = row_hashes.partitions_of(kids)
         outside = ~np.isin(parts, np.fromiter(self.partitions, dtype=np.uint16))
         if outside.any():
             raise StateError(
                 f"{int(outside.sum())} row(s) belong to partitions this run did not open "
                 f"(e.g. {int(parts[outside][0])}); route rows with "
-                "conn.state.hashing.partition_of_keys() before planning")
+                "conn.state.planner.row_hashes.partition_of_keys() before planning")
 
     @property
     def seen(self) -> np.ndarray:
@@ -468,16 +470,16 @@ class PlanningSyncState(SyncState):
             raise ValueError(f"{len(keys)} keys for a batch of {batch.num_rows} rows")
         if not len(self.state):
             # Nothing to look up (a first sync): one DuckDB pass is cheapest.
-            kids, hashes = hashing.hash_batch(self._con, keys, batch)
+            kids, hashes = row_hashes.hash_batch(self._con, keys, batch)
             return self._plan(keys, kids, lambda: hashes)
         # The lookups need only the key ids: the payload hashes are computed on another
         # thread meanwhile (the kernels, numpy and DuckDB all release the GIL), which
         # then joins in the probe (see _compiled_lookup).
         if self._hasher is None:
             self._hasher = ThreadPoolExecutor(1, thread_name_prefix="conn-hash")
-        pending = self._hasher.submit(hashing.payload_hashes, self._hash_con, batch)
+        pending = self._hasher.submit(row_hashes.payload_hashes, self._hash_con, batch)
         try:
-            kids = hashing.key_ids(self._con, keys)
+            kids = row_hashes.key_ids(self._con, keys)
             return self._plan(keys, kids, pending.result)
         finally:
             pending.exception()  # never leave the hashing connection busy
@@ -522,7 +524,7 @@ class PlanningSyncState(SyncState):
         n, scratch = len(q), self._scratch
         out = (scratch.get("pos", n, np.int64), scratch.get("prev", n, np.uint64),
                scratch.get("flag", n, np.uint8))
-        groups, starts = accel.split(q, marks.cuts, scratch.get("groups", n, np.int64))
+        groups, starts = kernels.split(q, marks.cuts, scratch.get("groups", n, np.int64))
         ranges = iter(range(len(starts) - 1))
 
         def probe_ranges() -> None:
@@ -541,7 +543,7 @@ class PlanningSyncState(SyncState):
         _, prev, flag = out
         hashes = payload_hashes()
         rows_out = [scratch.get(f"rows{i}", n, np.int64) for i in range(3)]
-        nu, unchanged, na, nd = accel.classify(
+        nu, unchanged, na, nd = kernels.classify(
             flag, prev, hashes if n == len(hashes) else hashes[rows], self.full_resync,
             rows_out)
         # Copies (they are few): the scratch arrays are the next batch's.
@@ -569,7 +571,7 @@ class PlanningSyncState(SyncState):
     def touch(self, keys: pa.Array) -> None:
         if not len(keys):
             return
-        kids = hashing.key_ids(self._con, keys)
+        kids = row_hashes.key_ids(self._con, keys)
         if keys.null_count:
             kids = kids[~np.asarray(keys.is_null().to_numpy(zero_copy_only=False), dtype=bool)]
         pos = self.state.find(kids)
@@ -589,7 +591,7 @@ class PlanningSyncState(SyncState):
                      else pa.nulls(len(idx), pa.uint64())),
             "match_value": (match_values.take(take) if match_values is not None
                             else pa.nulls(len(idx), pa.string())),
-            "partition": pa.array(hashing.partitions_of(kids[idx]), pa.uint16()),
+            "partition": pa.array(row_hashes.partitions_of(kids[idx]), pa.uint16()),
         }
         return pa.table(cols)
 
@@ -604,7 +606,7 @@ class PlanningSyncState(SyncState):
         if len(keys) != len(acknowledged):
             raise ValueError("keys and acknowledged must have the same length")
         keys = keys.cast(pa.string())
-        kids = hashing.key_ids(self._commit_con, keys)
+        kids = row_hashes.key_ids(self._commit_con, keys)
         ack_arr = acknowledged.cast(pa.bool_()).fill_null(False)
         ack = np.asarray(ack_arr.to_numpy(zero_copy_only=False), dtype=bool)
         if keys.null_count:
@@ -681,7 +683,7 @@ class PlanningSyncState(SyncState):
         key index is released first, so that the compaction (the run's largest DuckDB
         step) does not add to it: at 7M keys it is ~200 MB."""
         try:
-            self.new = KeyIndex()
+            self.new = NewKeyIndex()
             self.state = SortedState(np.empty(0, np.uint64), np.empty(0, np.uint64))
             self._marks = SeenStamps(0, np.empty(0, np.int64))
             self.storage.finish()

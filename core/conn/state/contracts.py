@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
     from conn.state.target import OnChange, SyncTarget
 
 
@@ -120,7 +121,7 @@ class StateStore(abc.ABC):
                   ) -> AbstractContextManager[SyncState]:
         """Take the sync's lock (raise :class:`conn.errors.SyncLocked` if another run
         holds it) and return its state for this run. ``partitions`` (optional) opens
-        only those partitions of the sync (``conn.state.hashing.partition_of_keys``):
+        only those partitions of the sync (``conn.state.planner.row_hashes.partition_of_keys``):
         their state, their deletions, their locks; ``None`` opens the whole sync.
 
         ``target`` is what the run delivers to; the store compares it with the identity

@@ -15,7 +15,7 @@ per file). Each commit is one DuckDB transaction (WAL, fsync on commit) appendin
 ``changes`` log (key id, key, hash, match value) and one row to ``commits`` (operation,
 run, time), together with rejections and the run's progress counters; at the end of a
 run (or at the next open after a crash) the log is folded into ``records``. See
-:mod:`conn.state.migrations` for the tables.
+:mod:`conn.state.backends.duckdb.migrations` for the tables.
 """
 
 from __future__ import annotations
@@ -38,12 +38,13 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
 from conn.errors import StateError
-from conn.state import cache_layers, hashing, migrations
-from conn.state.base import StateStore, SyncState
+from conn.state.backends.duckdb import cache_layers, migrations
+from conn.state.backends.memory import run_entry
+from conn.state.contracts import StateStore, SyncState
 from conn.state.locks import SyncFileLock, safe_name
-from conn.state.memory import run_entry
-from conn.state.planner import LayeredState, PlanningSyncState, SortedState, Storage
+from conn.state.planner import LayeredState, PlanningSyncState, SortedState, Storage, row_hashes
 from conn.state.target import OnChange, SyncTarget, decide
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def _attach(path: Path) -> duckdb.DuckDBPyConnection:
     in-memory database (and made its default): ~1 ms instead of ~12 ms for a database of
     its own, for small files that need no settings (the run history). Detach it with
     :func:`_detach`; callers serialise attaching one file (see ``_RUNS_LOCK``)."""
-    con = hashing.connect()
+    con = row_hashes.connect()
     alias = f"conn_{uuid.uuid4().hex[:12]}"
     quoted = str(path).replace("'", "''")
     try:
@@ -151,11 +152,11 @@ def _partition_ranges(rows: int) -> list[str]:
     """SQL conditions splitting the partitions into consecutive ranges of about
     :data:`COMPACT_ROWS` of ``rows`` each (key ids are uniform hashes), as key id ranges
     (a partition is the top bits of the key id)."""
-    steps = max(1, min(hashing.PARTITIONS, -(-rows // COMPACT_ROWS)))
-    edges = [round(i * hashing.PARTITIONS / steps) for i in range(steps + 1)]
+    steps = max(1, min(row_hashes.PARTITIONS, -(-rows // COMPACT_ROWS)))
+    edges = [round(i * row_hashes.PARTITIONS / steps) for i in range(steps + 1)]
     if steps == 1:
         return ["true"]
-    shift = hashing.PARTITION_SHIFT
+    shift = row_hashes.PARTITION_SHIFT
     return [f"kid BETWEEN {lo << shift} AND {(hi << shift) - 1}"
             for lo, hi in itertools.pairwise(edges)]
 
@@ -255,7 +256,7 @@ class DuckDBStorage(Storage):
         total = self._q("SELECT count(*) FROM records").fetchall()[0][0]
         only = ""
         if partitions is not None:
-            only = (f" AND (kid >> {hashing.PARTITION_SHIFT}) IN "
+            only = (f" AND (kid >> {row_hashes.PARTITION_SHIFT}) IN "
                     f"({', '.join(str(int(p)) for p in sorted(partitions)) or 'NULL'})")
         for where in _partition_ranges(total):
             cur = self.con.cursor()
@@ -316,7 +317,7 @@ class DuckDBStorage(Storage):
 
     def _cached_state(self, gen: str) -> SortedState | LayeredState | None:
         """The cache of generation ``gen``: its own full files, or a change layer over
-        an earlier generation's (see :mod:`conn.state.cache_layers`)."""
+        an earlier generation's (see :mod:`conn.state.backends.duckdb.cache_layers`)."""
         layer = cache_layers.read(self.cache_dir, gen)
         if layer is None:
             return self._base_state(gen)
@@ -778,7 +779,7 @@ class DuckDBStateStore(StateStore):
                   target: SyncTarget | None = None,
                   on_target_change: OnChange = None) -> Iterator[SyncState]:
         """See :meth:`StateStore.open_sync`. ``partitions`` (extension) opens only those
-        partitions (``conn.state.hashing.PARTITIONS`` in all); deletions then cover only
+        partitions (``conn.state.planner.row_hashes.PARTITIONS`` in all); deletions then cover only
         them."""
         lock = SyncFileLock(self.root / "locks", sync, run_id, partitions).acquire()
         con = storage = None
@@ -835,7 +836,7 @@ class DuckDBStateStore(StateStore):
 
     def _check_canary(self, storage: DuckDBStorage, meta: dict[str, str],
                       full_resync: bool) -> None:
-        current = hashing.canary(storage.con)
+        current = row_hashes.canary(storage.con)
         stored = meta.get("hash_canary")
         if stored == current:
             return
@@ -848,7 +849,7 @@ class DuckDBStateStore(StateStore):
         if stored is not None:
             storage.rekey()
         migrations.write_meta(storage.con, {"hash_canary": current,
-                                            "hash_algorithm": hashing.HASH_ALGORITHM,
+                                            "hash_algorithm": row_hashes.HASH_ALGORITHM,
                                             "hash_engine": f"duckdb {duckdb.__version__}"})
 
     # --- history and reports ------------------------------------------------------------

@@ -18,7 +18,7 @@ unless the run is a ``--full-resync``, which re-baselines. Nothing is silently r
 skipped.
 
 With the optional ``conn-speedups`` package the same hashes are computed by compiled
-kernels straight from the Arrow buffers (:mod:`conn.state.accel`), which are checked
+kernels straight from the Arrow buffers (:mod:`conn.state.planner.kernels`), which are checked
 against DuckDB before use: the values stored never depend on which path computed them.
 """
 
@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING
 import duckdb
 import numpy as np
 import pyarrow as pa
+
 from conn.duckdb_scan import parallel_scan
-from conn.state import accel
+from conn.state.planner import kernels
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -106,7 +107,7 @@ def _scan_table(cols: list[pa.Array | pa.ChunkedArray], names: list[str]) -> pa.
 def key_ids(con: duckdb.DuckDBPyConnection, keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """``hash(key)`` per key as uint64 (nulls hash too; callers mask them)."""
     keys = _as_string(keys)
-    fast = accel.key_ids(con, keys)
+    fast = kernels.key_ids(con, keys)
     if fast is not None:
         return fast
     t = _scan_table([keys], ["k"])  # noqa: F841 - scanned by DuckDB by name
@@ -121,7 +122,7 @@ def _payload_sql(batch: pa.RecordBatch | pa.Table) -> str:
 def hash_batch(con: duckdb.DuckDBPyConnection, keys: pa.Array | pa.ChunkedArray,
                batch: pa.RecordBatch | pa.Table) -> tuple[np.ndarray, np.ndarray]:
     """Key ids and payload hashes of a batch in one DuckDB pass: ``(kids, hashes)``."""
-    fast = accel.payload_hashes(con, batch, schema_fingerprint(batch.schema))
+    fast = kernels.payload_hashes(con, batch, schema_fingerprint(batch.schema))
     if fast is not None:
         return key_ids(con, keys), fast
     names = [f"c{i}" for i in range(batch.num_columns)]
@@ -133,7 +134,7 @@ def hash_batch(con: duckdb.DuckDBPyConnection, keys: pa.Array | pa.ChunkedArray,
 def payload_hashes(con: duckdb.DuckDBPyConnection,
                    batch: pa.RecordBatch | pa.Table) -> np.ndarray:
     """Payload hashes only (the same values :func:`hash_batch` returns)."""
-    fast = accel.payload_hashes(con, batch, schema_fingerprint(batch.schema))
+    fast = kernels.payload_hashes(con, batch, schema_fingerprint(batch.schema))
     if fast is not None:
         return fast
     names = [f"c{i}" for i in range(batch.num_columns)]

@@ -18,7 +18,7 @@ History:
      about half the bytes to DuckDB's WAL (700,000 rows: 0.65 -> 0.3 s). The view
      ``acknowledged`` shows records with every column resolved. ``kid_index`` is gone:
      the planner's sorted state is cached in ``.npy`` files next to the state file
-     (see :mod:`conn.state.duckdb_store`) and rebuilt from ``records`` when missing.
+     (see :mod:`conn.state.backends.duckdb.store`) and rebuilt from ``records`` when missing.
   4. Typed match values and listed rejections: ``commits.match_type`` names the Arrow
      type of the commit's match values (:mod:`conn.state.typed_text`; NULL for values
      stored as text by earlier formats), so deletes send them back with that type;
@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 import duckdb
+
 from conn.errors import StateError
 
 APP_ID = "conn-state"

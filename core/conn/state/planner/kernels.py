@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
+
 from conn import native as compiled
 
 if TYPE_CHECKING:

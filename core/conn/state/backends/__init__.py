@@ -1,0 +1,1 @@
+"""The state backends conn ships: in memory, DuckDB files (the default) and PostgreSQL."""

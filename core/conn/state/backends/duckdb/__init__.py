@@ -1,0 +1,1 @@
+"""The embedded default state backend: one DuckDB file per sync (see :mod:`.store`)."""
