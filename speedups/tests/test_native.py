@@ -311,7 +311,7 @@ def test_index_add_refuses_a_full_table_and_short_store():
 
 
 def test_api_version_is_exported():
-    """conn compares it with the kernel API it was written for (``conn.native``)."""
+    """conn compares it with the kernel API it was written for (``conn.speedups``)."""
     import conn_speedups
 
     assert isinstance(conn_speedups.API_VERSION, int) and conn_speedups.API_VERSION >= 1

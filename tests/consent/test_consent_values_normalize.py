@@ -7,7 +7,7 @@ import hashlib
 import pyarrow as pa
 import pytest
 from conn.consent import normalize as n
-from conn.consent.hashing import md5_hex, sha256_hex
+from conn.consent.sha256 import md5_hex, sha256_hex
 from conn.consent.values import DENIED, GRANTED, MALFORMED, NO_RECORD, classify
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -45,14 +45,14 @@ VECTORS = {
 @pytest.fixture(params=["compiled", "duckdb"])
 def sha_path(request, monkeypatch):
     """SHA-256 through conn-speedups' kernel, and through DuckDB."""
-    from conn import native
+    from conn import speedups
 
     monkeypatch.setenv("CONN_SPEEDUPS", "1" if request.param == "compiled" else "0")
-    native.reset()
-    if request.param == "compiled" and native.kernels() is None:
+    speedups.reset()
+    if request.param == "compiled" and speedups.find() is None:
         pytest.skip("conn-speedups is not installed")
     yield request.param
-    native.reset()
+    speedups.reset()
 
 
 @settings(max_examples=50, deadline=None,
@@ -149,7 +149,7 @@ def test_mask() -> None:
 def test_duckdb_results_stay_aligned_on_large_arrays() -> None:
     """DuckDB scans large arrays in parallel; results must keep the input's row order."""
     import numpy as np
-    from conn.consent.hashing import sql_over
+    from conn.consent.sha256 import sql_over
 
     arr = pa.array(np.arange(400_000).astype(str))
     digests = sha256_hex(arr)

@@ -42,15 +42,15 @@ def test_a_stale_build_of_the_kernels_is_ignored(monkeypatch, caplog):
     import sys
     import types
 
-    from conn import native
+    from conn import speedups
 
     stale = types.ModuleType("conn_speedups")
-    stale.API_VERSION = native.API_VERSION - 1  # type: ignore[attr-defined]
+    stale.API_VERSION = speedups.API_VERSION - 1  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "conn_speedups", stale)
     monkeypatch.setenv("CONN_SPEEDUPS", "1")
     kernels.reset()
     with caplog.at_level(logging.WARNING), row_hashes.connect() as con:
-        assert native.kernels() is None
+        assert speedups.find() is None
         assert not kernels.enabled(con)
         assert len(row_hashes.key_ids(con, pa.array(["a", "b"]))) == 2  # DuckDB did it
     assert "kernel API" in caplog.text

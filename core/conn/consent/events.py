@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conn.consent.hashing import duckdb_connection, sql_over
+from conn.consent.sha256 import duckdb_connection, sql_over
 from conn.consent.values import MALFORMED, NO_RECORD, REASONS, classify
 from conn.errors import ConfigError
 

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from conn.consent.hashing import sha256_hex
 from conn.consent.normalize import mask, normalize
+from conn.consent.sha256 import sha256_hex
 from conn.errors import ConfigError
 
 if TYPE_CHECKING:

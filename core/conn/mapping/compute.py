@@ -25,8 +25,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conn.consent.hashing import sha256_hex
 from conn.consent.normalize import normalize
+from conn.consent.sha256 import sha256_hex
 from conn.mapping.coerce import cast_named, to_timestamp
 from conn.mapping.spec import FieldSpec
 

@@ -34,8 +34,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conn.consent import hashing
 from conn.consent import normalize as norm
+from conn.consent.sha256 import md5_hex, sha256_hex
 
 
 def _s(arr: pa.Array) -> pa.Array:
@@ -112,12 +112,12 @@ def normalize(arr: pa.Array, *, kind: str = "text", **options: Any) -> pa.Array:
 
 def sha256(arr: pa.Array, **_: Any) -> pa.Array:
     """SHA-256 hex of each value (as UTF-8 text)."""
-    return hashing.sha256_hex(_s(arr))
+    return sha256_hex(_s(arr))
 
 
 def md5(arr: pa.Array, **_: Any) -> pa.Array:
     """MD5 hex of each value (as UTF-8 text)."""
-    return hashing.md5_hex(_s(arr))
+    return md5_hex(_s(arr))
 
 
 def mask(arr: pa.Array, *, kind: str | None = None, **_: Any) -> pa.Array:

@@ -9,7 +9,7 @@ disagrees, say after a DuckDB release changed its hash, is left to DuckDB. Store
 therefore never depend on whether the package is installed.
 
 ``CONN_SPEEDUPS=0`` turns the fast path off (the tests run both paths); the module is
-found by :mod:`conn.native`.
+found by :mod:`conn.speedups`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
-from conn import native as compiled
+from conn import speedups
 
 if TYPE_CHECKING:
     import duckdb
@@ -83,7 +83,7 @@ def _check_table() -> pa.Table:
 def _self_check(con: duckdb.DuckDBPyConnection) -> None:
     """Keep the types whose kernel matches DuckDB on :func:`_check_table`."""
     global _native, _checked
-    found = compiled.kernels()
+    found = speedups.find()
     if found is not None:
         t = _check_table()
         names = t.column_names
@@ -127,7 +127,7 @@ def reset() -> None:
     ``CONN_SPEEDUPS`` changed, in tests)."""
     global _native, _checked
     with _lock:
-        compiled.reset()
+        speedups.reset()
         _native, _checked = None, False
         _verified.clear()
 
@@ -185,13 +185,13 @@ def payload_hashes(con: duckdb.DuckDBPyConnection, batch: pa.RecordBatch | pa.Ta
 
 def can_probe() -> bool:
     """Whether the compiled probe is available (it needs no check against DuckDB)."""
-    return compiled.kernels() is not None
+    return speedups.find() is not None
 
 
 def _probe_kernels() -> ModuleType:
     """The kernels for :func:`probe`, :func:`split` and :func:`classify`, which are only
     called after :func:`can_probe`."""
-    kernels = compiled.kernels()
+    kernels = speedups.find()
     if kernels is None:
         raise RuntimeError("conn-speedups is not available")
     return kernels

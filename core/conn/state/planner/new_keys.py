@@ -13,7 +13,7 @@ from types import ModuleType
 
 import numpy as np
 
-from conn import native as compiled
+from conn import speedups
 
 _EMPTY = -1
 #: Entries re-inserted per step when the table grows.
@@ -51,7 +51,7 @@ class NewKeyIndex:
             self._table = np.full(size, _EMPTY, dtype=np.int32 if size < 2**31 else np.int64)
             # Re-insert in slices: _place's temporaries (~40 bytes per entry) then stay
             # bounded instead of spiking with the index size (+300 MB at 7M keys).
-            native = compiled.kernels()
+            native = speedups.find()
             for lo in range(0, self._n, _REHASH_SLICE):
                 hi = min(self._n, lo + _REHASH_SLICE)
                 if native is not None:  # every id is fresh: each stays where it is
@@ -109,7 +109,7 @@ class NewKeyIndex:
         repeated earlier in ``kids``)."""
         kids = np.ascontiguousarray(kids, dtype=np.uint64)
         self._reserve(len(kids))
-        native = compiled.kernels()
+        native = speedups.find()
         if native is not None:
             placed, fresh = self._native_add(native, self._n, kids)
             self._n += int(fresh.sum())

@@ -1,8 +1,11 @@
-"""The optional compiled kernels (the ``conn-speedups`` package), if installed.
+"""Finds the optional compiled kernels: the ``conn-speedups`` package (module
+``conn_speedups``), if installed.
 
 conn never requires them: each caller keeps its vectorised Arrow/DuckDB/numpy path and
-uses a kernel only after checking it against that path (see :mod:`conn.state.planner.kernels` and
-:mod:`conn.consent.hashing`). ``CONN_SPEEDUPS=0`` switches them off.
+uses a kernel only after checking it against that path (see
+:mod:`conn.state.planner.kernels` and :mod:`conn.consent.sha256`). This module only finds
+the package: ``CONN_SPEEDUPS=0`` switches it off, and a build for another kernel API is
+ignored.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ API_VERSION = 2
 _module: ModuleType | bool | None = False  # False: not looked up yet
 
 
-def kernels() -> ModuleType | None:
+def find() -> ModuleType | None:
     """The ``conn_speedups`` module, or ``None`` (not installed, built for another kernel
     API, or ``CONN_SPEEDUPS=0``)."""
     global _module

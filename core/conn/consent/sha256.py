@@ -19,7 +19,7 @@ import threading
 import numpy as np
 import pyarrow as pa
 
-from conn import native
+from conn import speedups
 from conn.duckdb_scan import parallel_scan
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def _kernel_sha256(kernels: object, array: pa.Array) -> pa.Array:
 def _kernel() -> object | None:
     """The compiled SHA-256, once it reproduced hashlib in this process."""
     global _kernel_ok
-    kernels = native.kernels()
+    kernels = speedups.find()
     if kernels is None:
         return None
     if _kernel_ok is None:
