@@ -119,7 +119,7 @@ def test_first_run_end_with_or_without_the_shortcut(tmp_path: Path,
     """A first run whose commits are upserts of distinct keys ends without counting
     them (its own (id, hash) pairs give the cache); any other first run takes the full
     fold. Both leave the same records and a cache equal to them."""
-    from conn.state.planner import SortedState
+    from conn.state.planner.sorted_state import SortedState
 
     path = tmp_path / "s.duckdb"
     con = duckdb.connect(str(path))

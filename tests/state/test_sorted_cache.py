@@ -161,7 +161,7 @@ def test_written_cache_equals_sorted_state(tmp_path: Path, monkeypatch: pytest.M
                                            step_rows: int, in_memory: int) -> None:
     """The cache streamed in slices (``in_memory`` 0) and the one built in memory both
     equal the SortedState built from the records."""
-    from conn.state.planner import SortedState
+    from conn.state.planner.sorted_state import SortedState
 
     monkeypatch.setattr(duckdb_store, "COMPACT_ROWS", step_rows)
     monkeypatch.setattr(duckdb_store, "CACHE_IN_MEMORY_KEYS", in_memory)

@@ -2,7 +2,7 @@
 the crash test: IndexError in SortedState.find)."""
 
 import numpy as np
-from conn.state.planner import SortedState
+from conn.state.planner.sorted_state import SortedState
 
 
 def test_lookup_of_ids_above_every_stored_id():

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
+    import numpy as np
     import pyarrow as pa
 
+    from conn.state.planner.sorted_state import LayeredState, SortedState
     from conn.state.target import OnChange, SyncTarget
 
 
@@ -109,6 +111,57 @@ class SyncState(abc.ABC):
         """Optional: declare the source completely read in this run (call after the last
         batch). Rejections of keys not seen in the run (gone from the source, consent
         withdrawn) are then cleared. :meth:`deletions` implies it once exhausted."""
+
+
+class Storage(abc.ABC):
+    """What a backend stores for one sync; the planner does the rest."""
+
+    @abc.abstractmethod
+    def load(self, partitions: frozenset[int] | None) -> tuple[np.ndarray, np.ndarray]:
+        """Acknowledged ``(kids, hashes)`` of the partitions, sorted by kid if cheap."""
+
+    @abc.abstractmethod
+    def commit(self, run_id: str, rows: pa.Table, rejected: pa.Table, *,
+               deletes: bool, match_type: str | None = None) -> None:
+        """In one transaction: record ``rows`` (kid, key, hash, match_value as text,
+        partition) as acknowledged (or as deleted when ``deletes``), with ``match_type``,
+        the type token of their match values (:mod:`conn.state.typed_text`); store
+        ``rejected`` (kid, key, partition, reason) as this run's rejections, replacing
+        earlier rejections of every key in either table (a key rejected again keeps the
+        time of its first rejection and counts the attempts); add the counts to the
+        run's progress."""
+
+    @abc.abstractmethod
+    def lookup(self, kids: np.ndarray, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        """Stored records of ``kids``, in batches with the columns ``key``,
+        ``match_value`` (text), ``match_type`` (its type token, null when stored without
+        one) and ``hash``."""
+
+    @abc.abstractmethod
+    def rejection_kids(self, partitions: frozenset[int] | None) -> np.ndarray:
+        """Key ids with a stored rejection."""
+
+    @abc.abstractmethod
+    def clear_rejections(self, kids: np.ndarray) -> None:
+        """Forget rejections of keys that left the source."""
+
+    @abc.abstractmethod
+    def get_source_state(self) -> str | None:
+        """The stored bookmark (JSON text)."""
+
+    @abc.abstractmethod
+    def set_source_state(self, run_id: str, value: str) -> None:
+        """Store the bookmark (JSON text)."""
+
+    def load_sorted(self, partitions: frozenset[int] | None) -> SortedState | LayeredState:
+        """The acknowledged state as a :class:`SortedState`; a backend may serve it from
+        a cache instead of :meth:`load` and a rebuild (possibly a :class:`LayeredState`)."""
+        from conn.state.planner.sorted_state import SortedState
+
+        return SortedState(*self.load(partitions))
+
+    def finish(self) -> None:  # noqa: B027 - optional
+        """End of the run (success or not): compact, release resources."""
 
 
 class StateStore(abc.ABC):

@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from conn.errors import SyncLocked
-from conn.state.contracts import StateStore, SyncState
-from conn.state.planner import PlanningSyncState, Storage
+from conn.state.contracts import StateStore, Storage, SyncState
+from conn.state.planner import PlanningSyncState
 from conn.state.target import OnChange, SyncTarget, decide
 
 RECORDS_SCHEMA = pa.schema([("kid", pa.uint64()), ("key", pa.string()), ("hash", pa.uint64()),

@@ -27,9 +27,9 @@ import pyarrow as pa
 
 from conn.errors import StateError, SyncLocked
 from conn.state.backends.memory import run_entry
-from conn.state.contracts import StateStore, SyncState
+from conn.state.contracts import StateStore, Storage, SyncState
 from conn.state.locks import describe_holder, holder_info
-from conn.state.planner import PlanningSyncState, Storage, row_hashes
+from conn.state.planner import PlanningSyncState, row_hashes
 from conn.state.target import OnChange, SyncTarget, decide
 
 log = logging.getLogger(__name__)

@@ -42,9 +42,10 @@ import pyarrow.compute as pc
 from conn.errors import StateError
 from conn.state.backends.duckdb import cache_layers, migrations
 from conn.state.backends.memory import run_entry
-from conn.state.contracts import StateStore, SyncState
+from conn.state.contracts import StateStore, Storage, SyncState
 from conn.state.locks import SyncFileLock, safe_name
-from conn.state.planner import LayeredState, PlanningSyncState, SortedState, Storage, row_hashes
+from conn.state.planner import PlanningSyncState, row_hashes
+from conn.state.planner.sorted_state import LayeredState, SortedState
 from conn.state.target import OnChange, SyncTarget, decide
 
 log = logging.getLogger(__name__)
