@@ -82,19 +82,42 @@ def pg_url() -> str | None:
     return PG_URL if pg_available() else None
 
 
-@pytest.fixture(autouse=True, params=["compiled", "numpy"])
-def planner_path(request, monkeypatch) -> Iterator[str]:
-    """Every state test runs with the compiled kernels (``conn-speedups``) and without
-    them: both paths must plan identically."""
+#: The planner's two paths: with the compiled kernels (``conn-speedups``) and without.
+PLANNER_PATHS = ["compiled", "numpy"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "one_planner_path: run once, not once per planner path (the test sets "
+        "CONN_SPEEDUPS itself, or plans nothing)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every state test runs on both planner paths (they must plan identically), unless
+    it is marked ``one_planner_path``."""
+    if ("planner_path" in metafunc.fixturenames
+            and metafunc.definition.get_closest_marker("one_planner_path") is None):
+        metafunc.parametrize("planner_path", PLANNER_PATHS, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def planner_path(request: pytest.FixtureRequest,
+                 monkeypatch: pytest.MonkeyPatch) -> Iterator[str | None]:
+    """The planner path of this run of the test (see :func:`pytest_generate_tests`);
+    ``None`` for a test marked ``one_planner_path``, which is left as it is."""
     from conn.state.planner import kernels, row_hashes
 
-    monkeypatch.setenv("CONN_SPEEDUPS", "1" if request.param == "compiled" else "0")
+    path = getattr(request, "param", None)
+    if path is None:
+        yield None
+        return
+    monkeypatch.setenv("CONN_SPEEDUPS", "1" if path == "compiled" else "0")
     kernels.reset()
-    if request.param == "compiled":
+    if path == "compiled":
         with row_hashes.connect() as con:
             if not kernels.enabled(con):
                 pytest.skip("conn-speedups is not installed")
-    yield request.param
+    yield path
     kernels.reset()
 
 

@@ -14,7 +14,7 @@ from conn.state.backends.duckdb.store import CACHE_PARTS, DuckDBStateStore, Duck
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.state.test_sorted_cache import _cache_files, _run
+from tests.state.helpers import cache_files, run_snapshot
 
 
 def _no_cache_runs(tmp: Path, snaps: list[dict[str, int]]) -> list[dict[str, list[str]]]:
@@ -22,13 +22,13 @@ def _no_cache_runs(tmp: Path, snaps: list[dict[str, int]]) -> list[dict[str, lis
     orig = DuckDBStorage._read_cache
     try:
         DuckDBStorage._read_cache = lambda self: None  # type: ignore[method-assign]
-        return [_run(store, s) for s in snaps]
+        return [run_snapshot(store, s) for s in snaps]
     finally:
         DuckDBStorage._read_cache = orig  # type: ignore[method-assign]
 
 
 def _layers(store: DuckDBStateStore) -> list[Path]:
-    return [f for f in _cache_files(store) if f.name.endswith(cache_layers.MANIFEST)]
+    return [f for f in cache_files(store) if f.name.endswith(cache_layers.MANIFEST)]
 
 
 BASE = {f"k{i}": i for i in range(400)}
@@ -59,29 +59,29 @@ def test_layered_cache_plans_like_no_cache(tmp_path: Path, snaps: list[dict[str,
     store = DuckDBStateStore(tmp_path / uuid.uuid4().hex)
     got = []
     for s in snaps:
-        got.append(_run(store, s))
+        got.append(run_snapshot(store, s))
         # Each change layer sits on the first run's base: at most one layer, one base.
         assert len(_layers(store)) <= 1
-        assert len([f for f in _cache_files(store) if f.name.endswith(".pairs.npy")]) == 1
+        assert len([f for f in cache_files(store) if f.name.endswith(".pairs.npy")]) == 1
     assert got == _no_cache_runs(tmp_path, snaps)
 
 
 def test_a_small_change_writes_a_layer_and_a_big_one_rewrites(tmp_path: Path) -> None:
     store = DuckDBStateStore(tmp_path / "c")
     base = {f"k{i}": i for i in range(1000)}
-    _run(store, base)
-    first = {f.name for f in _cache_files(store)}
+    run_snapshot(store, base)
+    first = {f.name for f in cache_files(store)}
     small = {**base, "k1": -1, "new": 5}
     small.pop("k2")
-    assert _run(store, small) == {"inserts": ["new"], "updates": ["k1"], "deletes": ["k2"]}
-    names = {f.name for f in _cache_files(store)}
+    assert run_snapshot(store, small) == {"inserts": ["new"], "updates": ["k1"], "deletes": ["k2"]}
+    names = {f.name for f in cache_files(store)}
     assert first <= names and len(_layers(store)) == 1  # the base stayed, a layer came
     big = {k: v + 1 for k, v in small.items()}  # every key changed: rewrite whole
-    _run(store, big)
+    run_snapshot(store, big)
     assert not _layers(store)
-    assert not first & {f.name for f in _cache_files(store)}
-    assert len(_cache_files(store)) == len(CACHE_PARTS)
-    assert _run(store, big) == {"inserts": [], "updates": [], "deletes": []}
+    assert not first & {f.name for f in cache_files(store)}
+    assert len(cache_files(store)) == len(CACHE_PARTS)
+    assert run_snapshot(store, big) == {"inserts": [], "updates": [], "deletes": []}
 
 
 @pytest.mark.parametrize("damage", ["manifest", "kids", "missing_base"])
@@ -90,19 +90,19 @@ def test_damaged_layer_falls_back_to_the_records(tmp_path: Path, damage: str,
     store = DuckDBStateStore(tmp_path / "c")
     base = {f"k{i}": i for i in range(1000)}
     snaps = [base, {**base, "k1": 7}, {**base, "k1": 7, "k3": 9}]
-    _run(store, snaps[0])
-    _run(store, snaps[1])
-    files = _cache_files(store)
+    run_snapshot(store, snaps[0])
+    run_snapshot(store, snaps[1])
+    files = cache_files(store)
     if damage == "manifest":
         next(f for f in files if f.name.endswith(cache_layers.MANIFEST)).write_text("{")
     elif damage == "kids":
         next(f for f in files if "layer-upsert-kids" in f.name).write_bytes(b"junk")
     else:
         next(f for f in files if f.name.endswith(".pairs.npy")).unlink()
-    assert _run(store, snaps[2]) == {"inserts": [], "updates": ["k3"], "deletes": []}
+    assert run_snapshot(store, snaps[2]) == {"inserts": [], "updates": ["k3"], "deletes": []}
     if damage != "missing_base":
         assert "ignoring the sorted-state cache" in caplog.text
-    assert _run(store, snaps[2]) == {"inserts": [], "updates": [], "deletes": []}
+    assert run_snapshot(store, snaps[2]) == {"inserts": [], "updates": [], "deletes": []}
 
 
 def test_a_layer_whose_base_is_gone_is_replaced(tmp_path: Path, used: list[bool]) -> None:
@@ -110,11 +110,11 @@ def test_a_layer_whose_base_is_gone_is_replaced(tmp_path: Path, used: list[bool]
     then the whole cache is written again (not a fall-back at every later open)."""
     store = DuckDBStateStore(tmp_path / "c")
     base = {f"k{i}": i for i in range(1000)}
-    _run(store, base)
-    _run(store, {**base, "k1": 7})
-    next(f for f in _cache_files(store) if f.name.endswith(".pairs.npy")).unlink()
-    _run(store, {**base, "k1": 7})  # no change: falls back, then rewrites the cache
-    _run(store, {**base, "k1": 7})
+    run_snapshot(store, base)
+    run_snapshot(store, {**base, "k1": 7})
+    next(f for f in cache_files(store) if f.name.endswith(".pairs.npy")).unlink()
+    run_snapshot(store, {**base, "k1": 7})  # no change: falls back, then rewrites the cache
+    run_snapshot(store, {**base, "k1": 7})
     assert used[-2:] == [False, True]
     assert not _layers(store)
 

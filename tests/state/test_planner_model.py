@@ -15,7 +15,7 @@ from conn.state.planner import row_hashes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.state.test_sorted_cache import _run
+from tests.state.helpers import run_snapshot
 
 
 def _model(state: dict[str, int], batches: list[list[tuple[str | None, int]]],
@@ -75,8 +75,8 @@ def scenario(draw: st.DrawFn) -> tuple[dict[str, int], dict[str, int], list, lis
 def test_plans_and_deletions_match_the_model(tmp_path: Path, case) -> None:
     base, changed, batches, touched = case
     store = DuckDBStateStore(tmp_path / uuid.uuid4().hex)
-    _run(store, base)
-    _run(store, changed)
+    run_snapshot(store, base)
+    run_snapshot(store, changed)
     # The state holds payload hashes; the model compares values: hash the model's too.
     with row_hashes.connect() as con:
         keys, b = _batch(list(changed.items()))

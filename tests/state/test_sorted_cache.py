@@ -7,29 +7,12 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pytest
 from conn.state.backends.duckdb import migrations
 from conn.state.backends.duckdb import store as duckdb_store
 from conn.state.backends.duckdb.store import CACHE_PARTS, DuckDBStateStore, DuckDBStorage
 
-
-def _run(store: DuckDBStateStore, rows: dict[str, int]) -> dict[str, list[str]]:
-    """One full run over ``rows`` (key -> value), committing every change."""
-    keys = pa.array(list(rows), pa.string())
-    batch = pa.record_batch({"v": pa.array(list(rows.values()), pa.int64())})
-    with store.open_sync("s", uuid.uuid4().hex) as st:
-        plan = st.plan(keys, batch)
-        idx = pa.concat_arrays([plan.inserts, plan.updates])
-        k = keys.take(idx)
-        st.commit(k, plan.hashes.take(idx), k, pa.array([True] * len(k)), [])
-        deleted: list[str] = []
-        for dkeys, _, _ in st.deletions(1000):
-            deleted += dkeys.to_pylist()
-            st.commit_deletes(dkeys, pa.array([True] * len(dkeys)), [])
-    return {"inserts": sorted(keys.take(plan.inserts).to_pylist()),
-            "updates": sorted(keys.take(plan.updates).to_pylist()),
-            "deletes": sorted(deleted)}
+from tests.state.helpers import cache_files, run_snapshot
 
 
 def _snapshots() -> list[dict[str, int]]:
@@ -46,23 +29,18 @@ def _expected(tmp_path: Path) -> list[dict[str, list[str]]]:
     orig = DuckDBStorage._read_cache
     try:
         DuckDBStorage._read_cache = lambda self: None  # type: ignore[method-assign]
-        return [_run(store, s) for s in _snapshots()]
+        return [run_snapshot(store, s) for s in _snapshots()]
     finally:
         DuckDBStorage._read_cache = orig  # type: ignore[method-assign]
-
-
-def _cache_files(store: DuckDBStateStore) -> list[Path]:
-    d = store.sync_path("s").with_name(store.sync_path("s").name + ".sorted")
-    return sorted(d.iterdir()) if d.exists() else []
 
 
 def test_cache_is_written_and_used(tmp_path: Path, used: list[bool]) -> None:
     expected = _expected(tmp_path)
     store = DuckDBStateStore(tmp_path / "c")
-    got = [_run(store, s) for s in _snapshots()]
+    got = [run_snapshot(store, s) for s in _snapshots()]
     assert got == expected
     assert used == [False, True, True, True]  # the first run has no state yet
-    assert len(_cache_files(store)) == len(CACHE_PARTS)  # one generation only
+    assert len(cache_files(store)) == len(CACHE_PARTS)  # one generation only
 
 
 @pytest.mark.parametrize("damage", ["missing", "truncated", "garbage", "empty",
@@ -71,8 +49,8 @@ def test_damaged_cache_falls_back(tmp_path: Path, used: list[bool], damage: str)
     expected = _expected(tmp_path)
     store = DuckDBStateStore(tmp_path / "c")
     snaps = _snapshots()
-    got = [_run(store, snaps[0])]
-    files = _cache_files(store)
+    got = [run_snapshot(store, snaps[0])]
+    files = cache_files(store)
     pairs = next(f for f in files if f.name.endswith(".pairs.npy"))
     if damage == "missing":
         pairs.unlink()
@@ -84,7 +62,7 @@ def test_damaged_cache_falls_back(tmp_path: Path, used: list[bool], damage: str)
         pairs.write_bytes(b"")
     else:
         np.save(pairs, np.load(pairs)[:-2])  # one record short
-    got += [_run(store, s) for s in snaps[1:]]
+    got += [run_snapshot(store, s) for s in snaps[1:]]
     assert got == expected
     assert used == [False, False, True, True]  # fell back, then rewrote the cache
 
@@ -94,15 +72,15 @@ def test_crash_between_compaction_and_cache_write(tmp_path: Path, used: list[boo
     expected = _expected(tmp_path)
     store = DuckDBStateStore(tmp_path / "c")
     snaps = _snapshots()
-    got = [_run(store, snaps[0])]
-    old = _cache_files(store)
+    got = [run_snapshot(store, snaps[0])]
+    old = cache_files(store)
     # The second run compacts (a new generation) but "crashes" before writing the cache.
     monkeypatch.setattr(DuckDBStorage, "write_cache", lambda self, *args, **kw: None)
-    got.append(_run(store, snaps[1]))
-    assert _cache_files(store) == old
+    got.append(run_snapshot(store, snaps[1]))
+    assert cache_files(store) == old
     monkeypatch.undo()
     monkeypatch.setattr(DuckDBStorage, "_read_cache", _spy_again(used))
-    got += [_run(store, s) for s in snaps[2:]]
+    got += [run_snapshot(store, s) for s in snaps[2:]]
     assert got == expected
     # Opens: run 2 used run 1's cache; run 3 found a stale generation and fell back.
     assert used == [False, True, False, True]
@@ -124,11 +102,11 @@ def test_generation_mismatch_falls_back(tmp_path: Path, used: list[bool]) -> Non
     expected = _expected(tmp_path)
     store = DuckDBStateStore(tmp_path / "c")
     snaps = _snapshots()
-    got = [_run(store, snaps[0])]
+    got = [run_snapshot(store, snaps[0])]
     con = duckdb_store._connect(store.sync_path("s"))
     migrations.write_meta(con, {duckdb_store.CACHE_GENERATION: uuid.uuid4().hex})
     con.close()
-    got += [_run(store, s) for s in snaps[1:]]
+    got += [run_snapshot(store, s) for s in snaps[1:]]
     assert got == expected
     assert used == [False, False, True, True]
 
@@ -138,18 +116,18 @@ def test_state_file_without_generation(tmp_path: Path, used: list[bool]) -> None
     expected = _expected(tmp_path)
     store = DuckDBStateStore(tmp_path / "c")
     snaps = _snapshots()
-    got = [_run(store, snaps[0])]
+    got = [run_snapshot(store, snaps[0])]
     con = duckdb_store._connect(store.sync_path("s"))
     con.execute("DELETE FROM meta WHERE key = ?", [duckdb_store.CACHE_GENERATION])
     con.close()
-    got += [_run(store, s) for s in snaps[1:]]
+    got += [run_snapshot(store, s) for s in snaps[1:]]
     assert got == expected
     assert used == [False, False, True, True]
 
 
 def test_partitions_do_not_use_the_cache(tmp_path: Path, used: list[bool]) -> None:
     store = DuckDBStateStore(tmp_path / "c")
-    _run(store, _snapshots()[0])
+    run_snapshot(store, _snapshots()[0])
     with store.open_sync("s", "r", partitions=frozenset({0, 1})) as st:
         st.finish()
     assert used == [False]
@@ -166,7 +144,7 @@ def test_written_cache_equals_sorted_state(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(duckdb_store, "COMPACT_ROWS", step_rows)
     monkeypatch.setattr(duckdb_store, "CACHE_IN_MEMORY_KEYS", in_memory)
     store = DuckDBStateStore(tmp_path / "c")
-    _run(store, _snapshots()[0])
+    run_snapshot(store, _snapshots()[0])
     con = duckdb_store._connect(store.sync_path("s"))
     st = DuckDBStorage(con, store.sync_path("s"))
     try:
@@ -210,9 +188,9 @@ def test_background_cache_is_complete_before_the_sync_is_released(
     monkeypatch.setattr(DuckDBStorage, "_write_built_cache", slow)
     monkeypatch.setattr(SyncFileLock, "release", spy_release)
     store = DuckDBStateStore(tmp_path / "c")
-    _run(store, _snapshots()[0])
+    run_snapshot(store, _snapshots()[0])
     assert events == ["written", "released"]
-    assert len(_cache_files(store)) == len(CACHE_PARTS)
+    assert len(cache_files(store)) == len(CACHE_PARTS)
 
 
 def test_background_cache_failure_only_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -222,8 +200,8 @@ def test_background_cache_failure_only_warns(tmp_path: Path, monkeypatch: pytest
 
     monkeypatch.setattr(duckdb_store.np.lib.format, "write_array", broken)
     store = DuckDBStateStore(tmp_path / "c")
-    _run(store, _snapshots()[0])
+    run_snapshot(store, _snapshots()[0])
     assert "could not write the sorted-state cache (disk full)" in caplog.text
-    assert _cache_files(store) == []  # no temporary files left behind
+    assert cache_files(store) == []  # no temporary files left behind
     monkeypatch.undo()
-    assert _run(store, _snapshots()[1]) == _expected(tmp_path)[1]
+    assert run_snapshot(store, _snapshots()[1]) == _expected(tmp_path)[1]

@@ -1,17 +1,34 @@
-"""NewKeyIndex growth re-inserts its entries in slices; every key must stay findable."""
+"""The index of keys new in a run (duplicates across batches): vectorised, growing in
+slices, released at the end of the run."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from conn.state.planner import new_keys as index_mod
+from conn.state.planner import new_keys
 from conn.state.planner.new_keys import NewKeyIndex
+
+
+def test_key_index_add_and_find():
+    ix = NewKeyIndex()
+    kids = np.array([5, 9, 5, 1, 9, 7], dtype=np.uint64)
+    pos, fresh = ix.add(kids)
+    assert fresh.tolist() == [True, True, False, True, False, True]
+    assert pos.tolist() == [0, 1, 0, 2, 1, 3]
+    assert ix.find(np.array([7, 1, 2, 5], dtype=np.uint64)).tolist() == [3, 2, -1, 0]
+    rng = np.random.default_rng(0)
+    many = np.unique(rng.integers(0, 2**64 - 1, 50_000, dtype=np.uint64))
+    for lo in range(0, len(many), 7_000):  # grows and rehashes
+        ix.add(many[lo:lo + 7_000])
+    assert (ix.kids[ix.find(many)] == many).all()
+    _, fresh = ix.add(many[:10])
+    assert not fresh.any()
 
 
 @pytest.mark.parametrize("slice_size", [1, 7, 1 << 20])
 def test_growth_in_slices_keeps_positions(monkeypatch: pytest.MonkeyPatch,
                                           slice_size: int) -> None:
-    monkeypatch.setattr(index_mod, "_REHASH_SLICE", slice_size)
+    monkeypatch.setattr(new_keys, "_REHASH_SLICE", slice_size)
     rng = np.random.default_rng(3)
     kids = np.unique(rng.integers(0, 2**64 - 1, 5000, dtype=np.uint64))
     rng.shuffle(kids)

@@ -13,7 +13,7 @@ from conn.errors import SyncLocked
 from tests.conftest import unavailable
 from tests.state.conftest import PG_URL, make_store, pg_available
 
-pytestmark = pytest.mark.services
+pytestmark = [pytest.mark.services, pytest.mark.one_planner_path]
 
 
 @pytest.fixture
