@@ -46,8 +46,8 @@ def register_transforms(register: Callable[..., None]) -> None:
 @hookspec
 def register_state_backends(register: Callable[..., None]) -> None:
     """Register state store backends: ``register(name, factory)`` where ``factory(url,
-    project_dir) -> conn.state.store.StateStore``. Selected by ``state.backend`` in
-    conn.yml."""
+    project_dir) -> conn.state.StateStore``. Selected by ``state.backend`` in conn.yml;
+    :mod:`conn.state.contracts` says what a backend implements."""
 
 
 # --- observers ----------------------------------------------------------------------------

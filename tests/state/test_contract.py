@@ -178,6 +178,23 @@ def test_full_resync(backend):
     assert run(make(), "r2", [rows(range(3))], full_resync=True) == (["1"], ["0", "2"], 0)
 
 
+def test_a_changed_hash_function_needs_a_full_resync(backend, monkeypatch):
+    """Stored payload hashes are DuckDB's ``hash()``: when its canary changes (a DuckDB
+    release changed the function) a run is refused, unless it is a full resync, which
+    re-sends every row and records the new canary."""
+    from conn.state.planner import row_hashes
+
+    kind, make = backend
+    if kind == "memory":
+        pytest.skip("the memory backend's state lives in one process, with one DuckDB")
+    run(make(), "r1", [rows(range(4))])
+    monkeypatch.setattr(row_hashes, "canary", lambda con: "another hash function")
+    with pytest.raises(StateError, match=r"hash function changed.*--full-resync"):
+        run(make(), "r2", [rows(range(4))])
+    assert run(make(), "r3", [rows(range(4))], full_resync=True) == ([], list("0123"), 0)
+    assert run(make(), "r4", [rows(range(4))]) == ([], [], 4)
+
+
 def test_source_state(backend):
     _, make = backend
     with make().open_sync("s", "r1") as st:
@@ -213,7 +230,7 @@ def test_lock_refused(backend):
 
 def test_partitions(backend):
     kind, make = backend
-    from conn.state.planner.row_hashes import PARTITIONS, partition_of_keys
+    from conn.state import PARTITIONS, partition_of_keys
 
     keys, batch = rows(range(200))
     parts = partition_of_keys(keys).to_pylist()

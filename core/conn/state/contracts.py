@@ -1,9 +1,38 @@
-"""The state store interface: what the runtime needs to diff, commit and resume.
+"""The state contracts: what the runtime needs to diff, commit and resume, and what a
+state backend implements.
 
 State records only what a destination acknowledged, per sync, keyed by the source's
 primary key (as a string): the payload hash of what was delivered and the destination's
-match-key value (needed to delete the record later). Backends implement
-:class:`StateStore`; they are registered through the ``register_state_backends`` hook.
+match-key value with its type (needed to delete the record later), plus rejections, the
+source's bookmark and the run history.
+
+How to write a state backend
+----------------------------
+
+A backend stores; the planner, shared by every backend, plans. Implement two classes:
+
+1. :class:`Storage`: one sync's records during one run. ``load`` (acknowledged key ids
+   and payload hashes), ``commit`` (a batch's acknowledged rows and rejections, in one
+   transaction), ``lookup`` (stored records by key id, for deletes), ``rejection_kids``
+   and ``clear_rejections``, ``get_source_state`` and ``set_source_state``; optionally
+   ``load_sorted`` (serve the planner's sorted state from a cache) and ``finish``
+   (compact at the end of a run).
+2. :class:`StateStore`: a project's state. ``open_sync`` takes the sync's lock (raise
+   :class:`~conn.errors.SyncLocked` while another run holds it), settles the target
+   (:func:`conn.state.target.decide`), follows the hash-canary policy
+   (:func:`conn.state.planner.row_hashes.check_canary`) and yields
+   ``PlanningSyncState(storage, run_id, full_resync=..., partitions=...)``
+   (:class:`conn.state.planner.PlanningSyncState`, the :class:`SyncState` of every
+   backend); ``record_run`` and ``runs`` keep the run history
+   (:func:`conn.state.history.history_row`); ``rejections`` and ``stored_target`` serve
+   ``conn rejected`` and the target checks.
+
+Register a factory ``factory(url, project_dir) -> StateStore`` with the
+``register_state_backends`` hook (see :mod:`conn.builtins`); a project selects it with
+``state: {backend: NAME, url: ...}``. :mod:`conn.state.backends.memory` is the smallest
+complete backend. The contract suite is ``tests/state/test_contract.py``: add the backend
+to ``make_store`` and to the ``backend`` fixture in ``tests/state/conftest.py`` and every
+contract test runs against it, with and without the compiled kernels.
 """
 
 from __future__ import annotations
@@ -174,7 +203,7 @@ class StateStore(abc.ABC):
                   ) -> AbstractContextManager[SyncState]:
         """Take the sync's lock (raise :class:`conn.errors.SyncLocked` if another run
         holds it) and return its state for this run. ``partitions`` (optional) opens
-        only those partitions of the sync (``conn.state.planner.row_hashes.partition_of_keys``):
+        only those partitions of the sync (:func:`conn.state.partition_of_keys`):
         their state, their deletions, their locks; ``None`` opens the whole sync.
 
         ``target`` is what the run delivers to; the store compares it with the identity

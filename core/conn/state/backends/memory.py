@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from conn.errors import SyncLocked
 from conn.state.contracts import StateStore, Storage, SyncState
+from conn.state.history import history_row
 from conn.state.planner import PlanningSyncState
 from conn.state.target import OnChange, SyncTarget, decide
 
@@ -166,7 +167,7 @@ class MemoryStateStore(StateStore):
                 self._held.pop(sync, None)
 
     def record_run(self, sync: str, run_id: str, report: dict[str, Any]) -> None:
-        self._runs.append(run_entry(sync, run_id, report))
+        self._runs.append(history_row(sync, run_id, report))
 
     def runs(self, sync: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         out = [r for r in reversed(self._runs) if sync is None or r["sync"] == sync]
@@ -189,17 +190,3 @@ class MemoryStateStore(StateStore):
 
 def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-
-def run_entry(sync: str, run_id: str, report: dict[str, Any]) -> dict[str, Any]:
-    """The run-history row stored for a report: common counters plus the report."""
-    def num(name: str) -> int:
-        v = report.get(name)
-        return int(v) if isinstance(v, int | float) else 0
-
-    return {"sync": sync, "run_id": run_id, "status": str(report.get("status", "unknown")),
-            "started_at": report.get("started_at"), "seconds": report.get("seconds"),
-            "rows_read": num("rows_read"), "inserted": num("inserted"),
-            "updated": num("updated"), "deleted": num("deleted"),
-            "unchanged": num("unchanged"), "rejected": num("rejected"),
-            "pending": num("pending"), "recorded_at": time.time(), "report": report}

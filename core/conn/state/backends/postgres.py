@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from conn.errors import StateError, SyncLocked
-from conn.state.backends.memory import run_entry
+from conn.state import history
 from conn.state.contracts import StateStore, Storage, SyncState
 from conn.state.locks import describe_holder, holder_info
 from conn.state.planner import PlanningSyncState, row_hashes
@@ -358,22 +358,19 @@ class PostgresStateStore(StateStore):
         row = conn.execute(f"SELECT hash_canary, hash_engine FROM {s}.syncs WHERE sync = %s",
                            [sync]).fetchall()
         stored = row[0][0] if row else None
-        if stored == current:
-            conn.commit()
-            return
-        has_records = conn.execute(f"SELECT 1 FROM {s}.records WHERE sync = %s LIMIT 1",
-                                   [sync]).fetchall()
-        if stored is not None and has_records and not full_resync:
-            raise StateError(f"sync {sync!r}: the row hash function changed ("
-                             f"{row[0][1]} -> duckdb {duckdb.__version__}); install the "
-                             "DuckDB version that wrote the state, or run once with "
-                             "--full-resync to re-send every row and re-baseline.")
-        if stored is not None and has_records:
+        if stored not in (None, current) and not conn.execute(
+                f"SELECT 1 FROM {s}.records WHERE sync = %s LIMIT 1", [sync]).fetchall():
+            stored = None  # no records were hashed with the old function: none to compare
+        action = row_hashes.check_canary(stored, current, full_resync)
+        if action == "refuse":
+            raise row_hashes.hash_changed(f"sync {sync!r}", row[0][1])
+        if action == "rekey":
             self._rekey(conn, sync)
-        conn.execute(f"""INSERT INTO {s}.syncs (sync, hash_canary, hash_engine)
-            VALUES (%s, %s, %s) ON CONFLICT (sync) DO UPDATE SET
-            hash_canary = excluded.hash_canary, hash_engine = excluded.hash_engine""",
-                     [sync, current, f"duckdb {duckdb.__version__}"])
+        if action != "ok":
+            conn.execute(f"""INSERT INTO {s}.syncs (sync, hash_canary, hash_engine)
+                VALUES (%s, %s, %s) ON CONFLICT (sync) DO UPDATE SET
+                hash_canary = excluded.hash_canary, hash_engine = excluded.hash_engine""",
+                         [sync, current, row_hashes.hash_engine()])
         conn.commit()
 
     def _rekey(self, conn: Any, sync: str) -> None:
@@ -394,15 +391,10 @@ class PostgresStateStore(StateStore):
     # --- history ------------------------------------------------------------------------
 
     def record_run(self, sync: str, run_id: str, report: dict[str, Any]) -> None:
-        e = run_entry(sync, run_id, report)
-        started = e["started_at"] if isinstance(e["started_at"], int | float) else None
+        values = history.sql_values(history.history_row(sync, run_id, report))
         with self._connect() as conn:
-            conn.execute(f"INSERT INTO {self.schema}.runs VALUES (%s, %s, %s, %s, %s, %s, "
-                         "%s, %s, %s, %s, %s, %s, %s, %s)",
-                         [sync, run_id, e["status"], started, e["seconds"], e["rows_read"],
-                          e["inserted"], e["updated"], e["deleted"], e["unchanged"],
-                          e["rejected"], e["pending"], e["recorded_at"],
-                          json.dumps(report, default=str)])
+            conn.execute(f"INSERT INTO {self.schema}.runs VALUES "
+                         f"({', '.join(['%s'] * len(values))})", values)
 
     def runs(self, sync: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         where, params = ("WHERE sync = %s", [sync]) if sync is not None else ("", [])

@@ -14,8 +14,8 @@ form (measured on 1M mapped rows in 100k batches: ``hash`` 0.075 s, ``md5_number
 Its only weakness is that DuckDB may change it between releases. We therefore store a
 *canary* (the hashes of fixed probe values) with the state; when it differs on open the
 payload hashes are known to be incomparable and the store refuses to plan (``StateError``)
-unless the run is a ``--full-resync``, which re-baselines. Nothing is silently re-sent or
-skipped.
+unless the run is a ``--full-resync``, which re-baselines (:func:`check_canary`, the one
+policy every backend follows). Nothing is silently re-sent or skipped.
 
 With the optional ``conn-speedups`` package the same hashes are computed by compiled
 kernels straight from the Arrow buffers (:mod:`conn.state.planner.kernels`), which are checked
@@ -27,13 +27,14 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
 from conn.duckdb_scan import parallel_scan
+from conn.errors import StateError
 from conn.state.planner import kernels
 
 if TYPE_CHECKING:
@@ -80,6 +81,48 @@ def canary(con: duckdb.DuckDBPyConnection) -> str:
     """A digest of DuckDB's hashes of fixed probe values: changes iff ``hash()`` does."""
     rows = con.sql(_CANARY_SQL).fetchall()
     return hashlib.sha256(str(rows[0][0]).encode()).hexdigest()[:16]
+
+
+#: What a backend does about the hash canary stored with a sync's state when it opens the
+#: sync (see :func:`check_canary`).
+CanaryAction = Literal["ok", "record", "rekey", "refuse"]
+
+
+def check_canary(stored: str | None, current: str, full_resync: bool) -> CanaryAction:
+    """The canary policy every backend follows, given the canary stored with a sync's
+    state (``None``: none yet, or nothing hashed to compare) and the :func:`canary` of
+    this process:
+
+    * ``ok``: the same hash function; nothing to do;
+    * ``record``: no canary stored: store ``current`` (with :data:`HASH_ALGORITHM` and
+      :func:`hash_engine`);
+    * ``rekey``: the hash function changed and the run is a ``--full-resync``, which
+      re-sends every row: recompute the key ids from the stored keys, then store
+      ``current``;
+    * ``refuse``: it changed and the run is not a full resync: the stored payload hashes
+      cannot be compared; raise :func:`hash_changed`. Nothing is silently re-sent or
+      skipped.
+    """
+    if stored == current:
+        return "ok"
+    if stored is None:
+        return "record"
+    return "rekey" if full_resync else "refuse"
+
+
+def hash_engine() -> str:
+    """What computes the hashes, stored next to the canary (named when it changed)."""
+    return f"duckdb {duckdb.__version__}"
+
+
+def hash_changed(where: str, stored_engine: str | None) -> StateError:
+    """The error of a run refused by :func:`check_canary` (``where``: the state file or
+    sync; ``stored_engine``: the :func:`hash_engine` stored with the canary)."""
+    return StateError(
+        f"{where}: the row hash function changed ({stored_engine or '?'} -> "
+        f"{hash_engine()}); the stored hashes cannot be compared. Either install the "
+        "DuckDB version that wrote the state, or run once with --full-resync to re-send "
+        "every row and re-baseline.")
 
 
 def schema_fingerprint(schema: pa.Schema) -> str:

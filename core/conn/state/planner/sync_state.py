@@ -75,7 +75,7 @@ class PlanningSyncState(SyncState):
             raise StateError(
                 f"{int(outside.sum())} row(s) belong to partitions this run did not open "
                 f"(e.g. {int(parts[outside][0])}); route rows with "
-                "conn.state.planner.row_hashes.partition_of_keys() before planning")
+                "conn.state.partition_of_keys() before planning")
 
     @property
     def seen(self) -> np.ndarray:

@@ -40,8 +40,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from conn.errors import StateError
+from conn.state import history
 from conn.state.backends.duckdb import cache_layers, migrations
-from conn.state.backends.memory import run_entry
 from conn.state.contracts import StateStore, Storage, SyncState
 from conn.state.locks import SyncFileLock, safe_name
 from conn.state.planner import PlanningSyncState, row_hashes
@@ -780,7 +780,7 @@ class DuckDBStateStore(StateStore):
                   target: SyncTarget | None = None,
                   on_target_change: OnChange = None) -> Iterator[SyncState]:
         """See :meth:`StateStore.open_sync`. ``partitions`` (extension) opens only those
-        partitions (``conn.state.planner.row_hashes.PARTITIONS`` in all); deletions then cover only
+        partitions (``conn.state.PARTITIONS`` in all); deletions then cover only
         them."""
         lock = SyncFileLock(self.root / "locks", sync, run_id, partitions).acquire()
         con = storage = None
@@ -838,20 +838,15 @@ class DuckDBStateStore(StateStore):
     def _check_canary(self, storage: DuckDBStorage, meta: dict[str, str],
                       full_resync: bool) -> None:
         current = row_hashes.canary(storage.con)
-        stored = meta.get("hash_canary")
-        if stored == current:
-            return
-        if stored is not None and not full_resync:
-            raise StateError(
-                f"{storage.path}: the row hash function changed (DuckDB "
-                f"{meta.get('hash_engine', '?')} -> {duckdb.__version__}); the stored hashes "
-                "cannot be compared. Either install the DuckDB version that wrote the state, "
-                "or run once with --full-resync to re-send every row and re-baseline.")
-        if stored is not None:
+        action = row_hashes.check_canary(meta.get("hash_canary"), current, full_resync)
+        if action == "refuse":
+            raise row_hashes.hash_changed(str(storage.path), meta.get("hash_engine"))
+        if action == "rekey":
             storage.rekey()
-        migrations.write_meta(storage.con, {"hash_canary": current,
-                                            "hash_algorithm": row_hashes.HASH_ALGORITHM,
-                                            "hash_engine": f"duckdb {duckdb.__version__}"})
+        if action != "ok":
+            migrations.write_meta(storage.con, {"hash_canary": current,
+                                                "hash_algorithm": row_hashes.HASH_ALGORITHM,
+                                                "hash_engine": row_hashes.hash_engine()})
 
     # --- history and reports ------------------------------------------------------------
 
@@ -871,17 +866,10 @@ class DuckDBStateStore(StateStore):
                 _detach(con)
 
     def record_run(self, sync: str, run_id: str, report: dict[str, Any]) -> None:
-        import json
-
-        e = run_entry(sync, run_id, report)
-        started = e["started_at"] if isinstance(e["started_at"], int | float) else None
+        values = history.sql_values(history.history_row(sync, run_id, report))
         with self._runs_db() as con:
             assert con is not None
-            con.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        [sync, run_id, e["status"], started, e["seconds"], e["rows_read"],
-                         e["inserted"], e["updated"], e["deleted"], e["unchanged"],
-                         e["rejected"], e["pending"], e["recorded_at"],
-                         json.dumps(report, default=str)])
+            con.execute(f"INSERT INTO runs VALUES ({', '.join('?' * len(values))})", values)
 
     def runs(self, sync: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         import json
