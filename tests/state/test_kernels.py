@@ -107,3 +107,14 @@ def test_a_kernel_that_disagrees_with_duckdb_is_not_used(kernels_on, monkeypatch
         ref = con.sql(f"SELECT {row_hashes._payload_sql(b)} FROM t").fetchall()
         assert row_hashes.payload_hashes(con, b).tolist() == [r[0] for r in ref]
     assert "double hash differs from DuckDB" in caplog.text
+
+
+def test_each_planner_path_plans_with_its_engine(planner_path):
+    """The engine is chosen once per run: the compiled one exactly when the kernels are
+    there (so the two-path tests really cover both)."""
+    from conn.state.backends.memory import MemoryStateStore
+    from conn.state.planner.lookup import CompiledLookup, NumpyLookup
+
+    with MemoryStateStore().open_sync("s", "r") as st:
+        engine = st._lookup  # type: ignore[attr-defined]
+    assert type(engine) is {"compiled": CompiledLookup, "numpy": NumpyLookup}[planner_path]

@@ -183,14 +183,14 @@ def payload_hashes(con: duckdb.DuckDBPyConnection, batch: pa.RecordBatch | pa.Ta
     return out
 
 
-def can_probe() -> bool:
+def available() -> bool:
     """Whether the compiled probe is available (it needs no check against DuckDB)."""
     return speedups.find() is not None
 
 
 def _probe_kernels() -> ModuleType:
     """The kernels for :func:`probe`, :func:`split` and :func:`classify`, which are only
-    called after :func:`can_probe`."""
+    called after :func:`available`."""
     kernels = speedups.find()
     if kernels is None:
         raise RuntimeError("conn-speedups is not available")
@@ -201,7 +201,7 @@ def probe(table: np.ndarray, pairs: np.ndarray, seen: np.ndarray, hidden: np.nda
           shift: int, q: np.ndarray, out: tuple[np.ndarray, np.ndarray, np.ndarray],
           **options: int | bool) -> None:
     """One pass over the rows of ``q`` (see ``conn_speedups.probe`` for ``options``)
-    into ``out`` (positions, stored hashes, flags). Only called after :func:`can_probe`."""
+    into ``out`` (positions, stored hashes, flags). Only called after :func:`available`."""
     kernels = _probe_kernels()
     kernels.probe(table, table.dtype == np.int64, pairs, seen, hidden, shift, q, *out,
                   **options)
@@ -210,7 +210,7 @@ def probe(table: np.ndarray, pairs: np.ndarray, seen: np.ndarray, hidden: np.nda
 def split(q: np.ndarray, cuts: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Row numbers of ``q`` grouped (into ``rows``) by the id ranges ``cuts`` divides
     them into, and where each group starts (see ``conn_speedups.split``). Only called
-    after :func:`can_probe`."""
+    after :func:`available`."""
     kernels = _probe_kernels()
     starts = np.empty(len(cuts) + 2, np.int64)
     kernels.split(np.ascontiguousarray(q, np.uint64), cuts, rows, starts)
@@ -221,6 +221,6 @@ def classify(flag: np.ndarray, prev: np.ndarray, hashes: np.ndarray, resync: boo
              out: list[np.ndarray]) -> tuple[int, int, int, int]:
     """Sort probed rows (see ``conn_speedups.classify``) into ``out``: update, absent and
     duplicate row numbers; returns their counts with the unchanged count second. Only
-    called after :func:`can_probe`."""
+    called after :func:`available`."""
     kernels = _probe_kernels()
     return kernels.classify(flag, prev, np.ascontiguousarray(hashes, np.uint64), resync, *out)

@@ -92,7 +92,7 @@ class SeenStamps:
         return (stamp[pos] == mine) & ~earlier
 
 
-class _Scratch:
+class Scratch:
     """Working arrays kept from batch to batch. Fresh ones each batch cost a page fault
     per 4 kB (glibc hands memory freed at the top of its heap back to the kernel): 60k
     faults and ~0.1 s per 10M rows."""

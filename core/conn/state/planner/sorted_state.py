@@ -1,6 +1,10 @@
 """The acknowledged state as the planner looks it up: key ids sorted, each next to its
 payload hash, with an ordered linear-probing table over the ids (:class:`SortedState`), and
 an older state with the changes of later runs on top (:class:`LayeredState`).
+
+The probing table's layout is defined here once: :func:`table_layout` (its shape for
+``n`` ids) and :func:`table_positions` (where each id sits), used both to build a state
+in memory and, slice by slice, to stream one to a cache file.
 """
 
 from __future__ import annotations
@@ -14,6 +18,53 @@ from conn.state.planner import kernels
 #: What the compiled probe writes per row: position (int64), stored hash (uint64) and
 #: flag (uint8: 0 absent, 1 first sighting in the run, 2 duplicate).
 ProbeOut = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+class TableLayout(NamedTuple):
+    """The shape of the probing table over ``n`` sorted ids (see :func:`table_layout`)."""
+
+    #: An id's home slot is ``id >> shift``: its top bits.
+    shift: np.uint64
+    #: The entries' type; an entry holds position + 1, so that 0 (a zeroed, lazily
+    #: allocated table) is an empty slot.
+    dtype: np.dtype
+    #: Number of home slots (``2**bits``, about twice the ids: a load of at most a half).
+    slots: int
+
+    def size(self, last_position: int) -> int:
+        """The table's length given the last id's position. Probing never wraps: the
+        table covers every home slot (a query's can lie past the last stored position)
+        and every position, plus one empty slot that ends every probe."""
+        return max(last_position + 2, self.slots + 1)
+
+
+def table_layout(n: int) -> TableLayout:
+    """The probing table's shape for ``n`` ids."""
+    bits = max(1, min(40, n.bit_length() + 1))
+    return TableLayout(np.uint64(64 - bits), np.dtype(np.int32 if n < 2**31 - 1 else np.int64),
+                       1 << bits)
+
+
+def table_positions(kids: np.ndarray, shift: np.uint64, *, start: int = 0,
+                    after: int | None = None, index_type: type = np.int64
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Where the sorted ids ``kids`` sit in the probing table: each at
+    ``max(home slot, previous position + 1)``, so one ``np.maximum.accumulate`` places
+    them all (no rehashing, sequential writes).
+
+    ``kids`` may be a slice of the state: its entries ``start ..``, with ``after`` the
+    position of entry ``start - 1``; slice by slice, the positions equal the whole's.
+    Returns ``(indices, positions)``: each entry's index (``index_type``) and position
+    (int64), both fresh arrays the caller may reuse."""
+    i = np.arange(start, start + len(kids), dtype=index_type)
+    # Home slots are < 2**40, so the uint64 shift result can be read as int64.
+    pos = (kids >> shift).view(np.int64)
+    pos -= i
+    if after is not None and len(pos):
+        pos[0] = max(pos[0], after + 1 - start)
+    np.maximum.accumulate(pos, out=pos)
+    pos += i
+    return i, pos
 
 
 class Layer(NamedTuple):
@@ -30,8 +81,8 @@ class SortedState:
     table over the ids' top bits.
 
     Because the ids are sorted, every id's table position is
-    ``max(home slot, previous position + 1)``: one ``np.maximum.accumulate`` builds the
-    table in O(n) with sequential writes (no rehashing, no sort). A lookup probes from the
+    ``max(home slot, previous position + 1)`` (:func:`table_positions`): the table is
+    built in O(n) with sequential writes (no rehashing, no sort). A lookup probes from the
     home slot and stops at an empty slot or a larger id; about 1.3 probes on average at
     the table's load of at most one half.
     """
@@ -58,30 +109,18 @@ class SortedState:
             order = np.argsort(kids, kind="stable")
             pairs = pairs.reshape(-1, 2)[order].ravel()
         self._set_pairs(pairs)
-        bits = self._bits(n)
-        self.shift = np.uint64(64 - bits)
-        idx_type = np.int32 if n < 2**31 - 1 else np.int64
+        layout = table_layout(n)
+        self.shift = layout.shift
         if n:
             # In place, with as few fresh arrays as possible: first-touch page faults of
             # new memory cost more than the arithmetic here (0.9 -> 0.45 s at 10M keys).
-            # Home slots are < 2**40, so the uint64 shift result can be read as int64.
-            pos = (self.kids >> self.shift).view(np.int64)
-            i = np.arange(n, dtype=idx_type)
-            pos -= i
-            np.maximum.accumulate(pos, out=pos)
-            pos += i
-            # Probing never wraps: the table extends past the last position, plus one
-            # empty slot that ends every probe.
-            # Entries hold position + 1 so that a zeroed (lazily allocated) table is empty.
-            # A query's home slot can be any value below 2**bits, past the last stored
-            # position: the table covers every home slot plus the trailing empty one.
-            size = max(int(pos[-1]) + 2, (1 << bits) + 1)
-            self.table = np.zeros(size, dtype=idx_type)
-            i += 1
+            i, pos = table_positions(self.kids, layout.shift, index_type=layout.dtype.type)
+            self.table = np.zeros(layout.size(int(pos[-1])), dtype=layout.dtype)
+            i += 1  # entries hold position + 1
             self.table[pos] = i
             del pos, i
         else:
-            self.table = np.zeros(1, dtype=idx_type)
+            self.table = np.zeros(1, dtype=layout.dtype)
 
     def _set_pairs(self, pairs: np.ndarray) -> None:
         # Id and hash side by side: a lookup that finds its id has the stored hash in
@@ -89,25 +128,20 @@ class SortedState:
         self.pairs = pairs
         self.kids, self.hashes = pairs[0::2], pairs[1::2]
 
-    @staticmethod
-    def _bits(n: int) -> int:
-        return max(1, min(40, n.bit_length() + 1))
-
     @classmethod
     def from_parts(cls, pairs: np.ndarray, table: np.ndarray) -> SortedState | None:
         """A state over already-built parts (e.g. memory-mapped from a cache written by
         :meth:`parts`); ``None`` if they do not fit together (the caller rebuilds)."""
         n = len(pairs) // 2
-        bits = cls._bits(n)
-        idx_type = np.int32 if n < 2**31 - 1 else np.int64
-        if (pairs.dtype != np.uint64 or table.dtype != idx_type or pairs.ndim != 1
-                or table.ndim != 1 or len(pairs) % 2 or len(table) < (1 << bits) + 1
+        layout = table_layout(n)
+        if (pairs.dtype != np.uint64 or table.dtype != layout.dtype or pairs.ndim != 1
+                or table.ndim != 1 or len(pairs) % 2 or len(table) < layout.slots + 1
                 or (not n and len(table) != 1)):
             return None
         self = cls.__new__(cls)
         self._set_pairs(pairs)
         self.table = table
-        self.shift = np.uint64(64 - bits)
+        self.shift = layout.shift
         return self
 
     def parts(self) -> dict[str, np.ndarray]:

@@ -23,8 +23,8 @@ import pyarrow as pa
 from conn.errors import StateError
 from conn.state import typed_text
 from conn.state.contracts import BatchPlan, Deletions, Storage, SyncState
-from conn.state.planner import kernels, row_hashes
-from conn.state.planner.marks import SeenBits, SeenStamps, _Scratch
+from conn.state.planner import lookup, row_hashes
+from conn.state.planner.marks import Scratch
 from conn.state.planner.new_keys import NewKeyIndex
 from conn.state.planner.sorted_state import LayeredState, SortedState
 
@@ -32,12 +32,6 @@ REASON_NULL = "null primary key"
 #: The key id under which rejections of rows without a primary key are stored.
 NULL_KEY_ID = 0
 REASON_DUPLICATE = "duplicate primary key {key!r} in this run (the first row is kept)"
-
-
-#: What a lookup tells the planner about a batch: update rows, the number unchanged,
-#: rows absent from the state, rows whose key was seen before (all as batch row
-#: numbers), the batch's payload hashes and the stored hashes of the update rows.
-_Lookup = tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 class PlanningSyncState(SyncState):
@@ -54,15 +48,17 @@ class PlanningSyncState(SyncState):
         # here: a DuckDB connection must not be used by two threads at once.
         self._commit_con = self._con.cursor()
         self._hash_con = self._con.cursor()
-        self._hasher: ThreadPoolExecutor | None = None
         self.state: SortedState | LayeredState = storage.load_sorted(partitions)
-        self._marks: SeenBits | SeenStamps = (
-            SeenBits(self.state) if kernels.can_probe()
-            else SeenStamps(len(self.state), self.state.hidden))
+        # Batches are hashed on this thread while their keys are looked up (see plan()),
+        # unless there is nothing to look up. Its thread starts at the first use.
+        self._hasher = (ThreadPoolExecutor(1, thread_name_prefix="conn-hash")
+                        if len(self.state) else None)
+        self._scratch = Scratch()
+        self._lookup = lookup.choose(self.state, full_resync=full_resync,
+                                     scratch=self._scratch, helper=self._hasher)
         self.new = NewKeyIndex()
         self._complete = False
         self._null_keys_rejected = False
-        self._scratch = _Scratch()
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -80,22 +76,20 @@ class PlanningSyncState(SyncState):
     @property
     def seen(self) -> np.ndarray:
         """Boolean mask over the state's keys: seen in this run."""
-        return self._marks.mask()
+        return self._lookup.marks.mask()
 
     # --- SyncState ----------------------------------------------------------------------
 
     def plan(self, keys: pa.Array, batch: pa.RecordBatch) -> BatchPlan:
         if len(keys) != batch.num_rows:
             raise ValueError(f"{len(keys)} keys for a batch of {batch.num_rows} rows")
-        if not len(self.state):
+        if self._hasher is None:
             # Nothing to look up (a first sync): one DuckDB pass is cheapest.
             kids, hashes = row_hashes.hash_batch(self._con, keys, batch)
             return self._plan(keys, kids, lambda: hashes)
         # The lookups need only the key ids: the payload hashes are computed on another
         # thread meanwhile (the kernels, numpy and DuckDB all release the GIL), which
-        # then joins in the probe (see _compiled_lookup).
-        if self._hasher is None:
-            self._hasher = ThreadPoolExecutor(1, thread_name_prefix="conn-hash")
+        # then joins in the probe (see lookup.CompiledLookup).
         pending = self._hasher.submit(row_hashes.payload_hashes, self._hash_con, batch)
         try:
             kids = row_hashes.key_ids(self._con, keys)
@@ -115,14 +109,10 @@ class PlanningSyncState(SyncState):
         else:
             rows, q = self._scratch.arange(n), kids
         self._check_partitions(q)
-        marks = self._marks
-        updates, unchanged, absent, known_dups, hashes, previous = (
-            self._compiled_lookup(marks, rows, q, payload_hashes)
-            if isinstance(marks, SeenBits) else
-            self._numpy_lookup(marks, rows, q, payload_hashes))
-        _, fresh = self.new.add(kids[absent])
-        inserts = absent[fresh]
-        dups = np.concatenate([known_dups, absent[~fresh]])
+        found = self._lookup(rows, q, payload_hashes)
+        _, fresh = self.new.add(kids[found.absent])
+        inserts = found.absent[fresh]
+        dups = np.concatenate([found.seen_before, found.absent[~fresh]])
         if dups.size:
             dups.sort()
             for i, key in zip(dups.tolist(), keys.take(pa.array(dups)).to_pylist(),
@@ -130,62 +120,11 @@ class PlanningSyncState(SyncState):
                 rejected.append((i, REASON_DUPLICATE.format(key=key)))
             rejected.sort()
         return BatchPlan(inserts=pa.array(inserts, pa.int64()),
-                         updates=pa.array(updates, pa.int64()),
-                         unchanged=unchanged,
-                         hashes=pa.array(hashes, pa.uint64()),
+                         updates=pa.array(found.updates, pa.int64()),
+                         unchanged=found.unchanged,
+                         hashes=pa.array(found.hashes, pa.uint64()),
                          rejected=rejected,
-                         previous=pa.array(previous, pa.uint64()))
-
-    def _compiled_lookup(self, marks: SeenBits, rows: np.ndarray, q: np.ndarray,
-                         payload_hashes: Callable[[], np.ndarray]) -> _Lookup:
-        """One compiled pass for the lookup, seen-bits and stored hashes, one to sort
-        the rows (numpy's eight passes over the batch took 0.19 s per 10M rows)."""
-        n, scratch = len(q), self._scratch
-        out = (scratch.get("pos", n, np.int64), scratch.get("prev", n, np.uint64),
-               scratch.get("flag", n, np.uint8))
-        groups, starts = kernels.split(q, marks.cuts, scratch.get("groups", n, np.int64))
-        ranges = iter(range(len(starts) - 1))
-
-        def probe_ranges() -> None:
-            for r in ranges:  # shared: each thread takes the next range left
-                marks.probe(q, out, groups[starts[r]:starts[r + 1]])
-
-        # The hashing thread joins in once the payload hashes are done: the probe is
-        # bound by cache misses, and two cores keep twice as many in flight.
-        helper = self._hasher.submit(probe_ranges) if self._hasher is not None else None
-        try:
-            probe_ranges()
-        finally:
-            error = helper.exception() if helper is not None else None  # shares `out`
-        if error is not None:
-            raise error
-        _, prev, flag = out
-        hashes = payload_hashes()
-        rows_out = [scratch.get(f"rows{i}", n, np.int64) for i in range(3)]
-        nu, unchanged, na, nd = kernels.classify(
-            flag, prev, hashes if n == len(hashes) else hashes[rows], self.full_resync,
-            rows_out)
-        # Copies (they are few): the scratch arrays are the next batch's.
-        updates, absent, known_dups = (rows[r[:k]] for r, k in zip(rows_out, (nu, na, nd),
-                                                                   strict=True))
-        return updates, unchanged, absent, known_dups, hashes, prev[rows_out[0][:nu]]
-
-    def _numpy_lookup(self, marks: SeenStamps, rows: np.ndarray, q: np.ndarray,
-                      payload_hashes: Callable[[], np.ndarray]) -> _Lookup:
-        """The same as :meth:`_compiled_lookup` with numpy (no ``conn-speedups``)."""
-        st = self.state
-        pos = st.find(q)
-        known = pos >= 0
-        first = marks.first_sightings(rows[known], pos[known])
-        stored = st.hashes_at(pos[known][first])
-        k_rows = rows[known]
-        ok_rows = k_rows[first]
-        hashes = payload_hashes()
-        changed = (np.ones(len(ok_rows), dtype=bool) if self.full_resync
-                   else stored != hashes[ok_rows])
-        updates = ok_rows[changed]
-        return (updates, int(len(ok_rows) - len(updates)), rows[~known], k_rows[~first],
-                hashes, stored[changed])
+                         previous=pa.array(found.previous, pa.uint64()))
 
     def touch(self, keys: pa.Array) -> None:
         if not len(keys):
@@ -194,7 +133,7 @@ class PlanningSyncState(SyncState):
         if keys.null_count:
             kids = kids[~np.asarray(keys.is_null().to_numpy(zero_copy_only=False), dtype=bool)]
         pos = self.state.find(kids)
-        self._marks.set(pos[pos >= 0])
+        self._lookup.marks.set(pos[pos >= 0])
         # Keys new to the state are remembered too: their rejections must outlive the
         # end of the run (``finish`` clears rejections of keys not seen), and a later
         # row of the same key is a duplicate like any other.
@@ -304,7 +243,7 @@ class PlanningSyncState(SyncState):
         try:
             self.new = NewKeyIndex()
             self.state = SortedState(np.empty(0, np.uint64), np.empty(0, np.uint64))
-            self._marks = SeenStamps(0, np.empty(0, np.int64))
+            self._lookup = lookup.NumpyLookup(self.state, full_resync=False)
             self.storage.finish()
         finally:
             if self._hasher is not None:

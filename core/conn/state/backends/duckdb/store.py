@@ -45,7 +45,12 @@ from conn.state.backends.duckdb import cache_layers, migrations
 from conn.state.contracts import StateStore, Storage, SyncState
 from conn.state.locks import SyncFileLock, safe_name
 from conn.state.planner import PlanningSyncState, row_hashes
-from conn.state.planner.sorted_state import LayeredState, SortedState
+from conn.state.planner.sorted_state import (
+    LayeredState,
+    SortedState,
+    table_layout,
+    table_positions,
+)
 from conn.state.target import OnChange, SyncTarget, decide
 
 log = logging.getLogger(__name__)
@@ -462,9 +467,7 @@ class DuckDBStorage(Storage):
         the run's peak past 1 GB at 10M keys). The probing table is the one
         :class:`SortedState` builds, computed slice by slice. False if the records do
         not come in key id order."""
-        bits = SortedState._bits(n)
-        shift = np.uint64(64 - bits)
-        idx_type = np.dtype(np.int32 if n < 2**31 - 1 else np.int64)
+        layout = table_layout(n)
         u64 = np.dtype(np.uint64)
         with open(tmp["pairs"], "wb") as fp:
             _npy_header(fp, u64, 2 * n)
@@ -485,17 +488,18 @@ class DuckDBStorage(Storage):
         # Two passes over the written ids: the table's size (past the last position)
         # goes into its header, then the entries, in increasing position order.
         last_pos = -1
-        for _, pos in _positions(tmp["pairs"], n, shift):
+        for _, pos in _positions(tmp["pairs"], n, layout.shift):
             last_pos = int(pos[-1])
-        size = max(last_pos + 2, (1 << bits) + 1)
+        size = layout.size(last_pos)
+        item = layout.dtype.itemsize
         with open(tmp["table"], "wb") as ft:
-            start = _npy_header(ft, idx_type, size)
-            for i, pos in _positions(tmp["pairs"], n, shift):
-                seg = np.zeros(int(pos[-1] - pos[0]) + 1, dtype=idx_type)
-                seg[pos - pos[0]] = i + 1
-                ft.seek(start + int(pos[0]) * idx_type.itemsize)
+            start = _npy_header(ft, layout.dtype, size)
+            for i, pos in _positions(tmp["pairs"], n, layout.shift):
+                seg = np.zeros(int(pos[-1] - pos[0]) + 1, dtype=layout.dtype)
+                seg[pos - pos[0]] = i + 1  # entries hold position + 1
+                ft.seek(start + int(pos[0]) * item)
                 ft.write(memoryview(seg).cast("B"))
-            ft.truncate(start + size * idx_type.itemsize)
+            ft.truncate(start + size * item)
             ft.flush()
             os.fsync(ft.fileno())
         return True
@@ -663,21 +667,15 @@ def _npy_header(f: Any, dtype: np.dtype, n: int) -> int:
 def _positions(pairs_file: Path, n: int, shift: np.uint64
                ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``(indices, table positions)`` of the sorted ids in ``pairs_file`` (id, hash,
-    ...), in slices: the positions :class:`SortedState` computes (``max(home slot,
-    previous + 1)``)."""
-    carry = np.int64(np.iinfo(np.int64).min)
+    ...), in slices (:func:`~conn.state.planner.sorted_state.table_positions`)."""
+    after = None
     with open(pairs_file, "rb") as f:
         np.lib.format.read_magic(f)
         np.lib.format.read_array_header_1_0(f)
         for lo in range(0, n, COMPACT_ROWS):
             kids = np.fromfile(f, dtype=np.uint64, count=2 * min(COMPACT_ROWS, n - lo))[0::2]
-            i = np.arange(lo, lo + len(kids), dtype=np.int64)
-            pos = (kids >> shift).view(np.int64)
-            pos -= i
-            pos[0] = max(pos[0], carry)
-            np.maximum.accumulate(pos, out=pos)
-            carry = pos[-1]
-            pos += i
+            i, pos = table_positions(kids, shift, start=lo, after=after)
+            after = int(pos[-1])
             yield i, pos
 
 
