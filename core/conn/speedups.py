@@ -1,11 +1,10 @@
 """Finds the optional compiled kernels: the ``conn-speedups`` package (module
 ``conn_speedups``), if installed.
 
-conn never requires them: each caller keeps its vectorised Arrow/DuckDB/numpy path and
-uses a kernel only after checking it against that path (see
-:mod:`conn.state.planner.kernels` and :mod:`conn.consent.sha256`). This module only finds
-the package: ``CONN_SPEEDUPS=0`` switches it off, and a build for another kernel API is
-ignored.
+conn never requires them. Every caller reaches them through
+:mod:`conn.state.planner.kernels`, which uses a kernel only after checking it against the
+DuckDB, numpy or ``hashlib`` path it replaces. This module only finds the package:
+``CONN_SPEEDUPS=0`` switches it off, and a build for another kernel API is ignored.
 """
 
 from __future__ import annotations

@@ -45,14 +45,14 @@ VECTORS = {
 @pytest.fixture(params=["compiled", "duckdb"])
 def sha_path(request, monkeypatch):
     """SHA-256 through conn-speedups' kernel, and through DuckDB."""
-    from conn import speedups
+    from conn.state.planner import kernels
 
     monkeypatch.setenv("CONN_SPEEDUPS", "1" if request.param == "compiled" else "0")
-    speedups.reset()
-    if request.param == "compiled" and speedups.find() is None:
+    kernels.reset()
+    if request.param == "compiled" and not kernels.available():
         pytest.skip("conn-speedups is not installed")
     yield request.param
-    speedups.reset()
+    kernels.reset()
 
 
 @settings(max_examples=50, deadline=None,
@@ -149,7 +149,7 @@ def test_mask() -> None:
 def test_duckdb_results_stay_aligned_on_large_arrays() -> None:
     """DuckDB scans large arrays in parallel; results must keep the input's row order."""
     import numpy as np
-    from conn.consent.sha256 import sql_over
+    from conn.duckdb_scan import sql_over
 
     arr = pa.array(np.arange(400_000).astype(str))
     digests = sha256_hex(arr)

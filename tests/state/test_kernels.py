@@ -118,3 +118,20 @@ def test_each_planner_path_plans_with_its_engine(planner_path):
     with MemoryStateStore().open_sync("s", "r") as st:
         engine = st._lookup  # type: ignore[attr-defined]
     assert type(engine) is {"compiled": CompiledLookup, "numpy": NumpyLookup}[planner_path]
+
+
+@pytest.mark.one_planner_path
+def test_every_caller_reaches_the_kernels_through_one_module():
+    """conn.speedups finds the package; only conn.state.planner.kernels calls it (a reader
+    greps one module to find every fast path, and its checks guard each one)."""
+    from pathlib import Path
+
+    import conn
+
+    core = Path(conn.__file__).parent
+    sources = {p.relative_to(core).as_posix(): p.read_text() for p in core.rglob("*.py")}
+    assert {p for p, text in sources.items() if "conn_speedups\")" in text
+            or "import conn_speedups" in text} == {"speedups.py"}
+    assert {p for p, text in sources.items()
+            if "speedups.find(" in text or "from conn import speedups" in text} == {
+        "state/planner/kernels.py"}

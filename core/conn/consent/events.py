@@ -26,8 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conn.consent.sha256 import duckdb_connection, sql_over
 from conn.consent.values import MALFORMED, NO_RECORD, REASONS, classify
+from conn.duckdb_scan import duckdb_connection, sql_over
 from conn.errors import ConfigError
 
 #: Keys of a ``consent_sources`` entry naming columns, with their defaults.

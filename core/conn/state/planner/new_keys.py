@@ -9,11 +9,9 @@ ids plus 8 (or 16) bytes per slot of the table, kept under half full.
 
 from __future__ import annotations
 
-from types import ModuleType
-
 import numpy as np
 
-from conn import speedups
+from conn.state.planner import kernels
 
 _EMPTY = -1
 #: Entries re-inserted per step when the table grows.
@@ -51,11 +49,11 @@ class NewKeyIndex:
             self._table = np.full(size, _EMPTY, dtype=np.int32 if size < 2**31 else np.int64)
             # Re-insert in slices: _place's temporaries (~40 bytes per entry) then stay
             # bounded instead of spiking with the index size (+300 MB at 7M keys).
-            native = speedups.find()
+            compiled = kernels.available()
             for lo in range(0, self._n, _REHASH_SLICE):
                 hi = min(self._n, lo + _REHASH_SLICE)
-                if native is not None:  # every id is fresh: each stays where it is
-                    self._native_add(native, lo, self._kids[lo:hi])
+                if compiled:  # every id is fresh: each stays where it is
+                    kernels.index_add(self._table, self._kids, lo, self._kids[lo:hi])
                 else:
                     self._place(np.arange(lo, hi, dtype=np.int64), self._kids[lo:hi])
 
@@ -109,9 +107,8 @@ class NewKeyIndex:
         repeated earlier in ``kids``)."""
         kids = np.ascontiguousarray(kids, dtype=np.uint64)
         self._reserve(len(kids))
-        native = speedups.find()
-        if native is not None:
-            placed, fresh = self._native_add(native, self._n, kids)
+        if kernels.available():
+            placed, fresh = kernels.index_add(self._table, self._kids, self._n, kids)
             self._n += int(fresh.sum())
             return placed, fresh
         start = self._n
@@ -134,16 +131,6 @@ class NewKeyIndex:
             placed = np.where(in_batch, remap[np.clip(placed - start, 0, None)], placed)
         self._n = start + n_fresh
         return placed, fresh
-
-    def _native_add(self, native: ModuleType, start: int, kids: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray]:
-        """``conn_speedups.index_add``: one compiled pass, fresh ids appended at
-        ``start`` in order."""
-        placed = np.empty(len(kids), dtype=np.int64)
-        fresh = np.empty(len(kids), dtype=np.uint8)
-        native.index_add(self._table, self._table.dtype == np.int64, self._kids, start,
-                         kids, placed, fresh)
-        return placed, fresh.view(bool)
 
     def _locate_slots(self, positions: np.ndarray, kids: np.ndarray) -> np.ndarray:
         table = self._table
