@@ -125,15 +125,15 @@ def planner_path(request: pytest.FixtureRequest,
 def used(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Per open of a DuckDB-stored sync: whether the planner's state came from the
     sorted-state cache."""
-    from conn.state.backends.duckdb.store import DuckDBStorage
+    from conn.state.backends.duckdb.sorted_cache import SortedCache
 
     out: list[bool] = []
-    real = DuckDBStorage._read_cache
+    real = SortedCache.read
 
-    def spy(self: DuckDBStorage):  # type: ignore[no-untyped-def]
-        state = real(self)
+    def spy(self: SortedCache, *args):  # type: ignore[no-untyped-def]
+        state = real(self, *args)
         out.append(state is not None)
         return state
 
-    monkeypatch.setattr(DuckDBStorage, "_read_cache", spy)
+    monkeypatch.setattr(SortedCache, "read", spy)
     return out

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conn.state.backends.duckdb import cache_layers
-from conn.state.backends.duckdb.store import CACHE_PARTS, DuckDBStateStore, DuckDBStorage
+from conn.state.backends.duckdb import sorted_cache
+from conn.state.backends.duckdb.sorted_cache import PARTS, SortedCache
+from conn.state.backends.duckdb.store import DuckDBStateStore
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,16 +20,16 @@ from tests.state.helpers import cache_files, run_snapshot
 
 def _no_cache_runs(tmp: Path, snaps: list[dict[str, int]]) -> list[dict[str, list[str]]]:
     store = DuckDBStateStore(tmp / f"nocache-{uuid.uuid4().hex}")
-    orig = DuckDBStorage._read_cache
+    orig = SortedCache.read
     try:
-        DuckDBStorage._read_cache = lambda self: None  # type: ignore[method-assign]
+        SortedCache.read = lambda self, *args: None  # type: ignore[method-assign]
         return [run_snapshot(store, s) for s in snaps]
     finally:
-        DuckDBStorage._read_cache = orig  # type: ignore[method-assign]
+        SortedCache.read = orig  # type: ignore[method-assign]
 
 
 def _layers(store: DuckDBStateStore) -> list[Path]:
-    return [f for f in cache_files(store) if f.name.endswith(cache_layers.MANIFEST)]
+    return [f for f in cache_files(store) if f.name.endswith(sorted_cache.MANIFEST)]
 
 
 BASE = {f"k{i}": i for i in range(400)}
@@ -80,7 +81,7 @@ def test_a_small_change_writes_a_layer_and_a_big_one_rewrites(tmp_path: Path) ->
     run_snapshot(store, big)
     assert not _layers(store)
     assert not first & {f.name for f in cache_files(store)}
-    assert len(cache_files(store)) == len(CACHE_PARTS)
+    assert len(cache_files(store)) == len(PARTS)
     assert run_snapshot(store, big) == {"inserts": [], "updates": [], "deletes": []}
 
 
@@ -94,7 +95,7 @@ def test_damaged_layer_falls_back_to_the_records(tmp_path: Path, damage: str,
     run_snapshot(store, snaps[1])
     files = cache_files(store)
     if damage == "manifest":
-        next(f for f in files if f.name.endswith(cache_layers.MANIFEST)).write_text("{")
+        next(f for f in files if f.name.endswith(sorted_cache.MANIFEST)).write_text("{")
     elif damage == "kids":
         next(f for f in files if "layer-upsert-kids" in f.name).write_bytes(b"junk")
     else:
@@ -122,7 +123,7 @@ def test_a_layer_whose_base_is_gone_is_replaced(tmp_path: Path, used: list[bool]
 def test_merge_keeps_the_latest_change_per_key() -> None:
     u64 = np.uint64
     base = np.array([10, 20, 30, 40], u64)
-    kids, hashes, gone = cache_layers.merge(
+    kids, hashes, gone = sorted_cache.merge_layer(
         base, np.array([20, 50], u64), np.array([2, 5], u64), np.array([30], u64),
         changed=np.array([50, 40, 60, 30], u64), changed_hashes=np.array([0, 0, 6, 3], u64),
         upserted=np.array([False, False, True, True]))

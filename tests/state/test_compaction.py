@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from conn.errors import StateError
-from conn.state.backends.duckdb import migrations
+from conn.state.backends.duckdb import migrations, sorted_cache
 from conn.state.backends.duckdb import store as duckdb_store
 from conn.state.backends.duckdb.store import DuckDBStorage
 from conn.state.planner import row_hashes
@@ -136,7 +136,7 @@ def test_first_run_end_with_or_without_the_shortcut(tmp_path: Path,
 
     monkeypatch.setattr(DuckDBStorage, "compact", spy)
     if case == "too_many":
-        monkeypatch.setattr(duckdb_store, "CACHE_IN_MEMORY_KEYS", 2500)
+        monkeypatch.setattr(sorted_cache, "IN_MEMORY_KEYS", 2500)
     rng = np.random.default_rng(5)
     kids = np.unique(rng.integers(0, 2**64 - 1, 3000, dtype=np.uint64))
     expect = {int(k): f"a{k}" for k in kids}
@@ -154,13 +154,13 @@ def test_first_run_end_with_or_without_the_shortcut(tmp_path: Path,
         with pytest.raises(StateError, match="NOT NULL"):
             st.commit("r1", bad, _empty_rejections(), deletes=False)
     st.finish()
-    st.wait_cache()
+    st.cache.wait()
     assert shortcut == [case == "distinct"]
     got = dict(con.execute("SELECT kid, match_value FROM acknowledged").fetchall())
     assert got == expect
     assert con.execute("SELECT count(*) FROM changes").fetchall()[0][0] == 0
     built = SortedState(*st.load(None))
-    cached = st._read_cache()
+    cached = st.cache.read(st.generation(), st.record_count())
     assert cached is not None
     for name, arr in built.parts().items():
         np.testing.assert_array_equal(cached.parts()[name], arr)

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conn.state.backends.duckdb import migrations
+from conn.state.backends.duckdb import migrations, sorted_cache
 from conn.state.backends.duckdb import store as duckdb_store
-from conn.state.backends.duckdb.store import CACHE_PARTS, DuckDBStateStore, DuckDBStorage
+from conn.state.backends.duckdb.connection import connect
+from conn.state.backends.duckdb.sorted_cache import PARTS, SortedCache
+from conn.state.backends.duckdb.store import DuckDBStateStore, DuckDBStorage
 
 from tests.state.helpers import cache_files, run_snapshot
 
@@ -26,12 +28,12 @@ def _snapshots() -> list[dict[str, int]]:
 def _expected(tmp_path: Path) -> list[dict[str, list[str]]]:
     """The plans with the cache disabled."""
     store = DuckDBStateStore(tmp_path / "nocache")
-    orig = DuckDBStorage._read_cache
+    orig = SortedCache.read
     try:
-        DuckDBStorage._read_cache = lambda self: None  # type: ignore[method-assign]
+        SortedCache.read = lambda self, *args: None  # type: ignore[method-assign]
         return [run_snapshot(store, s) for s in _snapshots()]
     finally:
-        DuckDBStorage._read_cache = orig  # type: ignore[method-assign]
+        SortedCache.read = orig  # type: ignore[method-assign]
 
 
 def test_cache_is_written_and_used(tmp_path: Path, used: list[bool]) -> None:
@@ -40,7 +42,7 @@ def test_cache_is_written_and_used(tmp_path: Path, used: list[bool]) -> None:
     got = [run_snapshot(store, s) for s in _snapshots()]
     assert got == expected
     assert used == [False, True, True, True]  # the first run has no state yet
-    assert len(cache_files(store)) == len(CACHE_PARTS)  # one generation only
+    assert len(cache_files(store)) == len(PARTS)  # one generation only
 
 
 @pytest.mark.parametrize("damage", ["missing", "truncated", "garbage", "empty",
@@ -79,7 +81,7 @@ def test_crash_between_compaction_and_cache_write(tmp_path: Path, used: list[boo
     got.append(run_snapshot(store, snaps[1]))
     assert cache_files(store) == old
     monkeypatch.undo()
-    monkeypatch.setattr(DuckDBStorage, "_read_cache", _spy_again(used))
+    monkeypatch.setattr(SortedCache, "read", _spy_again(used))
     got += [run_snapshot(store, s) for s in snaps[2:]]
     assert got == expected
     # Opens: run 2 used run 1's cache; run 3 found a stale generation and fell back.
@@ -87,10 +89,10 @@ def test_crash_between_compaction_and_cache_write(tmp_path: Path, used: list[boo
 
 
 def _spy_again(used: list[bool]):  # type: ignore[no-untyped-def]
-    real = DuckDBStorage._read_cache
+    real = SortedCache.read
 
-    def spy(self: DuckDBStorage):  # type: ignore[no-untyped-def]
-        state = real(self)
+    def spy(self: SortedCache, *args):  # type: ignore[no-untyped-def]
+        state = real(self, *args)
         used.append(state is not None)
         return state
 
@@ -103,7 +105,7 @@ def test_generation_mismatch_falls_back(tmp_path: Path, used: list[bool]) -> Non
     store = DuckDBStateStore(tmp_path / "c")
     snaps = _snapshots()
     got = [run_snapshot(store, snaps[0])]
-    con = duckdb_store._connect(store.sync_path("s"))
+    con = connect(store.sync_path("s"))
     migrations.write_meta(con, {duckdb_store.CACHE_GENERATION: uuid.uuid4().hex})
     con.close()
     got += [run_snapshot(store, s) for s in snaps[1:]]
@@ -117,7 +119,7 @@ def test_state_file_without_generation(tmp_path: Path, used: list[bool]) -> None
     store = DuckDBStateStore(tmp_path / "c")
     snaps = _snapshots()
     got = [run_snapshot(store, snaps[0])]
-    con = duckdb_store._connect(store.sync_path("s"))
+    con = connect(store.sync_path("s"))
     con.execute("DELETE FROM meta WHERE key = ?", [duckdb_store.CACHE_GENERATION])
     con.close()
     got += [run_snapshot(store, s) for s in snaps[1:]]
@@ -142,15 +144,16 @@ def test_written_cache_equals_sorted_state(tmp_path: Path, monkeypatch: pytest.M
     from conn.state.planner.sorted_state import SortedState
 
     monkeypatch.setattr(duckdb_store, "COMPACT_ROWS", step_rows)
-    monkeypatch.setattr(duckdb_store, "CACHE_IN_MEMORY_KEYS", in_memory)
+    monkeypatch.setattr(sorted_cache, "SLICE_ROWS", step_rows)
+    monkeypatch.setattr(sorted_cache, "IN_MEMORY_KEYS", in_memory)
     store = DuckDBStateStore(tmp_path / "c")
     run_snapshot(store, _snapshots()[0])
-    con = duckdb_store._connect(store.sync_path("s"))
+    con = connect(store.sync_path("s"))
     st = DuckDBStorage(con, store.sync_path("s"))
     try:
-        cached = st._read_cache()
+        cached = st.cache.read(st.generation(), st.record_count())
         built = SortedState(*st.load(None))
-        streamed = SortedState.from_pairs(st._load_pairs(None))  # the open without a cache
+        streamed = SortedState.from_pairs(st.sorted_pairs())  # the open without a cache
         assert cached is not None
         for name, arr in built.parts().items():
             np.testing.assert_array_equal(cached.parts()[name], arr)
@@ -168,15 +171,12 @@ def test_background_cache_is_complete_before_the_sync_is_released(
 
     from conn.state.locks import SyncFileLock
 
-    real = DuckDBStorage._write_built_cache
+    real = SortedCache._build_and_write
     events: list[str] = []
 
-    def slow(self: DuckDBStorage, files: object, pairs: object, background: bool) -> None:
-        if background:  # starts the thread, which calls back with background=False
-            real(self, files, pairs, background)
-            return
+    def slow(self: SortedCache, files: object, pairs: object) -> None:  # on the thread
         time.sleep(0.3)
-        real(self, files, pairs, background)
+        real(self, files, pairs)
         events.append("written")
 
     release = SyncFileLock.release
@@ -185,12 +185,12 @@ def test_background_cache_is_complete_before_the_sync_is_released(
         events.append("released")
         release(self)
 
-    monkeypatch.setattr(DuckDBStorage, "_write_built_cache", slow)
+    monkeypatch.setattr(SortedCache, "_build_and_write", slow)
     monkeypatch.setattr(SyncFileLock, "release", spy_release)
     store = DuckDBStateStore(tmp_path / "c")
     run_snapshot(store, _snapshots()[0])
     assert events == ["written", "released"]
-    assert len(cache_files(store)) == len(CACHE_PARTS)
+    assert len(cache_files(store)) == len(PARTS)
 
 
 def test_background_cache_failure_only_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -198,7 +198,7 @@ def test_background_cache_failure_only_warns(tmp_path: Path, monkeypatch: pytest
     def broken(*_args: object, **_kw: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(duckdb_store.np.lib.format, "write_array", broken)
+    monkeypatch.setattr(np.lib.format, "write_array", broken)
     store = DuckDBStateStore(tmp_path / "c")
     run_snapshot(store, _snapshots()[0])
     assert "could not write the sorted-state cache (disk full)" in caplog.text

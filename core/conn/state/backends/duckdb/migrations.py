@@ -18,7 +18,8 @@ History:
      about half the bytes to DuckDB's WAL (700,000 rows: 0.65 -> 0.3 s). The view
      ``acknowledged`` shows records with every column resolved. ``kid_index`` is gone:
      the planner's sorted state is cached in ``.npy`` files next to the state file
-     (see :mod:`conn.state.backends.duckdb.store`) and rebuilt from ``records`` when missing.
+     (see :mod:`conn.state.backends.duckdb.sorted_cache`) and rebuilt from ``records``
+     when missing.
   4. Typed match values and listed rejections: ``commits.match_type`` names the Arrow
      type of the commit's match values (:mod:`conn.state.typed_text`; NULL for values
      stored as text by earlier formats), so deletes send them back with that type;
