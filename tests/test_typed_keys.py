@@ -196,3 +196,19 @@ def test_stored_match_values_come_back_with_their_type(values):
     text, token = typed_text.to_text(values)
     assert pa.types.is_string(text.type)
     assert typed_text.from_text(text, token).equals(values)
+
+
+def test_explain_shows_what_each_destination_acknowledged_with_types(tmp_path):
+    warehouse(tmp_path, [(1, "a@example.com", True), (2, "b@example.com", False)])
+    (tmp_path / "conn.yml").write_text(PROJECT.format(extra="", dest="out"))
+    assert conn(tmp_path, "sync", "warehouse", "out").returncode == 0
+    done = conn(tmp_path, "explain", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    (s,) = json.loads(done.stdout)["syncs"]
+    assert s["keys"] == [1]
+    (d,) = s["delivered"]
+    assert d["key"] == 1 and d["match_value"] == 1 and d["acknowledged_at"].endswith("Z")
+    (withheld,) = json.loads(conn(tmp_path, "explain", "2", "--json").stdout)["syncs"]
+    assert withheld["would_send"] is False and withheld["delivered"] == []
+    plain = conn(tmp_path, "explain", "1").stdout
+    assert "delivered: customers 1 acknowledged" in plain

@@ -370,3 +370,21 @@ def test_rows_without_a_key_are_rejected_listed_and_replaced(backend):
         st.plan(*rows([1, 2]))
         st.finish()
     assert store.rejections("s") == []
+
+
+def test_delivered_gives_what_the_destination_acknowledged_with_its_type(backend):
+    from conn.state.typed_text import value_of
+
+    _, make = backend
+    store = make()
+    with store.open_sync("s", "r1") as st:
+        keys, batch = rows([1, 2, 3])
+        p = st.plan(keys, batch)
+        st.commit(keys, p.hashes, pa.array([10, 20, 30], pa.int64()),
+                  pa.array([True, True, False]), [(2, "refused")])
+    got = {d["key"]: d for d in make().delivered("s", ["1", "3", "9"])}
+    assert set(got) == {"1"}
+    d = got["1"]
+    assert value_of(d["match_value"], d["match_type"]) == 10
+    assert d["run_id"] == "r1" and d["acked_at"].endswith("Z")
+    assert make().delivered("s", []) == [] and make().delivered("nosuch", ["1"]) == []

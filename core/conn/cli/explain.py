@@ -35,19 +35,26 @@ def _lines(result: dict[str, Any]) -> list[str]:
             out.append(f"    field {field} <- {', '.join(f['from']) or '(constant)'}: {pol}")
         for reason in s.get("rejected", []):
             out.append(f"    rejected: {reason}")
+        for d in s.get("delivered", []):
+            out.append(f"    delivered: {s['object']} {d['match_value']!r} acknowledged "
+                       f"{d['acknowledged_at']} (run {d['run_id']})")
     return out
 
 
 def explain_command(subject: str, project: Path | None = None, json_out: bool = False
                     ) -> None:
     """Print where ``subject``'s data goes and why (``--json`` for machines)."""
+    import contextlib
+
     from conn.cli.common import open_project
     from conn.cli.output import print_json
     from conn.consent.explain import explain
+    from conn.runtime.runner import open_state_store
     from conn.secrets import redact
 
     proj, registry = open_project(project)
-    result = explain(proj, subject, registry)
+    with contextlib.closing(open_state_store(proj, registry)) as store:
+        result = explain(proj, subject, registry, store=store)
     if json_out:
         print_json(result)
         return

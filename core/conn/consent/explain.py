@@ -24,6 +24,7 @@ from conn.errors import ConnError
 if TYPE_CHECKING:
     from conn.config.model import Project, SyncConfig
     from conn.plugins import Registry
+    from conn.state import StateStore
 
 #: Opens a sync for explanation: its gate context and an iterator of source batches.
 Opener = Callable[["SyncConfig", ExitStack], tuple[GateContext, Iterator[pa.RecordBatch]]]
@@ -145,6 +146,7 @@ def explain_sync(ctx: GateContext, batches: Iterator[pa.RecordBatch], subject: s
         return out
     out["found"] = True
     out["rows"] = rows.num_rows
+    out["keys"] = keys.to_pylist()
     out["consent"] = _purposes(gate, rows, keys, subject)
     gated = gate.apply(rows, keys)
     mapped = mapper.apply(gated)
@@ -155,17 +157,44 @@ def explain_sync(ctx: GateContext, batches: Iterator[pa.RecordBatch], subject: s
     return out
 
 
+def delivered(store: StateStore, sync: str, keys: list[str],
+              key_types: pa.Schema | None) -> list[dict[str, Any]]:
+    """What the sync's destination acknowledged for these keys, values with their type:
+    key, match value, since when and by which run."""
+    from conn.runtime.keys import typed_keys
+    from conn.state.typed_text import value_of
+
+    rows = store.delivered(sync, keys)
+    typed = typed_keys([r["key"] for r in rows], key_types)
+    return [{"key": k, "match_value": value_of(r["match_value"], r["match_type"]),
+             "acknowledged_at": r["acked_at"], "run_id": r["run_id"]}
+            for k, r in zip(typed, rows, strict=True)]
+
+
 def explain(project: Project, subject_key: str, registry: Registry, *,
-            opener: Opener | None = None) -> dict[str, Any]:
+            opener: Opener | None = None, store: StateStore | None = None
+            ) -> dict[str, Any]:
     """Which syncs would send ``subject_key``'s data, to which destinations, which fields
-    after policies, and which consent record or legal basis allows or blocks each."""
+    after policies, and which consent record or legal basis allows or blocks each; with
+    ``store``, also what each destination acknowledged for the subject and when."""
     open_sync = opener or plugin_opener(project, registry)
     results = []
     for sync in project.syncs.values():
         with ExitStack() as stack:
             try:
                 ctx, batches = open_sync(sync, stack)
-                results.append(explain_sync(ctx, batches, subject_key))
+                result = explain_sync(ctx, batches, subject_key)
+                keys = result.pop("keys", None)
+                if keys is not None:
+                    schema = ctx.stream.schema
+                    key_types = pa.schema([schema.field(c) for c in ctx.stream.primary_key
+                                           if c in schema.names])
+                    from conn.runtime.keys import typed_keys
+
+                    result["keys"] = typed_keys(keys, key_types)
+                    if store is not None:
+                        result["delivered"] = delivered(store, sync.name, keys, key_types)
+                results.append(result)
             except ConnError as exc:
                 results.append({"sync": sync.name, "destination": sync.destination,
                                 "object": sync.object, "error": str(exc)})

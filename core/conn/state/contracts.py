@@ -230,5 +230,12 @@ class StateStore(abc.ABC):
         """The target identity stored with the sync's state (JSON text of
         :meth:`conn.state.target.SyncTarget.to_json`), or None."""
 
+    @abc.abstractmethod
+    def delivered(self, sync: str, keys: list[str]) -> list[dict[str, Any]]:
+        """What the destination acknowledged for these primary keys (as stored, text):
+        ``key``, ``match_value`` (text), ``match_type`` (its type token, None when
+        stored without one), ``acked_at`` (ISO 8601 UTC) and ``run_id``; keys it does
+        not hold are left out. For ``conn explain`` and access reports."""
+
     def close(self) -> None:  # noqa: B027 - optional
         """Release connections."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import functools
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -142,3 +143,10 @@ def decode_groups(text: pa.Array, tokens: pa.Array, legacy: str | None = LEGACY
                 pass
         out.append((idx, from_text(part, tok)))
     return out
+
+
+def value_of(text: str | None, token: str | None) -> Any:
+    """One stored value back with its type (for reports; :func:`from_text` for arrays)."""
+    if text is None:
+        return None
+    return from_text(pa.array([text], pa.string()), token)[0].as_py()

@@ -23,7 +23,8 @@ from conn.state.target import OnChange, SyncTarget, decide
 
 RECORDS_SCHEMA = pa.schema([("kid", pa.uint64()), ("key", pa.string()), ("hash", pa.uint64()),
                             ("match_value", pa.string()), ("partition", pa.uint16()),
-                            ("match_type", pa.string()), ("run_id", pa.string())])
+                            ("match_type", pa.string()), ("run_id", pa.string()),
+                            ("acked_at", pa.float64())])
 REJECTIONS_SCHEMA = pa.schema([("kid", pa.uint64()), ("key", pa.string()),
                                ("partition", pa.uint16()), ("reason", pa.string()),
                                ("op", pa.string()), ("run_id", pa.string()),
@@ -80,6 +81,7 @@ class MemoryStorage(Storage):
             n = rows.num_rows
             add = rows.append_column("match_type", pa.array([match_type] * n, pa.string()))
             add = add.append_column("run_id", pa.array([run_id] * n, pa.string()))
+            add = add.append_column("acked_at", pa.array([time.time()] * n, pa.float64()))
             records = pa.concat_tables([records, add.select(RECORDS_SCHEMA.names)
                                         .cast(RECORDS_SCHEMA)])
         if rejected.num_rows:
@@ -186,6 +188,16 @@ class MemoryStateStore(StateStore):
     def stored_target(self, sync: str) -> str | None:
         data = self._syncs.get(sync)
         return data.target if data is not None else None
+
+    def delivered(self, sync: str, keys: list[str]) -> list[dict[str, Any]]:
+        data = self._syncs.get(sync)
+        if data is None or not keys:
+            return []
+        t = data.records.filter(pc.is_in(data.records.column("key"),
+                                         value_set=pa.array(keys, pa.string())))
+        return [{"key": r["key"], "match_value": r["match_value"],
+                 "match_type": r["match_type"], "acked_at": _iso(r["acked_at"]),
+                 "run_id": r["run_id"]} for r in t.to_pylist()]
 
 
 def _iso(t: float) -> str:

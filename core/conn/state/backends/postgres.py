@@ -339,6 +339,17 @@ class PostgresStateStore(StateStore):
                                [sync]).fetchall()
         return row[0][0] if row else None
 
+    def delivered(self, sync: str, keys: list[str]) -> list[dict[str, Any]]:
+        if not keys:
+            return []
+        with self._connect() as conn:
+            rows = conn.execute(
+                f"""SELECT key, match_value, match_type, acked_at, run_id FROM
+                {self.schema}.records WHERE sync = %s AND key = ANY(%s)""",
+                [sync, list(keys)]).fetchall()
+        return [{"key": r[0], "match_value": r[1], "match_type": r[2],
+                 "acked_at": _iso(r[3]), "run_id": r[4]} for r in rows]
+
     @staticmethod
     def _unlock(lock_conn: Any) -> None:
         """Release the run's locks now: closing the session releases them too, but only

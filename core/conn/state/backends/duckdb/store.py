@@ -559,6 +559,29 @@ class DuckDBStateStore(StateStore):
         finally:
             con.close()
 
+    def delivered(self, sync: str, keys: list[str]) -> list[dict[str, Any]]:
+        if not keys:
+            return []
+        want = pa.table({"key": pa.array(keys, pa.string())})
+        storage = self._open.get(sync)
+        if storage is not None:
+            cur = storage.con.cursor()
+            try:
+                cur.register("_want", want)
+                return _dicts(cur.execute(_delivered_sql(migrations.FORMAT_VERSION)))
+            finally:
+                cur.close()
+        if not self.sync_path(sync).exists():
+            return []
+        con, meta = self._open_sync_file(sync, read_only=True, readable_from=3)
+        try:
+            if not meta:
+                return []
+            con.register("_want", want)
+            return _dicts(con.execute(_delivered_sql(int(meta["format_version"]))))
+        finally:
+            con.close()
+
     def stored_target(self, sync: str) -> str | None:
         """The target identity stored with a sync's state (see :mod:`conn.state.target`)."""
         storage = self._open.get(sync)
@@ -576,6 +599,25 @@ class DuckDBStateStore(StateStore):
             return meta.get("target")
         finally:
             con.close()
+
+
+#: A sync's acknowledged records of some keys (``_want``), the change log not yet folded
+#: into ``records`` included (a run that crashed leaves it for the next open to fold).
+_DELIVERED = """WITH last AS (SELECT ch.key, ch.kid, ch.match_value, c.op, c.mv_is_key,
+    {match_type} AS match_type, c.committed_at, c.run_id, row_number() OVER
+    (PARTITION BY ch.kid ORDER BY ch.seq DESC) AS rn FROM changes ch JOIN commits c
+    USING (seq) WHERE ch.key IN (SELECT key FROM _want))
+  SELECT key, match_value, {match_type_view} AS match_type,
+    strftime(acked_at, '%Y-%m-%dT%H:%M:%SZ') AS acked_at, run_id FROM acknowledged
+    WHERE key IN (SELECT key FROM _want) AND kid NOT IN (SELECT kid FROM last)
+  UNION ALL SELECT key, CASE WHEN mv_is_key THEN key ELSE match_value END, match_type,
+    strftime(committed_at, '%Y-%m-%dT%H:%M:%SZ'), run_id FROM last WHERE rn = 1 AND op = 1"""
+
+
+def _delivered_sql(version: int) -> str:
+    typed = version >= 4
+    return _DELIVERED.format(match_type="c.match_type" if typed else "NULL",
+                             match_type_view="match_type" if typed else "NULL")
 
 
 def _dicts(cur: Any) -> list[dict[str, Any]]:
