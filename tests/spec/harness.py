@@ -210,7 +210,8 @@ def conn(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedPro
                           timeout=timeout, env=env)
 
 
-def conn_parallel(calls: list[tuple[str, ...]], cwd: Path) -> list[subprocess.CompletedProcess[str]]:
+def conn_parallel(calls: list[tuple[str, ...]],
+                  cwd: Path) -> list[subprocess.CompletedProcess[str]]:
     """Several read-only ``conn`` commands at once (both cores)."""
     env = {**os.environ, "CONN_LOG_LEVEL": "WARNING", "COLUMNS": "200"}
     procs = [subprocess.Popen([*CONN, *args], cwd=cwd, stdout=subprocess.PIPE,

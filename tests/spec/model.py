@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from typing import Any
 #: name switches off (or narrows) one check or one kind of random input in the
 #: differential test; remove a name once its fix has landed, and the test checks it again.
 #: Nothing else in the test may tolerate a disagreement.
-KNOWN_PENDING: frozenset[str] = frozenset({
+_PENDING: frozenset[str] = frozenset({
     # Mirror deletes of non-string match keys carry the key as a string ("2" for 2), so
     # they delete nothing. While pending, mirror syncs are generated only with VARCHAR keys.
     "typed-match-keys",
@@ -46,6 +47,11 @@ KNOWN_PENDING: frozenset[str] = frozenset({
     # are not drawn.
     "consent-vocabulary",
 })
+#: ``CONN_SPEC_PENDING`` (comma-separated names, may be empty) overrides the list, e.g. to
+#: see whether a fix has landed: ``CONN_SPEC_PENDING= pytest tests/spec``.
+KNOWN_PENDING: frozenset[str] = (
+    frozenset(n.strip() for n in os.environ["CONN_SPEC_PENDING"].split(",") if n.strip())
+    if "CONN_SPEC_PENDING" in os.environ else _PENDING)
 
 # --------------------------------------------------------------------------------------
 # Consent (docs/consent.md)
@@ -71,11 +77,14 @@ class Code(IntEnum):
 
 
 #: consent.md, "Consent values": strings that grant (case and blanks ignored).
-GRANT_STRINGS = frozenset(
-    ["granted", "grant", "given", "true", "t", "yes", "y", "1", "opt_in", "opted_in", "optin", "subscribed", "allow", "allowed", "accepted", "consented"])
+GRANT_STRINGS = frozenset((
+    "granted", "grant", "given", "true", "t", "yes", "y", "1", "opt_in", "opted_in",
+    "optin", "subscribed", "allow", "allowed", "accepted", "consented"))
 #: consent.md, "Consent values": strings that deny.
-DENY_STRINGS = frozenset(
-    ["denied", "deny", "false", "f", "no", "n", "0", "opt_out", "opted_out", "optout", "unsubscribed", "revoked", "withdrawn", "declined", "refused", "rejected", "disallowed"])
+DENY_STRINGS = frozenset((
+    "denied", "deny", "false", "f", "no", "n", "0", "opt_out", "opted_out", "optout",
+    "unsubscribed", "revoked", "withdrawn", "declined", "refused", "rejected",
+    "disallowed"))
 #: Values the code reads otherwise than consent.md's table (KNOWN_PENDING
 #: "consent-vocabulary"): by the docs each is malformed.
 CONTESTED_STRINGS = ("opt-in", "opted-in", "accept", "opt-out", "withdraw", "decline")
@@ -486,7 +495,7 @@ class SyncModel:
         previous_rejections = self.rejections
         self.rejections = {}
         self.optional = set()
-        for key, reason in previous_rejections.items():
+        for key in previous_rejections:
             if key in acked or key in deleted or key not in in_source:
                 continue
             if key not in rejected_now:
