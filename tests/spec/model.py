@@ -377,8 +377,11 @@ class RunResult:
     counts: dict[str, int]
     #: key -> reason category of rows rejected in this run
     rejected_now: dict[Any, str]
-    #: per purpose: rows withheld by reason (consent.md, "Audit")
+    #: rows withheld by reason (consent.md, "Audit")
     withheld_by_reason: dict[str, int]
+    #: purpose -> basis -> rows that passed the gate on it (consent.md, "Audit":
+    #: "per purpose, how many rows passed on consent and on each other basis")
+    legal_bases: dict[str, dict[str, int]]
 
 
 @dataclass
@@ -444,6 +447,7 @@ class SyncModel:
         touched: set[Any] = set()
         rejected_now: dict[Any, str] = {}
         acked: set[Any] = set()
+        bases: dict[str, dict[str, int]] = {}
         in_source = {k for k, _ in rows}
         for key, row in rows:
             counts["rows_read"] += 1
@@ -452,6 +456,9 @@ class SyncModel:
                 counts["consent_denied"] += 1
                 withheld[decision.reason or "no_record"] += 1
                 continue
+            for purpose, basis in decision.bases.items():
+                per = bases.setdefault(purpose, {})
+                per[basis] = per.get(basis, 0) + 1
             mapped = map_row(row, key, self.email_policy, self.obj, self.ltv_cast)
             if isinstance(mapped, Rejected):
                 counts["rejected"] += 1
@@ -503,7 +510,7 @@ class SyncModel:
         for key, reason in rejected_now.items():
             self.rejections[key] = reason
             self.optional.discard(key)
-        return RunResult(counts, rejected_now, withheld)
+        return RunResult(counts, rejected_now, withheld, bases)
 
     def reset(self) -> None:
         """A fresh start against a new target: no acknowledged records, no rejections."""
