@@ -13,6 +13,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -57,9 +58,11 @@ class Warehouse:
     key_type: str                    # BIGINT | VARCHAR
     consent_type: str                # BOOLEAN | INTEGER | VARCHAR
     subject_type: str                # type of consent_events.subject
+    time_type: str = "TIMESTAMP"     # type of consent_events.updated_at
     ltv_type: str = "DOUBLE"         # DOUBLE | VARCHAR
     rows: list[SourceRow] = field(default_factory=list)
-    events: list[tuple[Any, str, Any, str | None]] = field(default_factory=list)
+    #: (subject, purpose, status, instant in epoch seconds or None, spelling variant)
+    events: list[tuple[Any, str, Any, int | None, int]] = field(default_factory=list)
     next_seq: int = 0
 
     def write(self, path: Path) -> None:
@@ -77,13 +80,32 @@ class Warehouse:
                                 [(r.seq, r.key, r.email, r.name, r.ltv, r.consent)
                                  for r in self.rows])
             con.execute(f"create table consent_events(subject {self.subject_type}, "
-                        "purpose varchar, status varchar, updated_at timestamp)")
+                        f"purpose varchar, status varchar, updated_at {self.time_type})")
             if self.events:
                 con.executemany("insert into consent_events values (?, ?, ?, ?)",
-                                [list(e) for e in self.events])
+                                [(s, p, st, self.spell_time(t, v))
+                                 for s, p, st, t, v in self.events])
         finally:
             con.close()
         os.replace(tmp, path)
+
+
+    def spell_time(self, instant: int | None, variant: int) -> Any:
+        """An event time as the column's type holds it (consent.md, "Timestamps": "Arrow
+        timestamps/dates, ISO 8601 strings (offsets honoured; no offset means UTC) or
+        epoch seconds"). A missing instant is NULL, or for text an unreadable string."""
+        if instant is None:
+            if self.time_type == "VARCHAR" and variant % 3:
+                return ["soon", "2024-13-45T00:00:00Z"][variant % 2]
+            return None
+        utc = datetime.fromtimestamp(instant, UTC)
+        if self.time_type == "TIMESTAMP":
+            return utc.replace(tzinfo=None)
+        if self.time_type == "BIGINT":
+            return instant
+        local = utc.astimezone(timezone(timedelta(hours=[1, -5][variant % 2])))
+        return [utc.strftime("%Y-%m-%dT%H:%M:%SZ"), local.isoformat(),
+                utc.strftime("%Y-%m-%d %H:%M:%S")][variant % 3]
 
 
 # --- the webhook receiver -------------------------------------------------------------

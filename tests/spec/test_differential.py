@@ -66,7 +66,9 @@ VARCHAR_VALUES: list[Any] = [
 if "consent-vocabulary" not in KNOWN_PENDING:
     VARCHAR_VALUES += list(model.CONTESTED_STRINGS)
 STATUSES = [v for v in VARCHAR_VALUES if v is not None] + [None]
-TIMES = ["2024-01-01 00:00:00", "2024-01-02 00:00:00", "2024-01-03 00:00:00", None]
+#: Event instants (epoch seconds; None: missing or unreadable), a day apart so that ties
+#: and order both occur; spelled per the column's type by Warehouse.spell_time.
+TIMES = [1704067200, 1704153600, 1704240000, None]
 PURPOSES = ("marketing", "service")
 
 
@@ -104,6 +106,7 @@ def setups(draw: st.DrawFn) -> dict[str, Any]:
         "key_type": key_type,
         "numeric_text_keys": key_type == "VARCHAR" and draw(st.booleans()),
         "consent_type": draw(st.sampled_from(["BOOLEAN", "INTEGER", "VARCHAR"])),
+        "time_type": draw(st.sampled_from(["TIMESTAMP", "VARCHAR", "BIGINT"])),
         "subject_type": key_type if key_type == "VARCHAR" or draw(st.booleans()) else "VARCHAR",
         "consent": ConsentConfig(purposes, columns, events, legal),
         "email_policy": draw(st.sampled_from(["allow", "allow", "hash", "mask"])),
@@ -125,7 +128,7 @@ CHANGES = st.one_of(
               st.integers(0, 100)),
     st.tuples(st.just("null_key"), st.integers(0, 100)),
     st.tuples(st.just("event"), st.integers(0, 40), st.integers(0, 1), st.integers(0, 100),
-              st.integers(0, 3)),
+              st.integers(0, 3), st.integers(0, 5)),
     st.tuples(st.just("ltv_type")),
     st.tuples(st.just("consent_type"), st.integers(0, 2), st.integers(0, 1000)),
 )
@@ -150,7 +153,8 @@ class Differential(RuleBasedStateMachine):
     def start(self, setup: dict[str, Any], changes: list[tuple[Any, ...]]) -> None:
         self.setup = setup
         self.kinds = [k for k in KIND_MODES if k in KINDS]
-        self.wh = Warehouse(setup["key_type"], setup["consent_type"], setup["subject_type"])
+        self.wh = Warehouse(setup["key_type"], setup["consent_type"], setup["subject_type"],
+                            setup["time_type"])
         self.receiver = harness.Receiver()
         if "pg" in self.kinds:
             self.pg_schema = f"spec_{uuid.uuid4().hex[:12]}"
@@ -255,12 +259,12 @@ class Differential(RuleBasedStateMachine):
                                      values[args[0] % len(values)]))
             wh.next_seq += 1
         elif what == "event":
-            n, purpose, status, time = args
+            n, purpose, status, time, spelling = args
             subject = self.key_for(n)
             if wh.subject_type == "VARCHAR":
                 subject = str(subject)
             wh.events.append((subject, PURPOSES[purpose], STATUSES[status % len(STATUSES)],
-                              TIMES[time]))
+                              TIMES[time], spelling))
         elif what == "ltv_type":
             wh.ltv_type = "VARCHAR" if wh.ltv_type == "DOUBLE" else "DOUBLE"
             for r in wh.rows:
@@ -281,7 +285,8 @@ class Differential(RuleBasedStateMachine):
     # -- rules -------------------------------------------------------------------------
 
     @rule(changes=st.lists(CHANGES, min_size=1, max_size=6),
-          then=st.sampled_from(["run", "run", "run", "full_resync", "refused_drop_policy"]))
+          then=st.sampled_from(["run", "run", "run", "full_resync", "dry_run",
+                                "refused_drop_policy"]))
     def change_and_run(self, changes: list[tuple[Any, ...]], then: str) -> None:
         """Some changes to the warehouse, then a run (one of three with
         ``--full-resync``: sync-modes.md, it "plans every valid row as an insert (new key)
@@ -290,8 +295,24 @@ class Differential(RuleBasedStateMachine):
             self.apply(change)
         if then == "refused_drop_policy":
             self.refused_drop_policy()
+        if then == "dry_run":
+            self.dry_run()
         self.run_and_compare(full_resync=then == "full_resync")
         STATS[f"examples with {self.wh.key_type} keys"] += self.runs == 2
+
+    def dry_run(self) -> None:
+        """sync-modes.md: "``--dry-run`` plans but never commits: the state is unchanged";
+        README: "``--dry-run``: the exact records [...] would get". Nothing reaches any
+        destination, and the next real run plans as if the dry run never happened."""
+        self.write_project()
+        before = {s: self.content(s) for s in self.syncs}
+        dests = sorted({self.dest_of(s) for s in self.syncs})
+        done = harness.conn_parallel([("sync", "wh", d, "--dry-run", "--json") for d in dests],
+                                     self.dir)
+        for dest, p in zip(dests, done, strict=True):
+            assert p.returncode in (0, 4), (dest, p.returncode, p.stderr[-2000:])
+        assert {s: self.content(s) for s in self.syncs} == before
+        STATS["dry runs"] += 1
 
     def refused_drop_policy(self) -> None:
         """consent.md, "Field policies": ``drop``: "never leaves conn (a mapping that uses
@@ -300,6 +321,7 @@ class Differential(RuleBasedStateMachine):
         if "files" not in self.kinds or not any(s.startswith("files_") for s in self.syncs):
             return
         self.refuse_policy = True
+        STATS["refused drop policies"] += 1
         try:
             self.write_project()
             before = {s: self.content(s) for s in self.syncs if s.startswith("files_")}
@@ -429,7 +451,7 @@ class Differential(RuleBasedStateMachine):
                 for r in sorted(self.wh.rows, key=lambda r: r.seq)]
 
     def events(self) -> list[ConsentEvent]:
-        return [ConsentEvent(*e) for e in self.wh.events]
+        return [ConsentEvent(s, p, status, t) for s, p, status, t, _ in self.wh.events]
 
     def content(self, sync: str) -> list[dict[str, Any]]:
         """What the sync's current destination object holds."""
