@@ -219,7 +219,11 @@ def pg_content(schema: str, table: str) -> list[dict[str, Any]]:
         if not exists or exists[0] is None:
             return []
         cur = con.execute(f'select row_to_json(t)::text from "{schema}"."{table}" t')
-        return [json.loads(r[0]) for r in cur.fetchall()]
+        rows = [json.loads(r[0]) for r in cur.fetchall()]
+    for row in rows:  # row_to_json spells a double's NaN and infinities as strings
+        if row.get("ltv") in ("NaN", "Infinity", "-Infinity"):
+            row["ltv"] = float(row["ltv"])
+    return rows
 
 
 # --- conn.yml and the CLI -------------------------------------------------------------

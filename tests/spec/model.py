@@ -27,26 +27,10 @@ from typing import Any
 
 #: Known disagreements between the code and the docs whose fixes are still pending. Each
 #: name switches off (or narrows) one check or one kind of random input in the
-#: differential test; remove a name once its fix has landed, and the test checks it again.
-#: Nothing else in the test may tolerate a disagreement.
-_PENDING: frozenset[str] = frozenset({
-    # Mirror deletes of non-string match keys carry the key as a string ("2" for 2), so
-    # they delete nothing. While pending, mirror syncs are generated only with VARCHAR keys.
-    "typed-match-keys",
-    # A sync's state is bound to its name only: a changed `destination:` sends nothing to
-    # the new one. While pending, the "move the destination" rule is not drawn.
-    "state-bound-to-target",
-    # Rows the mapper rejects (e.g. `format: email`) are counted but `conn rejected` does
-    # not list them. While pending, their keys may be missing from the list.
-    "rejected-lists-mapper-rejections",
-    # Rows with a null primary key are rejected but cannot be listed by `conn rejected`.
-    # While pending, null keys may be missing from the list.
-    "rejected-lists-null-keys",
-    # `opt-in`, `opted-in`, `accept` read as grants, `opt-out`, `withdraw`, `decline`
-    # as denials, where consent.md calls them malformed. While pending, those six values
-    # are not drawn.
-    "consent-vocabulary",
-})
+#: differential test, in code that tests the name; remove the name and that code once the
+#: fix has landed, and the test checks it again. Nothing else in the test may tolerate a
+#: disagreement. Empty: every check is on.
+_PENDING: frozenset[str] = frozenset()
 #: ``CONN_SPEC_PENDING`` (comma-separated names, may be empty) overrides the list, e.g. to
 #: see whether a fix has landed: ``CONN_SPEC_PENDING= pytest tests/spec``.
 KNOWN_PENDING: frozenset[str] = (
@@ -76,26 +60,29 @@ class Code(IntEnum):
         return self.name.lower()
 
 
-#: consent.md, "Consent values": strings that grant (case and blanks ignored).
+#: consent.md, "Consent values", the table's ``granted`` row (case and surrounding blanks
+#: ignored).
 GRANT_STRINGS = frozenset((
     "granted", "grant", "given", "true", "t", "yes", "y", "1", "opt_in", "opted_in",
     "optin", "subscribed", "allow", "allowed", "accepted", "consented"))
-#: consent.md, "Consent values": strings that deny.
+#: consent.md, "Consent values", the table's ``denied`` row.
 DENY_STRINGS = frozenset((
-    "denied", "deny", "false", "f", "no", "n", "0", "opt_out", "opted_out", "optout",
-    "unsubscribed", "revoked", "withdrawn", "declined", "refused", "rejected",
-    "disallowed"))
-#: Values the code reads otherwise than consent.md's table (KNOWN_PENDING
-#: "consent-vocabulary"): by the docs each is malformed.
-CONTESTED_STRINGS = ("opt-in", "opted-in", "accept", "opt-out", "withdraw", "decline")
+    "denied", "deny", "false", "f", "no", "n", "0", "opt_out", "opt-out", "opted_out",
+    "opted-out", "optout", "unsubscribed", "revoked", "withdrawn", "withdraw", "declined",
+    "decline", "refused", "rejected", "disallowed"))
+#: Spellings near the lists that the docs single out: "a value that is not plainly a
+#: grant (``opt-in`` with a hyphen, ``accept``, ``pending``, ``maybe``) is malformed";
+#: the refusals among them are listed as denials.
+NEAR_MISSES = ("opt-in", "opted-in", "accept", "pending", "opt-out", "withdraw", "decline")
 
 
 def value_code(value: Any) -> Code:
     """The code of one consent value, from a column or an event's status.
 
-    consent.md, "Consent values": "Booleans (``true`` grants), numbers (1 grants, 0
-    denies), strings (case and blanks ignored): [grant list] grant; [deny list] deny;
-    null is "no record"; anything else is malformed."
+    consent.md, "Consent values": "Booleans: ``true`` grants, ``false`` denies. Numbers: 1
+    grants, 0 denies, any other number is malformed. Strings, by this table": granted,
+    denied, "``no_record``: null", "``malformed``: any other string, the empty string
+    included".
     """
     if value is None:
         return Code.NO_RECORD
@@ -271,6 +258,11 @@ class ObjectProfile:
     """
 
     declares_fields: bool  # email {format: email}, ltv {type: number} declared
+    #: The destination's format is JSON text (files JSONL, webhook, Singer): files README
+    #: "Values": "a row holding a value JSON cannot carry (NaN, ±Infinity [...]) is
+    #: rejected with a reason"; webhook README: "never sent as ``null``"; singer README:
+    #: "the mapper rejects their rows". PostgreSQL's double precision holds them.
+    json_values: bool = True
 
 
 class Rejected(str):
@@ -301,8 +293,8 @@ def map_row(row: dict[str, Any], key: Any, email_policy: str,
             ltv = float(ltv)
         except ValueError:
             return Rejected("ltv")
-        if not math.isfinite(ltv):
-            return Rejected("ltv")
+    if isinstance(ltv, float) and not math.isfinite(ltv) and obj.json_values:
+        return Rejected("ltv")
     return {"customer_id": key, "email": email, "name": row["name"], "ltv": ltv}
 
 
@@ -354,8 +346,13 @@ class DestinationModel:
 
 
 def canonical(record: dict[str, Any]) -> str:
-    """A sort/compare key of a record that tells 2 from "2"."""
-    return repr(sorted((k, type(v).__name__, v) for k, v in record.items()))
+    """A sort/compare key of a record that tells 2 from "2" (JSON, like PostgreSQL's
+    ``row_to_json``, does not tell 1 from 1.0: numbers compare by value; NaN equals NaN)."""
+    def norm(v: Any) -> tuple[str, str]:
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return ("number", repr(float(v)))
+        return (type(v).__name__, repr(v))
+    return repr(sorted((k, norm(v)) for k, v in record.items()))
 
 
 # --------------------------------------------------------------------------------------
@@ -406,6 +403,10 @@ class SyncModel:
     rejections: dict[Any, str] = field(default_factory=dict)
     #: keys whose presence in ``conn rejected`` the docs leave open (see ``run``)
     optional: set[Any] = field(default_factory=set)
+    #: whether the state is bound to its target: sync-modes.md, "When a sync's target
+    #: changes": "the identity is stored with the state"; a sync that never acknowledged
+    #: nor rejected a row has no state to bind yet (nothing was ever sent)
+    bound: bool = False
 
     def run(self, rows: Sequence[tuple[Any, dict[str, Any]]],
             events: Sequence[ConsentEvent], *, full_resync: bool = False) -> RunResult:
@@ -510,6 +511,7 @@ class SyncModel:
         for key, reason in rejected_now.items():
             self.rejections[key] = reason
             self.optional.discard(key)
+        self.bound = self.bound or bool(acked or deleted or rejected_now)
         return RunResult(counts, rejected_now, withheld, bases)
 
     def reset(self) -> None:
@@ -517,3 +519,4 @@ class SyncModel:
         self.state.clear()
         self.rejections.clear()
         self.optional.clear()
+        self.bound = False
