@@ -407,6 +407,11 @@ class SyncModel:
     #: changes": "the identity is stored with the state"; a sync that never acknowledged
     #: nor rejected a row has no state to bind yet (nothing was ever sent)
     bound: bool = False
+    #: key -> runs in a row it was rejected (sync-modes.md, "rejections": "``attempts``
+    #: (runs in a row)"), None where the docs leave it open (a kept rejection of a run
+    #: that did not reject the key again)
+    attempts: dict[Any, int | None] = field(default_factory=dict)
+    last_rejected: set[Any] = field(default_factory=set)
 
     def run(self, rows: Sequence[tuple[Any, dict[str, Any]]],
             events: Sequence[ConsentEvent], *, full_resync: bool = False) -> RunResult:
@@ -508,6 +513,16 @@ class SyncModel:
                 continue
             if key not in rejected_now:
                 self.optional.add(key)
+        attempts: dict[Any, int | None] = {}
+        for key in rejected_now:
+            before = self.attempts.get(key)
+            if key in self.last_rejected:
+                attempts[key] = None if before is None else before + 1
+            else:
+                attempts[key] = None if key in previous_rejections else 1
+        for key in self.optional:
+            attempts[key] = None
+        self.attempts, self.last_rejected = attempts, set(rejected_now)
         for key, reason in rejected_now.items():
             self.rejections[key] = reason
             self.optional.discard(key)
@@ -520,3 +535,5 @@ class SyncModel:
         self.rejections.clear()
         self.optional.clear()
         self.bound = False
+        self.attempts.clear()
+        self.last_rejected.clear()

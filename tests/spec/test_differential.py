@@ -95,8 +95,8 @@ def setups(draw: st.DrawFn) -> dict[str, Any]:
         modes = draw(st.lists(st.sampled_from(mode_pool), min_size=1, max_size=5,
                               unique=True))
     else:
-        modes = draw(st.lists(st.sampled_from(mode_pool), min_size=1, max_size=2,
-                              unique=True))
+        # Few examples: each has mirror (deletions, withdrawals) and one other mode.
+        modes = ["mirror", draw(st.sampled_from([m for m in mode_pool if m != "mirror"]))]
     return {
         "key_type": key_type,
         "numeric_text_keys": key_type == "VARCHAR" and draw(st.booleans()),
@@ -284,7 +284,7 @@ class Differential(RuleBasedStateMachine):
 
     # -- rules -------------------------------------------------------------------------
 
-    @rule(changes=st.lists(CHANGES, min_size=1, max_size=6),
+    @rule(changes=st.lists(CHANGES, min_size=2, max_size=6),
           then=st.sampled_from(["run", "run", "run", "full_resync", "dry_run",
                                 "refused_drop_policy", "move_destination"]),
           pick=st.integers(0, 20))
@@ -590,7 +590,7 @@ class Differential(RuleBasedStateMachine):
             # acknowledgement, which the counts compare); every sync every third run of
             # the long profile.
             names = [n for n in names
-                     if self.listing(n) != self.verified.get(n, ([], []))]
+                     if self.listing(n) != self.verified.get(n, ([], [], []))]
         t0 = time.monotonic()
         results = harness.conn_parallel([("rejected", n, "--json", "-n", "1000")
                                          for n in names], self.dir)
@@ -599,19 +599,28 @@ class Differential(RuleBasedStateMachine):
         for name, p in zip(names, results, strict=True):
             m = self.syncs[name]
             assert p.returncode == 0, (name, p.returncode, p.stderr[-2000:])
-            listed = Counter(key_text(r["key"]) for r in json.loads(p.stdout)["rejected"])
+            entries = json.loads(p.stdout)["rejected"]
+            listed = Counter(key_text(r["key"]) for r in entries)
             required = {key_text(k) for k in m.rejections}
             allowed = required | {key_text(k) for k in m.optional}
             assert required <= set(listed) <= allowed, (
                 f"conn rejected {name} (run {self.runs}) in {self.dir}\n"
                 f" listed: {sorted(listed)}\n required: {sorted(required)}\n"
                 f" allowed: {sorted(allowed)}\n model: {m.rejections}")
+            for entry in entries:
+                want = {key_text(k): n for k, n in m.attempts.items()}.get(
+                    key_text(entry["key"]))
+                if want is not None and entry["key"] is not None:
+                    assert entry["attempts"] == want, (
+                        f"conn rejected {name} (run {self.runs}) in {self.dir}: attempts of "
+                        f"{entry['key']!r}: {entry['attempts']}, model {want}")
             self.verified[name] = self.listing(name)
             STATS["rejected listings compared"] += 1
 
     def listing(self, name: str) -> tuple[Any, ...]:
         m = self.syncs[name]
-        return (sorted(map(repr, m.rejections)), sorted(map(repr, m.optional)))
+        return (sorted(map(repr, m.rejections.items())), sorted(map(repr, m.optional)),
+                sorted(map(repr, m.attempts.items())))
 
 
 #: What the runs of this process did, by count and mode (printed with CONN_SPEC_VERBOSE).
