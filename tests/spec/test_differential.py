@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -134,9 +135,7 @@ class Differential(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        base = Path(os.environ.get("CONN_SPEC_TMP", "/tmp"))
-        self.dir = base / f"conn-spec-{uuid.uuid4().hex[:10]}"
-        self.dir.mkdir(parents=True)
+        self.dir = Path(tempfile.mkdtemp(prefix="conn-spec-", dir=os.environ.get("CONN_SPEC_TMP")))
         self.receiver: harness.Receiver | None = None
         self.pg_schema: str | None = None
         self.runs = 0
