@@ -245,6 +245,8 @@ def apply_policy(policy: str, value: str | None) -> str | None:
 #: The generator only draws values that every reading of JSON Schema's ``format: email``
 #: agrees on (``u3@x.org`` valid; ``not-an-email``, ``x@``, ``@x.org`` invalid).
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+#: A number as JSON spells it (RFC 8259, section 6).
+NUMBER = re.compile(r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
 
 
 @dataclass(frozen=True)
@@ -289,10 +291,11 @@ def map_row(row: dict[str, Any], key: Any, email_policy: str,
         return Rejected("email")
     ltv = row["ltv"]
     if isinstance(ltv, str) and (obj.declares_fields or ltv_cast):
-        try:
-            ltv = float(ltv)
-        except ValueError:
+        # Text converts when it is a number as JSON writes one; the docs name no other
+        # spelling ("nan" and "inf" are not JSON numbers), so anything else is rejected.
+        if not NUMBER.match(ltv):
             return Rejected("ltv")
+        ltv = float(ltv)
     if isinstance(ltv, float) and not math.isfinite(ltv) and obj.json_values:
         return Rejected("ltv")
     return {"customer_id": key, "email": email, "name": row["name"], "ltv": ltv}
