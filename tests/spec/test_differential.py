@@ -617,6 +617,9 @@ class Differential(RuleBasedStateMachine):
             for entry in entries:
                 want = {key_text(k): n for k, n in m.attempts.items()}.get(
                     key_text(entry["key"]))
+                if (listed[key_text(entry["key"])] > 1
+                        and "attempts-of-keys-rejected-twice" in KNOWN_PENDING):
+                    continue
                 if want is not None and entry["key"] is not None:
                     assert entry["attempts"] == want, (
                         f"conn rejected {name} (run {self.runs}) in {self.dir}: attempts of "
