@@ -522,9 +522,10 @@ class SyncModel:
                     counts["deleted"] += 1
                     deleted.add(key)
         previous_rejections = self.rejections
+        previous_optional = self.optional
         self.rejections = {}
         self.optional = set()
-        for key in previous_rejections:
+        for key in [*previous_rejections, *previous_optional]:
             if key in acked or key in deleted or key not in in_source:
                 continue
             if key not in rejected_now:
@@ -535,7 +536,8 @@ class SyncModel:
             if key in self.last_rejected:
                 attempts[key] = None if before is None else before + 1
             else:
-                attempts[key] = None if key in previous_rejections else 1
+                attempts[key] = (None if key in previous_rejections or key in previous_optional
+                                 else 1)
         for key in self.optional:
             attempts[key] = None
         self.attempts, self.last_rejected = attempts, set(rejected_now)
