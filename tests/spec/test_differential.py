@@ -322,14 +322,16 @@ class Differential(RuleBasedStateMachine):
         """consent.md, "Field policies": ``drop``: "never leaves conn (a mapping that uses
         it is refused)". A drop policy on the mapped ``name`` makes the run a
         configuration error (exit 3) that names the field; nothing is sent or stored."""
-        if "files" not in self.kinds or not any(s.startswith("files_") for s in self.syncs):
+        files = sorted(s for s in self.syncs if s.startswith("files_"))
+        if not files:
             return
+        dest = self.dest_of(files[0])
         self.refuse_policy = True
         STATS["refused drop policies"] += 1
         try:
             self.write_project()
-            before = {s: self.content(s) for s in self.syncs if s.startswith("files_")}
-            p = harness.conn("sync", "wh", "files", "--json", cwd=self.dir)
+            before = {s: self.content(s) for s in files}
+            p = harness.conn("sync", "wh", dest, "--json", cwd=self.dir)
             assert p.returncode == 3, (p.returncode, p.stdout[-2000:], p.stderr[-2000:])
             assert "name" in p.stdout + p.stderr, p.stdout + p.stderr
             assert {s: self.content(s) for s in before} == before
