@@ -273,10 +273,10 @@ class ObjectProfile:
     """
 
     declares_fields: bool  # email {format: email}, ltv {type: number} declared
-    #: The destination's format is JSON text (files JSONL, webhook, Singer): files README
-    #: "Values": "a row holding a value JSON cannot carry (NaN, ±Infinity [...]) is
-    #: rejected with a reason"; webhook README: "never sent as ``null``"; singer README:
-    #: "the mapper rejects their rows". PostgreSQL's double precision holds them.
+    #: architecture.md, "Values travel exactly or not at all": ``json`` (the default, "a
+    #: plugin that declares nothing gets the strict ``json`` rule": every HTTP API,
+    #: webhook, Singer, files JSONL and CSV) does not carry "NaN, ±Infinity": the row is
+    #: rejected with a reason. Only ``arrow`` objects (files Parquet) carry every value.
     json_values: bool = True
 
 

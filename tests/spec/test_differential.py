@@ -169,8 +169,8 @@ class Differential(RuleBasedStateMachine):
         return model.SyncModel(
             name=f"{kind}_{mode}", mode=mode, consent=self.setup["consent"],
             email_policy=self.setup["email_policy"],
-            obj=model.ObjectProfile(declares_fields=kind in ("files", "singer"),
-                                    json_values=kind != "pg"),
+            # PostgreSQL declares no value capability: the strict JSON rule applies.
+            obj=model.ObjectProfile(declares_fields=kind in ("files", "singer")),
             dest=model.DestinationModel(update_unknown_rejected=kind in ("hook", "pg")),
             ltv_cast=self.setup["ltv_cast"] or kind == "pg")
 
