@@ -37,12 +37,6 @@ _PENDING: frozenset[str] = frozenset({
     # every configuration problem is collected "before a row is read"). While pending, the
     # refused command names the moved sync alone (`-s`).
     "target-check-before-any-row",
-    # A key rejected twice in one run (a repeated row, and its first row refused by the
-    # destination) is listed twice by `conn rejected`, and the destination's entry starts
-    # its `attempts` at 1 on every run while the other entry carries the count (sync-modes
-    # .md: rejections are kept "per sync, keyed by the primary key", `attempts` "runs in a
-    # row"). While pending, attempts of a key listed more than once are not compared.
-    "attempts-of-keys-rejected-twice",
 })
 #: ``CONN_SPEC_PENDING`` (comma-separated names, may be empty) overrides the list, e.g. to
 #: see whether a fix has landed: ``CONN_SPEC_PENDING= pytest tests/spec``.

@@ -616,6 +616,11 @@ class Differential(RuleBasedStateMachine):
                 f"conn rejected {name} (run {self.runs}) in {self.dir}\n"
                 f" listed: {sorted(listed)}\n required: {sorted(required)}\n"
                 f" allowed: {sorted(allowed)}\n model: {m.rejections}")
+            # sync-modes.md, "What is stored": rejections are kept per key; rows without
+            # a key are each listed.
+            twice = {k: n for k, n in listed.items() if n > 1 and k != key_text(None)}
+            assert not twice or "attempts-of-keys-rejected-twice" in KNOWN_PENDING, (
+                f"conn rejected {name} (run {self.runs}) lists keys more than once: {twice}")
             for entry in entries:
                 want = {key_text(k): n for k, n in m.attempts.items()}.get(
                     key_text(entry["key"]))

@@ -388,3 +388,23 @@ def test_delivered_gives_what_the_destination_acknowledged_with_its_type(backend
     assert value_of(d["match_value"], d["match_type"]) == 10
     assert d["run_id"] == "r1" and d["acked_at"].endswith("Z")
     assert make().delivered("s", []) == [] and make().delivered("nosuch", ["1"]) == []
+
+
+def test_a_key_rejected_twice_in_a_run_has_one_entry_with_both_reasons(backend):
+    """Found by the differential test: the mapper and the planner (or a write and a
+    delete) rejecting one key in one run listed it twice, one entry restarting its
+    attempts every run."""
+    _, make = backend
+    store = make()
+    for run_id in ("r1", "r2", "r3"):
+        with make().open_sync("s", run_id) as st:
+            keys = pa.array(["10", "10", "11"], pa.string())
+            st.commit(keys.slice(0, 1), pa.nulls(1, pa.uint64()), pa.nulls(1, pa.string()),
+                      pa.array([False]), [(0, "unknown record")])
+            st.commit(keys, pa.nulls(3, pa.uint64()), pa.nulls(3, pa.string()),
+                      pa.array([False] * 3), [(0, "duplicate"), (1, "duplicate"),
+                                               (2, "bad e-mail")])
+    got = {r["key"]: r for r in store.rejections("s")}
+    assert set(got) == {"10", "11"} and len(store.rejections("s")) == 2
+    assert got["10"]["reason"] == "unknown record; duplicate"
+    assert got["10"]["attempts"] == 3 and got["11"]["attempts"] == 3

@@ -51,6 +51,10 @@ if TYPE_CHECKING:
     from conn.state.target import OnChange, SyncTarget
 
 
+#: The key id under which a backend stores rejections of rows without a primary key
+#: (each such row keeps an entry of its own; see :meth:`Storage.commit`).
+NULL_KEY_ID = 0
+
 @dataclass
 class BatchPlan:
     """The planner's verdict for one mapped batch. Index arrays point into the batch.
@@ -155,10 +159,12 @@ class Storage(abc.ABC):
         """In one transaction: record ``rows`` (kid, key, hash, match_value as text,
         partition) as acknowledged (or as deleted when ``deletes``), with ``match_type``,
         the type token of their match values (:mod:`conn.state.typed_text`); store
-        ``rejected`` (kid, key, partition, reason) as this run's rejections, replacing
-        earlier rejections of every key in either table (a key rejected again keeps the
-        time of its first rejection and counts the attempts); add the counts to the
-        run's progress."""
+        ``rejected`` (kid, key, partition, reason; one row per key, except rows without a
+        key, stored under :data:`NULL_KEY_ID`, one row each) as this run's rejections,
+        replacing earlier runs' rejections of every key in either table (a key rejected
+        again keeps the time of its first rejection and counts the runs in a row); a key
+        already rejected in this run keeps that one entry, with the new reason appended
+        to it; add the counts to the run's progress."""
 
     @abc.abstractmethod
     def lookup(self, kids: np.ndarray, batch_rows: int) -> Iterator[pa.RecordBatch]:

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from conn.errors import SyncLocked
-from conn.state.contracts import StateStore, Storage, SyncState
+from conn.state.contracts import NULL_KEY_ID, StateStore, Storage, SyncState
 from conn.state.history import history_row
 from conn.state.planner import PlanningSyncState
 from conn.state.target import OnChange, SyncTarget, decide
@@ -85,20 +85,8 @@ class MemoryStorage(Storage):
             records = pa.concat_tables([records, add.select(RECORDS_SCHEMA.names)
                                         .cast(RECORDS_SCHEMA)])
         if rejected.num_rows:
-            n, now = rejected.num_rows, time.time()
-            first = {k: (s, a) for k, s, a in zip(replaced.column("kid").to_pylist(),
-                                                   replaced.column("since").to_pylist(),
-                                                   replaced.column("attempts").to_pylist(),
-                                                   strict=True)}
-            kids = rejected.column("kid").to_pylist()
-            rej = rejected.append_column("op", pa.array(["delete" if deletes else "write"] * n))
-            rej = rej.append_column("run_id", pa.array([run_id] * n, pa.string()))
-            rej = rej.append_column("at", pa.array([now] * n, pa.float64()))
-            rej = rej.append_column("since", pa.array([first.get(k, (now, 0))[0]
-                                                       for k in kids], pa.float64()))
-            rej = rej.append_column("attempts", pa.array([first.get(k, (now, 0))[1] + 1
-                                                          for k in kids], pa.int64()))
-            rejections = pa.concat_tables([rejections, rej.cast(REJECTIONS_SCHEMA)])
+            rejections = _add_rejections(rejections, replaced, rejected, run_id,
+                                         "delete" if deletes else "write")
         d.records, d.rejections = records, rejections
         p = d.progress.setdefault(run_id, {"batches": 0, "acknowledged": 0, "rejected": 0,
                                            "deleted": 0})
@@ -198,6 +186,32 @@ class MemoryStateStore(StateStore):
         return [{"key": r["key"], "match_value": r["match_value"],
                  "match_type": r["match_type"], "acked_at": _iso(r["acked_at"]),
                  "run_id": r["run_id"]} for r in t.to_pylist()]
+
+
+def _add_rejections(rejections: pa.Table, replaced: pa.Table, rejected: pa.Table,
+                    run_id: str, op: str) -> pa.Table:
+    """``rejections`` with this commit's ``rejected`` rows: a key rejected in an earlier
+    run keeps that entry's ``since`` and counts one more attempt; a key already rejected
+    in this run keeps its one entry with the new reason appended (rows without a key are
+    each listed)."""
+    now = time.time()
+    before = {r["kid"]: r for r in replaced.to_pylist()}
+    rows = rejections.to_pylist()
+    this_run = {r["kid"]: r for r in rows if r["run_id"] == run_id and r["kid"] != NULL_KEY_ID}
+    for r in rejected.to_pylist():
+        same = this_run.get(r["kid"])
+        if same is not None:
+            if r["reason"] not in same["reason"]:
+                same["reason"] += "; " + r["reason"]
+            continue
+        earlier = before.get(r["kid"])
+        row = {**r, "op": op, "run_id": run_id, "at": now,
+               "since": earlier["since"] if earlier else now,
+               "attempts": (earlier["attempts"] if earlier else 0) + 1}
+        rows.append(row)
+        if r["kid"] != NULL_KEY_ID:
+            this_run[r["kid"]] = row
+    return pa.Table.from_pylist(rows, schema=REJECTIONS_SCHEMA)
 
 
 def _iso(t: float) -> str:

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from conn.errors import StateError, SyncLocked
 from conn.state import history
-from conn.state.contracts import StateStore, Storage, SyncState
+from conn.state.contracts import NULL_KEY_ID, StateStore, Storage, SyncState
 from conn.state.locks import describe_holder, holder_info
 from conn.state.planner import PlanningSyncState, row_hashes
 from conn.state.target import OnChange, SyncTarget, decide
@@ -39,6 +39,8 @@ APP_ID = "conn-state"
 #: ``attempts``, ``syncs.target`` holds the target identity (see conn.state.target).
 FORMAT_VERSION = 2
 _FLIP = np.uint64(1 << 63)
+#: NULL_KEY_ID as stored here (key ids are stored XOR 2^63).
+_NULL_KID = int(np.array([NULL_KEY_ID], dtype=np.uint64)[0] ^ _FLIP) - (1 << 64)
 
 DDL = """
 CREATE TABLE IF NOT EXISTS {s}.records (sync text NOT NULL, kid bigint NOT NULL,
@@ -143,7 +145,17 @@ class PostgresStorage(Storage):
                      rows.column("match_value").cast(pa.string()).to_pylist(),
                      rows.column("partition").to_pylist()])
             if rkids:
-                # A key rejected again keeps the time of its first rejection.
+                args = [rkids, rejected.column("key").to_pylist(),
+                        rejected.column("partition").to_pylist(),
+                        rejected.column("reason").to_pylist()]
+                # A key rejected again in this run keeps one entry with both reasons; a
+                # key rejected again after earlier runs keeps the time of its first.
+                cur.execute(
+                    f"""UPDATE {s}.rejections e SET reason = e.reason || '; ' || t.r
+                    FROM unnest(%s::bigint[], %s::text[], %s::smallint[], %s::text[])
+                    AS t(k, key, p, r) WHERE e.sync = %s AND e.run_id = %s AND e.kid = t.k
+                    AND t.k <> %s AND position(t.r IN e.reason) = 0""",
+                    [*args, sync, run_id, _NULL_KID])
                 cur.execute(
                     f"""INSERT INTO {s}.rejections (sync, kid, key, partition, reason, op,
                     run_id, since, attempts) SELECT %s, k, key, p, r, %s, %s,
@@ -151,10 +163,11 @@ class PostgresStorage(Storage):
                     FROM unnest(%s::bigint[], %s::text[], %s::smallint[], %s::text[])
                     AS t(k, key, p, r) LEFT JOIN (SELECT kid, min(since) AS since,
                     max(attempts) AS attempts FROM {s}.rejections WHERE sync = %s AND
-                    run_id <> %s GROUP BY kid) e ON e.kid = t.k""",
-                    [sync, "delete" if deletes else "write", run_id, rkids,
-                     rejected.column("key").to_pylist(), rejected.column("partition").to_pylist(),
-                     rejected.column("reason").to_pylist(), sync, run_id])
+                    run_id <> %s GROUP BY kid) e ON e.kid = t.k
+                    WHERE t.k = %s OR NOT EXISTS (SELECT 1 FROM {s}.rejections x WHERE
+                    x.sync = %s AND x.run_id = %s AND x.kid = t.k)""",
+                    [sync, "delete" if deletes else "write", run_id, *args, sync, run_id,
+                     _NULL_KID, sync, run_id])
             cur.execute(f"DELETE FROM {s}.rejections WHERE sync = %s AND run_id <> %s AND "
                         "kid = ANY(%s)", [sync, run_id, kids + rkids])
             col = "deleted" if deletes else "acknowledged"

@@ -22,15 +22,13 @@ import pyarrow as pa
 
 from conn.errors import StateError
 from conn.state import typed_text
-from conn.state.contracts import BatchPlan, Deletions, Storage, SyncState
+from conn.state.contracts import NULL_KEY_ID, BatchPlan, Deletions, Storage, SyncState
 from conn.state.planner import lookup, row_hashes
 from conn.state.planner.marks import Scratch
 from conn.state.planner.new_keys import NewKeyIndex
 from conn.state.planner.sorted_state import LayeredState, SortedState
 
 REASON_NULL = "null primary key"
-#: The key id under which rejections of rows without a primary key are stored.
-NULL_KEY_ID = 0
 REASON_DUPLICATE = "duplicate primary key {key!r} in this run (the first row is kept)"
 
 
@@ -155,9 +153,23 @@ class PlanningSyncState(SyncState):
 
     def _rejected_table(self, keys: pa.Array, kids: np.ndarray,
                         rejected: list[tuple[int, str]]) -> pa.Table:
-        idx = np.array([i for i, _ in rejected], dtype=np.int64)
-        t = self._rows_table(keys, kids, idx, None, None).select(["kid", "key", "partition"])
-        return t.append_column("reason", pa.array([r for _, r in rejected], pa.string()))
+        """One row per rejected key with its reasons (several rows of one key in a batch:
+        duplicates; rows without a key are each listed on their own)."""
+        first: dict[int, int] = {}
+        reasons: list[list[str]] = []
+        idx: list[int] = []
+        for i, reason in rejected:
+            kid = int(kids[i])
+            at = first.get(kid) if kid != NULL_KEY_ID else None
+            if at is None:
+                first[kid] = len(idx)
+                idx.append(i)
+                reasons.append([reason])
+            elif reason not in reasons[at]:
+                reasons[at].append(reason)
+        t = self._rows_table(keys, kids, np.array(idx, dtype=np.int64), None, None)
+        return t.select(["kid", "key", "partition"]).append_column(
+            "reason", pa.array(["; ".join(r) for r in reasons], pa.string()))
 
     def _commit(self, keys: pa.Array, hashes: pa.Array | None, match_values: pa.Array | None,
                 acknowledged: pa.Array, rejected: list[tuple[int, str]], deletes: bool) -> None:

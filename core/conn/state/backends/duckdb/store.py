@@ -43,7 +43,7 @@ from conn.state import history
 from conn.state.backends.duckdb import migrations, sorted_cache
 from conn.state.backends.duckdb.connection import attach, connect, detach
 from conn.state.backends.duckdb.sorted_cache import Changes, SortedCache
-from conn.state.contracts import StateStore, Storage, SyncState
+from conn.state.contracts import NULL_KEY_ID, StateStore, Storage, SyncState
 from conn.state.locks import SyncFileLock, safe_name
 from conn.state.planner import PlanningSyncState, row_hashes
 from conn.state.planner.sorted_state import LayeredState, SortedState
@@ -277,13 +277,20 @@ class DuckDBStorage(Storage):
                         [self._seq, 2 if deletes else 1, run_id, mv_is_key, match_type])
                 self._q("INSERT INTO changes SELECT * FROM _rows")
             if rejected.num_rows:
-                # A key rejected again keeps the time of its first rejection.
-                self._q("""INSERT INTO rejections SELECT r.kid, r.key, r.partition, r.reason,
+                # A key rejected again in this run (the mapper, then the planner; a write,
+                # then a delete) keeps one entry with both reasons; a key rejected again
+                # after earlier runs keeps the time of its first rejection.
+                self._q(f"""UPDATE rejections SET reason = rejections.reason || '; ' ||
+                    r.reason FROM _rej r WHERE rejections.run_id = ? AND rejections.kid =
+                    r.kid AND r.kid <> {NULL_KEY_ID} AND
+                    position(r.reason IN rejections.reason) = 0""", [run_id])
+                self._q(f"""INSERT INTO rejections SELECT r.kid, r.key, r.partition, r.reason,
                     ?, ?, now(), coalesce(e.since, now()), coalesce(e.attempts, 0) + 1
                     FROM _rej r LEFT JOIN (SELECT kid, min(since) AS since,
                     max(attempts) AS attempts FROM rejections WHERE run_id <> ?
-                    GROUP BY kid) e USING (kid)""",
-                        ["delete" if deletes else "write", run_id, run_id])
+                    GROUP BY kid) e USING (kid) WHERE r.kid = {NULL_KEY_ID} OR r.kid NOT IN
+                    (SELECT kid FROM rejections WHERE run_id = ?)""",
+                        ["delete" if deletes else "write", run_id, run_id, run_id])
             if clear:
                 self._q("DELETE FROM rejections WHERE run_id <> ? AND kid IN (SELECT kid "
                         "FROM _rows" + (" UNION ALL SELECT kid FROM _rej)"
