@@ -107,3 +107,30 @@ def test_tuning_and_mode_changes_are_not_a_new_target(project):
     done = conn(project, "sync", "warehouse", "staging", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["syncs"][0]["unchanged"] == 5
+
+
+def test_a_refused_sync_stops_the_run_before_any_sync_sends_a_row(project):
+    """Found by the differential test: the syncs before a refused one had delivered."""
+    first = """\
+  people_b:
+    source: warehouse
+    stream: customers
+    destination: prod
+    object: records
+    primary_key: id
+    mode: upsert
+    mapping: {id: id, email: email}
+"""
+    text = PROJECT.format(dest="staging").replace("syncs:\n", "syncs:\n" + first)
+    (project / "conn.yml").write_text(text)
+    done = conn(project, "sync", "warehouse", "prod", "--json")
+    assert done.returncode == 0, done.stderr
+    # people (after people_b in conn.yml) moves to prod: people_b must not send anything.
+    con = duckdb.connect(str(project / "warehouse.duckdb"))
+    con.execute("INSERT INTO customers VALUES (9, 'u9@example.com')")
+    con.close()
+    (project / "conn.yml").write_text(text.replace("destination: staging", "destination: prod"))
+    before = (project / "prod" / "records.jsonl").read_text()
+    refused = conn(project, "sync", "warehouse", "prod", "--json")
+    assert refused.returncode == 3 and "TargetChanged" in refused.stdout
+    assert (project / "prod" / "records.jsonl").read_text() == before

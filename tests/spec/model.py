@@ -31,12 +31,6 @@ from typing import Any
 #: fix has landed, and the test checks it again. Nothing else in the test may tolerate a
 #: disagreement. Empty: every check is on.
 _PENDING: frozenset[str] = frozenset({
-    # A sync refused because its target changed is found only when its turn comes: the
-    # syncs before it in the same `conn sync` have already run and delivered, though the
-    # command exits 3 and its --json report lists no sync (architecture.md, "Set-up":
-    # every configuration problem is collected "before a row is read"). While pending, the
-    # refused command names the moved sync alone (`-s`).
-    "target-check-before-any-row",
 })
 #: ``CONN_SPEC_PENDING`` (comma-separated names, may be empty) overrides the list, e.g. to
 #: see whether a fix has landed: ``CONN_SPEC_PENDING= pytest tests/spec``.

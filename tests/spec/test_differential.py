@@ -39,7 +39,7 @@ from hypothesis.stateful import (
 from tests.conftest import unavailable
 from tests.spec import harness, model
 from tests.spec.harness import KIND_MODES, SourceRow, Warehouse
-from tests.spec.model import KNOWN_PENDING, ConsentConfig, ConsentEvent
+from tests.spec.model import ConsentConfig, ConsentEvent
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE = os.environ.get("CONN_SPEC_PROFILE", "short")
@@ -364,8 +364,7 @@ class Differential(RuleBasedStateMachine):
         self.write_project()
         others = {s: self.content(s) for s in self.syncs if s != name
                   and self.dest_of(s) == new_dest}
-        only = ("-s", name) if "target-check-before-any-row" in KNOWN_PENDING else ()
-        p = harness.conn("sync", "wh", new_dest, "--json", *only, cwd=self.dir)
+        p = harness.conn("sync", "wh", new_dest, "--json", cwd=self.dir)
         assert p.returncode == 3, (p.returncode, p.stdout[-2000:], p.stderr[-2000:])
         text = p.stdout + p.stderr
         assert "--new-target" in text and old_dest in text and new_dest in text, text
@@ -619,14 +618,11 @@ class Differential(RuleBasedStateMachine):
             # sync-modes.md, "What is stored": rejections are kept per key; rows without
             # a key are each listed.
             twice = {k: n for k, n in listed.items() if n > 1 and k != key_text(None)}
-            assert not twice or "attempts-of-keys-rejected-twice" in KNOWN_PENDING, (
+            assert not twice, (
                 f"conn rejected {name} (run {self.runs}) lists keys more than once: {twice}")
             for entry in entries:
                 want = {key_text(k): n for k, n in m.attempts.items()}.get(
                     key_text(entry["key"]))
-                if (listed[key_text(entry["key"])] > 1
-                        and "attempts-of-keys-rejected-twice" in KNOWN_PENDING):
-                    continue
                 if want is not None and entry["key"] is not None:
                     assert entry["attempts"] == want, (
                         f"conn rejected {name} (run {self.runs}) in {self.dir}: attempts of "

@@ -7,6 +7,7 @@ any point resumes without loss and without re-sending acknowledged rows.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -200,6 +201,30 @@ class SyncRunner:
             destination=sync.destination, destination_type=dest.name,
             destination_identity=dest.target_identity(), object=obj.name,
             match_key=match_key, key_types=key_types)
+
+    def preflight(self) -> None:
+        """Raise what would refuse this sync (its configuration, a changed target)
+        without reading a row: a run of several syncs checks them all first, so that a
+        refused one does not leave the others half done. Other failures (a connection)
+        are left to the run, which reports them per sync."""
+        source = dest = None
+        try:
+            source = self._connector("source", self.sync.source)
+            dest = self._connector("destination", self.sync.destination)
+            stream, obj, match_key, _, _ = self.prepare(source, dest)
+            if not (self.options.dry_run and self.options.on_target_change):
+                self.store.check_target(self.sync.name,
+                                        self.target(source, stream, obj, match_key, dest),
+                                        self.options.on_target_change)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            log.debug("preflight of %s: %s", self.sync.name, secrets.redact(exc))
+        finally:
+            for c in (source, dest):
+                if c is not None:
+                    with contextlib.suppress(Exception):
+                        c.close()
 
     # --- the run ------------------------------------------------------------------------
 
@@ -583,6 +608,16 @@ def run_syncs(project: Project, syncs: list[SyncConfig], registry: Registry,
     report = RunReport(run)
     own_store = store is None
     store = store or open_state_store(project, registry)
+    try:
+        if len(syncs) > 1:
+            # Every sync's configuration and target first: a refused sync stops the
+            # run before any sync sends a row.
+            for sync in syncs:
+                SyncRunner(project, sync, registry, store, run, options).preflight()
+    except BaseException:
+        if own_store:
+            store.close()
+        raise
     registry.hook.run_started(run=run)
     try:
         for sync in syncs:

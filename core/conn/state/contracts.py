@@ -237,6 +237,20 @@ class StateStore(abc.ABC):
         :meth:`conn.state.target.SyncTarget.to_json`), or None."""
 
     @abc.abstractmethod
+    def bound_target(self, sync: str) -> str | None:
+        """The stored target identity if the sync's state holds anything (records,
+        rejections or a bookmark: the target is bound), else None. Read-only: a run
+        checks every sync's target with it before any sync sends a row."""
+
+    def check_target(self, sync: str, target: SyncTarget, on_change: OnChange = None
+                     ) -> None:
+        """Raise :class:`conn.state.target.TargetChanged` if opening ``sync`` for
+        ``target`` would be refused (read-only; :meth:`open_sync` decides again)."""
+        from conn.state.target import decide
+
+        decide(sync, self.bound_target(sync), target, on_change, has_state=True)
+
+    @abc.abstractmethod
     def delivered(self, sync: str, keys: list[str]) -> list[dict[str, Any]]:
         """What the destination acknowledged for these primary keys (as stored, text):
         ``key``, ``match_value`` (text), ``match_type`` (its type token, None when

@@ -177,6 +177,10 @@ class MemoryStateStore(StateStore):
         data = self._syncs.get(sync)
         return data.target if data is not None else None
 
+    def bound_target(self, sync: str) -> str | None:
+        data = self._syncs.get(sync)
+        return data.target if data is not None and data.has_state() else None
+
     def delivered(self, sync: str, keys: list[str]) -> list[dict[str, Any]]:
         data = self._syncs.get(sync)
         if data is None or not keys:

@@ -328,13 +328,8 @@ class PostgresStateStore(StateStore):
         """Compare the sync's stored target with ``target`` (see conn.state.target); for
         a new target the old state moves to the sync name ``<sync>@retired-<time>``."""
         s = self.schema
-        row = conn.execute(f"SELECT target, source_state FROM {s}.syncs WHERE sync = %s",
-                           [sync]).fetchall()
-        has_state = bool(row and row[0][1] is not None) or bool(conn.execute(
-            f"SELECT EXISTS (SELECT 1 FROM {s}.records WHERE sync = %s) OR EXISTS "
-            f"(SELECT 1 FROM {s}.rejections WHERE sync = %s)", [sync, sync]).fetchall()[0][0])
-        decision = decide(sync, row[0][0] if row else None, target, on_change,
-                          has_state=has_state)
+        stored, has_state = self._target_of(conn, sync)
+        decision = decide(sync, stored, target, on_change, has_state=has_state)
         with conn.transaction():
             if decision == "reset":
                 retired = f"{sync}@retired-{time.strftime('%Y%m%dT%H%M%S')}"
@@ -345,6 +340,21 @@ class PostgresStateStore(StateStore):
                 conn.execute(f"""INSERT INTO {s}.syncs (sync, target) VALUES (%s, %s)
                     ON CONFLICT (sync) DO UPDATE SET target = excluded.target""",
                              [sync, target.to_json()])
+
+    def _target_of(self, conn: Any, sync: str) -> tuple[str | None, bool]:
+        """The stored target and whether the sync's state holds anything."""
+        s = self.schema
+        row = conn.execute(f"SELECT target, source_state FROM {s}.syncs WHERE sync = %s",
+                           [sync]).fetchall()
+        has_state = bool(row and row[0][1] is not None) or bool(conn.execute(
+            f"SELECT EXISTS (SELECT 1 FROM {s}.records WHERE sync = %s) OR EXISTS "
+            f"(SELECT 1 FROM {s}.rejections WHERE sync = %s)", [sync, sync]).fetchall()[0][0])
+        return (row[0][0] if row else None), has_state
+
+    def bound_target(self, sync: str) -> str | None:
+        with self._connect() as conn:
+            stored, has_state = self._target_of(conn, sync)
+        return stored if has_state else None
 
     def stored_target(self, sync: str) -> str | None:
         with self._connect() as conn:

@@ -589,6 +589,21 @@ class DuckDBStateStore(StateStore):
         finally:
             con.close()
 
+    def bound_target(self, sync: str) -> str | None:
+        if sync in self._open or not self.sync_path(sync).exists():
+            return None  # being run by this process (it checked it), or nothing yet
+        con, meta = self._open_sync_file(sync, read_only=True, readable_from=1)
+        try:
+            if not meta.get("target"):
+                return None
+            has_state = con.execute(
+                "SELECT EXISTS (SELECT 1 FROM records) OR EXISTS (SELECT 1 FROM changes) OR "
+                "EXISTS (SELECT 1 FROM rejections) OR EXISTS (SELECT 1 FROM source_state)"
+            ).fetchall()[0][0]
+            return meta["target"] if has_state else None
+        finally:
+            con.close()
+
     def stored_target(self, sync: str) -> str | None:
         """The target identity stored with a sync's state (see :mod:`conn.state.target`)."""
         storage = self._open.get(sync)
