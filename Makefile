@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
-PLUGINS := $(sort $(wildcard plugins/sources/*/pyproject.toml plugins/destinations/*/pyproject.toml))
+PLUGINS := $(sort $(wildcard plugins/sources/*/pyproject.toml plugins/destinations/*/pyproject.toml \
+				  plugins/databases/*/pyproject.toml))
 PLUGIN_DIRS := $(patsubst %/pyproject.toml,%,$(PLUGINS))
 DEMO_DIR ?= demo
 

@@ -37,7 +37,8 @@ if ! "$ROOT/.venv/bin/ruff" check "$ROOT"; then failed+=("ruff"); fi
 
 run core "$ROOT/.venv/bin/python" "$ROOT" tests
 
-for pj in plugins/sources/*/pyproject.toml plugins/destinations/*/pyproject.toml; do
+for pj in plugins/sources/*/pyproject.toml plugins/destinations/*/pyproject.toml \
+          plugins/databases/*/pyproject.toml; do
   [ -f "$pj" ] || continue
   dir=$(dirname "$pj"); kind=$(basename "$(dirname "$dir")"); name=$(basename "$dir")
   venv="$ROOT/.venvs/${kind}-${name}"
