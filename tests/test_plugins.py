@@ -71,8 +71,44 @@ def test_duplicate_connector_name_warns_and_keeps_first(registry):
 
 
 def test_unknown_type_error_lists_known(registry):
-    with pytest.raises(PluginError, match="no destination plugin of type 'nope'"):
+    with pytest.raises(PluginError, match="no destination plugin of type 'nope'") as err:
         registry.destination_class("nope")
+    assert "install a plugin providing the destination type 'nope'" in str(err.value)
+
+
+def test_missing_type_hint_names_the_distribution_that_provides_it():
+    """The hint names a package that exists: the PostgreSQL destination comes with the
+    source in conn-postgres (there is no conn-destination-postgres)."""
+    reg = Registry(autoload=False)
+    with pytest.raises(PluginError) as err:
+        reg.destination_class("postgres")
+    assert "install the package 'conn-postgres'" in str(err.value)
+    assert "conn-destination-postgres" not in str(err.value)
+
+
+def test_missing_type_hint_says_when_the_type_is_of_the_other_kind():
+    reg = Registry(autoload=False)
+    with pytest.raises(PluginError) as err:
+        reg.destination_class("duckdb")
+    assert "'duckdb' is a source type (from conn-source-duckdb), not a destination" \
+        in str(err.value)
+
+
+def test_first_party_table_matches_the_plugins_entry_points():
+    """FIRST_PARTY (what the install hint names) is what plugins/*/*/pyproject.toml
+    declare: every type of every first-party distribution, nothing else."""
+    import tomllib
+
+    from conn.plugins import FIRST_PARTY
+
+    declared = {}
+    for pj in sorted(ROOT.glob("plugins/*/*/pyproject.toml")):
+        project = tomllib.loads(pj.read_text(encoding="utf-8"))["project"]
+        for group, eps in project.get("entry-points", {}).items():
+            kind = group.removeprefix("conn.")
+            for name in eps:
+                declared[(kind, name)] = project["name"]
+    assert declared == FIRST_PARTY
 
 
 # --- real packaging path: pip-install plugin packages into a fresh environment ---------

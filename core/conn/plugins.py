@@ -41,6 +41,28 @@ GROUPS = {
 #: Modules of the core that are plugins too, registered through the same path.
 BUILTIN_PLUGINS = ("conn.builtins",)
 
+#: The first-party distributions by (group, type): what the install hint for a missing
+#: type names (a test compares it with the plugins' pyproject.toml entry points).
+FIRST_PARTY: dict[tuple[str, str], str] = {
+    ("sources", "duckdb"): "conn-source-duckdb",
+    ("sources", "files"): "conn-source-files",
+    ("sources", "singer"): "conn-source-singer",
+    ("sources", "postgres"): "conn-postgres",
+    ("sources", "mysql"): "conn-mysql",
+    ("sources", "sqlite"): "conn-sqlite",
+    ("destinations", "postgres"): "conn-postgres",
+    ("destinations", "mysql"): "conn-mysql",
+    ("destinations", "sqlite"): "conn-sqlite",
+    ("destinations", "braze"): "conn-destination-braze",
+    ("destinations", "files"): "conn-destination-files",
+    ("destinations", "hubspot"): "conn-destination-hubspot",
+    ("destinations", "mailchimp"): "conn-destination-mailchimp",
+    ("destinations", "meta_audiences"): "conn-destination-meta-audiences",
+    ("destinations", "salesforce"): "conn-destination-salesforce",
+    ("destinations", "singer"): "conn-destination-singer",
+    ("destinations", "webhook"): "conn-destination-webhook",
+}
+
 
 class PluginWarning(UserWarning):
     """A plugin could not be loaded; the others still work."""
@@ -252,12 +274,30 @@ class Registry:
                 raise PluginError(f"{kind[:-1]} plugin {name!r} is installed but broken: "
                                   f"{broken[0].error}")
             known = ", ".join(sorted(table)) or "none installed"
-            hint = "conn-" + kind[:-1] + "-" + name
-            raise PluginError(
-                f"no {kind[:-1]} plugin of type {name!r} (known: {known}); "
-                f"is the package (e.g. {hint!r}) installed?"
-            )
+            raise PluginError(f"no {kind[:-1]} plugin of type {name!r} (known: {known}); "
+                              f"{self.install_hint(kind, name)}")
         return table[name]
+
+    def install_hint(self, kind: str, name: str) -> str:
+        """What to install for a missing type: the first-party distribution providing
+        it; else, when the name is a type of another kind (a source named where a
+        destination is wanted), which; else a plugin providing the type."""
+        what = kind[:-1].replace("_", " ")
+        dist = FIRST_PARTY.get((kind, name))
+        if dist:
+            return f"install the package {dist!r}"
+        for other in ("sources", "destinations"):
+            if other == kind:
+                continue
+            eps = [ep for ep in self._entry_points(GROUPS[other]) if ep.name == name]
+            provider = (eps[0].dist.name if eps and eps[0].dist else None) or \
+                FIRST_PARTY.get((other, name))
+            if eps or provider:
+                origin = f" (from {provider})" if provider else ""
+                return (f"{name!r} is a {other[:-1]} type{origin}, not a {what}; "
+                        f"install a plugin providing the {what} type {name!r}")
+        return (f"install a plugin providing the {what} type {name!r} "
+                f"(`conn plugins` lists what is installed)")
 
     def source_class(self, name: str) -> type:
         return self._get("sources", self.sources, name)
