@@ -1,17 +1,4 @@
-"""conn destination plugin ``singer``: write to any Singer target. Importing this module is
-cheap; the destination class loads only when the registry asks for it."""
+"""conn destination plugin ``singer``: write to any Singer target (entry point module:
+:mod:`conn_destination_singer.plugin`)."""
 
-from __future__ import annotations
-
-from collections.abc import Callable
-
-from conn import hookimpl
-
-CONN_PLUGIN_API = "1.0"
-
-
-@hookimpl
-def register_destinations(register: Callable[..., None]) -> None:
-    from conn_destination_singer.destination import SingerDestination
-
-    register(SingerDestination)
+__version__ = "0.1.0"

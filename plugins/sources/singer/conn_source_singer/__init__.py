@@ -1,17 +1,4 @@
-"""conn source plugin ``singer``: read any Singer tap. Importing this module is cheap; the
-source class (and pyarrow) load only when the registry asks for it."""
+"""conn source plugin ``singer``: read any Singer tap (entry point module:
+:mod:`conn_source_singer.plugin`)."""
 
-from __future__ import annotations
-
-from collections.abc import Callable
-
-from conn import hookimpl
-
-CONN_PLUGIN_API = "1.0"
-
-
-@hookimpl
-def register_sources(register: Callable[..., None]) -> None:
-    from conn_source_singer.source import SingerSource
-
-    register(SingerSource)
+__version__ = "0.1.0"
