@@ -4,7 +4,9 @@ and ``DELETE`` by key, one transaction per batch, per-row rejections via savepoi
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from conn.destination import (
     Capabilities,
@@ -69,11 +71,11 @@ class MysqlDestination(LazyConnection, Destination):
     delete and append, each batch in one InnoDB transaction. Rows a constraint or a strict
     SQL mode refuses are found by replaying the batch row by row in savepoints."""
 
-    name = "mysql"
+    name: ClassVar[str] = "mysql"
     #: What says where it writes (compared between runs; see Destination.target_identity).
-    identity_keys = ("url", "host", "port", "database", "tables")
-    description = "MariaDB / MySQL tables"
-    config_schema = {
+    identity_keys: ClassVar[tuple[str, ...] | None] = ("url", "host", "port", "database", "tables")
+    description: ClassVar[str] = "MariaDB / MySQL tables"
+    config_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": {
             **common.CONNECTION_PROPERTIES,
@@ -82,8 +84,9 @@ class MysqlDestination(LazyConnection, Destination):
         "additionalProperties": False,
     }
 
-    def __init__(self, config: Any = None, *, instance: str = "") -> None:
-        super().__init__(config, instance=instance)
+    def __init__(self, config: Mapping[str, Any] | None = None, *, instance: str = "",
+                 project_dir: str | Path | None = None) -> None:
+        super().__init__(config, instance=instance, project_dir=project_dir)
         self._lock = threading.Lock()
 
     def _open_connection(self) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from conn.errors import CheckFailed, ConfigError, ConnError
 from conn.source import Source, SourceState, StreamInfo
@@ -63,9 +63,9 @@ class MysqlSource(LazyConnection, Source):
     transaction, ``batch_rows`` at a time; a ``cursor`` column makes reads incremental.
     """
 
-    name = "mysql"
-    description = "MariaDB / MySQL tables and queries"
-    config_schema = {
+    name: ClassVar[str] = "mysql"
+    description: ClassVar[str] = "MariaDB / MySQL tables and queries"
+    config_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": {
             **common.CONNECTION_PROPERTIES,
@@ -73,9 +73,6 @@ class MysqlSource(LazyConnection, Source):
         },
         "additionalProperties": False,
     }
-
-    def __init__(self, config: Any = None, *, instance: str = "") -> None:
-        super().__init__(config, instance=instance)
 
     def _open_connection(self) -> Any:
         return common.connect(self.config)

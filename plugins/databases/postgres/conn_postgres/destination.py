@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import threading
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from conn.destination import (
     Capabilities,
@@ -85,11 +87,12 @@ class PostgresDestination(LazyConnection, Destination):
     savepoints: those rows are rejected with PostgreSQL's message, the others written.
     """
 
-    name = "postgres"
+    name: ClassVar[str] = "postgres"
     #: What says where it writes (compared between runs; see Destination.target_identity).
-    identity_keys = ("url", "host", "port", "database", "schema", "tables")
-    description = "PostgreSQL tables (COPY into a staging table, then merge)"
-    config_schema = {
+    identity_keys: ClassVar[tuple[str, ...] | None] = (
+        "url", "host", "port", "database", "schema", "tables")
+    description: ClassVar[str] = "PostgreSQL tables (COPY into a staging table, then merge)"
+    config_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": {
             **common.CONNECTION_PROPERTIES,
@@ -101,8 +104,9 @@ class PostgresDestination(LazyConnection, Destination):
         "additionalProperties": False,
     }
 
-    def __init__(self, config: Any = None, *, instance: str = "") -> None:
-        super().__init__(config, instance=instance)
+    def __init__(self, config: Mapping[str, Any] | None = None, *, instance: str = "",
+                 project_dir: str | Path | None = None) -> None:
+        super().__init__(config, instance=instance, project_dir=project_dir)
         self.schema_name: str = self.config.get("schema", "public")
         self._lock = threading.Lock()
         self._columns: dict[str, dict[str, str]] | None = None

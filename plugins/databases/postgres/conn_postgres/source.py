@@ -6,8 +6,9 @@ import contextlib
 import itertools
 import queue
 import threading
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from conn.errors import CheckFailed, ConfigError, ConnError
 from conn.source import Source, SourceState, StreamInfo
@@ -56,9 +57,9 @@ class PostgresSource(LazyConnection, Source):
     stored bookmark, in cursor order, with a bookmark after each batch.
     """
 
-    name = "postgres"
-    description = "PostgreSQL tables and queries (ADBC, Arrow-native)"
-    config_schema = {
+    name: ClassVar[str] = "postgres"
+    description: ClassVar[str] = "PostgreSQL tables and queries (ADBC, Arrow-native)"
+    config_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": {
             **common.CONNECTION_PROPERTIES,
@@ -67,8 +68,9 @@ class PostgresSource(LazyConnection, Source):
         "additionalProperties": False,
     }
 
-    def __init__(self, config: Any = None, *, instance: str = "") -> None:
-        super().__init__(config, instance=instance)
+    def __init__(self, config: Mapping[str, Any] | None = None, *, instance: str = "",
+                 project_dir: str | Path | None = None) -> None:
+        super().__init__(config, instance=instance, project_dir=project_dir)
         self.schema_name: str = self.config.get("schema", "public")
 
     # --- connection --------------------------------------------------------------------

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from conn.destination import (
     Capabilities,
@@ -48,11 +50,11 @@ class SqliteDestination(Destination):
     by row in savepoints: those rows are rejected with SQLite's message, the rest written.
     """
 
-    name = "sqlite"
+    name: ClassVar[str] = "sqlite"
     #: What says where it writes (compared between runs; see Destination.target_identity).
-    identity_keys = ("path", "tables")
-    description = "SQLite database file"
-    config_schema = {
+    identity_keys: ClassVar[tuple[str, ...] | None] = ("path", "tables")
+    description: ClassVar[str] = "SQLite database file"
+    config_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": {
             **common.CONNECTION_PROPERTIES,
@@ -62,8 +64,9 @@ class SqliteDestination(Destination):
         "additionalProperties": False,
     }
 
-    def __init__(self, config: Any = None, *, instance: str = "") -> None:
-        super().__init__(config, instance=instance)
+    def __init__(self, config: Mapping[str, Any] | None = None, *, instance: str = "",
+                 project_dir: str | Path | None = None) -> None:
+        super().__init__(config, instance=instance, project_dir=project_dir)
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from conn.errors import CheckFailed, ConfigError, ConnError
 from conn.source import Source, SourceState, StreamInfo
@@ -32,9 +33,9 @@ class SqliteSource(Source):
     order), with a bookmark after each batch that no later row shares.
     """
 
-    name = "sqlite"
-    description = "SQLite database file"
-    config_schema = {
+    name: ClassVar[str] = "sqlite"
+    description: ClassVar[str] = "SQLite database file"
+    config_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": {
             **common.CONNECTION_PROPERTIES,
@@ -44,8 +45,9 @@ class SqliteSource(Source):
         "additionalProperties": False,
     }
 
-    def __init__(self, config: Any = None, *, instance: str = "") -> None:
-        super().__init__(config, instance=instance)
+    def __init__(self, config: Mapping[str, Any] | None = None, *, instance: str = "",
+                 project_dir: str | Path | None = None) -> None:
+        super().__init__(config, instance=instance, project_dir=project_dir)
         self._conn: sqlite3.Connection | None = None
 
     def _connection(self) -> sqlite3.Connection:

@@ -28,6 +28,7 @@ import json
 import threading
 from collections.abc import Mapping, Sequence
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from conn.destination import (
@@ -76,7 +77,7 @@ _ATTRIBUTE_SCHEMA: dict[str, Any] = {
 
 def _schema(name: str) -> dict[str, Any]:
     text = resources.files("conn_destination_braze").joinpath(
-        "schemas", f"{name}.json").read_text(encoding="utf-8")
+        "objects", f"{name}.schema.json").read_text(encoding="utf-8")
     return json.loads(text)
 
 
@@ -132,8 +133,9 @@ class BrazeDestination(Destination):
         },
     }
 
-    def __init__(self, config: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
-        super().__init__(config, **kwargs)
+    def __init__(self, config: Mapping[str, Any] | None = None, *, instance: str = "",
+                 project_dir: str | Path | None = None) -> None:
+        super().__init__(config, instance=instance, project_dir=project_dir)
         for key in ("api_key", "rest_endpoint"):
             if not self.config.get(key):
                 raise ConfigError(f"braze: missing required setting {key!r}",

@@ -180,8 +180,9 @@ class FilesDestination(Destination):
         },
     }
 
-    def __init__(self, config: Mapping[str, Any] | None = None, *, instance: str = "") -> None:
-        super().__init__(config, instance=instance)
+    def __init__(self, config: Mapping[str, Any] | None = None, *, instance: str = "",
+                 project_dir: str | Path | None = None) -> None:
+        super().__init__(config, instance=instance, project_dir=project_dir)
         self._logs: dict[str, _ObjectLog] = {}
         self._duck: duckdb.DuckDBPyConnection | None = None
 

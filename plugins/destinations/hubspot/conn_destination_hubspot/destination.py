@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from conn.destination import (
@@ -107,7 +108,7 @@ _JSON_TYPES = {"string": "string", "number": "number", "integer": "integer",
 
 def _standard_schema(object_type: str) -> dict[str, Any]:
     text = resources.files("conn_destination_hubspot").joinpath(
-        "schemas", f"{object_type}.json").read_text(encoding="utf-8")
+        "objects", f"{object_type}.schema.json").read_text(encoding="utf-8")
     return json.loads(text)
 
 
@@ -196,8 +197,9 @@ class HubSpotDestination(Destination):
         },
     }
 
-    def __init__(self, config: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
-        super().__init__(config, **kwargs)
+    def __init__(self, config: Mapping[str, Any] | None = None, *, instance: str = "",
+                 project_dir: str | Path | None = None) -> None:
+        super().__init__(config, instance=instance, project_dir=project_dir)
         if not self.config.get("access_token"):
             raise ConfigError("hubspot: missing required setting 'access_token'",
                               path="config.access_token")

@@ -42,7 +42,8 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from conn import secrets
 from conn.destination import (
@@ -84,13 +85,13 @@ PERSONAL = {"email_address": "email", "FNAME": "first_name", "LNAME": "last_name
             "PHONE": "phone", "BIRTHDAY": "dob", "ip_signup": "ip", "ip_opt": "ip"}
 
 
-def _load_json(name: str) -> dict[str, Any]:
-    return json.loads(resources.files("conn_destination_mailchimp.schemas")
-                      .joinpath(name).read_text(encoding="utf-8"))
+def _load_json(*path: str) -> dict[str, Any]:
+    return json.loads(resources.files("conn_destination_mailchimp")
+                      .joinpath(*path).read_text(encoding="utf-8"))
 
 
 CONFIG_SCHEMA = _load_json("config.schema.json")
-MEMBERS_SCHEMA = _load_json("members.schema.json")
+MEMBERS_SCHEMA = _load_json("objects", "members.schema.json")
 
 
 def subscriber_hash(email: str) -> str:
@@ -151,16 +152,17 @@ def _problem(resp: httpx.Response) -> str:
 class MailchimpDestination(Destination):
     """Mailchimp audience members (see the module docstring)."""
 
-    name = "mailchimp"
+    name: ClassVar[str] = "mailchimp"
     #: What says where it writes (compared between runs; see Destination.target_identity).
-    identity_keys = ("base_url", "list_id")
-    description = ("Mailchimp audience members: batch upsert that never re-subscribes, "
-                   "merge fields, tags, archive for mirror")
-    config_schema = CONFIG_SCHEMA
+    identity_keys: ClassVar[tuple[str, ...] | None] = ("base_url", "list_id")
+    description: ClassVar[str] = (
+        "Mailchimp audience members: batch upsert that never re-subscribes, merge fields, "
+        "tags, archive for mirror")
+    config_schema: ClassVar[dict[str, Any]] = CONFIG_SCHEMA
 
     def __init__(self, config: Mapping[str, Any] | None = None, *, instance: str = "",
-                 **kwargs: Any) -> None:
-        super().__init__(config, instance=instance, **kwargs)
+                 project_dir: str | Path | None = None) -> None:
+        super().__init__(config, instance=instance, project_dir=project_dir)
         c = self.config
         self.api_key: str = c.get("api_key", "")
         secrets.register(self.api_key)

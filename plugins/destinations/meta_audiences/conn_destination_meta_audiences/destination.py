@@ -44,7 +44,8 @@ import re
 import threading
 from collections.abc import Mapping, Sequence
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from conn import secrets
 from conn.destination import (
@@ -92,13 +93,13 @@ SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 THROTTLE_CODES = frozenset({2, 4, 17, 32, 613, 80003})
 
 
-def _load_json(name: str) -> dict[str, Any]:
-    return json.loads(resources.files("conn_destination_meta_audiences.schemas")
-                      .joinpath(name).read_text(encoding="utf-8"))
+def _load_json(*path: str) -> dict[str, Any]:
+    return json.loads(resources.files("conn_destination_meta_audiences")
+                      .joinpath(*path).read_text(encoding="utf-8"))
 
 
 CONFIG_SCHEMA = _load_json("config.schema.json")
-USERS_SCHEMA = _load_json("users.schema.json")
+USERS_SCHEMA = _load_json("objects", "users.schema.json")
 
 
 def graph_error(resp: httpx.Response) -> dict[str, Any]:
@@ -168,16 +169,17 @@ def plain_key(arr: pa.Array) -> pa.Array:
 class MetaAudiencesDestination(Destination):
     """Meta Custom Audiences (see the module docstring)."""
 
-    name = "meta_audiences"
+    name: ClassVar[str] = "meta_audiences"
     #: What says where it writes (compared between runs; see Destination.target_identity).
-    identity_keys = ("base_url", "audience_id", "audiences")
-    description = ("Meta (Facebook) Custom Audiences: add/remove users with SHA-256 "
-                   "identifiers, upload sessions")
-    config_schema = CONFIG_SCHEMA
+    identity_keys: ClassVar[tuple[str, ...] | None] = ("base_url", "audience_id", "audiences")
+    description: ClassVar[str] = (
+        "Meta (Facebook) Custom Audiences: add/remove users with SHA-256 identifiers, upload "
+        "sessions")
+    config_schema: ClassVar[dict[str, Any]] = CONFIG_SCHEMA
 
     def __init__(self, config: Mapping[str, Any] | None = None, *, instance: str = "",
-                 **kwargs: Any) -> None:
-        super().__init__(config, instance=instance, **kwargs)
+                 project_dir: str | Path | None = None) -> None:
+        super().__init__(config, instance=instance, project_dir=project_dir)
         c = self.config
         self.token: str = c.get("access_token", "")
         secrets.register(self.token)

@@ -33,6 +33,7 @@ import io
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -188,8 +189,9 @@ class SalesforceDestination(Destination):
         },
     }
 
-    def __init__(self, config: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
-        super().__init__(config, **kwargs)
+    def __init__(self, config: Mapping[str, Any] | None = None, *, instance: str = "",
+                 project_dir: str | Path | None = None) -> None:
+        super().__init__(config, instance=instance, project_dir=project_dir)
         for key in ("client_id", "client_secret", "objects"):
             if not self.config.get(key):
                 raise ConfigError(f"salesforce: missing required setting {key!r}",

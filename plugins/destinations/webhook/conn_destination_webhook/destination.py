@@ -23,7 +23,8 @@ import logging
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from conn import secrets
 from conn.destination import (
@@ -131,14 +132,16 @@ def encode(payload: Mapping[str, Any]) -> bytes:
 class WebhookDestination(Destination):
     """POST signed JSON batches of records to a URL (see the module docstring)."""
 
-    name = "webhook"
+    name: ClassVar[str] = "webhook"
     #: What says where it writes (compared between runs; see Destination.target_identity).
-    identity_keys = ("url",)
-    description = "POST signed JSON batches to any HTTP endpoint (HMAC-SHA256 signature)"
-    config_schema = CONFIG_SCHEMA
+    identity_keys: ClassVar[tuple[str, ...] | None] = ("url",)
+    description: ClassVar[str] = (
+        "POST signed JSON batches to any HTTP endpoint (HMAC-SHA256 signature)")
+    config_schema: ClassVar[dict[str, Any]] = CONFIG_SCHEMA
 
-    def __init__(self, config: Mapping[str, Any] | None = None, *, instance: str = "") -> None:
-        super().__init__(config, instance=instance)
+    def __init__(self, config: Mapping[str, Any] | None = None, *, instance: str = "",
+                 project_dir: str | Path | None = None) -> None:
+        super().__init__(config, instance=instance, project_dir=project_dir)
         c = self.config
         self.url: str = c.get("url", "")
         self.secret: str | None = c.get("secret")

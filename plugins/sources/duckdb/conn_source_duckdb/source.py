@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -96,8 +96,9 @@ class DuckDBSource(Source):
         },
     }
 
-    def __init__(self, config: Any = None, *, instance: str = "") -> None:
-        super().__init__(config, instance=instance)
+    def __init__(self, config: Mapping[str, Any] | None = None, *, instance: str = "",
+                 project_dir: str | Path | None = None) -> None:
+        super().__init__(config, instance=instance, project_dir=project_dir)
         self._connection: duckdb.DuckDBPyConnection | None = None
         self._refs: dict[str, str] = {}
 
