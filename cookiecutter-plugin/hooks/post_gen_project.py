@@ -19,8 +19,8 @@ KEEP = {
 ONLY = {  # paths that exist for one style only
     TESTS / "data": "source",
     TESTS / "cassettes": "http",
-    TESTS / "test_cassette.py": "http",
-    TESTS / "test_vendor_rules.py": "http",
+    TESTS / "test_cassettes.py": "http",
+    TESTS / "test_vendor_spec.py": "http",
     PACKAGE / "objects": "destination",
 }
 

@@ -1,47 +1,22 @@
-"""Tests of the ``braze`` destination.
-
-The vcrpy cassettes in ``cassettes/`` were written by hand from Braze's documented request
-and response shapes (``/users/track``, ``/users/delete``, error bodies; see
-../shared/reference/destination-apis.md section 3); they were **not recorded live** and
-each starts with the toolkit's marker line (``conn.testing.http.DOC_CASSETTE_MARKER``).
-They replay with ``record_mode="none"``, so no test reaches the network. The fault tests
-run a Braze emulator on the local fault server (127.0.0.1) with injected 5xx and 429.
+"""Tests of the ``braze`` destination: objects, config, dry-run descriptions, and a
+Braze emulator on the local fault server (127.0.0.1) with injected 5xx and 429.
+Cassette replays are in ``test_cassettes.py``.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conn.errors import CheckFailed, ConfigError
+from conn.errors import ConfigError
 from conn.testing.harness import write_records
-from conn.testing.http import FaultServer, RecordedRequest, Reply, assert_documented_cassette
+from conn.testing.http import FaultServer, RecordedRequest, Reply
 from conn_destination_braze.destination import BrazeDestination
 
-from .conftest import CASSETTES
-
-KEY = "braze-test-rest-key-0000"
-ENDPOINT = "https://rest.iad-01.braze.com"
-
-
-def make(**config: Any) -> BrazeDestination:
-    cfg = {"api_key": KEY, "rest_endpoint": ENDPOINT,
-           "custom_attributes": {"ltv": {"type": "number"}, "health_score": {"type": "integer"}},
-           "retry": {"base_delay": 0.01}, **config}
-    BrazeDestination.validate_config(cfg)
-    return BrazeDestination(cfg, instance="braze")
-
-
-def test_every_cassette_is_marked_as_documented() -> None:
-    files = sorted(CASSETTES.glob("*.yaml"))
-    assert len(files) >= 8
-    for f in files:
-        assert_documented_cassette(f)
-        assert KEY not in f.read_text()
+from .conftest import KEY, make
 
 
 def test_entry_point_objects_and_config() -> None:
@@ -64,74 +39,20 @@ def test_entry_point_objects_and_config() -> None:
     assert not object_schema_errors(users) and not object_schema_errors(events)
 
 
-def test_check_ok(cassette: Callable[[str], Any]) -> None:
-    with cassette("check_ok") as cas:
-        make().check()
-    assert cas.all_played
 
 
-def test_create(cassette: Callable[[str], Any]) -> None:
-    rows = [{"external_id": "u-1", "email": "ada@example.com", "first_name": "Ada",
-             "country": "GB", "ltv": 1250.5},
-            {"external_id": "u-2", "email": "bob@example.com", "first_name": "Bob",
-             "country": "US", "ltv": 80.0}]
-    with cassette("create") as cas:
-        res = write_records(make(), "users", rows)
-    assert cas.all_played and res.rejected == [] and res.pending == []
 
 
-def test_update_only(cassette: Callable[[str], Any]) -> None:
-    rows = [{"external_id": "u-1", "ltv": 1300.0, "health_score": 90},
-            {"external_id": "u-2", "ltv": 95.5, "health_score": None}]
-    with cassette("update") as cas:
-        res = write_records(make(), "users", rows, operation="update")
-    assert cas.all_played and res.rejected == [] and res.pending == []
 
 
-def test_partial_failure(cassette: Callable[[str], Any]) -> None:
-    rows = [{"email": "ada@example.com", "ltv": 1300.0}, {"email": None, "ltv": 95.5},
-            {"email": "cy@example.com", "ltv": 10.0}]
-    with cassette("partial_failure") as cas:
-        res = write_records(make(), "users", rows, match_key="email")
-    assert cas.all_played and res.pending == []
-    (rej,) = res.rejected
-    assert rej.index == 1 and not rej.retryable and "is required" in rej.reason
 
 
-def test_rate_limit_then_success(cassette: Callable[[str], Any]) -> None:
-    dest = make()
-    with cassette("rate_limit") as cas:
-        res = write_records(dest, "users", [{"external_id": "u-1", "ltv": 1300.0}])
-    assert cas.all_played and res.rejected == [] and res.pending == []
-    assert dest.client.stats["throttled"] == 1
 
 
-def test_auth_failure(cassette: Callable[[str], Any]) -> None:
-    dest = make()
-    with cassette("auth_failure") as cas:
-        with pytest.raises(CheckFailed, match="HTTP 401"):
-            dest.check()
-        res = write_records(dest, "users", [{"external_id": "u-1", "ltv": 1300.0}])
-    assert cas.all_played and res.pending == [0] and res.rejected == []
-    assert "check the key" in str(res.error)
 
 
-def test_events_append(cassette: Callable[[str], Any]) -> None:
-    t0 = datetime(2025, 5, 1, 10, 0, tzinfo=UTC)
-    rows = [{"event_id": "ev-1", "external_id": "u-1", "name": "feature_failed", "time": t0,
-             "feature": "export", "error_code": 502},
-            {"event_id": "ev-2", "external_id": "u-2", "name": "survey_answered",
-             "time": t0 + timedelta(minutes=5), "feature": "nps", "error_code": None}]
-    with cassette("events") as cas:
-        res = write_records(make(app_id="app-123"), "events", rows, operation="append")
-    assert cas.all_played and res.rejected == [] and res.pending == []
 
 
-def test_mirror_delete(cassette: Callable[[str], Any]) -> None:
-    with cassette("delete") as cas:
-        res = write_records(make(), "users", [{"external_id": "u-1"}, {"external_id": "u-2"}],
-                            operation="delete")
-    assert cas.all_played and res.rejected == [] and res.pending == []
 
 
 def test_describe_requests_batches_and_redacts() -> None:

@@ -1,7 +1,7 @@
 """Every request the plugin sends, checked against Mailchimp's client and documents.
 
 Requests are made through conn's write path (``write_records``) to a loopback audience
-(:class:`.test_faults.FakeMailchimp`) and checked with :mod:`.vendor_spec`: the official
+(:class:`.conftest.FakeMailchimp`) and checked with :mod:`.vendor_spec`: the official
 ``mailchimp-marketing`` client must build the same operation (method, path, query
 parameters, body, Basic auth), and bodies must follow the documented member rules, e.g.
 merge-field values are strings, numbers or addresses, never booleans. The hand-written
@@ -19,7 +19,7 @@ import yaml
 from conn.testing.harness import write_records
 from conn.testing.http import FaultServer, RecordedRequest, Reply
 
-from .test_faults import LIST, FakeMailchimp
+from .conftest import LIST, FakeMailchimp
 from .vendor_spec import DOCUMENTED, official_request, request_errors
 
 CASSETTES = Path(__file__).parent / "cassettes"

@@ -1,59 +1,21 @@
-"""Tests of the ``salesforce`` destination.
-
-The vcrpy cassettes in ``cassettes/`` were written by hand from Salesforce's documented
-request and response shapes (OAuth token endpoint, sObject Collections upsert and delete,
-SOQL query, Bulk API 2.0 ingest, limits; see ../shared/reference/destination-apis.md
-section 2); they were **not recorded live** and each starts with the toolkit's marker line
-(``conn.testing.http.DOC_CASSETTE_MARKER``). They replay with ``record_mode="none"``, so no
-test reaches the network. The fault test runs a Salesforce emulator (token endpoint and
-Collections upsert) on the local fault server (127.0.0.1) with injected 5xx and 429.
+"""Tests of the ``salesforce`` destination: objects, config, dry-run descriptions, and a
+Salesforce emulator (token endpoint and Collections upsert) on the local fault server
+(127.0.0.1) with injected 5xx and 429. Cassette replays are in ``test_cassettes.py``.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import json
-from collections.abc import Callable
-from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-from conn.errors import CheckFailed, ConfigError
+from conn.errors import ConfigError
 from conn.testing.harness import write_records
-from conn.testing.http import FaultServer, RecordedRequest, Reply, assert_documented_cassette
+from conn.testing.http import FaultServer, RecordedRequest, Reply
 from conn_destination_salesforce.destination import SalesforceDestination
 
-from .conftest import CASSETTES
-
-SECRETS = {"client_id": "3MVG9-test-consumer-key", "client_secret": "sf-test-client-secret",
-           "refresh_token": "5Aep-test-refresh-token"}
-OBJECTS = {"Contact": {"external_id": "Warehouse_Id__c",
-                       "fields": {"Email": {"type": ["string", "null"], "format": "email"},
-                                  "LastName": {"type": ["string", "null"]},
-                                  "LTV__c": {"type": ["number", "null"]}},
-                       "personal": {"Email": "email", "LastName": "name"},
-                       "bulk_threshold": 2000}}
-
-
-def make(**config: Any) -> SalesforceDestination:
-    cfg = {**SECRETS, "objects": OBJECTS, "retry": {"base_delay": 0.01}, **config}
-    SalesforceDestination.validate_config(cfg)
-    dest = SalesforceDestination(cfg, instance="sf")
-    dest.sleep = lambda s: None
-    return dest
-
-
-ADA = {"Warehouse_Id__c": "W-1", "Email": "ada@example.com", "LastName": "Lovelace",
-       "LTV__c": 1300.0}
-
-
-def test_every_cassette_is_marked_as_documented() -> None:
-    files = sorted(CASSETTES.glob("*.yaml"))
-    assert len(files) >= 8
-    for f in files:
-        assert_documented_cassette(f)
-        text = f.read_text()
-        assert not any(v in text for v in SECRETS.values())
+from .conftest import ADA, OBJECTS, SECRETS, make
 
 
 def test_entry_point_objects_and_config() -> None:
@@ -76,93 +38,22 @@ def test_entry_point_objects_and_config() -> None:
         SalesforceDestination({"client_id": "a", "client_secret": "b", "objects": OBJECTS})
 
 
-def test_create(cassette: Callable[[str], Any]) -> None:
-    rows = [{"Warehouse_Id__c": "W-1", "Email": "ada@example.com", "LastName": "Lovelace",
-             "LTV__c": 1250.5},
-            {"Warehouse_Id__c": "W-2", "Email": "bob@example.com", "LastName": "Builder",
-             "LTV__c": 80.0}]
-    with cassette("upsert_create") as cas:
-        res = write_records(make(), "Contact", rows)
-    assert cas.all_played and res.rejected == [] and res.pending == []
 
 
-def test_update(cassette: Callable[[str], Any]) -> None:
-    rows = [ADA, {"Warehouse_Id__c": "W-2", "Email": "bob@example.com",
-                  "LastName": "Builder", "LTV__c": None}]
-    with cassette("upsert_update") as cas:
-        res = write_records(make(), "Contact", rows)
-    assert cas.all_played and res.rejected == [] and res.pending == []
 
 
-def test_partial_failure(cassette: Callable[[str], Any]) -> None:
-    rows = [ADA,
-            {"Warehouse_Id__c": "W-2", "Email": "ada@example.com", "LastName": "Builder",
-             "LTV__c": 95.5},
-            {"Warehouse_Id__c": "W-3", "Email": "cy@example.com", "LastName": "Young",
-             "LTV__c": 10.0}]
-    with cassette("partial_failure") as cas:
-        res = write_records(make(), "Contact", rows)
-    assert cas.all_played and res.pending == []
-    (rej,) = res.rejected
-    assert rej.index == 1 and not rej.retryable
-    assert rej.reason.startswith("DUPLICATE_VALUE: duplicate value found") and "[Email]" in \
-        rej.reason
 
 
-def test_rate_limit_then_success(cassette: Callable[[str], Any]) -> None:
-    dest = make()
-    with cassette("rate_limit") as cas:
-        res = write_records(dest, "Contact", [ADA])
-    assert cas.all_played and res.rejected == [] and res.pending == []
-    assert dest.client.stats["throttled"] == 1
 
 
-def test_request_limit_exceeded_stops(cassette: Callable[[str], Any]) -> None:
-    dest = make()
-    with cassette("request_limit") as cas:
-        res = write_records(dest, "Contact", [ADA])
-    assert cas.all_played and res.pending == [0] and res.rejected == []
-    assert "REQUEST_LIMIT_EXCEEDED" in str(res.error)
-    assert dest.client.stats["requests"] == 1
 
 
-def test_auth_failure(cassette: Callable[[str], Any]) -> None:
-    dest = make()
-    with cassette("auth_failure") as cas:
-        with pytest.raises(CheckFailed, match="invalid_grant") as ei:
-            dest.check()
-        res = write_records(dest, "Contact", [ADA])
-    assert cas.all_played and res.pending == [0] and res.rejected == []
-    assert not any(v in str(ei.value) + str(res.error) for v in SECRETS.values())
 
 
-def test_check_refreshes_expired_session(cassette: Callable[[str], Any]) -> None:
-    dest = make()
-    with cassette("session_expired") as cas:
-        dest.check()
-    assert cas.all_played and dest._auth.refreshes == 2
 
 
-def test_mirror_delete_by_external_id(cassette: Callable[[str], Any]) -> None:
-    with cassette("delete") as cas:
-        res = write_records(make(), "Contact",
-                            [{"Warehouse_Id__c": "W-1"}, {"Warehouse_Id__c": "W-9"}],
-                            operation="delete")
-    assert cas.all_played and res.rejected == [] and res.pending == []
 
 
-def test_bulk_api_for_large_writes(cassette: Callable[[str], Any]) -> None:
-    objects = {"Contact": {**OBJECTS["Contact"], "bulk_threshold": 3}}
-    rows = [ADA,
-            {"Warehouse_Id__c": "W-2", "Email": "bob@example.com", "LastName": "Builder",
-             "LTV__c": None},
-            {"Warehouse_Id__c": "W-3", "Email": "cy@example.com", "LastName": None,
-             "LTV__c": 10.0}]
-    with cassette("bulk_upsert") as cas:
-        res = write_records(make(objects=objects), "Contact", rows)
-    assert cas.all_played and res.pending == []
-    (rej,) = res.rejected
-    assert rej.index == 2 and rej.reason.startswith("REQUIRED_FIELD_MISSING")
 
 
 def test_describe_requests_is_exact_and_redacted() -> None:

@@ -1,0 +1,106 @@
+"""Replays of the vcrpy cassettes in ``cassettes/``.
+
+They were written by hand from HubSpot's documented request and response shapes (see
+../shared/reference/destination-apis.md section 1); they were **not recorded live** and
+each starts with the toolkit's marker line (``conn.testing.http.DOC_CASSETTE_MARKER``).
+They replay with ``record_mode="none"``, so no test reaches the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from conn.errors import CheckFailed
+from conn.testing.harness import write_records
+from conn.testing.http import assert_documented_cassette
+
+from .conftest import CASSETTES, TOKEN, make
+
+
+def test_every_cassette_is_marked_as_documented() -> None:
+    files = sorted(CASSETTES.glob("*.yaml"))
+    assert len(files) >= 6
+    for f in files:
+        assert_documented_cassette(f)
+        assert TOKEN not in f.read_text()
+
+
+def test_check_ok(cassette: Callable[[str], Any]) -> None:
+    with cassette("check_ok") as cas:
+        make().check()
+    assert cas.all_played
+
+
+def test_create(cassette: Callable[[str], Any]) -> None:
+    rows = [{"email": "ada@example.com", "firstname": "Ada", "ltv": 1250.5, "health_score": 87},
+            {"email": "bob@example.com", "firstname": "Bob", "ltv": 80.0, "health_score": 42}]
+    with cassette("create") as cas:
+        res = write_records(make(), "contacts", rows, operation="insert")
+    assert cas.all_played and res.rejected == [] and res.pending == []
+
+
+def test_upsert_updates_existing(cassette: Callable[[str], Any]) -> None:
+    rows = [{"email": "ada@example.com", "ltv": 1300.0, "health_score": 90},
+            {"email": "bob@example.com", "ltv": 95.5, "health_score": None}]  # None clears
+    with cassette("upsert_update") as cas:
+        res = write_records(make(), "contacts", rows, match_key="email")
+    assert cas.all_played and res.rejected == [] and res.pending == []
+
+
+def test_partial_failure_maps_errors_to_rows(cassette: Callable[[str], Any]) -> None:
+    rows = [{"email": "ada@example.com", "ltv": 1300.0, "health_score": 90,
+             "lifecyclestage": "customer"},
+            {"email": "bob@example.com", "ltv": 95.5, "health_score": 250,
+             "lifecyclestage": "lead"},
+            {"email": "cy@example.com", "ltv": 10.0, "health_score": 5,
+             "lifecyclestage": "champion"}]
+    with cassette("partial_failure") as cas:
+        res = write_records(make(), "contacts", rows, match_key="email")
+    assert cas.all_played and res.pending == []
+    assert [(r.index, r.retryable) for r in res.rejected] == [(1, False), (2, False)]
+    assert "250 is above the maximum 100" in res.rejected[0].reason
+    assert res.rejected[0].reason.startswith("VALIDATION_ERROR")
+    assert "champion was not one of the allowed options" in res.rejected[1].reason
+
+
+def test_rate_limit_then_success(cassette: Callable[[str], Any]) -> None:
+    dest = make()
+    with cassette("rate_limit") as cas:
+        res = write_records(dest, "contacts",
+                            [{"email": "ada@example.com", "ltv": 1300.0, "health_score": 90}])
+    assert cas.all_played and res.rejected == [] and res.pending == []
+    assert dest.client.stats["throttled"] == 1 and dest.client.stats["retries"] == 1
+
+
+def test_daily_limit_stops_without_retrying(cassette: Callable[[str], Any]) -> None:
+    dest = make()
+    with cassette("daily_limit") as cas:
+        res = write_records(dest, "contacts",
+                            [{"email": "ada@example.com", "ltv": 1300.0, "health_score": 90}])
+    assert cas.all_played and res.pending == [0] and res.rejected == []
+    assert "daily request limit" in str(res.error)
+    assert dest.client.stats["requests"] == 1
+
+
+def test_auth_failure(cassette: Callable[[str], Any]) -> None:
+    dest = make()
+    with cassette("auth_failure") as cas:
+        with pytest.raises(CheckFailed, match="INVALID_AUTHENTICATION") as ei:
+            dest.check()
+        res = write_records(dest, "contacts",
+                            [{"email": "ada@example.com", "ltv": 1300.0, "health_score": 90}])
+    assert cas.all_played
+    assert TOKEN not in str(ei.value)
+    # Bad credentials are not the data's fault: the row stays pending, not rejected.
+    assert res.pending == [0] and res.rejected == []
+    assert "check the private-app token" in str(res.error)
+
+
+def test_mirror_delete_archives_by_email(cassette: Callable[[str], Any]) -> None:
+    with cassette("archive") as cas:
+        res = write_records(make(), "contacts",
+                            [{"email": "ada@example.com"}, {"email": "gone@example.com"}],
+                            operation="delete", match_key="email")
+    assert cas.all_played and res.rejected == [] and res.pending == []
