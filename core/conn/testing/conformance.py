@@ -784,20 +784,13 @@ class _DestinationSuite(_Common):
     def test_dry_run_descriptions_hold_no_secret(self, ctx: SuiteContext) -> None:
         """``describe_requests`` (``--dry-run``) returns JSON-serialisable requests without
         secret values."""
-        import pyarrow as pa
-
-        from conn.runtime import delivery
-        from conn.runtime.batches import seal_gated, seal_mapped
+        from conn.testing.harness import make_request
 
         cfg = dict(_resolve(self.config, ctx))
         values = _secret_values(self.plugin_class, cfg, self.secret_values)
         with self.make(ctx) as dest:
-            obj = self._obj(dest)
-            batch = self._batch()
-            keys = pa.array([str(i) for i in range(batch.num_rows)], pa.string())
-            mapped = seal_mapped(seal_gated(batch, keys, 0), batch, keys)
-            req = delivery.request_from_plan("test", obj, "upsert", mapped, None,
-                                             self._key(obj))
+            req = make_request(dest, self.object, self._batch(), dry_run=True,
+                               match_key=self.match_key)
             described = dest.describe_requests(req)
         text = json.dumps(described, default=str)
         _assert_no_secrets([text], values, "describe_requests()")

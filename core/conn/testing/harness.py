@@ -1,18 +1,22 @@
 """Drive a source or destination the way the runtime does, without a project file.
 
-Writes go through the same consent gate and delivery path as ``conn sync`` (a destination
-with no declared purposes, so every row passes), so plugin tests exercise the real
-runtime entry point :meth:`~conn.destination.Destination.write`.
+Writes go through the same consent seal and delivery path as ``conn sync`` (a
+destination with no declared purposes, so every row passes), so plugin tests exercise
+the real runtime entry point :meth:`~conn.destination.Destination.write`;
+:func:`make_request` builds the request itself (for ``write_batch`` or
+``describe_requests``), so no test needs the runtime's private seals.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pyarrow as pa
 
-from conn.destination import Destination, Operation, WriteResult
+from conn.destination import Destination, Operation, WriteRequest, WriteResult
 from conn.runtime import delivery
 from conn.runtime.batches import seal_gated, seal_mapped
 from conn.source import Source, SourceState
@@ -30,20 +34,63 @@ def to_batch(records: pa.Table | pa.RecordBatch | Iterable[Mapping[str, Any]],
     return pa.RecordBatch.from_pylist(rows, schema=schema)
 
 
+def payload_hashes(batch: pa.RecordBatch) -> pa.Array:
+    """A 64-bit hash of each record's values (what the planner's payload hash stands for
+    in a test: equal records, equal hashes)."""
+    rows = batch.to_pylist()
+    return pa.array([int.from_bytes(hashlib.blake2b(
+        json.dumps(r, sort_keys=True, default=str).encode(), digest_size=8).digest(), "big")
+        for r in rows], pa.uint64())
+
+
+def make_request(dest: Destination, object: str, records: Any,
+                 operation: Operation = "upsert", dry_run: bool = False, *,
+                 match_key: str | None = None, sync: str = "test",
+                 keys: Iterable[Any] | None = None,
+                 previous: Iterable[int | None] | None = None) -> WriteRequest:
+    """A :class:`~conn.destination.WriteRequest` as the runtime builds it, for
+    :meth:`~conn.destination.Destination.write_batch`, ``describe_requests`` or
+    :meth:`~conn.destination.Destination.write` in a plugin's tests.
+
+    The records go through the same consent seal and delivery module as in ``conn
+    sync`` (a destination with no declared purposes: every row passes). ``records`` is a
+    list of dicts, a record batch or a table of the object's fields; a ``delete`` needs
+    only the match key (``match_key``, default the object's first identifier), other
+    columns are dropped. The request carries an idempotency basis, so
+    ``request.idempotency_keys()`` works: ``keys`` are the records' primary keys (default
+    the match key's values), ``previous`` the payload hashes acknowledged before (default
+    none: a first delivery).
+    """
+    obj = dest.object(object)
+    key = match_key or obj.identifiers[0]
+    batch = to_batch(records)
+    n = batch.num_rows
+    if keys is None:
+        key_values = batch.column(key).cast(pa.string()) if key in batch.schema.names else \
+            pa.array([str(i) for i in range(n)], pa.string())
+    else:
+        key_values = pa.array([None if k is None else str(k) for k in keys], pa.string())
+    if len(key_values) != n:
+        raise ValueError(f"{len(key_values)} keys for {n} records")
+    prev = pa.nulls(n, pa.uint64()) if previous is None else pa.array(list(previous),
+                                                                      pa.uint64())
+    if operation == "delete":
+        return delivery.delete_request(sync, obj, batch.select([key]), key, dry_run,
+                                       basis=delivery.basis(key_values, None, prev))
+    row_keys = pa.array([str(i) for i in range(n)], pa.string())
+    mapped = seal_mapped(seal_gated(batch, row_keys, 0), batch, row_keys)
+    return delivery.request_from_plan(
+        sync, obj, operation, mapped, None, key, dry_run,
+        basis=delivery.basis(key_values, payload_hashes(batch), prev))
+
+
 def write_records(dest: Destination, object_name: str, records: Any, *,
                   operation: Operation = "upsert", match_key: str | None = None,
                   sync: str = "test") -> WriteResult:
-    """Write records to ``dest`` through the runtime's delivery path."""
-    obj = dest.object(object_name)
-    key = match_key or obj.identifiers[0]
-    batch = to_batch(records)
-    if operation == "delete":
-        req = delivery.delete_request(sync, obj, batch.select([key]), key)
-        return dest.write(req)
-    keys = pa.array([str(i) for i in range(batch.num_rows)], pa.string())
-    gated = seal_gated(batch, keys, 0)
-    mapped = seal_mapped(gated, batch, keys)
-    return dest.write(delivery.request_from_plan(sync, obj, operation, mapped, None, key))
+    """Write records to ``dest`` through the runtime's delivery path (see
+    :func:`make_request`) and return the outcome of all of them."""
+    return dest.write(make_request(dest, object_name, records, operation,
+                                   match_key=match_key, sync=sync))
 
 
 def read_all(source: Source, stream: str, state: Any = None,

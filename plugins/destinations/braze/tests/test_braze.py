@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from conn.errors import ConfigError
-from conn.testing.harness import write_records
+from conn.testing.harness import make_request, write_records
 from conn.testing.http import FaultServer, RecordedRequest, Reply
 from conn_destination_braze.destination import BrazeDestination
 
@@ -39,39 +39,13 @@ def test_entry_point_objects_and_config() -> None:
     assert not object_schema_errors(users) and not object_schema_errors(events)
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def test_describe_requests_batches_and_redacts() -> None:
-    import pyarrow as pa
-    from conn.runtime import delivery
-    from conn.runtime.batches import seal_gated, seal_mapped
-
     dest = make()
-    batch = pa.RecordBatch.from_pylist([{"external_id": f"u-{i}", "ltv": float(i)}
-                                        for i in range(120)])
-    dreq = delivery.delete_request("t", dest.object("users"), batch.select(["external_id"]),
-                                   "external_id", dry_run=True)
-    calls = dest.describe_requests(dreq)
+    rows = [{"external_id": f"u-{i}", "ltv": float(i)} for i in range(120)]
+    calls = dest.describe_requests(make_request(dest, "users", rows, "delete", dry_run=True))
     assert [len(c["json"]["external_ids"]) for c in calls] == [50, 50, 20]
-    keys = pa.array([str(i) for i in range(120)])
-    mapped = seal_mapped(seal_gated(batch, keys, 0), batch, keys)
-    req = delivery.request_from_plan("t", dest.object("users"), "upsert", mapped, None,
-                                     "external_id", dry_run=True)
-    (d,) = dest.describe_requests(req.slice(0, 2))
+    req = make_request(dest, "users", rows[:2], dry_run=True)
+    (d,) = dest.describe_requests(req)
     assert d["path"] == "/users/track" and d["headers"]["Authorization"] == "Bearer ***"
     assert d["json"]["attributes"][1] == {"external_id": "u-1", "ltv": 1.0,
                                           "_update_existing_only": False}

@@ -18,9 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from conn.destination import object_schema_errors
 from conn.errors import CheckFailed, ConfigError
-from conn.runtime import delivery
-from conn.runtime.batches import seal_gated, seal_mapped
-from conn.testing.harness import write_records
+from conn.testing.harness import make_request, write_records
 from conn_destination_files.destination import FilesDestination, dictionary_columns
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -331,11 +329,7 @@ def test_named_object_becomes_the_file_name(tmp_path: Path) -> None:
 
 def test_dry_run_writes_nothing(tmp_path: Path) -> None:
     with make(tmp_path) as dest:
-        obj = dest.object("records")
-        batch = pa.RecordBatch.from_pylist(ROWS)
-        keys = pa.array(["1", "2", "3"])
-        mapped = seal_mapped(seal_gated(batch, keys, 0), batch, keys)
-        req = delivery.request_from_plan("t", obj, "upsert", mapped, None, "id", dry_run=True)
+        req = make_request(dest, "records", ROWS, dry_run=True)
         assert dest.write(req).rejected == []
         assert dest.describe_requests(req)[0]["records"][0]["id"] == 1
     assert not (tmp_path / "out" / "records.jsonl").exists()

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from conn.errors import ConfigError
-from conn.testing.harness import write_records
+from conn.testing.harness import make_request, write_records
 from conn.testing.http import FaultServer, RecordedRequest, Reply
 from conn_destination_hubspot.destination import HubSpotDestination
 
@@ -44,41 +44,16 @@ def test_config_schema_marks_the_token_secret() -> None:
         HubSpotDestination.validate_config({"access_token": TOKEN, "tier": "gold"})
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def test_describe_requests_is_exact_and_redacted() -> None:
-    import pyarrow as pa
-    from conn.runtime import delivery
-    from conn.runtime.batches import seal_gated, seal_mapped
-
     dest = make()
-    batch = pa.RecordBatch.from_pylist([{"email": "ada@example.com", "ltv": 1.5}])
-    keys = pa.array(["0"])
-    mapped = seal_mapped(seal_gated(batch, keys, 0), batch, keys)
-    req = delivery.request_from_plan("t", dest.object("contacts"), "upsert", mapped, None,
-                                     "email", dry_run=True)
-    (d,) = dest.describe_requests(req)
+    rows = [{"email": "ada@example.com", "ltv": 1.5}]
+    (d,) = dest.describe_requests(make_request(dest, "contacts", rows, dry_run=True))
     assert d["method"] == "POST" and d["path"] == "/crm/v3/objects/contacts/batch/upsert"
     assert d["json"] == {"inputs": [{"id": "ada@example.com", "idProperty": "email",
                                      "properties": {"ltv": "1.5"}, "objectWriteTraceId": "0"}]}
     assert d["headers"]["Authorization"] == "Bearer ***"
     assert TOKEN not in json.dumps(d)
-    dreq = delivery.delete_request("t", dest.object("contacts"), batch.select(["email"]),
-                                   "email", dry_run=True)
+    dreq = make_request(dest, "contacts", rows, "delete", dry_run=True)
     read, archive = dest.describe_requests(dreq)
     assert read["path"].endswith("/batch/read") and archive["path"].endswith("/batch/archive")
 

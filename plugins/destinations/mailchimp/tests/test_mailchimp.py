@@ -19,8 +19,7 @@ from typing import Any
 
 import pytest
 from conn.errors import ConfigError
-from conn.runtime import delivery
-from conn.testing.harness import write_records
+from conn.testing.harness import make_request, write_records
 from conn.testing.http import FaultServer
 from conn_destination_mailchimp.destination import (
     MailchimpDestination,
@@ -81,13 +80,9 @@ def test_status_rules() -> None:
 
 
 def test_dry_run_describes_exact_requests_without_secrets() -> None:
-    import pyarrow as pa
-
     d = _dest()
-    obj = d.object("members")
-    batch = pa.RecordBatch.from_pylist([{"email_address": "a@example.com", "FNAME": "A"}])
-    req = delivery.delete_request("s", obj, batch.select(["email_address"]),
-                                  "email_address", True)
+    req = make_request(d, "members", [{"email_address": "a@example.com", "FNAME": "A"}],
+                       "delete", dry_run=True)
     out = d.describe_requests(req)
     assert out[0]["method"] == "DELETE"
     assert out[0]["path"] == f"/3.0/lists/L1/members/{subscriber_hash('a@example.com')}"

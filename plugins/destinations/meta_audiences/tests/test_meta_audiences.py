@@ -10,8 +10,7 @@ from collections import Counter
 from typing import Any
 
 import pyarrow as pa
-from conn.runtime import delivery
-from conn.testing.harness import write_records
+from conn.testing.harness import make_request, write_records
 from conn.testing.http import FaultServer, RecordedRequest, Reply
 from conn_destination_meta_audiences.destination import MetaAudiencesDestination, hash_column
 
@@ -76,10 +75,8 @@ def test_objects_and_config() -> None:
 def test_dry_run_masks_token() -> None:
     d = MetaAudiencesDestination({"access_token": TOKEN, "audience_id": "77",
                                   "batch_size": 2})
-    obj = d.object("audience")
-    batch = pa.RecordBatch.from_pylist([{"email": sha(f"u{i}@x.io")} for i in range(3)])
-    req = delivery.delete_request("s", obj, batch, "email", True)
-    out = d.describe_requests(req)
+    rows = [{"email": sha(f"u{i}@x.io")} for i in range(3)]
+    out = d.describe_requests(make_request(d, "audience", rows, "delete", dry_run=True))
     assert [o["method"] for o in out] == ["DELETE", "DELETE"]
     assert out[0]["path"] == "/v25.0/77/users"
     assert out[1]["params"]["session"]["batch_seq"] == 2

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs
 
 import pytest
 from conn.errors import ConfigError
-from conn.testing.harness import write_records
+from conn.testing.harness import make_request, write_records
 from conn.testing.http import FaultServer, RecordedRequest, Reply
 from conn_destination_salesforce.destination import SalesforceDestination
 
@@ -38,45 +38,16 @@ def test_entry_point_objects_and_config() -> None:
         SalesforceDestination({"client_id": "a", "client_secret": "b", "objects": OBJECTS})
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def test_describe_requests_is_exact_and_redacted() -> None:
-    import pyarrow as pa
-    from conn.runtime import delivery
-    from conn.runtime.batches import seal_gated, seal_mapped
-
     dest = make(instance_url="https://acme.my.salesforce.com")
-    batch = pa.RecordBatch.from_pylist([ADA])
-    keys = pa.array(["0"])
-    mapped = seal_mapped(seal_gated(batch, keys, 0), batch, keys)
-    req = delivery.request_from_plan("t", dest.object("Contact"), "upsert", mapped, None,
-                                     "Warehouse_Id__c", dry_run=True)
-    (d,) = dest.describe_requests(req)
+    (d,) = dest.describe_requests(make_request(dest, "Contact", [ADA], dry_run=True))
     assert d["method"] == "PATCH"
     assert d["path"] == "/services/data/v62.0/composite/sobjects/Contact/Warehouse_Id__c"
     assert d["json"] == {"allOrNone": False,
                          "records": [{"attributes": {"type": "Contact"}, **ADA}]}
     assert d["headers"]["Authorization"] == "Bearer ***"
     assert not any(v in json.dumps(d) for v in SECRETS.values())
-    dreq = delivery.delete_request("t", dest.object("Contact"),
-                                   batch.select(["Warehouse_Id__c"]), "Warehouse_Id__c",
-                                   dry_run=True)
+    dreq = make_request(dest, "Contact", [ADA], "delete", dry_run=True)
     query, delete = dest.describe_requests(dreq)
     assert query["query"] == ("SELECT Id, Warehouse_Id__c FROM Contact WHERE "
                               "Warehouse_Id__c IN ('W-1')")

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 from conn import secrets
 from conn.plugins import Registry
-from conn.testing.harness import write_records
+from conn.testing.harness import make_request, write_records
 from conn_destination_singer.destination import SingerDestination, TargetError
 
 ROWS = [
@@ -74,12 +74,7 @@ def test_nested_values_and_schema_message(edge_target: list[str], tmp_path: Path
     assert rec["profile"] == {"age": 30, "langs": ["en"]}
     assert rec["day"] == "2024-05-01"
     # The SCHEMA conn sends types every column and keys the stream on the match key.
-    from conn.runtime import delivery
-    from conn.runtime.batches import seal_gated, seal_mapped
-
-    keys = pa.array(["0"])
-    mapped = seal_mapped(seal_gated(batch, keys, 0), batch, keys)
-    req = delivery.request_from_plan("s", d.object("contacts"), "upsert", mapped, None, "id")
+    req = make_request(d, "contacts", batch)
     schema_msg = d.describe_requests(req)[0]["messages"][0]
     assert schema_msg["key_properties"] == ["id"]
     assert schema_msg["schema"]["properties"]["profile"]["properties"]["langs"]["type"] == \
@@ -158,9 +153,4 @@ def test_decimals_reach_the_target_as_their_exact_digits() -> None:
 
 
 def delivery_request(d: SingerDestination, batch: pa.RecordBatch):
-    from conn.runtime import delivery
-    from conn.runtime.batches import seal_gated, seal_mapped
-
-    keys = pa.array([str(i) for i in range(batch.num_rows)])
-    mapped = seal_mapped(seal_gated(batch, keys, 0), batch, keys)
-    return delivery.request_from_plan("s", d.object("contacts"), "upsert", mapped, None, "id")
+    return make_request(d, "contacts", batch, match_key="id")

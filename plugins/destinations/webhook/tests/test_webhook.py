@@ -12,9 +12,7 @@ import logging
 import pyarrow as pa
 import pytest
 from conn.errors import CheckFailed, ConfigError, RetryLater
-from conn.runtime import delivery
-from conn.runtime.batches import seal_gated, seal_mapped
-from conn.testing.harness import write_records
+from conn.testing.harness import make_request, write_records
 from conn.testing.http import FaultServer, Reply
 from conn_destination_webhook import plugin
 from conn_destination_webhook.destination import WebhookDestination
@@ -193,11 +191,7 @@ def test_check(fault_server: FaultServer) -> None:
 
 
 def sealed_request(d: WebhookDestination, records: list[dict]):
-    obj = d.object("events")
-    batch = pa.RecordBatch.from_pylist(records)
-    keys = pa.array([str(i) for i in range(batch.num_rows)])
-    mapped = seal_mapped(seal_gated(batch, keys, 0), batch, keys)
-    return delivery.request_from_plan("s", obj, "upsert", mapped, None, "id", dry_run=True)
+    return make_request(d, "events", records, dry_run=True, match_key="id")
 
 
 def test_describe_requests_redacts_signature_and_secrets() -> None:
