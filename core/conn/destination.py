@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 import time
 import typing
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -87,9 +87,65 @@ class ObjectInfo:
     def properties(self) -> Mapping[str, Any]:
         return self.fields.get("properties", {})
 
+    @classmethod
+    def from_package(cls, package: str, name: str,
+                     capabilities: Capabilities | None = None) -> ObjectInfo:
+        """The object ``name`` declared by ``objects/<name>.schema.json`` in ``package``:
+        a JSON Schema of its fields whose ``x-identifiers`` lists the fields that can
+        serve as match key and ``x-personal`` (optional) tags personal fields with their
+        kind (``{"email": "email"}``); the schema's ``description`` describes the object.
+        Keys starting with ``x-`` are left out of :attr:`fields`. See
+        :func:`packaged_object_names` for the objects a package ships."""
+        import json
+        from importlib import resources
+
+        where = f"{package}: objects/{name}.schema.json"
+        try:
+            text = resources.files(package).joinpath(
+                "objects", f"{name}.schema.json").read_text(encoding="utf-8")
+        except (FileNotFoundError, ModuleNotFoundError):
+            known = ", ".join(packaged_object_names(package)) or "none"
+            raise ConnError(f"{where} does not exist (objects: {known})") from None
+        try:
+            schema = json.loads(text)
+        except ValueError as exc:
+            raise ConnError(f"{where} is not JSON: {exc}") from None
+        if not isinstance(schema, dict) or not schema.get("x-identifiers"):
+            raise ConnError(f"{where} needs \"x-identifiers\": the fields that can serve "
+                            "as match key")
+        return cls(name=name,
+                   fields={k: v for k, v in schema.items() if not k.startswith("x-")},
+                   identifiers=tuple(schema["x-identifiers"]),
+                   capabilities=capabilities or Capabilities(),
+                   personal=dict(schema.get("x-personal") or {}),
+                   description=str(schema.get("description", "")))
+
+    def with_fields(self, properties: Mapping[str, Any], *, identifiers: Iterable[str] = (),
+                    personal: Mapping[str, str] | None = None) -> ObjectInfo:
+        """This object with more fields (``properties``: name -> JSON Schema, e.g. the
+        custom fields a config declares), more ``identifiers`` (appended) and more
+        ``personal`` tags."""
+        fields = {**self.fields, "properties": {**self.properties, **properties}}
+        idents = (*self.identifiers, *(i for i in identifiers if i not in self.identifiers))
+        return replace(self, fields=fields, identifiers=idents,
+                       personal={**self.personal, **(personal or {})})
+
     @property
     def required(self) -> tuple[str, ...]:
         return tuple(self.fields.get("required", ()))
+
+
+def packaged_object_names(package: str) -> list[str]:
+    """The objects ``package`` ships as ``objects/<name>.schema.json`` (see
+    :meth:`ObjectInfo.from_package`), sorted."""
+    from importlib import resources
+
+    try:
+        folder = resources.files(package).joinpath("objects")
+        files = [f.name for f in folder.iterdir()] if folder.is_dir() else []
+    except ModuleNotFoundError:
+        return []
+    return sorted(n.removesuffix(".schema.json") for n in files if n.endswith(".schema.json"))
 
 
 @dataclass(frozen=True)

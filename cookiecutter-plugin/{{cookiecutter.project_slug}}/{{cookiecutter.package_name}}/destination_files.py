@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,6 +24,7 @@ from conn.destination import (
     Rejection,
     WriteRequest,
     WriteResult,
+    packaged_object_names,
 )
 from conn.errors import CheckFailed
 
@@ -32,31 +32,6 @@ from conn.errors import CheckFailed
 BATCH_SIZE = 5_000
 #: Column holding the operation in the change log.
 OP_FIELD = "_op"
-
-
-def load_object(name: str, batch_size: int = BATCH_SIZE) -> ObjectInfo:
-    """An object declared by ``objects/<name>.schema.json`` in this package."""
-    text = resources.files(__package__).joinpath("objects", f"{name}.schema.json").read_text(
-        encoding="utf-8")
-    schema = json.loads(text)
-    return ObjectInfo(
-        name=name,
-        fields={k: v for k, v in schema.items() if not k.startswith("x-")},
-        identifiers=tuple(schema["x-identifiers"]),
-        personal=schema.get("x-personal", {}),
-        description=schema.get("description", ""),
-        capabilities=Capabilities(
-            batch_size=batch_size,
-            modes=frozenset({"upsert", "insert", "update", "mirror", "append"}),
-            supports_delete=True,
-        ),
-    )
-
-
-def object_names() -> list[str]:
-    """Names of the objects shipped in ``objects/``."""
-    folder = Path(str(resources.files(__package__).joinpath("objects")))
-    return sorted(p.name.removesuffix(".schema.json") for p in folder.glob("*.schema.json"))
 
 
 class {{ cookiecutter.class_name }}(Destination):
@@ -87,8 +62,13 @@ class {{ cookiecutter.class_name }}(Destination):
         return self.root / f"{object_name}.jsonl"
 
     def objects(self) -> list[ObjectInfo]:
-        size = int(self.config.get("batch_size", BATCH_SIZE))
-        return [load_object(name, size) for name in object_names()]
+        """One object per ``objects/<name>.schema.json`` of this package (fields,
+        ``x-identifiers``, ``x-personal``), all with the same capabilities."""
+        caps = Capabilities(batch_size=int(self.config.get("batch_size", BATCH_SIZE)),
+                            modes=frozenset({"upsert", "insert", "update", "mirror", "append"}),
+                            supports_delete=True)
+        return [ObjectInfo.from_package(__package__, name, caps)
+                for name in packaged_object_names(__package__)]
 
     def check(self) -> None:
         probe = self.root / f".conn-check-{os.getpid()}"

@@ -17,9 +17,7 @@ with :func:`conn.http.write_with_split`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,6 +28,7 @@ from conn.destination import (
     RateLimit,
     WriteRequest,
     WriteResult,
+    packaged_object_names,
 )
 from conn.errors import CheckFailed, RetryLater
 {%- if cookiecutter.__auth == 'bearer' %}
@@ -46,28 +45,6 @@ from conn.http import BatchRejected, HttpClient, write_with_split
 RATE_LIMIT = RateLimit(requests=20, per_seconds=1.0, burst=20)
 #: Most records one batch request may carry (the API's limit).
 MAX_BATCH = 100
-
-
-def load_object(name: str) -> ObjectInfo:
-    """An object declared by ``objects/<name>.schema.json`` in this package."""
-    text = resources.files(__package__).joinpath("objects", f"{name}.schema.json").read_text(
-        encoding="utf-8")
-    schema = json.loads(text)
-    return ObjectInfo(
-        name=name,
-        fields={k: v for k, v in schema.items() if not k.startswith("x-")},
-        identifiers=tuple(schema["x-identifiers"]),
-        personal=schema.get("x-personal", {}),
-        description=schema.get("description", ""),
-        capabilities=Capabilities(batch_size=MAX_BATCH, modes=frozenset({"upsert", "mirror"}),
-                                  supports_delete=True, rate_limit=RATE_LIMIT),
-    )
-
-
-def object_names() -> list[str]:
-    """Names of the objects shipped in ``objects/``."""
-    folder = Path(str(resources.files(__package__).joinpath("objects")))
-    return sorted(p.name.removesuffix(".schema.json") for p in folder.glob("*.schema.json"))
 
 
 class {{ cookiecutter.class_name }}(Destination):
@@ -141,16 +118,13 @@ class {{ cookiecutter.class_name }}(Destination):
         return self._client
 
     def objects(self) -> list[ObjectInfo]:
-        size = int(self.config.get("batch_size", MAX_BATCH))
-        out = []
-        for name in object_names():
-            obj = load_object(name)
-            caps = obj.capabilities
-            out.append(ObjectInfo(obj.name, obj.fields, obj.identifiers,
-                                  Capabilities(size, caps.modes, caps.supports_delete,
-                                               caps.rate_limit, caps.concurrency),
-                                  obj.personal, obj.description))
-        return out
+        """One object per ``objects/<name>.schema.json`` of this package (fields,
+        ``x-identifiers``, ``x-personal``), all with the same capabilities."""
+        caps = Capabilities(batch_size=int(self.config.get("batch_size", MAX_BATCH)),
+                            modes=frozenset({"upsert", "mirror"}), supports_delete=True,
+                            rate_limit=RATE_LIMIT)
+        return [ObjectInfo.from_package(__package__, name, caps)
+                for name in packaged_object_names(__package__)]
 
     def check(self) -> None:
         try:

@@ -24,10 +24,8 @@ httpx and the HTTP toolkit are imported when a client is first needed.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -73,12 +71,6 @@ _ATTRIBUTE_SCHEMA: dict[str, Any] = {
         "description": {"type": "string"},
     },
 }
-
-
-def _schema(name: str) -> dict[str, Any]:
-    text = resources.files("conn_destination_braze").joinpath(
-        "objects", f"{name}.schema.json").read_text(encoding="utf-8")
-    return json.loads(text)
 
 
 def _json_value(value: Any) -> Any:
@@ -156,8 +148,8 @@ class BrazeDestination(Destination):
         if self._objects is not None:
             return self._objects
         conc = int(self.config.get("concurrency", 4))
-        users = _schema("users")
-        ids, personal = tuple(users.pop("x-identifiers")), dict(users.pop("x-personal"))
+        custom: dict[str, Any] = {}
+        personal: dict[str, str] = {}
         for attr, spec in (self.config.get("custom_attributes") or {}).items():
             kind = spec.get("type", "string")
             field: dict[str, Any] = {"type": [{"datetime": "string"}.get(kind, kind), "null"]}
@@ -165,22 +157,16 @@ class BrazeDestination(Destination):
                 field["format"] = "date-time"
             if spec.get("description"):
                 field["description"] = spec["description"]
-            users["properties"][attr] = field
+            custom[attr] = field
             if spec.get("personal"):
                 personal[attr] = spec["personal"]
-        events = _schema("events")
-        ev_ids, ev_personal = tuple(events.pop("x-identifiers")), dict(events.pop("x-personal"))
-        self._objects = [
-            ObjectInfo("users", users, ids, Capabilities(
-                batch_size=self.track_limit, modes=frozenset({"upsert", "update", "mirror"}),
-                supports_delete=True, rate_limit=TRACK_RATE, concurrency=conc), personal,
-                description=users["description"]),
-            ObjectInfo("events", events, ev_ids, Capabilities(
-                batch_size=self.track_limit, modes=frozenset({"append"}),
-                supports_delete=False,
-                rate_limit=TRACK_RATE, concurrency=conc), ev_personal,
-                description=events["description"]),
-        ]
+        users = ObjectInfo.from_package(__package__, "users", Capabilities(
+            batch_size=self.track_limit, modes=frozenset({"upsert", "update", "mirror"}),
+            supports_delete=True, rate_limit=TRACK_RATE, concurrency=conc))
+        events = ObjectInfo.from_package(__package__, "events", Capabilities(
+            batch_size=self.track_limit, modes=frozenset({"append"}), supports_delete=False,
+            rate_limit=TRACK_RATE, concurrency=conc))
+        self._objects = [users.with_fields(custom, personal=personal), events]
         return self._objects
 
     # -- HTTP ------------------------------------------------------------------------------

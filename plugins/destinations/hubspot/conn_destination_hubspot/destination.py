@@ -31,13 +31,11 @@ plugin stays cheap.
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -104,12 +102,6 @@ _PROPERTY_SCHEMA: dict[str, Any] = {
 
 _JSON_TYPES = {"string": "string", "number": "number", "integer": "integer",
                "boolean": "boolean", "enumeration": "string"}
-
-
-def _standard_schema(object_type: str) -> dict[str, Any]:
-    text = resources.files("conn_destination_hubspot").joinpath(
-        "objects", f"{object_type}.schema.json").read_text(encoding="utf-8")
-    return json.loads(text)
 
 
 def _custom_field(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -235,19 +227,13 @@ class HubSpotDestination(Destination):
         out = []
         custom = self.config.get("custom_properties") or {}
         for object_type in OBJECT_TYPES:
-            schema = _standard_schema(object_type)
-            identifiers = list(schema.pop("x-identifiers"))
-            personal = dict(schema.pop("x-personal"))
-            props = dict(schema["properties"])
-            for prop, spec in (custom.get(object_type) or {}).items():
-                props[prop] = _custom_field(spec)
-                if spec.get("unique") and prop not in identifiers:
-                    identifiers.append(prop)
-                if spec.get("personal"):
-                    personal[prop] = spec["personal"]
-            schema["properties"] = props
-            out.append(ObjectInfo(object_type, schema, tuple(identifiers), caps, personal,
-                                  description=schema.get("description", "")))
+            specs = custom.get(object_type) or {}
+            standard = ObjectInfo.from_package(__package__, object_type, caps)
+            out.append(standard.with_fields(
+                {prop: _custom_field(spec) for prop, spec in specs.items()},
+                identifiers=[prop for prop, spec in specs.items() if spec.get("unique")],
+                personal={prop: spec["personal"] for prop, spec in specs.items()
+                          if spec.get("personal")}))
         self._objects = out
         return out
 

@@ -41,6 +41,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -81,17 +82,14 @@ DEFAULT_MERGE_FIELDS: dict[str, dict[str, Any]] = {
     "BIRTHDAY": {"type": "string", "pattern": "^[0-9]{2}/[0-9]{2}$",
                  "description": "Birthday as MM/DD (merge tag BIRTHDAY)."},
 }
-PERSONAL = {"email_address": "email", "FNAME": "first_name", "LNAME": "last_name",
-            "PHONE": "phone", "BIRTHDAY": "dob", "ip_signup": "ip", "ip_opt": "ip"}
+#: The personal-data kind of the default merge fields (the member fields' kinds are in
+#: objects/members.schema.json).
+MERGE_PERSONAL = {"FNAME": "first_name", "LNAME": "last_name", "PHONE": "phone",
+                  "BIRTHDAY": "dob"}
 
 
-def _load_json(*path: str) -> dict[str, Any]:
-    return json.loads(resources.files("conn_destination_mailchimp")
-                      .joinpath(*path).read_text(encoding="utf-8"))
-
-
-CONFIG_SCHEMA = _load_json("config.schema.json")
-MEMBERS_SCHEMA = _load_json("objects", "members.schema.json")
+CONFIG_SCHEMA = json.loads(resources.files(__package__).joinpath("config.schema.json")
+                           .read_text(encoding="utf-8"))
 
 
 def subscriber_hash(email: str) -> str:
@@ -222,16 +220,15 @@ class MailchimpDestination(Destination):
 
     def objects(self) -> list[ObjectInfo]:
         """One object, ``members``, matched by ``email_address``."""
-        fields = json.loads(json.dumps(MEMBERS_SCHEMA))
-        props = fields["properties"]
-        props.update(json.loads(json.dumps(DEFAULT_MERGE_FIELDS)))
+        merge = {tag: dict(spec) for tag, spec in DEFAULT_MERGE_FIELDS.items()}
         for tag, jtype in self.merge_types.items():
-            props[tag] = {"type": jtype, "description": f"Merge field {tag}."}
+            merge[tag] = {"type": jtype, "description": f"Merge field {tag}."}
         caps = Capabilities(batch_size=BATCH_LIMIT, concurrency=self.concurrency,
                             modes=frozenset({"upsert", "insert", "mirror"}),
                             supports_delete=True, rate_limit=self.rate_limit)
-        return [ObjectInfo("members", fields, ("email_address",), caps, dict(PERSONAL),
-                           description=f"Members of Mailchimp audience {self.list_id}")]
+        members = ObjectInfo.from_package(__package__, "members", caps)
+        return [replace(members.with_fields(merge, personal=MERGE_PERSONAL),
+                        description=f"Members of Mailchimp audience {self.list_id}")]
 
     def check(self) -> None:
         """``GET /ping`` (credentials, datacenter) then ``GET /lists/{list_id}``."""

@@ -43,6 +43,7 @@ import random
 import re
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -86,20 +87,14 @@ KEYS: dict[str, tuple[str, str, bool]] = {
     "madid": ("MADID", "device_id", False),
     "extern_id": ("EXTERN_ID", "external_id", False),
 }
-IDENTIFIERS = ("email", "phone", "extern_id", "madid")
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 #: Graph API error codes meaning "throttled, try later" (VERIFY: Marketing API rate
 #: limiting: 4, 17, 32, 613, 80003; 2 = temporary service problem).
 THROTTLE_CODES = frozenset({2, 4, 17, 32, 613, 80003})
 
 
-def _load_json(*path: str) -> dict[str, Any]:
-    return json.loads(resources.files("conn_destination_meta_audiences")
-                      .joinpath(*path).read_text(encoding="utf-8"))
-
-
-CONFIG_SCHEMA = _load_json("config.schema.json")
-USERS_SCHEMA = _load_json("objects", "users.schema.json")
+CONFIG_SCHEMA = json.loads(resources.files(__package__).joinpath("config.schema.json")
+                           .read_text(encoding="utf-8"))
 
 
 def graph_error(resp: httpx.Response) -> dict[str, Any]:
@@ -253,9 +248,9 @@ class MetaAudiencesDestination(Destination):
         caps = Capabilities(batch_size=self.batch_size, concurrency=1,
                             modes=frozenset({"upsert", "insert", "mirror"}),
                             supports_delete=True, rate_limit=self.rate_limit)
-        personal = {f: kind for f, (_, kind, _) in KEYS.items()}
-        return [ObjectInfo(name, json.loads(json.dumps(USERS_SCHEMA)), IDENTIFIERS, caps,
-                           personal, description=f"Meta Custom Audience {aid}")
+        users = ObjectInfo.from_package(__package__, "users", caps).with_fields(
+            {}, personal={f: kind for f, (_, kind, _) in KEYS.items()})
+        return [replace(users, name=name, description=f"Meta Custom Audience {aid}")
                 for name, aid in self.audiences.items()]
 
     def check(self) -> None:
