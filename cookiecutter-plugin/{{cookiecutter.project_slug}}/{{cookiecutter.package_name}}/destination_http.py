@@ -18,7 +18,6 @@ with :func:`conn.http.write_with_split`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 from conn.destination import (
@@ -32,13 +31,19 @@ from conn.destination import (
 )
 from conn.errors import CheckFailed, RetryLater
 {%- if cookiecutter.__auth == 'bearer' %}
-from conn.http import BatchRejected, BearerToken, HttpClient, write_with_split
+from conn.http import BatchRejected, BearerToken, HttpClient, LazyClient, write_with_split
 {%- elif cookiecutter.__auth == 'basic' %}
-from conn.http import BasicAuth, BatchRejected, HttpClient, write_with_split
+from conn.http import BasicAuth, BatchRejected, HttpClient, LazyClient, write_with_split
 {%- elif cookiecutter.__auth == 'oauth2' %}
-from conn.http import BatchRejected, HttpClient, OAuth2RefreshToken, write_with_split
+from conn.http import (
+    BatchRejected,
+    HttpClient,
+    LazyClient,
+    OAuth2RefreshToken,
+    write_with_split,
+)
 {%- else %}
-from conn.http import BatchRejected, HttpClient, write_with_split
+from conn.http import BatchRejected, HttpClient, LazyClient, write_with_split
 {%- endif %}
 
 #: The vendor's documented request budget (adjust to the API's limits).
@@ -47,7 +52,7 @@ RATE_LIMIT = RateLimit(requests=20, per_seconds=1.0, burst=20)
 MAX_BATCH = 100
 
 
-class {{ cookiecutter.class_name }}(Destination):
+class {{ cookiecutter.class_name }}(LazyClient, Destination):
     """Writes records to {{ cookiecutter.plugin_name }} in batches of at most
     ``batch_size``."""
 
@@ -92,30 +97,23 @@ class {{ cookiecutter.class_name }}(Destination):
         },
     }
 
-    def __init__(self, config: Mapping[str, Any] | None = None, *, instance: str = "",
-                 project_dir: str | Path | None = None) -> None:
-        super().__init__(config, instance=instance, project_dir=project_dir)
-        self._client: HttpClient | None = None
-
-    @property
-    def client(self) -> HttpClient:
-        """The HTTP client, created on first use (one per destination instance)."""
-        if self._client is None:
-            self._client = HttpClient(
-                str(self.config["base_url"]).rstrip("/"),
+    def make_client(self) -> HttpClient:
+        """The HTTP client, made on first use and shared by every worker
+        (:class:`conn.http.LazyClient` holds it and closes it with the destination)."""
+        return HttpClient(
+            str(self.config["base_url"]).rstrip("/"),
 {%- if cookiecutter.__auth == 'bearer' %}
-                auth=BearerToken(self.config["token"]),
+            auth=BearerToken(self.config["token"]),
 {%- elif cookiecutter.__auth == 'basic' %}
-                auth=BasicAuth(self.config["username"], self.config["password"]),
+            auth=BasicAuth(self.config["username"], self.config["password"]),
 {%- elif cookiecutter.__auth == 'oauth2' %}
-                auth=OAuth2RefreshToken(self.config["token_url"], self.config["refresh_token"],
-                                        self.config["client_id"], self.config["client_secret"]),
+            auth=OAuth2RefreshToken(self.config["token_url"], self.config["refresh_token"],
+                                    self.config["client_id"], self.config["client_secret"]),
 {%- endif %}
-                timeout=float(self.config.get("timeout", 30)),
-                rate_limit=RATE_LIMIT,
-                name=self.instance,
-            )
-        return self._client
+            timeout=float(self.config.get("timeout", 30)),
+            rate_limit=RATE_LIMIT,
+            name=self.instance,
+        )
 
     def objects(self) -> list[ObjectInfo]:
         """One object per ``objects/<name>.schema.json`` of this package (fields,
@@ -162,11 +160,6 @@ class {{ cookiecutter.class_name }}(Destination):
         path = f"/{request.object.name}/batch"
         return [self.client.describe("POST", path, json=self._body(request,
                                                                     request.to_pylist()))]
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
 
 
 def _json(resp: Any) -> Any:

@@ -4,8 +4,8 @@ splitting on rejection, dry-run request descriptions and the shared HTTP setting
 
 Import from here: ``from conn.http import HttpClient, BearerToken, write_with_split``.
 Names are loaded on first access, so ``import conn.http.config`` (schema fragments used
-in a destination's class body) does not import httpx; the client, auth, batching and
-dry-run names do. Destination plugins should import those where the destination class
+in a destination's class body) and ``LazyClient`` (a base class) do not import httpx; the
+client, auth, batching and dry-run names do. Destination plugins should import those where the destination class
 lives, not in their entry-point module.
 """
 
@@ -28,10 +28,12 @@ if TYPE_CHECKING:
         HttpStatusError,
         RateLimiter,
         RetryPolicy,
+        body_excerpt,
         parse_retry_after,
         safe_url,
     )
     from conn.http.dry_run import describe, describe_request
+    from conn.http.lazy import LazyClient
 
 #: Public name -> the submodule defining it.
 _EXPORTS = {
@@ -48,10 +50,12 @@ _EXPORTS = {
     "HttpStatusError": "client",
     "RateLimiter": "client",
     "RetryPolicy": "client",
+    "body_excerpt": "client",
     "parse_retry_after": "client",
     "safe_url": "client",
     "describe": "dry_run",
     "describe_request": "dry_run",
+    "LazyClient": "lazy",
 }
 
 __all__ = [
@@ -60,11 +64,13 @@ __all__ = [
     "BearerToken",
     "HttpClient",
     "HttpStatusError",
+    "LazyClient",
     "OAuth2ClientCredentials",
     "OAuth2RefreshToken",
     "Outcome",
     "RateLimiter",
     "RetryPolicy",
+    "body_excerpt",
     "chunked",
     "describe",
     "describe_request",

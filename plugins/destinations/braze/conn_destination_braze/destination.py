@@ -24,7 +24,6 @@ httpx and the HTTP toolkit are imported when a client is first needed.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -39,6 +38,7 @@ from conn.destination import (
     WriteResult,
 )
 from conn.errors import CheckFailed, ConfigError, ConnError, RetryLater
+from conn.http import LazyClient
 from conn.http.config import client_from_config, concurrency_schema, http_settings_schema
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ def _body(resp: httpx.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {"message": str(body)[:300]}
 
 
-class BrazeDestination(Destination):
+class BrazeDestination(LazyClient, Destination):
     """Writes Braze user attributes (object ``users``) and custom events (``events``)."""
 
     name: ClassVar[str] = "braze"
@@ -135,8 +135,6 @@ class BrazeDestination(Destination):
         from conn import secrets
 
         secrets.register(self.config["api_key"])
-        self._client: HttpClient | None = None
-        self._lock = threading.Lock()
         self._objects: list[ObjectInfo] | None = None
         #: Objects per /users/track request (``batch_size``).
         self.track_limit = int(self.config.get("batch_size", TRACK_LIMIT))
@@ -171,23 +169,19 @@ class BrazeDestination(Destination):
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    @property
-    def client(self) -> HttpClient:
-        """The shared HTTP client (created on first use)."""
-        with self._lock:
-            if self._client is None:
-                from conn.http import BearerToken
+    def make_client(self) -> HttpClient:
+        """The HTTP client (:class:`~conn.http.LazyClient` makes it on first use)."""
+        from conn.http import BearerToken
 
-                self._client = client_from_config(
-                    self.config,
-                    self.config["rest_endpoint"].rstrip("/"),
-                    auth=BearerToken(self.config["api_key"]),
-                    headers={"Accept": "application/json"},
-                    timeout=30,
-                    rate_limit=TRACK_RATE,
-                    name=self.instance,
-                )
-            return self._client
+        return client_from_config(
+            self.config,
+            self.config["rest_endpoint"].rstrip("/"),
+            auth=BearerToken(self.config["api_key"]),
+            headers={"Accept": "application/json"},
+            timeout=30,
+            rate_limit=TRACK_RATE,
+            name=self.instance,
+        )
 
     def _post(self, path: str, body: Mapping[str, Any]) -> httpx.Response:
         resp = self.client.post(path, json=body)
@@ -329,9 +323,3 @@ class BrazeDestination(Destination):
             return WriteResult()
 
         return write_in_chunks(values, DELETE_LIMIT, one)
-
-    def close(self) -> None:
-        """Close the HTTP client."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None

@@ -32,7 +32,6 @@ plugin stays cheap.
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
@@ -49,6 +48,7 @@ from conn.destination import (
     WriteResult,
 )
 from conn.errors import CheckFailed, ConfigError, ConnError, RetryLater
+from conn.http import LazyClient
 from conn.http.config import client_from_config, concurrency_schema, http_settings_schema
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ def _error_body(resp: httpx.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {"message": str(body)[:300]}
 
 
-class HubSpotDestination(Destination):
+class HubSpotDestination(LazyClient, Destination):
     """Writes HubSpot contacts and companies with the v3 batch endpoints.
 
     Objects ``contacts`` and ``companies`` carry HubSpot's standard properties plus the
@@ -198,8 +198,6 @@ class HubSpotDestination(Destination):
         from conn import secrets
 
         secrets.register(self.config["access_token"])
-        self._client: HttpClient | None = None
-        self._lock = threading.Lock()
         self._objects: list[ObjectInfo] | None = None
         #: Sleep used while a record lock (423) lasts (tests replace it).
         self.sleep: Callable[[float], None] = time.sleep
@@ -239,23 +237,19 @@ class HubSpotDestination(Destination):
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    @property
-    def client(self) -> HttpClient:
-        """The shared HTTP client (created on first use)."""
-        with self._lock:
-            if self._client is None:
-                from conn.http import BearerToken
+    def make_client(self) -> HttpClient:
+        """The HTTP client (:class:`~conn.http.LazyClient` makes it on first use)."""
+        from conn.http import BearerToken
 
-                self._client = client_from_config(
-                    self.config,
-                    self.config.get("base_url", DEFAULT_BASE_URL),
-                    auth=BearerToken(self.config["access_token"]),
-                    headers={"Accept": "application/json"},
-                    timeout=30,
-                    rate_limit=self.rate_limit(),
-                    name=self.instance,
-                )
-            return self._client
+        return client_from_config(
+            self.config,
+            self.config.get("base_url", DEFAULT_BASE_URL),
+            auth=BearerToken(self.config["access_token"]),
+            headers={"Accept": "application/json"},
+            timeout=30,
+            rate_limit=self.rate_limit(),
+            name=self.instance,
+        )
 
     @staticmethod
     def _retryable(resp: httpx.Response) -> bool:
@@ -515,9 +509,3 @@ class HubSpotDestination(Destination):
                 result.rejected.extend(Rejection(i, reason, retryable=True)
                                        for i in sorted(record_ids))
         return result
-
-    def close(self) -> None:
-        """Close the HTTP client."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None

@@ -56,6 +56,7 @@ from conn.destination import (
     WriteResult,
 )
 from conn.errors import CheckFailed, ConfigError, ConnError
+from conn.http import LazyClient
 from conn.http.config import client_from_config, flat_retry_policy, rate_limit_from_config
 
 if TYPE_CHECKING:
@@ -130,7 +131,7 @@ def _merge_value(value: Any) -> Any:
 
 def _problem(resp: httpx.Response) -> str:
     """Mailchimp's error document (``title``, ``detail``, ``errors``) as one line."""
-    from conn.http.client import body_excerpt
+    from conn.http import body_excerpt
 
     try:
         doc = resp.json()
@@ -147,7 +148,7 @@ def _problem(resp: httpx.Response) -> str:
     return secrets.redact(" - ".join(parts))
 
 
-class MailchimpDestination(Destination):
+class MailchimpDestination(LazyClient, Destination):
     """Mailchimp audience members (see the module docstring)."""
 
     name: ClassVar[str] = "mailchimp"
@@ -175,8 +176,6 @@ class MailchimpDestination(Destination):
         #: Connections one batch may use for its per-member calls.
         self.member_workers = max(1, self.max_connections // self.concurrency)
         self.rate_limit = rate_limit_from_config(c.get("rate_limit"))
-        self._client: HttpClient | None = None
-        self._lock = threading.Lock()
         #: Optional overrides for tests (``clock``, ``sleep``, ``seed``, ``transport``...).
         self.client_options: dict[str, Any] = {}
 
@@ -189,26 +188,16 @@ class MailchimpDestination(Destination):
             return str(self.config["base_url"]).rstrip("/")
         return f"https://{datacenter(self.api_key)}.api.mailchimp.com/3.0"
 
-    @property
-    def client(self) -> HttpClient:
-        """The shared HTTP client (one pool and limiter for every worker)."""
-        with self._lock:
-            if self._client is None:
-                from conn.http import BasicAuth
+    def make_client(self) -> HttpClient:
+        """The HTTP client every worker shares (one pool and limiter), made on first use."""
+        from conn.http import BasicAuth
 
-                self._client = client_from_config(
-                    self.config, self.base_url, auth=BasicAuth("conn", self.api_key),
-                    headers={"Accept": "application/json"}, timeout=60,
-                    retry=flat_retry_policy(self.config, max_retry_wait=300),
-                    rate_limit=self.rate_limit, name=self.instance,
-                    max_connections=self.max_connections, **self.client_options)
-            return self._client
-
-    def close(self) -> None:
-        """Close the connection pool."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        return client_from_config(
+            self.config, self.base_url, auth=BasicAuth("conn", self.api_key),
+            headers={"Accept": "application/json"}, timeout=60,
+            retry=flat_retry_policy(self.config, max_retry_wait=300),
+            rate_limit=self.rate_limit, name=self.instance,
+            max_connections=self.max_connections, **self.client_options)
 
     def _list_path(self, suffix: str = "") -> str:
         return f"lists/{self.list_id}{suffix}"

@@ -58,6 +58,7 @@ from conn.destination import (
     WriteResult,
 )
 from conn.errors import CheckFailed, ConnError
+from conn.http import LazyClient
 from conn.http.config import client_from_config, flat_retry_policy, rate_limit_from_config
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ def graph_error(resp: httpx.Response) -> dict[str, Any]:
 
 def describe_error(resp: httpx.Response) -> str:
     """A Graph API error as one line: message, code, subcode, trace id."""
-    from conn.http.client import body_excerpt
+    from conn.http import body_excerpt
 
     err = graph_error(resp)
     if not err:
@@ -161,7 +162,7 @@ def plain_key(arr: pa.Array) -> pa.Array:
     return pc.utf8_lower(pc.utf8_trim(arr, characters=" \t\r\n\0\x0b."))
 
 
-class MetaAudiencesDestination(Destination):
+class MetaAudiencesDestination(LazyClient, Destination):
     """Meta Custom Audiences (see the module docstring)."""
 
     name: ClassVar[str] = "meta_audiences"
@@ -187,7 +188,6 @@ class MetaAudiencesDestination(Destination):
         self.country_code: str | None = str(cc).lstrip("+") if cc else None
         self.batch_size = min(BATCH_LIMIT, int(c.get("batch_size", BATCH_LIMIT)))
         self.rate_limit = rate_limit_from_config(c.get("rate_limit"))
-        self._client: HttpClient | None = None
         self._lock = threading.Lock()
         self._sessions: dict[tuple[str, str, str], int] = {}
         self._rng = random.SystemRandom()
@@ -198,25 +198,20 @@ class MetaAudiencesDestination(Destination):
 
     # -- plumbing --
 
-    @property
-    def client(self) -> HttpClient:
-        """The shared HTTP client (the token goes with each call: :meth:`graph_call`)."""
-        with self._lock:
-            if self._client is None:
-                c = self.config
-                self._client = client_from_config(
-                    c, str(c.get("base_url") or "https://graph.facebook.com").rstrip("/"),
-                    timeout=120,
-                    retry=flat_retry_policy(c, max_retry_wait=600),
-                    rate_limit=self.rate_limit, name=self.instance,
-                    max_connections=4, **self.client_options)
-            return self._client
+    def make_client(self) -> HttpClient:
+        """The HTTP client, made on first use (the token goes with each call:
+        :meth:`graph_call`)."""
+        c = self.config
+        return client_from_config(
+            c, str(c.get("base_url") or "https://graph.facebook.com").rstrip("/"),
+            timeout=120,
+            retry=flat_retry_policy(c, max_retry_wait=600),
+            rate_limit=self.rate_limit, name=self.instance,
+            max_connections=4, **self.client_options)
 
     def close(self) -> None:
         """Close the connection pool and forget sessions."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        super().close()
         self._sessions.clear()
 
     def graph_call(self, method: str, path: str, params: Mapping[str, Any]

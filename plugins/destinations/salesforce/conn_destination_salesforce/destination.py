@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import csv
 import io
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -47,6 +46,7 @@ from conn.destination import (
     WriteResult,
 )
 from conn.errors import CheckFailed, ConfigError, ConnError, RetryLater
+from conn.http import LazyClient
 from conn.http.config import client_from_config, concurrency_schema, http_settings_schema
 
 if TYPE_CHECKING:
@@ -149,7 +149,7 @@ def _error_of(resp: httpx.Response) -> str:
     return str(body)[:300]
 
 
-class SalesforceDestination(Destination):
+class SalesforceDestination(LazyClient, Destination):
     """Upserts and deletes records of configured sObjects by their external id."""
 
     name: ClassVar[str] = "salesforce"
@@ -211,8 +211,6 @@ class SalesforceDestination(Destination):
         from conn import secrets
 
         secrets.register(self.config["client_secret"], self.config.get("refresh_token"))
-        self._lock = threading.Lock()
-        self._client: HttpClient | None = None
         self._auth: Any = None
         self._instance_url: str | None = self.config.get("instance_url")
         self._objects: list[ObjectInfo] | None = None
@@ -282,27 +280,23 @@ class SalesforceDestination(Destination):
                                   self.config["client_id"], self.config["client_secret"],
                                   on_token=self._on_token)
 
-    @property
-    def client(self) -> HttpClient:
-        """The shared client for ``{instance_url}/services/data/vXX.X`` (the first use
+    def make_client(self) -> HttpClient:
+        """The client for ``{instance_url}/services/data/vXX.X``, made on first use (that
         fetches a token, which tells the instance URL)."""
-        with self._lock:
-            if self._client is None:
-                self._auth = self._auth or self._make_auth()
-                if not self._instance_url:
-                    self._auth.token()
-                if not self._instance_url:
-                    raise CheckFailed("Salesforce token response has no instance_url; "
-                                      "set instance_url in the config")
-                self._client = client_from_config(
-                    self.config,
-                    self._instance_url + self.api_path + "/",
-                    auth=self._auth, headers={"Accept": "application/json"},
-                    timeout=60,
-                    rate_limit=self.rate_limit(),
-                    name=self.instance,
-                )
-            return self._client
+        self._auth = self._auth or self._make_auth()
+        if not self._instance_url:
+            self._auth.token()
+        if not self._instance_url:
+            raise CheckFailed("Salesforce token response has no instance_url; "
+                              "set instance_url in the config")
+        return client_from_config(
+            self.config,
+            self._instance_url + self.api_path + "/",
+            auth=self._auth, headers={"Accept": "application/json"},
+            timeout=60,
+            rate_limit=self.rate_limit(),
+            name=self.instance,
+        )
 
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """A request with retries; raise for credentials and the daily allocation."""
@@ -627,12 +621,6 @@ class SalesforceDestination(Destination):
         result.rejected.sort(key=lambda r: r.index)
         result.pending.sort()
         return result
-
-    def close(self) -> None:
-        """Close the HTTP client."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
 
 
 def _urlencode(params: Mapping[str, str]) -> str:

@@ -20,7 +20,6 @@ import datetime as dt
 import decimal
 import json
 import logging
-import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -36,6 +35,7 @@ from conn.destination import (
     WriteResult,
 )
 from conn.errors import CheckFailed, ConnError
+from conn.http import LazyClient
 from conn.http.config import (
     client_from_config,
     concurrency_schema,
@@ -129,7 +129,7 @@ def encode(payload: Mapping[str, Any]) -> bytes:
                       separators=(",", ":")).encode()
 
 
-class WebhookDestination(Destination):
+class WebhookDestination(LazyClient, Destination):
     """POST signed JSON batches of records to a URL (see the module docstring)."""
 
     name: ClassVar[str] = "webhook"
@@ -159,38 +159,26 @@ class WebhookDestination(Destination):
         for k, v in self.headers.items():
             if SENSITIVE_HEADERS.search(k):
                 secrets.register(v)
-        self._client: HttpClient | None = None
-        self._lock = threading.Lock()
         #: Optional overrides for tests (``clock``, ``sleep``, ``seed``, ``transport``...).
         self.client_options: dict[str, Any] = {}
 
     # -- plumbing --
 
-    @property
-    def client(self) -> HttpClient:
-        """The shared HTTP client (created on first use; one limiter for all workers)."""
-        with self._lock:
-            if self._client is None:
-                auth = None
-                if self.secret:
-                    from conn_destination_webhook.auth import WebhookSigner
+    def make_client(self) -> HttpClient:
+        """The HTTP client all workers share (one limiter), made on first use."""
+        auth = None
+        if self.secret:
+            from conn_destination_webhook.auth import WebhookSigner
 
-                    auth = WebhookSigner(self.secret, id_header=self.id_header,
-                                         timestamp_header=self.timestamp_header,
-                                         signature_header=self.signature_header)
-                self._client = client_from_config(
-                    self.config, auth=auth,
-                    headers={"Content-Type": "application/json", **self.headers}, timeout=30,
-                    retry=flat_retry_policy(self.config, max_retry_wait=300),
-                    rate_limit=self.rate_limit, name=self.instance,
-                    max_connections=max(4, self.concurrency * 2), **self.client_options)
-            return self._client
-
-    def close(self) -> None:
-        """Close the connection pool."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+            auth = WebhookSigner(self.secret, id_header=self.id_header,
+                                 timestamp_header=self.timestamp_header,
+                                 signature_header=self.signature_header)
+        return client_from_config(
+            self.config, auth=auth,
+            headers={"Content-Type": "application/json", **self.headers}, timeout=30,
+            retry=flat_retry_policy(self.config, max_retry_wait=300),
+            rate_limit=self.rate_limit, name=self.instance,
+            max_connections=max(4, self.concurrency * 2), **self.client_options)
 
     def payload(self, request: WriteRequest, records: Sequence[Mapping[str, Any]] | None = None,
                 keys: Sequence[str] | None = None) -> dict[str, Any]:
@@ -249,7 +237,7 @@ class WebhookDestination(Destination):
     def _send(self, request: WriteRequest,
               pairs: Sequence[tuple[Mapping[str, Any], str | None]]) -> WriteResult:
         from conn.http import BatchRejected, HttpClient
-        from conn.http.client import body_excerpt
+        from conn.http import body_excerpt
         from conn.idempotency import request_key
 
         records = [r for r, _ in pairs]
