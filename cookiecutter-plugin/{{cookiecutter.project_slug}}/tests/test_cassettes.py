@@ -1,13 +1,17 @@
 """Replays a cassette written from the {{ cookiecutter.plugin_name }} API documentation.
 
 The cassette starts with conn's marker line (``DOC_CASSETTE_MARKER``): it was written by
-hand from the vendor's documented examples, not recorded live. Once you have a sandbox
-account, record a real one with ``vcr_for(record_mode="once")`` and credentials from the
-environment (conn's vcr helper keeps them out of the file), then drop the marker.
+hand from the vendor's documented examples, not recorded live. conn's ``cassette`` fixture
+replays it, matching each request's method, URL and body (as parsed data) with the
+cassette's, so the test fails when the destination sends something else. Once you have a
+sandbox account, record a real one with ``vcr_for(record_mode="once")`` and credentials
+from the environment (conn's vcr helper keeps them out of the file), then drop the
+marker.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +37,7 @@ CONFIG = {
 }
 
 
-def test_documented_batch_reports_rejections(vcr_for: Any) -> None:
+def test_documented_batch_reports_rejections(cassette: Callable[..., Any]) -> None:
     assert_documented_cassette(CASSETTE)
     dest = {{ cookiecutter.class_name }}(CONFIG, instance="docs")
     records = [
@@ -42,8 +46,9 @@ def test_documented_batch_reports_rejections(vcr_for: Any) -> None:
         {"id": "c-2", "email": "bo@example", "first_name": "Bo", "last_name": None,
          "lifetime_value": 0.0, "plan": "free"},
     ]
-    with dest, vcr_for(CASSETTE.parent).use_cassette(CASSETTE.name):
+    with dest, cassette("contacts_batch") as cas:
         result = write_records(dest, "contacts", records)
+    assert cas.all_played
     assert [r.index for r in result.rejected] == [1]
     assert "email" in result.rejected[0].reason
     assert not result.pending

@@ -5,8 +5,8 @@ splitting on rejection, dry-run request descriptions and the shared HTTP setting
 Import from here: ``from conn.http import HttpClient, BearerToken, write_with_split``.
 Names are loaded on first access, so ``import conn.http.config`` (schema fragments used
 in a destination's class body) and ``LazyClient`` (a base class) do not import httpx; the
-client, auth, batching and dry-run names do. Destination plugins should import those where the destination class
-lives, not in their entry-point module.
+client, auth, batching and dry-run names do. Destination plugins should import those where
+the destination class lives, not in their entry-point module.
 """
 
 from __future__ import annotations

@@ -475,6 +475,7 @@ def make_vcr(cassette_dir: str | Path, *, record_mode: str = "none",
              secret_headers: Sequence[str] = (), secret_params: Sequence[str] = (),
              match_on: Sequence[str] = ("method", "scheme", "host", "port", "path", "query"),
              match_body: bool = False, ignore_body_keys: Sequence[str] = (),
+             matchers: Mapping[str, Callable[[Any, Any], None]] | None = None,
              **kwargs: Any) -> Any:
     """A ``vcr.VCR`` storing cassettes in ``cassette_dir`` with credentials filtered:
     auth headers, API keys in query strings and form bodies, secret-looking JSON keys and
@@ -483,7 +484,9 @@ def make_vcr(cassette_dir: str | Path, *, record_mode: str = "none",
     ``record_mode="none"`` (the default) replays only, so CI never calls a vendor; record
     with ``record_mode="once"`` and real credentials in the environment. ``match_body``
     also compares request bodies with :func:`body_matcher` (``ignore_body_keys``: JSON
-    keys whose values differ on every run, such as a random session id).
+    keys whose values differ on every run, such as a random session id). ``matchers``
+    adds vcrpy matchers of your own (name -> ``matcher(r1, r2)`` asserting the two
+    requests agree), each also matched on.
     """
     import vcr
 
@@ -506,6 +509,7 @@ def make_vcr(cassette_dir: str | Path, *, record_mode: str = "none",
 
     if match_body:
         match_on = [*match_on, "parsed_body"]
+    match_on = [*match_on, *(matchers or {})]
     v = vcr.VCR(
         cassette_library_dir=str(cassette_dir),
         record_mode=record_mode,
@@ -521,6 +525,8 @@ def make_vcr(cassette_dir: str | Path, *, record_mode: str = "none",
     )
     if match_body:
         v.register_matcher("parsed_body", body_matcher(ignore_body_keys))
+    for name, matcher in (matchers or {}).items():
+        v.register_matcher(name, matcher)
     return v
 
 

@@ -10,9 +10,15 @@ Fixtures
     Configure it in the test (``fault_server.configure(rate_limit=5, ...)``) or emulate a
     vendor with ``fault_server.handler = ...``.
 ``vcr_for``
-    ``vcr_for(name="...", cassette_dir=None, record_mode="none")`` returns a
-    ``vcr.VCR`` that filters secrets, with cassettes stored next to the test module in
-    ``cassettes/`` by default.
+    ``vcr_for(cassette_dir=None, record_mode="none", ...)`` returns a ``vcr.VCR`` that
+    filters secrets (:func:`conn.testing.http.make_vcr`), with cassettes stored next to
+    the test module in ``cassettes/`` by default.
+``cassette``
+    ``with cassette("name") as cas:`` replays ``cassettes/name.yaml`` beside the test
+    module, never recording, matching method, URL and the request body as parsed data
+    (key order and spacing aside); each recorded interaction plays at most once, and
+    ``cas.all_played`` tells whether every one did. Options of :func:`make_vcr` go
+    along: ``cassette("name", match_body=False, matchers={...})``.
 
 Conformance suites
 ------------------
@@ -58,3 +64,17 @@ def vcr_for(request: pytest.FixtureRequest) -> Callable[..., Any]:
         return make_vcr(cassette_dir or default_dir, **kwargs)
 
     return factory
+
+
+@pytest.fixture
+def cassette(vcr_for: Callable[..., Any]) -> Callable[..., Any]:
+    """``with cassette("name"):`` replays ``cassettes/name.yaml`` beside the test module
+    (never records), matching method, URL and request body; each interaction plays at
+    most once. Keyword arguments go to :func:`conn.testing.http.make_vcr`."""
+
+    def use(name: str, **options: Any) -> Any:
+        options.setdefault("match_body", True)
+        v = vcr_for(record_mode="none", **options)
+        return v.use_cassette(name, allow_playback_repeats=False)
+
+    return use

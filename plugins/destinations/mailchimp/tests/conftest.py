@@ -16,12 +16,6 @@ LIST_ID = "a1b2c3d4e5"
 
 
 @pytest.fixture
-def mc_vcr(vcr_for: Callable[..., Any]) -> Any:
-    """A replay-only VCR that also compares JSON request bodies with the cassette."""
-    return vcr_for(match_body=True)
-
-
-@pytest.fixture
 def make_dest() -> Iterator[Callable[..., Any]]:
     """Build a destination whose retries do not really sleep."""
     from conn_destination_mailchimp.destination import MailchimpDestination

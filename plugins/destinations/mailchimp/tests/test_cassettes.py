@@ -28,24 +28,24 @@ def test_every_cassette_is_marked_as_built_from_documentation() -> None:
         assert_no_secrets(f, [API_KEY])
 
 
-def test_check(mc_vcr, make_dest) -> None:
-    with mc_vcr.use_cassette("mc_check") as cas:
+def test_check(cassette, make_dest) -> None:
+    with cassette("mc_check") as cas:
         make_dest().check()
     assert cas.all_played
 
 
-def test_create(mc_vcr, make_dest) -> None:
+def test_create(cassette, make_dest) -> None:
     rows = [{"email_address": "ada@example.com", "FNAME": "Ada", "LNAME": "Lovelace",
              "tags": "newsletter", "status": None},
             {"email_address": "grace@example.com", "FNAME": "Grace", "LNAME": None,
              "tags": None, "status": "pending"}]
-    with mc_vcr.use_cassette("mc_create") as cas:
+    with cassette("mc_create") as cas:
         res = write_records(make_dest(), "members", rows)
     assert cas.all_played
     assert not res.rejected and not res.pending and res.error is None
 
 
-def test_update_never_resubscribes(mc_vcr, make_dest) -> None:
+def test_update_never_resubscribes(cassette, make_dest) -> None:
     """Existing members get a PUT without ``status`` (linus stays unsubscribed); a record
     that unsubscribes (ken) is the only status change sent for an existing member."""
     rows = [{"email_address": "linus@example.com", "FNAME": "Linus", "status": None,
@@ -54,7 +54,7 @@ def test_update_never_resubscribes(mc_vcr, make_dest) -> None:
              "tags": None},
             {"email_address": "barbara@example.com", "FNAME": "Barbara", "status": None,
              "tags": None}]
-    with mc_vcr.use_cassette("mc_update") as cas:
+    with cassette("mc_update") as cas:
         res = write_records(make_dest(), "members", rows)
     assert cas.all_played
     assert not res.rejected and not res.pending
@@ -67,12 +67,12 @@ def test_update_never_resubscribes(mc_vcr, make_dest) -> None:
     assert bodies["ken@example.com"]["status"] == "unsubscribed"
 
 
-def test_partial_failure(mc_vcr, make_dest) -> None:
+def test_partial_failure(cassette, make_dest) -> None:
     rows = [{"email_address": "ada@example.com", "BIRTHDAY": None},
             {"email_address": "not-an-email@example", "BIRTHDAY": None},
             {"email_address": "linus@example.com", "BIRTHDAY": "13/45"},
             {"email_address": "nobody", "BIRTHDAY": None}]
-    with mc_vcr.use_cassette("mc_partial") as cas:
+    with cassette("mc_partial") as cas:
         res = write_records(make_dest(), "members", rows)
     assert cas.all_played
     assert not res.pending
@@ -84,18 +84,18 @@ def test_partial_failure(mc_vcr, make_dest) -> None:
     assert not any(r.retryable for r in res.rejected)
 
 
-def test_rate_limit_then_success(mc_vcr, make_dest) -> None:
+def test_rate_limit_then_success(cassette, make_dest) -> None:
     dest = make_dest()
-    with mc_vcr.use_cassette("mc_rate_limit") as cas:
+    with cassette("mc_rate_limit") as cas:
         res = write_records(dest, "members", [{"email_address": "ada@example.com"}])
     assert cas.all_played
     assert not res.rejected and not res.pending
     assert dest.client.stats["throttled"] == 1 and dest.client.stats["retries"] == 1
 
 
-def test_auth_failure(mc_vcr, make_dest) -> None:
+def test_auth_failure(cassette, make_dest) -> None:
     dest = make_dest()
-    with mc_vcr.use_cassette("mc_auth_failure") as cas:
+    with cassette("mc_auth_failure") as cas:
         with pytest.raises(CheckFailed, match="API Key Invalid"):
             dest.check()
         res = write_records(dest, "members", [{"email_address": "ada@example.com"}])
@@ -104,8 +104,8 @@ def test_auth_failure(mc_vcr, make_dest) -> None:
     assert "401" in str(res.error) and API_KEY not in str(res.error)
 
 
-def test_archive_for_mirror(mc_vcr, make_dest) -> None:
-    with mc_vcr.use_cassette("mc_archive") as cas:
+def test_archive_for_mirror(cassette, make_dest) -> None:
+    with cassette("mc_archive") as cas:
         res = write_records(make_dest(), "members",
                             [{"email_address": "ada@example.com"},
                              {"email_address": "grace@example.com"}], operation="delete")

@@ -29,19 +29,23 @@ def _cassette_params(request: Any) -> dict[str, Any]:
     return out
 
 
+def _same_graph_params(r1: Any, r2: Any) -> None:
+    a, b = _cassette_params(r1), _cassette_params(r2)
+    assert a == b, f"request parameters differ from the cassette:\n sent: {a}\n want: {b}"
+
+
 @pytest.fixture
-def meta_vcr(vcr_for: Callable[..., Any]) -> Any:
-    """A replay-only VCR matching method, URL path and the Graph API parameters wherever
-    they travel (query string or form body), JSON-decoded, the session id excepted."""
-    v = vcr_for(match_on=("method", "scheme", "host", "port", "path"))
+def meta_cassette(cassette: Callable[..., Any]) -> Callable[[str], Any]:
+    """conn's ``cassette`` matching method, URL path and the Graph API parameters
+    wherever they travel (query string or form body), JSON-decoded, the session id
+    excepted."""
 
-    def graph_params(r1: Any, r2: Any) -> None:
-        a, b = _cassette_params(r1), _cassette_params(r2)
-        assert a == b, f"request parameters differ from the cassette:\n sent: {a}\n want: {b}"
+    def use(name: str) -> Any:
+        return cassette(name, match_body=False,
+                        match_on=("method", "scheme", "host", "port", "path"),
+                        matchers={"graph_params": _same_graph_params})
 
-    v.register_matcher("graph_params", graph_params)
-    v.match_on = (*v.match_on, "graph_params")
-    return v
+    return use
 
 
 @pytest.fixture

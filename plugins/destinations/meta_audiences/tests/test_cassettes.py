@@ -33,20 +33,20 @@ def test_every_cassette_is_marked_as_built_from_documentation() -> None:
         assert_no_secrets(f, [TOKEN])
 
 
-def test_add_users(meta_vcr, make_dest) -> None:
+def test_add_users(meta_cassette, make_dest) -> None:
     rows = [{"email": sha("ada@example.com"), "phone": sha("16505551234")},
             {"email": sha("grace@example.com"), "phone": None}]
     dest = make_dest()
-    with meta_vcr.use_cassette("meta_add") as cas:
+    with meta_cassette("meta_add") as cas:
         res = write_records(dest, "audience", rows)
     assert cas.all_played
     assert not res.rejected and not res.pending and res.error is None
     assert list(dest.session_log.values()) == [[1]]
 
 
-def test_update_and_remove(meta_vcr, make_dest) -> None:
+def test_update_and_remove(meta_cassette, make_dest) -> None:
     dest = make_dest()
-    with meta_vcr.use_cassette("meta_update") as cas:
+    with meta_cassette("meta_update") as cas:
         res = write_records(dest, "audience", [{"email": sha("grace@example.com"),
                                                 "phone": sha("16505551234")}])
         assert not res.rejected and not res.pending
@@ -56,10 +56,10 @@ def test_update_and_remove(meta_vcr, make_dest) -> None:
     assert not res.rejected and not res.pending
 
 
-def test_partial_failure(meta_vcr, make_dest) -> None:
+def test_partial_failure(meta_cassette, make_dest) -> None:
     rows = [{"email": sha("ada@example.com")}, {"email": "Grace@Example.com"},
             {"email": sha("linus@example.com")}]
-    with meta_vcr.use_cassette("meta_partial") as cas:
+    with meta_cassette("meta_partial") as cas:
         res = write_records(make_dest(), "audience", rows)
     assert cas.all_played
     assert not res.pending
@@ -70,18 +70,18 @@ def test_partial_failure(meta_vcr, make_dest) -> None:
     assert "invalid" in by_row[2].reason
 
 
-def test_rate_limit_then_success(meta_vcr, make_dest) -> None:
+def test_rate_limit_then_success(meta_cassette, make_dest) -> None:
     dest = make_dest()
-    with meta_vcr.use_cassette("meta_rate_limit") as cas:
+    with meta_cassette("meta_rate_limit") as cas:
         res = write_records(dest, "audience", [{"email": sha("ada@example.com")}])
     assert cas.all_played
     assert not res.rejected and not res.pending
     assert dest.client.stats["retries"] == 1
 
 
-def test_auth_failure(meta_vcr, make_dest) -> None:
+def test_auth_failure(meta_cassette, make_dest) -> None:
     dest = make_dest()
-    with meta_vcr.use_cassette("meta_auth_failure") as cas:
+    with meta_cassette("meta_auth_failure") as cas:
         with pytest.raises(CheckFailed, match="code 190"):
             dest.check()
         res = write_records(dest, "audience", [{"email": sha("ada@example.com")}])

@@ -1,28 +1,15 @@
-"""Shared fixtures (replay-only cassettes matching request bodies as parsed data) and
-the helpers every test module uses."""
+"""The helpers every test module uses (cassettes replay through conn's ``cassette``
+fixture)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from conn_destination_salesforce.destination import SalesforceDestination
 
+#: The hand-written cassettes (replayed with conn's ``cassette`` fixture).
 CASSETTES = Path(__file__).parent / "cassettes"
-
-
-@pytest.fixture
-def cassette(vcr_for: Callable[..., Any]) -> Callable[[str], Any]:
-    """``with cassette("name"):`` replays ``cassettes/name.yaml`` (never records), matching
-    method, URL and body; every interaction must be played."""
-    v = vcr_for(CASSETTES, record_mode="none", match_body=True)
-
-    def use(name: str) -> Any:
-        return v.use_cassette(name, allow_playback_repeats=False)
-
-    return use
 
 
 SECRETS = {"client_id": "3MVG9-test-consumer-key", "client_secret": "sf-test-client-secret",

@@ -236,8 +236,7 @@ class WebhookDestination(LazyClient, Destination):
 
     def _send(self, request: WriteRequest,
               pairs: Sequence[tuple[Mapping[str, Any], str | None]]) -> WriteResult:
-        from conn.http import BatchRejected, HttpClient
-        from conn.http import body_excerpt
+        from conn.http import BatchRejected, HttpClient, body_excerpt
         from conn.idempotency import request_key
 
         records = [r for r, _ in pairs]
