@@ -64,8 +64,8 @@ def run_conn(n: int, repeat: int, events: bool = False) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.compute as pc
     from conn.consent import build_gate
-    from conn.consent.sandbox import make_context
     from conn.mapping import build_mapper
+    from conn.testing.sandbox import make_context
 
     table = make_rows(n)
     batches = table.to_batches(max_chunksize=BATCH)

@@ -7,8 +7,8 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 from conn.consent import build_gate
-from conn.consent.sandbox import make_context
 from conn.errors import ConfigError
+from conn.testing.sandbox import make_context
 
 ROWS = pa.RecordBatch.from_pylist([
     {"id": "1", "email": "a@x.com", "mkt": "yes"},

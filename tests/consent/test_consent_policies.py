@@ -6,8 +6,8 @@ import hashlib
 
 import pyarrow as pa
 from conn.consent import build_gate
-from conn.consent.sandbox import make_context
 from conn.mapping import build_mapper
+from conn.testing.sandbox import make_context
 
 ROWS = pa.RecordBatch.from_pylist([
     {"id": "1", "email": " Ann@X.com ", "phone": "+1 650 555 1234", "city": "Paris",

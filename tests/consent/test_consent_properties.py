@@ -15,10 +15,10 @@ from typing import Any
 
 import pyarrow as pa
 from conn.consent import build_gate
-from conn.consent.sandbox import make_context
 from conn.destination import ObjectInfo
 from conn.mapping import build_mapper
 from conn.runtime import delivery
+from conn.testing.sandbox import make_context
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -8,11 +8,11 @@ import hashlib
 import pyarrow as pa
 import pytest
 from conn.consent import build_gate
-from conn.consent.sandbox import make_context
 from conn.hookspecs import hookimpl
 from conn.mapping import build_mapper
 from conn.mapping.nulls import records, skip_fields
 from conn.plugins import Registry
+from conn.testing.sandbox import make_context
 
 ROWS = pa.RecordBatch.from_pylist([
     {"id": 1, "first": "Ann", "last": "Lee", "email": " Ann@X.com ", "tier": "g",
