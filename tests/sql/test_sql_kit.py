@@ -159,3 +159,138 @@ def test_lazy_connection_opens_once_and_drops_quietly():
     assert Broken.closed == 1 and h._conn is None
     h._connection()
     assert h.opened == 2
+
+
+def test_lazy_connection_requires_open_connection():
+    """A SQL connector that forgets ``_open_connection`` cannot be made (the mixin is an
+    ABC, so the runtime classes see its duty)."""
+    from conn.source import Source
+    from conn.sql import LazyConnection
+
+    class Forgot(LazyConnection, Source):
+        def discover(self):
+            return []
+
+        def read_batches(self, stream, state, batch_rows):
+            return iter(())
+
+    with pytest.raises(TypeError, match="_open_connection"):
+        Forgot({})
+
+
+class _SqliteSource:
+    """A minimal SQL source on an in-memory SQLite database, for the mixin's queries."""
+
+    @staticmethod
+    def make(path: str):
+        from conn.source import Source
+        from conn.sql import LazyConnection
+
+        class Src(LazyConnection, Source):
+            name = "lite"
+
+            def _open_connection(self):
+                return sqlite3.connect(path, isolation_level=None)
+
+            def discover(self):
+                return []
+
+            def read_batches(self, stream, state, batch_rows):
+                return iter(())
+
+        return Src({}, instance="lite")
+
+
+def test_lazy_connection_fetchall_and_check(tmp_path):
+    from conn.errors import CheckFailed, ConnError
+
+    src = _SqliteSource.make(str(tmp_path / "db.sqlite"))
+    assert src._fetchall("SELECT ? + 1", (41,)) == [(42,)]
+    assert src._fetchall("CREATE TABLE t (k INTEGER)") == []
+    src.check()
+    with pytest.raises(ConnError, match=r"^source 'lite': no such table: nope"):
+        src._fetchall("SELECT * FROM nope")
+    assert src._conn is None  # dropped: the next use reconnects
+    src.check_sql = "SELECT * FROM nope"
+    with pytest.raises(CheckFailed, match="no such table"):
+        src.check()
+    src.close()
+
+
+def _prepare(tables: dict, operation: str = "upsert", *, options=None, schema=None,
+             families=None):
+    """prepare_table over an in-memory catalog; returns (result, calls)."""
+    from conn.sql import Table, prepare_table
+
+    calls: list = []
+    schema = schema or pa.schema([("id", pa.int64()), ("email", pa.string())])
+
+    def describe(fresh: bool):
+        calls.append(("describe", fresh))
+        t = tables.get("t")
+        return None if t is None else Table(dict(t["columns"]), t.get("unique", ()))
+
+    def create(s, primary):
+        calls.append(("create", s.names, primary))
+        tables["t"] = {"columns": {f.name: str(f.type) for f in s}, "unique": [primary]}
+
+    def add_columns(fields):
+        calls.append(("add", [f.name for f in fields]))
+        tables["t"]["columns"].update({f.name: str(f.type) for f in fields})
+
+    result = prepare_table("t", schema, "id", operation,
+                           options={"create_table": False, "evolve": False, **(options or {})},
+                           instance="db", describe=describe, create=create,
+                           add_columns=add_columns, families=families)
+    return result, calls
+
+
+def test_prepare_table_creates_evolves_checks_and_requires_a_unique_key():
+    # a missing table: nothing to delete; an error without create_table; else created
+    assert _prepare({}, "delete") == (None, [("describe", False), ("describe", True)])
+    with pytest.raises(ConfigError, match="table 't' does not exist; create it or set "
+                                          "create_table: true for destination 'db'"):
+        _prepare({})
+    tables: dict = {}
+    table, calls = _prepare(tables, options={"create_table": True, "key": "id"})
+    assert ("create", ["id", "email"], "id") in calls and set(table.columns) == {"id", "email"}
+    with pytest.raises(ConfigError, match="batch has no key column 'other'"):
+        _prepare({}, options={"create_table": True, "key": "other"})
+    # missing columns: an error without evolve, added with it; a delete needs the key only
+    tables = {"t": {"columns": {"id": "int64"}, "unique": ["id"]}}
+    with pytest.raises(ConfigError, match=r"has no column\(s\) 'email'.*evolve: true"):
+        _prepare(tables)
+    assert _prepare(tables, "delete")[0] is not None
+    table, calls = _prepare(tables, options={"evolve": True})
+    assert ("add", ["email"]) in calls and "email" in table.columns
+    with pytest.raises(ConfigError, match="no key column 'id' to delete by"):
+        _prepare({"t": {"columns": {"email": "string"}}}, "delete")
+    # upserts need a unique key on the match key; updates do not
+    keyless = {"t": {"columns": {"id": "int64", "email": "string"}}}
+    with pytest.raises(ConfigError, match="upsert on 'id' needs a primary key"):
+        _prepare(keyless)
+    assert _prepare(keyless, "update")[0] is not None
+    # type families: text goes anywhere, a number into a date column does not
+    fam = (lambda col: {"date": "time", "int64": "num"}.get(col, "text"),
+           lambda f: "num" if pa.types.is_integer(f.type) else "text")
+    assert _prepare({"t": {"columns": {"id": "int64", "email": "date"},
+                           "unique": ["id"]}}, families=fam)[0] is not None
+    with pytest.raises(ConfigError, match=r"column type mismatch: 'id' \(int64 into date\)"):
+        _prepare({"t": {"columns": {"id": "date", "email": "string"}, "unique": ["id"]}},
+                 families=fam)
+
+
+def test_column_type_from_rules():
+    from conn.sql import SQL_TYPE_KEY, column_type
+
+    rules = [(pa.types.is_integer, "BIGINT"),
+             (pa.types.is_decimal, lambda f: f"DECIMAL({f.type.precision},{f.type.scale})"),
+             (pa.types.is_string, "TEXT")]
+    assert column_type(pa.field("n", pa.int8()), rules) == "BIGINT"
+    assert column_type(pa.field("d", pa.decimal128(12, 2)), rules) == "DECIMAL(12,2)"
+    assert column_type(pa.field("s", pa.dictionary(pa.int8(), pa.string())), rules) == "TEXT"
+    tagged = pa.field("j", pa.string(), metadata={SQL_TYPE_KEY: b"json"})
+    assert column_type(tagged, rules, tags={"json": "JSON"}) == "JSON"
+    assert column_type(tagged, rules) == "TEXT"
+    with pytest.raises(ConfigError, match="column 'b': no MariaDB type for Arrow type bool"):
+        column_type(pa.field("b", pa.bool_()), rules, dialect="MariaDB")

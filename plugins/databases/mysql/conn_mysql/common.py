@@ -3,6 +3,7 @@ error redaction and the mapping between column types and Arrow types."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -30,8 +31,8 @@ CONNECTION_PROPERTIES: dict[str, Any] = {
     "connect_timeout": {"type": "integer", "minimum": 1, "default": 10},
 }
 
-#: Field metadata key naming the column type a string column came from (json, uuid).
-SQL_TYPE_KEY = b"conn.sql_type"
+#: Field metadata key carrying the SQL type a text column came from (json, uuid).
+SQL_TYPE_KEY = sql.SQL_TYPE_KEY
 #: MariaDB/MySQL error codes caused by a row's values (constraint, bad value, range).
 ROW_ERRORS = {1048, 1062, 1264, 1265, 1292, 1366, 1406, 1451, 1452, 3819, 4025, 1690, 1411}
 
@@ -167,45 +168,50 @@ def select_expr(field: pa.Field) -> str:
     return col
 
 
-def column_type(field: pa.Field) -> str:
-    """The MariaDB/MySQL column type ``create_table`` and ``evolve`` give an Arrow field."""
+#: Column types of tagged text columns.
+TAGGED_TYPES = {"json": "JSON", "jsonb": "JSON", "uuid": "CHAR(36)"}
+
+
+def _integer(f: pa.Field) -> str:
     import pyarrow as pa
 
-    t = field.type
-    tag = (field.metadata or {}).get(SQL_TYPE_KEY, b"").decode()
-    if tag in ("json", "jsonb"):
-        return "JSON"
-    if tag == "uuid":
-        return "CHAR(36)"
-    if pa.types.is_dictionary(t):
-        t = t.value_type
-    if pa.types.is_boolean(t):
-        return "BOOLEAN"
-    if pa.types.is_integer(t):
-        names = {8: "TINYINT", 16: "SMALLINT", 32: "INT", 64: "BIGINT"}
-        name = names[t.bit_width]
-        return f"{name} UNSIGNED" if pa.types.is_unsigned_integer(t) else name
-    if pa.types.is_float32(t):
-        return "FLOAT"
-    if pa.types.is_floating(t):
-        return "DOUBLE"
-    if pa.types.is_decimal(t):
-        if t.precision > 65:
-            raise ConfigError(f"column {field.name!r}: DECIMAL holds at most 65 digits")
-        return f"DECIMAL({t.precision},{t.scale})"
-    if pa.types.is_date(t):
-        return "DATE"
-    if pa.types.is_timestamp(t):
-        return "TIMESTAMP(6) NULL" if t.tz else "DATETIME(6)"
-    if pa.types.is_time(t) or pa.types.is_duration(t):
-        return "TIME(6)"
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or \
-            pa.types.is_fixed_size_binary(t):
-        return "LONGBLOB"
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_struct(t) or \
-            pa.types.is_map(t):
-        return "JSON"
-    return "LONGTEXT"
+    name = {8: "TINYINT", 16: "SMALLINT", 32: "INT", 64: "BIGINT"}[f.type.bit_width]
+    return f"{name} UNSIGNED" if pa.types.is_unsigned_integer(f.type) else name
+
+
+def _decimal(f: pa.Field) -> str:
+    if f.type.precision > 65:
+        raise ConfigError(f"column {f.name!r}: DECIMAL holds at most 65 digits")
+    return f"DECIMAL({f.type.precision},{f.type.scale})"
+
+
+@functools.cache
+def type_rules() -> list[sql.TypeRule]:
+    """Arrow type -> the column type ``create_table`` and ``evolve`` use (first match
+    wins)."""
+    import pyarrow as pa
+
+    t = pa.types
+    return [
+        (t.is_boolean, "BOOLEAN"),
+        (t.is_integer, _integer),
+        (t.is_float32, "FLOAT"),
+        (t.is_floating, "DOUBLE"),
+        (t.is_decimal, _decimal),
+        (t.is_date, "DATE"),
+        (t.is_timestamp, lambda f: "TIMESTAMP(6) NULL" if f.type.tz else "DATETIME(6)"),
+        (lambda x: t.is_time(x) or t.is_duration(x), "TIME(6)"),
+        (lambda x: t.is_binary(x) or t.is_large_binary(x) or t.is_fixed_size_binary(x),
+         "LONGBLOB"),
+        (lambda x: t.is_list(x) or t.is_large_list(x) or t.is_struct(x) or t.is_map(x),
+         "JSON"),
+        (lambda x: True, "LONGTEXT"),
+    ]
+
+
+def column_type(field: pa.Field) -> str:
+    """The MariaDB/MySQL column type ``create_table`` and ``evolve`` give an Arrow field."""
+    return sql.column_type(field, type_rules(), tags=TAGGED_TYPES, dialect="MariaDB/MySQL")
 
 
 def column_values(col: pa.Array) -> list[Any]:

@@ -3,6 +3,7 @@ and ``DELETE`` by key, one transaction per batch, per-row rejections via savepoi
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,19 +17,18 @@ from conn.destination import (
     WriteRequest,
     WriteResult,
 )
-from conn.errors import CheckFailed, ConfigError, ConnError, RetryLater
+from conn.errors import ConfigError, RetryLater
 from conn.sql import (
     LazyConnection,
-    check_column_types,
+    Table,
+    TypeRule,
+    column_type,
     destination_properties,
     dml,
-    fields_to_write,
-    missing_columns_error,
-    missing_table_error,
     object_fields,
     object_identifiers,
+    prepare_table,
     replay_row_by_row,
-    require_unique_key,
     set_columns,
     table_options,
 )
@@ -51,19 +51,20 @@ _FAMILY = {"tinyint": "num", "smallint": "num", "mediumint": "num", "int": "num"
            "tinyblob": "bin", "mediumblob": "bin", "longblob": "bin", "json": "json"}
 
 
-def _arrow_family(t: pa.DataType) -> str:
+@functools.cache
+def _arrow_families() -> list[TypeRule]:
+    """The family of an Arrow type, as :data:`_FAMILY` gives a column's."""
     import pyarrow as pa
 
-    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) or \
-            pa.types.is_boolean(t):
-        return "num"
-    if pa.types.is_temporal(t):
-        return "time"
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
-        return "bin"
-    if pa.types.is_list(t) or pa.types.is_struct(t) or pa.types.is_map(t):
-        return "json"
-    return "text"
+    t = pa.types
+    return [
+        (lambda x: t.is_integer(x) or t.is_floating(x) or t.is_decimal(x) or t.is_boolean(x),
+         "num"),
+        (t.is_temporal, "time"),
+        (lambda x: t.is_binary(x) or t.is_large_binary(x), "bin"),
+        (lambda x: t.is_list(x) or t.is_struct(x) or t.is_map(x), "json"),
+        (lambda x: True, "text"),
+    ]
 
 
 class MysqlDestination(LazyConnection, Destination):
@@ -92,24 +93,11 @@ class MysqlDestination(LazyConnection, Destination):
     def _open_connection(self) -> Any:
         return common.connect(self.config)
 
-    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        conn = self._connection()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, params or None)
-                rows = list(cur.fetchall())
-            conn.commit()
-            return rows
-        except Exception as exc:
-            self._drop_connection()
-            raise ConnError(
-                f"destination {self.instance!r}: {common.error_message(exc)}") from None
+    def _finish(self, conn: Any) -> None:
+        conn.commit()  # the statements it runs include DDL (create, evolve)
 
-    def check(self) -> None:
-        try:
-            self._query("SELECT 1")
-        except ConnError as exc:
-            raise CheckFailed(str(exc)) from None
+    def _error_message(self, exc: BaseException) -> str:
+        return common.error_message(exc)
 
     def _opts(self, table: str) -> dict[str, Any]:
         return table_options(self.config, table)
@@ -118,12 +106,12 @@ class MysqlDestination(LazyConnection, Destination):
         cols: dict[str, dict[str, str]] = {}
         with self._connection().cursor() as cur:
             jsons = json_columns(cur)
-        for table, col, dt in self._query(
+        for table, col, dt in self._fetchall(
                 "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS "
                 "WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION"):
             cols.setdefault(table, {})[col] = "json" if (table, col) in jsons else dt.lower()
         unique: dict[str, list[str]] = {}
-        for table, index, col in self._query(
+        for table, index, col in self._fetchall(
                 "SELECT TABLE_NAME, INDEX_NAME, MAX(COLUMN_NAME) FROM information_schema."
                 "STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND NON_UNIQUE = 0 "
                 "GROUP BY TABLE_NAME, INDEX_NAME HAVING COUNT(*) = 1 "
@@ -230,39 +218,34 @@ class MysqlDestination(LazyConnection, Destination):
         return sql
 
     def _prepare(self, table: str, schema: pa.Schema, key: str, op: str) -> bool:
-        cols, unique = self._catalog()
-        opts = self._opts(table)
-        if table not in cols:
-            if op == "delete":
-                return False
-            if not opts["create_table"]:
-                raise missing_table_error(repr(table), self.instance)
-            k = opts.get("key") or key
-            if k not in schema.names:
-                raise ConfigError(f"cannot create table {table!r}: no key column {k!r}")
+        """Create or evolve the table if allowed; False when there is nothing to delete."""
+
+        def describe(fresh: bool) -> Table | None:
+            cols, unique = self._catalog()
+            return Table(cols[table], unique.get(table, [])) if table in cols else None
+
+        def create(schema: pa.Schema, primary: str) -> None:
             defs = []
             for f in schema:
                 typ = common.column_type(f)
-                if f.name == k and typ in ("LONGTEXT", "LONGBLOB"):
+                if f.name == primary and typ in ("LONGTEXT", "LONGBLOB"):
+                    # a key needs a length: InnoDB indexes no whole TEXT/BLOB
                     typ = "VARCHAR(255)" if typ == "LONGTEXT" else "VARBINARY(255)"
                 defs.append(f"{quote_ident(f.name)} {typ}")
-            self._query(f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} "
-                        f"({', '.join(defs)}, PRIMARY KEY ({quote_ident(k)})) "
-                        f"ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
-            return True
-        fields = fields_to_write(schema, key, op)
-        missing = [f for f in fields if f.name not in cols[table]]
-        if missing and (op == "delete" or not opts["evolve"]):
-            raise missing_columns_error(repr(table), missing)
-        for f in missing:
-            self._query(f"ALTER TABLE {quote_ident(table)} ADD COLUMN {quote_ident(f.name)} "
-                        f"{common.column_type(f)}")
-        check_column_types(repr(table), fields, cols[table],
-                           lambda column_type: _FAMILY.get(column_type, "text"),
-                           lambda f: _arrow_family(f.type))
-        if op == "upsert":
-            require_unique_key(repr(table), key, unique.get(table, []))
-        return True
+            self._fetchall(f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} "
+                           f"({', '.join(defs)}, PRIMARY KEY ({quote_ident(primary)})) "
+                           f"ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
+
+        def add_columns(fields: list[pa.Field]) -> None:
+            for f in fields:
+                self._fetchall(f"ALTER TABLE {quote_ident(table)} ADD COLUMN "
+                               f"{quote_ident(f.name)} {common.column_type(f)}")
+
+        return prepare_table(
+            table, schema, key, op, options=self._opts(table), instance=self.instance,
+            describe=describe, create=create, add_columns=add_columns,
+            families=(lambda column_type: _FAMILY.get(column_type, "text"),
+                      lambda f: column_type(f, _arrow_families()))) is not None
 
 
 def _reject(idx: int, exc: Exception) -> Rejection | None:

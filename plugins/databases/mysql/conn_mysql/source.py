@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from conn.errors import CheckFailed, ConfigError, ConnError
+from conn.errors import ConfigError, ConnError
 from conn.source import Source, SourceState, StreamInfo
 from conn.sql import (
     LazyConnection,
@@ -77,23 +77,8 @@ class MysqlSource(LazyConnection, Source):
     def _open_connection(self) -> Any:
         return common.connect(self.config)
 
-    def _fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        conn = self._connection()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, params or None)
-                rows = list(cur.fetchall())
-            conn.rollback()
-            return rows
-        except Exception as exc:
-            self.close()
-            raise ConnError(f"source {self.instance!r}: {common.error_message(exc)}") from None
-
-    def check(self) -> None:
-        try:
-            self._fetchall("SELECT 1")
-        except ConnError as exc:
-            raise CheckFailed(str(exc)) from None
+    def _error_message(self, exc: BaseException) -> str:
+        return common.error_message(exc)
 
     def discover(self) -> list[StreamInfo]:
         import pyarrow as pa

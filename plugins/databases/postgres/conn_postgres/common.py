@@ -4,6 +4,7 @@ types."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -11,7 +12,14 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from conn import secrets
 from conn.errors import CheckFailed, ConfigError
-from conn.sql import quote_ident
+from conn.sql import (
+    SQL_TYPE_KEY,
+    LazyConnection,
+    TypeRule,
+    column_type,
+    quote_ident,
+    sql_type_tag,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -93,6 +101,17 @@ def connect(config: Mapping[str, Any], *, autocommit: bool = False) -> Any:
     return conn
 
 
+class PostgresConnection(LazyConnection):
+    """:class:`~conn.sql.LazyConnection` for the ADBC driver: parameters as
+    ``parameters=``, messages redacted and cut to the server's first line."""
+
+    def _execute(self, cursor: Any, sql: str, params: tuple[Any, ...]) -> None:
+        cursor.execute(sql, parameters=params or None)
+
+    def _error_message(self, exc: BaseException) -> str:
+        return error_message(exc)
+
+
 def qualified(schema: str, table: str) -> str:
     return f"{quote_ident(schema)}.{quote_ident(table)}"
 
@@ -123,8 +142,6 @@ def error_message(exc: BaseException) -> str:
 
 # --- types ----------------------------------------------------------------------------
 
-#: Field metadata key carrying the PostgreSQL type a string column came from (uuid, json).
-SQL_TYPE_KEY = b"conn.sql_type"
 
 
 def decimal_from_typmod(typmod: int) -> pa.DataType:
@@ -208,48 +225,51 @@ def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(cols, schema=schema)
 
 
+@functools.cache
+def type_rules() -> list[TypeRule]:
+    """Arrow type -> the column type ``create_table`` and ``evolve`` use (first match
+    wins)."""
+    import pyarrow as pa
+
+    t = pa.types
+    return [
+        (t.is_boolean, "boolean"),
+        (lambda x: t.is_int8(x) or t.is_int16(x) or t.is_uint8(x), "smallint"),
+        (lambda x: t.is_int32(x) or t.is_uint16(x), "integer"),
+        (lambda x: t.is_int64(x) or t.is_uint32(x), "bigint"),
+        (t.is_uint64, "numeric(20,0)"),
+        (lambda x: t.is_float16(x) or t.is_float32(x), "real"),
+        (t.is_float64, "double precision"),
+        (lambda x: t.is_string(x) or t.is_large_string(x) or t.is_string_view(x), "text"),
+        (lambda x: t.is_binary(x) or t.is_large_binary(x) or t.is_fixed_size_binary(x),
+         "bytea"),
+        (t.is_date, "date"),
+        (t.is_time, "time"),
+        (lambda x: t.is_duration(x) or t.is_interval(x), "interval"),
+        (t.is_decimal, lambda f: f"numeric({f.type.precision},{f.type.scale})"),
+        (t.is_timestamp, lambda f: "timestamptz" if f.type.tz else "timestamp"),
+        (lambda x: t.is_list(x) or t.is_large_list(x),
+         lambda f: pg_type_for(f.type.value_field) + "[]"),
+        (lambda x: t.is_struct(x) or t.is_map(x), "jsonb"),
+    ]
+
+
 def pg_type_for(field: pa.Field) -> str:
-    """The PostgreSQL column type ``create_table`` and ``evolve`` use for an Arrow field."""
+    """The PostgreSQL column type ``create_table`` and ``evolve`` use for an Arrow field:
+    a text column tagged uuid/json/jsonb keeps its type; an extension type is typed by
+    its storage (16-byte ones as uuid); else :func:`type_rules`."""
     import pyarrow as pa
 
     t = field.type
-    tagged = (field.metadata or {}).get(SQL_TYPE_KEY, b"").decode()
+    tagged = sql_type_tag(field)
     if tagged in ("uuid", "json", "jsonb") and (pa.types.is_string(t)
                                                  or pa.types.is_large_string(t)):
         return tagged
     if isinstance(t, pa.BaseExtensionType):
         if isinstance(t.storage_type, pa.FixedSizeBinaryType) and t.storage_type.byte_width == 16:
             return "uuid"
-        t = t.storage_type
-    simple = [
-        (pa.types.is_boolean, "boolean"), (pa.types.is_int8, "smallint"),
-        (pa.types.is_int16, "smallint"), (pa.types.is_uint8, "smallint"),
-        (pa.types.is_int32, "integer"), (pa.types.is_uint16, "integer"),
-        (pa.types.is_int64, "bigint"), (pa.types.is_uint32, "bigint"),
-        (pa.types.is_uint64, "numeric(20,0)"), (pa.types.is_float16, "real"),
-        (pa.types.is_float32, "real"), (pa.types.is_float64, "double precision"),
-        (pa.types.is_string, "text"), (pa.types.is_large_string, "text"),
-        (pa.types.is_binary, "bytea"), (pa.types.is_large_binary, "bytea"),
-        (pa.types.is_fixed_size_binary, "bytea"), (pa.types.is_date, "date"),
-        (pa.types.is_time, "time"), (pa.types.is_duration, "interval"),
-        (pa.types.is_interval, "interval"),
-    ]
-    if pa.types.is_string_view(t):
-        return "text"
-    for test, name in simple:
-        if test(t):
-            return name
-    if pa.types.is_decimal(t):
-        return f"numeric({t.precision},{t.scale})"
-    if pa.types.is_timestamp(t):
-        return "timestamptz" if t.tz else "timestamp"
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
-        return pg_type_for(t.value_field) + "[]"
-    if pa.types.is_dictionary(t):
-        return pg_type_for(pa.field(field.name, t.value_type))
-    if pa.types.is_struct(t) or pa.types.is_map(t):
-        return "jsonb"
-    raise ConfigError(f"column {field.name!r}: no PostgreSQL type for Arrow type {t}")
+        field = pa.field(field.name, t.storage_type)
+    return column_type(field, type_rules(), dialect="PostgreSQL")
 
 
 def json_schema_for(pgtype: str) -> dict[str, Any]:

@@ -17,18 +17,14 @@ from conn.destination import (
     WriteRequest,
     WriteResult,
 )
-from conn.errors import CheckFailed, ConfigError, ConnError, RetryLater
+from conn.errors import ConfigError, ConnError, RetryLater
 from conn.sql import (
-    LazyConnection,
-    check_column_types,
+    Table,
     destination_properties,
-    fields_to_write,
-    missing_columns_error,
-    missing_table_error,
     object_fields,
     object_identifiers,
+    prepare_table,
     replay_row_by_row,
-    require_unique_key,
     table_options,
 )
 
@@ -78,7 +74,7 @@ def _family(pgtype: str) -> str:
     return _FAMILIES.get(pgtype.split("(")[0].strip(), "other")
 
 
-class PostgresDestination(LazyConnection, Destination):
+class PostgresDestination(common.PostgresConnection, Destination):
     """Writes to PostgreSQL tables: upsert, insert, update, delete and append by key.
 
     Each batch runs in one transaction: binary COPY into a temporary table, then one
@@ -122,24 +118,16 @@ class PostgresDestination(LazyConnection, Destination):
             cur.execute("SET TIME ZONE 'UTC'")
         return conn
 
-    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        conn = self._connection()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, parameters=params or None)
-                return cur.fetchall()
-        except Exception as exc:
-            self._drop_connection()
-            raise ConnError(
-                f"destination {self.instance!r}: {common.error_message(exc)}") from None
+    def _finish(self, conn: Any) -> None:
+        pass  # an autocommit connection: every statement is its own transaction
 
     def _catalog(self, refresh: bool = False) -> dict[str, dict[str, str]]:
         if self._columns is None or refresh:
             cols: dict[str, dict[str, str]] = {}
-            for table, col, typ in self._query(_COLUMNS_SQL, (self.schema_name,)):
+            for table, col, typ in self._fetchall(_COLUMNS_SQL, (self.schema_name,)):
                 cols.setdefault(table, {})[col] = typ
             unique: dict[str, list[str]] = {}
-            for table, col, _primary in self._query(_UNIQUE_SQL, (self.schema_name,)):
+            for table, col, _primary in self._fetchall(_UNIQUE_SQL, (self.schema_name,)):
                 if col not in unique.setdefault(table, []):
                     unique[table].append(col)
             self._columns, self._unique = cols, unique
@@ -149,12 +137,6 @@ class PostgresDestination(LazyConnection, Destination):
         return table_options(self.config, table)
 
     # --- duties -------------------------------------------------------------------------
-
-    def check(self) -> None:
-        try:
-            self._query("SELECT 1")
-        except ConnError as exc:
-            raise CheckFailed(str(exc)) from None
 
     def _capabilities(self) -> Capabilities:
         return Capabilities(
@@ -218,14 +200,11 @@ class PostgresDestination(LazyConnection, Destination):
     def _write(self, request: WriteRequest) -> WriteResult:
         table, key, op = request.object.name, request.match_key, request.operation
         batch = request.records
-        columns = self._prepare_table(table, batch.schema, key, op)
-        if columns is None:  # delete from a table that does not exist: nothing to do
+        prepared = self._prepare_table(table, batch.schema, key, op)
+        if prepared is None:  # delete from a table that does not exist: nothing to do
             return WriteResult.ok()
+        columns = dict(prepared.columns)
         batch = _nested_to_json(batch, columns)
-        if op == "upsert":
-            require_unique_key(
-                f"{self.schema_name}.{table}", key, self._unique.get(table, []),
-                hint=f" (CREATE UNIQUE INDEX ON {quote_ident(table)} ({quote_ident(key)}))")
         names = [key] if op == "delete" else batch.schema.names
         conn = self._connection()
         if op in ("insert", "append"):
@@ -344,42 +323,34 @@ class PostgresDestination(LazyConnection, Destination):
     # --- table management ---------------------------------------------------------------
 
     def _prepare_table(self, table: str, schema: pa.Schema, key: str,
-                       op: str) -> dict[str, str] | None:
-        """The table's column types, after creating or evolving it if allowed; a clear
-        error for a batch the table cannot hold."""
-        catalog = self._catalog()
+                       op: str) -> Table | None:
+        """The table (column types, unique keys), after creating or evolving it if
+        allowed; a clear error for a batch the table cannot hold."""
         opts = self._table_opts(table)
-        target = f"{self.schema_name}.{table}"
-        if table not in catalog:
-            catalog = self._catalog(refresh=True)
-        if table not in catalog:
-            if op == "delete":
+
+        def describe(fresh: bool) -> Table | None:
+            catalog = self._catalog(refresh=fresh)
+            if table not in catalog:
                 return None
-            if not opts["create_table"]:
-                raise missing_table_error(target, self.instance)
-            self._create(table, schema, opts.get("key") or key, opts.get("columns") or {})
-            catalog = self._catalog(refresh=True)
-        columns = catalog[table]
-        fields = fields_to_write(schema, key, op)
-        missing = [f for f in fields if f.name not in columns]
-        if missing and op != "delete":
-            if not opts["evolve"]:
-                raise missing_columns_error(target, missing, " to add them automatically")
+            return Table(catalog[table], self._unique.get(table, []))
+
+        def add_columns(fields: list[pa.Field]) -> None:
             self._ddl([f"ALTER TABLE {common.qualified(self.schema_name, table)} ADD COLUMN "
                        f"IF NOT EXISTS {quote_ident(f.name)} {common.pg_type_for(f)}"
-                       for f in missing])
-            columns = self._catalog(refresh=True)[table]
-        elif missing:
-            raise ConfigError(f"table {target} has no key column {key!r}")
-        check_column_types(target, fields, columns, _family,
-                           lambda f: _family(common.pg_type_for(f)),
-                           compatible=({"json", "other"}, {"uuid", "bin"}, {"array", "json"}))
-        return columns
+                       for f in fields])
+
+        return prepare_table(
+            table, schema, key, op, options=opts, instance=self.instance,
+            shown=f"{self.schema_name}.{table}", describe=describe,
+            create=lambda schema, primary: self._create(table, schema, primary,
+                                                        opts.get("columns") or {}),
+            add_columns=add_columns,
+            families=(_family, lambda f: _family(common.pg_type_for(f))),
+            compatible=({"json", "other"}, {"uuid", "bin"}, {"array", "json"}),
+            unique_hint=f" (CREATE UNIQUE INDEX ON {quote_ident(table)} ({quote_ident(key)}))")
 
     def _create(self, table: str, schema: pa.Schema, key: str,
                 declared: dict[str, str]) -> None:
-        if key not in schema.names:
-            raise ConfigError(f"cannot create table {table!r}: batch has no key column {key!r}")
         cols = []
         for f in schema:
             typ = declared.get(f.name) or common.pg_type_for(f)

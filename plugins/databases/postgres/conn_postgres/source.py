@@ -10,10 +10,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from conn.errors import CheckFailed, ConfigError, ConnError
+from conn.errors import ConfigError, ConnError
 from conn.source import Source, SourceState, StreamInfo
 from conn.sql import (
-    LazyConnection,
     check_query_key,
     select_tables,
     source_properties,
@@ -48,7 +47,7 @@ ORDER BY c.relname, k.ord
 """
 
 
-class PostgresSource(LazyConnection, Source):
+class PostgresSource(common.PostgresConnection, Source):
     """Reads PostgreSQL tables, views and queries as Arrow record batches.
 
     Reads run inside one read-only transaction through a server-side cursor fetched
@@ -78,18 +77,6 @@ class PostgresSource(LazyConnection, Source):
     def _open_connection(self) -> Any:
         return common.connect(self.config)
 
-    def _fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        conn = self._connection()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, parameters=params or None)
-                rows = cur.fetchall()
-            conn.rollback()
-            return rows
-        except Exception as exc:
-            self.close()
-            raise ConnError(f"source {self.instance!r}: {common.error_message(exc)}") from None
-
     def _raw_schema(self, relation_sql: str) -> pa.Schema:
         conn = self._connection()
         try:
@@ -105,12 +92,6 @@ class PostgresSource(LazyConnection, Source):
                 f"source {self.instance!r}: {common.error_message(exc)}") from None
 
     # --- duties -------------------------------------------------------------------------
-
-    def check(self) -> None:
-        try:
-            self._fetchall("SELECT 1")
-        except ConnError as exc:
-            raise CheckFailed(str(exc)) from None
 
     def discover(self) -> list[StreamInfo]:
         tables = select_tables([r[0] for r in self._fetchall(_TABLES_SQL, (self.schema_name,))],

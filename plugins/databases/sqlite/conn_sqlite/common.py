@@ -4,6 +4,7 @@ column types and Arrow types."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sqlite3
@@ -11,7 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from conn.errors import CheckFailed, ConfigError
-from conn.sql import quote_ident
+from conn.sql import SQL_TYPE_KEY, TypeRule, column_type, quote_ident
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -21,9 +22,6 @@ CONNECTION_PROPERTIES: dict[str, Any] = {
     "timeout": {"type": "number", "minimum": 0, "default": 30,
                 "description": "seconds to wait for a lock held by another writer"},
 }
-
-#: Field metadata key naming the declared type a string column came from (uuid, json).
-SQL_TYPE_KEY = b"conn.sql_type"
 
 
 def connect(config: Mapping[str, Any], *, must_exist: bool) -> sqlite3.Connection:
@@ -120,39 +118,36 @@ def to_arrow(values: list[Any], t: pa.DataType) -> pa.Array:
     return pa.array(values, t)
 
 
-def declared_type(field: pa.Field) -> str:
-    """The declared type ``create_table`` and ``evolve`` give an Arrow field."""
+#: Declared types of tagged text columns.
+TAGGED_TYPES = {"json": "JSON", "jsonb": "JSON", "uuid": "UUID"}
+
+
+@functools.cache
+def type_rules() -> list[TypeRule]:
+    """Arrow type -> the declared type ``create_table`` and ``evolve`` use (first match
+    wins; SQLite stores any value under any declared type, these keep it readable)."""
     import pyarrow as pa
 
-    t = field.type
-    tag = (field.metadata or {}).get(SQL_TYPE_KEY, b"").decode()
-    if tag in ("json", "jsonb"):
-        return "JSON"
-    if tag == "uuid":
-        return "UUID"
-    if pa.types.is_dictionary(t):
-        t = t.value_type
-    if pa.types.is_boolean(t):
-        return "BOOLEAN"
-    if pa.types.is_integer(t):
-        return "INTEGER"
-    if pa.types.is_floating(t):
-        return "REAL"
-    if pa.types.is_decimal(t):
-        return f"DECIMAL({t.precision},{t.scale})"
-    if pa.types.is_date(t):
-        return "DATE"
-    if pa.types.is_timestamp(t):
-        return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
-    if pa.types.is_time(t):
-        return "TIME"
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or \
-            pa.types.is_fixed_size_binary(t):
-        return "BLOB"
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_struct(t) or \
-            pa.types.is_map(t):
-        return "JSON"
-    return "TEXT"
+    t = pa.types
+    return [
+        (t.is_boolean, "BOOLEAN"),
+        (t.is_integer, "INTEGER"),
+        (t.is_floating, "REAL"),
+        (t.is_decimal, lambda f: f"DECIMAL({f.type.precision},{f.type.scale})"),
+        (t.is_date, "DATE"),
+        (t.is_timestamp, lambda f: "TIMESTAMPTZ" if f.type.tz else "TIMESTAMP"),
+        (t.is_time, "TIME"),
+        (lambda x: t.is_binary(x) or t.is_large_binary(x) or t.is_fixed_size_binary(x),
+         "BLOB"),
+        (lambda x: t.is_list(x) or t.is_large_list(x) or t.is_struct(x) or t.is_map(x),
+         "JSON"),
+        (lambda x: True, "TEXT"),
+    ]
+
+
+def declared_type(field: pa.Field) -> str:
+    """The declared type ``create_table`` and ``evolve`` give an Arrow field."""
+    return column_type(field, type_rules(), tags=TAGGED_TYPES, dialect="SQLite")
 
 
 def column_values(col: pa.Array) -> list[Any]:

@@ -18,17 +18,16 @@ from conn.destination import (
     WriteRequest,
     WriteResult,
 )
-from conn.errors import CheckFailed, ConnError
+from conn.errors import ConnError
 from conn.sql import (
+    LazyConnection,
+    Table,
     destination_properties,
     dml,
-    fields_to_write,
-    missing_columns_error,
-    missing_table_error,
     object_fields,
     object_identifiers,
+    prepare_table,
     replay_row_by_row,
-    require_unique_key,
     set_columns,
     table_options,
 )
@@ -42,7 +41,7 @@ if TYPE_CHECKING:
 _JSON_TYPES = {"INTEGER": "integer", "REAL": "number", "BOOLEAN": "boolean"}
 
 
-class SqliteDestination(Destination):
+class SqliteDestination(LazyConnection, Destination):
     """Writes to tables of a SQLite database file.
 
     Each batch is one transaction of ``executemany`` statements (``INSERT ... ON CONFLICT
@@ -64,27 +63,16 @@ class SqliteDestination(Destination):
         "additionalProperties": False,
     }
 
+    #: Reads the schema, so a file that is not a database fails the check.
+    check_sql: ClassVar[str] = "SELECT count(*) FROM sqlite_master"
+
     def __init__(self, config: Mapping[str, Any] | None = None, *, instance: str = "",
                  project_dir: str | Path | None = None) -> None:
         super().__init__(config, instance=instance, project_dir=project_dir)
-        self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = common.connect(self.config, must_exist=False)
-        return self._conn
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def check(self) -> None:
-        try:
-            self._connection().execute("SELECT count(*) FROM sqlite_master").fetchall()
-        except sqlite3.Error as exc:
-            raise CheckFailed(f"destination {self.instance!r}: {exc}") from None
+    def _open_connection(self) -> sqlite3.Connection:
+        return common.connect(self.config, must_exist=False)
 
     def _opts(self, table: str) -> dict[str, Any]:
         return table_options(self.config, table)
@@ -197,29 +185,27 @@ class SqliteDestination(Destination):
 
     def _prepare(self, table: str, schema: pa.Schema, key: str, op: str) -> bool:
         """Create or evolve the table if allowed; False when there is nothing to delete."""
-        cols = self._columns(table)
-        opts = self._opts(table)
-        if not cols:
-            if op == "delete":
-                return False
-            if not opts["create_table"]:
-                raise missing_table_error(repr(table), self.instance)
-            k = opts.get("key") or key
+        conn = self._connection()
+
+        def describe(fresh: bool) -> Table | None:
+            cols = self._columns(table)
+            if not cols:
+                return None
+            return Table({c: typ for c, (typ, _pk) in cols.items()}, self._unique(table))
+
+        def create(schema: pa.Schema, primary: str) -> None:
             defs = [f"{quote_ident(f.name)} {common.declared_type(f)}" for f in schema]
-            self._connection().execute(
-                f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} "
-                f"({', '.join(defs)}, PRIMARY KEY ({quote_ident(k)}))")
-            return True
-        missing = [f for f in fields_to_write(schema, key, op) if f.name not in cols]
-        if missing and (op == "delete" or not opts["evolve"]):
-            raise missing_columns_error(repr(table), missing)
-        for f in missing:
-            self._connection().execute(
-                f"ALTER TABLE {quote_ident(table)} ADD COLUMN {quote_ident(f.name)} "
-                f"{common.declared_type(f)}")
-        if op == "upsert":
-            require_unique_key(repr(table), key, self._unique(table))
-        return True
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} "
+                         f"({', '.join(defs)}, PRIMARY KEY ({quote_ident(primary)}))")
+
+        def add_columns(fields: list[pa.Field]) -> None:
+            for f in fields:
+                conn.execute(f"ALTER TABLE {quote_ident(table)} ADD COLUMN "
+                             f"{quote_ident(f.name)} {common.declared_type(f)}")
+
+        return prepare_table(table, schema, key, op, options=self._opts(table),
+                             instance=self.instance, describe=describe, create=create,
+                             add_columns=add_columns) is not None
 
 
 def _reject(idx: int, exc: Exception) -> Rejection | None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Mapping
-from pathlib import Path
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from conn.errors import CheckFailed, ConfigError, ConnError
+from conn.errors import ConfigError, ConnError
 from conn.source import Source, SourceState, StreamInfo
 from conn.sql import (
+    LazyConnection,
     check_query_key,
     incremental_query,
     select_tables,
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 
-class SqliteSource(Source):
+class SqliteSource(LazyConnection, Source):
     """Reads SQLite tables and views, or a query, ``batch_rows`` rows at a time.
 
     Types come from the declared column types (see :func:`conn_sqlite.common.arrow_type`).
@@ -45,26 +45,11 @@ class SqliteSource(Source):
         "additionalProperties": False,
     }
 
-    def __init__(self, config: Mapping[str, Any] | None = None, *, instance: str = "",
-                 project_dir: str | Path | None = None) -> None:
-        super().__init__(config, instance=instance, project_dir=project_dir)
-        self._conn: sqlite3.Connection | None = None
+    #: Reads the schema, so a file that is not a database fails the check.
+    check_sql: ClassVar[str] = "SELECT count(*) FROM sqlite_master"
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = common.connect(self.config, must_exist=True)
-        return self._conn
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def check(self) -> None:
-        try:
-            self._connection().execute("SELECT count(*) FROM sqlite_master").fetchall()
-        except sqlite3.Error as exc:
-            raise CheckFailed(f"source {self.instance!r}: {exc}") from None
+    def _open_connection(self) -> sqlite3.Connection:
+        return common.connect(self.config, must_exist=True)
 
     def _table_fields(self, table: str) -> tuple[list[pa.Field], tuple[str, ...]]:
         info = self._connection().execute(
