@@ -1,4 +1,4 @@
-"""Split on whole-batch rejection and re-chunking."""
+"""Split on whole-batch rejection, re-chunking, and one request per record."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 from conn.destination import WriteResult
 from conn.errors import RetryLater
-from conn.http import BatchRejected, chunked, write_in_chunks, write_with_split
+from conn.http import BatchRejected, chunked, write_each, write_in_chunks, write_with_split
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -109,3 +109,46 @@ def test_min_size_stops_splitting(min_size: int) -> None:
     api = FakeApi({0})
     res = write_with_split(list(range(8)), api.send, min_size=min_size)
     assert len(res.rejected) == min_size
+
+
+# --- one request per record --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_write_each_acknowledges_rejects_and_stops_at_the_first_failure(workers: int) -> None:
+    import threading
+
+    from conn import secrets
+
+    secrets.register("tok-secret-123")
+    calls: list[int] = []
+    lock = threading.Lock()
+
+    def call(rec: int) -> str | None:
+        with lock:
+            calls.append(rec)
+        if rec % 10 == 3:
+            return f"record {rec} refused (token tok-secret-123)"
+        return None
+
+    res = write_each(list(range(40)), call, workers=workers)
+    assert not res.pending and res.error is None and sorted(calls) == list(range(40))
+    assert [r.index for r in res.rejected] == [3, 13, 23, 33]
+    assert all(not r.retryable and "tok-secret-123" not in r.reason for r in res.rejected)
+    assert write_each([1, 3], call, retryable=True).rejected[0].retryable
+
+    calls.clear()
+
+    def down_after_five(rec: int) -> str | None:
+        with lock:
+            calls.append(rec)
+        if rec >= 5:
+            raise RetryLater("the API answers 503")
+        return None
+
+    res = write_each(list(range(40)), down_after_five, workers=workers)
+    assert isinstance(res.error, RetryLater) and not res.rejected
+    # every record not acknowledged is pending; after the failure no new call starts
+    assert set(res.pending) == set(range(40)) - {r for r in calls if r < 5}
+    assert len(calls) <= 5 + workers
+    assert write_each([], call) == WriteResult()

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         BatchRejected,
         Outcome,
         chunked,
+        write_each,
         write_in_chunks,
         write_with_split,
     )
@@ -44,6 +45,7 @@ _EXPORTS = {
     "BatchRejected": "batching",
     "Outcome": "batching",
     "chunked": "batching",
+    "write_each": "batching",
     "write_in_chunks": "batching",
     "write_with_split": "batching",
     "HttpClient": "client",
@@ -76,6 +78,7 @@ __all__ = [
     "describe_request",
     "parse_retry_after",
     "safe_url",
+    "write_each",
     "write_in_chunks",
     "write_with_split",
 ]

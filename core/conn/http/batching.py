@@ -1,4 +1,5 @@
-"""Writing API batches: split on whole-batch rejection, and re-chunking.
+"""Writing API batches: split on whole-batch rejection, re-chunking, and one request per
+record for APIs without a batch endpoint (:func:`write_each`).
 
 Many APIs refuse a whole payload (HTTP 400) because of one bad record and do not say
 which. :func:`write_with_split` then halves the batch recursively until every record is
@@ -13,7 +14,9 @@ whole payload. Any other exception leaves the records of that call (and, for
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from conn.destination import Rejection, WriteResult
@@ -120,4 +123,50 @@ def write_in_chunks(records: Sequence[T], size: int,
             stopped = True
             continue
         result.extend(part.shifted(offset))
+    return result
+
+
+def write_each(records: Sequence[T], call: Callable[[T], str | None], *, workers: int = 1,
+               retryable: bool = False) -> WriteResult:
+    """For APIs that take one record per request (``DELETE /persons/{id}``, a PUT per
+    member): ``call(record)`` for each record, on up to ``workers`` threads.
+
+    ``call`` returns None when the API took the record, or the vendor's reason when it
+    refused that record alone: a :class:`~conn.destination.Rejection` (``retryable`` as
+    given; secrets masked). An exception (credentials refused, retries exhausted, the
+    run asked to stop) leaves that record pending with the error, and stops the calls not
+    yet started, whose records stay pending too: an API that fails for one record will
+    not do better for the next. Returns indices relative to ``records``.
+    """
+    from conn import secrets
+
+    result = WriteResult()
+    lock = threading.Lock()
+    failed = threading.Event()
+
+    def one(i: int) -> None:
+        if failed.is_set():
+            with lock:
+                result.pending.append(i)
+            return
+        try:
+            reason = call(records[i])
+        except Exception as exc:  # the rows stay pending; the runtime reports the error
+            failed.set()
+            with lock:
+                result.pending.append(i)
+                result.error = result.error or exc
+            return
+        if reason is not None:
+            with lock:
+                result.rejected.append(Rejection(i, secrets.redact(reason), retryable))
+
+    if workers > 1 and len(records) > 1:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="conn-each") as pool:
+            list(pool.map(one, range(len(records))))
+    else:
+        for i in range(len(records)):
+            one(i)
+    result.rejected.sort(key=lambda r: r.index)
+    result.pending.sort()
     return result

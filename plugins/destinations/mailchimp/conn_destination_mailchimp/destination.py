@@ -38,9 +38,7 @@ import decimal
 import hashlib
 import json
 import logging
-import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
@@ -403,38 +401,12 @@ class MailchimpDestination(LazyClient, Destination):
 
     def _each(self, records: Sequence[Mapping[str, Any]],
               call: Callable[[Mapping[str, Any]], str | None]) -> WriteResult:
-        """Run ``call`` per record on ``member_workers`` threads; a string result is a
-        rejection, an exception leaves that record and every one not yet started pending."""
-        result = WriteResult()
-        lock = threading.Lock()
-        failed = threading.Event()  # after a failure (auth, retries exhausted) stop calling
+        """Run ``call`` per record on ``member_workers`` threads (see
+        :func:`conn.http.write_each`): a string result is a rejection, an exception
+        leaves that record and every one not yet started pending."""
+        from conn.http import write_each
 
-        def one(i: int) -> None:
-            if failed.is_set():
-                with lock:
-                    result.pending.append(i)
-                return
-            try:
-                reason = call(records[i])
-            except Exception as exc:
-                failed.set()
-                with lock:
-                    result.pending.append(i)
-                    result.error = result.error or exc
-                return
-            if reason:
-                with lock:
-                    result.rejected.append(Rejection(i, secrets.redact(reason), False))
-
-        if self.member_workers > 1 and len(records) > 1:
-            with ThreadPoolExecutor(max_workers=self.member_workers) as pool:
-                list(pool.map(one, range(len(records))))
-        else:
-            for i in range(len(records)):
-                one(i)
-        result.rejected.sort(key=lambda r: r.index)
-        result.pending.sort()
-        return result
+        return write_each(records, call, workers=self.member_workers)
 
     # -- dry run --
 
