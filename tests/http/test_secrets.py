@@ -57,3 +57,27 @@ def test_client_describe_lists_masked_auth_headers() -> None:
     d = c.describe("POST", "/crm/v3/objects/contacts/batch/upsert", json={"inputs": []})
     assert d["headers"]["Authorization"] == "Bearer ***"
     assert d["path"] == "/crm/v3/objects/contacts/batch/upsert" and d["json"] == {"inputs": []}
+
+
+def test_still_failing_names_the_url_sent_with_secrets_masked_in_every_form(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The message after the last retry names the URL really requested (a base URL's
+    path prefix such as /v1 included), and a registered secret in it is masked also where
+    the URL percent-encodes it (in the path and in query parameters)."""
+    from urllib.parse import quote
+
+    secret = "pa ss+word/0x"
+    secrets.register(secret)
+    caplog.set_level(logging.DEBUG, logger="conn.http")
+    with FaultServer(schedule=[503] * 2) as srv:
+        url = srv.url
+        c = HttpClient(url + "/v1", retry=RetryPolicy(max_attempts=2, base_delay=0.001))
+        with pytest.raises(RetryLater) as ei:
+            c.post(f"/persons/{quote(secret, safe='')}", params={"ref": secret, "page": 2},
+                   json={})
+    message = str(ei.value)
+    assert message.startswith(f"POST {url}/v1/persons/***?ref=***&page=2 still failing "
+                              "after 2 attempt(s)")
+    for text in (message, caplog.text):
+        for form in (secret, quote(secret, safe=""), quote(secret), quote(secret, safe="/+")):
+            assert form not in text

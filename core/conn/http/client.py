@@ -196,21 +196,25 @@ _SECRET_PARAMS = ("key", "sig", "signature", "code", "client_secret")
 
 
 def safe_url(url: httpx.URL | str) -> str:
-    """The URL without secrets: query values with secret-looking names masked, every
-    registered secret redacted, user info dropped."""
+    """The URL without secrets, for messages and logs: user info dropped, query values
+    with secret-looking names masked, the path and query shown percent-decoded (so a
+    registered secret is found whatever the URL escaped in it) and every registered
+    secret redacted."""
     u = httpx.URL(str(url))
     if u.userinfo:
         u = u.copy_with(username=None, password=None)
-    if not u.query:
-        return secrets.redact(str(u))
-    parts = []
-    for item in u.query.decode("ascii", "replace").split("&"):
-        k, eq, _v = item.partition("=")
-        name = urllib.parse.unquote_plus(k)
-        if eq and (secrets.SECRET_KEY_HINTS.search(name) or name.lower() in _SECRET_PARAMS):
-            item = f"{k}={secrets.MASK}"
-        parts.append(item)
-    return secrets.redact(f"{u.copy_with(query=None)}?{'&'.join(parts)}")
+    base = f"{u.scheme}://{u.netloc.decode('ascii', 'replace')}" if u.scheme else ""
+    text = base + urllib.parse.unquote(u.raw_path.split(b"?")[0].decode("ascii", "replace"))
+    if u.query:
+        parts = []
+        for item in u.query.decode("ascii", "replace").split("&"):
+            k, eq, v = item.partition("=")
+            name = urllib.parse.unquote_plus(k)
+            secret = secrets.SECRET_KEY_HINTS.search(name) or name.lower() in _SECRET_PARAMS
+            value = secrets.MASK if secret else urllib.parse.unquote_plus(v)
+            parts.append(f"{name}={value}" if eq else name)
+        text += "?" + "&".join(parts)
+    return secrets.redact(text)
 
 
 def body_excerpt(response: httpx.Response, limit: int = 500) -> str:
@@ -300,6 +304,7 @@ class HttpClient:
         waited = 0.0
         started = self._clock()
         last = ""
+        target = f"{method} {url}"
         for attempt in range(policy.max_attempts):
             if interrupt.is_requested():
                 raise RetryLater("the run was asked to stop before this request was sent; "
@@ -344,8 +349,9 @@ class HttpClient:
             self._sleep(delay)
             waited += delay
         elapsed = self._clock() - started
+        # ``target`` is the URL last sent (base URL, path and query as httpx merged them).
         raise RetryLater(secrets.redact(
-            f"{method} {safe_url(self._client.base_url.join(url))} still failing after "
+            f"{target} still failing after "
             f"{attempt + 1} attempt(s) over {elapsed:.1f} s: {last}. Nothing unconfirmed is "
             "lost: those rows stay pending and the next run sends them again."
         ))
