@@ -156,3 +156,36 @@ def test_documented_cassette_marker(tmp_path, vcr_for) -> None:
     assert_documented_cassette(p)
     with vcr_for(tmp_path).use_cassette("doc") as cas:  # the marker is a YAML comment
         assert len(cas) == 0
+
+
+def test_route_patterns_match_one_segment_each_exact_paths_first() -> None:
+    with FaultServer() as srv:
+        def one(req, s):
+            return Reply(200, json={"id": req.params["id"], "route": "pattern"})
+
+        def sub(req, s):
+            return Reply(200, json={**req.params, "route": "nested"})
+
+        srv.route("DELETE", "/persons/{id}", one)
+        srv.route("GET", "/persons/{id}/notes/{note}", sub)
+        srv.route("DELETE", "/persons/me", lambda r, s: Reply(403), faults=False)
+        r = _http.delete(srv.url + "/persons/p%2042")
+        assert r.json() == {"id": "p 42", "route": "pattern"}
+        assert _http.get(srv.url + "/persons/7/notes/9").json() == {
+            "id": "7", "note": "9", "route": "nested"}
+        assert _http.delete(srv.url + "/persons/me").status_code == 403  # exact wins
+        # one segment per placeholder; another method or a longer path falls through
+        assert _http.delete(srv.url + "/persons/1/2").json() == {"ok": True}
+        assert _http.post(srv.url + "/persons/1", json={}).json() == {"ok": True}
+        assert srv.requests[0].params == {"id": "p 42"}
+
+
+def test_fixed_port() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with FaultServer(port=port) as srv:
+        assert srv.url == f"http://127.0.0.1:{port}"
+        assert _http.get(srv.url + "/").status_code == 200

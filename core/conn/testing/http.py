@@ -32,7 +32,9 @@ of records (``{"records": [...]}`` or a bare list), stores each by ``id_field`` 
 :attr:`FaultServer.arrivals`), deletes on ``"operation": "delete"``, and answers
 ``{"errors": [{"index": i, "message": "..."}]}`` for records chosen by ``reject``
 (``reject_mode="records"``) or ``400`` for the whole batch (``reject_mode="batch"``).
-Emulate a vendor instead with ``handler=`` or :meth:`FaultServer.route`.
+Emulate a vendor instead with ``handler=`` or :meth:`FaultServer.route` (exact paths, or
+patterns such as ``/persons/{id}``). ``port=`` binds a fixed port instead of a free one
+(e.g. for a project file written before the server starts).
 
 Cassettes
 ---------
@@ -47,6 +49,7 @@ from __future__ import annotations
 import json as jsonlib
 import math
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -55,7 +58,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, parse_qsl, urlsplit
+from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
 # --- fault server ---------------------------------------------------------------------------
 
@@ -97,6 +100,8 @@ class RecordedRequest:
     time: float
     status: int = 0
     fault: str = ""
+    #: The values of a route's ``{name}`` placeholders (``/persons/{id}`` -> ``{"id": ...}``).
+    params: dict[str, str] = field(default_factory=dict)
 
     @property
     def json(self) -> Any:
@@ -129,7 +134,9 @@ class FaultServer:
                  delay_rate: float = 1.0, reject: Iterable[Any] | Callable[[Any], Any] = (),
                  reject_mode: str = "records", id_field: str = "id",
                  records_key: str = "records", idempotency_header: str | None = None,
-                 lost_response_rate: float = 0.0, handler: Handler | None = None) -> None:
+                 lost_response_rate: float = 0.0, handler: Handler | None = None,
+                 port: int = 0) -> None:
+        self.port = port
         self.rng = random.Random(seed)
         self.rate_limit, self.rate_burst, self.retry_after = rate_limit, rate_burst, retry_after
         self.throttle_rate, self.error_rate, self.error_status = (throttle_rate, error_rate,
@@ -142,6 +149,7 @@ class FaultServer:
         self.lost_response_rate = lost_response_rate
         self.handler: Handler = handler or FaultServer.batch_handler
         self.routes: dict[tuple[str, str], tuple[Handler, bool]] = {}
+        self._patterns: list[tuple[str, re.Pattern[str], Handler, bool]] = []
         self.lock = threading.RLock()
         self.requests: list[RecordedRequest] = []
         self.store: dict[str, Any] = {}
@@ -166,7 +174,8 @@ class FaultServer:
         return f"http://{host}:{port}"
 
     def start(self) -> FaultServer:
-        """Bind a free port on 127.0.0.1 and serve in a daemon thread."""
+        """Bind ``port`` on 127.0.0.1 (a free one by default) and serve in a daemon
+        thread."""
         server = self
 
         class _Handler(BaseHTTPRequestHandler):
@@ -181,7 +190,7 @@ class FaultServer:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _any
 
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        httpd = ThreadingHTTPServer(("127.0.0.1", self.port), _Handler)
         httpd.daemon_threads = True
         httpd.block_on_close = False  # keep-alive handler threads must not block stop()
         self._httpd = httpd
@@ -222,10 +231,34 @@ class FaultServer:
 
     def route(self, method: str, path: str, handler: Handler, *, faults: bool = True) -> None:
         """Serve ``method path`` with ``handler(request, server) -> Reply``; with
-        ``faults=False`` no fault is injected on it (e.g. a token endpoint). Handlers run
-        one at a time under :attr:`lock`, so they may update :attr:`store` freely; use
-        :class:`Reply` ``delay`` rather than sleeping inside a handler."""
-        self.routes[(method.upper(), path)] = (handler, faults)
+        ``faults=False`` no fault is injected on it (e.g. a token endpoint). A path may
+        hold ``{name}`` placeholders, each matching one path segment
+        (``/persons/{id}``); the handler finds their values in ``request.params``. Exact
+        paths win over patterns, and patterns are tried in the order they were added.
+        Handlers run one at a time under :attr:`lock`, so they may update :attr:`store`
+        freely; use :class:`Reply` ``delay`` rather than sleeping inside a handler."""
+        method = method.upper()
+        if "{" not in path:
+            self.routes[(method, path)] = (handler, faults)
+            return
+        regex = "".join(f"(?P<{part[1:-1]}>[^/]+)" if part.startswith("{") and
+                        part.endswith("}") else re.escape(part)
+                        for part in re.split(r"(\{[A-Za-z_][A-Za-z0-9_]*\})", path))
+        self._patterns = [x for x in self._patterns if (x[0], x[1].pattern) !=
+                          (method, f"^{regex}$")]
+        self._patterns.append((method, re.compile(f"^{regex}$"), handler, faults))
+
+    def _route_for(self, req: RecordedRequest) -> tuple[Handler, bool]:
+        """The handler of ``req`` (exact route, pattern, else :attr:`handler`)."""
+        found = self.routes.get((req.method, req.path))
+        if found is not None:
+            return found
+        for method, regex, handler, faults in self._patterns:
+            m = regex.match(req.path) if method == req.method else None
+            if m is not None:
+                req.params = {k: unquote(v) for k, v in m.groupdict().items()}
+                return handler, faults
+        return self.handler, True
 
     def reset(self) -> None:
         """Forget requests, stored records and counters (settings stay)."""
@@ -312,7 +345,7 @@ class FaultServer:
                               {k.lower(): v for k, v in h.headers.items()}, body, time.time())
         with self.lock:
             self.requests.append(req)
-        handler, faults = self.routes.get((h.command, parts.path), (self.handler, True))
+        handler, faults = self._route_for(req)
         reply, delay, lose = self._fault(req) if faults else (None, 0.0, False)
         if delay:
             time.sleep(delay)
