@@ -10,7 +10,14 @@ import time
 import httpx
 import pytest
 from conn.errors import RetryLater
-from conn.http import HttpClient, RateLimiter, RetryPolicy, parse_retry_after
+from conn.http import (
+    NO_RETRY,
+    HttpClient,
+    RateLimiter,
+    RetryPolicy,
+    StillFailing,
+    parse_retry_after,
+)
 from conn.testing.http import FaultServer, Reply, Slow
 from hypothesis import given
 from hypothesis import strategies as st
@@ -115,3 +122,20 @@ def test_transport_injection() -> None:
 
     c = HttpClient("https://api.example.com", transport=httpx.MockTransport(handler))
     assert c.get("/ping").json() == {"ok": True}
+
+
+def test_no_retry_for_one_request_fails_at_once_with_its_reason() -> None:
+    """A check wants one attempt: NO_RETRY for that request only (the client keeps its
+    policy); the error says what failed without talking about rows."""
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    c = HttpClient(dead + "/v1", retry=RetryPolicy(max_attempts=6, base_delay=0.5))
+    started = time.monotonic()
+    with pytest.raises(StillFailing) as ei:
+        c.get("/", retry=NO_RETRY)
+    assert time.monotonic() - started < 1.0 and c.stats["requests"] == 1
+    err = ei.value
+    assert err.attempts == 1 and err.target == f"GET {dead}/v1/"
+    assert "ConnectError" in err.reason and "rows" not in err.reason
+    c.close()

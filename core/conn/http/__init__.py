@@ -25,10 +25,12 @@ if TYPE_CHECKING:
         write_with_split,
     )
     from conn.http.client import (
+        NO_RETRY,
         HttpClient,
         HttpStatusError,
         RateLimiter,
         RetryPolicy,
+        StillFailing,
         body_excerpt,
         parse_retry_after,
         safe_url,
@@ -52,6 +54,8 @@ _EXPORTS = {
     "HttpStatusError": "client",
     "RateLimiter": "client",
     "RetryPolicy": "client",
+    "NO_RETRY": "client",
+    "StillFailing": "client",
     "body_excerpt": "client",
     "parse_retry_after": "client",
     "safe_url": "client",
@@ -61,6 +65,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "NO_RETRY",
     "BasicAuth",
     "BatchRejected",
     "BearerToken",
@@ -72,6 +77,7 @@ __all__ = [
     "Outcome",
     "RateLimiter",
     "RetryPolicy",
+    "StillFailing",
     "body_excerpt",
     "chunked",
     "describe",

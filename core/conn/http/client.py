@@ -184,6 +184,21 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 # --- errors -------------------------------------------------------------------------------
 
 
+class StillFailing(RetryLater):
+    """Retries of one request ran out (or were not allowed): :class:`RetryLater` with
+    what a caller may word its own message from: ``target`` (the method and the URL
+    sent, secrets masked), ``attempts`` and ``reason`` (the last failure: a status and
+    an excerpt of the body, or a connection error)."""
+
+    def __init__(self, message: str, *, target: str, attempts: int, reason: str) -> None:
+        super().__init__(message)
+        self.target, self.attempts, self.reason = target, attempts, reason
+
+
+#: A retry policy of one attempt: for a connection check, which should fail at once.
+NO_RETRY = RetryPolicy(max_attempts=1)
+
+
 class HttpStatusError(ConnError):
     """A non-retryable HTTP error status; ``body`` is the (redacted) response text."""
 
@@ -293,14 +308,17 @@ class HttpClient:
     def request(self, method: str, url: str, *, json: Any = None, content: bytes | None = None,
                 params: Mapping[str, Any] | None = None,
                 headers: Mapping[str, str] | None = None,
-                retry_on: Callable[[httpx.Response], bool] | None = None) -> httpx.Response:
+                retry_on: Callable[[httpx.Response], bool] | None = None,
+                retry: RetryPolicy | None = None) -> httpx.Response:
         """Send a request with rate limiting and retries; return the final response.
 
         Retryable outcomes (see :class:`RetryPolicy`, or ``retry_on(response)`` when given)
-        are retried; if they persist, :class:`RetryLater` is raised. Any other response,
-        including 4xx, is returned for the caller to interpret (see :meth:`raise_for_status`).
+        are retried; if they persist, :class:`StillFailing` (a :class:`RetryLater`) is
+        raised. Any other response, including 4xx, is returned for the caller to interpret
+        (see :meth:`raise_for_status`). ``retry`` replaces the client's policy for this
+        request (:data:`NO_RETRY` for a check that should fail at once).
         """
-        policy = self.retry
+        policy = retry if retry is not None else self.retry
         waited = 0.0
         started = self._clock()
         last = ""
@@ -350,11 +368,11 @@ class HttpClient:
             waited += delay
         elapsed = self._clock() - started
         # ``target`` is the URL last sent (base URL, path and query as httpx merged them).
-        raise RetryLater(secrets.redact(
+        raise StillFailing(secrets.redact(
             f"{target} still failing after "
             f"{attempt + 1} attempt(s) over {elapsed:.1f} s: {last}. Nothing unconfirmed is "
             "lost: those rows stay pending and the next run sends them again."
-        ))
+        ), target=secrets.redact(target), attempts=attempt + 1, reason=secrets.redact(last))
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:
         """``request("GET", url, ...)``."""
