@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from conn.testing.conformance import SuiteContext, destination_suite
+from conn.testing.sync import SyncHarness
 
 from {{ cookiecutter.package_name }}.destination import {{ cookiecutter.class_name }}
 
@@ -40,3 +42,21 @@ Test{{ cookiecutter.class_name }}Conformance = destination_suite(
     read_back=read_back,
 )
 
+
+def test_a_mirror_sync_deletes_what_left_the_source(tmp_path: Path) -> None:
+    """Two whole syncs, as ``conn sync`` runs them (:class:`conn.testing.sync.SyncHarness`
+    keeps the state between them): the second writes nothing unchanged and deletes the
+    record that left the source."""
+    sync = {"object": "contacts", "match_key": "id", "mode": "mirror",
+            "mapping": {name: name for name in SAMPLES[0]}}
+    out = tmp_path / "out"
+    with SyncHarness(tmp_path / "project") as h:
+        h.destination("files", {{ cookiecutter.class_name }}, {"path": str(out)})
+        h.stream("people", SAMPLES, primary_key="id")
+        first = h.sync("files", "people", **sync)
+        assert (first.status, first.inserted) == ("ok", 2), first.error
+        h.stream("people", SAMPLES[:1], primary_key="id")
+        second = h.sync("files", "people", **sync)
+        assert (second.status, second.deleted, second.unchanged) == ("ok", 1, 1), second.error
+    with {{ cookiecutter.class_name }}({"path": str(out)}) as dest:
+        assert [r["id"] for r in dest.current("contacts")] == [SAMPLES[0]["id"]]

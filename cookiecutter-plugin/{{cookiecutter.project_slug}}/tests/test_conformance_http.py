@@ -1,14 +1,17 @@
-"""conn's conformance suite against a local fake of the {{ cookiecutter.plugin_name }} API.
+"""conn's conformance suite against a local fake of the {{ cookiecutter.plugin_name }} API,
+and a whole sync through it.
 
-The fake (:class:`conn.testing.http.FaultServer`) stores batches by ``id``, answers
-per-record errors for the ids in ``reject`` and refuses wrong credentials with 401;
-change :func:`emulate` when you adapt the destination to the vendor's real API.
+The fake (:class:`conn.testing.http.FaultServer`) stores batches by ``id``, deletes one
+record per ``DELETE /<object>/{id}``, answers per-record errors for the ids in ``reject``
+and refuses wrong credentials with 401; change :func:`emulate` when you adapt the
+destination to the vendor's real API.
 """
 
 from __future__ import annotations
 {% if cookiecutter.__auth == 'basic' %}
 import base64
 {%- endif %}
+from pathlib import Path
 from typing import Any
 {%- if cookiecutter.__auth == 'oauth2' %}
 from urllib.parse import parse_qs
@@ -16,6 +19,7 @@ from urllib.parse import parse_qs
 
 from conn.testing.conformance import SuiteContext, destination_suite
 from conn.testing.http import FaultServer, RecordedRequest, Reply
+from conn.testing.sync import SyncHarness
 
 from {{ cookiecutter.package_name }}.destination import {{ cookiecutter.class_name }}
 
@@ -56,7 +60,16 @@ def emulate(server: FaultServer) -> None:
             return Reply(401, json={"message": "invalid credentials"})
         return FaultServer.batch_handler(req, srv)
 
+    def delete(req: RecordedRequest, srv: FaultServer) -> Reply:
+        if not authorised(req):
+            return Reply(401, json={"message": "invalid credentials"})
+        if srv.store.pop(req.params["id"], None) is None:
+            return Reply(404, json={"message": "no such record"})
+        srv.deleted[req.params["id"]] += 1
+        return Reply(204)
+
     server.handler = api
+    server.route("DELETE", "/{object}/{id}", delete)
 {%- if cookiecutter.__auth == 'oauth2' %}
 
     def token(req: RecordedRequest, srv: FaultServer) -> Reply:
@@ -106,3 +119,23 @@ Test{{ cookiecutter.class_name }}Conformance = destination_suite(
     failing_config=lambda ctx: config(ctx, refresh_token="wrong-refresh-token-000"),
 {%- endif %}
 )
+
+
+def test_a_mirror_sync_deletes_what_left_the_source(tmp_path: Path,
+                                                     fault_server: FaultServer) -> None:
+    """Two whole syncs, as ``conn sync`` runs them (:class:`conn.testing.sync.SyncHarness`
+    keeps the state between them): the second sends nothing unchanged and deletes the
+    record that left the source."""
+    emulate(fault_server)
+    sync = {"object": "contacts", "match_key": "id", "mode": "mirror",
+            "mapping": {name: name for name in SAMPLES[0]}}
+    with SyncHarness(tmp_path / "project") as h:
+        h.destination("crm", {{ cookiecutter.class_name }},
+                      config(SuiteContext(tmp_path, fault_server)))
+        h.stream("people", SAMPLES, primary_key="id")
+        first = h.sync("crm", "people", **sync)
+        assert (first.status, first.inserted) == ("ok", 2), first.error
+        h.stream("people", SAMPLES[:1], primary_key="id")
+        second = h.sync("crm", "people", **sync)
+        assert (second.status, second.deleted, second.unchanged) == ("ok", 1, 1), second.error
+    assert set(fault_server.store) == {SAMPLES[0]["id"]}

@@ -39,11 +39,12 @@ REQUESTS: dict[tuple[str, str], tuple[dict[str, Any], str]] = {
         "required": ["operation", "records"],
         "additionalProperties": False,
         "properties": {
-            "operation": {"enum": ["upsert", "delete"]},
+            "operation": {"const": "upsert"},
             "records": {"type": "array", "minItems": 1, "maxItems": 100,
                         "items": {"type": "object", "required": ["id"]}},
         },
     }, f"{DOCS}/batch"),
+    ("DELETE", r"^/v1/[a-z_]+/[^/]+$"): ({"type": "null"}, f"{DOCS}/delete"),
     ("GET", r"^/v1/?$"): ({"type": "null"}, f"{DOCS}/authentication"),
 }
 
@@ -86,10 +87,13 @@ def test_every_request_of_the_write_path_follows_the_published_rules(
         return FaultServer.batch_handler(req, srv)
 
     fault_server.handler = api
+    fault_server.route("DELETE", "/v1/{object}/{id}", lambda req, srv: Reply(204))
     dest = {{ cookiecutter.class_name }}(_config(fault_server.url), instance="rules")
     with dest:
         result = write_records(dest, "contacts", RECORDS)
+        deleted = write_records(dest, "contacts", RECORDS[:3], operation="delete")
     assert not result.rejected and not result.pending
+    assert not deleted.rejected and not deleted.pending
     sent = [r for r in fault_server.requests if "/oauth/" not in r.path]
     assert sent, "nothing was sent"
     for req in sent:

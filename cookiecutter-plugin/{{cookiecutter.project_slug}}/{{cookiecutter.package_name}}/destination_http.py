@@ -5,21 +5,26 @@ API contract assumed by this template (adapt ``write_batch`` and ``check`` to th
 vendor's documentation):
 
 - ``GET {base_url}/`` answers 2xx when the credentials are good (401/403 otherwise);
-- ``POST {base_url}/<object>/batch`` takes ``{"operation": "upsert" | "delete",
-  "records": [...]}`` (at most ``batch_size`` records) and answers
-  ``{"errors": [{"index": i, "message": "..."}]}`` for the records it refused, or 4xx
-  for a batch it refuses as a whole.
+- ``POST {base_url}/<object>/batch`` takes ``{"operation": "upsert", "records": [...]}``
+  (at most ``batch_size`` records) and answers ``{"errors": [{"index": i, "message":
+  "..."}]}`` for the records it refused, or 4xx for a batch it refuses as a whole;
+- ``DELETE {base_url}/<object>/{id}`` deletes one record (404: already gone).
 
 Rate limiting, retries (429, 5xx, timeouts) and secret redaction come from
 :class:`conn.http.HttpClient`; a whole-batch refusal is split to isolate the bad records
-with :func:`conn.http.write_with_split`.
+with :func:`conn.http.write_with_split`; deletes go one request per record with
+:func:`conn.http.write_each`. Refused credentials are not a bad batch: they raise, so
+the run stops with its rows pending (rejected rows would not be sent again until they
+change).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
+from urllib.parse import quote
 
+from conn import secrets
 from conn.destination import (
     Capabilities,
     Destination,
@@ -30,21 +35,25 @@ from conn.destination import (
     packaged_object_names,
 )
 from conn.errors import CheckFailed, RetryLater
-{%- if cookiecutter.__auth == 'bearer' %}
-from conn.http import BatchRejected, BearerToken, HttpClient, LazyClient, write_with_split
-{%- elif cookiecutter.__auth == 'basic' %}
-from conn.http import BasicAuth, BatchRejected, HttpClient, LazyClient, write_with_split
-{%- elif cookiecutter.__auth == 'oauth2' %}
 from conn.http import (
+    NO_RETRY,
+{%- if cookiecutter.__auth == 'basic' %}
+    BasicAuth,
+{%- endif %}
     BatchRejected,
+{%- if cookiecutter.__auth == 'bearer' %}
+    BearerToken,
+{%- endif %}
     HttpClient,
     LazyClient,
+{%- if cookiecutter.__auth == 'oauth2' %}
     OAuth2RefreshToken,
+{%- endif %}
+    StillFailing,
+    body_excerpt,
+    write_each,
     write_with_split,
 )
-{%- else %}
-from conn.http import BatchRejected, HttpClient, LazyClient, write_with_split
-{%- endif %}
 
 #: The vendor's documented request budget (adjust to the API's limits).
 RATE_LIMIT = RateLimit(requests=20, per_seconds=1.0, burst=20)
@@ -125,30 +134,47 @@ class {{ cookiecutter.class_name }}(LazyClient, Destination):
                 for name in packaged_object_names(__package__)]
 
     def check(self) -> None:
+        """One cheap authenticated call, not retried: a check answers at once."""
+        base_url = self.config["base_url"]
         try:
-            resp = self.client.get("/")
-        except RetryLater as exc:
-            raise CheckFailed(f"destination {self.instance!r}: {exc}") from None
+            resp = self.client.get("/", retry=NO_RETRY)
+        except RetryLater as exc:  # no answer (StillFailing), or no token from token_url
+            reason = exc.reason if isinstance(exc, StillFailing) else str(exc)
+            raise CheckFailed(f"destination {self.instance!r}: {base_url} does not answer "
+                              f"({reason})") from None
         if resp.status_code in (401, 403):
-            raise CheckFailed(f"destination {self.instance!r}: credentials refused (HTTP "
-                              f"{resp.status_code}); check the settings of this destination")
+            raise CheckFailed(f"destination {self.instance!r}: {base_url} refused the "
+                              f"credentials (HTTP {resp.status_code}); check the settings of "
+                              "this destination")
         if resp.status_code >= 400:
             raise CheckFailed(f"destination {self.instance!r}: HTTP {resp.status_code} from "
-                              f"{self.config['base_url']}")
+                              f"{base_url}: {body_excerpt(resp, 200)}")
 
-    def _body(self, request: WriteRequest, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        operation = "delete" if request.operation == "delete" else "upsert"
-        return {"operation": operation, "records": list(records)}
+    def _stop_on_refusal(self, resp: Any) -> None:
+        """Credentials refused (401, 403) or an endpoint that is not there (404 on a
+        batch): no record is at fault, so raise: the run stops, the rows stay pending."""
+        if resp.status_code in (401, 403, 404):
+            raise CheckFailed(f"destination {self.instance!r}: {_message(resp)} for "
+                              f"{resp.request.method} {resp.request.url.path}; the rows "
+                              "stay pending: fix the settings and run the sync again")
+
+    def _path(self, request: WriteRequest, record: dict[str, Any] | None = None) -> str:
+        if record is None:
+            return f"/{request.object.name}/batch"
+        return f"/{request.object.name}/{quote(str(record[request.match_key]), safe='')}"
 
     def write_batch(self, request: WriteRequest) -> WriteResult:
         if request.dry_run:
             return WriteResult.ok()
-        path = f"/{request.object.name}/batch"
+        if request.operation == "delete":
+            return write_each(request.to_pylist(), lambda r: self._delete(request, r))
 
         def send(records: Sequence[dict[str, Any]]) -> dict[int, str]:
             """One request; returns ``{index: reason}`` for the records refused."""
-            resp = self.client.post(path, json=self._body(request, records))
-            if 400 <= resp.status_code < 500:
+            resp = self.client.post(self._path(request),
+                                    json={"operation": "upsert", "records": list(records)})
+            self._stop_on_refusal(resp)
+            if 400 <= resp.status_code < 500:  # the batch as a whole: split it
                 raise BatchRejected(_message(resp), status=resp.status_code)
             self.client.raise_for_status(resp)
             errors = (_json(resp) or {}).get("errors") or []
@@ -156,10 +182,24 @@ class {{ cookiecutter.class_name }}(LazyClient, Destination):
 
         return write_with_split(request.to_pylist(), send)
 
+    def _delete(self, request: WriteRequest, record: dict[str, Any]) -> str | None:
+        """One ``DELETE``: None when the record is gone (404: it already was), else the
+        API's reason for refusing it."""
+        resp = self.client.delete(self._path(request, record))
+        if resp.status_code == 404 or resp.status_code < 300:
+            return None
+        self._stop_on_refusal(resp)
+        if resp.status_code < 500:
+            return _message(resp)
+        self.client.raise_for_status(resp)
+        return None
+
     def describe_requests(self, request: WriteRequest) -> list[dict[str, Any]]:
-        path = f"/{request.object.name}/batch"
-        return [self.client.describe("POST", path, json=self._body(request,
-                                                                    request.to_pylist()))]
+        records = request.to_pylist()
+        if request.operation == "delete":
+            return [self.client.describe("DELETE", self._path(request, r)) for r in records]
+        return [self.client.describe("POST", self._path(request),
+                                     json={"operation": "upsert", "records": records})]
 
 
 def _json(resp: Any) -> Any:
@@ -172,5 +212,5 @@ def _json(resp: Any) -> Any:
 def _message(resp: Any) -> str:
     body = _json(resp)
     if isinstance(body, Mapping) and body.get("message"):
-        return f"HTTP {resp.status_code}: {body['message']}"
-    return f"HTTP {resp.status_code}: {resp.text[:200]}"
+        return secrets.redact(f"HTTP {resp.status_code}: {body['message']}")
+    return f"HTTP {resp.status_code}: {body_excerpt(resp, 200)}"

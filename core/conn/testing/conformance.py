@@ -46,8 +46,9 @@ bookmarks survive a JSON round trip and resuming from them loses no row.
 Destination checks: objects are well formed; writes of an empty batch, the samples, a
 batch larger than ``batch_size`` (split by the runtime, never over the limit), nulls,
 unicode and long strings are acknowledged; the ``rejected_record`` is rejected with a
-reason while its batch-mates are acknowledged; each declared mode works (``delete`` for
-mirror); dry-run request descriptions hold no secret.
+reason while its batch-mates are acknowledged; a write with ``failing_config`` (refused
+credentials) leaves every row pending and rejects none; each declared mode works
+(``delete`` for mirror); dry-run request descriptions hold no secret.
 """
 
 from __future__ import annotations
@@ -751,6 +752,27 @@ class _DestinationSuite(_Common):
         assert [r.index for r in res.rejected] == [bad], \
             f"expected only row {bad} rejected, got {res.rejected}"
         assert res.rejected[0].reason.strip(), "rejection without a reason"
+
+    def test_refused_credentials_leave_rows_pending(self, ctx: SuiteContext) -> None:
+        """A write with ``failing_config`` (credentials refused, a target that is not
+        there) stops the run: every row stays pending with the error, none is rejected
+        (a rejected row is not sent again until it changes, so a wrong token must raise,
+        not reject)."""
+        if self.failing_config is None:
+            pytest.skip("no failing_config given")
+        with self.make(ctx, self.failing_config) as dest:
+            try:
+                dest.object(self.object)
+            except Exception:  # the run stops before it sends anything: all rows pending
+                return
+            res = self._write(dest, self._batch())
+        n = len(self.sample_records)
+        assert not res.rejected, (
+            f"with failing_config, rows were rejected ({res.rejected[:2]}): refused "
+            f"credentials must raise in write_batch (rows stay pending), not reject rows")
+        assert sorted(res.pending) == list(range(n)), f"{n - len(res.pending)} row(s) " \
+            "acknowledged although the credentials were refused"
+        assert res.error is not None and str(res.error).strip(), "no error explains it"
 
     def test_declared_modes_supported(self, ctx: SuiteContext) -> None:
         """Every declared mode works: its operation is accepted and acknowledged, and
