@@ -9,7 +9,7 @@ PLUGINS := $(sort $(wildcard plugins/sources/*/pyproject.toml plugins/destinatio
 PLUGIN_DIRS := $(patsubst %/pyproject.toml,%,$(PLUGINS))
 DEMO_DIR ?= demo
 
-.PHONY: dev demo test test-fast lint bench bench-quick clean
+.PHONY: dev demo test test-fast lint bench bench-quick dist api-docs clean
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,19 @@ test-fast: dev
 lint: dev
 	$(VENV)/bin/ruff check .
 
+# Wheels of the core and of every first-party plugin in dist/: install conn and plugins
+# where there is no checkout (pip install dist/conn-*.whl dist/conn_destination_files-*.whl),
+# or point a plugin built from the template at one (conn_source: /path/to/dist/conn-...whl).
+dist: $(UV)
+	rm -rf dist
+	$(UV) build --quiet --wheel --out-dir dist .
+	@for d in $(PLUGIN_DIRS); do $(UV) build --quiet --wheel --out-dir dist "$$d" || exit 1; done
+	@ls dist
+
+# The API reference (docs/api/*.md) rendered from the docstrings; CI checks it is current.
+api-docs: dev
+	$(PY) scripts/api_docs.py
+
 bench: dev
 	$(PY) -m bench
 
@@ -44,4 +57,4 @@ bench-quick: dev
 	$(PY) -m bench --quick --smoke
 
 clean:
-	rm -rf $(VENV) .venvs $(DEMO_DIR)
+	rm -rf $(VENV) .venvs $(DEMO_DIR) dist

@@ -42,6 +42,23 @@ pkg() { echo "$WORK/render/conn-$1-tpl-${2//_/-}"; }
 SOURCE_PKG=$(pkg source source)
 FILES_PKG=$(pkg destination files)
 
+echo "--- names and where conn comes from"
+# The author's capitals stay in the class name; conn comes from this checkout unless
+# --conn-source says otherwise (conn is not on PyPI).
+fail() { echo "FAILED: $*"; exit 1; }
+grep -q "\"conn @ file://$ROOT\"," "$SOURCE_PKG/pyproject.toml" || fail "default conn source"
+"$ROOT/.venv/bin/conn" new plugin --no-input --output-dir "$WORK/render" --name "Acme CRM" \
+  --kind destination --destination-style http --auth bearer --conn-source ">=0.1" \
+  >/dev/null || fail "render Acme CRM"
+ACME="$WORK/render/conn-destination-acme-crm"
+grep -q "^class AcmeCRMDestination(" "$ACME/conn_destination_acme_crm/destination.py" \
+  || fail "class name keeps the capitals of 'Acme CRM'"
+grep -q '"conn>=0.1",' "$ACME/pyproject.toml" || fail "--conn-source >=0.1"
+grep -q "allow-direct-references" "$ACME/pyproject.toml" && fail "a version needs no direct reference"
+"$ROOT/.venv/bin/conn" new plugin --no-input --output-dir "$WORK/render" --name "Rel" \
+  --kind source --conn-source ./no/such/conn >/dev/null 2>&1 && fail "a missing --conn-source path"
+echo "ok"
+
 # The fake vendor API for `conn sync` through HTTP destinations (any credentials accepted;
 # an OAuth token endpoint; GET /_count answers how many records it stores).
 SERVER_PY='

@@ -16,3 +16,12 @@ if bad:
     sys.stderr.write("invalid plugin name: " + "; ".join(bad) +
                      "\nuse letters, digits, spaces and dashes in the plugin name\n")
     sys.exit(1)
+
+# Where conn comes from: a version, an absolute path (a checkout or a wheel) or a URL.
+CONN_SOURCE = "{{ cookiecutter.conn_source }}".strip()
+if not re.match(r"^([<>=!~][=<>~]?\s*[0-9][\w.*+!-]*(\s*,\s*[<>=!~][=<>~]?\s*[0-9][\w.*+!-]*)*"
+                r"|[0-9][\w.+!-]*|/\S+|(git\+)?(https?|ssh|file):\S+)$", CONN_SOURCE):
+    sys.stderr.write(f"invalid conn_source {CONN_SOURCE!r}: give a version (>=0.1, 0.1.0), an "
+                     "absolute path to a conn checkout or wheel, or a URL "
+                     "(git+https://github.com/...)\n")
+    sys.exit(1)

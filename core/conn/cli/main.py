@@ -221,13 +221,18 @@ def new_plugin(
                           "the package folder.")] = Path("."),
     no_input: Annotated[bool, typer.Option("--no-input", help="Ask nothing: use the "
                         "options given and the template's defaults.")] = False,
+    conn_from: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--conn-source", help="Where the package gets conn: a version (>=0.1), a conn "
+        "checkout or wheel, or a VCS URL (default: this conn's checkout when it runs from "
+        "one).")] = None,
 ) -> None:
     """Create a plugin package (source or destination) with tests, CI and docs, from
     conn's cookiecutter template. Needs: pip install 'conn[new]'."""
     from conn.cli.new_cmd import run_new_plugin
 
     run_new_plugin(name=name, kind=kind, destination_style=destination_style, auth=auth,
-                   author=author, output_dir=output_dir, no_input=no_input)
+                   author=author, output_dir=output_dir, no_input=no_input,
+                   conn_from=conn_from)
 
 
 ConfigFileOpt = Annotated[

@@ -48,8 +48,35 @@ def _choice(value: str | None, allowed: tuple[str, ...], option: str) -> str | N
     return v
 
 
+def default_conn_source() -> str | None:
+    """Where the generated package gets conn when ``--conn-source`` is not given: this
+    conn's checkout when it runs from one (conn is not on PyPI), else the template's
+    default (a version)."""
+    here = Path(__file__).resolve().parent.parent  # the conn package
+    root = here.parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "cookiecutter-plugin").is_dir():
+        return str(root)
+    return None
+
+
+def conn_source(value: str | None) -> str | None:
+    """``--conn-source``: a version stays as it is, a local path (a checkout or a wheel)
+    becomes absolute, a URL stays as it is."""
+    if value is None:
+        return default_conn_source()
+    v = value.strip()
+    if "://" in v or v[:1] in "<>=!~" or v[:1].isdigit():
+        return v
+    path = Path(v).expanduser().resolve()
+    if not path.exists():
+        raise ConfigError(f"--conn-source {value!r}: no such file or folder (give a version, "
+                          "a conn checkout or wheel, or a VCS URL such as git+https://...)")
+    return str(path)
+
+
 def answers(*, name: str | None, kind: str | None, destination_style: str | None,
-            auth: str | None, author: str | None) -> dict[str, Any]:
+            auth: str | None, author: str | None,
+            conn_from: str | None = None) -> dict[str, Any]:
     """The template context for the options given (unset ones keep the template's
     defaults, or are asked interactively). Impossible combinations are normalised: a
     source has no destination style or auth, a database/file destination no auth."""
@@ -66,7 +93,7 @@ def answers(*, name: str | None, kind: str | None, destination_style: str | None
             raise ConfigError(f"--name must contain letters (got {name!r})")
         ctx["plugin_name"] = name.strip()
     for key, value in (("kind", kind), ("destination_style", style), ("auth", auth),
-                       ("author", author)):
+                       ("author", author), ("conn_source", conn_from)):
         if value is not None:
             ctx[key] = value
     if kind == "source" or style == "database_or_file":
@@ -78,7 +105,7 @@ def answers(*, name: str | None, kind: str | None, destination_style: str | None
 
 def new_plugin(*, name: str | None, kind: str | None, destination_style: str | None,
                auth: str | None, author: str | None, output_dir: Path, no_input: bool,
-               overwrite: bool = False) -> Path:
+               overwrite: bool = False, conn_from: str | None = None) -> Path:
     """Render the template into ``output_dir``; return the new package's folder."""
     try:
         from cookiecutter.exceptions import CookiecutterException, OutputDirExistsException
@@ -87,7 +114,7 @@ def new_plugin(*, name: str | None, kind: str | None, destination_style: str | N
         raise MissingExtra("'conn new plugin' needs cookiecutter, which is not installed: "
                            "run pip install 'conn[new]'") from None
     ctx = answers(name=name, kind=kind, destination_style=destination_style, auth=auth,
-                  author=author)
+                  author=author, conn_from=conn_source(conn_from))
     output_dir.mkdir(parents=True, exist_ok=True)
     try:
         project = cookiecutter(str(template_dir()), no_input=no_input, extra_context=ctx,
@@ -109,4 +136,5 @@ def run_new_plugin(**options: Any) -> None:
          f"  cd {path}\n"
          "  python -m venv .venv && . .venv/bin/activate && pip install -e '.[test]'\n"
          "  pytest -q && ruff check .\n"
-         "then adapt the connector class and docs/plugin-authoring.md's checklist.")
+         "then adapt the connector class and go through the checklist in its README.md "
+         "(the guide: docs/plugin-authoring.md in conn's repository).")
