@@ -1,10 +1,12 @@
 """Replays of the vcrpy cassettes in ``cassettes/``.
 
 They were written by hand from Braze's documented request and response shapes
-(``/users/track``, ``/users/delete``, error bodies; see ../shared/reference/destination-
-apis.md section 3); they were **not recorded live** and each starts with the toolkit's
-marker line (``conn.testing.http.DOC_CASSETTE_MARKER``). They replay with
-``record_mode="none"``, so no test reaches the network.
+(``/users/track``, ``/users/delete``, error bodies:
+https://www.braze.com/docs/api/endpoints/user_data/post_user_track,
+https://www.braze.com/docs/api/endpoints/user_data/post_user_delete); they were **not
+recorded live** and each starts with the toolkit's marker line
+(``conn.testing.http.DOC_CASSETTE_MARKER``). They replay with ``record_mode="none"``, so
+no test reaches the network.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Replays of the vcrpy cassettes in ``cassettes/``.
 
-They were written by hand from HubSpot's documented request and response shapes (see
-../shared/reference/destination-apis.md section 1); they were **not recorded live** and
+They were written by hand from HubSpot's documented request and response shapes
+(https://developers.hubspot.com/docs/guides/api/crm/objects/contacts,
+https://developers.hubspot.com/docs/api-reference/error-handling); they were **not
+recorded live** and
 each starts with the toolkit's marker line (``conn.testing.http.DOC_CASSETTE_MARKER``).
 They replay with ``record_mode="none"``, so no test reaches the network.
 """

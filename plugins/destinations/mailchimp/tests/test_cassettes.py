@@ -1,10 +1,12 @@
 """Mailchimp destination against vcrpy cassettes.
 
 The cassettes in ``cassettes/`` were **built by hand from the vendor documentation**
-(``reference/destination-apis.md`` §6 and the sources it cites), **not recorded live**;
-each starts with the toolkit's marker line (``conn.testing.http.DOC_CASSETTE_MARKER``).
-They replay with ``record_mode="none"``, so no test reaches the network, and the
-``json_body`` matcher makes every request body sent equal the documented one.
+(https://mailchimp.com/developer/marketing/api/lists/,
+https://mailchimp.com/developer/marketing/api/list-members/,
+https://mailchimp.com/developer/marketing/docs/errors/), **not recorded live**; each starts
+with the toolkit's marker line (``conn.testing.http.DOC_CASSETTE_MARKER``). conn's
+``cassette`` fixture replays them (no test reaches the network) and makes every request
+body sent equal the documented one.
 """
 
 from __future__ import annotations

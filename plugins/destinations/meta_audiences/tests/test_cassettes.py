@@ -1,7 +1,8 @@
 """Meta Custom Audiences destination against vcrpy cassettes.
 
 The cassettes in ``cassettes/`` were **built by hand from the vendor documentation**
-(``reference/destination-apis.md`` §7 and the sources it cites), **not recorded live**;
+(https://developers.facebook.com/docs/marketing-api/reference/custom-audience/users/),
+**not recorded live**;
 each starts with the toolkit's marker line. They replay with ``record_mode="none"`` (no
 network) and a matcher checks every request body against the documented one (the random
 ``session_id`` excepted).

@@ -2,8 +2,9 @@
 
 They were written by hand from Salesforce's documented request and response shapes
 (OAuth token endpoint, sObject Collections upsert and delete, SOQL query, Bulk API 2.0
-ingest, limits; see ../shared/reference/destination-apis.md section 2); they were **not
-recorded live** and each starts with the toolkit's marker line
+ingest, limits: https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/,
+https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/); they were
+**not recorded live** and each starts with the toolkit's marker line
 (``conn.testing.http.DOC_CASSETTE_MARKER``). They replay with ``record_mode="none"``, so
 no test reaches the network.
 """
