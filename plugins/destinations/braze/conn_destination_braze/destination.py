@@ -194,11 +194,13 @@ class BrazeDestination(LazyClient, Destination):
     def check(self) -> None:
         """``POST /users/track`` with no data: 401/403 mean a bad key or a missing
         ``users.track`` permission; Braze's 400 for the empty payload proves both fine.
-        Nothing is written."""
+        Nothing is written; one attempt (a check should answer at once)."""
+        from conn.http import NO_RETRY
+
         try:
-            resp = self.client.post("/users/track", json={"attributes": []})
+            resp = self.client.post("/users/track", json={"attributes": []}, retry=NO_RETRY)
         except RetryLater as exc:
-            raise CheckFailed(f"Braze is unreachable: {exc}") from None
+            raise CheckFailed(f"Braze is unreachable: {getattr(exc, 'reason', exc)}") from None
         if resp.status_code in (401, 403) or resp.status_code >= 404:
             raise CheckFailed(f"Braze check failed (HTTP {resp.status_code}): "
                               f"{_body(resp).get('message', '')}")

@@ -290,11 +290,16 @@ class HubSpotDestination(LazyClient, Destination):
     # -- check -----------------------------------------------------------------------------
 
     def check(self) -> None:
-        """``GET /account-info/v3/api-usage/daily/private-apps``: validates the token."""
+        """``GET /account-info/v3/api-usage/daily/private-apps``: validates the token (one
+        attempt: a check should answer at once)."""
+        from conn.http import NO_RETRY
+
         try:
-            resp = self.client.get("/account-info/v3/api-usage/daily/private-apps")
+            resp = self.client.get("/account-info/v3/api-usage/daily/private-apps",
+                                   retry=NO_RETRY)
         except RetryLater as exc:
-            raise CheckFailed(f"HubSpot is unreachable: {exc}") from None
+            raise CheckFailed(f"HubSpot is unreachable: {getattr(exc, 'reason', exc)}") \
+                from None
         if resp.status_code >= 400:
             body = _error_body(resp)
             raise CheckFailed(f"HubSpot check failed (HTTP {resp.status_code}): "

@@ -218,19 +218,23 @@ class MailchimpDestination(LazyClient, Destination):
                         description=f"Members of Mailchimp audience {self.list_id}")]
 
     def check(self) -> None:
-        """``GET /ping`` (credentials, datacenter) then ``GET /lists/{list_id}``."""
+        """``GET /ping`` (credentials, datacenter) then ``GET /lists/{list_id}``, one
+        attempt each (a check should answer at once)."""
         from conn.errors import RetryLater
+        from conn.http import NO_RETRY
 
         try:
-            resp = self.client.get("ping")
+            resp = self.client.get("ping", retry=NO_RETRY)
             if resp.status_code >= 400:
                 raise CheckFailed(f"mailchimp {self.instance!r}: {_problem(resp)}")
-            resp = self.client.get(self._list_path(), params={"fields": "id,name"})
+            resp = self.client.get(self._list_path(), params={"fields": "id,name"},
+                                   retry=NO_RETRY)
             if resp.status_code >= 400:
                 raise CheckFailed(f"mailchimp {self.instance!r}: audience "
                                   f"{self.list_id!r}: {_problem(resp)}")
         except (RetryLater, ConfigError) as exc:
-            raise CheckFailed(f"mailchimp {self.instance!r}: {exc}") from None
+            raise CheckFailed(f"mailchimp {self.instance!r}: "
+                              f"{getattr(exc, 'reason', exc)}") from None
 
     # -- building payloads --
 

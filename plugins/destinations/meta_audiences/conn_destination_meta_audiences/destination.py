@@ -249,15 +249,19 @@ class MetaAudiencesDestination(LazyClient, Destination):
                 for name, aid in self.audiences.items()]
 
     def check(self) -> None:
-        """``GET /{version}/{audience_id}`` for every audience (token, access, status)."""
+        """``GET /{version}/{audience_id}`` for every audience (token, access, status),
+        one attempt each (a check should answer at once)."""
         from conn.errors import RetryLater
+        from conn.http import NO_RETRY
 
         for name, aid in self.audiences.items():
             try:
-                resp = self.client.get(f"{self.version}/{aid}", **self.graph_call(
-                    "GET", "", {"fields": "id,name,operation_status"}))
+                resp = self.client.get(f"{self.version}/{aid}", retry=NO_RETRY,
+                                       **self.graph_call(
+                                           "GET", "", {"fields": "id,name,operation_status"}))
             except RetryLater as exc:
-                raise CheckFailed(f"meta_audiences {self.instance!r}: {exc}") from None
+                raise CheckFailed(f"meta_audiences {self.instance!r}: "
+                                  f"{getattr(exc, 'reason', exc)}") from None
             if resp.status_code >= 400:
                 raise CheckFailed(f"meta_audiences {self.instance!r}: audience {name} "
                                   f"({aid}): {describe_error(resp)}")

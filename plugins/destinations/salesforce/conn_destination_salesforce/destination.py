@@ -315,13 +315,17 @@ class SalesforceDestination(LazyClient, Destination):
     # -- check -----------------------------------------------------------------------------
 
     def check(self) -> None:
-        """Get a token and ``GET /services/data/vXX.X/limits`` (one cheap call)."""
+        """Get a token and ``GET /services/data/vXX.X/limits`` (one cheap call, one
+        attempt: a check should answer at once)."""
+        from conn.http import NO_RETRY
+
         try:
-            resp = self._call("GET", "limits")
+            resp = self._call("GET", "limits", retry=NO_RETRY)
         except CheckFailed:
             raise
         except ConnError as exc:
-            raise CheckFailed(f"Salesforce check failed: {exc}") from None
+            raise CheckFailed(f"Salesforce check failed: {getattr(exc, 'reason', exc)}") \
+                from None
         if resp.status_code >= 400:
             raise CheckFailed(f"Salesforce check failed (HTTP {resp.status_code}): "
                               f"{_error_of(resp)}")

@@ -212,19 +212,21 @@ class WebhookDestination(LazyClient, Destination):
         return out
 
     def check(self) -> None:
-        """POST an empty ``ping`` batch; any 2xx passes."""
+        """POST an empty ``ping`` batch, one attempt (a check should answer at once);
+        any 2xx passes."""
         if self.config.get("check", "ping") == "none":
             return
         from conn.errors import RetryLater
-        from conn.http import HttpClient
+        from conn.http import NO_RETRY, HttpClient
 
         body = encode({"sync": None, "object": None, "operation": "ping", "records": []})
         try:
-            resp = self.client.post(self.url, content=body,
+            resp = self.client.post(self.url, content=body, retry=NO_RETRY,
                                     headers={self.id_header: f"msg_{uuid.uuid4().hex}"})
             HttpClient.raise_for_status(resp)
         except (RetryLater, ConnError) as exc:
-            raise CheckFailed(f"webhook {self.instance!r}: {exc}") from None
+            raise CheckFailed(f"webhook {self.instance!r}: {getattr(exc, 'reason', exc)}") \
+                from None
 
     def write_batch(self, request: WriteRequest) -> WriteResult:
         """POST the records; split on whole-batch refusal; map per-record errors."""
