@@ -46,6 +46,20 @@ def test_valid_project_loads_and_registers_env_secrets(tmp_path, registry, monke
     assert secrets.redact("token crm-secret-456 and mem-secret-123") == "token *** and ***"
 
 
+@pytest.mark.parametrize("value", ["true", "7", "marketing", "{a: 1}"])
+def test_purposes_or_policies_of_a_wrong_type_are_config_errors(tmp_path, registry,
+                                                               monkeypatch, value):
+    """A destination's purposes or policies that are not a list or a mapping are reported
+    with the path (the loader used to crash building the connector: 'bool' object is not
+    iterable)."""
+    monkeypatch.setenv("MEM_TOKEN", "m")
+    monkeypatch.setenv("CRM_TOKEN", "c")
+    for key in ("purposes", "policies"):
+        text = BASE.replace("    purposes: [marketing]\n", f"    {key}: {value}\n")
+        with pytest.raises(ConfigError, match=f"destinations.crm.{key}"):
+            load_project(write(tmp_path, text), registry=registry)
+
+
 def test_missing_env_var_names_path(tmp_path, registry, monkeypatch):
     monkeypatch.delenv("MEM_TOKEN", raising=False)
     monkeypatch.setenv("CRM_TOKEN", "x" * 8)

@@ -122,7 +122,9 @@ def load_project(path: Path | str | None = None, *, registry: Registry | None = 
         for name, c in entries(kind).items():
             out[name] = ConnectorConfig(
                 name=name, type=str(c.get("type", "")), config=c.get("config") or {},
-                purposes=tuple(c.get("purposes") or ()), policies=c.get("policies") or {},
+                # A wrong type is reported with the schema errors; build on, not crash.
+                purposes=tuple(c["purposes"]) if isinstance(c.get("purposes"), list) else (),
+                policies=c["policies"] if isinstance(c.get("policies"), dict) else {},
                 raw=c,
             )
         return out
