@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import itertools
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -180,18 +179,36 @@ HOSTILE: dict[str, bytes] = {
 }
 
 
+#: What the child runs: it caps its own address space at 4 GB (a preexec_fn would run
+#: between fork and exec, unsafe in a parent with threads such as DuckDB's: the child
+#: segfaulted), runs conn, and at exit writes its own peak resident memory (VmHWM) to
+#: the file named by its first argument (``wait4``'s ``ru_maxrss`` also counts what a
+#: large parent, such as a pytest run, held when it forked).
+CHILD = """
+import atexit, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+peak_file = sys.argv.pop(1)
+
+def peak():
+    with open("/proc/self/status") as status, open(peak_file, "w") as out:
+        out.write(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+
+atexit.register(peak)
+from conn.cli.main import entry
+entry()
+"""
+
+
 def run_limited(folder: Path, args: list[str]) -> tuple[int, str, float, float]:
     """Run conn in a subprocess with its address space capped at 4 GB (so a runaway
     cannot take the machine); its exit code, output, wall time and peak resident memory
-    (MB, from ``os.wait4``: this child's own figure)."""
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
-
+    (MB, the child's own VmHWM; ``wait4``'s figure when the child could not write it)."""
+    peak_file = folder.parent / f"{folder.name}-peak-kb"
+    peak_file.unlink(missing_ok=True)
     with tempfile.TemporaryFile() as output:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "from conn.cli.main import entry; entry()", *args],
-            cwd=folder, stdout=output, stderr=subprocess.STDOUT, preexec_fn=limit)
+        proc = subprocess.Popen([sys.executable, "-c", CHILD, str(peak_file), *args],
+                                cwd=folder, stdout=output, stderr=subprocess.STDOUT)
         timer = threading.Timer(120, proc.kill)
         timer.start()
         try:
@@ -202,7 +219,8 @@ def run_limited(folder: Path, args: list[str]) -> tuple[int, str, float, float]:
         proc.returncode = os.waitstatus_to_exitcode(status)
         output.seek(0)
         text = output.read().decode("utf-8", "replace")
-    return proc.returncode, text, seconds, usage.ru_maxrss / 1024
+    peak_kb = int(peak_file.read_text()) if peak_file.is_file() else usage.ru_maxrss
+    return proc.returncode, text, seconds, peak_kb / 1024
 
 
 @pytest.mark.slow
