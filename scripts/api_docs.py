@@ -24,6 +24,8 @@ OUT = ROOT / "docs" / "api"
 
 #: module -> what the page is about (one page per module).
 MODULES = {
+    "conn.pipeline": "What flows through the pipeline, sealed by the stage that made it: "
+                     "gated and mapped batches, and the write requests destinations get.",
     "conn.destination": "Base class for destinations, the objects they declare and the data "
                         "they receive and return.",
     "conn.http": "The HTTP toolkit for destinations: client, retries, rate limits, auth, "

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 from conn.config import load_project
 from conn.destination import WriteRequest, WriteResult
-from conn.runtime.delivery import UngatedWrite
+from conn.pipeline import UngatedWrite
 from conn.runtime.runner import RunOptions, run_syncs
 
 from tests import fakes

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from conn import interrupt
 from conn.errors import ConfigError, ConnError
+from conn.pipeline import WriteRequest, verify
 from conn.plugin_base import Connector
 
 if TYPE_CHECKING:
-    import pyarrow as pa
+    pass
 
 #: Sync modes a sync may declare (see docs/sync-modes.md).
 MODES = ("upsert", "update", "insert", "mirror", "append")
@@ -192,68 +193,6 @@ class WriteResult:
         self.error = self.error or other.error
 
 
-@dataclass(frozen=True)
-class WriteRequest:
-    """Records to write, created only by the runtime (``conn.runtime.delivery``).
-
-    ``records`` holds mapped destination fields, already consent-gated; ``match_key`` is
-    the identifier field; for ``delete`` the batch holds only the match key column.
-    """
-
-    sync: str
-    object: ObjectInfo
-    operation: Operation
-    records: pa.RecordBatch
-    match_key: str
-    dry_run: bool = False
-    _seal: object = field(default=None, repr=False, compare=False)
-    #: Set by :meth:`Destination.write` on each chunk it passes to ``write_batch``: the
-    #: chunk's 0-based position, how many chunks the write was split into and how many
-    #: rows they hold together. Lets a destination group the calls of one write (e.g. a
-    #: vendor upload session with a sequence number and a last-batch flag).
-    chunk: int = 0
-    chunks: int = 1
-    rows_total: int | None = None
-    #: Per record: ``key`` (primary key), ``hash`` (payload hash, null for deletes) and
-    #: ``previous`` (the hash acknowledged before): what idempotency keys derive from.
-    basis: pa.RecordBatch | None = field(default=None, repr=False, compare=False)
-
-    def __len__(self) -> int:
-        return self.records.num_rows
-
-    def slice(self, offset: int, length: int) -> WriteRequest:
-        return replace(self, records=self.records.slice(offset, length),
-                       basis=None if self.basis is None else self.basis.slice(offset, length))
-
-    def idempotency_keys(self) -> list[str]:
-        """One idempotency key per record (hex), derived from what is sent: the same on
-        every retry, in every run and after a crash while the record is unchanged, new
-        for every change of it (see :mod:`conn.idempotency`). Send them wherever the
-        vendor accepts one (a message id, an event id)."""
-        from conn.idempotency import record_keys
-
-        if self.basis is None:
-            raise ConnError("this request carries no idempotency basis (built by hand?)")
-        b = self.basis
-        hashes = None if self.operation == "delete" else b.column("hash")
-        return record_keys(self.sync, self.object.name, self.operation, b.column("key"),
-                           b.column("previous"), hashes).to_pylist()
-
-    def idempotency_key(self) -> str:
-        """One idempotency key for the whole request (its records' keys in order), for
-        APIs that take one per call (``Idempotency-Key``, ``webhook-id``)."""
-        from conn.idempotency import request_key
-
-        return request_key(self.idempotency_keys())
-
-    def to_pylist(self) -> list[dict[str, Any]]:
-        """Records as dicts; for API payloads of one request (at most ``batch_size``).
-        Null values of fields mapped with ``null: skip`` are left out."""
-        from conn.mapping.nulls import records
-
-        return records(self.records)
-
-
 #: Config keys that tune *how* a destination writes, not *where*: left out of its
 #: :meth:`Destination.target_identity` by default.
 TUNING_KEYS = frozenset({
@@ -360,8 +299,6 @@ class Destination(Connector, abc.ABC):
         per run, so a destination with ``concurrency`` 1 sees every write from the same
         thread); without it they run on the calling thread, or on a pool of this call's
         own when ``concurrency`` is above 1."""
-        from conn.runtime.delivery import verify
-
         verify(request)
         caps = request.object.capabilities
         if request.operation not in caps.operations():

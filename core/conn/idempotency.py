@@ -32,7 +32,7 @@ DIGITS = 32
 def record_keys(sync: str, obj: str, operation: str, keys: pa.Array, previous: pa.Array,
                 hashes: pa.Array | None) -> pa.Array:
     """The idempotency key of each record (see the module docstring), vectorised."""
-    from conn.consent.sha256 import sha256_hex
+    from conn.digests import sha256_hex
 
     n = len(keys)
     prefix = f"{sync}\x1f{obj}\x1f{operation}"

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pytest
 import yaml
 from conn.config.load import load_project
-from conn.consent.explain import explain
 from conn.plugins import Registry
+from conn.runtime.explain import explain
 
 from tests import fakes
 

@@ -7,8 +7,8 @@ import hashlib
 import pyarrow as pa
 import pytest
 from conn.consent import normalize as n
-from conn.consent.sha256 import md5_hex, sha256_hex
 from conn.consent.values import DENIED, GRANTED, MALFORMED, NO_RECORD, classify
+from conn.digests import md5_hex, sha256_hex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -10,7 +10,7 @@ import pytest
 from conn.consent import build_gate
 from conn.hookspecs import hookimpl
 from conn.mapping import build_mapper
-from conn.mapping.nulls import records, skip_fields
+from conn.pipeline import records, skip_fields
 from conn.plugins import Registry
 from conn.testing.sandbox import make_context
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 from conn.destination import WriteRequest, WriteResult
-from conn.runtime.delivery import verify
+from conn.pipeline import verify
 from conn.testing.harness import make_request, write_records
 
 from tests import fakes

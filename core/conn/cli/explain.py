@@ -48,7 +48,7 @@ def explain_command(subject: str, project: Path | None = None, json_out: bool = 
 
     from conn.cli.common import open_project
     from conn.cli.output import print_json
-    from conn.consent.explain import explain
+    from conn.runtime.explain import explain
     from conn.runtime.runner import open_state_store
     from conn.secrets import redact
 

@@ -171,7 +171,7 @@ def list_runs(sync: str | None, *, limit: int, project: Path | None, json_out: b
 def list_rejected(sync: str, *, limit: int, project: Path | None, json_out: bool) -> None:
     """A sync's rejected rows, newest first: key (with its type), reason, the run that
     rejected it, since when and in how many runs in a row."""
-    from conn.runtime.keys import typed_keys
+    from conn.keys import typed_keys
     from conn.runtime.runner import open_state_store
     from conn.state.target import stored_key_types
 

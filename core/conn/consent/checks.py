@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 from conn.errors import ConfigError
 
 if TYPE_CHECKING:
-    from conn.consent.context import GateContext
+    from conn.sync_context import SyncContext
 
 
-def consent_issues(ctx: GateContext) -> list[ConfigError]:
+def consent_issues(ctx: SyncContext) -> list[ConfigError]:
     """Every problem with ``syncs.NAME.consent`` for this sync, at once: consent columns
     or the subject column missing from the stream, and purposes nothing could ever
     allow (no column, no consent source, no legal basis: every row would be withheld)."""

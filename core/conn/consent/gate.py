@@ -24,12 +24,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from conn.consent.checks import consent_issues
-from conn.consent.context import GateContext
 from conn.consent.events import ConsentIndex, load_index
 from conn.consent.policies import FieldPolicy, apply_policy, resolve_policies
 from conn.consent.values import DENIED, GRANTED, MALFORMED, NO_RECORD, REASONS, classify
 from conn.errors import ConfigError
-from conn.runtime.batches import GatedBatch, seal_gated
+from conn.fields import parse_mapping
+from conn.pipeline import GatedBatch, seal_gated
+from conn.sync_context import SyncContext
 
 _WITHHELD_REASONS = ("no_record", "malformed", "denied")
 
@@ -51,9 +52,7 @@ class Decision:
 class ConsentGate:
     """Filters rows lacking consent for any purpose and applies field policies."""
 
-    def __init__(self, ctx: GateContext, *, index: ConsentIndex | None = None) -> None:
-        from conn.mapping.spec import parse_mapping
-
+    def __init__(self, ctx: SyncContext, *, index: ConsentIndex | None = None) -> None:
         self.ctx = ctx
         self.purposes: tuple[str, ...] = tuple(ctx.purposes)
         consent = dict(ctx.sync.consent or {})
@@ -233,6 +232,6 @@ class ConsentGate:
         }
 
 
-def build_gate(ctx: GateContext) -> ConsentGate:
+def build_gate(ctx: SyncContext) -> ConsentGate:
     """The runtime's entry point: a gate for one sync run."""
     return ConsentGate(ctx)

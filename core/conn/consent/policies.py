@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from conn.consent.normalize import mask, normalize
-from conn.consent.sha256 import sha256_hex
+from conn.digests import sha256_hex
 from conn.errors import ConfigError
 
 if TYPE_CHECKING:
-    from conn.consent.context import GateContext
-    from conn.mapping.spec import FieldSpec
+    from conn.fields import FieldSpec
+    from conn.sync_context import SyncContext
 
 ACTIONS = ("allow", "drop", "hash", "mask")
 #: Purposes whose destinations need an explicit policy for every field sent.
@@ -64,12 +64,12 @@ class FieldPolicy:
         return out
 
 
-def serves_advertising(ctx: GateContext) -> bool:
+def serves_advertising(ctx: SyncContext) -> bool:
     """True when the destination (or the sync) serves an advertising purpose."""
     return bool(ADVERTISING_PURPOSES & (set(ctx.destination.purposes) | set(ctx.purposes)))
 
 
-def personal_tags(ctx: GateContext, specs: list[FieldSpec]) -> dict[str, str]:
+def personal_tags(ctx: SyncContext, specs: list[FieldSpec]) -> dict[str, str]:
     """Kind of each personal source column (sync over stream over destination object)."""
     tags: dict[str, str] = {}
     obj_personal = dict(ctx.object.personal or {})
@@ -90,7 +90,7 @@ def _parse(value: Any) -> tuple[str | None, dict[str, Any]]:
     return None, {}
 
 
-def _merged(ctx: GateContext) -> dict[str, tuple[Any, str]]:
+def _merged(ctx: SyncContext) -> dict[str, tuple[Any, str]]:
     out = {k: (v, f"destinations.{ctx.destination.name}.policies.{k}")
            for k, v in (ctx.destination.policies or {}).items()}
     out.update({k: (v, f"syncs.{ctx.sync.name}.policies.{k}")
@@ -98,7 +98,7 @@ def _merged(ctx: GateContext) -> dict[str, tuple[Any, str]]:
     return out
 
 
-def resolve_policies(ctx: GateContext, specs: list[FieldSpec]) -> dict[str, FieldPolicy]:
+def resolve_policies(ctx: SyncContext, specs: list[FieldSpec]) -> dict[str, FieldPolicy]:
     """The policy of every source column the mapping reads."""
     tags = personal_tags(ctx, specs)
     rules = _merged(ctx)
@@ -128,7 +128,7 @@ def resolve_policies(ctx: GateContext, specs: list[FieldSpec]) -> dict[str, Fiel
     return out
 
 
-def policy_issues(ctx: GateContext, specs: list[FieldSpec],
+def policy_issues(ctx: SyncContext, specs: list[FieldSpec],
                   policies: dict[str, FieldPolicy]) -> list[ConfigError]:
     """Configuration problems of field policies, all at once."""
     f = str(ctx.project.file)

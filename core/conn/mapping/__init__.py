@@ -1,10 +1,10 @@
 """The mapping layer: declarative, vectorised transforms from source columns to
 destination fields, coerced to the destination object's JSON Schema.
 
-Contract with the runtime: ``build_mapper(ctx: GateContext) -> Mapper``;
+Contract with the runtime: ``build_mapper(ctx: SyncContext) -> Mapper``;
 ``mapper.issues() -> list[ConfigError]`` (all problems at once, before any row is sent,
 including the consent and field-policy checks); per batch ``mapper.apply(gated) ->
-MappedBatch`` (made with ``conn.runtime.batches.seal_mapped``), rows failing validation
+MappedBatch`` (made with ``conn.pipeline.seal_mapped``), rows failing validation
 listed in ``rejected``. See ``docs/consent.md``.
 """
 

@@ -26,9 +26,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from conn.consent.normalize import normalize
-from conn.consent.sha256 import sha256_hex
+from conn.digests import sha256_hex
+from conn.fields import FieldSpec
 from conn.mapping.coerce import cast_named, to_timestamp
-from conn.mapping.spec import FieldSpec
 
 
 def _str(arr: pa.Array) -> pa.Array:

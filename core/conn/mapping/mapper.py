@@ -1,6 +1,6 @@
 """The mapper: gated source rows in, destination-shaped rows out.
 
-``build_mapper(ctx)`` parses ``syncs.NAME.mapping`` (:mod:`conn.mapping.spec`);
+``build_mapper(ctx)`` parses ``syncs.NAME.mapping`` (:mod:`conn.fields`);
 ``issues()`` lists every problem before a row is read (mapping, consent settings and
 field policies); ``apply(gated)`` computes each field (:mod:`conn.mapping.compute`),
 coerces it to the destination object's JSON Schema (:mod:`conn.mapping.coerce`) and
@@ -16,16 +16,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from conn.consent.context import GateContext
 from conn.consent.policies import policy_issues, policy_schema, resolve_policies
 from conn.errors import ConfigError, ConnError
+from conn.fields import FieldSpec, parse_mapping
 from conn.mapping.carry import JSON, json_failures
 from conn.mapping.coerce import coerce
 from conn.mapping.compute import evaluate
-from conn.mapping.nulls import NULL_KEY, SKIP
-from conn.mapping.spec import FieldSpec, parse_mapping
 from conn.mapping.validate import field_failures
-from conn.runtime.batches import GatedBatch, MappedBatch, seal_mapped
+from conn.pipeline import NULL_KEY, SKIP, GatedBatch, MappedBatch, seal_mapped
+from conn.sync_context import SyncContext
 
 _PROBE_ERRORS = (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError,
                  TypeError, ValueError, KeyError)
@@ -34,7 +33,7 @@ _PROBE_ERRORS = (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError
 class Mapper:
     """Turns gated source rows into destination fields."""
 
-    def __init__(self, ctx: GateContext) -> None:
+    def __init__(self, ctx: SyncContext) -> None:
         self.ctx = ctx
         self.file = str(ctx.project.file)
         self.props: dict[str, Any] = dict(ctx.object.properties)
@@ -200,6 +199,6 @@ class Mapper:
                 "rejected_by_reason": dict(self.rejected_by_reason)}
 
 
-def build_mapper(ctx: GateContext) -> Mapper:
+def build_mapper(ctx: SyncContext) -> Mapper:
     """The runtime's entry point: a mapper for one sync run."""
     return Mapper(ctx)

@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from conn.consent import normalize as norm
-from conn.consent.sha256 import md5_hex, sha256_hex
+from conn.digests import md5_hex, sha256_hex
 
 
 def _s(arr: pa.Array) -> pa.Array:

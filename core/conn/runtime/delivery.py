@@ -1,31 +1,31 @@
-"""Builds the :class:`~conn.destination.WriteRequest`s destinations receive, and checks
-them on arrival. The seal lives here; nothing else can make a valid request."""
+"""Deliveries: the :class:`~conn.pipeline.WriteRequest`s destinations receive (from a
+mapped, consent-gated batch, or for deletes from the match values a destination
+acknowledged), what the delivery lane needs to send one batch, and the answers it gets
+back request by request."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from conn.errors import ConnError
-from conn.runtime.batches import MappedBatch, is_mapped
+import numpy as np
+import pyarrow as pa
+
+from conn.destination import ChunkResult, WriteResult
+from conn.pipeline import MappedBatch, UngatedWrite, WriteRequest, is_mapped, seal_request
 
 if TYPE_CHECKING:
-    import pyarrow as pa
+    from conn.destination import Destination, ObjectInfo, Operation
+    from conn.state import SyncState
 
-    from conn.destination import ObjectInfo, Operation, WriteRequest
-
-_SEAL = object()
-
-
-class UngatedWrite(ConnError):
-    """A write request that did not come through the consent gate and the mapper."""
+__all__ = ["BatchDelivery", "UngatedWrite", "ack_mask", "answered_rows", "basis",
+           "delete_request", "merged_result", "request_from_plan"]
 
 
 def basis(keys: pa.Array, hashes: pa.Array | None, previous: pa.Array) -> pa.RecordBatch:
     """What a request's idempotency keys derive from (see :mod:`conn.idempotency`): each
     record's primary key, payload hash (none for deletes) and previously acknowledged
     hash."""
-    import pyarrow as pa
-
     n = len(keys)
     return pa.RecordBatch.from_pydict({
         "key": keys, "hash": hashes if hashes is not None else pa.nulls(n, pa.uint64()),
@@ -37,13 +37,10 @@ def request_from_plan(sync: str, obj: ObjectInfo, operation: Operation, mapped: 
                       *, basis: pa.RecordBatch | None = None) -> WriteRequest:
     """A request for rows ``indices`` of a mapped batch (all rows when None). ``basis``
     (aligned with the request's rows) gives the records' idempotency keys."""
-    from conn.destination import WriteRequest
-
     if not is_mapped(mapped):
         raise UngatedWrite("write requests are built only from mapped, consent-gated batches")
     records = mapped.batch if indices is None else mapped.batch.take(indices)
-    return WriteRequest(sync, obj, operation, records, match_key, dry_run, _SEAL,
-                        basis=basis)
+    return seal_request(sync, obj, operation, records, match_key, dry_run, basis=basis)
 
 
 def delete_request(sync: str, obj: ObjectInfo, match_values: pa.RecordBatch, match_key: str,
@@ -51,18 +48,55 @@ def delete_request(sync: str, obj: ObjectInfo, match_values: pa.RecordBatch, mat
                    ) -> WriteRequest:
     """A delete request: carries only the match key of records the destination already
     holds (deleting is what a withdrawal of consent requires, so it needs no gate)."""
-    from conn.destination import WriteRequest
-
     if match_values.num_columns != 1 or match_values.schema.names[0] != match_key:
         raise UngatedWrite("a delete request carries only the match key column")
-    return WriteRequest(sync, obj, "delete", match_values, match_key, dry_run, _SEAL,
-                        basis=basis)
+    return seal_request(sync, obj, "delete", match_values, match_key, dry_run, basis=basis)
 
 
-def verify(request: WriteRequest) -> None:
-    """Raise :class:`UngatedWrite` unless ``request`` was built here."""
-    if getattr(request, "_seal", None) is not _SEAL:
-        raise UngatedWrite(
-            "destination received a write request that did not come from the runtime; "
-            "records reach destinations only through the consent gate"
-        )
+@dataclass
+class BatchDelivery:
+    """What the delivery lane needs to deliver one planned batch: the sync's state, the
+    destination, the mapped batch, the rows refused before sending (planner), the
+    request (None when nothing is to be sent), how many of its rows are inserts (they
+    come first) and updates, the match key, the batch's counts and its start time."""
+
+    state: SyncState
+    dest: Destination
+    mapped: MappedBatch
+    rejected: list[tuple[int, str]]
+    request: WriteRequest | None
+    inserts: int
+    updates: int
+    match_key: str
+    counts: dict[str, Any]
+    t0: float
+
+
+def answered_rows(done: list[ChunkResult]) -> pa.Array:
+    """The request rows answered by ``done`` (in order)."""
+    if len(done) == 1:
+        c = done[0]
+        return pa.array(np.arange(c.offset, c.offset + c.length, dtype=np.int64))
+    return pa.array(np.concatenate([np.arange(c.offset, c.offset + c.length, dtype=np.int64)
+                                    for c in done]))
+
+
+def merged_result(done: list[ChunkResult]) -> WriteResult:
+    """The outcomes of ``done`` as one result over their rows in order."""
+    if len(done) == 1:
+        return done[0].result
+    out, at = WriteResult(), 0
+    for c in done:
+        out.extend(c.result.shifted(at))
+        at += c.length
+    return out
+
+
+def ack_mask(n: int, result: WriteResult) -> pa.Array:
+    """Boolean mask of the rows a write acknowledged (neither rejected nor pending)."""
+    mask = np.ones(n, dtype=bool)
+    if result.rejected:
+        mask[[r.index for r in result.rejected]] = False
+    if result.pending:
+        mask[result.pending] = False
+    return pa.array(mask)

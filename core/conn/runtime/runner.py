@@ -21,24 +21,26 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from conn import interrupt, secrets
-from conn.consent import GateContext, build_gate
+from conn.consent import build_gate
 from conn.destination import WriteResult
 from conn.errors import ConfigError, ConfigErrors, ConnError
+from conn.keys import key_array
 from conn.mapping import build_mapper
 from conn.runtime import delivery
-from conn.runtime.keys import key_array
 from conn.runtime.lane import DeliveryLane
 from conn.runtime.opening import OpenedInBackground
 from conn.runtime.report import RunInfo, RunReport, SyncReport
 from conn.source import SourceState
 from conn.state.planner import REASON_NULL
 from conn.state.target import OnChange, SyncTarget
+from conn.sync_context import SyncContext
 
 if TYPE_CHECKING:
     from conn.config.model import Project, SyncConfig
-    from conn.destination import ChunkResult, Destination, ObjectInfo, WriteRequest
+    from conn.consent import ConsentGate
+    from conn.destination import Destination, ObjectInfo, Operation
+    from conn.mapping import Mapper
     from conn.plugins import Registry
-    from conn.runtime.batches import MappedBatch
     from conn.source import Source, StreamInfo
     from conn.state.contracts import Deletions, StateStore, SyncState
 
@@ -72,6 +74,32 @@ class RunOptions:
 
 
 ProgressFn = Callable[[SyncReport, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class PreparedSync:
+    """A sync ready to run: its connectors, the resolved stream and object, the match
+    key, the consent gate and mapper built for them, and its mode."""
+
+    source: Source
+    dest: Destination
+    stream: StreamInfo
+    obj: ObjectInfo
+    match_key: str
+    gate: ConsentGate
+    mapper: Mapper
+    mode: str
+
+    @property
+    def operation(self) -> Operation:
+        """The operation planned inserts and updates are sent with."""
+        return MODE_PLAN[self.mode][0]  # type: ignore[return-value]
+
+    @property
+    def send_updates(self) -> bool:
+        """Whether the mode sends updates of known keys (``insert`` and ``append`` do
+        not)."""
+        return MODE_PLAN[self.mode][1]
 
 
 def open_state_store(project: Project, registry: Registry) -> StateStore:
@@ -145,9 +173,8 @@ class SyncRunner:
                 src.close()
         return self._consent_cache[name]
 
-    def prepare(self, source: Source, dest: Destination
-                ) -> tuple[StreamInfo, ObjectInfo, str, Any, Any]:
-        """Resolve stream, object and match key; build gate and mapper; return every
+    def prepare(self, source: Source, dest: Destination) -> PreparedSync:
+        """Resolve stream, object and match key; build gate and mapper; raise every
         configuration problem at once."""
         sync, f = self.sync, str(self.project.file)
         base = f"syncs.{sync.name}"
@@ -180,27 +207,26 @@ class SyncRunner:
                 file=f, path=f"{base}.match_key"))
         if errors:
             raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
-        ctx = GateContext(self.project, sync, self.project.destinations[sync.destination],
+        ctx = SyncContext(self.project, sync, self.project.destinations[sync.destination],
                           obj, stream, self.registry, self.consent_events, match_key)
         gate = build_gate(ctx)
         mapper = build_mapper(ctx)
-        issues = list(getattr(gate, "issues", list)()) + list(mapper.issues())
+        issues = gate.issues() + mapper.issues()
         if issues:
             raise issues[0] if len(issues) == 1 else ConfigErrors(issues)
-        return stream, obj, match_key, gate, mapper
+        return PreparedSync(source, dest, stream, obj, match_key, gate, mapper, sync.mode)
 
-    def target(self, source: Source, stream: StreamInfo, obj: ObjectInfo, match_key: str,
-               dest: Destination) -> SyncTarget:
+    def target(self, p: PreparedSync) -> SyncTarget:
         """What this sync's state describes: checked against the stored identity."""
-        sync = self.sync
+        sync, stream = self.sync, p.stream
         key_types = pa.schema([stream.schema.field(c) for c in stream.primary_key
                                if c in stream.schema.names])
         return SyncTarget(
-            source=sync.source, source_type=source.name, stream=sync.stream,
+            source=sync.source, source_type=p.source.name, stream=sync.stream,
             query=sync.query, primary_key=tuple(stream.primary_key),
-            destination=sync.destination, destination_type=dest.name,
-            destination_identity=dest.target_identity(), object=obj.name,
-            match_key=match_key, key_types=key_types)
+            destination=sync.destination, destination_type=p.dest.name,
+            destination_identity=p.dest.target_identity(), object=p.obj.name,
+            match_key=p.match_key, key_types=key_types)
 
     def preflight(self) -> None:
         """Raise what would refuse this sync (its configuration, a changed target)
@@ -211,10 +237,9 @@ class SyncRunner:
         try:
             source = self._connector("source", self.sync.source)
             dest = self._connector("destination", self.sync.destination)
-            stream, obj, match_key, _, _ = self.prepare(source, dest)
+            prepared = self.prepare(source, dest)
             if not (self.options.dry_run and self.options.on_target_change):
-                self.store.check_target(self.sync.name,
-                                        self.target(source, stream, obj, match_key, dest),
+                self.store.check_target(self.sync.name, self.target(prepared),
                                         self.options.on_target_change)
         except ConfigError:
             raise
@@ -236,11 +261,11 @@ class SyncRunner:
         try:
             source = self._connector("source", self.sync.source)
             dest = self._connector("destination", self.sync.destination)
-            stream, obj, match_key, gate, mapper = self.prepare(source, dest)
+            p = self.prepare(source, dest)
             self._writers = ThreadPoolExecutor(
-                max_workers=max(1, obj.capabilities.concurrency),
+                max_workers=max(1, p.obj.capabilities.concurrency),
                 thread_name_prefix="conn-write")
-            target: SyncTarget | None = self.target(source, stream, obj, match_key, dest)
+            target: SyncTarget | None = self.target(p)
             store, on_change = self.store, self.options.on_target_change
             if self.options.dry_run and on_change == "new":
                 # A preview of a new target: what it would get from scratch, without
@@ -257,17 +282,16 @@ class SyncRunner:
                     full_resync=self.options.full_resync, target=target,
                     on_target_change=on_change), "conn-state-open") as opening, \
                     DeliveryLane() as lane:
-                self._stream_batches(source, dest, stream, obj, match_key, gate, mapper,
-                                     opening.value, lane)
+                self._stream_batches(p, opening.value, lane)
                 lane.drain()
                 st = opening.value()
                 if rep.status == "running" and self.sync.mode == "mirror":
-                    self._delete_missing(dest, obj, match_key, st, lane)
+                    self._delete_missing(p, st, lane)
                 elif rep.status == "running" and not self.options.dry_run and self._full_read:
                     # The source was read to the end: rejections of keys that left it
                     # are cleared (mirror mode does it while deleting).
                     st.finish()
-            summary = gate.summary()
+            summary = p.gate.summary()
             rep.consent = summary
             rep.legal_bases = dict(summary.get("legal_bases", {}))
             if interrupt.is_requested() and rep.status in ("running", "failed"):
@@ -314,26 +338,22 @@ class SyncRunner:
                     log.warning("could not record run history: %s", secrets.redact(exc))
         return rep
 
-    def _stream_batches(self, source: Source, dest: Destination, stream: StreamInfo,
-                        obj: ObjectInfo, match_key: str, gate: Any, mapper: Any,
-                        state_of: Callable[[], SyncState], lane: DeliveryLane) -> None:
+    def _stream_batches(self, p: PreparedSync, state_of: Callable[[], SyncState],
+                        lane: DeliveryLane) -> None:
         """Read, gate, map and plan each batch on this thread; hand its delivery (the
         write, the commit of what was acknowledged, the counts) to ``lane``, so the
         next batch is prepared while this one is sent. Report fields are split: this
         thread counts reads, consent and planning, the lane everything after.
         ``state_of()`` gives the sync's state once it is open (it waits until then)."""
         rep, opts = self.report, self.options
-        operation, send_updates = MODE_PLAN[self.sync.mode]
+        stream, match_key, gate, mapper = p.stream, p.match_key, p.gate, p.mapper
         # Deletions need the whole set: mirror mode always reads the source in full.
         incremental = bool(stream.cursor) and not opts.full_resync and self.sync.mode != "mirror"
         state = state_of().source_state() if incremental else None
         self._full_read = state is None
         batch_rows = opts.batch_rows or self.sync.batch_rows
-        read = stream
-        columns_read = getattr(gate, "columns_read", None)
-        if source.projection and columns_read is not None:
-            read = stream.narrowed(columns_read())
-        for item in source.read(read, state, batch_rows):
+        read = stream.narrowed(gate.columns_read()) if p.source.projection else stream
+        for item in p.source.read(read, state, batch_rows):
             if lane.stopped or interrupt.is_requested():
                 break
             if isinstance(item, SourceState):
@@ -366,7 +386,7 @@ class SyncRunner:
             n_ins, n_upd = len(plan.inserts), len(plan.updates)
             previous = plan.previous if plan.previous is not None else \
                 pa.nulls(n_upd, pa.uint64())
-            if send_updates:
+            if p.send_updates:
                 indices = pa.concat_arrays([plan.inserts.cast(pa.int64()),
                                             plan.updates.cast(pa.int64())])
                 previous = pa.concat_arrays([pa.nulls(n_ins, pa.uint64()),
@@ -385,14 +405,14 @@ class SyncRunner:
                 req_keys = mapped.keys if every else mapped.keys.take(indices)
                 req_hashes = plan.hashes if every else plan.hashes.take(indices)
                 request = delivery.request_from_plan(
-                    self.sync.name, obj, operation, mapped, None if every else indices,
+                    self.sync.name, p.obj, p.operation, mapped, None if every else indices,
                     match_key, opts.dry_run,
                     basis=delivery.basis(req_keys, req_hashes, previous))
-            lane.submit(partial(self._deliver, BatchDelivery(
-                st, dest, mapped, rejected, request, n_ins, n_upd, match_key,
+            lane.submit(partial(self._deliver, delivery.BatchDelivery(
+                st, p.dest, mapped, rejected, request, n_ins, n_upd, match_key,
                 {"rows": item.num_rows}, t0)))
 
-    def _deliver(self, job: BatchDelivery) -> bool:
+    def _deliver(self, job: delivery.BatchDelivery) -> bool:
         """One batch's delivery (on the lane): store the rejections of mapping and
         planning, write, and commit what the destination acknowledged as each of its
         requests is answered. False stops the run (the destination failed; what it did
@@ -433,8 +453,8 @@ class SyncRunner:
         # Each group of answered requests is committed before more are sent: a crash
         # re-sends at most the requests in flight (see Destination.deliver).
         for done in job.dest.deliver(request, self._writers):
-            take = _positions(done)
-            result = _group_result(done)
+            take = delivery.answered_rows(done)
+            result = delivery.merged_result(done)
             acked = self._commit(st, keys.take(take), hashes.take(take),
                                  match_values.take(take), result)
             ins = pc.sum(pc.and_(acked, pc.less(take, job.inserts))).as_py() or 0
@@ -461,31 +481,29 @@ class SyncRunner:
     def _commit(self, st: SyncState, keys: pa.Array, hashes: pa.Array,
                 match_values: pa.Array, result: WriteResult) -> pa.Array:
         """Commit one write's outcome; return the acknowledged mask."""
-        acked = ack_mask(len(keys), result)
+        acked = delivery.ack_mask(len(keys), result)
         st.commit(keys, hashes, match_values, acked,
                   [(r.index, r.reason) for r in result.rejected])
         self.report.add_rejections([r.reason for r in result.rejected])
         self.report.pending += len(result.pending)
         return acked
 
-    def _delete_missing(self, dest: Destination, obj: ObjectInfo, match_key: str,
-                        st: SyncState, lane: DeliveryLane) -> None:
+    def _delete_missing(self, p: PreparedSync, st: SyncState, lane: DeliveryLane) -> None:
         """Mirror mode: delete what left the set. Each batch is written on the lane
         (the thread every write of the run uses) and waited for before the next one is
         looked up, as the state store's lookup and commit take turns."""
-        size = max(obj.capabilities.batch_size, 1000)
+        size = max(p.obj.capabilities.batch_size, 1000)
         for gone in st.deletions(size, self._match_type):
-            go_on = lane.call(partial(self._deliver_deletes, st, dest, obj, match_key, gone,
-                                      time.monotonic()))
+            go_on = lane.call(partial(self._deliver_deletes, p, st, gone, time.monotonic()))
             if not go_on:
                 return
 
-    def _deliver_deletes(self, st: SyncState, dest: Destination, obj: ObjectInfo,
-                         match_key: str, gone: Deletions, t0: float) -> bool:
-        rep, opts = self.report, self.options
+    def _deliver_deletes(self, p: PreparedSync, st: SyncState, gone: Deletions,
+                         t0: float) -> bool:
+        rep, opts, dest = self.report, self.options, p.dest
         keys = gone.keys
-        batch = pa.RecordBatch.from_arrays([gone.match_values], names=[match_key])
-        request = delivery.delete_request(self.sync.name, obj, batch, match_key,
+        batch = pa.RecordBatch.from_arrays([gone.match_values], names=[p.match_key])
+        request = delivery.delete_request(self.sync.name, p.obj, batch, p.match_key,
                                           opts.dry_run,
                                           basis=delivery.basis(keys, None, gone.hashes))
         if opts.dry_run:
@@ -495,9 +513,9 @@ class SyncRunner:
         deleted = pending = 0
         error: BaseException | None = None
         for done in dest.deliver(request, self._writers):
-            take = _positions(done)
-            result = _group_result(done)
-            acked = ack_mask(len(take), result)
+            take = delivery.answered_rows(done)
+            result = delivery.merged_result(done)
+            acked = delivery.ack_mask(len(take), result)
             st.commit_deletes(keys.take(take), acked,
                               [(r.index, r.reason) for r in result.rejected])
             deleted += pc.sum(acked).as_py() or 0
@@ -531,45 +549,6 @@ class SyncRunner:
         self.registry.hook.batch_done(run=self.run_info, sync=self.report, counts=counts)
 
 
-@dataclass
-class BatchDelivery:
-    """What the delivery lane needs to deliver one planned batch: the sync's state, the
-    destination, the mapped batch, the rows refused before sending (planner), the
-    request (None when nothing is to be sent), how many of its rows are inserts (they
-    come first) and updates, the match key, the batch's counts and its start time."""
-
-    state: SyncState
-    dest: Destination
-    mapped: MappedBatch
-    rejected: list[tuple[int, str]]
-    request: WriteRequest | None
-    inserts: int
-    updates: int
-    match_key: str
-    counts: dict[str, Any]
-    t0: float
-
-
-def _positions(done: list[ChunkResult]) -> pa.Array:
-    """The request rows answered by ``done`` (in order)."""
-    if len(done) == 1:
-        c = done[0]
-        return pa.array(np.arange(c.offset, c.offset + c.length, dtype=np.int64))
-    return pa.array(np.concatenate([np.arange(c.offset, c.offset + c.length, dtype=np.int64)
-                                    for c in done]))
-
-
-def _group_result(done: list[ChunkResult]) -> WriteResult:
-    """The outcomes of ``done`` as one result over their rows in order."""
-    if len(done) == 1:
-        return done[0].result
-    out, at = WriteResult(), 0
-    for c in done:
-        out.extend(c.result.shifted(at))
-        at += c.length
-    return out
-
-
 def _null_key_positions(rejected: list[tuple[int, str]], first_row: int, rows: int
                         ) -> list[tuple[int, str]]:
     """The planner's rejections, with the reason of a row without a primary key saying
@@ -585,16 +564,6 @@ def _every_row(indices: pa.Array, n: int) -> bool:
     if len(indices) != n or indices.null_count:
         return False
     return bool(np.array_equal(indices.to_numpy(), np.arange(n, dtype=np.int64)))
-
-
-def ack_mask(n: int, result: WriteResult) -> pa.Array:
-    """Boolean mask of the rows a write acknowledged (neither rejected nor pending)."""
-    mask = np.ones(n, dtype=bool)
-    if result.rejected:
-        mask[[r.index for r in result.rejected]] = False
-    if result.pending:
-        mask[result.pending] = False
-    return pa.array(mask)
 
 
 def run_syncs(project: Project, syncs: list[SyncConfig], registry: Registry,

@@ -17,8 +17,8 @@ from typing import Any
 import pyarrow as pa
 
 from conn.destination import Destination, Operation, WriteRequest, WriteResult
+from conn.pipeline import seal_gated, seal_mapped
 from conn.runtime import delivery
-from conn.runtime.batches import seal_gated, seal_mapped
 from conn.source import Source, SourceState
 
 

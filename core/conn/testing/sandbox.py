@@ -1,4 +1,4 @@
-"""Build a :class:`GateContext` without a project file or plugins: for tests, benchmarks
+"""Build a :class:`SyncContext` without a project file or plugins: for tests, benchmarks
 and plugin authors checking how a sync's consent and mapping settings behave."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Any
 import pyarrow as pa
 
 from conn.config.model import ConnectorConfig, Project, SyncConfig
-from conn.consent.context import GateContext
 from conn.destination import ObjectInfo
 from conn.source import StreamInfo
+from conn.sync_context import SyncContext
 
 
 def make_context(schema: pa.Schema, *, purposes: tuple[str, ...] = (),
@@ -28,7 +28,7 @@ def make_context(schema: pa.Schema, *, purposes: tuple[str, ...] = (),
                  consent_sources: Mapping[str, Mapping[str, Any]] | None = None,
                  events: Mapping[str, pa.Table] | None = None,
                  primary_key: tuple[str, ...] = ("id",), registry: Any = None,
-                 sync_raw: Mapping[str, Any] | None = None) -> GateContext:
+                 sync_raw: Mapping[str, Any] | None = None) -> SyncContext:
     """A context for sync ``s`` from source ``src`` (stream ``rows``) to destination
     ``dest`` (object ``obj``)."""
     from conn.plugins import Registry
@@ -53,5 +53,5 @@ def make_context(schema: pa.Schema, *, purposes: tuple[str, ...] = (),
         src = project.consent_sources[name]
         return tables[src.get("stream", name)] if src.get("stream") in tables else tables[name]
 
-    return GateContext(project, sync, dest, obj, stream, registry or Registry(autoload=False),
+    return SyncContext(project, sync, dest, obj, stream, registry or Registry(autoload=False),
                        consent_events, match_key)

@@ -143,7 +143,7 @@ def hash_column(arr: pa.Array, field: str, *, country_code: str | None = None) -
     import pyarrow as pa
     import pyarrow.compute as pc
     from conn.consent import normalize
-    from conn.consent.sha256 import sha256_hex
+    from conn.digests import sha256_hex
 
     arr = arr.cast(pa.string()) if not pa.types.is_string(arr.type) else arr
     done = pc.fill_null(pc.match_substring_regex(arr, SHA256_HEX.pattern), False)

@@ -1,4 +1,6 @@
-"""What the runtime hands the consent gate and the mapper when a sync starts."""
+"""What the runtime hands the consent gate and the mapper when a sync starts: the
+sync's whole context (project, sync, destination, object, stream, registry, consent
+events, match key). A bottom-layer module: it imports nothing of conn at run time."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class GateContext:
+class SyncContext:
     """Everything a sync's gate and mapper may consult.
 
     ``consent_events(name)`` reads a declared consent source completely and returns its

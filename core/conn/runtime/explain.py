@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conn.consent.context import GateContext
 from conn.consent.gate import ConsentGate
 from conn.consent.values import GRANTED, NO_RECORD, REASONS
 from conn.errors import ConnError
+from conn.sync_context import SyncContext
 
 if TYPE_CHECKING:
     from conn.config.model import Project, SyncConfig
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from conn.state import StateStore
 
 #: Opens a sync for explanation: its gate context and an iterator of source batches.
-Opener = Callable[["SyncConfig", ExitStack], tuple[GateContext, Iterator[pa.RecordBatch]]]
+Opener = Callable[["SyncConfig", ExitStack], tuple[SyncContext, Iterator[pa.RecordBatch]]]
 
 
 def plugin_opener(project: Project, registry: Registry) -> Opener:
@@ -45,7 +45,7 @@ def plugin_opener(project: Project, registry: Registry) -> Opener:
                                               project_dir=project.dir))
 
     def open_sync(sync: SyncConfig, stack: ExitStack
-                  ) -> tuple[GateContext, Iterator[pa.RecordBatch]]:
+                  ) -> tuple[SyncContext, Iterator[pa.RecordBatch]]:
         src = connector("source", sync.source, stack)
         dest = connector("destination", sync.destination, stack)
         stream = src.stream(sync.stream, query=sync.query, primary_key=sync.primary_key)
@@ -63,7 +63,7 @@ def plugin_opener(project: Project, registry: Registry) -> Opener:
             return cache[name]
 
         match_key = sync.match_key or (obj.identifiers[0] if obj.identifiers else "")
-        ctx = GateContext(project, sync, project.destinations[sync.destination], obj, stream,
+        ctx = SyncContext(project, sync, project.destinations[sync.destination], obj, stream,
                           registry, consent_events, match_key)
         batches = (b for b in src.read(stream) if not isinstance(b, SourceState))
         return ctx, batches
@@ -74,7 +74,7 @@ def plugin_opener(project: Project, registry: Registry) -> Opener:
 def _subject_rows(gate: ConsentGate, batches: Iterator[pa.RecordBatch], subject: str
                   ) -> tuple[pa.RecordBatch | None, pa.Array | None]:
     """The subject's rows (by the consent subject column, else the primary key)."""
-    from conn.runtime.keys import key_array
+    from conn.keys import key_array
 
     found, found_keys = [], []
     for batch in batches:
@@ -119,7 +119,7 @@ def _purposes(gate: ConsentGate, rows: pa.RecordBatch, keys: pa.Array, subject: 
     return out
 
 
-def explain_sync(ctx: GateContext, batches: Iterator[pa.RecordBatch], subject: str
+def explain_sync(ctx: SyncContext, batches: Iterator[pa.RecordBatch], subject: str
                  ) -> dict[str, Any]:
     """What happens to ``subject`` in one sync."""
     from conn.consent.gate import build_gate
@@ -161,7 +161,7 @@ def delivered(store: StateStore, sync: str, keys: list[str],
               key_types: pa.Schema | None) -> list[dict[str, Any]]:
     """What the sync's destination acknowledged for these keys, values with their type:
     key, match value, since when and by which run."""
-    from conn.runtime.keys import typed_keys
+    from conn.keys import typed_keys
     from conn.state.typed_text import value_of
 
     rows = store.delivered(sync, keys)
@@ -189,7 +189,7 @@ def explain(project: Project, subject_key: str, registry: Registry, *,
                     schema = ctx.stream.schema
                     key_types = pa.schema([schema.field(c) for c in ctx.stream.primary_key
                                            if c in schema.names])
-                    from conn.runtime.keys import typed_keys
+                    from conn.keys import typed_keys
 
                     result["keys"] = typed_keys(keys, key_types)
                     if store is not None:

@@ -1,0 +1,187 @@
+"""What flows through the pipeline, each sealed by the stage that made it.
+
+``GatedBatch`` can only come from the consent gate, ``MappedBatch`` only from the mapper
+given a ``GatedBatch``, and a :class:`WriteRequest` only from :func:`seal_request`, which
+:mod:`conn.runtime.delivery` calls with a ``MappedBatch`` (or, for deletes, stored match
+values). A destination's :meth:`~conn.destination.Destination.deliver` verifies the seal
+(:func:`verify`), so no code path hands a destination rows the gate did not pass.
+
+This module is the bottom of the pipeline's layers: the consent gate, the mapper, the
+destinations and the runtime import it; it imports none of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from conn.errors import ConnError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from conn.destination import ObjectInfo, Operation
+
+_GATE_SEAL = object()
+_MAP_SEAL = object()
+
+
+@dataclass(frozen=True)
+class GatedBatch:
+    """Rows that passed the consent gate (field policies already applied to tagged source
+    columns). ``keys`` are the rows' primary keys as strings."""
+
+    batch: pa.RecordBatch
+    keys: pa.Array
+    withheld: int = 0
+    _seal: object = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self._seal is not _GATE_SEAL:
+            raise TypeError("GatedBatch can only be created by the consent gate")
+
+
+@dataclass(frozen=True)
+class MappedBatch:
+    """Destination-shaped rows derived from a :class:`GatedBatch`; ``keys`` align with
+    ``batch``. ``rejected`` holds (key, reason) for rows the mapper refused."""
+
+    batch: pa.RecordBatch
+    keys: pa.Array
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    _seal: object = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self._seal is not _MAP_SEAL:
+            raise TypeError("MappedBatch can only be created by the mapper")
+
+
+def seal_gated(batch: pa.RecordBatch, keys: pa.Array, withheld: int) -> GatedBatch:
+    """For the consent gate only."""
+    return GatedBatch(batch, keys, withheld, _GATE_SEAL)
+
+
+def seal_mapped(gated: GatedBatch, batch: pa.RecordBatch, keys: pa.Array,
+                rejected: list[tuple[str, str]] | None = None) -> MappedBatch:
+    """For the mapper only: requires the gated batch it derives from."""
+    if not isinstance(gated, GatedBatch) or gated._seal is not _GATE_SEAL:
+        raise TypeError("the mapper only accepts batches from the consent gate")
+    return MappedBatch(batch, keys, list(rejected or ()), _MAP_SEAL)
+
+
+def is_mapped(obj: Any) -> bool:
+    return isinstance(obj, MappedBatch) and obj._seal is _MAP_SEAL
+
+
+# --- write requests ---------------------------------------------------------------------
+
+_REQUEST_SEAL = object()
+
+
+class UngatedWrite(ConnError):
+    """A write request that did not come through the consent gate and the mapper."""
+
+
+@dataclass(frozen=True)
+class WriteRequest:
+    """Records to write, created only by the runtime (``conn.runtime.delivery``).
+
+    ``records`` holds mapped destination fields, already consent-gated; ``match_key`` is
+    the identifier field; for ``delete`` the batch holds only the match key column.
+    """
+
+    sync: str
+    object: ObjectInfo
+    operation: Operation
+    records: pa.RecordBatch
+    match_key: str
+    dry_run: bool = False
+    _seal: object = field(default=None, repr=False, compare=False)
+    #: Set by :meth:`Destination.deliver` on each chunk it passes to ``write_batch``: the
+    #: chunk's 0-based position, how many chunks the write was split into and how many
+    #: rows they hold together. Lets a destination group the calls of one write (e.g. a
+    #: vendor upload session with a sequence number and a last-batch flag).
+    chunk: int = 0
+    chunks: int = 1
+    rows_total: int | None = None
+    #: Per record: ``key`` (primary key), ``hash`` (payload hash, null for deletes) and
+    #: ``previous`` (the hash acknowledged before): what idempotency keys derive from.
+    basis: pa.RecordBatch | None = field(default=None, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return self.records.num_rows
+
+    def slice(self, offset: int, length: int) -> WriteRequest:
+        return replace(self, records=self.records.slice(offset, length),
+                       basis=None if self.basis is None else self.basis.slice(offset, length))
+
+    def idempotency_keys(self) -> list[str]:
+        """One idempotency key per record (hex), derived from what is sent: the same on
+        every retry, in every run and after a crash while the record is unchanged, new
+        for every change of it (see :mod:`conn.idempotency`). Send them wherever the
+        vendor accepts one (a message id, an event id)."""
+        from conn.idempotency import record_keys
+
+        if self.basis is None:
+            raise ConnError("this request carries no idempotency basis (built by hand?)")
+        b = self.basis
+        hashes = None if self.operation == "delete" else b.column("hash")
+        return record_keys(self.sync, self.object.name, self.operation, b.column("key"),
+                           b.column("previous"), hashes).to_pylist()
+
+    def idempotency_key(self) -> str:
+        """One idempotency key for the whole request (its records' keys in order), for
+        APIs that take one per call (``Idempotency-Key``, ``webhook-id``)."""
+        from conn.idempotency import request_key
+
+        return request_key(self.idempotency_keys())
+
+    def to_pylist(self) -> list[dict[str, Any]]:
+        """Records as dicts; for API payloads of one request (at most ``batch_size``).
+        Null values of fields mapped with ``null: skip`` are left out."""
+        return records(self.records)
+
+
+def seal_request(sync: str, obj: ObjectInfo, operation: Operation,
+                 records: pa.RecordBatch, match_key: str, dry_run: bool = False, *,
+                 basis: pa.RecordBatch | None = None) -> WriteRequest:
+    """For :mod:`conn.runtime.delivery` only: a sealed request."""
+    return WriteRequest(sync, obj, operation, records, match_key, dry_run, _REQUEST_SEAL,
+                        basis=basis)
+
+
+def verify(request: WriteRequest) -> None:
+    """Raise :class:`UngatedWrite` unless ``request`` was sealed by :func:`seal_request`."""
+    if getattr(request, "_seal", None) is not _REQUEST_SEAL:
+        raise UngatedWrite(
+            "destination received a write request that did not come from the runtime; "
+            "records reach destinations only through the consent gate"
+        )
+
+
+# --- null handling per field ---------------------------------------------------------------
+#
+# ``null: send`` (default) or ``null: skip``. Columnar batches always have every field, so
+# *skip* is a convention that destinations see: the field of the mapped batch's schema
+# carries the metadata ``conn.null = skip``, and a null in such a field means "send no
+# value for this field for this record" (do not clear what the destination holds). With
+# ``send`` a null is sent as null (clears the value where the API allows). :func:`records`
+# builds request payloads that honour it.
+
+NULL_KEY = b"conn.null"
+SKIP = b"skip"
+
+
+def skip_fields(schema: pa.Schema) -> set[str]:
+    """Names of fields whose nulls are to be skipped."""
+    return {f.name for f in schema if (f.metadata or {}).get(NULL_KEY) == SKIP}
+
+
+def records(batch: pa.RecordBatch) -> list[dict[str, Any]]:
+    """The batch as dicts, leaving out null values of ``null: skip`` fields (for one
+    request's worth of records, as :meth:`WriteRequest.to_pylist`)."""
+    rows = batch.to_pylist()
+    skip = skip_fields(batch.schema)
+    if not skip:
+        return rows
+    return [{k: v for k, v in r.items() if not (v is None and k in skip)} for r in rows]
