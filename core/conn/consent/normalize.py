@@ -1,8 +1,11 @@
 """Normalising personal identifiers before hashing, as ad platforms match them.
 
-Rules follow Meta Custom Audiences (docs: ``reference/destination-apis.md`` §7) and Google
-Customer Match (§8): an identifier must be normalised exactly as the platform does, or the
-SHA-256 digests never match. Every normaliser is vectorised (``pyarrow.compute``) and maps
+Rules follow Meta Custom Audiences
+(https://developers.facebook.com/docs/marketing-api/audiences/guides/custom-audiences#hash)
+and Google Customer Match
+(https://developers.google.com/google-ads/api/docs/remarketing/audience-segments/customer-match/get-started#prepare_data):
+an identifier must be normalised exactly as the platform does, or the SHA-256 digests
+never match. Every normaliser is vectorised (``pyarrow.compute``) and maps
 an empty result to null, so a blank value never becomes the hash of the empty string.
 
 =========  ===================================================================
