@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_every_distribution_ships_the_licence():
     text = (ROOT / "LICENSE").read_text()
     assert "Apache License" in text and "Version 2.0, January 2004" in text
-    projects = [ROOT, ROOT / "speedups", *(p.parent for p in ROOT.glob("plugins/*/*/pyproject.toml"))]
+    plugins = (p.parent for p in ROOT.glob("plugins/*/*/pyproject.toml"))
+    projects = [ROOT, ROOT / "speedups", *plugins]
     assert len(projects) > 10
     for folder in projects:
         meta = tomllib.loads((folder / "pyproject.toml").read_text())["project"]
