@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 #: Sync modes a sync may declare (see docs/sync-modes.md).
 MODES = ("upsert", "update", "insert", "mirror", "append")
 #: Operations the runtime asks a destination to perform.
-Operation = Literal["upsert", "insert", "update", "delete", "append"]
+Operation = Literal["upsert", "insert", "update", "delete", "append", "erase"]
 
 
 @dataclass(frozen=True)
@@ -46,10 +46,12 @@ class Capabilities:
     ``batch_size`` is the most records one :meth:`Destination.write_batch` call takes (the
     API's per-request limit); ``concurrency`` how many calls may run at once; ``modes`` the
     sync modes it supports; ``supports_delete`` whether ``delete`` works (needed by
-    ``mirror``). ``values`` says which values its format carries exactly: ``"json"`` (JSON
-    or other text; the mapper rejects rows holding NaN, ±Infinity or dates outside the
-    years 0001-9999) or ``"arrow"`` (typed columns holding any Arrow value); see
-    :mod:`conn.mapping.carry`.
+    ``mirror``). ``erasure`` names the vendor's erasure API when the object has one (e.g.
+    ``"HubSpot GDPR delete"``): ``erase`` requests (``conn forget``) then go to it, and
+    the destination removes the person rather than the record. ``values`` says which
+    values its format carries exactly: ``"json"`` (JSON or other text; the mapper rejects
+    rows holding NaN, ±Infinity or dates outside the years 0001-9999) or ``"arrow"``
+    (typed columns holding any Arrow value); see :mod:`conn.mapping.carry`.
     """
 
     batch_size: int = 1000
@@ -58,6 +60,7 @@ class Capabilities:
     rate_limit: RateLimit | None = None
     concurrency: int = 1
     values: str = "json"
+    erasure: str = ""
 
     def operations(self) -> frozenset[str]:
         ops = set()
@@ -65,6 +68,8 @@ class Capabilities:
             ops |= {"mirror": {"upsert", "delete"}}.get(m, {m})
         if not self.supports_delete:
             ops.discard("delete")
+        if self.erasure:
+            ops.add("erase")
         return frozenset(ops)
 
 

@@ -87,7 +87,9 @@ class WriteRequest:
     """Records to write, created only by the runtime (``conn.runtime.delivery``).
 
     ``records`` holds mapped destination fields, already consent-gated; ``match_key`` is
-    the identifier field; for ``delete`` the batch holds only the match key column.
+    the identifier field; for ``delete`` and ``erase`` (remove the person through the
+    vendor's erasure API, :attr:`~conn.destination.Capabilities.erasure`) the batch holds
+    only the match key column.
     """
 
     sync: str
@@ -125,7 +127,7 @@ class WriteRequest:
         if self.basis is None:
             raise ConnError("this request carries no idempotency basis (built by hand?)")
         b = self.basis
-        hashes = None if self.operation == "delete" else b.column("hash")
+        hashes = None if self.operation in ("delete", "erase") else b.column("hash")
         return record_keys(self.sync, self.object.name, self.operation, b.column("key"),
                            b.column("previous"), hashes).to_pylist()
 

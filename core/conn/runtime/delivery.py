@@ -44,13 +44,16 @@ def request_from_plan(sync: str, obj: ObjectInfo, operation: Operation, mapped: 
 
 
 def delete_request(sync: str, obj: ObjectInfo, match_values: pa.RecordBatch, match_key: str,
-                   dry_run: bool = False, *, basis: pa.RecordBatch | None = None
-                   ) -> WriteRequest:
-    """A delete request: carries only the match key of records the destination already
-    holds (deleting is what a withdrawal of consent requires, so it needs no gate)."""
+                   dry_run: bool = False, *, basis: pa.RecordBatch | None = None,
+                   operation: Operation = "delete") -> WriteRequest:
+    """A delete (or ``erase``) request: carries only the match key of records the
+    destination already holds (deleting is what a withdrawal of consent or an erasure
+    requires, so it needs no gate)."""
+    if operation not in ("delete", "erase"):
+        raise UngatedWrite(f"{operation!r} requests carry records and pass the gate")
     if match_values.num_columns != 1 or match_values.schema.names[0] != match_key:
-        raise UngatedWrite("a delete request carries only the match key column")
-    return seal_request(sync, obj, "delete", match_values, match_key, dry_run, basis=basis)
+        raise UngatedWrite(f"{operation!r} requests carry only the match key column")
+    return seal_request(sync, obj, operation, match_values, match_key, dry_run, basis=basis)
 
 
 @dataclass

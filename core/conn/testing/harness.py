@@ -56,7 +56,7 @@ def make_request(dest: Destination, object: str, records: Any,
     sync`` (a destination with no declared purposes: every row passes). ``records`` is a
     list of dicts, a record batch or a table of the object's fields; a ``delete`` needs
     only the match key (``match_key``, default the object's first identifier), other
-    columns are dropped. The request carries an idempotency basis, so
+    columns are dropped (likewise for ``erase``). The request carries an idempotency basis, so
     ``request.idempotency_keys()`` works: ``keys`` are the records' primary keys (default
     the match key's values), ``previous`` the payload hashes acknowledged before (default
     none: a first delivery).
@@ -74,9 +74,10 @@ def make_request(dest: Destination, object: str, records: Any,
         raise ValueError(f"{len(key_values)} keys for {n} records")
     prev = pa.nulls(n, pa.uint64()) if previous is None else pa.array(list(previous),
                                                                       pa.uint64())
-    if operation == "delete":
+    if operation in ("delete", "erase"):
         return delivery.delete_request(sync, obj, batch.select([key]), key, dry_run,
-                                       basis=delivery.basis(key_values, None, prev))
+                                       basis=delivery.basis(key_values, None, prev),
+                                       operation=operation)
     row_keys = pa.array([str(i) for i in range(n)], pa.string())
     mapped = seal_mapped(seal_gated(batch, row_keys, 0), batch, row_keys)
     return delivery.request_from_plan(
