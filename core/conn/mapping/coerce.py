@@ -53,8 +53,9 @@ def to_integer(arr: pa.Array) -> pa.Array:
     if pa.types.is_int64(t):
         return arr
     if _is_str(t):
-        return _where(pc.utf8_trim_whitespace(arr), pc.match_substring_regex(arr, _INT),
-                      pa.int64())
+        # Arrow's int64 parser refuses a leading '+', which the documented spelling allows.
+        s = pc.replace_substring_regex(pc.utf8_trim_whitespace(arr), r"^\+", "")
+        return _where(s, pc.match_substring_regex(arr, _INT), pa.int64())
     if pa.types.is_floating(t) or pa.types.is_decimal(t):
         whole = pc.and_(pc.equal(pc.floor(arr), arr),
                         pc.less_equal(pc.abs(arr), 9.007e15))
