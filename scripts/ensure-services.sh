@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the local database servers the SQL plugins' tests use, if they are not running:
-# PostgreSQL (127.0.0.1:5432) and MariaDB (127.0.0.1:3306). Idempotent; CI calls it.
+# PostgreSQL (127.0.0.1:5432, with wal_level = logical) and MariaDB (127.0.0.1:3306).
+# Idempotent; CI calls it.
 # A server that cannot be started is reported on stderr; the exit code stays 0 (the tests
 # that need it then skip, saying why) unless --strict is given.
 set -u
@@ -13,6 +14,19 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && break; sleep 0.5; done
 fi
 pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null || { echo "ensure-services: PostgreSQL is not running" >&2; ok=1; }
+# Streaming from PostgreSQL (logical replication with pgoutput) needs wal_level = logical,
+# which takes a restart: what a user does once on their own server (docs/realtime.md).
+pg_sql() { psql -h 127.0.0.1 -U postgres -d postgres -Atqc "$1" 2>/dev/null; }
+if [ "$(pg_sql 'show wal_level')" = "replica" ] || [ "$(pg_sql 'show wal_level')" = "minimal" ]; then
+  pg_sql "alter system set wal_level = logical" >/dev/null
+  cluster=$(ls /etc/postgresql 2>/dev/null | head -1)
+  if [ -n "$cluster" ]; then
+    pg_ctlcluster --skip-systemctl-redirect "$cluster" main restart 2>&1 || true
+  fi
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && break; sleep 0.5; done
+fi
+[ "$(pg_sql 'show wal_level')" = "logical" ] \
+  || echo "ensure-services: PostgreSQL's wal_level is not logical (streaming tests skip)" >&2
 
 if ! mysqladmin -h 127.0.0.1 -P 3306 -uroot --connect-timeout=2 ping >/dev/null 2>&1; then
   if [ -x /usr/sbin/mariadbd ]; then
