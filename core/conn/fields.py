@@ -19,8 +19,9 @@ A missing mapping means ``"*"``. Fields not listed are dropped.
 
 from __future__ import annotations
 
+import dataclasses
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from conn.errors import ConfigError
@@ -42,7 +43,8 @@ class FieldSpec:
     template: str | None = None
     concat: list[str] | None = None
     sep: str = ""
-    transforms: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # dataclasses.field by its module: this class has a field named ``field``.
+    transforms: list[tuple[str, dict[str, Any]]] = dataclasses.field(default_factory=list)
     value_map: dict[Any, Any] | None = None
     default: Any = None
     has_default: bool = False

@@ -12,6 +12,7 @@ destinations and the runtime import it; it imports none of them.
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -98,7 +99,8 @@ class WriteRequest:
     records: pa.RecordBatch
     match_key: str
     dry_run: bool = False
-    _seal: object = field(default=None, repr=False, compare=False)
+    # builtins.object: in this class body ``object`` names the field above.
+    _seal: builtins.object = field(default=None, repr=False, compare=False)
     #: Set by :meth:`Destination.deliver` on each chunk it passes to ``write_batch``: the
     #: chunk's 0-based position, how many chunks the write was split into and how many
     #: rows they hold together. Lets a destination group the calls of one write (e.g. a

@@ -23,12 +23,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
 from conn import PLUGIN_API_VERSION, hookspecs
 from conn.errors import PluginError
+
+if TYPE_CHECKING:
+    # Only for annotations: importing them loads pyarrow, which `conn --help` and
+    # `conn plugins` do not need.
+    from conn.destination import Destination
+    from conn.source import Source
 
 GROUPS = {
     "sources": "conn.sources",
@@ -62,6 +68,13 @@ FIRST_PARTY: dict[tuple[str, str], str] = {
     ("destinations", "singer"): "conn-destination-singer",
     ("destinations", "webhook"): "conn-destination-webhook",
 }
+
+
+class _EntryPointIndex(Protocol):
+    """What ``importlib.metadata.entry_points()`` returns: ``SelectableGroups`` on
+    Python 3.11, ``EntryPoints`` from 3.12 on; conn only selects a group from it."""
+
+    def select(self, *, group: str) -> Iterable[metadata.EntryPoint]: ...
 
 
 class PluginWarning(UserWarning):
@@ -116,9 +129,9 @@ class Registry:
         if autoload is None:
             autoload = not os.environ.get("CONN_DISABLE_PLUGIN_AUTOLOAD")
         self.autoload = autoload
-        self._all_eps: metadata.EntryPoints | None = None
-        self.sources: dict[str, type] = {}
-        self.destinations: dict[str, type] = {}
+        self._all_eps: _EntryPointIndex | None = None
+        self.sources: dict[str, type[Source]] = {}
+        self.destinations: dict[str, type[Destination]] = {}
         self.transforms: dict[str, Callable[..., Any]] = {}
         self.state_backends: dict[str, Callable[..., Any]] = {}
         self.origin: dict[tuple[str, str], PluginInfo] = {}
@@ -164,7 +177,7 @@ class Registry:
             getattr(getattr(hookspecs, n), "conn_spec", None), dict))
 
     def _collect(self, module: object, info: PluginInfo) -> None:
-        def reg_connector(kind: str, table: dict[str, type]) -> Callable[..., None]:
+        def reg_connector(kind: str, table: dict[str, Any]) -> Callable[..., None]:
             def register(cls: type, name: str | None = None) -> None:
                 key = name or getattr(cls, "name", "")
                 if not key:
@@ -299,10 +312,12 @@ class Registry:
         return (f"install a plugin providing the {what} type {name!r} "
                 f"(`conn plugins` lists what is installed)")
 
-    def source_class(self, name: str) -> type:
+    def source_class(self, name: str) -> type[Source]:
+        """The class registered for the source type ``name`` (loading its plugin)."""
         return self._get("sources", self.sources, name)
 
-    def destination_class(self, name: str) -> type:
+    def destination_class(self, name: str) -> type[Destination]:
+        """The class registered for the destination type ``name`` (loading its plugin)."""
         return self._get("destinations", self.destinations, name)
 
     def transform(self, name: str) -> Callable[..., Any]:

@@ -111,10 +111,11 @@ def discover_source(source: str, *, project: Path | None, json_out: bool) -> Non
     cls = registry.source_class(c.type)
     with cls.create(c.config, instance=source, project_dir=proj.dir) as src:
         streams = src.discover()
-    data = [{"stream": s.name, "primary_key": list(s.primary_key), "cursor": s.cursor,
-             "personal": dict(s.personal),
-             "columns": [{"name": f.name, "type": str(f.type), "nullable": f.nullable}
-                         for f in s.schema]} for s in streams]
+    data: list[dict[str, Any]] = [
+        {"stream": s.name, "primary_key": list(s.primary_key), "cursor": s.cursor,
+         "personal": dict(s.personal),
+         "columns": [{"name": f.name, "type": str(f.type), "nullable": f.nullable}
+                     for f in s.schema]} for s in streams]
     if json_out:
         output.print_json({"source": source, "streams": data})
         return

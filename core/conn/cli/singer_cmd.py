@@ -29,6 +29,7 @@ from conn.singer.protocol import dumps, loads
 
 if TYPE_CHECKING:
     from conn.config.model import ConnectorConfig, Project
+    from conn.plugin_base import Connector
     from conn.plugins import Registry
 
 log = logging.getLogger("conn.singer")
@@ -100,7 +101,8 @@ def _instantiate(kind: str, cfg: ConnectorConfig, registry: Registry,
                       project_dir=project.dir if project else None)
 
 
-def about(kind: str, cls: type, version: str, capabilities: Sequence[str]) -> dict[str, Any]:
+def about(kind: str, cls: type[Connector], version: str,
+          capabilities: Sequence[str]) -> dict[str, Any]:
     """The ``--about`` description of a conn plugin as a Singer tap or target."""
     return {
         "name": f"{'tap' if kind == 'source' else 'target'}-conn-{cls.name}",

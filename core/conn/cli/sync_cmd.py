@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from conn import interrupt
 from conn.cli import output
@@ -17,6 +18,9 @@ from conn.plugins import Registry
 from conn.runtime.report import RunReport, SyncReport
 from conn.runtime.runner import RunOptions, run_syncs
 from conn.state.target import OnChange
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 COLUMNS = ("sync", "status", "read", "consent denied", "inserted", "updated", "deleted",
            "unchanged", "rejected", "pending", "seconds")
@@ -35,7 +39,7 @@ class _Progress:
 
     def __init__(self) -> None:
         self.tty = output.is_tty()
-        self.bar = None
+        self.bar: Progress | None = None
         self.tasks: dict[str, Any] = {}
         self.started = time.monotonic()
 
@@ -59,9 +63,10 @@ class _Progress:
             self.bar.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if self.bar is not None:
-            self.bar.__exit__(*exc)
+            self.bar.__exit__(exc_type, exc, tb)
 
     def __call__(self, rep: SyncReport, counts: dict[str, Any]) -> None:
         if self.bar is None:
@@ -105,9 +110,11 @@ def print_report(report: RunReport, json_out: bool) -> None:
                 output.info(f"{s.name}: {n} rejected: {reason}")
             output.info(f"see all: conn rejected {s.name}")
         for purpose, bases in (s.legal_bases or {}).items():
-            for basis, n in (bases.items() if isinstance(bases, dict) else [(bases, None)]):
+            by_basis: list[tuple[Any, int | None]] = (
+                list(bases.items()) if isinstance(bases, dict) else [(bases, None)])
+            for basis, rows in by_basis:
                 if basis != "consent":
-                    output.info(f"{s.name}: purpose {purpose!r}: {n or 'rows'} processed "
+                    output.info(f"{s.name}: purpose {purpose!r}: {rows or 'rows'} processed "
                                 f"under legal basis {basis!r} (no consent record needed)")
 
 

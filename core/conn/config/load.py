@@ -101,12 +101,12 @@ def load_project(path: Path | str | None = None, *, registry: Registry | None = 
     errors += _outside(schema_errors(data, schemas.load("conn.schema.json"), file=fname,
                                      path="", registry=schemas.registry()), later)
     # Names are text: YAML reads `1:` or `yes:` as a number or a boolean.
-    for section in ("sources", "destinations", "syncs", "consent_sources"):
-        value = data.get(section)
-        for name in value if isinstance(value, dict) else ():
+    for table in ("sources", "destinations", "syncs", "consent_sources"):
+        listed = data.get(table)
+        for name in listed if isinstance(listed, dict) else ():
             if not isinstance(name, str):
                 errors.append(ConfigError(f"name {name!r} is not text: quote it "
-                                          f"('\"{name}\":')", file=fname, path=section))
+                                          f"('\"{name}\":')", file=fname, path=table))
     # Structural problems stop here; otherwise keep going to report every problem at once.
     if any(not isinstance(data.get(k) or {}, dict)
            for k in ("sources", "destinations", "syncs", "consent_sources", "state")) or \

@@ -38,7 +38,7 @@ class Connectors(dict[str, ConnectorConfig]):
             raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
         return super().__getitem__(name)
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         if name not in self:
             return default
         return self[name]

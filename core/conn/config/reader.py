@@ -38,7 +38,7 @@ MAX_DEPTH = 64
 _Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _Constructor(_Loader):  # type: ignore[misc, valid-type]
+class _Constructor(_Loader):
     """The safe loader, turning a tag's bad value (``!!int abc``, a 13th month) into a
     YAML error at that value's line instead of a bare ``ValueError``."""
 

@@ -40,7 +40,7 @@ def describe(error: Any) -> str:
     """A user-facing sentence for one jsonschema error; never echoes a secret."""
     v, val, inst = error.validator, error.validator_value, error.instance
     if v == "type":
-        types = val if isinstance(val, list) else [val]
+        types: list[str] = val if isinstance(val, list) else [val]
         want = " or ".join(_TYPE_NAMES.get(t, t) for t in types)
         return f"expected {want}, got {_type_of(inst)}"
     if v == "required":

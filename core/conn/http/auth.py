@@ -112,8 +112,10 @@ class OAuth2RefreshToken(httpx.Auth):
                 data["client_secret"] = self._client_secret
         http = self._http or httpx.Client(timeout=30.0)
         try:
-            resp = http.post(self.token_url, data=data, auth=auth,
-                             headers={"Accept": "application/json"})
+            # request(), not post(): httpx types only request()'s auth as accepting
+            # None, which means no auth at all (not the client's own).
+            resp = http.request("POST", self.token_url, data=data, auth=auth,
+                                headers={"Accept": "application/json"})
         except httpx.TransportError as exc:
             raise RetryLater(secrets.redact(
                 f"OAuth token refresh at {self.token_url} failed: {type(exc).__name__}"

@@ -19,12 +19,14 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from types import ModuleType
 from typing import Any
 
 import pyarrow as pa
 
 from conn.singer.schema import json_schema_to_arrow
 
+_orjson: ModuleType | None
 try:  # optional fast path
     import orjson as _orjson
 except ImportError:  # pragma: no cover - exercised where orjson is absent
@@ -77,16 +79,19 @@ def _default(obj: Any) -> Any:
 
 
 if _orjson is not None:
-    _OPTS = _orjson.OPT_NAIVE_UTC | _orjson.OPT_UTC_Z
+    # A name the functions below see as never None (a check of the global does not
+    # carry into them).
+    _fast: ModuleType = _orjson
+    _OPTS = _fast.OPT_NAIVE_UTC | _fast.OPT_UTC_Z
 
     def _raw_number(text: str) -> Any:
-        return _orjson.Fragment(text)
+        return _fast.Fragment(text)
 
     def dumps(obj: Any) -> bytes:
         """Compact JSON bytes (datetimes as RFC 3339 UTC, decimals as exact numbers)."""
-        return _orjson.dumps(obj, default=_default, option=_OPTS)
+        return _fast.dumps(obj, default=_default, option=_OPTS)
 
-    loads: Callable[[bytes | str], Any] = _orjson.loads
+    loads: Callable[[bytes | str], Any] = _fast.loads
 else:  # pragma: no cover - exercised where orjson is absent
     # The standard encoder cannot write raw text: a number travels as a string behind a
     # per-process marker that no data can guess, and the quotes are dropped afterwards.
@@ -280,8 +285,8 @@ def _fixer(field: pa.Field) -> Callable[[Any], Any] | None:
         return lambda v: v if v is None or isinstance(v, str) else dumps(v).decode()
     t = field.type
     if pa.types.is_struct(t):
-        subs = {t.field(i).name: _fixer(t.field(i)) for i in range(t.num_fields)}
-        subs = {k: f for k, f in subs.items() if f is not None}
+        fixers = {t.field(i).name: _fixer(t.field(i)) for i in range(t.num_fields)}
+        subs = {k: f for k, f in fixers.items() if f is not None}
         if not subs:
             return None
 

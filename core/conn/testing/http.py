@@ -170,7 +170,9 @@ class FaultServer:
         """Base URL, e.g. ``http://127.0.0.1:54321``."""
         if self._httpd is None:
             raise RuntimeError("FaultServer is not running; use it as a context manager")
-        host, port = self._httpd.server_address[:2]
+        # The bound socket's address, as server_address holds it (typed str, where
+        # server_address also admits bytes).
+        host, port = self._httpd.socket.getsockname()[:2]
         return f"http://{host}:{port}"
 
     def start(self) -> FaultServer:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import types
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -49,6 +49,11 @@ from conn.testing.memory import (
     drop_dataset,
     set_stream,
 )
+
+if TYPE_CHECKING:
+    from conn.destination import Destination
+    from conn.plugin_base import Connector
+    from conn.source import Source
 
 #: The name of the source serving :meth:`SyncHarness.stream` tables.
 MEMORY = "memory"
@@ -78,7 +83,7 @@ class SyncHarness:
         self.sources: dict[str, dict[str, Any]] = {}
         self.destinations: dict[str, dict[str, Any]] = {}
         self.consent_sources: dict[str, dict[str, Any]] = {}
-        self._registered: set[type] = set()
+        self._registered: set[type[Connector]] = set()
         self._dataset = add_dataset()
         self.source(MEMORY, MemorySource, {"dataset": self._dataset})
         self._store: Any = None
@@ -87,7 +92,7 @@ class SyncHarness:
 
     # -- declaring -------------------------------------------------------------------------
 
-    def _type(self, kind: str, plugin: type | str) -> str:
+    def _type(self, kind: str, plugin: type[Connector] | str) -> str:
         if isinstance(plugin, str):
             return plugin
         if plugin not in self._registered:
@@ -96,7 +101,7 @@ class SyncHarness:
             self._registered.add(plugin)
         return str(plugin.name)
 
-    def source(self, name: str, plugin: type | str, config: Mapping[str, Any] | None = None,
+    def source(self, name: str, plugin: type[Source] | str, config: Mapping[str, Any] | None = None,
                **settings: Any) -> SyncHarness:
         """Declare source ``name``: a :class:`~conn.source.Source` class (or an installed
         type name) with its ``config``; ``settings`` go beside ``type`` and ``config``."""
@@ -104,7 +109,7 @@ class SyncHarness:
                               "config": dict(config or {}), **settings}
         return self
 
-    def destination(self, name: str, plugin: type | str,
+    def destination(self, name: str, plugin: type[Destination] | str,
                     config: Mapping[str, Any] | None = None, *,
                     purposes: Sequence[str] = (), **settings: Any) -> SyncHarness:
         """Declare destination ``name`` (a :class:`~conn.destination.Destination` class

@@ -100,7 +100,8 @@ class PostgresStorage(Storage):
         self.sync = sync
 
     def load(self, partitions: frozenset[int] | None) -> tuple[np.ndarray, np.ndarray]:
-        where, params = "sync = %s", [self.sync]
+        where = "sync = %s"
+        params: list[Any] = [self.sync]
         if partitions is not None:
             where += " AND partition = ANY(%s)"
             params.append(sorted(partitions))

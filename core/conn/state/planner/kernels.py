@@ -219,7 +219,7 @@ def payload_hashes(con: duckdb.DuckDBPyConnection, batch: pa.RecordBatch | pa.Ta
 
 def probe(table: np.ndarray, pairs: np.ndarray, seen: np.ndarray, hidden: np.ndarray | None,
           shift: int, q: np.ndarray, out: tuple[np.ndarray, np.ndarray, np.ndarray],
-          **options: int | bool) -> None:
+          **options: np.ndarray | int | bool | None) -> None:
     """One pass over the rows of ``q`` (see ``conn_speedups.probe`` for ``options``)
     into ``out`` (positions, stored hashes, flags). Only called after :func:`available`."""
     _module().probe(table, table.dtype == np.int64, pairs, seen, hidden, shift, q, *out,

@@ -56,7 +56,7 @@ def table_positions(kids: np.ndarray, shift: np.uint64, *, start: int = 0,
     position of entry ``start - 1``; slice by slice, the positions equal the whole's.
     Returns ``(indices, positions)``: each entry's index (``index_type``) and position
     (int64), both fresh arrays the caller may reuse."""
-    i = np.arange(start, start + len(kids), dtype=index_type)
+    i: np.ndarray = np.arange(start, start + len(kids), dtype=index_type)
     # Home slots are < 2**40, so the uint64 shift result can be read as int64.
     pos = (kids >> shift).view(np.int64)
     pos -= i

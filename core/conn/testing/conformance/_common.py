@@ -19,7 +19,7 @@ from conn import secrets
 from conn.errors import CheckFailed, ConfigError
 
 if TYPE_CHECKING:
-
+    from conn.plugin_base import Connector
     from conn.testing.http import FaultServer
 
 #: Top-level modules an entry point module must not import at load time. Extend per
@@ -138,7 +138,7 @@ def _build(base: type, name: str, attrs: dict[str, Any], xfail: Mapping[str, str
 class _Common:
     """Checks every connector passes. Attributes are set by the suite builders."""
 
-    plugin_class: type
+    plugin_class: type[Connector]
     config: ConfigArg
     bad_config: ConfigArg | None = None
     failing_config: ConfigArg | None = None

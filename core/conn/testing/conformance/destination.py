@@ -175,7 +175,7 @@ class _DestinationSuite(_Common):
                 calls.append(len(request))
                 return inner(request)
 
-            dest.write_batch = spy  # type: ignore[method-assign]
+            dest.write_batch = spy
             res = self._write(dest, big)
             self._assert_all_acknowledged(res, f"{size + 1} rows")
             back = self._keys_back(ctx, dest, key)

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import duckdb
 
@@ -41,7 +41,7 @@ def connect(path: Path, *, read_only: bool = False,
     the write settings above (the run-history file keeps DuckDB's defaults)."""
     # A bounded memory budget: the end-of-run compaction of a first 10M-row run spills to
     # disk instead of growing the process.
-    config = {"memory_limit": MEMORY_LIMIT}
+    config: dict[str, Any] = {"memory_limit": MEMORY_LIMIT}
     if hot:
         config.update(checkpoint_threshold=CHECKPOINT_THRESHOLD, force_compression=COMPRESSION)
     return _retry_busy(path, lambda: duckdb.connect(str(path), read_only=read_only,

@@ -266,7 +266,7 @@ def _stream(n: int, batches: Iterator[pa.RecordBatch], tmp: dict[str, Path]) -> 
             pairs = np.empty(2 * len(kids), dtype=np.uint64)
             pairs[0::2] = kids
             pairs[1::2] = b.column(1).to_numpy().astype(np.uint64, copy=False)
-            fp.write(memoryview(pairs).cast("B"))
+            fp.write(pairs.data.cast("B"))
         fp.flush()
         os.fsync(fp.fileno())
     # Two passes over the written ids: the table's size (past the last position) goes
@@ -282,7 +282,7 @@ def _stream(n: int, batches: Iterator[pa.RecordBatch], tmp: dict[str, Path]) -> 
             seg = np.zeros(int(pos[-1] - pos[0]) + 1, dtype=layout.dtype)
             seg[pos - pos[0]] = i + 1  # entries hold position + 1
             ft.seek(start + int(pos[0]) * item)
-            ft.write(memoryview(seg).cast("B"))
+            ft.write(seg.data.cast("B"))
         ft.truncate(start + size * item)
         ft.flush()
         os.fsync(ft.fileno())
