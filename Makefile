@@ -36,6 +36,7 @@ test-fast: dev
 
 lint: dev
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 # Wheels of the core and of every first-party plugin in dist/: install conn and plugins
 # where there is no checkout (pip install dist/conn-*.whl dist/conn_destination_files-*.whl),

@@ -34,6 +34,9 @@ run() {  # name, python, dir, args...
 
 echo "--- lint"
 if ! "$ROOT/.venv/bin/ruff" check "$ROOT"; then failed+=("ruff"); fi
+# The type check of the core and the first-party plugins ([tool.mypy] in pyproject.toml).
+echo "--- types"
+if ! (cd "$ROOT" && "$ROOT/.venv/bin/mypy"); then failed+=("mypy"); fi
 
 run core "$ROOT/.venv/bin/python" "$ROOT" tests
 

@@ -100,7 +100,7 @@ def error_code(exc: BaseException) -> int:
 
 
 def error_message(exc: BaseException) -> str:
-    args = getattr(exc, "args", ())
+    args: tuple[Any, ...] = getattr(exc, "args", ())
     if len(args) >= 2:
         return redact(f"({args[0]}) {args[1]}")
     return redact(exc)

@@ -305,9 +305,10 @@ class FilesDestination(Destination):
             existed = path.exists()
             if existed:
                 _repair_tail(path)
-            log = _ObjectLog(path, handle=open(path, "ab"))  # noqa: SIM115 - closed in close()
+            handle = open(path, "ab")  # noqa: SIM115 - closed in close()
+            log = _ObjectLog(path, handle=handle)
             if not existed:
-                self._sync(log.handle)
+                self._sync(handle)
                 _fsync_dir(root)
             if self.format == "csv" and path.stat().st_size:
                 import pyarrow.csv as pcsv
@@ -337,17 +338,18 @@ class FilesDestination(Destination):
             if nested:
                 return (f"CSV cannot hold nested field(s) {nested}; map them to text or use "
                         f"format jsonl or parquet")
-            new = log.header is None
-            if new:
-                log.header = table.schema.names
-            extra = [c for c in table.schema.names if c not in log.header]
+            header = log.header
+            new = header is None
+            if header is None:
+                header = log.header = table.schema.names
+            extra = [c for c in table.schema.names if c not in header]
             if extra:
                 return (f"field(s) {extra} are not columns of the existing CSV file "
                         f"{log.path}; CSV logs keep their first header: move the file aside "
                         f"or use format jsonl or parquet")
             n = table.num_rows
             table = pa.table({c: table[c] if c in table.schema.names else pa.nulls(n)
-                              for c in log.header})
+                              for c in header})
             if self.config.get("csv_escape_formulas", True):
                 table = escape_formulas(table)
             sink = io.BytesIO()

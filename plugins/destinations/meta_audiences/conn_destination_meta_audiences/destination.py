@@ -377,11 +377,11 @@ class MetaAudiencesDestination(LazyClient, Destination):
         out: list[Rejection] = []
         for value, why in items:
             cells = value if isinstance(value, list) else [value]
-            pos = next((where[str(c)] for c in cells if str(c) in where), None)
-            if pos is None:
+            at = next((where[str(c)] for c in cells if str(c) in where), None)
+            if at is None:
                 continue
             reason = f"Meta reported this entry invalid{': ' + str(why) if why else ''}"
-            out.append(Rejection(rows[pos], secrets.redact(reason), retryable=False))
+            out.append(Rejection(rows[at], secrets.redact(reason), retryable=False))
         if n_invalid > len(out):
             log.warning("Meta reported %d invalid entries, %d of them identified; the rest "
                         "are acknowledged", n_invalid, len(out))

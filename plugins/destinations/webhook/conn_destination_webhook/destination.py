@@ -233,7 +233,8 @@ class WebhookDestination(LazyClient, Destination):
         from conn.http import write_with_split
 
         keys = _keys(request)
-        pairs = list(zip(request.to_pylist(), keys or [None] * len(request), strict=True))
+        padded: Sequence[str | None] = keys or [None] * len(request)
+        pairs = list(zip(request.to_pylist(), padded, strict=True))
         return write_with_split(pairs, lambda part: self._send(request, part))
 
     def _send(self, request: WriteRequest,
@@ -243,8 +244,9 @@ class WebhookDestination(LazyClient, Destination):
 
         records = [r for r, _ in pairs]
         keys = [k for _, k in pairs]
-        known = all(k is not None for k in keys)
-        body = encode(self.payload(request, records, keys if known else None))
+        present = [k for k in keys if k is not None]
+        known = len(present) == len(keys)
+        body = encode(self.payload(request, records, present if known else None))
         # Derived from the records' idempotency keys: the same on every retry of this
         # payload, in later runs and after a crash, while the records are unchanged.
         msg_id = (f"msg_{request_key([str(k) for k in keys])}" if known

@@ -56,7 +56,7 @@ _STREAM_PROPS: dict[str, Any] = {
 
 def _suffix(path: str) -> str:
     """The format-bearing extension of ``path`` (``data.csv.gz`` -> ``.csv``)."""
-    name: ClassVar[str] = os.path.basename(path).lower()
+    name = os.path.basename(path).lower()
     for comp in _COMPRESSED:
         if name.endswith(comp):
             name = name[: -len(comp)]
@@ -391,7 +391,7 @@ def _default_name(path: str) -> str:
         fixed.append(part)
     if len(fixed) < len(all_parts):  # a glob: the last folder before it names the stream
         return fixed[-1] if fixed and fixed[-1] not in ("/", ".", "..") else "files"
-    name: ClassVar[str] = Path(path).name
+    name = Path(path).name
     if name.lower().endswith(_COMPRESSED):
         name = name.rsplit(".", 1)[0]
     return Path(name).stem or "files"
