@@ -85,8 +85,9 @@ class SingerDestination(Destination):
         },
     }
 
-    def __init__(self, config: Mapping[str, Any] | None = None, *, instance: str = "") -> None:
-        super().__init__(config, instance=instance)
+    def __init__(self, config: Mapping[str, Any] | None = None, *, instance: str = "",
+                 project_dir: str | Path | None = None) -> None:
+        super().__init__(config, instance=instance, project_dir=project_dir)
         if "command" not in self.config:
             raise ConfigError("singer destination: missing required setting 'command'",
                               path="config.command")

@@ -29,6 +29,15 @@ def dest(command, config, batch_size=10000, **extra) -> SingerDestination:
                               **extra})
 
 
+def test_constructor_takes_the_project_folder_like_every_connector(tmp_path: Path) -> None:
+    # The connector constructor's keywords (instance, project_dir): relative paths in
+    # config then resolve against the project folder.
+    d = SingerDestination({"command": "target-unused"}, instance="warehouse_target",
+                          project_dir=tmp_path)
+    assert d.instance == "warehouse_target"
+    assert d.resolve_path("out.jsonl") == tmp_path / "out.jsonl"
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 

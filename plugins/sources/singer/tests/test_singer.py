@@ -26,6 +26,14 @@ def test_entry_point_registers_source() -> None:
     assert reg.source_class("singer") is SingerSource
 
 
+def test_constructor_takes_the_project_folder_like_every_connector(tmp_path: Path) -> None:
+    # The connector constructor's keywords (instance, project_dir): relative paths in
+    # config then resolve against the project folder.
+    src = SingerSource({"command": "tap-unused"}, instance="crm_tap", project_dir=tmp_path)
+    assert src.instance == "crm_tap"
+    assert src.resolve_path("state.json") == tmp_path / "state.json"
+
+
 def test_tap_jsonl_from_pypi(tap_jsonl: Path, tmp_path: Path) -> None:
     data = tmp_path / "people.jsonl"
     data.write_text("".join(json.dumps({"id": i, "email": f"p{i}@x.org", "score": i * 1.5})
