@@ -339,10 +339,12 @@ def _interrupted() -> None:
 def _click_exception() -> type[Exception]:
     """Click's exception root (typer vendors click from 0.2x on)."""
     try:
-        from typer._click.exceptions import ClickException
+        from typer._click.exceptions import ClickException as Vendored
     except ImportError:  # typer with click as a dependency
-        from click.exceptions import ClickException  # type: ignore[no-redef]
-    return ClickException
+        from click.exceptions import ClickException
+
+        return ClickException
+    return Vendored
 
 
 def _fail(exc: BaseException, code: int, message: str, json_mode: bool) -> None:
