@@ -2,8 +2,8 @@
 # End-to-end test of the plugin template (cookiecutter-plugin/), as a plugin author meets it:
 # for every meaningful combination of answers (kind x destination style x auth; a source
 # has no style or auth, a database/file destination no auth) render it with
-# `conn new plugin`, install it against the local core in a fresh uv venv, run its own tests
-# and `ruff check`, then run a real `conn sync` through it (a rendered source feeding a
+# `conn new plugin`, install it against the local core in a fresh uv venv, run its own tests,
+# `ruff check` and `mypy`, then run a real `conn sync` through it (a rendered source feeding a
 # rendered destination; HTTP destinations talk to a local fake API).
 # Combinations run in parallel; a run takes well under three minutes with a warm uv cache.
 set -uo pipefail
@@ -83,6 +83,7 @@ one() {  # id kind style auth
     -e "$partner" || { echo "install failed"; return 1; }
   echo "+ pytest"; (cd "$dir" && "$venv/bin/python" -m pytest -q -p no:randomly) || return 1
   echo "+ ruff"; (cd "$dir" && "$venv/bin/ruff" check .) || return 1
+  echo "+ mypy"; (cd "$dir" && "$venv/bin/mypy") || return 1
 
   echo "+ conn sync"
   src_type=tpl_source; dst_type=tpl_files
