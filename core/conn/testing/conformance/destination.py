@@ -302,6 +302,49 @@ class _DestinationSuite(_Common):
                     gone = {self._stored(k) for k in written.column(key).to_pylist()}
                     assert not gone & back, f"deleted keys still present: {sorted(gone & back)[:3]}"
 
+    def _write_first(self, dest: Destination, obj: ObjectInfo, key: str, prefix: str
+                     ) -> pa.RecordBatch | None:
+        """Rows with fresh keys written with the first writing operation the object
+        declares (``None`` when it declares none)."""
+        ops = obj.capabilities.operations()
+        for op in ("upsert", "insert", "append"):
+            if op in ops:
+                rows = self._unique_keys(self._batch(), key, 2, prefix)
+                self._assert_all_acknowledged(self._write(dest, rows, op), op)
+                return rows
+        return None
+
+    def test_erase_acknowledged_idempotent_and_unknown_keys(self, ctx: SuiteContext) -> None:
+        """When the object declares ``erase`` (``Capabilities.erasure``): erasing records
+        written before is acknowledged (and they are gone when readable); erasing the same
+        records again is acknowledged too (an erasure is idempotent: a person already gone
+        counts as erased); and keys the destination never held, in the same batch as known
+        ones, neither fail nor reject the batch."""
+        import pyarrow as pa
+
+        with self.make(ctx) as dest:
+            obj = self._obj(dest)
+            if "erase" not in obj.capabilities.operations():
+                pytest.skip(f"object {self.object!r} declares no erasure API")
+            assert obj.capabilities.erasure.strip(), "erase declared without naming the API"
+            key = self._key(obj)
+            written = self._write_first(dest, obj, key, "erase")
+            if written is None:
+                pytest.fail("erase declared but nothing can be written first")
+            unknown = self._unique_keys(self._batch(), key, 2, "never-written")
+            both = pa.Table.from_batches([written, unknown.cast(written.schema)])
+            batch = both.combine_chunks().to_batches()[0]
+            self._assert_all_acknowledged(self._write(dest, batch, "erase"),
+                                          "erase of written and unknown keys")
+            back = self._keys_back(ctx, dest, key)
+            if back is not None:
+                gone = {self._stored(k) for k in written.column(key).to_pylist()}
+                assert not gone & back, f"erased keys still present: {sorted(gone & back)[:3]}"
+            self._assert_all_acknowledged(self._write(dest, written, "erase"),
+                                          "second erase of the same records")
+            self._assert_all_acknowledged(self._write(dest, unknown, "erase"),
+                                          "erase of keys never written")
+
     def test_dry_run_descriptions_hold_no_secret(self, ctx: SuiteContext) -> None:
         """``describe_requests`` (``--dry-run``) returns JSON-serialisable requests without
         secret values."""
