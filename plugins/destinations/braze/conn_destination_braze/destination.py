@@ -8,8 +8,8 @@ users upsert               ``/users/track`` ``{"attributes": [{<identifier>, "_u
                            existing_only": false, ...}]}``, at most ``batch_size`` (75;
                            50 on "Monthly Active Users CY 24-25" contracts) a request
 users update               same with ``"_update_existing_only": true``
-users delete (mirror)      ``/users/delete`` with ``external_ids``, ``email_addresses`` or
-                           ``braze_ids`` (at most 50 a request)
+users delete (mirror),     ``/users/delete`` with ``external_ids``, ``email_addresses`` or
+users erase                ``braze_ids`` (at most 50 a request)
 events append              ``/users/track`` ``{"events": [{<identifier>, "name", "time",
                            "properties"}]}``, at most ``batch_size`` a request
 =========================  ==================================================================
@@ -18,6 +18,13 @@ A response lists bad objects in ``errors`` as ``{"type", "input_array", "index"}
 becomes a rejection of that row with Braze's message. A fatal 400 (the whole payload
 refused) is split in halves until the bad objects are isolated. 429 and 5xx are retried
 by the toolkit's client under the documented limit (3,000 requests per 3 seconds).
+
+Erasure (``conn forget``) is Braze's own erasure API, ``POST /users/delete``: it deletes the
+user profile permanently ("cannot be undone"), which is also why mirror deletes use it
+(https://www.braze.com/docs/api/endpoints/user_data/post_user_delete). Braze answers
+``{"deleted": N, "message": "success"}`` and names no identifier it did not find: a user
+Braze does not hold counts as erased (the outcome the request asks for is true), so a
+second erase of the same users is acknowledged too.
 
 httpx and the HTTP toolkit are imported when a client is first needed.
 """
@@ -52,6 +59,9 @@ TRACK_LIMIT = 75
 MAU_CY_24_25_LIMIT = 50
 #: Identifiers per /users/delete request.
 DELETE_LIMIT = 50
+#: The erasure API ``users`` declares (Capabilities.erasure),
+#: https://www.braze.com/docs/api/endpoints/user_data/post_user_delete
+ERASURE = "Braze POST /users/delete (permanent user deletion)"
 #: /users/track: 3,000 requests per 3 seconds (since 2024-10-28).
 TRACK_RATE = RateLimit(requests=3000, per_seconds=3.0, burst=100)
 #: Match key -> the /users/delete field holding it.
@@ -160,7 +170,7 @@ class BrazeDestination(LazyClient, Destination):
                 personal[attr] = spec["personal"]
         users = ObjectInfo.from_package(__package__, "users", Capabilities(
             batch_size=self.track_limit, modes=frozenset({"upsert", "update", "mirror"}),
-            supports_delete=True, rate_limit=TRACK_RATE, concurrency=conc))
+            supports_delete=True, rate_limit=TRACK_RATE, concurrency=conc, erasure=ERASURE))
         events = ObjectInfo.from_package(__package__, "events", Capabilities(
             batch_size=self.track_limit, modes=frozenset({"append"}), supports_delete=False,
             rate_limit=TRACK_RATE, concurrency=conc))
@@ -244,7 +254,7 @@ class BrazeDestination(LazyClient, Destination):
         return out
 
     def _calls(self, request: WriteRequest) -> list[tuple[str, dict[str, Any]]]:
-        if request.operation == "delete":
+        if request.operation in ("delete", "erase"):
             field = DELETE_FIELDS[request.match_key]
             values = [str(v) for v in request.records.column(0).to_pylist() if v is not None]
             return [("/users/delete", {field: values[i:i + DELETE_LIMIT]})
@@ -266,10 +276,10 @@ class BrazeDestination(LazyClient, Destination):
 
     def write_batch(self, request: WriteRequest) -> WriteResult:
         """``/users/track`` calls of at most ``batch_size`` objects, or ``/users/delete``
-        calls."""
+        calls (``delete`` and ``erase`` alike: Braze's deletion is permanent)."""
         from conn.http import write_in_chunks, write_with_split
 
-        if request.operation == "delete":
+        if request.operation in ("delete", "erase"):
             return self._delete(request)
         if request.match_key not in USER_IDENTIFIERS and request.object.name == "users":
             raise ConfigError(f"braze: users are matched by one of {USER_IDENTIFIERS}")
@@ -306,7 +316,9 @@ class BrazeDestination(LazyClient, Destination):
         return result
 
     def _delete(self, request: WriteRequest) -> WriteResult:
-        """``/users/delete`` in calls of at most 50 identifiers (irreversible)."""
+        """``/users/delete`` in calls of at most 50 identifiers (irreversible). A refused
+        call (4xx other than 401/403) rejects its identifiers with Braze's message; users
+        Braze does not hold are not an error (``deleted`` counts only those it found)."""
         from conn.http import write_in_chunks
 
         field = DELETE_FIELDS.get(request.match_key)

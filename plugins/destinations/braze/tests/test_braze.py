@@ -27,7 +27,8 @@ def test_entry_point_objects_and_config() -> None:
     assert users.identifiers == ("external_id", "email", "braze_id")
     assert users.properties["ltv"]["type"] == ["number", "null"]
     assert users.capabilities.batch_size == 75
-    assert users.capabilities.operations() == {"upsert", "update", "delete"}
+    assert users.capabilities.operations() == {"upsert", "update", "delete", "erase"}
+    assert "/users/delete" in users.capabilities.erasure
     assert events.capabilities.operations() == {"append"}
     rl = users.capabilities.rate_limit
     assert (rl.requests, rl.per_seconds) == (3000, 3.0)
@@ -120,3 +121,55 @@ def test_faults_every_row_arrives_exactly_once(fault_server: FaultServer,
     fault_server.assert_exactly_once(r[key] for r in rows)
     faults = [r.fault for r in fault_server.requests]
     assert faults.count("throttle") > 0 and faults.count("error") > 0
+
+
+class BrazeDeleteEmulator:
+    """/users/delete as documented: one identifier kind, at most 50, answers the number
+    of users it found and deleted; ``"bad"`` in an id makes Braze refuse the request."""
+
+    def __init__(self, srv: FaultServer) -> None:
+        srv.route("POST", "/users/delete", self.delete)
+
+    def delete(self, req: RecordedRequest, srv: FaultServer) -> Reply:
+        if req.header("authorization") != f"Bearer {KEY}":
+            return Reply(401, json={"message": "Invalid API key"})
+        ids = (req.json or {}).get("external_ids") or []
+        if len(ids) > 50 or len(req.json or {}) != 1:
+            return Reply(400, json={"message": "Only one of external_ids, ... (at most 50)"})
+        if any("bad" in i for i in ids):
+            return Reply(400, json={"message": "Invalid external_ids"})
+        found = [i for i in ids if srv.store.pop(i, None) is not None]
+        for i in ids:
+            srv.arrivals[i] += 1
+        return Reply(201, json={"deleted": len(found), "message": "success"})
+
+
+def test_erase_faults_retried_unknown_users_acknowledged(fault_server: FaultServer) -> None:
+    """``erase`` goes to /users/delete in calls of at most 50; 429 and 5xx are retried;
+    users Braze never held are acknowledged (Braze counts only those it deleted)."""
+    BrazeDeleteEmulator(fault_server)
+    fault_server.store.update({f"u-{i}": {} for i in range(0, 120, 2)})
+    fault_server.configure(seed=3, error_rate=0.1, throttle_rate=0.2, retry_after=0.01)
+    dest = make(rest_endpoint=fault_server.url, retry={"base_delay": 0.01, "max_attempts": 8})
+    rows = [{"external_id": f"u-{i}"} for i in range(120)]
+    res = write_records(dest, "users", rows, operation="erase")
+    assert res.rejected == [] and res.pending == [] and res.error is None
+    assert fault_server.store == {}
+    ok = [r for r in fault_server.requests if not r.fault]
+    sizes = [len(r.json["external_ids"]) for r in ok]
+    assert max(sizes) <= 50 and sum(sizes) == 120
+    faults = [r.fault for r in fault_server.requests]
+    assert faults.count("throttle") > 0 and faults.count("error") > 0
+
+
+def test_erase_refused_request_rejects_its_users_and_auth_stops(
+        fault_server: FaultServer) -> None:
+    BrazeDeleteEmulator(fault_server)
+    dest = make(rest_endpoint=fault_server.url, retry={"base_delay": 0.01})
+    res = write_records(dest, "users", [{"external_id": "u-1"}, {"external_id": "bad-2"}],
+                        operation="erase")
+    assert [r.index for r in res.rejected] == [0, 1] and res.pending == []
+    assert "Invalid external_ids" in res.rejected[0].reason
+    wrong = make(rest_endpoint=fault_server.url, api_key="wrong-key-000")
+    res = write_records(wrong, "users", [{"external_id": "u-1"}], operation="erase")
+    assert res.pending == [0] and res.rejected == [] and "refused" in str(res.error)

@@ -99,3 +99,12 @@ def test_mirror_delete(cassette: Callable[[str], Any]) -> None:
         res = write_records(make(), "users", [{"external_id": "u-1"}, {"external_id": "u-2"}],
                             operation="delete")
     assert cas.all_played and res.rejected == [] and res.pending == []
+
+
+def test_erase_by_email_counts_unknown_users_as_erased(cassette: Callable[[str], Any]) -> None:
+    """Braze answers ``deleted: 1`` for two addresses (one unknown): both acknowledged."""
+    with cassette("erase") as cas:
+        res = write_records(make(), "users", [{"email": "ada@example.com"},
+                                              {"email": "gone@example.com"}],
+                            operation="erase", match_key="email")
+    assert cas.all_played and res.rejected == [] and res.pending == []

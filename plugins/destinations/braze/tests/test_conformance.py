@@ -44,9 +44,8 @@ def emulate(server: FaultServer) -> None:
         if not authorised(req):
             return Reply(401, json={"message": "Invalid API key"})
         ids = (req.json or {}).get("external_ids") or []
-        for i in ids:
-            srv.store.pop(str(i), None)
-        return Reply(201, json={"deleted": len(ids), "message": "success"})
+        found = [i for i in ids if srv.store.pop(str(i), None) is not None]
+        return Reply(201, json={"deleted": len(found), "message": "success"})
 
     server.route("POST", "/users/track", track)
     server.route("POST", "/users/delete", delete)
