@@ -11,7 +11,19 @@ update       ``/crm/v3/objects/{type}/batch/update`` (``idProperty`` unless matc
              ``hs_object_id``)
 delete       ``/crm/v3/objects/{type}/batch/read`` (resolve record ids by ``idProperty``,
              unless matching on ``hs_object_id``), then ``batch/archive``
+erase        contacts only: ``/crm/v3/objects/contacts/gdpr-delete``, one call per
+             contact, ``{"objectId": <value>, "idProperty": <match key>}`` (no
+             ``idProperty`` when matching on ``hs_object_id``)
 ===========  =====================================================================
+
+Erasure (``conn forget``) uses HubSpot's GDPR delete, "Permanently delete a contact
+(GDPR-compliant)" (https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/
+contacts/gdpr/gdpr-delete-contact): unlike ``batch/archive`` (restorable for 90 days) it
+deletes the contact and its associated content for good, and an e-mail address it does not
+find is blocklisted so it cannot come back. HubSpot answers ``204``; a ``404`` (a record id
+HubSpot no longer has) counts as erased: the person is not there, which is what the request
+asks for, and a second erase must not fail. Companies are not persons: they declare no
+erasure (``conn forget`` archives them through ``delete``).
 
 Responses 200/201/207 carry ``results`` and ``errors``; each error names the inputs it
 concerns in ``context.ids`` (the id values sent) or ``context.objectWriteTraceId`` (this
@@ -34,6 +46,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -61,6 +74,10 @@ BATCH_LIMIT = 100
 OBJECT_TYPES = ("contacts", "companies")
 #: Unique key HubSpot knows without a custom property.
 RECORD_ID = "hs_object_id"
+#: The erasure API of ``contacts`` (Capabilities.erasure) and its path,
+#: https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/contacts/gdpr/gdpr-delete-contact
+ERASURE = "HubSpot GDPR delete (POST /crm/v3/objects/contacts/gdpr-delete)"
+GDPR_DELETE = "/crm/v3/objects/contacts/gdpr-delete"
 
 #: Documented limits per tier: (requests per 10 s per app, requests per day per account).
 #: https://developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines
@@ -226,7 +243,9 @@ class HubSpotDestination(LazyClient, Destination):
         custom = self.config.get("custom_properties") or {}
         for object_type in OBJECT_TYPES:
             specs = custom.get(object_type) or {}
-            standard = ObjectInfo.from_package(__package__, object_type, caps)
+            # Only contacts are persons with a GDPR delete; companies archive.
+            obj_caps = replace(caps, erasure=ERASURE) if object_type == "contacts" else caps
+            standard = ObjectInfo.from_package(__package__, object_type, obj_caps)
             out.append(standard.with_fields(
                 {prop: _custom_field(spec) for prop, spec in specs.items()},
                 identifiers=[prop for prop, spec in specs.items() if spec.get("unique")],
@@ -340,7 +359,9 @@ class HubSpotDestination(LazyClient, Destination):
         headers = {"Content-Type": "application/json",
                    **BearerToken(self.config["access_token"]).describe_headers()}
         base = self.config.get("base_url", DEFAULT_BASE_URL)
-        if request.operation == "delete":
+        if request.operation == "erase":
+            calls = [(GDPR_DELETE, body) for body in self._gdpr_bodies(request)]
+        elif request.operation == "delete":
             t, key = request.object.name, request.match_key
             ids = [str(v) for v in request.records.column(0).to_pylist()]
             calls = []
@@ -360,6 +381,8 @@ class HubSpotDestination(LazyClient, Destination):
         """One batch call (at most 100 inputs); see the module docstring."""
         if request.operation == "delete":
             return self._archive(request)
+        if request.operation == "erase":
+            return self._gdpr_delete(request)
         from conn.http import write_with_split
 
         (path, body), = self._plan(request)
@@ -514,3 +537,40 @@ class HubSpotDestination(LazyClient, Destination):
                 result.rejected.extend(Rejection(i, reason, retryable=True)
                                        for i in sorted(record_ids))
         return result
+
+    # -- erasure: GDPR delete --------------------------------------------------------------
+
+    @staticmethod
+    def _gdpr_bodies(request: WriteRequest) -> list[dict[str, Any] | None]:
+        """One GDPR-delete body per record (None for a null key: nothing to erase)."""
+        if request.object.name != "contacts":
+            raise ConnError(f"hubspot: {request.object.name} declare no erasure; only "
+                            "contacts have HubSpot's GDPR delete")
+        key = request.match_key
+        out: list[dict[str, Any] | None] = []
+        for v in request.records.column(0).to_pylist():
+            if v is None:
+                out.append(None)
+            elif key == RECORD_ID:
+                out.append({"objectId": str(v)})
+            else:
+                out.append({"objectId": str(v), "idProperty": key})
+        return out
+
+    def _gdpr_delete(self, request: WriteRequest) -> WriteResult:
+        """``POST .../contacts/gdpr-delete`` per contact on ``concurrency`` threads: 204
+        and 404 (not there: already erased) acknowledge; another 4xx rejects that contact
+        with HubSpot's message; refused credentials, the daily cap and exhausted retries
+        raise in :meth:`_post` (the contact and those not yet sent stay pending)."""
+        from conn.http import write_each
+
+        def one(body: dict[str, Any] | None) -> str | None:
+            if body is None:
+                return None
+            resp = self._post(GDPR_DELETE, body)
+            if resp.status_code < 400 or resp.status_code == 404:
+                return None
+            return f"HTTP {resp.status_code}: {_message(_error_body(resp))}"
+
+        return write_each(self._gdpr_bodies(request), one,
+                          workers=int(self.config.get("concurrency", 2)))

@@ -106,3 +106,18 @@ def test_mirror_delete_archives_by_email(cassette: Callable[[str], Any]) -> None
                             [{"email": "ada@example.com"}, {"email": "gone@example.com"}],
                             operation="delete", match_key="email")
     assert cas.all_played and res.rejected == [] and res.pending == []
+
+
+def test_erase_gdpr_deletes_by_email_and_record_id(cassette: Callable[[str], Any]) -> None:
+    """One GDPR delete per contact; a record id HubSpot no longer has (404) is acknowledged
+    as erased."""
+    dest = make(concurrency=1)
+    with cassette("gdpr_delete") as cas:
+        by_email = write_records(dest, "contacts", [{"email": "ada@example.com"}],
+                                 operation="erase", match_key="email")
+        by_id = write_records(dest, "contacts", [{"hs_object_id": "512"},
+                                                 {"hs_object_id": "999"}],
+                              operation="erase", match_key="hs_object_id")
+    assert cas.all_played
+    for res in (by_email, by_id):
+        assert res.rejected == [] and res.pending == [] and res.error is None

@@ -58,6 +58,17 @@ def emulate(server: FaultServer) -> None:
             srv.store.pop(str(item.get("id", "")).removeprefix("rid-"), None)
         return Reply(204)
 
+    def gdpr_delete(req: RecordedRequest, srv: FaultServer) -> Reply:
+        body = req.json or {}
+        if body.get("idProperty") == "email":  # unknown addresses are blocklisted: 204
+            srv.store.pop(str(body.get("objectId")), None)
+            return Reply(204)
+        email = str(body.get("objectId", "")).removeprefix("rid-")
+        if srv.store.pop(email, None) is None:
+            return Reply(404, json={"status": "error", "category": "OBJECT_NOT_FOUND",
+                                    "message": "Object not found."})
+        return Reply(204)
+
     def usage(req: RecordedRequest, srv: FaultServer) -> Reply:
         return Reply(200, json=[{"name": "private-apps-api-calls-daily", "usageLimit": 250000,
                                  "currentUsage": 1}])
@@ -67,6 +78,7 @@ def emulate(server: FaultServer) -> None:
         server.route("POST", f"{BASE}/{verb}", guard(write))
     server.route("POST", f"{BASE}/read", guard(read))
     server.route("POST", f"{BASE}/archive", guard(archive))
+    server.route("POST", "/crm/v3/objects/contacts/gdpr-delete", guard(gdpr_delete))
 
 
 def config(ctx: SuiteContext, **overrides: Any) -> dict[str, Any]:

@@ -31,8 +31,10 @@ def test_entry_point_and_objects() -> None:
     assert caps.batch_size == 100 and caps.supports_delete
     assert caps.rate_limit.requests == 190 and caps.rate_limit.per_seconds == 10
     assert caps.rate_limit.daily == 625_000
+    assert "erase" in caps.operations() and "GDPR delete" in caps.erasure
     companies = dest.object("companies")
     assert "warehouse_id" in companies.identifiers
+    assert "erase" not in companies.capabilities.operations()
     from conn.destination import object_schema_errors
 
     assert not object_schema_errors(contacts) and not object_schema_errors(companies)
@@ -56,6 +58,10 @@ def test_describe_requests_is_exact_and_redacted() -> None:
     dreq = make_request(dest, "contacts", rows, "delete", dry_run=True)
     read, archive = dest.describe_requests(dreq)
     assert read["path"].endswith("/batch/read") and archive["path"].endswith("/batch/archive")
+    (erase,) = dest.describe_requests(make_request(dest, "contacts", rows, "erase",
+                                                   dry_run=True))
+    assert erase["path"] == "/crm/v3/objects/contacts/gdpr-delete"
+    assert erase["json"] == {"objectId": "ada@example.com", "idProperty": "email"}
 
 
 # --- fault test against a local HubSpot emulator ----------------------------------------------
@@ -185,3 +191,44 @@ def test_api_limit_increase_packs_follow_the_usage_guidelines(
     with pytest.raises(ConfigError):
         HubSpotDestination.validate_config({"access_token": TOKEN,
                                             "tier": "api_limit_increase"})
+
+
+def test_erase_faults_retried_refusals_per_contact_auth_stops(
+        fault_server: FaultServer) -> None:
+    """GDPR delete on the loopback server: 429 (SECONDLY) and 5xx are retried; a 400 for
+    one contact rejects that contact with HubSpot's message and the rest are erased; a
+    404 (already gone) is acknowledged; a refused token leaves every contact pending."""
+    erased: list[str] = []
+
+    def gdpr(req: RecordedRequest, srv: FaultServer) -> Reply:
+        if req.header("authorization") != f"Bearer {TOKEN}":
+            return Reply(401, json={"status": "error", "category": "INVALID_AUTHENTICATION",
+                                    "message": "Authentication credentials not found."})
+        oid = req.json["objectId"]
+        if oid.startswith("bad"):
+            return Reply(400, json={"status": "error", "category": "VALIDATION_ERROR",
+                                    "message": f"Invalid objectId {oid}"})
+        if oid.startswith("gone"):
+            return Reply(404, json={"status": "error", "category": "OBJECT_NOT_FOUND",
+                                    "message": "Object not found."})
+        erased.append(oid)
+        return Reply(204)
+
+    fault_server.route("POST", "/crm/v3/objects/contacts/gdpr-delete", gdpr)
+    fault_server.configure(seed=11, error_rate=0.15, throttle_rate=0.15, retry_after=0.01)
+    dest = make(base_url=fault_server.url, retry={"base_delay": 0.01, "max_attempts": 10})
+    rows = [{"hs_object_id": f"{i}"} for i in range(30)] + \
+        [{"hs_object_id": "bad-1"}, {"hs_object_id": "gone-1"}]
+    res = write_records(dest, "contacts", rows, operation="erase", match_key="hs_object_id")
+    assert res.pending == [] and res.error is None
+    assert [(r.index, r.retryable) for r in res.rejected] == [(30, False)]
+    assert res.rejected[0].reason.endswith("VALIDATION_ERROR: Invalid objectId bad-1")
+    assert sorted(erased, key=int) == [str(i) for i in range(30)]
+    faults = [r.fault for r in fault_server.requests]
+    assert faults.count("throttle") > 0 and faults.count("error") > 0
+    fault_server.configure(error_rate=0.0, throttle_rate=0.0)
+    wrong = make(base_url=fault_server.url, access_token="pat-wrong-token-000")
+    res = write_records(wrong, "contacts", rows[:3], operation="erase",
+                        match_key="hs_object_id")
+    assert res.rejected == [] and sorted(res.pending) == [0, 1, 2]
+    assert "refused the credentials" in str(res.error)

@@ -32,7 +32,7 @@ def hubspot(req: RecordedRequest, srv: FaultServer) -> Reply:
         return Reply(200, json={"results": []})
     body = req.json or {}
     verb = req.path.rsplit("/", 1)[-1]
-    if verb == "archive":
+    if verb in ("archive", "gdpr-delete"):
         return Reply(204)
     if verb == "read":
         return Reply(200, json={"status": "COMPLETE", "results": [
@@ -70,7 +70,9 @@ def test_the_operation_table_comes_from_hubspots_client() -> None:
     assert table["upsert"] == ("POST", "/crm/v3/objects/{objectType}/batch/upsert",
                                "BatchInputSimplePublicObjectBatchInputUpsert")
     assert table["read"][2] == "BatchReadInputSimplePublicObjectId"
-    assert set(table) == {"create", "read", "update", "upsert", "archive"}
+    assert table["purge"] == ("POST", "/crm/v3/objects/contacts/gdpr-delete",
+                              "PublicGdprDeleteInput")
+    assert set(table) == {"create", "read", "update", "upsert", "archive", "purge"}
 
 
 @pytest.mark.parametrize(("body", "model", "wanted"), [
@@ -83,6 +85,7 @@ def test_the_operation_table_comes_from_hubspots_client() -> None:
     ({"inputs": [{"properties": {}}]}, "BatchInputSimplePublicObjectBatchInputUpsert",
      "`id`, must not be `None`"),
     ({"inputs": [{"id": 7}]}, "BatchInputSimplePublicObjectId", "wants str"),
+    ({"idProperty": "email"}, "PublicGdprDeleteInput", "`object_id`, must not be `None`"),
 ])
 def test_the_checks_catch_what_the_specification_forbids(body: Any, model: str,
                                                           wanted: str) -> None:
@@ -123,13 +126,17 @@ def test_every_request_of_the_write_path_follows_the_specification(
                                                 else "901"}], operation="delete",
                             match_key=key)
         assert not res.rejected and not res.pending, res.error
+        res = write_records(dest, "contacts", [{key: "ada@example.com" if key == "email"
+                                                else "901"}], operation="erase",
+                            match_key=key)
+        assert not res.rejected and not res.pending, res.error
     dest.close()
     problems = [e for r in fault_server.requests
                 for e in request_errors(r.method, r.path, r.headers, r.body)]
     assert problems == []
     used = {o.name for r in fault_server.requests for o in OPERATIONS
             if o.matches(r.method, r.path)}
-    assert used == {"create", "read", "update", "upsert", "archive"}
+    assert used == {"create", "read", "update", "upsert", "archive", "purge"}
 
 
 def test_every_cassette_request_follows_the_specification() -> None:

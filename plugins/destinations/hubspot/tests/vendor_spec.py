@@ -22,7 +22,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import hubspot.crm.contacts as contacts_api
 import hubspot.crm.objects as objects_api
+from hubspot.crm.contacts import models as contacts_models
 from hubspot.crm.objects import models as objects_models
 
 #: Rules from HubSpot's documents (no machine-readable source), checked below.
@@ -79,7 +81,24 @@ def sdk_operations() -> list[Operation]:
     return out
 
 
-OPERATIONS = sdk_operations()
+def gdpr_operation() -> Operation:
+    """The GDPR delete (``purge``) as ``hubspot-api-client``'s contacts ``BasicApi``
+    defines it (the erasure path; one contact a call)."""
+    api = contacts_api.BasicApi(contacts_api.ApiClient())
+    seen: dict[str, str] = {}
+
+    def capture(path: str, method: str, *args: Any, **kwargs: Any) -> None:
+        seen.update(path=path, method=method)
+
+    api.api_client.call_api = capture  # type: ignore[method-assign]
+    doc = api.purge_with_http_info.__doc__ or ""
+    body_model = re.search(r":type public_gdpr_delete_input: (\w+)", doc)
+    assert body_model, "hubspot-api-client BasicApi.purge: no body type documented"
+    api.purge("stub-body")
+    return Operation("purge", seen["method"], seen["path"], body_model.group(1))
+
+
+OPERATIONS = [*sdk_operations(), gdpr_operation()]
 #: The client's own checks of required fields and enumerations (off by default there).
 _STRICT = objects_api.Configuration()
 _STRICT.client_side_validation = True
@@ -122,7 +141,7 @@ def type_errors(value: Any, type_name: str, where: str) -> list[str]:
 
 def model_errors(data: Any, model: str, where: str = "body") -> list[str]:
     """Violations of ``data`` against the client's model class ``model``."""
-    cls = getattr(objects_models, model)
+    cls = getattr(objects_models, model, None) or getattr(contacts_models, model)
     if not isinstance(data, dict):
         return [f"{where}: {type(data).__name__} where the specification wants {model}"]
     attr_of = {key: attr for attr, key in cls.attribute_map.items()}
@@ -150,7 +169,8 @@ def request_errors(method: str, path: str, headers: Mapping[str, str],
         return errors + ([f"GET {path}: has a body"] if body else [])
     op = next((o for o in OPERATIONS if o.matches(method, path)), None)
     if op is None:
-        return [*errors, f"{method} {path}: no such operation in hubspot-api-client's BatchApi"]
+        return [*errors, f"{method} {path}: no such operation in hubspot-api-client's "
+                         "BatchApi or contacts BasicApi.purge"]
     ctype = lower.get("content-type")
     if ctype is not None and not ctype.startswith("application/json"):
         errors.append(f"{method} {path}: {DOCUMENTED['json'][0]}, not {ctype}")
