@@ -21,6 +21,14 @@ duplicate or re-subscribe anyone.
 Deletes (``mirror``) archive the member (``DELETE .../members/{hash}``; 404 counts as
 done) or, with ``delete_mode: permanent``, delete it permanently.
 
+Erasure (``erase``, ``conn forget``) always deletes permanently, whatever ``delete_mode``
+says: ``POST /lists/{list_id}/members/{subscriber_hash}/actions/delete-permanent``, one
+call per member, which "deletes all personally identifiable information related to a list
+member" and makes re-importing the address impossible
+(https://mailchimp.com/developer/marketing/api/list-members/delete-list-member/). A 404
+(not, or no longer, in the audience) counts as erased: nothing of the person is left
+there, and a second erase must not fail.
+
 Per-record failures come from the batch response's ``errors`` array
 (``email_address``, ``error``, ``error_code``, ``field``, ``field_message``) and from the
 error document of a refused PUT; they are rejections that are not retried (the data must
@@ -89,6 +97,12 @@ MERGE_PERSONAL = {"FNAME": "first_name", "LNAME": "last_name", "PHONE": "phone",
 
 CONFIG_SCHEMA = json.loads(resources.files(__package__).joinpath("config.schema.json")
                            .read_text(encoding="utf-8"))
+
+
+#: The erasure API ``members`` declares (Capabilities.erasure),
+#: https://mailchimp.com/developer/marketing/api/list-members/delete-list-member/
+ERASURE = ("Mailchimp permanent delete (POST /lists/{list_id}/members/{subscriber_hash}"
+           "/actions/delete-permanent)")
 
 
 def subscriber_hash(email: str) -> str:
@@ -212,7 +226,8 @@ class MailchimpDestination(LazyClient, Destination):
             merge[tag] = {"type": jtype, "description": f"Merge field {tag}."}
         caps = Capabilities(batch_size=BATCH_LIMIT, concurrency=self.concurrency,
                             modes=frozenset({"upsert", "insert", "mirror"}),
-                            supports_delete=True, rate_limit=self.rate_limit)
+                            supports_delete=True, rate_limit=self.rate_limit,
+                            erasure=ERASURE)
         members = ObjectInfo.from_package(__package__, "members", caps)
         return [replace(members.with_fields(merge, personal=MERGE_PERSONAL),
                         description=f"Members of Mailchimp audience {self.list_id}")]
@@ -285,10 +300,13 @@ class MailchimpDestination(LazyClient, Destination):
     # -- writing --
 
     def write_batch(self, request: WriteRequest) -> WriteResult:
-        """Upsert/insert (batch create, then PUT existing members) or archive."""
+        """Upsert/insert (batch create, then PUT existing members), archive (or delete
+        permanently) for ``delete``, permanent delete for ``erase``."""
         records = request.to_pylist()
-        if request.operation == "delete":
-            return self._delete(records, request.match_key)
+        if request.operation in ("delete", "erase"):
+            return self._delete(records, request.match_key,
+                                permanent=request.operation == "erase"
+                                or self.delete_mode == "permanent")
         result = WriteResult()
         valid: list[int] = []
         seen: dict[str, int] = {}
@@ -382,17 +400,21 @@ class MailchimpDestination(LazyClient, Destination):
                 HttpClient.raise_for_status(resp)
         return None
 
-    def _delete(self, records: Sequence[Mapping[str, Any]], key: str) -> WriteResult:
+    def _delete(self, records: Sequence[Mapping[str, Any]], key: str, *,
+                permanent: bool) -> WriteResult:
         emails = [{"email_address": r.get(key)} for r in records]
-        return self._each(emails, self._delete_member)
+        return self._each(emails, lambda r: self._delete_member(r, permanent))
 
-    def _delete_member(self, record: Mapping[str, Any]) -> str | None:
+    def _delete_member(self, record: Mapping[str, Any], permanent: bool) -> str | None:
+        """Archive or permanently delete one member: 2xx and 404 (not, or no longer, in
+        the audience) are done; 400/405/422 reject it with Mailchimp's problem detail;
+        anything else (401/403, retries exhausted) raises: it stays pending."""
         from conn.http import HttpClient
 
         email = record.get("email_address")
         if not isinstance(email, str) or not email.strip():
             return "no e-mail address to delete"
-        if self.delete_mode == "permanent":
+        if permanent:
             resp = self.client.post(self._member_path(email, "/actions/delete-permanent"))
         else:
             resp = self.client.delete(self._member_path(email))
@@ -420,10 +442,10 @@ class MailchimpDestination(LazyClient, Destination):
         records = request.to_pylist()
         client = self.client
         out: list[dict[str, Any]] = []
-        if request.operation == "delete":
+        if request.operation in ("delete", "erase"):
             for r in records:
                 email = str(r.get(request.match_key) or "")
-                if self.delete_mode == "permanent":
+                if self.delete_mode == "permanent" or request.operation == "erase":
                     out.append(client.describe("POST", self._member_path(
                         email, "/actions/delete-permanent")))
                 else:

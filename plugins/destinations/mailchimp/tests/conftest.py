@@ -47,6 +47,8 @@ class FakeMailchimp:
         self.creates: Counter[str] = Counter()
         self.puts: Counter[str] = Counter()
         self.archived: Counter[str] = Counter()
+        #: Permanently deleted addresses (documented: they cannot be re-imported).
+        self.erased: Counter[str] = Counter()
 
     def seed(self, email: str, status: str) -> None:
         self.members[self.h(email)] = {"email_address": email, "status": status,
@@ -85,6 +87,16 @@ class FakeMailchimp:
             m = self.members.pop(h)
             server.store.pop(m["email_address"], None)
             self.archived[m["email_address"]] += 1
+            return Reply(204)
+        if parts[5:] == ["actions", "delete-permanent"] and req.method == "POST":
+            if h not in self.members:
+                return Reply(404, json={"title": "Resource Not Found", "status": 404})
+            if self.members[h].get("status") == "locked":
+                return Reply(400, json={"title": "Invalid Resource", "status": 400,
+                                        "detail": "This member cannot be deleted now."})
+            m = self.members.pop(h)
+            server.store.pop(m["email_address"], None)
+            self.erased[m["email_address"]] += 1
             return Reply(204)
         return Reply(405, json={"title": "Method Not Allowed", "status": 405})
 

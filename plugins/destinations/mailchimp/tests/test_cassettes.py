@@ -113,3 +113,13 @@ def test_archive_for_mirror(cassette, make_dest) -> None:
                              {"email_address": "grace@example.com"}], operation="delete")
     assert cas.all_played
     assert not res.rejected and not res.pending
+
+
+def test_erase_deletes_permanently(cassette, make_dest) -> None:
+    """Permanent delete per member; an address not in the audience (404) is erased."""
+    with cassette("mc_erase") as cas:
+        res = write_records(make_dest(), "members",
+                            [{"email_address": "ada@example.com"},
+                             {"email_address": "grace@example.com"}], operation="erase")
+    assert cas.all_played
+    assert not res.rejected and not res.pending

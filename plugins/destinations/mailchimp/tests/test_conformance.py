@@ -65,7 +65,8 @@ def emulate(server: FaultServer) -> None:
             return Reply(200, json={"id": h, **member})
         if len(parts) == 6 and parts[5] == "tags" and req.method == "POST":
             return Reply(204)
-        if len(parts) == 5 and req.method == "DELETE":
+        permanent = parts[5:] == ["actions", "delete-permanent"] and req.method == "POST"
+        if (len(parts) == 5 and req.method == "DELETE") or permanent:
             email = by_hash.pop(h, None)
             if email is None or srv.store.pop(email, None) is None:
                 return Reply(404, json={"title": "Resource Not Found", "status": 404})

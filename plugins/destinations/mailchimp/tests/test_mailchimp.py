@@ -140,3 +140,27 @@ def test_archive_under_faults(fault_server: FaultServer) -> None:
                             operation="delete")
     assert not res.rejected and not res.pending
     assert not fake.members and set(fake.archived.values()) == {1}
+
+
+def test_erase_deletes_permanently_under_faults(fault_server: FaultServer) -> None:
+    """``erase`` sends the permanent delete whatever ``delete_mode`` says; 429/5xx are
+    retried; an address not in the audience (404) is acknowledged as erased; a 400 for
+    one member rejects that member with Mailchimp's detail."""
+    fake = FakeMailchimp()
+    emails = [f"erase{i}@example.com" for i in range(60)]
+    for e in emails:
+        fake.seed(e, "subscribed")
+    fake.seed("locked@example.com", "locked")
+    fault_server.configure(handler=fake, throttle_rate=0.10, error_rate=0.05,
+                           retry_after=0.01, seed=9)
+    rows = [{"email_address": e} for e in [*emails, "never@example.com", "locked@example.com"]]
+    with _served(fault_server, delete_mode="archive") as dest:
+        assert "delete-permanent" in dest.object("members").capabilities.erasure
+        res = write_records(dest, "members", rows, operation="erase")
+    assert not res.pending and res.error is None
+    assert [r.index for r in res.rejected] == [61]
+    assert "cannot be deleted now" in res.rejected[0].reason
+    assert sorted(fake.erased) == sorted(emails) and set(fake.erased.values()) == {1}
+    assert not fake.archived
+    faults = Counter(r.fault for r in fault_server.requests)
+    assert faults["throttle"] > 0 and faults["error"] > 0

@@ -102,6 +102,8 @@ def test_every_request_of_the_write_path_follows_mailchimp(make_dest,
                           delete_mode="permanent")
     assert not write_records(permanent, "members", [{"email_address": "new2@example.com"}],
                              operation="delete").rejected
+    assert not write_records(dest, "members", [{"email_address": "old1@example.com"}],
+                             operation="erase").rejected
     problems = [e for r in fault_server.requests
                 for e in request_errors(r.method, _url(fault_server, r), r.headers, r.body)]
     assert problems == []
