@@ -1,5 +1,13 @@
 """MariaDB/MySQL destination: multi-row ``INSERT ... ON DUPLICATE KEY UPDATE``, ``UPDATE``
-and ``DELETE`` by key, one transaction per batch, per-row rejections via savepoints."""
+and ``DELETE`` by key, one transaction per batch, per-row rejections via savepoints.
+
+Erasure (``erase``, ``conn forget``) is ``delete``: one ``DELETE ... WHERE key IN (...)``
+removes every row holding the key (an ``append`` table may hold several). The plugin
+writes no other table (no history, no staging). What the server itself keeps is outside
+a DELETE's reach and the database operator's to govern: InnoDB's undo logs until purge,
+the binary log, replicas and backups
+(https://dev.mysql.com/doc/refman/8.0/en/innodb-purge-configuration.html).
+"""
 
 from __future__ import annotations
 
@@ -39,6 +47,9 @@ from conn_mysql.source import json_columns
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+#: What ``erase`` does (Capabilities.erasure); see the module docstring.
+ERASURE = "MySQL/MariaDB DELETE of every row with the key"
 
 _JSON = {"tinyint": "integer", "smallint": "integer", "mediumint": "integer",
          "int": "integer", "bigint": "integer", "decimal": "number", "float": "number",
@@ -123,7 +134,8 @@ class MysqlDestination(LazyConnection, Destination):
     def objects(self) -> list[ObjectInfo]:
         cols, unique = self._catalog()
         caps = Capabilities(batch_size=int(self.config.get("batch_size", 5_000)),
-                            modes=frozenset({"upsert", "insert", "update", "mirror", "append"}))
+                            modes=frozenset({"upsert", "insert", "update", "mirror", "append"}),
+                            erasure=ERASURE)
         out = []
         for table in sorted(set(cols) | set(self.config.get("tables") or {})):
             opts = self._opts(table)
@@ -158,7 +170,9 @@ class MysqlDestination(LazyConnection, Destination):
                                  ) from None
 
     def _write(self, request: WriteRequest) -> WriteResult:
-        table, key, op = request.object.name, request.match_key, request.operation
+        # An erasure is a delete of every row with the key (module docstring).
+        op = "delete" if request.operation == "erase" else request.operation
+        table, key = request.object.name, request.match_key
         batch = request.records
         if not self._prepare(table, batch.schema, key, op):
             return WriteResult.ok()

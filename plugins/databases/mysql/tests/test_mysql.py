@@ -215,3 +215,18 @@ def test_killed_connection_mid_write_leaves_nothing(my_url, sql, table):
     res = write_records(d, table, rows)  # reconnects
     assert not res.pending and not res.rejected
     assert sql(f"SELECT count(*) FROM `{table}`") == [(5000,)]
+
+
+def test_erase_deletes_every_row_of_the_key_and_is_idempotent(my_url, sql, table):
+    """``erase`` removes every row holding the key (an append table may hold several),
+    leaves other keys alone, and acknowledges unknown keys and a second erase."""
+    sql(f"CREATE TABLE `{table}` (id VARCHAR(10), who VARCHAR(10), note TEXT)")
+    d = dest(my_url, tables={table: {"key": "who"}})
+    assert "erase" in d.object(table).capabilities.operations()
+    rows = [{"id": f"e{i}", "who": "ada" if i % 2 else "bob", "note": f"n{i}"}
+            for i in range(20)]
+    assert not write_records(d, table, rows, operation="append").rejected
+    for _ in range(2):
+        res = write_records(d, table, [{"who": "ada"}, {"who": "never"}], operation="erase")
+        assert not res.rejected and not res.pending and res.error is None
+    assert sql(f"SELECT DISTINCT who FROM `{table}`") == [("bob",)]

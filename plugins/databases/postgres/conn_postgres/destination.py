@@ -1,5 +1,14 @@
 """PostgreSQL destination: each batch is copied (binary COPY, through ADBC) into a temporary
-table, then merged into the target with one statement, in one transaction."""
+table, then merged into the target with one statement, in one transaction.
+
+Erasure (``erase``, ``conn forget``) is ``delete``: ``DELETE ... USING`` removes every row
+holding the key (an ``append`` table may hold several), in one transaction. The plugin
+writes no other table: the staging tables are ``TEMPORARY`` and dropped with the
+transaction, so no copy of the rows is left by conn. What PostgreSQL itself keeps is
+outside a DELETE's reach and the database operator's to govern: dead row versions until
+VACUUM reclaims their space, the WAL, replicas and backups
+(https://www.postgresql.org/docs/current/routine-vacuuming.html).
+"""
 
 from __future__ import annotations
 
@@ -35,6 +44,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 IDX = "_conn_idx"
+#: What ``erase`` does (Capabilities.erasure); see the module docstring.
+ERASURE = "PostgreSQL DELETE of every row with the key"
 
 _COLUMNS_SQL = """
 SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod)
@@ -143,6 +154,7 @@ class PostgresDestination(common.PostgresConnection, Destination):
             batch_size=int(self.config.get("batch_size", 50_000)),
             modes=frozenset({"upsert", "insert", "update", "mirror", "append"}),
             supports_delete=True,
+            erasure=ERASURE,
         )
 
     def objects(self) -> list[ObjectInfo]:
@@ -198,7 +210,7 @@ class PostgresDestination(common.PostgresConnection, Destination):
             self._drop_connection()
 
     def _write(self, request: WriteRequest) -> WriteResult:
-        table, key, op = request.object.name, request.match_key, request.operation
+        table, key, op = request.object.name, request.match_key, _sql_op(request)
         batch = request.records
         prepared = self._prepare_table(table, batch.schema, key, op)
         if prepared is None:  # delete from a table that does not exist: nothing to do
@@ -304,7 +316,7 @@ class PostgresDestination(common.PostgresConnection, Destination):
     def _row_by_row(self, request: WriteRequest, table: str, names: list[str], key: str,
                     columns: dict[str, str]) -> WriteResult:
         """Replay the batch one row per savepoint to pin the failure on the bad rows."""
-        op = request.operation
+        op = _sql_op(request)
         conn = self._connection()
         with conn.cursor() as cur:
             cur.execute("BEGIN")
@@ -371,6 +383,11 @@ class PostgresDestination(common.PostgresConnection, Destination):
             self._rollback_or_drop()
             raise ConfigError(
                 f"destination {self.instance!r}: {common.error_message(exc)}") from None
+
+
+def _sql_op(request: WriteRequest) -> str:
+    """The statement a request needs: an erasure is a delete of every row with the key."""
+    return "delete" if request.operation == "erase" else request.operation
 
 
 def _copy_compatible(schema: pa.Schema, columns: dict[str, str]) -> bool:

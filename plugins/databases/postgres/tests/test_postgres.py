@@ -376,3 +376,21 @@ def test_nested_values_into_json_columns(pg_url, sql, table):
     assert not res.rejected and not res.pending, res
     assert sql(f"""SELECT tags::text, attrs->>'plan' FROM "{table}" ORDER BY id""") == \
         [('["a", "b"]', "pro"), (None, "free")]
+
+
+def test_erase_deletes_every_row_of_the_key_and_is_idempotent(pg_url, sql, table):
+    """``erase`` removes every row holding the key (an append table may hold several),
+    leaves other keys alone, and acknowledges unknown keys and a second erase; no
+    staging table survives the transaction."""
+    sql(f'CREATE TABLE "{table}" (id text, who text, note text)')
+    d = dest(pg_url, tables={table: {"key": "who"}})
+    assert "erase" in d.object(table).capabilities.operations()
+    rows = [{"id": f"e{i}", "who": "ada" if i % 2 else "bob", "note": f"n{i}"}
+            for i in range(20)]
+    assert not write_records(d, table, rows, operation="append").rejected
+    for _ in range(2):
+        res = write_records(d, table, [{"who": "ada"}, {"who": "never"}], operation="erase")
+        assert not res.rejected and not res.pending and res.error is None
+    assert sql(f'SELECT DISTINCT who FROM "{table}"') == [("bob",)]
+    assert sql("SELECT count(*) FROM pg_class WHERE relname LIKE '_conn_stage_%' "
+               "AND relpersistence <> 't'") == [(0,)]

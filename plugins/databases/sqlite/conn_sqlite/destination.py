@@ -1,5 +1,14 @@
 """SQLite destination: upsert, insert, update, delete and append by key, one transaction
-per batch, with per-row rejections found through savepoints."""
+per batch, with per-row rejections found through savepoints.
+
+Erasure (``erase``, ``conn forget``) deletes every row holding the key, like ``delete``,
+with ``PRAGMA secure_delete`` on for that transaction: SQLite otherwise leaves deleted
+content in the file's free pages, readable by anyone who has the file
+(https://www.sqlite.org/pragma.html#pragma_secure_delete); in WAL mode a
+``wal_checkpoint(TRUNCATE)`` then moves the overwritten pages into the database file and
+empties the WAL (https://www.sqlite.org/pragma.html#pragma_wal_checkpoint). The plugin
+writes no other table (no history, no staging), so that is every copy it made.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +46,9 @@ from conn_sqlite.common import quote_ident
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+#: What ``erase`` does (Capabilities.erasure); see the module docstring.
+ERASURE = "SQLite DELETE of every row with the key, with PRAGMA secure_delete"
 
 _JSON_TYPES = {"INTEGER": "integer", "REAL": "number", "BOOLEAN": "boolean"}
 
@@ -102,7 +114,8 @@ class SqliteDestination(LazyConnection, Destination):
             "AND name NOT LIKE 'sqlite_%' ORDER BY name").fetchall()
         existing = {r[0] for r in rows}
         caps = Capabilities(batch_size=int(self.config.get("batch_size", 10_000)),
-                            modes=frozenset({"upsert", "insert", "update", "mirror", "append"}))
+                            modes=frozenset({"upsert", "insert", "update", "mirror", "append"}),
+                            erasure=ERASURE)
         out = []
         for table in sorted(existing | set(self.config.get("tables") or {})):
             opts = self._opts(table)
@@ -130,7 +143,27 @@ class SqliteDestination(LazyConnection, Destination):
                     conn.execute("ROLLBACK")
 
     def _write(self, conn: sqlite3.Connection, request: WriteRequest) -> WriteResult:
-        table, key, op = request.object.name, request.match_key, request.operation
+        if request.operation == "erase":
+            return self._erase(conn, request)
+        return self._write_op(conn, request, request.operation)
+
+    def _erase(self, conn: sqlite3.Connection, request: WriteRequest) -> WriteResult:
+        """A ``delete`` whose freed space is overwritten with zeros (``secure_delete``),
+        then, in WAL mode, checkpointed so no frame keeps the old pages."""
+        (previous,) = conn.execute("PRAGMA secure_delete").fetchone()
+        conn.execute("PRAGMA secure_delete = ON")
+        try:
+            result = self._write_op(conn, request, "delete")
+        finally:
+            conn.execute(f"PRAGMA secure_delete = {int(previous)}")
+        (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
+        if str(mode).lower() == "wal":
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return result
+
+    def _write_op(self, conn: sqlite3.Connection, request: WriteRequest, op: str
+                  ) -> WriteResult:
+        table, key = request.object.name, request.match_key
         batch = request.records
         if not self._prepare(table, batch.schema, key, op):
             return WriteResult.ok()

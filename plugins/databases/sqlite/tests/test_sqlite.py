@@ -139,3 +139,33 @@ def test_locked_database_leaves_nothing_half_written(db):
     t.start()
     t.join()
     assert conn.execute("SELECT count(*) FROM c").fetchone() == (1,)
+
+
+@pytest.mark.parametrize("journal", ["delete", "wal"])
+def test_erase_leaves_no_trace_in_the_database_files(tmp_path, journal):
+    """``erase`` deletes every row with the key (an append table may hold several) and
+    leaves none of their bytes in the database file or its WAL: SQLite's free pages keep
+    deleted content unless secure_delete is on. A ``delete`` is not that strict, which
+    is what the control row shows; unknown keys and a second erase are acknowledged."""
+    path = tmp_path / "erase.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(f"PRAGMA journal_mode = {journal}")
+    conn.execute("CREATE TABLE events (id TEXT, who TEXT, note TEXT)")
+    conn.close()
+    d = SqliteDestination({"path": str(path), "tables": {"events": {"key": "who"}}})
+    secret = "ERASE-ME-7f3a9c" * 20
+    rows = [{"id": f"e{i}", "who": "ada" if i % 2 else "bob",
+             "note": f"{secret}-{i}" if i % 2 else f"kept-{i}"} for i in range(40)]
+    assert not write_records(d, "events", rows, operation="append").rejected
+    assert "erase" in d.object("events").capabilities.operations()
+    keys = [{"who": "ada"}, {"who": "never-written"}]
+    for _ in range(2):
+        res = write_records(d, "events", keys, operation="erase")
+        assert not res.rejected and not res.pending and res.error is None
+    d.close()
+    back = sqlite3.connect(path)
+    assert back.execute("SELECT DISTINCT who FROM events").fetchall() == [("bob",)]
+    back.close()
+    files = [p for p in tmp_path.iterdir() if p.name.startswith("erase.db")]
+    assert all(b"ERASE-ME-7f3a9c" not in p.read_bytes() for p in files), \
+        [p.name for p in files]
