@@ -29,7 +29,8 @@ deterministic for a sequential client and statistically stable for concurrent on
 The default handler, :meth:`FaultServer.batch_handler`, accepts a JSON body holding a list
 of records (``{"records": [...]}`` or a bare list), stores each by ``id_field`` in
 :attr:`FaultServer.store` (idempotent: a record id is stored once, every arrival counted in
-:attr:`FaultServer.arrivals`), deletes on ``"operation": "delete"``, and answers
+:attr:`FaultServer.arrivals`), deletes on ``"operation": "delete"`` or ``"erase"`` (an
+id it does not hold is acknowledged: already gone), and answers
 ``{"errors": [{"index": i, "message": "..."}]}`` for records chosen by ``reject``
 (``reject_mode="records"``) or ``400`` for the whole batch (``reject_mode="batch"``).
 Emulate a vendor instead with ``handler=`` or :meth:`FaultServer.route` (exact paths, or
@@ -422,7 +423,7 @@ class FaultServer:
                 errors.append({"index": i, "message": reason})
                 continue
             rid = str(rec.get(server.id_field)) if isinstance(rec, Mapping) else str(rec)
-            if op == "delete":
+            if op in ("delete", "erase"):
                 server.store.pop(rid, None)
                 server.deleted[rid] += 1
             else:

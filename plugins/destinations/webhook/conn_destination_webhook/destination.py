@@ -5,7 +5,13 @@ Request body (``Content-Type: application/json``)::
     {"sync": "events_to_hook", "object": "events", "operation": "upsert",
      "match_key": "id", "records": [{"id": "1", ...}, ...]}
 
-For ``delete`` each record holds only the match key. Response convention (optional): a
+For ``delete`` and ``erase`` each record holds only the match key. ``erase`` is the erasure
+event of ``conn forget`` (``Capabilities.erasure``, declared unless ``erase_events: false``):
+the receiver must remove everything it holds about the person with that key, and answer
+2xx also when it holds nothing (already erased: a second erase must not fail). Its
+idempotency keys are derived with the operation, so they differ from a delete's of the
+same records, and stay the same on every re-send of the same erasure. The README documents
+the event. Response convention (optional): a
 2xx reply may list per-record failures as ``{"errors": [{"index": 3, "message": "..."}]}``
 (``index`` into ``records``; ``"retryable": true`` to have the row retried next run).
 400, 413 and 422 refuse the whole batch: it is split in halves down to single records so
@@ -50,6 +56,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("conn.destination.webhook")
 
 SPLIT_STATUSES = (400, 413, 422)
+#: The erasure objects declare (Capabilities.erasure): an event the receiver implements.
+ERASURE = "webhook erase event (operation \"erase\")"
 DEFAULT_OBJECTS = ("events", "records")
 
 CONFIG_SCHEMA: dict[str, Any] = {
@@ -100,6 +108,10 @@ CONFIG_SCHEMA: dict[str, Any] = {
                                 "description": {"type": "string"}}},
             ]},
         },
+        "erase_events": {"type": "boolean", "default": True,
+                         "description": "The receiver implements the `erase` event (see "
+                                        "the README): conn forget sends it. false: conn "
+                                        "forget sends `delete` instead."},
         "check": {"enum": ["ping", "none"], "default": "ping",
                   "description": "`ping` POSTs an empty batch (operation `ping`)."},
     },
@@ -199,7 +211,8 @@ class WebhookDestination(LazyClient, Destination):
         """The configured objects (default ``events`` and ``records``); any fields."""
         caps = Capabilities(batch_size=self.batch_size, concurrency=self.concurrency,
                             rate_limit=self.rate_limit, supports_delete=True,
-                            modes=frozenset({"upsert", "insert", "update", "mirror", "append"}))
+                            modes=frozenset({"upsert", "insert", "update", "mirror", "append"}),
+                            erasure=ERASURE if self.config.get("erase_events", True) else "")
         default_ids = tuple(self.config.get("identifiers") or ("id",))
         out = []
         for item in self.config.get("objects") or DEFAULT_OBJECTS:

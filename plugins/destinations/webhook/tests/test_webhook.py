@@ -238,3 +238,39 @@ def test_non_finite_numbers_are_never_sent_as_null(fault_server: FaultServer,
     res = write_records(dest(fault_server), "events", [{"id": "1", "x": value}])
     assert res.pending == [0] and fault_server.requests == []
     assert dest(fault_server).objects()[0].capabilities.values == "json"
+
+
+def test_erase_event_has_its_own_idempotency_keys(fault_server: FaultServer) -> None:
+    """``erase`` is declared (README: the erase event) and sent as ``"operation": "erase"``
+    with only the match key; its idempotency keys and webhook-id differ from a delete's of
+    the same records and repeat on a second erase; ``erase_events: false`` declares no
+    erasure (conn forget then sends delete)."""
+    d = dest(fault_server, objects=[{"name": "customers", "identifiers": ["id"]}])
+    obj = d.object("customers")
+    assert "erase" in obj.capabilities.operations() and "erase" in obj.capabilities.erasure
+    write_records(d, "customers", rows(4))
+    keys = [{"id": "1"}, {"id": "404"}]
+    sent = []
+    for op in ("erase", "erase", "delete"):
+        res = write_records(d, "customers", keys, operation=op)
+        assert res.pending == [] and res.rejected == []
+        req = fault_server.requests[-1]
+        sent.append((req.json["idempotency_keys"], req.header("webhook-id")))
+        assert req.json["operation"] == op and req.json["records"] == keys
+    assert sent[0] == sent[1] and sent[0][0] != sent[2][0] and sent[0][1] != sent[2][1]
+    assert set(fault_server.store) == {"0", "2", "3"}
+    off = dest(fault_server, erase_events=False)
+    assert "erase" not in off.object("records").capabilities.operations()
+
+
+def test_erase_retried_on_faults_and_refused_records_rejected(
+        fault_server: FaultServer) -> None:
+    fault_server.configure(error_rate=0.2, throttle_rate=0.2, retry_after=0.01, seed=4,
+                           reject=["bad"])
+    d = dest(fault_server, max_attempts=12)
+    keys = [{"id": str(i)} for i in range(30)] + [{"id": "bad"}]
+    res = write_records(d, "records", keys, operation="erase")
+    assert res.pending == [] and [r.index for r in res.rejected] == [30]
+    assert "rejected" in res.rejected[0].reason
+    faults = [r.fault for r in fault_server.requests]
+    assert faults.count("throttle") > 0 and faults.count("error") > 0
