@@ -7,6 +7,9 @@ Layout under ``path``::
     <object>/part-000001.parquet ...     change log (Parquet: one part file per batch)
     _current/<object>.<ext>              snapshot, with ``materialize: true``
 
+``erase`` (``conn forget``) rewrites those files without the person's rows (see
+:mod:`conn_destination_files.erasure`).
+
 pyarrow and DuckDB are imported inside methods so that registering the plugin stays cheap.
 """
 
@@ -48,8 +51,10 @@ def capabilities(fmt: str = "jsonl") -> Capabilities:
     """What every object of this destination supports. JSONL and CSV are text: values
     JSON cannot carry (NaN, ±Infinity, dates outside the years 0001-9999) are rejected
     per row by the mapper; Parquet holds any Arrow value."""
+    from conn_destination_files.erasure import ERASURE
+
     return Capabilities(batch_size=100_000, modes=frozenset(MODES), supports_delete=True,
-                        values="arrow" if fmt == "parquet" else "json")
+                        values="arrow" if fmt == "parquet" else "json", erasure=ERASURE)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -248,6 +253,9 @@ class FilesDestination(Destination):
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        if request.operation == "erase":
+            self._erase(request)
+            return WriteResult.ok()
         batch = request.records
         if OP_COLUMN in batch.schema.names:
             batch = batch.drop_columns([OP_COLUMN])
@@ -264,6 +272,44 @@ class FilesDestination(Destination):
                 return WriteResult.all_rejected(n, reject, retryable=False)
         log.written = True
         return WriteResult.ok()
+
+    def _erase(self, request: WriteRequest) -> None:
+        """Rewrite the object's change log and snapshot without the rows of the keys
+        (an open log handle is closed for the rewrite and reopened after it)."""
+        from conn_destination_files.erasure import erase_rows
+
+        name, key = request.object.name, request.match_key
+        keys = request.records.column(0)
+        root = self.root
+        log = self._logs.get(name)
+        if log is not None and log.handle is not None:
+            log.handle.close()
+            log.handle = None
+        if self.format == "parquet":
+            folder = root / name
+            files = sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
+        else:
+            files = [root / f"{name}.{self.format}"]
+            if files[0].exists():
+                _repair_tail(files[0])
+        files.append(root / SNAPSHOT_DIR / f"{name}.{self.format}")
+        try:
+            for path in files:
+                erase_rows(path, self.format, key, keys, self._con(),
+                           fsync=bool(self.config.get("fsync", True)),
+                           write_parquet=self._parquet_file)
+        finally:
+            if log is not None and self.format != "parquet":
+                log.handle = open(log.path, "ab")  # noqa: SIM115 - closed in close()
+
+    def _parquet_file(self, table: pa.Table, path: Path) -> None:
+        """Write ``table`` to ``path`` as the log's part files are written."""
+        import pyarrow.parquet as pq
+
+        dictionary = dictionary_columns(table)
+        codec = str(self.config.get("compression") or "snappy")
+        pq.write_table(table, path, use_dictionary=dictionary,
+                       compression=column_codecs(table, codec, dictionary))
 
     def close(self) -> None:
         try:
@@ -406,15 +452,11 @@ class FilesDestination(Destination):
 
     def _write_parquet(self, log: _ObjectLog, table: pa.Table) -> None:
         """Write one part file per batch: complete and durable when this returns."""
-        import pyarrow.parquet as pq
 
         final = log.path / f"part-{log.next_part:06d}.parquet"
         tmp = log.path / f".{final.name}.tmp"
         try:
-            dictionary = dictionary_columns(table)
-            codec = str(self.config.get("compression") or "snappy")
-            pq.write_table(table, tmp, use_dictionary=dictionary,
-                           compression=column_codecs(table, codec, dictionary))
+            self._parquet_file(table, tmp)
             if self.config.get("fsync", True):
                 with open(tmp, "rb") as f:
                     os.fsync(f.fileno())

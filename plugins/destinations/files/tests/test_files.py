@@ -60,7 +60,7 @@ def test_objects_default_and_configured(tmp_path: Path) -> None:
         assert object_schema_errors(obj) == []
         caps = obj.capabilities
         assert caps.batch_size == 100_000 and caps.supports_delete
-        assert caps.operations() == {"upsert", "insert", "update", "delete", "append"}
+        assert caps.operations() == {"upsert", "insert", "update", "delete", "append", "erase"}
 
 
 def test_identifier_must_be_a_field(tmp_path: Path) -> None:
@@ -404,3 +404,98 @@ def test_binary_values_are_base64_text(tmp_path: Path, fmt: str) -> None:
     else:
         text = (tmp_path / "out" / "records.csv").read_text()
         assert "UmVu6Q==" in text and "\\x" not in text
+
+
+SECRET = "ERASE-ME-5c1e"
+
+
+def _people(tag: str) -> list[dict]:
+    return [{"id": f"ada-{tag}", "email": f"{SECRET}@example.com", "name": f"Ada {SECRET}",
+             "ltv": 1.5},
+            {"id": f"bob-{tag}", "email": "bob@example.com", "name": 'Bob "q", =1+1',
+             "ltv": None},
+            {"id": f"cy-{tag}", "email": "", "name": "Cy, 東京 🚀", "ltv": 0.0}]
+
+
+def _all_rows(root: Path, fmt: str) -> list[dict]:
+    if fmt == "parquet":
+        files = [*root.glob("records/part-*.parquet"), *root.glob("_current/*.parquet")]
+        return [r for f in files for r in pq.read_table(f).to_pylist()]
+    if fmt == "csv":
+        return [r for f in root.rglob("*.csv") for r in _csv_text(f)]
+    return [r for f in root.rglob("*.jsonl") for r in jsonl(f)]
+
+
+def _csv_text(path: Path) -> list[dict]:
+    """A CSV file's rows as text (null: an unquoted empty field)."""
+    names = pcsv.open_csv(path).schema.names
+    return pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(
+        column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=True,
+        quoted_strings_can_be_null=False)).to_pylist()
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_erase_rewrites_log_and_snapshot_without_the_person(tmp_path: Path, fmt: str) -> None:
+    """``erase`` removes every row of the erased keys from the change log (upserts, the
+    delete row, in every part file) and from the snapshot, appends nothing, keeps the other
+    rows as they were and in order, leaves no temporary file, and works again in the same
+    run as writes (the log handle is reopened); a second erase and unknown keys are
+    acknowledged."""
+    root = tmp_path / "out"
+    d = make(tmp_path, format=fmt, materialize=True, compression="none")
+    assert "erase" in d.object("records").capabilities.operations()
+    for tag in ("a", "b"):
+        res = write_records(d, "records", _people(tag))
+        assert res.rejected == [] and res.pending == [], res
+    write_records(d, "records", [{"id": "ada-b"}], operation="delete")
+    d.close()
+    before = [r for r in _all_rows(root, fmt) if not str(r["id"]).startswith("ada-")]
+    text_before = {f: f.read_bytes() for f in root.rglob("*") if f.is_file()}
+    d = make(tmp_path, format=fmt, materialize=True, compression="none")
+    for _ in range(2):
+        res = write_records(d, "records", [{"id": "ada-a"}, {"id": "ada-b"},
+                                           {"id": "never-written"}], operation="erase")
+        assert res.rejected == [] and res.pending == [] and res.error is None
+    assert write_records(d, "records", _people("c")[1:]).rejected == []
+    d.close()
+    after = _all_rows(root, fmt)
+    assert not [r for r in after if str(r["id"]).startswith("ada-")]
+    assert not [r for r in after if SECRET in json.dumps(r)]
+    untouched = [r for r in after if not str(r["id"]).endswith("-c")]
+    assert sorted(map(json.dumps, untouched)) == sorted(map(json.dumps, before))
+    files = [f for f in root.rglob("*") if f.is_file()]
+    assert not [f for f in files if f.name.startswith(".")], "temporary file left"
+    for f in files:
+        assert SECRET.encode() not in f.read_bytes(), f
+    if fmt == "jsonl":  # other lines are kept byte for byte, in order
+        log = root / "records.jsonl"
+        kept = [ln for ln in text_before[log].splitlines() if b'"id":"ada-' not in ln]
+        assert log.read_bytes().splitlines()[:len(kept)] == kept
+    snapshot = {r["id"] for r in _all_rows(root / "_current", fmt)} if fmt != "parquet" \
+        else {r["id"] for r in pq.read_table(root / "_current" / "records.parquet").to_pylist()}
+    assert snapshot == {"bob-a", "cy-a", "bob-b", "cy-b", "bob-c", "cy-c"}
+
+
+def test_erase_in_the_same_run_as_writes(tmp_path: Path) -> None:
+    d = make(tmp_path)
+    write_records(d, "records", _people("a"))
+    write_records(d, "records", [{"id": "ada-a"}], operation="erase")
+    write_records(d, "records", _people("b"))
+    d.close()
+    ids = [r["id"] for r in jsonl(tmp_path / "out" / "records.jsonl")]
+    assert ids == ["bob-a", "cy-a", "ada-b", "bob-b", "cy-b"]
+
+
+def test_erase_of_a_csv_keeps_null_and_empty_text_apart(tmp_path: Path) -> None:
+    d = make(tmp_path, format="csv")
+    write_records(d, "records", [{"id": "1", "email": None, "name": "x"},
+                                 {"id": "2", "email": "", "name": "=cmd"},
+                                 {"id": "3", "email": "e", "name": "y"}])
+    d.close()
+    log = tmp_path / "out" / "records.csv"
+    before = _csv_text(log)
+    assert before[0]["email"] is None and before[1]["email"] == ""
+    d = make(tmp_path, format="csv")
+    write_records(d, "records", [{"id": "3"}], operation="erase")
+    d.close()
+    assert _csv_text(log) == before[:2]
