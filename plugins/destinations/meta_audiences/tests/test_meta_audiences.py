@@ -69,6 +69,8 @@ def test_objects_and_config() -> None:
     obj = d.object("churn_risk")
     assert obj.personal["email"] == "email" and obj.personal["phone"] == "phone"
     assert obj.capabilities.batch_size == 10_000 and obj.capabilities.concurrency == 1
+    # No person-erasure API (README): conn forget removes from the audience (delete).
+    assert "erase" not in obj.capabilities.operations() and obj.capabilities.supports_delete
     assert MetaAudiencesDestination.config_schema["properties"]["access_token"]["secret"]
 
 

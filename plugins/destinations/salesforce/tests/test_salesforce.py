@@ -25,7 +25,9 @@ def test_entry_point_objects_and_config() -> None:
     obj = make().object("Contact")
     assert obj.identifiers == ("Warehouse_Id__c",)
     assert obj.capabilities.batch_size == 10_000  # bulk possible: choose per call
+    # No person-erasure API (README): conn forget deletes (Recycle Bin), no "erase".
     assert obj.capabilities.operations() == {"upsert", "delete"}
+    assert obj.capabilities.erasure == ""
     assert obj.personal["Email"] == "email"
     small = make(objects={"Lead": {"external_id": "Ext__c", "bulk_threshold": 0}})
     assert small.object("Lead").capabilities.batch_size == 200

@@ -144,6 +144,8 @@ def test_object_without_fields_takes_every_field() -> None:
     d = dest("target-unused", {})
     obj = d.object("contacts")
     assert obj.fields.get("additionalProperties") is True and obj.identifiers == ("id",)
+    # The Singer spec has no erasure (README): conn forget sends a (soft) delete.
+    assert "erase" not in obj.capabilities.operations() and obj.capabilities.supports_delete
     typed = SingerDestination({"command": "t", "objects": [
         {"name": "c", "identifiers": ["id"], "fields": {"ltv": {"type": "number"}}}]})
     assert "additionalProperties" not in typed.object("c").fields
