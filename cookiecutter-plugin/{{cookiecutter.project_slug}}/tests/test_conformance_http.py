@@ -2,9 +2,9 @@
 and a whole sync through it.
 
 The fake (:class:`conn.testing.http.FaultServer`) stores batches by ``id``, deletes one
-record per ``DELETE /<object>/{id}``, answers per-record errors for the ids in ``reject``
-and refuses wrong credentials with 401; change :func:`emulate` when you adapt the
-destination to the vendor's real API.
+record per ``DELETE /<object>/{id}``, erases one per ``POST /<object>/{id}/erase``,
+answers per-record errors for the ids in ``reject`` and refuses wrong credentials with
+401; change :func:`emulate` when you adapt the destination to the vendor's real API.
 """
 
 from __future__ import annotations
@@ -68,8 +68,16 @@ def emulate(server: FaultServer) -> None:
         srv.deleted[req.params["id"]] += 1
         return Reply(204)
 
+    def erase(req: RecordedRequest, srv: FaultServer) -> Reply:
+        if not authorised(req):
+            return Reply(401, json={"message": "invalid credentials"})
+        if srv.store.pop(req.params["id"], None) is None:
+            return Reply(404, json={"message": "nothing to erase"})
+        return Reply(204)
+
     server.handler = api
     server.route("DELETE", "/{object}/{id}", delete)
+    server.route("POST", "/{object}/{id}/erase", erase)
 {%- if cookiecutter.__auth == 'oauth2' %}
 
     def token(req: RecordedRequest, srv: FaultServer) -> Reply:
@@ -139,3 +147,20 @@ def test_a_mirror_sync_deletes_what_left_the_source(tmp_path: Path,
         second = h.sync("crm", "people", **sync)
         assert (second.status, second.deleted, second.unchanged) == ("ok", 1, 1), second.error
     assert set(fault_server.store) == {SAMPLES[0]["id"]}
+
+
+def test_erase_is_retried_and_counts_unknown_keys_as_erased(tmp_path: Path,
+                                                            fault_server: FaultServer) -> None:
+    """``erase`` (conn forget) sends one ``POST .../erase`` per key; 429 and 5xx are
+    retried; a key the API does not hold (404) is acknowledged as erased."""
+    from conn.testing.harness import write_records
+
+    emulate(fault_server)
+    dest = {{ cookiecutter.class_name }}(config(SuiteContext(tmp_path, fault_server)))
+    assert write_records(dest, "contacts", SAMPLES).rejected == []
+    fault_server.configure(error_rate=0.2, throttle_rate=0.2, retry_after=0.01, seed=2)
+    res = write_records(dest, "contacts", [{"id": "c-1"}, {"id": "never"}],
+                        operation="erase")
+    assert res.rejected == [] and res.pending == [] and res.error is None
+    assert set(fault_server.store) == {"c-2"}
+    assert any(r.fault for r in fault_server.requests)

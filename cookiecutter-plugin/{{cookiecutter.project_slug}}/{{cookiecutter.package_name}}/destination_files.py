@@ -64,6 +64,13 @@ class {{ cookiecutter.class_name }}(Destination):
     def objects(self) -> list[ObjectInfo]:
         """One object per ``objects/<name>.schema.json`` of this package (fields,
         ``x-identifiers``, ``x-personal``), all with the same capabilities."""
+        # Erasure (``conn forget``): this template declares none, so conn forget sends
+        # ``delete``, which here appends a delete line and keeps the person's earlier lines
+        # and key in the file: not an erasure. To declare one, pass
+        # ``erasure="<what it does>"`` and handle ``request.operation == "erase"`` in
+        # write_batch by rewriting the file without the rows of those keys (to a
+        # temporary file, fsynced, then os.replace), appending nothing, and acknowledging
+        # keys the file does not hold (conn's files destination does this).
         caps = Capabilities(batch_size=int(self.config.get("batch_size", BATCH_SIZE)),
                             modes=frozenset({"upsert", "insert", "update", "mirror", "append"}),
                             supports_delete=True)

@@ -8,14 +8,16 @@ vendor's documentation):
 - ``POST {base_url}/<object>/batch`` takes ``{"operation": "upsert", "records": [...]}``
   (at most ``batch_size`` records) and answers ``{"errors": [{"index": i, "message":
   "..."}]}`` for the records it refused, or 4xx for a batch it refuses as a whole;
-- ``DELETE {base_url}/<object>/{id}`` deletes one record (404: already gone).
+- ``DELETE {base_url}/<object>/{id}`` deletes one record (404: already gone);
+- ``POST {base_url}/<object>/{id}/erase`` erases the person permanently, the vendor's
+  erasure API (404: nothing left to erase).
 
 Rate limiting, retries (429, 5xx, timeouts) and secret redaction come from
 :class:`conn.http.HttpClient`; a whole-batch refusal is split to isolate the bad records
-with :func:`conn.http.write_with_split`; deletes go one request per record with
-:func:`conn.http.write_each`. Refused credentials are not a bad batch: they raise, so
-the run stops with its rows pending (rejected rows would not be sent again until they
-change).
+with :func:`conn.http.write_with_split`; deletes and erasures (``conn forget``) go one
+request per record with :func:`conn.http.write_each`. Refused credentials are not a bad
+batch: they raise, so the run stops with its rows pending (rejected rows would not be sent
+again until they change).
 """
 
 from __future__ import annotations
@@ -59,6 +61,14 @@ from conn.http import (
 RATE_LIMIT = RateLimit(requests=20, per_seconds=1.0, burst=20)
 #: Most records one batch request may carry (the API's limit).
 MAX_BATCH = 100
+#: The vendor's erasure API, for ``conn forget`` (GDPR Art. 17). When the vendor documents
+#: one (a permanent or "GDPR" delete), name it here and cite its page: the objects declare
+#: it (``Capabilities(erasure=...)``) and ``write_batch`` receives ``erase`` requests that
+#: hold only the match key, like deletes. A key the vendor no longer holds must count as
+#: erased (a second erase must not fail). When the vendor has no erasure API, set
+#: ``ERASURE = ""``: ``conn forget`` then sends ``delete`` (say in the README whether that
+#: delete archives, soft-deletes or removes for good).
+ERASURE = "{{ cookiecutter.plugin_name }} POST /<object>/{id}/erase"
 
 
 class {{ cookiecutter.class_name }}(LazyClient, Destination):
@@ -129,7 +139,7 @@ class {{ cookiecutter.class_name }}(LazyClient, Destination):
         ``x-identifiers``, ``x-personal``), all with the same capabilities."""
         caps = Capabilities(batch_size=int(self.config.get("batch_size", MAX_BATCH)),
                             modes=frozenset({"upsert", "mirror"}), supports_delete=True,
-                            rate_limit=RATE_LIMIT)
+                            rate_limit=RATE_LIMIT, erasure=ERASURE)
         return [ObjectInfo.from_package(__package__, name, caps)
                 for name in packaged_object_names(__package__)]
 
@@ -161,12 +171,13 @@ class {{ cookiecutter.class_name }}(LazyClient, Destination):
     def _path(self, request: WriteRequest, record: dict[str, Any] | None = None) -> str:
         if record is None:
             return f"/{request.object.name}/batch"
-        return f"/{request.object.name}/{quote(str(record[request.match_key]), safe='')}"
+        path = f"/{request.object.name}/{quote(str(record[request.match_key]), safe='')}"
+        return path + "/erase" if request.operation == "erase" else path
 
     def write_batch(self, request: WriteRequest) -> WriteResult:
         if request.dry_run:
             return WriteResult.ok()
-        if request.operation == "delete":
+        if request.operation in ("delete", "erase"):
             return write_each(request.to_pylist(), lambda r: self._delete(request, r))
 
         def send(records: Sequence[dict[str, Any]]) -> dict[int, str]:
@@ -183,9 +194,13 @@ class {{ cookiecutter.class_name }}(LazyClient, Destination):
         return write_with_split(request.to_pylist(), send)
 
     def _delete(self, request: WriteRequest, record: dict[str, Any]) -> str | None:
-        """One ``DELETE``: None when the record is gone (404: it already was), else the
-        API's reason for refusing it."""
-        resp = self.client.delete(self._path(request, record))
+        """One ``DELETE`` (or, for ``erase``, one ``POST .../erase``): None when the
+        record is gone (404: it already was, which for an erasure is the outcome asked
+        for), else the API's reason for refusing it."""
+        if request.operation == "erase":
+            resp = self.client.post(self._path(request, record))
+        else:
+            resp = self.client.delete(self._path(request, record))
         if resp.status_code == 404 or resp.status_code < 300:
             return None
         self._stop_on_refusal(resp)
@@ -196,8 +211,9 @@ class {{ cookiecutter.class_name }}(LazyClient, Destination):
 
     def describe_requests(self, request: WriteRequest) -> list[dict[str, Any]]:
         records = request.to_pylist()
-        if request.operation == "delete":
-            return [self.client.describe("DELETE", self._path(request, r)) for r in records]
+        if request.operation in ("delete", "erase"):
+            method = "POST" if request.operation == "erase" else "DELETE"
+            return [self.client.describe(method, self._path(request, r)) for r in records]
         return [self.client.describe("POST", self._path(request),
                                      json={"operation": "upsert", "records": records})]
 
