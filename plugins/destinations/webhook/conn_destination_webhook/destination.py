@@ -6,7 +6,7 @@ Request body (``Content-Type: application/json``)::
      "match_key": "id", "records": [{"id": "1", ...}, ...]}
 
 For ``delete`` and ``erase`` each record holds only the match key. ``erase`` is the erasure
-event of ``conn forget`` (``Capabilities.erasure``, declared unless ``erase_events: false``):
+event of ``conn forget`` (``Capabilities.erasure``, declared when ``erase_events: true``):
 the receiver must remove everything it holds about the person with that key, and answer
 2xx also when it holds nothing (already erased: a second erase must not fail). Its
 idempotency keys are derived with the operation, so they differ from a delete's of the
@@ -108,10 +108,11 @@ CONFIG_SCHEMA: dict[str, Any] = {
                                 "description": {"type": "string"}}},
             ]},
         },
-        "erase_events": {"type": "boolean", "default": True,
+        "erase_events": {"type": "boolean", "default": False,
                          "description": "The receiver implements the `erase` event (see "
-                                        "the README): conn forget sends it. false: conn "
-                                        "forget sends `delete` instead."},
+                                        "the README): conn forget sends it. Off by "
+                                        "default: conn forget sends `delete`, which every "
+                                        "receiver handles."},
         "check": {"enum": ["ping", "none"], "default": "ping",
                   "description": "`ping` POSTs an empty batch (operation `ping`)."},
     },
@@ -212,7 +213,7 @@ class WebhookDestination(LazyClient, Destination):
         caps = Capabilities(batch_size=self.batch_size, concurrency=self.concurrency,
                             rate_limit=self.rate_limit, supports_delete=True,
                             modes=frozenset({"upsert", "insert", "update", "mirror", "append"}),
-                            erasure=ERASURE if self.config.get("erase_events", True) else "")
+                            erasure=ERASURE if self.config.get("erase_events", False) else "")
         default_ids = tuple(self.config.get("identifiers") or ("id",))
         out = []
         for item in self.config.get("objects") or DEFAULT_OBJECTS:

@@ -241,11 +241,13 @@ def test_non_finite_numbers_are_never_sent_as_null(fault_server: FaultServer,
 
 
 def test_erase_event_has_its_own_idempotency_keys(fault_server: FaultServer) -> None:
-    """``erase`` is declared (README: the erase event) and sent as ``"operation": "erase"``
-    with only the match key; its idempotency keys and webhook-id differ from a delete's of
-    the same records and repeat on a second erase; ``erase_events: false`` declares no
-    erasure (conn forget then sends delete)."""
-    d = dest(fault_server, objects=[{"name": "customers", "identifiers": ["id"]}])
+    """With ``erase_events: true``, ``erase`` is declared (README: the erase event) and sent
+    as ``"operation": "erase"`` with only the match key; its idempotency keys and
+    webhook-id differ from a delete's of the same records and repeat on a second erase.
+    By default no erasure is declared (conn forget then sends delete, which a receiver
+    that ignores unknown operations would otherwise acknowledge without erasing)."""
+    d = dest(fault_server, objects=[{"name": "customers", "identifiers": ["id"]}],
+             erase_events=True)
     obj = d.object("customers")
     assert "erase" in obj.capabilities.operations() and "erase" in obj.capabilities.erasure
     write_records(d, "customers", rows(4))
@@ -259,15 +261,15 @@ def test_erase_event_has_its_own_idempotency_keys(fault_server: FaultServer) -> 
         assert req.json["operation"] == op and req.json["records"] == keys
     assert sent[0] == sent[1] and sent[0][0] != sent[2][0] and sent[0][1] != sent[2][1]
     assert set(fault_server.store) == {"0", "2", "3"}
-    off = dest(fault_server, erase_events=False)
-    assert "erase" not in off.object("records").capabilities.operations()
+    default = dest(fault_server)
+    assert "erase" not in default.object("records").capabilities.operations()
 
 
 def test_erase_retried_on_faults_and_refused_records_rejected(
         fault_server: FaultServer) -> None:
     fault_server.configure(error_rate=0.2, throttle_rate=0.2, retry_after=0.01, seed=4,
                            reject=["bad"])
-    d = dest(fault_server, max_attempts=12)
+    d = dest(fault_server, max_attempts=12, erase_events=True)
     keys = [{"id": str(i)} for i in range(30)] + [{"id": "bad"}]
     res = write_records(d, "records", keys, operation="erase")
     assert res.pending == [] and [r.index for r in res.rejected] == [30]
