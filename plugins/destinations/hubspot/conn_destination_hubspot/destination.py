@@ -359,6 +359,7 @@ class HubSpotDestination(LazyClient, Destination):
         headers = {"Content-Type": "application/json",
                    **BearerToken(self.config["access_token"]).describe_headers()}
         base = self.config.get("base_url", DEFAULT_BASE_URL)
+        calls: list[tuple[str, dict[str, Any] | None]]
         if request.operation == "erase":
             calls = [(GDPR_DELETE, body) for body in self._gdpr_bodies(request)]
         elif request.operation == "delete":
@@ -371,7 +372,7 @@ class HubSpotDestination(LazyClient, Destination):
             calls.append((f"/crm/v3/objects/{t}/batch/archive",
                           {"inputs": [{"id": v} for v in ids]}))
         else:
-            calls = self._plan(request)
+            calls = list(self._plan(request))
         return [describe("POST", path, json=body, headers=headers, base_url=base)
                 for path, body in calls]
 
