@@ -37,14 +37,6 @@ def parse_duration(text: str) -> float | None:
     return sum(float(n) * _UNITS[u] for n, u in _PART.findall(compact))
 
 
-def _format_seconds(seconds: float) -> str:
-    for unit in ("d", "h", "m"):
-        size = _UNITS[unit]
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
-
-
 @dataclass(frozen=True)
 class Interval:
     """``every: <duration>``: runs at start, start + every, start + 2 every, ..."""
@@ -108,7 +100,8 @@ def parse_schedule(raw: Any, *, file: str, path: str) -> tuple[Schedule | None,
     """The schedule at ``path`` (``syncs.NAME.schedule``) of ``file``, or the problems
     with it, each naming what was expected. Types and unknown keys are the JSON Schema's
     to report: nothing is said here about a value that is not a mapping of strings."""
-    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()) \
+            or set(raw) - {"every", "cron", "timezone"}:
         return None, []
     every, cron, zone = raw.get("every"), raw.get("cron"), raw.get("timezone")
     if (every is None) == (cron is None):
@@ -123,7 +116,7 @@ def parse_schedule(raw: Any, *, file: str, path: str) -> tuple[Schedule | None,
         if seconds is None or seconds <= 0:
             return None, [ConfigError(f"expected {EVERY_HINT}, got {every!r}", file=file,
                                       path=f"{path}.every")]
-        return Interval(seconds, _format_seconds(seconds)), []
+        return Interval(seconds, every.strip()), []
     errors: list[ConfigError] = []
     assert cron is not None
     zone = zone or "UTC"
