@@ -112,8 +112,20 @@ class Scheduler:
         return not self._thread.is_alive() and not any(t.is_alive() for t in threads)
 
     def health(self) -> dict[str, Any]:
+        """Each job's state, by name."""
         with self._lock:
             return {name: s.as_dict() for name, s in self.states.items()}
+
+    def status(self) -> tuple[bool, str, dict[str, Any]]:
+        """What ``/healthz`` answers: (healthy, ``ok`` | ``draining`` |
+        ``starting`` | ``scheduler_dead``, :meth:`health`)."""
+        if self.stop.is_set():
+            return False, "draining", self.health()
+        if self._thread.ident is None:
+            return False, "starting", self.health()
+        if not self.alive:
+            return False, "scheduler_dead", self.health()
+        return True, "ok", self.health()
 
     # --- the scheduler thread -----------------------------------------------------------
 

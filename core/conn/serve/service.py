@@ -65,14 +65,7 @@ def serve(project: Project, registry: Registry, emit: Emit, *, host: str, port: 
         stop = interrupt.requested
         scheduler = Scheduler(jobs, metrics, stop, emit)
 
-        def health() -> tuple[bool, str, dict[str, Any]]:
-            if not scheduler.alive and not stop.is_set():
-                return False, "scheduler_dead", scheduler.health()
-            if stop.is_set():
-                return False, "draining", scheduler.health()
-            return True, "ok", scheduler.health()
-
-        server = StatusServer(host, port, metrics, health).start()
+        server = StatusServer(host, port, metrics, scheduler.status).start()
         lock.update(url=server.url)
         with interrupt.handling(grace=drain_seconds):
             scheduler.plan()
