@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -113,7 +112,10 @@ def test_sigterm_drains_within_the_bound_and_a_restart_resumes(tmp_path):
         serve = Serve(tmp_path, "--drain-seconds", "4")
         try:
             serve.wait_for(lambda: len(srv.requests) >= 3)
-            time.sleep(0.2)
+            # The sync is busy in serve: a run by hand is refused, naming the holder.
+            by_hand = conn(tmp_path, "sync", "warehouse", "hook")
+            assert by_hand.returncode == 5, by_hand.stderr
+            assert f"pid {serve.proc.pid}" in by_hand.stderr
             code, took = serve.stop(signal.SIGTERM)
         finally:
             serve.kill()
@@ -124,7 +126,9 @@ def test_sigterm_drains_within_the_bound_and_a_restart_resumes(tmp_path):
         assert serve.named("stopped")[0] == {**serve.named("stopped")[0], "drained": True,
                                               "exit_code": 0}
         runs = json.loads(conn(tmp_path, "runs", "to_hook", "--json").stdout)["runs"]
-        assert [(r["status"], r["inserted"]) for r in runs] == [("interrupted", 20)]
+        # (the refused run by hand is in the history too, as failed)
+        assert sorted((r["status"], r["inserted"]) for r in runs) == [("failed", 0),
+                                                                      ("interrupted", 20)]
         assert len(srv.store) == 20
 
         # A restart sends the ten rows that were not acknowledged, and only those.
@@ -158,6 +162,7 @@ def test_sigkill_mid_run_then_restart_loses_nothing(tmp_path):
     assert sum(n - 1 for n in srv.arrivals.values()) <= 10
 
 
+@pytest.mark.slow
 def test_a_second_serve_is_refused_naming_the_first_and_a_killed_ones_lock_is_stale(
         tmp_path):
     with FaultServer() as srv:
@@ -171,6 +176,14 @@ def test_a_second_serve_is_refused_naming_the_first_and_a_killed_ones_lock_is_st
             assert f"pid {first.proc.pid}" in second.stderr
             assert "already running for this project" in second.stderr
             assert f"127.0.0.1:{port}" in second.stderr
+            # (the port is taken: a clear refusal, not a traceback)
+            (tmp_path / "other").mkdir()
+            (tmp_path / "other" / "conn.yml").write_text((tmp_path / "conn.yml").read_text())
+            (tmp_path / "other" / "warehouse.duckdb").write_bytes(
+                (tmp_path / "warehouse.duckdb").read_bytes())
+            taken = conn(tmp_path / "other", "serve", "--port", str(port))
+            assert taken.returncode == 3, taken.stderr
+            assert f"cannot listen on 127.0.0.1:{port}" in taken.stderr
             assert any(" scheduled sync=to_hook " in x for x in first.lines)
             assert any(" unscheduled syncs=by_hand " in x for x in first.lines)
         finally:

@@ -65,7 +65,12 @@ def serve(project: Project, registry: Registry, emit: Emit, *, host: str, port: 
         stop = interrupt.requested
         scheduler = Scheduler(jobs, metrics, stop, emit)
 
-        server = StatusServer(host, port, metrics, scheduler.status).start()
+        try:
+            server = StatusServer(host, port, metrics, scheduler.status).start()
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
+                              f"choose another --port (0 picks a free one) or --host"
+                              ) from None
         lock.update(url=server.url)
         with interrupt.handling(grace=drain_seconds):
             scheduler.plan()
