@@ -156,7 +156,7 @@ class Scheduler:
     def _tick(self, job: Job, now: datetime) -> None:
         with self._lock:
             due, state = self._due.get(job.name), self.states[job.name]
-            if due is None or due > now:
+            if due is None or due > now or self.stop.is_set():
                 return
             if state.running:
                 # A scheduled sync still going when due again: not started twice.
