@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -103,12 +104,13 @@ class Scheduler:
         """After ``stop`` is set: wait up to ``timeout`` seconds for the scheduler and
         every run in flight to end. True when they did."""
         self._wake.set()
-        deadline = self.clock().timestamp() + timeout
-        self._thread.join(max(0.0, deadline - self.clock().timestamp()))
+        deadline = time.monotonic() + timeout  # not self.clock(): tests may fix that one
+        if self._thread.ident is not None:
+            self._thread.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
             threads = [t for s in self.states.values() for t in s.threads]
         for t in threads:
-            t.join(max(0.0, deadline - self.clock().timestamp()))
+            t.join(max(0.0, deadline - time.monotonic()))
         return not self._thread.is_alive() and not any(t.is_alive() for t in threads)
 
     def health(self) -> dict[str, Any]:
