@@ -34,6 +34,8 @@ MODULES = {
                          "cassette helpers.",
     "conn.testing.harness": "Drive a source or destination the way the runtime does.",
     "conn.testing.sync": "Run whole syncs in a test.",
+    "conn.serve.jobs": "What `conn serve` runs: scheduled syncs, and how a continuous job "
+                       "(a streaming sync) plugs in.",
 }
 
 

@@ -33,6 +33,8 @@ LAYERS: dict[str, int] = {
     # the runner: every stage above, in order
     "runtime": 11,
     "singer": 12, "testing": 12, "builtins": 12, "demo": 12,
+    # `conn serve`: runs the runner on schedules
+    "serve": 12,
     "singer_protocol": 13, "cli": 13,
 }
 #: A core module this long has more than one job (see the structure review).

@@ -112,6 +112,40 @@ def preview(
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address /healthz and /metrics "
+                    "listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port of /healthz and /metrics; 0 "
+                    "picks a free one (printed in the 'serving' line).")] = 8710,
+    drain_seconds: Annotated[float, typer.Option(
+        "--drain-seconds", help="On SIGTERM/SIGINT, how long runs in flight may take to "
+        "stop before the process exits anyway (exit 130).")] = 10.0,
+    project: ProjectOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per event "
+                        "line, for machines.")] = False,
+) -> None:
+    """Run the project's syncs on their schedules until stopped: one long-running process.
+
+    Each sync with a 'schedule:' in conn.yml ({every: 15m}, or {cron: '0 * * * *',
+    timezone: Europe/Paris}) runs when due, in its own worker: a slow or failing
+    destination holds up only its own sync; a sync still running when due again is
+    skipped (counted); a failed run is retried at the next due time. Syncs without a
+    schedule are not run (listed at start). GET /healthz (JSON; 503 if the scheduler
+    died or while draining) and /metrics (Prometheus) on --host:--port.
+
+    SIGTERM or SIGINT drains: nothing new starts, runs in flight stop as Ctrl-C stops
+    'conn sync' (acknowledged rows committed, the rest re-sent by the next run). Exit
+    codes: 0 drained; 130 runs still busy after --drain-seconds, or a second signal;
+    5 another conn serve runs this project (its pid is named); 3 configuration error.
+    See docs/realtime.md.
+    """
+    from conn.cli.serve_cmd import run_serve
+
+    run_serve(project=project, host=host, port=port, drain_seconds=drain_seconds,
+              json_out=json_out)
+
+
+@app.command()
 def check(
     project: ProjectOpt = None,
     connect: Annotated[bool, typer.Option(help="Also test connections with each "

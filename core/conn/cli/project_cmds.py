@@ -38,6 +38,7 @@ def check_project(project: Path | None, *, connect: bool, json_out: bool,
         proj = None
     if proj is not None:
         results.append({"check": "config", "target": str(proj.file), "ok": True})
+        results += schedule_checks(proj)
     if proj is not None and not offline:
         if connect:
             for kind, table, get in (("source", proj.sources, registry.source_class),
@@ -88,8 +89,7 @@ def check_project(project: Path | None, *, connect: bool, json_out: bool,
     else:
         if results:
             output.table("conn check", ["check", "target", "result"],
-                         [[r["check"], r["target"], "ok" if r["ok"] else r["error"]]
-                          for r in results])
+                         [[r["check"], r["target"], _result_text(r)] for r in results])
         for p in problems:
             output.error(p)
         if not problems and not failed:
@@ -99,6 +99,40 @@ def check_project(project: Path | None, *, connect: bool, json_out: bool,
         sys.exit(exit_code_of(errors))
     if failed:
         sys.exit(CheckFailed.exit_code)
+
+
+def _result_text(r: dict[str, Any]) -> str:
+    if not r["ok"]:
+        return r["error"]
+    if r["check"] == "schedule":
+        if r["next_run"] is None:
+            return f"ok: {r['schedule']}, first run when conn serve starts"
+        return f"ok: {r['schedule']}, next run {r['next_run']} ({r['next_run_local']})"
+    return "ok"
+
+
+def schedule_checks(proj: Any) -> list[dict[str, Any]]:
+    """One result per sync with a ``schedule:``: what it says and, for a cron
+    expression, when ``conn serve`` runs it next (an interval's first run is when serve
+    starts)."""
+    from datetime import UTC, datetime
+
+    from conn.config.schedule import Cron
+
+    now = datetime.now(UTC)
+    out = []
+    for sync in proj.syncs.values():
+        sched = sync.schedule
+        if sched is None:
+            continue
+        entry: dict[str, Any] = {"check": "schedule", "target": sync.name, "ok": True,
+                                 "schedule": sched.describe(), "next_run": None}
+        if isinstance(sched, Cron):
+            nxt = sched.next_after(now, now)
+            entry["next_run"] = nxt.isoformat(timespec="seconds").replace("+00:00", "Z")
+            entry["next_run_local"] = nxt.astimezone(sched.tz).isoformat(timespec="seconds")
+        out.append(entry)
+    return out
 
 
 def discover_source(source: str, *, project: Path | None, json_out: bool) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from conn import schemas, secrets
 from conn.config.model import ConnectorConfig, Connectors, Project, SyncConfig
 from conn.config.reader import load_yaml
+from conn.config.schedule import parse_schedule
 from conn.config.validate import schema_errors
 from conn.errors import ConfigError, ConfigErrors, PluginError, PluginNotFound
 
@@ -133,6 +134,9 @@ def load_project(path: Path | str | None = None, *, registry: Registry | None = 
     syncs = {}
     for name, s in entries("syncs").items():
         pk = s.get("primary_key") or ()
+        schedule, problems = parse_schedule(s.get("schedule"), file=fname,
+                                            path=f"syncs.{name}.schedule")
+        errors += problems
         syncs[name] = SyncConfig(
             name=name, source=str(s.get("source", "")),
             destination=str(s.get("destination", "")), object=str(s.get("object", "")),
@@ -142,7 +146,7 @@ def load_project(path: Path | str | None = None, *, registry: Registry | None = 
             mapping=s.get("mapping") or {}, consent=s.get("consent") or {},
             purposes=tuple(s["purposes"]) if isinstance(s.get("purposes"), list) else None,
             policies=s.get("policies") or {}, personal=s.get("personal") or {},
-            batch_rows=s.get("batch_rows"), raw=s,
+            batch_rows=s.get("batch_rows"), schedule=schedule, raw=s,
         )
     project = Project(file=file, sources=sources, destinations=dests, syncs=syncs,
                       consent_sources=entries("consent_sources"),

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conn.errors import ConfigError, ConfigErrors
+
+if TYPE_CHECKING:
+    from conn.config.schedule import Schedule
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ class SyncConfig:
     policies: dict[str, Any] = field(default_factory=dict)
     personal: dict[str, str] = field(default_factory=dict)
     batch_rows: int | None = None
+    #: When ``conn serve`` runs it (None: serve leaves it to ``conn sync``).
+    schedule: Schedule | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
 

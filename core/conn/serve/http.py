@@ -1,0 +1,87 @@
+"""``/healthz`` and ``/metrics`` of ``conn serve`` (stdlib HTTP server, own thread).
+
+``GET /healthz``: 200 with JSON ``{"status": "ok", "pid", "syncs": {name: {status,
+schedule, next_run, runs, skipped, last_run, last_success}}}`` while the scheduler runs;
+503 with the same body and ``"status": "scheduler_dead"`` once its thread has died (a
+bug: restart the process), or ``"draining"`` after SIGTERM/SIGINT.
+``GET /metrics``: the Prometheus text format. Anything else: 404.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from conn.secrets import redact, redact_obj
+from conn.serve.metrics import CONTENT_TYPE, Metrics
+
+#: Where ``conn serve`` listens unless told otherwise.
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8710
+
+
+class StatusServer:
+    """Serves the endpoints until :meth:`close`. ``health()``: (healthy, status word,
+    per-sync states)."""
+
+    def __init__(self, host: str, port: int, metrics: Metrics,
+                 health: Callable[[], tuple[bool, str, dict[str, Any]]]) -> None:
+        me = self
+        self.metrics, self.health = metrics, health
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/healthz":
+                    code, ctype, body = me._healthz()
+                elif path == "/metrics":
+                    # Label values are sync names and consent reasons; redacted all the same.
+                    body = redact(me.metrics.exposition().decode()).encode()
+                    code, ctype = 200, CONTENT_TYPE
+                else:
+                    code, ctype, body = 404, "text/plain", b"not found: try /healthz or " \
+                                                           b"/metrics\n"
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # scrapes every few seconds would drown the run events
+
+        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever,
+                                        kwargs={"poll_interval": 0.1}, daemon=True,
+                                        name="conn-serve-http")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._httpd.server_address[:2]
+        return str(host), int(port)
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+    def start(self) -> StatusServer:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def _healthz(self) -> tuple[int, str, bytes]:
+        healthy, status, syncs = self.health()
+        body = {"status": status, "pid": os.getpid(), "syncs": syncs}
+        data = json.dumps(redact_obj(body), default=str).encode() + b"\n"
+        return (200 if healthy else 503), "application/json", data
