@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -22,7 +23,9 @@ class SyncContext:
     """Everything a sync's gate and mapper may consult.
 
     ``consent_events(name)`` reads a declared consent source completely and returns its
-    events as an Arrow table (the runtime reads it through the source plugin)."""
+    events as an Arrow table (the runtime reads it through the source plugin).
+    ``now``: when the run started (consent expiry is judged at that instant; None: the
+    time the gate is built)."""
 
     project: Project
     sync: SyncConfig
@@ -32,6 +35,7 @@ class SyncContext:
     registry: Registry
     consent_events: Callable[[str], pa.Table]
     match_key: str
+    now: datetime | None = None
 
     @property
     def purposes(self) -> tuple[str, ...]:

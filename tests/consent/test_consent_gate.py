@@ -44,7 +44,8 @@ def test_column_consent_and_reasons() -> None:
     assert ids(gated) == ["1"]
     assert gated.withheld == 3
     s = gate.summary()
-    assert s["withheld_by_reason"] == {"no_record": 1, "malformed": 1, "denied": 1}
+    assert s["withheld_by_reason"] == {"no_record": 1, "expired": 0, "malformed": 1,
+                                       "denied": 1}
     assert s["per_purpose"]["marketing"]["passed"] == 1
     assert s["legal_bases"] == {"marketing": {"consent": 1}}
     assert gated.batch.schema.names == ["id", "email"]  # consent column not passed on
@@ -58,8 +59,8 @@ def test_latest_event_wins_and_late_revocation() -> None:
                 ("3", "marketing", "granted", "2024-01-01"))
     gate = build_gate(ctx_for(consent={"source": "cs"}, ev=ev))
     assert ids(gate.apply(ROWS, KEYS)) == ["2", "3"]
-    assert gate.summary()["withheld_by_reason"] == {"no_record": 1, "malformed": 0,
-                                                    "denied": 1}
+    assert gate.summary()["withheld_by_reason"] == {"no_record": 1, "expired": 0,
+                                                    "malformed": 0, "denied": 1}
 
 
 def test_tie_on_timestamp_denial_wins_and_bad_timestamp_blocks() -> None:
@@ -72,8 +73,8 @@ def test_tie_on_timestamp_denial_wins_and_bad_timestamp_blocks() -> None:
                 ("4", "marketing", "granted", "2024-01-01T10:00:00+02:00"))
     gate = build_gate(ctx_for(consent={"source": "cs"}, ev=ev))
     assert ids(gate.apply(ROWS, KEYS)) == ["4"]
-    assert gate.summary()["withheld_by_reason"] == {"no_record": 0, "malformed": 2,
-                                                    "denied": 1}
+    assert gate.summary()["withheld_by_reason"] == {"no_record": 0, "expired": 0,
+                                                    "malformed": 2, "denied": 1}
 
 
 def test_timezones_order_events() -> None:

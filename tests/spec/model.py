@@ -452,7 +452,7 @@ class SyncModel:
         the state, or skipped).
         """
         counts = dict.fromkeys(COUNTS, 0)
-        withheld = {"no_record": 0, "malformed": 0, "denied": 0}
+        withheld = {"no_record": 0, "expired": 0, "malformed": 0, "denied": 0}
         seen: set[Any] = set()
         touched: set[Any] = set()
         rejected_now: dict[Any, str] = {}

@@ -214,10 +214,26 @@ def cross_check(project: Project) -> list[ConfigError]:
             errs.append(ConfigError(f"unknown consent source {cs!r} (declared: "
                                     f"{', '.join(project.consent_sources) or 'none'})",
                                     file=f, path=f"{base}.consent.source"))
+        errs += _max_age_errors(s.consent, f, base)
     for name, c in project.consent_sources.items():
         if c.get("source") not in project.sources:
             errs.append(ConfigError(f"unknown source {c.get('source')!r}", file=f,
                                     path=f"consent_sources.{name}.source"))
+    return errs
+
+
+def _max_age_errors(consent: Any, file: str, base: str) -> list[ConfigError]:
+    """Each ``consent.max_age`` value must be a duration (:mod:`conn.config.durations`);
+    the schema has checked that it is a mapping."""
+    from conn.config.durations import parse_duration
+
+    ages = consent.get("max_age") if isinstance(consent, dict) else None
+    errs = []
+    for purpose, value in ages.items() if isinstance(ages, dict) else ():
+        try:
+            parse_duration(value, file=file, path=f"{base}.consent.max_age.{purpose}")
+        except ConfigError as exc:
+            errs.append(exc)
     return errs
 
 

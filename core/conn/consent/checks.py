@@ -46,4 +46,6 @@ def consent_issues(ctx: SyncContext) -> list[ConfigError]:
             errs.append(ConfigError(f"legal basis for {purpose!r}, which is not a purpose "
                                     f"of this sync ({', '.join(ctx.purposes) or 'none'})",
                                     file=f, path=f"{base}.legal_basis.{purpose}"))
-    return errs
+    from conn.consent.expiry import expiry_issues
+
+    return errs + expiry_issues(ctx)

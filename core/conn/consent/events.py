@@ -38,7 +38,8 @@ COLUMN_KEYS = {"subject": None, "purpose": "purpose", "status": "status",
 @dataclass
 class ConsentIndex:
     """The resolved consent of one consent source: per purpose, a code for every subject
-    that has an event (aligned with ``subjects``)."""
+    that has an event (aligned with ``subjects``); ``rows`` gives, per purpose and
+    subject, the row of ``events`` holding the winning event (-1: none), for its time."""
 
     name: str
     subjects: pa.Array
@@ -47,6 +48,7 @@ class ConsentIndex:
     events: pa.Table
     _hashes: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0, np.uint64))
     _order: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0, np.int64))
+    rows: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.subjects) and len(self._hashes) != len(self.subjects):
@@ -91,12 +93,15 @@ class ConsentIndex:
         return out
 
 
-def _ts_expr(t: pa.DataType) -> str:
+def timestamp_sql(t: pa.DataType, column: str = "ts") -> str:
+    """DuckDB expression reading ``column`` of Arrow type ``t`` as a TIMESTAMPTZ: Arrow
+    timestamps and dates, epoch seconds, or ISO 8601 text (no offset: the session's time
+    zone, which conn sets to UTC); NULL where unreadable."""
     if pa.types.is_timestamp(t) or pa.types.is_date(t):
-        return "CAST(ts AS TIMESTAMPTZ)"
+        return f"CAST({column} AS TIMESTAMPTZ)"
     if pa.types.is_integer(t) or pa.types.is_floating(t):
-        return "to_timestamp(CAST(ts AS DOUBLE))"
-    return "TRY_CAST(CAST(ts AS VARCHAR) AS TIMESTAMPTZ)"
+        return f"to_timestamp(CAST({column} AS DOUBLE))"
+    return f"TRY_CAST(CAST({column} AS VARCHAR) AS TIMESTAMPTZ)"
 
 
 def load_index(name: str, spec: dict[str, Any], table: pa.Table, *,
@@ -130,7 +135,7 @@ def load_index(name: str, spec: dict[str, Any], table: pa.Table, *,
     ev = pa.table(data)
     con = duckdb_connection()
     con.execute("SET TimeZone = 'UTC'")  # type: ignore[attr-defined]
-    ts = _ts_expr(table.column(cols["timestamp"]).type)
+    ts = timestamp_sql(table.column(cols["timestamp"]).type)
     rel = con.from_arrow(ev)  # type: ignore[attr-defined]
     resolved = rel.query("ev", f"""
         WITH e AS (
@@ -166,6 +171,7 @@ def load_index(name: str, spec: dict[str, Any], table: pa.Table, *,
         else pa.array([], pa.string())
     by_code: dict[str, np.ndarray] = {}
     bases: dict[str, pa.Array] = {}
+    winners: dict[str, np.ndarray] = {}
     for purpose in pc.unique(purpose_col).to_pylist():  # a loop per purpose, not per row
         rows = np.asarray(pc.equal(purpose_col, purpose).to_numpy(zero_copy_only=False),
                           dtype=bool)
@@ -176,7 +182,8 @@ def load_index(name: str, spec: dict[str, Any], table: pa.Table, *,
         scatter = np.full(len(subjects), -1, dtype=np.int64)
         scatter[slots] = np.nonzero(rows)[0]
         bases[purpose] = basis_all.take(pa.array(scatter, mask=scatter < 0))
+        winners[purpose] = scatter
     if len(hashes) == len(subjects):  # already sorted by hash: no second pass
         return ConsentIndex(name, subjects, by_code, bases, resolved, hashes,
-                            np.arange(len(subjects), dtype=np.int64))
-    return ConsentIndex(name, subjects, by_code, bases, resolved)
+                            np.arange(len(subjects), dtype=np.int64), winners)
+    return ConsentIndex(name, subjects, by_code, bases, resolved, rows=winners)

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 
 from conn.consent.checks import consent_issues
 from conn.consent.events import ConsentIndex, load_index
+from conn.consent.expiry import EXPIRED, ConsentExpiry
 from conn.consent.policies import FieldPolicy, apply_policy, resolve_policies
 from conn.consent.values import DENIED, GRANTED, MALFORMED, NO_RECORD, REASONS, classify
 from conn.errors import ConfigError
@@ -32,7 +33,7 @@ from conn.fields import parse_mapping
 from conn.pipeline import GatedBatch, seal_gated
 from conn.sync_context import SyncContext
 
-_WITHHELD_REASONS = ("no_record", "malformed", "denied")
+_WITHHELD_REASONS = ("no_record", EXPIRED, "malformed", "denied")
 
 
 class Decision:
@@ -45,6 +46,8 @@ class Decision:
         self.codes: dict[str, np.ndarray] = {}
         self.by_basis: dict[str, np.ndarray] = {}
         self.ok: dict[str, np.ndarray] = {}
+        #: Rows whose code is NO_RECORD because their consent expired (per purpose).
+        self.expired: dict[str, np.ndarray] = {}
         self.positions: np.ndarray | None = None
         self.purposes = purposes
 
@@ -70,6 +73,7 @@ class ConsentGate:
             self.index = load_index(self.source_name, spec,
                                     ctx.consent_events(self.source_name),
                                     file=str(ctx.project.file))
+        self.expiry = ConsentExpiry(ctx, self.index)
         obj_fields = list(ctx.object.properties) or None
         if obj_fields is not None and ctx.object.fields.get("additionalProperties"):
             obj_fields = None
@@ -92,7 +96,7 @@ class ConsentGate:
         """The source columns the gate reads: consent columns, the subject and every
         column the mapping reads (what the gate passes on is chosen among those)."""
         return {*self.columns.values(), *([self.subject] if self.subject else []),
-                *self.policies}
+                *self.policies, *self.expiry.columns_read()}
 
     def issues(self) -> list[ConfigError]:
         """Consent configuration problems. Field-policy problems concern the fields sent
@@ -114,7 +118,7 @@ class ConsentGate:
         if self.index is not None:
             d.positions = self.index.lookup(self._subjects(batch, keys))
         for purpose in self.purposes:
-            code = np.zeros(n, dtype=np.int8)
+            col_code = ev_code = None
             col = self.columns.get(purpose)
             if col is not None:
                 if col not in batch.schema.names:
@@ -122,9 +126,12 @@ class ConsentGate:
                                       file=str(self.ctx.project.file),
                                       path=f"syncs.{self.ctx.sync.name}.consent.columns."
                                            f"{purpose}")
-                code = np.maximum(code, classify(batch.column(col)))
+                col_code = classify(batch.column(col))
             if self.index is not None and d.positions is not None:
-                code = np.maximum(code, self.index.codes_for(purpose, d.positions))
+                ev_code = self.index.codes_for(purpose, d.positions)
+            # Expired grants count as no record; then a denial anywhere wins (max).
+            code, d.expired[purpose] = self.expiry.combine(purpose, batch, col_code, ev_code,
+                                                           d.positions)
             ok = code == GRANTED
             if purpose in self.legal_basis:
                 by_basis = code == NO_RECORD
@@ -171,6 +178,13 @@ class ConsentGate:
         passed = int(d.passed.sum())
         self.passed_rows += passed
         counts = np.bincount(d.worst[d.worst >= 0].astype(np.int64), minlength=4)
+        # A row withheld at the no-record level because a grant expired: reason expired.
+        expired = np.zeros(n, dtype=bool)
+        for purpose in self.purposes:
+            expired |= d.expired[purpose] & ~d.ok[purpose]
+        n_expired = int((expired & (d.worst == NO_RECORD)).sum())
+        counts[NO_RECORD] -= n_expired
+        self.withheld_by_reason[EXPIRED] += n_expired
         for code in (NO_RECORD, MALFORMED, DENIED):
             self.withheld_by_reason[REASONS[code]] += int(counts[code])
         for purpose in self.purposes:
@@ -178,6 +192,9 @@ class ConsentGate:
             ok = d.ok[purpose]
             stats["passed"] += int(ok.sum())
             pc_counts = np.bincount(d.codes[purpose][~ok].astype(np.int64), minlength=4)
+            p_expired = int((d.expired[purpose] & ~ok).sum())
+            pc_counts[NO_RECORD] -= p_expired
+            stats["withheld"][EXPIRED] += p_expired
             for code in (NO_RECORD, MALFORMED, DENIED):
                 stats["withheld"][REASONS[code]] += int(pc_counts[code])
             # Legal bases of rows that passed the gate, per purpose.
@@ -224,6 +241,7 @@ class ConsentGate:
                                 "legal_bases": dict(s["legal_bases"])}
                             for p, s in self.per_purpose.items()},
             "legal_bases": {p: dict(b) for p, b in self.legal_bases.items()},
+            "max_age": {p: str(a) for p, a in self.expiry.max_age.items()},
             "consent_from": {"columns": dict(self.columns), "source": self.source_name,
                              "subject": self.subject or "primary key",
                              "combine": "a denial anywhere wins"},

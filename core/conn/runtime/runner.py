@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -208,7 +209,8 @@ class SyncRunner:
         if errors:
             raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
         ctx = SyncContext(self.project, sync, self.project.destinations[sync.destination],
-                          obj, stream, self.registry, self.consent_events, match_key)
+                          obj, stream, self.registry, self.consent_events, match_key,
+                          now=datetime.fromtimestamp(self.run_info.started_at, UTC))
         gate = build_gate(ctx)
         mapper = build_mapper(ctx)
         issues = gate.issues() + mapper.issues()
