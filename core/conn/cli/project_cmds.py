@@ -6,12 +6,16 @@ import contextlib
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conn import secrets
 from conn.cli import output
 from conn.cli.common import open_project, setup_logging
 from conn.errors import CheckFailed, ConfigError, ConfigErrors, ConnError, exit_code_of
+
+if TYPE_CHECKING:
+    from conn.config.model import SyncConfig
+    from conn.runtime.runner import PreparedSync
 
 
 def check_project(project: Path | None, *, connect: bool, json_out: bool,
@@ -67,11 +71,14 @@ def check_project(project: Path | None, *, connect: bool, json_out: bool,
                 results.append(entry)
                 continue
             runner = SyncRunner(proj, sync, registry, store=None, run=run)  # type: ignore[arg-type]
+            expiry: dict[str, Any] | None = None
             try:
                 src = runner._connector("source", sync.source)
                 dst = runner._connector("destination", sync.destination)
                 with src, dst:
-                    runner.prepare(src, dst)
+                    prepared = runner.prepare(src, dst)
+                    if prepared.gate.expiry.max_age:
+                        expiry = _expiry_check(sync, prepared)
             except ConfigErrors as exc:
                 entry.update(ok=False, error="; ".join(str(e) for e in exc.errors))
                 errors += exc.errors
@@ -81,6 +88,15 @@ def check_project(project: Path | None, *, connect: bool, json_out: bool,
             except Exception as exc:
                 entry.update(ok=False, error=secrets.redact(f"{type(exc).__name__}: {exc}"))
             results.append(entry)
+            if expiry is not None:
+                results.append(expiry)
+    if proj is not None and offline:
+        from conn.consent.expiry import expiry_warnings
+
+        results += [{"check": "consent expiry", "target": s.name, "ok": True,
+                     "note": "not read (offline)", "warnings": expiry_warnings(s)}
+                    for s in proj.syncs.values()
+                    if isinstance(s.consent, dict) and s.consent.get("max_age")]
     problems = [secrets.redact(str(e)) for e in errors]
     failed = [r for r in results if not r["ok"]]
     if json_out:
@@ -99,16 +115,6 @@ def check_project(project: Path | None, *, connect: bool, json_out: bool,
         sys.exit(exit_code_of(errors))
     if failed:
         sys.exit(CheckFailed.exit_code)
-
-
-def _result_text(r: dict[str, Any]) -> str:
-    if not r["ok"]:
-        return r["error"]
-    if r["check"] == "schedule":
-        if r["next_run"] is None:
-            return f"ok: {r['schedule']}, first run when conn serve starts"
-        return f"ok: {r['schedule']}, next run {r['next_run']} ({r['next_run_local']})"
-    return "ok"
 
 
 def schedule_checks(proj: Any) -> list[dict[str, Any]]:
@@ -133,6 +139,42 @@ def schedule_checks(proj: Any) -> list[dict[str, Any]]:
             entry["next_run_local"] = nxt.astimezone(sched.tz).isoformat(timespec="seconds")
         out.append(entry)
     return out
+
+
+def _expiry_check(sync: SyncConfig, p: PreparedSync) -> dict[str, Any]:
+    """Read the sync's source as a run would (nothing is mapped or sent) and count, per
+    purpose, the people (rows) whose expired consent withholds them."""
+    from conn.consent.expiry import expiry_warnings, withheld_by_expiry
+    from conn.keys import key_array
+    from conn.source import SourceState
+
+    gate, stream = p.gate, p.stream
+    read = stream.narrowed(gate.columns_read()) if p.source.projection else stream
+    batches = ((b, key_array(b, stream.primary_key)) for b in p.source.read(read)
+               if not isinstance(b, SourceState))
+    counts = withheld_by_expiry(gate, batches)
+    return {"check": "consent expiry", "target": sync.name, "ok": True,
+            "max_age": {k: str(v) for k, v in gate.expiry.max_age.items()},
+            "now": counts["now"], "rows": counts["rows"],
+            "withheld_by_expiry": counts["withheld"], "warnings": expiry_warnings(sync)}
+
+
+def _result_text(r: dict[str, Any]) -> str:
+    """The result column of ``conn check``'s table for one check."""
+    if not r["ok"]:
+        return str(r["error"])
+    if r["check"] == "schedule":
+        if r["next_run"] is None:
+            return f"ok: {r['schedule']}, first run when conn serve starts"
+        return f"ok: {r['schedule']}, next run {r['next_run']} ({r['next_run_local']})"
+    parts = []
+    if "withheld_by_expiry" in r:
+        parts += [f"{p}: expiry withholds {n} of {r['rows']} people (max_age "
+                  f"{r['max_age'][p]})" for p, n in r["withheld_by_expiry"].items()]
+    if r.get("note") and r["check"] == "consent expiry":
+        parts.append(r["note"])
+    parts += [f"warning: {w}" for w in r.get("warnings", ())]
+    return "; ".join(parts) or "ok"
 
 
 def discover_source(source: str, *, project: Path | None, json_out: bool) -> None:

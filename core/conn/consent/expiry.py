@@ -39,6 +39,7 @@ from conn.duckdb_scan import duckdb_connection, sql_over
 from conn.errors import ConfigError
 
 if TYPE_CHECKING:
+    from conn.config.model import SyncConfig
     from conn.consent.gate import ConsentGate
     from conn.sync_context import SyncContext
 
@@ -152,19 +153,21 @@ class ConsentExpiry:
 
 
 def expiry_issues(ctx: SyncContext) -> list[ConfigError]:
-    """Configuration problems of ``max_age`` and ``granted_at``: a purpose the sync does
-    not have, a grant-time column the stream lacks or without a consent column."""
+    """Configuration problems of ``max_age`` and ``granted_at``: a ``max_age`` for a
+    purpose the sync does not have, a grant-time column the stream lacks or without a
+    consent column."""
     consent = ctx.sync.consent or {}
     f, base = str(ctx.project.file), f"syncs.{ctx.sync.name}.consent"
     names = set(ctx.stream.schema.names)
     columns = dict(consent.get("columns") or {})
     errs = []
-    for key in ("max_age", "granted_at"):
-        for purpose in dict(consent.get(key) or {}):
-            if purpose not in ctx.purposes:
-                errs.append(ConfigError(f"{key} for {purpose!r}, which is not a purpose of "
-                                        f"this sync ({', '.join(ctx.purposes) or 'none'})",
-                                        file=f, path=f"{base}.{key}.{purpose}"))
+    # Like legal_basis (and unlike consent columns, which may serve other syncs of the
+    # same stream), a max_age for a purpose the sync does not have is a mistake.
+    for purpose in dict(consent.get("max_age") or {}):
+        if purpose not in ctx.purposes:
+            errs.append(ConfigError(f"max_age for {purpose!r}, which is not a purpose of "
+                                    f"this sync ({', '.join(ctx.purposes) or 'none'})",
+                                    file=f, path=f"{base}.max_age.{purpose}"))
     for purpose, col in dict(consent.get("granted_at") or {}).items():
         if purpose not in columns:
             errs.append(ConfigError(f"granted_at names the time of the consent column of "
@@ -177,13 +180,13 @@ def expiry_issues(ctx: SyncContext) -> list[ConfigError]:
     return errs
 
 
-def expiry_warnings(ctx: SyncContext) -> list[str]:
+def expiry_warnings(sync: SyncConfig) -> list[str]:
     """Where a ``max_age`` cannot apply: a consent column without a grant-time column
     (its grants never expire), or a purpose whose consent comes from nowhere."""
-    consent = ctx.sync.consent or {}
+    consent = sync.consent if isinstance(sync.consent, dict) else {}
     columns = dict(consent.get("columns") or {})
     times = dict(consent.get("granted_at") or {})
-    base = f"syncs.{ctx.sync.name}.consent"
+    base = f"syncs.{sync.name}.consent"
     out = []
     for purpose in dict(consent.get("max_age") or {}):
         if purpose in columns and purpose not in times:
