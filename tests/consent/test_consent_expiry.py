@@ -269,11 +269,13 @@ COLUMN = {"yes": 1, "no": 3, "maybe": 2, None: 0}
 STATUS = {"granted": 1, "withdrawn": 3, "maybe": 2, None: 2}
 
 
-def model(sc: dict[str, Any]) -> tuple[set[str], dict[str, int]]:
-    """The documented rules, in plain Python: who passes, and the withheld reasons."""
+def model(sc: dict[str, Any]) -> tuple[set[str], dict[str, int], dict[str, int]]:
+    """The documented rules, in plain Python: who passes, the withheld reasons, and per
+    purpose with a max_age how many people expiry withholds."""
     ages, bases = sc["max_age"], sc["bases"]
     passed_ids, reasons = set(), dict.fromkeys(("no_record", "expired", "malformed",
                                                  "denied"), 0)
+    by_expiry = dict.fromkeys(ages, 0)
     for sid, value, when in sc["rows"]:
         worst, worst_expired, ok_all = -1, False, True
         for p in sc["purposes"]:
@@ -300,6 +302,8 @@ def model(sc: dict[str, Any]) -> tuple[set[str], dict[str, int]]:
                     ev, expired = 0, True
             code = max(col, ev)
             ok = code == 1 or (code == 0 and p in bases)
+            if not ok and code == 0 and expired and p in ages:
+                by_expiry[p] += 1
             if not ok:
                 ok_all = False
                 if code > worst:
@@ -311,7 +315,7 @@ def model(sc: dict[str, Any]) -> tuple[set[str], dict[str, int]]:
         else:
             reasons["expired" if worst == 0 and worst_expired else
                     {0: "no_record", 2: "malformed", 3: "denied"}[worst]] += 1
-    return passed_ids, reasons
+    return passed_ids, reasons, by_expiry
 
 
 @st.composite
@@ -344,6 +348,141 @@ def test_gate_follows_the_documented_rules(sc: dict[str, Any]) -> None:
     for part in pa.Table.from_batches([batch], batch.schema).to_batches(
             max_chunksize=sc["batch_rows"]):
         got += passed(gate, part)
-    want, reasons = model(sc)
+    want, reasons, _ = model(sc)
     assert sorted(got) == sorted(want)
     assert gate.summary()["withheld_by_reason"] == reasons
+
+
+# --- the real command line against the model -------------------------------------------
+
+def _cli(monkeypatch: pytest.MonkeyPatch, capsys: Any, *args: str) -> tuple[int, str]:
+    import sys
+
+    from conn.cli.main import main
+
+    monkeypatch.setattr(sys, "argv", ["conn", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return code, capsys.readouterr().out
+
+
+def write_project(folder: Path, sc: dict[str, Any]) -> None:
+    from tests import fakes
+
+    ids = [r[0] for r in sc["rows"]]
+    fakes.TABLES["people"] = (pa.table({
+        "id": pa.array(ids, pa.string()),
+        "email": pa.array([f"u{i}@example.com" for i in ids], pa.string()),
+        "mkt": pa.array([r[1] for r in sc["rows"]], pa.string()),
+        "mkt_at": pa.array([r[2] for r in sc["rows"]], pa.string())}), ("id",))
+    ev = sc["events"]
+    fakes.TABLES["consent"] = (pa.table({
+        "customer": pa.array([e[0] for e in ev], pa.string()),
+        "purpose": pa.array([e[1] for e in ev], pa.string()),
+        "status": pa.array([e[2] for e in ev], pa.string()),
+        "at": pa.array([e[3] for e in ev], pa.string())}), ())
+    doc = {"version": 1, "state": {"backend": "memory"}, "sources": {"wh": {"type": "memory"}},
+           "destinations": {"crm": {"type": "recorder", "purposes": list(sc["purposes"]),
+                                    "policies": {"*": "allow"}}},
+           "consent_sources": {"cs": {"source": "wh", "stream": "consent",
+                                      "subject": "customer", "timestamp": "at"}},
+           "syncs": {"people_to_crm": {
+               "source": "wh", "stream": "people", "destination": "crm",
+               "object": "contacts", "primary_key": "id", "match_key": "email",
+               "mapping": {"id": "id", "email": "email"},
+               "consent": {"columns": {"marketing": "mkt"}, "source": "cs",
+                           "granted_at": {"marketing": "mkt_at"},
+                           "legal_basis": sc["bases"], "max_age": sc["max_age"]}}}}
+    (folder / "conn.yml").write_text(yaml.safe_dump(doc))
+
+
+@settings(max_examples=15, deadline=None)
+@given(scenarios())
+def test_cli_sync_and_check_follow_the_documented_rules(sc: dict[str, Any]) -> None:
+    import json
+    import tempfile
+
+    from conn.plugins import Registry, reset_registry
+
+    from tests import fakes
+
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
+        fakes.reset()
+        reg = Registry(autoload=False)
+        reg.add_module(fakes)
+        reset_registry(reg)
+        mp.chdir(tmp)
+        mp.setenv("CONN_NOW", NOW_TEXT)
+        write_project(Path(tmp), sc)
+        want, reasons, by_expiry = model(sc)
+        capsys = _Capture()
+        with capsys:
+            code, out = _cli(mp, capsys, "check", "--json")
+        assert code == 0, out
+        checks = [c for c in json.loads(out)["checks"] if c["check"] == "consent expiry"]
+        if sc["max_age"]:
+            assert checks[0]["withheld_by_expiry"] == by_expiry
+            assert checks[0]["rows"] == len(sc["rows"])
+            assert checks[0]["now"] == "2026-03-31T12:00:00Z"
+        else:
+            assert checks == []
+        with capsys:
+            code, out = _cli(mp, capsys, "sync", "wh", "crm", "--json")
+        assert code == 0, out
+        rep = json.loads(out)["syncs"][0]
+        assert rep["consent"]["withheld_by_reason"] == reasons
+        got = [r["id"] for _, _, recs in fakes.RECEIVED for r in recs]
+        assert sorted(got) == sorted(want)
+        reset_registry(Registry(autoload=False))
+
+
+class _Capture:
+    """stdout of one command (hypothesis cannot use the function-scoped capsys)."""
+
+    def __enter__(self) -> _Capture:
+        import io
+        import sys
+
+        self._old, self._buf = sys.stdout, io.StringIO()
+        sys.stdout = self._buf
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import sys
+
+        sys.stdout = self._old
+
+    def readouterr(self) -> Any:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(out=self._buf.getvalue(), err="")
+
+
+def test_cli_check_plain_output_and_warning(tmp_path: Path, registry: Any,
+                                            monkeypatch: pytest.MonkeyPatch,
+                                            capsys: Any) -> None:
+    sc = {"rows": [("1", "yes", "2020-01-01T00:00:00"), ("2", "yes", "2026-03-01T00:00:00")],
+          "events": [], "purposes": ("marketing",), "max_age": {"marketing": "24 months"},
+          "bases": {}}
+    monkeypatch.chdir(tmp_path)
+    write_project(tmp_path, sc)
+    code, out = _cli(monkeypatch, capsys, "check")
+    assert code == 0
+    assert "marketing: expiry withholds 1 of 2 people (max_age 24 months)" in out
+    text = (tmp_path / "conn.yml").read_text().replace("granted_at:", "unused_at:")
+    doc = yaml.safe_load(text)
+    del doc["syncs"]["people_to_crm"]["consent"]["unused_at"]
+    (tmp_path / "conn.yml").write_text(yaml.safe_dump(doc))
+    code, out = _cli(monkeypatch, capsys, "check")
+    assert code == 0
+    assert "marketing: expiry withholds 0 of 2 people" in out
+    assert "warning: syncs.people_to_crm.consent.max_age.marketing: max_age cannot be " \
+           "applied to consent column 'mkt'" in out
+    code, out = _cli(monkeypatch, capsys, "check", "--offline", "--json")
+    import json
+
+    [entry] = [c for c in json.loads(out)["checks"] if c["check"] == "consent expiry"]
+    assert entry["note"] == "not read (offline)" and len(entry["warnings"]) == 1
