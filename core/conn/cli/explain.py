@@ -19,12 +19,18 @@ def _lines(result: dict[str, Any]) -> list[str]:
             continue
         if not s["found"]:
             out.append(head + "subject not in the synced rows")
+            out += _delivery_lines(s)
             continue
         out.append(head + ("WOULD SEND" if s["would_send"] else "withheld"))
         for p, c in s.get("consent", {}).items():
             verdict = "allowed" if c["allowed"] else "blocked"
             basis = f" ({c['legal_basis']})" if c.get("legal_basis") else ""
-            out.append(f"    purpose {p}: {verdict}{basis}, {c['decision']}")
+            until = ""
+            if c.get("max_age"):
+                when = c.get("expires_at") or "unknown"
+                until = (f", expired {when}" if c["decision"] == "expired"
+                         else f", consent expires {when}") + f" (max_age {c['max_age']})"
+            out.append(f"    purpose {p}: {verdict}{basis}, {c['decision']}{until}")
             for ev in c["evidence"]:
                 out.append("      " + ", ".join(f"{k}={v}" for k, v in ev.items()))
         for field, f in s["fields"].items():
@@ -35,9 +41,23 @@ def _lines(result: dict[str, Any]) -> list[str]:
             out.append(f"    field {field} <- {', '.join(f['from']) or '(constant)'}: {pol}")
         for reason in s.get("rejected", []):
             out.append(f"    rejected: {reason}")
-        for d in s.get("delivered", []):
-            out.append(f"    delivered: {s['object']} {d['match_value']!r} acknowledged "
-                       f"{d['acknowledged_at']} (run {d['run_id']})")
+        out += _delivery_lines(s)
+    return out
+
+
+def _delivery_lines(s: dict[str, Any]) -> list[str]:
+    """The recipient and what it acknowledged, since when."""
+    out = []
+    r = s.get("recipient")
+    if r and (s.get("would_send") or s.get("delivered")):
+        where = ", ".join(f"{k}={v}" for k, v in r.get("identity", {}).items())
+        out.append(f"    recipient: {r['destination']} ({r['type']}), object {r['object']}"
+                   + (f", {where}" if where else ""))
+    for d in s.get("delivered", []):
+        since = d.get("first_acknowledged_at")
+        out.append(f"    delivered: {s['object']} {d['match_value']!r} acknowledged "
+                   f"{d['acknowledged_at']} (run {d['run_id']})"
+                   + (f", first acknowledged {since}" if since else ""))
     return out
 
 

@@ -50,9 +50,9 @@ ENV_NOW = "CONN_NOW"
 EXPIRED = "expired"
 
 
-def run_now(ctx: SyncContext) -> datetime:
+def run_now(started: datetime | None = None) -> datetime:
     """The instant expiry is judged at, as a naive UTC datetime: ``CONN_NOW`` if set,
-    else the run's start (``ctx.now``), else the current time."""
+    else ``started`` (the run's start), else the current time."""
     env = os.environ.get(ENV_NOW)
     if env:
         try:
@@ -61,11 +61,11 @@ def run_now(ctx: SyncContext) -> datetime:
             raise ConfigError(f"environment variable {ENV_NOW}={env!r} is not an ISO 8601 "
                               f"time (e.g. 2026-01-31T12:00:00Z)") from None
     else:
-        now = getattr(ctx, "now", None) or datetime.now(UTC)
+        now = started or datetime.now(UTC)
     return now.astimezone(UTC).replace(tzinfo=None) if now.tzinfo else now
 
 
-def _utc_timestamps(array: pa.Array | pa.ChunkedArray, duration: Duration | None) -> pa.Array:
+def utc_timestamps(array: pa.Array | pa.ChunkedArray, duration: Duration | None) -> pa.Array:
     """``array`` (timestamps, dates, epoch seconds or ISO 8601 text) as naive UTC
     timestamps, plus ``duration`` if given; null where unreadable."""
     if isinstance(array, pa.ChunkedArray):
@@ -97,7 +97,7 @@ class ConsentExpiry:
             for p, v in (ages.items() if isinstance(ages, dict) else ())}
         self.columns: dict[str, str] = dict(consent.get("columns") or {})
         self.granted_at: dict[str, str] = dict(consent.get("granted_at") or {})
-        self.now = run_now(ctx)
+        self.now = run_now(ctx.now)
         self._now64 = np.datetime64(self.now, "us")
         self.index = index
         #: Per purpose, for each subject of the consent source: its grant expired.
@@ -108,7 +108,7 @@ class ConsentExpiry:
                 if rows is None:
                     continue
                 ts = index.events.column("timestamp").take(pa.array(rows, mask=rows < 0))
-                ends = _np_times(_utc_timestamps(ts, age))
+                ends = _np_times(utc_timestamps(ts, age))
                 self._events_expired[purpose] = (index.codes[purpose] == GRANTED) & \
                     (ends < self._now64)
 
@@ -120,7 +120,11 @@ class ConsentExpiry:
         """When grants given at ``times`` expire for ``purpose`` (naive UTC timestamps;
         null where a time is unreadable), or None if the purpose has no ``max_age``."""
         age = self.max_age.get(purpose)
-        return None if age is None else _utc_timestamps(times, age)
+        return None if age is None else utc_timestamps(times, age)
+
+    def is_expired(self, ends: pa.Array) -> np.ndarray:
+        """Which expiry instants lie before "now" (null: False)."""
+        return _np_times(ends) < self._now64
 
     def combine(self, purpose: str, batch: pa.RecordBatch, column_code: np.ndarray | None,
                 event_code: np.ndarray | None, positions: np.ndarray | None
@@ -135,7 +139,7 @@ class ConsentExpiry:
         if column_code is not None:
             time_col = self.granted_at.get(purpose)
             if age is not None and time_col is not None:
-                ends = _np_times(_utc_timestamps(batch.column(time_col), age))
+                ends = _np_times(utc_timestamps(batch.column(time_col), age))
                 granted = column_code == GRANTED
                 old = granted & (ends < self._now64)
                 column_code = np.where(old, NO_RECORD, column_code).astype(np.int8)
@@ -218,5 +222,8 @@ def withheld_by_expiry(gate: ConsentGate, batches: Iterable[tuple[pa.RecordBatch
 
 def as_utc_text(values: pa.Array) -> list[str | None]:
     """Naive UTC timestamps as ISO 8601 text with ``Z`` (for reports)."""
-    text = pc.strftime(values, format="%Y-%m-%dT%H:%M:%SZ") if len(values) else values
+    if not len(values):
+        return []
+    whole = values.cast(pa.timestamp("s", tz="UTC"), safe=False)  # no fractions shown
+    text = pc.strftime(whole, format="%Y-%m-%dT%H:%M:%SZ")
     return [None if v is None else str(v) for v in text.to_pylist()]

@@ -4,14 +4,16 @@ For every sync of the project: is the subject in the synced stream, is each purp
 the destination allowed (by which consent record, column value or legal basis) or
 blocked (and why), which fields the destination would receive after field policies, and
 whether the mapper would reject the record. The same gate and mapper as ``conn sync``
-decide; nothing is written anywhere.
+decide; nothing is written anywhere. With conn's state, what each destination
+acknowledged and since when; :mod:`conn.runtime.access` adds the GDPR Art. 15 report.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,8 +28,18 @@ if TYPE_CHECKING:
     from conn.plugins import Registry
     from conn.state import StateStore
 
-#: Opens a sync for explanation: its gate context and an iterator of source batches.
-Opener = Callable[["SyncConfig", ExitStack], tuple[SyncContext, Iterator[pa.RecordBatch]]]
+class OpenedSync(NamedTuple):
+    """A sync opened for explanation: its gate context, its source batches, and the
+    recipient (destination, plugin type, object and ``identity``: the destination's
+    :meth:`~conn.destination.Destination.target_identity`, where it writes, no secrets)."""
+
+    ctx: SyncContext
+    batches: Iterator[pa.RecordBatch]
+    recipient: dict[str, Any]
+
+
+#: Opens a sync for explanation (``now``: the instant consent expiry is judged at).
+Opener = Callable[["SyncConfig", ExitStack, "datetime | None"], OpenedSync]
 
 
 def plugin_opener(project: Project, registry: Registry) -> Opener:
@@ -44,8 +56,8 @@ def plugin_opener(project: Project, registry: Registry) -> Opener:
         return stack.enter_context(cls.create(cfg.config, instance=name,
                                               project_dir=project.dir))
 
-    def open_sync(sync: SyncConfig, stack: ExitStack
-                  ) -> tuple[SyncContext, Iterator[pa.RecordBatch]]:
+    def open_sync(sync: SyncConfig, stack: ExitStack, now: datetime | None = None
+                  ) -> OpenedSync:
         src = connector("source", sync.source, stack)
         dest = connector("destination", sync.destination, stack)
         stream = src.stream(sync.stream, query=sync.query, primary_key=sync.primary_key)
@@ -64,9 +76,11 @@ def plugin_opener(project: Project, registry: Registry) -> Opener:
 
         match_key = sync.match_key or (obj.identifiers[0] if obj.identifiers else "")
         ctx = SyncContext(project, sync, project.destinations[sync.destination], obj, stream,
-                          registry, consent_events, match_key)
+                          registry, consent_events, match_key, now=now)
         batches = (b for b in src.read(stream) if not isinstance(b, SourceState))
-        return ctx, batches
+        recipient = {"destination": sync.destination, "type": dest.name,
+                     "object": obj.name, "identity": dest.target_identity()}
+        return OpenedSync(ctx, batches, recipient)
 
     return open_sync
 
@@ -92,6 +106,8 @@ def _subject_rows(gate: ConsentGate, batches: Iterator[pa.RecordBatch], subject:
 
 def _purposes(gate: ConsentGate, rows: pa.RecordBatch, keys: pa.Array, subject: str
               ) -> dict[str, Any]:
+    from conn.runtime.access import annotate_consent
+
     d = gate.decide(rows, keys)
     records = gate.index.records(subject) if gate.index is not None else []
     out: dict[str, Any] = {}
@@ -115,6 +131,7 @@ def _purposes(gate: ConsentGate, rows: pa.RecordBatch, keys: pa.Array, subject: 
         if not evidence and code == NO_RECORD:
             evidence.append({"none": "no consent column value and no consent event"})
         entry["evidence"] = evidence
+        annotate_consent(gate, rows, p, entry, d.expired[p])
         out[p] = entry
     return out
 
@@ -167,6 +184,7 @@ def delivered(store: StateStore, sync: str, keys: list[str],
     rows = store.delivered(sync, keys)
     typed = typed_keys([r["key"] for r in rows], key_types)
     return [{"key": k, "match_value": value_of(r["match_value"], r["match_type"]),
+             "first_acknowledged_at": r.get("first_acked_at"),
              "acknowledged_at": r["acked_at"], "run_id": r["run_id"]}
             for k, r in zip(typed, rows, strict=True)]
 
@@ -176,15 +194,26 @@ def explain(project: Project, subject_key: str, registry: Registry, *,
             ) -> dict[str, Any]:
     """Which syncs would send ``subject_key``'s data, to which destinations, which fields
     after policies, and which consent record or legal basis allows or blocks each; with
-    ``store``, also what each destination acknowledged for the subject and when."""
+    ``store``, also what each destination acknowledged for the subject and when. The
+    result's ``access_report`` is the GDPR Art. 15 report (:mod:`conn.runtime.access`)."""
+    from conn.consent.expiry import run_now
+    from conn.runtime.access import access_report
+
     open_sync = opener or plugin_opener(project, registry)
+    now = run_now(datetime.now(UTC))
     results = []
     for sync in project.syncs.values():
         with ExitStack() as stack:
             try:
-                ctx, batches = open_sync(sync, stack)
+                ctx, batches, recipient = open_sync(sync, stack, now)
                 result = explain_sync(ctx, batches, subject_key)
+                result["recipient"] = recipient
                 keys = result.pop("keys", None)
+                if keys is None and store is not None and not result.get("error"):
+                    # Gone from the source, perhaps still held by the destination.
+                    found = delivered(store, sync.name, [subject_key], None)
+                    if found:
+                        result["delivered"] = found
                 if keys is not None:
                     schema = ctx.stream.schema
                     key_types = pa.schema([schema.field(c) for c in ctx.stream.primary_key
@@ -199,7 +228,10 @@ def explain(project: Project, subject_key: str, registry: Registry, *,
                 results.append({"sync": sync.name, "destination": sync.destination,
                                 "object": sync.object, "error": str(exc)})
     sends = [r["sync"] for r in results if r.get("would_send")]
-    return {"subject": subject_key, "sent_by": sends,
-            "destinations": sorted({r["destination"] for r in results
-                                    if r.get("would_send")}),
-            "syncs": results}
+    out = {"subject": subject_key, "generated_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+           "sent_by": sends,
+           "destinations": sorted({r["destination"] for r in results
+                                   if r.get("would_send")}),
+           "syncs": results}
+    out["access_report"] = access_report(out, out["generated_at"])
+    return out
