@@ -408,3 +408,38 @@ def test_a_key_rejected_twice_in_a_run_has_one_entry_with_both_reasons(backend):
     assert set(got) == {"10", "11"} and len(store.rejections("s")) == 2
     assert got["10"]["reason"] == "unknown record; duplicate"
     assert got["10"]["attempts"] == 3 and got["11"]["attempts"] == 3
+
+
+def test_delivered_says_since_when_a_key_is_delivered(backend):
+    """``first_acked_at`` is the first acknowledged delivery: an update moves
+    ``acked_at`` only; a key deleted and delivered again starts anew (times in whole
+    seconds, hence the pauses)."""
+    import time
+
+    _, make = backend
+    run(make(), "r1", [rows([1, 2])])
+    (first,) = make().delivered("s", ["1"])
+    assert first["first_acked_at"] == first["acked_at"]
+    time.sleep(1.1)
+    assert run(make(), "r2", [rows([1, 2], version=1)])[1] == ["1", "2"]
+    store = make()
+    with store.open_sync("s", "r2b") as st:  # committed, not yet folded: read too
+        keys, batch = rows([1], version=2)
+        ack_all(st, keys, st.plan(keys, batch))
+        (during,) = store.delivered("s", ["1"])
+    (later,) = make().delivered("s", ["1"])
+    assert later["first_acked_at"] == first["acked_at"] < later["acked_at"]
+    assert during["first_acked_at"] == first["acked_at"]
+    with make().open_sync("s", "r3") as st:
+        keys, batch = rows([2], version=1)
+        st.plan(keys, batch)
+        assert [k.to_pylist() for k, _, _ in st.deletions(10)] == [["1"]]
+        st.commit_deletes(pa.array(["1"]), pa.array([True]), [])
+    assert make().delivered("s", ["1"]) == []
+    time.sleep(1.1)
+    run(make(), "r4", [rows([1])])
+    (again,) = make().delivered("s", ["1"])
+    assert again["first_acked_at"] == again["acked_at"] > later["acked_at"]
+    (two,) = make().delivered("s", ["2"])
+    assert two["first_acked_at"] == first["acked_at"]
+

@@ -324,3 +324,18 @@ def test_run_history_is_attached_briefly_and_survives_errors_and_threads(store):
         con.close()
     with duckdb.connect(str(store.root / "state" / "runs.duckdb")) as other:
         assert other.execute("SELECT count(*) FROM runs").fetchall()[0][0] == 8
+
+
+def test_a_format_4_file_without_first_acked_is_read_then_completed(store):
+    """Files written before ``first_acked`` existed: read-only reads fall back to the
+    record's own commit; the next writable open adds the table and keeps it."""
+    seed(store, range(3))
+    path = store.sync_path("s")
+    with duckdb.connect(str(path)) as con:
+        con.execute("DROP TABLE first_acked")
+    (d,) = store.delivered("s", ["1"])
+    assert d["first_acked_at"] == d["acked_at"]
+    assert counts(store, [1], version=1) == (0, 1, 0)
+    with duckdb.connect(str(path)) as con:
+        tables = {r[0] for r in con.execute("SHOW TABLES").fetchall()}
+    assert "first_acked" in tables

@@ -254,8 +254,11 @@ class StateStore(abc.ABC):
     def delivered(self, sync: str, keys: list[str]) -> list[dict[str, Any]]:
         """What the destination acknowledged for these primary keys (as stored, text):
         ``key``, ``match_value`` (text), ``match_type`` (its type token, None when
-        stored without one), ``acked_at`` (ISO 8601 UTC) and ``run_id``; keys it does
-        not hold are left out. For ``conn explain`` and access reports."""
+        stored without one), ``acked_at`` (ISO 8601 UTC: the last acknowledged change),
+        ``first_acked_at`` (ISO 8601 UTC: the first acknowledged delivery of the key
+        since it was last deleted; None if the backend does not know it) and
+        ``run_id``; keys it does not hold are left out. For ``conn explain`` and access
+        reports."""
 
     def close(self) -> None:  # noqa: B027 - optional
         """Release connections."""

@@ -24,7 +24,7 @@ from conn.state.target import OnChange, SyncTarget, decide
 RECORDS_SCHEMA = pa.schema([("kid", pa.uint64()), ("key", pa.string()), ("hash", pa.uint64()),
                             ("match_value", pa.string()), ("partition", pa.uint16()),
                             ("match_type", pa.string()), ("run_id", pa.string()),
-                            ("acked_at", pa.float64())])
+                            ("acked_at", pa.float64()), ("first_acked_at", pa.float64())])
 REJECTIONS_SCHEMA = pa.schema([("kid", pa.uint64()), ("key", pa.string()),
                                ("partition", pa.uint16()), ("reason", pa.string()),
                                ("op", pa.string()), ("run_id", pa.string()),
@@ -78,10 +78,16 @@ class MemoryStorage(Storage):
         rejections = _without(d.rejections, touched, earlier)
         records = _without(d.records, rows.column("kid").combine_chunks())
         if not deletes:
-            n = rows.num_rows
+            n, now = rows.num_rows, time.time()
             add = rows.append_column("match_type", pa.array([match_type] * n, pa.string()))
             add = add.append_column("run_id", pa.array([run_id] * n, pa.string()))
-            add = add.append_column("acked_at", pa.array([time.time()] * n, pa.float64()))
+            add = add.append_column("acked_at", pa.array([now] * n, pa.float64()))
+            # A key delivered before keeps the time of its first delivery.
+            at = pc.index_in(rows.column("kid").combine_chunks(),
+                             value_set=d.records.column("kid").combine_chunks())
+            first = d.records.column("first_acked_at").combine_chunks().take(at) \
+                if d.records.num_rows else pa.nulls(n, pa.float64())
+            add = add.append_column("first_acked_at", pc.fill_null(first, now))
             records = pa.concat_tables([records, add.select(RECORDS_SCHEMA.names)
                                         .cast(RECORDS_SCHEMA)])
         if rejected.num_rows:
@@ -189,7 +195,8 @@ class MemoryStateStore(StateStore):
                                          value_set=pa.array(keys, pa.string())))
         return [{"key": r["key"], "match_value": r["match_value"],
                  "match_type": r["match_type"], "acked_at": _iso(r["acked_at"]),
-                 "run_id": r["run_id"]} for r in t.to_pylist()]
+                 "first_acked_at": _iso(r["first_acked_at"]), "run_id": r["run_id"]}
+                for r in t.to_pylist()]
 
 
 def _add_rejections(rejections: pa.Table, replaced: pa.Table, rejected: pa.Table,

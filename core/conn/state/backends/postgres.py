@@ -66,6 +66,7 @@ ALTER TABLE {s}.records ADD COLUMN IF NOT EXISTS match_type text;
 ALTER TABLE {s}.rejections ADD COLUMN IF NOT EXISTS since timestamptz;
 ALTER TABLE {s}.rejections ADD COLUMN IF NOT EXISTS attempts integer;
 ALTER TABLE {s}.syncs ADD COLUMN IF NOT EXISTS target text;
+ALTER TABLE {s}.records ADD COLUMN IF NOT EXISTS first_acked_at timestamptz;
 """
 
 
@@ -134,13 +135,16 @@ class PostgresStorage(Storage):
                             [sync, kids])
             elif kids:
                 cur.execute(
+                    # A key delivered before keeps its first delivery's time (rows of
+                    # a conn that did not record it: their oldest known, acked_at).
                     f"""INSERT INTO {s}.records (sync, kid, key, hash, match_value, partition,
-                    run_id, match_type) SELECT %s, * , %s, %s FROM unnest(%s::bigint[],
-                    %s::text[], %s::bigint[], %s::text[], %s::smallint[])
-                    ON CONFLICT (sync, kid) DO UPDATE SET key = excluded.key,
+                    run_id, match_type, first_acked_at) SELECT %s, * , %s, %s, now() FROM
+                    unnest(%s::bigint[], %s::text[], %s::bigint[], %s::text[],
+                    %s::smallint[]) ON CONFLICT (sync, kid) DO UPDATE SET key = excluded.key,
                     hash = excluded.hash, match_value = excluded.match_value,
                     match_type = excluded.match_type, run_id = excluded.run_id,
-                    acked_at = now()""",
+                    first_acked_at = coalesce({s}.records.first_acked_at,
+                    {s}.records.acked_at), acked_at = now()""",
                     [sync, run_id, match_type, kids, rows.column("key").to_pylist(),
                      _i64(rows.column("hash").fill_null(0).combine_chunks()),
                      rows.column("match_value").cast(pa.string()).to_pylist(),
@@ -368,11 +372,13 @@ class PostgresStateStore(StateStore):
             return []
         with self._connect() as conn:
             rows = conn.execute(
-                f"""SELECT key, match_value, match_type, acked_at, run_id FROM
-                {self.schema}.records WHERE sync = %s AND key = ANY(%s)""",
+                f"""SELECT key, match_value, match_type, acked_at, run_id,
+                coalesce(first_acked_at, acked_at) FROM {self.schema}.records
+                WHERE sync = %s AND key = ANY(%s)""",
                 [sync, list(keys)]).fetchall()
         return [{"key": r[0], "match_value": r[1], "match_type": r[2],
-                 "acked_at": _iso(r[3]), "run_id": r[4]} for r in rows]
+                 "acked_at": _iso(r[3]), "run_id": r[4], "first_acked_at": _iso(r[5])}
+                for r in rows]
 
     @staticmethod
     def _unlock(lock_conn: Any) -> None:

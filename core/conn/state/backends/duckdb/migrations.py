@@ -25,6 +25,11 @@ History:
      stored as text by earlier formats), so deletes send them back with that type;
      ``rejections`` gain ``since`` (first rejection of the key in a row of attempts) and
      ``attempts``. The sync's target identity is kept in ``meta`` (``target``).
+     Later, without a format change: ``first_acked`` (key id, commit) keeps the
+     commit that first delivered a key whose record a later commit replaced (a record
+     not listed there was first delivered by its own commit), for access reports. A
+     writable open creates the table when missing; a conn that does not know it leaves
+     it alone, and a read falls back to the record's own commit without it.
 """
 
 from __future__ import annotations
@@ -82,8 +87,12 @@ _REJECTIONS_V3 = """CREATE TABLE rejections (kid UBIGINT NOT NULL, key VARCHAR,
 _RUN_TABLES = f"{_REJECTIONS}\n{_PROGRESS_TABLES}"
 _RUN_TABLES_V3 = f"{_REJECTIONS_V3}\n{_PROGRESS_TABLES}"
 
+#: Since when a key has been delivered: see the module's history (format 4, later).
+FIRST_ACKED_TABLE = "CREATE TABLE IF NOT EXISTS first_acked (kid UBIGINT NOT NULL, seq BIGINT)"
+
 SYNC_TABLES = f"""
 CREATE TABLE records {_LOG_COLUMNS};
+{FIRST_ACKED_TABLE};
 {CHANGES_TABLE};
 {COMMITS_TABLE};
 {_RUN_TABLES}
@@ -269,4 +278,6 @@ def prepare(con: duckdb.DuckDBPyConnection, path: str, *, kind: str,
             con.rollback()
             raise
         meta = read_meta(con)
+    if kind == "sync" and not read_only and "first_acked" not in tables:
+        con.execute(FIRST_ACKED_TABLE)
     return meta

@@ -143,6 +143,11 @@ class DuckDBStorage(Storage):
             return
         for where, plain in zip(ranges, simple, strict=True):
             if had_records:
+                # A record about to be replaced: its commit is the key's first delivery,
+                # unless an earlier one is known.
+                self._q(f"""INSERT INTO first_acked SELECT kid, seq FROM records r WHERE
+                    {where} AND kid IN (SELECT kid FROM changes WHERE {where}) AND NOT
+                    EXISTS (SELECT 1 FROM first_acked f WHERE f.kid = r.kid)""")
                 self._q(f"DELETE FROM records WHERE {where} AND kid IN "
                         f"(SELECT kid FROM changes WHERE {where})")
             if plain:
@@ -152,11 +157,16 @@ class DuckDBStorage(Storage):
                     FROM (SELECT ch.*, c.op, row_number() OVER (PARTITION BY kid ORDER BY
                     seq DESC) AS rn FROM changes ch JOIN commits c USING (seq) WHERE {where})
                     WHERE rn = 1 AND op = 1""")
+        if had_records and not all(simple):
+            # Deleted keys (latest change a delete) start again if delivered anew.
+            self._q("DELETE FROM first_acked WHERE kid NOT IN (SELECT kid FROM records)")
         self._q("DELETE FROM changes")
 
     def rekey(self) -> None:
         """Recompute key ids and partitions from the stored keys (hash function changed)."""
         self.con.begin()
+        self._q("UPDATE first_acked SET kid = r.kid2 FROM (SELECT kid, hash(key) AS kid2 "
+                "FROM records) r WHERE first_acked.kid = r.kid")
         self._q("UPDATE records SET kid = hash(key)")
         self._q("UPDATE rejections SET kid = hash(key), "
                 "partition = (hash(key) >> 56)::USMALLINT WHERE key IS NOT NULL")
@@ -575,7 +585,8 @@ class DuckDBStateStore(StateStore):
             cur = storage.con.cursor()
             try:
                 cur.register("_want", want)
-                return _dicts(cur.execute(_delivered_sql(migrations.FORMAT_VERSION)))
+                return _with_first(cur, _dicts(cur.execute(
+                    _delivered_sql(migrations.FORMAT_VERSION))), first_acked=True)
             finally:
                 cur.close()
         if not self.sync_path(sync).exists():
@@ -585,7 +596,8 @@ class DuckDBStateStore(StateStore):
             if not meta:
                 return []
             con.register("_want", want)
-            return _dicts(con.execute(_delivered_sql(int(meta["format_version"]))))
+            rows = _dicts(con.execute(_delivered_sql(int(meta["format_version"]))))
+            return _with_first(con, rows, "first_acked" in migrations._tables(con))
         finally:
             con.close()
 
@@ -640,6 +652,30 @@ def _delivered_sql(version: int) -> str:
     typed = version >= 4
     return _DELIVERED.format(match_type="c.match_type" if typed else "NULL",
                              match_type_view="match_type" if typed else "NULL")
+
+
+#: When the wanted keys (``_want``) were first delivered: the commit listed in
+#: ``first_acked``, else the record's own; for keys only in the change log, their first
+#: upsert there. ``{first}``: the ``first_acked`` join, or nothing without the table.
+_FIRST = """SELECT r.key, strftime(min(c.committed_at), '%Y-%m-%dT%H:%M:%SZ') AS first
+    FROM records r {first} JOIN commits c ON c.seq = {seq}
+    WHERE r.key IN (SELECT key FROM _want) GROUP BY r.key
+  UNION ALL SELECT ch.key, strftime(min(c.committed_at), '%Y-%m-%dT%H:%M:%SZ') FROM changes ch
+    JOIN commits c USING (seq) WHERE c.op = 1 AND ch.key IN (SELECT key FROM _want)
+    AND ch.kid NOT IN (SELECT kid FROM records) GROUP BY ch.key"""
+
+
+def _with_first(cur: Any, rows: list[dict[str, Any]], first_acked: bool
+                ) -> list[dict[str, Any]]:
+    """``rows`` of :data:`_DELIVERED` with ``first_acked_at`` (ISO 8601 UTC)."""
+    if not rows:
+        return rows
+    sql = _FIRST.format(first="LEFT JOIN first_acked f USING (kid)" if first_acked else "",
+                        seq="coalesce(f.seq, r.seq)" if first_acked else "r.seq")
+    firsts = dict(cur.execute(sql).fetchall())
+    for r in rows:
+        r["first_acked_at"] = firsts.get(r["key"])
+    return rows
 
 
 def _dicts(cur: Any) -> list[dict[str, Any]]:
