@@ -198,7 +198,7 @@ MIGRATIONS: dict[str, dict[int, Callable[[duckdb.DuckDBPyConnection], None]]] = 
 }
 
 
-def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+def table_names(con: duckdb.DuckDBPyConnection) -> set[str]:
     """Tables and views of the file (the catalog functions: the first query of
     ``information_schema`` in a process costs ~10 ms, a sync's whole open ~80 ms)."""
     rows = con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' "
@@ -226,7 +226,7 @@ def prepare(con: duckdb.DuckDBPyConnection, path: str, *, kind: str,
     entries that must match (e.g. the sync's name) and that a new file is given.
     ``read_only`` opens never migrate; they accept an older format from
     ``readable_from`` on (for readers of tables that format already had)."""
-    tables = _tables(con)
+    tables = table_names(con)
     if not tables:
         if read_only:
             return {}

@@ -42,6 +42,7 @@ from conn.errors import StateError
 from conn.state import history
 from conn.state.backends.duckdb import migrations, sorted_cache
 from conn.state.backends.duckdb.connection import attach, connect, detach
+from conn.state.backends.duckdb.delivered import delivered_rows
 from conn.state.backends.duckdb.sorted_cache import Changes, SortedCache
 from conn.state.contracts import NULL_KEY_ID, StateStore, Storage, SyncState
 from conn.state.locks import SyncFileLock, safe_name
@@ -585,8 +586,7 @@ class DuckDBStateStore(StateStore):
             cur = storage.con.cursor()
             try:
                 cur.register("_want", want)
-                return _with_first(cur, _dicts(cur.execute(
-                    _delivered_sql(migrations.FORMAT_VERSION))), first_acked=True)
+                return delivered_rows(cur, migrations.FORMAT_VERSION, first_acked=True)
             finally:
                 cur.close()
         if not self.sync_path(sync).exists():
@@ -596,8 +596,8 @@ class DuckDBStateStore(StateStore):
             if not meta:
                 return []
             con.register("_want", want)
-            rows = _dicts(con.execute(_delivered_sql(int(meta["format_version"]))))
-            return _with_first(con, rows, "first_acked" in migrations._tables(con))
+            return delivered_rows(con, int(meta["format_version"]),
+                                  first_acked="first_acked" in migrations.table_names(con))
         finally:
             con.close()
 
@@ -633,49 +633,6 @@ class DuckDBStateStore(StateStore):
             return meta.get("target")
         finally:
             con.close()
-
-
-#: A sync's acknowledged records of some keys (``_want``), the change log not yet folded
-#: into ``records`` included (a run that crashed leaves it for the next open to fold).
-_DELIVERED = """WITH last AS (SELECT ch.key, ch.kid, ch.match_value, c.op, c.mv_is_key,
-    {match_type} AS match_type, c.committed_at, c.run_id, row_number() OVER
-    (PARTITION BY ch.kid ORDER BY ch.seq DESC) AS rn FROM changes ch JOIN commits c
-    USING (seq) WHERE ch.key IN (SELECT key FROM _want))
-  SELECT key, match_value, {match_type_view} AS match_type,
-    strftime(acked_at, '%Y-%m-%dT%H:%M:%SZ') AS acked_at, run_id FROM acknowledged
-    WHERE key IN (SELECT key FROM _want) AND kid NOT IN (SELECT kid FROM last)
-  UNION ALL SELECT key, CASE WHEN mv_is_key THEN key ELSE match_value END, match_type,
-    strftime(committed_at, '%Y-%m-%dT%H:%M:%SZ'), run_id FROM last WHERE rn = 1 AND op = 1"""
-
-
-def _delivered_sql(version: int) -> str:
-    typed = version >= 4
-    return _DELIVERED.format(match_type="c.match_type" if typed else "NULL",
-                             match_type_view="match_type" if typed else "NULL")
-
-
-#: When the wanted keys (``_want``) were first delivered: the commit listed in
-#: ``first_acked``, else the record's own; for keys only in the change log, their first
-#: upsert there. ``{first}``: the ``first_acked`` join, or nothing without the table.
-_FIRST = """SELECT r.key, strftime(min(c.committed_at), '%Y-%m-%dT%H:%M:%SZ') AS first
-    FROM records r {first} JOIN commits c ON c.seq = {seq}
-    WHERE r.key IN (SELECT key FROM _want) GROUP BY r.key
-  UNION ALL SELECT ch.key, strftime(min(c.committed_at), '%Y-%m-%dT%H:%M:%SZ') FROM changes ch
-    JOIN commits c USING (seq) WHERE c.op = 1 AND ch.key IN (SELECT key FROM _want)
-    AND ch.kid NOT IN (SELECT kid FROM records) GROUP BY ch.key"""
-
-
-def _with_first(cur: Any, rows: list[dict[str, Any]], first_acked: bool
-                ) -> list[dict[str, Any]]:
-    """``rows`` of :data:`_DELIVERED` with ``first_acked_at`` (ISO 8601 UTC)."""
-    if not rows:
-        return rows
-    sql = _FIRST.format(first="LEFT JOIN first_acked f USING (kid)" if first_acked else "",
-                        seq="coalesce(f.seq, r.seq)" if first_acked else "r.seq")
-    firsts = dict(cur.execute(sql).fetchall())
-    for r in rows:
-        r["first_acked_at"] = firsts.get(r["key"])
-    return rows
 
 
 def _dicts(cur: Any) -> list[dict[str, Any]]:
