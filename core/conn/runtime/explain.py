@@ -228,10 +228,10 @@ def explain(project: Project, subject_key: str, registry: Registry, *,
                 results.append({"sync": sync.name, "destination": sync.destination,
                                 "object": sync.object, "error": str(exc)})
     sends = [r["sync"] for r in results if r.get("would_send")]
-    out = {"subject": subject_key, "generated_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-           "sent_by": sends,
-           "destinations": sorted({r["destination"] for r in results
-                                   if r.get("would_send")}),
-           "syncs": results}
+    out: dict[str, Any] = {
+        "subject": subject_key, "generated_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "sent_by": sends,
+        "destinations": sorted({r["destination"] for r in results if r.get("would_send")}),
+        "syncs": results}
     out["access_report"] = access_report(out, out["generated_at"])
     return out
