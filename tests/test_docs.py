@@ -23,8 +23,8 @@ import yaml
 from conn.cli.main import app
 from conn.plugins import Registry, reset_registry
 
+from tests.cli.test_cli import run_cli
 from tests.conftest import unavailable
-from tests.test_cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md"),

@@ -28,8 +28,8 @@ from conn.source import Source, StreamInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.test_cli import run_cli
-from tests.test_runtime import BASE_ROWS, people
+from tests.cli.test_cli import run_cli
+from tests.runtime.test_runtime import BASE_ROWS, people
 
 log = logging.getLogger("leaky_driver")
 

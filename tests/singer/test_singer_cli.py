@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import duckdb
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONN = [sys.executable, "-m", "conn.cli.main"]
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
 
@@ -448,8 +448,8 @@ def test_singer_sdk_standard_suites() -> None:
     env = {**os.environ, "CONN_CMD": json.dumps([sys.executable, "-m", "conn.cli.main"])}
     p = subprocess.run([str(py), "-m", "pytest", "-q", "-p", "no:cacheprovider",
                         "--noconftest", "-c", os.devnull, "--rootdir",
-                        str(ROOT / "tests" / "singer_sdk_suites"), "-rfE",
-                        str(ROOT / "tests" / "singer_sdk_suites" / "suites.py")],
+                        str(ROOT / "tests" / "singer" / "singer_sdk_suites"), "-rfE",
+                        str(ROOT / "tests" / "singer" / "singer_sdk_suites" / "suites.py")],
                        capture_output=True, env=env, timeout=600, cwd=ROOT)
     out = p.stdout.decode()
     failed = set(re.findall(r"^FAILED \S+::\w+::(\w+)", out, re.M))

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from tests.test_cli import run_cli
-from tests.test_runtime import BASE_ROWS, PROJECT, people
+from tests.cli.test_cli import run_cli
+from tests.runtime.test_runtime import BASE_ROWS, PROJECT, people
 
 
 def rendered(rows: list[list], width: int) -> str:

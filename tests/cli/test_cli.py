@@ -13,7 +13,7 @@ from conn.cli.main import main
 
 from tests import fakes
 from tests.conftest import unavailable
-from tests.test_runtime import BASE_ROWS, PROJECT, people
+from tests.runtime.test_runtime import BASE_ROWS, PROJECT, people
 
 
 def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:

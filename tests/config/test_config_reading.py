@@ -14,8 +14,8 @@ from conn.config import load_project
 from conn.config.reader import MAX_VALUES
 from conn.errors import ConfigError
 
-from tests.test_cli import run_cli
-from tests.test_runtime import BASE_ROWS, PROJECT, people
+from tests.cli.test_cli import run_cli
+from tests.runtime.test_runtime import BASE_ROWS, PROJECT, people
 
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n"

@@ -10,10 +10,10 @@ from ``conn singer tap --discover`` and reads each stream's records from ``conn 
 target`` and forwards the state lines it echoes. Everything the suites check about the
 messages (schemas, keys, records, states) therefore comes from conn.
 
-Started by ``tests/test_singer_cli.py::test_singer_sdk_standard_suites``; by hand::
+Started by ``tests/singer/test_singer_cli.py::test_singer_sdk_standard_suites``; by hand::
 
     CONN_CMD='[".venv/bin/conn"]' .venvs/singer-sdk/bin/python -m pytest -q \
-        tests/singer_sdk_suites/suites.py
+        tests/singer/singer_sdk_suites/suites.py
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.test_cli import run_cli
-from tests.test_runtime import BASE_ROWS, PROJECT, people
+from tests.cli.test_cli import run_cli
+from tests.runtime.test_runtime import BASE_ROWS, PROJECT, people
 
 EXAMPLES = int(os.environ.get("CONN_FUZZ_EXAMPLES", "30"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None,

@@ -20,7 +20,7 @@ from conn.testing.singer import connector_venv
 
 from tests.conftest import unavailable
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONN = [sys.executable, "-m", "conn.cli.main"]
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "password": "trust-auth",
       "database": "test"}
