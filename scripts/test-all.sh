@@ -10,8 +10,11 @@ UV=$ROOT/.venv/bin/uv
 PYTEST_ARGS=${PYTEST_ARGS:-}
 # The whole suite by default (slow tests included: crash tests, real connectors);
 # CONN_TEST_FAST=1 skips the tests marked slow.
+# Hypothesis properties draw their full example counts here (tests/conftest.py: a bare
+# pytest runs the fast profile, a few examples each).
 MARK="slow or not slow"
-[ -n "${CONN_TEST_FAST:-}" ] && MARK="not slow"
+export CONN_TEST_PROFILE=${CONN_TEST_PROFILE:-thorough}
+[ -n "${CONN_TEST_FAST:-}" ] && MARK="not slow" && export CONN_TEST_PROFILE=fast
 failed=()
 total_pass=0; total_fail=0; total_skip=0
 

@@ -8,8 +8,24 @@ from collections.abc import Iterator
 import pytest
 from conn import secrets
 from conn.plugins import Registry, reset_registry
+from hypothesis import settings
 
 os.environ.setdefault("CONN_LOG_LEVEL", "WARNING")
+
+#: Hypothesis profiles. A bare ``pytest`` is the fast loop (a few examples per property);
+#: ``make test`` (scripts/test-all.sh) sets ``CONN_TEST_PROFILE=thorough`` and every
+#: property runs its full count. Deadlines are off in both: the machine running the tests
+#: may be busy, and a slow example is not a wrong one.
+THOROUGH = os.environ.get("CONN_TEST_PROFILE", "fast") == "thorough"
+settings.register_profile("thorough", deadline=None)
+settings.register_profile("fast", max_examples=10, deadline=None)
+settings.load_profile("thorough" if THOROUGH else "fast")
+
+
+def examples(full: int) -> int:
+    """How many examples a property with ``max_examples=full`` draws: all of them under
+    the thorough profile, a fifth (at least 3) in the fast loop."""
+    return full if THOROUGH else max(3, full // 5)
 
 
 def unavailable(reason: str) -> None:

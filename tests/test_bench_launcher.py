@@ -9,10 +9,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from bench.common import run_child
 
 
+@pytest.mark.slow
 def test_a_command_reports_its_own_peak_from_a_large_parent():
     big = np.ones(600 * 1024 * 1024 // 8)  # 600 MB touched in this process
     # Why: measured straight from this process, /bin/true "peaks" at this process's size.

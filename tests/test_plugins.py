@@ -138,6 +138,7 @@ def run_conn(venv: Path, *args: str, cwd: Path | None = None, **env: str
                           text=True, env=e, cwd=cwd, timeout=120)
 
 
+@pytest.mark.slow
 def test_pip_installed_plugin_is_discovered(plugin_venv):
     out = run_conn(plugin_venv, "plugins", "--json")
     assert out.returncode == 0, out.stderr
@@ -150,6 +151,7 @@ def test_pip_installed_plugin_is_discovered(plugin_venv):
     assert ex["error"] is None
 
 
+@pytest.mark.slow
 def test_broken_plugins_warn_and_the_rest_work(plugin_venv):
     out = run_conn(plugin_venv, "plugins", "--json")
     assert out.returncode == 0
@@ -159,18 +161,21 @@ def test_broken_plugins_warn_and_the_rest_work(plugin_venv):
     assert "failed to load and is skipped" in out.stderr
 
 
+@pytest.mark.slow
 def test_strict_mode_reraises(plugin_venv):
     out = run_conn(plugin_venv, "plugins", CONN_PLUGINS_STRICT="1")
     assert out.returncode == 6
     assert "broken" in out.stderr or "misspelled" in out.stderr
 
 
+@pytest.mark.slow
 def test_blocklist_skips_plugin(plugin_venv):
     out = run_conn(plugin_venv, "plugins", "--json", CONN_PLUGINS_BLOCK="conn-broken,misspelled")
     names = {p["name"] for p in json.loads(out.stdout)["plugins"]}
     assert "broken" not in names and "misspelled" not in names and "example" in names
 
 
+@pytest.mark.slow
 def test_command_loads_only_the_plugins_it_needs(plugin_venv, tmp_path):
     """`conn discover` of an `example` source works although broken plugins are installed,
     and never imports them (no warning about them)."""
@@ -182,6 +187,7 @@ def test_command_loads_only_the_plugins_it_needs(plugin_venv, tmp_path):
     assert "broken" not in out.stderr and "misspelled" not in out.stderr
 
 
+@pytest.mark.slow
 def test_misconfigured_plugin_error_names_plugin_and_path(plugin_venv, tmp_path):
     (tmp_path / "conn.yml").write_text(
         "version: 1\nsources:\n  nums:\n    type: example\n    config: {count: -1, "
@@ -192,6 +198,7 @@ def test_misconfigured_plugin_error_names_plugin_and_path(plugin_venv, tmp_path)
     assert "sk-very-secret" not in out.stderr + out.stdout
 
 
+@pytest.mark.slow
 def test_help_is_fast_and_imports_no_plugin(plugin_venv):
     code = ("import sys, time; t=time.perf_counter(); from conn.cli.main import app; "
             "print(sorted(m for m in sys.modules if m.startswith(('conn_', 'pyarrow', "

@@ -29,6 +29,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.cli.test_cli import run_cli
+from tests.conftest import examples
 from tests.runtime.test_runtime import BASE_ROWS, people
 
 log = logging.getLogger("leaky_driver")
@@ -211,7 +212,7 @@ def test_url_credentials_never_leak(leaky, tmp_path, monkeypatch, capsys, caplog
         assert secret not in everything, f"{secret!r} leaked"
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.text(st.sampled_from("@:/?#[]%aZ9ü€密 "), min_size=1, max_size=24),
        st.booleans())
 def test_every_piece_a_url_parser_can_cut_is_masked(password: str, encoded: bool) -> None:

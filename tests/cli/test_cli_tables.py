@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from tests.cli.test_cli import run_cli
+from tests.conftest import examples
 from tests.runtime.test_runtime import BASE_ROWS, PROJECT, people
 
 
@@ -35,7 +36,7 @@ sync_row = st.tuples(
 ).map(list)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.lists(sync_row, min_size=1, max_size=4), st.integers(30, 200))
 def test_numbers_are_never_cut(rows: list[list], width: int) -> None:
     text = rendered(rows, width)

@@ -6,9 +6,9 @@ In process (fast, many examples): random YAML structures, random mutations of a 
 project, random text and random bytes. In a subprocess, measured with ``os.wait4`` and
 capped with resource limits: alias bombs, deep nesting, huge files.
 
-``CONN_FUZZ_EXAMPLES`` sets the number of examples per in-process test (default 30);
-the long profile runs e.g. ``CONN_FUZZ_EXAMPLES=2000``. The subprocess tests are marked
-slow (about 2 s each).
+``CONN_FUZZ_EXAMPLES`` sets the number of examples per in-process test (default 30, 6 in
+the fast loop of a bare pytest); the long profile runs e.g. ``CONN_FUZZ_EXAMPLES=2000``.
+The subprocess tests are marked slow (about 2 s each).
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.cli.test_cli import run_cli
+from tests.conftest import examples
 from tests.runtime.test_runtime import BASE_ROWS, PROJECT, people
 
-EXAMPLES = int(os.environ.get("CONN_FUZZ_EXAMPLES", "30"))
+EXAMPLES = int(os.environ.get("CONN_FUZZ_EXAMPLES", examples(30)))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])

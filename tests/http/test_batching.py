@@ -11,6 +11,8 @@ from conn.http import BatchRejected, chunked, write_each, write_in_chunks, write
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import examples
+
 
 class FakeApi:
     """Rejects a whole payload (HTTP 400) if it holds any bad record."""
@@ -28,7 +30,7 @@ class FakeApi:
         self.accepted.update(records)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.integers(1, 300).flatmap(
     lambda n: st.tuples(st.just(n), st.sets(st.integers(0, n - 1)))))
 def test_split_rejects_exactly_the_bad_records(case) -> None:

@@ -13,6 +13,8 @@ from conn.mapping.coerce import coerce
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import examples
+
 #: Days from 1970-01-01 of 0001-01-01 and of 9999-12-31.
 FIRST_DAY, LAST_DAY = -719162, 2932896
 US_PER_DAY = 86_400_000_000
@@ -46,14 +48,14 @@ days = st.one_of(st.none(), st.integers(-2**31, 2**31 - 1),
                  st.integers(LAST_DAY - 2, LAST_DAY + 2))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(floats, max_size=30), st.integers(0, 5))
 def test_floats_match_the_model(values: list, offset: int) -> None:
     arr = pa.array(values, pa.float64()).slice(min(offset, len(values)))
     assert bad_rows(arr).tolist() == [not carried(v) for v in arr.to_pylist()]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(days, max_size=30), st.integers(0, 5))
 def test_dates_and_timestamps_match_the_model(values: list, offset: int) -> None:
     arr = pa.array(values, pa.int32()).view(pa.date32()).slice(min(offset, len(values)))
@@ -69,7 +71,7 @@ def test_dates_and_timestamps_match_the_model(values: list, offset: int) -> None
         assert bad_rows(micros.view(t)).tolist() == kept
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.lists(st.one_of(st.none(), st.lists(floats, max_size=4)), max_size=12),
        st.lists(st.one_of(st.none(), st.tuples(floats, days)), max_size=12))
 def test_nested_values_match_the_model(lists: list, pairs: list) -> None:

@@ -108,6 +108,7 @@ def _wait_for(cond, seconds: float = 30) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_the_destination_hangs_exits_within_seconds(tmp_path, receiver):
     _project(tmp_path, receiver.url)
     proc = _start(tmp_path)
@@ -130,6 +131,7 @@ def test_ctrl_c_while_the_destination_hangs_exits_within_seconds(tmp_path, recei
     assert (s["inserted"], s["unchanged"]) == (70, 30)
 
 
+@pytest.mark.slow
 def test_a_second_ctrl_c_exits_at_once_without_a_traceback(tmp_path, receiver):
     _project(tmp_path, receiver.url)
     proc = _start(tmp_path)
@@ -144,6 +146,7 @@ def test_a_second_ctrl_c_exits_at_once_without_a_traceback(tmp_path, receiver):
     assert "Traceback" not in err and "exiting now" in err
 
 
+@pytest.mark.slow
 def test_sigterm_stops_like_ctrl_c(tmp_path, receiver):
     _project(tmp_path, receiver.url)
     proc = _start(tmp_path)
@@ -154,6 +157,7 @@ def test_sigterm_stops_like_ctrl_c(tmp_path, receiver):
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_a_run_refused_for_its_configuration_is_not_recorded(tmp_path, receiver):
     _project(tmp_path, receiver.url, extra=", nope: no_such_column")
     done = conn(tmp_path, "sync", "warehouse", "hook")

@@ -57,6 +57,7 @@ def current(path: Path) -> list[dict]:
     return [json.loads(line) for line in f.read_text().splitlines()] if f.exists() else []
 
 
+@pytest.mark.slow
 def test_a_moved_sync_is_refused_with_the_change_and_the_flags(project):
     (project / "conn.yml").write_text(PROJECT.format(dest="prod"))
     done = conn(project, "sync", "warehouse", "prod", "--json")
@@ -69,6 +70,7 @@ def test_a_moved_sync_is_refused_with_the_change_and_the_flags(project):
     assert [r["status"] for r in runs] == ["ok"]
 
 
+@pytest.mark.slow
 def test_new_target_starts_from_scratch_and_keeps_the_old_state_aside(project):
     (project / "conn.yml").write_text(PROJECT.format(dest="prod"))
     preview = conn(project, "sync", "warehouse", "prod", "--dry-run", "--new-target",
@@ -87,6 +89,7 @@ def test_new_target_starts_from_scratch_and_keeps_the_old_state_aside(project):
     assert json.loads(again.stdout)["syncs"][0]["unchanged"] == 5
 
 
+@pytest.mark.slow
 def test_same_target_keeps_the_state(project):
     con = duckdb.connect(str(project / "warehouse.duckdb"))
     con.execute("CREATE VIEW customers_v2 AS SELECT * FROM customers")
@@ -100,6 +103,7 @@ def test_same_target_keeps_the_state(project):
     assert (s["inserted"], s["unchanged"], s["deleted"]) == (0, 5, 0)
 
 
+@pytest.mark.slow
 def test_tuning_and_mode_changes_are_not_a_new_target(project):
     (project / "conn.yml").write_text(
         PROJECT.format(dest="staging").replace("fsync: true", "fsync: false")
@@ -109,6 +113,7 @@ def test_tuning_and_mode_changes_are_not_a_new_target(project):
     assert json.loads(done.stdout)["syncs"][0]["unchanged"] == 5
 
 
+@pytest.mark.slow
 def test_a_refused_sync_stops_the_run_before_any_sync_sends_a_row(project):
     """Found by the differential test: the syncs before a refused one had delivered."""
     first = """\

@@ -66,6 +66,7 @@ def warehouse(path: Path, rows: list[tuple[int, str, bool]]) -> None:
     con.close()
 
 
+@pytest.mark.slow
 def test_mirror_delete_of_an_integer_key_deletes(tmp_path):
     """A withdrawn customer with a BIGINT key leaves the files snapshot (the delete
     carries ``2``, as the upsert did, not ``"2"``)."""
@@ -119,6 +120,7 @@ class Receiver:
         return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
 
 
+@pytest.mark.slow
 def test_webhook_receiver_keyed_on_the_json_value_sees_the_delete(tmp_path):
     pytest.importorskip("conn_destination_webhook")
     receiver = Receiver()
@@ -140,6 +142,7 @@ def test_webhook_receiver_keyed_on_the_json_value_sees_the_delete(tmp_path):
         receiver.server.shutdown()
 
 
+@pytest.mark.slow
 def test_rejected_rows_are_listed_with_typed_keys_since_and_attempts(tmp_path):
     """A mapper rejection of a new key (invalid e-mail) is listed by ``conn rejected``
     with the key's type, and keeps the time of its first rejection across runs."""
@@ -158,6 +161,7 @@ def test_rejected_rows_are_listed_with_typed_keys_since_and_attempts(tmp_path):
     assert "since" in plain.stdout and row["since"] in plain.stdout
 
 
+@pytest.mark.slow
 def test_rejected_of_an_unknown_sync_is_a_config_error(tmp_path):
     warehouse(tmp_path, [(1, "a@example.com", True)])
     (tmp_path / "conn.yml").write_text(PROJECT.format(extra="", dest="out"))
@@ -165,6 +169,7 @@ def test_rejected_of_an_unknown_sync_is_a_config_error(tmp_path):
     assert done.returncode == 3 and "no sync named 'nosuch'" in done.stderr
 
 
+@pytest.mark.slow
 def test_null_key_rejections_are_listed_and_replaced(tmp_path):
     warehouse(tmp_path, [(1, "a@example.com", True), (None, "n@example.com", True)])
     (tmp_path / "conn.yml").write_text(PROJECT.format(extra="", dest="out"))
@@ -198,6 +203,7 @@ def test_stored_match_values_come_back_with_their_type(values):
     assert typed_text.from_text(text, token).equals(values)
 
 
+@pytest.mark.slow
 def test_explain_shows_what_each_destination_acknowledged_with_types(tmp_path):
     warehouse(tmp_path, [(1, "a@example.com", True), (2, "b@example.com", False)])
     (tmp_path / "conn.yml").write_text(PROJECT.format(extra="", dest="out"))

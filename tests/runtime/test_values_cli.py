@@ -74,6 +74,7 @@ syncs:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_json_destinations_reject_what_json_cannot_carry(project: Path,
                                                          fault_server: FaultServer) -> None:
     bad = {i: why for i, why in ROWS.items() if why}
@@ -125,6 +126,7 @@ def _pg_ready() -> None:
         unavailable(f"PostgreSQL at 127.0.0.1:5432: {exc}")
 
 
+@pytest.mark.slow
 @pytest.mark.services
 def test_postgres_infinity_date_is_rejected_and_the_rest_delivered(
         tmp_path: Path, fault_server: FaultServer) -> None:
@@ -167,6 +169,7 @@ syncs:
             cur.execute(f"drop table if exists {table}")
 
 
+@pytest.mark.slow
 def test_csv_bytes_are_decoded_or_refused_never_escaped(tmp_path: Path) -> None:
     (tmp_path / "people.csv").write_bytes(b"id,name\n1,Anna\n2,Ren\xe9\n3,Zo\xeb\n")
     yml = """

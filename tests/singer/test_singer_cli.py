@@ -75,6 +75,7 @@ def check_stream_order(msgs: list[dict[str, Any]]) -> None:
 # --- tap --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_tap_about_and_discover(warehouse: Path) -> None:
     about = json.loads(conn("singer", "tap", "--type", "duckdb", "--config", "tap.json",
                             "--about", "--format", "json", cwd=warehouse).stdout)
@@ -103,6 +104,7 @@ def test_tap_about_and_discover(warehouse: Path) -> None:
     assert by["tags"]["replication_method"] == "FULL_TABLE"
 
 
+@pytest.mark.slow
 def test_tap_sync_messages_catalog_and_state(warehouse: Path) -> None:
     msgs = messages(conn("singer", "tap", "--type", "duckdb", "--config", "tap.json",
                          "--batch-rows", "2", cwd=warehouse).stdout)
@@ -142,6 +144,7 @@ def test_tap_sync_messages_catalog_and_state(warehouse: Path) -> None:
     assert [r["id"] for r in recs] == [5, 6] and "email" not in recs[0]
 
 
+@pytest.mark.slow
 def test_tap_from_project(warehouse: Path) -> None:
     (warehouse / "conn.yml").write_text(
         "sources:\n  wh:\n    type: duckdb\n    config:\n      path: w.duckdb\n")
@@ -186,6 +189,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
 
+@pytest.mark.slow
 def test_target_round_trip_through_the_gate(warehouse: Path) -> None:
     (warehouse / "conn.yml").write_text(PROJECT)
     tap_out = conn("singer", "tap", "--type", "duckdb", "--config", "tap.json",
@@ -215,6 +219,7 @@ def test_target_round_trip_through_the_gate(warehouse: Path) -> None:
     assert b"unchanged 3" in p.stderr
 
 
+@pytest.mark.slow
 def test_target_type_mode_multiple_streams(warehouse: Path) -> None:
     tap_out = conn("singer", "tap", "--type", "duckdb", "--config", "tap.json",
                    cwd=warehouse).stdout
@@ -297,6 +302,7 @@ def test_target_echoes_state_only_after_acknowledgement(tmp_path: Path, monkeypa
                              ("write", [4, 5])]
 
 
+@pytest.mark.slow
 def test_target_rejects_bad_input(tmp_path: Path) -> None:
     (tmp_path / "files.json").write_text(json.dumps({"path": "out"}))
     p = conn("singer", "target", "--type", "files", "--config", "files.json", "--object",
@@ -306,6 +312,7 @@ def test_target_rejects_bad_input(tmp_path: Path) -> None:
     assert p.stdout == b""
 
 
+@pytest.mark.slow
 def test_tap_refuses_a_catalog_stream_the_source_lacks(warehouse: Path) -> None:
     (warehouse / "catalog.json").write_text(json.dumps(
         {"streams": [{"tap_stream_id": "orders", "stream": "orders", "schema": {},
@@ -368,6 +375,7 @@ def target_jsonl() -> Path:
     return _venv_helper()("target-jsonl", "target-jsonl") / "bin" / "target-jsonl"
 
 
+@pytest.mark.slow
 def test_pypi_tap_jsonl_into_conn_target(tap_jsonl: Path, tmp_path: Path) -> None:
     (tmp_path / "people.jsonl").write_text("".join(
         json.dumps({"id": i, "email": f"p{i}@x.org", "score": i * 1.5}) + "\n"
@@ -388,6 +396,7 @@ def test_pypi_tap_jsonl_into_conn_target(tap_jsonl: Path, tmp_path: Path) -> Non
     assert echoed and echoed[-1] == tap_states[-1]
 
 
+@pytest.mark.slow
 def test_conn_tap_into_pypi_target_jsonl(warehouse: Path, target_jsonl: Path) -> None:
     tap_out = conn("singer", "tap", "--type", "duckdb", "--config", "tap.json",
                    cwd=warehouse).stdout

@@ -66,6 +66,7 @@ def prices_db(path: Path, n: int = 3000) -> list[str]:
     return values
 
 
+@pytest.mark.slow
 def test_tap_writes_decimals_as_their_exact_digits(tmp_path: Path) -> None:
     values = prices_db(tmp_path, 500)
     out = ok(conn("singer", "tap", "--type", "duckdb", "--config", "tap.json",
@@ -124,6 +125,7 @@ def test_tap_decimals_land_exactly_in_target_postgres(tmp_path: Path, target: st
             cur.execute(f"drop schema if exists {schema} cascade")
 
 
+@pytest.mark.slow
 def test_tap_stops_on_values_json_cannot_carry(tmp_path: Path) -> None:
     c = duckdb.connect(str(tmp_path / "w.duckdb"))
     c.execute("create table m(id integer primary key, score double)")
@@ -138,6 +140,7 @@ def test_tap_stops_on_values_json_cannot_carry(tmp_path: Path) -> None:
     assert all(r["record"]["score"] is not None for r in recs)
 
 
+@pytest.mark.slow
 def test_tap_catalog_and_schema_never_make_keys_nullable(tmp_path: Path) -> None:
     prices_db(tmp_path, 3)
     cat = json.loads(ok(conn("singer", "tap", "--type", "duckdb", "--config", "tap.json",
@@ -174,6 +177,7 @@ def summary(p: subprocess.CompletedProcess[bytes]) -> str:
     return p.stderr.decode()
 
 
+@pytest.mark.slow
 def test_target_sends_nothing_when_only_the_property_order_changed(tmp_path: Path) -> None:
     (tmp_path / "files.json").write_text(json.dumps({"path": "out"}))
     args = ("singer", "target", "--type", "files", "--config", "files.json", "--object",
@@ -239,6 +243,7 @@ def test_pipelinewise_tap_mysql_twice_into_conn_target_sends_once(tmp_path: Path
         db.close()
 
 
+@pytest.mark.slow
 def test_target_keeps_planning_state_per_loader(tmp_path: Path) -> None:
     """Two loaders of one type in one Meltano project shared singer-files-<stream>: the
     second got nothing. Each loader now plans on its own; earlier state is continued."""
@@ -272,6 +277,7 @@ def test_target_keeps_planning_state_per_loader(tmp_path: Path) -> None:
     assert "inserted 5" in c and "singer-files-" in c and "singer-files-items" not in c
 
 
+@pytest.mark.slow
 def test_target_without_key_properties_names_the_primary_key_option(tmp_path: Path) -> None:
     (tmp_path / "files.json").write_text(json.dumps({"path": "out"}))
     data = singer_input(["id", "email"], keys=[])
@@ -306,6 +312,7 @@ syncs:
 """
 
 
+@pytest.mark.slow
 def test_target_only_project_needs_no_source(tmp_path: Path) -> None:
     (tmp_path / "conn.yml").write_text(TARGET_ONLY)
     ok(conn("check", cwd=tmp_path))
@@ -325,6 +332,7 @@ def test_target_only_project_needs_no_source(tmp_path: Path) -> None:
 # --- the singer destination --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_singer_destination_without_fields_sends_every_mapped_field(tmp_path: Path) -> None:
     """Set up as its README shows (identifiers, no fields) it sent only the key."""
     target = venv_bin("target-jsonl", "target-jsonl")

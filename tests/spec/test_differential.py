@@ -700,6 +700,7 @@ SETTINGS = settings(
     verbosity=Verbosity.verbose if VERBOSE else Verbosity.normal)
 
 
+@pytest.mark.slow
 def test_differential() -> None:
     """The CLI agrees with the model on every run of every example."""
     machine: Any = Differential

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+import zlib
 from collections.abc import Iterator
 
 import pytest
 from conn.state.contracts import StateStore
 
-from tests.conftest import unavailable
+from tests.conftest import THOROUGH, unavailable
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -94,10 +95,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Every state test runs on both planner paths (they must plan identically), unless
-    it is marked ``one_planner_path``."""
+    it is marked ``one_planner_path``. In the fast loop (a bare pytest) each test runs on
+    one of them, chosen by its name: both paths are still exercised, by different tests;
+    ``make test`` runs every test on both."""
     if ("planner_path" in metafunc.fixturenames
             and metafunc.definition.get_closest_marker("one_planner_path") is None):
-        metafunc.parametrize("planner_path", PLANNER_PATHS, indirect=True)
+        paths = PLANNER_PATHS
+        if not THOROUGH:
+            paths = [PLANNER_PATHS[zlib.crc32(metafunc.definition.nodeid.encode()) % 2]]
+        metafunc.parametrize("planner_path", paths, indirect=True)
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,7 @@ from conn.state.backends.duckdb.store import DuckDBStateStore
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import examples
 from tests.state.helpers import cache_files, run_snapshot
 
 
@@ -53,7 +54,7 @@ def small_changes(draw: st.DrawFn) -> list[dict[str, int]]:
     return snaps
 
 
-@settings(max_examples=12, deadline=None,
+@settings(max_examples=examples(12), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(snaps=small_changes())
 def test_layered_cache_plans_like_no_cache(tmp_path: Path, snaps: list[dict[str, int]]) -> None:

@@ -32,7 +32,8 @@ def _empty_rejections() -> pa.Table:
                      "reason": pa.array([], pa.string())})
 
 
-@pytest.mark.parametrize("step_rows", [1_000_000, 700, 1])
+# Compacting one row at a time takes seconds: the fast loop compacts in ranges of 700.
+@pytest.mark.parametrize("step_rows", [1_000_000, 700, pytest.param(1, marks=pytest.mark.slow)])
 def test_compaction_in_ranges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                               step_rows: int) -> None:
     monkeypatch.setattr(duckdb_store, "COMPACT_ROWS", step_rows)

@@ -212,6 +212,7 @@ def _drop(url):
             c.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_loses_nothing(tmp_path, pg_url):
     for url in _urls(tmp_path, pg_url):
         try:
@@ -227,6 +228,7 @@ def test_kill_9_mid_run_loses_nothing(tmp_path, pg_url):
             _drop(url)
 
 
+@pytest.mark.slow
 def test_lock_held_by_live_process_then_taken_over_after_kill(tmp_path, pg_url):
     for url in _urls(tmp_path, pg_url):
         try:

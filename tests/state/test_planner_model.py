@@ -15,6 +15,7 @@ from conn.state.planner import row_hashes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import examples
 from tests.state.helpers import run_snapshot
 
 
@@ -69,7 +70,7 @@ def scenario(draw: st.DrawFn) -> tuple[dict[str, int], dict[str, int], list, lis
     return base, changed, batches, touched
 
 
-@settings(max_examples=25, deadline=None,
+@settings(max_examples=examples(25), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=scenario())
 def test_plans_and_deletions_match_the_model(tmp_path: Path, case) -> None:
