@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from conn import secrets
+from conn.http import HttpClient
 
 
 class FakeClock:
@@ -37,3 +38,20 @@ def _clean_secrets() -> Iterator[None]:
     secrets.clear()
     yield
     secrets.clear()
+
+
+@pytest.fixture(autouse=True)
+def _close_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close every :class:`HttpClient` a test opened when it ends (its pooled sockets),
+    as a destination closes its client at the end of a run."""
+    opened: list[HttpClient] = []
+    init = HttpClient.__init__
+
+    def tracking_init(self: HttpClient, *args: object, **kwargs: object) -> None:
+        init(self, *args, **kwargs)  # type: ignore[arg-type]
+        opened.append(self)
+
+    monkeypatch.setattr(HttpClient, "__init__", tracking_init)
+    yield
+    for client in opened:
+        client.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -21,6 +22,12 @@ from conn.testing.http import (
 )
 
 _http = httpx.Client()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_http() -> Iterator[None]:
+    yield
+    _http.close()
 
 
 def post(srv: FaultServer, ids, **kw) -> httpx.Response:

@@ -81,6 +81,7 @@ class Recorder:
 
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
+        self.server.server_close()
 
     @property
     def url(self) -> str:

@@ -74,6 +74,7 @@ class Hanging:
     def close(self) -> None:
         self.release.set()
         self.server.shutdown()
+        self.server.server_close()
 
 
 def conn(cwd: Path, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:

@@ -140,6 +140,7 @@ def test_webhook_receiver_keyed_on_the_json_value_sees_the_delete(tmp_path):
         assert set(receiver.records) == {1}
     finally:
         receiver.server.shutdown()
+        receiver.server.server_close()
 
 
 @pytest.mark.slow

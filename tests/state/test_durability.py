@@ -216,8 +216,8 @@ def _drop(url):
 def test_kill_9_mid_run_loses_nothing(tmp_path, pg_url):
     for url in _urls(tmp_path, pg_url):
         try:
-            proc = _child(url, "run")
-            assert proc.wait(60) == -signal.SIGKILL
+            with _child(url, "run") as proc:  # closes the pipes and reaps the child
+                assert proc.wait(60) == -signal.SIGKILL
             store = _store(url)
             # batches 0-2 were committed: 30 unchanged; 20 rows to (re-)send
             with store.open_sync("s", "after") as st:
@@ -240,7 +240,7 @@ def test_lock_held_by_live_process_then_taken_over_after_kill(tmp_path, pg_url):
             msg = str(e.value)
             assert "'s'" in msg and f"pid {proc.pid}" in msg and "crashing" in msg, msg
             proc.kill()  # kill -9: the stale lock must be taken over
-            proc.wait(30)
+            proc.communicate(timeout=30)  # reaps it and closes its pipes
             for _ in range(50):  # the server notices a dead client within moments
                 try:
                     with store.open_sync("s", "third"):
