@@ -13,7 +13,7 @@ from conn.config import load_project
 from conn.config.schedule import Cron, Interval, parse_duration, parse_schedule
 from conn.errors import ConfigError, ConfigErrors
 
-from tests.test_cli import run_cli
+from tests.cli.test_cli import run_cli
 
 PROJECT = """\
 version: 1
