@@ -26,6 +26,8 @@ LAYERS: dict[str, int] = {
     "keys": 6, "idempotency": 6,
     # the sealed batches and requests: the bottom of the pipeline
     "pipeline": 7,
+    # what conn forget keeps: identifiers' digests, the suppression check, receipts
+    "privacy": 7,
     "source": 8, "consent": 8,
     "mapping": 9, "destination": 9,
     # kits for plugin authors

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from conn.config.model import ConnectorConfig, Project, SyncConfig
     from conn.destination import ObjectInfo
     from conn.plugins import Registry
+    from conn.privacy.suppression import Suppression
     from conn.source import StreamInfo
 
 
@@ -25,7 +26,8 @@ class SyncContext:
     ``consent_events(name)`` reads a declared consent source completely and returns its
     events as an Arrow table (the runtime reads it through the source plugin).
     ``now``: when the run started (consent expiry is judged at that instant; None: the
-    time the gate is built)."""
+    time the gate is built). ``suppression``: the project's suppression list (``conn
+    forget``), which the gate withholds; None for none."""
 
     project: Project
     sync: SyncConfig
@@ -36,6 +38,7 @@ class SyncContext:
     consent_events: Callable[[str], pa.Table]
     match_key: str
     now: datetime | None = None
+    suppression: Suppression | None = None
 
     @property
     def purposes(self) -> tuple[str, ...]:

@@ -13,6 +13,9 @@ no; a column with no value and an event saying yes is a yes. A row passes a purp
 the combined code is *granted*, or *no record* while the sync names another legal basis
 for that purpose (``consent.legal_basis``). A row passes the gate when it passes every
 purpose. Everything is computed with numpy/pyarrow over whole batches.
+
+Rows of people ``conn forget`` erased are withheld first, whatever their consent (reason
+``suppressed``; :mod:`conn.privacy.suppression`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from conn.consent.values import DENIED, GRANTED, MALFORMED, NO_RECORD, REASONS, 
 from conn.errors import ConfigError
 from conn.fields import parse_mapping
 from conn.pipeline import GatedBatch, seal_gated
+from conn.privacy.suppression import REASON as SUPPRESSED
+from conn.privacy.suppression import GateSuppression
 from conn.sync_context import SyncContext
 
 _WITHHELD_REASONS = ("no_record", EXPIRED, "malformed", "denied")
@@ -50,6 +55,8 @@ class Decision:
         self.expired: dict[str, np.ndarray] = {}
         self.positions: np.ndarray | None = None
         self.purposes = purposes
+        #: Rows withheld because their person was erased (None: none).
+        self.suppressed: np.ndarray | None = None
 
 
 class ConsentGate:
@@ -84,7 +91,8 @@ class ConsentGate:
         self.policies: dict[str, FieldPolicy] = resolve_policies(ctx, self.specs)
         self.rows = 0
         self.passed_rows = 0
-        self.withheld_by_reason = dict.fromkeys(_WITHHELD_REASONS, 0)
+        self.suppression = GateSuppression.for_gate(ctx, self.specs, self.subject)
+        self.withheld_by_reason = dict.fromkeys((*_WITHHELD_REASONS, SUPPRESSED), 0)
         self.per_purpose: dict[str, dict[str, Any]] = {
             p: {"passed": 0, "withheld": dict.fromkeys(_WITHHELD_REASONS, 0),
                 "legal_bases": {}} for p in self.purposes}
@@ -142,6 +150,7 @@ class ConsentGate:
             fail = np.where(ok, -1, code).astype(np.int8)
             d.worst = np.maximum(d.worst, fail)
             d.passed &= ok
+        self.suppression.withhold(d, batch, keys)
         return d
 
     def apply(self, batch: pa.RecordBatch, keys: pa.Array) -> GatedBatch:
@@ -187,6 +196,8 @@ class ConsentGate:
         self.withheld_by_reason[EXPIRED] += n_expired
         for code in (NO_RECORD, MALFORMED, DENIED):
             self.withheld_by_reason[REASONS[code]] += int(counts[code])
+        if d.suppressed is not None:
+            self.withheld_by_reason[SUPPRESSED] += int(d.suppressed.sum())
         for purpose in self.purposes:
             stats = self.per_purpose[purpose]
             ok = d.ok[purpose]

@@ -38,7 +38,7 @@ contract test runs against it, with and without the compiled kernels.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -260,5 +260,98 @@ class StateStore(abc.ABC):
         ``run_id``; keys it does not hold are left out. For ``conn explain`` and access
         reports."""
 
+    def privacy(self) -> PrivacyStore | None:
+        """What ``conn forget`` keeps here (:class:`PrivacyStore`), or None for a backend
+        that cannot keep it: ``conn forget`` then refuses to run, so such a backend
+        never holds a suppression entry the consent gate would miss."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional
         """Release connections."""
+
+
+def chain_hash(previous: str, body: str) -> str:
+    """The hash of a privacy ledger entry: SHA-256 (hex) of the previous entry's hash and
+    this entry's body (canonical JSON text). The first entry's previous hash is
+    :data:`LEDGER_ROOT`."""
+    import hashlib
+
+    return hashlib.sha256(f"{previous}\n{body}".encode()).hexdigest()
+
+
+#: The "previous hash" of a ledger's first entry.
+LEDGER_ROOT = "0" * 64
+
+#: Columns of a pending erasure (:meth:`PrivacyStore.add_pending`): its id, the receipt
+#: and target (index in the receipt) it belongs to, the sync, the match value as text
+#: with its type token (:mod:`conn.state.typed_text`), the HMAC of the record's primary
+#: key (what its idempotency keys derive from) and the payload hash the destination
+#: acknowledged last.
+PENDING_COLUMNS = ("id", "receipt_id", "target", "sync", "match_value", "match_type",
+                   "key_digest", "hash")
+
+
+class PrivacyStore(abc.ABC):
+    """What ``conn forget`` keeps in a project's state store (``docs/privacy.md``).
+
+    * the project's **salt** (random, created once; the HMAC key of the suppression list);
+    * the **suppression list**: HMAC-SHA256 digests of forgotten people's identifiers,
+      which the consent gate withholds;
+    * **pending erasures**: the match values a destination has not yet confirmed erasing
+      (kept only until it does);
+    * the **ledger**: receipts as an append-only, hash-chained list of entries.
+
+    It also finds and purges a subject in the syncs' own state. Every method is one
+    transaction."""
+
+    @abc.abstractmethod
+    def salt(self, create: bool = True) -> bytes | None:
+        """The project's salt; created (once, atomically) when missing and ``create``."""
+
+    @abc.abstractmethod
+    def suppressed(self) -> list[str]:
+        """Every suppressed digest (hex)."""
+
+    @abc.abstractmethod
+    def suppress(self, digests: list[str], receipt_id: str) -> None:
+        """Add digests to the suppression list (already listed ones are kept once)."""
+
+    @abc.abstractmethod
+    def find(self, sync: str, exact: list[str], emails: list[str]) -> list[dict[str, Any]]:
+        """A sync's acknowledged records whose primary key or match value is one of
+        ``exact``, or whose match value, trimmed and lowercased, is one of ``emails``:
+        ``key``, ``match_value`` (text), ``match_type`` (token or None), ``hash``."""
+
+    @abc.abstractmethod
+    def purge(self, sync: str, keys: list[str], texts: list[str]) -> None:
+        """Remove ``keys`` from the sync's state (records, change log, rejections) and
+        every rejection whose reason mentions one of ``texts``, leaving no copy of them in
+        the files the backend writes."""
+
+    @abc.abstractmethod
+    def scrub_history(self, texts: list[str], scrub: Callable[[str], str]) -> None:
+        """Rewrite every stored run report mentioning one of ``texts`` (a substring
+        test) as ``scrub(report JSON text)``, leaving no copy of the old text."""
+
+    @abc.abstractmethod
+    def pending(self) -> list[dict[str, Any]]:
+        """Pending erasures (:data:`PENDING_COLUMNS`), oldest first."""
+
+    @abc.abstractmethod
+    def add_pending(self, rows: list[dict[str, Any]]) -> None:
+        """Store pending erasures (dicts with :data:`PENDING_COLUMNS`)."""
+
+    @abc.abstractmethod
+    def settle(self, ids: list[str]) -> None:
+        """Forget pending erasures the destination confirmed (their match values go)."""
+
+    @abc.abstractmethod
+    def ledger(self) -> list[dict[str, Any]]:
+        """Every ledger entry in order: ``seq``, ``receipt_id``, ``body``, ``prev``,
+        ``hash``."""
+
+    @abc.abstractmethod
+    def append(self, receipt_id: str, body: str) -> dict[str, Any]:
+        """Append an entry after the current last one (atomically: two writers never
+        chain to the same entry), its hash :func:`chain_hash` of the last entry's hash
+        (:data:`LEDGER_ROOT` for the first) and ``body``; return it."""

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from conn.errors import SyncLocked
-from conn.state.contracts import NULL_KEY_ID, StateStore, Storage, SyncState
+from conn.state.contracts import NULL_KEY_ID, PrivacyStore, StateStore, Storage, SyncState
 from conn.state.history import history_row
 from conn.state.planner import PlanningSyncState
 from conn.state.target import OnChange, SyncTarget, decide
@@ -129,6 +129,15 @@ class MemoryStateStore(StateStore):
         self._runs: list[dict[str, Any]] = []
         self._held: dict[str, dict[str, Any]] = {}
         self._mutex = threading.Lock()
+        self._privacy: PrivacyStore | None = None
+
+    def privacy(self) -> PrivacyStore:
+        """See :class:`~conn.state.contracts.PrivacyStore` (kept in this process)."""
+        if self._privacy is None:
+            from conn.state.backends.memory_privacy import MemoryPrivacy
+
+            self._privacy = MemoryPrivacy(self)
+        return self._privacy
 
     @contextmanager
     def open_sync(self, sync: str, run_id: str, *, full_resync: bool = False,

@@ -27,7 +27,9 @@ import pyarrow as pa
 
 from conn.errors import StateError, SyncLocked
 from conn.state import history
-from conn.state.contracts import NULL_KEY_ID, StateStore, Storage, SyncState
+from conn.state.backends.postgres_privacy import DDL as PRIVACY_DDL
+from conn.state.backends.postgres_privacy import PostgresPrivacy
+from conn.state.contracts import NULL_KEY_ID, PrivacyStore, StateStore, Storage, SyncState
 from conn.state.locks import describe_holder, holder_info
 from conn.state.planner import PlanningSyncState, row_hashes
 from conn.state.target import OnChange, SyncTarget, decide
@@ -37,7 +39,8 @@ log = logging.getLogger(__name__)
 APP_ID = "conn-state"
 #: 2: typed match values (``records.match_type``), rejections keep ``since`` and
 #: ``attempts``, ``syncs.target`` holds the target identity (see conn.state.target).
-FORMAT_VERSION = 2
+#: 3: the privacy tables of ``conn forget`` (:mod:`.postgres_privacy`).
+FORMAT_VERSION = 3
 _FLIP = np.uint64(1 << 63)
 #: NULL_KEY_ID as stored here (key ids are stored XOR 2^63).
 _NULL_KID = int(np.array([NULL_KEY_ID], dtype=np.uint64)[0] ^ _FLIP) - (1 << 64)
@@ -278,9 +281,14 @@ class PostgresStateStore(StateStore):
                 raise StateError(f"schema {s!r} was written by a newer conn (state format "
                                  f"{meta['format_version']}); upgrade conn")
             conn.execute(DDL.format(s=s))  # creates, or adds what an older format lacks
+            conn.execute(PRIVACY_DDL.format(s=s))
             conn.execute(f"UPDATE {s}.meta SET value = %s WHERE key = 'format_version'",
                          [str(FORMAT_VERSION)])
         self._prepared = True
+
+    def privacy(self) -> PrivacyStore:
+        """See :class:`~conn.state.contracts.PrivacyStore` (tables in the schema)."""
+        return PostgresPrivacy(self)
 
     # --- locks --------------------------------------------------------------------------
 

@@ -30,6 +30,11 @@ History:
      not listed there was first delivered by its own commit), for access reports. A
      writable open creates the table when missing; a conn that does not know it leaves
      it alone, and a read falls back to the record's own commit without it.
+  5. Privacy operations (``conn forget``, docs/privacy.md): the run-history file gains
+     ``privacy_salt`` (the project's random HMAC key), ``suppression`` (HMAC digests of
+     forgotten people's identifiers), ``erasures_pending`` (match values a destination
+     has not yet confirmed erasing) and ``ledger`` (the hash-chained receipts). Sync
+     files are unchanged.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ import duckdb
 from conn.errors import StateError
 
 APP_ID = "conn-state"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 
 #: ``changes`` and ``records`` share this layout (a first sync's log becomes ``records``
 #: by a rename); the change log is re-created by the DuckDB store's compaction.
@@ -136,11 +141,26 @@ CREATE TABLE source_state (id INTEGER PRIMARY KEY, value VARCHAR, run_id VARCHAR
   saved_at TIMESTAMP);
 """
 
-RUNS_TABLES = """
+#: The project-wide privacy tables (format 5), in the run-history file.
+PRIVACY_TABLES = """
+CREATE TABLE privacy_salt (id INTEGER PRIMARY KEY, salt BLOB NOT NULL,
+  created_at TIMESTAMP);
+CREATE TABLE suppression (digest VARCHAR PRIMARY KEY, receipt_id VARCHAR,
+  added_at TIMESTAMP);
+CREATE TABLE erasures_pending (id VARCHAR PRIMARY KEY, receipt_id VARCHAR, target INTEGER,
+  sync VARCHAR, match_value VARCHAR, match_type VARCHAR, key_digest VARCHAR, hash UBIGINT,
+  created_at TIMESTAMP);
+CREATE TABLE ledger (seq BIGINT PRIMARY KEY, receipt_id VARCHAR NOT NULL,
+  body VARCHAR NOT NULL, prev VARCHAR NOT NULL, hash VARCHAR NOT NULL);
+"""
+
+#: The run-history file of formats 1 to 4, kept to test the migration.
+RUNS_TABLES_V4 = """
 CREATE TABLE runs (sync VARCHAR, run_id VARCHAR, status VARCHAR, started_at DOUBLE,
   seconds DOUBLE, rows_read BIGINT, inserted BIGINT, updated BIGINT, deleted BIGINT,
   unchanged BIGINT, rejected BIGINT, pending BIGINT, recorded_at DOUBLE, report VARCHAR);
 """
+RUNS_TABLES = RUNS_TABLES_V4 + PRIVACY_TABLES
 
 
 def _v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
@@ -186,15 +206,19 @@ def _v3_to_v4(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(ACKNOWLEDGED_VIEW)
 
 
+def _runs_v4_to_v5(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(PRIVACY_TABLES)
+
+
 def _unchanged(con: duckdb.DuckDBPyConnection) -> None:
     """A format step that does not touch this kind of file."""
 
 
 #: ``MIGRATIONS[kind][v]`` turns a version-``v`` file of that kind into version ``v + 1``.
-#: The run-history file shares the format number but its table has not changed.
+#: The run-history file shares the format number; its tables changed in format 5.
 MIGRATIONS: dict[str, dict[int, Callable[[duckdb.DuckDBPyConnection], None]]] = {
-    "sync": {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4},
-    "runs": {1: _unchanged, 2: _unchanged, 3: _unchanged},
+    "sync": {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _unchanged},
+    "runs": {1: _unchanged, 2: _unchanged, 3: _unchanged, 4: _runs_v4_to_v5},
 }
 
 

@@ -44,8 +44,8 @@ from conn.state.backends.duckdb import migrations, sorted_cache
 from conn.state.backends.duckdb.connection import attach, connect, detach
 from conn.state.backends.duckdb.delivered import delivered_rows
 from conn.state.backends.duckdb.sorted_cache import Changes, SortedCache
-from conn.state.contracts import NULL_KEY_ID, StateStore, Storage, SyncState
-from conn.state.locks import SyncFileLock, safe_name
+from conn.state.contracts import NULL_KEY_ID, PrivacyStore, StateStore, Storage, SyncState
+from conn.state.locks import SyncFileLock, process_lock, safe_name
 from conn.state.planner import PlanningSyncState, row_hashes
 from conn.state.planner.sorted_state import LayeredState, SortedState
 from conn.state.target import OnChange, SyncTarget, decide
@@ -516,6 +516,19 @@ class DuckDBStateStore(StateStore):
 
     # --- history and reports ------------------------------------------------------------
 
+    def privacy(self) -> PrivacyStore:
+        """See :class:`~conn.state.contracts.PrivacyStore` (in ``state/runs.duckdb``)."""
+        from conn.state.backends.duckdb.privacy import DuckDBPrivacy
+
+        return DuckDBPrivacy(self)
+
+    @contextmanager
+    def runs_lock(self) -> Iterator[None]:
+        """Hold the run-history file for this process and thread (its rewrite after a
+        purge replaces the file, which a writer holding the old one would miss)."""
+        with _RUNS_LOCK, process_lock(self.root / "locks" / "runs.lock"):
+            yield
+
     @contextmanager
     def _runs_db(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection | None]:
         path = self.root / "state" / "runs.duckdb"
@@ -523,7 +536,7 @@ class DuckDBStateStore(StateStore):
             yield None
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        with _RUNS_LOCK:
+        with self.runs_lock():
             con = attach(path)  # one small row per run: no database of its own
             try:
                 migrations.prepare(con, str(path), kind="runs", identity={})
