@@ -223,6 +223,37 @@ def explain(
 
 
 @app.command()
+def forget(
+    subjects: Annotated[Optional[list[str]], typer.Argument(  # noqa: UP045
+        help="The person: any identifier (primary key, e-mail or other match value, "
+        "consent subject); several for one person.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the destinations, "
+                       "objects, operation and record counts; change and send "
+                       "nothing.")] = False,
+    status: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--status", metavar="SUBJECT|RECEIPT_ID", help="Show a person's (or one) "
+        "erasure receipt and check the receipt chain.")] = None,
+    retry: Annotated[bool, typer.Option("--retry", help="Send every pending erasure "
+                     "now.")] = False,
+    project: ProjectOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Erase a person (GDPR Art. 17) from every destination conn delivered them to, keep
+    them out of every later sync (hashed suppression list) and remove them from conn's
+    own state; prints the hash-chained receipt.
+
+    Exit codes: 0 done; 1 erasures left pending (retried by the next sync and by
+    --retry); 4 a destination has no erasure or delete (remove by hand); 3 configuration
+    error; 5 a sync holding the person is running; 8 state unreadable or (--status)
+    the receipt chain was tampered with.
+    """
+    from conn.cli.forget_cmd import forget_command
+
+    forget_command(subjects or [], dry_run=dry_run, status=status, retry=retry,
+                   project=project, json_out=json_out)
+
+
+@app.command()
 def init(
     directory: Annotated[Path, typer.Argument(help="Folder for the new project.")] = Path("."),
     demo: Annotated[bool, typer.Option("--demo", help="Create a DuckDB warehouse with "

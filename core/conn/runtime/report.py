@@ -55,6 +55,9 @@ class SyncReport:
     legal_bases: dict[str, Any] = field(default_factory=dict)
     rejection_reasons: dict[str, int] = field(default_factory=dict)
     preview: list[dict[str, Any]] = field(default_factory=list)
+    #: Pending erasures (``conn forget``) retried at the start of the run: ``retried``,
+    #: ``erased``, ``pending`` (left out when there were none).
+    erasures: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     error_type: str | None = None
     seconds: float = 0.0
@@ -73,6 +76,8 @@ class SyncReport:
         d = asdict(self)
         if not d["preview"]:
             d.pop("preview")
+        if not d["erasures"]:
+            d.pop("erasures")
         return redact_obj(d)
 
 

@@ -27,7 +27,8 @@ from conn.destination import WriteResult
 from conn.errors import ConfigError, ConfigErrors, ConnError
 from conn.keys import key_array
 from conn.mapping import build_mapper
-from conn.runtime import delivery
+from conn.privacy.suppression import Suppression
+from conn.runtime import delivery, forget
 from conn.runtime.lane import DeliveryLane
 from conn.runtime.opening import OpenedInBackground
 from conn.runtime.report import RunInfo, RunReport, SyncReport
@@ -210,7 +211,8 @@ class SyncRunner:
             raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
         ctx = SyncContext(self.project, sync, self.project.destinations[sync.destination],
                           obj, stream, self.registry, self.consent_events, match_key,
-                          now=datetime.fromtimestamp(self.run_info.started_at, UTC))
+                          now=datetime.fromtimestamp(self.run_info.started_at, UTC),
+                          suppression=Suppression.load(self.store.privacy()))
         gate = build_gate(ctx)
         mapper = build_mapper(ctx)
         issues = gate.issues() + mapper.issues()
@@ -264,6 +266,8 @@ class SyncRunner:
             source = self._connector("source", self.sync.source)
             dest = self._connector("destination", self.sync.destination)
             p = self.prepare(source, dest)
+            if not self.options.dry_run:
+                self._retry_erasures(p)
             self._writers = ThreadPoolExecutor(
                 max_workers=max(1, p.obj.capabilities.concurrency),
                 thread_name_prefix="conn-write")
@@ -339,6 +343,20 @@ class SyncRunner:
                 except Exception as exc:
                     log.warning("could not record run history: %s", secrets.redact(exc))
         return rep
+
+    def _retry_erasures(self, p: PreparedSync) -> None:
+        """Send this sync's pending erasures (``conn forget``) before its rows: the
+        figures go to the report (``erasures``); a destination still failing leaves
+        them pending for the next run, and the sync goes on (the people are withheld
+        by the gate either way)."""
+        privacy = self.store.privacy()
+        if privacy is None:
+            return
+        rows = [r for r in privacy.pending() if r["sync"] == self.sync.name]
+        if rows:
+            done = forget.send(privacy, rows, p.dest, p.obj, p.match_key, self.sync, "sync")
+            self.report.erasures = {"retried": len(rows), "erased": done,
+                                    "pending": len(rows) - done}
 
     def _stream_batches(self, p: PreparedSync, state_of: Callable[[], SyncState],
                         lane: DeliveryLane) -> None:

@@ -95,8 +95,7 @@ class DuckDBPrivacy(PrivacyStore):
         with self._db(read_only=True) as con:
             if con is None:
                 return []
-            return con.execute("SELECT digest FROM suppression").to_arrow_table() \
-                .column(0).to_pylist()
+            return [r[0] for r in con.execute("SELECT digest FROM suppression").fetchall()]
 
     def suppress(self, digests: list[str], receipt_id: str) -> None:
         with self._db() as con:
