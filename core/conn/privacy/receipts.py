@@ -4,8 +4,9 @@ The state store keeps a **ledger**, an append-only list of entries, each holding
 SHA-256 of the previous entry and its own body (:func:`conn.state.contracts.chain_hash`).
 Two kinds of entry:
 
-* ``erasure``: a receipt is opened: its id, when, the digests of the subjects given
-  (never the values), how many identifiers were suppressed, and one **target** per
+* ``erasure``: a receipt is opened: its id, when, the digests of the subjects given and
+  of every identifier found for the person (never the values; the same digests as the
+  suppression list), how many were suppressed, and one **target** per
   sync whose destination held the person: destination, object, operation (``erase``,
   ``delete`` or ``none``), the vendor's erasure API, how many records;
 * ``attempt``: one try at one target: when, what triggered it (``forget``, ``retry``,

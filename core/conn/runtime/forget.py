@@ -173,7 +173,8 @@ def forget(project: Project, registry: Registry, store: StateStore, subjects: li
     privacy.suppress(listed, receipt_id)
     opened = {"kind": "erasure", "receipt_id": receipt_id, "created_at": receipts.now(),
               "subjects": sorted({digest_of(s, salt) for s in subjects}),
-              "suppressed": len(listed), "targets": [t.entry() for t in targets]}
+              "identifiers": sorted(listed), "suppressed": len(listed),
+              "targets": [t.entry() for t in targets]}
     privacy.append(receipt_id, receipts.body(opened))
     rows = []
     for i, t in enumerate(targets):
@@ -305,7 +306,8 @@ def status(store: StateStore, query: str) -> dict[str, Any]:
     else:
         salt = privacy.salt(create=False)
         digest = digest_of(query, salt) if salt is not None and query.strip() else None
-        matched = [rid for rid, r in all_receipts.items() if digest in r.get("subjects", [])]
+        matched = [rid for rid, r in all_receipts.items()
+                   if digest in (*r.get("subjects", []), *r.get("identifiers", []))]
     return {"chain": {"intact": not problems, "entries": len(entries),
                       "head": entries[-1]["hash"] if entries else receipts.LEDGER_ROOT,
                       "problems": problems},
