@@ -314,17 +314,33 @@ def conn_bin() -> str:
 # --- the sides ---------------------------------------------------------------------
 
 
+def seed_suppression(proj: Path, n: int) -> None:
+    """Give the project's state a suppression list of ``n`` people (``conn forget``'s
+    tables, filled directly: HMAC digests of addresses that are not in the data)."""
+    import pyarrow as pa
+    from conn.privacy.identifiers import digests
+    from conn.state.backends.duckdb.store import DuckDBStateStore
+
+    privacy = DuckDBStateStore.open(None, proj).privacy()
+    salt = privacy.salt()
+    listed = digests(pa.array([f"gone-{i}@example.net" for i in range(n)]), salt)
+    privacy.suppress(listed.to_pylist(), "bench")
+
+
 def conn_side(name: str, data: Path, rows: int, runs: int, warmup: int, work: Path,
-              expect: int | None = None, env: dict[str, str] | None = None
-              ) -> tuple[Measurement, int]:
+              expect: int | None = None, env: dict[str, str] | None = None,
+              suppressed: int = 0) -> tuple[Measurement, int]:
     """``conn sync`` in a fresh project folder per run; returns the measurement and the
-    rows sent (from ``--json``)."""
+    rows sent (from ``--json``). ``suppressed``: people on the project's suppression list
+    (seeded before the run, not timed)."""
     m = Measurement(name, rows)
     sent = -1
     for i in range(warmup + runs):
         proj = work / f"conn-{rows}-{i}"
         proj.mkdir()
         (proj / "conn.yml").write_text(PROJECT.format(data=data))
+        if suppressed:
+            seed_suppression(proj, suppressed)
         wall, rss, out = run_child([conn_bin(), "sync", "src", "out", "--json"], env=env,
                                    cwd=proj)
         report = json.loads(out)
@@ -393,7 +409,8 @@ def singer_side(data: Path, rows: int, runs: int, work: Path) -> tuple[Measureme
 
 
 def scenario1(n: int, runs: int, quick: bool, singer_rows: int | None, work: Path,
-              skip: set[str], no_kernels: bool = False) -> dict[str, Any]:
+              skip: set[str], no_kernels: bool = False, suppressed: int = 0
+              ) -> dict[str, Any]:
     data = data_file(n)
     batch = 65_536
     results: dict[str, Measurement] = {}
@@ -408,6 +425,10 @@ def scenario1(n: int, runs: int, quick: bool, singer_rows: int | None, work: Pat
     if no_kernels:  # as on a machine where conn-speedups could not be built
         results["conn-no-kernels"], sent["conn-no-kernels"] = conn_side(
             "conn sync, no kernels", data, n, runs, 1, work, env={"CONN_SPEEDUPS": "0"})
+    if suppressed:  # the consent gate's suppression check (docs/privacy.md)
+        results["conn-suppressed"], sent["conn-suppressed"] = conn_side(
+            f"conn sync, {suppressed:,} suppressed", data, n, runs, 1, work,
+            suppressed=suppressed)
     if "dlt" in skip:
         skipped["dlt"] = "--skip dlt"
     elif (why := ensure_venv(DLT_PY, create=not quick)) is not None:
@@ -439,6 +460,8 @@ def scenario1(n: int, runs: int, quick: bool, singer_rows: int | None, work: Pat
     ratios["conn/pyarrow"] = rate["conn"] / rate["pyarrow"]
     if "conn-no-kernels" in rate:
         ratios["conn/conn-no-kernels"] = rate["conn"] / rate["conn-no-kernels"]
+    if "conn-suppressed" in rate:
+        ratios["conn/conn-suppressed"] = rate["conn"] / rate["conn-suppressed"]
     goals["conn within 1.5x of pyarrow"] = (results["conn"].median_s
                                             <= 1.5 * results["pyarrow"].median_s)
     rows = [[m.name, m.rows, len(m.seconds), m.median_s, m.rows_per_s, m.peak_mb,
@@ -503,6 +526,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip", nargs="*", default=[], choices=["singer", "dlt"])
     p.add_argument("--no-kernels", action="store_true",
                    help="also run conn with CONN_SPEEDUPS=0 (no compiled kernels)")
+    p.add_argument("--suppressed", type=int, default=0, metavar="N",
+                   help="also run conn with N people on the suppression list")
     p.add_argument("--json", type=Path, help="write the result dict here")
     a = p.parse_args(argv)
     n = a.rows or (100_000 if a.quick else 1_000_000)
@@ -511,7 +536,8 @@ def main(argv: list[str] | None = None) -> int:
         [10_000, 100_000] if a.quick else [100_000, 1_000_000, 10_000_000])
     with tempfile.TemporaryDirectory(prefix="conn-bench-") as tmp:
         work = Path(tmp)
-        s1 = scenario1(n, runs, a.quick, a.singer_rows, work, set(a.skip), a.no_kernels)
+        s1 = scenario1(n, runs, a.quick, a.singer_rows, work, set(a.skip), a.no_kernels,
+                       a.suppressed)
         s3 = None
         if sizes:
             known = {n: Measurement(f"conn sync {n:,}", n,

@@ -45,7 +45,7 @@ def test_column_consent_and_reasons() -> None:
     assert gated.withheld == 3
     s = gate.summary()
     assert s["withheld_by_reason"] == {"no_record": 1, "expired": 0, "malformed": 1,
-                                       "denied": 1}
+                                       "denied": 1, "suppressed": 0}
     assert s["per_purpose"]["marketing"]["passed"] == 1
     assert s["legal_bases"] == {"marketing": {"consent": 1}}
     assert gated.batch.schema.names == ["id", "email"]  # consent column not passed on
@@ -60,7 +60,8 @@ def test_latest_event_wins_and_late_revocation() -> None:
     gate = build_gate(ctx_for(consent={"source": "cs"}, ev=ev))
     assert ids(gate.apply(ROWS, KEYS)) == ["2", "3"]
     assert gate.summary()["withheld_by_reason"] == {"no_record": 1, "expired": 0,
-                                                    "malformed": 0, "denied": 1}
+                                                    "malformed": 0, "denied": 1,
+                                                    "suppressed": 0}
 
 
 def test_tie_on_timestamp_denial_wins_and_bad_timestamp_blocks() -> None:
@@ -74,7 +75,8 @@ def test_tie_on_timestamp_denial_wins_and_bad_timestamp_blocks() -> None:
     gate = build_gate(ctx_for(consent={"source": "cs"}, ev=ev))
     assert ids(gate.apply(ROWS, KEYS)) == ["4"]
     assert gate.summary()["withheld_by_reason"] == {"no_record": 0, "expired": 0,
-                                                    "malformed": 2, "denied": 1}
+                                                    "malformed": 2, "denied": 1,
+                                                    "suppressed": 0}
 
 
 def test_timezones_order_events() -> None:

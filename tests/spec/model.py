@@ -452,7 +452,9 @@ class SyncModel:
         the state, or skipped).
         """
         counts = dict.fromkeys(COUNTS, 0)
-        withheld = {"no_record": 0, "expired": 0, "malformed": 0, "denied": 0}
+        # ``suppressed``: nobody in these runs was forgotten (docs/privacy.md).
+        withheld = {"no_record": 0, "expired": 0, "malformed": 0, "denied": 0,
+                    "suppressed": 0}
         seen: set[Any] = set()
         touched: set[Any] = set()
         rejected_now: dict[Any, str] = {}

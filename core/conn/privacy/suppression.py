@@ -62,13 +62,15 @@ class Suppression:
 def identity_columns(ctx: SyncContext, specs: Iterable[FieldSpec], subject: str | None
                      ) -> list[str]:
     """The source columns whose values identify a row's person (see the module
-    docstring), in a stable order, primary key columns first."""
+    docstring), in a stable order, primary key columns first. A one-column primary key
+    is left out: the keys the gate is handed are that column as text."""
     idents = set(ctx.object.identifiers)
-    out = list(ctx.stream.primary_key)
+    pk = list(ctx.stream.primary_key)
+    out = pk if len(pk) > 1 else []
     if subject:
         out.append(subject)
     out += [s.columns[0] for s in specs if s.is_direct and s.field in idents]
-    return list(dict.fromkeys(out))
+    return [c for c in dict.fromkeys(out) if len(pk) > 1 or c not in pk]
 
 
 class GateSuppression:

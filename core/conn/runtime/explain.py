@@ -201,11 +201,16 @@ def explain(project: Project, subject_key: str, registry: Registry, *,
 
     open_sync = opener or plugin_opener(project, registry)
     now = run_now(datetime.now(UTC))
+    from conn.privacy.suppression import Suppression
+
+    # People erased with conn forget are withheld here as by conn sync.
+    suppression = Suppression.load(store.privacy()) if store is not None else None
     results = []
     for sync in project.syncs.values():
         with ExitStack() as stack:
             try:
                 ctx, batches, recipient = open_sync(sync, stack, now)
+                ctx.suppression = suppression
                 result = explain_sync(ctx, batches, subject_key)
                 result["recipient"] = recipient
                 keys = result.pop("keys", None)
