@@ -31,17 +31,38 @@ if TYPE_CHECKING:
 REASON = "suppressed"
 
 
-class Suppression:
-    """A project's suppression list: its salt and digests (hex)."""
+def _hex_rows(digests: pa.Array) -> np.ndarray:
+    """Hex digests (64 characters each, no nulls) as a numpy ``S64`` array over the
+    Arrow buffer (no copy, no Python string per value)."""
+    if isinstance(digests, pa.ChunkedArray):
+        digests = digests.combine_chunks()
+    n = len(digests)
+    if not n:
+        return np.empty(0, dtype="S64")
+    start = int(np.frombuffer(digests.buffers()[1], np.int32, count=1,
+                              offset=4 * digests.offset)[0])
+    return np.frombuffer(digests.buffers()[2], dtype="S64", count=n, offset=start)
 
-    def __init__(self, salt: bytes | None = None, listed: Collection[str] = ()) -> None:
+
+class Suppression:
+    """A project's suppression list: its salt and digests (hex), kept sorted as fixed
+    width bytes so that a batch's digests are looked up with a binary search (no hash
+    table rebuilt per batch)."""
+
+    def __init__(self, salt: bytes | None = None,
+                 listed: Collection[str] | pa.Array = ()) -> None:
         self.salt = salt
-        self.digests = pa.array(sorted(set(listed)), pa.string())
+        arr = listed if isinstance(listed, pa.Array | pa.ChunkedArray) else pa.array(
+            list(listed), pa.string())
+        arr = arr.drop_null().cast(pa.string())
+        if len(arr) and not pc.all(pc.equal(pc.utf8_length(arr), 64)).as_py():
+            raise ValueError("suppression digests are 64 hexadecimal digits")
+        self.sorted = np.unique(_hex_rows(arr))
 
     @property
     def active(self) -> bool:
         """Whether anyone is listed."""
-        return self.salt is not None and len(self.digests) > 0
+        return self.salt is not None and len(self.sorted) > 0
 
     @classmethod
     def load(cls, privacy: PrivacyStore | None) -> Suppression:
@@ -49,14 +70,16 @@ class Suppression:
         if privacy is None:
             return cls()
         listed = privacy.suppressed()
-        return cls(privacy.salt(create=False) if listed else None, listed)
+        return cls(privacy.salt(create=False) if len(listed) else None, listed)
 
     def listed_values(self, values: pa.Array) -> pa.Array:
         """Those of ``values`` (normalised, unique, no nulls) whose digest is listed."""
         if not self.active or not len(values):
             return values.slice(0, 0)
         assert self.salt is not None
-        return values.filter(pc.is_in(digests(values, self.salt), value_set=self.digests))
+        mine = _hex_rows(digests(values, self.salt))
+        at = np.searchsorted(self.sorted, mine).clip(0, len(self.sorted) - 1)
+        return values.filter(pa.array(self.sorted[at] == mine))
 
 
 def identity_columns(ctx: SyncContext, specs: Iterable[FieldSpec], subject: str | None

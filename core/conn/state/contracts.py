@@ -309,8 +309,8 @@ class PrivacyStore(abc.ABC):
         """The project's salt; created (once, atomically) when missing and ``create``."""
 
     @abc.abstractmethod
-    def suppressed(self) -> list[str]:
-        """Every suppressed digest (hex)."""
+    def suppressed(self) -> pa.Array:
+        """Every suppressed digest (hex), as an Arrow string array."""
 
     @abc.abstractmethod
     def suppress(self, digests: list[str], receipt_id: str) -> None:

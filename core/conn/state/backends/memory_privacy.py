@@ -36,8 +36,8 @@ class MemoryPrivacy(PrivacyStore):
                 self._salt = secrets.token_bytes(32)
             return self._salt
 
-    def suppressed(self) -> list[str]:
-        return list(self._suppressed)
+    def suppressed(self) -> pa.Array:
+        return pa.array(list(self._suppressed), pa.string())
 
     def suppress(self, digests: list[str], receipt_id: str) -> None:
         for d in digests:

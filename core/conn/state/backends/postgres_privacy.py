@@ -10,6 +10,8 @@ import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+
 from conn.state.contracts import LEDGER_ROOT, PENDING_COLUMNS, PrivacyStore, chain_hash
 
 if TYPE_CHECKING:
@@ -45,10 +47,10 @@ class PostgresPrivacy(PrivacyStore):
                                ).fetchall()
         return bytes(row[0][0]) if row else None
 
-    def suppressed(self) -> list[str]:
+    def suppressed(self) -> pa.Array:
         with self.store._connect() as conn:
-            return [r[0] for r in conn.execute(f"SELECT digest FROM {self.s}.suppression")
-                    .fetchall()]
+            return pa.array([r[0] for r in conn.execute(
+                f"SELECT digest FROM {self.s}.suppression").fetchall()], pa.string())
 
     def suppress(self, digests: list[str], receipt_id: str) -> None:
         with self.store._connect() as conn:

@@ -91,11 +91,12 @@ class DuckDBPrivacy(PrivacyStore):
             return bytes(con.execute("SELECT salt FROM privacy_salt WHERE id = 1")
                          .fetchall()[0][0])
 
-    def suppressed(self) -> list[str]:
+    def suppressed(self) -> pa.Array:
         with self._db(read_only=True) as con:
             if con is None:
-                return []
-            return [r[0] for r in con.execute("SELECT digest FROM suppression").fetchall()]
+                return pa.array([], pa.string())
+            table = con.sql("SELECT digest FROM suppression").to_arrow_table()
+            return table.column(0).combine_chunks().cast(pa.string())
 
     def suppress(self, digests: list[str], receipt_id: str) -> None:
         with self._db() as con:
