@@ -88,3 +88,15 @@ def test_only_unique_values_are_hashed(monkeypatch):
     gated = gate.apply(rows, pa.array([str(i % 3) for i in range(300)]))
     assert gated.batch.num_rows == 200
     assert seen == [4]  # "0", "1", "2" and the one address
+
+
+def test_digests_sharing_their_first_64_bits_are_told_apart(monkeypatch):
+    import conn.privacy.suppression as sup
+
+    monkeypatch.setattr(sup, "digests", lambda values, salt: values)  # values are digests
+    same = "a" * 16
+    listed = [same + "0" * 48, same + "1" * 48, "b" * 64]
+    s = Suppression(b"salt", listed)
+    values = pa.array([same + "1" * 48, same + "2" * 48, "b" * 64, "c" * 64, same + "0" * 48])
+    assert s.listed_values(values).to_pylist() == [same + "1" * 48, "b" * 64,
+                                                   same + "0" * 48]
