@@ -212,13 +212,18 @@ class SyncRunner:
         ctx = SyncContext(self.project, sync, self.project.destinations[sync.destination],
                           obj, stream, self.registry, self.consent_events, match_key,
                           now=datetime.fromtimestamp(self.run_info.started_at, UTC),
-                          suppression=Suppression.load(self.store.privacy()))
+                          suppression=self._suppression())
         gate = build_gate(ctx)
         mapper = build_mapper(ctx)
         issues = gate.issues() + mapper.issues()
         if issues:
             raise issues[0] if len(issues) == 1 else ConfigErrors(issues)
         return PreparedSync(source, dest, stream, obj, match_key, gate, mapper, sync.mode)
+
+    def _suppression(self) -> Suppression:
+        """The project's suppression list (``conn check`` prepares syncs without a
+        state store: nobody is listed then)."""
+        return Suppression.load(self.store.privacy() if self.store is not None else None)
 
     def target(self, p: PreparedSync) -> SyncTarget:
         """What this sync's state describes: checked against the stored identity."""

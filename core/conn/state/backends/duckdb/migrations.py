@@ -143,14 +143,14 @@ CREATE TABLE source_state (id INTEGER PRIMARY KEY, value VARCHAR, run_id VARCHAR
 
 #: The project-wide privacy tables (format 5), in the run-history file.
 PRIVACY_TABLES = """
-CREATE TABLE privacy_salt (id INTEGER PRIMARY KEY, salt BLOB NOT NULL,
+CREATE TABLE IF NOT EXISTS privacy_salt (id INTEGER PRIMARY KEY, salt BLOB NOT NULL,
   created_at TIMESTAMP);
-CREATE TABLE suppression (digest VARCHAR PRIMARY KEY, receipt_id VARCHAR,
+CREATE TABLE IF NOT EXISTS suppression (digest VARCHAR PRIMARY KEY, receipt_id VARCHAR,
   added_at TIMESTAMP);
-CREATE TABLE erasures_pending (id VARCHAR PRIMARY KEY, receipt_id VARCHAR, target INTEGER,
-  sync VARCHAR, match_value VARCHAR, match_type VARCHAR, key_digest VARCHAR, hash UBIGINT,
-  created_at TIMESTAMP);
-CREATE TABLE ledger (seq BIGINT PRIMARY KEY, receipt_id VARCHAR NOT NULL,
+CREATE TABLE IF NOT EXISTS erasures_pending (id VARCHAR PRIMARY KEY, receipt_id VARCHAR,
+  target INTEGER, sync VARCHAR, match_value VARCHAR, match_type VARCHAR,
+  key_digest VARCHAR, hash UBIGINT, created_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS ledger (seq BIGINT PRIMARY KEY, receipt_id VARCHAR NOT NULL,
   body VARCHAR NOT NULL, prev VARCHAR NOT NULL, hash VARCHAR NOT NULL);
 """
 
