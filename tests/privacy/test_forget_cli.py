@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.privacy.conftest import person
+from tests.privacy.conftest import clear_hits, person
 
 pytestmark = pytest.mark.usefixtures("real_registry")
 
@@ -65,3 +65,19 @@ def test_explain_and_preview_withhold_a_forgotten_person(project, capsys, monkey
 def test_usage_errors_exit_3(project, capsys, monkeypatch, args):
     code, _ = project.conn(capsys, monkeypatch, "forget", *args)
     assert code == 3
+
+
+def test_retired_states_are_purged_too(project, server, capsys, monkeypatch):
+    """A sync moved to another target keeps its old state under state/retired/
+    (docs/sync-modes.md); conn forget removes the person from it as well."""
+    p = person(4)
+    project.sync_all(capsys, monkeypatch)
+    yml = project.dir / "conn.yml"
+    yml.write_text(yml.read_text().replace("/hook\"", "/hook2\""))
+    code, out = project.conn(capsys, monkeypatch, "sync", "warehouse", "hook", "--new-target")
+    assert code == 0, out
+    retired = list((project.dir / ".conn" / "state" / "retired").glob("*.duckdb"))
+    assert retired and clear_hits(project.dir, [p["email"]])
+    code, out = project.conn(capsys, monkeypatch, "forget", str(p["id"]))
+    assert code == 0, out
+    assert clear_hits(project.dir, [p["email"], str(p["id"])]) == []

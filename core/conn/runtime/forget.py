@@ -188,8 +188,11 @@ def forget(project: Project, registry: Registry, store: StateStore, subjects: li
                  for r, kd in zip(t.records, key_digests, strict=True)]
     privacy.add_pending(rows)
     texts = _scrub_texts(idents)
-    for t in targets:
-        privacy.purge(t.sync, [r["key"] for r in t.records], texts)
+    held = {t.sync: {r["key"] for r in t.records} for t in targets}
+    for name in project.syncs:
+        # Syncs not holding the person now may hold them in a retired state.
+        privacy.purge(name, sorted(held.get(name, set()) | idents), texts,
+                      retired_only=name not in held)
     if texts:
         privacy.scrub_history(texts, scrubber(texts))
     retry(project, registry, store, trigger="forget", receipt_id=receipt_id)

@@ -323,10 +323,14 @@ class PrivacyStore(abc.ABC):
         ``key``, ``match_value`` (text), ``match_type`` (token or None), ``hash``."""
 
     @abc.abstractmethod
-    def purge(self, sync: str, keys: list[str], texts: list[str]) -> None:
+    def purge(self, sync: str, keys: list[str], texts: list[str], *,
+              retired_only: bool = False) -> None:
         """Remove ``keys`` from the sync's state (records, change log, rejections) and
         every rejection whose reason mentions one of ``texts``, leaving no copy of them in
-        the files the backend writes."""
+        the files the backend writes; from the sync's retired states (``--new-target``),
+        remove records whose key or match value (trimmed, lowercased) is one of
+        ``keys``. Nothing to do when ``keys`` is empty. ``retired_only``: leave the
+        sync's current state alone (and its lock: a run may hold it)."""
 
     @abc.abstractmethod
     def scrub_history(self, texts: list[str], scrub: Callable[[str], str]) -> None:

@@ -60,10 +60,11 @@ class MemoryPrivacy(PrivacyStore):
                 for r in found.select(["key", "match_value", "match_type", "hash"])
                 .to_pylist()]
 
-    def purge(self, sync: str, keys: list[str], texts: list[str]) -> None:
+    def purge(self, sync: str, keys: list[str], texts: list[str], *,
+              retired_only: bool = False) -> None:
         data = self.store._syncs.get(sync)
-        if data is None:
-            return
+        if data is None or not keys or retired_only:
+            return  # (retired states are not kept in memory)
         gone = pa.array(keys, pa.string())
         data.records = data.records.filter(
             pc.invert(pc.is_in(data.records.column("key"), gone)))

@@ -68,8 +68,20 @@ class PostgresPrivacy(PrivacyStore):
         return [{"key": r[0], "match_value": r[1], "match_type": r[2],
                  "hash": (r[3] or 0) % (1 << 64)} for r in rows]
 
-    def purge(self, sync: str, keys: list[str], texts: list[str]) -> None:
+    def purge(self, sync: str, keys: list[str], texts: list[str], *,
+              retired_only: bool = False) -> None:
         s = self.s
+        if not keys:
+            return
+        with self.store._connect() as conn:
+            # Retired states (``--new-target``) are kept under ``<sync>@retired-<time>``.
+            retired = f"{sync}@retired-%"
+            conn.execute(f"DELETE FROM {s}.records WHERE sync LIKE %s AND (key = ANY(%s) OR "
+                         "lower(btrim(match_value)) = ANY(%s))", [retired, keys, keys])
+            conn.execute(f"DELETE FROM {s}.rejections WHERE sync LIKE %s AND key = ANY(%s)",
+                         [retired, keys])
+        if retired_only:
+            return
         lock_conn = self.store._connect(autocommit=True)
         try:
             self.store._lock(lock_conn, sync, "conn-forget", None)

@@ -122,9 +122,11 @@ class DuckDBPrivacy(PrivacyStore):
         finally:
             con.close()
 
-    def purge(self, sync: str, keys: list[str], texts: list[str]) -> None:
+    def purge(self, sync: str, keys: list[str], texts: list[str], *,
+              retired_only: bool = False) -> None:
         path = self.store.sync_path(sync)
-        if not path.exists():
+        self._purge_retired(path, keys)
+        if retired_only or not keys or not path.exists():
             return
         lock = SyncFileLock(self.store.root / "locks", sync, "conn-forget").acquire()
         try:
@@ -151,6 +153,32 @@ class DuckDBPrivacy(PrivacyStore):
             raise StateError(f"state file {path}: {exc}") from exc
         finally:
             lock.release()
+
+    def _purge_retired(self, path: Path, keys: list[str]) -> None:
+        """The sync's retired states (``--new-target`` keeps them under
+        ``state/retired/``): records whose key or match value (trimmed, lowercased) is
+        one of ``keys`` go; a file that changed is rewritten."""
+        if not keys:
+            return
+        for old in sorted((path.parent / "retired").glob(f"{path.stem}.*.duckdb")):
+            con = duckdb.connect(str(old))
+            try:
+                con.register("_k", pa.table({"k": pa.array(keys, pa.string())}))
+                gone = 0
+                for table in ("records", "changes"):
+                    gone += con.execute(
+                        f"DELETE FROM {table} WHERE key IN (SELECT k FROM _k) OR "
+                        "lower(trim(match_value)) IN (SELECT k FROM _k)").fetchall()[0][0]
+                gone += con.execute("DELETE FROM rejections WHERE key IN (SELECT k FROM _k)"
+                                    ).fetchall()[0][0]
+                con.execute("CHECKPOINT")
+            except BaseException:
+                con.close()
+                raise
+            if gone:
+                rewrite(old, con)
+            else:
+                con.close()
 
     def scrub_history(self, texts: list[str], scrub: Callable[[str], str]) -> None:
         with self._db() as con:
