@@ -26,9 +26,11 @@ def test_dry_run_shows_the_plan_and_changes_nothing(project, server, capsys, mon
     assert code == 0, out
     plan = json.loads(out)
     assert plan["dry_run"] is True and plan["identifiers"] == 3  # key, e-mail, lead's
+    # The files destination has an erasure (it rewrites its files without the person);
+    # the webhook deletes unless erase events are switched on.
     assert sorted((t["sync"], t["operation"], t["records"]) for t in plan["targets"]) == [
-        ("events_files", "delete", 1), ("leads_hook", "delete", 1),
-        ("people_files", "delete", 1), ("people_hook", "delete", 1)]
+        ("events_files", "erase", 1), ("leads_hook", "delete", 1),
+        ("people_files", "erase", 1), ("people_hook", "delete", 1)]
     assert person(3)["email"].lower() not in out.lower()
     assert _state_bytes(project) == before and len(server.requests) == requests
     code, out = project.conn(capsys, monkeypatch, "forget", "--status", str(person(3)["id"]))
