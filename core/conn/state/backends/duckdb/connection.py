@@ -5,18 +5,23 @@ database the run history is attached to, and retries while another process holds
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
 
 from conn.errors import StateError
+from conn.state.locks import process_lock
 from conn.state.planner import row_hashes
 
 T = TypeVar("T")
+
+#: Serialises the run history's attach/detach: one file is attached once at a time.
+_RUNS_LOCK = threading.Lock()
 
 _BUSY_RETRIES = 40
 #: DuckDB's memory budget for a state file connection. Its buffer pool keeps the blocks
@@ -46,6 +51,15 @@ def connect(path: Path, *, read_only: bool = False,
         config.update(checkpoint_threshold=CHECKPOINT_THRESHOLD, force_compression=COMPRESSION)
     return _retry_busy(path, lambda: duckdb.connect(str(path), read_only=read_only,
                                                      config=config))
+
+
+@contextlib.contextmanager
+def runs_lock(root: Path) -> Iterator[None]:
+    """Hold a store's run-history file (``root/state/runs.duckdb``) for this thread and
+    process: its rewrite after a purge (``conn forget``) replaces the file, which a
+    writer holding the old one would miss."""
+    with _RUNS_LOCK, process_lock(root / "locks" / "runs.lock"):
+        yield
 
 
 def attach(path: Path) -> duckdb.DuckDBPyConnection:

@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from conn.errors import StateError
 from conn.state.backends.duckdb import migrations
-from conn.state.backends.duckdb.connection import connect
+from conn.state.backends.duckdb.connection import connect, runs_lock
 from conn.state.backends.duckdb.queries import FIND
 from conn.state.backends.duckdb.sorted_cache import SortedCache, fsync_dir
 from conn.state.contracts import LEDGER_ROOT, PENDING_COLUMNS, PrivacyStore, chain_hash
@@ -74,7 +74,7 @@ class DuckDBPrivacy(PrivacyStore):
         """Rewrite the run-history file without the free blocks of deleted rows."""
         path = self.store.root / "state" / "runs.duckdb"
         if path.exists():
-            with self.store.runs_lock():
+            with runs_lock(self.store.root):
                 rewrite(path)
 
     def salt(self, create: bool = True) -> bytes | None:

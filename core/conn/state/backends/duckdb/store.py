@@ -24,7 +24,6 @@ import contextlib
 import itertools
 import logging
 import os
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -41,18 +40,16 @@ import pyarrow.compute as pc
 from conn.errors import StateError
 from conn.state import history
 from conn.state.backends.duckdb import migrations, sorted_cache
-from conn.state.backends.duckdb.connection import attach, connect, detach
+from conn.state.backends.duckdb.connection import attach, connect, detach, runs_lock
 from conn.state.backends.duckdb.delivered import delivered_rows
 from conn.state.backends.duckdb.sorted_cache import Changes, SortedCache
 from conn.state.contracts import NULL_KEY_ID, PrivacyStore, StateStore, Storage, SyncState
-from conn.state.locks import SyncFileLock, process_lock, safe_name
+from conn.state.locks import SyncFileLock, safe_name
 from conn.state.planner import PlanningSyncState, row_hashes
 from conn.state.planner.sorted_state import LayeredState, SortedState
 from conn.state.target import OnChange, SyncTarget, decide
 
 log = logging.getLogger(__name__)
-#: Serialises the run history's attach/detach: one file is attached once at a time.
-_RUNS_LOCK = threading.Lock()
 
 #: Meta key of the sorted-state cache's generation (see :mod:`.sorted_cache`): a fresh
 #: random token written in the transaction of every compaction.
@@ -523,20 +520,13 @@ class DuckDBStateStore(StateStore):
         return DuckDBPrivacy(self)
 
     @contextmanager
-    def runs_lock(self) -> Iterator[None]:
-        """Hold the run-history file for this process and thread (its rewrite after a
-        purge replaces the file, which a writer holding the old one would miss)."""
-        with _RUNS_LOCK, process_lock(self.root / "locks" / "runs.lock"):
-            yield
-
-    @contextmanager
     def _runs_db(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection | None]:
         path = self.root / "state" / "runs.duckdb"
         if read_only and not path.exists():
             yield None
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self.runs_lock():
+        with runs_lock(self.root):
             con = attach(path)  # one small row per run: no database of its own
             try:
                 migrations.prepare(con, str(path), kind="runs", identity={})
