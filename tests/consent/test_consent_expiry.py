@@ -217,7 +217,8 @@ def test_grant_time_null_or_unreadable_is_malformed(when: str | None) -> None:
                             "max_age": {"marketing": "24 months"}})
     assert passed(gate, batch) == []
     assert gate.summary()["withheld_by_reason"] == {"no_record": 1, "expired": 0,
-                                                    "malformed": 1, "denied": 1}
+                                                    "malformed": 1, "denied": 1,
+                                                    "suppressed": 0}
 
 
 def test_without_granted_at_a_column_grant_does_not_expire() -> None:
@@ -273,8 +274,9 @@ def model(sc: dict[str, Any]) -> tuple[set[str], dict[str, int], dict[str, int]]
     """The documented rules, in plain Python: who passes, the withheld reasons, and per
     purpose with a max_age how many people expiry withholds."""
     ages, bases = sc["max_age"], sc["bases"]
+    # ``suppressed``: nobody here was forgotten (docs/privacy.md).
     passed_ids, reasons = set(), dict.fromkeys(("no_record", "expired", "malformed",
-                                                 "denied"), 0)
+                                                 "denied", "suppressed"), 0)
     by_expiry = dict.fromkeys(ages, 0)
     for sid, value, when in sc["rows"]:
         worst, worst_expired, ok_all = -1, False, True

@@ -89,7 +89,7 @@ def test_expiry_over_postgres_timestamps(schema: str, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     rep = json.loads(done.stdout)["syncs"][0]
     assert rep["consent"]["withheld_by_reason"] == {
-        "no_record": 0, "expired": 1, "malformed": 1, "denied": 1}
+        "no_record": 0, "expired": 1, "malformed": 1, "denied": 1, "suppressed": 0}
     # Both rows sent hold valid grants; 'older' passes service on the contract basis but
     # is withheld for marketing, so no sent row counts the contract.
     assert rep["consent"]["legal_bases"]["service"] == {"consent": 2}

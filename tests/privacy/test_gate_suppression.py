@@ -48,7 +48,8 @@ def test_suppressed_wins_over_a_consent_reason():
     gated = gate.apply(ROWS, KEYS)
     assert gated.keys.to_pylist() == []
     reasons = gate.summary()["withheld_by_reason"]
-    assert reasons == {"no_record": 3, "malformed": 0, "denied": 0, "suppressed": 1}
+    assert reasons == {"no_record": 3, "expired": 0, "malformed": 0, "denied": 0,
+                       "suppressed": 1}
 
 
 def test_an_empty_list_withholds_nobody_and_hashes_nothing(monkeypatch):
