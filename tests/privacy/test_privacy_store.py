@@ -153,3 +153,33 @@ def test_a_format_2_postgres_schema_is_migrated():
     finally:
         with psycopg.connect(PG_URL, autocommit=True) as c:
             c.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def test_purge_forgets_since_when_a_key_was_delivered(tmp_path):
+    """The access report's "first delivered" time (DuckDB's ``first_acked`` table, kept
+    when a later run replaces a record) is about the person: a purge removes it too."""
+    s = make_store("duckdb", tmp_path, "unused")
+    try:
+        for run, hashes in (("run1", [1, 2]), ("run2", [11, 12])):
+            with s.open_sync("s", run) as st:
+                st.plan(pa.array(["1", "2"]), pa.RecordBatch.from_pydict(
+                    {"email": ["a@x.org", "b@x.org"]}))
+                st.commit(pa.array(["1", "2"]), pa.array(hashes, pa.uint64()),
+                          pa.array(["a@x.org", "b@x.org"]), pa.array([True, True]), [])
+        s.close()
+        s = make_store("duckdb", tmp_path, "unused")
+        path = s.sync_path("s")
+
+        def firsts() -> int:
+            con = duckdb.connect(str(path), read_only=True)
+            try:
+                return con.execute("SELECT count(*) FROM first_acked").fetchall()[0][0]
+            finally:
+                con.close()
+
+        before = firsts()
+        assert before == 2, "both keys were replaced in run2: both keep a first delivery"
+        s.privacy().purge("s", ["1"], ["a@x.org"])
+        assert firsts() == 1
+    finally:
+        s.close()

@@ -134,6 +134,10 @@ class DuckDBPrivacy(PrivacyStore):
             try:
                 con.register("_k", pa.table({"k": pa.array(keys, pa.string())}))
                 con.begin()
+                if "first_acked" in migrations.table_names(con):
+                    # Since when the person was delivered is about them too.
+                    con.execute("DELETE FROM first_acked WHERE kid IN (SELECT kid FROM records"
+                                " WHERE key IN (SELECT k FROM _k))")
                 for table in ("records", "changes", "rejections"):
                     con.execute(f"DELETE FROM {table} WHERE key IN (SELECT k FROM _k)")
                 for text in texts:
