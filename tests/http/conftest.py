@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import pytest
 from conn import secrets
-from conn.http import HttpClient
 
 
 class FakeClock:
@@ -41,17 +40,5 @@ def _clean_secrets() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def _close_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Close every :class:`HttpClient` a test opened when it ends (its pooled sockets),
-    as a destination closes its client at the end of a run."""
-    opened: list[HttpClient] = []
-    init = HttpClient.__init__
-
-    def tracking_init(self: HttpClient, *args: object, **kwargs: object) -> None:
-        init(self, *args, **kwargs)  # type: ignore[arg-type]
-        opened.append(self)
-
-    monkeypatch.setattr(HttpClient, "__init__", tracking_init)
-    yield
-    for client in opened:
-        client.close()
+def _close_clients(close_http_clients: None) -> None:
+    """Every test closes the clients it opened (conn's pytest plugin's fixture)."""

@@ -13,6 +13,12 @@ Fixtures
     ``vcr_for(cassette_dir=None, record_mode="none", ...)`` returns a ``vcr.VCR`` that
     filters secrets (:func:`conn.testing.http.make_vcr`), with cassettes stored next to
     the test module in ``cassettes/`` by default.
+``close_http_clients``
+    Closes every :class:`conn.http.HttpClient` the test opened when it ends (their
+    pooled sockets), as the runtime closes a destination after a run; tests that build
+    destinations and write through them directly use it (autouse it in a conftest with
+    ``pytestmark = pytest.mark.usefixtures("close_http_clients")`` or a wrapper fixture)
+    so that no socket is left for the garbage collector (``ResourceWarning``).
 ``cassette``
     ``with cassette("name") as cas:`` replays ``cassettes/name.yaml`` beside the test
     module, never recording, matching method, URL and the request body as parsed data
@@ -48,6 +54,24 @@ def fault_server() -> Iterator[FaultServer]:
 
     with FaultServer(seed=0) as server:
         yield server
+
+
+@pytest.fixture
+def close_http_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close every :class:`conn.http.HttpClient` opened during the test when it ends."""
+    from conn.http import HttpClient
+
+    opened: list[HttpClient] = []
+    init = HttpClient.__init__
+
+    def tracking_init(self: HttpClient, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        opened.append(self)
+
+    monkeypatch.setattr(HttpClient, "__init__", tracking_init)
+    yield
+    for client in opened:
+        client.close()
 
 
 @pytest.fixture

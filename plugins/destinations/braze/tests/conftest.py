@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conn_destination_braze.destination import BrazeDestination
 
 #: The hand-written cassettes (replayed with conn's ``cassette`` fixture).
@@ -22,3 +23,8 @@ def make(**config: Any) -> BrazeDestination:
            "retry": {"base_delay": 0.01}, **config}
     BrazeDestination.validate_config(cfg)
     return BrazeDestination(cfg, instance="braze")
+
+
+@pytest.fixture(autouse=True)
+def _close_clients(close_http_clients: None) -> None:
+    """Every test closes the HTTP clients its destinations opened (no stray sockets)."""

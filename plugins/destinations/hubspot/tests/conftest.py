@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conn_destination_hubspot.destination import HubSpotDestination
 
 #: The hand-written cassettes (replayed with conn's ``cassette`` fixture).
@@ -23,3 +24,8 @@ def make(**config: Any) -> HubSpotDestination:
            "retry": {"base_delay": 0.01, "max_attempts": 6}, **config}
     HubSpotDestination.validate_config(cfg)
     return HubSpotDestination(cfg, instance="crm")
+
+
+@pytest.fixture(autouse=True)
+def _close_clients(close_http_clients: None) -> None:
+    """Every test closes the HTTP clients its destinations opened (no stray sockets)."""

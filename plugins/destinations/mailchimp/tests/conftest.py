@@ -123,3 +123,8 @@ class FakeMailchimp:
         return Reply(200, json={"new_members": new, "updated_members": [], "errors": errors,
                                 "total_created": len(new), "total_updated": 0,
                                 "error_count": len(errors)})
+
+
+@pytest.fixture(autouse=True)
+def _close_clients(close_http_clients: None) -> None:
+    """Every test closes the HTTP clients its destinations opened (no stray sockets)."""

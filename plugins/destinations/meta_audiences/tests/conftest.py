@@ -90,3 +90,8 @@ def graph_params(req: Any) -> dict[str, Any]:
         except ValueError:
             out[key] = value
     return out
+
+
+@pytest.fixture(autouse=True)
+def _close_clients(close_http_clients: None) -> None:
+    """Every test closes the HTTP clients its destinations opened (no stray sockets)."""

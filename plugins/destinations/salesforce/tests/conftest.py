@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conn_destination_salesforce.destination import SalesforceDestination
 
 #: The hand-written cassettes (replayed with conn's ``cassette`` fixture).
@@ -32,3 +33,8 @@ def make(**config: Any) -> SalesforceDestination:
 
 ADA = {"Warehouse_Id__c": "W-1", "Email": "ada@example.com", "LastName": "Lovelace",
        "LTV__c": 1300.0}
+
+
+@pytest.fixture(autouse=True)
+def _close_clients(close_http_clients: None) -> None:
+    """Every test closes the HTTP clients its destinations opened (no stray sockets)."""

@@ -13,3 +13,8 @@ def _clean_secrets() -> Iterator[None]:
     secrets.clear()
     yield
     secrets.clear()
+
+
+@pytest.fixture(autouse=True)
+def _close_clients(close_http_clients: None) -> None:
+    """Every test closes the HTTP clients its destinations opened (no stray sockets)."""
