@@ -26,7 +26,7 @@ LAYERS: dict[str, int] = {
     "keys": 6, "idempotency": 6,
     # the sealed batches and requests: the bottom of the pipeline
     "pipeline": 7,
-    "source": 8, "consent": 8,
+    "source": 8, "consent": 8, "streaming": 8,
     "mapping": 9, "destination": 9,
     # kits for plugin authors
     "http": 10, "sql": 10,
