@@ -64,7 +64,7 @@ def _duckdb_cast(text: pa.Array, sql_type: str) -> pa.Array:
     con = duckdb.connect()
     try:
         con.register("v", pa.table({"v": text}))
-        return con.sql(f"SELECT CAST(v AS {sql_type}) AS v FROM v").arrow().column(0) \
+        return con.sql(f"SELECT CAST(v AS {sql_type}) AS v FROM v").to_arrow_table().column(0) \
             .combine_chunks()
     finally:
         con.close()

@@ -58,7 +58,7 @@ REPLICATION_PROPERTIES: dict[str, Any] = {
                                               "streams when it does not exist"},
         "create_slot": {"type": "boolean", "default": True,
                         "description": "create the slot (pgoutput) when it does not exist"},
-        "status_interval": {"type": "number", "exclusiveMinimum": 0, "default": 10,
+        "status_interval": {"type": "number", "minimum": 1, "default": 10,
                             "description": "seconds between standby status updates"},
     },
 }
