@@ -30,6 +30,8 @@ from conn_postgres.pgoutput import ChangeBuffer, Decoder, lsn_int, lsn_text
 
 log = logging.getLogger("conn_postgres.replication")
 
+#: How long a start waits for a slot still held by a consumer that just died.
+SLOT_BUSY_SECONDS = 30.0
 #: Changes of committed transactions handed out at once at most (a micro-batch may
 #: gather several of these).
 CHUNK_ROWS = 5_000
@@ -218,15 +220,30 @@ class ReplicationStream:
     def start(self, start_lsn: int, confirmed: int = 0) -> None:
         """Start streaming after ``start_lsn`` (0: after the slot's confirmed position,
         ``confirmed``, which the server uses anyway when it is later)."""
+        import psycopg2
         from psycopg2.extras import LogicalReplicationConnection
 
-        self._conn = _connect(self.config, connection_factory=LogicalReplicationConnection)
-        self._cur = self._conn.cursor()
         s = self.settings
-        self._cur.start_replication(
-            slot_name=s.slot, decode=False, start_lsn=start_lsn,
-            status_interval=s.status_interval,
-            options={"proto_version": "1", "publication_names": s.publication})
+        deadline = time.monotonic() + SLOT_BUSY_SECONDS
+        while True:
+            self._conn = _connect(self.config,
+                                  connection_factory=LogicalReplicationConnection)
+            self._cur = self._conn.cursor()
+            try:
+                self._cur.start_replication(
+                    slot_name=s.slot, decode=False, start_lsn=start_lsn,
+                    status_interval=s.status_interval,
+                    options={"proto_version": "1", "publication_names": s.publication})
+                break
+            except psycopg2.errors.ObjectInUse:
+                # The slot still belongs to the server process of a consumer that just
+                # died (a crash, SIGKILL): the server lets it go once it notices.
+                self.close()
+                if time.monotonic() > deadline:
+                    raise ConnError(f"replication slot {s.slot!r} is in use by another "
+                                    f"consumer (waited {SLOT_BUSY_SECONDS:.0f} s); one slot "
+                                    "serves one followed sync") from None
+                time.sleep(0.5)
         self.decoder.commit_end = max(start_lsn, confirmed)
 
     def buffers(self, wait: float) -> Iterator[ChangeBuffer | None]:
