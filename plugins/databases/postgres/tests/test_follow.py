@@ -35,7 +35,7 @@ pytestmark = pytest.mark.services
 CONN = str(Path(sys.executable).with_name("conn"))
 
 
-def eventually(check: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
+def eventually(check: Callable[[], Any], timeout: float = 60.0, what: Any = "") -> Any:
     end = time.monotonic() + timeout
     while True:
         got = check()
