@@ -3,8 +3,9 @@
 ``conn sync SOURCE DEST --follow`` (and ``conn serve``, through :func:`follow`) runs a
 sync whose source is a :class:`~conn.streaming.StreamingSource` until asked to stop.
 Changes are gathered into micro-batches, each closed when it holds ``batch_rows``
-changes or its oldest change has waited ``max_latency_ms``, whichever comes first: a
-quiet stream still delivers promptly, a busy one batches.
+changes or its oldest change has waited ``max_latency_ms`` since its commit at the
+source (since conn read it, when the source gives no commit times), whichever comes
+first: a quiet stream still delivers promptly, a busy one batches.
 
 Each micro-batch goes through the runner's own per-batch path
 (:meth:`SyncRunner._plan_batch`: consent gate, mapper, planner, delivery lane, state
@@ -121,7 +122,7 @@ class StreamingRunner(SyncRunner):
                 position = batch.position
                 if batch.rows:
                     if not rows:
-                        first_at = time.monotonic()
+                        first_at = time.monotonic() - _age(batch)
                     pending.append(batch)
                     rows += batch.rows
                 now = time.monotonic()
@@ -212,6 +213,16 @@ class StreamingRunner(SyncRunner):
             self.on_batch(self.report, {"rows": rows, "position": position,
                                         "latencies": latencies,
                                         "seconds": round(time.monotonic() - t0, 4)})
+
+
+def _age(batch: ChangeBatch) -> float:
+    """How long ago the batch's oldest change was committed at the source (0 when the
+    source gives no commit times, or its clock is ahead of ours): the time bound of a
+    micro-batch counts from there, not from when conn read the change."""
+    if batch.commit_times is None or not len(batch.commit_times):
+        return 0.0
+    oldest = pc.min(batch.commit_times).as_py()
+    return 0.0 if oldest is None else max(0.0, time.time() - float(oldest))
 
 
 def _last_per_key(keys: pa.Array) -> pa.Array:
