@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import environment, print_table, save  # noqa: E402
+from bench.common import environment, print_table, save
 
 URL = "postgresql://postgres@127.0.0.1:5432/test"
 

@@ -34,6 +34,7 @@ unacknowledged: the source redelivers them on the next start.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -44,12 +45,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conn import interrupt
+from conn import interrupt, secrets
 from conn.errors import ConfigError
 from conn.keys import key_array
 from conn.runtime.report import RunInfo, RunReport, SyncReport
 from conn.runtime.runner import PreparedSync, RunOptions, SyncRunner, open_state_store
-from conn.streaming import DELETE, OPERATION, ChangeBatch, is_streaming
+from conn.streaming import DELETE, OPERATION, ChangeBatch, SourceLag, is_streaming
 
 if TYPE_CHECKING:
     from conn.config.model import Project, SyncConfig
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
     from conn.runtime.lane import DeliveryLane
     from conn.source import Source
     from conn.state.contracts import StateStore, SyncState
+
+log = logging.getLogger("conn.runtime")
 
 #: Micro-batch bounds when the sync does not set ``batch_rows`` / ``max_latency_ms``.
 DEFAULT_BATCH_ROWS = 10_000
@@ -66,9 +69,10 @@ DEFAULT_MAX_LATENCY_MS = 500
 IDLE_SAVE_SECONDS = 10.0
 
 #: ``on_batch(report, info)``: called on the delivery thread after each micro-batch is
-#: committed; ``info`` holds ``rows`` (changes), ``position`` and ``latencies`` (seconds
+#: committed; ``info`` holds ``rows`` (changes), ``position``, ``latencies`` (seconds
 #: from each change's commit at the source to its commit in conn's state, when the
-#: source gives commit times).
+#: source gives commit times), ``lag`` (the source's :class:`~conn.streaming.SourceLag`)
+#: and ``seconds`` (the micro-batch's time in conn).
 BatchFn = Callable[[SyncReport, dict[str, Any]], None]
 
 
@@ -107,6 +111,7 @@ class StreamingRunner(SyncRunner):
                 "it offers no change stream; run the sync without --follow",
                 file=str(self.project.file), path=f"syncs.{self.sync.name}.source")
         st = state_of()
+        self._source = p.source
         stream = p.stream.narrowed(p.gate.columns_read()) if p.source.projection else p.stream
         wait = max(0.005, min(self.max_latency / 4, 1.0))
         changes = p.source.follow(stream, st.source_state(), wait=wait)  # type: ignore[attr-defined]
@@ -211,8 +216,16 @@ class StreamingRunner(SyncRunner):
                 latencies = (time.time() - times.cast(pa.float64()).to_numpy(
                     zero_copy_only=False)).tolist()
             self.on_batch(self.report, {"rows": rows, "position": position,
-                                        "latencies": latencies,
+                                        "latencies": latencies, "lag": self._lag(),
                                         "seconds": round(time.monotonic() - t0, 4)})
+
+    def _lag(self) -> SourceLag:
+        """The source's lag for metrics; unknown when it cannot tell right now."""
+        try:
+            return self._source.lag()  # type: ignore[attr-defined, no-any-return]
+        except Exception as exc:  # metrics never stop a stream
+            log.debug("lag of %s: %s", self.sync.source, secrets.redact(exc))
+            return SourceLag()
 
 
 def _age(batch: ChangeBatch) -> float:
