@@ -17,6 +17,8 @@ from conn.testing.memory import acknowledged
 from conn.testing.sync import SyncHarness
 
 from tests import fakes
+from tests.test_cli import run_cli
+from tests.test_runtime import BASE_ROWS, PROJECT, people
 
 SCHEMA = pa.schema([("id", pa.string()), ("email", pa.string()), ("name", pa.string()),
                     ("mkt", pa.string()), ("visits", pa.int64())])
@@ -202,3 +204,27 @@ def test_a_source_without_a_change_stream_is_refused(h):
 def test_max_latency_ms_is_validated(h):
     with pytest.raises(ConfigError, match=r"max_latency_ms"):
         follow(h, max_latency_ms=0)
+
+
+# --- conn sync --follow ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def proj_dir(tmp_path, registry, monkeypatch):
+    """The CLI tests' project: the fakes' memory source (no change stream) to a recorder."""
+    people(BASE_ROWS)
+    (tmp_path / "conn.yml").write_text(PROJECT.replace("MODE", "upsert"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_cli_follow_refuses_a_source_without_a_change_stream(proj_dir, monkeypatch, capsys):
+    code, _, err = run_cli(monkeypatch, capsys, "sync", "mem", "crm", "--follow")
+    assert code == 3
+    assert "cannot be followed" in err and "without --follow" in err
+
+
+def test_cli_follow_refuses_dry_run(proj_dir, monkeypatch, capsys):
+    code, _, err = run_cli(monkeypatch, capsys, "sync", "mem", "crm", "--follow", "--dry-run")
+    assert code == 3
+    assert "--dry-run" in err
