@@ -228,3 +228,21 @@ def test_cli_follow_refuses_dry_run(proj_dir, monkeypatch, capsys):
     code, _, err = run_cli(monkeypatch, capsys, "sync", "mem", "crm", "--follow", "--dry-run")
     assert code == 3
     assert "--dry-run" in err
+
+
+def test_a_long_follow_is_recorded_as_one_run_per_segment(h, monkeypatch):
+    from conn.runtime import streaming
+
+    monkeypatch.setattr(streaming, "SEGMENT_SECONDS", 0.3)
+    f = follow(h)
+    h.changes("people", [person(1)], ["insert"])
+    assert f.wait_rows(1)
+    time.sleep(0.8)
+    h.changes("people", [person(1, "Bo")], ["update"])
+    assert f.wait_rows(2)
+    rep = f.stop()
+    assert rep.status == "ok"
+    runs = h._store.runs("people_to_crm")
+    assert len(runs) >= 2 and all(r["status"] == "ok" for r in runs)
+    # Later segments plan against what earlier ones committed: an update, not an insert.
+    assert [op for op, _ in sent()] == ["upsert", "upsert"] and rep.updated == 1

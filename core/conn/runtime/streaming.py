@@ -67,6 +67,10 @@ DEFAULT_MAX_LATENCY_MS = 500
 #: A quiet stream's position (heartbeats only) is saved and acknowledged at most this
 #: often, so a source's upstream can forget what it skipped without a commit per beat.
 IDLE_SAVE_SECONDS = 10.0
+#: A streaming run ends after this long at a micro-batch boundary and :func:`follow`
+#: starts the next at once: the run history gets an entry per segment, and the state
+#: folds the segment's changes (which a run keeps in memory to plan against them).
+SEGMENT_SECONDS = 3600.0
 
 #: ``on_batch(report, info)``: called on the delivery thread after each micro-batch is
 #: committed; ``info`` holds ``rows`` (changes), ``position``, ``latencies`` (seconds
@@ -97,6 +101,8 @@ class StreamingRunner(SyncRunner):
         self._committed: Any = None
         self._committed_seq = 0
         self._acked_seq = 0
+        #: Whether the run ended because its segment was over (see SEGMENT_SECONDS).
+        self.segment_over = False
 
     def _stopping(self) -> bool:
         return self.stop.is_set() or interrupt.is_requested()
@@ -119,10 +125,14 @@ class StreamingRunner(SyncRunner):
         rows, first_at, last_save = 0, 0.0, time.monotonic()
         position: Any = None
         saved: Any = object()
+        segment_end = time.monotonic() + SEGMENT_SECONDS
         try:
             for batch in changes:
                 self._acknowledge(p)
                 if lane.stopped or self._stopping():
+                    break
+                if not rows and time.monotonic() >= segment_end:
+                    self.segment_over = True
                     break
                 position = batch.position
                 if batch.rows:
@@ -258,8 +268,9 @@ def follow(project: Project, sync_name: str, stop: threading.Event, on_batch:
            store: StateStore | None = None, options: RunOptions | None = None
            ) -> SyncReport:
     """Run the streaming sync ``sync_name`` of ``project`` until ``stop`` is set (or a
-    stop is requested, or a delivery fails); return its report. For ``conn serve``
-    (a continuous job) and ``conn sync --follow``. Opens the registry and state store
+    stop is requested, or a delivery fails); return the report of its last run (one run
+    per :data:`SEGMENT_SECONDS`, each in the run history). For ``conn serve`` (a
+    continuous job) and ``conn sync --follow``. Opens the registry and state store
     unless given (a given store is left open)."""
     from conn.plugins import Registry
 
@@ -277,13 +288,20 @@ def follow(project: Project, sync_name: str, stop: threading.Event, on_batch:
     try:
         runner = StreamingRunner(project, sync, registry, store, run, options, stop=stop,
                                  on_batch=on_batch)
-        registry.hook.run_started(run=run)
-        try:
-            report.syncs.append(runner.run())
-        finally:
-            report.finished_at = time.time()
-            registry.hook.run_finished(run=run, report=report)
-        return report.syncs[0]
+        while True:
+            registry.hook.run_started(run=run)
+            try:
+                report.syncs.append(runner.run())
+            finally:
+                report.finished_at = time.time()
+                registry.hook.run_finished(run=run, report=report)
+            if not runner.segment_over or stop.is_set() or interrupt.is_requested():
+                return report.syncs[-1]
+            # The next segment: a new run of the same sync, from the saved position.
+            run = RunInfo.new(project.dir, [sync_name])
+            report = RunReport(run)
+            runner = StreamingRunner(project, sync, registry, store, run, options,
+                                     stop=stop, on_batch=on_batch)
     finally:
         if own_store:
             store.close()
