@@ -191,6 +191,8 @@ class StreamingRunner(SyncRunner):
         keys = key_array(changes, p.stream.primary_key)
         last = _last_per_key(keys)
         if len(last) != len(keys):
+            # Changes superseded by a later one of the same row: read, not sent.
+            rep.rows_read += len(keys) - len(last)
             changes, keys = changes.take(last), keys.take(last)
         is_delete = pc.equal(changes.column(OPERATION), DELETE)
         columns = [c for c in changes.schema.names if c != OPERATION]
@@ -203,12 +205,12 @@ class StreamingRunner(SyncRunner):
                 # Rows the gate withheld (consent withdrawn by this change) leave the set.
                 withheld = up_keys.filter(pc.invert(pc.is_in(up_keys, value_set=passed)))
                 gone = pa.concat_arrays([gone, withheld.cast(pa.string())])
+        rep.rows_read += int(pc.sum(is_delete).as_py() or 0)
         if not len(gone):
             return
         if self.sync.mode != "mirror":
             rep.skipped += len(gone)
             return
-        rep.rows_read += int(pc.sum(is_delete).as_py() or 0)
         size = max(p.obj.capabilities.batch_size, 1000)
         for found in st.held(gone, size, self._match_type):
             lane.submit(partial(self._deliver_deletes, p, st, found, time.monotonic()))
