@@ -118,7 +118,8 @@ class Follower:
             self.stream.confirm(position_lsn(pos))
 
     def lag(self) -> SourceLag:
-        return SourceLag(bytes=self.admin.lag_bytes())
+        size, seconds = self.admin.lag()
+        return SourceLag(bytes=size, seconds=seconds)
 
     def close(self) -> None:
         if self.stream is not None:

@@ -179,12 +179,21 @@ class Admin:
                           "WHERE slot_name = %s", (self.settings.slot,))
         return lsn_int(rows[0][0]) if rows and rows[0][0] else 0
 
-    def lag_bytes(self) -> int | None:
-        """WAL the slot retains beyond what conn confirmed (bytes); None without it."""
-        rows = self._rows("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)"
-                          "::bigint FROM pg_replication_slots WHERE slot_name = %s",
-                          (self.settings.slot,))
-        return int(rows[0][0]) if rows and rows[0][0] is not None else None
+    def lag(self) -> tuple[int | None, float | None]:
+        """WAL the slot retains beyond what conn confirmed (bytes), and the server's
+        measure of the time from a WAL flush to conn's confirmation of it (seconds,
+        ``pg_stat_replication.flush_lag``; 0 once caught up); None when unknown."""
+        rows = self._rows(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint, "
+            "EXTRACT(EPOCH FROM r.flush_lag)::float8 FROM pg_replication_slots s "
+            "LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid "
+            "WHERE s.slot_name = %s", (self.settings.slot,))
+        if not rows:
+            return None, None
+        size, seconds = rows[0]
+        if seconds is None and size == 0:
+            seconds = 0.0
+        return (None if size is None else int(size)), seconds
 
     def fetch_text(self, schema: str, table: str, key: list[str], columns: list[str],
                    keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], tuple[Any, ...]]:

@@ -175,10 +175,16 @@ def test_check_passes_on_a_logical_server_and_lag_is_reported(pg_url, sql, names
     gen = src.changes(src.stream(t), None, wait=0.1)
     next(gen)
     sql(f'INSERT INTO "{t}" SELECT generate_series(1, 100)')
-    collect(gen, 100)
-    assert src.lag().bytes > 0  # nothing acknowledged yet: the slot retains the WAL
-    gen.close()
+    end = collect(gen, 100)[-1].position
+    lag = src.lag()
+    assert lag.bytes > 0  # nothing acknowledged yet: the slot retains the WAL
+    assert lag.seconds is None or lag.seconds >= 0
+    src.acknowledge(end)
+    gen.close()  # sends the acknowledged position at once
     src.close()
+    confirmed = lambda: sql("SELECT confirmed_flush_lsn::text FROM pg_replication_slots "  # noqa: E731
+                            "WHERE slot_name = $1", (slot,))[0][0]
+    eventually(lambda: confirmed() == end["lsn"], what="the acknowledged position confirmed")
 
 
 # --- conn sync --follow -----------------------------------------------------------------
