@@ -113,8 +113,11 @@ def main() -> int:
     try:
         deadline = time.monotonic() + 90
         while True:
-            cur.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,))
-            if cur.fetchall() == [(True,)]:
+            # Streaming once a replication connection holds the slot (while the slot is
+            # created, the creating session holds it: changes then precede its start).
+            cur.execute("SELECT 1 FROM pg_replication_slots s JOIN pg_stat_replication r "
+                        "ON r.pid = s.active_pid WHERE s.slot_name = %s", (slot,))
+            if cur.fetchall() == [(1,)]:
                 break
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"the follower did not start: {proc.stderr.read().decode()}")
@@ -130,8 +133,9 @@ def main() -> int:
         while len(receiver.arrived) < args.events and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
+        alive = proc.poll() is None
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        _, err = proc.communicate(timeout=30)
         receiver.httpd.shutdown()
         for _ in range(50):
             cur.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,))
@@ -145,13 +149,21 @@ def main() -> int:
         db.close()
     lat = [receiver.arrived[i] - commits[i] for i in commits if i in receiver.arrived]
     lost = args.events - len(lat)
-    row = [args.events, args.rate, args.max_latency_ms or "default",
+    if lost or not alive:
+        missing = sorted(set(commits) - set(receiver.arrived))
+        print(f"follower {'running' if alive else 'exited'}; missing ids {missing[:20]}; "
+              f"its stderr: {err.decode()[-2000:]}", file=sys.stderr)
+    span = max(commits.values()) - min(commits.values())
+    achieved = round((len(commits) - 1) / span) if span > 0 else 0
+    row = [args.events, args.rate, achieved, args.max_latency_ms or "default",
            round(percentile(lat, 50), 3), round(percentile(lat, 95), 3),
            round(percentile(lat, 99), 3), round(max(lat), 3), lost]
     print_table("PostgreSQL commit -> webhook receiver (seconds)", [row],
-                ["events", "rate/s", "max_latency_ms", "p50", "p95", "p99", "max", "lost"])
+                ["events", "rate/s", "committed/s", "max_latency_ms", "p50", "p95", "p99",
+                 "max", "lost"])
     save("pg_stream", {"environment": environment(), "events": args.events,
-                       "rate": args.rate, "max_latency_ms": args.max_latency_ms,
+                       "rate": args.rate, "committed_per_s": achieved,
+                       "max_latency_ms": args.max_latency_ms,
                        "p50": percentile(lat, 50), "p95": percentile(lat, 95),
                        "p99": percentile(lat, 99), "max": max(lat),
                        "mean": statistics.mean(lat), "lost": lost,

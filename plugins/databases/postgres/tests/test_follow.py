@@ -225,13 +225,19 @@ def start(folder: Path, source_name: str, dest: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
 
+#: 1 when a walsender (a replication connection) streams from the slot.
+STREAMING = ("SELECT 1 FROM pg_replication_slots s JOIN pg_stat_replication r "
+             "ON r.pid = s.active_pid WHERE s.slot_name = $1")
+
+
 def wait_active(sql, slot: str, proc: subprocess.Popen) -> None:
-    """Wait until the follower streams from ``slot`` (it created the slot)."""
+    """Wait until the follower streams from ``slot``: a replication connection holds it
+    (while the slot is being created, the creating session holds it, and changes
+    committed then are before the slot's start)."""
     def active() -> bool:
         if proc.poll() is not None:  # refused (a configuration error) or failed
             raise AssertionError(f"the follower exited: {proc.stderr.read().decode()}")
-        return sql("SELECT active FROM pg_replication_slots WHERE slot_name = $1",
-                   (slot,)) == [(True,)]
+        return sql(STREAMING, (slot,)) == [(1,)]
 
     eventually(active, timeout=60, what=f"slot {slot} active")
 
