@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import abc
 import typing
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -111,7 +111,7 @@ class StreamingSource(abc.ABC):
 
     @typing.final
     def follow(self, stream: StreamInfo, position: Any | None, *,
-               wait: float) -> Iterator[ChangeBatch]:
+               wait: float) -> Generator[ChangeBatch, None, None]:
         """The runtime's entry point: :meth:`changes`, checking that every batch carries
         the stream's columns and a known operation, and that positions do not go back."""
         import pyarrow.compute as pc

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -51,7 +51,7 @@ class StreamingChecks:
     changes_config: ConfigArg | None = None
 
     def _follow(self, ctx: SuiteContext, position: Any, *,
-                started: bool = True) -> tuple[Any, Iterator[ChangeBatch]]:
+                started: bool = True) -> tuple[Any, Generator[ChangeBatch, None, None]]:
         from conn.streaming import is_streaming
 
         if self.changes is None:

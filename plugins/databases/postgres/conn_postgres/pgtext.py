@@ -47,7 +47,8 @@ def _convert(text: pa.Array, t: pa.DataType) -> pa.Array:
         items = [None if v is None else parse_array(v) for v in text.to_pylist()]
         flat = [x for row in items if row is not None for x in row]
         converted = _convert(pa.array(flat, pa.string()), t.value_type).to_pylist()
-        out, at = [], 0
+        out: list[list[Any] | None] = []
+        at = 0
         for row in items:
             if row is None:
                 out.append(None)
@@ -76,12 +77,13 @@ def _bytea(v: str) -> bytes:
     raise ValueError("bytea is not in hex output format (set bytea_output = 'hex')")
 
 
-def parse_array(text: str) -> list[Any]:
+def parse_array(text: str) -> list[str | None]:
     """A one-dimensional PostgreSQL array literal (``{1,NULL,"a \\"b\\""}``) as a list of
     text values (None for NULL)."""
     if not (text.startswith("{") and text.endswith("}")):
         raise ValueError(f"not an array literal: {text[:40]!r}")
-    body, out, i = text[1:-1], [], 0
+    body, i = text[1:-1], 0
+    out: list[str | None] = []
     if not body:
         return out
     while i <= len(body):

@@ -28,6 +28,8 @@ from conn_postgres.replication import REPLICATION_PROPERTIES
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from conn_postgres.follow import Follower
+
 _cursor_ids = itertools.count(1)
 
 _TABLES_SQL = """
@@ -78,6 +80,8 @@ class PostgresSource(common.PostgresConnection, Source, StreamingSource):
                  project_dir: str | Path | None = None) -> None:
         super().__init__(config, instance=instance, project_dir=project_dir)
         self.schema_name: str = self.config.get("schema", "public")
+        #: The table being followed (``changes``), if any.
+        self._follower: Follower | None = None
 
     # --- connection --------------------------------------------------------------------
 
@@ -99,9 +103,8 @@ class PostgresSource(common.PostgresConnection, Source, StreamingSource):
                 f"source {self.instance!r}: {common.error_message(exc)}") from None
 
     def close(self) -> None:
-        follower = getattr(self, "_follower", None)
+        follower, self._follower = self._follower, None
         if follower is not None:
-            self._follower = None
             follower.close()
         super().close()
 
@@ -126,11 +129,11 @@ class PostgresSource(common.PostgresConnection, Source, StreamingSource):
         yield from self._follower.changes(stream, position, wait)
 
     def acknowledge(self, position: Any) -> None:
-        if getattr(self, "_follower", None) is not None:
+        if self._follower is not None:
             self._follower.acknowledge(position)
 
     def lag(self) -> SourceLag:
-        follower = getattr(self, "_follower", None)
+        follower = self._follower
         return follower.lag() if follower is not None else SourceLag()
 
     @classmethod
