@@ -82,15 +82,18 @@ def names(pg_url: str, sql) -> Iterator[Callable[[str], str]]:
 
     yield name
     for n in made:
-        for _ in range(50):
-            active = sql("SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1",
-                         (n,))
-            if not active:
-                break
-            if active[0][0] is None:
-                sql("SELECT pg_drop_replication_slot($1)", (n,))
-                break
-            sql("SELECT pg_terminate_backend($1)", (active[0][0],))
+        for _ in range(100):
+            try:
+                active = sql("SELECT active_pid FROM pg_replication_slots "
+                             "WHERE slot_name = $1", (n,))
+                if not active:
+                    break
+                if active[0][0] is None:
+                    sql("SELECT pg_drop_replication_slot($1)", (n,))
+                    break
+                sql("SELECT pg_terminate_backend($1)", (active[0][0],))
+            except Exception:  # taken again in between (a closing follower): retry
+                pass
             time.sleep(0.1)
         sql(f'DROP PUBLICATION IF EXISTS "{n}"')
         sql(f'DROP TABLE IF EXISTS "{n}"')
