@@ -28,6 +28,8 @@ MODULES = {
                      "gated and mapped batches, and the write requests destinations get.",
     "conn.destination": "Base class for destinations, the objects they declare and the data "
                         "they receive and return.",
+    "conn.streaming": "Change streams: the capability a source adds to be followed "
+                      "continuously (conn sync --follow).",
     "conn.http": "The HTTP toolkit for destinations: client, retries, rate limits, auth, "
                  "batch splitting, dry-run descriptions.",
     "conn.testing.http": "The HTTP test kit: a fault-injecting local server and vcrpy "

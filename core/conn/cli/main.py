@@ -78,10 +78,14 @@ def sync(
     same_target: Annotated[bool, typer.Option(
         "--same-target", help="The change names the same place (a renamed view or "
         "destination): keep the state and record the new names.")] = False,
+    follow: Annotated[bool, typer.Option(
+        "--follow", "-f", help="Stream: follow the source's changes and deliver them in "
+        "micro-batches until Ctrl-C or SIGTERM (one sync; its source must offer a change "
+        "stream, e.g. postgres with replication). See docs/realtime.md.")] = False,
     project: ProjectOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Run every sync declared from SOURCE to DEST.
+    """Run every sync declared from SOURCE to DEST (with --follow: one sync, continuously).
 
     Exit codes: 0 all rows delivered; 4 finished but some rows rejected (see 'conn
     rejected'); 1 a sync failed (unacknowledged rows stay pending for the next run);
@@ -94,7 +98,8 @@ def sync(
         raise typer.BadParameter("--new-target and --same-target contradict each other")
     run_sync(source, destination, sync_name or [], dry_run=dry_run, full_resync=full_resync,
              preview=preview, batch_rows=batch_rows, project=project, json_out=json_out,
-             on_target_change="new" if new_target else "same" if same_target else None)
+             on_target_change="new" if new_target else "same" if same_target else None,
+             follow=follow)
 
 
 @app.command()

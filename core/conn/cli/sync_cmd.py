@@ -15,7 +15,7 @@ from conn.config.load import plugin_config_errors
 from conn.config.model import Project, SyncConfig
 from conn.errors import ConfigError, ConfigErrors
 from conn.plugins import Registry
-from conn.runtime.report import RunReport, SyncReport
+from conn.runtime.report import RunInfo, RunReport, SyncReport
 from conn.runtime.runner import RunOptions, run_syncs
 from conn.state.target import OnChange
 
@@ -120,7 +120,7 @@ def print_report(report: RunReport, json_out: bool) -> None:
 
 def run_sync(source: str, destination: str, names: list[str], *, dry_run: bool,
              full_resync: bool, preview: int, batch_rows: int | None, project: Path | None,
-             json_out: bool, on_target_change: OnChange = None) -> None:
+             json_out: bool, on_target_change: OnChange = None, follow: bool = False) -> None:
     # Only the connectors these syncs use are loaded and validated: a broken or heavy
     # plugin elsewhere in conn.yml does not slow down or break this command.
     proj, registry = open_project(project, only=set())
@@ -147,14 +147,45 @@ def run_sync(source: str, destination: str, names: list[str], *, dry_run: bool,
     options = RunOptions(dry_run=dry_run, full_resync=full_resync,
                          preview_rows=preview if dry_run else 0, batch_rows=batch_rows,
                          on_target_change=on_target_change)
-    with interrupt.handling(), _Progress() as progress:
-        report = run_syncs(proj, syncs, registry, options, progress)
+    if follow:
+        report = _follow(proj, registry, syncs, options)
+    else:
+        with interrupt.handling(), _Progress() as progress:
+            report = run_syncs(proj, syncs, registry, options, progress)
     print_report(report, json_out)
     if not json_out and not output.is_tty():
         sys.stdout.flush()
     code = _exit_code(report)
     if code:
         sys.exit(code)
+
+
+def _follow(proj: Project, registry: Registry, syncs: list[SyncConfig],
+            options: RunOptions) -> RunReport:
+    """``conn sync --follow``: one streaming sync in the foreground until Ctrl-C or
+    SIGTERM, which drain it (the micro-batch in flight is answered and committed)."""
+    import threading
+
+    from conn.runtime.streaming import follow
+
+    if len(syncs) != 1:
+        raise ConfigError(f"--follow runs one sync; name it with --sync (syncs: "
+                          f"{', '.join(s.name for s in syncs)})", file=str(proj.file),
+                          path="syncs")
+    sync = syncs[0]
+    output.info(f"following {sync.name} (Ctrl-C or SIGTERM to stop)")
+
+    def on_batch(rep: SyncReport, info: dict[str, Any]) -> None:
+        if output.is_tty():
+            output.info(f"{sync.name}: {info['rows']} change(s); read {rep.rows_read:,} "
+                        f"sent {rep.sent:,} withheld {rep.consent_denied:,}")
+
+    with interrupt.handling():
+        rep = follow(proj, sync.name, threading.Event(), on_batch, registry=registry,
+                     options=options)
+    report = RunReport(RunInfo.new(proj.dir, [sync.name]))
+    report.syncs.append(rep)
+    return report
 
 
 def validate_connectors(proj: Project, registry: Registry, syncs: list[SyncConfig]) -> None:

@@ -146,7 +146,8 @@ def load_project(path: Path | str | None = None, *, registry: Registry | None = 
             mapping=s.get("mapping") or {}, consent=s.get("consent") or {},
             purposes=tuple(s["purposes"]) if isinstance(s.get("purposes"), list) else None,
             policies=s.get("policies") or {}, personal=s.get("personal") or {},
-            batch_rows=s.get("batch_rows"), schedule=schedule, raw=s,
+            batch_rows=s.get("batch_rows"), schedule=schedule,
+            max_latency_ms=s.get("max_latency_ms"), raw=s,
         )
     project = Project(file=file, sources=sources, destinations=dests, syncs=syncs,
                       consent_sources=entries("consent_sources"),

@@ -68,6 +68,8 @@ class SyncConfig:
     batch_rows: int | None = None
     #: When ``conn serve`` runs it (None: serve leaves it to ``conn sync``).
     schedule: Schedule | None = None
+    #: Streaming syncs: the longest a change waits in a micro-batch (milliseconds).
+    max_latency_ms: int | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
 

@@ -293,15 +293,7 @@ class SyncRunner:
                     full_resync=self.options.full_resync, target=target,
                     on_target_change=on_change), "conn-state-open") as opening, \
                     DeliveryLane() as lane:
-                self._stream_batches(p, opening.value, lane)
-                lane.drain()
-                st = opening.value()
-                if rep.status == "running" and self.sync.mode == "mirror":
-                    self._delete_missing(p, st, lane)
-                elif rep.status == "running" and not self.options.dry_run and self._full_read:
-                    # The source was read to the end: rejections of keys that left it
-                    # are cleared (mirror mode does it while deleting).
-                    st.finish()
+                self._body(p, opening.value, lane)
             summary = p.gate.summary()
             rep.consent = summary
             rep.legal_bases = dict(summary.get("legal_bases", {}))
@@ -363,6 +355,22 @@ class SyncRunner:
             self.report.erasures = {"retried": len(rows), "erased": done,
                                     "pending": len(rows) - done}
 
+    def _body(self, p: PreparedSync, state_of: Callable[[], SyncState],
+              lane: DeliveryLane) -> None:
+        """Everything between opening the state and the report: read and deliver every
+        batch, then (mirror mode) delete what left the set. A streaming run replaces
+        it (:mod:`conn.runtime.streaming`)."""
+        rep = self.report
+        self._stream_batches(p, state_of, lane)
+        lane.drain()
+        st = state_of()
+        if rep.status == "running" and self.sync.mode == "mirror":
+            self._delete_missing(p, st, lane)
+        elif rep.status == "running" and not self.options.dry_run and self._full_read:
+            # The source was read to the end: rejections of keys that left it
+            # are cleared (mirror mode does it while deleting).
+            st.finish()
+
     def _stream_batches(self, p: PreparedSync, state_of: Callable[[], SyncState],
                         lane: DeliveryLane) -> None:
         """Read, gate, map and plan each batch on this thread; hand its delivery (the
@@ -370,8 +378,8 @@ class SyncRunner:
         next batch is prepared while this one is sent. Report fields are split: this
         thread counts reads, consent and planning, the lane everything after.
         ``state_of()`` gives the sync's state once it is open (it waits until then)."""
-        rep, opts = self.report, self.options
-        stream, match_key, gate, mapper = p.stream, p.match_key, p.gate, p.mapper
+        opts = self.options
+        stream, gate = p.stream, p.gate
         # Deletions need the whole set: mirror mode always reads the source in full.
         incremental = bool(stream.cursor) and not opts.full_resync and self.sync.mode != "mirror"
         state = state_of().source_state() if incremental else None
@@ -394,48 +402,59 @@ class SyncRunner:
                     else:
                         lane.submit(save)
                 continue
-            t0 = time.monotonic()
-            first_row = rep.rows_read
-            rep.rows_read += item.num_rows
-            keys = key_array(item, stream.primary_key)
-            gated = gate.apply(item, keys)
-            rep.consent_denied += gated.withheld
-            mapped = mapper.apply(gated)
-            st = state_of()
-            if mapped.rejected:
-                st.touch(pa.array([k for k, _ in mapped.rejected], pa.string()))
-            if match_key in mapped.batch.schema.names:
-                self._match_type = mapped.batch.schema.field(match_key).type
-            plan = st.plan(mapped.keys, mapped.batch)
-            rep.unchanged += plan.unchanged
-            n_ins, n_upd = len(plan.inserts), len(plan.updates)
-            previous = plan.previous if plan.previous is not None else \
-                pa.nulls(n_upd, pa.uint64())
-            if p.send_updates:
-                indices = pa.concat_arrays([plan.inserts.cast(pa.int64()),
-                                            plan.updates.cast(pa.int64())])
-                previous = pa.concat_arrays([pa.nulls(n_ins, pa.uint64()),
-                                             previous.cast(pa.uint64())])
-            else:
-                indices = plan.inserts.cast(pa.int64())
-                previous = pa.nulls(n_ins, pa.uint64())
-                rep.skipped += n_upd
-                n_upd = 0
-            rejected = _null_key_positions(plan.rejected, first_row, item.num_rows)
-            request = None
-            every = False
-            if len(indices):
-                # A first sync sends every row of every batch, in order: no copies then.
-                every = _every_row(indices, mapped.batch.num_rows)
-                req_keys = mapped.keys if every else mapped.keys.take(indices)
-                req_hashes = plan.hashes if every else plan.hashes.take(indices)
-                request = delivery.request_from_plan(
-                    self.sync.name, p.obj, p.operation, mapped, None if every else indices,
-                    match_key, opts.dry_run,
-                    basis=delivery.basis(req_keys, req_hashes, previous))
-            lane.submit(partial(self._deliver, delivery.BatchDelivery(
-                st, p.dest, mapped, rejected, request, n_ins, n_upd, match_key,
-                {"rows": item.num_rows}, t0)))
+            self._plan_batch(p, item, state_of(), lane)
+
+    def _plan_batch(self, p: PreparedSync, item: pa.RecordBatch, st: SyncState,
+                    lane: DeliveryLane, *, keys: pa.Array | None = None) -> pa.Array:
+        """Gate, map and plan one batch of source rows on this thread and hand its
+        delivery to ``lane``: the one path every row takes to a destination. Returns
+        the keys of the rows the gate passed. ``keys``: the batch's primary keys when
+        the caller already made them."""
+        rep, opts = self.report, self.options
+        match_key, gate, mapper = p.match_key, p.gate, p.mapper
+        t0 = time.monotonic()
+        first_row = rep.rows_read
+        rep.rows_read += item.num_rows
+        if keys is None:
+            keys = key_array(item, p.stream.primary_key)
+        gated = gate.apply(item, keys)
+        rep.consent_denied += gated.withheld
+        mapped = mapper.apply(gated)
+        if mapped.rejected:
+            st.touch(pa.array([k for k, _ in mapped.rejected], pa.string()))
+        if match_key in mapped.batch.schema.names:
+            self._match_type = mapped.batch.schema.field(match_key).type
+        plan = st.plan(mapped.keys, mapped.batch)
+        rep.unchanged += plan.unchanged
+        n_ins, n_upd = len(plan.inserts), len(plan.updates)
+        previous = plan.previous if plan.previous is not None else \
+            pa.nulls(n_upd, pa.uint64())
+        if p.send_updates:
+            indices = pa.concat_arrays([plan.inserts.cast(pa.int64()),
+                                        plan.updates.cast(pa.int64())])
+            previous = pa.concat_arrays([pa.nulls(n_ins, pa.uint64()),
+                                         previous.cast(pa.uint64())])
+        else:
+            indices = plan.inserts.cast(pa.int64())
+            previous = pa.nulls(n_ins, pa.uint64())
+            rep.skipped += n_upd
+            n_upd = 0
+        rejected = _null_key_positions(plan.rejected, first_row, item.num_rows)
+        request = None
+        every = False
+        if len(indices):
+            # A first sync sends every row of every batch, in order: no copies then.
+            every = _every_row(indices, mapped.batch.num_rows)
+            req_keys = mapped.keys if every else mapped.keys.take(indices)
+            req_hashes = plan.hashes if every else plan.hashes.take(indices)
+            request = delivery.request_from_plan(
+                self.sync.name, p.obj, p.operation, mapped, None if every else indices,
+                match_key, opts.dry_run,
+                basis=delivery.basis(req_keys, req_hashes, previous))
+        lane.submit(partial(self._deliver, delivery.BatchDelivery(
+            st, p.dest, mapped, rejected, request, n_ins, n_upd, match_key,
+            {"rows": item.num_rows}, t0)))
+        return gated.keys
 
     def _deliver(self, job: delivery.BatchDelivery) -> bool:
         """One batch's delivery (on the lane): store the rejections of mapping and

@@ -140,6 +140,24 @@ class SyncState(abc.ABC):
     def source_state(self) -> Any:
         """The last stored source bookmark, or None."""
 
+    def rebase(self) -> None:
+        """Streaming runs: start a new pass. What this run committed so far becomes the
+        state later batches are planned against (a key acknowledged earlier in the run
+        is an update, not an insert), and no key counts as seen, so a key may come again.
+        Called between micro-batches, once every earlier commit is done."""
+        from conn.errors import StateError
+
+        raise StateError(f"{type(self).__name__} cannot plan a streaming run")
+
+    def held(self, keys: pa.Array, batch_rows: int,
+             legacy_type: pa.DataType | None = None) -> Iterator[Deletions]:
+        """Streaming runs: the records the destination holds for ``keys`` (as acknowledged
+        before or during this run), as :meth:`deletions` gives them: what a delete from
+        the stream removes."""
+        from conn.errors import StateError
+
+        raise StateError(f"{type(self).__name__} cannot plan a streaming run")
+
     def finish(self) -> None:  # noqa: B027 - optional
         """Optional: declare the source completely read in this run (call after the last
         batch). Rejections of keys not seen in the run (gone from the source, consent

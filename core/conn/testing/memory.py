@@ -9,6 +9,7 @@ database source does.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import pyarrow as pa
 
 from conn.errors import CheckFailed, ConfigError
 from conn.source import Source, SourceState, StreamInfo
+from conn.streaming import ChangeBatch, SourceLag, StreamingSource
 
 
 @dataclass(frozen=True)
@@ -29,8 +31,12 @@ class MemoryStream:
     cursor: str | None = None
 
 
-_lock = threading.Lock()
+_lock = threading.Condition()
 _datasets: dict[str, dict[str, MemoryStream]] = {}
+#: (dataset, stream) -> change batches (the stream's columns plus conn.streaming.OPERATION)
+_feeds: dict[tuple[str, str], list[tuple[pa.RecordBatch, float]]] = {}
+#: (dataset, stream) -> the last position acknowledged
+_acks: dict[tuple[str, str], int] = {}
 
 
 def add_dataset(streams: Mapping[str, MemoryStream] | None = None) -> str:
@@ -52,6 +58,25 @@ def drop_dataset(dataset: str) -> None:
     """Forget a dataset."""
     with _lock:
         _datasets.pop(dataset, None)
+        for key in [k for k in _feeds if k[0] == dataset]:
+            _feeds.pop(key, None)
+            _acks.pop(key, None)
+
+
+def append_changes(dataset: str, stream: str, changes: pa.RecordBatch) -> int:
+    """Append a batch of changes (the stream's columns plus ``_conn_operation``) to the
+    change feed of ``stream``; returns the position just after it."""
+    with _lock:
+        feed = _feeds.setdefault((dataset, stream), [])
+        feed.append((changes, time.time()))
+        _lock.notify_all()
+        return len(feed)
+
+
+def acknowledged(dataset: str, stream: str) -> int | None:
+    """The last position the runtime acknowledged for ``stream`` (None: none yet)."""
+    with _lock:
+        return _acks.get((dataset, stream))
 
 
 def _bookmark(value: Any) -> Any:
@@ -63,9 +88,10 @@ def _bookmark(value: Any) -> Any:
     return str(value)
 
 
-class MemorySource(Source):
+class MemorySource(Source, StreamingSource):
     """Streams the Arrow tables of a dataset registered in this process (see
-    :func:`add_dataset`); reads only the columns of the stream it is given."""
+    :func:`add_dataset`); reads only the columns of the stream it is given. Follows the
+    change feeds of :func:`append_changes`."""
 
     name: ClassVar[str] = "memory"
     description: ClassVar[str] = "Arrow tables held in this process (tests)"
@@ -109,3 +135,37 @@ class MemorySource(Source):
         yield from table.to_batches(max_chunksize=max(1, batch_rows))
         if cursor and table.num_rows:
             yield SourceState(_bookmark(pc.max(table.column(cursor)).as_py()))
+
+    # --- change feed -----------------------------------------------------------------------
+
+    def _feed_key(self, stream: StreamInfo) -> tuple[str, str]:
+        return (str(self.config.get("dataset")), stream.name)
+
+    def changes(self, stream: StreamInfo, position: Any | None, *,
+                wait: float) -> Iterator[ChangeBatch]:
+        from conn.streaming import OPERATION
+
+        key = self._following = self._feed_key(stream)
+        at = int(position or 0)
+        columns = [*stream.schema.names, OPERATION]
+        while True:
+            with _lock:
+                feed = _feeds.get(key, [])
+                if len(feed) <= at:
+                    _lock.wait(wait)
+                    feed = _feeds.get(key, [])
+                fresh = feed[at:]
+            if not fresh:
+                yield ChangeBatch(None, at)
+                continue
+            for batch, appended in fresh:
+                at += 1
+                yield ChangeBatch(batch.select(columns), at,
+                                  pa.array([appended] * batch.num_rows, pa.float64()))
+
+    def acknowledge(self, position: Any) -> None:
+        with _lock:
+            _acks[self._following] = int(position)
+
+    def lag(self) -> SourceLag:
+        return SourceLag()

@@ -31,6 +31,8 @@ destinations are given as classes (or as installed ``type`` names).
 
 from __future__ import annotations
 
+import threading
+import time
 import types
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -46,6 +48,7 @@ from conn.testing.memory import (
     MemorySource,
     MemoryStream,
     add_dataset,
+    append_changes,
     drop_dataset,
     set_stream,
 )
@@ -137,7 +140,51 @@ class SyncHarness:
         set_stream(self._dataset, name, MemoryStream(table, key, cursor))
         return self
 
+    def changes(self, name: str, rows: Iterable[Mapping[str, Any]], operations: Sequence[str],
+                ) -> int:
+        """Append changes to the change feed of memory stream ``name`` (declared with
+        :meth:`stream`, whose schema types them): one operation (``insert``, ``update``,
+        ``delete``) per row. Returns the feed's position after them."""
+        from conn.streaming import OPERATION
+
+        stream = next(s for s in MemorySource({"dataset": self._dataset}).discover()
+                      if s.name == name)
+        batch = to_batch(rows, stream.schema)
+        batch = batch.append_column(OPERATION, pa.array(list(operations), pa.string()))
+        return append_changes(self._dataset, name, batch)
+
     # -- running ---------------------------------------------------------------------------
+
+    def _write_project(self, destination: str, stream: str | None, object: str,
+                       source: str, name: str | None, settings: Mapping[str, Any]) -> Any:
+        import yaml
+
+        from conn.config import load_project
+
+        spec: dict[str, Any] = {"source": source, "destination": destination,
+                                "object": object, **settings}
+        if stream is not None:
+            spec["stream"] = stream
+        name = name or f"{stream or 'query'}_to_{destination}"
+        path = self.folder / "conn.yml"
+        path.write_text(yaml.safe_dump(self.project({name: spec}), sort_keys=False),
+                        encoding="utf-8")
+        project = load_project(path, registry=self.registry)
+        if self._store is None:
+            self._store = self.registry.state_backend("memory")(None, self.folder)
+        return project, name
+
+    def follow(self, destination: str, stream: str, *, object: str, source: str = MEMORY,
+               name: str | None = None, **settings: Any) -> Follower:
+        """Start following ``stream`` (a streaming sync, as ``conn sync --follow``) on a
+        thread; :meth:`Follower.stop` ends it and returns its report."""
+        from conn.runtime.streaming import follow
+
+        project, name = self._write_project(destination, stream, object, source, name,
+                                            settings)
+        return Follower(lambda stop, on_batch: follow(
+            project, name, stop, on_batch, registry=self.registry, store=self._store))
+
 
     def project(self, syncs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         """The project file's content for ``syncs``."""
@@ -155,22 +202,10 @@ class SyncHarness:
         and return its report. ``settings`` are the sync's other keys as in conn.yml
         (``match_key``, ``mode``, ``mapping``, ``primary_key``, ``consent``,
         ``policies``, ``query``...); the primary key defaults to the memory stream's."""
-        import yaml
-
-        from conn.config import load_project
         from conn.runtime.runner import RunOptions, run_syncs
 
-        spec: dict[str, Any] = {"source": source, "destination": destination,
-                                "object": object, **settings}
-        if stream is not None:
-            spec["stream"] = stream
-        name = name or f"{stream or 'query'}_to_{destination}"
-        path = self.folder / "conn.yml"
-        path.write_text(yaml.safe_dump(self.project({name: spec}), sort_keys=False),
-                        encoding="utf-8")
-        project = load_project(path, registry=self.registry)
-        if self._store is None:
-            self._store = self.registry.state_backend("memory")(None, self.folder)
+        project, name = self._write_project(destination, stream, object, source, name,
+                                            settings)
         report = run_syncs(project, [project.syncs[name]], self.registry,
                            RunOptions(dry_run=dry_run, full_resync=full_resync,
                                       batch_rows=batch_rows), store=self._store)
@@ -189,3 +224,52 @@ class SyncHarness:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class Follower:
+    """A streaming sync running on a thread (see :meth:`SyncHarness.follow`).
+    :attr:`batches` lists what ``on_batch`` was told of each committed micro-batch."""
+
+    def __init__(self, run: Any) -> None:
+        self.stop_event = threading.Event()
+        self.batches: list[dict[str, Any]] = []
+        self._changed = threading.Condition()
+        self.report: SyncReport | None = None
+        self.error: BaseException | None = None
+
+        def on_batch(report: SyncReport, info: dict[str, Any]) -> None:
+            with self._changed:
+                self.batches.append(info)
+                self._changed.notify_all()
+
+        def main() -> None:
+            try:
+                self.report = run(self.stop_event, on_batch)
+            except BaseException as exc:  # handed to stop()
+                self.error = exc
+            with self._changed:
+                self._changed.notify_all()
+
+        self._thread = threading.Thread(target=main, name="conn-follow", daemon=True)
+        self._thread.start()
+
+    def wait_rows(self, rows: int, timeout: float = 10.0) -> bool:
+        """Wait until micro-batches holding ``rows`` changes in all were committed (or
+        the run ended); whether they were."""
+        end = time.monotonic() + timeout
+        with self._changed:
+            while sum(b["rows"] for b in self.batches) < rows and self._thread.is_alive():
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+            return sum(b["rows"] for b in self.batches) >= rows
+
+    def stop(self, timeout: float = 30.0) -> SyncReport:
+        """Ask the run to stop, wait for it, and return its report (re-raise its error)."""
+        self.stop_event.set()
+        self._thread.join(timeout)
+        if self.error is not None:
+            raise self.error
+        assert self.report is not None, "the streaming run did not end in time"
+        return self.report

@@ -26,6 +26,7 @@ from conn.state.contracts import NULL_KEY_ID, BatchPlan, Deletions, Storage, Syn
 from conn.state.planner import lookup, row_hashes
 from conn.state.planner.marks import Scratch
 from conn.state.planner.new_keys import NewKeyIndex
+from conn.state.planner.run_changes import RunChanges
 from conn.state.planner.sorted_state import LayeredState, SortedState
 
 REASON_NULL = "null primary key"
@@ -47,6 +48,10 @@ class PlanningSyncState(SyncState):
         self._commit_con = self._con.cursor()
         self._hash_con = self._con.cursor()
         self.state: SortedState | LayeredState = storage.load_sorted(partitions)
+        #: The state as loaded; a streaming run layers its own commits over it.
+        self._opened = self.state
+        #: This run's commits, kept once :meth:`rebase` was called (streaming runs).
+        self._run_changes: RunChanges | None = None
         # Batches are hashed on this thread while their keys are looked up (see plan()),
         # unless there is nothing to look up. Its thread starts at the first use.
         self._hasher = (ThreadPoolExecutor(1, thread_name_prefix="conn-hash")
@@ -192,6 +197,8 @@ class PlanningSyncState(SyncState):
         rows = self._rows_table(keys, kids, np.flatnonzero(ack), hashes, match_values)
         rej = self._rejected_table(keys, kids, rejected)
         self.storage.commit(self.run_id, rows, rej, deletes=deletes, match_type=match_type)
+        if self._run_changes is not None:
+            self._run_changes.add(rows, match_type, deleted=deletes)
 
     def commit(self, keys: pa.Array, hashes: pa.Array, match_values: pa.Array,
                acknowledged: pa.Array, rejected: list[tuple[int, str]]) -> None:
@@ -219,6 +226,45 @@ class PlanningSyncState(SyncState):
     def source_state(self) -> Any:
         text = self.storage.get_source_state()
         return None if text is None else json.loads(text)
+
+    # --- streaming ----------------------------------------------------------------------
+
+    def rebase(self) -> None:
+        # The run's commits so far become the state planned against, and no key counts
+        # as seen: the next batch is a new pass over a source whose rows change.
+        if self._run_changes is None:
+            self._run_changes = RunChanges()
+        elif self._run_changes.fold():
+            self.state = self._run_changes.layered(self._opened)
+        if self._hasher is None and len(self.state):
+            self._hasher = ThreadPoolExecutor(1, thread_name_prefix="conn-hash")
+        self._scratch = Scratch()
+        self._lookup = lookup.choose(self.state, full_resync=self.full_resync,
+                                     scratch=self._scratch, helper=self._hasher)
+        self.new = NewKeyIndex()
+
+    def held(self, keys: pa.Array, batch_rows: int,
+             legacy_type: pa.DataType | None = None) -> Iterator[Deletions]:
+        keys = keys.cast(pa.string()).drop_null()
+        if not len(keys):
+            return
+        kids = row_hashes.key_ids(self._con, keys)
+        found: list[pa.Table | pa.RecordBatch] = []
+        touched = np.zeros(len(kids), dtype=bool)
+        if self._run_changes is not None:
+            mine, touched = self._run_changes.held(kids)
+            if mine.num_rows:
+                found.append(mine.select(["key", "match_value", "match_type", "hash"]))
+        before = kids[~touched]
+        before = before[self._opened.find(before) >= 0]
+        if len(before):
+            found.extend(self.storage.lookup(before, max(1, batch_rows)))
+        legacy = typed_text.type_token(legacy_type) if legacy_type is not None else None
+        for part in found:
+            for idx, values in typed_text.decode_groups(part.column("match_value"),
+                                                        part.column("match_type"), legacy):
+                sub = part if len(idx) == part.num_rows else part.take(idx)
+                yield Deletions(_array(sub.column("key")), values, _array(sub.column("hash")))
 
     # --- extensions ---------------------------------------------------------------------
 
@@ -263,3 +309,7 @@ class PlanningSyncState(SyncState):
             self._hash_con.close()
             self._commit_con.close()
             self._con.close()
+
+
+def _array(col: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col

@@ -23,6 +23,7 @@ from conn.testing.conformance._common import (
     _Common,
     _static,
 )
+from conn.testing.conformance.streaming import StreamingChecks
 
 # --- sources ---------------------------------------------------------------------------------
 
@@ -36,8 +37,9 @@ def _norm_rows(rows: Iterable[Mapping[str, Any]]) -> list[str]:
     return sorted(json.dumps(dict(r), sort_keys=True, default=str) for r in rows)
 
 
-class _SourceSuite(_Common):
-    """Source checks (see :func:`source_suite`)."""
+class _SourceSuite(_Common, StreamingChecks):
+    """Source checks (see :func:`source_suite`); the streaming ones are in
+    :mod:`conn.testing.conformance.streaming`."""
 
     group = "conn.sources"
     stream: str = ""
@@ -202,7 +204,10 @@ def source_suite(source_class: type[Source], *, config: ConfigArg, stream: str,
                  secret_values: Iterable[str] = (), heavy_modules: Iterable[str] = (),
                  entry_module: str | None = None, server: bool | Callable[..., Any] = False,
                  xfail: Mapping[str, str] | None = None, skip: Iterable[str] = (),
-                 name: str | None = None) -> type:
+                 name: str | None = None,
+                 changes: Callable[[SuiteContext, int], int] | None = None,
+                 changes_stream: str | None = None,
+                 changes_config: ConfigArg | None = None) -> type:
     """Build the conformance test class of a source plugin.
 
     ``config`` reads ``stream``; ``expected_rows`` (optional) are compared with a full
@@ -223,6 +228,8 @@ def source_suite(source_class: type[Source], *, config: ConfigArg, stream: str,
         "secret_values": tuple(secret_values),
         "heavy_modules": (*HEAVY_MODULES, *heavy_modules), "entry_module": entry_module,
         "server": _static(server), "__module__": _caller_module(),
+        "changes": _static(changes), "changes_stream": changes_stream,
+        "changes_config": _static(changes_config),
     }
     return _build(_SourceSuite, name or f"Test{source_class.__name__}Conformance", attrs,
                   xfail or {}, skip)

@@ -19,12 +19,16 @@ from conn.sql import (
     stream_options,
     with_bookmarks,
 )
+from conn.streaming import ChangeBatch, SourceLag, StreamingSource
 
 from conn_postgres import common
 from conn_postgres.common import quote_ident
+from conn_postgres.replication import REPLICATION_PROPERTIES
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from conn_postgres.follow import Follower
 
 _cursor_ids = itertools.count(1)
 
@@ -47,13 +51,17 @@ ORDER BY c.relname, k.ord
 """
 
 
-class PostgresSource(common.PostgresConnection, Source):
+class PostgresSource(common.PostgresConnection, Source, StreamingSource):
     """Reads PostgreSQL tables, views and queries as Arrow record batches.
 
     Reads run inside one read-only transaction through a server-side cursor fetched
     ``batch_rows`` at a time, so memory stays bounded whatever the table's size. A stream
     with a ``cursor`` column reads incrementally: rows whose cursor is greater than the
     stored bookmark, in cursor order, with a bookmark after each batch.
+
+    With ``replication`` settings a table can also be followed (``conn sync --follow``):
+    its inserts, updates and deletes are decoded from a logical replication slot
+    (``pgoutput``) by :mod:`conn_postgres.follow`.
     """
 
     name: ClassVar[str] = "postgres"
@@ -63,6 +71,7 @@ class PostgresSource(common.PostgresConnection, Source):
         "properties": {
             **common.CONNECTION_PROPERTIES,
             **source_properties(),
+            "replication": REPLICATION_PROPERTIES,
         },
         "additionalProperties": False,
     }
@@ -71,6 +80,8 @@ class PostgresSource(common.PostgresConnection, Source):
                  project_dir: str | Path | None = None) -> None:
         super().__init__(config, instance=instance, project_dir=project_dir)
         self.schema_name: str = self.config.get("schema", "public")
+        #: The table being followed (``changes``), if any.
+        self._follower: Follower | None = None
 
     # --- connection --------------------------------------------------------------------
 
@@ -90,6 +101,46 @@ class PostgresSource(common.PostgresConnection, Source):
             self.close()
             raise ConfigError(
                 f"source {self.instance!r}: {common.error_message(exc)}") from None
+
+    def close(self) -> None:
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            follower.close()
+        super().close()
+
+    def check(self) -> None:
+        """Connect; with ``replication`` settings also check that the server's
+        ``wal_level`` allows logical replication (the error says how to fix it)."""
+        super().check()
+        if self.config.get("replication"):
+            from conn_postgres.follow import Follower
+
+            Follower.check(self.config)
+
+    # --- change stream (conn_postgres.follow) ---------------------------------------------
+
+    def changes(self, stream: StreamInfo, position: Any | None, *,
+                wait: float) -> Iterator[ChangeBatch]:
+        from conn_postgres.follow import Follower
+
+        if stream.query:
+            raise ConfigError("only tables can be followed, not a query stream")
+        self._follower = Follower(self.config, self.schema_name, self.instance)
+        yield from self._follower.changes(stream, position, wait)
+
+    def acknowledge(self, position: Any) -> None:
+        if self._follower is not None:
+            self._follower.acknowledge(position)
+
+    def lag(self) -> SourceLag:
+        follower = self._follower
+        return follower.lag() if follower is not None else SourceLag()
+
+    @classmethod
+    def position_key(cls, position: Any) -> Any:
+        from conn_postgres.replication import position_lsn
+
+        return position_lsn(position)
 
     # --- duties -------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ dropped afterwards.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +20,8 @@ from conn_postgres.source import PostgresSource
 ROWS = 1_000
 SUFFIX = uuid.uuid4().hex[:10]
 PEOPLE, BIG, CONTACTS = f"conf_people_{SUFFIX}", f"conf_big_{SUFFIX}", f"conf_contacts_{SUFFIX}"
+CHANGES = f"conf_changes_{SUFFIX}"
+_ids = itertools.count(1)
 BAD_URL = "postgresql://nobody:s3cretPassw0rd-conf@127.0.0.1:1/test"
 
 
@@ -28,7 +31,7 @@ def _drop_tables(pg_url: str) -> Iterator[None]:
     import adbc_driver_postgresql.dbapi as dbapi
 
     with dbapi.connect(pg_url, autocommit=True) as conn, conn.cursor() as cur:
-        for table in (PEOPLE, BIG, CONTACTS):
+        for table in (PEOPLE, BIG, CONTACTS, CHANGES):
             cur.execute(f'DROP TABLE IF EXISTS "{table}"')
 
 
@@ -50,6 +53,26 @@ def source_config(ctx: SuiteContext) -> dict[str, Any]:
             "streams": {PEOPLE: {"cursor": "updated_at"}}}
 
 
+def changes_config(ctx: SuiteContext) -> dict[str, Any]:
+    """Table ``changes`` followed through a slot of the test's own (dropped after it)."""
+    ctx.fixture("sql")(f'CREATE TABLE IF NOT EXISTS "{CHANGES}" (id int PRIMARY KEY, '
+                       "email text)")
+    if "slot" not in ctx.extra:
+        ctx.extra["slot"] = ctx.fixture("names")("s")
+    return {"url": ctx.fixture("pg_url"), "tables": [CHANGES],
+            "replication": {"slot": ctx.extra["slot"]}}
+
+
+def make_changes(ctx: SuiteContext, round_: int) -> int:
+    """Two inserts and an update, each its own transaction."""
+    sql = ctx.fixture("sql")
+    a, b = next(_ids), next(_ids)
+    sql(f"INSERT INTO \"{CHANGES}\" VALUES ({a}, 'a{a}@example.com')")
+    sql(f"INSERT INTO \"{CHANGES}\" VALUES ({b}, 'b{b}@example.com')")
+    sql(f"UPDATE \"{CHANGES}\" SET email = 'c{a}@example.com' WHERE id = {a}")
+    return 3
+
+
 TestPostgresSourceConformance = source_suite(
     PostgresSource,
     config=source_config,
@@ -59,6 +82,9 @@ TestPostgresSourceConformance = source_suite(
     failing_config={"url": BAD_URL},
     batch_rows=100,
     memory_stream=BIG,
+    changes=make_changes,
+    changes_stream=CHANGES,
+    changes_config=changes_config,
 )
 
 

@@ -1,0 +1,309 @@
+"""Streaming syncs: follow a source's changes and deliver them in micro-batches.
+
+``conn sync SOURCE DEST --follow`` (and ``conn serve``, through :func:`follow`) runs a
+sync whose source is a :class:`~conn.streaming.StreamingSource` until asked to stop.
+Changes are gathered into micro-batches, each closed when it holds ``batch_rows``
+changes or its oldest change has waited ``max_latency_ms`` since its commit at the
+source (since conn read it, when the source gives no commit times), whichever comes
+first: a quiet stream still delivers promptly, a busy one batches.
+
+Each micro-batch goes through the runner's own per-batch path
+(:meth:`SyncRunner._plan_batch`: consent gate, mapper, planner, delivery lane, state
+commits), so a streamed row meets exactly the checks of a batch sync; there is no second
+path to a destination. What differs:
+
+* every micro-batch is a new planning pass (:meth:`SyncState.rebase`): a key may change
+  many times in a run, and is planned against what the destination acknowledged for it
+  so far (an unchanged payload is not re-sent);
+* within a micro-batch only the last change of each key counts (a row inserted and then
+  updated is sent once, with its final values);
+* ``mirror`` mode deletes, by the match value stored in the state, the keys the stream
+  deleted and the keys whose row the gate now withholds (consent withdrawn by an
+  update); other modes send no deletes (they are counted as ``skipped``);
+* after the micro-batch's requests are answered and committed, its position is saved in
+  the sync's state (strictly after the rows it covers) and only then acknowledged to the
+  source (:meth:`StreamingSource.acknowledge`), so a crash re-sends at most the requests
+  in flight and the source redelivers nothing the state does not already hold.
+
+Stopping: ``stop`` set (``conn serve``), Ctrl-C or SIGTERM (:mod:`conn.interrupt`): no
+further micro-batch is started, the one in flight is answered and committed, its
+position acknowledged, and the run ends (``ok`` when stopped by ``stop``, ``interrupted``
+on a signal, as for batch syncs). Changes gathered but not yet sent stay
+unacknowledged: the source redelivers them on the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from conn import interrupt, secrets
+from conn.errors import ConfigError
+from conn.keys import key_array
+from conn.runtime.report import RunInfo, RunReport, SyncReport
+from conn.runtime.runner import PreparedSync, RunOptions, SyncRunner, open_state_store
+from conn.streaming import DELETE, OPERATION, ChangeBatch, SourceLag, is_streaming
+
+if TYPE_CHECKING:
+    from conn.config.model import Project, SyncConfig
+    from conn.plugins import Registry
+    from conn.runtime.lane import DeliveryLane
+    from conn.source import Source
+    from conn.state.contracts import StateStore, SyncState
+
+log = logging.getLogger("conn.runtime")
+
+#: Micro-batch bounds when the sync does not set ``batch_rows`` / ``max_latency_ms``.
+DEFAULT_BATCH_ROWS = 10_000
+DEFAULT_MAX_LATENCY_MS = 500
+#: A quiet stream's position (heartbeats only) is saved and acknowledged at most this
+#: often, so a source's upstream can forget what it skipped without a commit per beat.
+IDLE_SAVE_SECONDS = 10.0
+#: A streaming run ends after this long at a micro-batch boundary and :func:`follow`
+#: starts the next at once: the run history gets an entry per segment, and the state
+#: folds the segment's changes (which a run keeps in memory to plan against them).
+SEGMENT_SECONDS = 3600.0
+
+#: ``on_batch(report, info)``: called on the delivery thread after each micro-batch is
+#: committed; ``info`` holds ``rows`` (changes), ``position``, ``latencies`` (seconds
+#: from each change's commit at the source to its commit in conn's state, when the
+#: source gives commit times), ``lag`` (the source's :class:`~conn.streaming.SourceLag`)
+#: and ``seconds`` (the micro-batch's time in conn).
+BatchFn = Callable[[SyncReport, dict[str, Any]], None]
+
+
+class StreamingRunner(SyncRunner):
+    """Runs one streaming sync until ``stop`` is set or a stop is requested (see the
+    module docstring). ``on_batch`` is told of every committed micro-batch."""
+
+    def __init__(self, project: Project, sync: SyncConfig, registry: Registry,
+                 store: StateStore, run: RunInfo, options: RunOptions | None = None, *,
+                 stop: threading.Event | None = None, on_batch: BatchFn | None = None,
+                 sources: Mapping[str, Source] | None = None) -> None:
+        super().__init__(project, sync, registry, store, run, options, sources=sources)
+        if self.options.dry_run or self.options.full_resync:
+            raise ConfigError("--follow runs a sync continuously; it cannot be combined "
+                              "with --dry-run or --full-resync (run those without it)")
+        self.stop = stop or threading.Event()
+        self.on_batch = on_batch
+        self.batch_rows = self.options.batch_rows or sync.batch_rows or DEFAULT_BATCH_ROWS
+        self.max_latency = (sync.max_latency_ms or DEFAULT_MAX_LATENCY_MS) / 1000.0
+        # Written on the delivery thread once a position is saved; read here, where the
+        # source is iterated and acknowledged.
+        self._committed: Any = None
+        self._committed_seq = 0
+        self._acked_seq = 0
+        #: Whether the run ended because its segment was over (see SEGMENT_SECONDS).
+        self.segment_over = False
+
+    def _stopping(self) -> bool:
+        return self.stop.is_set() or interrupt.is_requested()
+
+    # --- the run ---------------------------------------------------------------------------
+
+    def _body(self, p: PreparedSync, state_of: Callable[[], SyncState],
+              lane: DeliveryLane) -> None:
+        if not is_streaming(p.source):
+            raise ConfigError(
+                f"source {self.sync.source!r} (type {p.source.name!r}) cannot be followed: "
+                "it offers no change stream; run the sync without --follow",
+                file=str(self.project.file), path=f"syncs.{self.sync.name}.source")
+        st = state_of()
+        self._source = p.source
+        stream = p.stream.narrowed(p.gate.columns_read()) if p.source.projection else p.stream
+        wait = max(0.005, min(self.max_latency / 4, 1.0))
+        changes = p.source.follow(stream, st.source_state(), wait=wait)  # type: ignore[attr-defined]
+        pending: list[ChangeBatch] = []
+        rows, first_at, last_save = 0, 0.0, time.monotonic()
+        position: Any = None
+        saved: Any = object()
+        segment_end = time.monotonic() + SEGMENT_SECONDS
+        try:
+            for batch in changes:
+                self._acknowledge(p)
+                if lane.stopped or self._stopping():
+                    break
+                if not rows and time.monotonic() >= segment_end:
+                    self.segment_over = True
+                    break
+                position = batch.position
+                if batch.rows:
+                    if not rows:
+                        first_at = time.monotonic() - _age(batch)
+                    pending.append(batch)
+                    rows += batch.rows
+                now = time.monotonic()
+                if rows and (rows >= self.batch_rows or now - first_at >= self.max_latency):
+                    if not self._flush(p, st, lane, pending, position):
+                        break
+                    pending, rows, saved, last_save = [], 0, position, now
+                elif (not rows and position != saved
+                      and now - last_save >= IDLE_SAVE_SECONDS):
+                    if not self._flush(p, st, lane, [], position):
+                        break
+                    saved, last_save = position, now
+            lane.drain()
+            self._acknowledge(p)
+        finally:
+            changes.close()
+
+    def _acknowledge(self, p: PreparedSync) -> None:
+        """Acknowledge to the source the last position the delivery thread saved."""
+        seq, position = self._committed_seq, self._committed
+        if seq != self._acked_seq:
+            p.source.acknowledge(position)  # type: ignore[attr-defined]
+            self._acked_seq = seq
+
+    def _flush(self, p: PreparedSync, st: SyncState, lane: DeliveryLane,
+               batches: list[ChangeBatch], position: Any) -> bool:
+        """Send one micro-batch and queue the save of its position behind it; False
+        when the lane stopped (a delivery failed)."""
+        # Planned against everything committed before: wait for the previous micro-batch.
+        lane.drain()
+        self._acknowledge(p)
+        if lane.stopped:
+            return False
+        t0 = time.monotonic()
+        times: pa.Array | None = None
+        if batches:
+            st.rebase()
+            changes = pa.concat_batches([b.changes for b in batches if b.changes])
+            if all(b.commit_times is not None for b in batches):
+                times = pa.chunked_array([b.commit_times for b in batches]).combine_chunks()
+            self._send(p, st, lane, changes)
+        lane.submit(partial(self._save_position, st, position, sum(b.rows for b in batches),
+                            times, t0))
+        return not lane.stopped
+
+    def _send(self, p: PreparedSync, st: SyncState, lane: DeliveryLane,
+              changes: pa.RecordBatch) -> None:
+        """Plan and hand to the lane the last change of each key: upserts through the
+        runner's per-batch path, deletes (mirror mode) by the stored match values."""
+        rep = self.report
+        keys = key_array(changes, p.stream.primary_key)
+        last = _last_per_key(keys)
+        if len(last) != len(keys):
+            # Changes superseded by a later one of the same row: read, not sent.
+            rep.rows_read += len(keys) - len(last)
+            changes, keys = changes.take(last), keys.take(last)
+        is_delete = pc.equal(changes.column(OPERATION), DELETE)
+        columns = [c for c in changes.schema.names if c != OPERATION]
+        upserts = changes.filter(pc.invert(is_delete)).select(columns)
+        up_keys = keys.filter(pc.invert(is_delete))
+        gone = keys.filter(is_delete)
+        if upserts.num_rows:
+            passed = self._plan_batch(p, upserts, st, lane, keys=up_keys)
+            if self.sync.mode == "mirror":
+                # Rows the gate withheld (consent withdrawn by this change) leave the set.
+                withheld = up_keys.filter(pc.invert(pc.is_in(up_keys, value_set=passed)))
+                gone = pa.concat_arrays([gone, withheld.cast(pa.string())])
+        rep.rows_read += int(pc.sum(is_delete).as_py() or 0)
+        if not len(gone):
+            return
+        if self.sync.mode != "mirror":
+            rep.skipped += len(gone)
+            return
+        size = max(p.obj.capabilities.batch_size, 1000)
+        for found in st.held(gone, size, self._match_type):
+            lane.submit(partial(self._deliver_deletes, p, st, found, time.monotonic()))
+
+    def _save_position(self, st: SyncState, position: Any, rows: int,
+                       times: pa.Array | None, t0: float) -> None:
+        """On the lane, after the micro-batch's requests are committed: store the
+        position, then let the reading thread acknowledge it."""
+        st.save_source_state(position)
+        self._committed = position
+        self._committed_seq += 1
+        if self.on_batch is not None and rows:
+            latencies = []
+            if times is not None and len(times):
+                latencies = (time.time() - times.cast(pa.float64()).to_numpy(
+                    zero_copy_only=False)).tolist()
+            self.on_batch(self.report, {"rows": rows, "position": position,
+                                        "latencies": latencies, "lag": self._lag(),
+                                        "seconds": round(time.monotonic() - t0, 4)})
+
+    def _lag(self) -> SourceLag:
+        """The source's lag for metrics; unknown when it cannot tell right now."""
+        try:
+            return self._source.lag()  # type: ignore[attr-defined]
+        except Exception as exc:  # metrics never stop a stream
+            log.debug("lag of %s: %s", self.sync.source, secrets.redact(exc))
+            return SourceLag()
+
+
+def _age(batch: ChangeBatch) -> float:
+    """How long ago the batch's oldest change was committed at the source (0 when the
+    source gives no commit times, or its clock is ahead of ours): the time bound of a
+    micro-batch counts from there, not from when conn read the change."""
+    if batch.commit_times is None or not len(batch.commit_times):
+        return 0.0
+    oldest = pc.min(batch.commit_times).as_py()
+    return 0.0 if oldest is None else max(0.0, time.time() - float(oldest))
+
+
+def _last_per_key(keys: pa.Array) -> pa.Array:
+    """Row indices of the last change of each key, in stream order (rows without a key
+    are all kept: the planner rejects them with a reason)."""
+    n = len(keys)
+    idx = pa.array(np.arange(n, dtype=np.int64))
+    t = pa.table({"k": keys, "i": idx})
+    last = t.group_by("k", use_threads=False).aggregate([("i", "max")]).column("i_max")
+    if keys.null_count:
+        nulls = pc.indices_nonzero(keys.is_null())
+        last = pa.chunked_array([last, nulls.cast(pa.int64())])
+    out = np.sort(np.asarray(last.to_numpy() if isinstance(last, pa.Array)
+                             else last.combine_chunks().to_numpy()))
+    return pa.array(np.unique(out), pa.int64())
+
+
+def follow(project: Project, sync_name: str, stop: threading.Event, on_batch:
+           BatchFn | None = None, *, registry: Registry | None = None,
+           store: StateStore | None = None, options: RunOptions | None = None
+           ) -> SyncReport:
+    """Run the streaming sync ``sync_name`` of ``project`` until ``stop`` is set (or a
+    stop is requested, or a delivery fails); return the report of its last run (one run
+    per :data:`SEGMENT_SECONDS`, each in the run history). For ``conn serve`` (a
+    continuous job) and ``conn sync --follow``. Opens the registry and state store
+    unless given (a given store is left open)."""
+    from conn.plugins import Registry
+
+    if sync_name not in project.syncs:
+        raise ConfigError(f"no sync named {sync_name!r} (declared: "
+                          f"{', '.join(project.syncs) or 'none'})", file=str(project.file),
+                          path="syncs")
+    sync = project.syncs[sync_name]
+    registry = registry or Registry()
+    registry.load_observers()
+    own_store = store is None
+    store = store or open_state_store(project, registry)
+    run = RunInfo.new(project.dir, [sync_name])
+    report = RunReport(run)
+    try:
+        runner = StreamingRunner(project, sync, registry, store, run, options, stop=stop,
+                                 on_batch=on_batch)
+        while True:
+            registry.hook.run_started(run=run)
+            try:
+                report.syncs.append(runner.run())
+            finally:
+                report.finished_at = time.time()
+                registry.hook.run_finished(run=run, report=report)
+            if not runner.segment_over or stop.is_set() or interrupt.is_requested():
+                return report.syncs[-1]
+            # The next segment: a new run of the same sync, from the saved position.
+            run = RunInfo.new(project.dir, [sync_name])
+            report = RunReport(run)
+            runner = StreamingRunner(project, sync, registry, store, run, options,
+                                     stop=stop, on_batch=on_batch)
+    finally:
+        if own_store:
+            store.close()
