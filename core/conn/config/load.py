@@ -137,6 +137,11 @@ def load_project(path: Path | str | None = None, *, registry: Registry | None = 
         schedule, problems = parse_schedule(s.get("schedule"), file=fname,
                                             path=f"syncs.{name}.schedule")
         errors += problems
+        follow = s.get("follow") is True
+        if follow and s.get("schedule") is not None:
+            errors.append(ConfigError("a followed sync runs continuously: give it either "
+                                      "'follow: true' or a 'schedule', not both", file=fname,
+                                      path=f"syncs.{name}.schedule"))
         syncs[name] = SyncConfig(
             name=name, source=str(s.get("source", "")),
             destination=str(s.get("destination", "")), object=str(s.get("object", "")),
@@ -147,7 +152,7 @@ def load_project(path: Path | str | None = None, *, registry: Registry | None = 
             purposes=tuple(s["purposes"]) if isinstance(s.get("purposes"), list) else None,
             policies=s.get("policies") or {}, personal=s.get("personal") or {},
             batch_rows=s.get("batch_rows"), schedule=schedule,
-            max_latency_ms=s.get("max_latency_ms"), raw=s,
+            max_latency_ms=s.get("max_latency_ms"), follow=follow, raw=s,
         )
     project = Project(file=file, sources=sources, destinations=dests, syncs=syncs,
                       consent_sources=entries("consent_sources"),

@@ -70,6 +70,8 @@ class SyncConfig:
     schedule: Schedule | None = None
     #: Streaming syncs: the longest a change waits in a micro-batch (milliseconds).
     max_latency_ms: int | None = None
+    #: ``follow: true``: ``conn serve`` follows the source's changes continuously.
+    follow: bool = False
     raw: dict[str, Any] = field(default_factory=dict)
 
 

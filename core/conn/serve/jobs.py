@@ -8,7 +8,8 @@ after each start (or skip). Two kinds:
 * **Scheduled** (:class:`ScheduledSyncJob`): a batch sync with a ``schedule:``. ``run``
   is one ``conn sync`` run of that sync and returns when it ends. When it is due while
   still running, that start is skipped and counted (``conn_sync_runs_skipped_total``).
-* **Continuous** (:class:`ContinuousJob`, ``continuous = True``): a streaming sync.
+* **Continuous** (:class:`ContinuousJob`, ``continuous = True``): a streaming sync
+  (:class:`FollowJob`, a sync with ``follow: true``).
   ``run(stop)`` runs until ``stop`` is set, delivering micro-batches; it reports each
   one with ``ctx.metrics.progress(name, totals)`` and sets
   ``ctx.metrics.set_source_lag(name, seconds)`` (and ``observe_latency``). ``next_due``
@@ -163,6 +164,46 @@ class ContinuousJob(Job):
         self.failures = self.failures + 1 if outcome.status == "failed" else 0
 
 
+class FollowJob(ContinuousJob):
+    """A sync with ``follow: true``: :func:`conn.runtime.streaming.follow` until stopped,
+    each committed micro-batch reported to the metrics (rows, delivery latency, source
+    lag)."""
+
+    def __init__(self, sync: SyncConfig, ctx: JobContext) -> None:
+        super().__init__(sync.name)
+        self.sync, self.ctx = sync, ctx
+
+    def describe(self) -> str:
+        return "continuously (follow)"
+
+    def run(self, stop: threading.Event) -> Outcome:
+        from conn.runtime.streaming import follow
+
+        metrics, name = self.ctx.metrics, self.name
+
+        def on_batch(report: Any, info: dict[str, Any]) -> None:
+            metrics.progress(name, report_rows(report))
+            for seconds in info.get("latencies") or ():
+                metrics.observe_latency(name, seconds)
+            lag = info.get("lag")
+            if lag is not None and lag.seconds is not None:
+                metrics.set_source_lag(name, lag.seconds)
+
+        started = time.monotonic()
+        try:
+            rep = follow(self.ctx.project, self.name, stop, on_batch,
+                         registry=self.ctx.registry)
+        except ConfigError as exc:
+            return Outcome("refused", time.monotonic() - started,
+                           error=secrets.redact(str(exc)))
+        except ConnError as exc:
+            return Outcome("failed", time.monotonic() - started,
+                           error=secrets.redact(str(exc)))
+        withheld = dict((rep.consent or {}).get("withheld_by_reason") or {})
+        return Outcome(rep.status, rep.seconds, report_rows(rep), withheld, rep.error,
+                       rep.run_id)
+
+
 #: ``factory(sync, ctx) -> Job | None``: makes the job of a sync it knows how to run.
 JobFactory = Callable[["SyncConfig", JobContext], "Job | None"]
 
@@ -172,7 +213,12 @@ def scheduled_sync(sync: SyncConfig, ctx: JobContext) -> Job | None:
     return ScheduledSyncJob(sync, ctx) if sync.schedule is not None else None
 
 
-_FACTORIES: list[JobFactory] = [scheduled_sync]
+def followed_sync(sync: SyncConfig, ctx: JobContext) -> Job | None:
+    """The factory of streaming syncs (``follow: true``)."""
+    return FollowJob(sync, ctx) if sync.follow else None
+
+
+_FACTORIES: list[JobFactory] = [followed_sync, scheduled_sync]
 
 
 def register_job_kind(factory: JobFactory) -> None:
