@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conn import interrupt, secrets
+from conn import events, interrupt, secrets
 from conn.consent import build_gate
 from conn.destination import WriteResult
 from conn.errors import ConfigError, ConfigErrors, ConnError
@@ -59,6 +59,8 @@ MODE_PLAN = {
     "update": ("update", True),
     "insert": ("insert", False),
     "append": ("append", False),
+    # Every new row and every row whose mapped payload changed is one event.
+    "events": ("event", True),
 }
 
 
@@ -209,6 +211,10 @@ class SyncRunner:
                 file=f, path=f"{base}.match_key"))
         if errors:
             raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
+        if sync.mode == events.MODE:
+            # The event's name and time are mapped fields: they pass the gate and the
+            # mapper like every other, and count in the payload hash.
+            sync, obj = events.event_sync(sync), events.event_object(obj)
         ctx = SyncContext(self.project, sync, self.project.destinations[sync.destination],
                           obj, stream, self.registry, self.consent_events, match_key,
                           now=datetime.fromtimestamp(self.run_info.started_at, UTC),
