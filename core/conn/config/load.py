@@ -210,7 +210,7 @@ def cross_check(project: Project) -> list[ConfigError]:
         if (s.stream is None) == (s.query is None):
             errs.append(ConfigError("expected exactly one of 'stream' or 'query'",
                                     file=f, path=base))
-        errs += _event_errors(s, f)
+        errs += event_config_errors(s, f)
         cs = s.consent.get("source") if isinstance(s.consent, dict) else None
         if cs and cs not in project.consent_sources:
             errs.append(ConfigError(f"unknown consent source {cs!r} (declared: "
@@ -266,7 +266,7 @@ def plugin_config_errors(project: Project, registry: Registry | None = None,
     return errs
 
 
-def _event_errors(sync: SyncConfig, file: str) -> list[ConfigError]:
+def event_config_errors(sync: SyncConfig, file: str) -> list[ConfigError]:
     """``mode: events`` needs ``event:`` (a name or ``name_from``, and ``time_from``);
     other modes take none (the schema checks the keys' shapes)."""
     base = f"syncs.{sync.name}"

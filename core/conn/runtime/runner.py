@@ -191,6 +191,11 @@ class SyncRunner:
                 f"mode {sync.mode!r} is not supported by {sync.destination!r} object "
                 f"{obj.name!r} (supported: {', '.join(sorted(caps.modes))})",
                 file=f, path=f"{base}.mode"))
+        if sync.mode == events.MODE:
+            # Also for syncs not read from conn.yml (conn singer target --mode events).
+            from conn.config.load import event_config_errors
+
+            errors += event_config_errors(sync, f)
         if sync.mode == "mirror" and not caps.supports_delete:
             errors.append(ConfigError(
                 f"mode 'mirror' needs deletes, which {sync.destination!r} object "
