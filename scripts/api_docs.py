@@ -28,6 +28,8 @@ MODULES = {
                      "gated and mapped batches, and the write requests destinations get.",
     "conn.destination": "Base class for destinations, the objects they declare and the data "
                         "they receive and return.",
+    "conn.events": "Events as a sync kind (`mode: events`): how a request's records read "
+                   "as events with their ids, names and times.",
     "conn.http": "The HTTP toolkit for destinations: client, retries, rate limits, auth, "
                  "batch splitting, dry-run descriptions.",
     "conn.testing.http": "The HTTP test kit: a fault-injecting local server and vcrpy "
