@@ -201,3 +201,15 @@ def test_a_killed_run_resends_only_events_in_flight_with_their_ids(
     assert 0 <= again <= batch * concurrency  # at most the requests in flight
     # A third run has nothing left to send.
     assert report(conn("sync", "app", "hook", "--json", cwd=tmp_path))["unchanged"] == n
+
+
+def test_dry_run_shows_the_events_and_sends_nothing(project: Path,
+                                                    fault_server: FaultServer) -> None:
+    rep = report(conn("sync", "app", "hook", "--dry-run", "--json", cwd=project))
+    body = rep["preview"][0]["json"]
+    assert (rep["status"], body["operation"]) == ("dry_run", "event")
+    assert [e["name"] for e in body["records"]] == ["feature_failed"] * 3
+    assert fault_server.requests == []
+    # The run after it sends the same ids the preview showed.
+    conn("sync", "app", "hook", "--json", cwd=project)
+    assert [e["id"] for e in events_of(fault_server)] == [e["id"] for e in body["records"]]
