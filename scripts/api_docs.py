@@ -30,6 +30,8 @@ MODULES = {
                         "they receive and return.",
     "conn.streaming": "Change streams: the capability a source adds to be followed "
                       "continuously (conn sync --follow).",
+    "conn.events": "Events as a sync kind (`mode: events`): how a request's records read "
+                   "as events with their ids, names and times.",
     "conn.http": "The HTTP toolkit for destinations: client, retries, rate limits, auth, "
                  "batch splitting, dry-run descriptions.",
     "conn.testing.http": "The HTTP test kit: a fault-injecting local server and vcrpy "

@@ -23,9 +23,9 @@ if TYPE_CHECKING:
     pass
 
 #: Sync modes a sync may declare (see docs/sync-modes.md).
-MODES = ("upsert", "update", "insert", "mirror", "append")
+MODES = ("upsert", "update", "insert", "mirror", "append", "events")
 #: Operations the runtime asks a destination to perform.
-Operation = Literal["upsert", "insert", "update", "delete", "append", "erase"]
+Operation = Literal["upsert", "insert", "update", "delete", "append", "erase", "event"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,8 @@ class Capabilities:
     ``batch_size`` is the most records one :meth:`Destination.write_batch` call takes (the
     API's per-request limit); ``concurrency`` how many calls may run at once; ``modes`` the
     sync modes it supports; ``supports_delete`` whether ``delete`` works (needed by
-    ``mirror``). ``erasure`` names the vendor's erasure API when the object has one (e.g.
+    ``mirror``; ``events`` mode's operation is ``event``, see :mod:`conn.events`).
+    ``erasure`` names the vendor's erasure API when the object has one (e.g.
     ``"HubSpot GDPR delete"``): ``erase`` requests (``conn forget``) then go to it, and
     the destination removes the person rather than the record. ``values`` says which
     values its format carries exactly: ``"json"`` (JSON or other text; the mapper rejects
@@ -65,7 +66,7 @@ class Capabilities:
     def operations(self) -> frozenset[str]:
         ops = set()
         for m in self.modes:
-            ops |= {"mirror": {"upsert", "delete"}}.get(m, {m})
+            ops |= {"mirror": {"upsert", "delete"}, "events": {"event"}}.get(m, {m})
         if not self.supports_delete:
             ops.discard("delete")
         if self.erasure:

@@ -148,6 +148,7 @@ def load_project(path: Path | str | None = None, *, registry: Registry | None = 
             stream=s.get("stream"), query=s.get("query"),
             primary_key=tuple([pk] if isinstance(pk, str) else pk),
             match_key=s.get("match_key"), mode=s.get("mode", "upsert"),
+            event=s["event"] if isinstance(s.get("event"), dict) else None,
             mapping=s.get("mapping") or {}, consent=s.get("consent") or {},
             purposes=tuple(s["purposes"]) if isinstance(s.get("purposes"), list) else None,
             policies=s.get("policies") or {}, personal=s.get("personal") or {},
@@ -215,6 +216,7 @@ def cross_check(project: Project) -> list[ConfigError]:
         if (s.stream is None) == (s.query is None):
             errs.append(ConfigError("expected exactly one of 'stream' or 'query'",
                                     file=f, path=base))
+        errs += event_config_errors(s, f)
         cs = s.consent.get("source") if isinstance(s.consent, dict) else None
         if cs and cs not in project.consent_sources:
             errs.append(ConfigError(f"unknown consent source {cs!r} (declared: "
@@ -267,4 +269,28 @@ def plugin_config_errors(project: Project, registry: Registry | None = None,
             secrets.register_config_secrets(c.config, cls.config_schema)
             errs += _outside(schema_errors(c.config, cls.config_schema, file=f,
                                            path=f"{kind}.{name}.config"), unset)
+    return errs
+
+
+def event_config_errors(sync: SyncConfig, file: str) -> list[ConfigError]:
+    """``mode: events`` needs ``event:`` (a name or ``name_from``, and ``time_from``);
+    other modes take none (the schema checks the keys' shapes)."""
+    base = f"syncs.{sync.name}"
+    if sync.mode != "events":
+        if "event" in sync.raw:
+            return [ConfigError("'event' is only read in 'mode: events' (mode is "
+                                f"{sync.mode!r})", file=file, path=f"{base}.event")]
+        return []
+    spec = sync.event
+    if spec is None:
+        return [ConfigError("mode 'events' needs 'event': {name: NAME or name_from: COLUMN, "
+                            "time_from: COLUMN}", file=file, path=f"{base}.event")]
+    errs = []
+    if ("name" in spec) == ("name_from" in spec):
+        errs.append(ConfigError("expected exactly one of 'name' (the event's name) or "
+                                "'name_from' (a column holding it)", file=file,
+                                path=f"{base}.event"))
+    if "time_from" not in spec:
+        errs.append(ConfigError("missing 'time_from': the column holding when each event "
+                                "occurred", file=file, path=f"{base}.event.time_from"))
     return errs

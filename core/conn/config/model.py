@@ -60,6 +60,8 @@ class SyncConfig:
     primary_key: tuple[str, ...] = ()
     match_key: str | None = None
     mode: str = "upsert"
+    #: ``mode: events``: the event's ``name`` or ``name_from``, and ``time_from``.
+    event: dict[str, Any] | None = None
     mapping: dict[str, Any] = field(default_factory=dict)
     consent: dict[str, Any] = field(default_factory=dict)
     purposes: tuple[str, ...] | None = None

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conn import interrupt, secrets
+from conn import events, interrupt, secrets
 from conn.consent import build_gate
 from conn.destination import WriteResult
 from conn.errors import ConfigError, ConfigErrors, ConnError
@@ -59,6 +59,8 @@ MODE_PLAN = {
     "update": ("update", True),
     "insert": ("insert", False),
     "append": ("append", False),
+    # Every new row and every row whose mapped payload changed is one event.
+    "events": ("event", True),
 }
 
 
@@ -189,6 +191,11 @@ class SyncRunner:
                 f"mode {sync.mode!r} is not supported by {sync.destination!r} object "
                 f"{obj.name!r} (supported: {', '.join(sorted(caps.modes))})",
                 file=f, path=f"{base}.mode"))
+        if sync.mode == events.MODE:
+            # Also for syncs not read from conn.yml (conn singer target --mode events).
+            from conn.config.load import event_config_errors
+
+            errors += event_config_errors(sync, f)
         if sync.mode == "mirror" and not caps.supports_delete:
             errors.append(ConfigError(
                 f"mode 'mirror' needs deletes, which {sync.destination!r} object "
@@ -209,6 +216,10 @@ class SyncRunner:
                 file=f, path=f"{base}.match_key"))
         if errors:
             raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
+        if sync.mode == events.MODE:
+            # The event's name and time are mapped fields: they pass the gate and the
+            # mapper like every other, and count in the payload hash.
+            sync, obj = events.event_sync(sync), events.event_object(obj)
         ctx = SyncContext(self.project, sync, self.project.destinations[sync.destination],
                           obj, stream, self.registry, self.consent_events, match_key,
                           now=datetime.fromtimestamp(self.run_info.started_at, UTC),

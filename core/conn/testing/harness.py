@@ -85,6 +85,24 @@ def make_request(dest: Destination, object: str, records: Any,
         basis=delivery.basis(key_values, payload_hashes(batch), prev))
 
 
+def event_batch(records: Any, name: str = "conn_test_event",
+                occurred_at: Any = "2026-01-01T00:00:00+00:00") -> pa.RecordBatch:
+    """``records`` as the mapper hands them in ``mode: events`` (:mod:`conn.events`):
+    with the event's name and time in the reserved fields, for a ``make_request`` or
+    ``write_records`` with ``operation="event"``. ``occurred_at``: a datetime or ISO
+    8601 text, the same for every record."""
+    import datetime as dt
+
+    from conn.events import NAME_FIELD, TIME_FIELD
+
+    batch = to_batch(records)
+    when = occurred_at if isinstance(occurred_at, dt.datetime) else \
+        dt.datetime.fromisoformat(str(occurred_at))
+    n = batch.num_rows
+    return batch.append_column(NAME_FIELD, pa.array([name] * n, pa.string())) \
+        .append_column(TIME_FIELD, pa.array([when] * n, pa.timestamp("us", tz="UTC")))
+
+
 def write_records(dest: Destination, object_name: str, records: Any, *,
                   operation: Operation = "upsert", match_key: str | None = None,
                   sync: str = "test") -> WriteResult:

@@ -302,6 +302,35 @@ class _DestinationSuite(_Common):
                     gone = {self._stored(k) for k in written.column(key).to_pylist()}
                     assert not gone & back, f"deleted keys still present: {sorted(gone & back)[:3]}"
 
+    def test_events_acknowledged_and_resent_with_the_same_ids(self, ctx: SuiteContext
+                                                              ) -> None:
+        """When the object declares ``mode: events``: a write of events (operation
+        ``event``) is acknowledged; sending the same events again carries the same ids
+        (the requests' idempotency keys) and, against the fault server, the very same
+        request bodies: no id or time is made up per attempt."""
+        from conn.testing.harness import event_batch, make_request
+
+        with self.make(ctx) as dest:
+            obj = self._obj(dest)
+            if "event" not in obj.capabilities.operations():
+                pytest.skip(f"object {self.object!r} declares no events mode")
+            key = self._key(obj)
+            rows = event_batch(self._unique_keys(self._batch(), key, 2, "event"))
+            sent: list[list[str]] = []
+            bodies: list[list[bytes]] = []
+            for attempt in ("first send", "second send"):
+                seen = len(ctx.server.requests) if ctx.server is not None else 0
+                req = make_request(dest, self.object, rows, "event",
+                                   match_key=self.match_key)
+                sent.append(req.idempotency_keys())
+                self._assert_all_acknowledged(dest.write(req), f"events, {attempt}")
+                if ctx.server is not None:
+                    bodies.append([r.body for r in ctx.server.requests[seen:]])
+            assert sent[0] == sent[1] and len(set(sent[0])) == len(sent[0]), \
+                "the same events must carry the same, distinct ids"
+            if ctx.server is not None:
+                assert bodies[0] == bodies[1], "re-sent events differ from the first send"
+
     def _write_first(self, dest: Destination, obj: ObjectInfo, key: str, prefix: str
                      ) -> pa.RecordBatch | None:
         """Rows with fresh keys written with the first writing operation the object

@@ -12,6 +12,9 @@ users delete (mirror),     ``/users/delete`` with ``external_ids``, ``email_addr
 users erase                ``braze_ids`` (at most 50 a request)
 events append              ``/users/track`` ``{"events": [{<identifier>, "name", "time",
                            "properties"}]}``, at most ``batch_size`` a request
+custom_events event        the same, for ``mode: events`` (name and time from the sync's
+                           ``event:``, conn's event id as ``properties.conn_event_id``;
+                           see :mod:`conn_destination_braze.custom_events`)
 =========================  ==================================================================
 
 A response lists bad objects in ``errors`` as ``{"type", "input_array", "index"}``; each
@@ -152,7 +155,8 @@ class BrazeDestination(LazyClient, Destination):
     # -- objects ---------------------------------------------------------------------------
 
     def objects(self) -> list[ObjectInfo]:
-        """``users`` (attributes; upsert, update, mirror) and ``events`` (append)."""
+        """``users`` (attributes; upsert, update, mirror), ``events`` (append) and
+        ``custom_events`` (``mode: events``)."""
         if self._objects is not None:
             return self._objects
         conc = int(self.config.get("concurrency", 4))
@@ -174,7 +178,10 @@ class BrazeDestination(LazyClient, Destination):
         events = ObjectInfo.from_package(__package__, "events", Capabilities(
             batch_size=self.track_limit, modes=frozenset({"append"}), supports_delete=False,
             rate_limit=TRACK_RATE, concurrency=conc))
-        self._objects = [users.with_fields(custom, personal=personal), events]
+        from conn_destination_braze.custom_events import custom_events_object
+
+        self._objects = [users.with_fields(custom, personal=personal), events,
+                         custom_events_object(events.capabilities)]
         return self._objects
 
     # -- HTTP ------------------------------------------------------------------------------
@@ -259,6 +266,11 @@ class BrazeDestination(LazyClient, Destination):
             values = [str(v) for v in request.records.column(0).to_pylist() if v is not None]
             return [("/users/delete", {field: values[i:i + DELETE_LIMIT]})
                     for i in range(0, len(values), DELETE_LIMIT)]
+        if request.operation == "event":
+            from conn_destination_braze.custom_events import track_events
+
+            return [("/users/track", {"events": track_events(
+                request, self.config.get("app_id"), _json_value)})]
         if request.object.name == "events":
             return [("/users/track", {"events": self._events(request)})]
         return [("/users/track", {"attributes": self._attributes(request)})]

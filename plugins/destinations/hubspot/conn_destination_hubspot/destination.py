@@ -11,6 +11,8 @@ update       ``/crm/v3/objects/{type}/batch/update`` (``idProperty`` unless matc
              ``hs_object_id``)
 delete       ``/crm/v3/objects/{type}/batch/read`` (resolve record ids by ``idProperty``,
              unless matching on ``hs_object_id``), then ``batch/archive``
+event        object ``events`` (``mode: events``): ``/events/v3/send/batch``, custom
+             behavioral event occurrences (see :mod:`conn_destination_hubspot.events`)
 erase        contacts only: ``/crm/v3/objects/contacts/gdpr-delete``, one call per
              contact, ``{"objectId": <value>, "idProperty": <match key>}`` (no
              ``idProperty`` when matching on ``hs_object_id``)
@@ -194,6 +196,12 @@ class HubSpotDestination(LazyClient, Destination):
             "daily_limit": {"type": "integer", "minimum": 1,
                             "description": "override the tier's daily request budget"},
             "concurrency": concurrency_schema(default=2, maximum=16),
+            "event_names": {
+                "type": "object",
+                "additionalProperties": {"type": "string", "pattern": r"^pe\d+_[a-z0-9_]+$"},
+                "description": "object `events` (mode: events): each conn event name's "
+                               "fully qualified HubSpot name, pe<HubID>_<name>",
+            },
             "custom_properties": {
                 "type": "object",
                 "additionalProperties": False,
@@ -251,6 +259,9 @@ class HubSpotDestination(LazyClient, Destination):
                 identifiers=[prop for prop, spec in specs.items() if spec.get("unique")],
                 personal={prop: spec["personal"] for prop, spec in specs.items()
                           if spec.get("personal")}))
+        from conn_destination_hubspot.events import events_object
+
+        out.append(events_object(caps))
         self._objects = out
         return out
 
@@ -360,7 +371,12 @@ class HubSpotDestination(LazyClient, Destination):
                    **BearerToken(self.config["access_token"]).describe_headers()}
         base = self.config.get("base_url", DEFAULT_BASE_URL)
         calls: list[tuple[str, dict[str, Any] | None]]
-        if request.operation == "erase":
+        if request.operation == "event":
+            from conn_destination_hubspot import events
+
+            inputs, _ = events.event_inputs(request, self.config.get("event_names") or {})
+            calls = [(events.SEND_BATCH, {"inputs": [item for _, item in inputs]})]
+        elif request.operation == "erase":
             calls = [(GDPR_DELETE, body) for body in self._gdpr_bodies(request)]
         elif request.operation == "delete":
             t, key = request.object.name, request.match_key
@@ -384,6 +400,8 @@ class HubSpotDestination(LazyClient, Destination):
             return self._archive(request)
         if request.operation == "erase":
             return self._gdpr_delete(request)
+        if request.operation == "event":
+            return self._send_events(request)
         from conn.http import write_with_split
 
         (path, body), = self._plan(request)
@@ -396,6 +414,32 @@ class HubSpotDestination(LazyClient, Destination):
         # Indices of the inputs are their positions; write_with_split reports them
         # relative to the list it was given, which is the whole batch here.
         return write_with_split(inputs, send)
+
+    def _send_events(self, request: WriteRequest) -> WriteResult:
+        """Custom behavioral event occurrences (see :mod:`conn_destination_hubspot.events`):
+        ``204`` acknowledges the call; a ``400`` is split down to the occurrences HubSpot
+        refuses, each rejected with its message."""
+        from conn.http import BatchRejected, write_with_split
+
+        from conn_destination_hubspot import events
+
+        inputs, rejected = events.event_inputs(request, self.config.get("event_names") or {})
+
+        def send(items: Sequence[tuple[int, dict[str, Any]]]) -> WriteResult:
+            resp = self._post(events.SEND_BATCH, {"inputs": [item for _, item in items]})
+            if resp.status_code < 300:
+                return WriteResult()
+            reason = f"HTTP {resp.status_code}: {_message(_error_body(resp))}"
+            raise BatchRejected(reason, retryable=resp.status_code != 400,
+                                status=resp.status_code)
+
+        sent = write_with_split(inputs, send)
+        # write_with_split numbers the inputs it was given; back to the request's rows.
+        result = WriteResult(
+            rejected=rejected + [replace(r, index=inputs[r.index][0]) for r in sent.rejected],
+            pending=[inputs[i][0] for i in sent.pending], error=sent.error)
+        result.rejected.sort(key=lambda r: r.index)
+        return result
 
     def _send_inputs(self, path: str, inputs: list[dict[str, Any]], key: str) -> WriteResult:
         from conn.http import BatchRejected

@@ -72,7 +72,10 @@ def test_the_operation_table_comes_from_hubspots_client() -> None:
     assert table["read"][2] == "BatchReadInputSimplePublicObjectId"
     assert table["purge"] == ("POST", "/crm/v3/objects/contacts/gdpr-delete",
                               "PublicGdprDeleteInput")
-    assert set(table) == {"create", "read", "update", "upsert", "archive", "purge"}
+    assert table["send_batch"] == ("POST", "/events/v3/send/batch",
+                                   "BatchedBehavioralEventHttpCompletionRequest")
+    assert set(table) == {"create", "read", "update", "upsert", "archive", "purge",
+                          "send_batch"}
 
 
 @pytest.mark.parametrize(("body", "model", "wanted"), [

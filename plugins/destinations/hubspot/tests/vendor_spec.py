@@ -24,8 +24,10 @@ from typing import Any
 
 import hubspot.crm.contacts as contacts_api
 import hubspot.crm.objects as objects_api
+import hubspot.events.send as events_api
 from hubspot.crm.contacts import models as contacts_models
 from hubspot.crm.objects import models as objects_models
+from hubspot.events.send import models as events_models
 
 #: Rules from HubSpot's documents (no machine-readable source), checked below.
 DOCUMENTED = {
@@ -98,7 +100,25 @@ def gdpr_operation() -> Operation:
     return Operation("purge", seen["method"], seen["path"], body_model.group(1))
 
 
-OPERATIONS = [*sdk_operations(), gdpr_operation()]
+def events_operation() -> Operation:
+    """Custom behavioral events' batch send (``send_batch``) as ``hubspot-api-client``'s
+    ``hubspot.events.send`` ``BatchApi`` defines it (the ``events`` object)."""
+    api = events_api.BatchApi(events_api.ApiClient())
+    seen: dict[str, str] = {}
+
+    def capture(path: str, method: str, *args: Any, **kwargs: Any) -> None:
+        seen.update(path=path, method=method)
+
+    api.api_client.call_api = capture  # type: ignore[method-assign]
+    doc = api.send_with_http_info.__doc__ or ""
+    body_model = re.search(r":type batched_behavioral_event_http_completion_request: (\w+)",
+                           doc)
+    assert body_model, "hubspot-api-client events BatchApi.send: no body type documented"
+    api.send("stub-body")
+    return Operation("send_batch", seen["method"], seen["path"], body_model.group(1))
+
+
+OPERATIONS = [*sdk_operations(), gdpr_operation(), events_operation()]
 #: The client's own checks of required fields and enumerations (off by default there).
 _STRICT = objects_api.Configuration()
 _STRICT.client_side_validation = True
@@ -141,7 +161,8 @@ def type_errors(value: Any, type_name: str, where: str) -> list[str]:
 
 def model_errors(data: Any, model: str, where: str = "body") -> list[str]:
     """Violations of ``data`` against the client's model class ``model``."""
-    cls = getattr(objects_models, model, None) or getattr(contacts_models, model)
+    cls = (getattr(objects_models, model, None) or getattr(contacts_models, model, None)
+           or getattr(events_models, model))
     if not isinstance(data, dict):
         return [f"{where}: {type(data).__name__} where the specification wants {model}"]
     attr_of = {key: attr for attr, key in cls.attribute_map.items()}
@@ -170,7 +191,7 @@ def request_errors(method: str, path: str, headers: Mapping[str, str],
     op = next((o for o in OPERATIONS if o.matches(method, path)), None)
     if op is None:
         return [*errors, f"{method} {path}: no such operation in hubspot-api-client's "
-                         "BatchApi or contacts BasicApi.purge"]
+                         "BatchApi, contacts BasicApi.purge or events BatchApi.send"]
     ctype = lower.get("content-type")
     if ctype is not None and not ctype.startswith("application/json"):
         errors.append(f"{method} {path}: {DOCUMENTED['json'][0]}, not {ctype}")

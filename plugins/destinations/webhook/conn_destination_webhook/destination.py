@@ -5,13 +5,15 @@ Request body (``Content-Type: application/json``)::
     {"sync": "events_to_hook", "object": "events", "operation": "upsert",
      "match_key": "id", "records": [{"id": "1", ...}, ...]}
 
-For ``delete`` and ``erase`` each record holds only the match key. ``erase`` is the erasure
-event of ``conn forget`` (``Capabilities.erasure``, declared when ``erase_events: true``):
-the receiver must remove everything it holds about the person with that key, and answer
-2xx also when it holds nothing (already erased: a second erase must not fail). Its
-idempotency keys are derived with the operation, so they differ from a delete's of the
-same records, and stay the same on every re-send of the same erasure. The README documents
-the event. Response convention (optional): a
+For ``delete`` and ``erase`` each record holds only the match key; for ``event``
+(``mode: events``) each record is an event ``{"id", "name", "occurred_at", "person":
+{match_key: value}, "properties": {...}}`` whose ``id`` is its idempotency key.
+``erase`` is the erasure event of ``conn forget`` (``Capabilities.erasure``, declared
+when ``erase_events: true``): the receiver must remove everything it holds about the
+person with that key, and answer 2xx also when it holds nothing (already erased: a
+second erase must not fail). Its idempotency keys are derived with the operation, so
+they differ from a delete's of the same records, and stay the same on every re-send of
+the same erasure. The README documents the event. Response convention (optional): a
 2xx reply may list per-record failures as ``{"errors": [{"index": 3, "message": "..."}]}``
 (``index`` into ``records``; ``"retryable": true`` to have the row retried next run).
 400, 413 and 422 refuse the whole batch: it is split in halves down to single records so
@@ -198,7 +200,7 @@ class WebhookDestination(LazyClient, Destination):
         """The JSON document for ``records`` (default: the whole request) and their
         idempotency keys (one per record)."""
         if records is None:
-            records, keys = request.to_pylist(), _keys(request)
+            records, keys = _records(request), _keys(request)
         doc = {"sync": request.sync, "object": request.object.name,
                "operation": request.operation, "match_key": request.match_key,
                "records": list(records)}
@@ -212,7 +214,8 @@ class WebhookDestination(LazyClient, Destination):
         """The configured objects (default ``events`` and ``records``); any fields."""
         caps = Capabilities(batch_size=self.batch_size, concurrency=self.concurrency,
                             rate_limit=self.rate_limit, supports_delete=True,
-                            modes=frozenset({"upsert", "insert", "update", "mirror", "append"}),
+                            modes=frozenset({"upsert", "insert", "update", "mirror", "append",
+                                             "events"}),
                             erasure=ERASURE if self.config.get("erase_events", False) else "")
         default_ids = tuple(self.config.get("identifiers") or ("id",))
         out = []
@@ -248,7 +251,7 @@ class WebhookDestination(LazyClient, Destination):
 
         keys = _keys(request)
         padded: Sequence[str | None] = keys or [None] * len(request)
-        pairs = list(zip(request.to_pylist(), padded, strict=True))
+        pairs = list(zip(_records(request), padded, strict=True))
         return write_with_split(pairs, lambda part: self._send(request, part))
 
     def _send(self, request: WriteRequest,
@@ -304,7 +307,7 @@ class WebhookDestination(LazyClient, Destination):
         if self.secret:
             headers[self.timestamp_header] = "<unix time of each attempt>"
             headers[self.signature_header] = secrets.MASK
-        records, keys = request.to_pylist(), _keys(request)
+        records, keys = _records(request), _keys(request)
         out = []
         for offset, chunk in chunked(records, self.batch_size):
             part = None if keys is None else keys[offset:offset + len(chunk)]
@@ -318,3 +321,13 @@ class WebhookDestination(LazyClient, Destination):
 def _keys(request: WriteRequest) -> list[str] | None:
     """The records' idempotency keys (None for a request built without them)."""
     return request.idempotency_keys() if request.basis is not None else None
+
+
+def _records(request: WriteRequest) -> list[dict[str, Any]]:
+    """What ``records`` holds: the mapped records, or for ``event`` the events
+    (``{"id", "name", "occurred_at", "person", "properties"}``, see the README)."""
+    if request.operation == "event":
+        from conn.events import envelopes
+
+        return envelopes(request)
+    return request.to_pylist()
