@@ -64,6 +64,8 @@ def test_a_moved_sync_is_refused_with_the_change_and_the_flags(project):
     assert done.returncode == 3
     assert "destination: 'staging' -> 'prod'" in done.stderr
     assert "--new-target" in done.stderr and "--same-target" in done.stderr
+    # A configuration error names the file and the path in it (README).
+    assert "conn.yml: syncs." in done.stderr
     assert current(project / "prod") == []
     # It never started: not a failed run in the history.
     runs = json.loads(conn(project, "runs", "--json").stdout)["runs"]

@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from conn.destination import ChunkResult, WriteResult
 from conn.pipeline import MappedBatch, UngatedWrite, WriteRequest, is_mapped, seal_request
+from conn.state.planner import REASON_NULL
 
 if TYPE_CHECKING:
     from conn.destination import Destination, ObjectInfo, Operation
@@ -103,3 +104,20 @@ def ack_mask(n: int, result: WriteResult) -> pa.Array:
     if result.pending:
         mask[result.pending] = False
     return pa.array(mask)
+
+
+def null_key_positions(rejected: list[tuple[int, str]], first_row: int, rows: int
+                        ) -> list[tuple[int, str]]:
+    """The planner's rejections, with the reason of a row without a primary key saying
+    which rows of the run it was read among (it has nothing else to tell it by)."""
+    if not any(reason == REASON_NULL for _, reason in rejected):
+        return rejected
+    where = f" (among rows {first_row + 1}-{first_row + rows} read in this run)"
+    return [(i, reason + where if reason == REASON_NULL else reason) for i, reason in rejected]
+
+
+def every_row(indices: pa.Array, n: int) -> bool:
+    """Whether ``indices`` is exactly ``0, 1, ..., n - 1`` (taking them is a no-op)."""
+    if len(indices) != n or indices.null_count:
+        return False
+    return bool(np.array_equal(indices.to_numpy(), np.arange(n, dtype=np.int64)))

@@ -243,6 +243,22 @@ def retry(project: Project, registry: Registry, store: StateStore, *, sync: str 
     return totals
 
 
+def retry_sync(store: StateStore, dest: Destination, obj: ObjectInfo, match_key: str,
+               sync: SyncConfig) -> dict[str, int] | None:
+    """At the start of a sync's run: send its pending erasures before its rows. Returns
+    the figures for the report (``erasures``), None when none were pending. A destination
+    still failing leaves them pending for the next run, and the sync goes on (the people
+    are withheld by the gate either way)."""
+    privacy = store.privacy()
+    if privacy is None:
+        return None
+    rows = [r for r in privacy.pending() if r["sync"] == sync.name]
+    if not rows:
+        return None
+    done = send(privacy, rows, dest, obj, match_key, sync, "sync")
+    return {"retried": len(rows), "erased": done, "pending": len(rows) - done}
+
+
 def send(privacy: PrivacyStore, rows: list[dict[str, Any]], dest: Destination,
          obj: ObjectInfo, match_key: str, sync: SyncConfig, trigger: str) -> int:
     """Send pending erasures of one sync to its (open) destination; settle what it

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -33,7 +32,6 @@ from conn.runtime.lane import DeliveryLane
 from conn.runtime.opening import OpenedInBackground
 from conn.runtime.report import RunInfo, RunReport, SyncReport
 from conn.source import SourceState
-from conn.state.planner import REASON_NULL
 from conn.state.target import OnChange, SyncTarget
 from conn.sync_context import SyncContext
 
@@ -246,7 +244,7 @@ class SyncRunner:
             query=sync.query, primary_key=tuple(stream.primary_key),
             destination=sync.destination, destination_type=p.dest.name,
             destination_identity=p.dest.target_identity(), object=p.obj.name,
-            match_key=p.match_key, key_types=key_types)
+            match_key=p.match_key, key_types=key_types, file=str(self.project.file))
 
     def preflight(self) -> None:
         """Raise what would refuse this sync (its configuration, a changed target)
@@ -353,18 +351,10 @@ class SyncRunner:
         return rep
 
     def _retry_erasures(self, p: PreparedSync) -> None:
-        """Send this sync's pending erasures (``conn forget``) before its rows: the
-        figures go to the report (``erasures``); a destination still failing leaves
-        them pending for the next run, and the sync goes on (the people are withheld
-        by the gate either way)."""
-        privacy = self.store.privacy()
-        if privacy is None:
-            return
-        rows = [r for r in privacy.pending() if r["sync"] == self.sync.name]
-        if rows:
-            done = forget.send(privacy, rows, p.dest, p.obj, p.match_key, self.sync, "sync")
-            self.report.erasures = {"retried": len(rows), "erased": done,
-                                    "pending": len(rows) - done}
+        """Send this sync's pending erasures (``conn forget``) before its rows."""
+        figures = forget.retry_sync(self.store, p.dest, p.obj, p.match_key, self.sync)
+        if figures is not None:
+            self.report.erasures = figures
 
     def _body(self, p: PreparedSync, state_of: Callable[[], SyncState],
               lane: DeliveryLane) -> None:
@@ -450,12 +440,12 @@ class SyncRunner:
             previous = pa.nulls(n_ins, pa.uint64())
             rep.skipped += n_upd
             n_upd = 0
-        rejected = _null_key_positions(plan.rejected, first_row, item.num_rows)
+        rejected = delivery.null_key_positions(plan.rejected, first_row, item.num_rows)
         request = None
         every = False
         if len(indices):
             # A first sync sends every row of every batch, in order: no copies then.
-            every = _every_row(indices, mapped.batch.num_rows)
+            every = delivery.every_row(indices, mapped.batch.num_rows)
             req_keys = mapped.keys if every else mapped.keys.take(indices)
             req_hashes = plan.hashes if every else plan.hashes.take(indices)
             request = delivery.request_from_plan(
@@ -602,23 +592,6 @@ class SyncRunner:
         if self.progress:
             self.progress(self.report, counts)
         self.registry.hook.batch_done(run=self.run_info, sync=self.report, counts=counts)
-
-
-def _null_key_positions(rejected: list[tuple[int, str]], first_row: int, rows: int
-                        ) -> list[tuple[int, str]]:
-    """The planner's rejections, with the reason of a row without a primary key saying
-    which rows of the run it was read among (it has nothing else to tell it by)."""
-    if not any(reason == REASON_NULL for _, reason in rejected):
-        return rejected
-    where = f" (among rows {first_row + 1}-{first_row + rows} read in this run)"
-    return [(i, reason + where if reason == REASON_NULL else reason) for i, reason in rejected]
-
-
-def _every_row(indices: pa.Array, n: int) -> bool:
-    """Whether ``indices`` is exactly ``0, 1, ..., n - 1`` (taking them is a no-op)."""
-    if len(indices) != n or indices.null_count:
-        return False
-    return bool(np.array_equal(indices.to_numpy(), np.arange(n, dtype=np.int64)))
 
 
 def run_syncs(project: Project, syncs: list[SyncConfig], registry: Registry,

@@ -60,6 +60,8 @@ class SyncTarget:
     object: str
     match_key: str
     key_types: pa.Schema | None = field(default=None, compare=False)
+    #: The project file declaring the sync, named by the refusal (not part of the identity).
+    file: str | None = field(default=None, compare=False)
 
     def identity(self) -> dict[str, Any]:
         """The parts compared between runs, JSON-ready."""
@@ -143,4 +145,5 @@ def decide(sync: str, stored_text: str | None, target: SyncTarget, on_change: On
         "mean something else there). Run once with --new-target to start the new target "
         "from scratch (every row is sent to it; the old target keeps what it has and its "
         "state is kept aside), or with --same-target if this is the same place under "
-        "another name (the state is kept); or undo the change.")
+        "another name (the state is kept); or undo the change.",
+        file=target.file, path=f"syncs.{sync}")
