@@ -82,10 +82,12 @@ class ChangeBatch:
 @dataclass(frozen=True)
 class SourceLag:
     """How far the acknowledged position is behind the source's newest change:
-    ``bytes`` (e.g. of WAL a slot retains) and/or ``seconds``; None when unknown."""
+    ``bytes`` (e.g. of WAL a slot retains), ``seconds`` and/or ``messages`` (a queue's
+    messages not yet acknowledged); None when unknown."""
 
     bytes: int | None = None
     seconds: float | None = None
+    messages: int | None = None
 
 
 class StreamingSource(abc.ABC):
