@@ -332,15 +332,20 @@ class NatsSource(Source, StreamingSource):
         return sub, max(int(begin or 0), stored)
 
     def _fetch(self, sub: Any, n: int, wait: float) -> list[Msg]:
+        """Up to ``n`` messages, waiting at most ``wait`` seconds for the first."""
         import nats.errors
 
+        async def pull() -> list[Msg]:
+            try:
+                return list(await sub.fetch(n, timeout=max(wait, 0.01)))
+            except (TimeoutError, nats.errors.TimeoutError):
+                return []  # nothing new: a heartbeat
+
         try:
-            return list(self._run(sub.fetch(n, timeout=max(wait, 0.01)), timeout=wait + 30))
-        except nats.errors.TimeoutError:
-            return []
-        except nats.errors.ConnectionClosedError as exc:
-            raise ConnError(f"source {self.instance!r}: the connection to NATS at "
-                            f"{self._where()} closed") from exc
+            return self._run(pull(), timeout=wait + 30)
+        except (nats.errors.ConnectionClosedError, TimeoutError) as exc:
+            raise ConnError(f"source {self.instance!r}: NATS at {self._where()} stopped "
+                            f"answering ({type(exc).__name__})") from exc
 
     def _decode(self, msgs: list[Msg]) -> tuple[pa.RecordBatch, list[tuple[str, str]]]:
         ids = [f"{self.js_stream}#{m.metadata.sequence.stream}" for m in msgs]
