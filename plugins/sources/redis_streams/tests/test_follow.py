@@ -1,0 +1,206 @@
+"""Following a Redis stream with ``conn sync SRC DEST --follow`` into the files
+destination (README "Guarantees"), against the local Redis server: delivery, SIGKILL and
+restart without loss, XACK only after commit, malformed entries rejected and listed.
+Each test has its own stream key and project folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.services
+pytest.importorskip("conn_destination_files",
+                    reason="the --follow tests write with the files destination "
+                           "(pip install conn-destination-files)")
+CONN = str(Path(sys.executable).with_name("conn"))
+GROUP = "conn-follow"
+
+
+def eventually(check: Callable[[], Any], timeout: float = 60.0, what: Any = "") -> Any:
+    end = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
+        time.sleep(0.05)
+
+
+def project(folder: Path, key: str, *, max_latency_ms: int = 100) -> None:
+    doc = {"version": 1,
+           "sources": {"queue": {"type": "redis_streams", "config": {
+               "url": "redis://127.0.0.1:6379/0", "key": key, "group": GROUP,
+               "name": "events",
+               "columns": {"id": "integer", "email": "string", "status": "string"},
+               "primary_key": "id"}}},
+           "destinations": {"landing": {"type": "files",
+                                        "config": {"path": str(folder / "out")}}},
+           "syncs": {"q2f": {"source": "queue", "stream": "events", "destination": "landing",
+                             "object": "records", "match_key": "id",
+                             "max_latency_ms": max_latency_ms,
+                             "mapping": {"id": "id", "email": "email", "status": "status"}}}}
+    (folder / "conn.yml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+
+
+def start(folder: Path) -> subprocess.Popen:
+    env = {**os.environ, "CONN_PLUGINS_STRICT": "1"}
+    return subprocess.Popen([CONN, "sync", "queue", "landing", "--follow", "-p", str(folder)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def stop(proc: subprocess.Popen) -> tuple[int, str]:
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    return proc.returncode, err.decode()
+
+
+def kill(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+
+
+def delivered(folder: Path) -> list[dict[str, Any]]:
+    path = folder / "out" / "records.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def ids(folder: Path) -> set[int]:
+    return {r["id"] for r in delivered(folder)}
+
+
+def consuming(streams, key: str, proc: subprocess.Popen) -> None:
+    """Wait until the follower has created its group and reads from it."""
+    def bound() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"the follower exited: {proc.stderr.read().decode()}")
+        try:
+            return streams.group(key, GROUP)["consumers"] > 0
+        except Exception:
+            return False
+
+    eventually(bound, what="the follower's consumer group")
+
+
+def people(lo: int, hi: int, status: str = "new") -> list[dict[str, Any]]:
+    return [{"id": i, "email": f"p{i}@example.com", "status": status} for i in range(lo, hi)]
+
+
+def test_published_messages_reach_the_files_destination(tmp_path, streams, stream_key):
+    project(tmp_path, stream_key)
+    proc = start(tmp_path)
+    try:
+        consuming(streams, stream_key, proc)
+        streams.add(stream_key, people(0, 50))
+        eventually(lambda: ids(tmp_path) == set(range(50)), what="50 rows in the files log")
+        streams.add(stream_key, people(3, 4, status="churned"))
+        eventually(lambda: any(r["status"] == "churned" for r in delivered(tmp_path)),
+                   what="the update")
+        eventually(lambda: streams.group(stream_key, GROUP)["pending"] == 0,
+                   what="every entry acked")
+        assert streams.group(stream_key, GROUP)["lag"] == 0
+    finally:
+        code, err = stop(proc)
+    assert code == 130, err  # stopped on request: "interrupted", as documented
+
+
+@pytest.mark.slow
+def test_sigkill_and_restart_lose_nothing(tmp_path, streams, stream_key):
+    """Entries keep coming while the follower is killed (SIGKILL) three times and
+    restarted: every entry added reaches the destination."""
+    project(tmp_path, stream_key)
+    proc = start(tmp_path)
+    total = 0
+    try:
+        consuming(streams, stream_key, proc)
+        for _ in range(3):
+            streams.add(stream_key, people(total, total + 200))
+            total += 200
+            eventually(lambda n=total: len(ids(tmp_path)) > n - 200, what="some rows")
+            kill(proc)
+            streams.add(stream_key, people(total, total + 100))
+            total += 100
+            proc = start(tmp_path)
+        eventually(lambda: ids(tmp_path) == set(range(total)), timeout=90,
+                   what=lambda: f"{total - len(ids(tmp_path))} rows missing")
+        eventually(lambda: streams.group(stream_key, GROUP)["pending"] == 0,
+                   what="every entry acked")
+    finally:
+        stop(proc)
+
+
+@pytest.mark.slow
+def test_an_entry_is_acked_only_after_its_commit(tmp_path, streams, stream_key):
+    """Killed after the entries were delivered to conn but before their micro-batch was
+    committed (a long max_latency_ms holds it): they stay pending in the group, and the
+    restarted follower reads them again and delivers them."""
+    project(tmp_path, stream_key, max_latency_ms=4000)
+    proc = start(tmp_path)
+    try:
+        consuming(streams, stream_key, proc)
+        streams.add(stream_key, people(0, 5))
+        eventually(lambda: streams.group(stream_key, GROUP)["pending"] == 5,
+                   what="5 entries delivered to the follower")
+        kill(proc)
+        assert ids(tmp_path) == set()
+        assert streams.group(stream_key, GROUP)["pending"] == 5
+        proc = start(tmp_path)
+        eventually(lambda: ids(tmp_path) == set(range(5)), what="the 5 rows after restart")
+        eventually(lambda: streams.group(stream_key, GROUP)["pending"] == 0,
+                   what="the 5 entries acked")
+    finally:
+        stop(proc)
+
+
+def test_a_malformed_entry_is_rejected_listed_and_then_acked(tmp_path, streams, stream_key):
+    project(tmp_path, stream_key)
+    proc = start(tmp_path)
+    try:
+        consuming(streams, stream_key, proc)
+        bad = streams.add(stream_key, [*people(0, 2), b'{"id": 7, "email": ', *people(2, 3)])[2]
+        no_field = streams.r.xadd(stream_key, {"other": "x"}).decode()
+        eventually(lambda: ids(tmp_path) == {0, 1, 2}, what="the 3 good rows")
+        eventually(lambda: streams.group(stream_key, GROUP)["pending"] == 0,
+                   what="every entry acked, the malformed ones included")
+    finally:
+        stop(proc)
+    out = subprocess.run([CONN, "rejected", "q2f", "--json", "-p", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    reasons = {str(r["key"]): r["reason"] for r in json.loads(out.stdout)["rejected"]}
+    assert sorted(reasons) == sorted([f"{stream_key}#{bad}", f"{stream_key}#{no_field}"])
+    assert "not valid JSON" in reasons[f"{stream_key}#{bad}"]
+    assert "no field 'data'" in reasons[f"{stream_key}#{no_field}"]
+
+
+def test_check_explains_an_unreachable_server():
+    from conn.errors import CheckFailed
+    from conn_source_redis_streams.source import RedisStreamsSource
+
+    src = RedisStreamsSource({"url": "redis://127.0.0.1:1/0", "key": "k", "group": "g",
+                              "columns": {"id": "integer"}, "primary_key": "id"})
+    with pytest.raises(CheckFailed, match=r"cannot reach Redis at 127\.0\.0\.1:1"):
+        src.check()
+
+
+def test_check_refuses_a_key_that_is_not_a_stream(streams, stream_key):
+    from conn.errors import CheckFailed
+    from conn_source_redis_streams.source import RedisStreamsSource
+
+    streams.r.set(stream_key, "x")
+    src = RedisStreamsSource({"key": stream_key, "group": "g",
+                              "columns": {"id": "integer"}, "primary_key": "id"})
+    with pytest.raises(CheckFailed, match="holds a string, not a stream"):
+        src.check()
