@@ -185,35 +185,3 @@ def test_a_malformed_message_is_rejected_listed_and_then_acked(tmp_path, nats_se
     rows = json.loads(out.stdout)["rejected"]
     assert [str(r["key"]) for r in rows] == [f"{js_stream}#{seqs[2]}"]
     assert "not valid JSON" in rows[0]["reason"]
-
-
-def test_check_explains_an_unreachable_server():
-    from conn.errors import CheckFailed
-    from conn_source_nats.source import NatsSource
-
-    src = NatsSource({"url": "nats://127.0.0.1:1", "stream": "S", "durable": "d",
-                      "columns": {"id": "integer"}, "primary_key": "id"})
-    with pytest.raises(CheckFailed, match=r"cannot reach NATS at 127\.0\.0\.1:1"):
-        src.check()
-    src.close()
-
-
-def test_check_names_a_missing_stream(nats_server):
-    from conn.errors import CheckFailed
-    from conn_source_nats.source import NatsSource
-
-    src = NatsSource({"stream": "CONN_NO_SUCH_STREAM", "durable": "d",
-                      "columns": {"id": "integer"}, "primary_key": "id"})
-    with pytest.raises(CheckFailed, match="no JetStream stream 'CONN_NO_SUCH_STREAM'"):
-        src.check()
-    src.close()
-
-
-def test_a_primary_key_outside_the_columns_is_a_config_error():
-    from conn.errors import ConfigError
-    from conn_source_nats.source import NatsSource
-
-    with pytest.raises(ConfigError) as err:
-        NatsSource({"stream": "S", "durable": "d", "columns": {"id": "integer"},
-                    "primary_key": "email"})
-    assert err.value.path == "config.primary_key"

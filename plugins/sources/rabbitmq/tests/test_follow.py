@@ -178,28 +178,3 @@ def test_a_malformed_message_is_rejected_listed_and_then_acked(tmp_path, rabbit,
     rows = json.loads(out.stdout)["rejected"]
     assert [str(r["key"]) for r in rows] == [f"{queue_name}#bad-1"]
     assert "not valid JSON" in rows[0]["reason"]
-
-
-def test_check_explains_an_unreachable_server():
-    from conn.errors import CheckFailed
-    from conn_source_rabbitmq.source import RabbitMQSource
-
-    src = RabbitMQSource({"url": "amqp://guest:guest@127.0.0.1:1/%2F", "queue": "q",
-                          "columns": {"id": "integer"}, "primary_key": "id"})
-    with pytest.raises(CheckFailed, match=r"cannot reach RabbitMQ at 127\.0\.0\.1:1"):
-        src.check()
-
-
-def test_check_names_a_missing_queue_and_declare_creates_it(rabbit):
-    from conn.errors import CheckFailed
-    from conn_source_rabbitmq.source import RabbitMQSource
-
-    name = "conn_t_missing_" + os.urandom(4).hex()
-    cfg = {"queue": name, "columns": {"id": "integer"}, "primary_key": "id"}
-    with pytest.raises(CheckFailed, match=r"no queue .* set declare: true"):
-        RabbitMQSource(cfg).check()
-    RabbitMQSource({**cfg, "declare": True}).check()
-    try:
-        assert rabbit.ready(name) == 0
-    finally:
-        rabbit.delete(name)

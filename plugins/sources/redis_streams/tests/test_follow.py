@@ -183,24 +183,3 @@ def test_a_malformed_entry_is_rejected_listed_and_then_acked(tmp_path, streams, 
     assert sorted(reasons) == sorted([f"{stream_key}#{bad}", f"{stream_key}#{no_field}"])
     assert "not valid JSON" in reasons[f"{stream_key}#{bad}"]
     assert "no field 'data'" in reasons[f"{stream_key}#{no_field}"]
-
-
-def test_check_explains_an_unreachable_server():
-    from conn.errors import CheckFailed
-    from conn_source_redis_streams.source import RedisStreamsSource
-
-    src = RedisStreamsSource({"url": "redis://127.0.0.1:1/0", "key": "k", "group": "g",
-                              "columns": {"id": "integer"}, "primary_key": "id"})
-    with pytest.raises(CheckFailed, match=r"cannot reach Redis at 127\.0\.0\.1:1"):
-        src.check()
-
-
-def test_check_refuses_a_key_that_is_not_a_stream(streams, stream_key):
-    from conn.errors import CheckFailed
-    from conn_source_redis_streams.source import RedisStreamsSource
-
-    streams.r.set(stream_key, "x")
-    src = RedisStreamsSource({"key": stream_key, "group": "g",
-                              "columns": {"id": "integer"}, "primary_key": "id"})
-    with pytest.raises(CheckFailed, match="holds a string, not a stream"):
-        src.check()
