@@ -1,7 +1,14 @@
-"""Following a Redis stream with ``conn sync SRC DEST --follow`` into the files
-destination (README "Guarantees"), against the local Redis server: delivery, SIGKILL and
-restart without loss, XACK only after commit, malformed entries rejected and listed.
-Each test has its own stream key and project folder."""
+"""Following a Redis stream with ``conn sync SRC DEST --follow`` into the files destination
+(plugins/sources/redis_streams/README.md "Guarantees", docs/realtime.md), against the
+local Redis server: delivery, SIGKILL and restart without loss, XACK only after commit,
+malformed entries rejected and listed. Each test has its own stream key and project
+folder.
+
+Here rather than in the redis_streams plugin's tests because it needs two plugins (the
+redis_streams source and the files destination), which the core's environment has; the
+plugin's own tests hold its conformance suite and check() messages. Tests skip (fail
+under CI) when the server is not reachable.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +18,70 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.conftest import unavailable
+
+pytest.importorskip("conn_source_redis_streams")
+pytest.importorskip("conn_destination_files")
+
 pytestmark = pytest.mark.services
-pytest.importorskip("conn_destination_files",
-                    reason="the --follow tests write with the files destination "
-                           "(pip install conn-destination-files)")
+
+URL = "redis://127.0.0.1:6379/0"
+
+
+class Streams:
+    """Helpers over redis-py for the tests."""
+
+    def __init__(self) -> None:
+        import redis
+
+        self.r = redis.Redis.from_url(URL, socket_connect_timeout=2)
+
+    def add(self, key: str, messages: Iterable[dict[str, Any] | bytes]) -> list[str]:
+        """XADD each message as field ``data``; returns the entry IDs."""
+        pipe = self.r.pipeline(transaction=False)
+        for m in messages:
+            pipe.xadd(key, {"data": m if isinstance(m, bytes) else json.dumps(m)})
+        return [i.decode() for i in pipe.execute()]
+
+    def group(self, key: str, group: str) -> dict[str, Any]:
+        for g in self.r.xinfo_groups(key):
+            if g["name"].decode() == group:
+                return g
+        raise AssertionError(f"no group {group!r} on {key!r}")
+
+
+def _reachable() -> str | None:
+    try:
+        Streams().r.ping()
+        return None
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+@pytest.fixture(scope="session")
+def streams() -> Streams:
+    reason = _reachable()
+    if reason is not None:
+        unavailable(f"Redis at 127.0.0.1:6379 is not reachable: {reason}")
+    return Streams()
+
+
+@pytest.fixture
+def stream_key(streams: Streams) -> Iterator[str]:
+    """A stream key of the test's own, deleted after it."""
+    key = "conn:t:" + uuid.uuid4().hex[:10]
+    yield key
+    streams.r.delete(key)
+
+
 CONN = str(Path(sys.executable).with_name("conn"))
 GROUP = "conn-follow"
 
