@@ -18,8 +18,8 @@ from conn.testing.memory import acknowledged
 from conn.testing.sync import SyncHarness
 
 from tests import fakes
-from tests.test_cli import run_cli
-from tests.test_runtime import BASE_ROWS, PROJECT, people
+from tests.cli.test_cli import run_cli
+from tests.runtime.test_runtime import BASE_ROWS, PROJECT, people
 
 SCHEMA = pa.schema([("id", pa.string()), ("email", pa.string()), ("name", pa.string()),
                     ("mkt", pa.string()), ("visits", pa.int64())])
