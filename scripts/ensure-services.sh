@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Starts the local database servers the SQL plugins' tests use, if they are not running:
-# PostgreSQL (127.0.0.1:5432, with wal_level = logical) and MariaDB (127.0.0.1:3306).
+# Starts the local servers the plugins' tests use, if they are not running: PostgreSQL
+# (127.0.0.1:5432, with wal_level = logical), MariaDB (127.0.0.1:3306), and the message
+# queues the streaming sources follow: NATS with JetStream (4222), RabbitMQ (5672) and
+# Redis (6379).
 # Idempotent; CI calls it.
 # A server that cannot be started is reported on stderr; the exit code stays 0 (the tests
 # that need it then skip, saying why) unless --strict is given.
@@ -39,5 +41,25 @@ if ! mysqladmin -h 127.0.0.1 -P 3306 -uroot --connect-timeout=2 ping >/dev/null 
 fi
 mysqladmin -h 127.0.0.1 -P 3306 -uroot --connect-timeout=2 ping >/dev/null 2>&1 \
   || { echo "ensure-services: MariaDB is not running" >&2; ok=1; }
+# The message queues (the nats, rabbitmq and redis_streams sources).
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() { for _ in $(seq 1 60); do listening "$1" && return 0; sleep 0.5; done; return 1; }
+if ! listening 4222 && command -v nats-server >/dev/null; then
+  mkdir -p /tmp/conn-nats
+  nohup nats-server -a 127.0.0.1 -p 4222 -js -sd /tmp/conn-nats >/dev/null 2>&1 &
+  wait_port 4222
+fi
+listening 4222 || { echo "ensure-services: NATS is not running" >&2; ok=1; }
+if ! listening 6379 && command -v redis-server >/dev/null; then
+  redis-server --bind 127.0.0.1 --port 6379 --daemonize yes >/dev/null 2>&1 || true
+  wait_port 6379
+fi
+listening 6379 || { echo "ensure-services: Redis is not running" >&2; ok=1; }
+if ! listening 5672 && command -v rabbitmq-server >/dev/null; then
+  rabbitmq-server -detached >/dev/null 2>&1 || true
+  wait_port 5672
+fi
+listening 5672 || { echo "ensure-services: RabbitMQ is not running" >&2; ok=1; }
+
 [ "$strict" = 1 ] && exit $ok
 exit 0

@@ -28,7 +28,7 @@ LAYERS: dict[str, int] = {
     "pipeline": 7,
     # what conn forget keeps: identifiers' digests, the suppression check, receipts
     "privacy": 7,
-    "source": 8, "consent": 8, "streaming": 8, "events": 8,
+    "source": 8, "consent": 8, "streaming": 8, "events": 8, "messages": 8,
     "mapping": 9, "destination": 9,
     # kits for plugin authors
     "http": 10, "sql": 10,

@@ -13,12 +13,13 @@ import pytest
 from conn.destination import WriteResult
 from conn.errors import ConfigError
 from conn.source import Source, StreamInfo
+from conn.streaming import OPERATION, ChangeBatch, StreamingSource
 from conn.testing.memory import acknowledged
 from conn.testing.sync import SyncHarness
 
 from tests import fakes
-from tests.test_cli import run_cli
-from tests.test_runtime import BASE_ROWS, PROJECT, people
+from tests.cli.test_cli import run_cli
+from tests.runtime.test_runtime import BASE_ROWS, PROJECT, people
 
 SCHEMA = pa.schema([("id", pa.string()), ("email", pa.string()), ("name", pa.string()),
                     ("mkt", pa.string()), ("visits", pa.int64())])
@@ -246,3 +247,50 @@ def test_a_long_follow_is_recorded_as_one_run_per_segment(h, monkeypatch):
     assert len(runs) >= 2 and all(r["status"] == "ok" for r in runs)
     # Later segments plan against what earlier ones committed: an update, not an insert.
     assert [op for op, _ in sent()] == ["upsert", "upsert"] and rep.updated == 1
+
+
+class QueueLike(Source, StreamingSource):
+    """A queue that delivers one good message and one it cannot read (position 1), and
+    notes, when acknowledged, whether the rejection was already recorded."""
+
+    name = "queue_like"
+    harness: Any = None
+    acked: list[tuple[Any, int]] = []  # (position, rejections recorded by then)
+
+    def check(self) -> None:
+        return None
+
+    def discover(self) -> list[StreamInfo]:
+        return [StreamInfo("people", SCHEMA, ("id",))]
+
+    def read_batches(self, stream, state, batch_rows):
+        return iter(())
+
+    def changes(self, stream, position, *, wait):
+        row = {**person(1), OPERATION: "insert"}
+        yield ChangeBatch(pa.RecordBatch.from_pylist([row]), 1,
+                          rejected=(("people#2", "message is not valid JSON"),))
+        while True:
+            time.sleep(wait)
+            yield ChangeBatch(None, 1)
+
+    def acknowledge(self, position):
+        recorded = len(QueueLike.harness._store.rejections("crm_people"))
+        QueueLike.acked.append((position, recorded))
+
+
+def test_a_message_the_source_could_not_read_is_recorded_before_it_is_acknowledged(h):
+    QueueLike.acked = []
+    QueueLike.harness = h
+    h.source("queue", QueueLike, {})
+    f = h.follow("crm", "people", object="contacts", source="queue", name="crm_people",
+                 match_key="email", mapping=MAPPING, max_latency_ms=20)
+    assert f.wait_rows(1)
+    assert eventually(lambda: QueueLike.acked)
+    rep = f.stop()
+    assert rep.rejected == 1
+    assert [r["id"] for _, recs in sent() for r in recs] == ["1"]
+    assert QueueLike.acked[0] == (1, 1)  # acknowledged with the rejection already stored
+    listed = h._store.rejections("crm_people")
+    assert [(r["key"], r["reason"]) for r in listed] == [("people#2",
+                                                          "message is not valid JSON")]

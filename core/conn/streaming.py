@@ -29,6 +29,11 @@ The contract, in the order things happen:
 
 Deletes carry the primary key; other columns may be null (a source that cannot give
 them says so in its docs).
+
+A message the source cannot turn into a row (malformed JSON on a queue) is never dropped
+silently: the batch lists it in ``rejected`` as (identifier, reason); the runtime stores it
+as a rejection of the sync (``conn rejected``) before the batch's position is saved, so
+the source acknowledges it upstream only once it is recorded.
 """
 
 from __future__ import annotations
@@ -59,11 +64,14 @@ class ChangeBatch:
     ``changes`` holds the stream's columns plus :data:`OPERATION` (a string column);
     ``None`` or no rows is a heartbeat: nothing new, the source is at ``position``.
     ``commit_times`` (optional, aligned with ``changes``) are the source's commit times
-    in seconds since the epoch, for end-to-end latency figures."""
+    in seconds since the epoch, for end-to-end latency figures. ``rejected``: messages
+    covered by ``position`` that could not be read as rows, as (identifier, reason) pairs
+    (the identifier names the message upstream, e.g. ``"ORDERS#17"``)."""
 
     changes: pa.RecordBatch | None
     position: Any
     commit_times: pa.Array | None = None
+    rejected: tuple[tuple[str, str], ...] = ()
 
     @property
     def rows(self) -> int:
@@ -74,10 +82,12 @@ class ChangeBatch:
 @dataclass(frozen=True)
 class SourceLag:
     """How far the acknowledged position is behind the source's newest change:
-    ``bytes`` (e.g. of WAL a slot retains) and/or ``seconds``; None when unknown."""
+    ``bytes`` (e.g. of WAL a slot retains), ``seconds`` and/or ``messages`` (a queue's
+    messages not yet acknowledged); None when unknown."""
 
     bytes: int | None = None
     seconds: float | None = None
+    messages: int | None = None
 
 
 class StreamingSource(abc.ABC):

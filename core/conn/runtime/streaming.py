@@ -135,11 +135,12 @@ class StreamingRunner(SyncRunner):
                     self.segment_over = True
                     break
                 position = batch.position
-                if batch.rows:
+                held = batch.rows + len(batch.rejected)
+                if held:
                     if not rows:
                         first_at = time.monotonic() - _age(batch)
                     pending.append(batch)
-                    rows += batch.rows
+                    rows += held
                 now = time.monotonic()
                 if rows and (rows >= self.batch_rows or now - first_at >= self.max_latency):
                     if not self._flush(p, st, lane, pending, position):
@@ -173,12 +174,17 @@ class StreamingRunner(SyncRunner):
             return False
         t0 = time.monotonic()
         times: pa.Array | None = None
-        if batches:
+        with_rows = [b for b in batches if b.rows]
+        if with_rows:
             st.rebase()
-            changes = pa.concat_batches([b.changes for b in batches if b.changes])
-            if all(b.commit_times is not None for b in batches):
-                times = pa.chunked_array([b.commit_times for b in batches]).combine_chunks()
+            changes = pa.concat_batches([b.changes for b in with_rows if b.changes])
+            if all(b.commit_times is not None for b in with_rows):
+                times = pa.chunked_array([b.commit_times for b in with_rows]).combine_chunks()
             self._send(p, st, lane, changes)
+        rejected = [r for b in batches for r in b.rejected]
+        if rejected:
+            # Recorded on the lane before the position's save: acknowledged only after.
+            lane.submit(partial(self._record_rejected, st, rejected))
         lane.submit(partial(self._save_position, st, position, sum(b.rows for b in batches),
                             times, t0))
         return not lane.stopped
@@ -214,6 +220,16 @@ class StreamingRunner(SyncRunner):
         size = max(p.obj.capabilities.batch_size, 1000)
         for found in st.held(gone, size, self._match_type):
             lane.submit(partial(self._deliver_deletes, p, st, found, time.monotonic()))
+
+    def _record_rejected(self, st: SyncState, rejected: list[tuple[str, str]]) -> bool:
+        """On the lane: store the messages the source could not read as rejections of
+        the sync (listed by ``conn rejected``)."""
+        self.report.add_rejections([reason for _, reason in rejected])
+        keys = pa.array([k for k, _ in rejected], pa.string())
+        st.commit(keys, pa.nulls(len(keys), pa.uint64()), pa.nulls(len(keys), pa.string()),
+                  pa.array([False] * len(keys)),
+                  [(i, reason) for i, (_, reason) in enumerate(rejected)])
+        return True
 
     def _save_position(self, st: SyncState, position: Any, rows: int,
                        times: pa.Array | None, t0: float) -> None:

@@ -1,0 +1,1 @@
+"""conn source plugin for NATS JetStream (see README.md)."""

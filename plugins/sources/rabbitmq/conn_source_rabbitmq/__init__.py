@@ -1,0 +1,1 @@
+"""conn source plugin for RabbitMQ queues (see README.md)."""

@@ -1,0 +1,1 @@
+"""conn source plugin for Redis Streams (see README.md)."""

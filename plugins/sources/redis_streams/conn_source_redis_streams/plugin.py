@@ -1,0 +1,19 @@
+"""Entry point module of ``conn-source-redis-streams``: registers the ``redis_streams`` source type.
+
+Imports nothing heavy: redis-py and pyarrow are imported when the source is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from conn import hookimpl
+
+CONN_PLUGIN_API = "1.0"
+
+
+@hookimpl
+def register_sources(register: Callable[..., None]) -> None:
+    from conn_source_redis_streams.source import RedisStreamsSource
+
+    register(RedisStreamsSource)

@@ -1,0 +1,266 @@
+"""Following a JetStream stream with ``conn sync SRC DEST --follow`` into the files
+destination (plugins/sources/nats/README.md "Guarantees", docs/realtime.md), against the
+local NATS server: delivery, SIGKILL and restart without loss, acks only after commit,
+malformed messages rejected and listed. Each test has its own stream, durable consumer
+and project folder.
+
+Here rather than in the nats plugin's tests because it needs two plugins (the nats source
+and the files destination), which the core's environment has; the plugin's own tests
+hold its conformance suite and check() messages. Tests skip (fail under CI) when the
+server is not reachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import unavailable
+
+pytest.importorskip("conn_source_nats")
+pytest.importorskip("conn_destination_files")
+
+pytestmark = pytest.mark.services
+
+URL = "nats://127.0.0.1:4222"
+
+
+class Nats:
+    """Synchronous helpers over nats-py (a connection per call: tests are not hot)."""
+
+    def _do(self, fn: Callable[[Any], Any]) -> Any:
+        import nats
+
+        async def go() -> Any:
+            nc = await nats.connect(URL, connect_timeout=2, max_reconnect_attempts=0)
+            try:
+                return await fn(nc.jetstream())
+            finally:
+                await nc.close()
+
+        return asyncio.run(go())
+
+    def add_stream(self, name: str) -> None:
+        self._do(lambda js: js.add_stream(name=name, subjects=[f"{name}.>"]))
+
+    def delete_stream(self, name: str) -> None:
+        self._do(lambda js: js.delete_stream(name))
+
+    def publish(self, subject: str, messages: Iterable[dict[str, Any] | bytes]) -> list[int]:
+        """Publish (JetStream-acknowledged); returns the stream sequences."""
+        payloads = [m if isinstance(m, bytes) else json.dumps(m).encode() for m in messages]
+
+        async def go(js: Any) -> list[int]:
+            seqs = []
+            for i in range(0, len(payloads), 500):
+                acks = await asyncio.gather(*(js.publish(subject, p)
+                                              for p in payloads[i:i + 500]))
+                seqs += [a.seq for a in acks]
+            return seqs
+
+        return self._do(go)
+
+    def consumer(self, stream: str, durable: str) -> Any:
+        return self._do(lambda js: js.consumer_info(stream, durable))
+
+
+def _reachable() -> str | None:
+    try:
+        Nats()._do(lambda js: js.account_info())
+        return None
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+@pytest.fixture(scope="session")
+def nats_server() -> Nats:
+    reason = _reachable()
+    if reason is not None:
+        unavailable(f"NATS with JetStream at 127.0.0.1:4222 is not reachable: {reason}")
+    return Nats()
+
+
+@pytest.fixture
+def js_stream(nats_server: Nats) -> Iterator[str]:
+    """A fresh JetStream stream (subjects NAME.>), deleted after the test."""
+    name = "CONN_T_" + uuid.uuid4().hex[:10].upper()
+    nats_server.add_stream(name)
+    yield name
+    nats_server.delete_stream(name)
+
+
+CONN = str(Path(sys.executable).with_name("conn"))
+DURABLE = "conn-follow"
+
+
+def eventually(check: Callable[[], Any], timeout: float = 60.0, what: Any = "") -> Any:
+    end = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
+        time.sleep(0.05)
+
+
+def project(folder: Path, stream: str, *, max_latency_ms: int = 100) -> None:
+    doc = {"version": 1,
+           "sources": {"queue": {"type": "nats", "config": {
+               "url": "nats://127.0.0.1:4222", "stream": stream, "name": "events",
+               "durable": DURABLE, "ack_wait_seconds": 30,
+               "columns": {"id": "integer", "email": "string", "status": "string"},
+               "primary_key": "id"}}},
+           "destinations": {"landing": {"type": "files",
+                                        "config": {"path": str(folder / "out")}}},
+           "syncs": {"q2f": {"source": "queue", "stream": "events", "destination": "landing",
+                             "object": "records", "match_key": "id",
+                             "max_latency_ms": max_latency_ms,
+                             "mapping": {"id": "id", "email": "email", "status": "status"}}}}
+    (folder / "conn.yml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+
+
+def start(folder: Path) -> subprocess.Popen:
+    env = {**os.environ, "CONN_PLUGINS_STRICT": "1"}
+    return subprocess.Popen([CONN, "sync", "queue", "landing", "--follow", "-p", str(folder)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def stop(proc: subprocess.Popen) -> tuple[int, str]:
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    return proc.returncode, err.decode()
+
+
+def kill(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+
+
+def delivered(folder: Path) -> list[dict[str, Any]]:
+    path = folder / "out" / "records.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def ids(folder: Path) -> set[int]:
+    return {r["id"] for r in delivered(folder)}
+
+
+def consuming(nats_server, stream: str, proc: subprocess.Popen) -> None:
+    """Wait until the follower has its consumer bound (a pull request waiting)."""
+    def bound() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"the follower exited: {proc.stderr.read().decode()}")
+        try:
+            return nats_server.consumer(stream, DURABLE).num_waiting > 0
+        except Exception:
+            return False
+
+    eventually(bound, what="the follower's pull consumer")
+
+
+def people(lo: int, hi: int, status: str = "new") -> list[dict[str, Any]]:
+    return [{"id": i, "email": f"p{i}@example.com", "status": status} for i in range(lo, hi)]
+
+
+def test_published_messages_reach_the_files_destination(tmp_path, nats_server, js_stream):
+    project(tmp_path, js_stream)
+    proc = start(tmp_path)
+    try:
+        consuming(nats_server, js_stream, proc)
+        nats_server.publish(f"{js_stream}.people", people(0, 50))
+        eventually(lambda: ids(tmp_path) == set(range(50)), what="50 rows in the files log")
+        # An update of a key arrives as the new values.
+        nats_server.publish(f"{js_stream}.people", people(3, 4, status="churned"))
+        eventually(lambda: any(r["status"] == "churned" for r in delivered(tmp_path)),
+                   what="the update")
+        info = eventually(lambda: (c := nats_server.consumer(js_stream, DURABLE))
+                          .num_ack_pending == 0 and c, what="every message acked")
+        assert info.ack_floor.stream_seq == 51 and info.num_pending == 0
+    finally:
+        code, err = stop(proc)
+    assert code == 130, err  # stopped on request: "interrupted", as documented
+
+
+@pytest.mark.slow
+def test_sigkill_and_restart_lose_nothing(tmp_path, nats_server, js_stream):
+    """Messages keep coming while the follower is killed (SIGKILL) three times and
+    restarted: every message published reaches the destination."""
+    project(tmp_path, js_stream)
+    proc = start(tmp_path)
+    total = 0
+    try:
+        consuming(nats_server, js_stream, proc)
+        for _ in range(3):
+            nats_server.publish(f"{js_stream}.people", people(total, total + 200))
+            total += 200
+            eventually(lambda n=total: len(ids(tmp_path)) > n - 200, what="some rows")
+            kill(proc)
+            nats_server.publish(f"{js_stream}.people", people(total, total + 100))
+            total += 100
+            proc = start(tmp_path)
+        eventually(lambda: ids(tmp_path) == set(range(total)), timeout=90,
+                   what=lambda: f"{total - len(ids(tmp_path))} rows missing")
+        eventually(lambda: nats_server.consumer(js_stream, DURABLE).num_ack_pending == 0,
+                   what="every message acked")
+    finally:
+        stop(proc)
+
+
+@pytest.mark.slow
+def test_a_message_is_acked_only_after_its_commit(tmp_path, nats_server, js_stream):
+    """Killed after the message was delivered to conn but before its micro-batch was
+    committed (a long max_latency_ms holds it): the server still counts it as not
+    acknowledged, and the restarted follower delivers it."""
+    project(tmp_path, js_stream, max_latency_ms=4000)
+    proc = start(tmp_path)
+    try:
+        consuming(nats_server, js_stream, proc)
+        nats_server.publish(f"{js_stream}.people", people(0, 5))
+        eventually(lambda: nats_server.consumer(js_stream, DURABLE).num_ack_pending == 5,
+                   what="5 messages delivered to the follower")
+        kill(proc)
+        assert ids(tmp_path) == set()
+        info = nats_server.consumer(js_stream, DURABLE)
+        assert info.ack_floor.stream_seq == 0 and info.num_ack_pending == 5
+        proc = start(tmp_path)
+        eventually(lambda: ids(tmp_path) == set(range(5)), what="the 5 rows after restart")
+        eventually(lambda: nats_server.consumer(js_stream, DURABLE).ack_floor.stream_seq == 5,
+                   what="the 5 messages acked")
+    finally:
+        stop(proc)
+
+
+def test_a_malformed_message_is_rejected_listed_and_then_acked(tmp_path, nats_server,
+                                                               js_stream):
+    project(tmp_path, js_stream)
+    proc = start(tmp_path)
+    try:
+        consuming(nats_server, js_stream, proc)
+        seqs = nats_server.publish(f"{js_stream}.people",
+                                   [*people(0, 2), b'{"id": 7, "email": ', *people(2, 3)])
+        eventually(lambda: ids(tmp_path) == {0, 1, 2}, what="the 3 good rows")
+        eventually(lambda: nats_server.consumer(js_stream, DURABLE).ack_floor.stream_seq
+                   == seqs[-1], what="every message acked, the malformed one included")
+    finally:
+        stop(proc)
+    out = subprocess.run([CONN, "rejected", "q2f", "--json", "-p", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)["rejected"]
+    assert [str(r["key"]) for r in rows] == [f"{js_stream}#{seqs[2]}"]
+    assert "not valid JSON" in rows[0]["reason"]

@@ -1,0 +1,245 @@
+"""Following a Redis stream with ``conn sync SRC DEST --follow`` into the files destination
+(plugins/sources/redis_streams/README.md "Guarantees", docs/realtime.md), against the
+local Redis server: delivery, SIGKILL and restart without loss, XACK only after commit,
+malformed entries rejected and listed. Each test has its own stream key and project
+folder.
+
+Here rather than in the redis_streams plugin's tests because it needs two plugins (the
+redis_streams source and the files destination), which the core's environment has; the
+plugin's own tests hold its conformance suite and check() messages. Tests skip (fail
+under CI) when the server is not reachable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import unavailable
+
+pytest.importorskip("conn_source_redis_streams")
+pytest.importorskip("conn_destination_files")
+
+pytestmark = pytest.mark.services
+
+URL = "redis://127.0.0.1:6379/0"
+
+
+class Streams:
+    """Helpers over redis-py for the tests."""
+
+    def __init__(self) -> None:
+        import redis
+
+        self.r = redis.Redis.from_url(URL, socket_connect_timeout=2)
+
+    def add(self, key: str, messages: Iterable[dict[str, Any] | bytes]) -> list[str]:
+        """XADD each message as field ``data``; returns the entry IDs."""
+        pipe = self.r.pipeline(transaction=False)
+        for m in messages:
+            pipe.xadd(key, {"data": m if isinstance(m, bytes) else json.dumps(m)})
+        return [i.decode() for i in pipe.execute()]
+
+    def group(self, key: str, group: str) -> dict[str, Any]:
+        for g in self.r.xinfo_groups(key):
+            if g["name"].decode() == group:
+                return g
+        raise AssertionError(f"no group {group!r} on {key!r}")
+
+
+def _reachable() -> str | None:
+    try:
+        Streams().r.ping()
+        return None
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+@pytest.fixture(scope="session")
+def streams() -> Streams:
+    reason = _reachable()
+    if reason is not None:
+        unavailable(f"Redis at 127.0.0.1:6379 is not reachable: {reason}")
+    return Streams()
+
+
+@pytest.fixture
+def stream_key(streams: Streams) -> Iterator[str]:
+    """A stream key of the test's own, deleted after it."""
+    key = "conn:t:" + uuid.uuid4().hex[:10]
+    yield key
+    streams.r.delete(key)
+
+
+CONN = str(Path(sys.executable).with_name("conn"))
+GROUP = "conn-follow"
+
+
+def eventually(check: Callable[[], Any], timeout: float = 60.0, what: Any = "") -> Any:
+    end = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
+        time.sleep(0.05)
+
+
+def project(folder: Path, key: str, *, max_latency_ms: int = 100) -> None:
+    doc = {"version": 1,
+           "sources": {"queue": {"type": "redis_streams", "config": {
+               "url": "redis://127.0.0.1:6379/0", "key": key, "group": GROUP,
+               "name": "events",
+               "columns": {"id": "integer", "email": "string", "status": "string"},
+               "primary_key": "id"}}},
+           "destinations": {"landing": {"type": "files",
+                                        "config": {"path": str(folder / "out")}}},
+           "syncs": {"q2f": {"source": "queue", "stream": "events", "destination": "landing",
+                             "object": "records", "match_key": "id",
+                             "max_latency_ms": max_latency_ms,
+                             "mapping": {"id": "id", "email": "email", "status": "status"}}}}
+    (folder / "conn.yml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+
+
+def start(folder: Path) -> subprocess.Popen:
+    env = {**os.environ, "CONN_PLUGINS_STRICT": "1"}
+    return subprocess.Popen([CONN, "sync", "queue", "landing", "--follow", "-p", str(folder)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def stop(proc: subprocess.Popen) -> tuple[int, str]:
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    return proc.returncode, err.decode()
+
+
+def kill(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+
+
+def delivered(folder: Path) -> list[dict[str, Any]]:
+    path = folder / "out" / "records.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def ids(folder: Path) -> set[int]:
+    return {r["id"] for r in delivered(folder)}
+
+
+def consuming(streams, key: str, proc: subprocess.Popen) -> None:
+    """Wait until the follower has created its group and reads from it."""
+    def bound() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"the follower exited: {proc.stderr.read().decode()}")
+        try:
+            return streams.group(key, GROUP)["consumers"] > 0
+        except Exception:
+            return False
+
+    eventually(bound, what="the follower's consumer group")
+
+
+def people(lo: int, hi: int, status: str = "new") -> list[dict[str, Any]]:
+    return [{"id": i, "email": f"p{i}@example.com", "status": status} for i in range(lo, hi)]
+
+
+def test_published_messages_reach_the_files_destination(tmp_path, streams, stream_key):
+    project(tmp_path, stream_key)
+    proc = start(tmp_path)
+    try:
+        consuming(streams, stream_key, proc)
+        streams.add(stream_key, people(0, 50))
+        eventually(lambda: ids(tmp_path) == set(range(50)), what="50 rows in the files log")
+        streams.add(stream_key, people(3, 4, status="churned"))
+        eventually(lambda: any(r["status"] == "churned" for r in delivered(tmp_path)),
+                   what="the update")
+        eventually(lambda: streams.group(stream_key, GROUP)["pending"] == 0,
+                   what="every entry acked")
+        assert streams.group(stream_key, GROUP)["lag"] == 0
+    finally:
+        code, err = stop(proc)
+    assert code == 130, err  # stopped on request: "interrupted", as documented
+
+
+@pytest.mark.slow
+def test_sigkill_and_restart_lose_nothing(tmp_path, streams, stream_key):
+    """Entries keep coming while the follower is killed (SIGKILL) three times and
+    restarted: every entry added reaches the destination."""
+    project(tmp_path, stream_key)
+    proc = start(tmp_path)
+    total = 0
+    try:
+        consuming(streams, stream_key, proc)
+        for _ in range(3):
+            streams.add(stream_key, people(total, total + 200))
+            total += 200
+            eventually(lambda n=total: len(ids(tmp_path)) > n - 200, what="some rows")
+            kill(proc)
+            streams.add(stream_key, people(total, total + 100))
+            total += 100
+            proc = start(tmp_path)
+        eventually(lambda: ids(tmp_path) == set(range(total)), timeout=90,
+                   what=lambda: f"{total - len(ids(tmp_path))} rows missing")
+        eventually(lambda: streams.group(stream_key, GROUP)["pending"] == 0,
+                   what="every entry acked")
+    finally:
+        stop(proc)
+
+
+@pytest.mark.slow
+def test_an_entry_is_acked_only_after_its_commit(tmp_path, streams, stream_key):
+    """Killed after the entries were delivered to conn but before their micro-batch was
+    committed (a long max_latency_ms holds it): they stay pending in the group, and the
+    restarted follower reads them again and delivers them."""
+    project(tmp_path, stream_key, max_latency_ms=4000)
+    proc = start(tmp_path)
+    try:
+        consuming(streams, stream_key, proc)
+        streams.add(stream_key, people(0, 5))
+        eventually(lambda: streams.group(stream_key, GROUP)["pending"] == 5,
+                   what="5 entries delivered to the follower")
+        kill(proc)
+        assert ids(tmp_path) == set()
+        assert streams.group(stream_key, GROUP)["pending"] == 5
+        proc = start(tmp_path)
+        eventually(lambda: ids(tmp_path) == set(range(5)), what="the 5 rows after restart")
+        eventually(lambda: streams.group(stream_key, GROUP)["pending"] == 0,
+                   what="the 5 entries acked")
+    finally:
+        stop(proc)
+
+
+def test_a_malformed_entry_is_rejected_listed_and_then_acked(tmp_path, streams, stream_key):
+    project(tmp_path, stream_key)
+    proc = start(tmp_path)
+    try:
+        consuming(streams, stream_key, proc)
+        bad = streams.add(stream_key, [*people(0, 2), b'{"id": 7, "email": ', *people(2, 3)])[2]
+        no_field = streams.r.xadd(stream_key, {"other": "x"}).decode()
+        eventually(lambda: ids(tmp_path) == {0, 1, 2}, what="the 3 good rows")
+        eventually(lambda: streams.group(stream_key, GROUP)["pending"] == 0,
+                   what="every entry acked, the malformed ones included")
+    finally:
+        stop(proc)
+    out = subprocess.run([CONN, "rejected", "q2f", "--json", "-p", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    reasons = {str(r["key"]): r["reason"] for r in json.loads(out.stdout)["rejected"]}
+    assert sorted(reasons) == sorted([f"{stream_key}#{bad}", f"{stream_key}#{no_field}"])
+    assert "not valid JSON" in reasons[f"{stream_key}#{bad}"]
+    assert "no field 'data'" in reasons[f"{stream_key}#{no_field}"]
