@@ -17,6 +17,8 @@ Scenarios (see docs/performance.md for the figures and the goals):
   startup          5: ``conn --help`` and a one-row ``conn sync``
   singer_bridge    a Singer tap into conn vs the same tap into a singer-sdk target
   sql_copy         PostgreSQL → PostgreSQL through conn vs psql COPY | COPY
+  pg_stream        PostgreSQL commit → webhook through ``conn sync --follow`` vs a bare
+                   psycopg2 replication loop: latency at given rates, highest rate
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pathlib import Path
 from bench.common import ROOT, environment, save
 
 SCENARIOS = ["full_sync", "planner", "consent_mapping", "http_rate", "startup",
-             "singer_bridge", "sql_copy"]
+             "singer_bridge", "sql_copy", "pg_stream"]
 
 
 def main(argv: list[str] | None = None) -> int:
