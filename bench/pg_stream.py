@@ -280,7 +280,7 @@ def _wait_streaming(cur: Any, slot: str, proc: subprocess.Popen) -> None:
 
 
 def _start_side(side: str, table: str, slot: str, hook: str, folder: Path,
-                max_latency_ms: int | None) -> subprocess.Popen:
+                args: argparse.Namespace) -> subprocess.Popen:
     if side == "bare":
         return subprocess.Popen([sys.executable, __file__, "--bare-loop", slot, hook],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -288,12 +288,15 @@ def _start_side(side: str, table: str, slot: str, hook: str, folder: Path,
                             "object": "events", "match_key": "id", "mode": "upsert",
                             "mapping": {"id": "id", "customer_id": "customer_id",
                                         "event": "event"}}
-    if max_latency_ms:
-        sync["max_latency_ms"] = max_latency_ms
+    if args.max_latency_ms:
+        sync["max_latency_ms"] = args.max_latency_ms
+    hook_config: dict[str, Any] = {"url": hook}
+    if args.batch_size:
+        hook_config["batch_size"] = args.batch_size
     project = {"version": 1,
                "sources": {"app": {"type": "postgres", "config": {
                    "url": URL, "tables": [table], "replication": {"slot": slot}}}},
-               "destinations": {"hook": {"type": "webhook", "config": {"url": hook}}},
+               "destinations": {"hook": {"type": "webhook", "config": hook_config}},
                "syncs": {"feature_failed_to_hook": sync}}
     (folder / "conn.yml").write_text(json.dumps(project))
     conn_bin = str(Path(sys.executable).with_name("conn"))
@@ -318,7 +321,7 @@ def run_once(side: str, rate: float, seconds: float, args: argparse.Namespace,
         cur.execute(f'CREATE PUBLICATION "{slot}" FOR TABLE "{table}"')
     receiver = Receiver()
     folder = Path(tempfile.mkdtemp(prefix="conn-pg-stream-"))
-    proc = _start_side(side, table, slot, receiver.url, folder, args.max_latency_ms)
+    proc = _start_side(side, table, slot, receiver.url, folder, args)
     flood = math.isinf(rate)
     # A flood is capped at --flood-rate (0: none): beyond what either side can take, more
     # inserts only take CPU from the measured side on this 2-core machine.
@@ -438,6 +441,8 @@ def main() -> int:
                     help="at most this long after the generator for the rest to arrive")
     ap.add_argument("--max-latency-ms", type=int, default=None,
                     help="conn's sync max_latency_ms (default: conn's default)")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="the webhook's batch_size, records per request (default: its 100)")
     ap.add_argument("--quick", action="store_true",
                     help="3 s at 200 events/s and a 3 s flood; skipped without PostgreSQL")
     ap.add_argument("--json", help="also write the result dict to this file")
