@@ -208,11 +208,12 @@ class Generator:
         self.next_id = 0
         self.lock = threading.Lock()
         self.start = self.end = 0.0
+        self.stopped = threading.Event()  # Ctrl-C: the workers end before cleanup
 
     def _take(self) -> tuple[int, int] | None:
         while True:
             now = time.monotonic()
-            if now >= self.start + self.seconds:
+            if now >= self.start + self.seconds or self.stopped.is_set():
                 return None
             with self.lock:
                 if math.isinf(self.rate):
@@ -245,8 +246,13 @@ class Generator:
         threads = [threading.Thread(target=self._worker) for _ in range(self.connections)]
         for th in threads:
             th.start()
-        for th in threads:
-            th.join()
+        try:
+            for th in threads:
+                th.join()
+        finally:
+            self.stopped.set()
+            for th in threads:
+                th.join()
         self.end = time.time()
 
     @property
@@ -465,6 +471,7 @@ def main() -> int:
 
     cleanup: list[tuple[str, str]] = []
     results: list[dict[str, Any]] = []
+    interrupted = False
     try:
         for rate in rates + ([math.inf] if args.flood else []):
             for side in sides:
@@ -477,6 +484,7 @@ def main() -> int:
                     print(f"  its stderr: {r['stderr_tail'][-600:]}", file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted: cleaning up", file=sys.stderr)
+        interrupted = True
     finally:
         _drop(cleanup)
 
@@ -496,7 +504,7 @@ def main() -> int:
     save("pg_stream", payload)
     if args.json:
         Path(args.json).write_text(json.dumps(payload, default=str))
-    return 0
+    return 130 if interrupted else 0
 
 
 def _goals(results: list[dict[str, Any]]) -> dict[str, Any]:
