@@ -106,7 +106,8 @@ class Receiver:
         ctx = mp.get_context("spawn")
         q = ctx.Queue()
         self.count = ctx.Value("q", 0, lock=False)
-        self._out = tempfile.mktemp(prefix="conn-pg-stream-arrivals-", suffix=".json")
+        fd, self._out = tempfile.mkstemp(prefix="conn-pg-stream-arrivals-", suffix=".json")
+        os.close(fd)
         self.proc = ctx.Process(target=_receiver_main, args=(q, self._out, self.count), daemon=True)
         self.proc.start()
         self.url = f"http://127.0.0.1:{q.get(timeout=30)}/hook"
@@ -117,7 +118,7 @@ class Receiver:
         self.proc.join(60)
         try:
             return {int(k): v for k, v in json.loads(Path(self._out).read_text()).items()}
-        except FileNotFoundError:
+        except (FileNotFoundError, ValueError):  # the receiver died before writing
             return {}
         finally:
             Path(self._out).unlink(missing_ok=True)
