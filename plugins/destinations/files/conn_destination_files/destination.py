@@ -53,7 +53,9 @@ def capabilities(fmt: str = "jsonl") -> Capabilities:
     per row by the mapper; Parquet holds any Arrow value."""
     from conn_destination_files.erasure import ERASURE
 
-    return Capabilities(batch_size=100_000, modes=frozenset(MODES), supports_delete=True,
+    # Events (mode: events) are for event APIs; a change log holds records.
+    modes = frozenset(m for m in MODES if m != "events")
+    return Capabilities(batch_size=100_000, modes=modes, supports_delete=True,
                         values="arrow" if fmt == "parquet" else "json", erasure=ERASURE)
 
 
