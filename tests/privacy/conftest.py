@@ -4,6 +4,7 @@ keyed on e-mail) and to files, run through the real command line in this process
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -75,8 +76,9 @@ syncs:
 
 
 def person(i: int) -> dict[str, Any]:
-    """Row ``i`` of the warehouse: e-mail addresses in mixed case, distinctive names."""
-    return {"id": 1000 + i, "email": f"Person.{i}@Example.org", "name": f"Zqx Person{i}"}
+    """Row ``i`` of the warehouse: e-mail addresses in mixed case, distinctive names and
+    ids (a short id such as 1003 turns up by chance in a DuckDB file's bytes)."""
+    return {"id": 73_950_000 + i, "email": f"Person.{i}@Example.org", "name": f"Zqx Person{i}"}
 
 
 @dataclass
@@ -161,11 +163,15 @@ def files_under(folder: Path) -> list[Path]:
 
 def clear_hits(folder: Path, needles: list[str]) -> list[str]:
     """Files under ``folder`` whose bytes hold one of ``needles`` (case-insensitive),
-    DuckDB files included byte for byte."""
+    DuckDB files included byte for byte. A needle of digits counts only where no digit
+    touches it, so an id is not found inside a longer number."""
     hits = []
     for f in files_under(folder):
         data = f.read_bytes().lower()
         for n in needles:
-            if n.lower().encode() in data:
+            pattern = re.escape(n.lower().encode())
+            if n.isdigit():
+                pattern = rb"(?<![0-9])" + pattern + rb"(?![0-9])"
+            if re.search(pattern, data):
                 hits.append(f"{f.relative_to(folder)}: {n}")
     return hits
