@@ -112,6 +112,9 @@ class NatsSource(Source, StreamingSource):
         # (position, number of messages delivered up to its end).
         self._held: list[Msg] = []
         self._marks: list[tuple[int, int]] = []
+        self._current = 0
+        self._acked_pos: Any = None
+        self._disconnected = False
 
     # --- connection --------------------------------------------------------------------
 
@@ -140,10 +143,23 @@ class NatsSource(Source, StreamingSource):
             return await nats.connect(servers, connect_timeout=CONNECT_TIMEOUT,
                                       max_reconnect_attempts=3, user=cfg.get("user"),
                                       password=cfg.get("password"), token=cfg.get("token"),
-                                      name=f"conn {self.instance}")
+                                      name=f"conn {self.instance}",
+                                      error_cb=self._on_error,
+                                      disconnected_cb=self._on_disconnect)
         except Exception as exc:  # NoServersError, OSError, auth errors
             raise CheckFailed(f"cannot reach NATS at {self._where()}: "
                               f"{type(exc).__name__}") from None
+
+    async def _on_error(self, exc: Exception) -> None:
+        # nats-py logs a traceback for each error unless given a callback: one line
+        # (changes() logs the loss itself).
+        log.debug("NATS at %s: %s", self._where(), type(exc).__name__)
+
+    async def _on_disconnect(self) -> None:
+        # conn reconnects itself (changes()), binding the consumer again: a connection
+        # nats-py restores on its own would keep acking with AckPolicy ALL past
+        # messages the lost one swallowed.
+        self._disconnected = True
 
     def close(self) -> None:
         if self._nc is not None and not self._nc.is_closed:
@@ -230,53 +246,101 @@ class NatsSource(Source, StreamingSource):
 
     def changes(self, stream: StreamInfo, position: Any | None, *,
                 wait: float) -> Iterator[ChangeBatch]:
-        import pyarrow as pa
+        """Pull from the durable consumer. A connection lost in the middle (a server
+        restart, a killed connection) is opened again with
+        :class:`conn.reconnect.Reconnect`'s backoff, and the consumer is bound again as
+        on a start: from just after the last position conn acknowledged, so what was
+        delivered and not acknowledged comes again at once and in order (AckPolicy ALL
+        must never ack a message the lost connection swallowed)."""
+        import nats.errors
+        from conn.reconnect import Reconnect, reason
 
+        retry = Reconnect(f"source {self.instance!r}: NATS at {self._where()}", log)
         sub, start = self._subscribe(position)
         self._held, self._marks = [], []
-        current = start
-        fetch = int(self.config.get("fetch", 1000))
+        self._current, self._acked_pos = start, position
         try:
             while True:
-                msgs = self._fetch(sub, fetch, wait)
-                if not msgs:
-                    yield ChangeBatch(None, current)
-                    continue
-                self._held.extend(msgs)
-                seqs = [m.metadata.sequence.stream for m in msgs]
-                # Redeliveries may come after later messages: positions never go back.
-                current = max(current, *seqs)
-                self._marks.append((current, len(self._held)))
-                rows, rejected = self._decode(msgs)
-                times = pa.array([m.metadata.timestamp.timestamp() for m in msgs
-                                  if m.metadata.timestamp is not None], pa.float64())
-                ops = pa.array(["insert"] * rows.num_rows, pa.string())
-                changes = rows.select(stream.schema.names).append_column(OPERATION, ops)
-                kept = times if len(times) == len(msgs) and not rejected else None
-                yield ChangeBatch(changes, current, commit_times=kept,
-                                  rejected=tuple(rejected))
+                try:
+                    if sub is None:
+                        self._drop_connection()
+                        sub, start = self._subscribe(self._acked_pos)
+                        retry.connected()
+                        self._held, self._marks = [], []
+                        self._current = max(self._current, start)
+                    yield from self._pull(sub, stream, wait)
+                except (ConnError, nats.errors.Error, OSError) as exc:
+                    sub = None
+                    yield from retry.pause(retry.failed(reason(exc)), wait, self._current)
         finally:
             self._held, self._marks = [], []
+            if sub is not None:
+                try:
+                    self._run(sub.unsubscribe(), timeout=5)
+                except Exception as exc:  # the connection may be gone already
+                    log.debug("unsubscribing: %s", type(exc).__name__)
+
+    def _pull(self, sub: Any, stream: StreamInfo, wait: float) -> Iterator[ChangeBatch]:
+        """Fetch and yield until the connection fails."""
+        import pyarrow as pa
+
+        fetch = int(self.config.get("fetch", 1000))
+        while True:
+            msgs = self._fetch(sub, fetch, wait)
+            if self._disconnected or self._nc is None or self._nc.is_closed:
+                raise ConnError("disconnected")
+            if not msgs:
+                yield ChangeBatch(None, self._current)
+                continue
+            self._held.extend(msgs)
+            seqs = [m.metadata.sequence.stream for m in msgs]
+            # Redeliveries may come after later messages: positions never go back.
+            self._current = max(self._current, *seqs)
+            self._marks.append((self._current, len(self._held)))
+            rows, rejected = self._decode(msgs)
+            times = pa.array([m.metadata.timestamp.timestamp() for m in msgs
+                              if m.metadata.timestamp is not None], pa.float64())
+            ops = pa.array(["insert"] * rows.num_rows, pa.string())
+            changes = rows.select(stream.schema.names).append_column(OPERATION, ops)
+            kept = times if len(times) == len(msgs) and not rejected else None
+            yield ChangeBatch(changes, self._current, commit_times=kept,
+                              rejected=tuple(rejected))
+
+    def _drop_connection(self) -> None:
+        """Forget a failed connection (the next call opens a new one)."""
+        nc, self._nc, self._disconnected = self._nc, None, False
+        if nc is not None and not nc.is_closed:
             try:
-                self._run(sub.unsubscribe(), timeout=5)
-            except Exception as exc:  # the connection may be gone already
-                log.debug("unsubscribing: %s", type(exc).__name__)
+                self._run(nc.close(), timeout=5)
+            except Exception as exc:  # it failed already
+                log.debug("closing NATS connection: %s", type(exc).__name__)
 
     def acknowledge(self, position: Any) -> None:
         """Ack (AckAll) the last message of the latest batch ``position`` covers: the
-        server forgets it and every message delivered before it."""
+        server forgets it and every message delivered before it. With the connection
+        lost the ack is dropped: the consumer is bound again from just after
+        ``position`` when the connection is back."""
+        self._acked_pos = position
         done = [n for pos, n in self._marks if pos <= int(position)]
         if not done:
             return
         upto = done[-1]
-        self._run(self._held[upto - 1].ack(), timeout=10)
+        try:
+            self._run(self._held[upto - 1].ack(), timeout=10)
+        except Exception as exc:  # nats errors, a closed connection, a timeout
+            log.debug("ack of %s dropped: %s", position, type(exc).__name__)
         del self._held[:upto]
         self._marks = [(pos, n - upto) for pos, n in self._marks if n > upto]
 
     def lag(self) -> SourceLag:
         """Messages of the stream the consumer has not delivered yet plus those
-        delivered and not acknowledged."""
-        info = self._run(self._js().consumer_info(self.js_stream, self.durable), timeout=5)
+        delivered and not acknowledged (unknown while the connection is down: only the
+        reading thread opens one)."""
+        nc = self._nc
+        if nc is None or nc.is_closed:
+            return SourceLag()
+        info = self._run(nc.jetstream().consumer_info(self.js_stream, self.durable),
+                         timeout=5)
         return SourceLag(messages=int(info.num_pending or 0) + int(info.num_ack_pending or 0))
 
     @classmethod

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from conn.errors import CheckFailed, ConnError
+from conn.errors import CheckFailed
 from conn.messages import STREAM_SCHEMA, declared_stream, decode_json
 from conn.source import Source, SourceState, StreamInfo
 from conn.streaming import OPERATION, ChangeBatch, SourceLag, StreamingSource
@@ -27,6 +27,7 @@ from conn.streaming import OPERATION, ChangeBatch, SourceLag, StreamingSource
 if TYPE_CHECKING:
     import pika
     import pyarrow as pa
+    from conn.reconnect import Reconnect
 
 log = logging.getLogger("conn.sources.rabbitmq")
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
@@ -74,6 +75,7 @@ class RabbitMQSource(Source, StreamingSource):
         self._channel: Any = None
         self._session = 0
         self._acked = 0
+        self._tag = 0
         self._lag = SourceLag()
         self._lock = threading.Lock()
 
@@ -178,58 +180,91 @@ class RabbitMQSource(Source, StreamingSource):
     def changes(self, stream: StreamInfo, position: Any | None, *,
                 wait: float) -> Iterator[ChangeBatch]:
         """Consume the queue; ``position`` is not needed to resume (the queue redelivers
-        what was not acknowledged), only to keep positions ordered."""
+        what was not acknowledged), only to keep positions ordered. A connection lost in
+        the middle (a broker restart, a closed connection) is opened again with
+        :class:`conn.reconnect.Reconnect`'s backoff; RabbitMQ has requeued what the lost
+        one had not acknowledged, and delivers it again."""
         import pika.exceptions as pe
-        import pyarrow as pa
+        from conn.reconnect import Reconnect, reason
 
-        conn = self._connect()
-        channel, ready = self._open_queue(conn)
-        channel.basic_qos(prefetch_count=int(self.config.get("prefetch", 5000)))
         session = time.time_ns()
         if position is not None:
             session = max(session, int(position[0]) + 1)
-        self._channel, self._session, self._acked = channel, session, 0
-        self._lag = SourceLag(messages=ready)
-        consume = channel.consume(self.queue, inactivity_timeout=max(wait, 0.01))
-        tag, asked = 0, time.monotonic()
+        retry = Reconnect(f"source {self.instance!r}: RabbitMQ at {self._where()}", log)
+        conn: Any = self._connect()  # at the start, unreachable is an error (conn check's)
         try:
             while True:
-                payloads: list[bytes] = []
-                ids: list[str] = []
                 try:
-                    method, props, body = next(consume)
-                    while method is not None:
-                        tag = method.delivery_tag
-                        payloads.append(body)
-                        ids.append(f"{self.queue}#{props.message_id or f'{session}:{tag}'}")
-                        if not channel.get_waiting_message_count():
-                            break
-                        method, props, body = next(consume)
-                except pe.AMQPError as exc:
-                    raise ConnError(f"source {self.instance!r}: the connection to RabbitMQ "
-                                    f"at {self._where()} failed ({type(exc).__name__})"
-                                    ) from exc
-                if time.monotonic() - asked >= LAG_EVERY:
-                    asked = time.monotonic()
-                    self._update_lag(channel, tag)
-                if not payloads:
-                    yield ChangeBatch(None, [session, tag])
-                    continue
-                rows, rejected = decode_json(payloads, ids, self.schema)
-                ops = pa.array(["insert"] * rows.num_rows, pa.string())
-                changes = rows.select(stream.schema.names).append_column(OPERATION, ops)
-                yield ChangeBatch(changes, [session, tag], rejected=tuple(rejected))
+                    if conn is None:
+                        conn = self._connect()
+                    yield from self._consume(conn, stream, session, wait, retry)
+                except (pe.AMQPError, CheckFailed) as exc:
+                    if conn is not None:
+                        _close(conn)
+                        conn = None
+                    self._channel = None
+                    yield from retry.pause(retry.failed(reason(exc)), wait,
+                                           [session, self._tag])
+                    # Delivery tags count again from 1 on a new channel: a new session.
+                    session, self._tag = max(time.time_ns(), session + 1), 0
         finally:
             self._channel = None
-            _close(conn)  # what was not acknowledged is requeued by RabbitMQ
+            if conn is not None:
+                _close(conn)  # what was not acknowledged is requeued by RabbitMQ
+
+    def _consume(self, conn: Any, stream: StreamInfo, session: int, wait: float,
+                 retry: Reconnect) -> Iterator[ChangeBatch]:
+        """One connection's consumption, until it fails."""
+        import pika.exceptions as pe
+        import pyarrow as pa
+
+        channel, ready = self._open_queue(conn)
+        channel.basic_qos(prefetch_count=int(self.config.get("prefetch", 5000)))
+        retry.connected()
+        self._channel, self._session, self._acked, self._tag = channel, session, 0, 0
+        self._lag = SourceLag(messages=ready)
+        consume = channel.consume(self.queue, inactivity_timeout=max(wait, 0.01))
+        asked = time.monotonic()
+        while True:
+            payloads: list[bytes] = []
+            ids: list[str] = []
+            if self._channel is None:  # an acknowledgement found the connection gone
+                raise pe.StreamLostError("the connection closed while acknowledging")
+            method, props, body = next(consume)
+            while method is not None:
+                self._tag = method.delivery_tag
+                payloads.append(body)
+                ids.append(f"{self.queue}#{props.message_id or f'{session}:{self._tag}'}")
+                if not channel.get_waiting_message_count():
+                    break
+                method, props, body = next(consume)
+            if time.monotonic() - asked >= LAG_EVERY:
+                asked = time.monotonic()
+                self._update_lag(channel, self._tag)
+            if not payloads:
+                yield ChangeBatch(None, [session, self._tag])
+                continue
+            rows, rejected = decode_json(payloads, ids, self.schema)
+            ops = pa.array(["insert"] * rows.num_rows, pa.string())
+            changes = rows.select(stream.schema.names).append_column(OPERATION, ops)
+            yield ChangeBatch(changes, [session, self._tag], rejected=tuple(rejected))
 
     def acknowledge(self, position: Any) -> None:
         """``basic_ack`` (multiple) up to the position's delivery tag: RabbitMQ forgets
-        that message and every one delivered before it on this channel."""
+        that message and every one delivered before it on this channel. A position of an
+        earlier connection is ignored: RabbitMQ requeued its messages when it ended."""
+        import pika.exceptions as pe
+
         session, tag = int(position[0]), int(position[1])
         if self._channel is None or session != self._session or tag <= self._acked:
-            return  # a position of an earlier connection: its messages were requeued
-        self._channel.basic_ack(delivery_tag=tag, multiple=True)
+            return
+        try:
+            self._channel.basic_ack(delivery_tag=tag, multiple=True)
+        except pe.AMQPError:
+            # The connection is gone: its messages are requeued; the reading loop
+            # reconnects (it finds the channel dropped here).
+            self._channel = None
+            return
         self._acked = tag
 
     def _update_lag(self, channel: Any, tag: int) -> None:

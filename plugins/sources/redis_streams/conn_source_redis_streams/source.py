@@ -23,6 +23,7 @@ from conn.streaming import OPERATION, ChangeBatch, SourceLag, StreamingSource
 if TYPE_CHECKING:
     import pyarrow as pa
     import redis
+    from conn.reconnect import Reconnect
 
 log = logging.getLogger("conn.sources.redis_streams")
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -89,6 +90,8 @@ class RedisStreamsSource(Source, StreamingSource):
         # batch (position, number delivered up to its end).
         self._held: list[bytes] = []
         self._marks: list[tuple[tuple[int, int], int]] = []
+        self._current: tuple[int, int] = (0, 0)
+        self._acked: tuple[int, int] = (0, 0)
 
     # --- connection --------------------------------------------------------------------
 
@@ -104,8 +107,15 @@ class RedisStreamsSource(Source, StreamingSource):
         if self._client is None:
             self._client = redis.Redis.from_url(str(self.config.get("url") or DEFAULT_URL),
                                                 socket_connect_timeout=3,
-                                                socket_timeout=30)
+                                                socket_timeout=30,
+                                                client_name=self._client_name())
         return self._client
+
+    def _client_name(self) -> str:
+        """The connection's name in ``CLIENT LIST`` (group and consumer: an operator
+        can tell the follower's connection from others)."""
+        return "conn:" + "".join(c if c.isalnum() or c in "-_.:" else "_"
+                                 for c in f"{self.group}:{self.consumer}")
 
     def _call(self, fn: str, *args: Any, **kwargs: Any) -> Any:
         import redis.exceptions as rx
@@ -161,56 +171,89 @@ class RedisStreamsSource(Source, StreamingSource):
 
     def changes(self, stream: StreamInfo, position: Any | None, *,
                 wait: float) -> Iterator[ChangeBatch]:
-        import pyarrow as pa
+        """Entries of the group for this consumer: its pending ones first, then new
+        ones. A connection lost in the middle (a Redis restart, ``CLIENT KILL``) is
+        opened again with :class:`conn.reconnect.Reconnect`'s backoff; the consumer's
+        pending entries are then read again from the start, as on a restart, so an entry
+        whose delivery the lost connection swallowed is not skipped."""
+        from conn.reconnect import Reconnect, reason
 
         self._ensure_group()
+        retry = Reconnect(f"source {self.instance!r}: Redis at {self._where()}", log)
         stored = _id_key(position) if position else (0, 0)
-        current = stored
-        self._held, self._marks = [], []
-        count = int(self.config.get("count", 1000))
+        self._current = stored
+        self._held, self._marks, self._acked = [], [], stored
         self._claim()
-        # First the entries delivered to this consumer before and never acked (a crash),
-        # paged by ID from "0"; then new ones (">").
-        pending_from: str | None = "0"
         try:
             while True:
-                if pending_from is not None:
-                    entries, last = self._read(pending_from, count, None)
-                    if last is None:
-                        pending_from = None
-                        continue
-                    pending_from = last
-                    entries = self._settle(entries, stored)
-                    if not entries:
-                        continue
-                else:
-                    entries, _ = self._read(">", count, max(1, int(wait * 1000)))
-                    if not entries:
-                        yield ChangeBatch(None, _id_text(current))
-                        continue
-                ids = [e[0] for e in entries]
-                self._held.extend(ids)
-                current = max(current, *(_id_key(i) for i in ids))
-                self._marks.append((current, len(self._held)))
-                rows, rejected = self._decode(entries)
-                ops = pa.array(["insert"] * rows.num_rows, pa.string())
-                changes = rows.select(stream.schema.names).append_column(OPERATION, ops)
-                times = pa.array([_id_key(i)[0] / 1000.0 for i in ids], pa.float64())
-                yield ChangeBatch(changes, _id_text(current),
-                                  commit_times=None if rejected else times,
-                                  rejected=tuple(rejected))
+                try:
+                    yield from self._entries(stream, stored, wait, retry)
+                except CheckFailed as exc:
+                    yield from retry.pause(retry.failed(reason(exc)), wait,
+                                           _id_text(self._current))
         finally:
             self._held, self._marks = [], []
 
+    def _entries(self, stream: StreamInfo, stored: tuple[int, int], wait: float,
+                 retry: Reconnect) -> Iterator[ChangeBatch]:
+        """Read until the connection fails: first the entries delivered to this
+        consumer before and never acked (a crash, or a reply the lost connection never
+        brought), paged by ID from "0", then new ones (">")."""
+        import pyarrow as pa
+
+        count = int(self.config.get("count", 1000))
+        pending_from: str | None = "0"
+        if retry.lost:
+            self._call("ping")
+            retry.connected()
+            self.acknowledge(_id_text(self._acked))  # an XACK the lost connection dropped
+        held = set(self._held)
+        while True:
+            if pending_from is not None:
+                entries, last = self._read(pending_from, count, None)
+                if last is None:
+                    pending_from = None
+                    continue
+                pending_from = last
+                # Already handed out (waiting for their commit): not twice.
+                entries = [e for e in self._settle(entries, stored) if e[0] not in held]
+                if not entries:
+                    continue
+            else:
+                entries, _ = self._read(">", count, max(1, int(wait * 1000)))
+                if not entries:
+                    yield ChangeBatch(None, _id_text(self._current))
+                    continue
+            ids = [e[0] for e in entries]
+            self._held.extend(ids)
+            self._current = max(self._current, *(_id_key(i) for i in ids))
+            self._marks.append((self._current, len(self._held)))
+            rows, rejected = self._decode(entries)
+            ops = pa.array(["insert"] * rows.num_rows, pa.string())
+            changes = rows.select(stream.schema.names).append_column(OPERATION, ops)
+            times = pa.array([_id_key(i)[0] / 1000.0 for i in ids], pa.float64())
+            yield ChangeBatch(changes, _id_text(self._current),
+                              commit_times=None if rejected else times,
+                              rejected=tuple(rejected))
+
     def acknowledge(self, position: Any) -> None:
-        """XACK every entry of the batches ``position`` covers."""
+        """XACK every entry of the batches ``position`` covers. With the connection
+        down they stay held, and are XACK'ed by the next acknowledgement or on
+        reconnection (pending entries are never lost: at worst read again on a
+        restart and found at or before the stored position)."""
         key = _id_key(position)
+        self._acked = max(self._acked, key)
         done = [n for pos, n in self._marks if pos <= key]
         if not done:
             return
         upto = done[-1]
-        for i in range(0, upto, 10_000):
-            self._call("xack", self.skey, self.group, *self._held[i:min(upto, i + 10_000)])
+        try:
+            for i in range(0, upto, 10_000):
+                self._call("xack", self.skey, self.group,
+                           *self._held[i:min(upto, i + 10_000)])
+        except CheckFailed as exc:
+            log.debug("XACK on %s postponed: %s", self.skey, exc)
+            return
         del self._held[:upto]
         self._marks = [(pos, n - upto) for pos, n in self._marks if n > upto]
 
