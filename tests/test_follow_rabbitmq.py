@@ -13,20 +13,27 @@ server is not reachable.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from tests import follow_kit as kit
 from tests.conftest import unavailable
+from tests.follow_kit import (
+    CONN,
+    delivered,
+    eventually,
+    ids,
+    kill,
+    people,
+    queue_project,
+    start,
+    stop,
+)
 
 pytest.importorskip("conn_source_rabbitmq")
 pytest.importorskip("conn_destination_files")
@@ -104,76 +111,12 @@ def queue_name(rabbit: Rabbit) -> Iterator[str]:
     rabbit.delete(name)
 
 
-CONN = str(Path(sys.executable).with_name("conn"))
+def project(folder: Path, queue: str, **kw: Any) -> None:
+    queue_project(folder, "rabbitmq", {"url": URL, "queue": queue}, **kw)
 
 
-def eventually(check: Callable[[], Any], timeout: float = 60.0, what: Any = "") -> Any:
-    end = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
-        time.sleep(0.05)
-
-
-def project(folder: Path, queue: str, *, max_latency_ms: int = 100) -> None:
-    doc = {"version": 1,
-           "sources": {"queue": {"type": "rabbitmq", "config": {
-               "url": "amqp://guest:guest@127.0.0.1:5672/%2F", "queue": queue,
-               "name": "events",
-               "columns": {"id": "integer", "email": "string", "status": "string"},
-               "primary_key": "id"}}},
-           "destinations": {"landing": {"type": "files",
-                                        "config": {"path": str(folder / "out")}}},
-           "syncs": {"q2f": {"source": "queue", "stream": "events", "destination": "landing",
-                             "object": "records", "match_key": "id",
-                             "max_latency_ms": max_latency_ms,
-                             "mapping": {"id": "id", "email": "email", "status": "status"}}}}
-    (folder / "conn.yml").write_text(yaml.safe_dump(doc), encoding="utf-8")
-
-
-def start(folder: Path) -> subprocess.Popen:
-    env = {**os.environ, "CONN_PLUGINS_STRICT": "1"}
-    return subprocess.Popen([CONN, "sync", "queue", "landing", "--follow", "-p", str(folder)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-
-
-def stop(proc: subprocess.Popen) -> tuple[int, str]:
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
-    return proc.returncode, err.decode()
-
-
-def kill(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
-
-
-def delivered(folder: Path) -> list[dict[str, Any]]:
-    path = folder / "out" / "records.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def ids(folder: Path) -> set[int]:
-    return {r["id"] for r in delivered(folder)}
-
-
-def consuming(rabbit, queue: str, proc: subprocess.Popen) -> None:
-    """Wait until the follower consumes from the queue."""
-    def bound() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"the follower exited: {proc.stderr.read().decode()}")
-        return rabbit.consumers(queue) > 0
-
-    eventually(bound, what="the follower's consumer")
-
-
-def people(lo: int, hi: int, status: str = "new") -> list[dict[str, Any]]:
-    return [{"id": i, "email": f"p{i}@example.com", "status": status} for i in range(lo, hi)]
+def consuming(rabbit: Rabbit, queue: str, proc: subprocess.Popen) -> None:
+    kit.consuming(lambda: rabbit.consumers(queue) > 0, proc, "the follower's consumer")
 
 
 def test_published_messages_reach_the_files_destination(tmp_path, rabbit, queue_name):
@@ -260,3 +203,32 @@ def test_a_malformed_message_is_rejected_listed_and_then_acked(tmp_path, rabbit,
     rows = json.loads(out.stdout)["rejected"]
     assert [str(r["key"]) for r in rows] == [f"{queue_name}#bad-1"]
     assert "not valid JSON" in rows[0]["reason"]
+
+
+def close_connection(queue: str) -> None:
+    """Close the follower's connection from the broker's side (rabbitmqctl; the
+    connection is named after the queue, so no other test's is touched)."""
+    out = subprocess.run(["rabbitmqctl", "list_connections", "-q", "--no-table-headers",
+                          "pid", "client_properties"], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    pids = [line.split("\t")[0] for line in out.splitlines() if f" {queue}" in line]
+    assert pids, f"no connection of the follower of {queue} in: {out}"
+    for pid in pids:
+        subprocess.run(["rabbitmqctl", "close_connection", pid, "closed by a conn test"],
+                       capture_output=True, timeout=60, check=True)
+
+
+@pytest.mark.slow
+def test_a_connection_closed_by_the_broker_is_reopened_and_loses_nothing(
+        tmp_path, rabbit, queue_name, fault_server):
+    """The broker closes the follower's connection twice while messages keep coming and
+    requests are in flight to a slow webhook: the follower reconnects by itself (with
+    backoff, one log line each way), every message arrives, and nothing was sent twice
+    but the requests in flight, under their original idempotency keys."""
+    project(tmp_path, queue_name, hook_url=fault_server.url + "/hook")
+    _, changed = kit.follow_through_cuts(
+        tmp_path, fault_server, lambda m: rabbit.publish(queue_name, m),
+        lambda: rabbit.consumers(queue_name) > 0, lambda: close_connection(queue_name),
+        secrets=["guest:guest"])
+    assert not changed, f"re-sent under another idempotency key: {changed}"
+    assert rabbit.ready(queue_name) == 0

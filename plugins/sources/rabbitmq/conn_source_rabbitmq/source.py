@@ -88,6 +88,9 @@ class RabbitMQSource(Source, StreamingSource):
         params.connection_attempts = 1
         params.socket_timeout = 5
         params.blocked_connection_timeout = 60
+        # Named, so an operator can tell conn's connection apart (rabbitmqctl
+        # list_connections user_provided_name).
+        params.client_properties = {"connection_name": f"conn {self.instance} {self.queue}"}
         return params
 
     def _where(self) -> str:
