@@ -183,3 +183,47 @@ def follow_through_cuts(folder: Path, receiver: Any, publish: Callable[[list[dic
     # A cut re-sends at most the requests in flight then (concurrency 2 x 20 records).
     assert resent <= cuts * 2 * 20, f"{resent} records re-sent by {cuts} cuts"
     return resent, [c for c, k in keys.items() if len(k) > 1]
+
+
+class PrivateServer:
+    """A server process of the test's own on a free loopback port (``{port}`` and
+    ``{dir}`` in ``argv`` are filled in), which the test may restart: restarting the
+    machine's shared server would break other tests running at the same time."""
+
+    def __init__(self, argv: list[str], folder: Path) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        folder.mkdir(parents=True, exist_ok=True)
+        self.argv = [a.format(port=self.port, dir=folder) for a in argv]
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        import socket
+
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+
+        def listening() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return True
+            except OSError:
+                return False
+
+        eventually(listening, timeout=30, what=f"{self.argv[0]} on port {self.port}")
+
+    def stop(self) -> None:
+        """SIGTERM (a clean shutdown: the server saves what it must), then wait."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+    def restart(self, down: float = 1.0) -> None:
+        """Stop, stay down ``down`` seconds (the follower's attempts fail), start."""
+        self.stop()
+        time.sleep(down)
+        self.start()

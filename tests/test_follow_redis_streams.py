@@ -13,20 +13,28 @@ under CI) when the server is not reachable.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from tests import follow_kit as kit
 from tests.conftest import unavailable
+from tests.follow_kit import (
+    CONN,
+    delivered,
+    eventually,
+    ids,
+    kill,
+    people,
+    queue_project,
+    start,
+    stop,
+)
 
 pytest.importorskip("conn_source_redis_streams")
 pytest.importorskip("conn_destination_files")
@@ -82,80 +90,17 @@ def stream_key(streams: Streams) -> Iterator[str]:
     streams.r.delete(key)
 
 
-CONN = str(Path(sys.executable).with_name("conn"))
 GROUP = "conn-follow"
 
 
-def eventually(check: Callable[[], Any], timeout: float = 60.0, what: Any = "") -> Any:
-    end = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
-        time.sleep(0.05)
+def project(folder: Path, key: str, **kw: Any) -> None:
+    queue_project(folder, "redis_streams", {"url": URL, "key": key, "group": GROUP,
+                                            "consumer": key}, **kw)
 
 
-def project(folder: Path, key: str, *, max_latency_ms: int = 100) -> None:
-    doc = {"version": 1,
-           "sources": {"queue": {"type": "redis_streams", "config": {
-               "url": "redis://127.0.0.1:6379/0", "key": key, "group": GROUP,
-               "name": "events",
-               "columns": {"id": "integer", "email": "string", "status": "string"},
-               "primary_key": "id"}}},
-           "destinations": {"landing": {"type": "files",
-                                        "config": {"path": str(folder / "out")}}},
-           "syncs": {"q2f": {"source": "queue", "stream": "events", "destination": "landing",
-                             "object": "records", "match_key": "id",
-                             "max_latency_ms": max_latency_ms,
-                             "mapping": {"id": "id", "email": "email", "status": "status"}}}}
-    (folder / "conn.yml").write_text(yaml.safe_dump(doc), encoding="utf-8")
-
-
-def start(folder: Path) -> subprocess.Popen:
-    env = {**os.environ, "CONN_PLUGINS_STRICT": "1"}
-    return subprocess.Popen([CONN, "sync", "queue", "landing", "--follow", "-p", str(folder)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-
-
-def stop(proc: subprocess.Popen) -> tuple[int, str]:
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
-    return proc.returncode, err.decode()
-
-
-def kill(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
-
-
-def delivered(folder: Path) -> list[dict[str, Any]]:
-    path = folder / "out" / "records.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def ids(folder: Path) -> set[int]:
-    return {r["id"] for r in delivered(folder)}
-
-
-def consuming(streams, key: str, proc: subprocess.Popen) -> None:
-    """Wait until the follower has created its group and reads from it."""
-    def bound() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"the follower exited: {proc.stderr.read().decode()}")
-        try:
-            return streams.group(key, GROUP)["consumers"] > 0
-        except Exception:
-            return False
-
-    eventually(bound, what="the follower's consumer group")
-
-
-def people(lo: int, hi: int, status: str = "new") -> list[dict[str, Any]]:
-    return [{"id": i, "email": f"p{i}@example.com", "status": status} for i in range(lo, hi)]
+def consuming(streams: Streams, key: str, proc: subprocess.Popen) -> None:
+    kit.consuming(lambda: streams.group(key, GROUP)["consumers"] > 0, proc,
+                  "the follower's consumer group")
 
 
 def test_published_messages_reach_the_files_destination(tmp_path, streams, stream_key):
@@ -243,3 +188,57 @@ def test_a_malformed_entry_is_rejected_listed_and_then_acked(tmp_path, streams, 
     assert sorted(reasons) == sorted([f"{stream_key}#{bad}", f"{stream_key}#{no_field}"])
     assert "not valid JSON" in reasons[f"{stream_key}#{bad}"]
     assert "no field 'data'" in reasons[f"{stream_key}#{no_field}"]
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[kit.PrivateServer]:
+    """A redis-server of the test's own (append-only file, synced at every write, so a
+    restart keeps the stream and its group), which it may restart."""
+    import shutil
+
+    if shutil.which("redis-server") is None:
+        unavailable("redis-server is not installed")
+    server = kit.PrivateServer(["redis-server", "--port", "{port}", "--bind", "127.0.0.1",
+                                "--dir", "{dir}", "--appendonly", "yes",
+                                "--appendfsync", "always", "--save", ""],
+                               tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.slow
+def test_a_redis_restart_in_mid_stream_loses_nothing(tmp_path, private_redis, fault_server):
+    """The follower's Redis restarts twice (down 1 s each time) while entries keep
+    coming and requests are in flight to a slow webhook: the follower reconnects by
+    itself (with backoff, one log line each way), reads its pending entries again,
+    every entry arrives, and nothing was sent twice but the requests in flight, under
+    their original idempotency keys."""
+    import redis
+
+    url = f"redis://127.0.0.1:{private_redis.port}/0"
+    key = "conn:t:" + uuid.uuid4().hex[:10]
+    queue_project(tmp_path, "redis_streams", {"url": url, "key": key, "group": GROUP},
+                  hook_url=fault_server.url + "/hook")
+
+    def add(messages: list[dict]) -> None:
+        for _ in range(100):  # the server may be restarting: publish when it is back
+            try:
+                r = redis.Redis.from_url(url, socket_connect_timeout=1)
+                pipe = r.pipeline(transaction=True)  # all or none: retried whole
+                for m in messages:
+                    pipe.xadd(key, {"data": json.dumps(m)})
+                pipe.execute()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.1)
+
+    def group() -> dict:
+        r = redis.Redis.from_url(url, socket_connect_timeout=1)
+        return next(g for g in r.xinfo_groups(key) if g["name"] == GROUP.encode())
+
+    _, changed = kit.follow_through_cuts(tmp_path, fault_server, add,
+                                         lambda: group()["consumers"] > 0,
+                                         private_redis.restart)
+    assert not changed, f"re-sent under another idempotency key: {changed}"
+    eventually(lambda: group()["pending"] == 0, what="every entry acked")

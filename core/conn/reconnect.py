@@ -94,7 +94,10 @@ def reason(exc: BaseException) -> str:
     """A one-line reason for a lost connection: the exception's type and the first line
     of its message, with known secrets masked."""
     from conn import secrets
+    from conn.errors import ConnError
 
     text = secrets.redact(str(exc)).strip().splitlines()
+    if isinstance(exc, ConnError) and text:
+        return text[0][:200]  # conn's own message already names the server and cause
     name = type(exc).__name__
     return f"{name}: {text[0][:200]}" if text and text[0] else name
