@@ -14,20 +14,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from tests import follow_kit as kit
 from tests.conftest import unavailable
+from tests.follow_kit import (
+    CONN,
+    delivered,
+    eventually,
+    ids,
+    kill,
+    people,
+    queue_project,
+    start,
+    stop,
+)
 
 pytest.importorskip("conn_source_nats")
 pytest.importorskip("conn_destination_files")
@@ -40,11 +47,14 @@ URL = "nats://127.0.0.1:4222"
 class Nats:
     """Synchronous helpers over nats-py (a connection per call: tests are not hot)."""
 
+    def __init__(self, url: str = URL) -> None:
+        self.url = url
+
     def _do(self, fn: Callable[[Any], Any]) -> Any:
         import nats
 
         async def go() -> Any:
-            nc = await nats.connect(URL, connect_timeout=2, max_reconnect_attempts=0)
+            nc = await nats.connect(self.url, connect_timeout=2, max_reconnect_attempts=0)
             try:
                 return await fn(nc.jetstream())
             finally:
@@ -101,80 +111,18 @@ def js_stream(nats_server: Nats) -> Iterator[str]:
     nats_server.delete_stream(name)
 
 
-CONN = str(Path(sys.executable).with_name("conn"))
 DURABLE = "conn-follow"
 
 
-def eventually(check: Callable[[], Any], timeout: float = 60.0, what: Any = "") -> Any:
-    end = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
-        time.sleep(0.05)
+def project(folder: Path, stream: str, *, url: str = URL, **kw: Any) -> None:
+    queue_project(folder, "nats", {"url": url, "stream": stream, "durable": DURABLE,
+                                   "ack_wait_seconds": 30}, **kw)
 
 
-def project(folder: Path, stream: str, *, max_latency_ms: int = 100) -> None:
-    doc = {"version": 1,
-           "sources": {"queue": {"type": "nats", "config": {
-               "url": "nats://127.0.0.1:4222", "stream": stream, "name": "events",
-               "durable": DURABLE, "ack_wait_seconds": 30,
-               "columns": {"id": "integer", "email": "string", "status": "string"},
-               "primary_key": "id"}}},
-           "destinations": {"landing": {"type": "files",
-                                        "config": {"path": str(folder / "out")}}},
-           "syncs": {"q2f": {"source": "queue", "stream": "events", "destination": "landing",
-                             "object": "records", "match_key": "id",
-                             "max_latency_ms": max_latency_ms,
-                             "mapping": {"id": "id", "email": "email", "status": "status"}}}}
-    (folder / "conn.yml").write_text(yaml.safe_dump(doc), encoding="utf-8")
-
-
-def start(folder: Path) -> subprocess.Popen:
-    env = {**os.environ, "CONN_PLUGINS_STRICT": "1"}
-    return subprocess.Popen([CONN, "sync", "queue", "landing", "--follow", "-p", str(folder)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-
-
-def stop(proc: subprocess.Popen) -> tuple[int, str]:
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
-    return proc.returncode, err.decode()
-
-
-def kill(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
-
-
-def delivered(folder: Path) -> list[dict[str, Any]]:
-    path = folder / "out" / "records.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def ids(folder: Path) -> set[int]:
-    return {r["id"] for r in delivered(folder)}
-
-
-def consuming(nats_server, stream: str, proc: subprocess.Popen) -> None:
+def consuming(nats_server: Nats, stream: str, proc: subprocess.Popen) -> None:
     """Wait until the follower has its consumer bound (a pull request waiting)."""
-    def bound() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"the follower exited: {proc.stderr.read().decode()}")
-        try:
-            return nats_server.consumer(stream, DURABLE).num_waiting > 0
-        except Exception:
-            return False
-
-    eventually(bound, what="the follower's pull consumer")
-
-
-def people(lo: int, hi: int, status: str = "new") -> list[dict[str, Any]]:
-    return [{"id": i, "email": f"p{i}@example.com", "status": status} for i in range(lo, hi)]
+    kit.consuming(lambda: nats_server.consumer(stream, DURABLE).num_waiting > 0, proc,
+                  "the follower's pull consumer")
 
 
 def test_published_messages_reach_the_files_destination(tmp_path, nats_server, js_stream):
@@ -264,3 +212,48 @@ def test_a_malformed_message_is_rejected_listed_and_then_acked(tmp_path, nats_se
     rows = json.loads(out.stdout)["rejected"]
     assert [str(r["key"]) for r in rows] == [f"{js_stream}#{seqs[2]}"]
     assert "not valid JSON" in rows[0]["reason"]
+
+
+@pytest.fixture
+def private_nats(tmp_path: Path) -> Iterator[kit.PrivateServer]:
+    """A nats-server with JetStream of the test's own (its store in the test's folder),
+    which it may restart."""
+    import shutil
+
+    if shutil.which("nats-server") is None:
+        unavailable("nats-server is not installed")
+    server = kit.PrivateServer(["nats-server", "-js", "-a", "127.0.0.1", "-p", "{port}",
+                                "-sd", "{dir}"], tmp_path / "nats")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.slow
+def test_a_server_restart_in_mid_stream_loses_nothing(tmp_path, private_nats, fault_server):
+    """The follower's NATS server restarts twice (down 1 s each time) while messages
+    keep coming and requests are in flight to a slow webhook: the follower reconnects
+    by itself (with backoff, one log line each way), binds its consumer again from the
+    last position it acknowledged, every message arrives, and nothing was sent twice
+    but the requests in flight, under their original idempotency keys."""
+    server = Nats(f"nats://127.0.0.1:{private_nats.port}")
+    stream = "CONN_T_" + uuid.uuid4().hex[:10].upper()
+    server.add_stream(stream)
+    project(tmp_path, stream, url=server.url, hook_url=fault_server.url + "/hook")
+
+    def publish(messages: list[dict]) -> None:
+        for _ in range(100):  # the server may be restarting: publish when it is back
+            try:
+                server.publish(f"{stream}.people", messages)
+                return
+            except Exception:  # not reachable yet; a repeat is found unchanged
+                import time
+
+                time.sleep(0.1)
+
+    _, changed = kit.follow_through_cuts(
+        tmp_path, fault_server, publish,
+        lambda: server.consumer(stream, DURABLE).num_waiting > 0, private_nats.restart)
+    assert not changed, f"re-sent under another idempotency key: {changed}"
+    eventually(lambda: server.consumer(stream, DURABLE).num_ack_pending == 0,
+               what="every message acked")

@@ -140,12 +140,14 @@ class NatsSource(Source, StreamingSource):
         cfg = self.config
         servers = [u.strip() for u in str(cfg.get("url") or "nats://127.0.0.1:4222").split(",")]
         try:
-            return await nats.connect(servers, connect_timeout=CONNECT_TIMEOUT,
-                                      max_reconnect_attempts=3, user=cfg.get("user"),
-                                      password=cfg.get("password"), token=cfg.get("token"),
-                                      name=f"conn {self.instance}",
-                                      error_cb=self._on_error,
-                                      disconnected_cb=self._on_disconnect)
+            connecting = nats.connect(
+                servers, connect_timeout=CONNECT_TIMEOUT, max_reconnect_attempts=3,
+                user=cfg.get("user"), password=cfg.get("password"), token=cfg.get("token"),
+                name=f"conn {self.instance}", error_cb=self._on_error,
+                disconnected_cb=self._on_disconnect)
+            # Bounded: nats-py's first connect to a server that is down (a restart)
+            # can retry well past connect_timeout.
+            return await asyncio.wait_for(connecting, timeout=3 * CONNECT_TIMEOUT)
         except Exception as exc:  # NoServersError, OSError, auth errors
             raise CheckFailed(f"cannot reach NATS at {self._where()}: "
                               f"{type(exc).__name__}") from None
