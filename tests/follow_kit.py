@@ -139,8 +139,8 @@ def assert_clean_log(stderr: str, *, secrets: Iterable[str] = ()) -> None:
 
 def follow_through_cuts(folder: Path, receiver: Any, publish: Callable[[list[dict]], Any],
                         bound: Callable[[], bool], cut: Callable[[], Any], *,
-                        cuts: int = 2, total: int = 300, secrets: Iterable[str] = ()
-                        ) -> tuple[int, list[str]]:
+                        cuts: int = 2, total: int = 300, secrets: Iterable[str] = (),
+                        source: str = "queue") -> tuple[int, list[str]]:
     """While a follower sends to the webhook ``receiver`` (a slow one: requests are in
     flight), publish ``total`` messages in ``cuts + 1`` parts, 10 at a time, and after
     each part but the last call ``cut()`` (kill the follower's connection, restart the
@@ -151,7 +151,7 @@ def follow_through_cuts(folder: Path, receiver: Any, publish: Callable[[list[dic
     import threading
 
     receiver.configure(delay=0.2)
-    proc = start(folder, "queue", "hook")
+    proc = start(folder, source, "hook")
     part = total // (cuts + 1)
 
     def write(lo: int, hi: int) -> None:

@@ -307,3 +307,41 @@ def test_sigkill_in_mid_stream_loses_nothing_and_resends_only_requests_in_flight
         # payload is re-sent from another previous state, under another key. Nothing is
         # lost and the re-send bound holds (asserted above); the key promise does not yet.
         pytest.xfail(f"{len(changed)} re-sent change(s) under another idempotency key")
+
+
+@pytest.mark.slow
+def test_a_terminated_walsender_is_reconnected_and_loses_nothing(
+        tmp_path, pg_url, sql, names, fault_server):
+    """The server ends the follower's replication connection twice
+    (pg_terminate_backend on the slot's walsender) while rows keep coming and requests
+    are in flight to a slow webhook: the follower reconnects by itself (with backoff,
+    one log line each way) from the last transaction it handed out, every row arrives,
+    and nothing was sent twice but the requests in flight."""
+    from tests import follow_kit as kit
+
+    t = names("t")
+    sql(f'CREATE TABLE "{t}" (id int PRIMARY KEY, status text)')
+    slot = names("s")
+    project(tmp_path, pg_url, t, {"to_hook": slot}, fault_server.url + "/hook",
+            mode="upsert")
+
+    def insert(rows: list[dict]) -> None:
+        import psycopg2
+
+        conn = psycopg2.connect(pg_url)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            for r in rows:
+                cur.execute(f'INSERT INTO "{t}" VALUES (%s, %s)', (r["id"], r["status"]))
+        conn.close()
+
+    def terminate() -> None:
+        pid = eventually(lambda: (sql("SELECT active_pid FROM pg_replication_slots "
+                                      "WHERE slot_name = $1", (slot,)) or [(None,)])[0][0],
+                         what="the walsender")
+        sql("SELECT pg_terminate_backend($1)", (pid,))
+
+    _, changed = kit.follow_through_cuts(
+        tmp_path, fault_server, insert, lambda: sql(STREAMING, (slot,)) == [(1,)],
+        terminate, total=240, source="to_hook", secrets=["postgres@"])
+    assert not changed, f"re-sent under another idempotency key: {changed}"

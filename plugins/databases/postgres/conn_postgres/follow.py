@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from conn.errors import ConnError
@@ -28,6 +28,9 @@ from conn_postgres.replication import (
     position_lsn,
 )
 
+if TYPE_CHECKING:
+    from conn.reconnect import Reconnect
+
 log = logging.getLogger("conn_postgres.follow")
 
 
@@ -39,6 +42,8 @@ class Follower:
         self.settings = Settings.of(config)
         self.admin = Admin(config, self.settings)
         self.stream: ReplicationStream | None = None
+        #: The end of the last transaction handed out (where a reconnection resumes).
+        self._handed = 0
 
     @staticmethod
     def check(config: Mapping[str, Any]) -> None:
@@ -52,27 +57,30 @@ class Follower:
 
     def changes(self, stream: StreamInfo, pos: Any | None,
                 wait: float) -> Iterator[ChangeBatch]:
+        """Stream the table's changes after ``pos``. A replication connection lost in
+        the middle (the server restarted, the walsender terminated) is opened again with
+        :class:`conn.reconnect.Reconnect`'s backoff, from the end of the last
+        transaction handed out: the server sends again every transaction after it."""
         import psycopg2
+        from conn.errors import CheckFailed
+        from conn.reconnect import Reconnect, reason
 
         self.admin.check_wal_level()
         self.admin.prepare(self.schema, [stream.name])
-        rs = self.stream = ReplicationStream(self.config, self.settings, self.schema,
-                                             stream.name)
         where = f"source {self.instance!r}, table {self.schema}.{stream.name}"
+        retry = Reconnect(f"{where}: PostgreSQL replication", log)
+        self._handed = position_lsn(pos)
         try:
-            rs.start(position_lsn(pos), self.admin.confirmed_lsn())
-            dec = rs.decoder
-            for buf in rs.buffers(wait):
-                if dec.truncated:
-                    dec.truncated = False
-                    log.warning("%s was truncated: TRUNCATE is not streamed row by row; "
-                                "run the sync once without --follow (mirror mode deletes "
-                                "what left the table)", where)
-                if buf is None:
-                    yield ChangeBatch(None, position(dec.commit_end))
-                    continue
-                yield ChangeBatch(self._arrow(buf, stream, where), position(dec.commit_end),
-                                  pa.array(buf.commit_times, pa.float64()))
+            while True:
+                try:
+                    yield from self._stream(stream, wait, where, retry)
+                except (psycopg2.OperationalError, psycopg2.InterfaceError,
+                        CheckFailed) as exc:
+                    from conn_postgres.common import redact
+
+                    self.close()
+                    yield from retry.pause(retry.failed(reason(CheckFailed(redact(exc)))),
+                                           wait, position(self._handed))
         except SchemaChanged as exc:
             raise ConnError(f"{where}: {exc}; start the sync again") from None
         except psycopg2.Error as exc:
@@ -81,6 +89,27 @@ class Follower:
             raise ConnError(f"{where}: replication failed: {redact(exc).strip()}") from None
         finally:
             self.close()
+
+    def _stream(self, stream: StreamInfo, wait: float, where: str,
+                retry: Reconnect) -> Iterator[ChangeBatch]:
+        """One replication connection's changes, after what was handed out."""
+        rs = self.stream = ReplicationStream(self.config, self.settings, self.schema,
+                                             stream.name)
+        rs.start(self._handed, self.admin.confirmed_lsn())
+        retry.connected()
+        dec = rs.decoder
+        for buf in rs.buffers(wait):
+            if dec.truncated:
+                dec.truncated = False
+                log.warning("%s was truncated: TRUNCATE is not streamed row by row; "
+                            "run the sync once without --follow (mirror mode deletes "
+                            "what left the table)", where)
+            self._handed = dec.commit_end
+            if buf is None:
+                yield ChangeBatch(None, position(dec.commit_end))
+                continue
+            yield ChangeBatch(self._arrow(buf, stream, where), position(dec.commit_end),
+                              pa.array(buf.commit_times, pa.float64()))
 
     def _arrow(self, buf: ChangeBuffer, stream: StreamInfo, where: str) -> pa.RecordBatch:
         """The buffer's text values as the stream's Arrow types (one conversion per
