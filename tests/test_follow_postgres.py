@@ -11,10 +11,8 @@ Each test uses its own table, publication and slot, and drops the slot at the en
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -26,25 +24,14 @@ import pytest
 import yaml
 
 from tests.conftest import unavailable
+from tests.follow_kit import eventually, start, stop
 
 pytest.importorskip("conn_postgres")
 pytest.importorskip("conn_destination_webhook")
 pytest.importorskip("conn_destination_files")
 
 pytestmark = pytest.mark.services
-CONN = str(Path(sys.executable).with_name("conn"))
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def eventually(check: Callable[[], Any], timeout: float = 60.0, what: Any = "") -> Any:
-    end = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -141,12 +128,6 @@ def project(folder: Path, pg_url: str, table: str, slots: dict[str, str], hook_u
     return path
 
 
-def start(folder: Path, source_name: str, dest: str) -> subprocess.Popen:
-    env = {**os.environ, "CONN_PLUGINS_STRICT": "1"}
-    return subprocess.Popen([CONN, "sync", source_name, dest, "--follow", "-p", str(folder)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-
-
 #: 1 when a walsender (a replication connection) streams from the slot.
 STREAMING = ("SELECT 1 FROM pg_replication_slots s JOIN pg_stat_replication r "
              "ON r.pid = s.active_pid WHERE s.slot_name = $1")
@@ -162,12 +143,6 @@ def wait_active(sql, slot: str, proc: subprocess.Popen) -> None:
         return sql(STREAMING, (slot,)) == [(1,)]
 
     eventually(active, timeout=60, what=f"slot {slot} active")
-
-
-def stop(proc: subprocess.Popen) -> tuple[int, str]:
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
-    return proc.returncode, err.decode()
 
 
 def log_rows(folder: Path) -> list[dict[str, Any]]:
