@@ -12,7 +12,7 @@ CORE = Path(__file__).resolve().parents[1] / "core" / "conn"
 
 #: Each top-level module or package of ``conn`` and its layer: a module may import only
 #: from strictly lower layers (and from itself).
-LAYERS: dict[str, int] = {
+LAYERS: dict[str, float] = {
     # foundations: no conn imports but each other's errors
     "errors": 0, "secrets": 0, "interrupt": 0, "duckdb_scan": 0, "speedups": 0,
     "schemas": 0, "hookspecs": 0,
@@ -32,6 +32,8 @@ LAYERS: dict[str, int] = {
     "mapping": 9, "destination": 9,
     # kits for plugin authors
     "http": 10, "sql": 10,
+    # alerts on a run's outcome: rules, channels (over conn.http); the runner calls them
+    "alerts": 10.5,
     # the runner: every stage above, in order
     "runtime": 11,
     "singer": 12, "testing": 12, "builtins": 12, "demo": 12,

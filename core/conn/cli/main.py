@@ -30,6 +30,9 @@ singer_app = typer.Typer(help="Use conn connectors from Singer and Meltano.", no
 new_app = typer.Typer(help="Create new things: plugins.", no_args_is_help=True)
 app.add_typer(singer_app, name="singer")
 app.add_typer(new_app, name="new")
+alerts_app = typer.Typer(help="Alert rules of conn.yml: list them with their last state, "
+                         "send a test notice.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
 
 ProjectOpt = Annotated[
     Optional[Path],  # noqa: UP045 - typer needs Optional here
@@ -415,6 +418,28 @@ def _click_exception() -> type[Exception]:
 
         return ClickException
     return Vendored
+
+
+@alerts_app.command("list")
+def alerts_list(project: ProjectOpt = None, json_out: JsonOpt = False) -> None:
+    """Each alert rule, its channels and its last state per sync (firing or ok, when the
+    last notice went, what it said, the last delivery error)."""
+    from conn.cli.alerts_cmd import list_alerts
+
+    list_alerts(project, json_out=json_out)
+
+
+@alerts_app.command("test")
+def alerts_test(
+    rule: Annotated[Optional[str], typer.Argument(  # noqa: UP045
+        help="Send through this rule's channels (default: every channel).")] = None,
+    project: ProjectOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Send a test notice; exit 1 if a channel did not take it (the error says why)."""
+    from conn.cli.alerts_cmd import send_test
+
+    send_test(rule, project, json_out=json_out)
 
 
 def _fail(exc: BaseException, code: int, message: str, json_mode: bool) -> None:

@@ -94,6 +94,10 @@ def load_project(path: Path | str | None = None, *, registry: Registry | None = 
                 if found:
                     unresolved[key][str(name)] = found
             data[key] = section
+        elif key == "alerts":
+            # conn.alerts resolves its ${ENV} references channel by channel: an unset
+            # SMTP password disables that channel, not every command.
+            data[key] = value
         else:
             data[key] = interpolate(value, fname, str(key), errors)
     # Before any message can quote a value: the credentials of every URL in the file.
@@ -159,6 +163,10 @@ def load_project(path: Path | str | None = None, *, registry: Registry | None = 
                       consent_sources=entries("consent_sources"),
                       state=data.get("state") or {}, raw=data)
     errors += cross_check(project)
+    if "alerts" in data:
+        from conn.config.alerts import alert_config_errors
+
+        errors += alert_config_errors(project)
     if errors:
         raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
     if validate_plugins:

@@ -88,6 +88,9 @@ class RunReport:
     run: RunInfo
     syncs: list[SyncReport] = field(default_factory=list)
     finished_at: float | None = None
+    #: The alert notices sent after the run (:class:`conn.alerts.Delivery`), for
+    #: ``conn serve``'s metrics; not part of the report's dict.
+    alerts: list[Any] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

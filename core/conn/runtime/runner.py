@@ -625,6 +625,14 @@ def run_syncs(project: Project, syncs: list[SyncConfig], registry: Registry,
     finally:
         report.finished_at = time.time()
         registry.hook.run_finished(run=run, report=report)
-        if own_store:
-            store.close()
+        try:
+            # A preview and a run asked to stop alert no one; alerting never raises.
+            if project.raw.get("alerts") and not options.dry_run \
+                    and not interrupt.is_requested():
+                from conn.alerts import after_run
+
+                report.alerts = after_run(project, store, report)
+        finally:
+            if own_store:
+                store.close()
     return report

@@ -130,6 +130,7 @@ class ScheduledSyncJob(Job):
         except ConnError as exc:  # the state store could not be opened, say
             return Outcome("failed", time.monotonic() - started,
                            error=secrets.redact(str(exc)))
+        metrics.alerts_sent(report.alerts)
         if not report.syncs:  # stopped before the sync started
             return Outcome("interrupted", time.monotonic() - started)
         rep = report.syncs[0]

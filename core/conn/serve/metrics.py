@@ -63,6 +63,12 @@ class Metrics:
                                  ["sync"], buckets=LATENCY_BUCKETS, registry=r)
         self.scheduler_alive = Gauge("conn_serve_scheduler_alive",
                                      "1 while the scheduler thread runs", registry=r)
+        self.alerts = Counter("conn_alerts_sent", "Alert notices delivered, by rule, "
+                              "channel and kind (firing, resolved)",
+                              ["sync", "rule", "channel", "kind"], registry=r)
+        self.alert_failures = Counter("conn_alerts_failed", "Alert notices a channel did "
+                                      "not take (the run is unaffected; see the log)",
+                                      ["sync", "rule", "channel"], registry=r)
         self._seen: dict[str, dict[str, int]] = {}
         self._lock = threading.Lock()
 
@@ -105,6 +111,14 @@ class Metrics:
         if status in ("ok", "rejected"):
             self.last_success.labels(sync).set(now)
         self.running.labels(sync).set(0)
+
+    def alerts_sent(self, deliveries: list[Any]) -> None:
+        """Count the notices :func:`conn.alerts.after_run` tried after a run."""
+        for d in deliveries:
+            if d.ok:
+                self.alerts.labels(d.sync, d.rule, d.channel, d.kind).inc()
+            else:
+                self.alert_failures.labels(d.sync, d.rule, d.channel).inc()
 
     def run_skipped(self, sync: str) -> None:
         self.skipped.labels(sync).inc()

@@ -278,6 +278,11 @@ class StateStore(abc.ABC):
         ``run_id``; keys it does not hold are left out. For ``conn explain`` and access
         reports."""
 
+    def notes(self) -> Notes | None:
+        """Small documents the project keeps beside its run history (:class:`Notes`: the
+        last alert per rule and sync), or None for a backend that cannot keep them."""
+        return None
+
     def privacy(self) -> PrivacyStore | None:
         """What ``conn forget`` keeps here (:class:`PrivacyStore`), or None for a backend
         that cannot keep it: ``conn forget`` then refuses to run, so such a backend
@@ -286,6 +291,20 @@ class StateStore(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional
         """Release connections."""
+
+
+class Notes(abc.ABC):
+    """Small JSON documents kept by ``(topic, key)`` in a project's state store, shared by
+    every process using it: what :mod:`conn.alerts` last sent per rule and sync. Each
+    method is one transaction; a write replaces the document (last writer wins)."""
+
+    @abc.abstractmethod
+    def read(self, topic: str) -> dict[str, dict[str, Any]]:
+        """Every document of ``topic`` by key (empty when none was written)."""
+
+    @abc.abstractmethod
+    def write(self, topic: str, key: str, document: dict[str, Any]) -> None:
+        """Store ``document`` (JSON-serialisable) under ``(topic, key)``."""
 
 
 def chain_hash(previous: str, body: str) -> str:

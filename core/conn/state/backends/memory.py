@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from conn.errors import SyncLocked
+from conn.state import contracts
 from conn.state.contracts import NULL_KEY_ID, PrivacyStore, StateStore, Storage, SyncState
 from conn.state.history import history_row
 from conn.state.planner import PlanningSyncState
@@ -130,6 +131,15 @@ class MemoryStateStore(StateStore):
         self._held: dict[str, dict[str, Any]] = {}
         self._mutex = threading.Lock()
         self._privacy: PrivacyStore | None = None
+        self._notes: contracts.Notes | None = None
+
+    def notes(self) -> contracts.Notes:
+        """See :class:`~conn.state.contracts.Notes` (kept in this process)."""
+        if self._notes is None:
+            from conn.state.backends.notes import MemoryNotes
+
+            self._notes = MemoryNotes()
+        return self._notes
 
     def privacy(self) -> PrivacyStore:
         """See :class:`~conn.state.contracts.PrivacyStore` (kept in this process)."""

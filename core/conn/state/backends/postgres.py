@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from conn.errors import StateError, SyncLocked
-from conn.state import history
+from conn.state import contracts, history
 from conn.state.backends.postgres_privacy import DDL as PRIVACY_DDL
 from conn.state.backends.postgres_privacy import PostgresPrivacy
 from conn.state.contracts import NULL_KEY_ID, PrivacyStore, StateStore, Storage, SyncState
@@ -285,6 +285,12 @@ class PostgresStateStore(StateStore):
             conn.execute(f"UPDATE {s}.meta SET value = %s WHERE key = 'format_version'",
                          [str(FORMAT_VERSION)])
         self._prepared = True
+
+    def notes(self) -> contracts.Notes:
+        """See :class:`~conn.state.contracts.Notes` (``<schema>.notes``)."""
+        from conn.state.backends.notes import PostgresNotes
+
+        return PostgresNotes(self)
 
     def privacy(self) -> PrivacyStore:
         """See :class:`~conn.state.contracts.PrivacyStore` (tables in the schema)."""

@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from conn.errors import StateError
-from conn.state import history
+from conn.state import contracts, history
 from conn.state.backends.duckdb import migrations, sorted_cache
 from conn.state.backends.duckdb.connection import attach, connect, detach, runs_lock
 from conn.state.backends.duckdb.delivered import delivered_rows
@@ -512,6 +512,12 @@ class DuckDBStateStore(StateStore):
                                                 "hash_engine": row_hashes.hash_engine()})
 
     # --- history and reports ------------------------------------------------------------
+
+    def notes(self) -> contracts.Notes:
+        """See :class:`~conn.state.contracts.Notes` (in ``state/runs.duckdb``)."""
+        from conn.state.backends.notes import DuckDBNotes
+
+        return DuckDBNotes(self)
 
     def privacy(self) -> PrivacyStore:
         """See :class:`~conn.state.contracts.PrivacyStore` (in ``state/runs.duckdb``)."""
