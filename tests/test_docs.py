@@ -38,7 +38,7 @@ PROJECT_KEYS = set(SCHEMA["properties"])
 OTHER_FORMATS = {"project_id": "meltano.yml"}
 #: The errors a fragment may have: what it leaves to the rest of the file.
 FRAGMENT_ERRORS = re.compile(r"missing required key|unknown (source|destination|consent "
-                             r"source) |expected exactly one of 'stream' or 'query'")
+                             r"source|sync) |expected exactly one of 'stream' or 'query'")
 
 
 def sync_keys() -> set[str]:
