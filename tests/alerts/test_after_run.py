@@ -43,6 +43,7 @@ def states(project, registry) -> dict:
         return notes.read(TOPIC)
 
 
+@pytest.mark.slow  # four runs (~3 s)
 def test_failure_fires_once_then_resolves(alerting, registry, mail, hook):
     _, box = mail
     people(BASE_ROWS)
@@ -162,6 +163,7 @@ def test_delivery_failure_never_fails_the_sync(alerting, registry, mail, hook, c
     assert report.syncs[0].status == "ok" and report.alerts == []
 
 
+@pytest.mark.slow  # the webhook's 503s are retried with backoff (~3 s)
 def test_no_channel_takes_it_then_it_is_sent_after_the_next_run(alerting, registry,
                                                                   hook, caplog, tmp_path):
     from conn.testing.http import Reply

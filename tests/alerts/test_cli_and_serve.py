@@ -97,3 +97,32 @@ def test_serve_counts_notices_and_failures_in_metrics(alerting, registry, mail, 
                                                *base, ("sync", "people_to_crm")))] == 1
     assert samples[("conn_alerts_failed_total", (("channel", "hook"), *base,
                                                  ("sync", "people_to_crm")))] == 1
+
+
+def test_slack_channel_gets_slacks_body(tmp_path, registry, hook):
+    from conn.config import load_project
+    from conn.runtime.runner import RunOptions, run_syncs
+
+    from tests.runtime.test_runtime import PROJECT
+
+    people(BASE_ROWS)
+    (tmp_path / "conn.yml").write_text(PROJECT.replace("MODE", "upsert") + f"""\
+alerts:
+  link: "https://conn.example.com/runs/{{run_id}}"
+  channels:
+    team: {{type: slack, url: "{hook.url}/services/T0/B0/XyZsecret"}}
+  rules:
+    down: {{when: failed, syncs: [people_to_crm]}}
+""")
+    project = load_project(tmp_path / "conn.yml", registry=registry)
+    fakes.WRITE_HOOK.append(fail_writes)
+    report = run_syncs(project, list(project.syncs.values()), registry, RunOptions())
+    run_id, rep = report.run.run_id, report.syncs[0]
+    assert [(d.channel, d.ok) for d in report.alerts] == [("team", True)]
+    why = f" ({rep.error_type})" if rep.error_type else ""
+    assert hook.requests[0].path == "/services/T0/B0/XyZsecret"
+    assert hook.requests[0].json == {"text": (
+        f":rotating_light: <https://conn.example.com/runs/{run_id}|ALERT down: sync "
+        f"people_to_crm run {run_id}>\nrun failed{why}\nrows_read 4, "
+        "consent_denied 1, inserted 0, updated 0, deleted 0, unchanged 0, rejected 0, "
+        f"pending 3, seconds {rep.seconds}")}
