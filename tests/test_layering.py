@@ -30,6 +30,8 @@ LAYERS: dict[str, float] = {
     "privacy": 7,
     "source": 8, "consent": 8, "streaming": 8, "events": 8, "messages": 8,
     "mapping": 9, "destination": 9,
+    # followed sources reconnecting (over conn.streaming's ChangeBatch)
+    "reconnect": 9,
     # kits for plugin authors
     "http": 10, "sql": 10,
     # alerts on a run's outcome: rules, channels (over conn.http); the runner calls them
