@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import socket
+import ssl
 import threading
 import warnings
 from collections.abc import Iterator
@@ -60,12 +61,19 @@ def free_port() -> int:
 
 
 @contextmanager
-def smtp_server(*, user: str | None = None, password: str | None = None
+def smtp_server(*, user: str | None = None, password: str | None = None,
+                tls: str = "none", context: ssl.SSLContext | None = None
                 ) -> Iterator[tuple[int, Mailbox]]:
     """An SMTP server on 127.0.0.1: ``(port, mailbox)``. With ``user``/``password`` it
-    requires that login (AUTH PLAIN/LOGIN over the plain connection)."""
+    requires that login (AUTH PLAIN/LOGIN; over TLS unless ``tls`` is ``none``).
+    ``tls``: ``starttls`` (required before anything else) or ``ssl`` (SMTPS) with the
+    server's ``context``."""
     box = Mailbox()
     kwargs: dict[str, Any] = {}
+    if tls == "starttls":
+        kwargs.update(tls_context=context, require_starttls=True)
+    elif tls == "ssl":
+        kwargs.update(ssl_context=context)
     if user is not None:
         def check(server: Any, session: Any, envelope: Any, mechanism: str,
                   auth_data: Any) -> AuthResult:
@@ -75,8 +83,10 @@ def smtp_server(*, user: str | None = None, password: str | None = None
                 box.logins.append((auth_data.login.decode(), auth_data.password.decode()))
             return AuthResult(success=ok)
 
-        kwargs = {"authenticator": check, "auth_required": True,
-                  "auth_require_tls": False}
+        # With implicit TLS (SMTPS) aiosmtpd does not know the session is encrypted and
+        # would not offer AUTH (aio-libs/aiosmtpd#281): require TLS for STARTTLS only.
+        kwargs.update(authenticator=check, auth_required=True,
+                      auth_require_tls=tls == "starttls")
     controller = Controller(box, hostname="127.0.0.1", port=free_port(), **kwargs)
     with warnings.catch_warnings():
         # aiosmtpd warns that AUTH without TLS is unsafe: true, and fine on loopback.

@@ -92,3 +92,12 @@ def test_defaults(tmp_path, registry):
     assert (v.window, v.min_runs, v.mad, v.percent, v.metric, v.cooldown) == (
         10, 5, 3.0, None, "rows_sent", 3600.0)
     assert (f.cooldown, f.syncs) == (300.0, None)
+
+
+def test_ca_file_is_relative_to_conn_yml(tmp_path, registry):
+    project = load(tmp_path, registry, "alerts:\n  channels:\n"
+                   "    mail: {type: email, host: h, from: a@b.c, to: x@y.z, "
+                   "ca_file: certs/relay.pem}\n  rules:\n    f: {when: failed}\n")
+    config = load_alerts(project)
+    assert config is not None
+    assert config.channels["mail"].settings["ca_file"] == str(tmp_path / "certs/relay.pem")

@@ -58,7 +58,8 @@ def _email(s: dict[str, Any], alert: Alert) -> None:
     tls = s.get("tls", "starttls")
     port = int(s.get("port") or _PORTS[tls])
     timeout = float(s.get("timeout", DEFAULT_TIMEOUT))
-    context = ssl.create_default_context()
+    # ca_file replaces the system's authorities (a relay with an internal CA).
+    context = ssl.create_default_context(cafile=s.get("ca_file"))
     smtp: smtplib.SMTP
     if tls == "ssl":
         smtp = smtplib.SMTP_SSL(s["host"], port, timeout=timeout, context=context)

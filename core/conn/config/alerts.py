@@ -123,6 +123,9 @@ def _parse(project: Project) -> tuple[AlertsConfig, list[ConfigError]]:
         resolved = interpolate(entry, file, f"alerts.channels.{name}", unset)
         if isinstance(resolved, dict) and resolved.get("type") in ("webhook", "slack"):
             secrets.register(resolved.get("url"))
+        if isinstance(resolved, dict) and isinstance(resolved.get("ca_file"), str) \
+                and resolved["ca_file"]:
+            resolved["ca_file"] = str(project.resolve_path(resolved["ca_file"]))
         channels[str(name)] = Channel(str(name), str((resolved or {}).get("type", ""))
                                       if isinstance(resolved, dict) else "",
                                       resolved if isinstance(resolved, dict) else {},
