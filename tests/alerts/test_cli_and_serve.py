@@ -26,8 +26,11 @@ def test_list_shows_rules_and_their_last_state(alerting, registry, mail, hook, t
     alerting(FAILED_RULE + "big:\n  when: volume\n  percent: 20\n  channels: [hook]\n")
     monkeypatch.chdir(tmp_path)
     fakes.WRITE_HOOK.append(fail_writes)
-    code, out, err = run_cli(monkeypatch, capsys, "sync", "mem", "crm")
+    code, out, err = run_cli(monkeypatch, capsys, "sync", "mem", "crm", "--json")
     assert code != 0
+    assert json.loads(out)["alerts"] == [
+        {"rule": "down", "sync": "people_to_crm", "channel": channel, "kind": "firing",
+         "ok": True, "error": None} for channel in ("mail", "hook")]
     code, out, err = run_cli(monkeypatch, capsys, "alerts", "list", "--json")
     assert code == 0, err
     listed = json.loads(out)

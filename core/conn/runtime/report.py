@@ -88,8 +88,8 @@ class RunReport:
     run: RunInfo
     syncs: list[SyncReport] = field(default_factory=list)
     finished_at: float | None = None
-    #: The alert notices sent after the run (:class:`conn.alerts.Delivery`), for
-    #: ``conn serve``'s metrics; not part of the report's dict.
+    #: The alert notices tried after the run (:class:`conn.alerts.Delivery`): in the
+    #: dict (``conn sync --json``) when there were any, and in ``conn serve``'s metrics.
     alerts: list[Any] = field(default_factory=list)
 
     @property
@@ -104,4 +104,6 @@ class RunReport:
             "dry_run": self.run.dry_run,
             "status": "ok" if self.ok else "failed",
             "syncs": [s.as_dict() for s in self.syncs],
+            **({"alerts": redact_obj([asdict(a) for a in self.alerts])} if self.alerts
+               else {}),
         }
