@@ -35,11 +35,12 @@ def eventually(check: Callable[[], Any], timeout: float = 60.0, what: Any = "") 
 
 
 def queue_project(folder: Path, source_type: str, config: dict[str, Any], *,
-                  max_latency_ms: int = 100, hook_url: str | None = None) -> None:
+                  max_latency_ms: int = 100, hook_url: str | None = None,
+                  follow: bool = False) -> None:
     """``conn.yml`` with the source ``queue`` (``config`` plus the declared columns)
     followed by the sync ``q2f`` into ``landing`` (the files destination) or, with
     ``hook_url``, into ``hook`` (the webhook, small requests so that several are in
-    flight)."""
+    flight); with ``follow`` the sync says ``follow: true`` (a job of ``conn serve``)."""
     dest = "hook" if hook_url else "landing"
     destinations: dict[str, Any] = {"landing": {"type": "files", "config": {
         "path": str(folder / "out")}}}
@@ -53,7 +54,8 @@ def queue_project(folder: Path, source_type: str, config: dict[str, Any], *,
            "syncs": {"q2f": {"source": "queue", "stream": "events", "destination": dest,
                              "object": "records", "match_key": "id",
                              "max_latency_ms": max_latency_ms,
-                             "mapping": {"id": "id", "email": "email", "status": "status"}}}}
+                             "mapping": {"id": "id", "email": "email", "status": "status"},
+                             **({"follow": True} if follow else {})}}}
     (folder / "conn.yml").write_text(yaml.safe_dump(doc), encoding="utf-8")
 
 
