@@ -1,8 +1,9 @@
 """Following a JetStream stream with ``conn sync SRC DEST --follow`` into the files
 destination (plugins/sources/nats/README.md "Guarantees", docs/realtime.md), against the
 local NATS server: delivery, SIGKILL and restart without loss, acks only after commit,
-malformed messages rejected and listed. Each test has its own stream, durable consumer
-and project folder.
+malformed messages rejected and listed; and, on a private server, a server restart and
+``conn serve`` killed while it follows the stream (``follow: true``). Each test has its
+own stream, durable consumer and project folder.
 
 Here rather than in the nats plugin's tests because it needs two plugins (the nats source
 and the files destination), which the core's environment has; the plugin's own tests
