@@ -110,7 +110,15 @@ class Serve:
 
     @property
     def events(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in list(self.lines)]
+        """The event lines so far. An error that ``--json`` prints indented over several
+        lines is skipped here; :meth:`wait_for` shows it whole when the process exits."""
+        out = []
+        for line in list(self.lines):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
 
     def named(self, event: str, **match: Any) -> list[dict[str, Any]]:
         return [e for e in self.events if e["event"] == event
