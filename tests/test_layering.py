@@ -25,7 +25,7 @@ LAYERS: dict[str, float] = {
     "digests": 5, "fields": 5, "sync_context": 5,
     "keys": 6, "idempotency": 6,
     # the sealed batches and requests: the bottom of the pipeline
-    "pipeline": 7,
+    "pipeline": 7, "experiments": 7,
     # what conn forget keeps: identifiers' digests, the suppression check, receipts
     "privacy": 7,
     "source": 8, "consent": 8, "streaming": 8, "events": 8, "messages": 8,

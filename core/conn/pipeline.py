@@ -62,6 +62,18 @@ def seal_gated(batch: pa.RecordBatch, keys: pa.Array, withheld: int) -> GatedBat
     return GatedBatch(batch, keys, withheld, _GATE_SEAL)
 
 
+def narrow_gated(gated: GatedBatch, keep: pa.Array) -> GatedBatch:
+    """The rows of ``gated`` where ``keep`` is true (a holdout's treatment arm): a stage
+    after the gate may take rows out of a gated batch, never put any in. ``withheld``
+    stays the gate's count."""
+    if not isinstance(gated, GatedBatch) or gated._seal is not _GATE_SEAL:
+        raise TypeError("only batches from the consent gate can be narrowed")
+    if len(keep) != gated.batch.num_rows:
+        raise ValueError("the mask must have one value per row of the gated batch")
+    return GatedBatch(gated.batch.filter(keep), gated.keys.filter(keep), gated.withheld,
+                      _GATE_SEAL)
+
+
 def seal_mapped(gated: GatedBatch, batch: pa.RecordBatch, keys: pa.Array,
                 rejected: list[tuple[str, str]] | None = None) -> MappedBatch:
     """For the mapper only: requires the gated batch it derives from."""

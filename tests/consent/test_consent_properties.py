@@ -4,7 +4,9 @@ withheld row is counted.
 
 Two paths: the real runtime (``conn.runtime.runner.run_syncs`` with the test kit's
 memory source and recording destination), and gate + mapper + ``conn.runtime.delivery``
-directly, batch by batch.
+directly, batch by batch. The runtime and streaming tests also draw a holdout experiment
+(docs/experiments.md): a held-out row never reaches the destination either, and a holdout
+never lets through a row the gate withheld.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from conn.runtime import delivery
 from conn.testing.sandbox import make_context
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.experiments.reference import is_held_out
 
 PURPOSES = ("marketing", "analytics", "advertising")
 STATUSES = ("granted", "denied", "revoked", "yes", "maybe", None)
@@ -75,7 +79,21 @@ def scenarios(draw: Any) -> dict[str, Any]:
     bases = {p: "contract" for p in purposes if draw(st.booleans())}
     batch_rows = draw(st.integers(1, 16))
     return {"ids": ids, "mkt": mkt, "events": events, "purposes": purposes,
-            "bases": bases, "batch_rows": batch_rows}
+            "bases": bases, "batch_rows": batch_rows, "holdout": draw(holdouts())}
+
+
+def holdouts() -> st.SearchStrategy[dict[str, Any] | None]:
+    """No holdout, or a percent and salt (large shares too, so that small tests hold out
+    someone)."""
+    return st.none() | st.fixed_dictionaries({
+        "percent": st.sampled_from((10, 50, 90, 33.3)),
+        "salt": st.text("abcxyz", min_size=1, max_size=4)})
+
+
+def not_held_out(ids: set[int], holdout: dict[str, Any] | None) -> set[int]:
+    if holdout is None:
+        return ids
+    return {i for i in ids if not is_held_out(str(i), holdout["percent"], holdout["salt"])}
 
 
 def tables(sc: dict[str, Any]) -> tuple[pa.Table, pa.Table]:
@@ -144,6 +162,8 @@ def _project(tmp: Path, sc: dict[str, Any]) -> Path:
         "consent": {"columns": {"marketing": "mkt"}, "source": "cs",
                     "legal_basis": sc["bases"]},
     }
+    if sc.get("holdout"):
+        sync["holdout"] = sc["holdout"]
     doc = {
         "version": 1,
         "state": {"backend": "memory"},
@@ -166,7 +186,7 @@ def _project(tmp: Path, sc: dict[str, Any]) -> Path:
 def test_runtime_sends_only_consented_rows(tmp_path: Path, sc: dict[str, Any]) -> None:
     from conn.config.load import load_project
     from conn.plugins import Registry
-    from conn.runtime.runner import RunOptions, run_syncs
+    from conn.runtime.runner import RunOptions, open_state_store, run_syncs
 
     from tests import fakes
 
@@ -177,15 +197,32 @@ def test_runtime_sends_only_consented_rows(tmp_path: Path, sc: dict[str, Any]) -
     reg = Registry(autoload=False)
     reg.add_module(fakes)
     project = load_project(_project(tmp_path, sc), registry=reg)
+    store = open_state_store(project, reg)
     report = run_syncs(project, list(project.syncs.values()), reg,
-                       RunOptions(batch_rows=sc["batch_rows"]))
+                       RunOptions(batch_rows=sc["batch_rows"]), store=store)
     rep = report.syncs[0]
     assert rep.status == "ok", rep.error
     received = [int(r["id"]) for _, _, recs in fakes.RECEIVED for r in recs]
-    expected = oracle(sc["ids"], sc["mkt"], sc["events"], sc["purposes"], sc["bases"])
+    consented = oracle(sc["ids"], sc["mkt"], sc["events"], sc["purposes"], sc["bases"])
+    expected = not_held_out(consented, sc["holdout"])
     assert sorted(received) == sorted(expected)
-    assert rep.consent_denied == len(sc["ids"]) - len(expected)
+    assert rep.consent_denied == len(sc["ids"]) - len(consented)
     assert rep.consent["withheld"] == rep.consent_denied
+    if sc["holdout"]:
+        # Every consented key is a member, in its arm; nobody the gate withheld is.
+        assert rep.experiment["eligible"] == len(consented)
+        assert rep.experiment["held_out"] == len(consented) - len(expected)
+        members = store_members(store, "people_to_crm")
+        assert members == {str(i): "treatment" if i in expected else "holdout"
+                           for i in consented}
+
+
+def store_members(store: Any, experiment: str) -> dict[str, str]:
+    """The experiment's members and arms as the state store recorded them."""
+    exp = store.experiment_store()
+    assert exp is not None
+    members = exp.members(experiment).to_pydict()
+    return dict(zip(members["key"], members["arm"], strict=True))
 
 
 # --- streaming syncs ------------------------------------------------------------------------
@@ -206,7 +243,7 @@ def change_feeds(draw: Any) -> dict[str, Any]:
                         "mkt": draw(st.sampled_from(COLUMN_VALUES))})
     cuts = sorted(set(draw(st.lists(st.integers(1, n), max_size=5))) | {n})
     return {"changes": changes, "cuts": cuts, "batch_rows": draw(st.integers(1, 8)),
-            "mode": draw(st.sampled_from(("mirror", "upsert")))}
+            "mode": draw(st.sampled_from(("mirror", "upsert"))), "holdout": draw(holdouts())}
 
 
 @settings(max_examples=25, deadline=None,
@@ -228,7 +265,8 @@ def test_streaming_sends_only_consented_changes(tmp_path: Path, sc: dict[str, An
         f = h.follow("crm", "people", object="contacts", match_key="email", mode=sc["mode"],
                      mapping={"id": "id", "email": "email", "name": "name"},
                      consent={"columns": {"marketing": "mkt"}}, max_latency_ms=5,
-                     batch_rows=sc["batch_rows"])
+                     batch_rows=sc["batch_rows"],
+                     **({"holdout": sc["holdout"]} if sc["holdout"] else {}))
         changes, start = sc["changes"], 0
         for cut in sc["cuts"]:
             part = changes[start:cut]
@@ -239,19 +277,22 @@ def test_streaming_sends_only_consented_changes(tmp_path: Path, sc: dict[str, An
         assert f.wait_rows(len(changes), timeout=30)
         rep = f.stop()
     assert rep.status == "ok", rep.error
-    consented = {c["name"] for c in changes if c["op"] != "delete" and c["mkt"] == "yes"}
+    sent_on = not_held_out({int(c["id"]) for c in changes}, sc["holdout"])
+    consented = {c["name"] for c in changes if c["op"] != "delete" and c["mkt"] == "yes"
+                 and int(c["id"]) in sent_on}
     held: dict[str, str] = {}
     for _, op, records in fakes.RECEIVED:
         for r in records:
             if op == "delete":
                 held.pop(r["email"], None)
                 continue
-            assert r["name"] in consented, f"change {r} reached the destination without consent"
+            assert r["name"] in consented, \
+                f"change {r} reached the destination without consent or held out"
             held[r["email"]] = r["name"]
     if sc["mode"] == "mirror":
         last: dict[str, dict[str, Any]] = {}
         for c in changes:
             last[c["id"]] = c
         expected = {f"u{i}@example.com": c["name"] for i, c in last.items()
-                    if c["op"] != "delete" and c["mkt"] == "yes"}
+                    if c["op"] != "delete" and c["mkt"] == "yes" and int(i) in sent_on}
         assert held == expected

@@ -85,6 +85,10 @@ def sync(
         "--follow", "-f", help="Stream: follow the source's changes and deliver them in "
         "micro-batches until Ctrl-C or SIGTERM (one sync; its source must offer a change "
         "stream, e.g. postgres with replication). See docs/realtime.md.")] = False,
+    new_experiment: Annotated[bool, typer.Option(
+        "--new-experiment", help="A sync's holdout percent or salt changed on purpose: "
+        "archive the old experiment (its members are kept as NAME#N) and start a new one. "
+        "See docs/experiments.md.")] = False,
     project: ProjectOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -92,7 +96,8 @@ def sync(
 
     Exit codes: 0 all rows delivered; 4 finished but some rows rejected (see 'conn
     rejected'); 1 a sync failed (unacknowledged rows stay pending for the next run);
-    3 configuration error (also: the sync's target changed, see --new-target);
+    3 configuration error (also: the sync's target changed, see --new-target; a
+    holdout's design changed, see --new-experiment);
     5 another run holds the sync's lock; 6 plugin missing/broken.
     """
     from conn.cli.sync_cmd import run_sync
@@ -102,7 +107,7 @@ def sync(
     run_sync(source, destination, sync_name or [], dry_run=dry_run, full_resync=full_resync,
              preview=preview, batch_rows=batch_rows, project=project, json_out=json_out,
              on_target_change="new" if new_target else "same" if same_target else None,
-             follow=follow)
+             follow=follow, new_experiment=new_experiment)
 
 
 @app.command()

@@ -120,7 +120,8 @@ def print_report(report: RunReport, json_out: bool) -> None:
 
 def run_sync(source: str, destination: str, names: list[str], *, dry_run: bool,
              full_resync: bool, preview: int, batch_rows: int | None, project: Path | None,
-             json_out: bool, on_target_change: OnChange = None, follow: bool = False) -> None:
+             json_out: bool, on_target_change: OnChange = None, follow: bool = False,
+             new_experiment: bool = False) -> None:
     # Only the connectors these syncs use are loaded and validated: a broken or heavy
     # plugin elsewhere in conn.yml does not slow down or break this command.
     proj, registry = open_project(project, only=set())
@@ -146,7 +147,7 @@ def run_sync(source: str, destination: str, names: list[str], *, dry_run: bool,
     validate_connectors(proj, registry, syncs)
     options = RunOptions(dry_run=dry_run, full_resync=full_resync,
                          preview_rows=preview if dry_run else 0, batch_rows=batch_rows,
-                         on_target_change=on_target_change)
+                         on_target_change=on_target_change, new_experiment=new_experiment)
     if follow:
         report = _follow(proj, registry, syncs, options)
     else:

@@ -58,6 +58,9 @@ class SyncReport:
     #: Pending erasures (``conn forget``) retried at the start of the run: ``retried``,
     #: ``erased``, ``pending`` (left out when there were none).
     erasures: dict[str, int] = field(default_factory=dict)
+    #: A holdout experiment (``holdout:``): its design and this run's counts of keys that
+    #: passed the gate (``eligible``), sent on (``treatment``) and ``held_out``.
+    experiment: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     error_type: str | None = None
     seconds: float = 0.0
@@ -76,8 +79,9 @@ class SyncReport:
         d = asdict(self)
         if not d["preview"]:
             d.pop("preview")
-        if not d["erasures"]:
-            d.pop("erasures")
+        for optional in ("erasures", "experiment"):
+            if not d[optional]:
+                d.pop(optional)
         return redact_obj(d)
 
 

@@ -27,7 +27,7 @@ from conn.errors import ConfigError, ConfigErrors, ConnError
 from conn.keys import key_array
 from conn.mapping import build_mapper
 from conn.privacy.suppression import Suppression
-from conn.runtime import delivery, forget
+from conn.runtime import delivery, forget, holdouts
 from conn.runtime.lane import DeliveryLane
 from conn.runtime.opening import OpenedInBackground
 from conn.runtime.report import RunInfo, RunReport, SyncReport
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from conn.destination import Destination, ObjectInfo, Operation
     from conn.mapping import Mapper
     from conn.plugins import Registry
+    from conn.runtime.holdouts import Holdout
     from conn.source import Source, StreamInfo
     from conn.state.contracts import Deletions, StateStore, SyncState
 
@@ -73,6 +74,8 @@ class RunOptions:
     preview_rows: int = 0
     batch_rows: int | None = None
     on_target_change: OnChange = None
+    #: A holdout whose design changed starts a new experiment (the old one is archived).
+    new_experiment: bool = False
 
 
 ProgressFn = Callable[[SyncReport, dict[str, Any]], None]
@@ -91,6 +94,7 @@ class PreparedSync:
     gate: ConsentGate
     mapper: Mapper
     mode: str
+    holdout: Holdout | None = None
 
     @property
     def operation(self) -> Operation:
@@ -227,7 +231,10 @@ class SyncRunner:
         issues = gate.issues() + mapper.issues()
         if issues:
             raise issues[0] if len(issues) == 1 else ConfigErrors(issues)
-        return PreparedSync(source, dest, stream, obj, match_key, gate, mapper, sync.mode)
+        holdout = holdouts.prepare(self.project, self.sync, self.store, self.run_info.run_id,
+                                   restart=self.options.new_experiment)
+        return PreparedSync(source, dest, stream, obj, match_key, gate, mapper, sync.mode,
+                            holdout)
 
     def _suppression(self) -> Suppression:
         """The project's suppression list (``conn check`` prepares syncs without a
@@ -282,6 +289,8 @@ class SyncRunner:
             p = self.prepare(source, dest)
             if not self.options.dry_run:
                 self._retry_erasures(p)
+                if p.holdout is not None:
+                    p.holdout.start()
             self._writers = ThreadPoolExecutor(
                 max_workers=max(1, p.obj.capabilities.concurrency),
                 thread_name_prefix="conn-write")
@@ -304,6 +313,7 @@ class SyncRunner:
                     DeliveryLane() as lane:
                 self._body(p, opening.value, lane)
             summary = p.gate.summary()
+            rep.experiment = p.holdout.summary() if p.holdout is not None else {}
             rep.consent = summary
             rep.legal_bases = dict(summary.get("legal_bases", {}))
             if interrupt.is_requested() and rep.status in ("running", "failed"):
@@ -420,6 +430,8 @@ class SyncRunner:
             keys = key_array(item, p.stream.primary_key)
         gated = gate.apply(item, keys)
         rep.consent_denied += gated.withheld
+        if p.holdout is not None:  # after the gate: held-out rows go no further
+            gated = p.holdout.split(gated, None if opts.dry_run else lane.submit)
         mapped = mapper.apply(gated)
         if mapped.rejected:
             st.touch(pa.array([k for k, _ in mapped.rejected], pa.string()))

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
+    from conn.state.experiments import ExperimentStore
     from conn.state.planner.sorted_state import LayeredState, SortedState
     from conn.state.target import OnChange, SyncTarget
 
@@ -287,6 +288,11 @@ class StateStore(abc.ABC):
         """What ``conn forget`` keeps here (:class:`PrivacyStore`), or None for a backend
         that cannot keep it: ``conn forget`` then refuses to run, so such a backend
         never holds a suppression entry the consent gate would miss."""
+        return None
+
+    def experiment_store(self) -> ExperimentStore | None:
+        """Holdout experiments kept here (:mod:`conn.state.experiments`), or None for a
+        backend that cannot keep them: a sync with a ``holdout:`` then refuses to run."""
         return None
 
     def close(self) -> None:  # noqa: B027 - optional

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from conn.errors import SyncLocked
 from conn.state import contracts
 from conn.state.contracts import NULL_KEY_ID, PrivacyStore, StateStore, Storage, SyncState
+from conn.state.experiments import ExperimentStore
 from conn.state.history import history_row
 from conn.state.planner import PlanningSyncState
 from conn.state.target import OnChange, SyncTarget, decide
@@ -132,6 +133,7 @@ class MemoryStateStore(StateStore):
         self._mutex = threading.Lock()
         self._privacy: PrivacyStore | None = None
         self._notes: contracts.Notes | None = None
+        self._experiments: ExperimentStore | None = None
 
     def notes(self) -> contracts.Notes:
         """See :class:`~conn.state.contracts.Notes` (kept in this process)."""
@@ -148,6 +150,14 @@ class MemoryStateStore(StateStore):
 
             self._privacy = MemoryPrivacy(self)
         return self._privacy
+
+    def experiment_store(self) -> ExperimentStore:
+        """See :class:`~conn.state.experiments.ExperimentStore` (kept in this process)."""
+        if self._experiments is None:
+            from conn.state.experiments import DuckDBExperiments, memory_connection
+
+            self._experiments = DuckDBExperiments(memory_connection())
+        return self._experiments
 
     @contextmanager
     def open_sync(self, sync: str, run_id: str, *, full_resync: bool = False,
