@@ -28,11 +28,15 @@ app = typer.Typer(
 )
 singer_app = typer.Typer(help="Use conn connectors from Singer and Meltano.", no_args_is_help=True)
 new_app = typer.Typer(help="Create new things: plugins.", no_args_is_help=True)
+experiments_app = typer.Typer(
+    help="Holdout experiments: who was held out of a sync's destination, and whether the "
+    "treatment changed an outcome (docs/experiments.md).", no_args_is_help=True)
 app.add_typer(singer_app, name="singer")
 app.add_typer(new_app, name="new")
 alerts_app = typer.Typer(help="Alert rules of conn.yml: list them with their last state, "
                          "send a test notice.", no_args_is_help=True)
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(experiments_app, name="experiments")
 
 ProjectOpt = Annotated[
     Optional[Path],  # noqa: UP045 - typer needs Optional here
@@ -280,6 +284,48 @@ def init(
     from conn.cli.init_cmd import init_project
 
     init_project(directory, demo=demo, customers=customers, seed=seed, force=force)
+
+
+@experiments_app.command("list")
+def experiments_list(project: ProjectOpt = None, json_out: JsonOpt = False) -> None:
+    """List holdout experiments, running and archived, with their members per arm.
+
+    Exit codes: 0 listed (also when there are none); 3 configuration error."""
+    from conn.cli.experiments_cmd import list_command
+
+    list_command(project=project, json_out=json_out)
+
+
+@experiments_app.command("report")
+def experiments_report(
+    name: Annotated[str, typer.Argument(help="Experiment name (see 'conn experiments "
+                        "list'; by default a sync's name).")],
+    outcome: Annotated[str, typer.Option(
+        "--outcome", "-o", help="Where the outcome is: a stream of the source (e.g. "
+        "orders) or a query (e.g. \"SELECT customer_id FROM orders WHERE amount > 0\"). "
+        "A member converted if its key appears in it.")],
+    source: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--source", help="Source to read the outcome from (default: the experiment's "
+        "sync's source).")] = None,
+    key: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--key", "-k", help="Outcome column(s) holding the member key, in the order of the "
+        "sync's primary key (repeatable; default: the sync's primary key columns).")] = None,
+    alpha: Annotated[float, typer.Option(
+        "--alpha", min=0.0001, max=0.5, help="Significance level; intervals are at "
+        "1 - alpha.")] = 0.05,
+    project: ProjectOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Compare the outcome rate of the treatment arm with the holdout arm: absolute and
+    relative uplift with confidence intervals and a p-value (two-proportion z-test;
+    Fisher's exact test when an expected count is below 5).
+
+    Exit codes: 0 report printed (significant or not: read 'significant' in --json);
+    2 usage error; 3 unknown experiment, source or outcome column; 6 plugin missing."""
+    from conn.cli.experiments_cmd import report_command
+
+    report_command(name, outcome, source=source, key=key or [], alpha=alpha,
+                   project=project, json_out=json_out)
 
 
 @new_app.command("plugin")
