@@ -41,3 +41,26 @@ def uplift(n_t: int, x_t: int, n_h: int, x_h: int, alpha: float = 0.05) -> dict[
         out.update(relative=rr - 1, relative_low=math.exp(math.log(rr) - z * se_log) - 1,
                    relative_high=math.exp(math.log(rr) + z * se_log) - 1)
     return out
+
+
+def fisher_two_sided(n_t: int, x_t: int, n_h: int, x_h: int) -> float:
+    """Fisher's exact test, two-sided: the probability, with the margins fixed, of every
+    table no more likely than the one observed (hypergeometric, exact integers)."""
+    from math import comb
+
+    total, pos = n_t + n_h, x_t + x_h
+    denom = comb(total, pos)
+
+    def prob(a: int) -> Fraction:
+        return Fraction(comb(n_t, a) * comb(n_h, pos - a), denom)
+
+    observed = prob(x_t)
+    lo, hi = max(0, pos - n_h), min(n_t, pos)
+    # A relative tolerance, so tables as likely as the observed one up to rounding count.
+    limit = observed * (1 + Fraction(1, 10**7))
+    return float(sum(p for a in range(lo, hi + 1) if (p := prob(a)) <= limit))
+
+
+def expected_min(n_t: int, x_t: int, n_h: int, x_h: int) -> float:
+    total, pos = n_t + n_h, x_t + x_h
+    return min(n * k / total for n in (n_t, n_h) for k in (pos, total - pos))
