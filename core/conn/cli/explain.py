@@ -41,8 +41,23 @@ def _lines(result: dict[str, Any]) -> list[str]:
             out.append(f"    field {field} <- {', '.join(f['from']) or '(constant)'}: {pol}")
         for reason in s.get("rejected", []):
             out.append(f"    rejected: {reason}")
+        out += _experiment_lines(s)
         out += _delivery_lines(s)
     return out
+
+
+def _experiment_lines(s: dict[str, Any]) -> list[str]:
+    """The subject's arm in the sync's holdout experiment, and what the state recorded."""
+    e = s.get("experiment")
+    if not e:
+        return []
+    line = f"    experiment {e['name']} ({e['percent']:g} % held out): arm {e['arm']}"
+    if not e.get("eligible"):
+        line += " (not eligible while consent withholds the rows)"
+    rec = e.get("recorded")
+    if rec:
+        line += f"; recorded {rec['arm']} since {rec['assigned_at']} (run {rec['run_id']})"
+    return [line]
 
 
 def _delivery_lines(s: dict[str, Any]) -> list[str]:

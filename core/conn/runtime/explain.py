@@ -21,6 +21,9 @@ import pyarrow.compute as pc
 from conn.consent.gate import ConsentGate
 from conn.consent.values import GRANTED, NO_RECORD, REASONS
 from conn.errors import ConnError
+from conn.experiments.holdout import held_out
+from conn.experiments.spec import holdout_of
+from conn.pipeline import narrow_gated
 from conn.sync_context import SyncContext
 
 if TYPE_CHECKING:
@@ -166,6 +169,15 @@ def explain_sync(ctx: SyncContext, batches: Iterator[pa.RecordBatch], subject: s
     out["keys"] = keys.to_pylist()
     out["consent"] = _purposes(gate, rows, keys, subject)
     gated = gate.apply(rows, keys)
+    spec = holdout_of(sync, str(ctx.project.file))
+    if spec is not None:
+        # The same split as conn sync, after the gate: a held-out person is not sent.
+        held = held_out(keys, spec.percent, spec.salt)
+        out["experiment"] = {"name": spec.name, "percent": float(spec.percent),
+                             "arm": "holdout" if pc.any(held).as_py() else "treatment",
+                             "eligible": gated.batch.num_rows > 0}
+        gated = narrow_gated(gated, pc.is_in(gated.keys, value_set=keys.filter(
+            pc.invert(held))))
     mapped = mapper.apply(gated)
     out["would_send"] = mapped.batch.num_rows > 0
     out["records"] = mapped.batch.to_pylist()
@@ -187,6 +199,20 @@ def delivered(store: StateStore, sync: str, keys: list[str],
              "first_acknowledged_at": r.get("first_acked_at"),
              "acknowledged_at": r["acked_at"], "run_id": r["run_id"]}
             for k, r in zip(typed, rows, strict=True)]
+
+
+def _recorded_arm(store: StateStore, result: dict[str, Any], keys: list[str]) -> None:
+    """Add to the result's ``experiment`` the arm the state recorded for the subject and
+    when (absent: the subject was never eligible while the experiment ran)."""
+    exp, experiments = result.get("experiment"), store.experiment_store()
+    if exp is None or experiments is None:
+        return
+    found = experiments.arms(exp["name"], keys)
+    if found:
+        first = min(found.values(), key=lambda m: m["assigned_at"])
+        exp["recorded"] = {"arm": first["arm"], "run_id": first["run_id"],
+                           "assigned_at": datetime.fromtimestamp(
+                               first["assigned_at"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
 def explain(project: Project, subject_key: str, registry: Registry, *,
@@ -228,6 +254,7 @@ def explain(project: Project, subject_key: str, registry: Registry, *,
                     result["keys"] = typed_keys(keys, key_types)
                     if store is not None:
                         result["delivered"] = delivered(store, sync.name, keys, key_types)
+                        _recorded_arm(store, result, keys)
                 results.append(result)
             except ConnError as exc:
                 results.append({"sync": sync.name, "destination": sync.destination,
