@@ -26,6 +26,7 @@ demo: dev
 	$(VENV)/bin/conn init --demo $(DEMO_DIR) --force
 	cd $(DEMO_DIR) && ../$(VENV)/bin/conn sync warehouse crm
 	cd $(DEMO_DIR) && ../$(VENV)/bin/conn runs
+	cd $(DEMO_DIR) && ../$(VENV)/bin/conn experiments report customers_to_crm --outcome renewals
 
 test: dev
 	bash scripts/test-all.sh

@@ -108,6 +108,36 @@ def events(n_customers: int, rng: np.random.Generator) -> pa.Table:
     })
 
 
+#: The demo's holdout (conn.yml: syncs.customers_to_crm.holdout) and the uplift planted
+#: in its outcome: renewals, 30 % of the customers the CRM receives against 24 % of those
+#: held out (docs/experiments.md).
+HOLDOUT_PERCENT, HOLDOUT_SALT = 10, "demo-crm-2026"
+RENEWAL_RATE = {"treatment": 0.30, "holdout": 0.24}
+
+
+def renewals(n_customers: int, rng: np.random.Generator) -> pa.Table:
+    """One row per customer who renewed, with a planted uplift for the treatment arm of
+    the demo's holdout (the arm computed as conn sync computes it)."""
+    from conn.experiments.holdout import held_out
+
+    ids = np.arange(1, n_customers + 1)
+    held = held_out(pa.array(ids.astype(str)), HOLDOUT_PERCENT, HOLDOUT_SALT).to_numpy(
+        zero_copy_only=False)
+    # Exactly the planted share of each arm renews (drawn without replacement), so the
+    # uplift over all customers is the planted one; a report over the consented members
+    # (a random subset) estimates it.
+    renewed = np.sort(np.concatenate([
+        rng.choice(arm_ids, round(len(arm_ids) * RENEWAL_RATE[arm]), replace=False)
+        for arm, arm_ids in (("holdout", ids[held]), ("treatment", ids[~held]))]))
+    when = (np.datetime64("2026-11-01T00:00:00") +
+            rng.integers(0, 30 * 86400, len(renewed)).astype("timedelta64[s]"))
+    return pa.table({
+        "renewal_id": pa.array(np.arange(1, len(renewed) + 1), pa.int64()),
+        "customer_id": pa.array(renewed, pa.int64()),
+        "renewed_at": pa.array(when.astype("datetime64[us]"), pa.timestamp("us", "UTC")),
+    })
+
+
 def build_warehouse(path: Path, n_customers: int = 100_000, seed: int = 42) -> dict[str, int]:
     """Create (or replace) the demo DuckDB warehouse; returns row counts per table."""
     import duckdb
@@ -117,6 +147,7 @@ def build_warehouse(path: Path, n_customers: int = 100_000, seed: int = 42) -> d
         "customers": customers(n_customers, rng),
         "consent_events": consent_events(n_customers, rng),
         "product_events": events(n_customers, rng),
+        "renewals": renewals(n_customers, rng),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
@@ -125,7 +156,8 @@ def build_warehouse(path: Path, n_customers: int = 100_000, seed: int = 42) -> d
     try:
         for name, tbl in tables.items():
             con.register("_t", tbl)
-            key = {"customers": "customer_id"}.get(name, "event_id")
+            key = {"customers": "customer_id", "renewals": "renewal_id"}.get(name,
+                                                                               "event_id")
             con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM _t')
             con.execute(f'ALTER TABLE "{name}" ADD PRIMARY KEY ("{key}")')
             con.unregister("_t")

@@ -183,3 +183,19 @@ def test_report_errors_have_exit_codes_and_help(project):
     helped = conn(project, "experiments", "report", "--help")
     assert helped.returncode == 0
     assert "--outcome" in helped.stdout and "Exit codes" in helped.stdout
+
+
+@pytest.mark.slow
+def test_the_demo_report_finds_the_planted_uplift(tmp_path):
+    from conn.demo import RENEWAL_RATE
+
+    demo = tmp_path / "demo"
+    assert conn(tmp_path, "init", "--demo", str(demo), "--customers", "20000").returncode == 0
+    assert conn(demo, "sync", "warehouse", "crm").returncode == 0
+    done = conn(demo, "experiments", "report", "customers_to_crm", "--outcome", "renewals",
+                "--json")
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    planted = RENEWAL_RATE["treatment"] - RENEWAL_RATE["holdout"]
+    assert got["significant"]
+    assert got["absolute_ci"][0] <= planted <= got["absolute_ci"][1]

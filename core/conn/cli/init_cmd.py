@@ -32,6 +32,8 @@ DEMO_PROJECT = """\
 #   conn sync warehouse ads          # churn-risk audience, identifiers hashed
 #   conn sync warehouse messaging    # product events, under the 'contract' legal basis
 #   conn explain 42                  # where customer 42's data goes, and why
+#   conn experiments report customers_to_crm --outcome renewals
+#                                    # the CRM sync's holdout: did being sent help renewals?
 version: 1
 
 sources:
@@ -83,6 +85,8 @@ syncs:
     match_key: email
     mode: mirror
     consent: {source: consent_log, subject: customer_id}
+    # 10 % of the consented customers are held out of the CRM (docs/experiments.md).
+    holdout: {percent: 10, salt: demo-crm-2026}
     personal: {email: email, phone: phone, first_name: name, last_name: name}
     mapping:
       email: {from: email, transforms: [trim, lower]}
