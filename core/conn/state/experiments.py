@@ -9,7 +9,8 @@ comparable; a member's delivery is in the sync's own state.
 
 :class:`DuckDBExperiments` implements it over one DuckDB connection: an in-memory one for
 the memory backend, ``state/experiments.duckdb`` for the embedded store (a file of its
-own, so the sync state files and the run history keep their formats).
+own, so the sync state files and the run history keep their formats). The PostgreSQL
+backend has its own (``conn.state.backends.postgres_experiments``).
 """
 
 from __future__ import annotations

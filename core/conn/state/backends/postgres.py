@@ -30,6 +30,7 @@ from conn.state import contracts, history
 from conn.state.backends.postgres_privacy import DDL as PRIVACY_DDL
 from conn.state.backends.postgres_privacy import PostgresPrivacy
 from conn.state.contracts import NULL_KEY_ID, PrivacyStore, StateStore, Storage, SyncState
+from conn.state.experiments import ExperimentStore
 from conn.state.locks import describe_holder, holder_info
 from conn.state.planner import PlanningSyncState, row_hashes
 from conn.state.target import OnChange, SyncTarget, decide
@@ -295,6 +296,12 @@ class PostgresStateStore(StateStore):
     def privacy(self) -> PrivacyStore:
         """See :class:`~conn.state.contracts.PrivacyStore` (tables in the schema)."""
         return PostgresPrivacy(self)
+
+    def experiment_store(self) -> ExperimentStore:
+        """See :mod:`conn.state.experiments` (tables in the schema)."""
+        from conn.state.backends.postgres_experiments import PostgresExperiments
+
+        return PostgresExperiments(self)
 
     # --- locks --------------------------------------------------------------------------
 
