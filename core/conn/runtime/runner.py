@@ -312,6 +312,8 @@ class SyncRunner:
                     on_target_change=on_change), "conn-state-open") as opening, \
                     DeliveryLane() as lane:
                 self._body(p, opening.value, lane)
+            if p.holdout is not None:
+                p.holdout.flush()
             summary = p.gate.summary()
             rep.experiment = p.holdout.summary() if p.holdout is not None else {}
             rep.consent = summary
