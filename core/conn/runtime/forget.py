@@ -193,6 +193,10 @@ def forget(project: Project, registry: Registry, store: StateStore, subjects: li
         # Syncs not holding the person now may hold them in a retired state.
         privacy.purge(name, sorted(held.get(name, set()) | idents), texts,
                       retired_only=name not in held)
+    experiments = store.experiment_store()
+    if experiments is not None:
+        # A holdout member's key is the person's too: it leaves every experiment.
+        experiments.forget(sorted(idents.union(*held.values())))
     if texts:
         privacy.scrub_history(texts, scrubber(texts))
     retry(project, registry, store, trigger="forget", receipt_id=receipt_id)

@@ -60,6 +60,12 @@ class ExperimentStore(abc.ABC):
         """For the keys that are members: their arm, run and time of assignment."""
 
     @abc.abstractmethod
+    def forget(self, keys: list[str]) -> int:
+        """Remove these keys from every experiment (``conn forget``: a member's key is
+        personal data); returns how many memberships were removed. The bytes of removed
+        keys must not stay in the store's files."""
+
+    @abc.abstractmethod
     def experiments(self) -> list[dict[str, Any]]:
         """Every experiment, running and archived: its design, ``ended_at`` (None while
         it runs) and its members per arm (``treatment``, ``holdout``)."""
@@ -79,8 +85,12 @@ class DuckDBExperiments(ExperimentStore):
     """:class:`ExperimentStore` over DuckDB connections that ``connect()`` opens (a
     context manager: the caller decides where the tables live and who may write)."""
 
-    def __init__(self, connect: Callable[[], AbstractContextManager[Any]]) -> None:
+    def __init__(self, connect: Callable[[], AbstractContextManager[Any]],
+                 compact: Callable[[Any], None] | None = None) -> None:
         self._connect = connect
+        #: Called with the open connection after keys were forgotten: rewrites a file
+        #: so that no free block keeps their bytes (the file backend).
+        self._compact = compact
 
     def _db(self) -> AbstractContextManager[Any]:
         return self._connect()
@@ -150,6 +160,20 @@ class DuckDBExperiments(ExperimentStore):
                 con.unregister("conn_keys")
         return {k: {"arm": arm, "run_id": run, "assigned_at": at}
                 for k, arm, run, at in rows}
+
+    def forget(self, keys: list[str]) -> int:
+        if not keys:
+            return 0
+        with self._db() as con:
+            con.register("conn_forget", pa.table({"key": pa.array(keys, pa.string())}))
+            try:
+                n = int(con.execute("DELETE FROM experiment_members m USING conn_forget f "
+                                    "WHERE m.key = f.key").fetchone()[0])
+            finally:
+                con.unregister("conn_forget")
+            if n and self._compact is not None:
+                self._compact(con)
+        return n
 
     def experiments(self) -> list[dict[str, Any]]:
         with self._db() as con:

@@ -100,6 +100,19 @@ class PostgresExperiments(ExperimentStore):
                                 "key = ANY(%s)", [name, keys]).fetchall()
         return {k: {"arm": a, "run_id": r, "assigned_at": t} for k, a, r, t in rows}
 
+    def forget(self, keys: list[str]) -> int:
+        if not keys:
+            return 0
+        with self._connect() as conn:
+            n = int(conn.execute(f"DELETE FROM {self.s}.experiment_members WHERE "
+                                 "key = ANY(%s)", [keys]).rowcount)
+        if n:
+            # Deleted rows stay in the table's pages until vacuumed (as conn forget's
+            # purge of the sync tables does).
+            with self.store._connect(autocommit=True) as conn:
+                conn.execute(f"VACUUM {self.s}.experiment_members")
+        return n
+
     def experiments(self) -> list[dict[str, Any]]:
         with self._connect() as conn:
             cur = conn.execute(

@@ -20,6 +20,8 @@ def file_experiments(root: Path) -> DuckDBExperiments:
     under a lock shared by threads and processes (a run records, a report reads)."""
     path = root / "state" / "experiments.duckdb"
 
+    closed: list[duckdb.DuckDBPyConnection] = []
+
     @contextmanager
     def connection() -> Iterator[duckdb.DuckDBPyConnection]:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -29,6 +31,16 @@ def file_experiments(root: Path) -> DuckDBExperiments:
                 prepare(con)
                 yield con
             finally:
-                con.close()
+                if con not in closed:
+                    con.close()
+                closed.clear()
 
-    return DuckDBExperiments(connection)
+    def compact(con: duckdb.DuckDBPyConnection) -> None:
+        # DuckDB keeps deleted rows' bytes in free blocks: a forgotten key must not stay
+        # in the file, so it is rewritten (as conn forget does with the sync files).
+        from conn.state.backends.duckdb.privacy import rewrite
+
+        closed.append(con)
+        rewrite(path, con)
+
+    return DuckDBExperiments(connection, compact)
