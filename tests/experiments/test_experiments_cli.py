@@ -199,3 +199,19 @@ def test_the_demo_report_finds_the_planted_uplift(tmp_path):
     planted = RENEWAL_RATE["treatment"] - RENEWAL_RATE["holdout"]
     assert got["significant"]
     assert got["absolute_ci"][0] <= planted <= got["absolute_ci"][1]
+
+
+@pytest.mark.slow
+def test_conn_forget_removes_a_member_from_the_experiment(project):
+    assert conn(project, "sync", "warehouse", "crm").returncode == 0
+    held = next(i for i in consented() if is_held_out(str(i), 20, "s1"))
+    sent_one = next(i for i in consented() if not is_held_out(str(i), 20, "s1"))
+    for subject in (held, sent_one):
+        done = conn(project, "forget", str(subject), "--json")
+        assert done.returncode == 0, done.stderr
+    listed = json.loads(conn(project, "experiments", "list", "--json").stdout)
+    [e] = listed["experiments"]
+    treated = sum(not is_held_out(str(i), 20, "s1") for i in consented())
+    assert (e["treatment"], e["holdout"]) == (treated - 1, len(consented()) - treated - 1)
+    ex = json.loads(conn(project, "explain", str(held), "--json").stdout)
+    assert "recorded" not in ex["syncs"][0].get("experiment", {})
