@@ -63,7 +63,8 @@ def _print_report(r: dict[str, Any]) -> None:
             ["holdout", h["members"], h["converted"], _pct(h["rate"])]]
     title = (f"experiment {r['experiment']} (sync {r['sync']}, {r['percent']:g} % held "
              f"out, {r['status']})")
-    output.table(title, ["arm", "members", "converted", "rate"], rows)
+    output.info(title)
+    output.table("arms", ["arm", "members", "converted", "rate"], rows)
     p = r["p_value"]
     verdict = ("no comparison: an arm has no members" if p is None else
                f"significant at {r['alpha']:g}" if r["significant"] else
