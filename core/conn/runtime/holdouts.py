@@ -111,6 +111,11 @@ class Holdout:
         if self._pending:
             self._take()()
 
+    def finish(self) -> dict[str, Any]:
+        """The end of the run: :meth:`flush`, then the report's :meth:`summary`."""
+        self.flush()
+        return self.summary()
+
     def _record(self, keys: pa.Array, held: pa.Array) -> bool:
         assert self.store is not None
         self.new_members += self.store.record(self.spec.name, self.run_id, keys, held)

@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from conn.destination import Destination, ObjectInfo, Operation
     from conn.mapping import Mapper
     from conn.plugins import Registry
-    from conn.runtime.holdouts import Holdout
     from conn.source import Source, StreamInfo
     from conn.state.contracts import Deletions, StateStore, SyncState
 
@@ -94,7 +93,7 @@ class PreparedSync:
     gate: ConsentGate
     mapper: Mapper
     mode: str
-    holdout: Holdout | None = None
+    holdout: holdouts.Holdout | None = None
 
     @property
     def operation(self) -> Operation:
@@ -312,10 +311,8 @@ class SyncRunner:
                     on_target_change=on_change), "conn-state-open") as opening, \
                     DeliveryLane() as lane:
                 self._body(p, opening.value, lane)
-            if p.holdout is not None:
-                p.holdout.flush()
             summary = p.gate.summary()
-            rep.experiment = p.holdout.summary() if p.holdout is not None else {}
+            rep.experiment = p.holdout.finish() if p.holdout is not None else {}
             rep.consent = summary
             rep.legal_bases = dict(summary.get("legal_bases", {}))
             if interrupt.is_requested() and rep.status in ("running", "failed"):

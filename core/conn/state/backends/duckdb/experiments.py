@@ -44,3 +44,14 @@ def file_experiments(root: Path) -> DuckDBExperiments:
         rewrite(path, con)
 
     return DuckDBExperiments(connection, compact)
+
+
+class KeepsExperiments:
+    """The embedded store's :meth:`~conn.state.contracts.StateStore.experiment_store`
+    (a mixin: the store's module stays within its size bound)."""
+
+    root: Path
+
+    def experiment_store(self) -> DuckDBExperiments:
+        """See :mod:`conn.state.experiments` (in ``state/experiments.duckdb``)."""
+        return file_experiments(self.root)

@@ -42,9 +42,9 @@ from conn.state import contracts, history
 from conn.state.backends.duckdb import migrations, sorted_cache
 from conn.state.backends.duckdb.connection import attach, connect, detach, runs_lock
 from conn.state.backends.duckdb.delivered import delivered_rows
+from conn.state.backends.duckdb.experiments import KeepsExperiments
 from conn.state.backends.duckdb.sorted_cache import Changes, SortedCache
 from conn.state.contracts import NULL_KEY_ID, PrivacyStore, StateStore, Storage, SyncState
-from conn.state.experiments import ExperimentStore
 from conn.state.locks import SyncFileLock, safe_name
 from conn.state.planner import PlanningSyncState, row_hashes
 from conn.state.planner.sorted_state import LayeredState, SortedState
@@ -407,7 +407,7 @@ def _sorted_pairs(kids: np.ndarray, hashes: np.ndarray) -> np.ndarray:
     return pairs
 
 
-class DuckDBStateStore(StateStore):
+class DuckDBStateStore(KeepsExperiments, StateStore):
     """Local, file-based state (the default)."""
 
     def __init__(self, root: Path) -> None:
@@ -525,12 +525,6 @@ class DuckDBStateStore(StateStore):
         from conn.state.backends.duckdb.privacy import DuckDBPrivacy
 
         return DuckDBPrivacy(self)
-
-    def experiment_store(self) -> ExperimentStore:
-        """See :mod:`conn.state.experiments` (in ``state/experiments.duckdb``)."""
-        from conn.state.backends.duckdb.experiments import file_experiments
-
-        return file_experiments(self.root)
 
     @contextmanager
     def _runs_db(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection | None]:
