@@ -34,6 +34,8 @@ LAYERS: dict[str, float] = {
     "reconnect": 9,
     # kits for plugin authors
     "http": 10, "sql": 10,
+    # identity resolution: reads sources, normalises with the consent layer's rules
+    "profiles": 10,
     # alerts on a run's outcome: rules, channels (over conn.http); the runner calls them
     "alerts": 10.5,
     # the runner: every stage above, in order

@@ -1,0 +1,1 @@
+"""Profiles: identity resolution across sources into stable profiles (docs/profiles.md)."""

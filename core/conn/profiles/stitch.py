@@ -1,0 +1,127 @@
+"""Deterministic stitching: records linked by shared identifier values, under limits.
+
+The input is the identifier graph in long form, already encoded as integers: one entry
+per (record, identifier) with the record's index, the identifier's type code and a dense
+value code (unique across types). A *record* is one distinct combination of identifiers
+read from one edge stream.
+
+The rule (docs/profiles.md, "Stitching"):
+
+1. Junk values are dropped first: those declared, and those held by more than the
+   type's ``max_records`` records.
+2. Rounds run in order (the profile's rule sets, by default one per identifier type in
+   priority order). A round joins the current clusters through the values of its types
+   (connected components over clusters and value nodes). A joined component that would
+   hold more distinct values of a type than that type's limit is refused as a whole:
+   its clusters stay as they were before the round, so the merges of a later, lower
+   priority round are the ones that yield to those an earlier round made.
+
+Every step is whole-array numpy work and one ``scipy.sparse.csgraph.connected_components``
+call per round: no Python loop over records or values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+@dataclass(frozen=True)
+class StitchRules:
+    """What :func:`stitch` applies. ``rounds``: type codes per round, in order;
+    ``limits``: type code -> the most distinct values of it one profile may hold."""
+
+    rounds: tuple[tuple[int, ...], ...]
+    limits: Mapping[int, int] = field(default_factory=dict)
+
+
+def drop_junk(rec: NDArray[np.int64], typ: NDArray[np.int32], val: NDArray[np.int64],
+              n_val: int, max_records: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """A mask of the entries to keep: False where the value is held by more records than
+    its type's ``max_records`` (indexed by type code; 0 means no threshold). Entries
+    must not repeat a (record, value) pair."""
+    held = np.bincount(val, minlength=n_val)
+    val_type = np.zeros(n_val, np.int32)
+    val_type[val] = typ
+    cap = max_records[val_type]
+    junk = (cap > 0) & (held > cap)
+    return ~junk[val]
+
+
+def _components(n_lab: int, lab_of_entry: NDArray[np.int64], val: NDArray[np.int64],
+                n_val: int) -> NDArray[np.int64]:
+    """Connected components over cluster nodes ``0..n_lab`` and value nodes after them,
+    one edge per entry; returns the component of each cluster."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = n_lab + n_val
+    graph = coo_matrix((np.ones(len(val), np.int8), (lab_of_entry, n_lab + val)),
+                       shape=(n, n)).tocsr()
+    _, comp = connected_components(graph, directed=True, connection="weak")
+    return comp[:n_lab].astype(np.int64)
+
+
+def _over_limit(comp_of_rec: NDArray[np.int64], n_comp: int, rec: NDArray[np.int64],
+                typ: NDArray[np.int32], val: NDArray[np.int64], n_val: int,
+                limits: Mapping[int, int]) -> NDArray[np.bool_]:
+    """Per component: whether it holds more distinct values of a limited type than
+    allowed."""
+    bad = np.zeros(n_comp, bool)
+    for t, limit in limits.items():
+        m = typ == t
+        if not m.any():
+            continue
+        c = comp_of_rec[rec[m]]
+        pairs = np.unique(c * np.int64(n_val) + val[m])
+        counts = np.bincount(pairs // n_val, minlength=n_comp)
+        bad |= counts > limit
+    return bad
+
+
+def _relabel(labels: NDArray[np.int64]) -> tuple[NDArray[np.int64], int]:
+    uniq, inverse = np.unique(labels, return_inverse=True)
+    return inverse.astype(np.int64), len(uniq)
+
+
+def stitch(n_rec: int, rec: NDArray[np.int64], typ: NDArray[np.int32],
+           val: NDArray[np.int64], n_val: int, rules: StitchRules) -> NDArray[np.int64]:
+    """The cluster of each record (``0..k``, k clusters), under ``rules``. Junk entries
+    must already be dropped (:func:`drop_junk`)."""
+    lab = np.arange(n_rec, dtype=np.int64)
+    n_lab = n_rec
+    rec = rec.astype(np.int64, copy=False)
+    for types in rules.rounds:
+        m = np.isin(typ, np.asarray(types, np.int32))
+        if not m.any():
+            continue
+        comp = _components(n_lab, lab[rec[m]], val[m], n_val)
+        comp, n_comp = _relabel(comp)
+        comp_of_rec = comp[lab]
+        if n_comp == n_lab:
+            continue  # nothing joined
+        bad = _over_limit(comp_of_rec, n_comp, rec, typ, val, n_val, rules.limits)
+        if bad.any():
+            # A refused component keeps the clusters it was made of: they are numbered
+            # after the accepted components so the two ranges cannot collide.
+            refused = bad[comp_of_rec]
+            comp_of_rec = np.where(refused, n_comp + lab, comp_of_rec)
+            comp_of_rec, n_comp = _relabel(comp_of_rec)
+        lab, n_lab = comp_of_rec, n_comp
+    return lab
+
+
+def islands(n_rec: int, rec: NDArray[np.int64], val: NDArray[np.int64],
+            n_val: int) -> NDArray[np.int64]:
+    """Components of the graph without limits or rounds: records that could ever affect
+    each other's stitching. An incremental build re-stitches whole islands."""
+    comp = _components(n_rec, rec.astype(np.int64, copy=False), val, n_val)
+    return _relabel(comp)[0]
+
+
+def default_rounds(types: Sequence[int]) -> tuple[tuple[int, ...], ...]:
+    """One round per type, in the given (priority) order."""
+    return tuple((t,) for t in types)
