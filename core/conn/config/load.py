@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from conn import schemas, secrets
 from conn.config.model import ConnectorConfig, Connectors, Project, SyncConfig
+from conn.config.profiles import add_profiles_source, profile_errors
 from conn.config.reader import load_yaml
 from conn.config.schedule import parse_schedule
 from conn.config.validate import schema_errors
@@ -135,6 +136,7 @@ def load_project(path: Path | str | None = None, *, registry: Registry | None = 
         return out
 
     sources, dests = connectors("sources"), connectors("destinations")
+    add_profiles_source(data, sources)
     syncs = {}
     for name, s in entries("syncs").items():
         pk = s.get("primary_key") or ()
@@ -162,7 +164,7 @@ def load_project(path: Path | str | None = None, *, registry: Registry | None = 
     project = Project(file=file, sources=sources, destinations=dests, syncs=syncs,
                       consent_sources=entries("consent_sources"),
                       state=data.get("state") or {}, raw=data)
-    errors += cross_check(project)
+    errors += cross_check(project) + profile_errors(project)
     if "alerts" in data:
         from conn.config.alerts import alert_config_errors
 

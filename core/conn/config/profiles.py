@@ -1,0 +1,212 @@
+"""The ``profiles:`` section of ``conn.yml``: profile sets, as typed objects.
+
+The JSON Schema (``schemas/profiles.schema.json``) checks shapes; this module checks what
+a schema cannot (references between entries) and fills in the defaults that
+docs/profiles.md states. Every error names the file and the path of the bad value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from conn.errors import ConfigError, ConfigErrors
+
+if TYPE_CHECKING:
+    from conn.config.model import Project
+
+#: Built-in identifier types, in their default priority order.
+BUILTIN_TYPES = ("customer_id", "email", "phone", "device_id", "anonymous_id")
+#: How values of each kind are normalised (the consent layer's rules, conn.consent.normalize).
+KINDS = (*BUILTIN_TYPES, "custom")
+#: Limits a type has unless it says otherwise.
+DEFAULT_LIMITS = {"customer_id": 1}
+#: A value held by more records than this is junk unless the profile set says otherwise.
+DEFAULT_MAX_RECORDS = 100
+RULES = ("most_recent", "most_frequent", "source_priority", "first_non_null", "max", "min")
+
+
+@dataclass(frozen=True)
+class IdentifierType:
+    """One identifier type of a profile set: its normalisation kind and rules."""
+
+    name: str
+    kind: str
+    priority: int
+    limit: int | None = None
+    max_records: int = DEFAULT_MAX_RECORDS
+    country_code: str | None = None
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A stream whose rows tie identifiers together (``identifiers``: column -> type)."""
+
+    name: str
+    source: str
+    stream: str | None
+    query: str | None
+    identifiers: dict[str, str]
+    updated_at: str | None = None
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    """A golden-record field: which column, under which survivorship rule."""
+
+    name: str
+    column: str
+    rule: str
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProfileSet:
+    """One entry of ``profiles:``."""
+
+    name: str
+    types: dict[str, IdentifierType]
+    edges: dict[str, Edge]
+    rounds: tuple[tuple[str, ...], ...]
+    junk_values: tuple[str, ...] = ()
+    fields: dict[str, FieldRule] = field(default_factory=dict)
+
+    @property
+    def stream(self) -> str:
+        """The stream syncs read: ``profiles.NAME``."""
+        return f"profiles.{self.name}"
+
+
+def profile_sets(project: Project) -> dict[str, ProfileSet]:
+    """The project's profile sets; raises every problem at once."""
+    sets, errors = _parse(project)
+    if errors:
+        raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
+    return sets
+
+
+def profile_errors(project: Project) -> list[ConfigError]:
+    """What is wrong in ``profiles:`` beyond its shape (the loader reports these)."""
+    return _parse(project)[1]
+
+
+def _parse(project: Project) -> tuple[dict[str, ProfileSet], list[ConfigError]]:
+    raw = project.raw.get("profiles")
+    f = str(project.file)
+    out: dict[str, ProfileSet] = {}
+    errors: list[ConfigError] = []
+    if not isinstance(raw, dict):
+        return out, errors
+    for name, spec in raw.items():
+        if not isinstance(spec, dict):
+            continue  # the schema reported it
+        base = f"profiles.{name}"
+        if not isinstance(name, str) or not name.replace("_", "").isalnum():
+            errors.append(ConfigError(f"profile set name {name!r} must be letters, digits "
+                                      f"and '_' (it names the stream profiles.NAME)",
+                                      file=f, path="profiles"))
+            continue
+        ps, errs = _profile_set(project, name, spec, f, base)
+        errors += errs
+        out[name] = ps
+    return out, errors
+
+
+def _types(spec: dict[str, Any], used: list[str], f: str,
+           base: str) -> tuple[dict[str, IdentifierType], list[ConfigError]]:
+    declared = spec.get("identifiers") or {}
+    junk = spec.get("junk") or {}
+    default_cap = junk.get("max_records", DEFAULT_MAX_RECORDS)
+    errors: list[ConfigError] = []
+    order = list(declared) + [t for t in BUILTIN_TYPES if t in used and t not in declared]
+    order += [t for t in dict.fromkeys(used) if t not in order]
+    types = {}
+    for prio, name in enumerate(order):
+        opts = declared.get(name) or {}
+        kind = opts.get("kind") or (name if name in BUILTIN_TYPES else None)
+        if kind is None:
+            where = f"{base}.identifiers.{name}" if name in declared else f"{base}.edges"
+            errors.append(ConfigError(
+                f"unknown identifier type {name!r}: the built-in types are "
+                f"{', '.join(BUILTIN_TYPES)}; declare another as "
+                f"'identifiers: {{{name}: {{kind: custom}}}}'", file=f, path=where))
+            continue
+        types[name] = IdentifierType(
+            name=name, kind=kind, priority=prio,
+            limit=opts.get("limit", DEFAULT_LIMITS.get(name)),
+            max_records=opts.get("max_records", default_cap),
+            country_code=None if opts.get("country_code") is None
+            else str(opts["country_code"]))
+    return types, errors
+
+
+def _profile_set(project: Project, name: str, spec: dict[str, Any], f: str,
+                 base: str) -> tuple[ProfileSet, list[ConfigError]]:
+    errors: list[ConfigError] = []
+    edges: dict[str, Edge] = {}
+    used: list[str] = []
+    for ename, e in (spec.get("edges") or {}).items():
+        if not isinstance(e, dict):
+            continue
+        path = f"{base}.edges.{ename}"
+        if e.get("source") not in project.sources:
+            errors.append(ConfigError(f"unknown source {e.get('source')!r} (declared: "
+                                      f"{', '.join(project.sources) or 'none'})",
+                                      file=f, path=f"{path}.source"))
+        if ("stream" in e) == ("query" in e):
+            errors.append(ConfigError("expected exactly one of 'stream' or 'query'",
+                                      file=f, path=path))
+        ids = {str(k): str(v) for k, v in (e.get("identifiers") or {}).items()}
+        used += ids.values()
+        edges[str(ename)] = Edge(str(ename), str(e.get("source")), e.get("stream"),
+                                 e.get("query"), ids, e.get("updated_at"))
+    types, errs = _types(spec, used, f, base)
+    errors += errs
+    rules = spec.get("rules")
+    if rules:
+        rounds = tuple(tuple(r) for r in rules)
+        for i, r in enumerate(rounds):
+            for j, t in enumerate(r):
+                if t not in types:
+                    errors.append(ConfigError(
+                        f"rule names identifier type {t!r}, which no edge declares "
+                        f"(types: {', '.join(types) or 'none'})", file=f,
+                        path=f"{base}.rules[{i}][{j}]"))
+    else:
+        rounds = tuple((t,) for t in types)
+    fields = {}
+    for fname, fs in (spec.get("fields") or {}).items():
+        if not isinstance(fs, dict):
+            continue
+        srcs = tuple(fs.get("sources") or ())
+        for i, s in enumerate(srcs):
+            if s not in edges:
+                errors.append(ConfigError(f"unknown edge {s!r} (edges: {', '.join(edges)})",
+                                          file=f, path=f"{base}.fields.{fname}.sources[{i}]"))
+        if fs.get("rule") == "source_priority" and not srcs:
+            errors.append(ConfigError("rule 'source_priority' needs 'sources': edge names, "
+                                      "highest priority first", file=f,
+                                      path=f"{base}.fields.{fname}"))
+        if fs.get("rule") == "most_recent" and not any(e.updated_at for e in edges.values()):
+            errors.append(ConfigError("rule 'most_recent' needs an 'updated_at' column on "
+                                      "at least one edge", file=f,
+                                      path=f"{base}.fields.{fname}.rule"))
+        fields[str(fname)] = FieldRule(str(fname), str(fs.get("column") or fname),
+                                       str(fs.get("rule")), srcs)
+    junk = tuple(str(v) for v in (spec.get("junk") or {}).get("values") or ())
+    return ProfileSet(name, types, edges, rounds, junk, fields), errors
+
+
+#: The source syncs name to read profile sets (``source: profiles``,
+#: ``stream: profiles.NAME``); declared implicitly when ``profiles:`` is present.
+SOURCE_NAME = "profiles"
+
+
+def add_profiles_source(raw: dict[str, Any], sources: dict[str, Any]) -> None:
+    """Declare the implicit ``profiles`` source when the file has a ``profiles:``
+    section and no source of that name."""
+    from conn.config.model import ConnectorConfig
+
+    if isinstance(raw.get("profiles"), dict) and SOURCE_NAME not in sources:
+        dict.__setitem__(sources, SOURCE_NAME, ConnectorConfig(
+            name=SOURCE_NAME, type="profiles", config={}, raw={"type": "profiles"}))

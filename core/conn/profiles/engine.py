@@ -1,0 +1,298 @@
+"""One build of a profile set, in memory: identifier entries in, profiles out.
+
+Input: the entries (``rkey``: a record's key, ``ident``: ``type \\x1f value``), every
+record read this build; and what the previous build stored (each record's profile and
+island, and its entries). Output: each record's profile id and island, the merges and
+splits, and the junk values found.
+
+Encoding is Arrow's dictionary encoding (hashing, no sort); the graph work is
+:mod:`conn.profiles.stitch`. An incremental build re-stitches only the islands (components
+without limits) that hold a new or vanished record's identifiers; the others keep their
+profiles untouched, which gives the same profiles as a full build (docs/profiles.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from numpy.typing import NDArray
+
+from conn.profiles.stitch import StitchRules, drop_junk, islands, stitch
+
+SEP = "\x1f"
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Type names in priority order, rounds of type names, limits and junk thresholds
+    by type name, and declared junk identifiers (``type \\x1f value``)."""
+
+    types: tuple[str, ...]
+    rounds: tuple[tuple[str, ...], ...]
+    limits: dict[str, int] = field(default_factory=dict)
+    max_records: dict[str, int] = field(default_factory=dict)
+    junk: frozenset[str] = frozenset()
+
+
+@dataclass
+class Previous:
+    """What the last build stored: ``records`` (rkey uint64, profile string, island
+    int64) and ``entries`` (rkey, ident). Empty tables for a first build."""
+
+    records: pa.Table
+    entries: pa.Table
+
+
+@dataclass
+class Outcome:
+    """A build's result: ``records`` (rkey, profile, island) for every record,
+    ``changes`` (kind, old_id, new_id, cause) for merges and splits, ``junk`` (ident,
+    records) and how many records were re-stitched."""
+
+    records: pa.Table
+    changes: pa.Table
+    junk: pa.Table
+    restitched: int
+
+
+RECORDS = pa.schema([("rkey", pa.uint64()), ("profile", pa.string()), ("island", pa.int64())])
+ENTRIES = pa.schema([("rkey", pa.uint64()), ("ident", pa.string())])
+CHANGES = pa.schema([("kind", pa.string()), ("old_id", pa.string()), ("new_id", pa.string()),
+                     ("cause", pa.string())])
+
+
+def empty_previous() -> Previous:
+    """The state before a first build."""
+    return Previous(RECORDS.empty_table(), ENTRIES.empty_table())
+
+
+def _encode(arr: pa.ChunkedArray | pa.Array) -> tuple[NDArray[np.int64], pa.Array]:
+    enc = pc.dictionary_encode(arr)
+    if isinstance(enc, pa.ChunkedArray):
+        enc = enc.unify_dictionaries().combine_chunks() if enc.num_chunks != 1 \
+            else enc.chunk(0)
+    return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary
+
+
+def build(entries: pa.Table, rules: Rules, previous: Previous, *,
+          full: bool = False) -> Outcome:
+    """Stitch ``entries`` under ``rules``, keeping the ids of ``previous``."""
+    rec_all, rkeys = _encode(entries.column("rkey"))
+    val_all, idents = _encode(entries.column("ident"))
+    n_rec, n_val = len(rkeys), len(idents)
+    # One entry per (record, value): the same identifier in two columns counts once.
+    pair = np.unique(rec_all * np.int64(n_val) + val_all)
+    rec, val = pair // n_val, pair % n_val
+    type_names = pc.list_element(pc.split_pattern(idents, SEP, max_splits=1), 0)
+    type_of_val = _type_codes(type_names, rules.types)
+    typ = type_of_val[val]
+    caps = np.array([rules.max_records.get(t, 0) for t in rules.types] + [0], np.int64)
+    keep = drop_junk(rec, typ, val, n_val, caps)
+    declared = pc.is_in(idents, pa.array(sorted(rules.junk), pa.string())).to_numpy(
+        zero_copy_only=False)
+    keep &= ~declared[val]
+    junk = _junk_report(rec, val, keep, idents, n_val)
+    rec, typ, val = rec[keep], typ[keep], val[keep]
+
+    prev_rkeys = previous.records.column("rkey")
+    in_prev = pc.is_in(rkeys, prev_rkeys).to_numpy(zero_copy_only=False)
+    if full or not len(prev_rkeys):
+        subset = np.ones(n_rec, bool)
+    else:
+        subset = _touched(rkeys, in_prev, rec, val, idents, previous, n_rec)
+    step = _stitch_subset(subset, rec, typ, val, n_val, rules)
+    labels, island = step
+    profile = _assign_ids(rkeys, subset, labels, previous)
+    out = _records(rkeys, subset, profile, island, previous)
+    changes = _changes(rkeys, subset, labels, profile, in_prev, previous)
+    return Outcome(out, changes, junk, int(subset.sum()))
+
+
+def _type_codes(type_names: pa.Array, types: tuple[str, ...]) -> NDArray[np.int32]:
+    codes = pc.index_in(type_names, pa.array(types, pa.string()))
+    return pc.fill_null(codes, len(types)).to_numpy(zero_copy_only=False).astype(np.int32)
+
+
+def _junk_report(rec: NDArray[np.int64], val: NDArray[np.int64], keep: NDArray[np.bool_],
+                 idents: pa.Array, n_val: int) -> pa.Table:
+    dropped = np.unique(val[~keep])
+    held = np.bincount(val, minlength=n_val)[dropped]
+    return pa.table({"ident": idents.take(pa.array(dropped)), "records": held})
+
+
+def _touched(rkeys: pa.Array, in_prev: NDArray[np.bool_], rec: NDArray[np.int64],
+             val: NDArray[np.int64], idents: pa.Array, previous: Previous,
+             n_rec: int) -> NDArray[np.bool_]:
+    """Records to re-stitch: new ones, and every record of an old island holding a value
+    that a new or a vanished record holds."""
+    new_rec = ~in_prev
+    touched_val = np.zeros(len(idents), bool)
+    touched_val[val[new_rec[rec]]] = True
+    gone = pc.invert(pc.is_in(previous.records.column("rkey"), rkeys))
+    if pc.any(gone).as_py():
+        gone_keys = previous.records.column("rkey").filter(gone)
+        gone_ids = previous.entries.filter(
+            pc.is_in(previous.entries.column("rkey"), gone_keys)).column("ident")
+        touched_val |= pc.is_in(idents, gone_ids).to_numpy(zero_copy_only=False)
+    holders = np.zeros(n_rec, bool)
+    holders[rec[touched_val[val]]] = True
+    holders |= new_rec
+    # Their old islands, through the previous build's records.
+    prev_idx = pc.index_in(rkeys, previous.records.column("rkey")).to_numpy(
+        zero_copy_only=False)
+    prev_island = previous.records.column("island").to_numpy()
+    old_island = np.full(n_rec, -1, np.int64)
+    old_island[in_prev] = prev_island[prev_idx[in_prev].astype(np.int64)]
+    hit = np.unique(old_island[holders & in_prev])
+    return holders | (in_prev & np.isin(old_island, hit))
+
+
+def _stitch_subset(subset: NDArray[np.bool_], rec: NDArray[np.int64],
+                   typ: NDArray[np.int32], val: NDArray[np.int64], n_val: int,
+                   rules: Rules) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Labels and islands of the records in ``subset`` (-1 elsewhere)."""
+    local = np.cumsum(subset) - 1
+    m = subset[rec]
+    r, t, v = local[rec[m]], typ[m], val[m]
+    n = int(subset.sum())
+    codes = {name: i for i, name in enumerate(rules.types)}
+    srules = StitchRules(tuple(tuple(codes[x] for x in rnd) for rnd in rules.rounds),
+                         {codes[k]: n_ for k, n_ in rules.limits.items()})
+    lab, isl = stitch(n, r, t, v, n_val, srules), islands(n, r, v, n_val)
+    labels = np.full(len(subset), -1, np.int64)
+    island = np.full(len(subset), -1, np.int64)
+    labels[subset], island[subset] = lab, isl
+    return labels, island
+
+
+def _assign_ids(rkeys: pa.Array, subset: NDArray[np.bool_], labels: NDArray[np.int64],
+                previous: Previous) -> pa.Array:
+    """Profile ids of the re-stitched records' clusters: each old id goes to the new
+    cluster holding most of its records (ties: the cluster with the smallest record
+    key), and a cluster takes the old id it holds most records of (ties: the smallest
+    id); other clusters get an id derived from their smallest record key."""
+    keys = rkeys.filter(pa.array(subset)).to_numpy(zero_copy_only=False)
+    lab = labels[subset]
+    n_lab = int(lab.max()) + 1 if len(lab) else 0
+    order = np.lexsort((keys, lab))
+    starts = np.flatnonzero(_group_starts(lab[order]))
+    first_key = keys[order][starts]
+    old_names = pc.unique(previous.records.column("profile")) \
+        if previous.records.num_rows else pa.array([], pa.string())
+    old_names = old_names.take(pc.sort_indices(old_names))
+    n_old = len(old_names)
+    profile = np.full(n_lab, -1, np.int64)  # index into old_names, -1: a fresh id
+    if n_old:
+        at = pc.index_in(pa.array(keys, pa.uint64()), previous.records.column("rkey"))
+        held = at.is_valid().to_numpy(zero_copy_only=False)
+        prev_code = pc.index_in(previous.records.column("profile"), old_names).to_numpy(
+            zero_copy_only=False).astype(np.int64)
+        oc = prev_code[pc.fill_null(at, 0).to_numpy(zero_copy_only=False)]
+        pairs, shared = np.unique(lab[held] * np.int64(n_old) + oc[held],
+                                  return_counts=True)
+        plab, pold = pairs // n_old, pairs % n_old
+        # Each old id: its best cluster (most shared, then smallest first record key).
+        best = np.lexsort((first_key[plab], -shared, pold))
+        first_of_old = best[_group_starts(pold[best])]
+        # Each cluster: the best of the old ids that chose it (most shared, smallest id).
+        cl, co, cs = plab[first_of_old], pold[first_of_old], shared[first_of_old]
+        pick = np.lexsort((co, -cs, cl))
+        pick = pick[_group_starts(cl[pick])]
+        profile[cl[pick]] = co[pick]
+    names = old_names.take(pa.array(np.maximum(profile, 0))) if n_old \
+        else pa.nulls(n_lab, pa.string())
+    missing = pa.array(profile < 0)
+    if pc.any(missing).as_py():
+        kept = names.filter(pc.invert(missing))
+        fresh = _fresh_ids(first_key[profile < 0], pa.concat_arrays(
+            [old_names.cast(pa.string()), kept]))
+        names = _fill(names, missing, fresh)
+    return names.take(pa.array(lab))
+
+
+def _group_starts(sorted_ids: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """True where a run of equal values in ``sorted_ids`` starts."""
+    out = np.ones(len(sorted_ids), bool)
+    out[1:] = sorted_ids[1:] != sorted_ids[:-1]
+    return out
+
+
+def _fresh_ids(first_keys: NDArray[np.uint64], taken: pa.Array) -> pa.Array:
+    """``p_`` and 16 hex digits of a hash (splitmix64) of the cluster's smallest record
+    key: the same cluster built from scratch gets the same id. Re-hashed with a salt on
+    a collision (with a taken id, say a split-off part whose smallest record gave the
+    old profile its id)."""
+    salt = np.zeros(len(first_keys), np.uint64)
+    while True:
+        with np.errstate(over="ignore"):
+            z = first_keys.astype(np.uint64) + (salt + np.uint64(1)) * \
+                np.uint64(0x9E3779B97F4A7C15)
+            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            z = z ^ (z >> np.uint64(31))
+        digits = np.frombuffer(z.astype(">u8").tobytes().hex().encode(), "S16")
+        ids = pc.binary_join_element_wise(
+            "p_", pa.array(digits.astype(str), pa.string()), "")
+        clash = pc.or_(pc.is_in(ids, taken), _duplicated(ids)).to_numpy(
+            zero_copy_only=False)
+        if not clash.any():
+            return ids
+        salt[clash] += np.uint64(1)  # rare (64-bit hashes): loops over clashes, not rows
+
+
+def _duplicated(arr: pa.Array) -> pa.Array:
+    counts = pc.value_counts(arr)
+    dup = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+    return pc.is_in(arr, dup)
+
+
+def _fill(base: pa.Array, mask: pa.Array, values: pa.Array) -> pa.Array:
+    """``base`` with the positions of ``mask`` replaced by ``values`` in order."""
+    idx = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+    pos = np.full(len(base), -1, np.int64)
+    pos[idx] = np.arange(len(idx))
+    return pc.if_else(mask, values.take(pa.array(np.maximum(pos, 0))), base)
+
+
+def _records(rkeys: pa.Array, subset: NDArray[np.bool_], profile: pa.Array,
+             island: NDArray[np.int64], previous: Previous) -> pa.Table:
+    sub = pa.array(subset)
+    base = int(pc.max(previous.records.column("island")).as_py() or 0) + 1 \
+        if previous.records.num_rows else 0
+    fresh = pa.table({"rkey": rkeys.filter(sub), "profile": profile,
+                      "island": pa.array(island[subset] + base)}, schema=RECORDS)
+    # Records not re-stitched keep what they had (they are all in the previous build).
+    kept = previous.records.filter(pc.and_(
+        pc.is_in(previous.records.column("rkey"), rkeys.filter(pc.invert(sub))),
+        pc.invert(pc.is_in(previous.records.column("rkey"), rkeys.filter(sub)))))
+    return pa.concat_tables([kept.cast(RECORDS), fresh])
+
+
+def _changes(rkeys: pa.Array, subset: NDArray[np.bool_], labels: NDArray[np.int64],
+             profile: pa.Array, in_prev: NDArray[np.bool_], previous: Previous) -> pa.Table:
+    """Merges (an old id whose records now sit in another id's profile) and splits (an
+    id's records now partly in another, new profile); the cause is the smallest key of
+    a new record in the resulting profile, when there is one."""
+    sub = pa.array(subset)
+    keys = rkeys.filter(sub)
+    at = pc.index_in(keys, previous.records.column("rkey"))
+    old = previous.records.column("profile").combine_chunks().take(at) \
+        if previous.records.num_rows else pa.nulls(len(keys), pa.string())
+    moved = pc.and_(pc.is_valid(old), pc.not_equal(old, profile))
+    pairs = pa.table({"old_id": old.filter(moved), "new_id": profile.filter(moved)}
+                     ).group_by(["old_id", "new_id"]).aggregate([])
+    alive = pc.is_in(pairs.column("old_id"), profile)
+    kind = pc.if_else(alive, "split", "merge")
+    new = pa.array(~in_prev[subset])
+    first_new = pa.table({"new_id": profile.filter(new), "k": keys.filter(new)}
+                         ).group_by("new_id").aggregate([("k", "min")])
+    out = pairs.append_column("kind", kind).join(first_new, "new_id", join_type="left outer")
+    cause = pc.if_else(pc.is_valid(out.column("k_min")), pc.binary_join_element_wise(
+        "record ", out.column("k_min").cast(pa.string()), ""), pa.scalar(None, pa.string()))
+    out = pa.table({"kind": out.column("kind"), "old_id": out.column("old_id"),
+                    "new_id": out.column("new_id"), "cause": cause}, schema=CHANGES)
+    return out.sort_by([("kind", "ascending"), ("old_id", "ascending"),
+                        ("new_id", "ascending")])
