@@ -32,6 +32,14 @@ def register_state_backends(register: Callable[..., None]) -> None:
 
 
 @hookimpl
+def register_sources(register: Callable[..., None]) -> None:
+    # Light: the module imports DuckDB and scipy only when it reads or builds.
+    from conn.profiles.source import ProfilesSource
+
+    register(ProfilesSource)
+
+
+@hookimpl
 def register_transforms(register: Callable[..., None]) -> None:
     from conn.mapping.transforms import BUILTIN_TRANSFORMS
 

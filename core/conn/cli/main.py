@@ -13,6 +13,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from conn.cli.profiles_cmd import profiles_app
+
 app = typer.Typer(
     name="conn",
     help=(
@@ -37,6 +39,7 @@ alerts_app = typer.Typer(help="Alert rules of conn.yml: list them with their las
                          "send a test notice.", no_args_is_help=True)
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(experiments_app, name="experiments")
+app.add_typer(profiles_app, name="profiles")
 
 ProjectOpt = Annotated[
     Optional[Path],  # noqa: UP045 - typer needs Optional here

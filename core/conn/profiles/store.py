@@ -1,0 +1,122 @@
+"""Where built profiles live: ``profiles.duckdb`` in the project's state folder (.conn/).
+
+Per profile set NAME, tables ``NAME.records`` (rkey, profile, island), ``NAME.entries``
+(rkey, ident), ``NAME.golden`` (the stream ``profiles.NAME``), ``NAME.junk`` (the last
+build's junk values) and ``NAME.changes`` (every merge and split, with the build and
+time: the history is appended, never rewritten); ``builds`` lists the builds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from conn.profiles.engine import CHANGES, ENTRIES, RECORDS, Previous
+
+FILE = "profiles.duckdb"
+
+
+def path(state_dir: Path) -> Path:
+    """The profiles database of a project (whose state folder is ``state_dir``)."""
+    return state_dir / FILE
+
+
+def _t(name: str, table: str) -> str:
+    return '"' + f"{name}.{table}".replace('"', '""') + '"'
+
+
+class ProfileStore:
+    """Read and write built profile sets. ``read_only`` opens without a write lock (a
+    sync reading ``profiles.NAME`` while nothing builds)."""
+
+    def __init__(self, file: Path, read_only: bool = False) -> None:
+        import duckdb
+
+        if not read_only:
+            file.parent.mkdir(parents=True, exist_ok=True)
+        self.file = file
+        self.con = duckdb.connect(str(file), read_only=read_only)
+        if not read_only:
+            self.con.execute("CREATE TABLE IF NOT EXISTS builds (name VARCHAR, build_id "
+                             "VARCHAR, built_at TIMESTAMPTZ, full_build BOOLEAN, stats JSON)")
+
+    def close(self) -> None:
+        self.con.close()
+
+    def has(self, name: str, table: str = "records") -> bool:
+        return bool(self.query(
+            "SELECT count(*) AS n FROM information_schema.tables WHERE table_name = ?",
+            [f"{name}.{table}"])[0]["n"])
+
+    def previous(self, name: str) -> Previous:
+        """What the last build of ``name`` stored (empty before the first)."""
+        if not self.has(name):
+            return Previous(RECORDS.empty_table(), ENTRIES.empty_table())
+        records = self.con.sql(f"SELECT * FROM {_t(name, 'records')}").to_arrow_table()
+        entries = self.con.sql(f"SELECT * FROM {_t(name, 'entries')}").to_arrow_table()
+        return Previous(records.cast(RECORDS), entries.cast(ENTRIES))
+
+    def save(self, name: str, build_id: str, at: Any, full: bool, *, records: pa.Table,
+             entries: pa.Table, golden: pa.Table, junk: pa.Table, changes: pa.Table,
+             stats: dict[str, Any]) -> None:
+        """Replace the set's tables and append its changes, in one transaction."""
+        con = self.con
+        con.execute("BEGIN")
+        try:
+            for table, data in (("records", records), ("entries", entries),
+                                ("golden", golden), ("junk", junk)):
+                con.register("_data", data)
+                con.execute(f"CREATE OR REPLACE TABLE {_t(name, table)} AS "
+                            f"SELECT * FROM _data")
+                con.unregister("_data")
+            con.execute(f"CREATE TABLE IF NOT EXISTS {_t(name, 'changes')} (build_id "
+                        f"VARCHAR, changed_at TIMESTAMPTZ, kind VARCHAR, old_id VARCHAR, "
+                        f"new_id VARCHAR, cause VARCHAR)")
+            con.register("_data", changes.cast(CHANGES))
+            con.execute(f"INSERT INTO {_t(name, 'changes')} SELECT ?, ?, kind, old_id, "
+                        f"new_id, cause FROM _data", [build_id, at])
+            con.unregister("_data")
+            con.execute("INSERT INTO builds VALUES (?, ?, ?, ?, ?)",
+                        [name, build_id, at, full, json.dumps(stats)])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def golden(self, name: str) -> pa.Table:
+        return self.con.sql(f"SELECT * FROM {_t(name, 'golden')} ORDER BY profile_id"
+                            ).to_arrow_table()
+
+    def golden_schema(self, name: str) -> pa.Schema:
+        return self.con.sql(f"SELECT * FROM {_t(name, 'golden')} LIMIT 0"
+                            ).to_arrow_table().schema
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        rel = self.con.execute(sql, params or [])
+        cols = [d[0] for d in rel.description or ()]
+        return [dict(zip(cols, r, strict=True)) for r in rel.fetchall()]
+
+    def last_build(self, name: str) -> dict[str, Any] | None:
+        rows = self.query("SELECT * FROM builds WHERE name = ? ORDER BY built_at DESC LIMIT 1",
+                          [name])
+        return rows[0] if rows else None
+
+
+@contextlib.contextmanager
+def opened(state_dir: Path, read_only: bool = False) -> Iterator[ProfileStore]:
+    """The project's profile store, closed on leaving."""
+    store = ProfileStore(path(state_dir), read_only=read_only)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def table_name(name: str, table: str) -> str:
+    """The quoted name of a set's table (for queries by other modules)."""
+    return _t(name, table)

@@ -1,0 +1,193 @@
+"""Profiles from conn.yml through the real CLI: three overlapping sources in a DuckDB
+warehouse, ``conn profiles build|show|stats``, and a mirror sync reading
+``profiles.people`` into the files destination (merges and withdrawals reach it)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+from conn.cli.main import main
+from conn.plugins import Registry, reset_registry
+
+pytest.importorskip("conn_source_duckdb")
+pytest.importorskip("conn_destination_files")
+
+PROJECT = """\
+version: 1
+sources:
+  warehouse: {type: duckdb, config: {path: warehouse.duckdb}}
+destinations:
+  out:
+    type: files
+    purposes: [marketing]
+    config:
+      path: out
+      materialize: true
+      objects:
+        people:
+          identifiers: [profile_id]
+          fields:
+            type: object
+            properties:
+              profile_id: {type: string}
+              email: {type: string}
+              name: {type: string}
+profiles:
+  people:
+    identifiers:
+      customer_id: {limit: 1}
+      email: {limit: 3}
+      phone: {country_code: "44"}
+      device_id: {}
+    edges:
+      app:
+        source: warehouse
+        stream: app_users
+        identifiers: {mail: email, device: device_id}
+        updated_at: seen_at
+      crm:
+        source: warehouse
+        stream: contacts
+        identifiers: {id: customer_id, email: email, phone: phone}
+        updated_at: changed_at
+    junk: {values: [test@test.com]}
+    fields:
+      name: {rule: source_priority, sources: [crm, app]}
+      opt_in: {rule: most_recent}
+syncs:
+  people_out:
+    source: profiles
+    stream: profiles.people
+    destination: out
+    object: people
+    mode: mirror
+    consent: {columns: {marketing: opt_in}}
+    mapping: {profile_id: profile_id, email: email, name: name}
+"""
+
+
+def warehouse(path: Path, app: list[tuple], crm: list[tuple]) -> None:
+    con = duckdb.connect(str(path / "warehouse.duckdb"))
+    con.execute("CREATE OR REPLACE TABLE app_users (uid INT PRIMARY KEY, mail VARCHAR, "
+                "device VARCHAR, name VARCHAR, opt_in BOOLEAN, seen_at TIMESTAMP)")
+    con.execute("CREATE OR REPLACE TABLE contacts (id VARCHAR PRIMARY KEY, email VARCHAR, "
+                "phone VARCHAR, name VARCHAR, opt_in BOOLEAN, changed_at TIMESTAMP)")
+    if app:
+        con.executemany("INSERT INTO app_users VALUES (?, ?, ?, ?, ?, ?)", app)
+    if crm:
+        con.executemany("INSERT INTO contacts VALUES (?, ?, ?, ?, ?, ?)", crm)
+    con.close()
+
+
+APP = [
+    (1, " Ann@Example.com ", "dev-a", "ann", True, "2026-01-01"),
+    (2, "ann.work@example.com", "dev-a", None, True, "2026-01-02"),
+    (3, "bob@example.com", "dev-b", "bob", True, "2026-01-01"),
+    (4, "test@test.com", "dev-c", "cat", True, "2026-01-01"),
+    (5, "test@test.com", "dev-d", "dan", True, "2026-01-01"),
+]
+CRM = [
+    ("c1", "ann@example.com", "020 7946 0958", "Ann Smith", True, "2026-01-01"),
+    ("c2", "bob@example.com", "+44 20 7946 0000", "Bob Jones", True, "2026-01-01"),
+    # A family e-mail: two customers, kept apart by the customer_id limit.
+    ("c3", "family@example.com", None, "Eve", True, "2026-01-01"),
+    ("c4", "family@example.com", None, "Fay", True, "2026-01-01"),
+]
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    warehouse(tmp_path, APP, CRM)
+    (tmp_path / "conn.yml").write_text(PROJECT)
+    monkeypatch.chdir(tmp_path)
+    reset_registry(Registry())
+    yield tmp_path
+    reset_registry(Registry(autoload=False))
+
+
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        *args: str) -> tuple[int, str]:
+    monkeypatch.setattr(sys, "argv", ["conn", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def snapshot(path: Path) -> dict[str, dict]:
+    f = path / "out" / "_current" / "people.jsonl"
+    rows = [json.loads(line) for line in f.read_text().splitlines()] if f.exists() else []
+    return {r["profile_id"]: r for r in rows}
+
+
+@pytest.mark.slow
+def test_build_show_stats(project, monkeypatch, capsys):
+    code, out = cli(monkeypatch, capsys, "profiles", "build", "--json")
+    assert code == 0, out
+    (b,) = json.loads(out)["builds"]
+    # ann (2 app rows + crm), bob (app + crm), cat, dan, eve, fay.
+    assert (b["records"], b["profiles"], b["junk_values"]) == (9, 6, 1)
+    code, out = cli(monkeypatch, capsys, "profiles", "show", "ANN.WORK@example.com", "--json")
+    assert code == 0, out
+    (p,) = json.loads(out)["profiles"]
+    ids = {(i["type"], i["value"]) for i in p["identities"]}
+    assert ids == {("email", "ann@example.com"), ("email", "ann.work@example.com"),
+                   ("device_id", "dev-a"), ("customer_id", "c1"), ("phone", "442079460958")}
+    assert p["golden"]["name"] == "Ann Smith"  # crm before app
+    # The family e-mail is in two profiles: the customer_id limit kept them apart.
+    code, out = cli(monkeypatch, capsys, "profiles", "show", "family@example.com", "--json")
+    assert len(json.loads(out)["profiles"]) == 2
+    code, out = cli(monkeypatch, capsys, "profiles", "stats", "--json")
+    (s,) = json.loads(out)["sets"]
+    assert s["junk"] == [{"type": "email", "value": "test@test.com", "records": 2}]
+    assert {"type": "customer_id", "limit": 1, "profiles": 4} in s["at_limit"]
+    code, out = cli(monkeypatch, capsys, "profiles", "stats")
+    assert code == 0 and "email\ttest@test.com\t2" in out
+    code, out = cli(monkeypatch, capsys, "profiles", "show", "nobody@example.com")
+    assert code != 0 and "no profile holds" in out
+
+
+@pytest.mark.slow
+def test_merge_and_withdrawal_reach_a_mirror_destination(project, monkeypatch, capsys):
+    assert cli(monkeypatch, capsys, "profiles", "build")[0] == 0
+    code, out = cli(monkeypatch, capsys, "sync", "profiles", "out", "--json")
+    assert code == 0, out
+    first = snapshot(project)
+    assert len(first) == 6
+    bob = {r["email"]: k for k, r in first.items()}["bob@example.com"]
+    cat = {r["name"]: k for k, r in first.items()}["cat"]
+    # Cat turns out to be Bob (a new app row ties dev-c to bob's e-mail): one profile.
+    # Ann withdraws under her work e-mail, later than her other records.
+    app = [*APP, (6, "bob@example.com", "dev-c", None, True, "2026-02-01"),
+           (7, "ann.work@example.com", None, None, False, "2026-03-01")]
+    warehouse(project, app, CRM)
+    code, out = cli(monkeypatch, capsys, "profiles", "build", "--json")
+    assert code == 0, out
+    assert json.loads(out)["builds"][0]["merges"] == 1
+    assert cli(monkeypatch, capsys, "sync", "profiles", "out")[0] == 0
+    second = snapshot(project)
+    assert set(second) == set(first) - {cat, {r["email"]: k for k, r in first.items()}
+                                        ["ann@example.com"]}
+    assert bob in second
+    code, out = cli(monkeypatch, capsys, "profiles", "show", bob, "--json")
+    (p,) = json.loads(out)["profiles"]
+    assert [(h["kind"], h["old_id"], h["new_id"]) for h in p["history"]] == \
+        [("merge", cat, bob)]
+
+
+def test_bad_profiles_section_names_file_and_path(project, monkeypatch, capsys):
+    bad = PROJECT.replace("identifiers: {mail: email, device: device_id}",
+                          "identifiers: {mail: email, device: gadget}")
+    bad = bad.replace("sources: [crm, app]", "sources: [crm, web]")
+    (project / "conn.yml").write_text(bad)
+    code, out = cli(monkeypatch, capsys, "profiles", "build")
+    assert code == 3
+    assert "conn.yml: profiles.people.edges: unknown identifier type 'gadget'" in out
+    assert "profiles.people.fields.name.sources[1]: unknown edge 'web'" in out
