@@ -72,7 +72,8 @@ def read_edges(project: Project, registry: Registry, ps: ProfileSet) -> EdgeData
         # ident: "type<SEP>value"; SEP is chr(31), the unit separator.
         selects = [f"SELECT DISTINCT rkey, ? || chr(31) || {c} AS ident FROM k "
                    f"WHERE {c} IS NOT NULL" for c in ids]
-        parts.append(con.sql(" UNION ALL ".join(selects),
+        # UNION, not UNION ALL: one identifier in two columns is one entry.
+        parts.append(con.sql(" UNION ".join(selects),
                              params=list(edge.identifiers.values())).to_arrow_table())
         rows[edge.name] = keyed.drop_columns(ids)
         con.unregister("k")

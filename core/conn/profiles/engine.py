@@ -14,6 +14,7 @@ profiles untouched, which gives the same profiles as a full build (docs/profiles
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -69,23 +70,66 @@ def empty_previous() -> Previous:
     return Previous(RECORDS.empty_table(), ENTRIES.empty_table())
 
 
+def _encode_ints(keys: NDArray[Any]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Dense codes of integer ``keys`` (in sorted order of the keys) and the position of
+    each code's first occurrence: one stable argsort."""
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    starts = np.ones(len(keys), bool)
+    np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
+    codes = np.empty(len(keys), np.int64)
+    codes[order] = np.cumsum(starts) - 1
+    return codes, order[starts]
+
+
 def _encode(arr: pa.ChunkedArray | pa.Array) -> tuple[NDArray[np.int64], pa.Array]:
-    enc = pc.dictionary_encode(arr)
-    if isinstance(enc, pa.ChunkedArray):
-        enc = enc.unify_dictionaries().combine_chunks() if enc.num_chunks != 1 \
-            else enc.chunk(0)
+    """Dense codes of ``arr`` and the distinct values they index. Integers: one sort.
+    Strings: DuckDB's 64-bit hash of each, encoded as integers, then checked by
+    comparing every string with its code's first one (Arrow's dictionary encoding of
+    10M strings took several times longer here); on a hash collision, Arrow's
+    dictionary encoding."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pa.types.is_integer(arr.type):
+        codes, first = _encode_ints(arr.to_numpy(zero_copy_only=False))
+        return codes, arr.take(pa.array(first))
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("t", pa.table({"s": arr}))
+    hashes = con.sql("SELECT hash(s) AS h FROM t").to_arrow_table().column("h")
+    codes, first = _encode_ints(hashes.to_numpy())
+    uniq = arr.take(pa.array(first))
+    if pc.all(pc.equal(arr, uniq.take(pa.array(codes)))).as_py() in (True, None):
+        return codes, uniq
+    enc = pc.dictionary_encode(arr)  # a collision: exact, slower
     return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary
+
+
+def _lookup(keys: NDArray[Any], table: NDArray[Any]) -> NDArray[np.int64]:
+    """The position of each of ``keys`` in ``table`` (unique keys), -1 where absent."""
+    if not len(table):
+        return np.full(len(keys), -1, np.int64)
+    order = np.argsort(table, kind="stable")
+    pos = np.searchsorted(table[order], keys)
+    pos = np.minimum(pos, len(table) - 1)
+    hit = table[order][pos] == keys
+    return np.where(hit, order[pos], -1).astype(np.int64)
+
+
+def _np(col: pa.ChunkedArray | pa.Array) -> NDArray[Any]:
+    return col.to_numpy() if isinstance(col, pa.ChunkedArray) else col.to_numpy(
+        zero_copy_only=False)
 
 
 def build(entries: pa.Table, rules: Rules, previous: Previous, *,
           full: bool = False) -> Outcome:
-    """Stitch ``entries`` under ``rules``, keeping the ids of ``previous``."""
+    """Stitch ``entries`` under ``rules``, keeping the ids of ``previous``. Entries must
+    be distinct (record, identifier) pairs, as :mod:`conn.profiles.edges` reads them."""
     rec_all, rkeys = _encode(entries.column("rkey"))
     val_all, idents = _encode(entries.column("ident"))
     n_rec, n_val = len(rkeys), len(idents)
-    # One entry per (record, value): the same identifier in two columns counts once.
-    pair = np.unique(rec_all * np.int64(n_val) + val_all)
-    rec, val = pair // n_val, pair % n_val
+    rec, val = rec_all, val_all
     type_names = pc.list_element(pc.split_pattern(idents, SEP, max_splits=1), 0)
     type_of_val = _type_codes(type_names, rules.types)
     typ = type_of_val[val]
@@ -97,17 +141,16 @@ def build(entries: pa.Table, rules: Rules, previous: Previous, *,
     junk = _junk_report(rec, val, keep, idents, n_val)
     rec, typ, val = rec[keep], typ[keep], val[keep]
 
-    prev_rkeys = previous.records.column("rkey")
-    in_prev = pc.is_in(rkeys, prev_rkeys).to_numpy(zero_copy_only=False)
-    if full or not len(prev_rkeys):
+    keys = _np(rkeys)
+    prev_idx = _lookup(keys, _np(previous.records.column("rkey")))
+    if full or not previous.records.num_rows:
         subset = np.ones(n_rec, bool)
     else:
-        subset = _touched(rkeys, in_prev, rec, val, idents, previous, n_rec)
-    step = _stitch_subset(subset, rec, typ, val, n_val, rules)
-    labels, island = step
-    profile = _assign_ids(rkeys, subset, labels, previous)
-    out = _records(rkeys, subset, profile, island, previous)
-    changes = _changes(rkeys, subset, labels, profile, in_prev, previous)
+        subset = _touched(keys, prev_idx, rec, val, idents, previous)
+    labels, island = _stitch_subset(subset, rec, typ, val, n_val, rules)
+    profile = _assign_ids(keys, subset, labels, prev_idx, previous)
+    out = _records(rkeys, subset, profile, island, prev_idx, previous)
+    changes = _changes(keys, subset, profile, prev_idx, previous)
     return Outcome(out, changes, junk, int(subset.sum()))
 
 
@@ -123,31 +166,28 @@ def _junk_report(rec: NDArray[np.int64], val: NDArray[np.int64], keep: NDArray[n
     return pa.table({"ident": idents.take(pa.array(dropped)), "records": held})
 
 
-def _touched(rkeys: pa.Array, in_prev: NDArray[np.bool_], rec: NDArray[np.int64],
-             val: NDArray[np.int64], idents: pa.Array, previous: Previous,
-             n_rec: int) -> NDArray[np.bool_]:
+def _touched(keys: NDArray[Any], prev_idx: NDArray[np.int64], rec: NDArray[np.int64],
+             val: NDArray[np.int64], idents: pa.Array,
+             previous: Previous) -> NDArray[np.bool_]:
     """Records to re-stitch: new ones, and every record of an old island holding a value
     that a new or a vanished record holds."""
-    new_rec = ~in_prev
+    in_prev = prev_idx >= 0
     touched_val = np.zeros(len(idents), bool)
-    touched_val[val[new_rec[rec]]] = True
-    gone = pc.invert(pc.is_in(previous.records.column("rkey"), rkeys))
-    if pc.any(gone).as_py():
-        gone_keys = previous.records.column("rkey").filter(gone)
-        gone_ids = previous.entries.filter(
-            pc.is_in(previous.entries.column("rkey"), gone_keys)).column("ident")
+    touched_val[val[~in_prev[rec]]] = True
+    prev_keys = _np(previous.records.column("rkey"))
+    gone = _lookup(prev_keys, keys) < 0
+    if gone.any():
+        held = _lookup(_np(previous.entries.column("rkey")), prev_keys[gone]) >= 0
+        gone_ids = previous.entries.column("ident").filter(pa.array(held))
         touched_val |= pc.is_in(idents, gone_ids).to_numpy(zero_copy_only=False)
-    holders = np.zeros(n_rec, bool)
+    holders = ~in_prev
     holders[rec[touched_val[val]]] = True
-    holders |= new_rec
     # Their old islands, through the previous build's records.
-    prev_idx = pc.index_in(rkeys, previous.records.column("rkey")).to_numpy(
-        zero_copy_only=False)
-    prev_island = previous.records.column("island").to_numpy()
-    old_island = np.full(n_rec, -1, np.int64)
-    old_island[in_prev] = prev_island[prev_idx[in_prev].astype(np.int64)]
-    hit = np.unique(old_island[holders & in_prev])
-    return holders | (in_prev & np.isin(old_island, hit))
+    prev_island = _np(previous.records.column("island"))
+    old_island = np.where(in_prev, prev_island[np.maximum(prev_idx, 0)], -1)
+    hit = np.zeros(int(prev_island.max()) + 2, bool)
+    hit[old_island[holders & in_prev]] = True
+    return holders | (in_prev & hit[old_island])
 
 
 def _stitch_subset(subset: NDArray[np.bool_], rec: NDArray[np.int64],
@@ -168,13 +208,14 @@ def _stitch_subset(subset: NDArray[np.bool_], rec: NDArray[np.int64],
     return labels, island
 
 
-def _assign_ids(rkeys: pa.Array, subset: NDArray[np.bool_], labels: NDArray[np.int64],
+def _assign_ids(keys_all: NDArray[Any], subset: NDArray[np.bool_],
+                labels: NDArray[np.int64], prev_idx: NDArray[np.int64],
                 previous: Previous) -> pa.Array:
     """Profile ids of the re-stitched records' clusters: each old id goes to the new
     cluster holding most of its records (ties: the cluster with the smallest record
     key), and a cluster takes the old id it holds most records of (ties: the smallest
     id); other clusters get an id derived from their smallest record key."""
-    keys = rkeys.filter(pa.array(subset)).to_numpy(zero_copy_only=False)
+    keys = keys_all[subset]
     lab = labels[subset]
     n_lab = int(lab.max()) + 1 if len(lab) else 0
     order = np.lexsort((keys, lab))
@@ -186,11 +227,11 @@ def _assign_ids(rkeys: pa.Array, subset: NDArray[np.bool_], labels: NDArray[np.i
     n_old = len(old_names)
     profile = np.full(n_lab, -1, np.int64)  # index into old_names, -1: a fresh id
     if n_old:
-        at = pc.index_in(pa.array(keys, pa.uint64()), previous.records.column("rkey"))
-        held = at.is_valid().to_numpy(zero_copy_only=False)
+        at = prev_idx[subset]
+        held = at >= 0
         prev_code = pc.index_in(previous.records.column("profile"), old_names).to_numpy(
             zero_copy_only=False).astype(np.int64)
-        oc = prev_code[pc.fill_null(at, 0).to_numpy(zero_copy_only=False)]
+        oc = prev_code[np.maximum(at, 0)]
         pairs, shared = np.unique(lab[held] * np.int64(n_old) + oc[held],
                                   return_counts=True)
         plab, pold = pairs // n_old, pairs % n_old
@@ -258,35 +299,39 @@ def _fill(base: pa.Array, mask: pa.Array, values: pa.Array) -> pa.Array:
 
 
 def _records(rkeys: pa.Array, subset: NDArray[np.bool_], profile: pa.Array,
-             island: NDArray[np.int64], previous: Previous) -> pa.Table:
+             island: NDArray[np.int64], prev_idx: NDArray[np.int64],
+             previous: Previous) -> pa.Table:
     sub = pa.array(subset)
     base = int(pc.max(previous.records.column("island")).as_py() or 0) + 1 \
         if previous.records.num_rows else 0
     fresh = pa.table({"rkey": rkeys.filter(sub), "profile": profile,
                       "island": pa.array(island[subset] + base)}, schema=RECORDS)
+    if subset.all():
+        return fresh
     # Records not re-stitched keep what they had (they are all in the previous build).
-    kept = previous.records.filter(pc.and_(
-        pc.is_in(previous.records.column("rkey"), rkeys.filter(pc.invert(sub))),
-        pc.invert(pc.is_in(previous.records.column("rkey"), rkeys.filter(sub)))))
+    kept = previous.records.take(pa.array(prev_idx[~subset]))
     return pa.concat_tables([kept.cast(RECORDS), fresh])
 
 
-def _changes(rkeys: pa.Array, subset: NDArray[np.bool_], labels: NDArray[np.int64],
-             profile: pa.Array, in_prev: NDArray[np.bool_], previous: Previous) -> pa.Table:
+def _changes(keys_all: NDArray[Any], subset: NDArray[np.bool_], profile: pa.Array,
+             prev_idx: NDArray[np.int64], previous: Previous) -> pa.Table:
     """Merges (an old id whose records now sit in another id's profile) and splits (an
     id's records now partly in another, new profile); the cause is the smallest key of
     a new record in the resulting profile, when there is one."""
-    sub = pa.array(subset)
-    keys = rkeys.filter(sub)
-    at = pc.index_in(keys, previous.records.column("rkey"))
-    old = previous.records.column("profile").combine_chunks().take(at) \
-        if previous.records.num_rows else pa.nulls(len(keys), pa.string())
-    moved = pc.and_(pc.is_valid(old), pc.not_equal(old, profile))
+    if not previous.records.num_rows:
+        return CHANGES.empty_table()
+    at = prev_idx[subset]
+    keys = pa.array(keys_all[subset], pa.uint64())
+    old = previous.records.column("profile").take(
+        pa.array(np.maximum(at, 0))).combine_chunks()
+    moved = pc.and_(pa.array(at >= 0), pc.not_equal(old, profile))
     pairs = pa.table({"old_id": old.filter(moved), "new_id": profile.filter(moved)}
                      ).group_by(["old_id", "new_id"]).aggregate([])
+    if not pairs.num_rows:
+        return CHANGES.empty_table()
     alive = pc.is_in(pairs.column("old_id"), profile)
     kind = pc.if_else(alive, "split", "merge")
-    new = pa.array(~in_prev[subset])
+    new = pa.array(at < 0)
     first_new = pa.table({"new_id": profile.filter(new), "k": keys.filter(new)}
                          ).group_by("new_id").aggregate([("k", "min")])
     out = pairs.append_column("kind", kind).join(first_new, "new_id", join_type="left outer")

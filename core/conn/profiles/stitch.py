@@ -76,15 +76,32 @@ def _over_limit(comp_of_rec: NDArray[np.int64], n_comp: int, rec: NDArray[np.int
         if not m.any():
             continue
         c = comp_of_rec[rec[m]]
-        pairs = np.unique(c * np.int64(n_val) + val[m])
+        pairs = distinct(c * np.int64(n_val) + val[m])
         counts = np.bincount(pairs // n_val, minlength=n_comp)
         bad |= counts > limit
     return bad
 
 
 def _relabel(labels: NDArray[np.int64]) -> tuple[NDArray[np.int64], int]:
-    uniq, inverse = np.unique(labels, return_inverse=True)
-    return inverse.astype(np.int64), len(uniq)
+    """Labels renumbered ``0..k`` in their order (labels are small non-negative ints:
+    a presence table, linear time, where ``np.unique`` would sort)."""
+    if not len(labels):
+        return labels.astype(np.int64), 0
+    present = np.zeros(int(labels.max()) + 1, bool)
+    present[labels] = True
+    remap = np.cumsum(present, dtype=np.int64) - 1
+    return remap[labels], int(remap[-1]) + 1
+
+
+def distinct(keys: NDArray[np.int64]) -> NDArray[np.int64]:
+    """The distinct values of ``keys``, sorted (a sort and a neighbour comparison)."""
+    s = np.sort(keys)
+    if len(s) < 2:
+        return s
+    keep = np.empty(len(s), bool)
+    keep[0] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    return s[keep]
 
 
 def stitch(n_rec: int, rec: NDArray[np.int64], typ: NDArray[np.int32],

@@ -1,0 +1,291 @@
+"""Benchmark of identity stitching (``conn profiles build``'s engine) against DuckDB SQL
+label propagation, on the same identifier graph.
+
+The graph: ``--people`` people (2M by default), each seen as a CRM contact (60 %:
+customer_id, e-mail, a phone for half of them), an app user (e-mail, device) and an
+event (anonymous id, device): about 5.4 identifier edges (record, identifier) per
+person, 10.8M in all. Planted: 0.1 % of app users typed ``test@test.com`` (junk: one
+value that would join 2,000 people), and 0.5 % of people share their e-mail with
+another customer (the customer_id limit must keep them apart).
+
+Sides, each in its own process (wall time inside the process, peak RSS of the process),
+medians of ``--runs``:
+
+* ``conn full``: :func:`conn.profiles.engine.build` from nothing: encoding, junk,
+  rounds under the limits (customer_id 1, e-mail 3), islands, ids, merges/splits.
+* ``conn rebuild``: the same data again with the first build as previous state
+  (``full=True``): every component re-stitched, ids matched to the stored ones.
+* ``conn incremental``: 1 % new edges (new event records of existing people, and new
+  people), with the first build as previous state: only touched islands re-stitched.
+* ``duckdb label propagation``: iterative min-label propagation in DuckDB SQL over the
+  same record-identifier edges (no limits, no junk rule: less work than conn does).
+* ``splink``: deterministic linking on e-mail, when ``splink`` is installed.
+
+Checks printed with the figures: merges beyond the limits (0 expected), the junk value
+detected, and id stability of a full rebuild (100 % expected).
+
+    .venv/bin/python bench/profiles.py               # 2M people, ~10.8M edges
+    .venv/bin/python bench/profiles.py --quick       # 50k people, 1 run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SEP = "\x1f"
+
+
+def _ident(kind: str, prefix: str, ids: np.ndarray, suffix: str = "") -> pa.Array:
+    return pc.binary_join_element_wise(f"{kind}{SEP}{prefix}", pc.cast(pa.array(ids),
+                                       pa.string()), suffix, "")
+
+
+def make_entries(people: int, seed: int = 7, start: int = 0) -> pa.Table:
+    """The identifier edges of ``people`` people (ids from ``start``)."""
+    rng = np.random.default_rng(seed)
+    p = np.arange(start, start + people, dtype=np.int64)
+    parts = []
+    # Shared family e-mails: 0.5 % of people use the e-mail of the person before them.
+    email_of = p.copy()
+    fam = rng.random(people) < 0.005
+    email_of[fam] = np.maximum(p[fam] - 1, start)
+    crm = p[rng.random(people) < 0.6]
+    rk = np.uint64(1 << 40) + crm.astype(np.uint64)
+    parts.append((rk, _ident("customer_id", "c", crm)))
+    parts.append((rk, _ident("email", "u", email_of[crm - start], "@example.com")))
+    ph = rng.random(len(crm)) < 0.5
+    parts.append((rk[ph], _ident("phone", "44", 7_000_000_000 + crm[ph])))
+    # App users: e-mail and device; 0.1 % typed the junk e-mail.
+    rk = np.uint64(2 << 40) + p.astype(np.uint64)
+    junk = rng.random(people) < 0.001
+    mail = _ident("email", "u", email_of, "@example.com")
+    mail = pc.if_else(pa.array(junk), pa.scalar(f"email{SEP}test@test.com"), mail)
+    parts.append((rk, mail))
+    parts.append((rk, _ident("device_id", "d", p)))
+    # Events: anonymous id and device.
+    rk = np.uint64(3 << 40) + p.astype(np.uint64)
+    parts.append((rk, _ident("anonymous_id", "a", p)))
+    parts.append((rk, _ident("device_id", "d", p)))
+    return pa.table({"rkey": pa.array(np.concatenate([r for r, _ in parts]), pa.uint64()),
+                     "ident": pa.concat_arrays([i.cast(pa.string()) for _, i in parts])})
+
+
+def more_entries(people: int, share: float, seed: int = 11) -> pa.Table:
+    """``share`` of the edges again as new ones: half new events of existing people
+    (a new anonymous id on their device), half new people."""
+    n = max(1, int(people * 5.4 * share / 4))
+    rng = np.random.default_rng(seed)
+    who = rng.integers(0, people, n)
+    rk = np.uint64(4 << 40) + np.arange(n, dtype=np.uint64)
+    new_people = make_entries(n // 2, seed=seed + 1, start=people * 2)
+    return pa.concat_tables([
+        pa.table({"rkey": pa.array(np.concatenate([rk, rk]), pa.uint64()),
+                  "ident": pa.concat_arrays([
+                      _ident("anonymous_id", "n", np.arange(n)).cast(pa.string()),
+                      _ident("device_id", "d", who).cast(pa.string())])}),
+        new_people])
+
+
+RULES_ARGS = dict(
+    types=("customer_id", "email", "phone", "device_id", "anonymous_id"),
+    rounds=(("customer_id",), ("email",), ("phone",), ("device_id",), ("anonymous_id",)),
+    limits={"customer_id": 1, "email": 3},
+    max_records={"customer_id": 100, "email": 100, "phone": 100, "device_id": 100,
+                 "anonymous_id": 100},
+)
+
+
+# --- sides, run in child processes ---------------------------------------------------
+
+
+def side_conn(data: Path, mode: str, out: Path | None) -> dict:
+    from conn.profiles.engine import Previous, Rules, build, empty_previous
+
+    rules = Rules(**RULES_ARGS)  # type: ignore[arg-type]
+    entries = pq.read_table(data / "entries.parquet")
+    previous = empty_previous()
+    if mode in ("rebuild", "incremental"):
+        previous = Previous(pq.read_table(data / "records.parquet"), entries)
+    if mode == "incremental":
+        entries = pa.concat_tables([entries, pq.read_table(data / "more.parquet")])
+    t0 = time.perf_counter()
+    result = build(entries, rules, previous, full=mode == "rebuild")
+    seconds = time.perf_counter() - t0
+    info: dict = {"seconds": seconds, "records": result.records.num_rows,
+                  "restitched": result.restitched, "entries": entries.num_rows,
+                  "profiles": len(pc.unique(result.records.column("profile"))),
+                  "junk": result.junk.column("ident").to_pylist()[:5],
+                  "changes": result.changes.num_rows}
+    if mode == "full":
+        info["over_limit"] = over_limit(entries, result.records)
+        if out is not None:
+            pq.write_table(result.records, out)
+    if mode == "rebuild":
+        first = pq.read_table(data / "records.parquet")
+        same = pc.sum(pc.equal(first.sort_by("rkey").column("profile"),
+                               result.records.sort_by("rkey").column("profile"))).as_py()
+        info["stable_ids"] = same / first.num_rows
+    return info
+
+
+def over_limit(entries: pa.Table, records: pa.Table) -> int:
+    """Profiles holding more customer ids or e-mails than their limits (0 expected)."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("e", entries)
+    con.register("r", records)
+    return con.sql("""
+        SELECT count(*) FROM (
+          SELECT r.profile,
+                 count(DISTINCT ident) FILTER (WHERE ident LIKE 'customer_id%') AS c,
+                 count(DISTINCT ident) FILTER (WHERE ident LIKE 'email%'
+                                                 AND ident <> 'email' || chr(31) || 'test@test.com') AS m
+          FROM e JOIN r USING (rkey) GROUP BY 1) WHERE c > 1 OR m > 3""").fetchall()[0][0]
+
+
+def side_duckdb(data: Path) -> dict:
+    """Iterative min-label propagation over the bipartite record-identifier graph."""
+    import duckdb
+
+    con = duckdb.connect()
+    t0 = time.perf_counter()
+    con.execute(f"CREATE TABLE e AS SELECT rkey, ident FROM "
+                f"read_parquet('{data / 'entries.parquet'}')")
+    con.execute("CREATE TABLE lab AS SELECT DISTINCT rkey, rkey AS l FROM e")
+    rounds = 0
+    while True:
+        rounds += 1
+        con.execute("""
+            CREATE OR REPLACE TABLE nl AS
+            WITH il AS (SELECT e.ident, min(lab.l) AS l FROM e JOIN lab USING (rkey)
+                        GROUP BY e.ident)
+            SELECT e.rkey, min(il.l) AS l FROM e JOIN il USING (ident) GROUP BY e.rkey""")
+        changed = con.execute("SELECT count(*) FROM nl JOIN lab USING (rkey) "
+                              "WHERE nl.l <> lab.l").fetchall()[0][0]
+        con.execute("CREATE OR REPLACE TABLE lab AS SELECT * FROM nl")
+        if not changed:
+            break
+    clusters = con.execute("SELECT count(DISTINCT l) FROM lab").fetchall()[0][0]
+    return {"seconds": time.perf_counter() - t0, "iterations": rounds,
+            "profiles": clusters}
+
+
+def side_splink(data: Path) -> dict:
+    """Splink's deterministic linking on e-mail (records as rows with their e-mail)."""
+    import duckdb
+    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+
+    con = duckdb.connect()
+    rows = con.sql(f"""
+        SELECT rkey AS unique_id, any_value(substr(ident, strpos(ident, chr(31)) + 1))
+               FILTER (WHERE ident LIKE 'email%') AS email
+        FROM read_parquet('{data / 'entries.parquet'}') GROUP BY rkey""").df()
+    t0 = time.perf_counter()
+    settings = SettingsCreator(link_type="dedupe_only",
+                               blocking_rules_to_generate_predictions=[block_on("email")])
+    linker = Linker(rows, settings, db_api=DuckDBAPI())
+    pairs = linker.inference.deterministic_link()
+    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(pairs)
+    n = len(clusters.as_pandas_dataframe())
+    return {"seconds": time.perf_counter() - t0, "rows": n}
+
+
+# --- the driver -------------------------------------------------------------------------
+
+
+def run_side(data: Path, side: str, runs: int, extra: list[str] | None = None
+             ) -> tuple[list[dict], list[float]]:
+    from bench.common import run_child
+
+    infos, rss = [], []
+    for _ in range(runs):
+        _, peak, out = run_child([sys.executable, __file__, "--side", side, "--data",
+                                  str(data), *(extra or [])])
+        infos.append(json.loads(out.strip().splitlines()[-1]))
+        rss.append(peak)
+    return infos, rss
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--people", type=int, default=2_000_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="50k people, 1 run")
+    ap.add_argument("--json", type=Path, help="also write the result dict here")
+    ap.add_argument("--side", help=argparse.SUPPRESS)
+    ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.side:
+        if args.side.startswith("conn-"):
+            info = side_conn(args.data, args.side[5:], args.out)
+        elif args.side == "duckdb":
+            info = side_duckdb(args.data)
+        else:
+            info = side_splink(args.data)
+        print(json.dumps(info, default=str))
+        return 0
+    if args.quick:
+        args.people, args.runs = 50_000, 1
+    from bench.common import print_table
+
+    with tempfile.TemporaryDirectory(prefix="conn-bench-profiles-") as tmp:
+        data = Path(tmp)
+        pq.write_table(make_entries(args.people), data / "entries.parquet")
+        pq.write_table(more_entries(args.people, 0.01), data / "more.parquet")
+        # The previous build the rebuild and incremental sides start from.
+        first, _ = run_side(data, "conn-full", 1, ["--out", str(data / "records.parquet")])
+        sides = {"conn full": "conn-full", "conn rebuild": "conn-rebuild",
+                 "conn incremental (1 % new edges)": "conn-incremental",
+                 "duckdb label propagation": "duckdb"}
+        try:
+            import splink  # noqa: F401
+
+            sides["splink deterministic (e-mail)"] = "splink"
+        except ImportError:
+            print("splink is not installed: its side is left out")
+        results: dict = {"people": args.people, "edges": first[0]["entries"], "sides": {}}
+        for label, side in sides.items():
+            infos, rss = run_side(data, side, args.runs)
+            med = statistics.median(i["seconds"] for i in infos)
+            results["sides"][label] = {"median_s": med, "peak_mb": statistics.median(rss),
+                                       "runs": [i["seconds"] for i in infos],
+                                       "info": infos[-1]}
+    s = results["sides"]
+    full = s["conn full"]["median_s"]
+    rows = [[k, v["median_s"], v["peak_mb"], full and v["median_s"] / full]
+            for k, v in s.items()]
+    print_table(f"stitching {results['edges']:,} identifier edges of {args.people:,} people "
+                f"(medians of {args.runs})", rows,
+                ["side", "seconds", "peak MB", "x conn full"])
+    f = s["conn full"]["info"]
+    results["checks"] = {
+        "profiles": f["profiles"], "merges_beyond_limits": f["over_limit"],
+        "junk_found": f["junk"], "stable_ids_on_rebuild": s["conn rebuild"]["info"]
+        ["stable_ids"], "incremental_share_of_full": s["conn incremental (1 % new edges)"]
+        ["median_s"] / full,
+        "duckdb_over_conn": s["duckdb label propagation"]["median_s"] / full,
+        "duckdb_iterations": s["duckdb label propagation"]["info"]["iterations"]}
+    for k, v in results["checks"].items():
+        print(f"{k}: {v}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
