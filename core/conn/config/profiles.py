@@ -23,7 +23,8 @@ KINDS = (*BUILTIN_TYPES, "custom")
 DEFAULT_LIMITS = {"customer_id": 1}
 #: A value held by more records than this is junk unless the profile set says otherwise.
 DEFAULT_MAX_RECORDS = 100
-RULES = ("most_recent", "most_frequent", "source_priority", "first_non_null", "max", "min")
+RULES = ("most_recent", "most_frequent", "source_priority", "first_non_null", "max", "min",
+         "consent")
 
 
 @dataclass(frozen=True)
@@ -187,8 +188,8 @@ def _profile_set(project: Project, name: str, spec: dict[str, Any], f: str,
             errors.append(ConfigError("rule 'source_priority' needs 'sources': edge names, "
                                       "highest priority first", file=f,
                                       path=f"{base}.fields.{fname}"))
-        if fs.get("rule") == "most_recent" and not any(e.updated_at for e in edges.values()):
-            errors.append(ConfigError("rule 'most_recent' needs an 'updated_at' column on "
+        if fs.get("rule") in ("most_recent", "consent") and not any(e.updated_at for e in edges.values()):
+            errors.append(ConfigError(f"rule {fs.get('rule')!r} needs an 'updated_at' column on "
                                       "at least one edge", file=f,
                                       path=f"{base}.fields.{fname}.rule"))
         fields[str(fname)] = FieldRule(str(fname), str(fs.get("column") or fname),

@@ -10,6 +10,8 @@ source_priority    from the first edge in ``sources`` that has one
 first_non_null     from the earliest row (``updated_at``, then edge order, then
                    record key)
 max / min          the greatest / least value
+consent            a yes/no value: from the row with the latest ``updated_at``; at
+                   the same instant a denial wins
 =================  =============================================================
 
 Each row also carries the profile's identifiers: per type ``TYPE`` (the value most of
@@ -59,6 +61,10 @@ def golden(ps: ProfileSet, rows: dict[str, pa.Table], records: pa.Table,
         nn = f"FILTER (WHERE {col} IS NOT NULL)"
         if rule.rule == "most_recent":
             selects.append(f"arg_max({col}, (_updated_at, rkey)) {nn} AS {out}")
+        elif rule.rule == "consent":
+            # The latest wins; at the same instant a denial (NOT col is true) wins.
+            selects.append(f"arg_max({col}::BOOLEAN, (_updated_at, NOT {col}::BOOLEAN)) "
+                           f"{nn} AS {out}")
         elif rule.rule == "first_non_null":
             selects.append(f"arg_min({col}, (_updated_at, _edge, rkey)) {nn} AS {out}")
         elif rule.rule in ("max", "min"):
