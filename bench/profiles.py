@@ -152,8 +152,8 @@ def over_limit(entries: pa.Table, records: pa.Table) -> int:
         SELECT count(*) FROM (
           SELECT r.profile,
                  count(DISTINCT ident) FILTER (WHERE ident LIKE 'customer_id%') AS c,
-                 count(DISTINCT ident) FILTER (WHERE ident LIKE 'email%'
-                                                 AND ident <> 'email' || chr(31) || 'test@test.com') AS m
+                 count(DISTINCT ident) FILTER (WHERE ident LIKE 'email%' AND
+                     ident <> 'email' || chr(31) || 'test@test.com') AS m
           FROM e JOIN r USING (rkey) GROUP BY 1) WHERE c > 1 OR m > 3""").fetchall()[0][0]
 
 

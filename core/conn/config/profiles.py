@@ -188,9 +188,10 @@ def _profile_set(project: Project, name: str, spec: dict[str, Any], f: str,
             errors.append(ConfigError("rule 'source_priority' needs 'sources': edge names, "
                                       "highest priority first", file=f,
                                       path=f"{base}.fields.{fname}"))
-        if fs.get("rule") in ("most_recent", "consent") and not any(e.updated_at for e in edges.values()):
-            errors.append(ConfigError(f"rule {fs.get('rule')!r} needs an 'updated_at' column on "
-                                      "at least one edge", file=f,
+        timed = any(e.updated_at for e in edges.values())
+        if fs.get("rule") in ("most_recent", "consent") and not timed:
+            errors.append(ConfigError(f"rule {fs.get('rule')!r} needs an 'updated_at' "
+                                      "column on at least one edge", file=f,
                                       path=f"{base}.fields.{fname}.rule"))
         fields[str(fname)] = FieldRule(str(fname), str(fs.get("column") or fname),
                                        str(fs.get("rule")), srcs)
