@@ -19,6 +19,8 @@ Scenarios (see docs/performance.md for the figures and the goals):
   sql_copy         PostgreSQL → PostgreSQL through conn vs psql COPY | COPY
   pg_stream        PostgreSQL commit → webhook through ``conn sync --follow`` vs a bare
                    psycopg2 replication loop: latency at given rates, highest rate
+  profiles         identity stitching of ~10.8M identifier edges (2M people): full,
+                   rebuild and 1 % incremental builds vs DuckDB SQL label propagation
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from pathlib import Path
 from bench.common import ROOT, environment, save
 
 SCENARIOS = ["full_sync", "planner", "consent_mapping", "http_rate", "startup",
-             "singer_bridge", "sql_copy", "pg_stream"]
+             "singer_bridge", "sql_copy", "pg_stream", "profiles"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -100,7 +100,10 @@ def _encode(arr: pa.ChunkedArray | pa.Array) -> tuple[NDArray[np.int64], pa.Arra
     hashes = con.sql("SELECT hash(s) AS h FROM t").to_arrow_table().column("h")
     codes, first = _encode_ints(hashes.to_numpy())
     uniq = arr.take(pa.array(first))
-    if pc.all(pc.equal(arr, uniq.take(pa.array(codes)))).as_py() in (True, None):
+    # Checked a million strings at a time: the comparison copies the strings it reads.
+    step = 1 << 20
+    if all(pc.all(pc.equal(arr.slice(i, step), uniq.take(pa.array(codes[i:i + step]))))
+           .as_py() in (True, None) for i in range(0, len(arr), step)):
         return codes, uniq
     enc = pc.dictionary_encode(arr)  # a collision: exact, slower
     return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary
@@ -130,8 +133,7 @@ def build(entries: pa.Table, rules: Rules, previous: Previous, *,
     val_all, idents = _encode(entries.column("ident"))
     n_rec, n_val = len(rkeys), len(idents)
     rec, val = rec_all, val_all
-    type_names = pc.list_element(pc.split_pattern(idents, SEP, max_splits=1), 0)
-    type_of_val = _type_codes(type_names, rules.types)
+    type_of_val = _type_codes(idents, rules.types)
     typ = type_of_val[val]
     caps = np.array([rules.max_records.get(t, 0) for t in rules.types] + [0], np.int64)
     keep = drop_junk(rec, typ, val, n_val, caps)
@@ -154,9 +156,12 @@ def build(entries: pa.Table, rules: Rules, previous: Previous, *,
     return Outcome(out, changes, junk, int(subset.sum()))
 
 
-def _type_codes(type_names: pa.Array, types: tuple[str, ...]) -> NDArray[np.int32]:
-    codes = pc.index_in(type_names, pa.array(types, pa.string()))
-    return pc.fill_null(codes, len(types)).to_numpy(zero_copy_only=False).astype(np.int32)
+def _type_codes(idents: pa.Array, types: tuple[str, ...]) -> NDArray[np.int32]:
+    """The type of each identifier (``len(types)`` for a type not listed)."""
+    codes = np.full(len(idents), len(types), np.int32)
+    for i, t in enumerate(types):
+        codes[pc.starts_with(idents, t + SEP).to_numpy(zero_copy_only=False)] = i
+    return codes
 
 
 def _junk_report(rec: NDArray[np.int64], val: NDArray[np.int64], keep: NDArray[np.bool_],

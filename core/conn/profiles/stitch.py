@@ -59,7 +59,8 @@ def _components(n_lab: int, lab_of_entry: NDArray[np.int64], val: NDArray[np.int
     from scipy.sparse.csgraph import connected_components
 
     n = n_lab + n_val
-    graph = coo_matrix((np.ones(len(val), np.int8), (lab_of_entry, n_lab + val)),
+    # float64 weights: csgraph converts any other type to it (a copy per round).
+    graph = coo_matrix((np.ones(len(val), np.float64), (lab_of_entry, n_lab + val)),
                        shape=(n, n)).tocsr()
     _, comp = connected_components(graph, directed=True, connection="weak")
     return comp[:n_lab].astype(np.int64)
