@@ -176,6 +176,14 @@ def test_merge_and_withdrawal_reach_a_mirror_destination(project, monkeypatch, c
     assert set(second) == set(first) - {cat, {r["email"]: k for k, r in first.items()}
                                         ["ann@example.com"]}
     assert bob in second
+    # conn explain takes any identifier: Ann's work e-mail shows her profile, withheld.
+    code, out = cli(monkeypatch, capsys, "explain", "ann.work@example.com", "--json")
+    assert code == 0, out
+    (ann,) = json.loads(out)["profiles"]
+    (sync,) = ann["syncs"]
+    assert sync["sync"] == "people_out" and sync["found"] and not sync["would_send"]
+    code, out = cli(monkeypatch, capsys, "explain", "bob@example.com")
+    assert f"profile {bob} (profiles.people)" in out and "WOULD SEND" in out
     code, out = cli(monkeypatch, capsys, "profiles", "show", bob, "--json")
     (p,) = json.loads(out)["profiles"]
     assert [(h["kind"], h["old_id"], h["new_id"]) for h in p["history"]] == \
