@@ -150,9 +150,11 @@ def _profile_set(project: Project, name: str, spec: dict[str, Any], f: str,
         if not isinstance(e, dict):
             continue
         path = f"{base}.edges.{ename}"
-        if e.get("source") not in project.sources:
+        # Not the profiles source itself: a profile set cannot be its own edge.
+        readable = [n for n, c in project.sources.items() if c.type != "profiles"]
+        if e.get("source") not in readable:
             errors.append(ConfigError(f"unknown source {e.get('source')!r} (declared: "
-                                      f"{', '.join(project.sources) or 'none'})",
+                                      f"{', '.join(readable) or 'none'})",
                                       file=f, path=f"{path}.source"))
         if ("stream" in e) == ("query" in e):
             errors.append(ConfigError("expected exactly one of 'stream' or 'query'",
