@@ -70,19 +70,21 @@ def empty_previous() -> Previous:
     return Previous(RECORDS.empty_table(), ENTRIES.empty_table())
 
 
-def _encode_ints(keys: NDArray[Any]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+def _encode_ints(keys: NDArray[Any]) -> tuple[NDArray[Any], NDArray[np.int64]]:
     """Dense codes of integer ``keys`` (in sorted order of the keys) and the position of
     each code's first occurrence: one stable argsort."""
     order = np.argsort(keys, kind="stable")
     ordered = keys[order]
     starts = np.ones(len(keys), bool)
     np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
-    codes = np.empty(len(keys), np.int64)
-    codes[order] = np.cumsum(starts) - 1
+    # int32 codes while they fit: half the memory of every array indexed by them.
+    dtype = np.int32 if len(keys) < 2**31 - 1 else np.int64
+    codes = np.empty(len(keys), dtype)
+    codes[order] = np.cumsum(starts, dtype=dtype) - 1
     return codes, order[starts]
 
 
-def _encode(arr: pa.ChunkedArray | pa.Array) -> tuple[NDArray[np.int64], pa.Array]:
+def _encode(arr: pa.ChunkedArray | pa.Array) -> tuple[NDArray[Any], pa.Array]:
     """Dense codes of ``arr`` and the distinct values they index. Integers: one sort.
     Strings: DuckDB's 64-bit hash of each, encoded as integers, then checked by
     comparing every string with its code's first one (Arrow's dictionary encoding of
@@ -199,7 +201,7 @@ def _stitch_subset(subset: NDArray[np.bool_], rec: NDArray[np.int64],
                    typ: NDArray[np.int32], val: NDArray[np.int64], n_val: int,
                    rules: Rules) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Labels and islands of the records in ``subset`` (-1 elsewhere)."""
-    local = np.cumsum(subset) - 1
+    local = np.cumsum(subset, dtype=rec.dtype) - 1
     m = subset[rec]
     r, t, v = local[rec[m]], typ[m], val[m]
     n = int(subset.sum())

@@ -59,6 +59,7 @@ def _components(n_lab: int, lab_of_entry: NDArray[np.int64], val: NDArray[np.int
     from scipy.sparse.csgraph import connected_components
 
     n = n_lab + n_val
+    val = val.astype(np.int64 if n >= 2**31 - 1 else val.dtype, copy=False)
     # float64 weights: csgraph converts any other type to it (a copy per round).
     graph = coo_matrix((np.ones(len(val), np.float64), (lab_of_entry, n_lab + val)),
                        shape=(n, n)).tocsr()
@@ -111,7 +112,6 @@ def stitch(n_rec: int, rec: NDArray[np.int64], typ: NDArray[np.int32],
     must already be dropped (:func:`drop_junk`)."""
     lab = np.arange(n_rec, dtype=np.int64)
     n_lab = n_rec
-    rec = rec.astype(np.int64, copy=False)
     for types in rules.rounds:
         m = np.isin(typ, np.asarray(types, np.int32))
         if not m.any():
@@ -136,7 +136,7 @@ def islands(n_rec: int, rec: NDArray[np.int64], val: NDArray[np.int64],
             n_val: int) -> NDArray[np.int64]:
     """Components of the graph without limits or rounds: records that could ever affect
     each other's stitching. An incremental build re-stitches whole islands."""
-    comp = _components(n_rec, rec.astype(np.int64, copy=False), val, n_val)
+    comp = _components(n_rec, rec, val, n_val)
     return _relabel(comp)[0]
 
 
