@@ -54,10 +54,16 @@ def test_incremental_equals_full_and_ids_hold(before: dict, added: dict,
     keys = sorted(before)
     after = {k: v for i, (k, v) in enumerate(sorted(before.items())) if i not in drop}
     after.update({k + 2**41: v for k, v in added.items()})
-    inc = build(entries(after), RULES, prev)
     full = build(entries(after), RULES, prev, full=True)
-    assert by_key(inc.records) == by_key(full.records)
-    assert inc.changes.to_pylist() == full.changes.to_pylist()
+    # Both incremental paths: from the previous entries alone, and with the previous
+    # junk (which reads only the touched islands' entries).
+    for inc in (build(entries(after), RULES, prev),
+                build(entries(after), RULES, Previous(first.records, entries(before),
+                                                      first.junk))):
+        assert by_key(inc.records) == by_key(full.records)
+        assert inc.changes.to_pylist() == full.changes.to_pylist()
+        assert sorted(inc.junk.column("ident").to_pylist()) == \
+            sorted(full.junk.column("ident").to_pylist())
     assert set(by_key(inc.records)) == set(after)
     # Unchanged profiles (same records as before) keep their ids.
     old_groups = {frozenset(g): p for p, g in _ids(first.records).items()}
@@ -96,6 +102,9 @@ def test_only_touched_islands_are_restitched() -> None:
     people = {k: {(1, k)} for k in range(100)}
     first = build(entries(people), RULES, empty_previous())
     more = {**people, 1000: {(1, 5), (2, 77)}}
-    inc = build(entries(more), RULES, Previous(first.records, entries(people)))
-    assert inc.restitched == 2  # the new record and person 5
-    assert by_key(inc.records)[1000] == by_key(first.records)[5]
+    for prev in (Previous(first.records, entries(people)),
+                 Previous(first.records, entries(people), first.junk)):
+        inc = build(entries(more), RULES, prev)
+        assert inc.restitched == 2  # the new record and person 5
+        assert by_key(inc.records)[1000] == by_key(first.records)[5]
+        assert len(by_key(inc.records)) == 101

@@ -41,10 +41,12 @@ class Rules:
 @dataclass
 class Previous:
     """What the last build stored: ``records`` (rkey uint64, profile string, island
-    int64) and ``entries`` (rkey, ident). Empty tables for a first build."""
+    int64), ``entries`` (rkey, ident) and ``junk`` (ident, records). Empty tables for a
+    first build. Without ``junk`` a build re-stitches everything."""
 
     records: pa.Table
     entries: pa.Table
+    junk: pa.Table | None = None
 
 
 @dataclass
@@ -131,6 +133,8 @@ def build(entries: pa.Table, rules: Rules, previous: Previous, *,
           full: bool = False) -> Outcome:
     """Stitch ``entries`` under ``rules``, keeping the ids of ``previous``. Entries must
     be distinct (record, identifier) pairs, as :mod:`conn.profiles.edges` reads them."""
+    if not full and previous.records.num_rows and previous.junk is not None:
+        return build_incremental(entries, rules, previous)
     rec_all, rkeys = _encode(entries.column("rkey"))
     val_all, idents = _encode(entries.column("ident"))
     n_rec, n_val = len(rkeys), len(idents)
@@ -151,11 +155,96 @@ def build(entries: pa.Table, rules: Rules, previous: Previous, *,
         subset = np.ones(n_rec, bool)
     else:
         subset = _touched(keys, prev_idx, rec, val, idents, previous)
+    return _finish(rkeys, keys, rec, typ, val, n_val, subset, prev_idx, junk, rules,
+                   previous)
+
+
+def _finish(rkeys: pa.Array, keys: NDArray[Any], rec: NDArray[Any], typ: NDArray[np.int32],
+            val: NDArray[Any], n_val: int, subset: NDArray[np.bool_],
+            prev_idx: NDArray[np.int64], junk: pa.Table, rules: Rules,
+            previous: Previous) -> Outcome:
+    """Stitch the records of ``subset``, give them ids, merge them into the previous
+    records; ``rec``, ``typ``, ``val`` are the entries left after junk."""
     labels, island = _stitch_subset(subset, rec, typ, val, n_val, rules)
     profile = _assign_ids(keys, subset, labels, prev_idx, previous)
     out = _records(rkeys, subset, profile, island, prev_idx, previous)
     changes = _changes(keys, subset, profile, prev_idx, previous)
     return Outcome(out, changes, junk, int(subset.sum()))
+
+
+def build_incremental(entries: pa.Table, rules: Rules, previous: Previous) -> Outcome:
+    """The same result as :func:`build`, reading the previous build instead of encoding
+    every entry: the current entries are the previous ones less those of vanished
+    records plus those of new records (a record's key is its identifiers), so only the
+    touched values are counted, and only the islands holding them are encoded and
+    stitched."""
+    assert previous.junk is not None
+    rk = _np(entries.column("rkey"))
+    prev_keys = _np(previous.records.column("rkey"))
+    prev_ent_keys = _np(previous.entries.column("rkey"))
+    new_entry = ~_member(rk, prev_keys)
+    gone_keys = prev_keys[~_member(prev_keys, rk)]
+    gone_entry = _member(prev_ent_keys, gone_keys)
+    new_ids = _flat(entries.column("ident")).filter(pa.array(new_entry))
+    gone_ids = _flat(previous.entries.column("ident")).filter(pa.array(gone_entry))
+    touched = pc.unique(pa.concat_arrays([new_ids, gone_ids]))
+    prev_hold = pc.is_in(previous.entries.column("ident"), touched).to_numpy(
+        zero_copy_only=False)
+    # Holders now of each touched value: before, less the vanished, plus the new.
+    counts = _count(_flat(previous.entries.column("ident")).filter(pa.array(prev_hold)),
+                    touched) - _count(gone_ids, touched) + _count(new_ids, touched)
+    caps = np.array([rules.max_records.get(t, 0) for t in rules.types] + [0], np.int64)
+    cap = caps[_type_codes(touched, rules.types)]
+    over = (cap > 0) & (counts > cap)
+    # Junk: the previous junk that is not touched, the touched values over their cap.
+    old_junk = previous.junk.filter(pc.invert(pc.is_in(previous.junk.column("ident"),
+                                                       touched)))
+    junk = pa.concat_tables([old_junk.cast(pa.schema([("ident", pa.string()),
+                                                      ("records", pa.int64())])),
+                             pa.table({"ident": touched.filter(pa.array(over)),
+                                       "records": pa.array(counts[over], pa.int64())})])
+    # The islands of the previous holders of touched values, and the new records.
+    prev_idx_hold = _lookup(prev_ent_keys[prev_hold & ~gone_entry], prev_keys)
+    islands_prev = _np(previous.records.column("island"))
+    hit = np.zeros(int(islands_prev.max()) + 2 if len(islands_prev) else 1, bool)
+    hit[islands_prev[prev_idx_hold[prev_idx_hold >= 0]]] = True
+    sub_prev = hit[islands_prev] & _member(prev_keys, rk)
+    sub_entries = entries.filter(pa.array(new_entry | _member(rk, prev_keys[sub_prev])))
+    rec, rkeys = _encode(sub_entries.column("rkey"))
+    val, idents = _encode(sub_entries.column("ident"))
+    typ = _type_codes(idents, rules.types)[val]
+    dropped = pc.is_in(idents, pa.concat_arrays([
+        _flat(junk.column("ident")), pa.array(sorted(rules.junk), pa.string())]))
+    keep = ~dropped.to_numpy(zero_copy_only=False)[val]
+    keys = _np(rkeys)
+    prev_idx = _lookup(keys, prev_keys)
+    out = _finish(rkeys, keys, rec[keep], typ[keep], val[keep], len(idents),
+                  np.ones(len(keys), bool), prev_idx, junk, rules, previous)
+    # Records not re-stitched keep what they had; vanished ones leave.
+    kept = previous.records.filter(pa.array(~sub_prev & _member(prev_keys, rk)))
+    out.records = pa.concat_tables([kept.cast(RECORDS), out.records])
+    return out
+
+
+def _flat(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+
+
+def _member(keys: NDArray[Any], table: NDArray[Any]) -> NDArray[np.bool_]:
+    """Whether each of ``keys`` is in ``table`` (duplicates allowed): a sort and a
+    binary search."""
+    if not len(table) or not len(keys):
+        return np.zeros(len(keys), bool)
+    s = np.sort(table)
+    pos = np.minimum(np.searchsorted(s, keys), len(s) - 1)
+    return np.asarray(s[pos] == keys)
+
+
+def _count(values: pa.Array, of: pa.Array) -> NDArray[np.int64]:
+    """How many times each of ``of`` occurs in ``values``."""
+    idx = pc.index_in(values, of).to_numpy(zero_copy_only=False)
+    idx = idx[~np.isnan(idx)].astype(np.int64) if idx.dtype.kind == "f" else idx
+    return np.bincount(idx, minlength=len(of)).astype(np.int64)
 
 
 def _type_codes(idents: pa.Array, types: tuple[str, ...]) -> NDArray[np.int32]:

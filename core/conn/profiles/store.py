@@ -59,7 +59,9 @@ class ProfileStore:
             return Previous(RECORDS.empty_table(), ENTRIES.empty_table())
         records = self.con.sql(f"SELECT * FROM {_t(name, 'records')}").to_arrow_table()
         entries = self.con.sql(f"SELECT * FROM {_t(name, 'entries')}").to_arrow_table()
-        return Previous(records.cast(RECORDS), entries.cast(ENTRIES))
+        junk = self.con.sql(f"SELECT ident, records::BIGINT AS records "
+                            f"FROM {_t(name, 'junk')}").to_arrow_table()
+        return Previous(records.cast(RECORDS), entries.cast(ENTRIES), junk)
 
     def save(self, name: str, build_id: str, at: Any, full: bool, *, records: pa.Table,
              entries: pa.Table, golden: pa.Table, junk: pa.Table, changes: pa.Table,
