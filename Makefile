@@ -25,6 +25,8 @@ dev: $(UV)
 demo: dev
 	$(VENV)/bin/conn init --demo $(DEMO_DIR) --force
 	cd $(DEMO_DIR) && ../$(VENV)/bin/conn sync warehouse crm
+	cd $(DEMO_DIR) && ../$(VENV)/bin/conn profiles build
+	cd $(DEMO_DIR) && ../$(VENV)/bin/conn sync profiles cdp
 	cd $(DEMO_DIR) && ../$(VENV)/bin/conn runs
 	cd $(DEMO_DIR) && ../$(VENV)/bin/conn experiments report customers_to_crm --outcome renewals
 

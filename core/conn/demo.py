@@ -1,5 +1,6 @@
 """The demo project: a DuckDB warehouse with synthetic but realistic customers, product
-events and consent records, seeded for reproducibility, plus a conn.yml that syncs them."""
+events and consent records, app users and web sessions overlapping with the customers,
+seeded for reproducibility, plus a conn.yml that syncs them."""
 
 from __future__ import annotations
 
@@ -138,6 +139,50 @@ def renewals(n_customers: int, rng: np.random.Generator) -> pa.Table:
     })
 
 
+def app_users(crm: pa.Table, rng: np.random.Generator) -> pa.Table:
+    """The app's users: 60 % of customers, signed up with the same e-mail typed their own
+    way (case, spaces), on one device; 5 % more people the CRM does not know; 0.2 %
+    typed the shared junk address test@test.com."""
+    n = crm.num_rows
+    known = np.flatnonzero(rng.random(n) < 0.6)
+    strangers = max(1, n // 20)
+    email = pc.utf8_trim_whitespace(crm.column("email").combine_chunks().take(known))
+    email = pc.if_else(pa.array(rng.random(len(known)) < 0.3), pc.utf8_upper(email), email)
+    email = pa.concat_arrays([email.cast(pa.string()), pc.binary_join_element_wise(
+        "app.user", pa.array(np.arange(strangers).astype(str)), "@example.net", "")])
+    total = len(known) + strangers
+    email = pc.if_else(pa.array(rng.random(total) < 0.002), pa.scalar("test@test.com"), email)
+    first = pa.concat_arrays([crm.column("first_name").combine_chunks().take(known),
+                              pa.nulls(strangers, pa.string())])
+    seen = (np.datetime64("2026-06-01T00:00:00") +
+            rng.integers(0, 180 * 86400, total).astype("timedelta64[s]"))
+    return pa.table({
+        "user_id": pa.array(np.arange(1, total + 1), pa.int64()),
+        "email": email,
+        "device_id": pc.binary_join_element_wise(
+            "dev-", pa.array(np.arange(1, total + 1).astype(str)), ""),
+        "first_name": first,
+        "country": pa.concat_arrays([crm.column("country").combine_chunks().take(known),
+                                     pa.nulls(strangers, pa.string())]),
+        "marketing_opt_in": pa.array(rng.random(total) < 0.6),
+        "updated_at": pa.array(seen.astype("datetime64[us]"), pa.timestamp("us", "UTC")),
+    })
+
+
+def web_sessions(app: pa.Table, rng: np.random.Generator) -> pa.Table:
+    """Anonymous web sessions: most on an app user's device, some never identified."""
+    n = app.num_rows
+    rows = n * 2
+    device = pc.binary_join_element_wise(
+        "dev-", pa.array(rng.integers(1, int(n * 1.2) + 1, rows).astype(str)), "")
+    return pa.table({
+        "session_id": pa.array(np.arange(1, rows + 1), pa.int64()),
+        "anonymous_id": pc.binary_join_element_wise(
+            "anon-", pa.array(rng.integers(1, int(rows * 0.7) + 1, rows).astype(str)), ""),
+        "device_id": device,
+    })
+
+
 def build_warehouse(path: Path, n_customers: int = 100_000, seed: int = 42) -> dict[str, int]:
     """Create (or replace) the demo DuckDB warehouse; returns row counts per table."""
     import duckdb
@@ -149,6 +194,10 @@ def build_warehouse(path: Path, n_customers: int = 100_000, seed: int = 42) -> d
         "product_events": events(n_customers, rng),
         "renewals": renewals(n_customers, rng),
     }
+    # Overlapping sources for profiles (docs/profiles.md), drawn after the others so
+    # that those stay as they were for a given seed.
+    tables["app_users"] = app_users(tables["customers"], rng)
+    tables["web_sessions"] = web_sessions(tables["app_users"], rng)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         path.unlink()
@@ -156,8 +205,8 @@ def build_warehouse(path: Path, n_customers: int = 100_000, seed: int = 42) -> d
     try:
         for name, tbl in tables.items():
             con.register("_t", tbl)
-            key = {"customers": "customer_id", "renewals": "renewal_id"}.get(name,
-                                                                               "event_id")
+            key = {"customers": "customer_id", "renewals": "renewal_id",
+                   "app_users": "user_id", "web_sessions": "session_id"}.get(name, "event_id")
             con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM _t')
             con.execute(f'ALTER TABLE "{name}" ADD PRIMARY KEY ("{key}")')
             con.unregister("_t")

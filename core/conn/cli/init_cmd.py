@@ -34,6 +34,8 @@ DEMO_PROJECT = """\
 #   conn explain 42                  # where customer 42's data goes, and why
 #   conn experiments report customers_to_crm --outcome renewals
 #                                    # the CRM sync's holdout: did being sent help renewals?
+#   conn profiles build              # customers, app users, web sessions -> profiles
+#   conn sync profiles cdp           # one record per person, consent across identities
 version: 1
 
 sources:
@@ -74,6 +76,44 @@ destinations:
       path: out/messaging
       format: jsonl
       objects: {events: {identifiers: [event_id]}}
+  cdp:
+    type: files
+    purposes: [marketing]
+    config:
+      path: out/profiles
+      format: jsonl
+      materialize: true
+      objects: {people: {identifiers: [profile_id]}}
+
+profiles:
+  people:
+    identifiers:
+      customer_id: {limit: 1}
+      email: {limit: 3}
+      phone: {}
+      device_id: {limit: 5}
+      anonymous_id: {}
+    edges:
+      crm:
+        source: warehouse
+        stream: customers
+        identifiers: {customer_id: customer_id, email: email, phone: phone}
+        updated_at: updated_at
+      app:
+        source: warehouse
+        stream: app_users
+        identifiers: {email: email, device_id: device_id}
+        updated_at: updated_at
+      web:
+        source: warehouse
+        stream: web_sessions
+        identifiers: {anonymous_id: anonymous_id, device_id: device_id}
+    junk: {values: [test@test.com]}
+    fields:
+      first_name: {rule: source_priority, sources: [crm, app]}
+      country: {rule: most_recent}
+      lifetime_value: {rule: max}
+      marketing_opt_in: {rule: consent}
 
 syncs:
   customers_to_crm:
@@ -131,6 +171,23 @@ syncs:
       event: event_type
       occurred_at: occurred_at
       score: score
+
+  profiles_to_cdp:
+    source: profiles
+    stream: profiles.people
+    destination: cdp
+    object: people
+    mode: mirror
+    consent: {columns: {marketing: marketing_opt_in}}
+    personal: {email: email}
+    mapping:
+      profile_id: profile_id
+      email: email
+      customer_id: customer_id
+      first_name: first_name
+      country: country
+      lifetime_value: lifetime_value
+      sources: records
 """
 
 
