@@ -199,3 +199,12 @@ def test_bad_profiles_section_names_file_and_path(project, monkeypatch, capsys):
     assert code == 3
     assert "conn.yml: profiles.people.edges: unknown identifier type 'gadget'" in out
     assert "profiles.people.fields.name.sources[1]: unknown edge 'web'" in out
+
+
+@pytest.mark.slow
+def test_a_set_not_built_checks_but_does_not_sync(project, monkeypatch, capsys):
+    code, out = cli(monkeypatch, capsys, "check")
+    assert code == 0, out
+    code, out = cli(monkeypatch, capsys, "sync", "profiles", "out")
+    assert code != 0
+    assert "profile set 'people' is not built yet: run 'conn profiles build people'" in out

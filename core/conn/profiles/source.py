@@ -9,13 +9,14 @@ kind, so field policies (hash, drop, mask) apply to them.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 
-from conn.errors import CheckFailed, ConfigError
+from conn.errors import ConfigError
 from conn.source import Source, SourceState, StreamInfo
 
 if TYPE_CHECKING:
@@ -41,24 +42,44 @@ class ProfilesSource(Source):
         return [r["table_name"][: -len(".golden")] for r in rows]
 
     def check(self) -> None:
-        from conn.profiles import store
-
-        if not store.path(self._state_dir()).is_file():
-            raise CheckFailed("no profiles built yet: run 'conn profiles build'")
+        """Nothing to connect to: profiles are read from the project's own state folder
+        (a set not built yet is reported when a sync reads it)."""
 
     def discover(self) -> list[StreamInfo]:
         from conn.profiles import store
 
-        if not store.path(self._state_dir()).is_file():
-            return []
-        with store.opened(self._state_dir(), read_only=True) as st:
-            out = []
-            for name in self._names(st):
-                schema = st.golden_schema(name)
-                personal = {c: _PERSONAL[c] for c in schema.names if c in _PERSONAL}
-                out.append(StreamInfo(f"profiles.{name}", schema, ("profile_id",),
-                                      personal=personal))
-            return out
+        out: dict[str, StreamInfo] = {}
+        if store.path(self._state_dir()).is_file():
+            with store.opened(self._state_dir(), read_only=True) as st:
+                for name in self._names(st):
+                    out[name] = _stream(name, st.golden_schema(name))
+        for name, schema in self._declared().items():
+            out.setdefault(name, _stream(name, schema))
+        return list(out.values())
+
+    def _declared(self) -> dict[str, pa.Schema]:
+        """The sets conn.yml declares, with the schema their stream will have (golden
+        fields as text until the first build gives them their sources' types), so that
+        ``conn check`` can check a sync of a set not built yet."""
+        from conn.config import load_project
+        from conn.config.profiles import profile_sets
+
+        try:
+            project = load_project(self.project_dir or Path.cwd(), validate_plugins=False)
+        except ConfigError:
+            return {}
+        out = {}
+        for name, ps in profile_sets(project).items():
+            fields = [pa.field("profile_id", pa.string())]
+            for t in ps.types:
+                fields += [pa.field(t, pa.string()), pa.field(f"{t}_all",
+                                                              pa.list_(pa.string()))]
+            fields += [pa.field("records", pa.int64()),
+                       pa.field("edges", pa.list_(pa.string()))]
+            fields += [pa.field(f, pa.bool_() if r.rule == "consent" else pa.string())
+                       for f, r in ps.fields.items()]
+            out[name] = pa.schema(fields)
+        return out
 
     def query_stream(self, query: str, primary_key: tuple[str, ...]) -> StreamInfo:
         raise ConfigError("the profiles source has no queries: use "
@@ -69,6 +90,17 @@ class ProfilesSource(Source):
         from conn.profiles import store
 
         name = stream.name.removeprefix("profiles.")
-        with store.opened(self._state_dir(), read_only=True) as st:
+        built = store.path(self._state_dir()).is_file()
+        with contextlib.ExitStack() as stack:
+            st = stack.enter_context(store.opened(self._state_dir(), read_only=True)) \
+                if built else None
+            if st is None or not st.has(name, "golden"):
+                raise ConfigError(f"profile set {name!r} is not built yet: run "
+                                  f"'conn profiles build {name}'")
             table = st.golden(name)
         yield from table.to_batches(max_chunksize=batch_rows)
+
+
+def _stream(name: str, schema: pa.Schema) -> StreamInfo:
+    personal = {c: _PERSONAL[c] for c in schema.names if c in _PERSONAL}
+    return StreamInfo(f"profiles.{name}", schema, ("profile_id",), personal=personal)
