@@ -317,19 +317,20 @@ def _assign_ids(keys_all: NDArray[Any], subset: NDArray[np.bool_],
     order = np.lexsort((keys, lab))
     starts = np.flatnonzero(_group_starts(lab[order]))
     first_key = keys[order][starts]
-    old_names = pc.unique(previous.records.column("profile")) \
-        if previous.records.num_rows else pa.array([], pa.string())
+    at = prev_idx[subset]
+    held = at >= 0
+    # Only the old ids of these records: an incremental build reads no other.
+    prev_profile = previous.records.column("profile")
+    held_names = prev_profile.take(pa.array(at[held])) if held.any() \
+        else pa.array([], pa.string())
+    old_names = pc.unique(held_names)
     old_names = old_names.take(pc.sort_indices(old_names))
     n_old = len(old_names)
     profile = np.full(n_lab, -1, np.int64)  # index into old_names, -1: a fresh id
     if n_old:
-        at = prev_idx[subset]
-        held = at >= 0
-        prev_code = pc.index_in(previous.records.column("profile"), old_names).to_numpy(
-            zero_copy_only=False).astype(np.int64)
-        oc = prev_code[np.maximum(at, 0)]
-        pairs, shared = np.unique(lab[held] * np.int64(n_old) + oc[held],
-                                  return_counts=True)
+        oc = pc.index_in(held_names, old_names).to_numpy(zero_copy_only=False).astype(
+            np.int64)
+        pairs, shared = np.unique(lab[held] * np.int64(n_old) + oc, return_counts=True)
         plab, pold = pairs // n_old, pairs % n_old
         # Each old id: its best cluster (most shared, then smallest first record key).
         best = np.lexsort((first_key[plab], -shared, pold))
@@ -343,9 +344,8 @@ def _assign_ids(keys_all: NDArray[Any], subset: NDArray[np.bool_],
         else pa.nulls(n_lab, pa.string())
     missing = pa.array(profile < 0)
     if pc.any(missing).as_py():
-        kept = names.filter(pc.invert(missing))
-        fresh = _fresh_ids(first_key[profile < 0], pa.concat_arrays(
-            [old_names.cast(pa.string()), kept]))
+        kept = names.filter(pc.invert(missing)).cast(pa.string())
+        fresh = _fresh_ids(first_key[profile < 0], kept, prev_profile)
         names = _fill(names, missing, fresh)
     return names.take(pa.array(lab))
 
@@ -357,11 +357,12 @@ def _group_starts(sorted_ids: NDArray[np.int64]) -> NDArray[np.bool_]:
     return out
 
 
-def _fresh_ids(first_keys: NDArray[np.uint64], taken: pa.Array) -> pa.Array:
+def _fresh_ids(first_keys: NDArray[np.uint64], taken: pa.Array,
+               old_ids: pa.ChunkedArray | pa.Array) -> pa.Array:
     """``p_`` and 16 hex digits of a hash (splitmix64) of the cluster's smallest record
     key: the same cluster built from scratch gets the same id. Re-hashed with a salt on
-    a collision (with a taken id, say a split-off part whose smallest record gave the
-    old profile its id)."""
+    a collision with ``taken`` or any of ``old_ids`` (say a split-off part whose
+    smallest record gave the old profile its id)."""
     salt = np.zeros(len(first_keys), np.uint64)
     while True:
         with np.errstate(over="ignore"):
@@ -373,8 +374,11 @@ def _fresh_ids(first_keys: NDArray[np.uint64], taken: pa.Array) -> pa.Array:
         digits = np.frombuffer(z.astype(">u8").tobytes().hex().encode(), "S16")
         ids = pc.binary_join_element_wise(
             "p_", pa.array(digits.astype(str), pa.string()), "")
-        clash = pc.or_(pc.is_in(ids, taken), _duplicated(ids)).to_numpy(
-            zero_copy_only=False)
+        # The old ids are scanned against the new ones (a small hash set), not hashed.
+        reused = old_ids.filter(pc.is_in(old_ids, ids)) if len(old_ids) else taken[:0]
+        reused = reused.combine_chunks() if isinstance(reused, pa.ChunkedArray) else reused
+        clash = pc.or_(pc.is_in(ids, pa.concat_arrays([taken, reused.cast(pa.string())])),
+                       _duplicated(ids)).to_numpy(zero_copy_only=False)
         if not clash.any():
             return ids
         salt[clash] += np.uint64(1)  # rare (64-bit hashes): loops over clashes, not rows
