@@ -11,11 +11,11 @@ another customer (the customer_id limit must keep them apart).
 Sides, each in its own process (wall time inside the process, peak RSS of the process),
 medians of ``--runs``:
 
-* ``conn full``: :func:`conn.profiles.engine.build` from nothing: encoding, junk,
+* ``stitch full``: :func:`conn.profiles.engine.build` from nothing: encoding, junk,
   rounds under the limits (customer_id 1, e-mail 3), islands, ids, merges/splits.
-* ``conn rebuild``: the same data again with the first build as previous state
+* ``stitch rebuild``: the same data again with the first build as previous state
   (``full=True``): every component re-stitched, ids matched to the stored ones.
-* ``conn incremental``: 1 % new edges (new event records of existing people, and new
+* ``stitch incremental``: 1 % new edges (new event records of existing people, and new
   people), with the first build as previous state (records, entries, junk): only the
   touched values are counted and only the touched islands encoded and stitched.
 * ``duckdb label propagation``: iterative min-label propagation in DuckDB SQL over the
@@ -260,8 +260,8 @@ def main() -> int:
         # The previous build the rebuild and incremental sides start from.
         first, _ = run_side(data, "conn-full", 1, ["--out", str(data / "records.parquet")])
         (limits,), _ = run_side(data, "check", 1)
-        sides = {"conn full": "conn-full", "conn rebuild": "conn-rebuild",
-                 "conn incremental (1 % new edges)": "conn-incremental",
+        sides = {"stitch full": "conn-full", "stitch rebuild": "conn-rebuild",
+                 "stitch incremental (1 % new edges)": "conn-incremental",
                  "duckdb label propagation": "duckdb"}
         try:
             import splink  # noqa: F401
@@ -277,21 +277,21 @@ def main() -> int:
                                        "runs": [i["seconds"] for i in infos],
                                        "info": infos[-1]}
     s = results["sides"]
-    full = s["conn full"]["median_s"]
+    full = s["stitch full"]["median_s"]
     rows = [[k, v["median_s"], v["peak_mb"], full and v["median_s"] / full]
             for k, v in s.items()]
     print_table(f"stitching {results['edges']:,} identifier edges of {args.people:,} people "
                 f"(medians of {args.runs})", rows,
-                ["side", "seconds", "peak MB", "x conn full"])
-    f = s["conn full"]["info"]
+                ["side", "seconds", "peak MB", "x stitch full"])
+    f = s["stitch full"]["info"]
     results["checks"] = {
         "profiles": f["profiles"], "merges_beyond_limits": limits["over_limit"],
-        "junk_found": f["junk"], "stable_ids_on_rebuild": s["conn rebuild"]["info"]
-        ["stable_ids"], "incremental_share_of_full": s["conn incremental (1 % new edges)"]
+        "junk_found": f["junk"], "stable_ids_on_rebuild": s["stitch rebuild"]["info"]
+        ["stable_ids"], "incremental_share_of_full": s["stitch incremental (1 % new edges)"]
         ["median_s"] / full,
         "duckdb_over_conn": s["duckdb label propagation"]["median_s"] / full,
         "duckdb_iterations": s["duckdb label propagation"]["info"]["iterations"],
-        "incremental_restitched_records": s["conn incremental (1 % new edges)"]["info"]
+        "incremental_restitched_records": s["stitch incremental (1 % new edges)"]["info"]
         ["restitched"]}
     for k, v in results["checks"].items():
         print(f"{k}: {v}")
