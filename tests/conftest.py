@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from conn import secrets
@@ -26,6 +27,15 @@ def examples(full: int) -> int:
     """How many examples a property with ``max_examples=full`` draws: all of them under
     the thorough profile, a fifth (at least 3) in the fast loop."""
     return full if THOROUGH else max(3, full // 5)
+
+
+def sampled(values: list[Any], keep: int = 1) -> list[Any]:
+    """``values`` as parameters of which the first ``keep`` run in the fast loop and the
+    rest are marked ``slow`` (``make test`` runs them all): for parametrized tests whose
+    every case is a slow round trip of the same code."""
+    return [v if i < keep else pytest.param(*(v if isinstance(v, tuple) else (v,)),
+                                            marks=pytest.mark.slow)
+            for i, v in enumerate(values)]
 
 
 def unavailable(reason: str) -> None:

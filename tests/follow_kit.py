@@ -76,7 +76,7 @@ def stop(proc: subprocess.Popen) -> tuple[int, str]:
 
 def kill(proc: subprocess.Popen) -> None:
     proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
+    proc.communicate(timeout=10)  # reaps it and closes its pipes
 
 
 def delivered(folder: Path) -> list[dict[str, Any]]:

@@ -200,6 +200,7 @@ def test_a_message_is_acked_only_after_its_commit(tmp_path, nats_server, js_stre
         stop(proc)
 
 
+@pytest.mark.slow
 def test_a_malformed_message_is_rejected_listed_and_then_acked(tmp_path, nats_server,
                                                                js_stream):
     project(tmp_path, js_stream)

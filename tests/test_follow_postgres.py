@@ -189,6 +189,7 @@ def test_follow_delivers_inserts_updates_and_deletes_to_files_and_a_webhook(
     assert all("secret" not in r for r in log_rows(tmp_path))
 
 
+@pytest.mark.slow
 def test_consent_withdrawn_by_an_update_deletes_in_mirror_mode(
         tmp_path, pg_url, sql, names, fault_server):
     t = names("t")
@@ -211,6 +212,7 @@ def test_consent_withdrawn_by_an_update_deletes_in_mirror_mode(
     assert {r["id"] for r in sent} == {1, 3}  # the row without consent never left
 
 
+@pytest.mark.slow
 def test_sigkill_in_mid_stream_loses_nothing_and_resends_only_requests_in_flight(
         tmp_path, pg_url, sql, names, fault_server):
     """Changes keep coming while the follower is killed (SIGKILL) three times, each time
@@ -249,7 +251,7 @@ def test_sigkill_in_mid_stream_loses_nothing_and_resends_only_requests_in_flight
             eventually(lambda seen=seen: len(fault_server.requests) > seen, timeout=60,
                        what="a request in flight")
             proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=10)
+            proc.communicate(timeout=10)  # reaps it and closes its pipes
             proc = start(tmp_path, "to_hook", "hook")
         writer.join(timeout=120)
         assert done.is_set()

@@ -181,6 +181,7 @@ def test_a_message_is_acked_only_after_its_commit(tmp_path, rabbit, queue_name):
     assert rabbit.ready(queue_name) == 0
 
 
+@pytest.mark.slow
 def test_a_malformed_message_is_rejected_listed_and_then_acked(tmp_path, rabbit, queue_name):
     import pika
 

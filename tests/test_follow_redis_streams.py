@@ -169,6 +169,7 @@ def test_an_entry_is_acked_only_after_its_commit(tmp_path, streams, stream_key):
         stop(proc)
 
 
+@pytest.mark.slow
 def test_a_malformed_entry_is_rejected_listed_and_then_acked(tmp_path, streams, stream_key):
     project(tmp_path, stream_key)
     proc = start(tmp_path)

@@ -21,6 +21,8 @@ from conn.testing.sandbox import make_context
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import examples
+
 NOW = dt.datetime(2026, 3, 31, 12, 0, 0)
 NOW_TEXT = "2026-03-31T12:00:00Z"
 
@@ -337,7 +339,7 @@ def scenarios(draw: Any) -> dict[str, Any]:
             "bases": bases, "batch_rows": draw(st.integers(1, 5))}
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=examples(120), deadline=None)
 @given(scenarios())
 def test_gate_follows_the_documented_rules(sc: dict[str, Any]) -> None:
     batch = rows_batch(sc["rows"])
@@ -401,7 +403,7 @@ def write_project(folder: Path, sc: dict[str, Any]) -> None:
     (folder / "conn.yml").write_text(yaml.safe_dump(doc))
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(scenarios())
 def test_cli_sync_and_check_follow_the_documented_rules(sc: dict[str, Any]) -> None:
     import json

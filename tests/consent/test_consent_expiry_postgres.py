@@ -60,6 +60,7 @@ def conn_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=180)
 
 
+@pytest.mark.slow
 def test_expiry_over_postgres_timestamps(schema: str, tmp_path: Path) -> None:
     doc = {
         "version": 1,

@@ -24,6 +24,7 @@ from conn.testing.sandbox import make_context
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import examples
 from tests.experiments.reference import is_held_out
 
 PURPOSES = ("marketing", "analytics", "advertising")
@@ -109,7 +110,7 @@ def tables(sc: dict[str, Any]) -> tuple[pa.Table, pa.Table]:
     return rows, events
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(scenarios())
 def test_gate_mapper_delivery_sends_only_consented_rows(sc: dict[str, Any]) -> None:
     from tests import fakes
@@ -180,7 +181,7 @@ def _project(tmp: Path, sc: dict[str, Any]) -> Path:
     return path
 
 
-@settings(max_examples=30, deadline=None,
+@settings(max_examples=examples(30), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(scenarios())
 def test_runtime_sends_only_consented_rows(tmp_path: Path, sc: dict[str, Any]) -> None:
@@ -246,7 +247,7 @@ def change_feeds(draw: Any) -> dict[str, Any]:
             "mode": draw(st.sampled_from(("mirror", "upsert"))), "holdout": draw(holdouts())}
 
 
-@settings(max_examples=25, deadline=None,
+@settings(max_examples=examples(25), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(change_feeds())
 def test_streaming_sends_only_consented_changes(tmp_path: Path, sc: dict[str, Any]) -> None:

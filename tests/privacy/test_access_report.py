@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import fakes
+from tests.conftest import examples
 
 NOW = "2026-03-31T12:00:00Z"
 TOKEN = "tok-very-secret-123"
@@ -223,7 +224,7 @@ def model_decision(value: str | None, granted_at: str | None) -> tuple[bool, str
     return True, "granted"
 
 
-@settings(max_examples=12, deadline=None,
+@settings(max_examples=examples(12), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=st.sampled_from(["yes", "no", "maybe", None]),
        granted_at=st.sampled_from(["2024-03-31T12:00:00", "2024-03-31T11:59:59",

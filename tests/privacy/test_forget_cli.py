@@ -39,6 +39,7 @@ def test_dry_run_shows_the_plan_and_changes_nothing(project, server, capsys, mon
     assert code == 0 and "no destination holds the person" in out
 
 
+@pytest.mark.slow
 def test_output_names_only_the_subject_typed(project, capsys, monkeypatch):
     project.sync_all(capsys, monkeypatch)
     for args in (["--json"], []):
@@ -69,6 +70,7 @@ def test_usage_errors_exit_3(project, capsys, monkeypatch, args):
     assert code == 3
 
 
+@pytest.mark.slow
 def test_retired_states_are_purged_too(project, server, capsys, monkeypatch):
     """A sync moved to another target keeps its old state under state/retired/
     (docs/sync-modes.md); conn forget removes the person from it as well."""

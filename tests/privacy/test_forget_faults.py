@@ -35,6 +35,7 @@ def _forget_with_failing_hook(project, server, capsys, monkeypatch, who: int) ->
     return receipt
 
 
+@pytest.mark.slow
 def test_a_failed_erasure_is_retried_by_the_next_sync(project, server, capsys, monkeypatch):
     email = person(3)["email"].lower()
     receipt = _forget_with_failing_hook(project, server, capsys, monkeypatch, 3)

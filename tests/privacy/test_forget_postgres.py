@@ -12,7 +12,7 @@ from tests.conftest import unavailable
 from tests.privacy.conftest import clear_hits, make_project, person
 from tests.state.conftest import PG_URL, pg_available
 
-pytestmark = [pytest.mark.services, pytest.mark.usefixtures("real_registry")]
+pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.usefixtures("real_registry")]
 
 
 @pytest.fixture

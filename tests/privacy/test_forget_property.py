@@ -49,6 +49,7 @@ def _file_lines(out: Path, needle: str) -> int:
     return n
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("real_registry")
 @settings(max_examples=6, deadline=None, phases=[Phase.explicit, Phase.generate],
           suppress_health_check=[HealthCheck.function_scoped_fixture,

@@ -8,6 +8,7 @@ import json
 import duckdb
 import pytest
 
+from tests.conftest import sampled
 from tests.privacy.conftest import person
 
 pytestmark = pytest.mark.usefixtures("real_registry")
@@ -42,7 +43,7 @@ def test_status_finds_a_receipt_by_subject_or_id(project, capsys, monkeypatch):
     assert code == 1
 
 
-@pytest.mark.parametrize("tamper", ["change", "remove", "rehash"])
+@pytest.mark.parametrize("tamper", sampled(["change", "remove", "rehash"]))
 def test_tampering_with_the_chain_shows(project, capsys, monkeypatch, tamper):
     first, _ = _forget_two(project, capsys, monkeypatch)
     con = _ledger(project)

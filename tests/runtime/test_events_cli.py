@@ -127,6 +127,7 @@ def test_each_row_is_one_event_of_the_documented_shape(project: Path,
     assert len(fault_server.requests) == 1
 
 
+@pytest.mark.slow
 def test_events_fire_on_what_the_mapping_sends_changing(project: Path,
                                                         fault_server: FaultServer) -> None:
     assert report(conn("sync", "app", "hook", "--json", cwd=project))["status"] == "ok"
@@ -142,6 +143,7 @@ def test_events_fire_on_what_the_mapping_sends_changing(project: Path,
     assert event["id"] != ids[1]
 
 
+@pytest.mark.slow
 def test_consent_withdrawn_after_delivery_sends_no_further_event(
         project: Path, fault_server: FaultServer) -> None:
     conn("sync", "app", "hook", "--json", cwd=project)
@@ -152,6 +154,7 @@ def test_consent_withdrawn_after_delivery_sends_no_further_event(
     assert fault_server.requests == []
 
 
+@pytest.mark.slow
 def test_name_from_a_column_and_rows_without_time_are_rejected(
         tmp_path: Path, fault_server: FaultServer) -> None:
     make_table(tmp_path, 3)
@@ -172,6 +175,7 @@ def test_event_config_is_validated(tmp_path: Path, fault_server: FaultServer) ->
     assert "time_from" in p.stderr + p.stdout
 
 
+@pytest.mark.slow
 def test_a_killed_run_resends_only_events_in_flight_with_their_ids(
         tmp_path: Path, fault_server: FaultServer) -> None:
     n, batch, concurrency = 3000, 50, 2
@@ -203,6 +207,7 @@ def test_a_killed_run_resends_only_events_in_flight_with_their_ids(
     assert report(conn("sync", "app", "hook", "--json", cwd=tmp_path))["unchanged"] == n
 
 
+@pytest.mark.slow
 def test_dry_run_shows_the_events_and_sends_nothing(project: Path,
                                                     fault_server: FaultServer) -> None:
     rep = report(conn("sync", "app", "hook", "--dry-run", "--json", cwd=project))

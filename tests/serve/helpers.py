@@ -165,6 +165,9 @@ class Serve:
         code = self.proc.wait(seconds)
         for t in self._readers:
             t.join(5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
         return code
 
     def stop(self, sig: int = signal.SIGTERM, seconds: float = 30) -> tuple[int, float]:

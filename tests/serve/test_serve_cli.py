@@ -105,6 +105,7 @@ def _t(event: dict) -> float:
     return datetime.fromisoformat(event["time"].replace("Z", "+00:00")).timestamp()
 
 
+@pytest.mark.slow
 def test_sigterm_drains_within_the_bound_and_a_restart_resumes(tmp_path):
     # Two requests are answered, the third hangs: SIGTERM must not wait for it.
     with FaultServer(schedule=[None, None, Slow(60)]) as srv:

@@ -136,7 +136,8 @@ def test_partitions_do_not_use_the_cache(tmp_path: Path, used: list[bool]) -> No
 
 
 @pytest.mark.parametrize(("step_rows", "in_memory"),
-                         [(1_000_000, 0), (333, 0), (1, 0), (333, 10**9)])
+                         [(1_000_000, 0), (333, 0),
+                          pytest.param(1, 0, marks=pytest.mark.slow), (333, 10**9)])
 def test_written_cache_equals_sorted_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                            step_rows: int, in_memory: int) -> None:
     """The cache streamed in slices (``in_memory`` 0) and the one built in memory both

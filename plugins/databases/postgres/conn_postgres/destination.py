@@ -125,8 +125,12 @@ class PostgresDestination(common.PostgresConnection, Destination):
         # Autocommit at the driver level; transactions are explicit BEGIN/COMMIT, so
         # that savepoints work after an error (the driver refuses them otherwise).
         conn = common.connect(self.config, autocommit=True)
-        with conn.cursor() as cur:
-            cur.execute("SET TIME ZONE 'UTC'")
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET TIME ZONE 'UTC'")
+        except BaseException:
+            conn.close()  # not handed out: nothing else would close it
+            raise
         return conn
 
     def _finish(self, conn: Any) -> None:

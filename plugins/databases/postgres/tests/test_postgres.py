@@ -39,12 +39,25 @@ INSERT INTO "{t}" VALUES
 """
 
 
+#: Connectors the running test made; closed after it (their connections too).
+_made: list[PostgresSource | PostgresDestination] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_connectors():
+    yield
+    while _made:
+        _made.pop().close()
+
+
 def source(url: str, **cfg) -> PostgresSource:
-    return PostgresSource({"url": url, **cfg})
+    _made.append(s := PostgresSource({"url": url, **cfg}))
+    return s
 
 
 def dest(url: str, **cfg) -> PostgresDestination:
-    return PostgresDestination({"url": url, **cfg})
+    _made.append(d := PostgresDestination({"url": url, **cfg}))
+    return d
 
 
 def test_check_and_bad_password_is_redacted(pg_url):

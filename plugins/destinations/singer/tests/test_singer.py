@@ -59,6 +59,7 @@ def test_target_jsonl_from_pypi(target_jsonl: Path, tmp_path: Path) -> None:
     assert got[0]["seen"] == "2024-01-02T03:04:05Z" and got[1]["ltv"] is None
 
 
+@pytest.mark.slow
 def test_meltanolabs_target_csv_from_pypi(target_csv: Path, tmp_path: Path) -> None:
     # target-csv rewrites its file (header) every run, and conn runs a target once per
     # batch: keep the whole write in one batch.
@@ -66,7 +67,8 @@ def test_meltanolabs_target_csv_from_pypi(target_csv: Path, tmp_path: Path) -> N
     res = write_records(d, "contacts", ROWS)
     assert res.pending == [] and res.error is None
     (out,) = tmp_path.glob("*.csv")
-    rows = list(csv.DictReader(out.open()))
+    with out.open() as f:
+        rows = list(csv.DictReader(f))
     assert [r["email"] for r in rows] == ["a@x.org", "b@x.org", "c@x.org"]
 
 
@@ -90,6 +92,7 @@ def test_nested_values_and_schema_message(edge_target: list[str], tmp_path: Path
         ["array", "null"]
 
 
+@pytest.mark.slow
 def test_deletes_are_soft_deletes(edge_target: list[str], tmp_path: Path) -> None:
     # For deletes conn merges `delete_config` (default: add_record_metadata) into the
     # target config, so singer-sdk targets keep `_sdc_deleted_at`.
@@ -101,6 +104,7 @@ def test_deletes_are_soft_deletes(edge_target: list[str], tmp_path: Path) -> Non
     assert all(r["_sdc_deleted_at"] for r in got)
 
 
+@pytest.mark.slow
 def test_batches_each_confirmed(edge_target: list[str], tmp_path: Path) -> None:
     d = dest(edge_target, {"output_dir": str(tmp_path)}, batch_size=2)
     res = write_records(d, "contacts", ROWS, operation="insert")

@@ -94,6 +94,7 @@ def test_state_follows_the_rows_it_covers_and_resumes(edge_tap: list[str]) -> No
     assert ids == list(range(11, 26))
 
 
+@pytest.mark.slow
 def test_batches_respect_batch_rows(edge_tap: list[str]) -> None:
     src = SingerSource({"command": edge_tap, "config": {"rows": 25}})
     sizes = [b.num_rows for b in items(src, batch_rows=7) if not isinstance(b, SourceState)]
@@ -120,12 +121,14 @@ def test_garbage_output_names_the_line(edge_tap: list[str]) -> None:
         items(src)
 
 
+@pytest.mark.slow
 def test_record_breaking_its_schema_names_the_line(edge_tap: list[str]) -> None:
     src = SingerSource({"command": edge_tap, "config": {"rows": 6, "bad_at": 4}})
     with pytest.raises(TapError, match=r"stdout line 5: record does not match"):
         items(src)
 
 
+@pytest.mark.slow
 def test_schema_change_mid_stream(edge_tap: list[str]) -> None:
     src = SingerSource({"command": edge_tap, "config": {"rows": 6, "schema_change_at": 4}})
     out = [b for b in items(src) if not isinstance(b, SourceState)]
