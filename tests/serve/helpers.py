@@ -180,7 +180,7 @@ class Serve:
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
-            self.join()
+        self.join()  # also when it exited by itself: reaps it and closes its pipes
 
 
 def metric(samples: dict[tuple[str, tuple], float], name: str, **labels: str) -> float:
