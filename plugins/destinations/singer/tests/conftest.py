@@ -49,3 +49,15 @@ def _clean_secrets():
     yield
     with contextlib.suppress(Exception):
         secrets.clear()
+
+
+#: Conformance tests that start the target process many times (once per mode, per
+#: batch): the fast loop keeps the single-write ones, ``make test`` runs these too.
+SLOW_CONFORMANCE = {"test_declared_modes_supported", "test_write_more_than_batch_size",
+                    "test_write_unicode_and_long_strings"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if getattr(item, "originalname", None) in SLOW_CONFORMANCE:
+            item.add_marker(pytest.mark.slow)
