@@ -12,6 +12,8 @@ from conn.digests import md5_hex, sha256_hex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import examples
+
 
 def test_classify_strings() -> None:
     arr = pa.array(["granted", " YES ", "opt_out", "revoked", "maybe", "", None, "1"])
@@ -55,7 +57,7 @@ def sha_path(request, monkeypatch):
     kernels.reset()
 
 
-@settings(max_examples=50, deadline=None,
+@settings(max_examples=examples(50), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])  # set once per path
 @given(texts=st.lists(st.none() | st.text(max_size=150), max_size=30), start=st.integers(0, 5))
 def test_sha256_equals_hashlib_on_any_text(sha_path, texts, start) -> None:
@@ -159,7 +161,7 @@ def test_duckdb_results_stay_aligned_on_large_arrays() -> None:
     assert echoed.equals(arr)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.one_of(st.none(), st.sampled_from(["", " ", "a", "Ab "]), st.text(max_size=6)),
                 max_size=30),
        st.integers(0, 5), st.integers(0, 5))

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import fakes
+from tests.conftest import examples
 
 SCHEMA = pa.schema([("id", pa.string()), ("email", pa.string()), ("name", pa.string())])
 FORGOTTEN = "u2@example.com"
@@ -38,7 +39,7 @@ def feeds(draw: Any) -> list[dict[str, Any]]:
     return out
 
 
-@settings(max_examples=15, deadline=None,
+@settings(max_examples=examples(15), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(feeds())
 def test_a_forgotten_person_never_returns_through_a_streaming_sync(
