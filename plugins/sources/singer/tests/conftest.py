@@ -49,3 +49,15 @@ def _clean_secrets():
     yield
     with contextlib.suppress(Exception):
         secrets.clear()
+
+
+#: Conformance tests that start the tap several times (a read, then a resumed read):
+#: the fast loop keeps the single-read ones, ``make test`` runs these too
+#: (tests/test_singer.py resumes from a bookmark in the fast loop).
+SLOW_CONFORMANCE = {"test_resumable_from_state"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if getattr(item, "originalname", None) in SLOW_CONFORMANCE:
+            item.add_marker(pytest.mark.slow)

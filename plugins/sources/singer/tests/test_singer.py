@@ -141,6 +141,7 @@ def test_schema_change_mid_stream(edge_tap: list[str]) -> None:
     assert after.column("extra").to_pylist() == ["x4", "x5", "x6"]
 
 
+@pytest.mark.slow  # the conformance suite's secrets test covers it in the fast loop
 def test_secrets_in_tap_config_are_redacted(edge_tap: list[str]) -> None:
     secrets.clear()
     src = SingerSource({"command": [*edge_tap, "--no-such-flag"],
