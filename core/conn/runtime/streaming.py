@@ -48,13 +48,16 @@ import pyarrow.compute as pc
 from conn import interrupt, secrets
 from conn.errors import ConfigError
 from conn.keys import key_array
+from conn.runtime.commit_buffer import CommitBuffer
 from conn.runtime.report import RunInfo, RunReport, SyncReport
 from conn.runtime.runner import PreparedSync, RunOptions, SyncRunner, open_state_store
+from conn.runtime.stream_state import StreamState
 from conn.streaming import DELETE, OPERATION, ChangeBatch, SourceLag, is_streaming
 
 if TYPE_CHECKING:
     from conn.config.model import Project, SyncConfig
     from conn.plugins import Registry
+    from conn.runtime import delivery
     from conn.runtime.lane import DeliveryLane
     from conn.source import Source
     from conn.state.contracts import StateStore, SyncState
@@ -101,6 +104,11 @@ class StreamingRunner(SyncRunner):
         self._committed: Any = None
         self._committed_seq = 0
         self._acked_seq = 0
+        #: The position stored as committed (written on the delivery thread, read here
+        #: only once the lane is drained).
+        self._saved_position: Any = None
+        #: The micro-batch's acknowledgements, committed with its position.
+        self._buffer = CommitBuffer()
         #: Whether the run ended because its segment was over (see SEGMENT_SECONDS).
         self.segment_over = False
 
@@ -120,7 +128,13 @@ class StreamingRunner(SyncRunner):
         self._source = p.source
         stream = p.stream.narrowed(p.gate.columns_read()) if p.source.projection else p.stream
         wait = max(0.005, min(self.max_latency / 4, 1.0))
-        changes = p.source.follow(stream, st.source_state(), wait=wait)  # type: ignore[attr-defined]
+        stored = StreamState.load(st.source_state())
+        self._saved_position = stored.position
+        # A micro-batch was in flight when the last run ended: the first one now reaches
+        # at least as far, so what it re-sends keeps its keys (conn.runtime.stream_state).
+        catch_up = stored if stored.sending else None
+        order = p.source.position_key  # type: ignore[attr-defined]
+        changes = p.source.follow(stream, stored.position, wait=wait)  # type: ignore[attr-defined]
         pending: list[ChangeBatch] = []
         rows, first_at, last_save = 0, 0.0, time.monotonic()
         position: Any = None
@@ -142,11 +156,16 @@ class StreamingRunner(SyncRunner):
                     pending.append(batch)
                     rows += held
                 now = time.monotonic()
-                if rows and (rows >= self.batch_rows or now - first_at >= self.max_latency):
+                due = bool(rows) and (rows >= self.batch_rows
+                                      or now - first_at >= self.max_latency)
+                if due and catch_up is not None:
+                    due = catch_up.covers(position, rows, order)
+                    catch_up = None if due else catch_up
+                if due:
                     if not self._flush(p, st, lane, pending, position):
                         break
                     pending, rows, saved, last_save = [], 0, position, now
-                elif (not rows and position != saved
+                elif (not rows and catch_up is None and position != saved
                       and now - last_save >= IDLE_SAVE_SECONDS):
                     if not self._flush(p, st, lane, [], position):
                         break
@@ -176,6 +195,9 @@ class StreamingRunner(SyncRunner):
         times: pa.Array | None = None
         with_rows = [b for b in batches if b.rows]
         if with_rows:
+            # Its reach is stored before any of its requests goes out.
+            lane.submit(partial(self._save_reach, st, position,
+                                sum(b.rows + len(b.rejected) for b in batches)))
             st.rebase()
             changes = pa.concat_batches([b.changes for b in with_rows if b.changes])
             if all(b.commit_times is not None for b in with_rows):
@@ -223,19 +245,41 @@ class StreamingRunner(SyncRunner):
 
     def _record_rejected(self, st: SyncState, rejected: list[tuple[str, str]]) -> bool:
         """On the lane: store the messages the source could not read as rejections of
-        the sync (listed by ``conn rejected``)."""
+        the sync (listed by ``conn rejected``), with the micro-batch's commit."""
         self.report.add_rejections([reason for _, reason in rejected])
         keys = pa.array([k for k, _ in rejected], pa.string())
-        st.commit(keys, pa.nulls(len(keys), pa.uint64()), pa.nulls(len(keys), pa.string()),
-                  pa.array([False] * len(keys)),
-                  [(i, reason) for i, (_, reason) in enumerate(rejected)])
+        self._buffer.add(keys, pa.nulls(len(keys), pa.uint64()),
+                         pa.nulls(len(keys), pa.string()), pa.array([False] * len(keys)),
+                         [(i, reason) for i, (_, reason) in enumerate(rejected)])
         return True
+
+    def _commit_rows(self, st: SyncState, keys: pa.Array, hashes: pa.Array,
+                     match_values: pa.Array, acked: pa.Array,
+                     rejected: list[tuple[int, str]]) -> None:
+        # Held for the micro-batch's one commit (conn.runtime.commit_buffer).
+        self._buffer.add(keys, hashes, match_values, acked, rejected)
+
+    def _deliver(self, job: delivery.BatchDelivery) -> bool:
+        ok = super()._deliver(job)
+        if not ok:
+            # The run stops (the destination failed, or a stop abandoned requests): what
+            # was acknowledged is committed now, as a batch sync would have; the
+            # position is not saved, so the rest is sent again, under the same keys.
+            self._buffer.flush(job.state)
+        return ok
+
+    def _save_reach(self, st: SyncState, position: Any, changes: int) -> None:
+        """On the lane, before the micro-batch's requests: store how far it reaches."""
+        st.save_source_state(StreamState(self._saved_position, position, changes).stored())
 
     def _save_position(self, st: SyncState, position: Any, rows: int,
                        times: pa.Array | None, t0: float) -> None:
-        """On the lane, after the micro-batch's requests are committed: store the
-        position, then let the reading thread acknowledge it."""
-        st.save_source_state(position)
+        """On the lane, after the micro-batch's requests were answered: commit their
+        acknowledgements, store the position, then let the reading thread acknowledge
+        it."""
+        self._buffer.flush(st)
+        st.save_source_state(StreamState(position).stored())
+        self._saved_position = position
         self._committed = position
         self._committed_seq += 1
         if self.on_batch is not None and rows:
