@@ -24,8 +24,11 @@ The contract, in the order things happen:
    ``position`` itself. Only then may the source tell its upstream to forget them (a
    slot's flush LSN, a message ack). Called on the thread that iterates ``changes``.
 4. A restart calls ``changes`` with the last stored position: the source redelivers
-   what was not acknowledged; the planner finds what the destination already holds
-   unchanged, so a destination sees again at most the requests that were in flight.
+   what was not acknowledged, in the order it first gave it; the planner finds what the
+   destination already holds unchanged, so a destination sees again at most the
+   micro-batch that was in flight, each record under its first idempotency key (the
+   runtime groups the redelivered changes as far as that micro-batch reached:
+   :mod:`conn.runtime.stream_state`).
 
 Deletes carry the primary key; other columns may be null (a source that cannot give
 them says so in its docs).

@@ -20,10 +20,16 @@ path to a destination. What differs:
 * ``mirror`` mode deletes, by the match value stored in the state, the keys the stream
   deleted and the keys whose row the gate now withholds (consent withdrawn by an
   update); other modes send no deletes (they are counted as ``skipped``);
-* after the micro-batch's requests are answered and committed, its position is saved in
+* before its first request goes out, how far the micro-batch reaches is stored; after a
+  restart the first micro-batch reaches at least as far, so what a crash makes it send
+  again is the same records under the same idempotency keys
+  (:mod:`conn.runtime.stream_state`);
+* after the micro-batch's requests are answered, their acknowledgements are committed in
+  one state transaction (:mod:`conn.runtime.commit_buffer`), its position is saved in
   the sync's state (strictly after the rows it covers) and only then acknowledged to the
-  source (:meth:`StreamingSource.acknowledge`), so a crash re-sends at most the requests
-  in flight and the source redelivers nothing the state does not already hold.
+  source (:meth:`StreamingSource.acknowledge`), so a crash re-sends at most the
+  micro-batch in flight and the source redelivers nothing the state does not already
+  hold.
 
 Stopping: ``stop`` set (``conn serve``), Ctrl-C or SIGTERM (:mod:`conn.interrupt`): no
 further micro-batch is started, the one in flight is answered and committed, its
