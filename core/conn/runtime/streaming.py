@@ -204,11 +204,12 @@ class StreamingRunner(SyncRunner):
             # Its reach is stored before any of its requests goes out.
             lane.submit(partial(self._save_reach, st, position,
                                 sum(b.rows + len(b.rejected) for b in batches)))
-            st.rebase()
             changes = pa.concat_batches([b.changes for b in with_rows if b.changes])
+            keys = key_array(changes, p.stream.primary_key)
+            st.rebase(keys)
             if all(b.commit_times is not None for b in with_rows):
                 times = pa.chunked_array([b.commit_times for b in with_rows]).combine_chunks()
-            self._send(p, st, lane, changes)
+            self._send(p, st, lane, changes, keys)
         rejected = [r for b in batches for r in b.rejected]
         if rejected:
             # Recorded on the lane before the position's save: acknowledged only after.
@@ -218,11 +219,11 @@ class StreamingRunner(SyncRunner):
         return not lane.stopped
 
     def _send(self, p: PreparedSync, st: SyncState, lane: DeliveryLane,
-              changes: pa.RecordBatch) -> None:
-        """Plan and hand to the lane the last change of each key: upserts through the
-        runner's per-batch path, deletes (mirror mode) by the stored match values."""
+              changes: pa.RecordBatch, keys: pa.Array) -> None:
+        """Plan and hand to the lane the last change of each key (``keys``: the
+        changes' primary keys): upserts through the runner's per-batch path, deletes
+        (mirror mode) by the stored match values."""
         rep = self.report
-        keys = key_array(changes, p.stream.primary_key)
         last = _last_per_key(keys)
         if len(last) != len(keys):
             # Changes superseded by a later one of the same row: read, not sent.

@@ -229,11 +229,16 @@ class PlanningSyncState(SyncState):
 
     # --- streaming ----------------------------------------------------------------------
 
-    def rebase(self) -> None:
+    def rebase(self, keys: pa.Array | None = None) -> None:
         # The run's commits so far become the state planned against, and no key counts
-        # as seen: the next batch is a new pass over a source whose rows change.
+        # as seen: the next batch is a new pass over a source whose rows change. Given
+        # the batch's keys, only their changes are layered over the opened state.
         if self._run_changes is None:
             self._run_changes = RunChanges()
+        elif keys is not None:
+            self._run_changes.fold()
+            kids = row_hashes.key_ids(self._con, keys.cast(pa.string()).drop_null())
+            self.state = self._run_changes.layered(self._opened, kids)
         elif self._run_changes.fold():
             self.state = self._run_changes.layered(self._opened)
         if self._hasher is None and len(self.state):
