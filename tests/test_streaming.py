@@ -353,14 +353,14 @@ def test_a_change_re_sent_after_a_crash_keeps_its_key_however_it_is_regrouped(h)
     Scripted.script = [(person(1), "insert", 1, 0.0), (person(2), "insert", 2, 0.0),
                        (person(1, "Bo"), "update", 3, 0.0)]
     f = h.follow("crm", "people", object="contacts", source="scripted", name="s",
-                 match_key="email", mapping=MAPPING, max_latency_ms=200)
+                 match_key="email", mapping=MAPPING, max_latency_ms=100)
     deadline = time.monotonic() + 10
     while f._thread.is_alive() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert f.stop().status == "failed"
     fakes.WRITE_HOOK[:] = [note]
     # Redelivered one change at a time, each alone past the time bound.
-    Scripted.script = [(row, op, pos, 0.3) for row, op, pos, _ in Scripted.script]
+    Scripted.script = [(row, op, pos, 0.15) for row, op, pos, _ in Scripted.script]
     f = h.follow("crm", "people", object="contacts", source="scripted", name="s",
                  match_key="email", mapping=MAPPING, max_latency_ms=50)
     assert f.wait_rows(3)
