@@ -276,6 +276,8 @@ def test_sigkill_in_mid_stream_loses_nothing_and_resends_only_requests_in_flight
             arrivals[change] = arrivals.get(change, 0) + 1
     resent = sum(c - 1 for c in arrivals.values())
     print(f"{len(fault_server.requests)} requests, {resent} records re-sent")
+    # Each kill comes just after a run's first request arrived: of the micro-batch in
+    # flight at most `concurrency` requests of `batch_size` records had gone out.
     assert 0 < resent <= kills * 2 * 20, f"{resent} records re-sent by {kills} kills"
     # The first micro-batch after a restart reaches at least as far as the one lost
     # (conn.runtime.stream_state), however PostgreSQL's redelivery is grouped.
