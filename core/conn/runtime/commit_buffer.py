@@ -31,8 +31,9 @@ class _Part:
 @dataclass
 class CommitBuffer:
     """:meth:`add` takes the arguments of :meth:`SyncState.commit`; :meth:`flush` commits
-    everything added in as few calls as the match values' types allow (one each: the
-    state stores one type per commit), in the order added."""
+    everything added in as few calls as the match values' types allow (one per type:
+    the state stores one type per commit; a micro-batch holds each key once, so the
+    order between the calls does not matter)."""
 
     parts: list[_Part] = field(default_factory=list)
 
