@@ -275,8 +275,9 @@ def test_conn_serve_killed_at_random_moments_loses_nothing(tmp_path, private_nat
     (seeded, the seed printed; ``CONN_TEST_SEED`` repeats a run) and started again each
     time with the real CLI. The lock file each kill leaves behind, still naming the dead
     process, does not block the restart; every message arrives and is acknowledged; a
-    record arrives twice only as a re-send of a request in flight at a kill, under the
-    idempotency key it was first sent with."""
+    record arrives twice only as a re-send of a request in flight at a kill (or answered
+    just before it, not yet committed), under the idempotency key it was first sent
+    with."""
     from tests.serve.helpers import Serve
 
     seed = int(os.environ.get("CONN_TEST_SEED") or random.SystemRandom().randrange(2**32))
@@ -350,8 +351,9 @@ def test_conn_serve_killed_at_random_moments_loses_nothing(tmp_path, private_nat
     print(f"{len(fault_server.requests)} requests, {sum(resent.values())} records re-sent,"
           f" kills at +{kills_from} s (publishing until +{published[0] - killed_at[0]:.1f} s),"
           f" {time.monotonic() - started:.1f} s")
-    # At most the requests in flight (concurrency 2 x 20 records) at each kill...
-    assert sum(resent.values()) <= kills * 2 * 20, f"{sum(resent.values())} re-sent"
+    # At most the requests in flight (concurrency 2 x 20 records) and one such window
+    # answered but not yet committed (docs/realtime.md) at each kill...
+    assert sum(resent.values()) <= kills * 2 * (2 * 20), f"{sum(resent.values())} re-sent"
     # ...and each re-sent record was first sent just before a kill: in flight then (its
     # answer, or the state commit after it, had not landed); the slack is for a busy
     # machine's commit.

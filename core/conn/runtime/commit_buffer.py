@@ -1,11 +1,13 @@
 """Acknowledgements of a streaming micro-batch, gathered for one state commit.
 
 A batch sync commits each answered request at once (a crash re-sends at most the
-requests in flight). A streaming sync commits a micro-batch's answered requests together,
-with its position right after: one state transaction per micro-batch instead of one per
-request, which is where a follower's time went (docs/performance.md, ``pg_stream``). A
-crash then re-sends at most the micro-batch in flight, and every record of it under its
-original idempotency key (:mod:`conn.runtime.stream_state`).
+requests in flight). A streaming sync commits a micro-batch's answered requests together:
+when the micro-batch is answered (its position is saved right after), or earlier once
+one window of requests (``concurrency`` x ``batch_size`` records) waits; a few state
+transactions per micro-batch instead of one per request, which is where a follower's
+time went (docs/performance.md, ``pg_stream``). A crash then re-sends at most the
+requests in flight and one window answered since the last commit, every record under
+its original idempotency key (:mod:`conn.runtime.stream_state`).
 """
 
 from __future__ import annotations

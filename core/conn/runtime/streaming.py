@@ -24,12 +24,14 @@ path to a destination. What differs:
   restart the first micro-batch reaches at least as far, so what a crash makes it send
   again is the same records under the same idempotency keys
   (:mod:`conn.runtime.stream_state`);
-* after the micro-batch's requests are answered, their acknowledgements are committed in
-  one state transaction (:mod:`conn.runtime.commit_buffer`), its position is saved in
-  the sync's state (strictly after the rows it covers) and only then acknowledged to the
-  source (:meth:`StreamingSource.acknowledge`), so a crash re-sends at most the
-  micro-batch in flight and the source redelivers nothing the state does not already
-  hold.
+* the answers to the micro-batch's requests are committed together
+  (:mod:`conn.runtime.commit_buffer`): when all are answered, or earlier once one
+  window of requests (``concurrency`` x ``batch_size`` records) is answered and not yet
+  committed; then its position is saved in the sync's state (strictly after the rows
+  it covers) and only then acknowledged to the source
+  (:meth:`StreamingSource.acknowledge`). So a crash re-sends at most the requests in
+  flight and one window answered since the last commit, and the source redelivers
+  nothing the state does not already hold.
 
 Stopping: ``stop`` set (``conn serve``), Ctrl-C or SIGTERM (:mod:`conn.interrupt`): no
 further micro-batch is started, the one in flight is answered and committed, its
@@ -113,8 +115,10 @@ class StreamingRunner(SyncRunner):
         #: The position stored as committed (written on the delivery thread, read here
         #: only once the lane is drained).
         self._saved_position: Any = None
-        #: The micro-batch's acknowledgements, committed with its position.
+        #: The micro-batch's acknowledgements, committed with its position or once
+        #: they reach ``_window_rows`` records (set when the destination is known).
         self._buffer = CommitBuffer()
+        self._window_rows = 1
         #: Whether the run ended because its segment was over (see SEGMENT_SECONDS).
         self.segment_over = False
 
@@ -132,6 +136,11 @@ class StreamingRunner(SyncRunner):
                 file=str(self.project.file), path=f"syncs.{self.sync.name}.source")
         st = state_of()
         self._source = p.source
+        caps = p.obj.capabilities
+        # At most one window of requests (``concurrency`` x ``batch_size`` records)
+        # answered and not yet committed: a crash re-sends at most that and the requests
+        # in flight, however large the micro-batch (a backlog after a restart).
+        self._window_rows = max(1, caps.concurrency) * max(1, caps.batch_size)
         stream = p.stream.narrowed(p.gate.columns_read()) if p.source.projection else p.stream
         wait = max(0.005, min(self.max_latency / 4, 1.0))
         stored = StreamState.load(st.source_state())
@@ -263,8 +272,10 @@ class StreamingRunner(SyncRunner):
     def _commit_rows(self, st: SyncState, keys: pa.Array, hashes: pa.Array,
                      match_values: pa.Array, acked: pa.Array,
                      rejected: list[tuple[int, str]]) -> None:
-        # Held for the micro-batch's one commit (conn.runtime.commit_buffer).
+        # Held for the micro-batch's commit (conn.runtime.commit_buffer).
         self._buffer.add(keys, hashes, match_values, acked, rejected)
+        if len(self._buffer) >= self._window_rows:
+            self._buffer.flush(st)
 
     def _deliver(self, job: delivery.BatchDelivery) -> bool:
         ok = super()._deliver(job)
