@@ -26,7 +26,8 @@ The contract, in the order things happen:
 4. A restart calls ``changes`` with the last stored position: the source redelivers
    what was not acknowledged, in the order it first gave it; the planner finds what the
    destination already holds unchanged, so a destination sees again at most the
-   micro-batch that was in flight, each record under its first idempotency key (the
+   requests in flight and those answered but not yet committed, each record under its
+   first idempotency key (the
    runtime groups the redelivered changes as far as that micro-batch reached:
    :mod:`conn.runtime.stream_state`).
 
