@@ -479,18 +479,18 @@ class SyncRunner:
             rep.add_rejections([reason for _, reason in mapped.rejected])
             if not opts.dry_run:
                 rkeys = pa.array([k for k, _ in mapped.rejected], pa.string())
-                self._commit_rows(st, rkeys, pa.nulls(len(rkeys), pa.uint64()),
-                                  pa.nulls(len(rkeys), pa.string()),
-                                  pa.array([False] * len(rkeys)),
-                                  [(i, r) for i, (_, r) in enumerate(mapped.rejected)])
+                st.commit(rkeys, pa.nulls(len(rkeys), pa.uint64()),
+                          pa.nulls(len(rkeys), pa.string()),
+                          pa.array([False] * len(rkeys)),
+                          [(i, r) for i, (_, r) in enumerate(mapped.rejected)])
         if job.rejected:
             rep.add_rejections([r for _, r in job.rejected])
             if not opts.dry_run:
                 idx = pa.array([i for i, _ in job.rejected], pa.int64())
                 rk = mapped.keys.take(idx)
-                self._commit_rows(st, rk, pa.nulls(len(rk), pa.uint64()),
-                                  pa.nulls(len(rk), pa.string()), pa.array([False] * len(rk)),
-                                  [(j, r) for j, (_, r) in enumerate(job.rejected)])
+                st.commit(rk, pa.nulls(len(rk), pa.uint64()), pa.nulls(len(rk), pa.string()),
+                          pa.array([False] * len(rk)),
+                          [(j, r) for j, (_, r) in enumerate(job.rejected)])
         request, counts = job.request, job.counts
         if request is None:
             self._batch_done(counts, job.t0)
@@ -507,8 +507,7 @@ class SyncRunner:
         ins_acked = upd_acked = rejected = pending = 0
         error: BaseException | None = None
         # Each group of answered requests is committed before more are sent: a crash
-        # re-sends at most the requests in flight (see Destination.deliver). A streaming
-        # run commits them with its micro-batch instead (conn.runtime.commit_buffer).
+        # re-sends at most the requests in flight (see Destination.deliver).
         for done in job.dest.deliver(request, self._writers):
             take = delivery.answered_rows(done)
             result = delivery.merged_result(done)
@@ -539,18 +538,11 @@ class SyncRunner:
                 match_values: pa.Array, result: WriteResult) -> pa.Array:
         """Commit one write's outcome; return the acknowledged mask."""
         acked = delivery.ack_mask(len(keys), result)
-        self._commit_rows(st, keys, hashes, match_values, acked,
-                          [(r.index, r.reason) for r in result.rejected])
+        st.commit(keys, hashes, match_values, acked,
+                  [(r.index, r.reason) for r in result.rejected])
         self.report.add_rejections([r.reason for r in result.rejected])
         self.report.pending += len(result.pending)
         return acked
-
-    def _commit_rows(self, st: SyncState, keys: pa.Array, hashes: pa.Array,
-                     match_values: pa.Array, acked: pa.Array,
-                     rejected: list[tuple[int, str]]) -> None:
-        """Commit acknowledgements and rejections at once (a streaming run gathers a
-        micro-batch's for one commit instead)."""
-        st.commit(keys, hashes, match_values, acked, rejected)
 
     def _delete_missing(self, p: PreparedSync, st: SyncState, lane: DeliveryLane) -> None:
         """Mirror mode: delete what left the set. Each batch is written on the lane

@@ -56,6 +56,7 @@ import pyarrow.compute as pc
 from conn import interrupt, secrets
 from conn.errors import ConfigError
 from conn.keys import key_array
+from conn.runtime import delivery
 from conn.runtime.commit_buffer import CommitBuffer
 from conn.runtime.report import RunInfo, RunReport, SyncReport
 from conn.runtime.runner import PreparedSync, RunOptions, SyncRunner, open_state_store
@@ -64,8 +65,8 @@ from conn.streaming import DELETE, OPERATION, ChangeBatch, SourceLag, is_streami
 
 if TYPE_CHECKING:
     from conn.config.model import Project, SyncConfig
+    from conn.destination import WriteResult
     from conn.plugins import Registry
-    from conn.runtime import delivery
     from conn.runtime.lane import DeliveryLane
     from conn.source import Source
     from conn.state.contracts import StateStore, SyncState
@@ -269,13 +270,19 @@ class StreamingRunner(SyncRunner):
                          [(i, reason) for i, (_, reason) in enumerate(rejected)])
         return True
 
-    def _commit_rows(self, st: SyncState, keys: pa.Array, hashes: pa.Array,
-                     match_values: pa.Array, acked: pa.Array,
-                     rejected: list[tuple[int, str]]) -> None:
-        # Held for the micro-batch's commit (conn.runtime.commit_buffer).
-        self._buffer.add(keys, hashes, match_values, acked, rejected)
+    def _commit(self, st: SyncState, keys: pa.Array, hashes: pa.Array,
+                match_values: pa.Array, result: WriteResult) -> pa.Array:
+        # One request's answer, held for the micro-batch's commit
+        # (conn.runtime.commit_buffer); the runner's own rejections of mapping and
+        # planning are committed at once, as in a batch sync (their keys are others).
+        acked = delivery.ack_mask(len(keys), result)
+        self._buffer.add(keys, hashes, match_values, acked,
+                         [(r.index, r.reason) for r in result.rejected])
+        self.report.add_rejections([r.reason for r in result.rejected])
+        self.report.pending += len(result.pending)
         if len(self._buffer) >= self._window_rows:
             self._buffer.flush(st)
+        return acked
 
     def _deliver(self, job: delivery.BatchDelivery) -> bool:
         ok = super()._deliver(job)
