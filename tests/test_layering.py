@@ -38,6 +38,8 @@ LAYERS: dict[str, float] = {
     "profiles": 10,
     # alerts on a run's outcome: rules, channels (over conn.http); the runner calls them
     "alerts": 10.5,
+    # computed columns, audiences and triggers, applied before the gate
+    "traits": 10,
     # the runner: every stage above, in order
     "runtime": 11,
     "singer": 12, "testing": 12, "builtins": 12, "demo": 12,

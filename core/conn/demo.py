@@ -4,6 +4,7 @@ seeded for reproducibility, plus a conn.yml that syncs them."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import numpy as np
@@ -92,12 +93,17 @@ def consent_events(n_customers: int, rng: np.random.Generator) -> pa.Table:
     })
 
 
-def events(n_customers: int, rng: np.random.Generator) -> pa.Table:
+def events(n_customers: int, rng: np.random.Generator,
+           today: np.datetime64 | None = None) -> pa.Table:
+    """Product events over the 50 days before ``today`` (default: the day the warehouse
+    is built), so the demo's 7-day and 30-day traits have something to count."""
     rows = n_customers * 3
     kind = np.array(EVENTS, dtype=object)[rng.choice(len(EVENTS), rows,
                                                      p=[0.6, 0.08, 0.07, 0.15, 0.1])]
-    ts = (np.datetime64("2026-10-01T00:00:00") +
-          rng.integers(0, 50 * 86400, rows).astype("timedelta64[s]"))
+    end = today if today is not None else np.datetime64(dt.datetime.now(dt.UTC).date())
+    ts = (end.astype("datetime64[s]") -
+          rng.integers(1, 50 * 86400, rows).astype("timedelta64[s]"))
+    amount = np.round(rng.gamma(2.0, 40.0, rows), 2)
     return pa.table({
         "event_id": pa.array(np.arange(1, rows + 1), pa.int64()),
         "customer_id": pa.array(rng.integers(1, n_customers + 1, rows), pa.int64()),
@@ -106,6 +112,8 @@ def events(n_customers: int, rng: np.random.Generator) -> pa.Table:
         # A survey score only on survey answers, null elsewhere.
         "score": pa.array(rng.integers(0, 11, rows).astype(np.int32), pa.int32(),
                           mask=kind != "survey_answered"),
+        # What a purchase paid, null elsewhere (the demo's lifetime value trait).
+        "amount": pa.array(amount, pa.float64(), mask=kind != "purchase"),
     })
 
 

@@ -90,6 +90,14 @@ class Source(Connector, abc.ABC):
         """Describe a stream defined by a query (SQL sources override this)."""
         raise ConfigError(f"source type {self.name!r} does not accept queries; use 'stream:'")
 
+    def sql_relation(self, stream: StreamInfo) -> str | None:
+        """Optional, for sources that run DuckDB SQL in :meth:`query_stream`: ``stream``
+        as a relation usable in a ``FROM`` clause of such a query (a quoted table name or
+        a parenthesised query). Traits over the source's streams then run as one query
+        inside the source instead of reading the streams out (docs/traits.md). None (the
+        default): the runtime reads the streams and evaluates the query itself."""
+        return None
+
     @typing.final
     def stream(self, name: str | None = None, *, query: str | None = None,
                primary_key: tuple[str, ...] = ()) -> StreamInfo:

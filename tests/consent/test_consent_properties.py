@@ -2,9 +2,10 @@
 rows with consent (or a declared legal basis) for every purpose at run time, and every
 withheld row is counted.
 
-Two paths: the real runtime (``conn.runtime.runner.run_syncs`` with the test kit's
+Three paths: the real runtime (``conn.runtime.runner.run_syncs`` with the test kit's
 memory source and recording destination), and gate + mapper + ``conn.runtime.delivery``
-directly, batch by batch. The runtime and streaming tests also draw a holdout experiment
+directly, batch by batch; and a trigger's events (``triggers:``), run after run.
+The runtime and streaming tests also draw a holdout experiment
 (docs/experiments.md): a held-out row never reaches the destination either, and a holdout
 never lets through a row the gate withheld.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pytest
 from conn.consent import build_gate
 from conn.destination import ObjectInfo
 from conn.mapping import build_mapper
@@ -26,6 +28,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import examples
 from tests.experiments.reference import is_held_out
+from tests.traits.trigger_model import scenarios as trigger_scenarios
 
 PURPOSES = ("marketing", "analytics", "advertising")
 STATUSES = ("granted", "denied", "revoked", "yes", "maybe", None)
@@ -297,3 +300,24 @@ def test_streaming_sends_only_consented_changes(tmp_path: Path, sc: dict[str, An
         expected = {f"u{i}@example.com": c["name"] for i, c in last.items()
                     if c["op"] != "delete" and c["mkt"] == "yes" and int(i) in sent_on}
         assert held == expected
+
+
+# --- trigger events -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(trigger_scenarios())
+def test_trigger_events_pass_the_gate(tmp_path: Path, sc: dict[str, Any]) -> None:
+    """A trigger's events (docs/traits.md) take the gate like every row: the destination
+    gets an event only for a key whose row consents in that run; a withheld crossing is
+    sent in a later run where consent is given and the value is still past the
+    threshold (the trigger's state of that key is not written without an
+    acknowledgement)."""
+    from tests.traits.trigger_model import run_all
+
+    runs = run_all(tmp_path / f"t{next(_counter)}", sc)
+    for run, taken in enumerate(runs):
+        for key, _ in taken:
+            assert sc["consent"][run][key] == "yes", f"run {run}: key {key} without consent"

@@ -36,6 +36,9 @@ DEMO_PROJECT = """\
 #                                    # the CRM sync's holdout: did being sent help renewals?
 #   conn profiles build              # customers, app users, web sessions -> profiles
 #   conn sync profiles cdp           # one record per person, consent across identities
+#   conn sync warehouse alerts       # health-score drops as events to a webhook (set
+#                                    # ALERTS_URL to a receiver); the first run records
+#                                    # each health, later runs send drops below 40
 version: 1
 
 sources:
@@ -69,6 +72,13 @@ destinations:
       path: out/ads
       format: jsonl
       objects: {audience: {identifiers: [email]}}
+  alerts:
+    type: webhook
+    purposes: [service]
+    config:
+      url: "${ALERTS_URL:-http://127.0.0.1:8787/alerts}"
+      check: none
+      objects: [{name: events, identifiers: [customer_id]}]
   messaging:
     type: files
     purposes: [service]
@@ -115,6 +125,28 @@ profiles:
       lifetime_value: {rule: max}
       marketing_opt_in: {rule: consent}
 
+# Computed per customer from the product events (docs/traits.md).
+traits:
+  lifetime_spend:
+    {source: warehouse, stream: product_events, key: customer_id, aggregate: sum,
+     column: amount, where: "event_type = 'purchase'"}
+  failures_7d:
+    {source: warehouse, stream: product_events, key: customer_id, aggregate: count,
+     time: occurred_at, window: 7d, where: "event_type = 'feature_failed'"}
+  days_since_login:
+    {source: warehouse, stream: product_events, key: customer_id, aggregate: recency,
+     time: occurred_at, where: "event_type = 'login'"}
+  survey_score:
+    {source: warehouse, stream: product_events, key: customer_id, aggregate: last,
+     column: score, time: occurred_at, where: "event_type = 'survey_answered'"}
+  health:
+    sql: >-
+      greatest(0, least(100, 100 - 25 * failures_7d - coalesce(days_since_login, 45)
+      + 3 * coalesce(survey_score - 5, 0)))
+
+triggers:
+  health_dropped: {watch: health, below: 40, rearm: 50, cooldown: 7d}
+
 syncs:
   customers_to_crm:
     source: warehouse
@@ -136,6 +168,11 @@ syncs:
       plan: {from: plan, value_map: {F: Free, S: Starter, P: Pro, E: Enterprise}}
       lifetime_value: lifetime_value
       health_score: health_score
+      lifetime_spend: lifetime_spend
+      failures_7d: failures_7d
+      days_since_login: days_since_login
+      survey_score: survey_score
+      health: health
 
   churn_risk_audience:
     source: warehouse
@@ -188,6 +225,24 @@ syncs:
       country: country
       lifetime_value: lifetime_value
       sources: records
+
+  health_alerts:
+    source: warehouse
+    stream: customers
+    primary_key: customer_id
+    destination: alerts
+    object: events
+    mode: events
+    trigger: health_dropped
+    event: {name: health_dropped, time_from: trigger_at}
+    consent:
+      subject: customer_id
+      legal_basis: {service: contract}
+    mapping:
+      customer_id: customer_id
+      email: {from: email, transforms: [trim, lower]}
+      health: health
+      failures_7d: failures_7d
 """
 
 

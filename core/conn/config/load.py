@@ -169,6 +169,9 @@ def load_project(path: Path | str | None = None, *, registry: Registry | None = 
         from conn.config.alerts import alert_config_errors
 
         errors += alert_config_errors(project)
+    from conn.config.traits import parse_activation  # traits, audiences, triggers
+
+    errors += parse_activation(data, fname)[1]
     if errors:
         raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
     if validate_plugins:

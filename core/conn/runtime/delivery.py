@@ -74,6 +74,15 @@ class BatchDelivery:
     match_key: str
     counts: dict[str, Any]
     t0: float
+    #: When a list: the keys the destination acknowledged are appended to it (a
+    #: trigger's batch stores what it saw of them, conn.runtime.activation).
+    acked: list[pa.Array] | None = None
+
+    def seen(self, keys: pa.Array, acked: pa.Array) -> pa.Array:
+        """Note which of ``keys`` were acknowledged (mask ``acked``); return ``acked``."""
+        if self.acked is not None:
+            self.acked.append(keys.filter(acked))
+        return acked
 
 
 def answered_rows(done: list[ChunkResult]) -> pa.Array:

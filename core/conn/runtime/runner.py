@@ -27,7 +27,7 @@ from conn.errors import ConfigError, ConfigErrors, ConnError
 from conn.keys import key_array
 from conn.mapping import build_mapper
 from conn.privacy.suppression import Suppression
-from conn.runtime import delivery, forget, holdouts
+from conn.runtime import activation, delivery, forget, holdouts
 from conn.runtime.lane import DeliveryLane
 from conn.runtime.opening import OpenedInBackground
 from conn.runtime.report import RunInfo, RunReport, SyncReport
@@ -94,6 +94,7 @@ class PreparedSync:
     mapper: Mapper
     mode: str
     holdout: holdouts.Holdout | None = None
+    stage: activation.ActivationStage | None = None  #: traits etc. (docs/traits.md)
 
     @property
     def operation(self) -> Operation:
@@ -221,8 +222,9 @@ class SyncRunner:
             # The event's name and time are mapped fields: they pass the gate and the
             # mapper like every other, and count in the payload hash.
             sync, obj = events.event_sync(sync), events.event_object(obj)
+        seen, stage = activation.prepare(self, stream)  # traits are columns like any
         ctx = SyncContext(self.project, sync, self.project.destinations[sync.destination],
-                          obj, stream, self.registry, self.consent_events, match_key,
+                          obj, seen, self.registry, self.consent_events, match_key,
                           now=datetime.fromtimestamp(self.run_info.started_at, UTC),
                           suppression=self._suppression())
         gate = build_gate(ctx)
@@ -233,7 +235,7 @@ class SyncRunner:
         holdout = holdouts.prepare(self.project, self.sync, self.store, self.run_info.run_id,
                                    restart=self.options.new_experiment)
         return PreparedSync(source, dest, stream, obj, match_key, gate, mapper, sync.mode,
-                            holdout)
+                            holdout, stage)
 
     def _suppression(self) -> Suppression:
         """The project's suppression list (``conn check`` prepares syncs without a
@@ -305,11 +307,11 @@ class SyncRunner:
                 target = None  # plan against the state as it is; record nothing
             # The state opens on a helper thread while the first batch is read, gated and
             # mapped. The lane closes (every handed-over batch delivered) before the state.
-            with OpenedInBackground(store.open_sync(
-                    self.sync.name, self.run_info.run_id,
-                    full_resync=self.options.full_resync, target=target,
-                    on_target_change=on_change), "conn-state-open") as opening, \
-                    DeliveryLane() as lane:
+            with activation.triggers(self.project, self.store, p), OpenedInBackground(
+                    store.open_sync(self.sync.name, self.run_info.run_id,
+                                    full_resync=self.options.full_resync, target=target,
+                                    on_target_change=on_change), "conn-state-open") as \
+                    opening, DeliveryLane() as lane:
                 self._body(p, opening.value, lane)
             summary = p.gate.summary()
             rep.experiment = p.holdout.finish() if p.holdout is not None else {}
@@ -362,8 +364,7 @@ class SyncRunner:
     def _retry_erasures(self, p: PreparedSync) -> None:
         """Send this sync's pending erasures (``conn forget``) before its rows."""
         figures = forget.retry_sync(self.store, p.dest, p.obj, p.match_key, self.sync)
-        if figures is not None:
-            self.report.erasures = figures
+        self.report.erasures = figures if figures is not None else self.report.erasures
 
     def _body(self, p: PreparedSync, state_of: Callable[[], SyncState],
               lane: DeliveryLane) -> None:
@@ -389,13 +390,13 @@ class SyncRunner:
         thread counts reads, consent and planning, the lane everything after.
         ``state_of()`` gives the sync's state once it is open (it waits until then)."""
         opts = self.options
-        stream, gate = p.stream, p.gate
+        stream = p.stream
         # Deletions need the whole set: mirror mode always reads the source in full.
         incremental = bool(stream.cursor) and not opts.full_resync and self.sync.mode != "mirror"
         state = state_of().source_state() if incremental else None
         self._full_read = state is None
         batch_rows = opts.batch_rows or self.sync.batch_rows
-        read = stream.narrowed(gate.columns_read()) if p.source.projection else stream
+        read = activation.narrowed(p)
         for item in p.source.read(read, state, batch_rows):
             if lane.stopped or interrupt.is_requested():
                 break
@@ -425,8 +426,8 @@ class SyncRunner:
         t0 = time.monotonic()
         first_row = rep.rows_read
         rep.rows_read += item.num_rows
-        if keys is None:
-            keys = key_array(item, p.stream.primary_key)
+        item, keys, fired = activation.apply(p.stage, item, keys if keys is not None
+                                             else key_array(item, p.stream.primary_key))
         gated = gate.apply(item, keys)
         rep.consent_denied += gated.withheld
         if p.holdout is not None:  # after the gate: held-out rows go no further
@@ -436,7 +437,7 @@ class SyncRunner:
             st.touch(pa.array([k for k, _ in mapped.rejected], pa.string()))
         if match_key in mapped.batch.schema.names:
             self._match_type = mapped.batch.schema.field(match_key).type
-        plan = st.plan(mapped.keys, mapped.batch)
+        plan = activation.plan(st, p.stage, fired, mapped)
         rep.unchanged += plan.unchanged
         n_ins, n_upd = len(plan.inserts), len(plan.updates)
         previous = plan.previous if plan.previous is not None else \
@@ -463,9 +464,9 @@ class SyncRunner:
                 self.sync.name, p.obj, p.operation, mapped, None if every else indices,
                 match_key, opts.dry_run,
                 basis=delivery.basis(req_keys, req_hashes, previous))
-        lane.submit(partial(self._deliver, delivery.BatchDelivery(
+        lane.submit(activation.delivery(self._deliver, delivery.BatchDelivery(
             st, p.dest, mapped, rejected, request, n_ins, n_upd, match_key,
-            {"rows": item.num_rows}, t0)))
+            {"rows": rep.rows_read - first_row}, t0), fired, opts.dry_run))
         return gated.keys
 
     def _deliver(self, job: delivery.BatchDelivery) -> bool:
@@ -511,8 +512,8 @@ class SyncRunner:
         for done in job.dest.deliver(request, self._writers):
             take = delivery.answered_rows(done)
             result = delivery.merged_result(done)
-            acked = self._commit(st, keys.take(take), hashes.take(take),
-                                 match_values.take(take), result)
+            acked = job.seen(keys.take(take), self._commit(
+                st, keys.take(take), hashes.take(take), match_values.take(take), result))
             ins = pc.sum(pc.and_(acked, pc.less(take, job.inserts))).as_py() or 0
             total = pc.sum(acked).as_py() or 0
             ins_acked += ins

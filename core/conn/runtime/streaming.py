@@ -56,7 +56,7 @@ import pyarrow.compute as pc
 from conn import interrupt, secrets
 from conn.errors import ConfigError
 from conn.keys import key_array
-from conn.runtime import delivery
+from conn.runtime import activation, delivery
 from conn.runtime.commit_buffer import CommitBuffer
 from conn.runtime.report import RunInfo, RunReport, SyncReport
 from conn.runtime.runner import PreparedSync, RunOptions, SyncRunner, open_state_store
@@ -142,7 +142,9 @@ class StreamingRunner(SyncRunner):
         # answered and not yet committed: a crash re-sends at most that and the requests
         # in flight, however large the micro-batch (a backlog after a restart).
         self._window_rows = max(1, caps.concurrency) * max(1, caps.batch_size)
-        stream = p.stream.narrowed(p.gate.columns_read()) if p.source.projection else p.stream
+        stream = activation.narrowed(p)
+        if p.stage is not None:
+            p.stage.fresh = True  # traits of each micro-batch's keys as they are now
         wait = max(0.005, min(self.max_latency / 4, 1.0))
         stored = StreamState.load(st.source_state())
         self._saved_position = stored.position

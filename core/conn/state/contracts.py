@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from conn.state.experiments import ExperimentStore
     from conn.state.planner.sorted_state import LayeredState, SortedState
     from conn.state.target import OnChange, SyncTarget
+    from conn.state.triggers import TriggerStore
 
 
 #: The key id under which a backend stores rejections of rows without a primary key
@@ -295,6 +296,13 @@ class StateStore(abc.ABC):
     def experiment_store(self) -> ExperimentStore | None:
         """Holdout experiments kept here (:mod:`conn.state.experiments`), or None for a
         backend that cannot keep them: a sync with a ``holdout:`` then refuses to run."""
+        return None
+
+    def trigger_state(self, sync: str, trigger: str) -> TriggerStore | None:
+        """Where ``trigger`` keeps what it saw of each key of ``sync``
+        (:class:`conn.state.triggers.TriggerStore`; the caller closes it), or None for a
+        backend that cannot keep it: a sync sending a trigger's events is then refused.
+        Call it while holding the sync's lock (:meth:`open_sync`)."""
         return None
 
     def close(self) -> None:  # noqa: B027 - optional

@@ -86,6 +86,8 @@ class SyncHarness:
         self.sources: dict[str, dict[str, Any]] = {}
         self.destinations: dict[str, dict[str, Any]] = {}
         self.consent_sources: dict[str, dict[str, Any]] = {}
+        #: Other top-level sections of the project file (``traits``, ``triggers``...).
+        self.sections: dict[str, Any] = {}
         self._registered: set[type[Connector]] = set()
         self._dataset = add_dataset()
         self.source(MEMORY, MemorySource, {"dataset": self._dataset})
@@ -192,7 +194,7 @@ class SyncHarness:
                                "destinations": self.destinations, "syncs": dict(syncs)}
         if self.consent_sources:
             doc["consent_sources"] = self.consent_sources
-        return doc
+        return {**doc, **self.sections}
 
     def sync(self, destination: str, stream: str | None = None, *, object: str,
              source: str = MEMORY, name: str | None = None, dry_run: bool = False,

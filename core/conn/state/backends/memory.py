@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +22,9 @@ from conn.state.experiments import ExperimentStore
 from conn.state.history import history_row
 from conn.state.planner import PlanningSyncState
 from conn.state.target import OnChange, SyncTarget, decide
+
+if TYPE_CHECKING:
+    from conn.state.triggers import TriggerStore
 
 RECORDS_SCHEMA = pa.schema([("kid", pa.uint64()), ("key", pa.string()), ("hash", pa.uint64()),
                             ("match_value", pa.string()), ("partition", pa.uint16()),
@@ -134,6 +137,7 @@ class MemoryStateStore(StateStore):
         self._privacy: PrivacyStore | None = None
         self._notes: contracts.Notes | None = None
         self._experiments: ExperimentStore | None = None
+        self._triggers: dict[tuple[str, str], Any] = {}
 
     def notes(self) -> contracts.Notes:
         """See :class:`~conn.state.contracts.Notes` (kept in this process)."""
@@ -158,6 +162,17 @@ class MemoryStateStore(StateStore):
 
             self._experiments = DuckDBExperiments(memory_connection())
         return self._experiments
+
+    def trigger_state(self, sync: str, trigger: str) -> TriggerStore:
+        """An in-memory DuckDB database per sync and trigger, kept by this store."""
+        import duckdb
+
+        from conn.state.triggers import TriggerStore
+
+        with self._mutex:
+            con = self._triggers.setdefault((sync, trigger), duckdb.connect())
+        # The store keeps the database: the caller closes only its cursor.
+        return TriggerStore(con.cursor())
 
     @contextmanager
     def open_sync(self, sync: str, run_id: str, *, full_resync: bool = False,

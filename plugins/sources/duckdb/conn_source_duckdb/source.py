@@ -242,6 +242,10 @@ class DuckDBSource(Source):
             )
         return StreamInfo("query", schema, tuple(primary_key), query=query)
 
+    def sql_relation(self, stream: StreamInfo) -> str | None:
+        """The stream as a parenthesised query of this file: traits over it run here."""
+        return f"({self._base_sql(stream)})"
+
     # --- reading ----------------------------------------------------------------------
 
     def _base_sql(self, stream: StreamInfo) -> str:

@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from conn.errors import StateError
-from conn.state import contracts, history
+from conn.state import contracts, history, triggers
 from conn.state.backends.duckdb import migrations, sorted_cache
 from conn.state.backends.duckdb.connection import attach, connect, detach, runs_lock
 from conn.state.backends.duckdb.delivered import delivered_rows
@@ -407,7 +407,7 @@ def _sorted_pairs(kids: np.ndarray, hashes: np.ndarray) -> np.ndarray:
     return pairs
 
 
-class DuckDBStateStore(KeepsExperiments, StateStore):
+class DuckDBStateStore(KeepsExperiments, triggers.TriggerFiles, StateStore):
     """Local, file-based state (the default)."""
 
     def __init__(self, root: Path) -> None:
