@@ -193,14 +193,31 @@ def forget(project: Project, registry: Registry, store: StateStore, subjects: li
         # Syncs not holding the person now may hold them in a retired state.
         privacy.purge(name, sorted(held.get(name, set()) | idents), texts,
                       retired_only=name not in held)
+    keys = sorted(idents.union(*held.values()))
     experiments = store.experiment_store()
     if experiments is not None:
         # A holdout member's key is the person's too: it leaves every experiment.
-        experiments.forget(sorted(idents.union(*held.values())))
+        experiments.forget(keys)
+    _forget_trigger_state(project, store, keys)
     if texts:
         privacy.scrub_history(texts, scrubber(texts))
     retry(project, registry, store, trigger="forget", receipt_id=receipt_id)
     return receipt(store, receipt_id)
+
+
+def _forget_trigger_state(project: Project, store: StateStore, keys: list[str]) -> None:
+    """A trigger keeps each key's last watched value: the person leaves it too."""
+    for name, sync in project.syncs.items():
+        trigger = sync.raw.get("trigger")
+        if not trigger:
+            continue
+        found = store.trigger_state(name, str(trigger))
+        if found is None:
+            continue
+        try:
+            found.forget(keys)
+        finally:
+            found.close()
 
 
 def receipt(store: StateStore, receipt_id: str) -> dict[str, Any]:

@@ -30,8 +30,10 @@ SCHEMA = pa.schema([("key", pa.string()), ("armed", pa.bool_()), ("value", pa.st
 class TriggerStore:
     """One trigger's entries for one sync."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path | None = None) -> None:
         self._con = con
+        #: The file holding the table (None in memory): rewritten after a forget.
+        self._path = path
         self._lock = threading.Lock()
         con.execute("CREATE TABLE IF NOT EXISTS trigger_state (key VARCHAR PRIMARY KEY, "
                     "armed BOOLEAN, value VARCHAR, fired_at DOUBLE, seq BIGINT)")
@@ -69,6 +71,27 @@ class TriggerStore:
         finally:
             cur.close()
 
+    def forget(self, keys: list[str]) -> int:
+        """Remove the entries of ``keys`` (``conn forget``: a key and its last watched
+        value are personal data); returns how many were removed. A file is rewritten,
+        so no free block keeps their bytes, which closes the store: forget last."""
+        if not keys:
+            return 0
+        with self._lock:
+            cur = self._con.cursor()
+            try:
+                cur.register("conn_forget", pa.table({"key": pa.array(keys, pa.string())}))
+                row = cur.execute("DELETE FROM trigger_state s USING conn_forget f "
+                                  "WHERE s.key = f.key").fetchone()
+                n = int(row[0]) if row else 0
+            finally:
+                cur.close()
+            if n and self._path is not None:
+                from conn.state.backends.duckdb.privacy import rewrite
+
+                rewrite(self._path, self._con)
+        return n
+
     def close(self) -> None:
         self._con.close()
 
@@ -78,7 +101,8 @@ def open_file(stem: Path) -> TriggerStore:
     from conn.state.backends.duckdb.connection import connect
 
     stem.parent.mkdir(parents=True, exist_ok=True)
-    return TriggerStore(connect(stem.with_name(stem.name + ".duckdb")))
+    path = stem.with_name(stem.name + ".duckdb")
+    return TriggerStore(connect(path), path)
 
 
 class TriggerFiles:
