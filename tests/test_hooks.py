@@ -17,8 +17,8 @@ import pyarrow.compute as pc
 import pytest
 from conn import hookimpl
 from conn.config import load_project
-from conn.destination import Capabilities, Destination, ObjectInfo, WriteRequest, WriteResult
 from conn.config.profiles import MatcherSpec
+from conn.destination import Capabilities, Destination, ObjectInfo, WriteRequest, WriteResult
 from conn.plugins import Registry
 from conn.profiles.matching import Matcher, matched_entries
 from conn.runtime.report import RunInfo, RunReport, SyncReport

@@ -28,7 +28,7 @@ def scored(out: pa.Table) -> dict[tuple[int, int], float]:
         out.column("score").to_pylist(), strict=True)}
 
 
-@pytest.mark.parametrize("training", ["fixed", "em"])
+@pytest.mark.parametrize("training", ["fixed", pytest.param("em", marks=pytest.mark.slow)])
 def test_planted_duplicates_found_distinct_people_not(training: str) -> None:
     rows, planted = population()
     spec = MatcherSpec("splink", THRESHOLD, ("name", "address", "city"), (("city",),),
