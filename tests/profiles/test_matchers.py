@@ -217,6 +217,12 @@ def test_cli_build_with_a_fake_matcher(project: Path, monkeypatch: pytest.Monkey
     ids = {(i["type"], i["value"]) for i in p["identities"]}
     assert ids == {("customer_id", "c1"), ("email", "ann@a.com"), ("email", "ann@b.com"),
                    ("email", "amy@c.com")}
+    # The matcher removed: the next build re-stitches everything (no pair is stored, so
+    # an incremental build would keep the matched profiles), and they part again.
+    (project / "conn.yml").write_text(PROJECT.split("    matchers:")[0])
+    code, out = cli(monkeypatch, capsys, "profiles", "build", "--json")
+    (b,) = json.loads(out)["builds"]
+    assert (b["profiles"], b["full"], "matched_pairs" in b) == (5, True, False)
 
 
 def test_unknown_matcher_plugin_names_file_path_and_package(
