@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 PLUGINS := $(sort $(wildcard plugins/sources/*/pyproject.toml plugins/destinations/*/pyproject.toml \
-				  plugins/databases/*/pyproject.toml))
+				  plugins/databases/*/pyproject.toml plugins/matchers/*/pyproject.toml))
 PLUGIN_DIRS := $(patsubst %/pyproject.toml,%,$(PLUGINS))
 DEMO_DIR ?= demo
 

@@ -44,7 +44,7 @@ if ! (cd "$ROOT" && "$ROOT/.venv/bin/mypy"); then failed+=("mypy"); fi
 run core "$ROOT/.venv/bin/python" "$ROOT" tests
 
 for pj in plugins/sources/*/pyproject.toml plugins/destinations/*/pyproject.toml \
-          plugins/databases/*/pyproject.toml; do
+          plugins/databases/*/pyproject.toml plugins/matchers/*/pyproject.toml; do
   [ -f "$pj" ] || continue
   dir=$(dirname "$pj"); kind=$(basename "$(dirname "$dir")"); name=$(basename "$dir")
   venv="$ROOT/.venvs/${kind}-${name}"

@@ -17,8 +17,10 @@ import pyarrow.compute as pc
 import pytest
 from conn import hookimpl
 from conn.config import load_project
+from conn.config.profiles import MatcherSpec
 from conn.destination import Capabilities, Destination, ObjectInfo, WriteRequest, WriteResult
 from conn.plugins import Registry
+from conn.profiles.matching import Matcher, matched_entries
 from conn.runtime.report import RunInfo, RunReport, SyncReport
 from conn.runtime.runner import RunOptions, run_syncs
 from conn.source import Source, SourceState, StreamInfo
@@ -104,6 +106,20 @@ class TinyDestination(Destination):
         return WriteResult.ok()
 
 
+class FirstLetter(Matcher):
+    """A matcher registered by the in-process plugin: records whose names start with
+    the same letter score 0.95 (a DuckDB self-join)."""
+
+    def pairs(self, records: pa.Table) -> pa.Table:
+        import duckdb
+
+        con = duckdb.connect()
+        con.register("r", records)
+        return con.sql("SELECT a.rkey AS record_a, b.rkey AS record_b, 0.95 AS score "
+                       "FROM r a JOIN r b ON a.rkey < b.rkey "
+                       "AND a.name[1] = b.name[1]").to_arrow_table()
+
+
 class Plugin:
     """An in-process plugin implementing every hook, recording the observer calls."""
 
@@ -125,6 +141,10 @@ class Plugin:
             return pc.utf8_upper(array)
 
         register("shout", shout)
+
+    @hookimpl
+    def register_matchers(self, register: Callable[..., None]) -> None:
+        register("first_letter", FirstLetter)
 
     @hookimpl
     def register_state_backends(self, register: Callable[..., None]) -> None:
@@ -189,6 +209,19 @@ def test_register_state_backends(plugin: Plugin, registry: Registry, tmp_path: P
     report = sync(tmp_path, registry, state="state: {backend: test_memory}")
     assert report.ok
     assert plugin.backend_opened == [(None, tmp_path)]
+
+
+def test_register_matchers(plugin: Plugin, registry: Registry) -> None:
+    assert registry.matcher("first_letter") is FirstLetter
+    rows = {"crm": pa.table({"rkey": pa.array([1, 2, 3], pa.uint64()),
+                             "name": ["Ann", "Amy", "Bob"]})}
+    spec = MatcherSpec("first_letter", 0.9, ("name",))
+    entries = matched_entries(registry, (spec,), rows, "conn.yml", "profiles.people")
+    assert entries.sort_by("rkey").to_pylist() == [
+        {"rkey": 1, "ident": "~match0\x1f1:2"}, {"rkey": 2, "ident": "~match0\x1f1:2"}]
+    # Above the threshold only: at 0.96 nothing is kept.
+    strict = MatcherSpec("first_letter", 0.96, ("name",))
+    assert matched_entries(registry, (strict,), rows, "conn.yml", "p").num_rows == 0
 
 
 # --- observer hooks --------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The hooks a conn plugin may implement.
 
 A plugin is a module named by an entry point in the group ``conn.sources``,
-``conn.destinations``, ``conn.transforms``, ``conn.state_backends`` or ``conn.observers``;
+``conn.destinations``, ``conn.transforms``, ``conn.state_backends``, ``conn.matchers`` or
+``conn.observers``;
 its functions are decorated with :data:`hookimpl` and named after a hook below.
 Registration hooks receive a ``register`` callable so the core decides names, rejects
 duplicates and remembers which distribution a connector came from.
@@ -48,6 +49,20 @@ def register_state_backends(register: Callable[..., None]) -> None:
     """Register state store backends: ``register(name, factory)`` where ``factory(url,
     project_dir) -> conn.state.StateStore``. Selected by ``state.backend`` in conn.yml;
     :mod:`conn.state.contracts` says what a backend implements."""
+
+
+@hookspec
+def register_matchers(register: Callable[..., None]) -> None:
+    """Register probabilistic record matchers for profile sets: ``register(name, cls)``
+    where ``cls`` is a :class:`conn.profiles.matching.Matcher` subclass. The name is the
+    ``plugin`` of an entry under ``profiles.NAME.matchers`` in conn.yml.
+
+    ``conn profiles build`` calls ``cls(spec).pairs(records)`` once per build with every
+    record of the profile set (an Arrow table: ``rkey`` and the declared ``columns``) and
+    keeps the returned pairs (``record_a``, ``record_b``, ``score`` in 0..1) scoring at
+    least the declared ``threshold``. Kept pairs join profiles in a round after every
+    deterministic rule, under the same per-type limits: a pair that would break a limit
+    yields."""
 
 
 # --- observers ----------------------------------------------------------------------------

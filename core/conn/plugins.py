@@ -1,4 +1,5 @@
-"""Plugin discovery and the registry of connectors, transforms and state backends.
+"""Plugin discovery and the registry of connectors, transforms, state backends and
+matchers.
 
 Plugins are modules named by entry points. The entry point's *name* is the connector type
 it provides (``duckdb`` in ``conn.sources``), so a command loads only the plugins it needs:
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     # Only for annotations: importing them loads pyarrow, which `conn --help` and
     # `conn plugins` do not need.
     from conn.destination import Destination
+    from conn.profiles.matching import Matcher
     from conn.source import Source
 
 GROUPS = {
@@ -41,6 +43,7 @@ GROUPS = {
     "destinations": "conn.destinations",
     "transforms": "conn.transforms",
     "state_backends": "conn.state_backends",
+    "matchers": "conn.matchers",
     "observers": "conn.observers",
 }
 
@@ -70,6 +73,7 @@ FIRST_PARTY: dict[tuple[str, str], str] = {
     ("destinations", "salesforce"): "conn-destination-salesforce",
     ("destinations", "singer"): "conn-destination-singer",
     ("destinations", "webhook"): "conn-destination-webhook",
+    ("matchers", "splink"): "conn-matcher-splink",
 }
 
 
@@ -137,6 +141,7 @@ class Registry:
         self.destinations: dict[str, type[Destination]] = {}
         self.transforms: dict[str, Callable[..., Any]] = {}
         self.state_backends: dict[str, Callable[..., Any]] = {}
+        self.matchers: dict[str, type[Matcher]] = {}
         self.origin: dict[tuple[str, str], PluginInfo] = {}
         self.plugins: list[PluginInfo] = []
         self._seen_eps: set[tuple[str, str]] = set()
@@ -214,6 +219,7 @@ class Registry:
             "register_destinations": reg_connector("destinations", self.destinations),
             "register_transforms": reg_named("transforms", self.transforms),
             "register_state_backends": reg_named("state_backends", self.state_backends),
+            "register_matchers": reg_named("matchers", self.matchers),
         }
         for hook, register in calls.items():
             impl = getattr(module, hook, None)
@@ -328,6 +334,10 @@ class Registry:
 
     def state_backend(self, name: str) -> Callable[..., Any]:
         return self._get("state_backends", self.state_backends, name)
+
+    def matcher(self, name: str) -> type[Matcher]:
+        """The class registered for the matcher ``name`` (loading its plugin)."""
+        return self._get("matchers", self.matchers, name)
 
     def load_observers(self) -> None:
         self.load("observers")

@@ -23,6 +23,9 @@ KINDS = (*BUILTIN_TYPES, "custom")
 DEFAULT_LIMITS = {"customer_id": 1}
 #: A value held by more records than this is junk unless the profile set says otherwise.
 DEFAULT_MAX_RECORDS = 100
+#: Identifier types of a matcher's pairs are this and the matcher's index; no declared
+#: type may start with it.
+MATCH_TYPE_PREFIX = "~match"
 RULES = ("most_recent", "most_frequent", "source_priority", "first_non_null", "max", "min",
          "consent")
 
@@ -62,6 +65,25 @@ class FieldRule:
 
 
 @dataclass(frozen=True)
+class MatcherSpec:
+    """One entry of ``profiles.NAME.matchers``: the plugin, the threshold, the record
+    columns it compares, its blocking rules (each a list of columns that must be equal
+    for two records to be compared) and the plugin's own ``options``."""
+
+    plugin: str
+    threshold: float
+    columns: tuple[str, ...]
+    blocking: tuple[tuple[str, ...], ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)
+    index: int = 0
+
+    @property
+    def type_name(self) -> str:
+        """The identifier type of this matcher's pairs (one per entry, in order)."""
+        return f"{MATCH_TYPE_PREFIX}{self.index}"
+
+
+@dataclass(frozen=True)
 class ProfileSet:
     """One entry of ``profiles:``."""
 
@@ -71,6 +93,7 @@ class ProfileSet:
     rounds: tuple[tuple[str, ...], ...]
     junk_values: tuple[str, ...] = ()
     fields: dict[str, FieldRule] = field(default_factory=dict)
+    matchers: tuple[MatcherSpec, ...] = ()
 
     @property
     def stream(self) -> str:
@@ -125,6 +148,12 @@ def _types(spec: dict[str, Any], used: list[str], f: str,
     for prio, name in enumerate(order):
         opts = declared.get(name) or {}
         kind = opts.get("kind") or (name if name in BUILTIN_TYPES else None)
+        if name.startswith(MATCH_TYPE_PREFIX):
+            where = f"{base}.identifiers.{name}" if name in declared else f"{base}.edges"
+            errors.append(ConfigError(f"identifier type names starting with "
+                                      f"{MATCH_TYPE_PREFIX!r} are reserved for matchers' pairs",
+                                      file=f, path=where))
+            continue
         if kind is None:
             where = f"{base}.identifiers.{name}" if name in declared else f"{base}.edges"
             errors.append(ConfigError(
@@ -198,7 +227,33 @@ def _profile_set(project: Project, name: str, spec: dict[str, Any], f: str,
         fields[str(fname)] = FieldRule(str(fname), str(fs.get("column") or fname),
                                        str(fs.get("rule")), srcs)
     junk = tuple(str(v) for v in (spec.get("junk") or {}).get("values") or ())
-    return ProfileSet(name, types, edges, rounds, junk, fields), errors
+    matchers, errs = _matchers(spec, edges, f, base)
+    errors += errs
+    return ProfileSet(name, types, edges, rounds, junk, fields, matchers), errors
+
+
+def _matchers(spec: dict[str, Any], edges: dict[str, Edge], f: str,
+              base: str) -> tuple[tuple[MatcherSpec, ...], list[ConfigError]]:
+    """The ``matchers:`` entries (the schema checked their shapes); blocking columns
+    must be among the entry's ``columns``."""
+    out, errors = [], []
+    for i, m in enumerate(spec.get("matchers") or ()):
+        if not isinstance(m, dict):
+            continue
+        cols = tuple(str(c) for c in m.get("columns") or ())
+        blocking = tuple(tuple(str(c) for c in (b if isinstance(b, list) else [b]))
+                         for b in m.get("blocking") or ())
+        for j, rule in enumerate(blocking):
+            for c in rule:
+                # A bare name must be a compared column; an SQL expression over them
+                # (substr(name, 1, 1)) is the plugin's to read.
+                if c.isidentifier() and c not in cols:
+                    errors.append(ConfigError(
+                        f"blocking column {c!r} is not among the matcher's columns "
+                        f"({', '.join(cols)})", file=f, path=f"{base}.matchers[{i}].blocking[{j}]"))
+        out.append(MatcherSpec(str(m.get("plugin")), float(m.get("threshold", 0.9)), cols,
+                               blocking, dict(m.get("options") or {}), i))
+    return tuple(out), errors
 
 
 #: The source syncs name to read profile sets (``source: profiles``,

@@ -3,6 +3,7 @@ store them."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ import pyarrow as pa
 
 from conn.config.profiles import ProfileSet, profile_sets
 from conn.errors import ConfigError
-from conn.profiles import engine, golden, store
+from conn.profiles import engine, golden, matching, store
 from conn.profiles.edges import normalise, read_edges
 
 if TYPE_CHECKING:
@@ -30,10 +31,15 @@ def rules_of(ps: ProfileSet) -> engine.Rules:
             for v in normalise(raw, t).to_pylist():
                 if v is not None:
                     junk.add(f"{t.name}{engine.SEP}{v}")
+    # Each matcher's pairs are a type of their own, joined in a round after every
+    # deterministic one (lower priority: they yield when a limit would break); a pair
+    # value is held by its two records only, so no junk threshold applies to it.
+    matched = tuple(m.type_name for m in ps.matchers)
     return engine.Rules(
-        types=tuple(ps.types), rounds=ps.rounds,
+        types=(*ps.types, *matched), rounds=(*ps.rounds, *((t,) for t in matched)),
         limits={t.name: t.limit for t in ps.types.values() if t.limit is not None},
-        max_records={t.name: t.max_records for t in ps.types.values()},
+        max_records={**{t.name: t.max_records for t in ps.types.values()},
+                     **{t: 0 for t in matched}},
         junk=frozenset(junk))
 
 
@@ -57,10 +63,25 @@ def build_set(project: Project, registry: Registry, ps: ProfileSet, *,
     started = time.monotonic()
     data = read_edges(project, registry, ps)
     read_s = time.monotonic() - started
+    t0 = time.monotonic()
+    matched = matching.matched_entries(registry, ps.matchers, data.rows, str(project.file),
+                                       f"profiles.{ps.name}")
+    match_s = time.monotonic() - t0
     with store.opened(project.state_dir) as st:
         previous = st.previous(ps.name)
+        last = st.last_build(ps.name)
+        # A matcher may pair old records anew (its model is re-estimated each build), and
+        # the stored entries hold no pairs: with matchers now or in the last build, the
+        # whole set is re-stitched (ids are still kept by shared records).
+        last_stats = (last or {}).get("stats") or {}
+        if isinstance(last_stats, str):
+            last_stats = json.loads(last_stats)
+        had_matchers = "matched_pairs" in last_stats
+        full = full or bool(ps.matchers) or had_matchers
         t0 = time.monotonic()
-        out = engine.build(data.entries, rules_of(ps), previous, full=full)
+        entries = pa.concat_tables([data.entries, matched.cast(data.entries.schema)]) \
+            if matched.num_rows else data.entries
+        out = engine.build(entries, rules_of(ps), previous, full=full)
         stitch_s = time.monotonic() - t0
         gold = golden.golden(ps, data.rows, out.records, data.entries)
         build_id = uuid.uuid4().hex[:12]
@@ -74,6 +95,10 @@ def build_set(project: Project, registry: Registry, ps: ProfileSet, *,
             "junk_values": out.junk.num_rows,
             "seconds": {"read": round(read_s, 3), "stitch": round(stitch_s, 3)},
         }
+        if ps.matchers:
+            # Pairs kept above their threshold (each is two entries).
+            stats["matched_pairs"] = matched.num_rows // 2
+            stats["seconds"]["match"] = round(match_s, 3)
         st.save(ps.name, build_id, at, bool(stats["full"]), records=out.records,
                 entries=data.entries, golden=gold, junk=out.junk, changes=out.changes,
                 stats=stats)

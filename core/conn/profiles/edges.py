@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 @dataclass
 class EdgeData:
     """What the edges gave: ``entries`` (rkey, ident) for stitching, and per edge its
-    rows (rkey, ``_updated_at``, the golden-record columns it has)."""
+    rows (rkey, ``_updated_at``, the golden-record and matcher columns it has)."""
 
     entries: pa.Table
     rows: dict[str, pa.Table]
@@ -96,7 +96,10 @@ def _read_edge(project: Project, registry: Registry, ps: ProfileSet,
             raise ConfigError(f"stream {stream.name!r} of source {edge.source!r} has no "
                               f"column(s) {missing} (columns: {', '.join(stream.schema.names)})",
                               file=f, path=base)
-        fields = sorted({r.column for r in ps.fields.values()} & names)
+        # The golden record's columns and the matchers' (each edge that has them).
+        wanted_cols = {r.column for r in ps.fields.values()}
+        wanted_cols |= {c for m in ps.matchers for c in m.columns}
+        fields = sorted(wanted_cols & names)
         wanted = [*edge.identifiers, *fields, *([edge.updated_at] if edge.updated_at else [])]
         if src.projection:
             stream = stream.narrowed(wanted)
