@@ -8,6 +8,8 @@ PLUGINS := $(sort $(wildcard plugins/sources/*/pyproject.toml plugins/destinatio
 				  plugins/databases/*/pyproject.toml plugins/matchers/*/pyproject.toml))
 PLUGIN_DIRS := $(patsubst %/pyproject.toml,%,$(PLUGINS))
 DEMO_DIR ?= demo
+# Absolute, so that DEMO_DIR may be any folder.
+CONN = $(abspath $(VENV))/bin/conn
 
 .PHONY: dev demo test test-fast lint bench bench-quick dist api-docs clean
 
@@ -24,11 +26,11 @@ dev: $(UV)
 
 demo: dev
 	$(VENV)/bin/conn init --demo $(DEMO_DIR) --force
-	cd $(DEMO_DIR) && ../$(VENV)/bin/conn sync warehouse crm
-	cd $(DEMO_DIR) && ../$(VENV)/bin/conn profiles build
-	cd $(DEMO_DIR) && ../$(VENV)/bin/conn sync profiles cdp
-	cd $(DEMO_DIR) && ../$(VENV)/bin/conn runs
-	cd $(DEMO_DIR) && ../$(VENV)/bin/conn experiments report customers_to_crm --outcome renewals
+	cd $(DEMO_DIR) && $(CONN) sync warehouse crm
+	cd $(DEMO_DIR) && $(CONN) profiles build
+	cd $(DEMO_DIR) && $(CONN) sync profiles cdp
+	cd $(DEMO_DIR) && $(CONN) runs
+	cd $(DEMO_DIR) && $(CONN) experiments report customers_to_crm --outcome renewals
 
 test: dev
 	bash scripts/test-all.sh
