@@ -115,13 +115,7 @@ def _encode(arr: pa.ChunkedArray | pa.Array) -> tuple[NDArray[Any], pa.Array]:
 
 def _lookup(keys: NDArray[Any], table: NDArray[Any]) -> NDArray[np.int64]:
     """The position of each of ``keys`` in ``table`` (unique keys), -1 where absent."""
-    if not len(table):
-        return np.full(len(keys), -1, np.int64)
-    order = np.argsort(table, kind="stable")
-    pos = np.searchsorted(table[order], keys)
-    pos = np.minimum(pos, len(table) - 1)
-    hit = table[order][pos] == keys
-    return np.where(hit, order[pos], -1).astype(np.int64)
+    return _Index(table).find(keys)
 
 
 def _np(col: pa.ChunkedArray | pa.Array) -> NDArray[Any]:
@@ -182,16 +176,22 @@ def build_incremental(entries: pa.Table, rules: Rules, previous: Previous) -> Ou
     rk = _np(entries.column("rkey"))
     prev_keys = _np(previous.records.column("rkey"))
     prev_ent_keys = _np(previous.entries.column("rkey"))
-    new_entry = ~_member(rk, prev_keys)
-    gone_keys = prev_keys[~_member(prev_keys, rk)]
-    gone_entry = _member(prev_ent_keys, gone_keys)
-    new_ids = _flat(entries.column("ident")).filter(pa.array(new_entry))
-    gone_ids = _flat(previous.entries.column("ident")).filter(pa.array(gone_entry))
+    # The previous keys are sorted once; every membership question below reuses it (a
+    # sort per question was most of an incremental build's time).
+    prev_index = _Index(prev_keys)
+    at = prev_index.find(rk)  # each entry's record in the previous build, -1: new
+    new_entry = at < 0
+    present = np.zeros(len(prev_keys), bool)
+    present[at[~new_entry]] = True
+    gone_entry = _member(prev_ent_keys, prev_keys[~present])
+    # Filtered before being combined: only the selected strings are copied.
+    new_ids = _flat(entries.column("ident").filter(pa.array(new_entry)))
+    gone_ids = _flat(previous.entries.column("ident").filter(pa.array(gone_entry)))
     touched = pc.unique(pa.concat_arrays([new_ids, gone_ids]))
     prev_hold = pc.is_in(previous.entries.column("ident"), touched).to_numpy(
         zero_copy_only=False)
     # Holders now of each touched value: before, less the vanished, plus the new.
-    counts = _count(_flat(previous.entries.column("ident")).filter(pa.array(prev_hold)),
+    counts = _count(_flat(previous.entries.column("ident").filter(pa.array(prev_hold))),
                     touched) - _count(gone_ids, touched) + _count(new_ids, touched)
     caps = np.array([rules.max_records.get(t, 0) for t in rules.types] + [0], np.int64)
     cap = caps[_type_codes(touched, rules.types)]
@@ -204,26 +204,44 @@ def build_incremental(entries: pa.Table, rules: Rules, previous: Previous) -> Ou
                              pa.table({"ident": touched.filter(pa.array(over)),
                                        "records": pa.array(counts[over], pa.int64())})])
     # The islands of the previous holders of touched values, and the new records.
-    prev_idx_hold = _lookup(prev_ent_keys[prev_hold & ~gone_entry], prev_keys)
+    prev_idx_hold = prev_index.find(prev_ent_keys[prev_hold & ~gone_entry])
     islands_prev = _np(previous.records.column("island"))
     hit = np.zeros(int(islands_prev.max()) + 2 if len(islands_prev) else 1, bool)
     hit[islands_prev[prev_idx_hold[prev_idx_hold >= 0]]] = True
-    sub_prev = hit[islands_prev] & _member(prev_keys, rk)
-    sub_entries = entries.filter(pa.array(new_entry | _member(rk, prev_keys[sub_prev])))
-    rec, rkeys = _encode(sub_entries.column("rkey"))
+    sub_prev = hit[islands_prev] & present
+    sub = np.where(new_entry, True, sub_prev[at])  # at = -1 only where new_entry
+    sub_entries = entries.filter(pa.array(sub))
+    rec, first = _encode_ints(rk[sub])
+    keys = rk[sub][first]
+    rkeys = pa.array(keys, pa.uint64())
+    prev_idx = at[sub][first].astype(np.int64)
     val, idents = _encode(sub_entries.column("ident"))
     typ = _type_codes(idents, rules.types)[val]
     dropped = pc.is_in(idents, pa.concat_arrays([
         _flat(junk.column("ident")), pa.array(sorted(rules.junk), pa.string())]))
     keep = ~dropped.to_numpy(zero_copy_only=False)[val]
-    keys = _np(rkeys)
-    prev_idx = _lookup(keys, prev_keys)
     out = _finish(rkeys, keys, rec[keep], typ[keep], val[keep], len(idents),
                   np.ones(len(keys), bool), prev_idx, junk, rules, previous)
     # Records not re-stitched keep what they had; vanished ones leave.
-    kept = previous.records.filter(pa.array(~sub_prev & _member(prev_keys, rk)))
+    kept = previous.records.filter(pa.array(~sub_prev & present))
     out.records = pa.concat_tables([kept.cast(RECORDS), out.records])
     return out
+
+
+class _Index:
+    """Positions of keys in a table of unique keys, the table sorted once."""
+
+    def __init__(self, table: NDArray[Any]) -> None:
+        self.order = np.argsort(table, kind="stable")
+        self.sorted = table[self.order]
+
+    def find(self, keys: NDArray[Any]) -> NDArray[np.int64]:
+        """The position of each of ``keys`` in the table, -1 where absent."""
+        if not len(self.sorted):
+            return np.full(len(keys), -1, np.int64)
+        pos = np.minimum(np.searchsorted(self.sorted, keys), len(self.sorted) - 1)
+        hit = self.sorted[pos] == keys
+        return np.where(hit, self.order[pos], -1).astype(np.int64)
 
 
 def _flat(col: pa.ChunkedArray | pa.Array) -> pa.Array:
@@ -377,8 +395,12 @@ def _fresh_ids(first_keys: NDArray[np.uint64], taken: pa.Array,
         # The old ids are scanned against the new ones (a small hash set), not hashed.
         reused = old_ids.filter(pc.is_in(old_ids, ids)) if len(old_ids) else taken[:0]
         reused = reused.combine_chunks() if isinstance(reused, pa.ChunkedArray) else reused
-        clash = pc.or_(pc.is_in(ids, pa.concat_arrays([taken, reused.cast(pa.string())])),
-                       _duplicated(ids)).to_numpy(zero_copy_only=False)
+        taken_now = pc.is_in(ids, pa.concat_arrays([taken, reused.cast(pa.string())]))
+        if salt.any():
+            # The keys are distinct and the hash is a bijection of 64-bit words, so ids
+            # of one salt never repeat: only differently salted ones can.
+            taken_now = pc.or_(taken_now, _duplicated(ids))
+        clash = taken_now.to_numpy(zero_copy_only=False)
         if not clash.any():
             return ids
         salt[clash] += np.uint64(1)  # rare (64-bit hashes): loops over clashes, not rows
