@@ -53,18 +53,23 @@ def drop_junk(rec: NDArray[np.int64], typ: NDArray[np.int32], val: NDArray[np.in
 
 def _components(n_lab: int, lab_of_entry: NDArray[np.int64], val: NDArray[np.int64],
                 n_val: int) -> NDArray[np.int64]:
-    """Connected components over cluster nodes ``0..n_lab`` and value nodes after them,
-    one edge per entry; returns the component of each cluster."""
+    """Connected components of clusters ``0..n_lab`` joined by shared values (one entry:
+    a cluster holds a value); returns the component of each cluster."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    n = n_lab + n_val
-    val = val.astype(np.int64 if n >= 2**31 - 1 else val.dtype, copy=False)
+    # Each entry becomes an edge from its cluster to one cluster holding the same value
+    # (whichever was written last): the components of the cluster-value graph, without
+    # a node per value (fewer than half the nodes here).
+    idx = np.int64 if n_lab >= 2**31 - 1 else np.int32
+    lab_of_entry = lab_of_entry.astype(idx, copy=False)
+    owner = np.zeros(n_val, idx)
+    owner[val] = lab_of_entry
     # float64 weights: csgraph converts any other type to it (a copy per round).
-    graph = coo_matrix((np.ones(len(val), np.float64), (lab_of_entry, n_lab + val)),
-                       shape=(n, n)).tocsr()
+    graph = coo_matrix((np.ones(len(val), np.float64), (lab_of_entry, owner[val])),
+                       shape=(n_lab, n_lab)).tocsr()
     _, comp = connected_components(graph, directed=True, connection="weak")
-    return comp[:n_lab].astype(np.int64)
+    return comp.astype(np.int64)
 
 
 def _over_limit(comp_of_rec: NDArray[np.int64], n_comp: int, rec: NDArray[np.int64],
