@@ -129,19 +129,19 @@ def build(entries: pa.Table, rules: Rules, previous: Previous, *,
     be distinct (record, identifier) pairs, as :mod:`conn.profiles.edges` reads them."""
     if not full and previous.records.num_rows and previous.junk is not None:
         return build_incremental(entries, rules, previous)
-    rec_all, rkeys = _encode(entries.column("rkey"))
-    val_all, idents = _encode(entries.column("ident"))
+    rec, rkeys = _encode(entries.column("rkey"))
+    val, idents = _encode(entries.column("ident"))
     n_rec, n_val = len(rkeys), len(idents)
-    rec, val = rec_all, val_all
-    type_of_val = _type_codes(idents, rules.types)
-    typ = type_of_val[val]
+    typ = _type_codes(idents, rules.types)[val]
     caps = np.array([rules.max_records.get(t, 0) for t in rules.types] + [0], np.int64)
     keep = drop_junk(rec, typ, val, n_val, caps)
     declared = pc.is_in(idents, pa.array(sorted(rules.junk), pa.string())).to_numpy(
         zero_copy_only=False)
     keep &= ~declared[val]
     junk = _junk_report(rec, val, keep, idents, n_val)
+    # Rebinding drops the unfiltered arrays: nothing else holds them (lower peak).
     rec, typ, val = rec[keep], typ[keep], val[keep]
+    del keep
 
     keys = _np(rkeys)
     prev_idx = _lookup(keys, _np(previous.records.column("rkey")))
@@ -308,10 +308,13 @@ def _stitch_subset(subset: NDArray[np.bool_], rec: NDArray[np.int64],
                    typ: NDArray[np.int32], val: NDArray[np.int64], n_val: int,
                    rules: Rules) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Labels and islands of the records in ``subset`` (-1 elsewhere)."""
-    local = np.cumsum(subset, dtype=rec.dtype) - 1
-    m = subset[rec]
-    r, t, v = local[rec[m]], typ[m], val[m]
     n = int(subset.sum())
+    if n == len(subset):
+        r, t, v = rec, typ, val  # every record: no renumbered copies
+    else:
+        local = np.cumsum(subset, dtype=rec.dtype) - 1
+        m = subset[rec]
+        r, t, v = local[rec[m]], typ[m], val[m]
     codes = {name: i for i, name in enumerate(rules.types)}
     srules = StitchRules(tuple(tuple(codes[x] for x in rnd) for rnd in rules.rounds),
                          {codes[k]: n_ for k, n_ in rules.limits.items()})
