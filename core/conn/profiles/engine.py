@@ -335,7 +335,12 @@ def _assign_ids(keys_all: NDArray[Any], subset: NDArray[np.bool_],
     keys = keys_all[subset]
     lab = labels[subset]
     n_lab = int(lab.max()) + 1 if len(lab) else 0
-    order = np.lexsort((keys, lab))
+    # Keys arrive sorted from the encoding (checked: linear): then one stable sort by
+    # cluster keeps them in order within each cluster, half a two-key lexsort.
+    if len(keys) < 2 or bool(np.all(keys[1:] >= keys[:-1])):
+        order = np.argsort(lab, kind="stable")
+    else:
+        order = np.lexsort((keys, lab))
     starts = np.flatnonzero(_group_starts(lab[order]))
     first_key = keys[order][starts]
     at = prev_idx[subset]
@@ -344,13 +349,17 @@ def _assign_ids(keys_all: NDArray[Any], subset: NDArray[np.bool_],
     prev_profile = previous.records.column("profile")
     held_names = prev_profile.take(pa.array(at[held])) if held.any() \
         else pa.array([], pa.string())
-    old_names = pc.unique(held_names)
-    old_names = old_names.take(pc.sort_indices(old_names))
+    # One hash pass gives the distinct old ids and each record's; then they are ranked.
+    enc = pc.dictionary_encode(held_names.combine_chunks()
+                               if isinstance(held_names, pa.ChunkedArray) else held_names)
+    rank = pc.sort_indices(enc.dictionary).to_numpy(zero_copy_only=False)
+    old_names = enc.dictionary.take(pa.array(rank))
     n_old = len(old_names)
     profile = np.full(n_lab, -1, np.int64)  # index into old_names, -1: a fresh id
     if n_old:
-        oc = pc.index_in(held_names, old_names).to_numpy(zero_copy_only=False).astype(
-            np.int64)
+        place = np.empty(n_old, np.int64)
+        place[rank] = np.arange(n_old)
+        oc = place[enc.indices.to_numpy(zero_copy_only=False)]
         pairs, shared = np.unique(lab[held] * np.int64(n_old) + oc, return_counts=True)
         plab, pold = pairs // n_old, pairs % n_old
         # Each old id: its best cluster (most shared, then smallest first record key).
