@@ -142,14 +142,17 @@ def assert_clean_log(stderr: str, *, secrets: Iterable[str] = ()) -> None:
 def follow_through_cuts(folder: Path, receiver: Any, publish: Callable[[list[dict]], Any],
                         bound: Callable[[], bool], cut: Callable[[], Any], *,
                         cuts: int = 2, total: int = 300, secrets: Iterable[str] = (),
-                        source: str = "queue") -> tuple[int, list[str]]:
+                        source: str = "queue", settled: Callable[[], Any] | None = None,
+                        ) -> tuple[int, list[str]]:
     """While a follower sends to the webhook ``receiver`` (a slow one: requests are in
     flight), publish ``total`` messages in ``cuts + 1`` parts, 10 at a time, and after
     each part but the last call ``cut()`` (kill the follower's connection, restart the
     server) once a request of that part has arrived, the part still being published.
     The follower must reconnect by itself: every message arrives, the log says so
-    cleanly. Returns the records re-sent and the changes re-sent under another
-    idempotency key (for the caller to judge)."""
+    cleanly. ``settled`` (a text naming what is still missing, empty once everything
+    arrived) lets a caller that also publishes updates wait for them before the stop:
+    the stop abandons requests not yet sent. Returns the records re-sent and the changes
+    re-sent under another idempotency key (for the caller to judge)."""
     import threading
 
     receiver.configure(delay=0.2)
@@ -170,12 +173,16 @@ def follow_through_cuts(folder: Path, receiver: Any, publish: Callable[[list[dic
                                       args=(k * part, total if k == cuts else (k + 1) * part))
             writer.start()
             if k < cuts:
-                eventually(lambda seen=seen: len(receiver.requests) > seen, what="a request")
+                eventually(lambda seen=seen: len(receiver.requests) > seen,
+                           what=lambda: "a request" + _exited(proc))
                 cut()
             writer.join(timeout=120)
         eventually(lambda: received_ids(receiver.requests) == set(range(total)),
                    timeout=120, what=lambda: f"{total - len(received_ids(receiver.requests))}"
-                   f" records missing; follower exit {proc.poll()}")
+                   f" records missing; follower exit {proc.poll()}" + _exited(proc))
+        if settled is not None:
+            eventually(lambda: not settled(), timeout=60,
+                       what=lambda: f"{settled()}; follower exit {proc.poll()}" + _exited(proc))
     finally:
         code, err = stop(proc)
     assert code == 130, err  # still following until told to stop
@@ -185,6 +192,13 @@ def follow_through_cuts(folder: Path, receiver: Any, publish: Callable[[list[dic
     # A cut re-sends at most the requests in flight then (concurrency 2 x 20 records).
     assert resent <= cuts * 2 * 20, f"{resent} records re-sent by {cuts} cuts"
     return resent, [c for c, k in keys.items() if len(k) > 1]
+
+
+def _exited(proc: subprocess.Popen) -> str:
+    """The log of a follower that exited (empty while it runs)."""
+    if proc.poll() is None or proc.stderr is None:
+        return ""
+    return ": " + proc.stderr.read().decode()[-4000:]
 
 
 class PrivateServer:

@@ -46,6 +46,15 @@ def problems(tmp_path, registry, alerts: str) -> list[tuple[str | None, str]]:
      "expected an interval such as 30s"),
     ("r: {when: crashed}", "alerts.rules.r.when", "expected one of 'failed'"),
     ("r: {when: failed, sink: x}", "alerts.rules.r", "unknown key(s) 'sink'"),
+    ("r: {when: lag, for_seconds: 60}", "alerts.rules.r", "a 'lag' rule needs a threshold"),
+    ("r: {when: failed, above_seconds: 60}", "alerts.rules.r.above_seconds",
+     "only apply to 'lag' rules"),
+    ("r: {when: lag, above_bytes: 1000, window: 3}", "alerts.rules.r.window",
+     "only apply to 'volume'"),
+    ("r: {when: lag, above_bytes: 1.5}", "alerts.rules.r.above_bytes",
+     "expected an integer"),
+    ("r: {when: lag, above_seconds: -1}", "alerts.rules.r.above_seconds",
+     "expected minimum 0"),
 ])
 def test_rule_problems_name_the_path(tmp_path, registry, rules, path, message):
     found = problems(tmp_path, registry,

@@ -92,7 +92,8 @@ def evaluate_sync(config: AlertsConfig, notes: Notes, store: StateStore,
                   now: float | None = None) -> list[Delivery]:
     """Every rule watching the sync of ``report`` (a ``SyncReport.as_dict()``)."""
     sync, run_id = str(report.get("name")), str(report.get("run_id", ""))
-    rules = [r for r in config.rules.values() if r.watches(sync)]
+    # Lag rules are judged while a sync is followed (conn.alerts.lag), not after a run.
+    rules = [r for r in config.rules.values() if r.watches(sync) and r.when != "lag"]
     if not rules:
         return []
     states = notes.read(TOPIC)
@@ -108,22 +109,30 @@ def evaluate_sync(config: AlertsConfig, notes: Notes, store: StateStore,
             log.warning("alerts: rule %s failed on sync %s: %s", rule.name, sync,
                         secrets.redact(exc))
             continue
-        key = state_key(rule.name, sync)
-        previous = states.get(key)
-        kind = decide(previous, verdict, now, rule.cooldown)
-        if kind is None:
-            if verdict.firing and previous:  # held back by the cooldown
-                previous["suppressed"] = int(previous.get("suppressed", 0)) + 1
-                previous["last_run_id"] = run_id
-                notes.write(TOPIC, key, previous)
-            continue
-        alert = Alert(kind, rule.name, sync, verdict.summary, project, run_id,
-                      str(report.get("status")), config.link_for(sync, run_id),
-                      counts_of(report), verdict.figures, now)
-        sent = send(config, rule, alert)
-        out += sent
-        notes.write(TOPIC, key, _next_state(previous, rule, alert, sent))
+        out += notify(config, notes, states.get(state_key(rule.name, sync)), rule, sync,
+                      verdict, project=project, run_id=run_id,
+                      status=str(report.get("status")), counts=counts_of(report), now=now)
     return out
+
+
+def notify(config: AlertsConfig, notes: Notes, previous: dict[str, Any] | None, rule: Rule,
+           sync: str, verdict: Verdict, *, project: str, run_id: str, status: str,
+           counts: dict[str, Any], now: float) -> list[Delivery]:
+    """Act on one rule's ``verdict`` for ``sync`` given its ``previous`` state: send what
+    :func:`decide` says, and remember it (or count a notice held back by the cooldown)."""
+    key = state_key(rule.name, sync)
+    kind = decide(previous, verdict, now, rule.cooldown)
+    if kind is None:
+        if verdict.firing and previous:  # held back by the cooldown
+            previous["suppressed"] = int(previous.get("suppressed", 0)) + 1
+            previous["last_run_id"] = run_id
+            notes.write(TOPIC, key, previous)
+        return []
+    alert = Alert(kind, rule.name, sync, verdict.summary, project, run_id, status,
+                  config.link_for(sync, run_id), counts, verdict.figures, now)
+    sent = send(config, rule, alert)
+    notes.write(TOPIC, key, _next_state(previous, rule, alert, sent))
+    return sent
 
 
 def send(config: AlertsConfig, rule: Rule, alert: Alert) -> list[Delivery]:

@@ -13,6 +13,9 @@ sync's past runs (``docs/alerts.md`` states each rule; the tests hold them to it
   value is outside the band (strictly). Fewer than ``min_runs`` such runs, or a run that
   did not finish ``ok``/``rejected``: not evaluated.
 
+``lag`` rules are not judged on a run: :mod:`conn.alerts.lag` judges them while the
+sync is followed.
+
 Exact arithmetic (:class:`fractions.Fraction`): a value on the band's edge does not fire,
 whatever the floating-point rounding of ``mad`` or ``percent``.
 """
@@ -93,6 +96,8 @@ def evaluate(rule: Rule, report: dict[str, Any], history: list[dict[str, Any]]) 
     status = str(report.get("status", ""))
     if status in SILENT:
         return Verdict(None, f"run {status}")
+    if rule.when == "lag":  # judged while the sync is followed (conn.alerts.lag)
+        return Verdict(None, "a lag rule is judged while the sync is followed")
     if rule.when == "failed":
         failed = status == "failed"
         figures = {"status": status, "error_type": report.get("error_type")}

@@ -20,9 +20,12 @@ from conn.config.validate import schema_errors
 from conn.errors import ConfigError
 
 #: What each rule watches (``when:``).
-KINDS = ("failed", "rejected_share", "volume", "consent_withheld_share")
+KINDS = ("failed", "rejected_share", "volume", "consent_withheld_share", "lag")
 _SHARE_KINDS = ("rejected_share", "consent_withheld_share")
 _VOLUME_KEYS = ("metric", "window", "min_runs", "mad", "percent")
+#: A lag rule's thresholds (at least one) and how long one must be passed.
+LAG_LIMITS = ("above_seconds", "above_bytes", "above_messages")
+_LAG_KEYS = (*LAG_LIMITS, "for_seconds")
 DEFAULT_COOLDOWN = "1h"
 DEFAULT_WINDOW = 10
 DEFAULT_MIN_RUNS = 5
@@ -57,6 +60,11 @@ class Rule:
     min_runs: int = DEFAULT_MIN_RUNS
     mad: float | None = None
     percent: float | None = None
+    #: lag: the thresholds (None: not watched) and how long one must be passed.
+    above_seconds: float | None = None
+    above_bytes: int | None = None
+    above_messages: int | None = None
+    for_seconds: float = 0.0
 
     def watches(self, sync: str) -> bool:
         return self.syncs is None or sync in self.syncs
@@ -67,6 +75,11 @@ class Rule:
             return "the run failed"
         if self.when == "rejected_share":
             return f"rejected share > {self.above:.2%}"
+        if self.when == "lag":
+            limits = [f"{k.removeprefix('above_')} > {getattr(self, k):g}"
+                      for k in LAG_LIMITS if getattr(self, k) is not None]
+            return (f"source lag {' or '.join(limits)} for {self.for_seconds:g} s "
+                    "(while followed)")
         if self.when == "consent_withheld_share":
             return f"consent withheld share > {self.above:.2%}"
         bands = [f"{self.mad:g}*MAD" if self.mad else "",
@@ -178,6 +191,15 @@ def _rule(name: str, r: dict[str, Any], project: Project, channels: dict[str, Ch
         found.append(ConfigError(f"{', '.join(map(repr, stray))} only apply to 'volume' "
                                  f"rules (this one is {when!r})", file=file,
                                  path=f"{base}.{stray[0]}"))
+    stray = [k for k in _LAG_KEYS if k in r]
+    if when != "lag" and stray:
+        found.append(ConfigError(f"{', '.join(map(repr, stray))} only apply to 'lag' "
+                                 f"rules (this one is {when!r})", file=file,
+                                 path=f"{base}.{stray[0]}"))
+    if when == "lag" and not any(k in r for k in LAG_LIMITS):
+        found.append(ConfigError("a 'lag' rule needs a threshold: above_seconds, "
+                                 "above_bytes and/or above_messages (what the source "
+                                 "reports: docs/alerts.md)", file=file, path=base))
     window = int(r.get("window", DEFAULT_WINDOW))
     min_runs = int(r.get("min_runs", min(DEFAULT_MIN_RUNS, window)))
     if min_runs > window:
@@ -196,7 +218,10 @@ def _rule(name: str, r: dict[str, Any], project: Project, channels: dict[str, Ch
                 syncs=tuple(r["syncs"]) if r.get("syncs") else None, cooldown=cooldown,
                 above=r.get("above"), metric=r.get("metric", "rows_sent"), window=window,
                 min_runs=min_runs, mad=None if mad is None else float(mad),
-                percent=None if percent is None else float(percent))
+                percent=None if percent is None else float(percent),
+                above_seconds=r.get("above_seconds"), above_bytes=r.get("above_bytes"),
+                above_messages=r.get("above_messages"),
+                for_seconds=float(r.get("for_seconds", 0)))
 
 
 def _seconds(value: Any, file: str, path: str, errors: list[ConfigError]) -> float:

@@ -54,6 +54,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from conn import interrupt, secrets
+from conn.alerts.lag import AlertsFn, LagWatch
 from conn.errors import ConfigError
 from conn.keys import key_array
 from conn.runtime import activation, delivery
@@ -318,6 +319,11 @@ class StreamingRunner(SyncRunner):
                                         "latencies": latencies, "lag": self._lag(),
                                         "seconds": round(time.monotonic() - t0, 4)})
 
+    def source_lag(self) -> SourceLag:
+        """The source's lag now (for metrics and lag alerts); unknown before the source
+        is open or when it cannot tell."""
+        return self._lag() if getattr(self, "_source", None) is not None else SourceLag()
+
     def _lag(self) -> SourceLag:
         """The source's lag for metrics; unknown when it cannot tell right now."""
         try:
@@ -354,13 +360,15 @@ def _last_per_key(keys: pa.Array) -> pa.Array:
 
 def follow(project: Project, sync_name: str, stop: threading.Event, on_batch:
            BatchFn | None = None, *, registry: Registry | None = None,
-           store: StateStore | None = None, options: RunOptions | None = None
-           ) -> SyncReport:
+           store: StateStore | None = None, options: RunOptions | None = None,
+           on_alerts: AlertsFn | None = None) -> SyncReport:
     """Run the streaming sync ``sync_name`` of ``project`` until ``stop`` is set (or a
     stop is requested, or a delivery fails); return the report of its last run (one run
     per :data:`SEGMENT_SECONDS`, each in the run history). For ``conn serve`` (a
     continuous job) and ``conn sync --follow``. Opens the registry and state store
-    unless given (a given store is left open)."""
+    unless given (a given store is left open). While it runs, the project's lag rules
+    watching the sync are judged (:class:`conn.alerts.lag.LagWatch`); ``on_alerts`` is
+    told of the notices they tried."""
     from conn.plugins import Registry
 
     if sync_name not in project.syncs:
@@ -374,9 +382,14 @@ def follow(project: Project, sync_name: str, stop: threading.Event, on_batch:
     store = store or open_state_store(project, registry)
     run = RunInfo.new(project.dir, [sync_name])
     report = RunReport(run)
+    watch = None
     try:
         runner = StreamingRunner(project, sync, registry, store, run, options, stop=stop,
                                  on_batch=on_batch)
+        # Lag rules are judged while the sync runs (each segment's runner in turn).
+        watch = LagWatch.start(project, store, sync_name,
+                               lambda: (runner.source_lag(), runner.run_info.run_id),
+                               on_alerts)
         while True:
             registry.hook.run_started(run=run)
             try:
@@ -392,5 +405,7 @@ def follow(project: Project, sync_name: str, stop: threading.Event, on_batch:
             runner = StreamingRunner(project, sync, registry, store, run, options,
                                      stop=stop, on_batch=on_batch)
     finally:
+        if watch is not None:
+            watch.close()
         if own_store:
             store.close()

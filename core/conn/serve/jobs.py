@@ -193,7 +193,7 @@ class FollowJob(ContinuousJob):
         started = time.monotonic()
         try:
             rep = follow(self.ctx.project, self.name, stop, on_batch,
-                         registry=self.ctx.registry)
+                         registry=self.ctx.registry, on_alerts=metrics.alerts_sent)
         except ConfigError as exc:
             return Outcome("refused", time.monotonic() - started,
                            error=secrets.redact(str(exc)))

@@ -113,7 +113,8 @@ class Metrics:
         self.running.labels(sync).set(0)
 
     def alerts_sent(self, deliveries: list[Any]) -> None:
-        """Count the notices :func:`conn.alerts.after_run` tried after a run."""
+        """Count the notices :func:`conn.alerts.after_run` tried after a run, or a
+        followed sync's lag rules (:mod:`conn.alerts.lag`) while it runs."""
         for d in deliveries:
             if d.ok:
                 self.alerts.labels(d.sync, d.rule, d.channel, d.kind).inc()

@@ -22,6 +22,7 @@ from conn_postgres import pgtext
 from conn_postgres.pgoutput import ChangeBuffer, SchemaChanged
 from conn_postgres.replication import (
     Admin,
+    ConnectionLost,
     ReplicationStream,
     Settings,
     position,
@@ -44,6 +45,9 @@ class Follower:
         self.stream: ReplicationStream | None = None
         #: The end of the last transaction handed out (where a reconnection resumes).
         self._handed = 0
+        #: The last position the runtime acknowledged (confirmed again on a new
+        #: replication connection).
+        self._acked = 0
 
     @staticmethod
     def check(config: Mapping[str, Any]) -> None:
@@ -58,9 +62,11 @@ class Follower:
     def changes(self, stream: StreamInfo, pos: Any | None,
                 wait: float) -> Iterator[ChangeBatch]:
         """Stream the table's changes after ``pos``. A replication connection lost in
-        the middle (the server restarted, the walsender terminated) is opened again with
-        :class:`conn.reconnect.Reconnect`'s backoff, from the end of the last
-        transaction handed out: the server sends again every transaction after it."""
+        the middle (the server restarted or crashed, the walsender terminated) is opened
+        again with :class:`conn.reconnect.Reconnect`'s backoff, from the end of the last
+        transaction handed out: the server sends again every transaction after it. So is
+        a lost ordinary connection (the one that reads unchanged TOAST values): the
+        changes it was completing are read again over the new replication connection."""
         import psycopg2
         from conn.errors import CheckFailed
         from conn.reconnect import Reconnect, reason
@@ -74,10 +80,12 @@ class Follower:
             while True:
                 try:
                     yield from self._stream(stream, wait, where, retry)
-                except (psycopg2.OperationalError, psycopg2.InterfaceError,
-                        CheckFailed) as exc:
+                except (psycopg2.Error, CheckFailed, ConnectionLost) as exc:
                     from conn_postgres.common import redact
+                    from conn_postgres.replication import lost
 
+                    if isinstance(exc, psycopg2.Error) and not lost(exc):
+                        raise
                     self.close()
                     yield from retry.pause(retry.failed(reason(CheckFailed(redact(exc)))),
                                            wait, position(self._handed))
@@ -97,6 +105,8 @@ class Follower:
                                              stream.name)
         rs.start(self._handed, self.admin.confirmed_lsn())
         retry.connected()
+        if self._acked:
+            rs.confirm(self._acked)  # acknowledged while the connection was down
         dec = rs.decoder
         for buf in rs.buffers(wait):
             if dec.truncated:
@@ -104,12 +114,16 @@ class Follower:
                 log.warning("%s was truncated: TRUNCATE is not streamed row by row; "
                             "run the sync once without --follow (mirror mode deletes "
                             "what left the table)", where)
-            self._handed = dec.commit_end
+            end = dec.commit_end
             if buf is None:
-                yield ChangeBatch(None, position(dec.commit_end))
+                self._handed = end
+                yield ChangeBatch(None, position(end))
                 continue
-            yield ChangeBatch(self._arrow(buf, stream, where), position(dec.commit_end),
-                              pa.array(buf.commit_times, pa.float64()))
+            # Converted (unchanged TOAST values read) before it counts as handed out: a
+            # connection lost meanwhile makes the server send these changes again.
+            batch = self._arrow(buf, stream, where)
+            self._handed = end
+            yield ChangeBatch(batch, position(end), pa.array(buf.commit_times, pa.float64()))
 
     def _arrow(self, buf: ChangeBuffer, stream: StreamInfo, where: str) -> pa.RecordBatch:
         """The buffer's text values as the stream's Arrow types (one conversion per
@@ -143,8 +157,9 @@ class Follower:
                     buf.values[index[name]][r] = value
 
     def acknowledge(self, pos: Any) -> None:
+        self._acked = max(self._acked, position_lsn(pos))
         if self.stream is not None:
-            self.stream.confirm(position_lsn(pos))
+            self.stream.confirm(self._acked)
 
     def lag(self) -> SourceLag:
         size, seconds = self.admin.lag()

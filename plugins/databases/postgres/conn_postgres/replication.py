@@ -88,6 +88,22 @@ class Settings:
                    float(rep.get("status_interval", 10)))
 
 
+class ConnectionLost(ConnError):
+    """An open connection to the server went away (a restart, a crash, a terminated
+    session): a follower reconnects rather than ending."""
+
+
+def lost(exc: Exception) -> bool:
+    """Whether the psycopg2 error ``exc`` says the connection is gone rather than the
+    server refusing a statement: a connection-level error, or one libpq raised itself
+    without a SQLSTATE (e.g. "no COPY in progress" once a shutting-down server ended
+    the replication stream)."""
+    import psycopg2
+
+    return (isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError)
+            or (isinstance(exc, psycopg2.Error) and exc.pgcode is None))
+
+
 def _connect(config: Mapping[str, Any], **kw: Any) -> Any:
     import psycopg2
 
@@ -117,8 +133,10 @@ class Admin:
                     cur.execute(sql, params)
                     return cur.fetchall() if cur.description else []
             except psycopg2.Error as exc:
+                gone = lost(exc) or bool(self._conn.closed)
                 self.close_locked()
-                raise ConnError(f"PostgreSQL: {common.redact(exc).strip()}") from None
+                text = f"PostgreSQL: {common.redact(exc).strip()}"
+                raise (ConnectionLost(text) if gone else ConnError(text)) from None
 
     def close_locked(self) -> None:
         if self._conn is not None:
@@ -278,9 +296,17 @@ class ReplicationStream:
 
     def confirm(self, lsn: int) -> None:
         """Report ``lsn`` as flushed (sent with the next status update)."""
+        import psycopg2
+
         if lsn > self.confirmed and self._cur is not None:
             self.confirmed = lsn
-            self._cur.send_feedback(write_lsn=lsn, flush_lsn=lsn)
+            try:
+                self._cur.send_feedback(write_lsn=lsn, flush_lsn=lsn)
+            except psycopg2.Error:
+                # The connection is gone: the reading side finds out and reconnects,
+                # and the follower confirms this position on the new connection.
+                log.debug("confirming %s: the replication connection is gone",
+                          lsn_text(lsn))
 
     def close(self) -> None:
         """Send the last confirmed position at once, then close."""
