@@ -9,22 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conn.cli.main import main
 
 from tests import fakes
+from tests.cli_in_process import run_cli
 from tests.conftest import unavailable
 from tests.runtime.test_runtime import BASE_ROWS, PROJECT, people
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["conn", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture

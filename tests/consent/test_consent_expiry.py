@@ -21,6 +21,7 @@ from conn.testing.sandbox import make_context
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.cli_in_process import run_cli
 from tests.conftest import examples
 
 NOW = dt.datetime(2026, 3, 31, 12, 0, 0)
@@ -360,17 +361,8 @@ def test_gate_follows_the_documented_rules(sc: dict[str, Any]) -> None:
 # --- the real command line against the model -------------------------------------------
 
 def _cli(monkeypatch: pytest.MonkeyPatch, capsys: Any, *args: str) -> tuple[int, str]:
-    import sys
-
-    from conn.cli.main import main
-
-    monkeypatch.setattr(sys, "argv", ["conn", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    return code, capsys.readouterr().out
+    code, out, _ = run_cli(monkeypatch, capsys, *args)
+    return code, out
 
 
 def write_project(folder: Path, sc: dict[str, Any]) -> None:

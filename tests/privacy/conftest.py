@@ -13,9 +13,10 @@ from typing import Any
 
 import duckdb
 import pytest
-from conn.cli.main import main
 from conn.plugins import Registry, reset_registry
 from conn.testing.http import FaultServer
+
+from tests.cli_in_process import run_cli
 
 pytest.importorskip("conn_source_duckdb")
 pytest.importorskip("conn_destination_webhook")
@@ -93,15 +94,9 @@ class Project:
 
     def conn(self, capsys: Any, monkeypatch: Any, *args: str) -> tuple[int, str]:
         """Run ``conn ARGS -p DIR`` in this process: (exit code, stdout)."""
-        monkeypatch.setattr(sys, "argv", ["conn", *args, "-p", str(self.dir)])
-        try:
-            main()
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        out = capsys.readouterr()
-        sys.stderr.write(out.err)
-        return code, out.out
+        code, out, err = run_cli(monkeypatch, capsys, *args, "-p", str(self.dir))
+        sys.stderr.write(err)
+        return code, out
 
     def sync_all(self, capsys: Any, monkeypatch: Any, *extra: str) -> list[dict[str, Any]]:
         """Every sync once (``conn sync warehouse DEST --json``): the sync reports."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import fakes
+from tests.cli_in_process import run_cli
 from tests.conftest import examples
 
 NOW = "2026-03-31T12:00:00Z"
@@ -26,15 +26,8 @@ TOKEN = "tok-very-secret-123"
 
 
 def cli(monkeypatch: pytest.MonkeyPatch, capsys: Any, *args: str) -> tuple[int, str]:
-    from conn.cli.main import main
-
-    monkeypatch.setattr(sys, "argv", ["conn", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    return code, capsys.readouterr().out
+    code, out, _ = run_cli(monkeypatch, capsys, *args)
+    return code, out
 
 
 def people(rows: list[tuple[str, str, str | None, str | None]]) -> None:

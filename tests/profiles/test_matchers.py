@@ -9,7 +9,6 @@ path (threshold, entries, engine) must give the same profiles."""
 from __future__ import annotations
 
 import json
-import sys
 import types
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from conn.profiles.matching import PAIRS, Matcher, kept_entries
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.cli_in_process import run_cli
 from tests.conftest import examples
 from tests.profiles.test_stitch_reference import partition, reference
 
@@ -182,16 +182,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
         *args: str) -> tuple[int, str]:
-    from conn.cli.main import main
-
-    monkeypatch.setattr(sys, "argv", ["conn", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    out = capsys.readouterr()
-    return code, out.out + out.err
+    code, out, err = run_cli(monkeypatch, capsys, *args)
+    return code, out + err
 
 
 @pytest.mark.slow

@@ -5,13 +5,13 @@ warehouse, ``conn profiles build|show|stats``, and a mirror sync reading
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
-from conn.cli.main import main
 from conn.plugins import Registry, reset_registry
+
+from tests.cli_in_process import run_cli
 
 pytest.importorskip("conn_source_duckdb")
 pytest.importorskip("conn_destination_files")
@@ -111,14 +111,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
         *args: str) -> tuple[int, str]:
-    monkeypatch.setattr(sys, "argv", ["conn", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    out = capsys.readouterr()
-    return code, out.out + out.err
+    code, out, err = run_cli(monkeypatch, capsys, *args)
+    return code, out + err
 
 
 def snapshot(path: Path) -> dict[str, dict]:
