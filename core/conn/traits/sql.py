@@ -113,25 +113,14 @@ def joined(parts: Sequence[tuple[str, Sequence[Trait]]], derived: Sequence[Trait
         frm += f" FULL OUTER JOIN {name} ON {name}.{KEY} = {on}"
     key = keys[0] if len(keys) == 1 else f"coalesce({', '.join(keys)})"
     ctes.append(("base", f"SELECT {key} AS {KEY}, {', '.join(cols)} FROM {frm}"))
-    prev = "base"
-    for i, t in enumerate(derived):
-        if t.ratio is not None:
-            n, d = (q(x) for x in t.ratio)
-            expr = f"CASE WHEN {d} = 0 THEN NULL ELSE CAST({n} AS DOUBLE) / {d} END"
-        else:
-            expr = f"({t.sql})"
-        ctes.append((f"d{i}", f"SELECT *, {expr} AS {q(t.name)} FROM {prev}"))
-        prev = f"d{i}"
+    prev = _derive(ctes, "base", derived)
     ctes.append(("traits", f"SELECT {KEY}, {', '.join(q(n) for n in out)} FROM {prev}"))
     return ctes
 
 
-def derive_query(table: str, derived: Sequence[Trait]) -> str:
-    """``table``'s rows with the ``derived`` traits added in order (each may read the
-    columns and the traits before it)."""
-    if not derived:
-        return f"SELECT * FROM {table}"
-    ctes = []
+def _derive(ctes: list[tuple[str, str]], table: str, derived: Sequence[Trait]) -> str:
+    """Append to ``ctes`` one step per derived trait over ``table`` (each may read the
+    columns and the traits before it); returns the last step's name."""
     prev = table
     for i, t in enumerate(derived):
         if t.ratio is not None:
@@ -141,6 +130,16 @@ def derive_query(table: str, derived: Sequence[Trait]) -> str:
             expr = f"({t.sql})"
         ctes.append((f"d{i}", f"SELECT *, {expr} AS {q(t.name)} FROM {prev}"))
         prev = f"d{i}"
+    return prev
+
+
+def derive_query(table: str, derived: Sequence[Trait]) -> str:
+    """``table``'s rows with the ``derived`` traits added in order (each may read the
+    columns and the traits before it)."""
+    if not derived:
+        return f"SELECT * FROM {table}"
+    ctes: list[tuple[str, str]] = []
+    _derive(ctes, table, derived)
     return with_query(ctes)
 
 
