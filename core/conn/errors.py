@@ -6,6 +6,8 @@ cron jobs and orchestrators can tell a config mistake from a flaky destination.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ConnError(Exception):
     """Root of every error conn raises on purpose. ``exit_code`` is what the CLI returns."""
@@ -94,3 +96,17 @@ class RowsRejected(ConnError):
     retry)."""
 
     exit_code = 4
+
+
+def error_object(exc: BaseException, exit_code: int, message: str) -> dict[str, Any]:
+    """What ``--json`` prints when a command fails: ``{"ok": false, "error": {...}}`` with
+    the error's type, exit code and message; a configuration error adds its file and
+    path, several add ``problems`` (each with file, path and message)."""
+    err: dict[str, Any] = {"type": type(exc).__name__, "exit_code": exit_code,
+                           "message": message}
+    if isinstance(exc, ConfigErrors):
+        err["problems"] = [{"file": e.file, "path": e.path, "message": e.detail,
+                            "type": type(e).__name__} for e in exc.errors]
+    elif isinstance(exc, ConfigError):
+        err.update(file=exc.file, path=exc.path, detail=exc.detail)
+    return {"ok": False, "error": err}

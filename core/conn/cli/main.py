@@ -140,6 +140,11 @@ def serve(
     drain_seconds: Annotated[float, typer.Option(
         "--drain-seconds", help="On SIGTERM/SIGINT, how long runs in flight may take to "
         "stop before the process exits anyway (exit 130).")] = 10.0,
+    ui: Annotated[bool, typer.Option("--ui/--no-ui", help="Also serve the web UI "
+                  "(conn ui) on the same port.")] = True,
+    ui_token: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--ui-token", envvar="CONN_UI_TOKEN", help="Token the UI's API requires; needed "
+        "for the UI when --host is not loopback.")] = None,
     project: ProjectOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per event "
                         "line, for machines.")] = False,
@@ -151,7 +156,8 @@ def serve(
     destination holds up only its own sync; a sync still running when due again is
     skipped (counted); a failed run is retried at the next due time. Syncs without a
     schedule are not run (listed at start). GET /healthz (JSON; 503 if the scheduler
-    died or while draining) and /metrics (Prometheus) on --host:--port.
+    died or while draining) and /metrics (Prometheus) on --host:--port, and the web UI
+    (docs/ui.md) at / unless --no-ui. Paused syncs (conn pause) are skipped.
 
     SIGTERM or SIGINT drains: nothing new starts, runs in flight stop as Ctrl-C stops
     'conn sync' (acknowledged rows committed, the rest re-sent by the next run). Exit
@@ -162,7 +168,7 @@ def serve(
     from conn.cli.serve_cmd import run_serve
 
     run_serve(project=project, host=host, port=port, drain_seconds=drain_seconds,
-              json_out=json_out)
+              json_out=json_out, ui=ui, ui_token=ui_token)
 
 
 @app.command()
@@ -219,6 +225,8 @@ def runs(
 def rejected(
     sync_name: Annotated[str, typer.Argument(help="Sync name from conn.yml.")],
     limit: Annotated[int, typer.Option("--limit", "-n")] = 100,
+    key: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--key", "-k", help="Only rows whose key contains this text (any case).")] = None,
     project: ProjectOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -226,7 +234,55 @@ def rejected(
     accepted or changed."""
     from conn.cli.project_cmds import list_rejected
 
-    list_rejected(sync_name, limit=limit, project=project, json_out=json_out)
+    list_rejected(sync_name, limit=limit, project=project, json_out=json_out, key=key)
+
+
+@app.command()
+def pause(
+    sync_names: Annotated[list[str], typer.Argument(help="Sync name(s) from conn.yml.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (shown by conn ui and "
+                      "in the skipped runs' reports).")] = "",
+    project: ProjectOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Pause syncs: 'conn sync', 'conn serve' and 'conn ui' skip them (status 'paused',
+    exit 0; nothing read or sent) until 'conn resume'. A dry run still previews them.
+    Kept in the project's .conn/paused.json."""
+    from conn.cli.pause_cmd import pause_command
+
+    pause_command(sync_names, reason=reason, resume=False, project=project,
+                  json_out=json_out)
+
+
+@app.command()
+def resume(
+    sync_names: Annotated[list[str], typer.Argument(help="Sync name(s) from conn.yml.")],
+    project: ProjectOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Resume paused syncs: the next 'conn sync' or scheduled run runs them again."""
+    from conn.cli.pause_cmd import pause_command
+
+    pause_command(sync_names, reason="", resume=True, project=project, json_out=json_out)
+
+
+@app.command()
+def ui(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on. Anything "
+                    "but loopback needs --token (or CONN_UI_TOKEN).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port; 0 picks a free one (printed)."
+                    )] = 8711,
+    token: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--token", envvar="CONN_UI_TOKEN", help="Require this bearer token on every API "
+        "request (open the printed URL, which carries it after '#').")] = None,
+    project: ProjectOpt = None,
+) -> None:
+    """Serve the web UI and its JSON API (/api, described at /api/openapi.json) until
+    Ctrl-C: syncs, runs, rejected rows, previews and people; run, pause and resume
+    syncs. See docs/ui.md."""
+    from conn.cli.ui_cmd import run_ui
+
+    run_ui(project=project, host=host, port=port, token=token)
 
 
 @app.command()

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from conn.errors import error_object  # noqa: F401 - where commands find it
 from conn.secrets import redact, redact_obj
 
 
@@ -17,22 +18,6 @@ def is_tty() -> bool:
 
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(redact_obj(obj), indent=2, default=str) + "\n")
-
-
-def error_object(exc: BaseException, exit_code: int, message: str) -> dict[str, Any]:
-    """What ``--json`` prints when a command fails: ``{"ok": false, "error": {...}}`` with
-    the error's type, exit code and message; a configuration error adds its file and
-    path, several add ``problems`` (each with file, path and message)."""
-    from conn.errors import ConfigError, ConfigErrors
-
-    err: dict[str, Any] = {"type": type(exc).__name__, "exit_code": exit_code,
-                           "message": message}
-    if isinstance(exc, ConfigErrors):
-        err["problems"] = [{"file": e.file, "path": e.path, "message": e.detail,
-                            "type": type(e).__name__} for e in exc.errors]
-    elif isinstance(exc, ConfigError):
-        err.update(file=exc.file, path=exc.path, detail=exc.detail)
-    return {"ok": False, "error": err}
 
 
 def error(message: str) -> None:

@@ -224,8 +224,10 @@ def _store(project: Path | None) -> Any:
 
 
 def list_runs(sync: str | None, *, limit: int, project: Path | None, json_out: bool) -> None:
+    from conn.ops.history import runs as history
+
     with contextlib.closing(_store(project)) as store:
-        runs = store.runs(sync, limit)
+        runs = history(store, sync, limit)
     if json_out:
         output.print_json({"runs": runs})
         return
@@ -245,24 +247,16 @@ def list_runs(sync: str | None, *, limit: int, project: Path | None, json_out: b
     output.table("runs", cols, rows)
 
 
-def list_rejected(sync: str, *, limit: int, project: Path | None, json_out: bool) -> None:
+def list_rejected(sync: str, *, limit: int, project: Path | None, json_out: bool,
+                  key: str | None = None) -> None:
     """A sync's rejected rows, newest first: key (with its type), reason, the run that
-    rejected it, since when and in how many runs in a row."""
-    from conn.keys import typed_keys
+    rejected it, since when and in how many runs in a row; ``key`` searches keys."""
+    from conn.ops.history import rejected
     from conn.runtime.runner import open_state_store
-    from conn.state.target import stored_key_types
 
     proj, registry = open_project(project, only=set())
-    if sync not in proj.syncs:
-        raise ConfigError(f"no sync named {sync!r} (declared: "
-                          f"{', '.join(proj.syncs) or 'none'})", file=str(proj.file),
-                          path="syncs")
     with contextlib.closing(open_state_store(proj, registry)) as store:
-        rows = store.rejections(sync, limit)
-        key_types = stored_key_types(store.stored_target(sync)) if rows else None
-    for r, key in zip(rows, typed_keys([r.get("key") for r in rows], key_types),
-                      strict=True):
-        r["key"] = key
+        rows = rejected(proj, store, sync, limit=limit, key=key)
     if json_out:
         output.print_json({"sync": sync, "rejected": rows})
         return

@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any
 from conn import interrupt
 from conn.cli import output
 from conn.cli.common import open_project
-from conn.config.load import plugin_config_errors
 from conn.config.model import Project, SyncConfig
-from conn.errors import ConfigError, ConfigErrors
+from conn.errors import ConfigError
+from conn.ops import syncs as ops
+from conn.ops.syncs import validate_connectors
 from conn.plugins import Registry
 from conn.runtime.report import RunInfo, RunReport, SyncReport
-from conn.runtime.runner import RunOptions, run_syncs
+from conn.runtime.runner import RunOptions
 from conn.state.target import OnChange
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ def print_report(report: RunReport, json_out: bool) -> None:
     output.table(title, COLUMNS, [_row(s) for s in report.syncs], short=SHORT)
     for s in report.syncs:
         if s.error:
-            output.error(f"{s.name}: {s.error}")
+            (output.info if s.status == "paused" else output.error)(f"{s.name}: {s.error}")
         if s.rejection_reasons:
             top = sorted(s.rejection_reasons.items(), key=lambda kv: -kv[1])[:5]
             for reason, n in top:
@@ -125,34 +126,16 @@ def run_sync(source: str, destination: str, names: list[str], *, dry_run: bool,
     # Only the connectors these syncs use are loaded and validated: a broken or heavy
     # plugin elsewhere in conn.yml does not slow down or break this command.
     proj, registry = open_project(project, only=set())
-    syncs = proj.syncs_between(source, destination)
-    f = str(proj.file)
-    if source not in proj.sources:
-        raise ConfigError(f"no source named {source!r} (declared: "
-                          f"{', '.join(proj.sources) or 'none'})", file=f, path="sources")
-    if destination not in proj.destinations:
-        raise ConfigError(f"no destination named {destination!r} (declared: "
-                          f"{', '.join(proj.destinations) or 'none'})", file=f,
-                          path="destinations")
-    if names:
-        unknown = [n for n in names if n not in {s.name for s in syncs}]
-        if unknown:
-            raise ConfigError(f"no sync {unknown[0]!r} from {source!r} to {destination!r} "
-                              f"(declared: {', '.join(s.name for s in syncs) or 'none'})",
-                              file=f, path="syncs")
-        syncs = [s for s in syncs if s.name in names]
-    if not syncs:
-        raise ConfigError(f"no sync from {source!r} to {destination!r}; declare one under "
-                          f"'syncs:'", file=f, path="syncs")
-    validate_connectors(proj, registry, syncs)
+    syncs = ops.syncs_between(proj, source, destination, names)
     options = RunOptions(dry_run=dry_run, full_resync=full_resync,
                          preview_rows=preview if dry_run else 0, batch_rows=batch_rows,
                          on_target_change=on_target_change, new_experiment=new_experiment)
     if follow:
+        validate_connectors(proj, registry, syncs)
         report = _follow(proj, registry, syncs, options)
     else:
         with interrupt.handling(), _Progress() as progress:
-            report = run_syncs(proj, syncs, registry, options, progress)
+            report = ops.run(proj, registry, syncs, options, progress)
     print_report(report, json_out)
     if not json_out and not output.is_tty():
         sys.stdout.flush()
@@ -189,35 +172,14 @@ def _follow(proj: Project, registry: Registry, syncs: list[SyncConfig],
     return report
 
 
-def validate_connectors(proj: Project, registry: Registry, syncs: list[SyncConfig]) -> None:
-    """Validate the plugin config of the connectors these syncs use, and only those."""
-    names: set[str] = set()
-    for s in syncs:
-        names |= {s.source, s.destination}
-        cs = (s.consent or {}).get("source")
-        if cs and cs in proj.consent_sources:
-            names.add(proj.consent_sources[cs]["source"])
-    errors = plugin_config_errors(proj, registry, only=names)
-    if errors:
-        raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
-
-
 def run_preview(sync_name: str, *, rows: int, project: Path | None, json_out: bool) -> None:
     proj, registry = open_project(project, only=set())
-    if sync_name not in proj.syncs:
-        raise ConfigError(f"no sync named {sync_name!r} (declared: "
-                          f"{', '.join(proj.syncs) or 'none'})", file=str(proj.file),
-                          path="syncs")
-    validate_connectors(proj, registry, [proj.syncs[sync_name]])
-    options = RunOptions(dry_run=True, preview_rows=rows)
-    report = run_syncs(proj, [proj.syncs[sync_name]], registry, options)
-    s = report.syncs[0]
+    result = ops.preview(proj, registry, sync_name, rows)
     if json_out:
-        output.print_json({"sync": s.name, "status": s.status, "requests": s.preview,
-                           "error": s.error})
+        output.print_json({k: result[k] for k in ("sync", "status", "requests", "error")})
     else:
-        output.print_json(s.preview)
-        if s.error:
-            output.error(s.error)
-    if s.status == "failed":
+        output.print_json(result["requests"])
+        if result["error"]:
+            output.error(result["error"])
+    if result["status"] == "failed":
         sys.exit(1)

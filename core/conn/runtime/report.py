@@ -30,7 +30,8 @@ class RunInfo:
 @dataclass
 class SyncReport:
     """Figures of one sync in one run. Statuses: ``ok``, ``rejected`` (finished, some rows
-    rejected), ``failed`` (stopped early; unacknowledged rows stay pending), ``dry_run``."""
+    rejected), ``failed`` (stopped early; unacknowledged rows stay pending), ``dry_run``,
+    ``paused`` (not run: ``conn pause``)."""
 
     name: str
     source: str = ""
@@ -98,7 +99,7 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        return all(s.status in ("ok", "dry_run") for s in self.syncs)
+        return all(s.status in ("ok", "dry_run", "paused") for s in self.syncs)
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -32,6 +32,7 @@ from conn.runtime.lane import DeliveryLane
 from conn.runtime.opening import OpenedInBackground
 from conn.runtime.report import RunInfo, RunReport, SyncReport
 from conn.source import SourceState
+from conn.state.paused import paused
 from conn.state.target import OnChange, SyncTarget
 from conn.sync_context import SyncContext
 
@@ -606,6 +607,14 @@ class SyncRunner:
         self.registry.hook.batch_done(run=self.run_info, sync=self.report, counts=counts)
 
 
+def paused_report(sync: SyncConfig, run: RunInfo, entry: dict[str, Any]) -> SyncReport:
+    """The report of a sync a run skipped because it is paused (not stored)."""
+    return SyncReport(name=sync.name, source=sync.source, destination=sync.destination,
+                      object=sync.object, mode=sync.mode, run_id=run.run_id,
+                      status="paused", error=f"paused since {entry.get('since')}; "
+                      f"'conn resume {sync.name}' runs it again")
+
+
 def run_syncs(project: Project, syncs: list[SyncConfig], registry: Registry,
               options: RunOptions | None = None, progress: ProgressFn | None = None,
               store: StateStore | None = None) -> RunReport:
@@ -628,10 +637,16 @@ def run_syncs(project: Project, syncs: list[SyncConfig], registry: Registry,
             store.close()
         raise
     registry.hook.run_started(run=run)
+    # Paused syncs (conn pause) are reported, not run; a dry run changes nothing, so a
+    # paused sync can still be previewed.
+    held = {} if options.dry_run else paused(project.state_dir)
     try:
         for sync in syncs:
             if interrupt.is_requested():
                 break  # asked to stop: the syncs not started are not started
+            if sync.name in held:
+                report.syncs.append(paused_report(sync, run, held[sync.name]))
+                continue
             runner = SyncRunner(project, sync, registry, store, run, options, progress)
             report.syncs.append(runner.run())
     finally:

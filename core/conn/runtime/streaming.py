@@ -60,8 +60,15 @@ from conn.keys import key_array
 from conn.runtime import activation, delivery
 from conn.runtime.commit_buffer import CommitBuffer
 from conn.runtime.report import RunInfo, RunReport, SyncReport
-from conn.runtime.runner import PreparedSync, RunOptions, SyncRunner, open_state_store
+from conn.runtime.runner import (
+    PreparedSync,
+    RunOptions,
+    SyncRunner,
+    open_state_store,
+    paused_report,
+)
 from conn.runtime.stream_state import StreamState
+from conn.state.paused import is_paused, paused
 from conn.streaming import DELETE, OPERATION, ChangeBatch, SourceLag, is_streaming
 
 if TYPE_CHECKING:
@@ -383,6 +390,11 @@ def follow(project: Project, sync_name: str, stop: threading.Event, on_batch:
     run = RunInfo.new(project.dir, [sync_name])
     report = RunReport(run)
     watch = None
+    held = paused(project.state_dir)
+    if sync_name in held:  # conn pause: not started (a running one stops at a segment's end)
+        if own_store:
+            store.close()
+        return paused_report(sync, run, held[sync_name])
     try:
         runner = StreamingRunner(project, sync, registry, store, run, options, stop=stop,
                                  on_batch=on_batch)
@@ -397,7 +409,8 @@ def follow(project: Project, sync_name: str, stop: threading.Event, on_batch:
             finally:
                 report.finished_at = time.time()
                 registry.hook.run_finished(run=run, report=report)
-            if not runner.segment_over or stop.is_set() or interrupt.is_requested():
+            if (not runner.segment_over or stop.is_set() or interrupt.is_requested()
+                    or is_paused(project.state_dir, sync_name)):
                 return report.syncs[-1]
             # The next segment: a new run of the same sync, from the saved position.
             run = RunInfo.new(project.dir, [sync_name])

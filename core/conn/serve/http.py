@@ -4,7 +4,8 @@
 schedule, next_run, runs, skipped, last_run, last_success}}}`` while the scheduler runs;
 503 with the same body and ``"status": "scheduler_dead"`` once its thread has died (a
 bug: restart the process), or ``"draining"`` after SIGTERM/SIGINT.
-``GET /metrics``: the Prometheus text format. Anything else: 404.
+``GET /metrics``: the Prometheus text format. Anything else: 404, or, with a ``mount``
+(``conn serve`` mounts the web UI, :mod:`conn.ui`), whatever the mounted handler answers.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from typing import Any
 from conn.secrets import redact, redact_obj
 from conn.serve.metrics import CONTENT_TYPE, Metrics
 
+#: What answers the paths that are not /healthz or /metrics: (request handler, method).
+Fallback = Callable[[BaseHTTPRequestHandler, str], None]
+
 #: Where ``conn serve`` listens unless told otherwise.
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8710
@@ -29,15 +33,20 @@ class StatusServer:
     per-sync states)."""
 
     def __init__(self, host: str, port: int, metrics: Metrics,
-                 health: Callable[[], tuple[bool, str, dict[str, Any]]]) -> None:
+                 health: Callable[[], tuple[bool, str, dict[str, Any]]],
+                 mount: Callable[[int], Fallback] | None = None) -> None:
         me = self
         self.metrics, self.health = metrics, health
+        self.fallback: Fallback | None = None
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
+                if me.fallback is not None and path not in ("/healthz", "/metrics"):
+                    me.fallback(self, "GET")
+                    return
                 if path == "/healthz":
                     code, ctype, body = me._healthz()
                 elif path == "/metrics":
@@ -53,11 +62,27 @@ class StatusServer:
                 self.end_headers()
                 self.wfile.write(body)
 
+            def do_HEAD(self) -> None:
+                self._other("HEAD")
+
+            def do_POST(self) -> None:
+                self._other("POST")
+
+            def _other(self, method: str) -> None:
+                if me.fallback is not None:
+                    me.fallback(self, method)
+                    return
+                self.send_response(405)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # scrapes every few seconds would drown the run events
 
         self._httpd = ThreadingHTTPServer((host, port), Handler)
         self._httpd.daemon_threads = True
+        if mount is not None:
+            self.fallback = mount(self.address[1])
         self._thread = threading.Thread(target=self._httpd.serve_forever,
                                         kwargs={"poll_interval": 0.1}, daemon=True,
                                         name="conn-serve-http")

@@ -161,8 +161,10 @@ class ContinuousJob(Job):
         return now + timedelta(seconds=min(self.MAX_BACKOFF, 2.0 ** (self.failures - 1)))
 
     def ended(self, outcome: Outcome) -> None:
-        """Called by the scheduler after each return of :meth:`run`."""
-        self.failures = self.failures + 1 if outcome.status == "failed" else 0
+        """Called by the scheduler after each return of :meth:`run`. A paused sync
+        (``conn pause``) backs off as a failing one does: it is looked at again within a
+        minute, so a resume takes effect without a restart."""
+        self.failures = self.failures + 1 if outcome.status in ("failed", "paused") else 0
 
 
 class FollowJob(ContinuousJob):

@@ -14,11 +14,12 @@ crash.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from conn import interrupt
 from conn.errors import ConfigError, ConfigErrors
-from conn.serve.http import StatusServer
+from conn.serve.http import Fallback, StatusServer
 from conn.serve.jobs import JobContext, jobs_for
 from conn.serve.lock import ServeLock
 from conn.serve.metrics import Metrics
@@ -50,8 +51,10 @@ def _check_jobs(project: Project, names: list[str]) -> None:
 
 
 def serve(project: Project, registry: Registry, emit: Emit, *, host: str, port: int,
-          drain_seconds: float = DRAIN_SECONDS) -> int:
-    """Run the project's jobs until SIGTERM/SIGINT; the exit code (module docstring)."""
+          drain_seconds: float = DRAIN_SECONDS,
+          mount: Callable[[int], Fallback] | None = None) -> int:
+    """Run the project's jobs until SIGTERM/SIGINT; the exit code (module docstring).
+    ``mount(bound_port)``: what answers the other paths of the HTTP server (the UI)."""
     metrics = Metrics()
     jobs, idle = jobs_for(project, JobContext(project, registry, metrics))
     if not jobs:
@@ -66,7 +69,7 @@ def serve(project: Project, registry: Registry, emit: Emit, *, host: str, port: 
         scheduler = Scheduler(jobs, metrics, stop, emit)
 
         try:
-            server = StatusServer(host, port, metrics, scheduler.status).start()
+            server = StatusServer(host, port, metrics, scheduler.status, mount).start()
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
                               f"choose another --port (0 picks a free one) or --host"
