@@ -10,6 +10,7 @@ logs at DEBUG."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -262,3 +263,10 @@ def test_tracebacks_in_logs_are_redacted(caplog) -> None:
         logger.removeHandler(handler)
     assert "Traceback" in stream.getvalue() and "s3cr3t-value" not in stream.getvalue()
     assert sys.exc_info() == (None, None, None)
+
+
+def test_json_objects_are_redacted_in_their_keys_too() -> None:
+    # A report counts rejections by the vendor's message, which may quote a secret.
+    secrets.register("k3y-in-a-reason-77")
+    out = secrets.redact_obj({"rejected: k3y-in-a-reason-77 refused": 2, "n": [{"a": 1}]})
+    assert "k3y-in-a-reason-77" not in json.dumps(out) and out["n"] == [{"a": 1}]

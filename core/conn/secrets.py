@@ -109,9 +109,10 @@ def redact(text: Any) -> str:
 
 
 def redact_obj(obj: Any) -> Any:
-    """Deep-copy a JSON-like object with secrets masked in every string."""
+    """Deep-copy a JSON-like object with secrets masked in every string, keys included
+    (a report counts rejections by the vendor's message, which may quote a secret)."""
     if isinstance(obj, dict):
-        return {k: redact_obj(v) for k, v in obj.items()}
+        return {redact(k) if isinstance(k, str) else k: redact_obj(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [redact_obj(v) for v in obj]
     if isinstance(obj, str):

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from conn import secrets
 from conn.config import load_project
+from conn.config.load import plugin_config_errors
 from conn.errors import ConfigError, ConnError, SyncLocked, error_object
 from conn.ops import history
 from conn.ops import syncs as ops
@@ -129,8 +130,13 @@ class Api:
     # --- helpers ------------------------------------------------------------------------
 
     def _project(self, validate: bool = False) -> Project:
-        return load_project(self.project_path, registry=self.registry,
+        proj = load_project(self.project_path, registry=self.registry,
                             validate_plugins=True if validate else set())
+        # Registers the value of every connector's secret fields, so that redaction
+        # knows them before this process has run anything; problems are left to the
+        # endpoints that use the connector.
+        plugin_config_errors(proj, self.registry)
+        return proj
 
     @contextlib.contextmanager
     def _store(self, proj: Project) -> Iterator[StateStore]:
@@ -145,6 +151,14 @@ class Api:
         if name not in proj.syncs:
             raise NotFound(f"no sync named {name!r} (declared: "
                            f"{', '.join(proj.syncs) or 'none'})")
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the runs started from the UI to end; True when none is left."""
+        with self._lock:
+            threads = list(self._running.values())
+        for t in threads:
+            t.join(timeout)
+        return not any(t.is_alive() for t in threads)
 
     def running(self) -> list[str]:
         with self._lock:
