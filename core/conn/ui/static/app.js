@@ -5,14 +5,17 @@
 const AUTH = document.querySelector('meta[name="conn-auth"]').content;
 const CSRF = document.querySelector('meta[name="conn-csrf"]').content;
 
-(function keepToken() {
+function keepToken() {
   // With a token the URL carries it after '#', which no server or Referer ever sees.
   const m = location.hash.match(/(?:^#|&)token=([^&]+)/);
   if (m) {
     sessionStorage.setItem("conn-token", decodeURIComponent(m[1]));
     history.replaceState(null, "", location.pathname + location.search);
   }
-})();
+  return Boolean(m);
+}
+keepToken();
+window.addEventListener("hashchange", () => { if (keepToken()) route(); });
 
 function headers(post) {
   const h = { "Accept": "application/json" };
@@ -72,7 +75,9 @@ function table(cols, rows, attrs) {
 }
 
 const main = () => document.getElementById("main");
-function show(...nodes) { main().replaceChildren(...nodes); }
+function show(...nodes) {
+  main().replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined));
+}
 function fail(e) { show(h("p", { class: "error", role: "alert" }, "Error: " + e.message)); }
 
 // Rows sent (and rejected) by each recent run, oldest first: one bar pair per run.

@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 
 from conn.errors import StateError
 from conn.state import contracts, history, triggers
-from conn.state.backends.duckdb import migrations, sorted_cache
+from conn.state.backends.duckdb import migrations, shared, sorted_cache
 from conn.state.backends.duckdb.connection import attach, connect, detach, runs_lock
 from conn.state.backends.duckdb.delivered import delivered_rows
 from conn.state.backends.duckdb.experiments import KeepsExperiments
@@ -412,7 +412,6 @@ class DuckDBStateStore(KeepsExperiments, triggers.TriggerFiles, StateStore):
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self._open: dict[str, DuckDBStorage] = {}
 
     @classmethod
     def open(cls, url: str | None, project_dir: Any) -> DuckDBStateStore:
@@ -452,33 +451,36 @@ class DuckDBStateStore(KeepsExperiments, triggers.TriggerFiles, StateStore):
         them."""
         lock = SyncFileLock(self.root / "locks", sync, run_id, partitions).acquire()
         con = storage = None
+        path = self.sync_path(sync)
         try:
-            self.sync_path(sync).parent.mkdir(parents=True, exist_ok=True)
-            con, meta = self._open_sync_file(sync)
-            storage = DuckDBStorage(con, self.sync_path(sync))
-            if target is not None:
-                decision = decide(sync, meta.get("target"), target, on_target_change,
-                                  has_state=storage.has_state())
-                if decision == "reset":
-                    con.close()
-                    con = None
-                    self._retire(sync)
-                    con, meta = self._open_sync_file(sync)
-                    storage = DuckDBStorage(con, self.sync_path(sync))
-                if decision != "keep":
-                    migrations.write_meta(con, {"target": target.to_json()})
-            self._check_canary(storage, meta, full_resync)
-            storage.begin_run(run_id)
-            self._open[sync] = storage
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with shared.file_lock(path):  # no reader of this process has it open now
+                con, meta = self._open_sync_file(sync)
+                storage = DuckDBStorage(con, path)
+                if target is not None:
+                    decision = decide(sync, meta.get("target"), target, on_target_change,
+                                      has_state=storage.has_state())
+                    if decision == "reset":
+                        con.close()
+                        con = None
+                        self._retire(sync)
+                        con, meta = self._open_sync_file(sync)
+                        storage = DuckDBStorage(con, path)
+                    if decision != "keep":
+                        migrations.write_meta(con, {"target": target.to_json()})
+                self._check_canary(storage, meta, full_resync)
+                storage.begin_run(run_id)
+                shared.register(path, storage)
             with PlanningSyncState(storage, run_id, full_resync=full_resync,
                                    partitions=partitions) as st:
                 yield st
         finally:
-            self._open.pop(sync, None)
             try:
-                if con is not None:
-                    with contextlib.suppress(duckdb.Error):
-                        con.close()  # DuckDB's checkpoint, while the cache is written
+                with shared.file_lock(path):  # readers wait for the close (a checkpoint)
+                    shared.unregister(path)
+                    if con is not None:
+                        with contextlib.suppress(duckdb.Error):
+                            con.close()  # DuckDB's checkpoint, while the cache is written
             finally:
                 if storage is not None:
                     storage.cache.wait()
@@ -571,78 +573,70 @@ class DuckDBStateStore(KeepsExperiments, triggers.TriggerFiles, StateStore):
                     "ORDER BY rejected_at DESC, key"
                     + (f" LIMIT {int(limit)}" if limit is not None else ""))
 
-        storage = self._open.get(sync)
-        if storage is not None:
-            cur = storage.con.cursor()
+        with shared.reading(self.sync_path(sync)) as storage:
+            if storage is not None:
+                with shared.cursor(storage) as cur:
+                    return _dicts(cur.execute(sql(migrations.FORMAT_VERSION)))
+            if not self.sync_path(sync).exists():
+                return []
+            # The rejections table has the columns read here in every format.
+            con, meta = self._open_sync_file(sync, read_only=True, readable_from=1)
             try:
-                return _dicts(cur.execute(sql(migrations.FORMAT_VERSION)))
+                return _dicts(con.execute(sql(int(meta["format_version"])))) if meta else []
             finally:
-                cur.close()
-        if not self.sync_path(sync).exists():
-            return []
-        # The rejections table has the columns read here in every format.
-        con, meta = self._open_sync_file(sync, read_only=True, readable_from=1)
-        try:
-            return _dicts(con.execute(sql(int(meta["format_version"])))) if meta else []
-        finally:
-            con.close()
+                con.close()
 
     def delivered(self, sync: str, keys: list[str]) -> list[dict[str, Any]]:
         if not keys:
             return []
         want = pa.table({"key": pa.array(keys, pa.string())})
-        storage = self._open.get(sync)
-        if storage is not None:
-            cur = storage.con.cursor()
-            try:
-                cur.register("_want", want)
-                return delivered_rows(cur, migrations.FORMAT_VERSION, first_acked=True)
-            finally:
-                cur.close()
-        if not self.sync_path(sync).exists():
-            return []
-        con, meta = self._open_sync_file(sync, read_only=True, readable_from=3)
-        try:
-            if not meta:
+        with shared.reading(self.sync_path(sync)) as storage:
+            if storage is not None:
+                with shared.cursor(storage) as cur:
+                    cur.register("_want", want)
+                    return delivered_rows(cur, migrations.FORMAT_VERSION, first_acked=True)
+            if not self.sync_path(sync).exists():
                 return []
-            con.register("_want", want)
-            return delivered_rows(con, int(meta["format_version"]),
-                                  first_acked="first_acked" in migrations.table_names(con))
-        finally:
-            con.close()
+            con, meta = self._open_sync_file(sync, read_only=True, readable_from=3)
+            try:
+                if not meta:
+                    return []
+                con.register("_want", want)
+                return delivered_rows(con, int(meta["format_version"]),
+                                      first_acked="first_acked" in migrations.table_names(con))
+            finally:
+                con.close()
 
     def bound_target(self, sync: str) -> str | None:
-        if sync in self._open or not self.sync_path(sync).exists():
-            return None  # being run by this process (it checked it), or nothing yet
-        con, meta = self._open_sync_file(sync, read_only=True, readable_from=1)
-        try:
-            if not meta.get("target"):
-                return None
-            has_state = con.execute(
-                "SELECT EXISTS (SELECT 1 FROM records) OR EXISTS (SELECT 1 FROM changes) OR "
-                "EXISTS (SELECT 1 FROM rejections) OR EXISTS (SELECT 1 FROM source_state)"
-            ).fetchall()[0][0]
-            return meta["target"] if has_state else None
-        finally:
-            con.close()
+        with shared.reading(self.sync_path(sync)) as storage:
+            if storage is not None or not self.sync_path(sync).exists():
+                return None  # being run by this process (it checked it), or nothing yet
+            con, meta = self._open_sync_file(sync, read_only=True, readable_from=1)
+            try:
+                if not meta.get("target"):
+                    return None
+                has_state = con.execute(
+                    "SELECT EXISTS (SELECT 1 FROM records) OR EXISTS (SELECT 1 FROM changes) "
+                    "OR EXISTS (SELECT 1 FROM rejections) OR EXISTS (SELECT 1 FROM "
+                    "source_state)").fetchall()[0][0]
+                return meta["target"] if has_state else None
+            finally:
+                con.close()
 
     def stored_target(self, sync: str) -> str | None:
         """The target identity stored with a sync's state (see :mod:`conn.state.target`)."""
-        storage = self._open.get(sync)
-        if storage is not None:
-            cur = storage.con.cursor()
+        with shared.reading(self.sync_path(sync)) as storage:
+            if storage is not None:
+                with shared.cursor(storage) as cur:
+                    rows = cur.execute("SELECT value FROM meta WHERE key = 'target'").fetchall()
+                return rows[0][0] if rows else None
+            if not self.sync_path(sync).exists():
+                return None
+            con, meta = self._open_sync_file(sync, read_only=True, readable_from=1)
             try:
-                rows = cur.execute("SELECT value FROM meta WHERE key = 'target'").fetchall()
+                return meta.get("target")
             finally:
-                cur.close()
-            return rows[0][0] if rows else None
-        if not self.sync_path(sync).exists():
-            return None
-        con, meta = self._open_sync_file(sync, read_only=True, readable_from=1)
-        try:
-            return meta.get("target")
-        finally:
-            con.close()
+                con.close()
 
 
 def _dicts(cur: Any) -> list[dict[str, Any]]:
