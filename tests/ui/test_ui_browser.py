@@ -114,6 +114,7 @@ def test_every_page_loads(page, ui, tmp_path, monkeypatch, capsys):
     shoot(page, "syncs", tmp_path)
     visit(page, f"{ui}/syncs/{SYNC}")
     assert page.locator("[data-testid=runs] tbody tr").count() == 3
+    expect(page.locator("[data-testid=rejected] tbody tr")).to_have_count(2)
     shoot(page, "sync", tmp_path)
     visit(page, f"{ui}/runs/{run_id}")
     assert page.text_content("[data-testid=read] .n") == "60"

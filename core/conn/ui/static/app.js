@@ -156,7 +156,7 @@ async function syncsPage() {
     h("td", {}, s.mode),
     h("td", {}, s.schedule ? s.schedule.describe : h("span", { class: "muted" }, "by hand")),
     h("td", {}, badge(syncStatus(s))),
-    h("td", {}, s.last_run ? h("a", { href: `/runs/${enc(s.last_run.run_id)}` }, when(s.last_run.started_at)) : ""),
+    h("td", { class: "when" }, s.last_run ? h("a", { href: `/runs/${enc(s.last_run.run_id)}` }, when(s.last_run.started_at)) : ""),
     h("td", { class: "num" }, s.last_run ? fmt(s.last_run.sent) : ""),
     h("td", { class: "num" }, s.last_run ? fmt(s.last_run.rejected) : ""),
     h("td", {}, chart(s.series)),
@@ -175,7 +175,7 @@ function rejectedTable(rows) {
       h("td", {}, h("code", {}, r.reason)),
       h("td", {}, r.op || ""),
       h("td", {}, r.run_id ? h("a", { href: `/runs/${enc(r.run_id)}` }, r.run_id) : ""),
-      h("td", {}, when(r.since || r.at)),
+      h("td", { class: "when" }, when(r.since || r.at)),
       h("td", { class: "num" }, fmt(r.attempts)))), { "data-testid": "rejected" });
 }
 
@@ -202,7 +202,7 @@ function runsTable(runs) {
                 { t: "del", num: 1 }, { t: "rejected", num: 1 }, { t: "seconds", num: 1 }],
     runs.map((r) => { const rep = r.report || {}; return h("tr", { "data-run": r.run_id },
       h("td", {}, h("a", { href: `/runs/${enc(r.run_id)}` }, r.run_id)),
-      h("td", {}, badge(r.status)), h("td", {}, when(r.started_at)),
+      h("td", {}, badge(r.status)), h("td", { class: "when" }, when(r.started_at)),
       h("td", { class: "num" }, fmt(r.rows_read)), h("td", { class: "num" }, fmt(rep.consent_denied)),
       h("td", { class: "num" }, fmt(r.inserted)), h("td", { class: "num" }, fmt(r.updated)),
       h("td", { class: "num" }, fmt(r.deleted)), h("td", { class: "num" }, fmt(r.rejected)),
@@ -236,7 +236,7 @@ async function runPage(id) {
     h("td", {}, p.purpose), h("td", { class: "num" }, fmt(p.rows)), h("td", { class: "num" }, fmt(p.passed)),
     h("td", {}, Object.entries(p.withheld).map(([k, v]) => `${k}: ${fmt(v)}`).join(", ")),
     h("td", {}, Object.entries(p.legal_bases).map(([k, v]) => `${k}: ${fmt(v)}`).join(", ")),
-    h("td", { style: null }, h("div", { class: "bar", title: `${p.passed} of ${p.rows}`,
+    h("td", { class: "barcell" }, h("div", { class: "bar", title: `${p.passed} of ${p.rows}`,
       "data-width": Math.round((100 * p.passed) / max) }))));
   const reasons = Object.entries(r.rejection_reasons).map(([k, v]) =>
     h("tr", {}, h("td", {}, h("code", {}, k)), h("td", { class: "num" }, fmt(v))));
