@@ -97,7 +97,7 @@ def shoot(page, name: str, tmp_path: Path) -> None:
 
 
 def history(monkeypatch, capsys) -> list[dict]:
-    code, out, _ = run_cli(monkeypatch, capsys, "runs", SYNC, "--json")
+    out = run_cli(monkeypatch, capsys, "runs", SYNC, "--json")[1]
     return json.loads(out)["runs"]
 
 
