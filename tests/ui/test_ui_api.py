@@ -183,3 +183,11 @@ def test_static_files_only_from_the_package(app):
     assert app.handle("GET", "/static/app.js", {"Host": HOST}).status == 200
     for bad in ("/static/../api.py", "/static/.hidden", "/static/x/app.js", "/etc/passwd"):
         assert app.handle("GET", bad, {"Host": HOST}).status == 404, bad
+
+
+def test_conn_pause_names_an_unknown_sync_and_changes_nothing(app, monkeypatch, capsys):
+    code, _, err = run_cli(monkeypatch, capsys, "pause", SYNC, "nope")
+    assert code == 3 and "no sync named 'nope'" in err
+    assert call(app, "GET", "/api/syncs")[1]["syncs"][0]["paused"] is None
+    code, out, _ = run_cli(monkeypatch, capsys, "resume", SYNC)
+    assert code == 0 and "was not paused" in out

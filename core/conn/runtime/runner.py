@@ -627,19 +627,19 @@ def run_syncs(project: Project, syncs: list[SyncConfig], registry: Registry,
     own_store = store is None
     store = store or open_state_store(project, registry)
     try:
+        # Paused syncs (conn pause) are reported, not run; a dry run changes nothing, so
+        # a paused sync can still be previewed.
+        held = {} if options.dry_run else paused(project.state_dir)
         if len(syncs) > 1:
             # Every sync's configuration and target first: a refused sync stops the
             # run before any sync sends a row.
-            for sync in syncs:
+            for sync in (s for s in syncs if s.name not in held):
                 SyncRunner(project, sync, registry, store, run, options).preflight()
     except BaseException:
         if own_store:
             store.close()
         raise
     registry.hook.run_started(run=run)
-    # Paused syncs (conn pause) are reported, not run; a dry run changes nothing, so a
-    # paused sync can still be previewed.
-    held = {} if options.dry_run else paused(project.state_dir)
     try:
         for sync in syncs:
             if interrupt.is_requested():
