@@ -55,6 +55,7 @@ def test_the_description_is_well_formed():
             assert re.fullmatch(r"[1-5]\d\d", status) and resp["description"], (m, p)
 
 
+@pytest.mark.slow
 def test_each_operation_answers_as_described_with_known_names(app, monkeypatch, capsys):
     run_cli(monkeypatch, capsys, "sync", "mem", "crm")
     run_id = call(app, "GET", f"/api/syncs/{SYNC}/runs")[1]["runs"][0]["run_id"]
