@@ -108,7 +108,7 @@ def test_failed_rule_and_silent_statuses():
     assert evaluate(failed, {"status": "failed", "error_type": "RetryLater"}, []).firing
     assert evaluate(failed, {"status": "ok"}, []).firing is False
     assert evaluate(failed, {"status": "rejected"}, []).firing is False
-    for status in ("interrupted", "dry_run"):
+    for status in ("interrupted", "dry_run", "paused"):  # paused: conn pause
         assert evaluate(failed, {"status": status}, []).firing is None
         assert evaluate(rule("rejected_share", above=0.0),
                         {"status": status, "rejected": 5}, []).firing is None

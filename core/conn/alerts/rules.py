@@ -30,8 +30,9 @@ from conn.config.alerts import Rule
 
 #: Run statuses that count as a finished run for the volume baseline.
 FINISHED = ("ok", "rejected")
-#: Statuses that say nothing about the sync's health (a stop asked for, a preview).
-SILENT = ("interrupted", "dry_run", "running")
+#: Statuses that say nothing about the sync's health (a stop asked for, a preview, a
+#: paused sync).
+SILENT = ("interrupted", "dry_run", "running", "paused")
 
 
 @dataclass(frozen=True)

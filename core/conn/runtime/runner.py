@@ -30,7 +30,7 @@ from conn.privacy.suppression import Suppression
 from conn.runtime import activation, delivery, forget, holdouts
 from conn.runtime.lane import DeliveryLane
 from conn.runtime.opening import OpenedInBackground
-from conn.runtime.report import RunInfo, RunReport, SyncReport
+from conn.runtime.report import RunInfo, RunReport, SyncReport, paused_report
 from conn.source import SourceState
 from conn.state.paused import paused
 from conn.state.target import OnChange, SyncTarget
@@ -605,14 +605,6 @@ class SyncRunner:
         if self.progress:
             self.progress(self.report, counts)
         self.registry.hook.batch_done(run=self.run_info, sync=self.report, counts=counts)
-
-
-def paused_report(sync: SyncConfig, run: RunInfo, entry: dict[str, Any]) -> SyncReport:
-    """The report of a sync a run skipped because it is paused (not stored)."""
-    return SyncReport(name=sync.name, source=sync.source, destination=sync.destination,
-                      object=sync.object, mode=sync.mode, run_id=run.run_id,
-                      status="paused", error=f"paused since {entry.get('since')}; "
-                      f"'conn resume {sync.name}' runs it again")
 
 
 def run_syncs(project: Project, syncs: list[SyncConfig], registry: Registry,

@@ -59,13 +59,12 @@ from conn.errors import ConfigError
 from conn.keys import key_array
 from conn.runtime import activation, delivery
 from conn.runtime.commit_buffer import CommitBuffer
-from conn.runtime.report import RunInfo, RunReport, SyncReport
+from conn.runtime.report import RunInfo, RunReport, SyncReport, paused_report
 from conn.runtime.runner import (
     PreparedSync,
     RunOptions,
     SyncRunner,
     open_state_store,
-    paused_report,
 )
 from conn.runtime.stream_state import StreamState
 from conn.state.paused import is_paused, paused
