@@ -83,37 +83,18 @@ def explain_command(subject: str, project: Path | None = None, json_out: bool = 
 
     from conn.cli.common import open_project
     from conn.cli.output import print_json
-    from conn.runtime.explain import explain
+    from conn.ops.people import explain_person
     from conn.runtime.runner import open_state_store
     from conn.secrets import redact
 
     proj, registry = open_project(project)
     with contextlib.closing(open_state_store(proj, registry)) as store:
-        result = explain(proj, subject, registry, store=store)
-        result["profiles"] = _profiles(proj, subject, registry, store)
+        result = explain_person(proj, subject, registry, store)
     if json_out:
         print_json(result)
         return
     for line in _lines(result) + _profile_lines(result["profiles"]):
         print(redact(line))
-
-
-def _profiles(proj: Any, subject: str, registry: Any, store: Any) -> list[dict[str, Any]]:
-    """The profiles holding ``subject`` (any identifier, or a profile id), each with
-    what the syncs reading its profile set do with it."""
-    from conn.profiles.lookup import find_profiles
-    from conn.runtime.explain import explain
-
-    found = find_profiles(proj, subject) if "profiles" in proj.raw else []
-    for p in found:
-        stream = f"profiles.{p['set']}"
-        if p["profile_id"] == subject:
-            p["syncs"] = []  # the subject's own explanation above covers them
-            continue
-        syncs = explain(proj, p["profile_id"], registry, store=store)["syncs"]
-        p["syncs"] = [s for s in syncs
-                      if proj.syncs[s["sync"]].stream == stream]
-    return found
 
 
 def _profile_lines(profiles: list[dict[str, Any]]) -> list[str]:

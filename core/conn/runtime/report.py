@@ -86,15 +86,6 @@ class SyncReport:
         return redact_obj(d)
 
 
-def paused_report(sync: Any, run: RunInfo, entry: dict[str, Any]) -> SyncReport:
-    """The report of a sync (a :class:`conn.config.model.SyncConfig`) that a run skipped
-    because it is paused (``conn pause``): not stored in the history."""
-    return SyncReport(name=sync.name, source=sync.source, destination=sync.destination,
-                      object=sync.object, mode=sync.mode, run_id=run.run_id,
-                      status="paused", error=f"paused since {entry.get('since')}; "
-                      f"'conn resume {sync.name}' runs it again")
-
-
 @dataclass
 class RunReport:
     """All syncs of one run."""

@@ -27,12 +27,11 @@ from conn.errors import ConfigError, ConfigErrors, ConnError
 from conn.keys import key_array
 from conn.mapping import build_mapper
 from conn.privacy.suppression import Suppression
-from conn.runtime import activation, delivery, forget, holdouts
+from conn.runtime import activation, delivery, forget, holdouts, pausing
 from conn.runtime.lane import DeliveryLane
 from conn.runtime.opening import OpenedInBackground
-from conn.runtime.report import RunInfo, RunReport, SyncReport, paused_report
+from conn.runtime.report import RunInfo, RunReport, SyncReport
 from conn.source import SourceState
-from conn.state.paused import paused
 from conn.state.target import OnChange, SyncTarget
 from conn.sync_context import SyncContext
 
@@ -619,9 +618,7 @@ def run_syncs(project: Project, syncs: list[SyncConfig], registry: Registry,
     own_store = store is None
     store = store or open_state_store(project, registry)
     try:
-        # Paused syncs (conn pause) are reported, not run; a dry run changes nothing, so
-        # a paused sync can still be previewed.
-        held = {} if options.dry_run else paused(project.state_dir)
+        held = pausing.paused_reports(project, syncs, run, options.dry_run)
         if len(syncs) > 1:
             # Every sync's configuration and target first: a refused sync stops the
             # run before any sync sends a row.
@@ -636,11 +633,8 @@ def run_syncs(project: Project, syncs: list[SyncConfig], registry: Registry,
         for sync in syncs:
             if interrupt.is_requested():
                 break  # asked to stop: the syncs not started are not started
-            if sync.name in held:
-                report.syncs.append(paused_report(sync, run, held[sync.name]))
-                continue
-            runner = SyncRunner(project, sync, registry, store, run, options, progress)
-            report.syncs.append(runner.run())
+            report.syncs.append(held[sync.name] if sync.name in held else SyncRunner(
+                project, sync, registry, store, run, options, progress).run())
     finally:
         report.finished_at = time.time()
         registry.hook.run_finished(run=run, report=report)

@@ -59,7 +59,8 @@ from conn.errors import ConfigError
 from conn.keys import key_array
 from conn.runtime import activation, delivery
 from conn.runtime.commit_buffer import CommitBuffer
-from conn.runtime.report import RunInfo, RunReport, SyncReport, paused_report
+from conn.runtime.pausing import paused_report
+from conn.runtime.report import RunInfo, RunReport, SyncReport
 from conn.runtime.runner import (
     PreparedSync,
     RunOptions,

@@ -217,11 +217,11 @@ class Api:
         return Reply(200, detail)
 
     def person(self, subject: str, query: dict[str, str]) -> Reply:
-        from conn.runtime.explain import explain
+        from conn.ops.people import explain_person
 
         proj = self._project(validate=True)
         with self._store(proj) as store:
-            return Reply(200, explain(proj, subject, self.registry, store=store))
+            return Reply(200, explain_person(proj, subject, self.registry, store))
 
     # --- actions ------------------------------------------------------------------------
 

@@ -318,8 +318,17 @@ async function personPage(subject) {
       (s.rejected || []).length ? h("p", { class: "error" }, "rejected: " + s.rejected.join("; ")) : null,
       delivered.length ? h("ul", {}, delivered) : null);
   });
+  // Profiles (identity resolution): the identities stitched together and the merges.
+  const profiles = (x.profiles || []).map((p) => h("section", { "data-testid": "profile" },
+    h("h2", {}, `Profile ${p.profile_id} (profiles.${p.set})`),
+    h("p", {}, (p.identities || []).map((i) => `${i.type}=${i.value}`).join(", ")),
+    (p.history || []).length ? h("ul", {}, p.history.map((e) =>
+      h("li", {}, `${e.kind}: ${e.old_id} → ${e.new_id} (${e.changed_at})`))) : null,
+    (p.syncs || []).length ? h("p", {}, "Read by: " + p.syncs.map((s) =>
+      `${s.sync} (${s.would_send ? "would send" : "withheld"})`).join(", ")) : null));
   show(h("h1", {}, `Person ${x.subject}`), personForm(subject),
-    h("p", {}, "Sent by: ", h("strong", { "data-testid": "sent-by" }, x.sent_by.join(", ") || "no sync")), blocks);
+    h("p", {}, "Sent by: ", h("strong", { "data-testid": "sent-by" }, x.sent_by.join(", ") || "no sync")),
+    blocks, profiles);
 }
 
 function route() {
