@@ -56,7 +56,8 @@ def test_conn_ui_serves_the_api_of_the_project(tmp_path):
             assert request(url + "/api/syncs", headers={"Host": "evil.example"})[0] == 403
         finally:
             proc.send_signal(signal.SIGINT)
-            assert proc.wait(30) == 0
+            _, err = proc.communicate(timeout=30)  # closes the pipes too
+        assert proc.returncode == 0, err
 
 
 def test_conn_ui_beyond_loopback_needs_a_token(tmp_path):
