@@ -614,11 +614,10 @@ def run_syncs(project: Project, syncs: list[SyncConfig], registry: Registry,
     registry.load_observers()
     run = RunInfo.new(project.dir, [s.name for s in syncs], dry_run=options.dry_run,
                       full_resync=options.full_resync)
-    report = RunReport(run)
+    report, held = RunReport(run), pausing.paused_reports(project, syncs, run, options.dry_run)
     own_store = store is None
     store = store or open_state_store(project, registry)
     try:
-        held = pausing.paused_reports(project, syncs, run, options.dry_run)
         if len(syncs) > 1:
             # Every sync's configuration and target first: a refused sync stops the
             # run before any sync sends a row.
