@@ -41,7 +41,7 @@ if ! "$ROOT/.venv/bin/ruff" check "$ROOT"; then failed+=("ruff"); fi
 echo "--- types"
 if ! (cd "$ROOT" && "$ROOT/.venv/bin/mypy"); then failed+=("mypy"); fi
 
-run core "$ROOT/.venv/bin/python" "$ROOT" tests
+run core "$ROOT/.venv/bin/python" "$ROOT" tests -n 0
 
 for pj in plugins/sources/*/pyproject.toml plugins/destinations/*/pyproject.toml \
           plugins/databases/*/pyproject.toml plugins/matchers/*/pyproject.toml; do
