@@ -164,7 +164,7 @@ def follow_through_cuts(folder: Path, receiver: Any, publish: Callable[[list[dic
             publish(people(i, min(hi, i + 10)))
             time.sleep(0.03)
 
-    err = ""
+    err, failure = "", None
     try:
         consuming(bound, proc, "the follower's consumer")
         for k in range(cuts + 1):
@@ -183,8 +183,12 @@ def follow_through_cuts(folder: Path, receiver: Any, publish: Callable[[list[dic
         if settled is not None:
             eventually(lambda: not settled(), timeout=60,
                        what=lambda: f"{settled()}; follower exit {proc.poll()}" + _exited(proc))
+    except AssertionError as exc:
+        failure = exc
     finally:
         code, err = stop(proc)
+    if failure is not None:  # what the follower logged tells why it stalled
+        raise AssertionError(f"{failure}\nthe follower's log:\n{err[-6000:]}") from failure
     assert code == 130, err  # still following until told to stop
     assert_clean_log(err, secrets=secrets)
     count, keys = arrivals(receiver.requests)

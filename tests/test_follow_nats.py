@@ -250,13 +250,14 @@ def test_a_server_restart_in_mid_stream_loses_nothing(tmp_path, private_nats, fa
     project(tmp_path, stream, url=server.url, hook_url=fault_server.url + "/hook")
 
     def publish(messages: list[dict]) -> None:
-        for _ in range(100):  # the server may be restarting: publish when it is back
+        end = time.monotonic() + 60
+        while True:  # the server may be restarting: publish when it is back
             try:
                 server.publish(f"{stream}.people", messages)
                 return
-            except Exception:  # not reachable yet; a repeat is found unchanged
-                import time
-
+            except Exception as exc:  # not reachable yet; a repeat is found unchanged
+                if time.monotonic() > end:
+                    raise AssertionError(f"could not publish for 60 s: {exc!r}") from exc
                 time.sleep(0.1)
 
     _, changed = kit.follow_through_cuts(

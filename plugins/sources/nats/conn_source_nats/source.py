@@ -115,6 +115,9 @@ class NatsSource(Source, StreamingSource):
         self._current = 0
         self._acked_pos: Any = None
         self._disconnected = False
+        # Which connection is current: nats-py's callbacks of a connection given up
+        # (closing it fires its disconnect callback) must not mark a newer one lost.
+        self._generation = 0
 
     # --- connection --------------------------------------------------------------------
 
@@ -139,12 +142,21 @@ class NatsSource(Source, StreamingSource):
 
         cfg = self.config
         servers = [u.strip() for u in str(cfg.get("url") or "nats://127.0.0.1:4222").split(",")]
+        generation = self._generation
+
+        async def on_disconnect() -> None:
+            # conn reconnects itself (changes()), binding the consumer again: a
+            # connection nats-py restores on its own would keep acking with AckPolicy
+            # ALL past messages the lost one swallowed.
+            if generation == self._generation:
+                self._disconnected = True
+
         try:
             connecting = nats.connect(
                 servers, connect_timeout=CONNECT_TIMEOUT, max_reconnect_attempts=3,
                 user=cfg.get("user"), password=cfg.get("password"), token=cfg.get("token"),
                 name=f"conn {self.instance}", error_cb=self._on_error,
-                disconnected_cb=self._on_disconnect)
+                disconnected_cb=on_disconnect)
             # Bounded: nats-py's first connect to a server that is down (a restart)
             # can retry well past connect_timeout.
             return await asyncio.wait_for(connecting, timeout=3 * CONNECT_TIMEOUT)
@@ -156,12 +168,6 @@ class NatsSource(Source, StreamingSource):
         # nats-py logs a traceback for each error unless given a callback: one line
         # (changes() logs the loss itself).
         log.debug("NATS at %s: %s", self._where(), type(exc).__name__)
-
-    async def _on_disconnect(self) -> None:
-        # conn reconnects itself (changes()), binding the consumer again: a connection
-        # nats-py restores on its own would keep acking with AckPolicy ALL past
-        # messages the lost one swallowed.
-        self._disconnected = True
 
     def close(self) -> None:
         if self._nc is not None and not self._nc.is_closed:
@@ -311,6 +317,7 @@ class NatsSource(Source, StreamingSource):
     def _drop_connection(self) -> None:
         """Forget a failed connection (the next call opens a new one)."""
         nc, self._nc, self._disconnected = self._nc, None, False
+        self._generation += 1
         if nc is not None and not nc.is_closed:
             try:
                 self._run(nc.close(), timeout=5)
