@@ -69,10 +69,17 @@ class _DestinationSuite(_Common):
 
         return pa.RecordBatch.from_pylist(list(self.sample_records)).schema
 
-    def _write(self, dest: Destination, records: Any, operation: str = "upsert"
+    def _write(self, dest: Destination, records: Any, operation: str | None = None
                ) -> WriteResult:
+        """Write ``records`` with ``operation``; by default the object's first writing
+        operation of upsert, insert and append (an append-only object, such as a
+        message destination, is written with append)."""
         from conn.testing.harness import write_records
 
+        if operation is None:
+            ops = self._obj(dest).capabilities.operations()
+            operation = next((op for op in ("upsert", "insert", "append") if op in ops),
+                             "upsert")
         return write_records(dest, self.object, records, operation=operation,  # type: ignore[arg-type]
                              match_key=self.match_key)
 
