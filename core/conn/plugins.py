@@ -72,6 +72,7 @@ FIRST_PARTY: dict[tuple[str, str], str] = {
     ("destinations", "meta_audiences"): "conn-destination-meta-audiences",
     ("destinations", "salesforce"): "conn-destination-salesforce",
     ("destinations", "singer"): "conn-destination-singer",
+    ("destinations", "slack"): "conn-destination-slack",
     ("destinations", "webhook"): "conn-destination-webhook",
     ("matchers", "splink"): "conn-matcher-splink",
 }
