@@ -19,7 +19,10 @@ duplicate or re-subscribe anyone.
 
 ``insert`` mode creates new members only (existing ones are acknowledged unchanged).
 Deletes (``mirror``) archive the member (``DELETE .../members/{hash}``; 404 counts as
-done) or, with ``delete_mode: permanent``, delete it permanently.
+done) or, with ``delete_mode: permanent``, delete it permanently. With ``tag`` (an
+audience as a tag) every member written gets that tag and a delete removes only the tag
+(``POST .../members/{hash}/tags`` with ``"status": "inactive"``; 404 counts as done):
+the member stays in the list, and the tag holds exactly the synced set.
 
 Erasure (``erase``, ``conn forget``) always deletes permanently, whatever ``delete_mode``
 says: ``POST /lists/{list_id}/members/{subscriber_hash}/actions/delete-permanent``, one
@@ -165,7 +168,7 @@ class MailchimpDestination(LazyClient, Destination):
 
     name: ClassVar[str] = "mailchimp"
     #: What says where it writes (compared between runs; see Destination.target_identity).
-    identity_keys: ClassVar[tuple[str, ...] | None] = ("base_url", "list_id")
+    identity_keys: ClassVar[tuple[str, ...] | None] = ("base_url", "list_id", "tag")
     description: ClassVar[str] = (
         "Mailchimp audience members: batch upsert that never re-subscribes, merge fields, "
         "tags, archive for mirror")
@@ -181,6 +184,8 @@ class MailchimpDestination(LazyClient, Destination):
         self.status_if_new: str = c.get("status_if_new", "subscribed")
         self.apply_unsubscribes = bool(c.get("apply_unsubscribes", True))
         self.delete_mode: str = c.get("delete_mode", "archive")
+        #: The audience tag (see the module docstring), or None.
+        self.tag: str | None = c.get("tag")
         self.merge_types: dict[str, str] = dict(c.get("merge_fields") or {})
         self.max_connections = min(MAX_CONNECTIONS, int(c.get("max_connections",
                                                               MAX_CONNECTIONS)))
@@ -273,7 +278,7 @@ class MailchimpDestination(LazyClient, Destination):
                  if v is not None and self._is_merge_tag(tag)}
         if merge:
             out["merge_fields"] = merge
-        tags = self._tags(record)
+        tags = self.tags_of(record)
         if tags and new:
             out["tags"] = tags
         return out
@@ -289,6 +294,11 @@ class MailchimpDestination(LazyClient, Destination):
         items = raw.split(",") if isinstance(raw, str) else list(raw)
         return [str(t).strip() for t in items if t is not None and str(t).strip()]
 
+    def tags_of(self, record: Mapping[str, Any]) -> list[str]:
+        """Every tag a written member gets: the record's ``tags`` and the audience tag."""
+        tags = self._tags(record)
+        return [*tags, self.tag] if self.tag and self.tag not in tags else tags
+
     def _batch_body(self, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         return {"members": [self.member(r, new=True) for r in records],
                 "update_existing": False}
@@ -303,6 +313,9 @@ class MailchimpDestination(LazyClient, Destination):
         """Upsert/insert (batch create, then PUT existing members), archive (or delete
         permanently) for ``delete``, permanent delete for ``erase``."""
         records = request.to_pylist()
+        if request.operation == "delete" and self.tag:
+            return self._each([{"email_address": r.get(request.match_key)} for r in records],
+                              self._untag_member)
         if request.operation in ("delete", "erase"):
             return self._delete(records, request.match_key,
                                 permanent=request.operation == "erase"
@@ -390,7 +403,7 @@ class MailchimpDestination(LazyClient, Destination):
             return _problem(resp)
         if resp.status_code >= 400:
             HttpClient.raise_for_status(resp)
-        tags = self._tags(record)
+        tags = self.tags_of(record)
         if tags:
             resp = self.client.post(self._member_path(email, "/tags"), json={
                 "tags": [{"name": t, "status": "active"} for t in tags]})
@@ -425,6 +438,26 @@ class MailchimpDestination(LazyClient, Destination):
         HttpClient.raise_for_status(resp)
         return None
 
+    def _untag_body(self) -> dict[str, Any]:
+        return {"tags": [{"name": self.tag, "status": "inactive"}]}
+
+    def _untag_member(self, record: Mapping[str, Any]) -> str | None:
+        """Remove the audience tag from one member (``POST .../tags``, ``inactive``):
+        2xx and 404 (not, or no longer, in the audience: nobody holds the tag) are done;
+        400/422 reject it with Mailchimp's detail; anything else raises (pending)."""
+        from conn.http import HttpClient
+
+        email = record.get("email_address")
+        if not isinstance(email, str) or not email.strip():
+            return "no e-mail address to untag"
+        resp = self.client.post(self._member_path(email, "/tags"), json=self._untag_body())
+        if resp.status_code == 404 or resp.status_code < 300:
+            return None
+        if resp.status_code in (400, 422):
+            return _problem(resp)
+        HttpClient.raise_for_status(resp)
+        return None
+
     def _each(self, records: Sequence[Mapping[str, Any]],
               call: Callable[[Mapping[str, Any]], str | None]) -> WriteResult:
         """Run ``call`` per record on ``member_workers`` threads (see
@@ -445,7 +478,10 @@ class MailchimpDestination(LazyClient, Destination):
         if request.operation in ("delete", "erase"):
             for r in records:
                 email = str(r.get(request.match_key) or "")
-                if self.delete_mode == "permanent" or request.operation == "erase":
+                if request.operation == "delete" and self.tag:
+                    out.append(client.describe("POST", self._member_path(email, "/tags"),
+                                               json=self._untag_body()))
+                elif self.delete_mode == "permanent" or request.operation == "erase":
                     out.append(client.describe("POST", self._member_path(
                         email, "/actions/delete-permanent")))
                 else:
@@ -461,10 +497,10 @@ class MailchimpDestination(LazyClient, Destination):
                                 json=self.member(r, new=False))
             d["condition"] = "only if the batch call reports the member as existing"
             out.append(d)
-            if self._tags(r):
+            if self.tags_of(r):
                 t = client.describe("POST", self._member_path(r["email_address"], "/tags"),
                                     json={"tags": [{"name": x, "status": "active"}
-                                                   for x in self._tags(r)]})
+                                                   for x in self.tags_of(r)]})
                 t["condition"] = "only after that PUT"
                 out.append(t)
         return out

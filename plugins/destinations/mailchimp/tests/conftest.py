@@ -78,8 +78,12 @@ class FakeMailchimp:
             self.puts[body["email_address"]] += 1
             return Reply(200, json={"id": h, **m})
         if len(parts) == 6 and parts[5] == "tags" and req.method == "POST":
-            self.members[h].setdefault("tags", set()).update(
-                t["name"] for t in req.json["tags"])
+            # Documented: "active" adds the tag, "inactive" removes it; 204 No Content.
+            if h not in self.members:
+                return Reply(404, json={"title": "Resource Not Found", "status": 404})
+            tags = self.members[h].setdefault("tags", set())
+            for t in req.json["tags"]:
+                (tags.add if t["status"] == "active" else tags.discard)(t["name"])
             return Reply(204)
         if len(parts) == 5 and req.method == "DELETE":
             if h not in self.members:
@@ -115,7 +119,8 @@ class FakeMailchimp:
                                "error": f"{email} looks fake or invalid"})
                 continue
             self.members[h] = {"email_address": email, "status": m["status"],
-                               "merge_fields": dict(m.get("merge_fields") or {})}
+                               "merge_fields": dict(m.get("merge_fields") or {}),
+                               "tags": set(m.get("tags") or [])}
             self.creates[email] += 1
             server.store[email] = m
             server.arrivals[email] += 1

@@ -164,3 +164,42 @@ def test_erase_deletes_permanently_under_faults(fault_server: FaultServer) -> No
     assert not fake.archived
     faults = Counter(r.fault for r in fault_server.requests)
     assert faults["throttle"] > 0 and faults["error"] > 0
+
+
+def test_audience_tag_added_on_write_and_removed_on_delete(
+        fault_server: FaultServer) -> None:
+    """With ``tag``: new members are created with it (batch call), existing ones get it
+    with ``POST .../tags`` (active); a delete removes only the tag (``inactive``) and
+    keeps the member; a member not in the audience (404) counts as untagged. Under 429
+    and 503 faults every member ends with exactly the tags of the synced set."""
+    fake = FakeMailchimp()
+    fake.seed("old@example.com", "unsubscribed")
+    fault_server.configure(handler=fake, throttle_rate=0.10, error_rate=0.05,
+                           retry_after=0.01, seed=11)
+    emails = [f"m{i}@example.com" for i in range(40)] + ["old@example.com"]
+    with _served(fault_server, tag="at_risk") as dest:
+        res = write_records(dest, "members", [{"email_address": e, "tags": "vip"}
+                                              for e in emails])
+        assert not res.rejected and not res.pending, res.error
+        assert all(fake.members[fake.h(e)]["tags"] == {"vip", "at_risk"} for e in emails)
+        leaving = [*emails[::3], "never@example.com"]
+        res = write_records(dest, "members", [{"email_address": e} for e in leaving],
+                            operation="delete")
+        assert not res.rejected and not res.pending, res.error
+    for e in emails:
+        want = {"vip"} if e in leaving else {"vip", "at_risk"}
+        assert fake.members[fake.h(e)]["tags"] == want
+    assert not fake.archived and fake.members[fake.h("old@example.com")]["status"] == \
+        "unsubscribed"
+    untag = [r for r in fault_server.requests if r.path.endswith("/tags") and
+             r.json["tags"][0]["status"] == "inactive" and not r.fault]
+    assert {t["name"] for r in untag for t in r.json["tags"]} == {"at_risk"}
+
+
+def test_audience_tag_dry_run_and_identity() -> None:
+    d = _dest(tag="at_risk")
+    out = d.describe_requests(make_request(d, "members", [{"email_address": "a@x.io"}],
+                                           "delete", dry_run=True))
+    assert out[0]["method"] == "POST" and out[0]["path"].endswith("/tags")
+    assert out[0]["json"] == {"tags": [{"name": "at_risk", "status": "inactive"}]}
+    assert d.target_identity()["tag"] == "at_risk" and "tag" not in _dest().target_identity()

@@ -104,6 +104,11 @@ def test_every_request_of_the_write_path_follows_mailchimp(make_dest,
                              operation="delete").rejected
     assert not write_records(dest, "members", [{"email_address": "old1@example.com"}],
                              operation="erase").rejected
+    tagged = make_dest(list_id=LIST, base_url=fault_server.url + "/3.0", tag="at_risk")
+    assert not write_records(tagged, "members", [{"email_address": "new3@example.com"},
+                                                 {"email_address": "old2@example.com"}]).rejected
+    assert not write_records(tagged, "members", [{"email_address": "old2@example.com"}],
+                             operation="delete").rejected
     problems = [e for r in fault_server.requests
                 for e in request_errors(r.method, _url(fault_server, r), r.headers, r.body)]
     assert problems == []
