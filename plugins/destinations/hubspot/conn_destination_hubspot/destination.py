@@ -18,6 +18,10 @@ erase        contacts only: ``/crm/v3/objects/contacts/gdpr-delete``, one call p
              ``idProperty`` when matching on ``hs_object_id``)
 ===========  =====================================================================
 
+Objects named in ``lists`` are static contact lists: upsert adds the contacts to the list,
+a mirror delete removes them (``PUT /crm/v3/lists/{listId}/memberships/add|remove``; see
+:mod:`conn_destination_hubspot.lists`).
+
 Erasure (``conn forget``) uses HubSpot's GDPR delete, "Permanently delete a contact
 (GDPR-compliant)" (https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/
 contacts/gdpr/gdpr-delete-contact): unlike ``batch/archive`` (restorable for 90 days) it
@@ -202,6 +206,13 @@ class HubSpotDestination(LazyClient, Destination):
                 "description": "object `events` (mode: events): each conn event name's "
                                "fully qualified HubSpot name, pe<HubID>_<name>",
             },
+            "lists": {
+                "type": "object",
+                "additionalProperties": {"type": "string", "pattern": r"^[0-9]+$"},
+                "description": "static (MANUAL) contact lists as objects: object name -> "
+                               "list id; upsert adds the contacts, mirror deletes remove "
+                               "them from the list (see conn_destination_hubspot.lists)",
+            },
             "custom_properties": {
                 "type": "object",
                 "additionalProperties": False,
@@ -260,8 +271,16 @@ class HubSpotDestination(LazyClient, Destination):
                 personal={prop: spec["personal"] for prop, spec in specs.items()
                           if spec.get("personal")}))
         from conn_destination_hubspot.events import events_object
+        from conn_destination_hubspot.lists import list_objects
 
         out.append(events_object(caps))
+        lists = self.config.get("lists") or {}
+        taken = {o.name for o in out} & set(lists)
+        if taken:
+            raise ConfigError(f"hubspot: list object name(s) {sorted(taken)} clash with "
+                              "built-in objects; name the lists otherwise",
+                              path="config.lists")
+        out += list_objects(lists, caps)
         self._objects = out
         return out
 
@@ -289,18 +308,19 @@ class HubSpotDestination(LazyClient, Destination):
             return _error_body(resp).get("policyName") != "DAILY"
         return resp.status_code >= 500 and resp.status_code not in (501, 505)
 
-    def _post(self, path: str, body: Mapping[str, Any]) -> httpx.Response:
-        """POST with retries; raise for credential problems and the daily cap.
+    def _post(self, path: str, body: Any, method: str = "POST") -> httpx.Response:
+        """POST (or ``method``) with retries; raise for credential problems and the
+        daily cap.
 
         ``423 Locked`` means other writes to the same records hold a lock for about 2 s:
         wait that long (plus jitter) and send again, up to ``LOCK_RETRIES`` times; then
         the rows stay pending (never rejected: the data is fine)."""
-        resp = self.client.post(path, json=body, retry_on=self._retryable)
+        resp = self.client.request(method, path, json=body, retry_on=self._retryable)
         for _ in range(LOCK_RETRIES):
             if resp.status_code != LOCKED:
                 break
             self.sleep(LOCK_WAIT + random.uniform(0, LOCK_WAIT / 2))
-            resp = self.client.post(path, json=body, retry_on=self._retryable)
+            resp = self.client.request(method, path, json=body, retry_on=self._retryable)
         if resp.status_code == LOCKED:
             raise RetryLater(f"HubSpot kept the records locked (HTTP 423: "
                              f"{_message(_error_body(resp))}) after {LOCK_RETRIES} waits of "
@@ -371,6 +391,12 @@ class HubSpotDestination(LazyClient, Destination):
                    **BearerToken(self.config["access_token"]).describe_headers()}
         base = self.config.get("base_url", DEFAULT_BASE_URL)
         calls: list[tuple[str, dict[str, Any] | None]]
+        list_id = (self.config.get("lists") or {}).get(request.object.name)
+        if list_id is not None:
+            from conn_destination_hubspot import lists
+
+            return [describe(m, path, json=body, headers=headers, base_url=base)
+                    for m, path, body in lists.describe(request, list_id)]
         if request.operation == "event":
             from conn_destination_hubspot import events
 
@@ -396,6 +422,12 @@ class HubSpotDestination(LazyClient, Destination):
 
     def write_batch(self, request: WriteRequest) -> WriteResult:
         """One batch call (at most 100 inputs); see the module docstring."""
+        list_id = (self.config.get("lists") or {}).get(request.object.name)
+        if list_id is not None:
+            from conn_destination_hubspot import lists
+
+            return lists.write(lambda m, path, body: self._post(path, body, m), request,
+                               list_id)
         if request.operation == "delete":
             return self._archive(request)
         if request.operation == "erase":
