@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from conn.http_server import ThreadedServer
 from conn.secrets import redact, redact_obj
 from conn.serve.metrics import CONTENT_TYPE, Metrics
 
@@ -28,7 +28,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8710
 
 
-class StatusServer:
+class StatusServer(ThreadedServer):
     """Serves the endpoints until :meth:`close`. ``health()``: (healthy, status word,
     per-sync states)."""
 
@@ -79,31 +79,9 @@ class StatusServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # scrapes every few seconds would drown the run events
 
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
-        self._httpd.daemon_threads = True
+        super().__init__(host, port, Handler, "conn-serve-http")
         if mount is not None:
             self.fallback = mount(self.address[1])
-        self._thread = threading.Thread(target=self._httpd.serve_forever,
-                                        kwargs={"poll_interval": 0.1}, daemon=True,
-                                        name="conn-serve-http")
-
-    @property
-    def address(self) -> tuple[str, int]:
-        host, port = self._httpd.server_address[:2]
-        return str(host), int(port)
-
-    @property
-    def url(self) -> str:
-        host, port = self.address
-        return f"http://{f'[{host}]' if ':' in host else host}:{port}"
-
-    def start(self) -> StatusServer:
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
     def _healthz(self) -> tuple[int, str, bytes]:
         healthy, status, syncs = self.health()

@@ -3,10 +3,10 @@ request on its own thread, handed to :class:`conn.ui.app.UiApp`."""
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from conn.http_server import ThreadedServer
 from conn.ui.app import MAX_BODY, Response, UiApp
 
 
@@ -31,7 +31,7 @@ def answer(handler: BaseHTTPRequestHandler, app: UiApp, method: str) -> None:
         handler.wfile.write(resp.body)
 
 
-class UiServer:
+class UiServer(ThreadedServer):
     """Serves ``app`` on ``host:port`` (0: a free port) until :meth:`close`."""
 
     def __init__(self, host: str, port: int, make_app: Any) -> None:
@@ -52,29 +52,7 @@ class UiServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # request lines could carry a person's key in a URL: not logged
 
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
-        self._httpd.daemon_threads = True
+        super().__init__(host, port, Handler, "conn-ui-http")
         #: The app, made once the port is known (its guard checks the Host header).
         self.app: UiApp = make_app(self.address[1])
         holder["app"] = self.app
-        self._thread = threading.Thread(target=self._httpd.serve_forever,
-                                        kwargs={"poll_interval": 0.1}, daemon=True,
-                                        name="conn-ui-http")
-
-    @property
-    def address(self) -> tuple[str, int]:
-        host, port = self._httpd.server_address[:2]
-        return str(host), int(port)
-
-    @property
-    def url(self) -> str:
-        host, port = self.address
-        return f"http://{f'[{host}]' if ':' in host else host}:{port}"
-
-    def start(self) -> UiServer:
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
