@@ -1,6 +1,7 @@
 """What the core's follow tests share: a project following one source into the files
 destination or a loopback webhook, the real ``conn sync --follow`` in a subprocess, and
-reading back what arrived (tests/test_follow_*.py)."""
+reading back what arrived (tests/test_follow_*.py). Waiting and private servers:
+:mod:`conn.testing.services`."""
 
 from __future__ import annotations
 
@@ -15,23 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from conn.testing.services import eventually
 
 CONN = str(Path(sys.executable).with_name("conn"))
 #: The columns every queue test declares, and the mapping that sends them on.
 COLUMNS = {"id": "integer", "email": "string", "status": "string"}
-
-
-def eventually(check: Callable[[], Any], timeout: float = 60.0, what: Any = "") -> Any:
-    """Poll ``check`` until it returns something true; fail naming ``what`` (a text, or
-    a callable giving one, evaluated at the failure)."""
-    end = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
-        time.sleep(0.05)
 
 
 def queue_project(folder: Path, source_type: str, config: dict[str, Any], *,
@@ -203,47 +192,3 @@ def _exited(proc: subprocess.Popen) -> str:
     if proc.poll() is None or proc.stderr is None:
         return ""
     return ": " + proc.stderr.read().decode()[-4000:]
-
-
-class PrivateServer:
-    """A server process of the test's own on a free loopback port (``{port}`` and
-    ``{dir}`` in ``argv`` are filled in), which the test may restart: restarting the
-    machine's shared server would break other tests running at the same time."""
-
-    def __init__(self, argv: list[str], folder: Path) -> None:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        folder.mkdir(parents=True, exist_ok=True)
-        self.argv = [a.format(port=self.port, dir=folder) for a in argv]
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        import socket
-
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-
-        def listening() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return True
-            except OSError:
-                return False
-
-        eventually(listening, timeout=30, what=f"{self.argv[0]} on port {self.port}")
-
-    def stop(self) -> None:
-        """SIGTERM (a clean shutdown: the server saves what it must), then wait."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
-        self.proc = None
-
-    def restart(self, down: float = 1.0) -> None:
-        """Stop, stay down ``down`` seconds (the follower's attempts fail), start."""
-        self.stop()
-        time.sleep(down)
-        self.start()

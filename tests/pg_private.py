@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from conn.testing.services import free_port
 
 from tests.conftest import unavailable
 
@@ -56,9 +57,7 @@ class PrivatePostgres:
                             "initdb as (initdb refuses root)")
             os.chown(self.folder, owner.pw_uid, owner.pw_gid)
             self.prefix = ["runuser", "-u", "postgres", "--"]
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.data = self.folder / "data"
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 

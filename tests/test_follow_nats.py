@@ -13,7 +13,6 @@ server is not reachable.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import os
@@ -22,12 +21,12 @@ import signal
 import subprocess
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conn.testing.services import PrivateServer
 
 from tests import follow_kit as kit
 from tests.conftest import unavailable
@@ -43,81 +42,14 @@ from tests.follow_kit import (
     stop,
 )
 
-pytest.importorskip("conn_source_nats")
+nats_testing = pytest.importorskip("conn_source_nats.testing")
 pytest.importorskip("conn_destination_files")
 
 pytestmark = pytest.mark.services
 
-URL = "nats://127.0.0.1:4222"
-
-
-class Nats:
-    """Synchronous helpers over nats-py (a connection per call: tests are not hot)."""
-
-    def __init__(self, url: str = URL) -> None:
-        self.url = url
-
-    def _do(self, fn: Callable[[Any], Any]) -> Any:
-        import nats
-
-        async def go() -> Any:
-            nc = await nats.connect(self.url, connect_timeout=2, max_reconnect_attempts=0)
-            try:
-                return await fn(nc.jetstream())
-            finally:
-                await nc.close()
-
-        return asyncio.run(go())
-
-    def add_stream(self, name: str) -> None:
-        self._do(lambda js: js.add_stream(name=name, subjects=[f"{name}.>"]))
-
-    def delete_stream(self, name: str) -> None:
-        self._do(lambda js: js.delete_stream(name))
-
-    def publish(self, subject: str, messages: Iterable[dict[str, Any] | bytes]) -> list[int]:
-        """Publish (JetStream-acknowledged); returns the stream sequences."""
-        payloads = [m if isinstance(m, bytes) else json.dumps(m).encode() for m in messages]
-
-        async def go(js: Any) -> list[int]:
-            seqs = []
-            for i in range(0, len(payloads), 500):
-                acks = await asyncio.gather(*(js.publish(subject, p)
-                                              for p in payloads[i:i + 500]))
-                seqs += [a.seq for a in acks]
-            return seqs
-
-        return self._do(go)
-
-    def consumer(self, stream: str, durable: str) -> Any:
-        return self._do(lambda js: js.consumer_info(stream, durable))
-
-
-def _reachable() -> str | None:
-    try:
-        Nats()._do(lambda js: js.account_info())
-        return None
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-
-
-@pytest.fixture(scope="session")
-def nats_server() -> Nats:
-    reason = _reachable()
-    if reason is not None:
-        unavailable(f"NATS with JetStream at 127.0.0.1:4222 is not reachable: {reason}")
-    return Nats()
-
-
-@pytest.fixture
-def js_stream(nats_server: Nats) -> Iterator[str]:
-    """A fresh JetStream stream (subjects NAME.>), deleted after the test."""
-    name = "CONN_T_" + uuid.uuid4().hex[:10].upper()
-    nats_server.add_stream(name)
-    yield name
-    nats_server.delete_stream(name)
-
-
+Nats, URL = nats_testing.Nats, nats_testing.URL
+#: The local server and a stream of each test's own; a missing server fails under CI.
+nats_server, js_stream = nats_testing.fixtures(unavailable)
 DURABLE = "conn-follow"
 
 
@@ -223,14 +155,14 @@ def test_a_malformed_message_is_rejected_listed_and_then_acked(tmp_path, nats_se
 
 
 @pytest.fixture
-def private_nats(tmp_path: Path) -> Iterator[kit.PrivateServer]:
+def private_nats(tmp_path: Path) -> Iterator[PrivateServer]:
     """A nats-server with JetStream of the test's own (its store in the test's folder),
     which it may restart."""
     import shutil
 
     if shutil.which("nats-server") is None:
         unavailable("nats-server is not installed")
-    server = kit.PrivateServer(["nats-server", "-js", "-a", "127.0.0.1", "-p", "{port}",
+    server = PrivateServer(["nats-server", "-js", "-a", "127.0.0.1", "-p", "{port}",
                                 "-sd", "{dir}"], tmp_path / "nats")
     server.start()
     yield server
@@ -245,7 +177,7 @@ def test_a_server_restart_in_mid_stream_loses_nothing(tmp_path, private_nats, fa
     last position it acknowledged, every message arrives, and nothing was sent twice
     but the requests in flight, under their original idempotency keys."""
     server = Nats(f"nats://127.0.0.1:{private_nats.port}")
-    stream = "CONN_T_" + uuid.uuid4().hex[:10].upper()
+    stream = nats_testing.stream_name()
     server.add_stream(stream)
     project(tmp_path, stream, url=server.url, hook_url=fault_server.url + "/hook")
 
@@ -285,7 +217,7 @@ def test_conn_serve_killed_at_random_moments_loses_nothing(tmp_path, private_nat
     print(f"seed {seed} (CONN_TEST_SEED={seed} repeats these kill moments)")
     rng = random.Random(seed)
     server = Nats(f"nats://127.0.0.1:{private_nats.port}")
-    stream = "CONN_T_" + uuid.uuid4().hex[:10].upper()
+    stream = nats_testing.stream_name()
     server.add_stream(stream)
     project(tmp_path, stream, url=server.url, hook_url=fault_server.url + "/hook",
             follow=True)

@@ -10,12 +10,9 @@ Each test uses its own table, publication and slot, and drops the slot at the en
 
 from __future__ import annotations
 
-import json
-import signal
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,10 +20,11 @@ from typing import Any
 import pytest
 import yaml
 
+from tests import follow_kit as kit
 from tests.conftest import unavailable
-from tests.follow_kit import eventually, start, stop
+from tests.follow_kit import delivered, eventually, kill, start, stop
 
-pytest.importorskip("conn_postgres")
+pg_testing = pytest.importorskip("conn_postgres.testing")
 pytest.importorskip("conn_destination_webhook")
 pytest.importorskip("conn_destination_files")
 
@@ -62,38 +60,9 @@ def sql(pg_url: str) -> Iterator[Callable[..., Any]]:
     conn.close()
 
 
-@pytest.fixture
-def names(pg_url: str, sql) -> Iterator[Callable[[str], str]]:
-    """Unique names for tables, slots and publications; slots, publications and tables
-    are dropped at the end (an active slot's walsender is ended first)."""
-    level = sql("SELECT current_setting('wal_level')")[0][0]
-    if level != "logical":
-        unavailable(f"PostgreSQL runs with wal_level = {level}; scripts/ensure-services.sh "
-                    "switches it to logical")
-    made: list[str] = []
-    tag = uuid.uuid4().hex[:10]
-
-    def name(kind: str) -> str:
-        made.append(f"{kind}{len(made)}_{tag}")
-        return made[-1]
-
-    yield name
-    for n in made:
-        for _ in range(100):
-            try:
-                active = sql("SELECT active_pid FROM pg_replication_slots "
-                             "WHERE slot_name = $1", (n,))
-                if not active:
-                    break
-                if active[0][0] is None:
-                    sql("SELECT pg_drop_replication_slot($1)", (n,))
-                    break
-                sql("SELECT pg_terminate_backend($1)", (active[0][0],))
-            except Exception:  # taken again in between (a closing follower): retry
-                pass
-            time.sleep(0.1)
-        sql(f'DROP PUBLICATION IF EXISTS "{n}"')
-        sql(f'DROP TABLE IF EXISTS "{n}"')
+#: Unique names, their slots, publications and tables dropped afterwards; a server
+#: without logical replication fails under CI.
+names = pg_testing.names_fixture(unavailable)
 
 
 # --- conn sync --follow -----------------------------------------------------------------
@@ -145,13 +114,6 @@ def wait_active(sql, slot: str, proc: subprocess.Popen) -> None:
     eventually(active, timeout=60, what=f"slot {slot} active")
 
 
-def log_rows(folder: Path) -> list[dict[str, Any]]:
-    path = folder / "out" / "records.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def test_follow_delivers_inserts_updates_and_deletes_to_files_and_a_webhook(
         tmp_path, pg_url, sql, names, fault_server):
     t = names("t")
@@ -166,27 +128,27 @@ def test_follow_delivers_inserts_updates_and_deletes_to_files_and_a_webhook(
             followers.append(start(tmp_path, name, dest))
             wait_active(sql, slots[name], followers[-1])
         sql(f"INSERT INTO \"{t}\" VALUES (1, 'feature_failed', 'x'), (2, 'ok', 'y')")
-        eventually(lambda: len(fault_server.store) == 2 and len(log_rows(tmp_path)) == 2,
+        eventually(lambda: len(fault_server.store) == 2 and len(delivered(tmp_path)) == 2,
                    what="the inserts")
         sql(f"UPDATE \"{t}\" SET status = 'retried' WHERE id = 1")
         sql(f'DELETE FROM "{t}" WHERE id = 2')
         eventually(lambda: fault_server.store == {"1": {"id": 1, "status": "retried"}}
                    and fault_server.deleted["2"] >= 1,
                    what=lambda: f"webhook receiver: {fault_server.store} {fault_server.deleted}")
-        eventually(lambda: any(r["_op"] == "delete" for r in log_rows(tmp_path)),
+        eventually(lambda: any(r["_op"] == "delete" for r in delivered(tmp_path)),
                    what="files log")
     finally:
         codes = [stop(p) for p in followers]
     for code, err in codes:
         assert code == 130, err  # stopped on request: "interrupted", as documented
     final: dict[int, Any] = {}
-    for r in log_rows(tmp_path):
+    for r in delivered(tmp_path):
         if r["_op"] == "delete":
             final.pop(r["id"], None)
         else:
             final[r["id"]] = r["status"]
     assert final == {1: "retried"}
-    assert all("secret" not in r for r in log_rows(tmp_path))
+    assert all("secret" not in r for r in delivered(tmp_path))
 
 
 @pytest.mark.slow
@@ -250,8 +212,7 @@ def test_sigkill_in_mid_stream_loses_nothing_and_resends_only_requests_in_flight
             seen = len(fault_server.requests)
             eventually(lambda seen=seen: len(fault_server.requests) > seen, timeout=60,
                        what="a request in flight")
-            proc.send_signal(signal.SIGKILL)
-            proc.communicate(timeout=10)  # reaps it and closes its pipes
+            kill(proc)
             proc = start(tmp_path, "to_hook", "hook")
         writer.join(timeout=120)
         assert done.is_set()
@@ -265,15 +226,7 @@ def test_sigkill_in_mid_stream_loses_nothing_and_resends_only_requests_in_flight
     finally:
         stop(proc)
     # Every arrival of the same change (record id + payload) carries one key.
-    keys: dict[str, set[str]] = {}
-    arrivals: dict[str, int] = {}
-    for req in fault_server.requests:
-        body = req.json or {}
-        for rec, ikey in zip(body.get("records", []), body.get("idempotency_keys", []),
-                             strict=True):
-            change = json.dumps(rec, sort_keys=True)
-            keys.setdefault(change, set()).add(ikey)
-            arrivals[change] = arrivals.get(change, 0) + 1
+    arrivals, keys = kit.arrivals(fault_server.requests)
     resent = sum(c - 1 for c in arrivals.values())
     print(f"{len(fault_server.requests)} requests, {resent} records re-sent")
     # At most the requests in flight (concurrency 2 x 20 records) and one such window
@@ -293,8 +246,6 @@ def test_a_terminated_walsender_is_reconnected_and_loses_nothing(
     are in flight to a slow webhook: the follower reconnects by itself (with backoff,
     one log line each way) from the last transaction it handed out, every row arrives,
     and nothing was sent twice but the requests in flight."""
-    from tests import follow_kit as kit
-
     t = names("t")
     sql(f'CREATE TABLE "{t}" (id int PRIMARY KEY, status text)')
     slot = names("s")

@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conn.testing.services import PrivateServer
 
 from tests import follow_kit as kit
 from tests.conftest import unavailable
@@ -36,60 +36,14 @@ from tests.follow_kit import (
     stop,
 )
 
-pytest.importorskip("conn_source_redis_streams")
+redis_testing = pytest.importorskip("conn_source_redis_streams.testing")
 pytest.importorskip("conn_destination_files")
 
 pytestmark = pytest.mark.services
 
-URL = "redis://127.0.0.1:6379/0"
-
-
-class Streams:
-    """Helpers over redis-py for the tests."""
-
-    def __init__(self) -> None:
-        import redis
-
-        self.r = redis.Redis.from_url(URL, socket_connect_timeout=2)
-
-    def add(self, key: str, messages: Iterable[dict[str, Any] | bytes]) -> list[str]:
-        """XADD each message as field ``data``; returns the entry IDs."""
-        pipe = self.r.pipeline(transaction=False)
-        for m in messages:
-            pipe.xadd(key, {"data": m if isinstance(m, bytes) else json.dumps(m)})
-        return [i.decode() for i in pipe.execute()]
-
-    def group(self, key: str, group: str) -> dict[str, Any]:
-        for g in self.r.xinfo_groups(key):
-            if g["name"].decode() == group:
-                return g
-        raise AssertionError(f"no group {group!r} on {key!r}")
-
-
-def _reachable() -> str | None:
-    try:
-        Streams().r.ping()
-        return None
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-
-
-@pytest.fixture(scope="session")
-def streams() -> Streams:
-    reason = _reachable()
-    if reason is not None:
-        unavailable(f"Redis at 127.0.0.1:6379 is not reachable: {reason}")
-    return Streams()
-
-
-@pytest.fixture
-def stream_key(streams: Streams) -> Iterator[str]:
-    """A stream key of the test's own, deleted after it."""
-    key = "conn:t:" + uuid.uuid4().hex[:10]
-    yield key
-    streams.r.delete(key)
-
-
+Streams, URL = redis_testing.Streams, redis_testing.URL
+#: The local server and a stream key of each test's own; a missing server fails under CI.
+streams, stream_key = redis_testing.fixtures(unavailable)
 GROUP = "conn-follow"
 
 
@@ -192,14 +146,14 @@ def test_a_malformed_entry_is_rejected_listed_and_then_acked(tmp_path, streams, 
 
 
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[kit.PrivateServer]:
+def private_redis(tmp_path: Path) -> Iterator[PrivateServer]:
     """A redis-server of the test's own (append-only file, synced at every write, so a
     restart keeps the stream and its group), which it may restart."""
     import shutil
 
     if shutil.which("redis-server") is None:
         unavailable("redis-server is not installed")
-    server = kit.PrivateServer(["redis-server", "--port", "{port}", "--bind", "127.0.0.1",
+    server = PrivateServer(["redis-server", "--port", "{port}", "--bind", "127.0.0.1",
                                 "--dir", "{dir}", "--appendonly", "yes",
                                 "--appendfsync", "always", "--save", ""],
                                tmp_path / "redis")
@@ -218,7 +172,7 @@ def test_a_redis_restart_in_mid_stream_loses_nothing(tmp_path, private_redis, fa
     import redis
 
     url = f"redis://127.0.0.1:{private_redis.port}/0"
-    key = "conn:t:" + uuid.uuid4().hex[:10]
+    key = redis_testing.stream_key()
     queue_project(tmp_path, "redis_streams", {"url": url, "key": key, "group": GROUP},
                   hook_url=fault_server.url + "/hook")
 

@@ -4,7 +4,6 @@ optional AUTH (plain text: the tests do not set up TLS certificates)."""
 from __future__ import annotations
 
 import email
-import socket
 import ssl
 import threading
 import warnings
@@ -16,6 +15,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from conn.testing.services import free_port
 
 
 @dataclass
@@ -52,12 +52,6 @@ class Mailbox:
             self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
                                           email.message_from_bytes(raw), raw))
         return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

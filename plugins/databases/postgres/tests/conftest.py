@@ -4,12 +4,12 @@ and unique table names, so tests of several engineers can run at once."""
 from __future__ import annotations
 
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conn_postgres.testing import names_fixture
 
 URL = "postgresql://postgres@127.0.0.1:5432/test"
 ENSURE = Path(__file__).resolve().parents[4] / "scripts" / "ensure-services.sh"
@@ -65,35 +65,6 @@ def table(sql) -> Iterator[str]:
         sql(f'DROP TABLE IF EXISTS "{n}"')
 
 
-@pytest.fixture
-def names(pg_url: str, sql) -> Iterator[Callable[[str], str]]:
-    """Unique names for tables, slots and publications; slots, publications and tables
-    are dropped at the end (an active slot's walsender is ended first)."""
-    level = sql("SELECT current_setting('wal_level')")[0][0]
-    if level != "logical":
-        pytest.skip(f"PostgreSQL runs with wal_level = {level}; scripts/ensure-services.sh "
-                    "switches it to logical")
-    made: list[str] = []
-    tag = uuid.uuid4().hex[:10]
-
-    def name(kind: str) -> str:
-        made.append(f"{kind}{len(made)}_{tag}")
-        return made[-1]
-
-    yield name
-    for n in made:
-        for _ in range(100):
-            try:
-                active = sql("SELECT active_pid FROM pg_replication_slots "
-                             "WHERE slot_name = $1", (n,))
-                if not active:
-                    break
-                if active[0][0] is None:
-                    sql("SELECT pg_drop_replication_slot($1)", (n,))
-                    break
-                sql("SELECT pg_terminate_backend($1)", (active[0][0],))
-            except Exception:  # taken again in between (a closing follower): retry
-                pass
-            time.sleep(0.1)
-        sql(f'DROP PUBLICATION IF EXISTS "{n}"')
-        sql(f'DROP TABLE IF EXISTS "{n}"')
+#: Unique names, their slots, publications and tables dropped afterwards
+#: (conn_postgres.testing, which conn's own follow tests use too).
+names = names_fixture(pytest.skip)

@@ -1,6 +1,8 @@
 """Following PostgreSQL tables through logical replication (README "Streaming"), against
-the real local server: types, the runtime's acknowledgements, ``conn sync --follow``
-into a files and a webhook destination, consent withdrawals, SIGKILL in mid-stream.
+the real local server: types, the runtime's acknowledgements, replica identity,
+unchanged TOASTed values, check(). ``conn sync --follow`` end to end (files and webhook
+destinations, consent withdrawals, SIGKILL in mid-stream) is in conn's
+tests/test_follow_postgres.py, which has those plugins.
 
 Every test uses its own table, publication and slot, and drops the slot at the end (a
 slot left behind keeps WAL forever). Tests skip, saying why, when the server is not
@@ -10,34 +12,21 @@ reachable or its ``wal_level`` is not ``logical``.
 from __future__ import annotations
 
 import json
-import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from conn.errors import CheckFailed
 from conn.streaming import OPERATION
 from conn.testing.harness import read_all
+from conn.testing.services import eventually
 from conn_postgres.replication import Admin, Settings
 from conn_postgres.source import PostgresSource
 
 from .test_postgres import WIDE, WIDE_ROWS
 
 pytestmark = pytest.mark.services
-CONN = str(Path(sys.executable).with_name("conn"))
-
-
-def eventually(check: Callable[[], Any], timeout: float = 60.0, what: Any = "") -> Any:
-    end = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
-        time.sleep(0.05)
 
 
 def source(pg_url: str, table: str, slot: str, **replication: Any) -> PostgresSource:

@@ -4,12 +4,11 @@ what a user sees when the server cannot be reached or the configuration is wrong
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from conn.testing.services import PrivateServer
 
 
 def test_check_explains_an_unreachable_server():
@@ -45,29 +44,17 @@ def test_a_primary_key_outside_the_columns_is_a_config_error():
 
 
 @pytest.fixture
-def plain_nats() -> Iterator[str]:
+def plain_nats(tmp_path: Path) -> Iterator[str]:
     """A nats-server of the test's own, on a free port, without JetStream."""
     binary = shutil.which("nats-server")
     if binary is None:
         pytest.skip("nats-server is not installed: cannot start a server without JetStream")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([binary, "-a", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = PrivateServer([binary, "-a", "127.0.0.1", "-p", "{port}"], tmp_path / "nats")
+    server.start(timeout=10)
     try:
-        end = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < end, "nats-server did not start"
-                time.sleep(0.05)
-        yield f"nats://127.0.0.1:{port}"
+        yield f"nats://127.0.0.1:{server.port}"
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        server.stop()
 
 
 def test_check_explains_that_jetstream_is_disabled(plain_nats):
