@@ -69,11 +69,15 @@ def kill(proc: subprocess.Popen) -> None:
 
 
 def delivered(folder: Path) -> list[dict[str, Any]]:
-    """The records the files destination wrote, in order."""
+    """The records the files destination wrote, in order: its complete lines. A last
+    line without its newline is a write in progress or one a killed follower left
+    behind, which the destination cuts when it next opens the log (its README,
+    "Durability"): not a record."""
     path = folder / "out" / "records.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    complete = path.read_bytes().rpartition(b"\n")[0].decode()
+    return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
 
 def ids(folder: Path) -> set[int]:
