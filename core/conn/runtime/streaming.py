@@ -365,6 +365,24 @@ def _last_per_key(keys: pa.Array) -> pa.Array:
     return pa.array(np.unique(out), pa.int64())
 
 
+def _judge_segment(project: Project, store: StateStore, report: RunReport,
+                   on_alerts: AlertsFn | None) -> None:
+    """The run rules (``failed``, the shares, ``volume``) on a segment that ended, as
+    :func:`conn.runtime.runner.run_syncs` judges a batch run: the same state, cooldown
+    and "resolved" notices. A segment stopped by a signal alerts no one (its status is
+    ``interrupted``, which the rules do not judge). Never raises."""
+    if not project.raw.get("alerts") or interrupt.is_requested():
+        return
+    from conn.alerts import after_run
+
+    report.alerts = after_run(project, store, report)
+    if report.alerts and on_alerts is not None:
+        try:
+            on_alerts(report.alerts)
+        except Exception as exc:  # counting a notice never stops a stream
+            log.warning("alerts: %s", secrets.redact(exc))
+
+
 def follow(project: Project, sync_name: str, stop: threading.Event, on_batch:
            BatchFn | None = None, *, registry: Registry | None = None,
            store: StateStore | None = None, options: RunOptions | None = None,
@@ -374,8 +392,9 @@ def follow(project: Project, sync_name: str, stop: threading.Event, on_batch:
     per :data:`SEGMENT_SECONDS`, each in the run history). For ``conn serve`` (a
     continuous job) and ``conn sync --follow``. Opens the registry and state store
     unless given (a given store is left open). While it runs, the project's lag rules
-    watching the sync are judged (:class:`conn.alerts.lag.LagWatch`); ``on_alerts`` is
-    told of the notices they tried."""
+    watching the sync are judged (:class:`conn.alerts.lag.LagWatch`), and the run rules
+    on each segment that ends (:func:`_judge_segment`); ``on_alerts`` is told of the
+    notices they tried."""
     from conn.plugins import Registry
 
     if sync_name not in project.syncs:
@@ -409,6 +428,7 @@ def follow(project: Project, sync_name: str, stop: threading.Event, on_batch:
             finally:
                 report.finished_at = time.time()
                 registry.hook.run_finished(run=run, report=report)
+            _judge_segment(project, store, report, on_alerts)
             if (not runner.segment_over or stop.is_set() or interrupt.is_requested()
                     or is_paused(project.state_dir, sync_name)):
                 return report.syncs[-1]
