@@ -4,11 +4,12 @@ destination rejects, and the UI app over it."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conn.plugins import Registry
 from conn.ui.app import Response, UiApp
 from conn.ui.guard import Guard
 
@@ -63,3 +64,75 @@ def call(app: UiApp, method: str, path: str, body: Any = None,
                                 json.dumps(body).encode())
     ctype = resp.content_type
     return resp.status, json.loads(resp.body) if ctype == "application/json" else resp.body
+
+
+def _conn(folder: Path, env: dict[str, str], *args: str) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "conn.cli.main", *args], cwd=folder,
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode in (0, 4), (args, out.stderr[-2000:])  # 4: rows rejected
+
+
+def _sql(folder: Path, sql: str, *params: str) -> None:
+    import duckdb
+
+    con = duckdb.connect(str(folder / "warehouse.duckdb"))
+    try:
+        con.execute(sql, list(params))
+    finally:
+        con.close()
+
+
+#: The demo's customers whose health drops between two runs of its trigger's sync.
+DROPPED = (11, 12, 13)
+#: A web visitor alone in the first profile build, tied to the demo's device ``dev-3``
+#: (its customer's profile) before the second: a merge.
+MERGING = "anon-merge-7"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    """``conn init --demo`` (300 customers) after a run of its holdout sync (an
+    experiment), two profile builds (the second merges two profiles), and two runs of
+    its trigger's sync into a loopback webhook, between which three customers' health
+    drops (three events fired and delivered)."""
+    import os
+
+    from conn.testing.http import FaultServer
+
+    folder = tmp_path_factory.mktemp("demo")
+    with FaultServer() as hook:
+        env = {**os.environ, "ALERTS_URL": hook.url + "/alerts"}
+        _conn(folder, env, "init", "--demo", str(folder), "--customers", "300")
+        _sql(folder, "INSERT INTO web_sessions VALUES (999998, ?, NULL)", MERGING)
+        _conn(folder, env, "sync", "warehouse", "crm")
+        _conn(folder, env, "profiles", "build")
+        _conn(folder, env, "sync", "warehouse", "alerts")
+        ids = ", ".join(str(i) for i in DROPPED)
+        _sql(folder, f"INSERT INTO product_events SELECT 900000000 + c * 10 + n, c, "
+             f"'feature_failed', now(), NULL, NULL FROM (SELECT unnest([{ids}]) AS c), "
+             f"range(4) t(n)")
+        _sql(folder, "INSERT INTO web_sessions VALUES (999999, ?, 'dev-3')", MERGING)
+        _conn(folder, env, "sync", "warehouse", "alerts")
+        _conn(folder, env, "profiles", "build")
+        assert len([r for r in hook.requests if r.path == "/alerts"]) >= 1
+    return folder
+
+
+@pytest.fixture
+def demo_registry() -> Iterator[Registry]:
+    """The installed plugins (the demo reads DuckDB, writes files and a webhook), for
+    the UI and the in-process CLI alike."""
+    from conn.plugins import reset_registry
+
+    reg = Registry()
+    reset_registry(reg)
+    yield reg
+    reset_registry(Registry(autoload=False))
+
+
+@pytest.fixture
+def demo_app(demo: Path, demo_registry: Registry) -> UiApp:
+    return UiApp(demo / "conn.yml", demo_registry, Guard(PORT))

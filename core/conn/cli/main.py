@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from conn.cli.profiles_cmd import profiles_app
+from conn.cli.triggers_cmd import triggers_command
 
 app = typer.Typer(
     name="conn",
@@ -40,6 +41,7 @@ alerts_app = typer.Typer(help="Alert rules of conn.yml: list them with their las
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(experiments_app, name="experiments")
 app.add_typer(profiles_app, name="profiles")
+app.command("triggers")(triggers_command)
 
 ProjectOpt = Annotated[
     Optional[Path],  # noqa: UP045 - typer needs Optional here

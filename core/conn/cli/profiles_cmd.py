@@ -68,14 +68,10 @@ def show_cmd(key: Annotated[str, typer.Argument(
     merge history."""
     from conn.cli.common import open_project
     from conn.cli.output import info, print_json, table
-    from conn.errors import ConnError
-    from conn.profiles.lookup import find_profiles
+    from conn.ops.profiles import show
 
     proj, _ = open_project(project, only=set())
-    found = find_profiles(proj, key, name)
-    if not found:
-        raise ConnError(f"no profile holds {key!r} (a profile id or an identifier); "
-                        f"run 'conn profiles build' if the data is new")
+    found = show(proj, key, name)
     if json_out:
         print_json({"ok": True, "profiles": found})
         return

@@ -59,6 +59,21 @@ def _int(query: dict[str, str], name: str, default: int, lo: int, hi: int) -> in
     return value
 
 
+def _float(query: dict[str, str], name: str, default: float, lo: float, hi: float
+           ) -> float:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"query parameter {name!r} must be a number, not {raw!r}") \
+            from None
+    if not lo <= value <= hi:
+        raise ValueError(f"query parameter {name!r} must be between {lo:g} and {hi:g}")
+    return value
+
+
 def openapi() -> dict[str, Any]:
     """The API's OpenAPI 3.1 description."""
     text = resources.files("conn.ui").joinpath("openapi.json").read_text(encoding="utf-8")
@@ -83,6 +98,12 @@ class Api:
             ("GET", ["syncs", "*", "preview"], self.preview),
             ("GET", ["runs", "*"], self.run),
             ("GET", ["people", "*"], self.person),
+            ("GET", ["profiles"], self.profile_sets),
+            ("GET", ["profiles", "*"], self.profile),
+            ("GET", ["triggers"], self.triggers),
+            ("GET", ["triggers", "*"], self.trigger),
+            ("GET", ["experiments"], self.experiments),
+            ("GET", ["experiments", "*", "report"], self.experiment_report),
             ("POST", ["syncs", "*", "run"], self.run_now),
             ("POST", ["syncs", "*", "retry"], self.retry),
             ("POST", ["syncs", "*", "pause"], self.pause),
@@ -222,6 +243,74 @@ class Api:
         proj = self._project(validate=True)
         with self._store(proj) as store:
             return Reply(200, explain_person(proj, subject, self.registry, store))
+
+    def profile_sets(self, query: dict[str, str]) -> Reply:
+        """``conn profiles stats --json``."""
+        from conn.profiles.lookup import stats
+
+        proj = self._project()
+        return Reply(200, {"ok": True, "sets": stats(proj, query.get("set") or None)})
+
+    def profile(self, key: str, query: dict[str, str]) -> Reply:
+        """``conn profiles show KEY [--set NAME] --json``."""
+        from conn.ops.profiles import ProfileNotFound, show
+
+        proj = self._project()
+        try:
+            return Reply(200, {"ok": True, "profiles": show(proj, key,
+                                                            query.get("set") or None)})
+        except ProfileNotFound as exc:
+            raise NotFound(str(exc)) from None
+
+    def triggers(self, query: dict[str, str]) -> Reply:
+        """``conn triggers --json``."""
+        from conn.ops.triggers import triggers
+
+        proj = self._project()
+        recent = _int(query, "recent", 20, 0, 10_000)
+        with self._store(proj) as store:
+            return Reply(200, {"ok": True, "triggers": triggers(proj, store, recent=recent)})
+
+    def trigger(self, name: str, query: dict[str, str]) -> Reply:
+        """``conn triggers NAME --json``."""
+        from conn.ops.triggers import trigger
+
+        proj = self._project()
+        recent = _int(query, "recent", 20, 0, 10_000)
+        with self._store(proj) as store:
+            found = trigger(proj, store, name, recent=recent)
+        if found is None:
+            raise NotFound(f"no trigger named {name!r} (declared: "
+                           f"{', '.join(proj.raw.get('triggers') or {}) or 'none'})")
+        return Reply(200, {"ok": True, "triggers": [found]})
+
+    def experiments(self, query: dict[str, str]) -> Reply:
+        """``conn experiments list --json``."""
+        from conn.runtime.experiment_report import list_experiments
+
+        proj = self._project()
+        with self._store(proj) as store:
+            return Reply(200, {"ok": True, "experiments": list_experiments(store)})
+
+    def experiment_report(self, name: str, query: dict[str, str]) -> Reply:
+        """``conn experiments report NAME --outcome ... [--source] [--key ...] [--alpha]
+        --json``; ``key``: the columns, comma-separated."""
+        from conn.runtime.experiment_report import UnknownExperiment, report
+
+        outcome = (query.get("outcome") or "").strip()
+        if not outcome:
+            raise ValueError("query parameter 'outcome' is required: a stream of the "
+                             "source or a query")
+        alpha = _float(query, "alpha", 0.05, 0.0001, 0.5)
+        keys = tuple(k.strip() for k in (query.get("key") or "").split(",") if k.strip())
+        proj = self._project()
+        with self._store(proj) as store:
+            try:
+                result = report(proj, self.registry, store, name, outcome,
+                                source=query.get("source") or None, key=keys, alpha=alpha)
+            except UnknownExperiment as exc:
+                raise NotFound(str(exc)) from None
+        return Reply(200, {"ok": True, **result})
 
     # --- actions ------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ SECURITY_HEADERS = {
 STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
                 ".svg": "image/svg+xml"}
 #: First path segment of each page (the rest of the path is read by the page's script).
-PAGES = {"", "syncs", "runs", "people"}
+PAGES = {"", "syncs", "runs", "people", "profiles", "triggers", "experiments"}
 #: Largest request body read, bytes (actions take a few small fields).
 MAX_BODY = 64 * 1024
 

@@ -331,6 +331,145 @@ async function personPage(subject) {
     blocks, profiles);
 }
 
+// --- profiles, triggers, experiments -----------------------------------------------------
+
+function kv(obj) {
+  return Object.entries(obj || {}).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(", ") : v}`).join(", ");
+}
+
+function profileForm(value) {
+  const input = h("input", { type: "text", name: "key", value: value || "",
+    placeholder: "a profile id (p_…) or an identifier", "data-testid": "profile-key", "aria-label": "profile" });
+  return h("form", { onsubmit: (e) => { e.preventDefault(); if (input.value) location.href = `/profiles/${enc(input.value)}`; } },
+    input, " ", h("button", { class: "primary", type: "submit" }, "Show"));
+}
+
+async function profilesPage() {
+  document.title = "conn: profiles";
+  const data = await api("profiles");
+  const sets = data.sets.map((s) => h("section", { "data-testid": "profile-set", "data-set": s.set },
+    h("h2", {}, `profiles.${s.set}`),
+    h("div", { class: "cards" }, card("records", s.records, "set-records"), card("profiles", s.profiles, "set-profiles"),
+      card("last build", when(s.built_at) || "never")),
+    h("h3", {}, "Profile sizes (records per profile)"),
+    table([{ t: "size" }, { t: "profiles", num: 1 }], s.sizes.map((b) => h("tr", {},
+      h("td", {}, b.size), h("td", { class: "num" }, fmt(b.profiles)))), { "data-testid": "sizes" }),
+    h("h3", {}, "Largest profiles"),
+    s.largest.length ? table([{ t: "profile" }, { t: "records", num: 1 }], s.largest.map((p) => h("tr", {},
+      h("td", {}, h("a", { href: `/profiles/${enc(p.profile_id)}?set=${enc(s.set)}` }, p.profile_id)),
+      h("td", { class: "num" }, fmt(p.records)))), { "data-testid": "largest" }) : h("p", { class: "muted" }, "None."),
+    h("h3", {}, "Identifiers at their limit"),
+    s.at_limit.length ? table([{ t: "type" }, { t: "limit", num: 1 }, { t: "profiles", num: 1 }], s.at_limit.map((x) => h("tr", {},
+      h("td", {}, x.type), h("td", { class: "num" }, fmt(x.limit)), h("td", { class: "num" }, fmt(x.profiles)))), { "data-testid": "at-limit" })
+      : h("p", { class: "muted" }, "None."),
+    h("h3", {}, "Suspected junk values (never join profiles)"),
+    s.junk.length ? table([{ t: "type" }, { t: "value" }, { t: "records", num: 1 }], s.junk.map((j) => h("tr", {},
+      h("td", {}, j.type), h("td", {}, h("code", {}, j.value)), h("td", { class: "num" }, fmt(j.records)))), { "data-testid": "junk" })
+      : h("p", { class: "muted" }, "None.")));
+  show(h("h1", {}, "Profiles"),
+    h("p", { class: "muted" }, "Identity resolution: the profile sets of the last build (conn profiles stats)."),
+    profileForm(), sets);
+}
+
+async function profilePage(key) {
+  document.title = `conn: profile ${key}`;
+  const set = new URLSearchParams(location.search).get("set");
+  const data = await api(`profiles/${enc(key)}` + (set ? `?set=${enc(set)}` : ""));
+  const blocks = data.profiles.map((p) => h("section", { "data-testid": "profile", "data-profile": p.profile_id },
+    h("h2", {}, `Profile ${p.profile_id} (profiles.${p.set})`),
+    h("h3", {}, "Identities"),
+    table([{ t: "type" }, { t: "value" }, { t: "records", num: 1 }, { t: "sources (edges)" }], p.identities.map((i) =>
+      h("tr", {}, h("td", {}, i.type), h("td", {}, String(i.value)), h("td", { class: "num" }, fmt(i.records)),
+        h("td", {}, i.edges.join(", ")))), { "data-testid": "identities" }),
+    h("h3", {}, "Golden record"),
+    table([{ t: "field" }, { t: "value" }], Object.entries(p.golden).map(([k, v]) => h("tr", {},
+      h("td", {}, k), h("td", {}, v === null ? "" : Array.isArray(v) ? v.join(", ") : String(v)))), { "data-testid": "golden" }),
+    h("h3", {}, "Merges and splits"),
+    p.history.length ? table([{ t: "when" }, { t: "kind" }, { t: "old id" }, { t: "new id" }, { t: "edge / cause" }],
+      p.history.map((e) => h("tr", {}, h("td", { class: "when" }, when(e.changed_at)), h("td", {}, e.kind),
+        h("td", {}, e.old_id || ""), h("td", {}, e.new_id || ""), h("td", {}, e.cause || ""))), { "data-testid": "merges" })
+      : h("p", { class: "muted", "data-testid": "no-merges" }, "No merge or split recorded.")));
+  show(h("h1", {}, `Profile ${key}`), profileForm(key), blocks,
+    h("p", {}, h("a", { href: "/profiles" }, "← all profile sets")));
+}
+
+function triggerSection(t) {
+  const syncs = t.syncs.map((s) => h("section", { "data-testid": "trigger-sync", "data-sync": s.sync },
+    h("h3", {}, h("a", { href: `/syncs/${enc(s.sync)}` }, s.sync), ` → ${s.destination}.${s.object}`),
+    h("div", { class: "cards" }, card("events fired", s.events_fired, "fired"), card("delivered", s.events_delivered, "delivered"),
+      card("rejected", s.events_rejected), card("keys watched", s.keys), card("armed", s.armed), card("keys fired", s.keys_fired)),
+    h("p", { class: "muted" }, `${fmt(s.runs)} run(s)` + (s.last_fired_at ? `; last fired ${when(s.last_fired_at)}` : "; never fired")),
+    s.recent.length ? table([{ t: "key" }, { t: "last fired" }, { t: "events", num: 1 }, { t: "last value" }],
+      s.recent.map((r) => h("tr", { "data-key": r.key }, h("td", {}, r.key), h("td", { class: "when" }, when(r.fired_at)),
+        h("td", { class: "num" }, fmt(r.events)), h("td", {}, r.value === null ? "" : r.value))), { "data-testid": "firings" })
+      : h("p", { class: "muted" }, "No firing yet.")));
+  return h("section", { "data-testid": "trigger", "data-trigger": t.name },
+    h("h2", {}, h("a", { href: `/triggers/${enc(t.name)}` }, t.name)),
+    h("p", {}, h("code", { "data-testid": "definition" }, kv(t.definition))),
+    syncs.length ? syncs : h("p", { class: "muted" }, "No sync sends this trigger's events."));
+}
+
+async function triggersPage(name) {
+  document.title = name ? `conn: trigger ${name}` : "conn: triggers";
+  const data = await api(name ? `triggers/${enc(name)}?recent=100` : "triggers");
+  show(h("h1", {}, name ? `Trigger ${name}` : "Triggers"),
+    h("p", { class: "muted" }, "Events on a value's transitions (conn triggers): fired = sent or rejected by the destination, delivered = acknowledged."),
+    data.triggers.length ? data.triggers.map(triggerSection) : h("p", { class: "muted" }, "No triggers in conn.yml."),
+    name ? h("p", {}, h("a", { href: "/triggers" }, "← all triggers")) : null);
+}
+
+async function experimentsPage() {
+  document.title = "conn: experiments";
+  const data = await api("experiments");
+  show(h("h1", {}, "Experiments"),
+    h("p", { class: "muted" }, "Holdout experiments (conn experiments list)."),
+    data.experiments.length ? table([{ t: "experiment" }, { t: "sync" }, { t: "held out", num: 1 }, { t: "status" },
+      { t: "started" }, { t: "treatment", num: 1 }, { t: "holdout", num: 1 }],
+    data.experiments.map((e) => h("tr", { "data-experiment": e.name },
+      h("td", {}, h("a", { href: `/experiments/${enc(e.name)}` }, e.name)), h("td", {}, e.sync),
+      h("td", { class: "num" }, `${e.percent} %`), h("td", {}, badge(e.status)), h("td", { class: "when" }, when(e.started_at)),
+      h("td", { class: "num" }, fmt(e.treatment)), h("td", { class: "num" }, fmt(e.holdout)))), { "data-testid": "experiments" })
+      : h("p", { class: "muted" }, "No experiments yet: give a sync a 'holdout:' and run it."));
+}
+
+const pct = (v, signed) => (v === null || v === undefined ? "n/a" : (signed && v > 0 ? "+" : "") + (v * 100).toFixed(2) + " %");
+const ci = (c) => (c ? `[${pct(c[0], true)}, ${pct(c[1], true)}]` : "n/a");
+
+async function experimentPage(name) {
+  document.title = `conn: experiment ${name}`;
+  const params = new URLSearchParams(location.search);
+  const outcome = h("input", { type: "text", name: "outcome", value: params.get("outcome") || "", size: 60,
+    placeholder: "a stream (e.g. orders) or a query (SELECT customer_id FROM …)", "data-testid": "outcome", "aria-label": "outcome" });
+  const key = h("input", { type: "text", name: "key", value: params.get("key") || "",
+    placeholder: "key column(s), comma-separated (default: the sync's primary key)", "aria-label": "key" });
+  const form = h("form", { onsubmit: (e) => { e.preventDefault(); if (!outcome.value) return;
+    const q = new URLSearchParams({ outcome: outcome.value }); if (key.value) q.set("key", key.value);
+    location.href = `/experiments/${enc(name)}?${q}`; } }, outcome, " ", key, " ", h("button", { class: "primary", type: "submit" }, "Report"));
+  const head = [h("h1", {}, `Experiment ${name}`), form];
+  if (!params.get("outcome")) {
+    show(head, h("p", { class: "muted" }, "Name the outcome: a member converted if its key appears in it (conn experiments report --outcome)."));
+    return;
+  }
+  show(head, h("p", { class: "muted" }, "Reading the outcome…"));
+  const q = new URLSearchParams({ outcome: params.get("outcome") });
+  for (const k of ["key", "source", "alpha"]) if (params.get(k)) q.set(k, params.get(k));
+  const r = await api(`experiments/${enc(name)}/report?${q}`);
+  const conf = `${r.confidence * 100} %`;
+  const verdict = r.p_value === null ? "no comparison: an arm has no members"
+    : r.significant ? `significant at ${r.alpha}` : `not significant at ${r.alpha}`;
+  show(head, h("p", { class: "muted" }, `sync ${r.sync}, ${r.percent} % held out, ${r.status}; outcome from ${r.outcome.source}`),
+    table([{ t: "arm" }, { t: "members", num: 1 }, { t: "converted", num: 1 }, { t: "rate", num: 1 }],
+      ["treatment", "holdout"].map((a) => h("tr", { "data-arm": a }, h("td", {}, a), h("td", { class: "num" }, fmt(r[a].members)),
+        h("td", { class: "num" }, fmt(r[a].converted)), h("td", { class: "num", "data-testid": `rate-${a}` }, pct(r[a].rate)))),
+      { "data-testid": "arms" }),
+    h("div", { class: "cards" },
+      card(`absolute uplift (${conf} CI ${ci(r.absolute_ci)})`, pct(r.absolute, true), "absolute"),
+      card(`relative uplift (${conf} CI ${ci(r.relative_ci)})`, pct(r.relative, true), "relative"),
+      card(r.method || "p-value", r.p_value === null ? "n/a" : r.p_value.toPrecision(4), "p-value")),
+    h("p", {}, h("strong", { "data-testid": "verdict" }, verdict)),
+    h("p", {}, h("a", { href: "/experiments" }, "← all experiments")));
+}
+
 function route() {
   const parts = location.pathname.split("/").filter(Boolean).map(decodeURIComponent);
   let page;
@@ -339,6 +478,11 @@ function route() {
   else if (parts[0] === "syncs" && parts[2] === "preview") page = previewPage(parts[1]);
   else if (parts[0] === "runs" && parts.length === 2) page = runPage(parts[1]);
   else if (parts[0] === "people") page = personPage(parts[1]);
+  else if (parts[0] === "profiles" && parts.length === 1) page = profilesPage();
+  else if (parts[0] === "profiles" && parts.length === 2) page = profilePage(parts[1]);
+  else if (parts[0] === "triggers" && parts.length <= 2) page = triggersPage(parts[1]);
+  else if (parts[0] === "experiments" && parts.length === 1) page = experimentsPage();
+  else if (parts[0] === "experiments" && parts.length === 2) page = experimentPage(parts[1]);
   else page = Promise.reject(new Error("no such page"));
   page.then(() => document.body.setAttribute("data-loaded", "1"), fail)
       .finally(() => document.body.setAttribute("data-ready", "1"));
