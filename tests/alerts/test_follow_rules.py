@@ -51,6 +51,7 @@ def test_a_followed_sync_rejecting_a_share_of_rows_alerts_once(tmp_path, fault_s
 
         def segment(lo: int, hi: int) -> None:
             """Follow with conn serve until rows lo..hi-1 were answered, then stop."""
+            before = len(notices())
             proc = Serve(tmp_path)
             try:
                 proc.wait_for(_quiet(lambda: server.consumer(stream, DURABLE)
@@ -61,7 +62,7 @@ def test_a_followed_sync_rejecting_a_share_of_rows_alerts_once(tmp_path, fault_s
                 proc.wait_for(lambda: bad & set(range(lo, hi))
                               <= _refused_alone(fault_server.requests), 60)
                 # While it follows, no run rule is judged: the segment has not ended.
-                assert notices() == []
+                assert len(notices()) == before
             finally:
                 code, _ = proc.stop()
             assert code == 0, "\n".join(proc.lines + proc.err)
@@ -70,8 +71,10 @@ def test_a_followed_sync_rejecting_a_share_of_rows_alerts_once(tmp_path, fault_s
         assert [(n["kind"], n["rule"], n["sync"]) for n in notices()] == [
             ("firing", "many_rejected", "q2f")]
         first = notices()[0]
-        assert first["figures"]["rejected"] == 20 and first["figures"]["of"] == 100, first
-        assert "20 of 100" in first["summary"]
+        # Rows still in flight at the stop stay pending; every refused row was answered.
+        assert first["figures"]["rejected"] == 20, first
+        assert first["figures"]["share"] > 0.1 and f"20 of {first['figures']['of']}" \
+            in first["summary"], first
         segment(100, 200)  # rejects as many again: held back by the cooldown
         time.sleep(0.5)
         assert len(notices()) == 1, notices()
@@ -79,7 +82,7 @@ def test_a_followed_sync_rejecting_a_share_of_rows_alerts_once(tmp_path, fault_s
                                  str(tmp_path)], capture_output=True, text=True, timeout=60)
         assert listed.returncode == 0, listed.stderr
         rule = next(r for r in json.loads(listed.stdout)["rules"]
-                    if r["name"] == "many_rejected")
+                    if r["rule"] == "many_rejected")
         state = next(s for s in rule["states"] if s["sync"] == "q2f")
         assert state["state"] == "firing" and state["suppressed"] == 1, state
     finally:

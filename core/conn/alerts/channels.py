@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from conn import interrupt
 from conn.alerts.message import Alert
 from conn.config.alerts import Channel
 from conn.errors import ConnError
@@ -82,8 +83,11 @@ def _webhook(channel: Channel, alert: Alert) -> None:
     s = channel.settings
     body = alert.slack() if channel.type == "slack" else alert.payload()
     retry = RetryPolicy(max_attempts=4, base_delay=0.5, max_delay=5.0, max_total_wait=15.0)
+    if interrupt.is_requested():  # conn is stopping (a drained follower's last segment)
+        retry = RetryPolicy(max_attempts=1)  # one attempt, within the drain bound
     client = HttpClient(timeout=float(s.get("timeout", DEFAULT_TIMEOUT)), retry=retry,
-                        headers=s.get("headers") or {}, name=f"alerts.{channel.name}")
+                        headers=s.get("headers") or {}, name=f"alerts.{channel.name}",
+                        stoppable=False)
     try:
         response = client.request("POST", s["url"], json=body)
     finally:

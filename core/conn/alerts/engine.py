@@ -66,6 +66,12 @@ def decide(previous: dict[str, Any] | None, verdict: Verdict, now: float,
 
 def after_run(project: Project, store: StateStore, report: RunReport) -> list[Delivery]:
     """Evaluate the project's alert rules for each sync of a finished run; never raises."""
+    return after_reports(project, store, [s.as_dict() for s in report.syncs])
+
+
+def after_reports(project: Project, store: StateStore, reports: list[dict[str, Any]]
+                  ) -> list[Delivery]:
+    """:func:`after_run` on syncs' reports (``SyncReport.as_dict()``); never raises."""
     try:
         config = load_alerts(project)
         if config is None or not config.rules:
@@ -75,8 +81,8 @@ def after_run(project: Project, store: StateStore, report: RunReport) -> list[De
             log.warning("alerts: the state backend keeps no notes; alerts are not sent")
             return []
         out: list[Delivery] = []
-        for sync in report.syncs:
-            out += evaluate_sync(config, notes, store, sync.as_dict(), project_name(project))
+        for rep in reports:
+            out += evaluate_sync(config, notes, store, rep, project_name(project))
         return out
     except Exception as exc:  # alerting must never fail the sync it reports on
         log.warning("alerts: could not evaluate the rules: %s", secrets.redact(exc))

@@ -261,8 +261,12 @@ class HttpClient:
                  rate_limit: RateLimit | None = None, limiter: RateLimiter | None = None,
                  retry: RetryPolicy | None = None, transport: httpx.BaseTransport | None = None,
                  clock: Clock = time.monotonic, sleep: Sleep = interruptible_sleep,
-                 seed: int | None = None, name: str = "", max_connections: int = 20) -> None:
+                 seed: int | None = None, name: str = "", max_connections: int = 20,
+                 stoppable: bool = True) -> None:
         self.name = name
+        #: Whether a stop request (:mod:`conn.interrupt`) refuses the next attempt
+        #: (False: a notice sent while conn stops, e.g. an alert on a drained stream).
+        self.stoppable = stoppable
         self.retry = retry or RetryPolicy()
         self.limiter = limiter or RateLimiter.from_rate_limit(
             rate_limit, clock=clock, sleep=sleep, name=name)
@@ -324,7 +328,7 @@ class HttpClient:
         last = ""
         target = f"{method} {url}"
         for attempt in range(policy.max_attempts):
-            if interrupt.is_requested():
+            if self.stoppable and interrupt.is_requested():
                 raise RetryLater("the run was asked to stop before this request was sent; "
                                  "its rows stay pending")
             if self.limiter is not None:

@@ -369,13 +369,19 @@ def _judge_segment(project: Project, store: StateStore, report: RunReport,
                    on_alerts: AlertsFn | None) -> None:
     """The run rules (``failed``, the shares, ``volume``) on a segment that ended, as
     :func:`conn.runtime.runner.run_syncs` judges a batch run: the same state, cooldown
-    and "resolved" notices. A segment stopped by a signal alerts no one (its status is
-    ``interrupted``, which the rules do not judge). Never raises."""
-    if not project.raw.get("alerts") or interrupt.is_requested():
+    and "resolved" notices. A segment ended by a stop (``conn serve``'s, Ctrl-C,
+    SIGTERM) was drained (what it read was answered and committed), so it is judged as
+    the ``ok`` or ``rejected`` run it would have been: a follower restarted more often
+    than a segment lasts is judged too. Never raises."""
+    if not project.raw.get("alerts"):
         return
-    from conn.alerts import after_run
+    from conn.alerts.engine import after_reports
 
-    report.alerts = after_run(project, store, report)
+    reports = [s.as_dict() for s in report.syncs]
+    for rep in reports:
+        if rep.get("status") == "interrupted":
+            rep["status"] = "rejected" if rep.get("rejected") else "ok"
+    report.alerts = after_reports(project, store, reports)
     if report.alerts and on_alerts is not None:
         try:
             on_alerts(report.alerts)
