@@ -210,3 +210,88 @@ def test_with_a_token_the_page_works_only_when_given_it(browser, ui_project, reg
     finally:
         ctx.close()
         server.close()
+
+
+@pytest.fixture
+def demo_page(browser, demo, demo_registry) -> Iterator[tuple[Any, str]]:
+    """A page and the UI's address, over the demo project (tests/ui/conftest.py)."""
+    from conn.ui.app import UiApp
+    from conn.ui.guard import Guard
+    from conn.ui.server import UiServer
+
+    server = UiServer("127.0.0.1", 0, lambda port: UiApp(demo / "conn.yml", demo_registry,
+                                                         Guard(port)))
+    server.start()
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    pg = ctx.new_page()
+    problems: list[str] = []
+    pg.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: problems.append(str(e)))
+    pg.problems = problems
+    pg.set_default_timeout(20_000)
+    try:
+        yield pg, server.url
+    finally:
+        ctx.close()
+        server.close()
+
+
+def test_profiles_triggers_and_experiments_pages(demo_page, demo_app, tmp_path):
+    """Each page loads without a script or policy error and shows what the API (the
+    CLI's --json) holds."""
+    from tests.ui.conftest import DROPPED, MERGING, call
+
+    page, ui = demo_page
+    stats = call(demo_app, "GET", "/api/profiles")[1]["sets"][0]
+    visit(page, ui + "/profiles")
+    assert page.text_content("[data-testid=set-profiles] .n") == f"{stats['profiles']:,}"
+    assert page.locator("[data-testid=sizes] tbody tr").count() == len(stats["sizes"])
+    assert "test@test.com" in page.text_content("[data-testid=junk]")
+    largest = stats["largest"][0]["profile_id"]
+    assert page.locator(f"[data-testid=largest] a:text-is('{largest}')").count() == 1
+    shoot(page, "profiles", tmp_path)
+    page.fill("[data-testid=profile-key]", MERGING)
+    page.press("[data-testid=profile-key]", "Enter")
+    page.wait_for_url(f"**/profiles/{MERGING}")
+    page.wait_for_selector("body[data-ready]")
+    shown = call(demo_app, "GET", f"/api/profiles/{MERGING}")[1]["profiles"]
+    expect(page.locator("[data-testid=profile]")).to_have_count(len(shown))
+    assert "dev-3" in page.text_content("[data-testid=identities]")
+    assert page.problems == []
+    shoot(page, "profile", tmp_path)
+
+    trig = call(demo_app, "GET", "/api/triggers")[1]["triggers"][0]
+    visit(page, ui + "/triggers")
+    section = page.locator("[data-trigger=health_dropped]")
+    assert "below: 40" in section.locator("[data-testid=definition]").text_content()
+    assert section.locator("[data-testid=fired] .n").text_content() == \
+        str(trig["events_fired"])
+    assert section.locator("[data-testid=delivered] .n").text_content() == \
+        str(trig["events_delivered"])
+    keys = {r.get_attribute("data-key") for r in
+            section.locator("[data-testid=firings] tbody tr").all()}
+    assert {str(c) for c in DROPPED} <= keys
+    shoot(page, "triggers", tmp_path)
+    visit(page, ui + "/triggers/health_dropped")
+    assert page.locator("[data-testid=trigger]").count() == 1
+
+    visit(page, ui + "/experiments")
+    row = page.locator("tr[data-experiment=customers_to_crm]")
+    exp = call(demo_app, "GET", "/api/experiments")[1]["experiments"][0]
+    assert f"{exp['holdout']:,}" in row.text_content()
+    shoot(page, "experiments", tmp_path)
+    row.locator("a").click()
+    page.wait_for_selector("[data-testid=outcome]")
+    page.fill("[data-testid=outcome]", "product_events")
+    page.press("[data-testid=outcome]", "Enter")
+    page.wait_for_selector("[data-testid=verdict]")
+    rep = call(demo_app, "GET", "/api/experiments/customers_to_crm/report"
+                                "?outcome=product_events")[1]
+    assert page.text_content("[data-testid=rate-holdout]") == \
+        f"{rep['holdout']['rate'] * 100:.2f} %"
+    assert page.text_content("[data-testid=p-value] .n") == \
+        ("n/a" if rep["p_value"] is None else page.text_content("[data-testid=p-value] .n"))
+    assert ("not significant" in page.text_content("[data-testid=verdict]")) == \
+        (not rep["significant"])
+    assert page.problems == []
+    shoot(page, "experiment", tmp_path)
