@@ -3,7 +3,7 @@ follow that ends is judged like a batch run. A real ``conn serve`` follows a NAT
 stream (``follow: true``) into a webhook that rejects a fifth of the rows; the
 rejected-share rule fires once to a loopback webhook channel, and when the follower
 starts again and its next segment rejects as many, the cooldown holds the reminder
-back. In process, a follow cut into short segments fires once and then resolves."""
+back. In process, a follow cut into short segments fires and then resolves."""
 
 from __future__ import annotations
 
@@ -95,3 +95,43 @@ def _refused_alone(requests) -> set[int]:
     return {r.json["records"][0]["id"] for r in requests
             if r.path == "/hook" and r.status == 400 and r.json
             and len(r.json.get("records", [])) == 1}
+
+
+def test_each_segment_is_judged_as_it_ends(tmp_path, hook, monkeypatch):
+    """In process, segments of 0.3 s: the segment where one row of two is rejected
+    fires the rule while the follower goes on; a later segment with nothing rejected
+    resolves it. Nothing is judged before a segment ends."""
+    import pyarrow as pa
+    from conn.runtime import streaming
+    from conn.testing.sync import SyncHarness
+
+    from tests import fakes
+    from tests.test_streaming import MAPPING, SCHEMA, eventually, person
+
+    monkeypatch.setattr(streaming, "SEGMENT_SECONDS", 0.3)
+    fakes.reset()
+
+    def notices() -> list[str]:
+        return [r.json["kind"] for r in hook.requests if r.path == "/alerts"]
+
+    with SyncHarness(tmp_path) as h:
+        h.destination("crm", fakes.RecordingDestination, {"reject": ["p1@example.com"]})
+        h.stream("people", pa.Table.from_pylist([], schema=SCHEMA), primary_key="id")
+        h.sections["alerts"] = {
+            "channels": {"hook": {"type": "webhook", "url": hook.url + "/alerts"}},
+            "rules": {"many_rejected": {"when": "rejected_share", "above": 0.1,
+                                        "cooldown": "1h"}}}
+        f = h.follow("crm", "people", object="contacts", match_key="email",
+                     mapping=MAPPING, max_latency_ms=20)
+        try:
+            h.changes("people", [person(1), person(2)], ["insert", "insert"])
+            assert f.wait_rows(2)
+            assert eventually(lambda: notices() == ["firing"], 10), notices()
+            # The next segments reject nothing (sent or not): resolved.
+            h.changes("people", [person(3)], ["insert"])
+            assert eventually(lambda: notices() == ["firing", "resolved"], 10), notices()
+        finally:
+            rep = f.stop()
+        assert rep.status in ("ok", "rejected"), rep.error
+        assert notices() == ["firing", "resolved"]
+    fakes.reset()
