@@ -257,6 +257,8 @@ def test_profiles_triggers_and_experiments_pages(demo_page, demo_app, tmp_path):
     shown = call(demo_app, "GET", f"/api/profiles/{MERGING}")[1]["profiles"]
     expect(page.locator("[data-testid=profile]")).to_have_count(len(shown))
     assert "dev-3" in page.text_content("[data-testid=identities]")
+    edges = sorted({e for i in shown[0]["identities"] for e in i["edges"]})
+    assert page.text_content("[data-testid=sources]").endswith(", ".join(edges))
     assert page.problems == []
     shoot(page, "profile", tmp_path)
 

@@ -377,10 +377,12 @@ async function profilePage(key) {
   const data = await api(`profiles/${enc(key)}` + (set ? `?set=${enc(set)}` : ""));
   const blocks = data.profiles.map((p) => h("section", { "data-testid": "profile", "data-profile": p.profile_id },
     h("h2", {}, `Profile ${p.profile_id} (profiles.${p.set})`),
+    h("p", { "data-testid": "sources" }, "Sources (edges): ",
+      [...new Set(p.identities.flatMap((i) => i.edges))].sort().join(", ")),
     h("h3", {}, "Identities"),
-    table([{ t: "type" }, { t: "value" }, { t: "records", num: 1 }, { t: "sources (edges)" }], p.identities.map((i) =>
-      h("tr", {}, h("td", {}, i.type), h("td", {}, String(i.value)), h("td", { class: "num" }, fmt(i.records)),
-        h("td", {}, i.edges.join(", ")))), { "data-testid": "identities" }),
+    table([{ t: "type" }, { t: "value" }, { t: "records", num: 1 }], p.identities.map((i) =>
+      h("tr", {}, h("td", {}, i.type), h("td", {}, String(i.value)), h("td", { class: "num" }, fmt(i.records)))),
+      { "data-testid": "identities" }),
     h("h3", {}, "Golden record"),
     table([{ t: "field" }, { t: "value" }], Object.entries(p.golden).map(([k, v]) => h("tr", {},
       h("td", {}, k), h("td", {}, v === null ? "" : Array.isArray(v) ? v.join(", ") : String(v)))), { "data-testid": "golden" }),
