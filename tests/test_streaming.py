@@ -5,6 +5,7 @@ then; deletes and consent withdrawals delete in mirror mode."""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -367,3 +368,67 @@ def test_a_change_re_sent_after_a_crash_keeps_its_key_however_it_is_regrouped(h)
     f.stop()
     assert len(keys) >= 2
     assert all(len(k) == 1 for k in keys.values()), keys
+
+
+@pytest.fixture
+def held_write(monkeypatch):
+    """The destination's first write waits until ``release`` is set; ``planned`` counts
+    the micro-batches planned (the runner's per-batch path called)."""
+    from conn.runtime.runner import SyncRunner
+
+    entered, release = threading.Event(), threading.Event()
+    planned: list[int] = []
+    plan = SyncRunner._plan_batch
+
+    def counting(self, *args, **kw):
+        planned.append(1)
+        return plan(self, *args, **kw)
+
+    def first_waits(req: Any) -> None:
+        if not entered.is_set():
+            entered.set()
+            release.wait(30)
+
+    monkeypatch.setattr(SyncRunner, "_plan_batch", counting)
+    fakes.WRITE_HOOK.append(first_waits)
+    yield entered, release, planned
+    release.set()
+
+
+def test_a_micro_batch_is_planned_while_the_one_before_is_delivered(h, held_write):
+    entered, release, planned = held_write
+    f = follow(h)
+    h.changes("people", [person(1)], ["insert"])
+    assert entered.wait(10)
+    h.changes("people", [person(2)], ["insert"])
+    # The second micro-batch's keys are not in the first: planned at once.
+    assert eventually(lambda: len(planned) == 2, timeout=10)
+    assert [op for op, _ in sent()] == []
+    release.set()
+    assert f.wait_rows(2)
+    rep = f.stop()
+    assert [r["id"] for _, recs in sent() for r in recs] == ["1", "2"]
+    assert (rep.inserted, rep.updated) == (2, 0)
+
+
+def test_a_key_still_in_flight_is_planned_once_its_answer_is_committed(h, held_write):
+    entered, release, planned = held_write
+    keys: list[str] = []
+    fakes.WRITE_HOOK.append(lambda req: keys.extend(req.idempotency_keys()))
+    f = follow(h)
+    h.changes("people", [person(1)], ["insert"])
+    assert entered.wait(10)
+    h.changes("people", [person(1, "Bo")], ["update"])
+    time.sleep(0.5)  # many times the time bound: it would have been planned by now
+    assert len(planned) == 1
+    release.set()
+    assert f.wait_rows(2)
+    rep = f.stop()
+    # Planned against the insert's acknowledgement: an update, under a key of its own.
+    assert (rep.inserted, rep.updated) == (1, 1)
+    assert [recs for _, recs in sent()] == [[mapped(1, "Ana")], [mapped(1, "Bo")]]
+    assert len(set(keys)) == 2
+
+
+def mapped(i: int, name: str) -> dict[str, Any]:
+    return {"id": str(i), "email": f"p{i}@example.com", "name": name}

@@ -13,6 +13,7 @@ destinations and the runtime import it; it imports none of them.
 from __future__ import annotations
 
 import builtins
+import threading
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -123,27 +124,31 @@ class WriteRequest:
     #: Per record: ``key`` (primary key), ``hash`` (payload hash, null for deletes) and
     #: ``previous`` (the hash acknowledged before): what idempotency keys derive from.
     basis: pa.RecordBatch | None = field(default=None, repr=False, compare=False)
+    #: The idempotency keys of the request its slices were cut from, computed once for
+    #: all of them, and where this one starts in it.
+    _keys: _SharedKeys | None = field(default=None, repr=False, compare=False)
+    _at: int = field(default=0, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self._keys is None and self.basis is not None:
+            object.__setattr__(self, "_keys", _SharedKeys(self))
 
     def __len__(self) -> int:
         return self.records.num_rows
 
     def slice(self, offset: int, length: int) -> WriteRequest:
         return replace(self, records=self.records.slice(offset, length),
-                       basis=None if self.basis is None else self.basis.slice(offset, length))
+                       basis=None if self.basis is None else self.basis.slice(offset, length),
+                       _keys=self._keys, _at=self._at + offset)
 
     def idempotency_keys(self) -> list[str]:
         """One idempotency key per record (hex), derived from what is sent: the same on
         every retry, in every run and after a crash while the record is unchanged, new
         for every change of it (see :mod:`conn.idempotency`). Send them wherever the
         vendor accepts one (a message id, an event id)."""
-        from conn.idempotency import record_keys
-
-        if self.basis is None:
+        if self.basis is None or self._keys is None:
             raise ConnError("this request carries no idempotency basis (built by hand?)")
-        b = self.basis
-        hashes = None if self.operation in ("delete", "erase") else b.column("hash")
-        return record_keys(self.sync, self.object.name, self.operation, b.column("key"),
-                           b.column("previous"), hashes).to_pylist()
+        return self._keys.get().slice(self._at, len(self)).to_pylist()
 
     def idempotency_key(self) -> str:
         """One idempotency key for the whole request (its records' keys in order), for
@@ -156,6 +161,31 @@ class WriteRequest:
         """Records as dicts; for API payloads of one request (at most ``batch_size``).
         Null values of fields mapped with ``null: skip`` are left out."""
         return records(self.records)
+
+
+class _SharedKeys:
+    """The idempotency keys of a whole request, computed the first time one of its slices
+    asks (a destination's writers ask at once, on their threads): one vectorised pass
+    instead of one per request sent."""
+
+    def __init__(self, root: WriteRequest) -> None:
+        self._root: WriteRequest | None = root
+        self._value: pa.Array | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> pa.Array:
+        with self._lock:
+            if self._value is None:
+                from conn.idempotency import record_keys
+
+                r = self._root
+                assert r is not None and r.basis is not None
+                b = r.basis
+                hashes = None if r.operation in ("delete", "erase") else b.column("hash")
+                self._value = record_keys(r.sync, r.object.name, r.operation, b.column("key"),
+                                          b.column("previous"), hashes)
+                self._root = None
+            return self._value
 
 
 def seal_request(sync: str, obj: ObjectInfo, operation: Operation,

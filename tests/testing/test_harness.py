@@ -7,6 +7,8 @@ import pytest
 from conn.destination import WriteRequest, WriteResult
 from conn.pipeline import verify
 from conn.testing.harness import make_request, write_records
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests import fakes
 
@@ -59,3 +61,26 @@ def test_a_delete_carries_only_the_match_key(dest) -> None:
 def test_keys_must_match_the_records(dest) -> None:
     with pytest.raises(ValueError, match="1 keys for 2 records"):
         make_request(dest, "contacts", ROWS, keys=["only-one"])
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 60), st.lists(st.tuples(st.integers(0, 60), st.integers(0, 60)),
+                                    min_size=1, max_size=12))
+def test_slices_asked_at_once_have_the_keys_of_their_records(n, cuts) -> None:
+    """Idempotency keys are computed once per request and shared by its slices (the
+    chunks a destination's writers send at once): each slice, and each slice of a
+    slice, still gets exactly the keys its own records have."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with fakes.RecordingDestination({}, instance="crm") as d:
+        rows = [{"id": str(i), "email": f"p{i}@example.com", "name": f"n{i}"}
+                for i in range(n)]
+        whole = make_request(d, "contacts", rows).idempotency_keys()
+        req = make_request(d, "contacts", rows)
+        parts = [req.slice(a, b).slice(b % 3, a + 1) for a, b in cuts]
+        with ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(lambda r: r.idempotency_keys(), parts))
+        for (a, b), keys in zip(cuts, got, strict=True):
+            start = min(a, n)
+            inner = whole[start:start + b][b % 3:b % 3 + a + 1]
+            assert keys == inner

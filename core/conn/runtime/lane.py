@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from conn import secrets
 
@@ -33,6 +33,30 @@ T = TypeVar("T")
 
 #: Jobs that may wait or run at once (one running, one queued behind it).
 DEFAULT_DEPTH = 2
+
+
+class JobSink(Protocol):
+    """Where the runner's per-batch path hands its jobs: the lane, or a :class:`Bundle`."""
+
+    def submit(self, job: Callable[[], bool | None]) -> None:
+        """Take ``job`` (to run on the lane, in order)."""
+
+
+class Bundle:
+    """Jobs gathered on the calling thread, then run on the lane as one job, in order:
+    a streaming micro-batch is planned while the lane still delivers the one before,
+    and handed over whole. Calling it runs the jobs and stops at the first one that
+    returns ``False`` (returning ``False``: the lane then stops)."""
+
+    def __init__(self) -> None:
+        self.jobs: list[Callable[[], bool | None]] = []
+
+    def submit(self, job: Callable[[], bool | None]) -> None:
+        """Add ``job`` after the others."""
+        self.jobs.append(job)
+
+    def __call__(self) -> bool:
+        return all(job() is not False for job in self.jobs)
 
 
 class DeliveryLane:

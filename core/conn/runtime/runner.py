@@ -28,7 +28,7 @@ from conn.keys import key_array
 from conn.mapping import build_mapper
 from conn.privacy.suppression import Suppression
 from conn.runtime import activation, delivery, forget, holdouts, pausing
-from conn.runtime.lane import DeliveryLane
+from conn.runtime.lane import DeliveryLane, JobSink
 from conn.runtime.opening import OpenedInBackground
 from conn.runtime.report import RunInfo, RunReport, SyncReport
 from conn.source import SourceState
@@ -416,7 +416,7 @@ class SyncRunner:
             self._plan_batch(p, item, state_of(), lane)
 
     def _plan_batch(self, p: PreparedSync, item: pa.RecordBatch, st: SyncState,
-                    lane: DeliveryLane, *, keys: pa.Array | None = None) -> pa.Array:
+                    lane: JobSink, *, keys: pa.Array | None = None) -> pa.Array:
         """Gate, map and plan one batch of source rows on this thread and hand its
         delivery to ``lane``: the one path every row takes to a destination. Returns
         the keys of the rows the gate passed. ``keys``: the batch's primary keys when

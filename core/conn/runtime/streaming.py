@@ -14,7 +14,9 @@ path to a destination. What differs:
 
 * every micro-batch is a new planning pass (:meth:`SyncState.rebase`): a key may change
   many times in a run, and is planned against what the destination acknowledged for it
-  so far (an unchanged payload is not re-sent);
+  so far (an unchanged payload is not re-sent). A micro-batch is planned while the
+  delivery lane still sends the ones before it (handed over whole, as one lane job),
+  unless it holds one of their keys: then only once they are committed;
 * within a micro-batch only the last change of each key counts (a row inserted and then
   updated is sent once, with its final values);
 * ``mirror`` mode deletes, by the match value stored in the state, the keys the stream
@@ -34,8 +36,8 @@ path to a destination. What differs:
   nothing the state does not already hold.
 
 Stopping: ``stop`` set (``conn serve``), Ctrl-C or SIGTERM (:mod:`conn.interrupt`): no
-further micro-batch is started, the one in flight is answered and committed, its
-position acknowledged, and the run ends (``ok`` when stopped by ``stop``, ``interrupted``
+further micro-batch is started, those handed to the lane are answered and committed,
+their position acknowledged, and the run ends (``ok`` when stopped by ``stop``, ``interrupted``
 on a signal, as for batch syncs). Changes gathered but not yet sent stay
 unacknowledged: the source redelivers them on the next start.
 """
@@ -45,6 +47,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -59,6 +62,7 @@ from conn.errors import ConfigError
 from conn.keys import key_array
 from conn.runtime import activation, delivery
 from conn.runtime.commit_buffer import CommitBuffer
+from conn.runtime.lane import Bundle
 from conn.runtime.pausing import paused_report
 from conn.runtime.report import RunInfo, RunReport, SyncReport
 from conn.runtime.runner import (
@@ -128,6 +132,11 @@ class StreamingRunner(SyncRunner):
         #: they reach ``_window_rows`` records (set when the destination is known).
         self._buffer = CommitBuffer()
         self._window_rows = 1
+        #: Keys of the micro-batches handed to the lane (by number), until the
+        #: delivery thread committed them (``_done_seq``).
+        self._flights: deque[tuple[int, pa.Array]] = deque()
+        self._flushed_seq = 0
+        self._done_seq = 0
         #: Whether the run ended because its segment was over (see SEGMENT_SECONDS).
         self.segment_over = False
 
@@ -210,39 +219,59 @@ class StreamingRunner(SyncRunner):
 
     def _flush(self, p: PreparedSync, st: SyncState, lane: DeliveryLane,
                batches: list[ChangeBatch], position: Any) -> bool:
-        """Send one micro-batch and queue the save of its position behind it; False
-        when the lane stopped (a delivery failed)."""
-        # Planned against everything committed before: wait for the previous micro-batch.
-        lane.drain()
+        """Plan one micro-batch and hand it to the lane as one job, the save of its
+        position behind its requests; False when the lane stopped (a delivery failed).
+        It is planned while the lane still delivers the micro-batches before it, unless
+        it holds a key of theirs: then once they are committed (its plan needs their
+        acknowledgements)."""
         self._acknowledge(p)
         if lane.stopped:
             return False
         t0 = time.monotonic()
         times: pa.Array | None = None
+        jobs = Bundle()
+        seq = self._flushed_seq = self._flushed_seq + 1
         with_rows = [b for b in batches if b.rows]
         if with_rows:
-            # Its reach is stored before any of its requests goes out.
-            lane.submit(partial(self._save_reach, st, position,
-                                sum(b.rows + len(b.rejected) for b in batches)))
             changes = pa.concat_batches([b.changes for b in with_rows if b.changes])
             keys = key_array(changes, p.stream.primary_key)
+            if self._in_flight(keys):
+                lane.drain()
+                self._acknowledge(p)
+                if lane.stopped:
+                    return False
+            self._flights.append((seq, keys))
+            # Its reach is stored before any of its requests goes out.
+            jobs.submit(partial(self._save_reach, st, position,
+                                sum(b.rows + len(b.rejected) for b in batches)))
             st.rebase(keys)
             if all(b.commit_times is not None for b in with_rows):
                 times = pa.chunked_array([b.commit_times for b in with_rows]).combine_chunks()
-            self._send(p, st, lane, changes, keys)
+            self._send(p, st, lane, jobs, changes, keys)
         rejected = [r for b in batches for r in b.rejected]
         if rejected:
-            # Recorded on the lane before the position's save: acknowledged only after.
-            lane.submit(partial(self._record_rejected, st, rejected))
-        lane.submit(partial(self._save_position, st, position, sum(b.rows for b in batches),
-                            times, t0))
+            # Recorded before the position's save: acknowledged only after.
+            jobs.submit(partial(self._record_rejected, st, rejected))
+        jobs.submit(partial(self._save_position, st, position, sum(b.rows for b in batches),
+                            times, t0, seq))
+        lane.submit(jobs)
         return not lane.stopped
 
-    def _send(self, p: PreparedSync, st: SyncState, lane: DeliveryLane,
+    def _in_flight(self, keys: pa.Array) -> bool:
+        """Whether a micro-batch handed to the lane and not yet committed holds one of
+        ``keys`` (forgetting those committed)."""
+        while self._flights and self._flights[0][0] <= self._done_seq:
+            self._flights.popleft()
+        if not self._flights:
+            return False
+        held = pa.chunked_array([k for _, k in self._flights]).combine_chunks()
+        return bool(pc.any(pc.is_in(keys, value_set=held.cast(keys.type))).as_py())
+
+    def _send(self, p: PreparedSync, st: SyncState, lane: DeliveryLane, jobs: Bundle,
               changes: pa.RecordBatch, keys: pa.Array) -> None:
-        """Plan and hand to the lane the last change of each key (``keys``: the
-        changes' primary keys): upserts through the runner's per-batch path, deletes
-        (mirror mode) by the stored match values."""
+        """Plan into ``jobs`` the last change of each key (``keys``: the changes'
+        primary keys): upserts through the runner's per-batch path, deletes (mirror
+        mode) by the stored match values."""
         rep = self.report
         last = _last_per_key(keys)
         if len(last) != len(keys):
@@ -255,7 +284,7 @@ class StreamingRunner(SyncRunner):
         up_keys = keys.filter(pc.invert(is_delete))
         gone = keys.filter(is_delete)
         if upserts.num_rows:
-            passed = self._plan_batch(p, upserts, st, lane, keys=up_keys)
+            passed = self._plan_batch(p, upserts, st, jobs, keys=up_keys)
             if self.sync.mode == "mirror":
                 # Rows the gate withheld (consent withdrawn by this change) leave the set.
                 withheld = up_keys.filter(pc.invert(pc.is_in(up_keys, value_set=passed)))
@@ -267,8 +296,9 @@ class StreamingRunner(SyncRunner):
             rep.skipped += len(gone)
             return
         size = max(p.obj.capabilities.batch_size, 1000)
+        lane.drain()  # the stored match values are read while nothing commits
         for found in st.held(gone, size, self._match_type):
-            lane.submit(partial(self._deliver_deletes, p, st, found, time.monotonic()))
+            jobs.submit(partial(self._deliver_deletes, p, st, found, time.monotonic()))
 
     def _record_rejected(self, st: SyncState, rejected: list[tuple[str, str]]) -> bool:
         """On the lane: store the messages the source could not read as rejections of
@@ -308,7 +338,7 @@ class StreamingRunner(SyncRunner):
         st.save_source_state(StreamState(self._saved_position, position, changes).stored())
 
     def _save_position(self, st: SyncState, position: Any, rows: int,
-                       times: pa.Array | None, t0: float) -> None:
+                       times: pa.Array | None, t0: float, seq: int) -> None:
         """On the lane, after the micro-batch's requests were answered: commit their
         acknowledgements, store the position, then let the reading thread acknowledge
         it."""
@@ -317,6 +347,7 @@ class StreamingRunner(SyncRunner):
         self._saved_position = position
         self._committed = position
         self._committed_seq += 1
+        self._done_seq = seq
         if self.on_batch is not None and rows:
             latencies = []
             if times is not None and len(times):

@@ -146,9 +146,10 @@ class SyncState(abc.ABC):
         """Streaming runs: start a new pass. What this run committed so far becomes the
         state later batches are planned against (a key acknowledged earlier in the run
         is an update, not an insert), and no key counts as seen, so a key may come again.
-        Called between micro-batches, once every earlier commit is done. ``keys``: the
-        keys of the next batch, when known; only those may then be planned until the
-        next rebase (a pass over a long run then costs what its batch does)."""
+        Called between micro-batches, once every earlier commit of their keys is done
+        (commits of other keys may still run on another thread). ``keys``: the keys of
+        the next batch, when known; only those may then be planned until the next
+        rebase (a pass over a long run then costs what its batch does)."""
         from conn.errors import StateError
 
         raise StateError(f"{type(self).__name__} cannot plan a streaming run")

@@ -126,35 +126,47 @@ class Follower:
             yield ChangeBatch(batch, position(end), pa.array(buf.commit_times, pa.float64()))
 
     def _arrow(self, buf: ChangeBuffer, stream: StreamInfo, where: str) -> pa.RecordBatch:
-        """The buffer's text values as the stream's Arrow types (one conversion per
-        column), with the operation column."""
+        """The buffer's changes as the stream's Arrow types (their text decoded for all
+        the changes at once, then one conversion per column), with the operation
+        column."""
         index = {c: i for i, c in enumerate(buf.columns)}
         missing = [f.name for f in stream.schema if f.name not in index]
         if missing:
             raise ConnError(f"{where}: replication carries no column(s) {missing}")
+        try:
+            texts = buf.text_columns()
+        except ValueError as exc:
+            raise ConnError(f"{where}: {exc}") from None
         if buf.unchanged:
-            self._fill_unchanged(buf, stream, index)
-        arrays = [pgtext.column(buf.values[index[f.name]], f, where) for f in stream.schema]
+            texts = self._fill_unchanged(buf, texts, stream, index)
+        arrays = [pgtext.column(texts[index[f.name]], f, where) for f in stream.schema]
         arrays.append(pa.array(buf.operations, pa.string()))
         return pa.RecordBatch.from_arrays(
             arrays, schema=stream.schema.append(pa.field(OPERATION, pa.string())))
 
-    def _fill_unchanged(self, buf: ChangeBuffer, stream: StreamInfo,
-                        index: dict[str, int]) -> None:
+    def _fill_unchanged(self, buf: ChangeBuffer, texts: list[pa.Array], stream: StreamInfo,
+                        index: dict[str, int]) -> list[pa.Array]:
         """Read the values an update did not carry (unchanged TOAST, without REPLICA
         IDENTITY FULL) from the table as it is now."""
         key = list(stream.primary_key)
         rows = sorted({r for r, _ in buf.unchanged})
         cols = sorted({buf.columns[c] for _, c in buf.unchanged})
-        keys = [tuple(buf.values[index[k]][r] for k in key) for r in rows]
+        take = pa.array(rows, pa.int64())
+        keys = list(zip(*(texts[index[k]].take(take).to_pylist() for k in key), strict=True))
         current = self.admin.fetch_text(self.schema, stream.name, key, cols, keys)
+        missing = set(buf.unchanged)
+        out = list(texts)
+        values = {name: texts[index[name]].to_pylist() for name in cols}
         for r, k in zip(rows, keys, strict=True):
             found = current.get(k)
             if found is None:
                 continue  # deleted since: a later change in the stream says so
             for name, value in zip(cols, found, strict=True):
-                if (r, index[name]) in set(buf.unchanged):
-                    buf.values[index[name]][r] = value
+                if (r, index[name]) in missing:
+                    values[name][r] = value
+        for name in cols:
+            out[index[name]] = pa.array(values[name], texts[index[name]].type)
+        return out
 
     def acknowledge(self, pos: Any) -> None:
         self._acked = max(self._acked, position_lsn(pos))

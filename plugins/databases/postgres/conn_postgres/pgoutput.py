@@ -4,8 +4,10 @@ The message formats are PostgreSQL's "Logical Replication Message Formats"
 (https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html):
 Begin, Commit, Relation, Insert, Update, Delete and Truncate are decoded; Origin, Type
 and logical decoding messages are skipped. Column values arrive as PostgreSQL's text
-output; :class:`ChangeBuffer` collects them per column, and :mod:`conn_postgres.pgtext`
-turns each column into Arrow in one go when a batch is handed out.
+output; :class:`ChangeBuffer` keeps the changes' messages, whose values are read into
+Arrow for all the changes of a batch at once when it is handed out
+(:mod:`conn_postgres.pgtuples`), and :mod:`conn_postgres.pgtext` turns each column into
+its type in one go.
 """
 
 from __future__ import annotations
@@ -13,6 +15,12 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from conn_postgres import pgtuples
 
 #: Microseconds between 1970-01-01 and PostgreSQL's epoch, 2000-01-01.
 PG_EPOCH_US = 946_684_800 * 1_000_000
@@ -42,22 +50,63 @@ class Relation:
 
 @dataclass
 class ChangeBuffer:
-    """Decoded changes of one table, column by column (text values), with each change's
-    operation and commit time (seconds since the epoch)."""
+    """Changes of one table, undecoded: each change's message and where in it the tuple
+    to read starts (the new row; a delete's old row), with its operation and commit time
+    (seconds since the epoch). :meth:`text_columns` decodes them all at once."""
 
     columns: list[str]
-    values: list[list[Any]] = field(default_factory=list)
+    key_flags: list[bool] = field(default_factory=list)
+    payloads: list[bytes] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
     operations: list[str] = field(default_factory=list)
     commit_times: list[float] = field(default_factory=list)
+    #: Rows of deletes that carry only the key columns (the others are null).
+    key_only: list[int] = field(default_factory=list)
+    #: The old row of updates that sent it (REPLICA IDENTITY FULL), by row: where an
+    #: unchanged TOAST value of the new row is read from.
+    olds: dict[int, list[Any]] = field(default_factory=dict)
     #: (row, column) of values the server did not send (unchanged TOAST of an update
-    #: without the old row): null here until read from the table.
+    #: without the old row): null in :meth:`text_columns` until read from the table.
     unchanged: list[tuple[int, int]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.values = [[] for _ in self.columns]
 
     def __len__(self) -> int:
         return len(self.operations)
+
+    def split(self, n: int) -> ChangeBuffer:
+        """Take out the first ``n`` changes (the rest stays)."""
+        out = ChangeBuffer(self.columns, self.key_flags, self.payloads[:n], self.starts[:n],
+                           self.operations[:n], self.commit_times[:n],
+                           [r for r in self.key_only if r < n],
+                           {r: v for r, v in self.olds.items() if r < n})
+        del self.payloads[:n], self.starts[:n], self.operations[:n], self.commit_times[:n]
+        self.key_only = [r - n for r in self.key_only if r >= n]
+        self.olds = {r - n: v for r, v in self.olds.items() if r >= n}
+        return out
+
+    def text_columns(self) -> list[pa.Array]:
+        """Every column's text values (string arrays), decoded together
+        (:mod:`conn_postgres.pgtuples`); fills :attr:`unchanged`."""
+        arrays, kinds = pgtuples.text_columns(self.payloads, self.starts, len(self.columns))
+        if self.key_only:
+            # A delete by key: only the key columns were sent.
+            mask = np.zeros(len(self), dtype=bool)
+            mask[self.key_only] = True
+            nulls = pa.array(mask)
+            arrays = [a if key else pc.if_else(nulls, pa.scalar(None, a.type), a)
+                      for a, key in zip(arrays, self.key_flags, strict=True)]
+        self.unchanged = []
+        rows, cols = np.nonzero(kinds == pgtuples.UNCHANGED_TOAST)
+        if len(rows):
+            patched: dict[int, list[Any]] = {}
+            for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+                old = self.olds.get(r)
+                if old is not None and old[c] is not UNCHANGED:
+                    patched.setdefault(c, arrays[c].to_pylist())[r] = old[c]
+                else:
+                    self.unchanged.append((r, c))
+            for c, values in patched.items():
+                arrays[c] = pa.array(values, arrays[c].type)
+        return arrays
 
 
 def lsn_text(lsn: int) -> str:
@@ -113,8 +162,6 @@ class Decoder:
         self.commit_end = 0
         self.truncated = False
         self._commit_time = 0.0
-        #: Rows whose new tuple lacks unchanged TOAST values (row index, column index).
-        self.unchanged: list[tuple[int, int]] = []
 
     def relation(self) -> Relation | None:
         """The followed table's last Relation message, if one came."""
@@ -131,15 +178,8 @@ class Decoder:
         n = self.committed if committed_only else len(buf)
         if not n:
             return None
-        out = ChangeBuffer(buf.columns)
-        out.values = [col[:n] for col in buf.values]
-        out.operations, out.commit_times = buf.operations[:n], buf.commit_times[:n]
-        buf.values = [col[n:] for col in buf.values]
-        del buf.operations[:n], buf.commit_times[:n]
         self.committed -= n
-        out.unchanged = [(r, c) for r, c in self.unchanged if r < n]
-        self.unchanged = [(r - n, c) for r, c in self.unchanged if r >= n]
-        return out
+        return buf.split(n)
 
     def feed(self, payload: bytes) -> None:
         """Decode one message."""
@@ -187,7 +227,8 @@ class Decoder:
                 raise SchemaChanged(f"table {ns}.{name} changed its columns while it was "
                                     f"being followed (now {cols})")
             if self.buffer is None:
-                self.buffer = ChangeBuffer(cols)
+                self.buffer = ChangeBuffer(cols, keys)
+            self.buffer.key_flags = keys
 
     def _change(self, kind: bytes, payload: bytes) -> None:
         (oid,) = _U32.unpack_from(payload, 1)
@@ -197,27 +238,22 @@ class Decoder:
         buf = self.buffer
         assert buf is not None
         at = 5
-        old: list[Any] | None = None
-        if payload[at:at + 1] in (b"K", b"O"):
-            old, at = _tuple(payload, at + 1)
+        ident = payload[at:at + 1]
         if kind == b"D":
-            row, op = old or [None] * len(buf.columns), "delete"
-            if payload[5:6] == b"K":
-                # Only the key columns were sent: the others are null.
-                row = [v if rel.key_flags[i] else None for i, v in enumerate(row)]
+            # The old row: its key columns ('K') or all of it ('O'), read with the rest.
+            if ident == b"K":
+                buf.key_only.append(len(buf))
+            buf.starts.append(at + 1)
+            op = "delete"
         else:
+            if ident in (b"K", b"O"):
+                old, at = _tuple(payload, at + 1)
+                if ident == b"O":
+                    buf.olds[len(buf)] = old
             assert payload[at:at + 1] == b"N"
-            row, _ = _tuple(payload, at + 1)
+            buf.starts.append(at + 1)
             op = "insert" if kind == b"I" else "update"
-        for i, v in enumerate(row):
-            if v is UNCHANGED:
-                if old is not None and old[i] is not UNCHANGED and payload[5:6] == b"O":
-                    row[i] = old[i]
-                else:
-                    row[i] = None
-                    self.unchanged.append((len(buf), i))
-        for col, v in zip(buf.values, row, strict=True):
-            col.append(v)
+        buf.payloads.append(payload)
         buf.operations.append(op)
         buf.commit_times.append(self._commit_time)
 

@@ -16,10 +16,10 @@ import pyarrow.compute as pc
 from conn.errors import ConnError
 
 
-def column(values: list[str | None], field: pa.Field, where: str) -> pa.Array:
-    """``values`` (text or None) as an Arrow array of ``field``'s type; ``where`` names
-    the table for errors."""
-    text = pa.array(values, pa.string())
+def column(values: list[str | None] | pa.Array, field: pa.Field, where: str) -> pa.Array:
+    """``values`` (text or None, or a string array) as an Arrow array of ``field``'s
+    type; ``where`` names the table for errors."""
+    text = values if isinstance(values, pa.Array) else pa.array(values, pa.string())
     try:
         return _convert(text, field.type)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:

@@ -275,7 +275,8 @@ class DuckDBStorage(Storage):
                          "kid": rows.column("kid"), "key": key, "hash": rows.column("hash"),
                          "match_value": pa.nulls(rows.num_rows, pa.string()) if mv_is_key
                          else mv.cast(pa.string())})
-        con.register("_rows", rows)
+        if clear:
+            con.register("_rows", rows)
         if rejected.num_rows:
             con.register("_rej", rejected)
             self._rejections = True  # conservative: set before the transaction
@@ -284,7 +285,10 @@ class DuckDBStorage(Storage):
             if rows.num_rows:
                 self._q("INSERT INTO commits VALUES (?, ?, ?, now(), ?, ?)",
                         [self._seq, 2 if deletes else 1, run_id, mv_is_key, match_type])
-                self._q("INSERT INTO changes SELECT * FROM _rows")
+                try:  # no view registered and dropped: most of a small commit's cost
+                    con.from_arrow(rows).insert_into("changes")
+                except duckdb.Error as exc:
+                    raise StateError(f"state file {self.path}: {exc}") from exc
             if rejected.num_rows:
                 # A key rejected again in this run (the mapper, then the planner; a write,
                 # then a delete) keeps one entry with both reasons; a key rejected again
@@ -314,7 +318,8 @@ class DuckDBStorage(Storage):
             con.rollback()
             raise
         finally:
-            con.unregister("_rows")
+            if clear:
+                con.unregister("_rows")
             if rejected.num_rows:
                 con.unregister("_rej")
         self._track(rows, deletes)
