@@ -157,11 +157,15 @@ def packaged_object_names(package: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Rejection:
-    """One record the destination refused, with its reason (the vendor's message)."""
+    """One record the destination refused, with its reason (the vendor's message) and,
+    for an API, an ``excerpt`` of the exchange (method, URL path, status, the record's
+    part of the request and the start of the response, secrets masked; see
+    :mod:`conn.http.exchange`), stored with the rejected row."""
 
     index: int
     reason: str
     retryable: bool = True
+    excerpt: Mapping[str, Any] | None = field(default=None, compare=False)
 
 
 @dataclass

@@ -148,7 +148,7 @@ def test_a_format_2_postgres_schema_is_migrated():
         with psycopg.connect(PG_URL) as c:
             version = c.execute(f"SELECT value FROM {schema}.meta WHERE key = "
                                 "'format_version'").fetchall()[0][0]
-        assert version == str(postgres.FORMAT_VERSION) == "3"
+        assert version == str(postgres.FORMAT_VERSION) == "4"
         store.close()
     finally:
         with psycopg.connect(PG_URL, autocommit=True) as c:

@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from conn.cli.profiles_cmd import profiles_app
+from conn.cli.rejected_cmd import rejected, retry
 from conn.cli.triggers_cmd import triggers_command
 
 app = typer.Typer(
@@ -223,20 +224,8 @@ def runs(
     list_runs(sync_name, limit=limit, project=project, json_out=json_out)
 
 
-@app.command()
-def rejected(
-    sync_name: Annotated[str, typer.Argument(help="Sync name from conn.yml.")],
-    limit: Annotated[int, typer.Option("--limit", "-n")] = 100,
-    key: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "--key", "-k", help="Only rows whose key contains this text (any case).")] = None,
-    project: ProjectOpt = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """List a sync's rejected rows with the reason; they are retried on every run until
-    accepted or changed."""
-    from conn.cli.project_cmds import list_rejected
-
-    list_rejected(sync_name, limit=limit, project=project, json_out=json_out, key=key)
+app.command()(rejected)
+app.command()(retry)
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""``conn check``, ``conn discover``, ``conn plugins``, ``conn runs``, ``conn rejected``."""
+"""``conn check``, ``conn discover``, ``conn plugins``, ``conn runs``."""
 
 from __future__ import annotations
 
@@ -246,24 +246,3 @@ def list_runs(sync: str | None, *, limit: int, project: Path | None, json_out: b
                      rep.get("seconds")])
     output.table("runs", cols, rows)
 
-
-def list_rejected(sync: str, *, limit: int, project: Path | None, json_out: bool,
-                  key: str | None = None) -> None:
-    """A sync's rejected rows, newest first: key (with its type), reason, the run that
-    rejected it, since when and in how many runs in a row; ``key`` searches keys."""
-    from conn.ops.history import rejected
-    from conn.runtime.runner import open_state_store
-
-    proj, registry = open_project(project, only=set())
-    with contextlib.closing(open_state_store(proj, registry)) as store:
-        rows = rejected(proj, store, sync, limit=limit, key=key)
-    if json_out:
-        output.print_json({"sync": sync, "rejected": rows})
-        return
-    if not rows:
-        output.info(f"{sync}: no rejected rows")
-        return
-    output.table(f"rejected rows of {sync}", ["key", "reason", "op", "run", "since", "tries"],
-                 [["(none)" if r.get("key") is None else r.get("key"), r.get("reason"),
-                   r.get("op"), r.get("run_id"), r.get("since") or r.get("at"),
-                   r.get("attempts")] for r in rows])

@@ -1,4 +1,4 @@
-"""``conn sync`` and ``conn preview``."""
+"""``conn sync``, ``conn retry`` and ``conn preview``."""
 
 from __future__ import annotations
 
@@ -136,6 +136,21 @@ def run_sync(source: str, destination: str, names: list[str], *, dry_run: bool,
     else:
         with interrupt.handling(), _Progress() as progress:
             report = ops.run(proj, registry, syncs, options, progress)
+    _finish(report, json_out)
+
+
+def run_retry(sync: str, *, dry_run: bool, preview: int, project: Path | None,
+              json_out: bool) -> None:
+    """``conn retry SYNC``: the rows currently rejected for the sync, and only them."""
+    proj, registry = open_project(project, only=set())
+    options = RunOptions(dry_run=dry_run, preview_rows=preview if dry_run else 0)
+    with interrupt.handling(), _Progress() as progress:
+        report = ops.retry_rejected(proj, registry, sync, options, progress)
+    _finish(report, json_out)
+
+
+def _finish(report: RunReport, json_out: bool) -> None:
+    """Print a run's report; exit with its code (see ``conn sync --help``)."""
     print_report(report, json_out)
     if not json_out and not output.is_tty():
         sys.stdout.flush()

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         safe_url,
     )
     from conn.http.dry_run import describe, describe_request
+    from conn.http.exchange import excerpt
     from conn.http.lazy import LazyClient
 
 #: Public name -> the submodule defining it.
@@ -61,6 +62,7 @@ _EXPORTS = {
     "safe_url": "client",
     "describe": "dry_run",
     "describe_request": "dry_run",
+    "excerpt": "exchange",
     "LazyClient": "lazy",
 }
 
@@ -82,6 +84,7 @@ __all__ = [
     "chunked",
     "describe",
     "describe_request",
+    "excerpt",
     "parse_retry_after",
     "safe_url",
     "write_each",

@@ -10,6 +10,10 @@ vendor's message. A record that is accepted is sent successfully exactly once.
 outcomes (see :data:`Outcome`) or raises :class:`BatchRejected` when the API refused the
 whole payload. Any other exception leaves the records of that call (and, for
 :func:`write_in_chunks`, the calls not yet made) pending, with the exception attached.
+
+Every rejection these helpers make or pass on carries the excerpt of the request that
+rejected it (:mod:`conn.http.exchange`): the record as ``send``/``call`` got it, the
+method, path and status, and the start of the vendor's answer.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from dataclasses import replace
+from typing import Any, TypeVar
 
 from conn.destination import Rejection, WriteResult
+from conn.http import exchange
 
 T = TypeVar("T")
 
@@ -58,6 +64,20 @@ def _to_result(outcome: Outcome, n: int, retryable: bool) -> WriteResult:
     return WriteResult(rejected=[Rejection(i, str(r), retryable) for i, r in sorted(items)])
 
 
+def explained(result: WriteResult, records: Sequence[Any]) -> WriteResult:
+    """``result`` (indices relative to ``records``) with each rejection that has no
+    excerpt given the one of this thread's last exchange (none if it sent nothing since
+    :func:`conn.http.exchange.clear`)."""
+    ex = exchange.last()
+    if ex is None or not result.rejected:
+        return result
+    result.rejected[:] = [
+        r if r.excerpt is not None or not 0 <= r.index < len(records)
+        else replace(r, excerpt=exchange.excerpt(records[r.index], ex))
+        for r in result.rejected]
+    return result
+
+
 def write_with_split(records: Sequence[T], send: Callable[[Sequence[T]], Outcome], *,
                      retryable: bool = False, min_size: int = 1) -> WriteResult:
     """Send ``records`` with ``send``; on :class:`BatchRejected` split in halves and retry
@@ -70,12 +90,13 @@ def write_with_split(records: Sequence[T], send: Callable[[Sequence[T]], Outcome
     result = WriteResult()
 
     def attempt(lo: int, items: Sequence[T]) -> None:
+        exchange.clear()
         try:
             part = _to_result(send(items), len(items), retryable)
         except BatchRejected as exc:
             if len(items) <= max(1, min_size):
-                result.rejected.extend(Rejection(lo + i, exc.reason, exc.retryable)
-                                       for i in range(len(items)))
+                whole = WriteResult.all_rejected(len(items), exc.reason, exc.retryable)
+                result.extend(explained(whole, items).shifted(lo))
                 return
             mid = len(items) // 2
             attempt(lo, items[:mid])
@@ -85,7 +106,7 @@ def write_with_split(records: Sequence[T], send: Callable[[Sequence[T]], Outcome
             result.pending.extend(range(lo, lo + len(items)))
             result.error = result.error or exc
             return
-        result.extend(part.shifted(lo))
+        result.extend(explained(part, items).shifted(lo))
 
     if records:
         attempt(0, records)
@@ -149,6 +170,7 @@ def write_each(records: Sequence[T], call: Callable[[T], str | None], *, workers
             with lock:
                 result.pending.append(i)
             return
+        exchange.clear()
         try:
             reason = call(records[i])
         except Exception as exc:  # the rows stay pending; the runtime reports the error
@@ -159,7 +181,8 @@ def write_each(records: Sequence[T], call: Callable[[T], str | None], *, workers
             return
         if reason is not None:
             with lock:
-                result.rejected.append(Rejection(i, secrets.redact(reason), retryable))
+                result.rejected.append(Rejection(i, secrets.redact(reason), retryable,
+                                                 exchange.excerpt(records[i])))
 
     if workers > 1 and len(records) > 1:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="conn-each") as pool:

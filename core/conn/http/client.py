@@ -8,7 +8,9 @@ exponential backoff and full jitter, honouring ``Retry-After``, within
 raised (rows stay pending and the next run resumes).
 
 Nothing secret is logged: URLs and bodies pass through :func:`conn.secrets.redact`, query
-parameters with secret-looking names are masked and headers are never logged.
+parameters with secret-looking names are masked and headers are never logged. Each
+thread's last answered request is noted (:mod:`conn.http.exchange`) for the excerpt
+kept with a rejected row.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import httpx
 
 from conn import interrupt, secrets
 from conn.errors import ConnError, RetryLater
+from conn.http.exchange import note as note_exchange
 
 if TYPE_CHECKING:
     from conn.destination import RateLimit
@@ -347,6 +350,7 @@ class HttpClient:
                              else policy.retryable_status(resp.status_code))
                 if not retryable:
                     log.debug("%s -> %s", target, resp.status_code)
+                    note_exchange(method, req.url, resp.status_code, resp)
                     return resp
                 retry_after = parse_retry_after(resp.headers.get("retry-after"))
                 if resp.status_code == 429:

@@ -3,6 +3,7 @@ rejected`` and the UI's run page."""
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from conn.errors import ConfigError
@@ -38,7 +39,10 @@ def rejected(proj: Project, store: StateStore, sync: str, *, limit: int | None,
              key: str | None = None) -> list[dict[str, Any]]:
     """A sync's rejected rows, newest first (``conn rejected``): key (typed as in the
     source), reason, operation, the run that rejected it, since when and in how many runs
-    in a row. ``key``: only rows whose key, as text, contains it (case-insensitive)."""
+    in a row, and ``excerpt``: the vendor exchange that rejected it (``method``,
+    ``path``, ``status``, ``request``: the row's part of the request body, ``response``:
+    the start of the answer; secrets masked) or None. ``key``: only rows whose key, as
+    text, contains it (case-insensitive)."""
     from conn.keys import typed_keys
     from conn.state.target import stored_key_types
 
@@ -52,7 +56,19 @@ def rejected(proj: Project, store: StateStore, sync: str, *, limit: int | None,
     for r, typed in zip(rows, typed_keys([r.get("key") for r in rows], key_types),
                         strict=True):
         r["key"] = typed
+        r["excerpt"] = _excerpt(r.get("excerpt"))
     return rows
+
+
+def _excerpt(text: Any) -> dict[str, Any] | None:
+    """A stored excerpt (JSON text) as an object; None when there is none."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def run_detail(proj: Project, store: StateStore, run_id: str) -> dict[str, Any] | None:

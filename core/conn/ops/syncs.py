@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -60,11 +61,23 @@ def syncs_between(proj: Project, source: str, destination: str, names: list[str]
 
 def run(proj: Project, registry: Registry, syncs: list[SyncConfig], options: RunOptions,
         progress: ProgressFn | None = None) -> RunReport:
-    """One run of these syncs (``conn sync``, the UI's "Run now" and "Retry rejected"):
-    their connectors' config validated, then the runner; paused syncs are reported as
-    ``paused`` and not run."""
+    """One run of these syncs (``conn sync``, the UI's "Run now"): their connectors'
+    config validated, then the runner; paused syncs are reported as ``paused`` and not
+    run."""
     validate_connectors(proj, registry, syncs)
     return run_syncs(proj, syncs, registry, options, progress)
+
+
+def retry_rejected(proj: Project, registry: Registry, sync: str,
+                   options: RunOptions | None = None, progress: ProgressFn | None = None
+                   ) -> RunReport:
+    """Send only the rows currently rejected for ``sync`` (``conn retry``, the UI's
+    "Retry rejected"): a run of :func:`run` reading the whole source and keeping the
+    rejected keys (:mod:`conn.runtime.retry`), through the same consent gate, mapper and
+    planner; it is recorded like any run, marked ``rejected_only``."""
+    require_sync(proj, sync)
+    opts = replace(options or RunOptions(), rejected_only=True)
+    return run(proj, registry, [proj.syncs[sync]], opts, progress)
 
 
 def preview(proj: Project, registry: Registry, sync: str, rows: int) -> dict[str, Any]:

@@ -28,6 +28,7 @@ class _Part:
     match_values: pa.Array
     acknowledged: pa.Array
     rejected: list[tuple[int, str]]
+    excerpts: dict[int, str]
 
 
 @dataclass
@@ -40,10 +41,12 @@ class CommitBuffer:
     parts: list[_Part] = field(default_factory=list)
 
     def add(self, keys: pa.Array, hashes: pa.Array, match_values: pa.Array,
-            acknowledged: pa.Array, rejected: list[tuple[int, str]]) -> None:
+            acknowledged: pa.Array, rejected: list[tuple[int, str]],
+            excerpts: dict[int, str] | None = None) -> None:
         """Hold one commit's arguments until :meth:`flush`."""
         if len(keys):
-            self.parts.append(_Part(keys, hashes, match_values, acknowledged, rejected))
+            self.parts.append(_Part(keys, hashes, match_values, acknowledged, rejected,
+                                    excerpts or {}))
 
     def __len__(self) -> int:
         return sum(len(p.keys) for p in self.parts)
@@ -57,13 +60,15 @@ class CommitBuffer:
             groups.setdefault(sig, []).append(p)
         for group in groups.values():
             rejected: list[tuple[int, str]] = []
+            excerpts: dict[int, str] = {}
             at = 0
             for p in group:
                 rejected.extend((at + i, reason) for i, reason in p.rejected)
+                excerpts.update((at + i, text) for i, text in p.excerpts.items())
                 at += len(p.keys)
             st.commit(_concat([p.keys for p in group]), _concat([p.hashes for p in group]),
                       _concat([p.match_values for p in group]),
-                      _concat([p.acknowledged for p in group]), rejected)
+                      _concat([p.acknowledged for p in group]), rejected, excerpts)
 
 
 def _concat(arrays: list[pa.Array]) -> pa.Array:

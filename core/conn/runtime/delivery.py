@@ -5,6 +5,7 @@ back request by request."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from conn.state import SyncState
 
 __all__ = ["BatchDelivery", "UngatedWrite", "ack_mask", "answered_rows", "basis",
-           "delete_request", "merged_result", "request_from_plan"]
+           "delete_request", "merged_result", "rejections", "request_from_plan"]
 
 
 def basis(keys: pa.Array, hashes: pa.Array | None, previous: pa.Array) -> pa.RecordBatch:
@@ -113,6 +114,14 @@ def ack_mask(n: int, result: WriteResult) -> pa.Array:
     if result.pending:
         mask[result.pending] = False
     return pa.array(mask)
+
+
+def rejections(result: WriteResult) -> tuple[list[tuple[int, str]], dict[int, str]]:
+    """A write's rejections as :meth:`SyncState.commit` takes them: (index, reason)
+    pairs, and the excerpts of the exchanges that rejected them (index -> JSON text)."""
+    excerpts = {r.index: json.dumps(dict(r.excerpt), default=str, ensure_ascii=False)
+                for r in result.rejected if r.excerpt}
+    return [(r.index, r.reason) for r in result.rejected], excerpts
 
 
 def null_key_positions(rejected: list[tuple[int, str]], first_row: int, rows: int

@@ -65,6 +65,8 @@ class SyncReport:
     error: str | None = None
     error_type: str | None = None
     seconds: float = 0.0
+    #: A run of the rejected rows only (``conn retry``, the UI's "Retry rejected").
+    rejected_only: bool = False
 
     @property
     def sent(self) -> int:
@@ -80,7 +82,7 @@ class SyncReport:
         d = asdict(self)
         if not d["preview"]:
             d.pop("preview")
-        for optional in ("erasures", "experiment"):
+        for optional in ("erasures", "experiment", "rejected_only"):
             if not d[optional]:
                 d.pop(optional)
         return redact_obj(d)

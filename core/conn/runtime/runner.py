@@ -27,12 +27,13 @@ from conn.errors import ConfigError, ConfigErrors, ConnError
 from conn.keys import key_array
 from conn.mapping import build_mapper
 from conn.privacy.suppression import Suppression
-from conn.runtime import activation, delivery, forget, holdouts, pausing
+from conn.runtime import activation, delivery, forget, holdouts, pausing, retry
 from conn.runtime.lane import DeliveryLane, JobSink
 from conn.runtime.opening import OpenedInBackground
+from conn.runtime.options import RunOptions
 from conn.runtime.report import RunInfo, RunReport, SyncReport
 from conn.source import SourceState
-from conn.state.target import OnChange, SyncTarget
+from conn.state.target import SyncTarget
 from conn.sync_context import SyncContext
 
 if TYPE_CHECKING:
@@ -60,21 +61,6 @@ MODE_PLAN = {
     # Every new row and every row whose mapped payload changed is one event.
     "events": ("event", True),
 }
-
-
-@dataclass
-class RunOptions:
-    """Switches of one ``conn sync`` invocation. ``on_target_change``: what a run does
-    when a sync's target changed (see :mod:`conn.state.target`): refuse (None), start the
-    new target from scratch (``"new"``) or keep the state (``"same"``)."""
-
-    dry_run: bool = False
-    full_resync: bool = False
-    preview_rows: int = 0
-    batch_rows: int | None = None
-    on_target_change: OnChange = None
-    #: A holdout whose design changed starts a new experiment (the old one is archived).
-    new_experiment: bool = False
 
 
 ProgressFn = Callable[[SyncReport, dict[str, Any]], None]
@@ -137,7 +123,7 @@ class SyncRunner:
         self.report = SyncReport(
             name=sync.name, source=sync.source, destination=sync.destination,
             object=sync.object, mode=sync.mode, run_id=run.run_id,
-        )
+            rejected_only=self.options.rejected_only)
         self._consent_cache: dict[str, pa.Table] = {}
         self._full_read = True
         #: The match field's type in this run's mapped batches (read stored match values
@@ -375,9 +361,11 @@ class SyncRunner:
         self._stream_batches(p, state_of, lane)
         lane.drain()
         st = state_of()
-        if rep.status == "running" and self.sync.mode == "mirror":
+        if rep.status != "running" or self.options.rejected_only:
+            return  # a retry of rejected rows sends them only (conn.runtime.retry)
+        if self.sync.mode == "mirror":
             self._delete_missing(p, st, lane)
-        elif rep.status == "running" and not self.options.dry_run and self._full_read:
+        elif not self.options.dry_run and self._full_read:
             # The source was read to the end: rejections of keys that left it
             # are cleared (mirror mode does it while deleting).
             st.finish()
@@ -393,11 +381,15 @@ class SyncRunner:
         stream = p.stream
         # Deletions need the whole set: mirror mode always reads the source in full.
         incremental = bool(stream.cursor) and not opts.full_resync and self.sync.mode != "mirror"
+        incremental = incremental and not opts.rejected_only
         state = state_of().source_state() if incremental else None
         self._full_read = state is None
         batch_rows = opts.batch_rows or self.sync.batch_rows
-        read = activation.narrowed(p)
-        for item in p.source.read(read, state, batch_rows):
+        items = p.source.read(activation.narrowed(p), state, batch_rows)
+        if opts.rejected_only:  # the rows rejected so far, read after the state opened
+            items = retry.only_rejected(items, retry.rejected_keys(self.store, self.sync.name,
+                                                                  state_of), stream.primary_key)
+        for item in items:
             if lane.stopped or interrupt.is_requested():
                 break
             if isinstance(item, SourceState):
@@ -539,8 +531,7 @@ class SyncRunner:
                 match_values: pa.Array, result: WriteResult) -> pa.Array:
         """Commit one write's outcome; return the acknowledged mask."""
         acked = delivery.ack_mask(len(keys), result)
-        st.commit(keys, hashes, match_values, acked,
-                  [(r.index, r.reason) for r in result.rejected])
+        st.commit(keys, hashes, match_values, acked, *delivery.rejections(result))
         self.report.add_rejections([r.reason for r in result.rejected])
         self.report.pending += len(result.pending)
         return acked
@@ -573,8 +564,7 @@ class SyncRunner:
             take = delivery.answered_rows(done)
             result = delivery.merged_result(done)
             acked = delivery.ack_mask(len(take), result)
-            st.commit_deletes(keys.take(take), acked,
-                              [(r.index, r.reason) for r in result.rejected])
+            st.commit_deletes(keys.take(take), acked, *delivery.rejections(result))
             deleted += pc.sum(acked).as_py() or 0
             rep.add_rejections([r.reason for r in result.rejected])
             pending += len(result.pending)

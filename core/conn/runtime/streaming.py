@@ -316,8 +316,7 @@ class StreamingRunner(SyncRunner):
         # (conn.runtime.commit_buffer); the runner's own rejections of mapping and
         # planning are committed at once, as in a batch sync (their keys are others).
         acked = delivery.ack_mask(len(keys), result)
-        self._buffer.add(keys, hashes, match_values, acked,
-                         [(r.index, r.reason) for r in result.rejected])
+        self._buffer.add(keys, hashes, match_values, acked, *delivery.rejections(result))
         self.report.add_rejections([r.reason for r in result.rejected])
         self.report.pending += len(result.pending)
         if len(self._buffer) >= self._window_rows:

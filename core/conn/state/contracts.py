@@ -38,7 +38,7 @@ contract test runs against it, with and without the compiled kernels.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -112,13 +112,15 @@ class SyncState(abc.ABC):
 
     @abc.abstractmethod
     def commit(self, keys: pa.Array, hashes: pa.Array, match_values: pa.Array,
-               acknowledged: pa.Array, rejected: list[tuple[int, str]]) -> None:
+               acknowledged: pa.Array, rejected: list[tuple[int, str]],
+               excerpts: Mapping[int, str] | None = None) -> None:
         """Atomically record one written batch: ``acknowledged`` (boolean mask aligned
         with ``keys``) rows get their new hash and match value (kept with its Arrow type:
         a delete sends it back as the destination received it); ``rejected`` rows (index,
         reason) are stored as rejections of this run and retried next run, also when their
-        key is null; rows neither acknowledged nor rejected are left as they were (they
-        will be re-sent)."""
+        key is null, each with its excerpt of the exchange that rejected it when
+        ``excerpts`` (index -> JSON text) has one; rows neither acknowledged nor rejected
+        are left as they were (they will be re-sent)."""
 
     @abc.abstractmethod
     def deletions(self, batch_rows: int, legacy_type: pa.DataType | None = None
@@ -130,8 +132,10 @@ class SyncState(abc.ABC):
 
     @abc.abstractmethod
     def commit_deletes(self, keys: pa.Array, acknowledged: pa.Array,
-                       rejected: list[tuple[int, str]]) -> None:
-        """Forget acknowledged deleted keys; store rejections of deletes."""
+                       rejected: list[tuple[int, str]],
+                       excerpts: Mapping[int, str] | None = None) -> None:
+        """Forget acknowledged deleted keys; store rejections of deletes (with their
+        excerpts, as :meth:`commit`)."""
 
     @abc.abstractmethod
     def save_source_state(self, value: Any) -> None:
@@ -182,12 +186,13 @@ class Storage(abc.ABC):
         """In one transaction: record ``rows`` (kid, key, hash, match_value as text,
         partition) as acknowledged (or as deleted when ``deletes``), with ``match_type``,
         the type token of their match values (:mod:`conn.state.typed_text`); store
-        ``rejected`` (kid, key, partition, reason; one row per key, except rows without a
-        key, stored under :data:`NULL_KEY_ID`, one row each) as this run's rejections,
+        ``rejected`` (kid, key, partition, reason, excerpt; one row per key, except rows
+        without a key, stored under :data:`NULL_KEY_ID`, one row each) as this run's
+        rejections,
         replacing earlier runs' rejections of every key in either table (a key rejected
         again keeps the time of its first rejection and counts the runs in a row); a key
         already rejected in this run keeps that one entry, with the new reason appended
-        to it; add the counts to the run's progress."""
+        to it (and the first excerpt it got); add the counts to the run's progress."""
 
     @abc.abstractmethod
     def lookup(self, kids: np.ndarray, batch_rows: int) -> Iterator[pa.RecordBatch]:
@@ -251,8 +256,9 @@ class StateStore(abc.ABC):
     def rejections(self, sync: str, limit: int | None = None) -> list[dict[str, Any]]:
         """Current rejections of a sync, newest first: ``key`` (text as stored, None for
         a row without a primary key), ``reason``, ``op``, ``run_id``, ``at`` (this
-        rejection), ``since`` (the first of the key's rejections in a row) and
-        ``attempts`` (ISO 8601 UTC times)."""
+        rejection), ``since`` (the first of the key's rejections in a row),
+        ``attempts`` (ISO 8601 UTC times) and ``excerpt`` (JSON text of the vendor
+        exchange that rejected it, see :mod:`conn.http.exchange`; None without one)."""
 
     @abc.abstractmethod
     def stored_target(self, sync: str) -> str | None:

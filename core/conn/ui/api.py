@@ -314,9 +314,11 @@ class Api:
 
     # --- actions ------------------------------------------------------------------------
 
-    def run_now(self, name: str, query: dict[str, str], body: dict[str, Any]) -> Reply:
-        """Start a run of the sync in the background (as ``conn sync`` would run it);
-        the new run shows in the sync's history when it ends."""
+    def run_now(self, name: str, query: dict[str, str], body: dict[str, Any], *,
+                rejected_only: bool = False) -> Reply:
+        """Start a run of the sync in the background (as ``conn sync`` would run it, or
+        ``conn retry`` with ``rejected_only``); the new run shows in the sync's history
+        when it ends."""
         proj = self._project()
         self._sync_of(proj, name)
         sync = proj.syncs[name]
@@ -330,27 +332,31 @@ class Api:
             if name in self._running and self._running[name].is_alive():
                 return Reply(409, {"ok": False, "error": {
                     "type": "SyncLocked", "message": f"{name} is already running"}})
-            thread = threading.Thread(target=self._run_in_background, args=(proj, sync),
+            thread = threading.Thread(target=self._run_in_background,
+                                      args=(proj, sync, rejected_only),
                                       name=f"conn-ui-run-{name}", daemon=True)
             self._running[name] = thread
             thread.start()
-        return Reply(202, {"sync": name, "status": "started",
+        return Reply(202, {"sync": name, "status": "started", "rejected_only": rejected_only,
                            "paused": name in paused(proj.state_dir)})
 
-    def _run_in_background(self, proj: Project, sync: Any) -> None:
+    def _run_in_background(self, proj: Project, sync: Any, rejected_only: bool) -> None:
         import logging
 
         try:
-            ops.run(proj, self.registry, [sync], RunOptions())
+            if rejected_only:
+                ops.retry_rejected(proj, self.registry, sync.name)
+            else:
+                ops.run(proj, self.registry, [sync], RunOptions())
         except Exception as exc:  # the run's history holds what happened; log the rest
             logging.getLogger("conn.ui").warning(
                 "run of %s from the UI failed: %s", sync.name,
                 secrets.redact(f"{type(exc).__name__}: {exc}"))
 
     def retry(self, name: str, query: dict[str, str], body: dict[str, Any]) -> Reply:
-        """Rejected rows are retried by every run (they were never acknowledged): a
-        retry is a run of the sync."""
-        return self.run_now(name, query, body)
+        """Start a retry of the sync's rejected rows only, as ``conn retry`` (the same
+        ops function): the rest of the source's changes wait for the next run."""
+        return self.run_now(name, query, body, rejected_only=True)
 
     def pause(self, name: str, query: dict[str, str], body: dict[str, Any]) -> Reply:
         proj = self._project()

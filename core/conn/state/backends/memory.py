@@ -34,7 +34,7 @@ REJECTIONS_SCHEMA = pa.schema([("kid", pa.uint64()), ("key", pa.string()),
                                ("partition", pa.uint16()), ("reason", pa.string()),
                                ("op", pa.string()), ("run_id", pa.string()),
                                ("at", pa.float64()), ("since", pa.float64()),
-                               ("attempts", pa.int64())])
+                               ("attempts", pa.int64()), ("excerpt", pa.string())])
 
 
 @dataclass
@@ -219,7 +219,8 @@ class MemoryStateStore(StateStore):
             return []
         rows = data.rejections.sort_by([("at", "descending"), ("key", "ascending")])
         out = [{"key": r["key"], "reason": r["reason"], "op": r["op"], "run_id": r["run_id"],
-                "at": _iso(r["at"]), "since": _iso(r["since"]), "attempts": r["attempts"]}
+                "at": _iso(r["at"]), "since": _iso(r["since"]), "attempts": r["attempts"],
+                "excerpt": r["excerpt"]}
                for r in rows.to_pylist()]
         return out if limit is None else out[:limit]
 
@@ -258,6 +259,7 @@ def _add_rejections(rejections: pa.Table, replaced: pa.Table, rejected: pa.Table
         if same is not None:
             if r["reason"] not in same["reason"]:
                 same["reason"] += "; " + r["reason"]
+                same["excerpt"] = same["excerpt"] or r["excerpt"]
             continue
         earlier = before.get(r["kid"])
         row = {**r, "op": op, "run_id": run_id, "at": now,

@@ -71,8 +71,9 @@ class MemoryPrivacy(PrivacyStore):
         rej = data.rejections
         drop = pc.fill_null(pc.is_in(rej.column("key"), gone), False)
         for text in texts:
-            drop = pc.or_(drop, pc.fill_null(pc.match_substring(rej.column("reason"), text),
-                                             False))
+            for col in ("reason", "excerpt"):
+                drop = pc.or_(drop, pc.fill_null(pc.match_substring(rej.column(col), text),
+                                                 False))
         data.rejections = rej.filter(pc.invert(drop))
 
     def scrub_history(self, texts: list[str], scrub: Callable[[str], str]) -> None:

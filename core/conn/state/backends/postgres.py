@@ -41,7 +41,9 @@ APP_ID = "conn-state"
 #: 2: typed match values (``records.match_type``), rejections keep ``since`` and
 #: ``attempts``, ``syncs.target`` holds the target identity (see conn.state.target).
 #: 3: the privacy tables of ``conn forget`` (:mod:`.postgres_privacy`).
-FORMAT_VERSION = 3
+#: 4: ``rejections.excerpt``, the vendor exchange that rejected a row (JSON text; see
+#: :mod:`conn.http.exchange`).
+FORMAT_VERSION = 4
 _FLIP = np.uint64(1 << 63)
 #: NULL_KEY_ID as stored here (key ids are stored XOR 2^63).
 _NULL_KID = int(np.array([NULL_KEY_ID], dtype=np.uint64)[0] ^ _FLIP) - (1 << 64)
@@ -71,6 +73,7 @@ ALTER TABLE {s}.rejections ADD COLUMN IF NOT EXISTS since timestamptz;
 ALTER TABLE {s}.rejections ADD COLUMN IF NOT EXISTS attempts integer;
 ALTER TABLE {s}.syncs ADD COLUMN IF NOT EXISTS target text;
 ALTER TABLE {s}.records ADD COLUMN IF NOT EXISTS first_acked_at timestamptz;
+ALTER TABLE {s}.rejections ADD COLUMN IF NOT EXISTS excerpt text;
 """
 
 
@@ -156,21 +159,23 @@ class PostgresStorage(Storage):
             if rkids:
                 args = [rkids, rejected.column("key").to_pylist(),
                         rejected.column("partition").to_pylist(),
-                        rejected.column("reason").to_pylist()]
+                        rejected.column("reason").to_pylist(),
+                        rejected.column("excerpt").to_pylist()]
                 # A key rejected again in this run keeps one entry with both reasons; a
                 # key rejected again after earlier runs keeps the time of its first.
                 cur.execute(
-                    f"""UPDATE {s}.rejections e SET reason = e.reason || '; ' || t.r
-                    FROM unnest(%s::bigint[], %s::text[], %s::smallint[], %s::text[])
-                    AS t(k, key, p, r) WHERE e.sync = %s AND e.run_id = %s AND e.kid = t.k
+                    f"""UPDATE {s}.rejections e SET reason = e.reason || '; ' || t.r,
+                    excerpt = coalesce(e.excerpt, t.x) FROM unnest(%s::bigint[],
+                    %s::text[], %s::smallint[], %s::text[], %s::text[])
+                    AS t(k, key, p, r, x) WHERE e.sync = %s AND e.run_id = %s AND e.kid = t.k
                     AND t.k <> %s AND position(t.r IN e.reason) = 0""",
                     [*args, sync, run_id, _NULL_KID])
                 cur.execute(
                     f"""INSERT INTO {s}.rejections (sync, kid, key, partition, reason, op,
-                    run_id, since, attempts) SELECT %s, k, key, p, r, %s, %s,
-                    coalesce(e.since, now()), coalesce(e.attempts, 0) + 1
-                    FROM unnest(%s::bigint[], %s::text[], %s::smallint[], %s::text[])
-                    AS t(k, key, p, r) LEFT JOIN (SELECT kid, min(since) AS since,
+                    run_id, since, attempts, excerpt) SELECT %s, k, key, p, r, %s, %s,
+                    coalesce(e.since, now()), coalesce(e.attempts, 0) + 1, x
+                    FROM unnest(%s::bigint[], %s::text[], %s::smallint[], %s::text[],
+                    %s::text[]) AS t(k, key, p, r, x) LEFT JOIN (SELECT kid, min(since) AS since,
                     max(attempts) AS attempts FROM {s}.rejections WHERE sync = %s AND
                     run_id <> %s GROUP BY kid) e ON e.kid = t.k
                     WHERE t.k = %s OR NOT EXISTS (SELECT 1 FROM {s}.rejections x WHERE
@@ -471,7 +476,8 @@ class PostgresStateStore(StateStore):
         with self._connect() as conn:
             rows = conn.execute(
                 f"""SELECT key, reason, op, run_id, rejected_at, coalesce(since, rejected_at),
-                coalesce(attempts, 1) FROM {self.schema}.rejections
+                coalesce(attempts, 1), excerpt FROM {self.schema}.rejections
                 WHERE sync = %s ORDER BY rejected_at DESC, key{lim}""", [sync]).fetchall()
         return [{"key": r[0], "reason": r[1], "op": r[2], "run_id": r[3],
-                 "at": _iso(r[4]), "since": _iso(r[5]), "attempts": r[6]} for r in rows]
+                 "at": _iso(r[4]), "since": _iso(r[5]), "attempts": r[6],
+                 "excerpt": r[7]} for r in rows]

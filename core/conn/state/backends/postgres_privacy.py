@@ -90,7 +90,8 @@ class PostgresPrivacy(PrivacyStore):
                              [sync, keys])
                 conn.execute(f"DELETE FROM {s}.rejections WHERE sync = %s AND (key = ANY(%s) "
                              "OR EXISTS (SELECT 1 FROM unnest(%s::text[]) t "
-                             "WHERE position(t IN reason) > 0))", [sync, keys, texts])
+                             "WHERE position(t IN reason) > 0 OR "
+                             "position(t IN coalesce(excerpt, '')) > 0))", [sync, keys, texts])
             self._vacuum("records", "rejections")
         finally:
             self.store._unlock(lock_conn)

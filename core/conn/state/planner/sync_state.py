@@ -13,7 +13,7 @@ deletions and commits go back to the backend.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -157,12 +157,15 @@ class PlanningSyncState(SyncState):
         return pa.table(cols)
 
     def _rejected_table(self, keys: pa.Array, kids: np.ndarray,
-                        rejected: list[tuple[int, str]]) -> pa.Table:
-        """One row per rejected key with its reasons (several rows of one key in a batch:
-        duplicates; rows without a key are each listed on their own)."""
+                        rejected: list[tuple[int, str]],
+                        excerpts: Mapping[int, str]) -> pa.Table:
+        """One row per rejected key with its reasons and the first excerpt of its rows
+        (several rows of one key in a batch: duplicates; rows without a key are each
+        listed on their own)."""
         first: dict[int, int] = {}
         reasons: list[list[str]] = []
         idx: list[int] = []
+        found: list[str | None] = []
         for i, reason in rejected:
             kid = int(kids[i])
             at = first.get(kid) if kid != NULL_KEY_ID else None
@@ -170,14 +173,19 @@ class PlanningSyncState(SyncState):
                 first[kid] = len(idx)
                 idx.append(i)
                 reasons.append([reason])
-            elif reason not in reasons[at]:
+                found.append(excerpts.get(i))
+                continue
+            if reason not in reasons[at]:
                 reasons[at].append(reason)
+            found[at] = found[at] or excerpts.get(i)
         t = self._rows_table(keys, kids, np.array(idx, dtype=np.int64), None, None)
         return t.select(["kid", "key", "partition"]).append_column(
-            "reason", pa.array(["; ".join(r) for r in reasons], pa.string()))
+            "reason", pa.array(["; ".join(r) for r in reasons], pa.string())).append_column(
+            "excerpt", pa.array(found, pa.string()))
 
     def _commit(self, keys: pa.Array, hashes: pa.Array | None, match_values: pa.Array | None,
-                acknowledged: pa.Array, rejected: list[tuple[int, str]], deletes: bool) -> None:
+                acknowledged: pa.Array, rejected: list[tuple[int, str]], deletes: bool,
+                excerpts: Mapping[int, str] | None = None) -> None:
         if len(keys) != len(acknowledged):
             raise ValueError("keys and acknowledged must have the same length")
         keys = keys.cast(pa.string())
@@ -195,14 +203,16 @@ class PlanningSyncState(SyncState):
         if match_values is not None:
             match_values, match_type = typed_text.to_text(match_values)
         rows = self._rows_table(keys, kids, np.flatnonzero(ack), hashes, match_values)
-        rej = self._rejected_table(keys, kids, rejected)
+        rej = self._rejected_table(keys, kids, rejected, excerpts or {})
         self.storage.commit(self.run_id, rows, rej, deletes=deletes, match_type=match_type)
         if self._run_changes is not None:
             self._run_changes.add(rows, match_type, deleted=deletes)
 
     def commit(self, keys: pa.Array, hashes: pa.Array, match_values: pa.Array,
-               acknowledged: pa.Array, rejected: list[tuple[int, str]]) -> None:
-        self._commit(keys, hashes, match_values, acknowledged, rejected, deletes=False)
+               acknowledged: pa.Array, rejected: list[tuple[int, str]],
+               excerpts: Mapping[int, str] | None = None) -> None:
+        self._commit(keys, hashes, match_values, acknowledged, rejected, deletes=False,
+                     excerpts=excerpts)
 
     def deletions(self, batch_rows: int, legacy_type: pa.DataType | None = None
                   ) -> Iterator[Deletions]:
@@ -216,8 +226,10 @@ class PlanningSyncState(SyncState):
         self.finish()
 
     def commit_deletes(self, keys: pa.Array, acknowledged: pa.Array,
-                       rejected: list[tuple[int, str]]) -> None:
-        self._commit(keys, None, None, acknowledged, rejected, deletes=True)
+                       rejected: list[tuple[int, str]],
+                       excerpts: Mapping[int, str] | None = None) -> None:
+        self._commit(keys, None, None, acknowledged, rejected, deletes=True,
+                     excerpts=excerpts)
 
     def save_source_state(self, value: Any) -> None:
         self.storage.set_source_state(self.run_id, json.dumps(value, sort_keys=True,

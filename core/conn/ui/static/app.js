@@ -167,12 +167,23 @@ async function syncsPage() {
            { t: "rows sent per run" }, { t: "" }], rows, { "data-testid": "syncs" }));
 }
 
+// The vendor exchange that rejected a row (secrets masked, texts cut by the server):
+// "POST /path -> HTTP 400", opening onto the row's part of the request and the answer.
+function excerpt(ex) {
+  if (!ex) return "";
+  return h("details", { "data-testid": "excerpt" },
+    h("summary", {}, `${ex.method} ${ex.path} \u2192 HTTP ${ex.status}`),
+    h("div", { class: "muted" }, "request (this row)"), h("pre", { "data-testid": "excerpt-request" }, ex.request || ""),
+    h("div", { class: "muted" }, "response"), h("pre", { "data-testid": "excerpt-response" }, ex.response || ""));
+}
+
 function rejectedTable(rows) {
-  return table([{ t: "key" }, { t: "reason (vendor's message)" }, { t: "op" }, { t: "run" },
-                { t: "since" }, { t: "tries", num: 1 }],
+  return table([{ t: "key" }, { t: "reason (vendor's message)" }, { t: "exchange" }, { t: "op" },
+                { t: "run" }, { t: "since" }, { t: "tries", num: 1 }],
     rows.map((r) => h("tr", { "data-key": r.key === null ? "" : String(r.key) },
       h("td", {}, r.key === null ? "(none)" : String(r.key)),
       h("td", {}, h("code", {}, r.reason)),
+      h("td", {}, excerpt(r.excerpt)),
       h("td", {}, r.op || ""),
       h("td", {}, r.run_id ? h("a", { href: `/runs/${enc(r.run_id)}` }, r.run_id) : ""),
       h("td", { class: "when" }, when(r.since || r.at)),

@@ -515,13 +515,16 @@ class HubSpotDestination(LazyClient, Destination):
 
     def _reject_and_resend(self, path: str, inputs: list[dict[str, Any]], key: str,
                            attributed: dict[int, str]) -> WriteResult:
+        from conn.http import excerpt
+
         rest = [i for i in range(len(inputs)) if i not in attributed]
-        result = WriteResult(rejected=[Rejection(i, r, retryable=False)
+        # The excerpts of this request, before the resend replaces it as the last one.
+        result = WriteResult(rejected=[Rejection(i, r, retryable=False,
+                                                 excerpt=excerpt(inputs[i]))
                                        for i, r in sorted(attributed.items())])
         if rest:
             part = self._send_inputs(path, [inputs[i] for i in rest], key)
-            result.rejected.extend(Rejection(rest[r.index], r.reason, r.retryable)
-                                   for r in part.rejected)
+            result.rejected.extend(replace(r, index=rest[r.index]) for r in part.rejected)
             result.pending.extend(rest[i] for i in part.pending)
         result.rejected.sort(key=lambda r: r.index)
         return result

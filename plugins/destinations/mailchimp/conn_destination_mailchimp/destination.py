@@ -508,6 +508,5 @@ class MailchimpDestination(LazyClient, Destination):
 
 def _remap(result: WriteResult, positions: Sequence[int]) -> WriteResult:
     """Indices of ``result`` (positions in a sub-list) mapped back to batch indices."""
-    return WriteResult([Rejection(positions[r.index], r.reason, r.retryable)
-                        for r in result.rejected],
+    return WriteResult([replace(r, index=positions[r.index]) for r in result.rejected],
                        [positions[i] for i in result.pending], result.error)

@@ -35,6 +35,10 @@ History:
      forgotten people's identifiers), ``erasures_pending`` (match values a destination
      has not yet confirmed erasing) and ``ledger`` (the hash-chained receipts). Sync
      files are unchanged.
+  6. ``rejections`` gain ``excerpt``: JSON text of the vendor exchange that rejected the
+     row (method, URL path, status, the row's part of the request and the start of the
+     response, secrets masked; :mod:`conn.http.exchange`), NULL when there was none.
+     The run-history file is unchanged.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ import duckdb
 from conn.errors import StateError
 
 APP_ID = "conn-state"
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 
 #: ``changes`` and ``records`` share this layout (a first sync's log becomes ``records``
 #: by a rename); the change log is re-created by the DuckDB store's compaction.
@@ -82,9 +86,10 @@ CREATE TABLE source_state (id INTEGER PRIMARY KEY, value VARCHAR, run_id VARCHAR
   saved_at TIMESTAMP);"""
 #: Rejections: ``since`` is the first rejection of a key rejected run after run,
 #: ``attempts`` how many runs it was rejected in a row.
+#: ``excerpt``: the vendor exchange that rejected the row (format 6).
 _REJECTIONS = """CREATE TABLE rejections (kid UBIGINT NOT NULL, key VARCHAR,
   partition USMALLINT NOT NULL, reason VARCHAR, op VARCHAR, run_id VARCHAR,
-  rejected_at TIMESTAMP, since TIMESTAMP, attempts INTEGER);"""
+  rejected_at TIMESTAMP, since TIMESTAMP, attempts INTEGER, excerpt VARCHAR);"""
 #: Rejections of formats 2 and 3, kept for the migrations.
 _REJECTIONS_V3 = """CREATE TABLE rejections (kid UBIGINT NOT NULL, key VARCHAR,
   partition USMALLINT NOT NULL, reason VARCHAR, op VARCHAR, run_id VARCHAR,
@@ -210,6 +215,10 @@ def _runs_v4_to_v5(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(PRIVACY_TABLES)
 
 
+def _v5_to_v6(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("ALTER TABLE rejections ADD COLUMN excerpt VARCHAR")
+
+
 def _unchanged(con: duckdb.DuckDBPyConnection) -> None:
     """A format step that does not touch this kind of file."""
 
@@ -217,8 +226,9 @@ def _unchanged(con: duckdb.DuckDBPyConnection) -> None:
 #: ``MIGRATIONS[kind][v]`` turns a version-``v`` file of that kind into version ``v + 1``.
 #: The run-history file shares the format number; its tables changed in format 5.
 MIGRATIONS: dict[str, dict[int, Callable[[duckdb.DuckDBPyConnection], None]]] = {
-    "sync": {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _unchanged},
-    "runs": {1: _unchanged, 2: _unchanged, 3: _unchanged, 4: _runs_v4_to_v5},
+    "sync": {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _unchanged, 5: _v5_to_v6},
+    "runs": {1: _unchanged, 2: _unchanged, 3: _unchanged, 4: _runs_v4_to_v5,
+             5: _unchanged},
 }
 
 

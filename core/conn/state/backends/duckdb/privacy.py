@@ -141,8 +141,8 @@ class DuckDBPrivacy(PrivacyStore):
                 for table in ("records", "changes", "rejections"):
                     con.execute(f"DELETE FROM {table} WHERE key IN (SELECT k FROM _k)")
                 for text in texts:
-                    con.execute("DELETE FROM rejections WHERE position(? IN reason) > 0",
-                                [text])
+                    con.execute("DELETE FROM rejections WHERE position(? IN reason) > 0 "
+                                "OR position(? IN coalesce(excerpt, '')) > 0", [text, text])
                 # The planner's cache described the old records.
                 migrations.write_meta(con, {"sorted_cache_generation": os.urandom(16).hex()})
                 con.commit()

@@ -294,12 +294,13 @@ class DuckDBStorage(Storage):
                 # then a delete) keeps one entry with both reasons; a key rejected again
                 # after earlier runs keeps the time of its first rejection.
                 self._q(f"""UPDATE rejections SET reason = rejections.reason || '; ' ||
-                    r.reason FROM _rej r WHERE rejections.run_id = ? AND rejections.kid =
+                    r.reason, excerpt = coalesce(rejections.excerpt, r.excerpt)
+                    FROM _rej r WHERE rejections.run_id = ? AND rejections.kid =
                     r.kid AND r.kid <> {NULL_KEY_ID} AND
                     position(r.reason IN rejections.reason) = 0""", [run_id])
                 self._q(f"""INSERT INTO rejections SELECT r.kid, r.key, r.partition, r.reason,
-                    ?, ?, now(), coalesce(e.since, now()), coalesce(e.attempts, 0) + 1
-                    FROM _rej r LEFT JOIN (SELECT kid, min(since) AS since,
+                    ?, ?, now(), coalesce(e.since, now()), coalesce(e.attempts, 0) + 1,
+                    r.excerpt FROM _rej r LEFT JOIN (SELECT kid, min(since) AS since,
                     max(attempts) AS attempts FROM rejections WHERE run_id <> ?
                     GROUP BY kid) e USING (kid) WHERE r.kid = {NULL_KEY_ID} OR r.kid NOT IN
                     (SELECT kid FROM rejections WHERE run_id = ?)""",
@@ -572,7 +573,8 @@ class DuckDBStateStore(KeepsExperiments, triggers.TriggerFiles, StateStore):
     def rejections(self, sync: str, limit: int | None = None) -> list[dict[str, Any]]:
         def sql(version: int) -> str:
             since = ("strftime(since, '%Y-%m-%dT%H:%M:%SZ') AS since, attempts"
-                     if version >= 4 else "NULL AS since, NULL AS attempts")
+                     if version >= 4 else "NULL AS since, NULL AS attempts") + (
+                ", excerpt" if version >= 6 else ", NULL AS excerpt")
             return ("SELECT key, reason, op, run_id, strftime(rejected_at, "
                     f"'%Y-%m-%dT%H:%M:%SZ') AS \"at\", {since} FROM rejections "
                     "ORDER BY rejected_at DESC, key"
