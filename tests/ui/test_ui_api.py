@@ -87,14 +87,33 @@ def test_conn_pause_is_seen_by_the_api_and_the_ui_run(app, monkeypatch, capsys):
     code, out = cli_json(monkeypatch, capsys, "pause", SYNC)
     assert code == 0 and out["syncs"][0]["paused"]
     status, body = call(app, "POST", f"/api/syncs/{SYNC}/run")
-    assert status == 202 and body == {"sync": SYNC, "status": "started", "paused": True}
+    assert status == 202 and body == {"sync": SYNC, "status": "started", "paused": True,
+                                      "rejected_only": False}
     assert app.api.join(30)
     assert call(app, "GET", f"/api/syncs/{SYNC}/runs")[1]["runs"] == []
     assert cli_json(monkeypatch, capsys, "resume", SYNC)[1]["syncs"][0]["was_paused"]
-    assert call(app, "POST", f"/api/syncs/{SYNC}/retry")[0] == 202
+    assert call(app, "POST", f"/api/syncs/{SYNC}/run")[0] == 202
     assert app.api.join(30)
     runs = call(app, "GET", f"/api/syncs/{SYNC}/runs")[1]["runs"]
     assert [r["status"] for r in runs] == ["rejected"]
+
+
+def test_retry_from_the_api_sends_only_the_rejected_rows(app, monkeypatch, capsys):
+    from tests import fakes
+
+    assert run_cli(monkeypatch, capsys, "sync", "mem", "crm")[0] == 4
+    fakes.RECEIVED.clear()
+    people(roster(rename=" (renamed)"))  # every row changed; 7 and 23 still refused
+    status, body = call(app, "POST", f"/api/syncs/{SYNC}/retry")
+    assert status == 202 and body["rejected_only"] is True
+    assert app.api.join(30)
+    last = cli_json(monkeypatch, capsys, "runs", SYNC)[1]["runs"][0]
+    assert last["status"] == "rejected" and last["report"]["rejected_only"] is True
+    assert (last["rows_read"], last["rejected"], last["updated"]) == (2, 2, 0)
+    # The renamed rows wait for the next run.
+    assert [r for _, _, rows in fakes.RECEIVED for r in rows] == []
+    assert run_cli(monkeypatch, capsys, "sync", "mem", "crm")[0] == 4
+    assert len([r for _, _, rows in fakes.RECEIVED for r in rows]) == 30
 
 
 def test_unknown_names_are_404_and_bad_parameters_400(app):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import threading
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,9 +76,12 @@ def url_path(url: str) -> str:
 
 def record_json(record: Any) -> str:
     """A record as compact JSON (values JSON cannot hold as text); a plugin's
-    ``(position, record)`` pair counts as its record."""
-    if isinstance(record, tuple) and len(record) == 2 and isinstance(record[0], int):
-        record = record[1]
+    ``(position, record)`` or ``(record, key)`` pair counts as its record."""
+    if isinstance(record, tuple) and len(record) == 2:
+        if isinstance(record[0], int):
+            record = record[1]
+        elif isinstance(record[0], Mapping):
+            record = record[0]
     try:
         return json.dumps(record, default=str, ensure_ascii=False, separators=(",", ":"))
     except (TypeError, ValueError):
