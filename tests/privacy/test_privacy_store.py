@@ -183,3 +183,49 @@ def test_purge_forgets_since_when_a_key_was_delivered(tmp_path):
         assert firsts() == 1
     finally:
         s.close()
+
+
+def test_purge_drops_rejections_whose_excerpt_quotes_the_person(store):
+    """An excerpt of the vendor exchange holds the row as sent: purging a person's texts
+    drops the rejections whose reason or excerpt quotes them, whatever their key."""
+    with store.open_sync("s", "run1") as st:
+        keys = pa.array(["7", "8", "9"])
+        st.commit(keys, pa.nulls(3, pa.uint64()), pa.nulls(3, pa.string()),
+                  pa.array([False] * 3), [(0, "HTTP 400"), (1, "HTTP 400"), (2, "HTTP 400")],
+                  {0: '{"request": "{\\"email\\":\\"ana@x.org\\"}"}',
+                   1: '{"request": "{\\"email\\":\\"bo@x.org\\"}"}'})
+    store.privacy().purge("s", ["1"], ["ana@x.org"])
+    assert sorted(r["key"] for r in store.rejections("s")) == ["8", "9"]
+
+
+@pytest.mark.services
+def test_a_format_3_postgres_schema_gains_the_excerpt_of_rejections():
+    if not pg_available():
+        unavailable("PostgreSQL not reachable at 127.0.0.1:5432")
+    import psycopg
+    from conn.state.backends import postgres
+
+    schema = f"conn_excerpt_{uuid.uuid4().hex[:10]}"
+    try:
+        with psycopg.connect(PG_URL, autocommit=True) as c:
+            c.execute(f"CREATE SCHEMA {schema}")
+            c.execute(f"CREATE TABLE {schema}.meta (key text PRIMARY KEY, value text)")
+            c.execute(f"INSERT INTO {schema}.meta VALUES ('app_id', 'conn-state'), "
+                      "('format_version', '3')")
+            c.execute(postgres.DDL.format(s=schema))
+            c.execute(f"ALTER TABLE {schema}.rejections DROP COLUMN excerpt")
+            c.execute(f"INSERT INTO {schema}.rejections (sync, kid, key, partition, reason) "
+                      "VALUES ('s', 1, '1', 0, 'bad e-mail')")
+        store = make_store("postgres", None, schema)
+        try:
+            assert [(r["key"], r["excerpt"]) for r in store.rejections("s")] == [("1", None)]
+            with store.open_sync("s", "r1") as st:
+                st.commit(pa.array(["2"]), pa.nulls(1, pa.uint64()), pa.nulls(1, pa.string()),
+                          pa.array([False]), [(0, "locked")], {0: '{"status": 423}'})
+            got = {r["key"]: r["excerpt"] for r in store.rejections("s")}
+            assert got == {"1": None, "2": '{"status": 423}'}
+        finally:
+            store.close()
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as c:
+            c.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

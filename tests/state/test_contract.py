@@ -443,3 +443,28 @@ def test_delivered_says_since_when_a_key_is_delivered(backend):
     (two,) = make().delivered("s", ["2"])
     assert two["first_acked_at"] == first["acked_at"]
 
+
+
+def test_rejections_keep_the_excerpt_of_the_exchange_that_rejected_them(backend):
+    """The vendor exchange behind a rejected row (JSON text, conn.http.exchange) is kept
+    with it and listed; a key rejected twice in a run keeps the first excerpt it got; a
+    rejection without one (conn's own, e.g. a duplicate key) lists None; a new rejection
+    of the key in a later run replaces it."""
+    _, make = backend
+    store = make()
+    first = '{"method": "POST", "path": "/v1/contacts", "status": 400}'
+    with make().open_sync("s", "r1") as st:
+        keys = pa.array(["10", "10", "11"], pa.string())
+        st.commit(keys, pa.nulls(3, pa.uint64()), pa.nulls(3, pa.string()),
+                  pa.array([False] * 3),
+                  [(0, "duplicate"), (1, "bad e-mail"), (2, "locked")], {1: first})
+        st.commit(keys.slice(0, 1), pa.nulls(1, pa.uint64()), pa.nulls(1, pa.string()),
+                  pa.array([False]), [(0, "still bad")], {0: '{"status": 422}'})
+    got = {r["key"]: r for r in store.rejections("s")}
+    assert set(got) == {"10", "11"}
+    assert got["10"]["excerpt"] == first and got["11"]["excerpt"] is None
+    with make().open_sync("s", "r2") as st:
+        st.commit(pa.array(["11"]), pa.nulls(1, pa.uint64()), pa.nulls(1, pa.string()),
+                  pa.array([False]), [(0, "locked")], {0: '{"status": 409}'})
+    got = {r["key"]: r for r in store.rejections("s")}
+    assert got["11"]["excerpt"] == '{"status": 409}' and got["11"]["attempts"] == 2

@@ -341,3 +341,20 @@ def test_a_format_4_file_without_first_acked_is_read_then_completed(store):
     with duckdb.connect(str(path)) as con:
         tables = {r[0] for r in con.execute("SHOW TABLES").fetchall()}
     assert "first_acked" in tables
+
+
+def test_migration_from_format_5_adds_the_excerpt_of_rejections(store):
+    """Format 6: rejections gain ``excerpt``; the rows of a format-5 file keep theirs
+    (listed with none) and new rejections store one."""
+    with old_state_file(store, 5, migrations.SYNC_TABLES, old=hashed(range(2))) as con:
+        con.execute("ALTER TABLE rejections DROP COLUMN excerpt")
+        con.execute("INSERT INTO rejections SELECT kid, key, partition, 'bad e-mail', "
+                    "'write', 'r0', now(), now(), 1 FROM old WHERE key = '1'")
+    assert [(r["key"], r["excerpt"]) for r in store.rejections("s")] == [("1", None)]
+    with store.open_sync("s", "r1") as st:
+        st.commit(pa.array(["0"]), pa.nulls(1, pa.uint64()), pa.nulls(1, pa.string()),
+                  pa.array([False]), [(0, "locked")], {0: '{"status": 423}'})
+    got = {r["key"]: r["excerpt"] for r in store.rejections("s")}
+    assert got == {"0": '{"status": 423}', "1": None}
+    with duckdb.connect(str(store.sync_path("s"))) as con:
+        assert migrations.read_meta(con)["format_version"] == str(migrations.FORMAT_VERSION)
