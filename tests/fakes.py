@@ -4,6 +4,7 @@ They register through the same hooks as any plugin (``Registry.add_module(fakes)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -122,12 +123,26 @@ class RecordingDestination(Destination):
                 return res
         rows = request.to_pylist()
         bad = set(self.config.get("reject") or ())
-        rejected = [Rejection(i, f"INVALID_EMAIL: {r[request.match_key]} is not allowed")
+        rejected = [Rejection(i, f"INVALID_EMAIL: {r[request.match_key]} is not allowed",
+                              excerpt=_exchange(r, request.match_key))
                     for i, r in enumerate(rows) if r.get(request.match_key) in bad]
         bad_idx = {r.index for r in rejected}
         RECEIVED.append((self.instance, request.operation,
                          [r for i, r in enumerate(rows) if i not in bad_idx]))
         return WriteResult(rejected=rejected)
+
+
+def _exchange(record: dict[str, Any], field: str) -> dict[str, Any] | None:
+    """The excerpt an HTTP API's refusal of ``record`` would leave (conn.http.exchange):
+    the recorder acts as a CRM answering ``422`` to ``POST /v1/contacts``."""
+    from types import SimpleNamespace
+
+    from conn.http.exchange import Exchange, excerpt
+
+    answer = SimpleNamespace(text=json.dumps({"status": "error", "category": "VALIDATION",
+                                              "message": f"{record[field]} is invalid"}))
+    return excerpt(record, Exchange("POST", "https://crm.example/v1/contacts?token=t0k", 422,
+                                    answer))
 
 
 @hookimpl

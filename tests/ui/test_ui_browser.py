@@ -157,6 +157,17 @@ def test_a_rejected_row_is_found_by_its_key(page, ui, monkeypatch, capsys):
     row = page.locator("[data-testid=rejected] tbody tr")
     assert row.get_attribute("data-key") == "23"
     assert "INVALID_EMAIL: bad23@example.com" in row.text_content()
+    # The vendor exchange that rejected it: method, path and status, opening onto the
+    # row as it was sent and the vendor's answer.
+    ex = row.locator("[data-testid=excerpt]")
+    assert ex.locator("summary").text_content() == "POST /v1/contacts \u2192 HTTP 422"
+    expect(row.locator("[data-testid=excerpt-request]")).not_to_be_visible()
+    ex.locator("summary").click()
+    expect(row.locator("[data-testid=excerpt-request]")).to_be_visible()
+    assert json.loads(row.locator("[data-testid=excerpt-request]").text_content()) == {
+        "email": "bad23@example.com", "name": "Person 23"}
+    assert "bad23@example.com is invalid" in \
+        row.locator("[data-testid=excerpt-response]").text_content()
     page.fill("[data-testid=key-search]", "999")
     page.wait_for_selector("[data-testid=no-rejected]")
     # The run page searches the rows that run rejected.
@@ -166,6 +177,8 @@ def test_a_rejected_row_is_found_by_its_key(page, ui, monkeypatch, capsys):
     expect(page.locator("[data-testid=rejected] tbody tr")).to_have_count(1)
     assert [r.get_attribute("data-key") for r in
             page.locator("[data-testid=rejected] tbody tr").all()] == ["7"]
+    assert page.locator("[data-testid=rejected] [data-testid=excerpt] summary").text_content() \
+        == "POST /v1/contacts \u2192 HTTP 422"
 
 
 def test_a_sync_paused_in_the_ui_is_skipped_by_conn_sync(page, ui, monkeypatch, capsys):
