@@ -360,6 +360,8 @@ class MetaAudiencesDestination(LazyClient, Destination):
     def _invalid(doc: Mapping[str, Any], data: Sequence[Sequence[str]],
                  rows: Sequence[int]) -> list[Rejection]:
         """Rejections for the entries Meta sampled as invalid."""
+        from conn.http import excerpt
+
         n_invalid = int(doc.get("num_invalid_entries") or 0)
         received = doc.get("num_received")
         if received is not None and int(received) != len(data):
@@ -381,7 +383,9 @@ class MetaAudiencesDestination(LazyClient, Destination):
             if at is None:
                 continue
             reason = f"Meta reported this entry invalid{': ' + str(why) if why else ''}"
-            out.append(Rejection(rows[at], secrets.redact(reason), retryable=False))
+            # The exchange is the upload just answered; this entry's part of it.
+            out.append(Rejection(rows[at], secrets.redact(reason), retryable=False,
+                                 excerpt=excerpt(list(data[at]))))
         if n_invalid > len(out):
             log.warning("Meta reported %d invalid entries, %d of them identified; the rest "
                         "are acknowledged", n_invalid, len(out))

@@ -502,6 +502,8 @@ class SalesforceDestination(LazyClient, Destination):
 
     def _bulk_job(self, request: WriteRequest, rows: list[int], payload: bytes) -> WriteResult:
         """Create, fill, close and follow one ingest job for the records ``rows``."""
+        from conn.http import excerpt
+
         resp = self._call("POST", "jobs/ingest", json=self._job_body(request))
         if resp.status_code >= 400:
             raise ConnError(f"Salesforce bulk job creation failed: {_error_of(resp)}")
@@ -531,7 +533,9 @@ class SalesforceDestination(LazyClient, Destination):
                 if i not in done:
                     done.add(i)
                     code = reason.split(":", 1)[0]
-                    result.rejected.append(Rejection(i, reason, code in _RETRYABLE_CODES))
+                    # The exchange: the job's failedResults download, this row of it.
+                    result.rejected.append(Rejection(i, reason, code in _RETRYABLE_CODES,
+                                                     excerpt=excerpt(row)))
         missing = [i for i in rows if i not in done]
         if missing:
             result.pending = missing
@@ -590,7 +594,7 @@ class SalesforceDestination(LazyClient, Destination):
         return found
 
     def _delete(self, request: WriteRequest) -> WriteResult:
-        from conn.http import chunked
+        from conn.http import chunked, excerpt
 
         values = [None if v is None else str(v)
                   for v in request.records.column(0).to_pylist()]
@@ -613,14 +617,17 @@ class SalesforceDestination(LazyClient, Destination):
             if resp.status_code >= 400:
                 reason = f"HTTP {resp.status_code}: {_error_of(resp)}"
                 for rid in part:
-                    result.rejected.extend(Rejection(i, reason, True) for i in by_id[rid])
+                    result.rejected.extend(Rejection(i, reason, True,
+                                                     excerpt=excerpt({"id": rid}))
+                                           for i in by_id[rid])
                 continue
             for rid, res in zip(part, _body(resp), strict=False):
                 errs = res.get("errors") or []
                 if res.get("success") or all(e.get("statusCode") in _GONE_CODES for e in errs):
                     continue
                 retry = any(e.get("statusCode") in _RETRYABLE_CODES for e in errs)
-                result.rejected.extend(Rejection(i, _errors_text(errs), retry)
+                result.rejected.extend(Rejection(i, _errors_text(errs), retry,
+                                                 excerpt=excerpt({"id": rid}))
                                        for i in by_id[rid])
         result.rejected.sort(key=lambda r: r.index)
         result.pending.sort()
