@@ -126,3 +126,18 @@ def test_no_request_no_excerpt_and_a_thread_sees_only_its_own() -> None:
         t.start()
         t.join()
         assert seen == [None]
+
+
+def test_an_excerpt_a_plugin_built_is_masked_and_cut_before_it_is_stored() -> None:
+    from conn.destination import Rejection, WriteResult
+    from conn.runtime.delivery import rejections
+
+    secrets.register(TOKEN)
+    own = {"method": "POST", "path": f"/v1/{TOKEN}", "status": 400,
+           "request": "r" * 5000, "response": f"token {TOKEN} refused"}
+    pairs, excerpts = rejections(WriteResult([Rejection(3, "refused", excerpt=own),
+                                              Rejection(5, "refused")]))
+    assert pairs == [(3, "refused"), (5, "refused")] and set(excerpts) == {3}
+    kept = json.loads(excerpts[3])
+    assert kept["path"] == "/v1/***" and kept["response"] == "token *** refused"
+    assert kept["request"] == "r" * LIMIT + "…" and kept["status"] == 400

@@ -100,7 +100,9 @@ def print_report(report: RunReport, json_out: bool) -> None:
         if s.preview:
             output.info(f"--- {s.name}: first {len(s.preview)} request(s) that would be sent")
             output.print_json(s.preview)
-    title = "conn sync" + (" (dry run: nothing sent)" if report.run.dry_run else "")
+    retry = bool(report.syncs) and all(s.rejected_only for s in report.syncs)
+    title = ("conn retry (rejected rows only)" if retry else "conn sync") + (
+        " (dry run: nothing sent)" if report.run.dry_run else "")
     output.table(title, COLUMNS, [_row(s) for s in report.syncs], short=SHORT)
     for s in report.syncs:
         if s.error:

@@ -101,3 +101,16 @@ def excerpt(record: Any = None, exchange: Exchange | None = None) -> dict[str, A
     return {"method": ex.method, "path": url_path(ex.url), "status": ex.status,
             "request": cut(record_json(record)) if record is not None else "",
             "response": cut(body)}
+
+
+def stored(ex: Mapping[str, Any]) -> str:
+    """An excerpt as the state keeps it: JSON text, every text cut to :data:`LIMIT`
+    and masked again (a plugin may build its own)."""
+    def again(v: Any) -> Any:
+        if not isinstance(v, str):
+            return v
+        done = len(v) == LIMIT + 1 and v.endswith("…")  # cut by :func:`excerpt`
+        return secrets.redact(v) if done else cut(v)
+
+    return json.dumps({str(k): again(v) for k, v in ex.items()}, default=str,
+                      ensure_ascii=False)

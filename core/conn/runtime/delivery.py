@@ -5,7 +5,6 @@ back request by request."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -119,8 +118,9 @@ def ack_mask(n: int, result: WriteResult) -> pa.Array:
 def rejections(result: WriteResult) -> tuple[list[tuple[int, str]], dict[int, str]]:
     """A write's rejections as :meth:`SyncState.commit` takes them: (index, reason)
     pairs, and the excerpts of the exchanges that rejected them (index -> JSON text)."""
-    excerpts = {r.index: json.dumps(dict(r.excerpt), default=str, ensure_ascii=False)
-                for r in result.rejected if r.excerpt}
+    from conn.http.exchange import stored
+
+    excerpts = {r.index: stored(r.excerpt) for r in result.rejected if r.excerpt}
     return [(r.index, r.reason) for r in result.rejected], excerpts
 
 
