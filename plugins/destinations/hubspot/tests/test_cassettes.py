@@ -10,6 +10,7 @@ They replay with ``record_mode="none"``, so no test reaches the network.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -65,6 +66,14 @@ def test_partial_failure_maps_errors_to_rows(cassette: Callable[[str], Any]) -> 
     assert "250 is above the maximum 100" in res.rejected[0].reason
     assert res.rejected[0].reason.startswith("VALIDATION_ERROR")
     assert "champion was not one of the allowed options" in res.rejected[1].reason
+    # Each keeps the exchange that refused it: the batch upsert, HubSpot's 207, that
+    # row's input and the start of HubSpot's answer.
+    for r, email in zip(res.rejected, ("bob@example.com", "cy@example.com"), strict=True):
+        ex = r.excerpt
+        assert (ex["method"], ex["path"], ex["status"]) == \
+            ("POST", "/crm/v3/objects/contacts/batch/upsert", 207)
+        assert json.loads(ex["request"])["id"] == email
+        assert "VALIDATION_ERROR" in ex["response"] and TOKEN not in json.dumps(ex)
 
 
 def test_rate_limit_then_success(cassette: Callable[[str], Any]) -> None:

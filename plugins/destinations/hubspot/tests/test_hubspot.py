@@ -232,3 +232,35 @@ def test_erase_faults_retried_refusals_per_contact_auth_stops(
                         match_key="hs_object_id")
     assert res.rejected == [] and sorted(res.pending) == [0, 1, 2]
     assert "refused the credentials" in str(res.error)
+
+
+def test_a_400_naming_inputs_keeps_its_exchange_after_the_resend(
+        fault_server: FaultServer) -> None:
+    """HubSpot refuses a batch with 400 naming the bad inputs; conn rejects those and
+    resends the rest. Each rejection keeps the 400 that named it, not the resend's 200."""
+    calls: list[int] = []
+
+    def handler(req: RecordedRequest, srv: FaultServer) -> Reply:
+        inputs = req.json["inputs"]
+        calls.append(len(inputs))
+        bad = [i["objectWriteTraceId"] for i in inputs
+               if i["properties"].get("health_score") == "250"]
+        if bad:
+            return Reply(400, json={"status": "error", "category": "VALIDATION_ERROR",
+                                    "message": "Property values were not valid",
+                                    "context": {"objectWriteTraceId": bad}})
+        return Reply(200, json={"status": "COMPLETE", "results": [
+            {"id": str(n), "properties": {}, "objectWriteTraceId": i["objectWriteTraceId"]}
+            for n, i in enumerate(inputs)]})
+
+    fault_server.route("POST", "/crm/v3/objects/contacts/batch/upsert", handler)
+    rows = [{"email": f"u{i}@example.com", "health_score": 250 if i in (1, 3) else i}
+            for i in range(5)]
+    res = write_records(make(base_url=fault_server.url), "contacts", rows, match_key="email")
+    assert calls == [5, 3] and res.pending == []
+    assert [r.index for r in res.rejected] == [1, 3]
+    for r in res.rejected:
+        assert (r.excerpt["status"], r.excerpt["path"]) == \
+            (400, "/crm/v3/objects/contacts/batch/upsert")
+        assert json.loads(r.excerpt["request"])["id"] == f"u{r.index}@example.com"
+        assert "VALIDATION_ERROR" in r.excerpt["response"]

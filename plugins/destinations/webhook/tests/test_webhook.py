@@ -131,6 +131,29 @@ def test_per_record_errors_become_rejections(fault_server: FaultServer) -> None:
     fault_server.assert_exactly_once(str(i) for i in range(20) if i not in (3, 17))
 
 
+def test_rejections_keep_the_exchange_without_secrets(fault_server: FaultServer) -> None:
+    """Per-record errors and a refused batch: each rejected row keeps the request that
+    refused it (its record as sent), the status and the answer; the path only (no host,
+    no query string) and no header (the signature, the auth token)."""
+    from conn import secrets
+
+    token = "bearer-7f00d1c2b3a4"
+    secrets.register(token, SECRET)
+    for mode, status in (("records", 200), ("batch", 400)):
+        fault_server.configure(reject={"3", "17"}, reject_mode=mode)
+        d = dest(fault_server, url=fault_server.url + f"/hook?token={token}", batch_size=10,
+                 headers={"Authorization": f"Bearer {token}"})
+        res = write_records(d, "events", rows(20))
+        assert [r.index for r in res.rejected] == [3, 17]
+        for r in res.rejected:
+            ex = r.excerpt
+            assert (ex["method"], ex["path"], ex["status"]) == ("POST", "/hook", status)
+            assert json.loads(ex["request"]) == rows(20)[r.index]
+            assert "rejected" in ex["response"] or "refused" in ex["response"]
+            text = json.dumps(ex)
+            assert token not in text and SECRET not in text and "127.0.0.1" not in text
+
+
 def test_whole_batch_400_is_split(fault_server: FaultServer) -> None:
     fault_server.configure(reject={"5", "6", "40"}, reject_mode="batch")
     res = write_records(dest(fault_server, batch_size=50), "events", rows(64))
