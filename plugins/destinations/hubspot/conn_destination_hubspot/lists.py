@@ -120,8 +120,10 @@ def write(send: Send, request: WriteRequest, list_id: str) -> WriteResult:
     doc = resp.json() if resp.content else {}
     missing = {str(x) for x in doc.get("recordIdsMissing") or []}
     if adding and missing:
+        from conn.http import excerpt  # the PUT just answered: this contact's part of it
+
         result.rejected += [Rejection(i, f"HubSpot reports contact {rid} missing; tried again "
-                                         "next run", retryable=True)
+                                         "next run", retryable=True, excerpt=excerpt(rid))
                             for i, rid in ids.items() if rid in missing]
         result.rejected.sort(key=lambda r: r.index)
     return result
