@@ -294,10 +294,9 @@ class DuckDBStorage(Storage):
                 # then a delete) keeps one entry with both reasons; a key rejected again
                 # after earlier runs keeps the time of its first rejection.
                 self._q(f"""UPDATE rejections SET reason = rejections.reason || '; ' ||
-                    r.reason, excerpt = coalesce(rejections.excerpt, r.excerpt)
-                    FROM _rej r WHERE rejections.run_id = ? AND rejections.kid =
-                    r.kid AND r.kid <> {NULL_KEY_ID} AND
-                    position(r.reason IN rejections.reason) = 0""", [run_id])
+                    r.reason, excerpt = coalesce(rejections.excerpt, r.excerpt) FROM _rej r
+                    WHERE rejections.run_id = ? AND rejections.kid = r.kid AND r.kid <>
+                    {NULL_KEY_ID} AND position(r.reason IN rejections.reason) = 0""", [run_id])
                 self._q(f"""INSERT INTO rejections SELECT r.kid, r.key, r.partition, r.reason,
                     ?, ?, now(), coalesce(e.since, now()), coalesce(e.attempts, 0) + 1,
                     r.excerpt FROM _rej r LEFT JOIN (SELECT kid, min(since) AS since,
