@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conn import secrets
 from conn.plugins import Registry, reset_registry
 from hypothesis import settings
 
@@ -48,10 +47,8 @@ def unavailable(reason: str) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _clean_secrets() -> Iterator[None]:
-    secrets.clear()
-    yield
-    secrets.clear()
+def _clean_secrets(clean_secrets: None) -> None:
+    """No test sees another's registered secrets (conn's pytest plugin)."""
 
 
 @pytest.fixture

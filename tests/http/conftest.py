@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
-from conn import secrets
 
 
 class FakeClock:
@@ -33,12 +31,6 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture(autouse=True)
-def _clean_secrets() -> Iterator[None]:
-    secrets.clear()
-    yield
-    secrets.clear()
-
-
-@pytest.fixture(autouse=True)
-def _close_clients(close_http_clients: None) -> None:
-    """Every test closes the clients it opened (conn's pytest plugin's fixture)."""
+def _isolated(clean_secrets: None, close_http_clients: None) -> None:
+    """Every test starts with no registered secrets and closes the HTTP clients it
+    opened (conn's pytest plugin)."""

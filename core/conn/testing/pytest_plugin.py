@@ -19,6 +19,10 @@ Fixtures
     destinations and write through them directly use it (autouse it in a conftest with
     ``pytestmark = pytest.mark.usefixtures("close_http_clients")`` or a wrapper fixture)
     so that no socket is left for the garbage collector (``ResourceWarning``).
+``clean_secrets``
+    Empties conn's registry of secret values (:mod:`conn.secrets`, what redaction masks)
+    before and after the test, so one test's secrets neither mask nor leak into
+    another's output; autouse it through a wrapper fixture in a conftest.
 ``cassette``
     ``with cassette("name") as cas:`` replays ``cassettes/name.yaml`` beside the test
     module, never recording, matching method, URL and the request body as parsed data
@@ -54,6 +58,16 @@ def fault_server() -> Iterator[FaultServer]:
 
     with FaultServer(seed=0) as server:
         yield server
+
+
+@pytest.fixture
+def clean_secrets() -> Iterator[None]:
+    """conn's registry of secret values is empty before and after the test."""
+    from conn import secrets
+
+    secrets.clear()
+    yield
+    secrets.clear()
 
 
 @pytest.fixture

@@ -20,12 +20,10 @@ one in its text, else by arrival) and in order in ``server.posted``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conn import secrets
 from conn.testing.http import FaultServer, RecordedRequest, Reply
 
 CASSETTES = Path(__file__).parent / "cassettes"
@@ -98,12 +96,6 @@ def slack(fault_server: FaultServer) -> FaultServer:
 
 
 @pytest.fixture(autouse=True)
-def _clean_secrets() -> Iterator[None]:
-    secrets.clear()
-    yield
-    secrets.clear()
-
-
-@pytest.fixture(autouse=True)
-def _close_clients(close_http_clients: None) -> None:
-    """Every test closes the HTTP clients its destinations opened (no stray sockets)."""
+def _isolated(clean_secrets: None, close_http_clients: None) -> None:
+    """Every test starts with no registered secrets and closes the HTTP clients it
+    opened (conn's pytest plugin)."""

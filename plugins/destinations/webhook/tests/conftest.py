@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from conn import secrets
 
 
 @pytest.fixture(autouse=True)
-def _clean_secrets() -> Iterator[None]:
-    secrets.clear()
-    yield
-    secrets.clear()
-
-
-@pytest.fixture(autouse=True)
-def _close_clients(close_http_clients: None) -> None:
-    """Every test closes the HTTP clients its destinations opened (no stray sockets)."""
+def _isolated(clean_secrets: None, close_http_clients: None) -> None:
+    """Every test starts with no registered secrets and closes the HTTP clients it
+    opened (conn's pytest plugin)."""
