@@ -5,6 +5,7 @@ formats are migrated."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 
@@ -127,21 +128,37 @@ def test_a_format_4_run_history_file_is_migrated(tmp_path):
     con.close()
 
 
-@pytest.mark.services
-def test_a_format_2_postgres_schema_is_migrated():
+@contextlib.contextmanager
+def _old_pg_schema(version: int, *alter: str) -> Iterator[str]:
+    """A PostgreSQL state schema stamped with format ``version`` (today's tables, then
+    the ``alter`` statements, ``{s}`` standing for the schema), dropped afterwards."""
     if not pg_available():
         unavailable("PostgreSQL not reachable at 127.0.0.1:5432")
     import psycopg
     from conn.state.backends import postgres
 
-    schema = f"conn_privacy_{uuid.uuid4().hex[:10]}"
+    schema = f"conn_old_{uuid.uuid4().hex[:10]}"
     try:
         with psycopg.connect(PG_URL, autocommit=True) as c:
             c.execute(f"CREATE SCHEMA {schema}")
             c.execute(f"CREATE TABLE {schema}.meta (key text PRIMARY KEY, value text)")
             c.execute(f"INSERT INTO {schema}.meta VALUES ('app_id', 'conn-state'), "
-                      "('format_version', '2')")
+                      f"('format_version', '{version}')")
             c.execute(postgres.DDL.format(s=schema))
+            for statement in alter:
+                c.execute(statement.format(s=schema))
+        yield schema
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as c:
+            c.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.mark.services
+def test_a_format_2_postgres_schema_is_migrated():
+    import psycopg
+    from conn.state.backends import postgres
+
+    with _old_pg_schema(2) as schema:
         store = make_store("postgres", None, schema)
         store.privacy().suppress(["e" * 64], "r")
         assert store.privacy().suppressed().to_pylist() == ["e" * 64]
@@ -150,9 +167,6 @@ def test_a_format_2_postgres_schema_is_migrated():
                                 "'format_version'").fetchall()[0][0]
         assert version == str(postgres.FORMAT_VERSION) == "4"
         store.close()
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as c:
-            c.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 def test_purge_forgets_since_when_a_key_was_delivered(tmp_path):
@@ -200,22 +214,9 @@ def test_purge_drops_rejections_whose_excerpt_quotes_the_person(store):
 
 @pytest.mark.services
 def test_a_format_3_postgres_schema_gains_the_excerpt_of_rejections():
-    if not pg_available():
-        unavailable("PostgreSQL not reachable at 127.0.0.1:5432")
-    import psycopg
-    from conn.state.backends import postgres
-
-    schema = f"conn_excerpt_{uuid.uuid4().hex[:10]}"
-    try:
-        with psycopg.connect(PG_URL, autocommit=True) as c:
-            c.execute(f"CREATE SCHEMA {schema}")
-            c.execute(f"CREATE TABLE {schema}.meta (key text PRIMARY KEY, value text)")
-            c.execute(f"INSERT INTO {schema}.meta VALUES ('app_id', 'conn-state'), "
-                      "('format_version', '3')")
-            c.execute(postgres.DDL.format(s=schema))
-            c.execute(f"ALTER TABLE {schema}.rejections DROP COLUMN excerpt")
-            c.execute(f"INSERT INTO {schema}.rejections (sync, kid, key, partition, reason) "
-                      "VALUES ('s', 1, '1', 0, 'bad e-mail')")
+    with _old_pg_schema(3, "ALTER TABLE {s}.rejections DROP COLUMN excerpt",
+                        "INSERT INTO {s}.rejections (sync, kid, key, partition, reason) "
+                        "VALUES ('s', 1, '1', 0, 'bad e-mail')") as schema:
         store = make_store("postgres", None, schema)
         try:
             assert [(r["key"], r["excerpt"]) for r in store.rejections("s")] == [("1", None)]
@@ -226,6 +227,3 @@ def test_a_format_3_postgres_schema_gains_the_excerpt_of_rejections():
             assert got == {"1": None, "2": '{"status": 423}'}
         finally:
             store.close()
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as c:
-            c.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

@@ -61,8 +61,9 @@ def ui(ui_project, registry) -> Iterator[str]:
     server.close()
 
 
-@pytest.fixture
-def page(browser, ui) -> Iterator[Any]:
+def _watched_page(browser: Any) -> tuple[Any, Any]:
+    """A new browser context and page whose console errors and script errors are
+    collected in ``page.problems``."""
     ctx = browser.new_context(viewport={"width": 1280, "height": 800})
     pg = ctx.new_page()
     problems: list[str] = []
@@ -70,6 +71,12 @@ def page(browser, ui) -> Iterator[Any]:
     pg.on("pageerror", lambda e: problems.append(str(e)))
     pg.problems = problems
     pg.set_default_timeout(20_000)
+    return ctx, pg
+
+
+@pytest.fixture
+def page(browser, ui) -> Iterator[Any]:
+    ctx, pg = _watched_page(browser)
     yield pg
     ctx.close()
 
@@ -235,13 +242,7 @@ def demo_page(browser, demo, demo_registry) -> Iterator[tuple[Any, str]]:
     server = UiServer("127.0.0.1", 0, lambda port: UiApp(demo / "conn.yml", demo_registry,
                                                          Guard(port)))
     server.start()
-    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
-    pg = ctx.new_page()
-    problems: list[str] = []
-    pg.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: problems.append(str(e)))
-    pg.problems = problems
-    pg.set_default_timeout(20_000)
+    ctx, pg = _watched_page(browser)
     try:
         yield pg, server.url
     finally:
