@@ -3,8 +3,10 @@ real SMTP server and a loopback webhook receiver."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conn.config import load_project
@@ -13,6 +15,7 @@ from conn.plugins import Registry
 from conn.testing.http import FaultServer
 
 from tests.alerts.smtp import Mailbox, smtp_server
+from tests.conftest import unavailable
 from tests.runtime.test_runtime import PROJECT
 
 #: A project of one sync (tests/runtime's) plus ALERTS (formatted with the servers).
@@ -77,3 +80,20 @@ def alerting(tmp_path: Path, registry: Registry, mail, hook
         return load_project(tmp_path / "conn.yml", registry=registry)
 
     return make
+
+
+@pytest.fixture
+def nats_stream() -> Iterator[tuple[Any, str]]:
+    """The machine's NATS server (the follow tests' client) and a fresh JetStream
+    stream on it, deleted afterwards, for followed syncs into the webhook destination."""
+    pytest.importorskip("conn_source_nats")
+    pytest.importorskip("conn_destination_webhook")
+    from tests.test_follow_nats import Nats
+
+    server, stream = Nats(), "CONN_ALERT_" + uuid.uuid4().hex[:10].upper()
+    try:
+        server.add_stream(stream)
+    except Exception as exc:
+        unavailable(f"NATS at 127.0.0.1:4222 cannot be reached: {exc}")
+    yield server, stream
+    server.delete_stream(stream)

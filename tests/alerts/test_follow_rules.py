@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import uuid
 
 import pytest
 import yaml
@@ -20,73 +19,63 @@ from tests.alerts.test_lag import _quiet
 
 @pytest.mark.slow
 @pytest.mark.services
-def test_a_followed_sync_rejecting_a_share_of_rows_alerts_once(tmp_path, fault_server):
-    pytest.importorskip("conn_source_nats")
-    pytest.importorskip("conn_destination_webhook")
+def test_a_followed_sync_rejecting_a_share_of_rows_alerts_once(tmp_path, fault_server,
+                                                               nats_stream):
     from tests import follow_kit as kit
     from tests.serve.helpers import Serve
-    from tests.test_follow_nats import DURABLE, Nats, project
+    from tests.test_follow_nats import DURABLE, project
 
-    server = Nats()
-    try:
-        server.add_stream(stream := "CONN_REJ_" + uuid.uuid4().hex[:10].upper())
-    except Exception as exc:
-        from tests.conftest import unavailable
-
-        unavailable(f"NATS at 127.0.0.1:4222 cannot be reached: {exc}")
+    server, stream = nats_stream
     bad = {i for i in range(200) if i % 5 == 0}  # 20 % of the rows, 10 % the threshold
     fault_server.configure(reject=sorted(bad), reject_mode="batch")
-    try:
-        project(tmp_path, stream, hook_url=fault_server.url + "/hook", follow=True)
-        doc = yaml.safe_load((tmp_path / "conn.yml").read_text())
-        doc["alerts"] = {"channels": {"ops": {"type": "webhook",
-                                              "url": fault_server.url + "/alerts"}},
-                         "rules": {"many_rejected": {"when": "rejected_share",
-                                                     "above": 0.1, "cooldown": "1h"},
-                                   "broken": {"when": "failed"}}}
-        (tmp_path / "conn.yml").write_text(yaml.safe_dump(doc))
+    project(tmp_path, stream, hook_url=fault_server.url + "/hook", follow=True)
+    doc = yaml.safe_load((tmp_path / "conn.yml").read_text())
+    doc["alerts"] = {"channels": {"ops": {"type": "webhook",
+                                          "url": fault_server.url + "/alerts"}},
+                     "rules": {"many_rejected": {"when": "rejected_share",
+                                                 "above": 0.1, "cooldown": "1h"},
+                               "broken": {"when": "failed"}}}
+    (tmp_path / "conn.yml").write_text(yaml.safe_dump(doc))
 
-        def notices() -> list[dict]:
-            return [r.json for r in fault_server.requests if r.path == "/alerts"]
+    def notices() -> list[dict]:
+        return [r.json for r in fault_server.requests if r.path == "/alerts"]
 
-        def segment(lo: int, hi: int) -> None:
-            """Follow with conn serve until rows lo..hi-1 were answered, then stop."""
-            before = len(notices())
-            proc = Serve(tmp_path)
-            try:
-                proc.wait_for(_quiet(lambda: server.consumer(stream, DURABLE)
-                                     .num_waiting > 0), 60)
-                server.publish(f"{stream}.people", kit.people(lo, hi))
-                want = set(range(lo, hi)) - bad
-                proc.wait_for(lambda: want <= kit.received_ids(fault_server.requests), 60)
-                proc.wait_for(lambda: bad & set(range(lo, hi))
-                              <= _refused_alone(fault_server.requests), 60)
-                # While it follows, no run rule is judged: the segment has not ended.
-                assert len(notices()) == before
-            finally:
-                code, _ = proc.stop()
-            assert code == 0, "\n".join(proc.lines + proc.err)
+    def segment(lo: int, hi: int) -> None:
+        """Follow with conn serve until rows lo..hi-1 were answered, then stop."""
+        before = len(notices())
+        proc = Serve(tmp_path)
+        try:
+            proc.wait_for(_quiet(lambda: server.consumer(stream, DURABLE)
+                                 .num_waiting > 0), 60)
+            server.publish(f"{stream}.people", kit.people(lo, hi))
+            want = set(range(lo, hi)) - bad
+            proc.wait_for(lambda: want <= kit.received_ids(fault_server.requests), 60)
+            proc.wait_for(lambda: bad & set(range(lo, hi))
+                          <= _refused_alone(fault_server.requests), 60)
+            # While it follows, no run rule is judged: the segment has not ended.
+            assert len(notices()) == before
+        finally:
+            code, _ = proc.stop()
+        assert code == 0, "\n".join(proc.lines + proc.err)
 
-        segment(0, 100)
-        assert [(n["kind"], n["rule"], n["sync"]) for n in notices()] == [
-            ("firing", "many_rejected", "q2f")]
-        first = notices()[0]
-        # Rows still in flight at the stop stay pending; every refused row was answered.
-        assert first["figures"]["rejected"] == 20, first
-        assert first["figures"]["share"] > 0.1 and f"20 of {first['figures']['of']}" \
-            in first["summary"], first
-        segment(100, 200)  # rejects as many again: held back by the cooldown
-        time.sleep(0.5)
-        assert len(notices()) == 1, notices()
-        listed = subprocess.run([kit.CONN, "alerts", "list", "--json", "-p",
-                                 str(tmp_path)], capture_output=True, text=True, timeout=60)
-        assert listed.returncode == 0, listed.stderr
-        rule = next(r for r in json.loads(listed.stdout)["rules"]
-                    if r["rule"] == "many_rejected")
-        state = next(s for s in rule["states"] if s["sync"] == "q2f")
-        assert state["state"] == "firing" and state["suppressed"] == 1, state
-    finally:
-        server.delete_stream(stream)
+    segment(0, 100)
+    assert [(n["kind"], n["rule"], n["sync"]) for n in notices()] == [
+        ("firing", "many_rejected", "q2f")]
+    first = notices()[0]
+    # Rows still in flight at the stop stay pending; every refused row was answered.
+    assert first["figures"]["rejected"] == 20, first
+    assert first["figures"]["share"] > 0.1 and f"20 of {first['figures']['of']}" \
+        in first["summary"], first
+    segment(100, 200)  # rejects as many again: held back by the cooldown
+    time.sleep(0.5)
+    assert len(notices()) == 1, notices()
+    listed = subprocess.run([kit.CONN, "alerts", "list", "--json", "-p",
+                             str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    rule = next(r for r in json.loads(listed.stdout)["rules"]
+                if r["rule"] == "many_rejected")
+    state = next(s for s in rule["states"] if s["sync"] == "q2f")
+    assert state["state"] == "firing" and state["suppressed"] == 1, state
 
 
 def _refused_alone(requests) -> set[int]:

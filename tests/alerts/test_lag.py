@@ -5,7 +5,6 @@ notices caught by a loopback webhook channel."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -79,81 +78,71 @@ def test_a_lag_rule_is_not_judged_on_a_run():
 @pytest.mark.slow
 @pytest.mark.services
 @pytest.mark.parametrize("runner", ["sync --follow", "serve"])
-def test_a_followed_sync_lagging_behind_fires_then_resolves(tmp_path, fault_server, runner):
+def test_a_followed_sync_lagging_behind_fires_then_resolves(tmp_path, fault_server, runner,
+                                                           nats_stream):
     """A NATS stream followed into a slow webhook, by ``conn sync --follow`` and by
     ``conn serve`` (``follow: true``): 400 messages at once keep more than 40
     unacknowledged for seconds, so the lag rule fires (once: the cooldown holds back
     reminders) to the webhook channel, and is resolved once the follower caught up. The
     notices name the rule and sync and carry the lag; no run rule fires on the
     follower's run; ``conn serve`` counts both notices in /metrics."""
-    pytest.importorskip("conn_source_nats")
-    pytest.importorskip("conn_destination_webhook")
     from tests import follow_kit as kit
-    from tests.test_follow_nats import DURABLE, Nats, project
+    from tests.test_follow_nats import DURABLE, project
 
-    server = Nats()
-    try:
-        server.add_stream(stream := "CONN_LAG_" + uuid.uuid4().hex[:10].upper())
-    except Exception as exc:
-        from tests.conftest import unavailable
-
-        unavailable(f"NATS at 127.0.0.1:4222 cannot be reached: {exc}")
+    server, stream = nats_stream
     serve = runner == "serve"
-    try:
-        project(tmp_path, stream, hook_url=fault_server.url + "/hook", follow=serve)
-        doc = yaml.safe_load((tmp_path / "conn.yml").read_text())
-        doc["alerts"] = {"channels": {"ops": {"type": "webhook",
-                                              "url": fault_server.url + "/alerts"}},
-                         "rules": {"lagging": {"when": "lag", "above_messages": 40,
-                                               "for_seconds": 1, "cooldown": "1h"},
-                                   "broken": {"when": "failed"}}}
-        (tmp_path / "conn.yml").write_text(yaml.safe_dump(doc))
-        fault_server.configure(delay=0.5)  # about 80 messages a second get through
+    project(tmp_path, stream, hook_url=fault_server.url + "/hook", follow=serve)
+    doc = yaml.safe_load((tmp_path / "conn.yml").read_text())
+    doc["alerts"] = {"channels": {"ops": {"type": "webhook",
+                                          "url": fault_server.url + "/alerts"}},
+                     "rules": {"lagging": {"when": "lag", "above_messages": 40,
+                                           "for_seconds": 1, "cooldown": "1h"},
+                               "broken": {"when": "failed"}}}
+    (tmp_path / "conn.yml").write_text(yaml.safe_dump(doc))
+    fault_server.configure(delay=0.5)  # about 80 messages a second get through
 
-        def notices() -> list[dict]:
-            return [r.json for r in fault_server.requests if r.path == "/alerts"]
+    def notices() -> list[dict]:
+        return [r.json for r in fault_server.requests if r.path == "/alerts"]
 
-        def flow(wait: Callable[[Callable[[], Any], float], Any]) -> None:
-            wait(lambda: server.consumer(stream, DURABLE).num_waiting > 0, 60)
-            server.publish(f"{stream}.people", kit.people(0, 400))
-            wait(lambda: [n["kind"] for n in notices()] == ["firing", "resolved"], 60)
-            assert kit.received_ids(fault_server.requests) == set(range(400))
+    def flow(wait: Callable[[Callable[[], Any], float], Any]) -> None:
+        wait(lambda: server.consumer(stream, DURABLE).num_waiting > 0, 60)
+        server.publish(f"{stream}.people", kit.people(0, 400))
+        wait(lambda: [n["kind"] for n in notices()] == ["firing", "resolved"], 60)
+        assert kit.received_ids(fault_server.requests) == set(range(400))
 
-        if serve:
-            from tests.serve.helpers import Serve, metric
+    if serve:
+        from tests.serve.helpers import Serve, metric
 
-            proc = Serve(tmp_path)
-            try:
-                flow(lambda cond, seconds: proc.wait_for(_quiet(cond), seconds))
+        proc = Serve(tmp_path)
+        try:
+            flow(lambda cond, seconds: proc.wait_for(_quiet(cond), seconds))
 
-                def counted() -> bool:  # counted once the channel answered
-                    samples = proc.metrics()
-                    return all(metric(samples, "conn_alerts_sent_total", sync="q2f",
-                                      rule="lagging", channel="ops", kind=kind) == 1
-                               for kind in ("firing", "resolved"))
+            def counted() -> bool:  # counted once the channel answered
+                samples = proc.metrics()
+                return all(metric(samples, "conn_alerts_sent_total", sync="q2f",
+                                  rule="lagging", channel="ops", kind=kind) == 1
+                           for kind in ("firing", "resolved"))
 
-                proc.wait_for(counted, 10)
-            finally:
-                code, _ = proc.stop()
-            assert code == 0, "\n".join(proc.lines + proc.err)
-        else:
-            follower = kit.start(tmp_path, "queue", "hook")
-            try:
-                flow(lambda cond, seconds: kit.eventually(
-                    _quiet(cond), seconds, what=lambda: f"notices: {notices()}; exit "
-                    f"{follower.poll()}"))
-            finally:
-                code, err = kit.stop(follower)
-            assert code == 130, err
-        firing, resolved = notices()
-        assert (firing["rule"], firing["sync"], firing["status"]) == ("lagging", "q2f",
-                                                                      "running")
-        assert firing["figures"]["messages"] > 40, firing
-        assert "messages" in firing["summary"] and "above 40" in firing["summary"]
-        assert resolved["figures"]["messages"] <= 40, resolved
-        assert len(notices()) == 2  # no run rule fired on the stopped run
-    finally:
-        server.delete_stream(stream)
+            proc.wait_for(counted, 10)
+        finally:
+            code, _ = proc.stop()
+        assert code == 0, "\n".join(proc.lines + proc.err)
+    else:
+        follower = kit.start(tmp_path, "queue", "hook")
+        try:
+            flow(lambda cond, seconds: kit.eventually(
+                _quiet(cond), seconds, what=lambda: f"notices: {notices()}; exit "
+                f"{follower.poll()}"))
+        finally:
+            code, err = kit.stop(follower)
+        assert code == 130, err
+    firing, resolved = notices()
+    assert (firing["rule"], firing["sync"], firing["status"]) == ("lagging", "q2f",
+                                                                  "running")
+    assert firing["figures"]["messages"] > 40, firing
+    assert "messages" in firing["summary"] and "above 40" in firing["summary"]
+    assert resolved["figures"]["messages"] <= 40, resolved
+    assert len(notices()) == 2  # no run rule fired on the stopped run
 
 
 def _quiet(cond: Callable[[], Any]) -> Callable[[], Any]:
