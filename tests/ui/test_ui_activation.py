@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.ui.conftest import DROPPED, MERGING, call
+from tests.ui.conftest import DROPPED, MERGING, MERGING_DEVICE, call
 
 pytestmark = pytest.mark.slow
 OUTCOME = "SELECT customer_id FROM product_events WHERE event_type = 'purchase'"
@@ -33,12 +33,13 @@ def test_profiles_are_what_the_cli_prints(demo_app, demo, monkeypatch, capsys):
     status, body = call(demo_app, "GET", f"/api/profiles/{MERGING}")
     assert status == 200
     assert body == cli_json(monkeypatch, capsys, demo, "profiles", "show", MERGING)
-    joined = [p for p in body["profiles"] if "dev-3" in
-              {i["value"] for i in p["identities"]}]
-    assert len(joined) == 1, body["profiles"]
-    assert {"crm", "app", "web"} <= {e for i in joined[0]["identities"] for e in i["edges"]}
-    for p in body["profiles"]:
-        assert all(h["old_id"] and h["new_id"] for h in p["history"])
+    (merged,) = body["profiles"]  # the visitor's profile merged into the app user's
+    assert {i["value"] for i in merged["identities"]} == {
+        MERGING, MERGING_DEVICE, "mia.merge@example.com"}
+    assert {e for i in merged["identities"] for e in i["edges"]} == {"app", "web"}
+    merges = [h for h in merged["history"] if h["kind"] == "merge"]
+    assert len(merges) == 1 and merges[0]["new_id"] == merged["profile_id"], merged
+    assert merges[0]["old_id"] != merged["profile_id"]
     status, body = call(demo_app, "GET", "/api/profiles/nobody@nowhere.example")
     assert status == 404 and "no profile holds" in body["error"]["message"]
 

@@ -253,7 +253,7 @@ def demo_page(browser, demo, demo_registry) -> Iterator[tuple[Any, str]]:
 def test_profiles_triggers_and_experiments_pages(demo_page, demo_app, tmp_path):
     """Each page loads without a script or policy error and shows what the API (the
     CLI's --json) holds."""
-    from tests.ui.conftest import DROPPED, MERGING, call
+    from tests.ui.conftest import DROPPED, MERGING, MERGING_DEVICE, call
 
     page, ui = demo_page
     stats = call(demo_app, "GET", "/api/profiles")[1]["sets"][0]
@@ -270,7 +270,10 @@ def test_profiles_triggers_and_experiments_pages(demo_page, demo_app, tmp_path):
     page.wait_for_selector("body[data-ready]")
     shown = call(demo_app, "GET", f"/api/profiles/{MERGING}")[1]["profiles"]
     expect(page.locator("[data-testid=profile]")).to_have_count(len(shown))
-    assert "dev-3" in page.text_content("[data-testid=identities]")
+    assert MERGING_DEVICE in page.text_content("[data-testid=identities]")
+    (merge,) = [h for h in shown[0]["history"] if h["kind"] == "merge"]
+    expect(page.locator(f"[data-testid=merges] td:text-is('{merge['old_id']}')")
+           ).to_have_count(1)
     edges = sorted({e for i in shown[0]["identities"] for e in i["edges"]})
     assert page.text_content("[data-testid=sources]").endswith(", ".join(edges))
     assert page.problems == []
