@@ -7,6 +7,7 @@ table by key text) and ids of another hash function are read again after an upgr
 from __future__ import annotations
 
 import itertools
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ from conn.state.triggers import SCHEMA, EntryIndex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.state.conftest import make_store
+from tests.conftest import unavailable
+from tests.state.conftest import PG_URL, make_store, pg_available
 
 pytestmark = pytest.mark.one_planner_path
 
@@ -61,7 +63,7 @@ op = st.one_of(
     st.tuples(st.just("reopen"), st.none()),
     st.tuples(st.just("forget"), st.lists(st.sampled_from(KEYS), max_size=3)))
 
-KINDS = ["memory", "duckdb"]
+KINDS = ["memory", "duckdb", pytest.param("postgres", marks=pytest.mark.services)]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -69,7 +71,10 @@ KINDS = ["memory", "duckdb"]
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(op, max_size=12))
 def test_latest_entry_per_key(kind: str, tmp_path: Path, ops: list[Any]) -> None:
-    state = make_store(kind, tmp_path / f"s{next(_n)}", f"conn_trig_{next(_n)}")
+    if kind == "postgres" and not pg_available():
+        unavailable("PostgreSQL not reachable at 127.0.0.1:5432")
+    schema = f"conn_trig_{uuid.uuid4().hex[:10]}"
+    state = make_store(kind, tmp_path / f"s{next(_n)}", schema)
     store = state.trigger_state("sync", "trig")
     assert store is not None
     model: dict[str, tuple[Any, ...]] = {}
@@ -88,11 +93,21 @@ def test_latest_entry_per_key(kind: str, tmp_path: Path, ops: list[Any]) -> None
                 assert gone == len(set(arg) & set(model))
                 for k in arg:
                     model.pop(k, None)
-                store = state.trigger_state("sync", "trig")  # forget closes a file
+                store.close()  # (a file is closed already: forget rewrote it)
+                store = state.trigger_state("sync", "trig")
             _check(store, model)
     finally:
         store.close()
         state.close()
+        if kind == "postgres":
+            drop_schema(schema)
+
+
+def drop_schema(schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_URL, autocommit=True) as c:
+        c.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 def test_earlier_layout_and_hash_change_are_read_again(tmp_path: Path) -> None:
