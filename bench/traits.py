@@ -195,7 +195,8 @@ def main() -> int:
                                           str(db), "--keys", str(keys), "--now", str(now)])
             r = json.loads(out.strip().splitlines()[-1])
             got = results.setdefault(side, {"seconds": [], "rss": [], "attach": [],
-                                            "fold": []})
+                                            "fold": [], "cpu": []})
+            got["cpu"].append(r.get("cpu_seconds", 0.0))
             got["seconds"].append(r["seconds"])
             got["rss"].append(rss)
             got["attach"].append(r.get("attach_seconds", 0.0))
@@ -215,6 +216,7 @@ def main() -> int:
     if "trigger" in med:
         rows += [["trigger pass (1% crossing)", med["trigger"]["seconds"],
                   med["trigger"]["rss"], ""],
+                 ["trigger pass: CPU seconds (all threads)", med["trigger"]["cpu"], "", ""],
                  ["trigger state fold (log into base)", med["trigger"]["fold"], "", ""]]
     print_table(f"traits: {keys:,} keys, {events:,} events, 10 traits (medians of {runs})",
                 rows, ["side", "seconds", "peak MB", "ratio"])
