@@ -87,3 +87,35 @@ def test_sql_duckdb_refuses_is_an_error_before_any_row(tmp_path: Path, trait: di
     assert info.value.path == path and info.value.file == str(f)
     assert "no_such_column" in info.value.detail
     assert fakes.RECEIVED == []
+
+
+HOLDOUT_CASES = [
+    # The schema: the shape of a holdout of an audience or a trigger.
+    ("audiences: {vip: {where: 'x > 1', holdout: {percent: 0}}}",
+     "audiences.vip.holdout.percent", "0"),
+    ("triggers: {t: {watch: h, below: 40, holdout: {percent: 10, colour: red}}}",
+     "triggers.t.holdout", "colour"),
+    # What the schema cannot see (conn.experiments.spec.holdout_errors).
+    ("audiences: {vip: {where: 'x > 1', holdout: {percent: 10, name: exp}}}\n"
+     "triggers: {t: {watch: h, below: 40, holdout: {percent: 10, name: exp}}}",
+     "triggers.t.holdout.name", "already the holdout of audience 'vip'"),
+    ("audiences: {vip: {where: 'x > 1', holdout: {percent: 10}}}\nsyncs: {s: {source: wh, "
+     "stream: c, destination: out, object: records, audience: vip, "
+     "holdout: {percent: 5}}}", "syncs.s", "would take part in 2 holdout experiments"),
+]
+
+
+@pytest.mark.parametrize(("text", "path", "words"), HOLDOUT_CASES)
+def test_holdout_of_audience_or_trigger_errors(tmp_path: Path, text: str, path: str,
+                                               words: str) -> None:
+    from conn.experiments.spec import holdout_errors
+
+    f = tmp_path / "conn.yml"
+    f.write_text(HEAD + text + "\n")
+    try:
+        errors = holdout_errors(load_project(f, validate_plugins=False))
+    except (ConfigError, ConfigErrors) as exc:
+        errors = exc.errors if isinstance(exc, ConfigErrors) else [exc]
+    hits = [e for e in errors if e.path == path]
+    assert hits, [(e.path, e.detail) for e in errors]
+    assert words in hits[0].detail and hits[0].file == str(f)

@@ -87,10 +87,11 @@ def project(folder: Path, cooldown: float = COOLDOWN) -> Path:
     return folder / "conn.yml"
 
 
-def run_all(folder: Path, sc: dict[str, Any]) -> list[list[tuple[int, str]]]:
+def run_all(folder: Path, sc: dict[str, Any], store: Any = None
+            ) -> list[list[tuple[int, str]]]:
     """Run the sync once per run of ``sc`` with the real runtime (one state store kept
-    across runs, each run's clock ``gaps`` seconds after the last); per run: the (key,
-    event id) the destination took, in key order."""
+    across runs: ``store``, by default a memory one; each run's clock ``gaps`` seconds
+    after the last); per run: the (key, event id) the destination took, in key order."""
     from conn.config.load import load_project
     from conn.destination import WriteResult
     from conn.plugins import Registry
@@ -104,7 +105,7 @@ def run_all(folder: Path, sc: dict[str, Any]) -> list[list[tuple[int, str]]]:
     reg = Registry(autoload=False)
     reg.add_module(fakes)
     proj = load_project(project(folder), registry=reg)
-    store = MemoryStateStore()
+    store = store if store is not None else MemoryStateStore()
     taken: list[tuple[int, str]] = []
     outcome = ["ack"]
 

@@ -169,7 +169,7 @@ def explain_sync(ctx: SyncContext, batches: Iterator[pa.RecordBatch], subject: s
     out["keys"] = keys.to_pylist()
     out["consent"] = _purposes(gate, rows, keys, subject)
     gated = gate.apply(rows, keys)
-    spec = holdout_of(sync, str(ctx.project.file))
+    spec = holdout_of(sync, str(ctx.project.file), ctx.project)
     if spec is not None:
         # The same split as conn sync, after the gate: a held-out person is not sent.
         held = held_out(keys, spec.percent, spec.salt)

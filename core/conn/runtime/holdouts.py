@@ -1,4 +1,8 @@
-"""A sync's holdout in the runner: after the consent gate, before the mapper.
+"""A sync's holdout in the runner: after the consent gate, before the mapper. The
+experiment is the sync's own or that of the audience or the trigger it sends
+(:func:`conn.experiments.spec.holdout_of`): an audience's held-out members are withheld
+from every sync sending it; a trigger's held-out keys' firings are recorded in the
+trigger's state as if sent (:meth:`ActivationStage.note_held`), and not delivered.
 
 The gate decides who may receive anything; of those, the experiment's holdout arm
 (:func:`conn.experiments.holdout.held_out`) is taken out of the gated batch
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
     from conn.config.model import Project, SyncConfig
     from conn.state.contracts import StateStore
     from conn.state.experiments import ExperimentStore
+    from conn.traits.stage import ActivationStage
 
 #: Says how to go on when a design changed (``conn sync`` has the option).
 NEW_EXPERIMENT_HINT = ("to start a new experiment, run the sync with --new-experiment (the "
@@ -52,8 +57,11 @@ class Holdout:
     """One run's holdout of one sync: splits gated batches and records members."""
 
     def __init__(self, spec: HoldoutSpec, store: ExperimentStore | None, run_id: str,
-                 restart: bool = False) -> None:
+                 restart: bool = False, on_held: Callable[[pa.Array], None] | None = None
+                 ) -> None:
         self.spec = spec
+        #: Told the keys held out of each batch (a trigger's stage records their firing).
+        self.on_held = on_held
         self.store = store
         self.run_id = run_id
         self.restart = restart
@@ -89,6 +97,8 @@ class Holdout:
         self.eligible += len(keys)
         self.held_out += n_held
         self.treatment += len(keys) - n_held
+        if self.on_held is not None:
+            self.on_held(keys.filter(held))
         if record is not None and self.store is not None and len(keys):
             if not self._pending:
                 self._since = time.monotonic()
@@ -133,25 +143,30 @@ class Holdout:
 
 def _changed(current: dict[str, Any], spec: HoldoutSpec) -> bool:
     design = spec.design()
-    return (current["percent"], current["salt"], current["sync"]) != \
-        (design["percent"], design["salt"], spec.sync)
+    # An audience's or a trigger's experiment is run by every sync sending it.
+    return (current["percent"], current["salt"]) != (design["percent"], design["salt"]) \
+        or (spec.of_sync and current["sync"] != spec.sync)
 
 
 def prepare(project: Project, sync: SyncConfig, store: StateStore | None, run_id: str, *,
-            restart: bool = False) -> Holdout | None:
+            restart: bool = False, stage: ActivationStage | None = None) -> Holdout | None:
     """The sync's holdout for a run, checked before a row is read (read-only): a name
-    shared with another sync's experiment, a state backend that cannot keep
-    experiments and a changed design (without ``restart``) are configuration errors."""
+    shared with another experiment, a sync in two experiments, a state backend that
+    cannot keep experiments and a changed design (without ``restart``) are
+    configuration errors. ``stage``: the sync's traits stage (a trigger's holdout
+    records the firings it holds out there)."""
     file = str(project.file)
-    spec = holdout_of(sync, file)
+    spec = holdout_of(sync, file, project)
     if spec is None:
         return None
-    errors = [e for e in holdout_errors(project) if e.path and
-              e.path.startswith(f"syncs.{sync.name}.")]
+    errors = [e for e in holdout_errors(project) if e.path and (
+        e.path == f"syncs.{sync.name}" or e.path.startswith(spec.path))]
     if errors:
         raise errors[0]
+    on_held = stage.note_held if stage is not None and spec.owner.startswith(
+        "triggers.") else None
     if store is None:  # conn check prepares syncs without a state store
-        return Holdout(spec, None, run_id, restart)
+        return Holdout(spec, None, run_id, restart, on_held)
     experiments = store.experiment_store()
     if experiments is None:
         raise ConfigError(f"the {project.state.get('backend', 'duckdb')!r} state backend "
@@ -160,9 +175,9 @@ def prepare(project: Project, sync: SyncConfig, store: StateStore | None, run_id
     current = experiments.design(spec.name)
     if current is not None and _changed(current, spec) and not restart:
         was = f"percent {current['percent']}, salt {current['salt']!r}"
-        if current["sync"] != sync.name:
+        if spec.of_sync and current["sync"] != sync.name:
             was += f", sync {current['sync']!r}"
         raise ConfigError(
             f"experiment {spec.name!r} started with {was}; changing its design makes it "
             f"a new experiment: {NEW_EXPERIMENT_HINT}", file=file, path=spec.path)
-    return Holdout(spec, experiments, run_id, restart)
+    return Holdout(spec, experiments, run_id, restart, on_held)

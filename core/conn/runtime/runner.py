@@ -219,7 +219,7 @@ class SyncRunner:
         if issues:
             raise issues[0] if len(issues) == 1 else ConfigErrors(issues)
         holdout = holdouts.prepare(self.project, self.sync, self.store, self.run_info.run_id,
-                                   restart=self.options.new_experiment)
+                                   restart=self.options.new_experiment, stage=stage)
         return PreparedSync(source, dest, stream, obj, match_key, gate, mapper, sync.mode,
                             holdout, stage)
 

@@ -24,13 +24,12 @@ import pyarrow.compute as pc
 from conn.config.traits import Activation, Trigger
 from conn.errors import ConfigError
 from conn.traits.evaluate import Traits, TraitTable, raise_all, trait_errors
-from conn.traits.key_index import KeyIndex
 from conn.traits.triggers import Transition, evaluate, event_ids
 
 if TYPE_CHECKING:
     from conn.config.model import SyncConfig
     from conn.source import Source, StreamInfo
-    from conn.state.triggers import TriggerStore
+    from conn.state.triggers import EntryIndex, TriggerStore
 
 #: Columns a trigger's sync may map: when the run saw the crossing, the trigger's name
 #: and the watched value.
@@ -47,20 +46,36 @@ class TriggerBatch:
     store: TriggerStore
     keys: pa.Array
     transition: Transition
+    #: The keys' ids (:func:`conn.state.planner.row_hashes.key_ids`).
+    kids: np.ndarray
+    #: Firing keys a holdout withheld: their firing is written as if acknowledged.
+    held: pa.Array | None = None
 
     def commit(self, acked: pa.Array) -> None:
+        """Write the changed entries: all but those of keys whose event was not
+        acknowledged (not in ``acked``) nor held out (:attr:`held`)."""
         t = self.transition
-        fired_ok = np.asarray(pc.is_in(self.keys, value_set=acked).fill_null(False)
-                              .to_numpy(zero_copy_only=False), dtype=bool) \
-            if len(acked) else np.zeros(len(self.keys), dtype=bool)
-        keep = t.write & (~t.fire | fired_ok)
+        keep = t.write.copy()
+        if self.held is not None and len(self.held):
+            acked = pa.concat_arrays([acked.cast(pa.string()), self.held.cast(pa.string())])
+        if t.fire.any():
+            fired_ok = np.asarray(pc.is_in(self.keys, value_set=acked).fill_null(False)
+                                  .to_numpy(zero_copy_only=False), dtype=bool) \
+                if len(acked) else np.zeros(len(self.keys), dtype=bool)
+            keep &= ~t.fire | fired_ok
         if not keep.any():
             return
-        mask = pa.array(keep)
-        self.store.commit(pa.table({
-            "key": self.keys.filter(mask), "armed": pa.array(t.armed).filter(mask),
-            "value": t.value.filter(mask), "fired_at": pa.array(t.fired_at).filter(mask),
-            "seq": pa.array(t.seq).filter(mask)}))
+        self.store.commit(entries(self.keys, self.kids, t, keep))
+
+
+def entries(keys: pa.Array, kids: np.ndarray, t: Transition, mask: np.ndarray) -> pa.Table:
+    """The new entries of the rows of ``mask`` (:data:`conn.state.triggers.SCHEMA`)."""
+    from conn.state.triggers import SCHEMA
+
+    return pa.Table.from_arrays(
+        [pa.array(kids[mask], pa.uint64()), keys.filter(pa.array(mask)),
+         pa.array(t.armed[mask]), t.value(mask), pa.array(t.fired_at[mask]),
+         pa.array(t.seq[mask])], schema=SCHEMA)
 
 
 class ActivationStage:
@@ -74,9 +89,17 @@ class ActivationStage:
         self.now, self.stream, self.sync = now, stream, sync
         self._table: TraitTable | None = None
         self.store: TriggerStore | None = None
-        self._entries: tuple[pa.Table, KeyIndex] | None = None
+        self._entries: EntryIndex | None = None
         #: Streaming runs: traits of each micro-batch's keys are computed for it.
         self.fresh = False
+        #: The verdict of the batch last applied (a holdout marks its held-out keys).
+        self._last: TriggerBatch | None = None
+
+    def note_held(self, keys: pa.Array) -> None:
+        """The firing keys of the batch last applied that a trigger's holdout withheld:
+        their firing is recorded (the trigger's state advances) though nothing is sent."""
+        if self._last is not None:
+            self._last.held = keys
 
     def columns_read(self) -> set[str]:
         """Stream columns this stage reads (a source with projection reads them too)."""
@@ -119,37 +142,37 @@ class ActivationStage:
         assert self.store is not None, "open the trigger's state before applying it"
         if isinstance(keys, pa.ChunkedArray):
             keys = keys.combine_chunks()
-        batch, keys = _last_per_key(batch, keys)
+        kids = _key_ids(keys)
+        batch, keys, kids = _last_per_key(batch, keys, kids)
         if self.trigger_audience is not None:
             values = pc.cast(_condition(batch, self.trigger_audience), pa.int8())
         else:
             values = batch.column(self.trigger.on)
-        t = evaluate(self.trigger, values, self._stored(keys, fresh), self.now)
+        t = evaluate(self.trigger, values, self._stored(keys, kids, fresh), self.now)
         fire = pa.array(t.fire)
         fired = batch.filter(fire)
         n = fired.num_rows
-        text = t.value.filter(fire)
+        text = t.value(t.fire)
         at = pa.array([datetime.fromtimestamp(self.now, UTC)] * n, TRIGGER_COLUMNS[0].type)
         cols = [*fired.columns, at, pa.array([self.trigger.name] * n, pa.string()), text]
         fired = pa.RecordBatch.from_arrays(
             cols, schema=pa.schema([*fired.schema, *TRIGGER_COLUMNS]))
-        return fired, keys.filter(fire), TriggerBatch(self.store, keys, t)
+        self._last = TriggerBatch(self.store, keys, t, kids)
+        return fired, keys.filter(fire), self._last
 
-    def _stored(self, keys: pa.Array, fresh: bool) -> pa.Table:
-        """What the trigger stored for ``keys``. A run reads every entry once and looks
-        keys up by hash (a key comes once per run); a micro-batch asks for its keys, as
-        earlier micro-batches may have written them."""
-        assert self.store is not None
+    def _stored(self, keys: pa.Array, kids: np.ndarray, fresh: bool) -> pa.Table:
+        """What the trigger stored for ``keys`` (ids ``kids``). A run reads every entry
+        once and looks keys up by id (a key comes once per run); a micro-batch asks for
+        its keys, as earlier micro-batches may have written them."""
+        assert self.store is not None and self.trigger is not None
         if fresh:
-            return self.store.load(keys)
+            return self.store.load(keys, kids)
         if self._entries is None:
-            table = self.store.entries()
-            self._entries = (table, KeyIndex(table.column("key")))
-        table, index = self._entries
-        at = index.positions(keys)
-        cols = {"known": at.is_valid()}
-        cols.update({n: table.column(n).take(at) for n in ("armed", "value", "fired_at", "seq")})
-        return pa.table(cols)
+            from conn.state.triggers import EntryIndex
+
+            self._entries = EntryIndex(self.store.layers())
+        # A threshold trigger never reads the stored value (it writes the value now).
+        return self._entries.lookup(keys, kids, values=self.trigger.kind == "change")
 
     def event_hashes(self, tb: TriggerBatch, keys: pa.Array) -> pa.Array:
         """A uint64 per event of ``keys`` (a subset of the fired keys): its id's hash."""
@@ -163,15 +186,29 @@ class ActivationStage:
         return pa.array(key_ids(duckdb_connection(), ids), pa.uint64())  # type: ignore[arg-type]
 
 
-def _last_per_key(batch: pa.RecordBatch, keys: pa.Array) -> tuple[pa.RecordBatch, pa.Array]:
+def _key_ids(keys: pa.Array) -> np.ndarray:
+    from conn.duckdb_scan import duckdb_connection
+    from conn.state.planner.row_hashes import key_ids
+
+    if not len(keys):
+        return np.zeros(0, np.uint64)
+    return np.asarray(key_ids(duckdb_connection(), keys), dtype=np.uint64)  # type: ignore[arg-type]
+
+
+def _last_per_key(batch: pa.RecordBatch, keys: pa.Array, kids: np.ndarray
+                  ) -> tuple[pa.RecordBatch, pa.Array, np.ndarray]:
     """A key twice in one batch is evaluated once, with its last row (a trigger compares
-    each key's value with what it stored before the batch)."""
-    if pc.count_distinct(keys, mode="all").as_py() == len(keys):
-        return batch, keys
-    rows = pa.table({"k": keys, "i": pa.array(np.arange(len(keys)))})
-    last = rows.group_by("k").aggregate([("i", "max")]).column("i_max").combine_chunks()
-    idx = last.take(pc.sort_indices(last))
-    return batch.take(idx), keys.take(idx)
+    each key's value with what it stored before the batch). Keys are told apart by their
+    ids ``kids``, as the planner does."""
+    ranked = np.sort(kids)
+    if not len(kids) or not bool(np.any(ranked[1:] == ranked[:-1])):
+        return batch, keys, kids
+    order = np.argsort(kids, kind="stable")
+    ranked = kids[order]
+    last = np.ones(len(kids), dtype=bool)
+    last[:-1] = ranked[1:] != ranked[:-1]  # the last of a run of equal ids: its last row
+    idx = np.sort(order[last])
+    return batch.take(pa.array(idx)), keys.take(pa.array(idx)), kids[idx]
 
 
 def _words(text: str) -> set[str]:

@@ -25,14 +25,25 @@ from conn.keys import KEY_SEPARATOR
 class Transition:
     """The verdict for one batch: ``fire`` (mask), ``write`` (mask: rows whose stored
     entry changes) and the new entries (:data:`conn.state.triggers.SCHEMA` columns
-    without the key), aligned with the batch."""
+    without the key; the value as text by :meth:`value`), aligned with the batch."""
 
     fire: np.ndarray
     write: np.ndarray
     armed: np.ndarray
-    value: pa.Array
     fired_at: np.ndarray
     seq: np.ndarray
+    #: The watched values now, whether each is present, and the stored ones (text).
+    values: pa.Array
+    present: np.ndarray
+    prev: pa.Array
+
+    def value(self, mask: np.ndarray) -> pa.Array:
+        """The new stored value (text) of the rows of ``mask``: the value now, or the
+        stored one when there is none now. Only these rows are cast to text."""
+        m = pa.array(mask)
+        now = self.values.filter(m)
+        text = now if pa.types.is_string(now.type) else pc.cast(now, pa.string())
+        return pc.if_else(pa.array(self.present[mask]), text, self.prev.filter(m))
 
 
 def _bools(arr: pa.Array | pa.ChunkedArray, default: bool) -> np.ndarray:
@@ -52,8 +63,8 @@ def evaluate(trigger: Trigger, values: pa.Array, stored: pa.Table, now: float) -
         stored.column("value"), pa.ChunkedArray) else stored.column("value")
     present = ~np.asarray(values.is_null().to_numpy(zero_copy_only=False), dtype=bool)
     cool = np.isnan(fired_at) | (now - fired_at >= trigger.cooldown)
-    text = values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
     if trigger.kind == "change":
+        text = values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
         differs = _bools(pc.not_equal(text, prev), True)  # null before: a change
         fire = known & present & differs & cool
         new_armed = np.ones(n, dtype=bool)
@@ -73,8 +84,7 @@ def evaluate(trigger: Trigger, values: pa.Array, stored: pa.Table, now: float) -
         write = present & (~known | (new_armed != armed) | fire)
     new_fired = np.where(fire, now, fired_at)
     new_seq = seq + fire.astype(np.int64)
-    new_value = pc.if_else(pa.array(present), text, prev)
-    return Transition(fire, write, new_armed, new_value, new_fired, new_seq)
+    return Transition(fire, write, new_armed, new_fired, new_seq, values, present, prev)
 
 
 def event_ids(trigger: str, keys: pa.Array, seq: np.ndarray) -> pa.Array:

@@ -167,12 +167,12 @@ class MemoryStateStore(StateStore):
         """An in-memory DuckDB database per sync and trigger, kept by this store."""
         import duckdb
 
-        from conn.state.triggers import TriggerStore
+        from conn.state.backends.duckdb.triggers import DuckDBTriggerStore
 
         with self._mutex:
             con = self._triggers.setdefault((sync, trigger), duckdb.connect())
         # The store keeps the database: the caller closes only its cursor.
-        return TriggerStore(con.cursor())
+        return DuckDBTriggerStore(con.cursor())
 
     @contextmanager
     def open_sync(self, sync: str, run_id: str, *, full_resync: bool = False,

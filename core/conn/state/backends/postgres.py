@@ -34,6 +34,7 @@ from conn.state.experiments import ExperimentStore
 from conn.state.locks import describe_holder, holder_info
 from conn.state.planner import PlanningSyncState, row_hashes
 from conn.state.target import OnChange, SyncTarget, decide
+from conn.state.triggers import TriggerStore
 
 log = logging.getLogger(__name__)
 
@@ -307,6 +308,13 @@ class PostgresStateStore(StateStore):
         from conn.state.backends.postgres_experiments import PostgresExperiments
 
         return PostgresExperiments(self)
+
+    def trigger_state(self, sync: str, trigger: str) -> TriggerStore:
+        """See :class:`~conn.state.triggers.TriggerStore` (table ``trigger_state`` in the
+        schema; the caller closes it)."""
+        from conn.state.backends.postgres_triggers import PostgresTriggerStore
+
+        return PostgresTriggerStore(self, sync, trigger)
 
     # --- locks --------------------------------------------------------------------------
 
