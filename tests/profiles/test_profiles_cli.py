@@ -202,3 +202,30 @@ def test_a_set_not_built_checks_but_does_not_sync(project, monkeypatch, capsys):
     code, out = cli(monkeypatch, capsys, "sync", "profiles", "out")
     assert code != 0
     assert "profile set 'people' is not built yet: run 'conn profiles build people'" in out
+
+
+@pytest.mark.slow
+def test_changed_rules_rebuild_every_profile(project, monkeypatch, capsys, caplog):
+    """Built under e-mail limit 3, then the limit drops to 1 with one new record: every
+    profile follows the new rule (ann's two e-mails part), as a full build's do, and the
+    log says why the build was not incremental. (An incremental build left the profiles
+    it did not touch under the old limit: 7 profiles where a full build made 8.)"""
+    assert cli(monkeypatch, capsys, "profiles", "build")[0] == 0
+    (project / "conn.yml").write_text(PROJECT.replace("email: {limit: 3}",
+                                                      "email: {limit: 1}"))
+    warehouse(project, [*APP, (6, "zed@example.com", "dev-z", "zed", True, "2026-01-03")],
+              CRM)
+    code, out = cli(monkeypatch, capsys, "profiles", "build", "--json")
+    assert code == 0, out
+    (inc,) = json.loads(out)["builds"]
+    assert inc["full"] and "other rules" in caplog.text
+    code, out = cli(monkeypatch, capsys, "profiles", "build", "--full", "--json")
+    (full,) = json.loads(out)["builds"]
+    assert (inc["profiles"], full["merges"], full["splits"]) == (full["profiles"], 0, 0)
+    code, out = cli(monkeypatch, capsys, "profiles", "show", "ann.work@example.com", "--json")
+    (p,) = json.loads(out)["profiles"]
+    assert ("email", "ann@example.com") not in {(i["type"], i["value"])
+                                                for i in p["identities"]}
+    # Unchanged rules: the next build is incremental again.
+    code, out = cli(monkeypatch, capsys, "profiles", "build", "--json")
+    assert code == 0 and not json.loads(out)["builds"][0]["full"]

@@ -3,7 +3,9 @@ store them."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import time
 import uuid
 from datetime import UTC, datetime
@@ -19,6 +21,8 @@ from conn.profiles.edges import normalise, read_edges
 if TYPE_CHECKING:
     from conn.config.model import Project
     from conn.plugins import Registry
+
+log = logging.getLogger("conn.profiles")
 
 
 def rules_of(ps: ProfileSet) -> engine.Rules:
@@ -41,6 +45,15 @@ def rules_of(ps: ProfileSet) -> engine.Rules:
         max_records={**{t.name: t.max_records for t in ps.types.values()},
                      **{t: 0 for t in matched}},
         junk=frozenset(junk))
+
+
+def fingerprint(rules: engine.Rules) -> str:
+    """A digest of everything stitching obeys: a build under other rules must not keep
+    the profiles an earlier build made under the old ones."""
+    doc = {"types": list(rules.types), "rounds": [list(r) for r in rules.rounds],
+           "limits": sorted(rules.limits.items()),
+           "max_records": sorted(rules.max_records.items()), "junk": sorted(rules.junk)}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def selected(project: Project, name: str | None) -> list[ProfileSet]:
@@ -77,11 +90,19 @@ def build_set(project: Project, registry: Registry, ps: ProfileSet, *,
         if isinstance(last_stats, str):
             last_stats = json.loads(last_stats)
         had_matchers = "matched_pairs" in last_stats
+        rules = rules_of(ps)
+        digest = fingerprint(rules)
+        if last is not None and not full and last_stats.get("rules") != digest:
+            # Profiles the incremental build leaves untouched would keep the old limits.
+            log.warning("profiles.%s: the last build ran under other rules (identifiers, "
+                        "limits, rounds or junk values): every profile is stitched again",
+                        ps.name)
+            full = True
         full = full or bool(ps.matchers) or had_matchers
         t0 = time.monotonic()
         entries = pa.concat_tables([data.entries, matched.cast(data.entries.schema)]) \
             if matched.num_rows else data.entries
-        out = engine.build(entries, rules_of(ps), previous, full=full)
+        out = engine.build(entries, rules, previous, full=full)
         stitch_s = time.monotonic() - t0
         gold = golden.golden(ps, data.rows, out.records, data.entries)
         build_id = uuid.uuid4().hex[:12]
@@ -92,7 +113,7 @@ def build_set(project: Project, registry: Registry, ps: ProfileSet, *,
             "records": out.records.num_rows, "entries": data.entries.num_rows,
             "profiles": gold.num_rows, "restitched": out.restitched,
             "merges": kinds.count("merge"), "splits": kinds.count("split"),
-            "junk_values": out.junk.num_rows,
+            "junk_values": out.junk.num_rows, "rules": digest,
             "seconds": {"read": round(read_s, 3), "stitch": round(stitch_s, 3)},
         }
         if ps.matchers:
