@@ -250,13 +250,8 @@ def test_a_long_follow_is_recorded_as_one_run_per_segment(h, monkeypatch):
     assert [op for op, _ in sent()] == ["upsert", "upsert"] and rep.updated == 1
 
 
-class QueueLike(Source, StreamingSource):
-    """A queue that delivers one good message and one it cannot read (position 1), and
-    notes, when acknowledged, whether the rejection was already recorded."""
-
-    name = "queue_like"
-    harness: Any = None
-    acked: list[tuple[Any, int]] = []  # (position, rejections recorded by then)
+class _PeopleQueue(Source, StreamingSource):
+    """A streaming source of the ``people`` stream that a batch read finds empty."""
 
     def check(self) -> None:
         return None
@@ -266,6 +261,15 @@ class QueueLike(Source, StreamingSource):
 
     def read_batches(self, stream, state, batch_rows):
         return iter(())
+
+
+class QueueLike(_PeopleQueue):
+    """A queue that delivers one good message and one it cannot read (position 1), and
+    notes, when acknowledged, whether the rejection was already recorded."""
+
+    name = "queue_like"
+    harness: Any = None
+    acked: list[tuple[Any, int]] = []  # (position, rejections recorded by then)
 
     def changes(self, stream, position, *, wait):
         row = {**person(1), OPERATION: "insert"}
@@ -297,22 +301,13 @@ def test_a_message_the_source_could_not_read_is_recorded_before_it_is_acknowledg
                                                           "message is not valid JSON")]
 
 
-class Scripted(Source, StreamingSource):
+class Scripted(_PeopleQueue):
     """A source redelivering a fixed list of changes: ``script`` holds (change, operation,
     position, pause before it) tuples; a start after position P yields those after P,
     each pause sleeping first, so the changes reach conn grouped as the pauses decide."""
 
     name = "scripted"
     script: list[tuple[dict[str, Any], str, int, float]] = []
-
-    def check(self) -> None:
-        return None
-
-    def discover(self) -> list[StreamInfo]:
-        return [StreamInfo("people", SCHEMA, ("id",))]
-
-    def read_batches(self, stream, state, batch_rows):
-        return iter(())
 
     def changes(self, stream, position, *, wait):
         at = position or 0

@@ -11,8 +11,6 @@ import json
 import math
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -66,31 +64,9 @@ syncs:
 """
 
 
-class Hook:
-    """Receives the webhook's events: the person id of each."""
-
-    def __init__(self) -> None:
-        self.ids: list[int] = []
-        got = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                got.ids += [int(r["person"]["id"]) for r in body["records"]]
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+def person_ids(receiver: Any) -> list[int]:
+    """The person id of each event the webhook received."""
+    return [int(r["person"]["id"]) for req in receiver.requests for r in req.json["records"]]
 
 
 def conn(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -135,48 +111,44 @@ def in_band(held: int, n: int, percent: float) -> bool:
 
 
 @pytest.mark.slow
-def test_audience_and_trigger_holdouts(tmp_path: Path) -> None:
-    hook = Hook()
-    try:
-        (tmp_path / "conn.yml").write_text(PROJECT.format(url=hook.url))
-        even = [i for i in range(N) if i % 2 == 0]
-        consented = [i for i in even if i % 3 != 0]
-        load(tmp_path, "CASE WHEN i % 2 = 0 THEN 45 ELSE 60 END")  # evens: in the audience
-        for dest in ("crm", "ads", "hook"):
-            sync(tmp_path, dest)
-        aud_t = {i for i in consented if not is_held_out(str(i), 20, "a1")}
-        assert sent(tmp_path / "out_crm") == aud_t == sent(tmp_path / "out_ads")
-        assert hook.ids == []  # first sight of every key: no firing
-        aud = (len(aud_t), len(consented) - len(aud_t))
-        assert experiments(tmp_path) == {"at_risk": aud, "dropped": (0, 0)}  # begun
-        assert in_band(aud[1], len(consented), 20)
+def test_audience_and_trigger_holdouts(tmp_path: Path, fault_server: Any) -> None:
+    hook = fault_server
+    (tmp_path / "conn.yml").write_text(PROJECT.format(url=hook.url + "/hook"))
+    even = [i for i in range(N) if i % 2 == 0]
+    consented = [i for i in even if i % 3 != 0]
+    load(tmp_path, "CASE WHEN i % 2 = 0 THEN 45 ELSE 60 END")  # evens: in the audience
+    for dest in ("crm", "ads", "hook"):
+        sync(tmp_path, dest)
+    aud_t = {i for i in consented if not is_held_out(str(i), 20, "a1")}
+    assert sent(tmp_path / "out_crm") == aud_t == sent(tmp_path / "out_ads")
+    assert person_ids(hook) == []  # first sight of every key: no firing
+    aud = (len(aud_t), len(consented) - len(aud_t))
+    assert experiments(tmp_path) == {"at_risk": aud, "dropped": (0, 0)}  # begun
+    assert in_band(aud[1], len(consented), 20)
 
-        load(tmp_path, "CASE WHEN i % 2 = 0 THEN 30 ELSE 60 END")  # evens cross below 40
-        rep = sync(tmp_path, "hook")["syncs"][0]
-        trig_t = [i for i in consented if not is_held_out(str(i), 30, "t1")]
-        assert sorted(hook.ids) == trig_t
-        trig = (len(trig_t), len(consented) - len(trig_t))
-        assert (rep["experiment"]["trigger"], rep["experiment"]["held_out"]) == \
-            ("dropped", trig[1])
-        assert in_band(trig[1], len(consented), 30)
+    load(tmp_path, "CASE WHEN i % 2 = 0 THEN 30 ELSE 60 END")  # evens cross below 40
+    rep = sync(tmp_path, "hook")["syncs"][0]
+    trig_t = [i for i in consented if not is_held_out(str(i), 30, "t1")]
+    assert sorted(person_ids(hook)) == trig_t
+    trig = (len(trig_t), len(consented) - len(trig_t))
+    assert (rep["experiment"]["trigger"], rep["experiment"]["held_out"]) == \
+        ("dropped", trig[1])
+    assert in_band(trig[1], len(consented), 30)
 
-        # The same data again: nothing fires again (held-out firings were recorded), no
-        # new member, nothing changes in the audience's destinations.
-        hook.ids.clear()
-        for dest in ("crm", "ads", "hook"):
-            again = sync(tmp_path, dest)["syncs"][0]
-            assert again["experiment"]["new_members"] == 0, dest
-        assert again["experiment"]["eligible"] == 0  # the trigger: nothing fired again
-        assert hook.ids == []
-        assert sent(tmp_path / "out_crm") == aud_t == sent(tmp_path / "out_ads")
-        assert experiments(tmp_path) == {"at_risk": aud, "dropped": trig}
+    # The same data again: nothing fires again (held-out firings were recorded), no
+    # new member, nothing changes in the audience's destinations.
+    hook.reset()
+    for dest in ("crm", "ads", "hook"):
+        again = sync(tmp_path, dest)["syncs"][0]
+        assert again["experiment"]["new_members"] == 0, dest
+    assert again["experiment"]["eligible"] == 0  # the trigger: nothing fired again
+    assert person_ids(hook) == []
+    assert sent(tmp_path / "out_crm") == aud_t == sent(tmp_path / "out_ads")
+    assert experiments(tmp_path) == {"at_risk": aud, "dropped": trig}
 
-        for name, arms in (("at_risk", aud), ("dropped", trig)):
-            out = conn(tmp_path, "experiments", "report", name, "--outcome", "orders",
-                       "--json")
-            assert out.returncode == 0, out.stderr
-            got = json.loads(out.stdout)
-            assert (got["treatment"]["members"], got["holdout"]["members"]) == arms
-    finally:
-        hook.server.shutdown()
-        hook.server.server_close()
+    for name, arms in (("at_risk", aud), ("dropped", trig)):
+        out = conn(tmp_path, "experiments", "report", name, "--outcome", "orders",
+                   "--json")
+        assert out.returncode == 0, out.stderr
+        got = json.loads(out.stdout)
+        assert (got["treatment"]["members"], got["holdout"]["members"]) == arms
