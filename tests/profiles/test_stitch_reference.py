@@ -104,13 +104,16 @@ graphs = st.lists(
 @given(records=graphs,
        order=st.permutations([0, 1, 2, 3]),
        grouped=st.booleans(),
+       omit=st.booleans(),
        limits=st.dictionaries(st.integers(0, 3), st.integers(1, 3), max_size=3),
        max_records=st.dictionaries(st.integers(0, 3), st.integers(1, 6), max_size=2))
 def test_stitch_equals_reference_union_find(records: list[set[tuple[int, int]]],
                                             order: list[int], grouped: bool,
-                                            limits: dict[int, int],
+                                            omit: bool, limits: dict[int, int],
                                             max_records: dict[int, int]) -> None:
     rounds = [order[:2], order[2:]] if grouped else [[t] for t in order]
+    if omit:  # a type in no round: its values join nothing
+        rounds = [[t for t in r if t != order[-1]] for r in rounds]
     rec, typ, val, n_val = encode(records)
     caps = np.zeros(4, np.int64)
     for t, n in max_records.items():
@@ -152,3 +155,12 @@ def test_islands_ignore_limits() -> None:
     records = [{(0, 1), (1, 7)}, {(0, 2), (1, 7)}, {(2, 5)}]
     rec, _, val, n_val = encode(records)
     assert partition(islands(3, rec, val, n_val)) == {frozenset({0, 1}), frozenset({2})}
+
+
+def test_a_type_in_no_round_joins_nobody() -> None:
+    # Type 3 is declared by no round: two records sharing only its value stay apart, and
+    # a third joined through e-mail (type 1) still joins (no limit is broken anywhere).
+    records = [{(3, 0)}, {(3, 0), (1, 4)}, {(1, 4)}]
+    rec, typ, val, n_val = encode(records)
+    got = stitch(3, rec, typ, val, n_val, StitchRules(((0,), (1,), (2,)), {0: 1}))
+    assert partition(got) == {frozenset({0}), frozenset({1, 2})}

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.typing import NDArray
 
-from conn.profiles.stitch import StitchRules, drop_junk, islands, stitch
+from conn.profiles.stitch import StitchRules, drop_junk, stitch_islands
 
 SEP = "\x1f"
 
@@ -74,11 +74,8 @@ def empty_previous() -> Previous:
 
 def _encode_ints(keys: NDArray[Any]) -> tuple[NDArray[Any], NDArray[np.int64]]:
     """Dense codes of integer ``keys`` (in sorted order of the keys) and the position of
-    each code's first occurrence: one stable argsort."""
-    order = np.argsort(keys, kind="stable")
-    ordered = keys[order]
-    starts = np.ones(len(keys), bool)
-    np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
+    one occurrence of each code."""
+    order, starts = _sorted_runs(keys)
     # int32 codes while they fit: half the memory of every array indexed by them.
     dtype = np.int32 if len(keys) < 2**31 - 1 else np.int64
     codes = np.empty(len(keys), dtype)
@@ -86,31 +83,125 @@ def _encode_ints(keys: NDArray[Any]) -> tuple[NDArray[Any], NDArray[np.int64]]:
     return codes, order[starts]
 
 
+def _sorted_runs(keys: NDArray[Any]) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+    """The positions of ``keys`` in sorted order, and where each run of equal keys
+    starts in it.
+
+    Keys mostly in order already sort fastest with timsort (an argsort). Others (hashes)
+    are not argsorted, which numpy does without SIMD here: each key's high bits and its
+    position are packed into one word and the words sorted (numpy's vectorised sort, two
+    to three times faster). Equal high bits with different keys (rare: a few runs in
+    millions) are put in key order afterwards, run by run, in one lexsort."""
+    n = len(keys)
+    if n < 2 or np.count_nonzero(keys[1:] < keys[:-1]) < n // 64:
+        order = np.argsort(keys, kind="stable")
+        ordered = keys[order]
+        starts = np.ones(n, bool)
+        np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
+        return order, starts
+    words = keys.view(np.uint64) if keys.dtype.itemsize == 8 else keys.astype(np.uint64)
+    if keys.dtype.kind == "i":
+        words = words ^ np.uint64(1 << 63)  # signed order as unsigned
+    bits = np.uint64(max(1, (n - 1).bit_length()))
+    packed = np.sort(((words >> bits) << bits) | np.arange(n, dtype=np.uint64))
+    order = (packed & ((np.uint64(1) << bits) - np.uint64(1))).astype(np.int64)
+    high = packed >> bits
+    del packed
+    full = words[order]
+    same_high = np.zeros(n, bool)
+    np.equal(high[1:], high[:-1], out=same_high[1:])
+    del high
+    differ = np.ones(n, bool)
+    np.not_equal(full[1:], full[:-1], out=differ[1:])
+    mixed = same_high & differ  # a key change inside a run of equal high bits
+    if mixed.any():
+        run = np.cumsum(~same_high) - 1
+        bad = np.zeros(int(run[-1]) + 1, bool)
+        bad[run[mixed]] = True
+        at = np.flatnonzero(bad[run])
+        # Sorting by (run, key) keeps every run in its own positions.
+        perm = at[np.lexsort((full[at], run[at]))]
+        order[at], full[at] = order[perm], full[perm]
+        np.not_equal(full[1:], full[:-1], out=differ[1:])
+    return order, differ
+
+
 def _encode(arr: pa.ChunkedArray | pa.Array) -> tuple[NDArray[Any], pa.Array]:
-    """Dense codes of ``arr`` and the distinct values they index. Integers: one sort.
-    Strings: DuckDB's 64-bit hash of each, encoded as integers, then checked by
-    comparing every string with its code's first one (Arrow's dictionary encoding of
-    10M strings took several times longer here); on a hash collision, Arrow's
-    dictionary encoding."""
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if pa.types.is_integer(arr.type):
-        codes, first = _encode_ints(arr.to_numpy(zero_copy_only=False))
-        return codes, arr.take(pa.array(first))
+    """Dense codes of the integers ``arr`` (one sort) and the distinct values they
+    index."""
+    arr = _flat(arr)
+    codes, first = _encode_ints(arr.to_numpy(zero_copy_only=False))
+    return codes, arr.take(pa.array(first))
+
+
+@dataclass
+class _Idents:
+    """Encoded identifiers: ``codes`` (one per entry), ``first`` (an entry holding each
+    code), ``typ`` (each entry's type code, ``len(types)`` for a type not listed) and
+    ``dropped`` (entries whose identifier is in the junk given)."""
+
+    arr: pa.Array
+    codes: NDArray[Any]
+    first: NDArray[np.int64]
+    typ: NDArray[np.int32]
+    dropped: NDArray[np.bool_]
+
+    def values(self, codes: NDArray[Any] | None = None) -> pa.Array:
+        """The identifiers of ``codes`` (every code by default)."""
+        at = self.first if codes is None else self.first[codes]
+        return self.arr.take(pa.array(at))
+
+
+def checked_codes(h: NDArray[np.uint64], g: NDArray[np.uint64]
+                  ) -> tuple[NDArray[Any], NDArray[np.int64]] | None:
+    """Dense codes of the hashes ``h`` (as :func:`_encode_ints`), or None when a second
+    hash ``g`` of the same strings disagrees within a code (a collision of ``h``)."""
+    codes, first = _encode_ints(h)
+    rep = g[first]
+    step = 1 << 22  # compared a slice at a time: no second array of every entry
+    if all(np.array_equal(g[i:i + step], rep[codes[i:i + step]])
+           for i in range(0, len(g), step)):
+        return codes, first
+    return None
+
+
+def _encode_idents(col: pa.ChunkedArray | pa.Array, types: tuple[str, ...],
+                   junk: pa.Array) -> _Idents:
+    """Encode identifiers (``type \x1f value`` strings) in one DuckDB pass: a 64-bit
+    hash of each, encoded as integers (Arrow's dictionary encoding of 10M strings took
+    several times longer here), and each one's type. The distinct strings are not
+    copied: ``first`` points at one entry per code.
+
+    A second hash of each string, seeded differently (a prefix byte shifts every block
+    the hash reads), must agree within every code: two strings sharing the first hash
+    but not the second are a collision, and then Arrow's exact dictionary encoding
+    answers. A collision of both (about 2^-64 times that of the first, itself about
+    10^-6 at 10M identifiers) is the only way two identifiers could share a code."""
     import duckdb
 
+    arr = _flat(col)
     con = duckdb.connect()
     con.register("t", pa.table({"s": arr}))
-    hashes = con.sql("SELECT hash(s) AS h FROM t").to_arrow_table().column("h")
-    codes, first = _encode_ints(hashes.to_numpy())
-    uniq = arr.take(pa.array(first))
-    # Checked a million strings at a time: the comparison copies the strings it reads.
-    step = 1 << 20
-    if all(pc.all(pc.equal(arr.slice(i, step), uniq.take(pa.array(codes[i:i + step]))))
-           .as_py() in (True, None) for i in range(0, len(arr), step)):
-        return codes, uniq
-    enc = pc.dictionary_encode(arr)  # a collision: exact, slower
-    return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary
+    # A CASE of prefixes: a third of the time of a list lookup of each string's head.
+    case = " ".join(f"WHEN starts_with(s, ${i + 1}) THEN {i}" for i in range(len(types)))
+    both = con.sql(
+        f"SELECT hash(s) AS h, hash(chr(30) || s) AS g, "
+        f"{f'CASE {case} ELSE {len(types)} END' if types else '0'}::INTEGER AS t FROM t",
+        params=[t + SEP for t in types] or None).to_arrow_table()
+    con.close()
+    typ = both.column("t").to_numpy()
+    found = checked_codes(both.column("h").to_numpy(), both.column("g").to_numpy())
+    del both
+    if found is None:
+        enc = pc.dictionary_encode(arr)  # a collision: exact, slower
+        codes = enc.indices.to_numpy(zero_copy_only=False)
+        first = np.empty(len(enc.dictionary), np.int64)
+        first[codes] = np.arange(len(codes))
+    else:
+        codes, first = found
+    dropped = (pc.is_in(arr, junk).to_numpy(zero_copy_only=False) if len(junk)
+               else np.zeros(len(arr), bool))
+    return _Idents(arr, codes, first, typ, dropped)
 
 
 def _lookup(keys: NDArray[Any], table: NDArray[Any]) -> NDArray[np.int64]:
@@ -130,15 +221,14 @@ def build(entries: pa.Table, rules: Rules, previous: Previous, *,
     if not full and previous.records.num_rows and previous.junk is not None:
         return build_incremental(entries, rules, previous)
     rec, rkeys = _encode(entries.column("rkey"))
-    val, idents = _encode(entries.column("ident"))
-    n_rec, n_val = len(rkeys), len(idents)
-    typ = _type_codes(idents, rules.types)[val]
+    ids = _encode_idents(entries.column("ident"), rules.types,
+                         pa.array(sorted(rules.junk), pa.string()))
+    val, typ = ids.codes, ids.typ
+    n_rec, n_val = len(rkeys), len(ids.first)
     caps = np.array([rules.max_records.get(t, 0) for t in rules.types] + [0], np.int64)
     keep = drop_junk(rec, typ, val, n_val, caps)
-    declared = pc.is_in(idents, pa.array(sorted(rules.junk), pa.string())).to_numpy(
-        zero_copy_only=False)
-    keep &= ~declared[val]
-    junk = _junk_report(rec, val, keep, idents, n_val)
+    keep &= ~ids.dropped
+    junk = _junk_report(val, keep, ids, n_val)
     # Rebinding drops the unfiltered arrays: nothing else holds them (lower peak).
     rec, typ, val = rec[keep], typ[keep], val[keep]
     del keep
@@ -148,7 +238,7 @@ def build(entries: pa.Table, rules: Rules, previous: Previous, *,
     if full or not previous.records.num_rows:
         subset = np.ones(n_rec, bool)
     else:
-        subset = _touched(keys, prev_idx, rec, val, idents, previous)
+        subset = _touched(keys, prev_idx, rec, val, ids.values(), previous)
     return _finish(rkeys, keys, rec, typ, val, n_val, subset, prev_idx, junk, rules,
                    previous)
 
@@ -215,12 +305,10 @@ def build_incremental(entries: pa.Table, rules: Rules, previous: Previous) -> Ou
     keys = rk[sub][first]
     rkeys = pa.array(keys, pa.uint64())
     prev_idx = at[sub][first].astype(np.int64)
-    val, idents = _encode(sub_entries.column("ident"))
-    typ = _type_codes(idents, rules.types)[val]
-    dropped = pc.is_in(idents, pa.concat_arrays([
+    ids = _encode_idents(sub_entries.column("ident"), rules.types, pa.concat_arrays([
         _flat(junk.column("ident")), pa.array(sorted(rules.junk), pa.string())]))
-    keep = ~dropped.to_numpy(zero_copy_only=False)[val]
-    out = _finish(rkeys, keys, rec[keep], typ[keep], val[keep], len(idents),
+    keep = ~ids.dropped
+    out = _finish(rkeys, keys, rec[keep], ids.typ[keep], ids.codes[keep], len(ids.first),
                   np.ones(len(keys), bool), prev_idx, junk, rules, previous)
     # Records not re-stitched keep what they had; vanished ones leave.
     kept = previous.records.filter(pa.array(~sub_prev & present))
@@ -273,11 +361,11 @@ def _type_codes(idents: pa.Array, types: tuple[str, ...]) -> NDArray[np.int32]:
     return codes
 
 
-def _junk_report(rec: NDArray[np.int64], val: NDArray[np.int64], keep: NDArray[np.bool_],
-                 idents: pa.Array, n_val: int) -> pa.Table:
+def _junk_report(val: NDArray[Any], keep: NDArray[np.bool_], ids: _Idents,
+                 n_val: int) -> pa.Table:
     dropped = np.unique(val[~keep])
     held = np.bincount(val, minlength=n_val)[dropped]
-    return pa.table({"ident": idents.take(pa.array(dropped)), "records": held})
+    return pa.table({"ident": ids.values(dropped), "records": held})
 
 
 def _touched(keys: NDArray[Any], prev_idx: NDArray[np.int64], rec: NDArray[np.int64],
@@ -318,7 +406,7 @@ def _stitch_subset(subset: NDArray[np.bool_], rec: NDArray[np.int64],
     codes = {name: i for i, name in enumerate(rules.types)}
     srules = StitchRules(tuple(tuple(codes[x] for x in rnd) for rnd in rules.rounds),
                          {codes[k]: n_ for k, n_ in rules.limits.items()})
-    lab, isl = stitch(n, r, t, v, n_val, srules), islands(n, r, v, n_val)
+    lab, isl = stitch_islands(n, r, t, v, n_val, srules)
     labels = np.full(len(subset), -1, np.int64)
     island = np.full(len(subset), -1, np.int64)
     labels[subset], island[subset] = lab, isl
@@ -335,14 +423,10 @@ def _assign_ids(keys_all: NDArray[Any], subset: NDArray[np.bool_],
     keys = keys_all[subset]
     lab = labels[subset]
     n_lab = int(lab.max()) + 1 if len(lab) else 0
-    # Keys arrive sorted from the encoding (checked: linear): then one stable sort by
-    # cluster keeps them in order within each cluster, half a two-key lexsort.
-    if len(keys) < 2 or bool(np.all(keys[1:] >= keys[:-1])):
-        order = np.argsort(lab, kind="stable")
-    else:
-        order = np.lexsort((keys, lab))
-    starts = np.flatnonzero(_group_starts(lab[order]))
-    first_key = keys[order][starts]
+    # The smallest record key of each cluster, without sorting the records by cluster
+    # (an unbuffered ufunc.at pass: a twentieth of the sort's time).
+    first_key = np.full(n_lab, np.iinfo(np.uint64).max, np.uint64)
+    np.minimum.at(first_key, lab, keys.astype(np.uint64, copy=False))
     at = prev_idx[subset]
     held = at >= 0
     # Only the old ids of these records: an incremental build reads no other.
@@ -401,9 +485,7 @@ def _fresh_ids(first_keys: NDArray[np.uint64], taken: pa.Array,
             z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
             z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
             z = z ^ (z >> np.uint64(31))
-        digits = np.frombuffer(z.astype(">u8").tobytes().hex().encode(), "S16")
-        ids = pc.binary_join_element_wise(
-            "p_", pa.array(digits.astype(str), pa.string()), "")
+        ids = _hex_ids(z)
         # The old ids are scanned against the new ones (a small hash set), not hashed.
         reused = old_ids.filter(pc.is_in(old_ids, ids)) if len(old_ids) else taken[:0]
         reused = reused.combine_chunks() if isinstance(reused, pa.ChunkedArray) else reused
@@ -416,6 +498,23 @@ def _fresh_ids(first_keys: NDArray[np.uint64], taken: pa.Array,
         if not clash.any():
             return ids
         salt[clash] += np.uint64(1)  # rare (64-bit hashes): loops over clashes, not rows
+
+
+_HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
+
+
+def _hex_ids(words: NDArray[np.uint64]) -> pa.Array:
+    """``p_`` and the 16 lower-case hex digits of each word, most significant first,
+    written straight into an Arrow string buffer (formatting each id as a Python string
+    took most of a first build's id assignment)."""
+    n = len(words)
+    buf = np.empty((n, 18), np.uint8)
+    buf[:, 0], buf[:, 1] = ord("p"), ord("_")
+    for i in range(16):  # over digit positions, not rows
+        buf[:, 2 + i] = _HEX[(words >> np.uint64(60 - 4 * i)) & np.uint64(15)]
+    offsets = np.arange(0, 18 * (n + 1), 18, dtype=np.int64)
+    ids = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(buf))
+    return ids.cast(pa.string())
 
 
 def _duplicated(arr: pa.Array) -> pa.Array:

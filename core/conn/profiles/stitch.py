@@ -16,8 +16,9 @@ The rule (docs/profiles.md, "Stitching"):
    its clusters stay as they were before the round, so the merges of a later, lower
    priority round are the ones that yield to those an earlier round made.
 
-Every step is whole-array numpy work and one ``scipy.sparse.csgraph.connected_components``
-call per round: no Python loop over records or values.
+Every step is whole-array numpy work and ``scipy.sparse.csgraph.connected_components``
+calls (one over the whole graph, then one per round over the components that break a
+limit): no Python loop over records or values.
 """
 
 from __future__ import annotations
@@ -115,6 +116,45 @@ def stitch(n_rec: int, rec: NDArray[np.int64], typ: NDArray[np.int32],
            val: NDArray[np.int64], n_val: int, rules: StitchRules) -> NDArray[np.int64]:
     """The cluster of each record (``0..k``, k clusters), under ``rules``. Junk entries
     must already be dropped (:func:`drop_junk`)."""
+    return stitch_islands(n_rec, rec, typ, val, n_val, rules)[0]
+
+
+def stitch_islands(n_rec: int, rec: NDArray[np.int64], typ: NDArray[np.int32],
+                   val: NDArray[np.int64], n_val: int, rules: StitchRules
+                   ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """The cluster (as :func:`stitch`) and the island (as :func:`islands`) of each record.
+
+    The components over every round's types come first: one that breaks no limit is a
+    cluster as it is, because limits only count values, so no part of it can break one
+    either, no round refuses a join inside it, and after the last round every shared
+    value has joined its holders. Only the components that break a limit (a small share
+    of real graphs: people sharing an e-mail, say) go through the rounds, each on its
+    own, since a round's joins never cross them."""
+    round_types = np.unique(np.asarray([t for r in rules.rounds for t in r], np.int32))
+    in_rounds = np.isin(typ, round_types)
+    every = bool(in_rounds.all())
+    if every:
+        comp = islands(n_rec, rec, val, n_val)
+    else:
+        comp = _relabel(_components(n_rec, rec[in_rounds], val[in_rounds], n_val))[0]
+    isl = comp if every else islands(n_rec, rec, val, n_val)
+    n_comp = int(comp.max()) + 1 if len(comp) else 0
+    bad = _over_limit(comp, n_comp, rec, typ, val, n_val, rules.limits)
+    if not bad.any():
+        return comp, isl
+    hard = bad[comp]
+    local = np.cumsum(hard, dtype=np.int64) - 1
+    m = hard[rec]
+    labels = comp.astype(np.int64, copy=True)
+    # Numbered after the accepted components so the two ranges cannot collide.
+    labels[hard] = n_comp + _rounds(int(hard.sum()), local[rec[m]], typ[m], val[m],
+                                    n_val, rules)
+    return _relabel(labels)[0], isl
+
+
+def _rounds(n_rec: int, rec: NDArray[np.int64], typ: NDArray[np.int32],
+            val: NDArray[np.int64], n_val: int, rules: StitchRules) -> NDArray[np.int64]:
+    """The rounds of the module docstring, in order, over every record given."""
     lab = np.arange(n_rec, dtype=np.int64)
     n_lab = n_rec
     for types in rules.rounds:

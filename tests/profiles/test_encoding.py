@@ -1,0 +1,60 @@
+"""The engine's encoding: dense codes equal to the distinct keys in sorted order, for
+keys in order and keys at random, signed and unsigned; identifiers get one code per
+distinct string, their type, and the junk given; a hash collision is detected
+(docs/profiles.md, "Stitching")."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+from conn.profiles.engine import _encode_idents, _encode_ints, checked_codes
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import examples
+
+words = st.integers(0, 2**64 - 1)
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(st.lists(words, max_size=400), st.sampled_from(["random", "few", "high", "sorted"]),
+       st.booleans())
+def test_codes_are_the_sorted_distinct_keys(values, shape, signed):
+    if shape == "few":  # many duplicates: every key shares its high bits with others
+        values = [v % 7 for v in values]
+    elif shape == "high":  # distinct keys with equal high bits
+        values = [(v >> 40) << 40 | (v % 3) for v in values]
+    elif shape == "sorted":  # runs: the other sorting path
+        values = sorted(values)
+    keys = np.array(values, np.uint64)
+    if signed:
+        keys = keys.view(np.int64)
+    codes, first = _encode_ints(keys)
+    distinct, inverse = np.unique(keys, return_inverse=True)
+    assert np.array_equal(codes, inverse.ravel())
+    assert np.array_equal(keys[first], distinct)
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["email", "phone", "other"]),
+                          st.text("ab@.", max_size=4)), min_size=1, max_size=60),
+       st.lists(st.text("ab@.", max_size=4), max_size=3))
+def test_identifiers_get_one_code_per_string(pairs, junk):
+    strings = [f"{t}\x1f{v}" for t, v in pairs]
+    junk_ids = [f"email\x1f{v}" for v in junk]
+    ids = _encode_idents(pa.array(strings), ("email", "phone"), pa.array(junk_ids,
+                                                                          pa.string()))
+    codes = ids.codes.tolist()
+    assert ids.values().to_pylist() == [strings[int(i)] for i in ids.first]
+    for i, s in enumerate(strings):
+        assert strings[int(ids.first[codes[i]])] == s  # the code's string is this one
+    assert len(set(codes)) == len(set(strings))
+    assert ids.typ.tolist() == [{"email": 0, "phone": 1}.get(t, 2) for t, _ in pairs]
+    assert ids.dropped.tolist() == [s in junk_ids for s in strings]
+
+
+def test_a_collision_of_the_first_hash_is_detected():
+    h = np.array([5, 9, 5, 9], np.uint64)
+    assert checked_codes(h, np.array([1, 2, 1, 2], np.uint64)) is not None
+    # Strings 0 and 2 share the first hash but not the second: two different strings.
+    assert checked_codes(h, np.array([1, 2, 3, 2], np.uint64)) is None
