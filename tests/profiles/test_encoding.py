@@ -1,13 +1,14 @@
 """The engine's encoding: dense codes equal to the distinct keys in sorted order, for
 keys in order and keys at random, signed and unsigned; identifiers get one code per
-distinct string, their type, and the junk given; a hash collision is detected
-(docs/profiles.md, "Stitching")."""
+distinct string, their type, and the junk given; a hash collision is detected; old
+profile ids are ranked in their string order, whatever their form (docs/profiles.md,
+"Stitching", "Stable ids")."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-from conn.profiles.engine import _encode_idents, _encode_ints, checked_codes
+from conn.profiles.engine import _encode_idents, _encode_ints, _hex_ids, _ranked, checked_codes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -58,3 +59,15 @@ def test_a_collision_of_the_first_hash_is_detected():
     assert checked_codes(h, np.array([1, 2, 1, 2], np.uint64)) is not None
     # Strings 0 and 2 share the first hash but not the second: two different strings.
     assert checked_codes(h, np.array([1, 2, 3, 2], np.uint64)) is None
+
+
+@settings(max_examples=examples(150), deadline=None)
+@given(st.lists(words, min_size=1, max_size=50), st.lists(st.text("p_0af", max_size=19),
+                                                           max_size=3))
+def test_old_ids_ranked_in_string_order(numbers, others):
+    # conn's own ids (read as numbers) and, mixed in, any other strings (sorted as text).
+    names = _hex_ids(np.array(numbers, np.uint64)).to_pylist() + others
+    for case in (names[:len(numbers)], names):
+        distinct, at = _ranked(pa.array(case, pa.string()))
+        assert distinct.to_pylist() == sorted(set(case))
+        assert [distinct.to_pylist()[int(i)] for i in at] == case

@@ -433,17 +433,10 @@ def _assign_ids(keys_all: NDArray[Any], subset: NDArray[np.bool_],
     prev_profile = previous.records.column("profile")
     held_names = prev_profile.take(pa.array(at[held])) if held.any() \
         else pa.array([], pa.string())
-    # One hash pass gives the distinct old ids and each record's; then they are ranked.
-    enc = pc.dictionary_encode(held_names.combine_chunks()
-                               if isinstance(held_names, pa.ChunkedArray) else held_names)
-    rank = pc.sort_indices(enc.dictionary).to_numpy(zero_copy_only=False)
-    old_names = enc.dictionary.take(pa.array(rank))
+    old_names, oc = _ranked(_flat(held_names))
     n_old = len(old_names)
     profile = np.full(n_lab, -1, np.int64)  # index into old_names, -1: a fresh id
     if n_old:
-        place = np.empty(n_old, np.int64)
-        place[rank] = np.arange(n_old)
-        oc = place[enc.indices.to_numpy(zero_copy_only=False)]
         pairs, shared = np.unique(lab[held] * np.int64(n_old) + oc, return_counts=True)
         plab, pold = pairs // n_old, pairs % n_old
         # Each old id: its best cluster (most shared, then smallest first record key).
@@ -462,6 +455,49 @@ def _assign_ids(keys_all: NDArray[Any], subset: NDArray[np.bool_],
         fresh = _fresh_ids(first_key[profile < 0], kept, prev_profile)
         names = _fill(names, missing, fresh)
     return names.take(pa.array(lab))
+
+
+def _ranked(names: pa.Array) -> tuple[pa.Array, NDArray[Any]]:
+    """The distinct ``names`` in sorted order, and each name's position among them.
+    Ids as conn makes them (``p_`` and 16 hex digits) are read as the numbers they
+    spell, whose order is the strings' order: one integer sort. Others (ids from
+    elsewhere) are dictionary-encoded and the dictionary sorted, several times slower."""
+    words = _id_words(names)
+    if words is not None:
+        codes, first = _encode_ints(words)
+        return names.take(pa.array(first)), codes
+    enc = pc.dictionary_encode(names)
+    rank = pc.sort_indices(enc.dictionary).to_numpy(zero_copy_only=False)
+    place = np.empty(len(rank), np.int64)
+    place[rank] = np.arange(len(rank))
+    return enc.dictionary.take(pa.array(rank)), place[enc.indices.to_numpy(
+        zero_copy_only=False)]
+
+
+_NIBBLE = np.full(256, 255, np.uint8)
+_NIBBLE[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint8)
+
+
+def _id_words(names: pa.Array) -> NDArray[np.uint64] | None:
+    """The number each of ``names`` spells when every one is ``p_`` and 16 lower-case hex
+    digits (:func:`_hex_ids`), else None."""
+    n = len(names)
+    if names.null_count or not n:
+        return None if n else np.zeros(0, np.uint64)
+    names = names.cast(pa.string())
+    offsets = np.frombuffer(names.buffers()[1], np.int32, n + 1, names.offset * 4)
+    if not np.all(np.diff(offsets) == 18):
+        return None
+    chars = np.frombuffer(names.buffers()[2], np.uint8, 18 * n, int(offsets[0]))
+    chars = chars.reshape(n, 18)
+    if not (np.all(chars[:, 0] == ord("p")) and np.all(chars[:, 1] == ord("_"))):
+        return None
+    digits = _NIBBLE[chars[:, 2:]]
+    if (digits == 255).any():
+        return None
+    # Digit pairs into bytes, then the 8 bytes of each row read as one big-endian word.
+    packed = (digits[:, 0::2] << np.uint8(4)) | digits[:, 1::2]
+    return np.ascontiguousarray(packed).view(">u8").ravel().astype(np.uint64)
 
 
 def _group_starts(sorted_ids: NDArray[np.int64]) -> NDArray[np.bool_]:
