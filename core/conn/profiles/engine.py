@@ -103,10 +103,14 @@ def _sorted_runs(keys: NDArray[Any]) -> tuple[NDArray[np.int64], NDArray[np.bool
     if keys.dtype.kind == "i":
         words = words ^ np.uint64(1 << 63)  # signed order as unsigned
     bits = np.uint64(max(1, (n - 1).bit_length()))
-    packed = np.sort(((words >> bits) << bits) | np.arange(n, dtype=np.uint64))
-    order = (packed & ((np.uint64(1) << bits) - np.uint64(1))).astype(np.int64)
-    high = packed >> bits
-    del packed
+    # In place where numpy allows: a first build's peak memory is here.
+    packed = words >> bits
+    packed <<= bits
+    packed |= np.arange(n, dtype=np.uint64)
+    packed.sort()
+    order = (packed & ((np.uint64(1) << bits) - np.uint64(1))).view(np.int64)
+    packed >>= bits
+    high = packed
     full = words[order]
     same_high = np.zeros(n, bool)
     np.equal(high[1:], high[:-1], out=same_high[1:])
@@ -115,7 +119,8 @@ def _sorted_runs(keys: NDArray[Any]) -> tuple[NDArray[np.int64], NDArray[np.bool
     np.not_equal(full[1:], full[:-1], out=differ[1:])
     mixed = same_high & differ  # a key change inside a run of equal high bits
     if mixed.any():
-        run = np.cumsum(~same_high) - 1
+        run = np.cumsum(~same_high, dtype=np.int32 if n < 2**31 else np.int64)
+        run -= 1
         bad = np.zeros(int(run[-1]) + 1, bool)
         bad[run[mixed]] = True
         at = np.flatnonzero(bad[run])
@@ -184,10 +189,13 @@ def _encode_idents(col: pa.ChunkedArray | pa.Array, types: tuple[str, ...],
     con.register("t", pa.table({"s": arr}))
     # A CASE of prefixes: a third of the time of a list lookup of each string's head.
     case = " ".join(f"WHEN starts_with(s, ${i + 1}) THEN {i}" for i in range(len(types)))
+    # One batch: its columns are read as numpy arrays without a copy (a copy of each
+    # column of many batches was a first build's peak).
     both = con.sql(
         f"SELECT hash(s) AS h, hash(chr(30) || s) AS g, "
         f"{f'CASE {case} ELSE {len(types)} END' if types else '0'}::INTEGER AS t FROM t",
-        params=[t + SEP for t in types] or None).to_arrow_table()
+        params=[t + SEP for t in types] or None).to_arrow_table(
+            batch_size=max(1, len(arr))).combine_chunks()
     con.close()
     typ = both.column("t").to_numpy()
     found = checked_codes(both.column("h").to_numpy(), both.column("g").to_numpy())
@@ -201,6 +209,9 @@ def _encode_idents(col: pa.ChunkedArray | pa.Array, types: tuple[str, ...],
         codes, first = found
     dropped = (pc.is_in(arr, junk).to_numpy(zero_copy_only=False) if len(junk)
                else np.zeros(len(arr), bool))
+    # The hashes' Arrow buffers are free now: given back, they do not add to the peak
+    # that stitching reaches next (the pool keeps freed memory otherwise).
+    pa.default_memory_pool().release_unused()
     return _Idents(arr, codes, first, typ, dropped)
 
 
@@ -447,8 +458,10 @@ def _assign_ids(keys_all: NDArray[Any], subset: NDArray[np.bool_],
         pick = np.lexsort((co, -cs, cl))
         pick = pick[_group_starts(cl[pick])]
         profile[cl[pick]] = co[pick]
-    names = old_names.take(pa.array(np.maximum(profile, 0))) if n_old \
-        else pa.nulls(n_lab, pa.string())
+    if not n_old:  # a first build: every cluster gets a fresh id, no merging of arrays
+        return _fresh_ids(first_key, pa.array([], pa.string()), prev_profile).take(
+            pa.array(lab))
+    names = old_names.take(pa.array(np.maximum(profile, 0)))
     missing = pa.array(profile < 0)
     if pc.any(missing).as_py():
         kept = names.filter(pc.invert(missing)).cast(pa.string())
