@@ -119,8 +119,9 @@ def _sorted_runs(keys: NDArray[Any]) -> tuple[NDArray[np.int64], NDArray[np.bool
     np.not_equal(full[1:], full[:-1], out=differ[1:])
     mixed = same_high & differ  # a key change inside a run of equal high bits
     if mixed.any():
-        run = np.cumsum(~same_high, dtype=np.int32 if n < 2**31 else np.int64)
-        run -= 1
+        run: NDArray[np.signedinteger[Any]] = np.cumsum(
+            ~same_high, dtype=np.int32 if n < 2**31 else np.int64)
+        np.subtract(run, 1, out=run)
         bad = np.zeros(int(run[-1]) + 1, bool)
         bad[run[mixed]] = True
         at = np.flatnonzero(bad[run])
