@@ -197,3 +197,66 @@ def test_a_denial_at_the_same_instant_under_another_identity_wins(tmp_path: Path
     assert codes == {("p_0000000000000001", "marketing"): DENIED,
                      ("p_0000000000000001", "analytics"): GRANTED}
     assert passed == set()
+
+
+def config_problems(tmp_path: Path, consent: str, *, source: str = "profiles",
+                    stream: str = "profiles.people") -> list[str]:
+    """What loading conn.yml reports (file: path: detail) for a sync's ``consent:``."""
+    from conn.errors import ConfigError, ConfigErrors
+
+    body = CONN_YML.replace("    consent: {source: cs, subject_type: [email, device_id], "
+                            "legal_basis: BASES}", f"    consent: {consent}")
+    body = body.replace("source: profiles\n    stream: profiles.people",
+                        f"source: {source}\n    stream: {stream}")
+    (tmp_path / "conn.yml").write_text(body)
+    try:
+        load_project(tmp_path / "conn.yml", validate_plugins=False)
+    except ConfigError as exc:
+        errs = exc.errors if isinstance(exc, ConfigErrors) else [exc]
+        return [str(e).removeprefix(str(tmp_path) + "/") for e in errs]
+    return []
+
+
+def test_subject_type_settings_are_checked_when_conn_yml_loads(tmp_path: Path) -> None:
+    assert config_problems(tmp_path, "{source: cs, subject_type: email}") == []
+    (got,) = config_problems(tmp_path, "{source: cs, subject_type: phone}")
+    assert got.startswith("conn.yml: syncs.s.consent.subject_type: unknown identifier type "
+                          "'phone': expected an identifier type of profile set 'people' "
+                          "(email, device_id)")
+    (got,) = config_problems(tmp_path, "{subject_type: [email], legal_basis: "
+                                       "{marketing: contract, analytics: contract}}")
+    assert got.startswith("conn.yml: syncs.s.consent.source: subject_type says how a "
+                          "consent source's subjects are read")
+    (got,) = config_problems(tmp_path, "{source: cs, subject_type: email}", source="wh",
+                             stream="people")
+    assert got.startswith("conn.yml: syncs.s.consent.subject_type: subject_type applies to "
+                          "a sync reading a profile set")
+    got = config_problems(tmp_path, "{source: cs, subject_type: 7}")
+    assert got and all(g.startswith("conn.yml: syncs.s.consent.subject_type") for g in got)
+    assert config_problems(tmp_path, "{source: cs, subject_type: []}")
+
+
+def test_without_subject_type_events_match_the_profile_id(tmp_path: Path) -> None:
+    """docs/profiles.md: without subject_type, subjects are matched with the primary key
+    (``profile_id``), as for any stream: an e-mail reaches nothing."""
+    sc = {"profiles": {"p_0000000000000001": {("email", "a@example.com")}},
+          "events": [("a@example.com", "marketing", "granted", "2026-01-02T00:00:00"),
+                     ("p_0000000000000001", "analytics", "granted", "2026-01-02T00:00:00")],
+          "bases": []}
+    (tmp_path / "conn.yml").write_text(CONN_YML.replace(
+        ", subject_type: [email, device_id], legal_basis: BASES", ""))
+    project = load_project(tmp_path / "conn.yml", validate_plugins=False)
+    save_store(tmp_path, sc["profiles"])
+    ev = sc["events"]
+    events = pa.table({"who": [e[0] for e in ev], "purpose": [e[1] for e in ev],
+                       "status": [e[2] for e in ev], "timestamp": [e[3] for e in ev]})
+    batch = pa.record_batch({"profile_id": ["p_0000000000000001"]})
+    ctx = SyncContext(project, project.syncs["s"], project.destinations["crm"],
+                      ObjectInfo("people", {"type": "object", "additionalProperties": True},
+                                 ("profile_id",)),
+                      StreamInfo("profiles.people", batch.schema, ("profile_id",)),
+                      Registry(autoload=False), lambda name: events, "profile_id")
+    assert gate_index(ctx) is None
+    d = build_gate(ctx).decide(batch, batch.column(0))
+    assert (int(d.codes["marketing"][0]), int(d.codes["analytics"][0])) == \
+        (NO_RECORD, GRANTED)

@@ -133,7 +133,10 @@ def consent_subject_types(project: Project, sync: SyncConfig
 def _subject_type_names(sync: SyncConfig) -> list[str]:
     consent = sync.consent if isinstance(sync.consent, dict) else {}
     value = consent.get("subject_type")
-    return [value] if isinstance(value, str) else [str(v) for v in value or ()]
+    if isinstance(value, str):
+        return [value]
+    # Another shape (a number, a mapping) is the schema's to report.
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def _subject_type_errors(project: Project, sync: SyncConfig,

@@ -96,8 +96,9 @@ class ConsentIndex:
         the one that counts); empty unless the index resolves profiles."""
         if self.by_identity is None:
             return []
-        return _listed(self.by_identity.filter(
-            pc.equal(self.by_identity.column(self.key), subject)))
+        mine = self.by_identity.filter(pc.equal(self.by_identity.column(self.key), subject))
+        return _listed(mine.sort_by([("purpose", "ascending"), ("identity_type", "ascending"),
+                                     ("identity", "ascending")]))
 
 
 def _listed(rows: pa.Table) -> list[dict[str, Any]]:

@@ -110,7 +110,7 @@ def _resolve(events: pa.Table, project: Project, ps: ProfileSet) -> pa.Table:
                            PARTITION BY profile_id, purpose
                            ORDER BY {WINNER_ORDER}, identity_type, identity) = 1
                            AS decided
-                FROM latest ORDER BY profile_id, purpose, identity_type, identity""")
+                FROM latest""")
             return rel.to_arrow_table()
         finally:
             con.unregister("_ev")
