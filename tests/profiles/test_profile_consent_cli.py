@@ -82,6 +82,15 @@ def test_a_withdrawal_under_a_secondary_email_leaves_the_mirror(project, monkeyp
     assert code == 0, out
     assert "identity email=ann.work@example.com: withdrawn 2026-03-01" in out
     assert "(decided)" in out
+    # Bob, from his device id: his grant decided, and where his data went since when.
+    code, out = cli(monkeypatch, capsys, "explain", "dev-b", "--json")
+    (p,) = json.loads(out)["profiles"]
+    (sync,) = p["syncs"]
+    assert sync["would_send"] and sync["recipient"]["destination"] == "out"
+    (got,) = sync["delivered"]
+    assert got["key"] == p["profile_id"] and got["first_acknowledged_at"]
+    (ev,) = sync["consent"]["marketing"]["identities"]
+    assert (ev["identity_type"], ev["identity"], ev["decided"]) == ("device_id", "dev-b", True)
 
 
 def test_subject_type_errors_name_file_path_and_expectation(project, monkeypatch, capsys):
