@@ -260,3 +260,20 @@ def test_without_subject_type_events_match_the_profile_id(tmp_path: Path) -> Non
     d = build_gate(ctx).decide(batch, batch.column(0))
     assert (int(d.codes["marketing"][0]), int(d.codes["analytics"][0])) == \
         (NO_RECORD, GRANTED)
+
+
+def test_a_set_not_built_yet_gives_no_profile_a_record(tmp_path: Path) -> None:
+    """Nothing to match events with before the first build (reading the stream then
+    fails, saying to build): the index is empty, never a grant."""
+    from conn.config.profiles import consent_subject_types
+    from conn.profiles.consent import profile_index
+
+    (tmp_path / "conn.yml").write_text(CONN_YML.replace("BASES", "{}"))
+    project = load_project(tmp_path / "conn.yml", validate_plugins=False)
+    found = consent_subject_types(project, project.syncs["s"])
+    assert found is not None
+    events = pa.table({"who": ["a@example.com"], "purpose": ["marketing"],
+                       "status": ["granted"], "timestamp": ["2026-01-01"]})
+    index = profile_index("cs", project.consent_sources["cs"], events, project, *found)
+    assert index.codes_for("marketing", index.lookup(pa.array(["p_1"]))).tolist() == \
+        [NO_RECORD]

@@ -50,9 +50,7 @@ def identified(events: pa.Table, types: tuple[IdentifierType, ...]) -> pa.Table:
         ident = pc.binary_join_element_wise(pa.scalar(t.name + SEP), value, "")
         parts.append(events.append_column("identity_type", pa.repeat(t.name, len(events)))
                      .append_column("ident", ident))
-    return pa.concat_tables(parts) if parts else events.append_column(
-        "identity_type", pa.array([], pa.string())).append_column("ident", pa.array(
-            [], pa.string()))
+    return pa.concat_tables(parts)  # the config names at least one type
 
 
 def profile_index(name: str, spec: dict[str, Any], table: pa.Table, project: Project,
@@ -68,7 +66,8 @@ def profile_index(name: str, spec: dict[str, Any], table: pa.Table, project: Pro
     return index
 
 
-def _empty(events: pa.Table) -> pa.Table:
+def _empty() -> pa.Table:
+    """No events per identity (the set is not built yet)."""
     ts = pa.timestamp("us", "UTC")
     types = {"code": pa.int8(), "timestamp": ts, "decided": pa.bool_()}
     return pa.table({c: pa.array([], types.get(c, pa.string()))
@@ -80,11 +79,11 @@ def _resolve(events: pa.Table, project: Project, ps: ProfileSet) -> pa.Table:
     profile's winning event for the purpose (ties between identities: the least
     identity type and value, so the choice shown is stable)."""
     if not store.path(project.state_dir).is_file():
-        return _empty(events)  # not built: reading profiles.NAME says so
+        return _empty()  # not built: reading profiles.NAME says so
     t = store.table_name
     with store.opened(project.state_dir, read_only=True) as st:
         if not st.has(ps.name):
-            return _empty(events)
+            return _empty()
         con = st.con
         con.execute("SET TimeZone = 'UTC'")
         con.register("_ev", events)
