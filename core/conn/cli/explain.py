@@ -33,6 +33,10 @@ def _lines(result: dict[str, Any]) -> list[str]:
             out.append(f"    purpose {p}: {verdict}{basis}, {c['decision']}{until}")
             for ev in c["evidence"]:
                 out.append("      " + ", ".join(f"{k}={v}" for k, v in ev.items()))
+            for ev in c.get("identities", ()):
+                out.append(f"      identity {ev['identity_type']}={ev['identity']}: "
+                           f"{ev.get('status')} {ev.get('timestamp', '(no time)')}"
+                           + (" (decided)" if ev.get("decided") else ""))
         for field, f in s["fields"].items():
             policy = f.get("policy") or {}
             pol = policy.get("action", "allow")
@@ -101,7 +105,9 @@ def _profile_lines(profiles: list[dict[str, Any]]) -> list[str]:
     out = []
     for p in profiles:
         ids = ", ".join(f"{i['type']}={i['value']}" for i in p["identities"])
-        out.append(f"profile {p['profile_id']} (profiles.{p['set']}): {ids}")
+        seen = ", ".join((p.get("golden") or {}).get("edges") or [])
+        out.append(f"profile {p['profile_id']} (profiles.{p['set']}): {ids}"
+                   + (f" (seen in {seen})" if seen else ""))
         for h in p["history"]:
             out.append(f"    {h['kind']}: {h['old_id']} -> {h['new_id']} "
                        f"({h['changed_at']})")

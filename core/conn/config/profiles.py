@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from conn.errors import ConfigError, ConfigErrors
 
 if TYPE_CHECKING:
-    from conn.config.model import Project
+    from conn.config.model import Project, SyncConfig
 
 #: Built-in identifier types, in their default priority order.
 BUILTIN_TYPES = ("customer_id", "email", "phone", "device_id", "anonymous_id")
@@ -110,8 +110,73 @@ def profile_sets(project: Project) -> dict[str, ProfileSet]:
 
 
 def profile_errors(project: Project) -> list[ConfigError]:
-    """What is wrong in ``profiles:`` beyond its shape (the loader reports these)."""
-    return _parse(project)[1]
+    """What is wrong in ``profiles:`` beyond its shape, and in the syncs'
+    ``consent.subject_type`` (the loader reports these)."""
+    sets, errors = _parse(project)
+    for sync in project.syncs.values():
+        errors += _subject_type_errors(project, sync, sets)
+    return errors
+
+
+def consent_subject_types(project: Project, sync: SyncConfig
+                          ) -> tuple[ProfileSet, tuple[IdentifierType, ...]] | None:
+    """For a sync over ``profiles.NAME`` whose ``consent.subject_type`` names identifier
+    types: the set and those types (each consent event's subject is read as each of
+    them, docs/profiles.md "Consent follows the person"); None for any other sync."""
+    names = _subject_type_names(sync)
+    ps = profile_sets(project).get(str(sync.stream or "").removeprefix("profiles."))
+    if not names or ps is None:
+        return None
+    return ps, tuple(ps.types[n] for n in names)
+
+
+def _subject_type_names(sync: SyncConfig) -> list[str]:
+    consent = sync.consent if isinstance(sync.consent, dict) else {}
+    value = consent.get("subject_type")
+    if isinstance(value, str):
+        return [value]
+    # Another shape (a number, a mapping) is the schema's to report.
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _subject_type_errors(project: Project, sync: SyncConfig,
+                         sets: dict[str, ProfileSet]) -> list[ConfigError]:
+    """``consent.subject_type`` needs a sync over a declared profile set, a consent
+    source and no ``consent.subject``, and names identifier types of the set."""
+    names = _subject_type_names(sync)
+    if not names:
+        return []
+    f, base = str(project.file), f"syncs.{sync.name}.consent"
+    src = dict.get(project.sources, sync.source)  # not [...]: an unset ${VAR} raises
+    if src is None:
+        return []  # an unknown source: cross_check reports it
+    set_name = str(sync.stream or "").removeprefix("profiles.")
+    if src.type != "profiles" or set_name not in sets:
+        return [ConfigError(
+            f"subject_type applies to a sync reading a profile set (source: "
+            f"{SOURCE_NAME}, stream: profiles.NAME with NAME under profiles:); this sync "
+            f"reads {sync.stream or sync.query!r} from {sync.source!r}",
+            file=f, path=f"{base}.subject_type")]
+    errs = []
+    consent = sync.consent
+    if not consent.get("source"):
+        errs.append(ConfigError("subject_type says how a consent source's subjects are "
+                                "read, but consent.source is not set: name the consent "
+                                "source", file=f, path=f"{base}.source"))
+    if consent.get("subject"):
+        errs.append(ConfigError("expected either 'subject' (a column of the synced rows) "
+                                "or 'subject_type' (events reach the profile through any "
+                                "of its identifiers), not both", file=f,
+                                path=f"{base}.subject"))
+    types = sets[set_name].types
+    for i, n in enumerate(names):
+        if n not in types:
+            where = f"{base}.subject_type" + ("" if isinstance(
+                consent.get("subject_type"), str) else f"[{i}]")
+            errs.append(ConfigError(f"unknown identifier type {n!r}: expected an "
+                                    f"identifier type of profile set {set_name!r} "
+                                    f"({', '.join(types) or 'none'})", file=f, path=where))
+    return errs
 
 
 def _parse(project: Project) -> tuple[dict[str, ProfileSet], list[ConfigError]]:

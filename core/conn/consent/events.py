@@ -49,6 +49,12 @@ class ConsentIndex:
     _hashes: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0, np.uint64))
     _order: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0, np.int64))
     rows: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    #: The column of ``events`` holding the key rows are looked up by (``subject``; a
+    #: profile's consent: ``profile_id``, :mod:`conn.profiles.consent`).
+    key: str = "subject"
+    #: Per key, identity and purpose, the latest event (a profile's consent: which
+    #: identity said what; ``decided`` marks the events that won). None otherwise.
+    by_identity: pa.Table | None = field(repr=False, default=None)
 
     def __post_init__(self) -> None:
         if len(self.subjects) and len(self._hashes) != len(self.subjects):
@@ -83,14 +89,28 @@ class ConsentIndex:
 
     def records(self, subject: str) -> list[dict[str, Any]]:
         """The winning events of one subject (for ``conn explain``)."""
-        rows = self.events.filter(pc.equal(self.events.column("subject"), subject))
-        out = []
-        for r in rows.to_pylist():
-            r["decision"] = REASONS[int(r.pop("code"))]
-            ts = r.get("timestamp")
-            r["timestamp"] = ts.isoformat() if hasattr(ts, "isoformat") else ts
-            out.append({k: v for k, v in r.items() if v is not None})
-        return out
+        return _listed(self.events.filter(pc.equal(self.events.column(self.key), subject)))
+
+    def identity_records(self, subject: str) -> list[dict[str, Any]]:
+        """Per identity and purpose of one subject, the latest event (``decided``: it is
+        the one that counts); empty unless the index resolves profiles."""
+        if self.by_identity is None:
+            return []
+        mine = self.by_identity.filter(pc.equal(self.by_identity.column(self.key), subject))
+        return _listed(mine.sort_by([("purpose", "ascending"), ("identity_type", "ascending"),
+                                     ("identity", "ascending")]))
+
+
+def _listed(rows: pa.Table) -> list[dict[str, Any]]:
+    """Events as dicts for reports: the code as its decision, times as ISO 8601, no
+    empty values."""
+    out = []
+    for r in rows.to_pylist():  # one subject's few events, for a report
+        r["decision"] = REASONS[int(r.pop("code"))]
+        ts = r.get("timestamp")
+        r["timestamp"] = ts.isoformat() if hasattr(ts, "isoformat") else ts
+        out.append({k: v for k, v in r.items() if v is not None})
+    return out
 
 
 def timestamp_sql(t: pa.DataType, column: str = "ts") -> str:
@@ -104,11 +124,17 @@ def timestamp_sql(t: pa.DataType, column: str = "ts") -> str:
     return f"TRY_CAST(CAST({column} AS VARCHAR) AS TIMESTAMPTZ)"
 
 
-def load_index(name: str, spec: dict[str, Any], table: pa.Table, *,
-               file: str | None = None) -> ConsentIndex:
-    """Resolve a consent source's events (``table``) declared by ``spec`` (the
-    ``consent_sources.NAME`` entry). Raises :class:`ConfigError` naming each column the
-    table lacks."""
+#: How events compete (DuckDB ``ORDER BY``): an event without a readable time first (it
+#: counts as the latest), then the latest, then the most restrictive code.
+WINNER_ORDER = "(timestamp IS NULL) DESC, timestamp DESC, code DESC"
+
+
+def prepare_events(name: str, spec: dict[str, Any], table: pa.Table, *,
+                   file: str | None = None) -> pa.Table:
+    """A consent source's events (``table``, declared by ``spec``, the
+    ``consent_sources.NAME`` entry) as columns ``subject``, ``purpose``, ``status``,
+    ``ts`` (as read), ``code``, ``jurisdiction`` and ``legal_basis``. Raises
+    :class:`ConfigError` naming each column the table lacks."""
     cols = {k: spec.get(k, d) for k, d in COLUMN_KEYS.items()}
     missing = [ConfigError(f"consent source {name!r}: stream has no column {c!r} "
                            f"(columns: {', '.join(table.column_names)})",
@@ -121,7 +147,7 @@ def load_index(name: str, spec: dict[str, Any], table: pa.Table, *,
     status = table.column(cols["status"])
     codes = classify(status)
     codes[codes == NO_RECORD] = MALFORMED  # an event without a status cannot grant
-    data = {
+    return pa.table({
         "subject": table.column(cols["subject"]).cast(pa.string()),
         "purpose": table.column(cols["purpose"]).cast(pa.string()),
         "status": status.cast(pa.string()) if not pa.types.is_string(status.type) else status,
@@ -131,29 +157,45 @@ def load_index(name: str, spec: dict[str, Any], table: pa.Table, *,
                          if cols["jurisdiction"] else pa.nulls(table.num_rows, pa.string())),
         "legal_basis": (table.column(cols["legal_basis"]).cast(pa.string())
                         if cols["legal_basis"] else pa.nulls(table.num_rows, pa.string())),
-    }
-    ev = pa.table(data)
+    })
+
+
+def events_sql(ev: pa.Table, relation: str = "ev", extra: str = "") -> str:
+    """DuckDB ``SELECT`` over prepared events (:func:`prepare_events`, registered as
+    ``relation``) with their time read (``timestamp``) and an event without a readable
+    time made at least malformed; ``extra`` adds columns (a leading comma)."""
+    ts = timestamp_sql(ev.schema.field("ts").type)
+    return f"""SELECT subject, purpose, status, {ts} AS timestamp, jurisdiction,
+                   legal_basis, CAST(CASE WHEN {ts} IS NULL THEN greatest(code, {MALFORMED})
+                                     ELSE code END AS TINYINT) AS code{extra}
+            FROM {relation} WHERE subject IS NOT NULL AND purpose IS NOT NULL"""
+
+
+def load_index(name: str, spec: dict[str, Any], table: pa.Table, *,
+               file: str | None = None) -> ConsentIndex:
+    """Resolve a consent source's events (``table``) declared by ``spec`` (the
+    ``consent_sources.NAME`` entry), per subject and purpose. Raises
+    :class:`ConfigError` naming each column the table lacks."""
+    ev = prepare_events(name, spec, table, file=file)
     con = duckdb_connection()
     con.execute("SET TimeZone = 'UTC'")  # type: ignore[attr-defined]
-    ts = timestamp_sql(table.column(cols["timestamp"]).type)
     rel = con.from_arrow(ev)  # type: ignore[attr-defined]
     resolved = rel.query("ev", f"""
-        WITH e AS (
-            SELECT subject, purpose, status, {ts} AS timestamp, jurisdiction, legal_basis,
-                   CASE WHEN {ts} IS NULL THEN greatest(code, {MALFORMED}) ELSE code END
-                       AS code
-            FROM ev WHERE subject IS NOT NULL AND purpose IS NOT NULL)
-        SELECT subject, purpose, status, timestamp, jurisdiction, legal_basis,
-               CAST(code AS TINYINT) AS code, hash(subject) AS h
-        FROM e
+        SELECT * FROM ({events_sql(ev)})
         QUALIFY row_number() OVER (PARTITION BY subject, purpose
-                                   ORDER BY (timestamp IS NULL) DESC, timestamp DESC,
-                                            code DESC) = 1
+                                   ORDER BY {WINNER_ORDER}) = 1
         """).to_arrow_table()
-    h_all = np.asarray(resolved.column("h").to_numpy(), dtype=np.uint64)
-    resolved = resolved.drop_columns(["h"])
-    subject_col = resolved.column("subject").combine_chunks() if resolved.num_rows \
+    return index_of(name, resolved, "subject")
+
+
+def index_of(name: str, resolved: pa.Table, key: str) -> ConsentIndex:
+    """The :class:`ConsentIndex` of resolved events (one winning event per ``key`` and
+    purpose, with ``purpose``, ``code``, ``legal_basis`` and ``timestamp`` columns)."""
+    key_col = resolved.column(key).combine_chunks() if resolved.num_rows \
         else pa.array([], pa.string())
+    h_all = np.asarray(sql_over(key_col, "hash(v)").to_numpy(), dtype=np.uint64) \
+        if len(key_col) else np.empty(0, np.uint64)
+    subject_col = key_col
     # Subjects sorted by hash; the inverse maps each resolved row to its subject slot.
     hashes, first, inverse = np.unique(h_all, return_index=True, return_inverse=True)
     subjects = subject_col.take(pa.array(first, pa.int64()))
@@ -185,5 +227,5 @@ def load_index(name: str, spec: dict[str, Any], table: pa.Table, *,
         winners[purpose] = scatter
     if len(hashes) == len(subjects):  # already sorted by hash: no second pass
         return ConsentIndex(name, subjects, by_code, bases, resolved, hashes,
-                            np.arange(len(subjects), dtype=np.int64), winners)
-    return ConsentIndex(name, subjects, by_code, bases, resolved, rows=winners)
+                            np.arange(len(subjects), dtype=np.int64), winners, key=key)
+    return ConsentIndex(name, subjects, by_code, bases, resolved, rows=winners, key=key)

@@ -68,6 +68,8 @@ class ConsentGate:
         consent = dict(ctx.sync.consent or {})
         self.columns: dict[str, str] = dict(consent.get("columns") or {})
         self.subject: str | None = consent.get("subject")
+        #: Identifier types the consent source's subjects are (a sync over profiles).
+        self.subject_type = consent.get("subject_type")
         self.legal_basis: dict[str, str] = dict(consent.get("legal_basis") or {})
         self.source_name: str | None = consent.get("source")
         self.index = index
@@ -77,6 +79,14 @@ class ConsentGate:
                 raise ConfigError(f"unknown consent source {self.source_name!r}",
                                   file=str(ctx.project.file),
                                   path=f"syncs.{ctx.sync.name}.consent.source")
+            if consent.get("subject_type"):
+                # Resolved per profile by conn.profiles.consent (a layer above): never
+                # per subject key, which would find none of the person's events.
+                raise ConfigError("consent.subject_type needs the consent source resolved "
+                                  "per profile (build the gate with "
+                                  "conn.profiles.consent.gate_index)",
+                                  file=str(ctx.project.file),
+                                  path=f"syncs.{ctx.sync.name}.consent.subject_type")
             self.index = load_index(self.source_name, spec,
                                     ctx.consent_events(self.source_name),
                                     file=str(ctx.project.file))
@@ -255,12 +265,15 @@ class ConsentGate:
             "max_age": {p: str(a) for p, a in self.expiry.max_age.items()},
             "consent_from": {"columns": dict(self.columns), "source": self.source_name,
                              "subject": self.subject or "primary key",
+                             **({"subject_type": self.subject_type}
+                                if self.subject_type else {}),
                              "combine": "a denial anywhere wins"},
             "policies": {c: p.as_dict() for c, p in self.policies.items()
                          if p.action != "allow" or p.kind},
         }
 
 
-def build_gate(ctx: SyncContext) -> ConsentGate:
-    """The runtime's entry point: a gate for one sync run."""
-    return ConsentGate(ctx)
+def build_gate(ctx: SyncContext, index: ConsentIndex | None = None) -> ConsentGate:
+    """The runtime's entry point: a gate for one sync run (``index``: the consent
+    source already resolved, e.g. per profile; None: the gate resolves it)."""
+    return ConsentGate(ctx, index=index)

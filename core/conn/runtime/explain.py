@@ -113,6 +113,7 @@ def _purposes(gate: ConsentGate, rows: pa.RecordBatch, keys: pa.Array, subject: 
 
     d = gate.decide(rows, keys)
     records = gate.index.records(subject) if gate.index is not None else []
+    per_identity = gate.index.identity_records(subject) if gate.index is not None else []
     out: dict[str, Any] = {}
     for p in gate.purposes:
         code = int(d.codes[p].max()) if len(d.codes[p]) else NO_RECORD
@@ -131,6 +132,11 @@ def _purposes(gate: ConsentGate, rows: pa.RecordBatch, keys: pa.Array, subject: 
                 evidence.append({"consent_source": gate.source_name, **r})
                 if allowed and code == GRANTED and r.get("legal_basis"):
                     entry["legal_basis"] = r["legal_basis"]
+        # A profile's consent: each identity's latest event, and which one decided.
+        identities = [{"consent_source": gate.source_name, **r} for r in per_identity
+                      if r.get("purpose") == p]
+        if identities:
+            entry["identities"] = identities
         if not evidence and code == NO_RECORD:
             evidence.append({"none": "no consent column value and no consent event"})
         entry["evidence"] = evidence
@@ -144,9 +150,10 @@ def explain_sync(ctx: SyncContext, batches: Iterator[pa.RecordBatch], subject: s
     """What happens to ``subject`` in one sync."""
     from conn.consent.gate import build_gate
     from conn.mapping import build_mapper
+    from conn.profiles.consent import gate_index
 
     sync = ctx.sync
-    gate = build_gate(ctx)
+    gate = build_gate(ctx, gate_index(ctx))
     mapper = build_mapper(ctx)
     out: dict[str, Any] = {
         "sync": sync.name, "destination": sync.destination, "object": sync.object,

@@ -213,7 +213,9 @@ class SyncRunner:
                           obj, seen, self.registry, self.consent_events, match_key,
                           now=datetime.fromtimestamp(self.run_info.started_at, UTC),
                           suppression=self._suppression())
-        gate = build_gate(ctx)
+        from conn.profiles.consent import gate_index  # consent per profile, if asked
+
+        gate = build_gate(ctx, gate_index(ctx))
         mapper = build_mapper(ctx)
         issues = gate.issues() + mapper.issues()
         if issues:
