@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-from conn.profiles.engine import _encode_idents, _encode_ints, _hex_ids, _ranked, checked_codes
+from conn.profiles.engine import (
+    _encode_idents,
+    _encode_ints,
+    _hex_ids,
+    _Index,
+    _ranked,
+    checked_codes,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -71,3 +78,16 @@ def test_old_ids_ranked_in_string_order(numbers, others):
         distinct, at = _ranked(pa.array(case, pa.string()))
         assert distinct.to_pylist() == sorted(set(case))
         assert [distinct.to_pylist()[int(i)] for i in at] == case
+
+
+@settings(max_examples=examples(150), deadline=None)
+@given(st.sets(words, max_size=200), st.lists(words, max_size=200), st.booleans(),
+       st.booleans())
+def test_index_finds_each_key_or_minus_one(table, others, ordered, hashed):
+    table = list(table)
+    keys = table[: len(table) // 2] + others
+    keys = sorted(keys) if ordered else keys
+    index = _Index(np.array(table, np.uint64))
+    index.HASHED = 0 if hashed else 1 << 30  # both lookups, whatever the size
+    got = index.find(np.array(keys, np.uint64)).tolist()
+    assert got == [table.index(k) if k in table else -1 for k in keys]
