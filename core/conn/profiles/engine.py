@@ -126,14 +126,17 @@ def _sorted_runs(keys: NDArray[Any]) -> tuple[NDArray[np.int64], NDArray[np.bool
     np.not_equal(full[1:], full[:-1], out=differ[1:])
     mixed = same_high & differ  # a key change inside a run of equal high bits
     if mixed.any():
-        run: NDArray[np.signedinteger[Any]] = np.cumsum(
-            ~same_high, dtype=np.int32 if n < 2**31 else np.int64)
-        np.subtract(run, 1, out=run)
-        bad = np.zeros(int(run[-1]) + 1, bool)
-        bad[run[mixed]] = True
-        at = np.flatnonzero(bad[run])
+        # Only the few runs holding a change are read: each from its start (the last
+        # position before it without the same high bits) to the next run's start.
+        run_starts = np.flatnonzero(~same_high)
+        first = np.unique(np.searchsorted(run_starts, np.flatnonzero(mixed), "right") - 1)
+        ends = np.append(run_starts, n)[first + 1]
+        lengths = ends - run_starts[first]
+        at = np.repeat(run_starts[first] - np.cumsum(lengths) + lengths, lengths) + \
+            np.arange(int(lengths.sum()))
+        run = np.repeat(np.arange(len(first)), lengths)
         # Sorting by (run, key) keeps every run in its own positions.
-        perm = at[np.lexsort((full[at], run[at]))]
+        perm = at[np.lexsort((full[at], run))]
         order[at], full[at] = order[perm], full[perm]
         np.not_equal(full[1:], full[:-1], out=differ[1:])
     return order, differ
