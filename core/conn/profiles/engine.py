@@ -450,14 +450,15 @@ def _assign_ids(keys_all: NDArray[Any], subset: NDArray[np.bool_],
     cluster holding most of its records (ties: the cluster with the smallest record
     key), and a cluster takes the old id it holds most records of (ties: the smallest
     id); other clusters get an id derived from their smallest record key."""
-    keys = keys_all[subset]
-    lab = labels[subset]
+    every = bool(subset.all())  # a full build: no copies of every record's arrays
+    keys = keys_all if every else keys_all[subset]
+    lab = labels if every else labels[subset]
     n_lab = int(lab.max()) + 1 if len(lab) else 0
     # The smallest record key of each cluster, without sorting the records by cluster
     # (an unbuffered ufunc.at pass: a twentieth of the sort's time).
     first_key = np.full(n_lab, np.iinfo(np.uint64).max, np.uint64)
     np.minimum.at(first_key, lab, keys.astype(np.uint64, copy=False))
-    at = prev_idx[subset]
+    at = prev_idx if every else prev_idx[subset]
     held = at >= 0
     # Only the old ids of these records: an incremental build reads no other.
     prev_profile = previous.records.column("profile")

@@ -66,8 +66,13 @@ def _components(n_lab: int, lab_of_entry: NDArray[np.int64], val: NDArray[np.int
     lab_of_entry = lab_of_entry.astype(idx, copy=False)
     owner = np.zeros(n_val, idx)
     owner[val] = lab_of_entry
+    to = owner[val]
+    # An entry whose cluster is its value's owner (a value held once, the owner's own
+    # entry) is a loop that joins nothing: left out, the graph here has about a third
+    # of the entries as edges, and the graph's traversal is what costs.
+    link = to != lab_of_entry
     # float64 weights: csgraph converts any other type to it (a copy per round).
-    graph = coo_matrix((np.ones(len(val), np.float64), (lab_of_entry, owner[val])),
+    graph = coo_matrix((np.ones(int(link.sum()), np.float64), (lab_of_entry[link], to[link])),
                        shape=(n_lab, n_lab)).tocsr()
     _, comp = connected_components(graph, directed=True, connection="weak")
     return comp.astype(np.int64)
