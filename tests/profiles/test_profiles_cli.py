@@ -184,6 +184,31 @@ def test_merge_and_withdrawal_reach_a_mirror_destination(project, monkeypatch, c
         [("merge", cat, bob)]
 
 
+@pytest.mark.slow
+def test_a_merge_reaches_an_upsert_destination(project, monkeypatch, capsys):
+    # Upsert mode: the absorbed profile's record is deleted (no duplicate of the person
+    # stays); a profile withheld by consent is not (upsert never removes what left).
+    (project / "conn.yml").write_text(PROJECT.replace("mode: mirror", "mode: upsert"))
+    assert cli(monkeypatch, capsys, "profiles", "build")[0] == 0
+    assert cli(monkeypatch, capsys, "sync", "profiles", "out")[0] == 0
+    first = snapshot(project)
+    by_name = {r["name"]: k for k, r in first.items()}
+    app = [*APP, (6, "bob@example.com", "dev-c", None, True, "2026-02-01"),
+           (7, "ann.work@example.com", None, None, False, "2026-03-01")]
+    warehouse(project, app, CRM)
+    assert cli(monkeypatch, capsys, "profiles", "build")[0] == 0
+    code, out = cli(monkeypatch, capsys, "sync", "profiles", "out", "--json")
+    assert code == 0, out
+    second = snapshot(project)
+    assert set(second) == set(first) - {by_name["cat"]}
+    (sync,) = json.loads(out)["syncs"]
+    assert sync["deleted"] == 1
+    # Nothing more to remove on the next run.
+    code, out = cli(monkeypatch, capsys, "sync", "profiles", "out", "--json")
+    assert code == 0 and json.loads(out)["syncs"][0]["deleted"] == 0, out
+    assert snapshot(project) == second
+
+
 def test_bad_profiles_section_names_file_and_path(project, monkeypatch, capsys):
     bad = PROJECT.replace("identifiers: {mail: email, device: device_id}",
                           "identifiers: {mail: email, device: gadget}")

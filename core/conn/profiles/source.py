@@ -100,6 +100,17 @@ class ProfilesSource(Source):
             table = st.golden(name)
         yield from table.to_batches(max_chunksize=batch_rows)
 
+    def merged_away(self, stream: StreamInfo) -> pa.Array:
+        """The profile ids of ``stream``'s set that merges absorbed into others: an
+        upsert sync removes their records from its destination (docs/profiles.md,
+        "Merges reach destinations")."""
+        from conn.profiles import store
+
+        if not store.path(self._state_dir()).is_file():
+            return pa.array([], pa.string())
+        with store.opened(self._state_dir(), read_only=True) as st:
+            return st.merged_away(stream.name.removeprefix("profiles."))
+
 
 def _stream(name: str, schema: pa.Schema) -> StreamInfo:
     personal = {c: _PERSONAL[c] for c in schema.names if c in _PERSONAL}

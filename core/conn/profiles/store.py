@@ -103,6 +103,15 @@ class ProfileStore:
         cols = [d[0] for d in rel.description or ()]
         return [dict(zip(cols, r, strict=True)) for r in rel.fetchall()]
 
+    def merged_away(self, name: str) -> pa.Array:
+        """Every profile id a merge ever absorbed into another (old ids of the set's
+        recorded merges)."""
+        if not self.has(name, "changes"):
+            return pa.array([], pa.string())
+        rel = self.con.sql(f"SELECT DISTINCT old_id FROM {_t(name, 'changes')} "
+                           "WHERE kind = 'merge'")
+        return rel.to_arrow_table().column(0).combine_chunks()
+
     def last_build(self, name: str) -> dict[str, Any] | None:
         rows = self.query("SELECT * FROM builds WHERE name = ? ORDER BY built_at DESC LIMIT 1",
                           [name])

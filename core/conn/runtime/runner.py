@@ -29,6 +29,7 @@ from conn.mapping import build_mapper
 from conn.privacy.suppression import Suppression
 from conn.runtime import activation, delivery, forget, holdouts, pausing, retry
 from conn.runtime.lane import DeliveryLane, JobSink
+from conn.runtime.merged import absorbed_profiles, of_keys
 from conn.runtime.opening import OpenedInBackground
 from conn.runtime.options import RunOptions
 from conn.runtime.report import RunInfo, RunReport, SyncReport
@@ -367,6 +368,9 @@ class SyncRunner:
             return  # a retry of rejected rows sends them only (conn.runtime.retry)
         if self.sync.mode == "mirror":
             self._delete_missing(p, st, lane)
+        elif self.sync.mode == "upsert" and self._full_read and \
+                (merged := absorbed_profiles(p.source, p.stream, p.obj, self.sync)) is not None:
+            self._delete_missing(p, st, lane, only=merged)
         elif not self.options.dry_run and self._full_read:
             # The source was read to the end: rejections of keys that left it
             # are cleared (mirror mode does it while deleting).
@@ -538,12 +542,17 @@ class SyncRunner:
         self.report.pending += len(result.pending)
         return acked
 
-    def _delete_missing(self, p: PreparedSync, st: SyncState, lane: DeliveryLane) -> None:
-        """Mirror mode: delete what left the set. Each batch is written on the lane
-        (the thread every write of the run uses) and waited for before the next one is
-        looked up, as the state store's lookup and commit take turns."""
+    def _delete_missing(self, p: PreparedSync, st: SyncState, lane: DeliveryLane, *,
+                        only: pa.Array | None = None) -> None:
+        """Mirror mode: delete what left the set (``only``: of these keys, see
+        :mod:`conn.runtime.merged`). Each batch is written on the lane (the thread every
+        write of the run uses) and waited for before the next one is looked up, as the
+        state store's lookup and commit take turns."""
         size = max(p.obj.capabilities.batch_size, 1000)
-        for gone in st.deletions(size, self._match_type):
+        for found in st.deletions(size, self._match_type):
+            gone = found if only is None else of_keys(found, only)
+            if gone is None:
+                continue
             go_on = lane.call(partial(self._deliver_deletes, p, st, gone, time.monotonic()))
             if not go_on:
                 return
@@ -640,3 +649,4 @@ def run_syncs(project: Project, syncs: list[SyncConfig], registry: Registry,
             if own_store:
                 store.close()
     return report
+
