@@ -195,6 +195,10 @@ def test_cli_build_with_a_fake_matcher(project: Path, monkeypatch: pytest.Monkey
     # Ann, Anna and Amy pair above 0.9 (3 pairs); the round's component would hold c1
     # and c2, so it is refused as a whole: 5 profiles, as without the matcher.
     assert (b["records"], b["profiles"], b["matched_pairs"]) == (5, 5, 3)
+    # Refused pairs joined no records of one profile: show lists none of them.
+    code, out = cli(monkeypatch, capsys, "profiles", "show", "ann@b.com", "--json")
+    (p,) = json.loads(out)["profiles"]
+    assert p["matches"] == []
     # Amy without a customer_id: the three join.
     import duckdb
 
@@ -209,12 +213,21 @@ def test_cli_build_with_a_fake_matcher(project: Path, monkeypatch: pytest.Monkey
     ids = {(i["type"], i["value"]) for i in p["identities"]}
     assert ids == {("customer_id", "c1"), ("email", "ann@a.com"), ("email", "ann@b.com"),
                    ("email", "amy@c.com")}
-    # The matcher removed: the next build re-stitches everything (no pair is stored, so
-    # an incremental build would keep the matched profiles), and they part again.
+    # The pairs that joined them, with their scores and the matcher entry's type.
+    assert sorted((m["score"], m["matcher"]) for m in p["matches"]) == \
+        [(0.95, "~match0")] * 3
+    assert all(m["record_a"] < m["record_b"] for m in p["matches"])
+    code, out = cli(monkeypatch, capsys, "profiles", "show", "ann@b.com")
+    assert code == 0 and "0.95\t~match0" in out, out  # piped: tab-separated rows
+    # The matcher removed: the next build re-stitches everything (the stored entries
+    # hold no pair, so an incremental build would keep the matched profiles), and they
+    # part again.
     (project / "conn.yml").write_text(PROJECT.split("    matchers:")[0])
     code, out = cli(monkeypatch, capsys, "profiles", "build", "--json")
     (b,) = json.loads(out)["builds"]
     assert (b["profiles"], b["full"], "matched_pairs" in b) == (5, True, False)
+    code, out = cli(monkeypatch, capsys, "profiles", "show", "ann@b.com", "--json")
+    assert json.loads(out)["profiles"][0]["matches"] == []
 
 
 def test_unknown_matcher_plugin_names_file_path_and_package(

@@ -64,8 +64,8 @@ def show_cmd(key: Annotated[str, typer.Argument(
              name: Annotated[Optional[str], typer.Option(  # noqa: UP045
                  "--set", help="Only this profile set.")] = None,
              project: _Project = None, json_out: _Json = False) -> None:
-    """A profile's identities, the edges it was seen in, its golden record and its
-    merge history."""
+    """A profile's identities, the edges it was seen in, its golden record, its merge
+    history and the matched pairs that joined its records."""
     from conn.cli.common import open_project
     from conn.cli.output import info, print_json, table
     from conn.ops.profiles import show
@@ -86,6 +86,10 @@ def show_cmd(key: Annotated[str, typer.Argument(
             table("merges and splits", ["when", "kind", "old id", "new id", "cause"],
                   [[h["changed_at"], h["kind"], h["old_id"], h["new_id"], h["cause"] or ""]
                    for h in p["history"]])
+        if p["matches"]:
+            table("matched pairs", ["record", "record", "score", "matcher"],
+                  [[m["record_a"], m["record_b"], f"{m['score']:.4g}", m["matcher"]]
+                   for m in p["matches"]])
 
 
 def _text(v: Any) -> str:

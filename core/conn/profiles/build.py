@@ -77,8 +77,9 @@ def build_set(project: Project, registry: Registry, ps: ProfileSet, *,
     data = read_edges(project, registry, ps)
     read_s = time.monotonic() - started
     t0 = time.monotonic()
-    matched = matching.matched_entries(registry, ps.matchers, data.rows, str(project.file),
-                                       f"profiles.{ps.name}")
+    pairs = matching.matched_pairs(registry, ps.matchers, data.rows, str(project.file),
+                                   f"profiles.{ps.name}")
+    matched = matching.entries_of(pairs)
     match_s = time.monotonic() - t0
     with store.opened(project.state_dir) as st:
         previous = st.previous(ps.name)
@@ -117,12 +118,11 @@ def build_set(project: Project, registry: Registry, ps: ProfileSet, *,
             "seconds": {"read": round(read_s, 3), "stitch": round(stitch_s, 3)},
         }
         if ps.matchers:
-            # Pairs kept above their threshold (each is two entries).
-            stats["matched_pairs"] = matched.num_rows // 2
+            stats["matched_pairs"] = pairs.num_rows  # kept at or above their threshold
             stats["seconds"]["match"] = round(match_s, 3)
         st.save(ps.name, build_id, at, bool(stats["full"]), records=out.records,
                 entries=data.entries, golden=gold, junk=out.junk, changes=out.changes,
-                stats=stats)
+                matches=pairs, stats=stats)
     stats["seconds"]["total"] = round(time.monotonic() - started, 3)
     return stats
 

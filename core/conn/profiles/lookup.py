@@ -70,7 +70,8 @@ def find_profiles(project: Project, key: str, name: str | None = None
 
 
 def describe(st: store.ProfileStore, ps: ProfileSet, pid: str) -> dict[str, Any]:
-    """One profile: identities (type, value, records, edges), golden fields, history."""
+    """One profile: identities (type, value, records, edges), golden fields, history and
+    the matched pairs that joined its records."""
     t = store.table_name
     ids = st.query(
         f"SELECT split_part(e.ident, chr(31), 1) AS type, "
@@ -86,9 +87,18 @@ def describe(st: store.ProfileStore, ps: ProfileSet, pid: str) -> dict[str, Any]
         history = st.query(
             f"SELECT changed_at, kind, old_id, new_id, cause FROM {t(ps.name, 'changes')} "
             f"WHERE old_id = ? OR new_id = ? ORDER BY changed_at, kind", [pid, pid])
+    matches = []
+    if st.has(ps.name, "matches"):
+        # The pairs that joined records of this profile (pairs a limit refused join
+        # records of two profiles: listed under neither).
+        matches = st.query(
+            f"SELECT m.record_a, m.record_b, m.score, m.matcher FROM "
+            f"{t(ps.name, 'matches')} m JOIN {t(ps.name, 'records')} a "
+            f"ON a.rkey = m.record_a JOIN {t(ps.name, 'records')} b ON b.rkey = m.record_b "
+            f"WHERE a.profile = ? AND b.profile = ? ORDER BY 1, 2, 4", [pid, pid])
     return {"set": ps.name, "profile_id": pid,
             "identities": [{**i, "edges": edges} for i in ids],
-            "golden": golden, "history": history}
+            "golden": golden, "history": history, "matches": matches}
 
 
 def stats(project: Project, name: str | None = None) -> list[dict[str, Any]]:

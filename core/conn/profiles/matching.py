@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 PAIRS = pa.schema([("record_a", pa.uint64()), ("record_b", pa.uint64()),
                    ("score", pa.float64())])
 TYPE_PREFIX = MATCH_TYPE_PREFIX
-__all__ = ["PAIRS", "TYPE_PREFIX", "Matcher", "MatcherSpec", "check_pairs", "kept_entries",
-           "matcher_for"]
+__all__ = ["KEPT", "PAIRS", "TYPE_PREFIX", "Matcher", "MatcherSpec", "check_pairs",
+           "entries_of", "kept_entries", "kept_pairs", "matched_pairs", "matcher_for"]
 
 
 class Matcher(ABC):
@@ -66,23 +66,46 @@ def matcher_for(registry: Registry, spec: MatcherSpec, file: str, path: str) -> 
     return cls(spec)
 
 
-def kept_entries(pairs: pa.Table, spec: MatcherSpec) -> pa.Table:
-    """The entries (``rkey``, ``ident``) of the pairs scoring at least the threshold:
-    both records of a pair hold the value ``TYPE \\x1f a:b`` (a < b), so the pair joins
-    them and nothing else. Self-pairs and repeats are dropped."""
-    from conn.profiles.engine import SEP
+#: The pairs a build kept, as the profile store holds them (``record_a`` < ``record_b``).
+KEPT = pa.schema([("record_a", pa.uint64()), ("record_b", pa.uint64()),
+                  ("score", pa.float64()), ("matcher", pa.string())])
 
+
+def kept_pairs(pairs: pa.Table, spec: MatcherSpec) -> pa.Table:
+    """The pairs scoring at least the threshold, each once (``record_a`` < ``record_b``,
+    the highest score of its repeats), named by the matcher entry's type (``~match0``).
+    Self-pairs and null scores are dropped."""
     a = pc.cast(pairs.column("record_a"), pa.uint64())
     b = pc.cast(pairs.column("record_b"), pa.uint64())
-    keep = pc.and_(pc.greater_equal(pc.cast(pairs.column("score"), pa.float64()),
-                                    spec.threshold), pc.not_equal(a, b))
-    keep = pc.fill_null(keep, False)
-    lo, hi = pc.min_element_wise(a, b).filter(keep), pc.max_element_wise(a, b).filter(keep)
+    score = pc.cast(pairs.column("score"), pa.float64())
+    keep = pc.fill_null(pc.and_(pc.greater_equal(score, spec.threshold),
+                                pc.not_equal(a, b)), False)
+    out = pa.table({"record_a": pc.min_element_wise(a, b).filter(keep),
+                    "record_b": pc.max_element_wise(a, b).filter(keep),
+                    "score": score.filter(keep)})
+    out = out.group_by(["record_a", "record_b"]).aggregate([("score", "max")])
+    return pa.table({"record_a": out.column("record_a"), "record_b": out.column("record_b"),
+                     "score": out.column("score_max"),
+                     "matcher": pa.repeat(spec.type_name, out.num_rows)}, schema=KEPT)
+
+
+def entries_of(kept: pa.Table) -> pa.Table:
+    """The entries (``rkey``, ``ident``) of kept pairs: both records of a pair hold the
+    value ``TYPE \x1f a:b``, so the pair joins them and nothing else."""
+    from conn.profiles.engine import SEP
+
+    lo, hi = _flat(kept.column("record_a")), _flat(kept.column("record_b"))
     value = pc.binary_join_element_wise(
-        spec.type_name + SEP, pc.cast(lo, pa.string()), ":", pc.cast(hi, pa.string()), "")
-    out = pa.table({"rkey": pa.concat_arrays([_flat(lo), _flat(hi)]),
-                    "ident": pa.concat_arrays([_flat(value), _flat(value)])})
-    return out.group_by(["rkey", "ident"]).aggregate([])
+        pc.binary_join_element_wise(kept.column("matcher"), SEP, ""),
+        pc.cast(lo, pa.string()), ":", pc.cast(hi, pa.string()), "")
+    return pa.table({"rkey": pa.concat_arrays([lo, hi]),
+                     "ident": pa.concat_arrays([_flat(value), _flat(value)])})
+
+
+def kept_entries(pairs: pa.Table, spec: MatcherSpec) -> pa.Table:
+    """The entries of the pairs scoring at least the threshold (:func:`kept_pairs`,
+    :func:`entries_of`)."""
+    return entries_of(kept_pairs(pairs, spec))
 
 
 def _flat(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -128,6 +151,12 @@ def _q(name: str) -> str:
 def matched_entries(registry: Registry, specs: tuple[MatcherSpec, ...],
                     rows: dict[str, pa.Table], file: str, base: str) -> pa.Table:
     """The entries of every matcher's kept pairs (see :func:`kept_entries`)."""
+    return entries_of(matched_pairs(registry, specs, rows, file, base))
+
+
+def matched_pairs(registry: Registry, specs: tuple[MatcherSpec, ...],
+                  rows: dict[str, pa.Table], file: str, base: str) -> pa.Table:
+    """Every matcher's kept pairs (:data:`KEPT`; see :func:`kept_pairs`)."""
     parts = []
     for spec in specs:
         path = f"{base}.matchers[{spec.index}]"
@@ -142,7 +171,5 @@ def matched_entries(registry: Registry, specs: tuple[MatcherSpec, ...],
             where = f"{path}.{exc.path}" if exc.path else path
             raise ConfigError(exc.detail, file=file, path=where) from exc
         check_pairs(pairs, spec, file, path)
-        parts.append(kept_entries(pairs, spec))
-    if not parts:
-        return pa.table({"rkey": pa.array([], pa.uint64()), "ident": pa.array([], pa.string())})
-    return pa.concat_tables(parts)
+        parts.append(kept_pairs(pairs, spec))
+    return pa.concat_tables(parts) if parts else KEPT.empty_table()

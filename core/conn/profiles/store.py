@@ -2,8 +2,9 @@
 
 Per profile set NAME, tables ``NAME.records`` (rkey, profile, island), ``NAME.entries``
 (rkey, ident), ``NAME.golden`` (the stream ``profiles.NAME``), ``NAME.junk`` (the last
-build's junk values) and ``NAME.changes`` (every merge and split, with the build and
-time: the history is appended, never rewritten); ``builds`` lists the builds.
+build's junk values), ``NAME.matches`` (the pairs the last build's matchers kept, with
+their scores) and ``NAME.changes`` (every merge and split, with the build and time: the
+history is appended, never rewritten); ``builds`` lists the builds.
 """
 
 from __future__ import annotations
@@ -65,13 +66,18 @@ class ProfileStore:
 
     def save(self, name: str, build_id: str, at: Any, full: bool, *, records: pa.Table,
              entries: pa.Table, golden: pa.Table, junk: pa.Table, changes: pa.Table,
-             stats: dict[str, Any]) -> None:
-        """Replace the set's tables and append its changes, in one transaction."""
+             stats: dict[str, Any], matches: pa.Table | None = None) -> None:
+        """Replace the set's tables (``matches``: the matchers' kept pairs, none by
+        default) and append its changes, in one transaction."""
+        from conn.profiles.matching import KEPT
+
         con = self.con
         con.execute("BEGIN")
         try:
             for table, data in (("records", records), ("entries", entries),
-                                ("golden", golden), ("junk", junk)):
+                                ("golden", golden), ("junk", junk),
+                                ("matches", KEPT.empty_table() if matches is None
+                                 else matches.cast(KEPT))):
                 con.register("_data", data)
                 con.execute(f"CREATE OR REPLACE TABLE {_t(name, table)} AS "
                             f"SELECT * FROM _data")
