@@ -5,6 +5,7 @@ warehouse, ``conn profiles build|show|stats``, and a mirror sync reading
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import duckdb
@@ -182,6 +183,18 @@ def test_merge_and_withdrawal_reach_a_mirror_destination(project, monkeypatch, c
     (p,) = json.loads(out)["profiles"]
     assert [(h["kind"], h["old_id"], h["new_id"]) for h in p["history"]] == \
         [("merge", cat, bob)]
+    # The cause names the new record with its identifiers, not by its key alone (a
+    # hash nobody can look up).
+    assert re.fullmatch(r"record \d+ \(device_id=dev-c, email=bob@example\.com\)",
+                        p["history"][0]["cause"]), p["history"][0]["cause"]
+    # Once that record leaves the sources, the history keeps its key only.
+    warehouse(project, [*APP, (7, "ann.work@example.com", None, None, False,
+                               "2026-03-01")], CRM)
+    assert cli(monkeypatch, capsys, "profiles", "build")[0] == 0
+    code, out = cli(monkeypatch, capsys, "profiles", "show", cat, "--json")
+    causes = [h["cause"] for p in json.loads(out)["profiles"] for h in p["history"]
+              if h["kind"] == "merge"]
+    assert causes and all(re.fullmatch(r"record \d+", c) for c in causes), causes
 
 
 @pytest.mark.slow

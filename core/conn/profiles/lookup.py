@@ -15,6 +15,8 @@ from conn.profiles.engine import SEP
 if TYPE_CHECKING:
     from conn.config.model import Project
 
+#: The most identifiers a change's cause is shown with (a record holds a handful).
+MOST_SHOWN = 6
 #: Bounds of the size buckets ``conn profiles stats`` shows (records per profile).
 SIZES = ((1, 1), (2, 2), (3, 5), (6, 10), (11, 100), (101, None))
 
@@ -84,9 +86,23 @@ def describe(st: store.ProfileStore, ps: ProfileSet, pid: str) -> dict[str, Any]
     edges = golden.get("edges") or []
     history = []
     if st.has(ps.name, "changes"):
+        # A cause names a record by its key (a hash); shown with the identifiers the
+        # record holds now, read from the current entries, so that nothing erased since
+        # is kept in the history (which is never rewritten).
+        key = "TRY_CAST(substr(h.cause, 8) AS UBIGINT)"
         history = st.query(
-            f"SELECT changed_at, kind, old_id, new_id, cause FROM {t(ps.name, 'changes')} "
-            f"WHERE old_id = ? OR new_id = ? ORDER BY changed_at, kind", [pid, pid])
+            f"""WITH h AS (SELECT * FROM {t(ps.name, 'changes')}
+                           WHERE old_id = ? OR new_id = ?),
+                 ids AS (SELECT rkey, list_sort(list(replace(ident, chr(31), '='))) AS l
+                         FROM {t(ps.name, 'entries')} WHERE rkey IN (SELECT {key} FROM h)
+                         GROUP BY rkey)
+            SELECT h.changed_at, h.kind, h.old_id, h.new_id,
+                   CASE WHEN ids.l IS NULL THEN h.cause ELSE h.cause || ' (' ||
+                        array_to_string(list_slice(ids.l, 1, {MOST_SHOWN}), ', ') ||
+                        CASE WHEN len(ids.l) > {MOST_SHOWN} THEN ', …' ELSE '' END ||
+                        ')' END AS cause
+            FROM h LEFT JOIN ids ON ids.rkey = {key}
+            ORDER BY h.changed_at, h.kind, h.old_id, h.new_id""", [pid, pid])
     matches = []
     if st.has(ps.name, "matches"):
         # The pairs that joined records of this profile (pairs a limit refused join
