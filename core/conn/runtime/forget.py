@@ -101,11 +101,15 @@ def _norm(values: Iterable[Any]) -> set[str]:
     return {v for v in arr.to_pylist() if v is not None}
 
 
-def find(project: Project, privacy: PrivacyStore, subjects: list[str]
+def find(project: Project, privacy: PrivacyStore, subjects: list[str],
+         profiles: tuple[list[str], list[str]] = ([], [])
          ) -> tuple[set[str], dict[str, list[dict[str, Any]]]]:
-    """The person's identifiers (normalised) and, per sync, the records holding them."""
-    idents = _norm(subjects)
-    raw = set(subjects)
+    """The person's identifiers (normalised) and, per sync, the records holding them.
+    ``profiles``: the ids of the person's profiles and every identifier they hold
+    (:func:`conn.profiles.erasure.holding`), searched as the subjects are."""
+    ids, values = profiles
+    idents = _norm([*subjects, *values])
+    raw = {*subjects, *ids}
     found: dict[str, dict[str, dict[str, Any]]] = {}
     for _ in range(ROUNDS):
         exact = sorted(idents | raw)
@@ -121,11 +125,11 @@ def find(project: Project, privacy: PrivacyStore, subjects: list[str]
     return idents, {s: list(rows.values()) for s, rows in found.items()}
 
 
-def plan(project: Project, registry: Registry, store: StateStore, subjects: list[str]
-         ) -> tuple[set[str], list[Target]]:
-    """What forgetting ``subjects`` involves: their identifiers and one target per sync
-    whose destination holds them."""
-    idents, found = find(project, _privacy(store), subjects)
+def plan(project: Project, registry: Registry, store: StateStore, subjects: list[str],
+         profiles: tuple[list[str], list[str]] = ([], [])) -> tuple[set[str], list[Target]]:
+    """What forgetting ``subjects`` (and ``profiles``, see :func:`find`) involves: their
+    identifiers and one target per sync whose destination holds them."""
+    idents, found = find(project, _privacy(store), subjects, profiles)
     targets = []
     for name, rows in found.items():
         sync = project.syncs[name]
@@ -160,10 +164,14 @@ def forget(project: Project, registry: Registry, store: StateStore, subjects: li
     would happen. Returns the receipt (or the plan)."""
     if not subjects or any(not str(s).strip() for s in subjects):
         raise ConfigError("conn forget needs a subject: a non-empty identifier")
+    from conn.profiles.erasure import erase, holding
+
     privacy = _privacy(store)
-    idents, targets = plan(project, registry, store, subjects)
+    people = holding(project, subjects)
+    idents, targets = plan(project, registry, store, subjects, people)
+    profiles = people[0]
     if dry_run:
-        return {"dry_run": True, "identifiers": len(idents),
+        return {"dry_run": True, "identifiers": len(idents), "profiles": len(profiles),
                 "targets": [t.entry() for t in targets]}
     salt = privacy.salt(create=True)
     assert salt is not None
@@ -199,6 +207,10 @@ def forget(project: Project, registry: Registry, store: StateStore, subjects: li
         # A holdout member's key is the person's too: it leaves every experiment.
         experiments.forget(keys)
     _forget_trigger_state(project, store, keys)
+    # Nothing of the person stays in the profile store (their profiles' records,
+    # identifiers and golden rows); a build that reads them again from the sources
+    # brings them back there, and the suppression list keeps them from every sync.
+    erase(project, profiles)
     if texts:
         privacy.scrub_history(texts, scrubber(texts))
     retry(project, registry, store, trigger="forget", receipt_id=receipt_id)

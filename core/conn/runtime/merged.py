@@ -13,26 +13,24 @@ import pyarrow.compute as pc
 
 if TYPE_CHECKING:
     from conn.config.model import SyncConfig
-    from conn.destination import ObjectInfo
-    from conn.source import Source, StreamInfo
+    from conn.runtime.runner import PreparedSync
     from conn.state.contracts import Deletions
 
 log = logging.getLogger("conn.runtime")
 
 
-def absorbed_profiles(source: Source, stream: StreamInfo, obj: ObjectInfo,
-                      sync: SyncConfig) -> pa.Array | None:
-    """The profile ids merges absorbed, whose records the sync deletes; None when the
-    sync reads no profile set, no merge absorbed any, or the destination cannot delete
-    (said in the log: their records stay there)."""
+def absorbed_profiles(p: PreparedSync, sync: SyncConfig) -> pa.Array | None:
+    """The profile ids merges absorbed, whose records an upsert sync deletes; None for
+    another mode, a sync reading no profile set, no merge absorbing any, or a
+    destination that cannot delete (said in the log: their records stay there)."""
     from conn.profiles.source import ProfilesSource
 
-    if not isinstance(source, ProfilesSource):
+    if sync.mode != "upsert" or not isinstance(p.source, ProfilesSource):
         return None
-    ids = source.merged_away(stream)
+    ids = p.source.merged_away(p.stream)
     if not len(ids):
         return None
-    if not obj.capabilities.supports_delete:
+    if not p.obj.capabilities.supports_delete:
         log.warning("sync %s: %s cannot delete, so the records of %d merged profiles "
                     "stay there (docs/profiles.md)", sync.name, sync.destination, len(ids))
         return None

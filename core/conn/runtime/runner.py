@@ -368,8 +368,7 @@ class SyncRunner:
             return  # a retry of rejected rows sends them only (conn.runtime.retry)
         if self.sync.mode == "mirror":
             self._delete_missing(p, st, lane)
-        elif self.sync.mode == "upsert" and self._full_read and \
-                (merged := absorbed_profiles(p.source, p.stream, p.obj, self.sync)) is not None:
+        elif self._full_read and (merged := absorbed_profiles(p, self.sync)) is not None:
             self._delete_missing(p, st, lane, only=merged)
         elif not self.options.dry_run and self._full_read:
             # The source was read to the end: rejections of keys that left it
@@ -545,9 +544,8 @@ class SyncRunner:
     def _delete_missing(self, p: PreparedSync, st: SyncState, lane: DeliveryLane, *,
                         only: pa.Array | None = None) -> None:
         """Mirror mode: delete what left the set (``only``: of these keys, see
-        :mod:`conn.runtime.merged`). Each batch is written on the lane (the thread every
-        write of the run uses) and waited for before the next one is looked up, as the
-        state store's lookup and commit take turns."""
+        :mod:`conn.runtime.merged`). Each batch is written on the lane and waited for
+        before the next is looked up (the state's lookup and commit take turns)."""
         size = max(p.obj.capabilities.batch_size, 1000)
         for found in st.deletions(size, self._match_type):
             gone = found if only is None else of_keys(found, only)
@@ -649,4 +647,3 @@ def run_syncs(project: Project, syncs: list[SyncConfig], registry: Registry,
             if own_store:
                 store.close()
     return report
-
