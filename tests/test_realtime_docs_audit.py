@@ -122,7 +122,7 @@ def test_a_non_loopback_host_without_a_token_serves_no_ui(tmp_path: Path,
 
 def test_schedule_and_micro_batch_errors_name_the_file_the_path_and_the_expectation(
         tmp_path: Path) -> None:
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"schedule": {"every": "15 minutes"}},
          "conn.yml: syncs.health.schedule.every: expected an interval such as 30s, 15m, "
          "1h or 1h30m (units s, m, h, d), got '15 minutes'"),
@@ -486,3 +486,63 @@ def test_an_unreachable_queue_fails_at_once_naming_host_and_port_not_the_passwor
     assert done.returncode != 0 and done.returncode != 130, text
     assert f"127.0.0.1:{port}" in text and "hunter2-secret" not in text, text
     assert "Traceback" not in text, text
+
+
+@pytest.mark.slow
+@pytest.mark.services
+def test_the_walkthrough_payload_and_rows_that_predate_the_slot(
+        tmp_path: Path, pg_url: str, sql, names, fault_server) -> None:
+    import time
+
+    t, slot = names("t"), names("s")
+    sql(f'CREATE TABLE "{t}" (id bigserial PRIMARY KEY, customer_id int NOT NULL, '
+        "email text NOT NULL, feature text NOT NULL, "
+        "failed_at timestamptz NOT NULL DEFAULT now())")
+    sql(f"INSERT INTO \"{t}\" (customer_id, email, feature) VALUES (1, 'old@example.com', 'x')")
+    columns = ["id", "customer_id", "email", "feature", "failed_at"]
+    pg_project(tmp_path, pg_url, t, slot, fault_server.url + "/hook",
+               {"object": "events", "match_key": "id", "mode": "upsert",
+                "mapping": {c: c for c in columns}})
+    doc = yaml.safe_load((tmp_path / "conn.yml").read_text())
+    del doc["syncs"]["failures"]["max_latency_ms"]  # the default, 500
+    (tmp_path / "conn.yml").write_text(yaml.safe_dump(doc))
+    proc = start(tmp_path, "app_db", "crm")
+    try:
+        wait_active(sql, slot, lambda: proc.poll() is None)
+        # the first start made the publication, named after the slot
+        assert sql("SELECT 1 FROM pg_publication WHERE pubname = $1", (slot,)) == [(1,)]
+        committed = time.time()
+        sql(f"INSERT INTO \"{t}\" (customer_id, email, feature, failed_at) "
+            "VALUES (42, 'ana@example.com', 'export', '2026-12-06T15:34:09.123456+00')")
+        eventually(lambda: fault_server.requests, what="the insert")
+        took = time.time() - committed
+    finally:
+        code, err = stop(proc)
+    assert code == 130, err
+    body = fault_server.requests[0].json
+    assert {k: body[k] for k in ("sync", "object", "operation", "match_key")} == {
+        "sync": "failures", "object": "events", "operation": "upsert", "match_key": "id"}
+    # (as docs/realtime.md's walkthrough shows it: the webhook's ISO 8601, "+00:00")
+    assert body["records"] == [{"id": 2, "customer_id": 42, "email": "ana@example.com",
+                                "feature": "export",
+                                "failed_at": "2026-12-06T15:34:09.123456+00:00"}]
+    assert len(body["idempotency_keys"]) == 1
+    assert took < 3, took  # "about a second later at most", on a shared machine
+
+    # The row that predates the slot was not streamed; a batch run sends it (and only
+    # it), and the follower then sends only what changes.
+    assert len(fault_server.requests) == 1
+    batch = cli(tmp_path, "sync", "app_db", "crm")
+    assert batch.returncode == 0, batch.stderr
+    assert [r["id"] for r in fault_server.requests[-1].json["records"]] == [1]
+    seen = len(fault_server.requests)
+    proc = start(tmp_path, "app_db", "crm")
+    try:
+        wait_active(sql, slot, lambda: proc.poll() is None)
+        sql(f"UPDATE \"{t}\" SET feature = 'import' WHERE id = 1")
+        eventually(lambda: len(fault_server.requests) > seen, what="the update")
+        time.sleep(1)
+    finally:
+        code, err = stop(proc)
+    assert [[r["id"] for r in q.json["records"]] for q in fault_server.requests[seen:]] \
+        == [[1]], err
