@@ -74,6 +74,7 @@ def test_serve_before_a_first_run_and_a_paused_sync(tmp_path: Path) -> None:
         serve.wait_for(lambda: serve.named("run_finished", sync="held"))
         m = serve.metrics()
         code, body = serve.get("/healthz")
+        ui = serve.get("/")[0]  # the web UI, on by default on a loopback host
     finally:
         exit_code, _ = serve.stop(signal.SIGINT)
     first = json.loads(serve.lines[0])
@@ -99,6 +100,7 @@ def test_serve_before_a_first_run_and_a_paused_sync(tmp_path: Path) -> None:
     assert (entry["status"], entry["runs"], entry["skipped"]) == ("idle", 0, 0)
     assert entry["schedule"] == "cron '0 0 1 1 *' (Europe/Paris)" and entry["next_run"]
 
+    assert ui == 200
     assert serve.named("run_finished", sync="held")[0]["status"] == "paused"
     assert not (tmp_path / "out" / "people.jsonl").exists()
     assert exit_code == 0 and serve.named("stopped")[0]["exit_code"] == 0
@@ -114,12 +116,14 @@ def test_a_non_loopback_host_without_a_token_serves_no_ui(tmp_path: Path,
         event = serve.wait_for(lambda: serve.named("ui_disabled"))[0]
         assert serve.named("serving")[0]["host"] == "0.0.0.0"
         assert serve.get("/healthz")[0] == 200
+        ui = serve.get("/")[0]
     finally:
         code, _ = serve.stop()
-    assert event["reason"]
+    assert event["reason"] and ui == 404, ui
     assert code == 0
 
 
+@pytest.mark.slow
 def test_schedule_and_micro_batch_errors_name_the_file_the_path_and_the_expectation(
         tmp_path: Path) -> None:
     cases: list[tuple[dict[str, Any], str]] = [
@@ -143,6 +147,25 @@ def test_schedule_and_micro_batch_errors_name_the_file_the_path_and_the_expectat
     # within the bounds both load
     duckdb_project(tmp_path, {"health": {"max_latency_ms": 3_600_000, "batch_rows": 1}})
     assert conn(tmp_path, "check", "--offline").returncode == 0
+
+
+@pytest.mark.slow
+def test_replication_settings_are_validated_naming_the_key(tmp_path: Path) -> None:
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"slot": "s1", "status_interval": 0},
+         "replication.status_interval: expected minimum 1, got 0"),
+        ({"publication": "p"}, "replication: missing required key 'slot'"),
+        ({"slot": "s1", "create_slot": "maybe"}, "replication.create_slot: expected true"),
+    ]
+    for replication, message in cases:
+        pg_project(tmp_path, PG_URL, "t", "s", "http://127.0.0.1:9/hook", RECORDS_SYNC)
+        doc = yaml.safe_load((tmp_path / "conn.yml").read_text())
+        doc["sources"]["app_db"]["config"]["replication"] = replication
+        (tmp_path / "conn.yml").write_text(yaml.safe_dump(doc))
+        for args in (("check", "--offline"), ("sync", "app_db", "crm", "--follow")):
+            done = cli(tmp_path, *args)
+            assert done.returncode == 3, (replication, args, done.stderr)
+            assert f"conn.yml: sources.app_db.config.{message}" in done.stderr, done.stderr
 
 
 # --- PostgreSQL -------------------------------------------------------------------------
