@@ -189,8 +189,8 @@ class FollowJob(ContinuousJob):
             for seconds in info.get("latencies") or ():
                 metrics.observe_latency(name, seconds)
             lag = info.get("lag")
-            if lag is not None and lag.seconds is not None:
-                metrics.set_source_lag(name, lag.seconds)
+            if lag is not None:
+                metrics.set_source_lag_figures(name, lag)
 
         started = time.monotonic()
         try:

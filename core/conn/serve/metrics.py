@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from conn.streaming import SourceLag
 
 #: Run duration buckets, seconds: a second-scale micro-sync to an hour-long first sync.
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
@@ -58,6 +61,15 @@ class Metrics:
         self.source_lag = Gauge("conn_sync_source_lag_seconds", "How far the sync's reader "
                                 "is behind its source (set by continuous jobs)", ["sync"],
                                 registry=r)
+        # A source tells its lag in whatever it measures (SourceLag): a replication slot
+        # in WAL bytes, a queue in messages; each figure it reports gets its own series.
+        self.source_lag_bytes = Gauge("conn_sync_source_lag_bytes", "Source data the "
+                                      "sync's reader has not confirmed (a replication "
+                                      "slot's retained WAL; set by continuous jobs)",
+                                      ["sync"], registry=r)
+        self.source_lag_messages = Gauge("conn_sync_source_lag_messages", "Queue messages "
+                                         "not yet acknowledged by the sync's reader (set "
+                                         "by continuous jobs)", ["sync"], registry=r)
         self.latency = Histogram("conn_sync_delivery_latency_seconds", "Source change to "
                                  "destination acknowledgement (observed by continuous jobs)",
                                  ["sync"], buckets=LATENCY_BUCKETS, registry=r)
@@ -130,6 +142,17 @@ class Metrics:
         """How far behind its source a continuous sync reads (replication slot lag,
         consumer lag), in seconds: set it after each micro-batch and on heartbeats."""
         self.source_lag.labels(sync).set(seconds)
+
+    def set_source_lag_figures(self, sync: str, lag: SourceLag) -> None:
+        """Every figure a :class:`~conn.streaming.SourceLag` knows (``seconds``,
+        ``bytes``, ``messages``) in its series; an unknown one (None) leaves its series
+        as it was."""
+        if lag.seconds is not None:
+            self.set_source_lag(sync, lag.seconds)
+        if lag.bytes is not None:
+            self.source_lag_bytes.labels(sync).set(lag.bytes)
+        if lag.messages is not None:
+            self.source_lag_messages.labels(sync).set(lag.messages)
 
     def observe_latency(self, sync: str, seconds: float) -> None:
         """One change's time from its source commit to the destination's
