@@ -26,7 +26,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from conn.consent.normalize import mask, normalize
 from conn.digests import sha256_hex
@@ -169,10 +171,22 @@ def apply_policy(arr: pa.Array, policy: FieldPolicy) -> pa.Array | None:
         return arr
     if policy.action == "drop":
         return None
+    if pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type):
+        return _per_element(arr, policy)
     kind = policy.options.get("normalize", policy.kind)
     if policy.action == "mask":
         return mask(arr, kind)
     return sha256_hex(normalize(arr, kind, **policy.options))
+
+
+def _per_element(arr: pa.Array, policy: FieldPolicy) -> pa.Array:
+    """A list column (a profile's ``email_all``) with the policy applied to each element:
+    hashing the list's text would leak nothing useful, sending it as is would leak all."""
+    values = apply_policy(pc.list_flatten(arr), policy)
+    lengths = pc.fill_null(pc.list_value_length(arr), 0).to_numpy(zero_copy_only=False)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]), pa.int64())
+    return pa.LargeListArray.from_arrays(offsets, values, mask=arr.is_null()).cast(
+        pa.list_(values.type) if pa.types.is_list(arr.type) else pa.large_list(values.type))
 
 
 def policy_schema(schema: pa.Schema, policies: dict[str, FieldPolicy]) -> pa.Schema:
@@ -183,5 +197,12 @@ def policy_schema(schema: pa.Schema, policies: dict[str, FieldPolicy]) -> pa.Sch
         if name not in schema.names or pol.action == "drop":
             continue
         f = schema.field(name)
-        fields.append(f if pol.action == "allow" else pa.field(name, pa.string()))
+        if pol.action == "allow":
+            fields.append(f)
+        elif pa.types.is_list(f.type):
+            fields.append(pa.field(name, pa.list_(pa.string())))  # per element
+        elif pa.types.is_large_list(f.type):
+            fields.append(pa.field(name, pa.large_list(pa.string())))
+        else:
+            fields.append(pa.field(name, pa.string()))
     return pa.schema(fields)

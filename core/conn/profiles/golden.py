@@ -98,7 +98,7 @@ def golden(ps: ProfileSet, rows: dict[str, pa.Table], records: pa.Table,
                   FROM entries e JOIN recs r USING (rkey) GROUP BY ALL)),
         idt AS (SELECT profile, {', '.join(ident_cols) or 'NULL AS _none'} FROM ids
                 GROUP BY profile),
-        fields AS (SELECT profile, count(*) AS records,
+        fields AS (SELECT profile, count(DISTINCT rkey) AS records,
                           list_sort(list(DISTINCT _edge_name)) AS edges
                           {''.join(', ' + s for s in selects)}
                    FROM j {' '.join(joins)} GROUP BY profile)

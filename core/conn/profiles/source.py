@@ -113,5 +113,8 @@ class ProfilesSource(Source):
 
 
 def _stream(name: str, schema: pa.Schema) -> StreamInfo:
-    personal = {c: _PERSONAL[c] for c in schema.names if c in _PERSONAL}
+    # TYPE and TYPE_all (every value, a list) both hold the identifier: both are tagged,
+    # so a policy on the kind covers every copy of an e-mail (docs/profiles.md).
+    personal = {c: _PERSONAL[c.removesuffix("_all")] for c in schema.names
+                if c.removesuffix("_all") in _PERSONAL}
     return StreamInfo(f"profiles.{name}", schema, ("profile_id",), personal=personal)
