@@ -16,8 +16,11 @@ from pathlib import Path
 import duckdb
 import pytest
 from conn.plugins import Registry, reset_registry
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.cli_in_process import run_cli
+from tests.conftest import examples, sampled
 
 pytest.importorskip("conn_source_duckdb")
 pytest.importorskip("conn_destination_files")
@@ -174,7 +177,7 @@ def shared(n: int) -> list[tuple]:
     return [(i, "Shared@Example.com", f"d{i}", None, "2026-01-01") for i in range(n)]
 
 
-@pytest.mark.parametrize(("n", "junk", "email", "is_junk"), [
+@pytest.mark.parametrize(("n", "junk", "email", "is_junk"), sampled([
     (100, "", "{}", False),                          # default max_records: 100
     (101, "", "{}", True),
     (4, "junk: {max_records: 3}", "{}", True),       # for all types
@@ -182,7 +185,7 @@ def shared(n: int) -> list[tuple]:
     (3, "", "{max_records: 2}", True),
     (150, "junk: {max_records: 0}", "{}", False),    # 0 turns the threshold off
     (2, "junk: {values: [' SHARED@example.COM']}", "{}", True),  # normalised as its type
-])
+], keep=3))
 def test_junk_threshold(project, monkeypatch, capsys, n, junk, email, is_junk):
     write(project, shared(n), junk, **{"email: {}": f"email: {email}"})
     b = build(monkeypatch, capsys)
@@ -203,12 +206,18 @@ def test_a_split_is_recorded_and_shown(project, monkeypatch, capsys):
     warehouse(project, rows)  # the bridging record leaves: two people
     b = build(monkeypatch, capsys)
     assert (b["profiles"], b["splits"], b["merges"]) == (2, 1, 0)
+    assert not b["full"] and b["restitched"] == 2  # only the island that changed
     a, bb = (show(monkeypatch, capsys, k)[0] for k in ("a@example.com", "b@example.com"))
     assert p["profile_id"] in {a["profile_id"], bb["profile_id"]}
     new = bb if a["profile_id"] == p["profile_id"] else a
     (old,) = show(monkeypatch, capsys, p["profile_id"])
     hist = [(h["kind"], h["old_id"], h["new_id"]) for h in old["history"]]
     assert hist == [("split", p["profile_id"], new["profile_id"])]
+    # Recorded with the build and the time (the cause: no new record here, so none).
+    (h,) = old["history"]
+    assert h["build_id"] == b["build_id"] and h["changed_at"] and h["cause"] is None
+    code, out = cli(monkeypatch, capsys, "profiles", "show", p["profile_id"])
+    assert f"\t{b['build_id']}\tsplit\t{p['profile_id']}\t{new['profile_id']}" in out
 
 
 def test_changed_junk_values_force_a_full_build(project, monkeypatch, capsys, caplog):
@@ -237,3 +246,109 @@ def test_a_person_who_left_the_sources(project, monkeypatch, capsys, mode):
     assert code == 0, out
     left = 1 if mode == "mirror" else 2
     assert len(f.read_text().splitlines()) == left
+
+
+# A plain model of the documented rule for e-mails and devices without limits (neither
+# has one by default) and below the junk threshold: records are the distinct normalised
+# (e-mail, device) pairs, profiles the connected components of shared values.
+MAILS = ["a@example.com", "b@example.com", "c@example.com"]
+render_st = st.sampled_from([lambda s: s, str.upper, lambda s: f"  {s} ",
+                             lambda s: s.title()])
+row_st = st.tuples(st.one_of(st.none(), st.just(""), st.sampled_from(range(3))),
+                   st.one_of(st.none(), st.sampled_from(["d0", "d1", "d2", "d3"])),
+                   render_st)
+rows_st = st.lists(row_st, min_size=1, max_size=8)
+
+
+def as_rows(drawn: list[tuple]) -> list[tuple]:
+    """(uid, mail, device, tel, seen_at) rows: e-mails by index, rendered at random."""
+    return [(i, r(MAILS[m]) if isinstance(m, int) else m, d, None, "2026-01-01")
+            for i, (m, d, r) in enumerate(drawn)]
+
+
+def model(rows: list[tuple]) -> list[tuple[tuple, tuple, int]]:
+    """Per profile: its e-mails, its devices, how many records."""
+    records = {(m.strip().lower() or None if m else None, d) for _, m, d, _, _ in rows}
+    records = {r for r in records if r != (None, None)}
+    parent = {r: r for r in records}
+
+    def find(r):
+        while parent[r] != r:
+            r = parent[r]
+        return r
+    for a in records:
+        for b in records:
+            if (a[0] and a[0] == b[0]) or (a[1] and a[1] == b[1]):
+                parent[find(a)] = find(b)
+    groups: dict = {}
+    for r in records:
+        groups.setdefault(find(r), []).append(r)
+    return sorted((tuple(sorted({m for m, _ in g if m})), tuple(sorted({d for _, d in g if d})),
+                   len(g)) for g in groups.values())
+
+
+_dirs = iter(range(10**6))
+
+
+@pytest.mark.slow
+@settings(max_examples=examples(20), suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(first=rows_st, more=rows_st, drop=st.sets(st.integers(0, 7)))
+def test_profiles_follow_the_model_and_full_keeps_ids(project, monkeypatch, capsys,
+                                                      first, more, drop):
+    """The stream equals the model; after an incremental build over changed data, a
+    ``--full`` rebuild changes no id and records no merge or split."""
+    root = project / f"e{next(_dirs)}"
+    root.mkdir()
+    monkeypatch.chdir(root)
+    a = as_rows(first)
+    write(root, a, **{"    policies: {email: hash}\n": ""})
+    build(monkeypatch, capsys)
+    b = [r for r in a if r[0] not in drop] + [(100 + r[0], *r[1:]) for r in as_rows(more)]
+    warehouse(root, b)
+    inc = build(monkeypatch, capsys)
+
+    def stream() -> list[dict]:
+        code, out = cli(monkeypatch, capsys, "preview", "s", "-n", "100", "--json")
+        assert code == 0, out
+        return [r for q in json.loads(out)["requests"] for r in q["records"]]
+    got = stream()
+    assert sorted((tuple(r["email_all"] or []), tuple(r["device_id_all"] or []),
+                   r["records"]) for r in got) == model(b)
+    assert inc["profiles"] == len(model(b))
+    for r in got:  # the value most of its records hold
+        held = [(m, d) for _, m, d, _, _ in b if m and m.strip()]
+        if r["email_all"]:
+            n = {e: len({(m.strip().lower(), d) for m, d in held if m.strip().lower() == e})
+                 for e in r["email_all"]}
+            assert n[r["email"]] == max(n.values())
+    full = build(monkeypatch, capsys, "--full")
+    assert (full["merges"], full["splits"]) == (0, 0)
+    assert sorted(r["profile_id"] for r in stream()) == sorted(r["profile_id"] for r in got)
+
+
+@pytest.mark.slow
+def test_consent_under_a_phone_uses_the_sets_country_code(tmp_path, monkeypatch, capsys):
+    """docs/profiles.md: each event's subject is normalised as the profile set normalises
+    the type, a phone with the type's ``country_code``: a grant recorded under Ann's
+    number written nationally (and under Bob's with a 00 prefix) reaches their profiles."""
+    from tests.profiles import test_profiles_cli as base
+    from tests.profiles.test_profile_consent_cli import CONSENT, consent_events
+
+    base.warehouse(tmp_path, base.APP, base.CRM)
+    (tmp_path / "conn.yml").write_text(
+        CONSENT.replace("subject_type: [email, device_id]", "subject_type: phone"))
+    consent_events(tmp_path, [
+        ("020 7946 0958", "marketing", "granted", "2026-01-01 00:00:00"),
+        ("0044 20 7946 0000", "marketing", "granted", "2026-01-01 00:00:00"),
+        ("ann@example.com", "marketing", "withdrawn", "2026-02-01 00:00:00")])
+    monkeypatch.chdir(tmp_path)
+    reset_registry(Registry())
+    try:
+        assert cli(monkeypatch, capsys, "profiles", "build")[0] == 0
+        code, out = cli(monkeypatch, capsys, "sync", "profiles", "out")
+        assert code == 0, out
+        # The e-mail event is not read as a phone: Ann's grant stands.
+        assert sorted(r["email"] for r in base.snapshot(tmp_path).values()) == \
+            ["ann@example.com", "bob@example.com"]
+    finally:
+        reset_registry(Registry(autoload=False))

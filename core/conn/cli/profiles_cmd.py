@@ -83,8 +83,9 @@ def show_cmd(key: Annotated[str, typer.Argument(
         table("golden record", ["field", "value"],
               [[k, _text(v)] for k, v in p["golden"].items()])
         if p["history"]:
-            table("merges and splits", ["when", "kind", "old id", "new id", "cause"],
-                  [[h["changed_at"], h["kind"], h["old_id"], h["new_id"], h["cause"] or ""]
+            table("merges and splits", ["when", "build", "kind", "old id", "new id", "cause"],
+                  [[h["changed_at"], h["build_id"], h["kind"], h["old_id"], h["new_id"],
+                    h["cause"] or ""]
                    for h in p["history"]])
         if p["matches"]:
             table("matched pairs", ["record", "record", "score", "matcher"],

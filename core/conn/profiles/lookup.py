@@ -96,7 +96,7 @@ def describe(st: store.ProfileStore, ps: ProfileSet, pid: str) -> dict[str, Any]
                  ids AS (SELECT rkey, list_sort(list(replace(ident, chr(31), '='))) AS l
                          FROM {t(ps.name, 'entries')} WHERE rkey IN (SELECT {key} FROM h)
                          GROUP BY rkey)
-            SELECT h.changed_at, h.kind, h.old_id, h.new_id,
+            SELECT h.build_id, h.changed_at, h.kind, h.old_id, h.new_id,
                    CASE WHEN ids.l IS NULL THEN h.cause ELSE h.cause || ' (' ||
                         array_to_string(list_slice(ids.l, 1, {MOST_SHOWN}), ', ') ||
                         CASE WHEN len(ids.l) > {MOST_SHOWN} THEN ', …' ELSE '' END ||
