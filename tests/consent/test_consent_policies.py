@@ -8,6 +8,8 @@ import pyarrow as pa
 from conn.consent import build_gate
 from conn.mapping import build_mapper
 from conn.testing.sandbox import make_context
+from hypothesis import given
+from hypothesis import strategies as st
 
 ROWS = pa.RecordBatch.from_pylist([
     {"id": "1", "email": " Ann@X.com ", "phone": "+1 650 555 1234", "city": "Paris",
@@ -113,3 +115,23 @@ def test_summary_lists_policies() -> None:
     gate.apply(ROWS, KEYS)
     assert gate.summary()["policies"] == {"email": {
         "action": "hash", "kind": "email", "rule": "destinations.dest.policies.email"}}
+
+
+@given(lists=st.lists(st.one_of(st.none(), st.lists(st.one_of(
+    st.none(), st.sampled_from([" Ann@X.com ", "bob@y.org", ""])), max_size=3)),
+    max_size=6), start=st.integers(0, 3), action=st.sampled_from(["hash", "mask"]))
+def test_a_list_column_gets_its_policy_per_element(lists, start, action) -> None:
+    """A list of e-mails (a profile's ``email_all``) is hashed or masked element by
+    element, null lists and null elements stay null, a sliced array too."""
+    from conn.consent.normalize import mask, normalize
+    from conn.consent.policies import FieldPolicy, apply_policy
+    from conn.digests import sha256_hex
+
+    arr = pa.array([None, *lists], pa.list_(pa.string())).slice(min(start, len(lists)))
+    got = apply_policy(arr, FieldPolicy("email_all", action, kind="email")).to_pylist()
+
+    def one(v: str | None) -> str | None:
+        a = pa.array([v], pa.string())
+        out = mask(a, "email") if action == "mask" else sha256_hex(normalize(a, "email"))
+        return out[0].as_py()
+    assert got == [None if v is None else [one(x) for x in v] for v in arr.to_pylist()]
