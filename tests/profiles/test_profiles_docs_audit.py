@@ -11,10 +11,15 @@ import hashlib
 import json
 import re
 import shutil
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, ClassVar
 
 import duckdb
 import pytest
+from conn import hookimpl
+from conn.destination import Capabilities, Destination, ObjectInfo, WriteRequest, WriteResult
 from conn.plugins import Registry, reset_registry
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -354,3 +359,55 @@ def test_consent_under_a_phone_uses_the_sets_country_code(tmp_path, monkeypatch,
             ["ann@example.com", "bob@example.com"]
     finally:
         reset_registry(Registry(autoload=False))
+
+
+#: What the destination that cannot delete received: (operation, rows) per write.
+KEPT: list[tuple[str, list[dict]]] = []
+
+
+class NoDelete(Destination):
+    """An upsert-only destination object without delete (as an append-only API)."""
+
+    name = "nodelete"
+    config_schema: ClassVar[dict[str, Any]] = {"type": "object"}
+
+    def check(self) -> None:
+        """Nothing to reach."""
+
+    def objects(self) -> list[ObjectInfo]:
+        """One object, keyed by profile id, that cannot delete."""
+        caps = Capabilities(modes=frozenset({"upsert"}), supports_delete=False)
+        return [ObjectInfo("people", {"type": "object"}, ("profile_id",), caps)]
+
+    def write_batch(self, request: WriteRequest) -> WriteResult:
+        """Keep what came."""
+        KEPT.append((request.operation, request.to_pylist()))
+        return WriteResult()
+
+
+@hookimpl
+def register_destinations(register: Callable[..., None]) -> None:
+    """This module's destination, for the test below."""
+    register(NoDelete)
+
+
+@pytest.mark.slow
+def test_a_destination_that_cannot_delete_keeps_the_absorbed_record(
+        project, monkeypatch, capsys, caplog):
+    """docs/profiles.md: after a merge, an upsert sync to a destination that cannot
+    delete keeps the absorbed record, and the run's log says how many."""
+    reg = Registry()
+    reg.add_module(sys.modules[__name__])
+    reset_registry(reg)
+    KEPT.clear()
+    rows = [(1, "a@example.com", "d1", None, "2026-01-01"),
+            (2, "b@example.com", "d2", None, "2026-01-01")]
+    write(project, rows, **{"type: files": "type: nodelete", "mode: mirror": "mode: upsert"})
+    build(monkeypatch, capsys)
+    assert cli(monkeypatch, capsys, "sync", "profiles", "out")[0] == 0
+    warehouse(project, [*rows, (3, "a@example.com", "d2", None, "2026-01-02")])
+    assert build(monkeypatch, capsys)["merges"] == 1
+    code, out = cli(monkeypatch, capsys, "sync", "profiles", "out", "--json")
+    assert code == 0, out
+    assert {op for op, _ in KEPT} == {"upsert"}
+    assert "cannot delete, so the records of 1 merged profiles stay there" in caplog.text
