@@ -411,3 +411,36 @@ def test_a_destination_that_cannot_delete_keeps_the_absorbed_record(
     assert code == 0, out
     assert {op for op, _ in KEPT} == {"upsert"}
     assert "cannot delete, so the records of 1 merged profiles stay there" in caplog.text
+
+
+@pytest.mark.slow
+def test_max_age_applies_to_the_winning_events_time(tmp_path, monkeypatch, capsys):
+    """docs/profiles.md: ``max_age`` applies to the winning event's time (the latest
+    across the person's identities). Ann's latest grant (under her device) is recent, an
+    older one under her e-mail has expired: sent. Bob's only grant has expired: withheld
+    with reason expired."""
+    from tests.profiles import test_profiles_cli as base
+    from tests.profiles.test_profile_consent_cli import CONSENT, consent_events
+
+    base.warehouse(tmp_path, base.APP, base.CRM)
+    (tmp_path / "conn.yml").write_text(CONSENT.replace(
+        "subject_type: [email, device_id]",
+        "subject_type: [email, device_id], max_age: {marketing: 1 month}"))
+    consent_events(tmp_path, [
+        ("ann@example.com", "marketing", "granted", "2025-06-01 00:00:00"),
+        ("dev-a", "marketing", "granted", "2026-01-20 00:00:00"),
+        ("bob@example.com", "marketing", "granted", "2025-12-01 00:00:00")])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CONN_NOW", "2026-02-01T00:00:00")
+    reset_registry(Registry())
+    try:
+        assert cli(monkeypatch, capsys, "profiles", "build")[0] == 0
+        code, out = cli(monkeypatch, capsys, "sync", "profiles", "out", "--json")
+        assert code == 0, out
+        assert [r["email"] for r in base.snapshot(tmp_path).values()] == ["ann@example.com"]
+        (s,) = json.loads(out)["syncs"]
+        # Bob expired; cat, dan, eve and fay have no event under any identity.
+        assert s["consent"]["withheld_by_reason"] == {
+            "no_record": 4, "expired": 1, "malformed": 0, "denied": 0, "suppressed": 0}
+    finally:
+        reset_registry(Registry(autoload=False))
