@@ -444,3 +444,18 @@ def test_max_age_applies_to_the_winning_events_time(tmp_path, monkeypatch, capsy
             "no_record": 4, "expired": 1, "malformed": 0, "denied": 0, "suppressed": 0}
     finally:
         reset_registry(Registry(autoload=False))
+
+
+def test_customer_id_has_limit_one_without_being_declared(project, monkeypatch, capsys):
+    """docs/profiles.md: ``limit`` defaults to 1 for ``customer_id``: two customers who
+    share a family e-mail stay two profiles, and the e-mail sits in both."""
+    rows = [(1, "family@example.com", "d1", "c1", "2026-01-01"),
+            (2, "family@example.com", "d2", "c2", "2026-01-01"),
+            (3, "solo@example.com", "d3", "c3", "2026-01-01")]
+    write(project, rows, **{"tel: phone}": "tel: customer_id}"})
+    assert build(monkeypatch, capsys)["profiles"] == 3
+    assert len(show(monkeypatch, capsys, "family@example.com")) == 2
+    code, out = cli(monkeypatch, capsys, "profiles", "stats", "--json")
+    assert code == 0, out
+    (s,) = json.loads(out)["sets"]
+    assert {"type": "customer_id", "limit": 1, "profiles": 3} in s["at_limit"]
