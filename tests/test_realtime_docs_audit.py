@@ -14,7 +14,7 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import duckdb
 import pytest
 import yaml
 
+from tests import test_follow_postgres
 from tests.conftest import unavailable
 from tests.follow_kit import eventually, start, stop
 from tests.serve.helpers import Serve, conn, metric
@@ -171,33 +172,8 @@ def test_replication_settings_are_validated_naming_the_key(tmp_path: Path) -> No
 # --- PostgreSQL -------------------------------------------------------------------------
 
 
-@pytest.fixture
-def pg_url() -> str:
-    import psycopg2
-
-    try:
-        psycopg2.connect(PG_URL, connect_timeout=3).close()
-    except psycopg2.Error as exc:
-        unavailable(f"PostgreSQL at 127.0.0.1:5432 cannot be reached: {exc}")
-    return PG_URL
-
-
-@pytest.fixture
-def sql(pg_url: str) -> Iterator[Callable[..., Any]]:
-    """Run SQL on an autocommit connection: rows, or None for a statement without."""
-    import psycopg2
-
-    connection = psycopg2.connect(pg_url)
-    connection.autocommit = True
-
-    def run(statement: str, params: tuple = ()) -> list[tuple] | None:
-        with connection.cursor() as cur:
-            cur.execute(statement.replace("$1", "%s"), params or None)
-            return cur.fetchall() if cur.description else None
-
-    yield run
-    connection.close()
-
+# The local server's URL and an autocommit SQL runner: the follow tests' own fixtures.
+pg_url, sql = test_follow_postgres.pg_url, test_follow_postgres.sql
 
 names = pg_testing.names_fixture(unavailable)
 nats_server, js_stream = nats_testing.fixtures(unavailable)

@@ -82,6 +82,9 @@ class PostgresSource(common.PostgresConnection, Source, StreamingSource):
         self.schema_name: str = self.config.get("schema", "public")
         #: The table being followed (``changes``), if any.
         self._follower: Follower | None = None
+        #: Batches being read ahead on threads: closing stops them before the
+        #: connection they read from is closed.
+        self._reading: set[_ReadAhead] = set()
 
     # --- connection --------------------------------------------------------------------
 
@@ -106,6 +109,11 @@ class PostgresSource(common.PostgresConnection, Source, StreamingSource):
         follower, self._follower = self._follower, None
         if follower is not None:
             follower.close()
+        # A read-ahead thread still using the connection (a run refused or failed
+        # before it read its batches) is stopped first: closing the driver's connection
+        # under it crashed the process (a segfault in the driver).
+        for reading in list(self._reading):
+            reading.stop()
         super().close()
 
     def check(self) -> None:
@@ -192,7 +200,14 @@ class PostgresSource(common.PostgresConnection, Source, StreamingSource):
         """Batches of ``sql`` conformed to ``schema``, fetched one batch ahead on a
         thread (the driver releases the GIL), so reading overlaps the consumer's work."""
         batches = (common.conform(b, schema) for b in self._fetch(sql, params, batch_rows))
-        yield from _read_ahead(batches)
+        reading = _ReadAhead(batches)
+        self._reading.add(reading)  # before its thread starts: close() must see it
+        reading.start()
+        try:
+            yield from reading
+        finally:
+            reading.stop()
+            self._reading.discard(reading)
 
     def _fetch(self, sql: str, params: tuple[Any, ...],
                batch_rows: int) -> Iterator[pa.RecordBatch]:
@@ -232,15 +247,26 @@ class PostgresSource(common.PostgresConnection, Source, StreamingSource):
 _DONE = object()
 
 
-def _read_ahead(items: Iterator[Any]) -> Iterator[Any]:
-    """Run ``items`` on a thread, at most one item ahead of the consumer (bounded memory).
-    Errors surface in the consumer; closing the consumer stops the producer."""
-    slot: queue.Queue[Any] = queue.Queue(maxsize=1)
-    stop = threading.Event()
+class _ReadAhead:
+    """Runs ``items`` on a thread, at most one item ahead of the consumer (bounded
+    memory). Errors surface in the consumer; :meth:`stop` (closing the consumer, or the
+    source) stops the producer and waits for its thread."""
 
-    def produce() -> None:
+    def __init__(self, items: Iterator[Any]) -> None:
+        self._items = items
+        self._slot: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._produce, name="conn-postgres-read",
+                                        daemon=True)
+
+    def start(self) -> None:
+        """Start reading on the thread."""
+        self._worker.start()
+
+    def _produce(self) -> None:
+        slot, stop = self._slot, self._stop
         try:
-            for item in items:
+            for item in self._items:
                 while not stop.is_set():
                     try:
                         slot.put((item, None), timeout=0.1)
@@ -254,23 +280,30 @@ def _read_ahead(items: Iterator[Any]) -> Iterator[Any]:
             return
         finally:
             if stop.is_set():
-                items.close()  # type: ignore[attr-defined]
+                self._items.close()  # type: ignore[attr-defined]
         slot.put((_DONE, None))
 
-    worker = threading.Thread(target=produce, name="conn-postgres-read", daemon=True)
-    worker.start()
-    try:
+    def __iter__(self) -> Iterator[Any]:
         while True:
-            item, exc = slot.get()
+            item, exc = self._slot.get()
             if item is _DONE:
                 if exc is not None:
                     raise exc
-                break
+                return
             yield item
-    finally:
-        stop.set()
-        while worker.is_alive():
+
+    def stop(self) -> None:
+        """Stop the producer and wait for its thread (not from the thread itself: the
+        producer closing its reader closes the source, which stops this)."""
+        self._stop.set()
+        if threading.current_thread() is self._worker or not self._worker.is_alive():
+            return
+        while self._worker.is_alive():
             with contextlib.suppress(queue.Empty):
-                slot.get(timeout=0.1)
-        worker.join()
+                self._slot.get(timeout=0.1)
+        self._worker.join()
+        # A consumer on another thread, still waiting, learns that the read stopped (it
+        # must not take the stop for the end of the data).
+        with contextlib.suppress(queue.Full):
+            self._slot.put_nowait((_DONE, ConnError("the source was closed during a read")))
 
