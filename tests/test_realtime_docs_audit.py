@@ -114,7 +114,9 @@ def test_a_non_loopback_host_without_a_token_serves_no_ui(tmp_path: Path,
     duckdb_project(tmp_path, {"later": {"schedule": {"cron": "0 0 1 1 *"}}})
     serve = Serve(tmp_path, "--host", "0.0.0.0")
     try:
-        event = serve.wait_for(lambda: serve.named("ui_disabled"))[0]
+        # Either event may come first: both are waited for.
+        serve.wait_for(lambda: serve.named("ui_disabled") and serve.named("serving"))
+        event = serve.named("ui_disabled")[0]
         assert serve.named("serving")[0]["host"] == "0.0.0.0"
         assert serve.get("/healthz")[0] == 200
         ui = serve.get("/")[0]
