@@ -16,16 +16,27 @@ consent            a yes/no value: from the row with the latest ``updated_at``; 
 
 Each row also carries the profile's identifiers: per type ``TYPE`` (the value most of
 its records hold; ties: the least) and ``TYPE_all`` (every value, sorted), plus
-``records`` and ``edges`` (where the profile was seen). One DuckDB query per build.
+``records`` and ``edges`` (where the profile was seen).
+
+Two DuckDB queries per build, one for the identifiers and one for the fields, both
+grouping by a profile's number (its position in the build's distinct ids) rather than
+by its id: joining and grouping millions of rows on 18-character strings was most of a
+build's time (docs/performance.md, "Identity stitching").
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+
+SEP = "\x1f"  # between an identifier's type and value
 
 if TYPE_CHECKING:
+    import duckdb
+
     from conn.config.profiles import ProfileSet
 
 
@@ -33,14 +44,88 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _lit(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
 def golden(ps: ProfileSet, rows: dict[str, pa.Table], records: pa.Table,
            entries: pa.Table) -> pa.Table:
-    """The stream ``profiles.NAME``: primary key ``profile_id``."""
+    """The stream ``profiles.NAME`` (primary key ``profile_id``), in profile id order.
+
+    ``records``: (rkey, profile) of every record; ``entries``: distinct (rkey, ident)
+    pairs, as :mod:`conn.profiles.edges` reads them (so a count of entries is a count
+    of records); ``rows``: each edge's rows (rkey, ``_updated_at``, field columns)."""
     import duckdb
 
+    ids = pc.dictionary_encode(records.column("profile").combine_chunks())
+    # A profile's number is its id's position in id order: the columns built by number
+    # come out sorted by id.
+    order = pc.sort_indices(ids.dictionary).to_numpy()
+    number = np.empty(len(order), np.int32)
+    number[order] = np.arange(len(order), dtype=np.int32)
     con = duckdb.connect()
-    con.register("recs", records.select(["rkey", "profile"]))
-    con.register("entries", entries)
+    try:
+        con.register("recs", pa.table({"rkey": records.column("rkey"),
+                                       "p": number[ids.indices.to_numpy()]}))
+        con.register("entries", entries)
+        idents = _identifiers(con, list(ps.types), len(order))
+        sql, params = _fields(con, ps, rows)
+        fields = con.sql(sql, params=params).to_arrow_table()
+    finally:
+        con.close()
+    at = np.full(len(order), -1, np.int64)  # every profile has records: none stays -1
+    at[fields.column("p").to_numpy()] = np.arange(fields.num_rows)
+    fields = fields.drop_columns(["p"]).take(pa.array(at, mask=at < 0))
+    return pa.table({"profile_id": ids.dictionary.take(pa.array(order)), **idents,
+                     **{name: fields.column(name) for name in fields.column_names}})
+
+
+def _identifiers(con: duckdb.DuckDBPyConnection, types: list[str],
+                 profiles: int) -> dict[str, pa.Array]:
+    """Per type ``TYPE``, two columns of ``profiles`` rows (row ``p``: profile number
+    ``p``): ``TYPE``, the value most of the profile's records hold (ties: the least),
+    and ``TYPE_all``, every value, sorted.
+
+    DuckDB counts each profile's records per identifier and sorts them by profile and
+    identifier (``type \\x1f value``: by type, then value); the columns are cut from
+    that order with numpy, where a grouped list aggregate per type took three times as
+    long."""
+    t = con.sql("SELECT r.p, e.ident, count(*) AS n FROM entries e JOIN recs r "
+                "USING (rkey) GROUP BY ALL ORDER BY p, ident").to_arrow_table()
+    p = t.column("p").to_numpy()
+    n = t.column("n").to_numpy()
+    ident = t.column("ident").combine_chunks().cast(pa.string())
+    del t
+    cols: dict[str, pa.Array] = {}
+    for name in types:
+        prefix = name + SEP
+        at = np.flatnonzero(pc.starts_with(ident, prefix).to_numpy(zero_copy_only=False))
+        values = pc.utf8_slice_codeunits(ident.take(pa.array(at)), len(prefix))
+        held = np.bincount(p[at], minlength=profiles)
+        offsets = np.zeros(profiles + 1, np.int32)
+        np.cumsum(held, out=offsets[1:])
+        absent = held == 0
+        pick = np.zeros(profiles, np.int64)
+        if len(at):
+            # Values are in order within a profile: the first position holding the
+            # profile's largest count is the least of the most held values.
+            counts = n[at]
+            starts = offsets[:-1][~absent]
+            most = np.maximum.reduceat(counts, starts)
+            group = np.repeat(np.arange(len(starts)), held[~absent])
+            first = np.where(counts == most[group], np.arange(len(at)), len(at))
+            pick[~absent] = np.minimum.reduceat(first, starts)
+            cols[name] = values.take(pa.array(pick, mask=absent))
+        else:
+            cols[name] = pa.nulls(profiles, pa.string())
+        cols[name + "_all"] = pa.ListArray.from_arrays(pa.array(offsets), values,
+                                                       mask=pa.array(absent))
+    return cols
+
+
+def _fields(con: duckdb.DuckDBPyConnection, ps: ProfileSet,
+            rows: dict[str, pa.Table]) -> tuple[str, list[str]]:
+    """Per profile number ``p``: ``records``, ``edges`` and every declared field."""
     order = list(ps.edges)
     unions = []
     for i, (edge, table) in enumerate(rows.items()):
@@ -75,39 +160,16 @@ def golden(ps: ProfileSet, rows: dict[str, pa.Table], records: pa.Table,
                            f"FILTER (WHERE {col} IS NOT NULL AND _edge_name IN "
                            f"({', '.join(_lit(s) for s in rule.sources)})) AS {out}")
         else:  # most_frequent
-            joins.append(f"LEFT JOIN (SELECT profile, arg_max(v, (n, v)) AS {out} FROM "
-                         f"(SELECT profile, {col} AS v, count(*) AS n FROM j WHERE {col} "
-                         f"IS NOT NULL GROUP BY ALL) GROUP BY profile) f{k} USING (profile)")
+            joins.append(f"LEFT JOIN (SELECT p, arg_max(v, (n, v)) AS {out} FROM "
+                         f"(SELECT p, {col} AS v, count(*) AS n FROM j WHERE {col} "
+                         f"IS NOT NULL GROUP BY ALL) GROUP BY p) f{k} USING (p)")
             selects.append(f"any_value(f{k}.{out}) AS {out}")
-    types = list(ps.types)
-    ident_cols = []
-    for t in types:
-        ident_cols.append(f"arg_max(value, (n, -rank)) FILTER (WHERE type = {_lit(t)}) "
-                          f"AS {_q(t)}")
-        ident_cols.append(f"list_sort(list(value) FILTER (WHERE type = {_lit(t)})) "
-                          f"AS {_q(t + '_all')}")
     sql = f"""
         WITH rows AS ({body}),
-        j AS (SELECT r.profile, rows.* FROM rows JOIN recs r USING (rkey)),
-        ids AS (
-            SELECT profile, type, value, n,
-                   dense_rank() OVER (PARTITION BY profile, type ORDER BY value) AS rank
-            FROM (SELECT r.profile, split_part(e.ident, chr(31), 1) AS type,
-                         substr(e.ident, strpos(e.ident, chr(31)) + 1) AS value,
-                         count(DISTINCT e.rkey) AS n
-                  FROM entries e JOIN recs r USING (rkey) GROUP BY ALL)),
-        idt AS (SELECT profile, {', '.join(ident_cols) or 'NULL AS _none'} FROM ids
-                GROUP BY profile),
-        fields AS (SELECT profile, count(DISTINCT rkey) AS records,
-                          list_sort(list(DISTINCT _edge_name)) AS edges
-                          {''.join(', ' + s for s in selects)}
-                   FROM j {' '.join(joins)} GROUP BY profile)
-        SELECT idt.profile AS profile_id, idt.* EXCLUDE (profile),
-               coalesce(fields.records, 0) AS records, fields.* EXCLUDE (profile, records)
-        FROM idt LEFT JOIN fields USING (profile) ORDER BY profile_id
-    """
-    return con.sql(sql, params=params).to_arrow_table()
-
-
-def _lit(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
+        j AS (SELECT r.p, rows.* FROM rows JOIN recs r USING (rkey)),
+        counts AS (SELECT p, count(*) AS records FROM recs GROUP BY p),
+        f AS (SELECT p, list_sort(list(DISTINCT _edge_name)) AS edges
+                     {''.join(', ' + s for s in selects)}
+              FROM j {' '.join(joins)} GROUP BY p)
+        SELECT p, counts.records, f.* EXCLUDE (p) FROM counts LEFT JOIN f USING (p)"""
+    return sql, params
