@@ -257,10 +257,9 @@ def build(entries: pa.Table, rules: Rules, previous: Previous, *,
 
     keys = _np(rkeys)
     prev_idx = _lookup(keys, _np(previous.records.column("rkey")))
-    if full or not previous.records.num_rows:
-        subset = np.ones(n_rec, bool)
-    else:
-        subset = _touched(keys, prev_idx, rec, val, ids.values(), previous)
+    # Every record: without the previous junk a build cannot tell which islands a value
+    # turning junk (or ceasing to be) splits or joins.
+    subset = np.ones(n_rec, bool)
     return _finish(rkeys, keys, rec, typ, val, n_val, subset, prev_idx, junk, rules,
                    previous)
 
@@ -396,30 +395,6 @@ def _junk_report(val: NDArray[Any], keep: NDArray[np.bool_], ids: _Idents,
     dropped = np.unique(val[~keep])
     held = np.bincount(val, minlength=n_val)[dropped]
     return pa.table({"ident": ids.values(dropped), "records": held})
-
-
-def _touched(keys: NDArray[Any], prev_idx: NDArray[np.int64], rec: NDArray[np.int64],
-             val: NDArray[np.int64], idents: pa.Array,
-             previous: Previous) -> NDArray[np.bool_]:
-    """Records to re-stitch: new ones, and every record of an old island holding a value
-    that a new or a vanished record holds."""
-    in_prev = prev_idx >= 0
-    touched_val = np.zeros(len(idents), bool)
-    touched_val[val[~in_prev[rec]]] = True
-    prev_keys = _np(previous.records.column("rkey"))
-    gone = _lookup(prev_keys, keys) < 0
-    if gone.any():
-        held = _lookup(_np(previous.entries.column("rkey")), prev_keys[gone]) >= 0
-        gone_ids = previous.entries.column("ident").filter(pa.array(held))
-        touched_val |= pc.is_in(idents, gone_ids).to_numpy(zero_copy_only=False)
-    holders = ~in_prev
-    holders[rec[touched_val[val]]] = True
-    # Their old islands, through the previous build's records.
-    prev_island = _np(previous.records.column("island"))
-    old_island = np.where(in_prev, prev_island[np.maximum(prev_idx, 0)], -1)
-    hit = np.zeros(int(prev_island.max()) + 2, bool)
-    hit[old_island[holders & in_prev]] = True
-    return holders | (in_prev & hit[old_island])
 
 
 def _stitch_subset(subset: NDArray[np.bool_], rec: NDArray[np.int64],
