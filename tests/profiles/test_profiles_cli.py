@@ -129,6 +129,9 @@ def test_build_show_stats(project, monkeypatch, capsys):
     (b,) = json.loads(out)["builds"]
     # ann (2 app rows + crm), bob (app + crm), cat, dan, eve, fay.
     assert (b["records"], b["profiles"], b["junk_values"]) == (9, 6, 1)
+    # docs/profiles.md, "Commands": the phases of the build, each in seconds.
+    assert set(b["seconds"]) == {"read", "stitch", "golden", "save", "total"}
+    assert all(v >= 0 for v in b["seconds"].values())
     code, out = cli(monkeypatch, capsys, "profiles", "show", "ANN.WORK@example.com", "--json")
     assert code == 0, out
     (p,) = json.loads(out)["profiles"]

@@ -105,7 +105,9 @@ def build_set(project: Project, registry: Registry, ps: ProfileSet, *,
             if matched.num_rows else data.entries
         out = engine.build(entries, rules, previous, full=full)
         stitch_s = time.monotonic() - t0
+        t0 = time.monotonic()
         gold = golden.golden(ps, data.rows, out.records, data.entries)
+        golden_s = time.monotonic() - t0
         build_id = uuid.uuid4().hex[:12]
         at = datetime.now(UTC)
         kinds = out.changes.column("kind").to_pylist()
@@ -115,14 +117,18 @@ def build_set(project: Project, registry: Registry, ps: ProfileSet, *,
             "profiles": gold.num_rows, "restitched": out.restitched,
             "merges": kinds.count("merge"), "splits": kinds.count("split"),
             "junk_values": out.junk.num_rows, "rules": digest,
-            "seconds": {"read": round(read_s, 3), "stitch": round(stitch_s, 3)},
+            "seconds": {"read": round(read_s, 3), "stitch": round(stitch_s, 3),
+                        "golden": round(golden_s, 3)},
         }
         if ps.matchers:
             stats["matched_pairs"] = pairs.num_rows  # kept at or above their threshold
             stats["seconds"]["match"] = round(match_s, 3)
+        t0 = time.monotonic()
         st.save(ps.name, build_id, at, bool(stats["full"]), records=out.records,
                 entries=data.entries, golden=gold, junk=out.junk, changes=out.changes,
                 matches=pairs, stats=stats)
+    # Saving includes closing the store, where DuckDB writes its checkpoint.
+    stats["seconds"]["save"] = round(time.monotonic() - t0, 3)
     stats["seconds"]["total"] = round(time.monotonic() - started, 3)
     return stats
 
