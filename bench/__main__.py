@@ -21,6 +21,8 @@ Scenarios (see docs/performance.md for the figures and the goals):
                    psycopg2 replication loop: latency at given rates, highest rate
   profiles         identity stitching of ~10.8M identifier edges (2M people): full,
                    rebuild and 1 % incremental builds vs DuckDB SQL label propagation
+  profiles_command the whole ``conn profiles build`` (read, stitch, golden records, save)
+                   over a DuckDB warehouse of 2M people: first, 1 % incremental, --full
   traits           ten traits over 20M events for 1M keys vs one hand-written DuckDB
                    query; a trigger pass over 1M keys with 1% crossing
 """
@@ -39,7 +41,7 @@ from pathlib import Path
 from bench.common import ROOT, environment, save
 
 SCENARIOS = ["full_sync", "planner", "consent_mapping", "http_rate", "startup",
-             "singer_bridge", "sql_copy", "pg_stream", "profiles",
+             "singer_bridge", "sql_copy", "pg_stream", "profiles", "profiles_command",
              "traits"]
 
 
