@@ -72,6 +72,10 @@ class ProfileStore:
         from conn.profiles.matching import KEPT
 
         con = self.con
+        # Row order in the stored tables means nothing (readers order what they show).
+        # With insertion order kept, DuckDB's parallel writers left row groups that the
+        # checkpoint rewrote: 1M profiles saved in half the time and half the file.
+        con.execute("SET preserve_insertion_order = false")
         con.execute("BEGIN")
         try:
             for table, data in (("records", records), ("entries", entries),
@@ -95,6 +99,8 @@ class ProfileStore:
         except BaseException:
             con.execute("ROLLBACK")
             raise
+        finally:
+            con.execute("RESET preserve_insertion_order")
 
     def golden(self, name: str) -> pa.Table:
         return self.con.sql(f"SELECT * FROM {_t(name, 'golden')} ORDER BY profile_id"
