@@ -118,6 +118,42 @@ class ProfileStore:
                            "WHERE kind = 'merge'")
         return rel.to_arrow_table().column(0).combine_chunks()
 
+    def survivors(self, name: str, max_steps: int = 64) -> pa.Table:
+        """Each absorbed profile id (``old_id``) with the profile it lives on in now
+        (``new_id``), following chains of merges (a into b, later b into c: a's survivor
+        is c). Only ids absorbed for good and survivors in the set are listed: an old id
+        that is a profile again, an id whose last merge split it over several profiles,
+        and a chain that leads nowhere (a cycle, or an id that left the set) are left
+        out, so their records are deleted rather than merged. Vectorised: one Arrow
+        lookup per step of the longest chain."""
+        import pyarrow.compute as pc
+
+        empty = pa.table({"old_id": pa.array([], pa.string()),
+                          "new_id": pa.array([], pa.string())})
+        if not self.has(name, "changes") or not self.has(name, "golden"):
+            return empty
+        # Each id's last merge (the build that absorbed it); split over several
+        # profiles in that build: ambiguous, left out.
+        step = self.con.sql(f"""SELECT old_id, any_value(new_id) AS new_id FROM (
+            SELECT old_id, new_id FROM {_t(name, 'changes')} WHERE kind = 'merge'
+            QUALIFY changed_at = max(changed_at) OVER (PARTITION BY old_id))
+            GROUP BY old_id HAVING count(DISTINCT new_id) = 1""").to_arrow_table()
+        live = self.con.sql(f"SELECT profile_id FROM {_t(name, 'golden')}"
+                            ).to_arrow_table().column(0).combine_chunks()
+        by = step.column("old_id").combine_chunks()
+        nxt = step.column("new_id").combine_chunks()
+        keep = pc.invert(pc.is_in(by, live))
+        old, cur = by.filter(keep), nxt.filter(keep)
+        for _ in range(max_steps):
+            moving = pc.and_(pc.is_valid(cur), pc.invert(pc.is_in(cur, live)))
+            if not pc.any(moving).as_py():
+                break
+            # An id that is not a profile any more moves on along its own last merge
+            # (null where it has none: the chain leads nowhere).
+            cur = pc.if_else(moving, nxt.take(pc.index_in(cur, by)), cur)
+        done = pc.and_(pc.is_valid(cur), pc.is_in(cur, live)).fill_null(False)
+        return pa.table({"old_id": old.filter(done), "new_id": cur.filter(done)})
+
     def last_build(self, name: str) -> dict[str, Any] | None:
         rows = self.query("SELECT * FROM builds WHERE name = ? ORDER BY built_at DESC LIMIT 1",
                           [name])
