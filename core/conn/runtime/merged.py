@@ -127,8 +127,12 @@ class MergePart:
 
     def __init__(self, keys: pa.Array, absorbed: pa.Array, survivors: pa.Array,
                  hashes: pa.Array) -> None:
-        self.keys, self.absorbed, self.survivors, self.hashes = \
-            keys, absorbed, survivors, hashes
+        self.keys, self.absorbed = _array(keys).cast(pa.string()), _array(absorbed)
+        self.survivors, self.hashes = _array(survivors), _array(hashes)
+
+
+def _array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
 
 def _deliver(runner: SyncRunner, p: PreparedSync, st: SyncState, part: MergePart,
@@ -203,7 +207,8 @@ class MergeWatch(SyncState):
     def plan(self, keys: pa.Array, batch: pa.RecordBatch) -> BatchPlan:
         out = self.inner.plan(keys, batch)
         if self._survivors is not None:
-            self._planned.append(keys.cast(pa.string()).filter(self._of_survivors(keys)))
+            self._planned.append(_array(keys).cast(pa.string()).filter(
+                self._of_survivors(keys)))
         return out
 
     def commit(self, keys: pa.Array, hashes: pa.Array, match_values: pa.Array,
@@ -214,8 +219,8 @@ class MergeWatch(SyncState):
             hit = pc.and_(self._of_survivors(keys), acknowledged.cast(pa.bool_()))
             hit = hit.fill_null(False)
             if pc.any(hit).as_py():
-                self._acked.append((keys.cast(pa.string()).filter(hit),
-                                    match_values.filter(hit)))
+                self._acked.append((_array(keys).cast(pa.string()).filter(hit),
+                                    _array(match_values).filter(hit)))
 
     # --- the merges -------------------------------------------------------------------
 
@@ -249,19 +254,20 @@ class MergeWatch(SyncState):
             skeys, svalues = where
             for gone in self.inner.held(pairs.column("old_id").combine_chunks(),
                                         LOOKUP_ROWS):
-                keys = gone.keys.cast(pa.string())
+                keys = _array(gone.keys).cast(pa.string())
                 old = pairs.column("old_id").combine_chunks()
                 new = pairs.column("new_id").take(pc.index_in(keys, value_set=old))
                 at = pc.index_in(new, value_set=skeys)
                 ok = pc.is_valid(at)
                 if not pc.any(ok).as_py():
                     continue
+                values = _array(gone.match_values)
                 try:
-                    surv = svalues.take(at.filter(ok)).cast(gone.match_values.type)
+                    surv = svalues.take(at.filter(ok)).cast(values.type)
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                     continue  # not comparable with what the absorbed record holds
-                yield MergePart(keys.filter(ok), gone.match_values.filter(ok), surv,
-                                gone.hashes.filter(ok))
+                yield MergePart(keys.filter(ok), values.filter(ok), surv,
+                                _array(gone.hashes).filter(ok))
         except StateError as exc:
             # A state backend that cannot look keys up: delete as without a merge API.
             log.warning("merges not sent (the state cannot look up records: %s); the "
@@ -276,8 +282,8 @@ class MergeWatch(SyncState):
         older = planned.filter(pc.invert(pc.is_in(planned, value_set=known)))
         if len(older):
             for held in self.inner.held(older, LOOKUP_ROWS):
-                keys.append(held.keys.cast(pa.string()))
-                values.append(held.match_values)
+                keys.append(_array(held.keys).cast(pa.string()))
+                values.append(_array(held.match_values))
         if not keys:
             return None
         kind = values[0].type
