@@ -144,8 +144,7 @@ def _deliver(runner: SyncRunner, p: PreparedSync, st: SyncState, part: MergePart
     # on one e-mail): one record at the destination, nothing to merge.
     same = pc.equal(part.absorbed, part.survivors).fill_null(False)
     if pc.any(same).as_py() and not opts.dry_run:
-        st.commit_deletes(part.keys.filter(same), pa.array([True] * (pc.sum(same).as_py() or 0)),
-                          [])
+        st.commit_deletes(part.keys.filter(same), same.filter(same), [])
     rest = pc.invert(same)
     keys, hashes = part.keys.filter(rest), part.hashes.filter(rest)
     request = delivery.merge_request(
