@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 #: Sync modes a sync may declare (see docs/sync-modes.md).
 MODES = ("upsert", "update", "insert", "mirror", "append", "events")
 #: Operations the runtime asks a destination to perform.
-Operation = Literal["upsert", "insert", "update", "delete", "append", "erase", "event"]
+Operation = Literal["upsert", "insert", "update", "delete", "append", "erase", "event",
+                    "merge"]
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,11 @@ class Capabilities:
     ``mirror``; ``events`` mode's operation is ``event``, see :mod:`conn.events`).
     ``erasure`` names the vendor's erasure API when the object has one (e.g.
     ``"HubSpot GDPR delete"``): ``erase`` requests (``conn forget``) then go to it, and
-    the destination removes the person rather than the record. ``values`` says which
+    the destination removes the person rather than the record. ``merges`` names the
+    vendor's merge API when the object has one (e.g. ``"HubSpot contact merge"``): when
+    two profiles merge, ``merge`` requests then fold the absorbed record into the
+    survivor's (:meth:`Destination.merge_batch`) instead of deleting it, so the record's
+    history stays (docs/profiles.md, "Merges reach destinations"). ``values`` says which
     values its format carries exactly: ``"json"`` (JSON or other text; the mapper rejects
     rows holding NaN, ±Infinity or dates outside the years 0001-9999) or ``"arrow"``
     (typed columns holding any Arrow value); see :mod:`conn.mapping.carry`.
@@ -62,6 +67,7 @@ class Capabilities:
     concurrency: int = 1
     values: str = "json"
     erasure: str = ""
+    merges: str = ""
 
     def operations(self) -> frozenset[str]:
         ops = set()
@@ -71,6 +77,8 @@ class Capabilities:
             ops.discard("delete")
         if self.erasure:
             ops.add("erase")
+        if self.merges:
+            ops.add("merge")
         return frozenset(ops)
 
 
@@ -258,6 +266,26 @@ class Destination(Connector, abc.ABC):
         Report per-record rejections with reasons; raise :class:`conn.errors.RetryLater`
         (or any exception) if nothing can be confirmed: all rows then stay pending."""
 
+    def merge_batch(self, request: WriteRequest) -> WriteResult:
+        """Merge records pairwise through the vendor's merge API
+        (:attr:`Capabilities.merges`), for at most ``capabilities.batch_size`` pairs.
+
+        :meth:`WriteRequest.merge_pairs` gives the pairs as two aligned Arrow arrays: the
+        match values of the absorbed records and of the records that survive (both as
+        the destination received them; the survivor was delivered before or in this
+        run). Fold each absorbed record into its survivor, keeping its history.
+
+        Report per pair, as :meth:`write_batch` does per record (``Rejection.index`` is
+        the pair's position): an acknowledged pair is done and the absorbed record
+        leaves the sync's state; a pair whose absorbed record the destination no longer
+        has counts as done (the duplicate is gone); a rejected pair (say the survivor
+        is missing) is listed with its reason and tried again next run, while the
+        absorbed record stays; raise :class:`conn.errors.RetryLater` (or any exception)
+        when nothing could be confirmed: every pair stays pending. Only called for
+        objects that declare ``merges``."""
+        raise NotImplementedError(f"{type(self).__name__} declares merges but does not "
+                                  "implement merge_batch")
+
     def describe_requests(self, request: WriteRequest) -> list[dict[str, Any]]:
         """For ``--dry-run``: the requests ``write_batch`` would send (method, path,
         body), secrets redacted. Default: the records themselves."""
@@ -293,9 +321,10 @@ class Destination(Connector, abc.ABC):
                 ) -> Iterator[list[ChunkResult]]:
         """Write a planned batch: the runtime's only way into a destination. Verifies
         the request came through the consent gate, enforces the declared capabilities,
-        splits it into chunks of ``batch_size`` (one :meth:`write_batch` call each, up
-        to ``concurrency`` at once) and yields the outcomes of the chunks that finished,
-        as soon as they finish (several at once when they finished together).
+        splits it into chunks of ``batch_size`` (one :meth:`write_batch` call each, or
+        :meth:`merge_batch` for ``merge``; up to ``concurrency`` at once) and yields the
+        outcomes of the chunks that finished, as soon as they finish (several at once
+        when they finished together).
 
         A chunk is sent only while fewer than ``concurrency`` chunks are in flight or
         finished but not yet handed back and taken (the caller commits them before it
@@ -326,7 +355,8 @@ class Destination(Connector, abc.ABC):
             chunk = replace(request.slice(offset, size), chunk=offset // size,
                             chunks=len(offsets), rows_total=n)
             try:
-                res = self.write_batch(chunk)
+                res = (self.merge_batch(chunk) if chunk.operation == "merge"
+                       else self.write_batch(chunk))
             except Exception as exc:  # the runtime decides what to do; rows stay pending
                 res = WriteResult(pending=list(range(len(chunk))), error=exc)
             _check_indices(self, res, len(chunk))

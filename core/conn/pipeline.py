@@ -91,6 +91,10 @@ def is_mapped(obj: Any) -> bool:
 
 _REQUEST_SEAL = object()
 
+#: The column of a ``merge`` request holding each survivor's match value (next to the
+#: match key column, which holds the absorbed records' match values).
+MERGE_INTO = "_conn_merge_into"
+
 
 class UngatedWrite(ConnError):
     """A write request that did not come through the consent gate and the mapper."""
@@ -103,7 +107,8 @@ class WriteRequest:
     ``records`` holds mapped destination fields, already consent-gated; ``match_key`` is
     the identifier field; for ``delete`` and ``erase`` (remove the person through the
     vendor's erasure API, :attr:`~conn.destination.Capabilities.erasure`) the batch holds
-    only the match key column.
+    only the match key column; for ``merge`` (:meth:`merge_pairs`) the match key column
+    (the absorbed records) and :data:`MERGE_INTO` (their survivors).
     """
 
     sync: str
@@ -157,6 +162,15 @@ class WriteRequest:
 
         return request_key(self.idempotency_keys())
 
+    def merge_pairs(self) -> tuple[pa.Array, pa.Array]:
+        """A ``merge`` request's pairs: the absorbed records' match values and, aligned,
+        the match values of the records they merge into (see
+        :meth:`~conn.destination.Destination.merge_batch`)."""
+        if self.operation != "merge":
+            raise ConnError(f"a {self.operation!r} request holds no merge pairs")
+        absorbed = self.records.column(self.match_key)
+        return absorbed, self.records.column(MERGE_INTO)
+
     def to_pylist(self) -> list[dict[str, Any]]:
         """Records as dicts; for API payloads of one request (at most ``batch_size``).
         Null values of fields mapped with ``null: skip`` are left out."""
@@ -181,7 +195,8 @@ class _SharedKeys:
                 r = self._root
                 assert r is not None and r.basis is not None
                 b = r.basis
-                hashes = None if r.operation in ("delete", "erase") else b.column("hash")
+                removes = r.operation in ("delete", "erase", "merge")
+                hashes = None if removes else b.column("hash")
                 self._value = record_keys(r.sync, r.object.name, r.operation, b.column("key"),
                                           b.column("previous"), hashes)
                 self._root = None

@@ -112,6 +112,21 @@ class ProfilesSource(Source):
             return st.merged_away(stream.name.removeprefix("profiles."))
 
 
+def survivors(source: Source, stream: StreamInfo) -> pa.Table | None:
+    """For a sync reading a profile set: each absorbed profile id (``old_id``) with the
+    profile it lives on in now (``new_id``, see
+    :meth:`~conn.profiles.store.ProfileStore.survivors`); None for another source."""
+    from conn.profiles import store
+
+    if not isinstance(source, ProfilesSource):
+        return None
+    if not store.path(source._state_dir()).is_file():
+        return pa.table({"old_id": pa.array([], pa.string()),
+                         "new_id": pa.array([], pa.string())})
+    with store.opened(source._state_dir(), read_only=True) as st:
+        return st.survivors(stream.name.removeprefix("profiles."))
+
+
 def _stream(name: str, schema: pa.Schema) -> StreamInfo:
     # TYPE and TYPE_all (every value, a list) both hold the identifier: both are tagged,
     # so a policy on the kind covers every copy of an e-mail (docs/profiles.md).

@@ -124,6 +124,51 @@ class ProfileStore:
                            "WHERE kind = 'merge'")
         return rel.to_arrow_table().column(0).combine_chunks()
 
+    def survivors(self, name: str, max_steps: int = 64) -> pa.Table:
+        """Each absorbed profile id (``old_id``) with the profile it lives on in now
+        (``new_id``), following chains of merges (a into b, later b into c: a's survivor
+        is c). Only ids absorbed for good and survivors in the set are listed: an old id
+        that is a profile again, an id whose last merge split it over several profiles,
+        and a chain that leads nowhere (a cycle, or an id that left the set) are left
+        out, so their records are deleted rather than merged. Vectorised: DuckDB joins
+        the merges with the set, then each step of the longest chain is one numpy
+        gather over row positions."""
+        import numpy as np
+        import pyarrow.compute as pc
+
+        empty = pa.table({"old_id": pa.array([], pa.string()),
+                          "new_id": pa.array([], pa.string())})
+        if not self.has(name, "changes") or not self.has(name, "golden"):
+            return empty
+        # Each id's last merge (the build that absorbed it; split over several profiles
+        # in that build: ambiguous, left out), and whether either end is a profile now.
+        step = self.con.sql(f"""WITH last AS (
+              SELECT old_id, any_value(new_id) AS new_id FROM (
+                SELECT old_id, new_id FROM {_t(name, 'changes')} WHERE kind = 'merge'
+                QUALIFY changed_at = max(changed_at) OVER (PARTITION BY old_id))
+              GROUP BY old_id HAVING count(DISTINCT new_id) = 1)
+            SELECT l.old_id, l.new_id, o.profile_id IS NOT NULL AS old_live,
+                   n.profile_id IS NOT NULL AS new_live
+            FROM last l LEFT JOIN {_t(name, 'golden')} o ON o.profile_id = l.old_id
+            LEFT JOIN {_t(name, 'golden')} n ON n.profile_id = l.new_id""").to_arrow_table()
+        if not step.num_rows:
+            return empty
+        old = step.column("old_id").combine_chunks()
+        new = step.column("new_id").combine_chunks()
+        live = step.column("new_live").to_numpy()
+        # The row of each target's own last merge (-1: it has none, the chain ends).
+        onward = pc.index_in(new, value_set=old).fill_null(-1).to_numpy()
+        at = np.arange(len(old))
+        for _ in range(max_steps):
+            moving = ~live[at]
+            moving[moving] = onward[at[moving]] >= 0
+            if not moving.any():
+                break
+            at[moving] = onward[at[moving]]
+        done = live[at] & ~step.column("old_live").to_numpy()
+        rows = pa.array(at[done])
+        return pa.table({"old_id": old.filter(pa.array(done)), "new_id": new.take(rows)})
+
     def last_build(self, name: str) -> dict[str, Any] | None:
         rows = self.query("SELECT * FROM builds WHERE name = ? ORDER BY built_at DESC LIMIT 1",
                           [name])

@@ -12,7 +12,14 @@ import numpy as np
 import pyarrow as pa
 
 from conn.destination import ChunkResult, WriteResult
-from conn.pipeline import MappedBatch, UngatedWrite, WriteRequest, is_mapped, seal_request
+from conn.pipeline import (
+    MERGE_INTO,
+    MappedBatch,
+    UngatedWrite,
+    WriteRequest,
+    is_mapped,
+    seal_request,
+)
 from conn.state.planner import REASON_NULL
 
 if TYPE_CHECKING:
@@ -20,7 +27,7 @@ if TYPE_CHECKING:
     from conn.state import SyncState
 
 __all__ = ["BatchDelivery", "UngatedWrite", "ack_mask", "answered_rows", "basis",
-           "delete_request", "merged_result", "rejections", "request_from_plan"]
+           "delete_request", "merge_request", "merged_result", "rejections", "request_from_plan"]
 
 
 def basis(keys: pa.Array, hashes: pa.Array | None, previous: pa.Array) -> pa.RecordBatch:
@@ -55,6 +62,19 @@ def delete_request(sync: str, obj: ObjectInfo, match_values: pa.RecordBatch, mat
     if match_values.num_columns != 1 or match_values.schema.names[0] != match_key:
         raise UngatedWrite(f"{operation!r} requests carry only the match key column")
     return seal_request(sync, obj, operation, match_values, match_key, dry_run, basis=basis)
+
+
+def merge_request(sync: str, obj: ObjectInfo, absorbed: pa.Array, survivors: pa.Array,
+                  match_key: str, dry_run: bool = False, *,
+                  basis: pa.RecordBatch | None = None) -> WriteRequest:
+    """A ``merge`` request: pairs of match values the destination already holds (each
+    absorbed record and the record it folds into), nothing else. The survivor's values
+    were sent through the gate; the runtime merges only survivors the gate passed in
+    this run (:mod:`conn.runtime.merged`), so a merge carries no row it withheld."""
+    if len(absorbed) != len(survivors):
+        raise UngatedWrite("a merge request pairs each absorbed record with one survivor")
+    batch = pa.RecordBatch.from_arrays([absorbed, survivors], names=[match_key, MERGE_INTO])
+    return seal_request(sync, obj, "merge", batch, match_key, dry_run, basis=basis)
 
 
 @dataclass

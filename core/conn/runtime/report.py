@@ -46,6 +46,9 @@ class SyncReport:
     inserted: int = 0
     updated: int = 0
     deleted: int = 0
+    #: Absorbed profiles merged into their survivors through the destination's merge
+    #: API (docs/profiles.md, "Merges reach destinations"; left out when none).
+    merged: int = 0
     unchanged: int = 0
     skipped: int = 0
     rejected: int = 0
@@ -82,7 +85,7 @@ class SyncReport:
         d = asdict(self)
         if not d["preview"]:
             d.pop("preview")
-        for optional in ("erasures", "experiment", "rejected_only"):
+        for optional in ("erasures", "experiment", "rejected_only", "merged"):
             if not d[optional]:
                 d.pop(optional)
         return redact_obj(d)

@@ -27,9 +27,8 @@ from conn.errors import ConfigError, ConfigErrors, ConnError
 from conn.keys import key_array
 from conn.mapping import build_mapper
 from conn.privacy.suppression import Suppression
-from conn.runtime import activation, delivery, forget, holdouts, pausing, retry
+from conn.runtime import activation, delivery, forget, holdouts, merged, pausing, retry
 from conn.runtime.lane import DeliveryLane, JobSink
-from conn.runtime.merged import absorbed_profiles, of_keys
 from conn.runtime.opening import OpenedInBackground
 from conn.runtime.options import RunOptions
 from conn.runtime.report import RunInfo, RunReport, SyncReport
@@ -301,7 +300,7 @@ class SyncRunner:
                                     full_resync=self.options.full_resync, target=target,
                                     on_target_change=on_change), "conn-state-open") as \
                     opening, DeliveryLane() as lane:
-                self._body(p, opening.value, lane)
+                self._body(p, merged.watch(p, self.sync, opening.value), lane)
             summary = p.gate.summary()
             rep.experiment = p.holdout.finish() if p.holdout is not None else {}
             rep.consent = summary
@@ -366,14 +365,13 @@ class SyncRunner:
         st = state_of()
         if rep.status != "running" or self.options.rejected_only:
             return  # a retry of rejected rows sends them only (conn.runtime.retry)
-        if self.sync.mode == "mirror":
-            self._delete_missing(p, st, lane)
-        elif self._full_read and (merged := absorbed_profiles(p, self.sync)) is not None:
-            self._delete_missing(p, st, lane, only=merged)
+        if self.sync.mode == "mirror" or (self._full_read and merged.absorbs(st)):
+            self._delete_missing(p, st, lane, only=merged.deleting(st))
         elif not self.options.dry_run and self._full_read:
             # The source was read to the end: rejections of keys that left it
             # are cleared (mirror mode does it while deleting).
             st.finish()
+        merged.send(self, p, st, lane)  # merges into survivors, after their upserts
 
     def _stream_batches(self, p: PreparedSync, state_of: Callable[[], SyncState],
                         lane: DeliveryLane) -> None:
@@ -542,13 +540,13 @@ class SyncRunner:
         return acked
 
     def _delete_missing(self, p: PreparedSync, st: SyncState, lane: DeliveryLane, *,
-                        only: pa.Array | None = None) -> None:
-        """Mirror mode: delete what left the set (``only``: of these keys, see
-        :mod:`conn.runtime.merged`). Each batch is written on the lane and waited for
-        before the next is looked up (the state's lookup and commit take turns)."""
+                        only: Callable[[Deletions], Deletions | None] | None = None) -> None:
+        """Mirror mode: delete what left the set (``only``: the part of each batch to
+        delete, see :mod:`conn.runtime.merged`). Each batch is written on the lane and
+        waited for before the next is looked up (the state's lookup and commit take turns)."""
         size = max(p.obj.capabilities.batch_size, 1000)
         for found in st.deletions(size, self._match_type):
-            gone = found if only is None else of_keys(found, only)
+            gone = found if only is None else only(found)
             if gone is None:
                 continue
             go_on = lane.call(partial(self._deliver_deletes, p, st, gone, time.monotonic()))

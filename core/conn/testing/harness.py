@@ -112,6 +112,25 @@ def write_records(dest: Destination, object_name: str, records: Any, *,
                                    match_key=match_key, sync=sync))
 
 
+def merge_records(dest: Destination, object_name: str, absorbed: Iterable[Any],
+                  survivors: Iterable[Any], *, match_key: str | None = None,
+                  sync: str = "test") -> WriteResult:
+    """Merge records of ``dest`` pairwise (``absorbed[i]`` into ``survivors[i]``, match
+    values of ``match_key``, default the object's first identifier) through the
+    runtime's delivery path, as a sync over a profile set does after a merge (the
+    object must declare ``merges``; see
+    :meth:`~conn.destination.Destination.merge_batch`), and return the outcome per
+    pair."""
+    obj = dest.object(object_name)
+    key = match_key or obj.identifiers[0]
+    a, s = pa.array(list(absorbed)), pa.array(list(survivors))
+    keys = a.cast(pa.string())
+    request = delivery.merge_request(sync, obj, a, s.cast(a.type), key,
+                                     basis=delivery.basis(keys, None,
+                                                          pa.nulls(len(a), pa.uint64())))
+    return dest.write(request)
+
+
 def read_all(source: Source, stream: str, state: Any = None,
              batch_rows: int | None = None) -> tuple[pa.Table, list[Any]]:
     """Read a whole stream; returns the table and the bookmarks the source yielded."""

@@ -381,6 +381,38 @@ class _DestinationSuite(_Common):
             self._assert_all_acknowledged(self._write(dest, unknown, "erase"),
                                           "erase of keys never written")
 
+    def test_merge_acknowledged_and_absorbed_gone(self, ctx: SuiteContext) -> None:
+        """When the object declares ``merge`` (``Capabilities.merges``): merging a record
+        written before into another is acknowledged (and the absorbed one is gone when
+        readable, the survivor kept); the same merge again, and the merge of a key the
+        destination never held, are acknowledged too (the duplicate is not there: done).
+        """
+        from conn.testing.harness import merge_records
+
+        with self.make(ctx) as dest:
+            obj = self._obj(dest)
+            if "merge" not in obj.capabilities.operations():
+                pytest.skip(f"object {self.object!r} declares no merge API")
+            assert obj.capabilities.merges.strip(), "merge declared without naming the API"
+            key = self._key(obj)
+            written = self._write_first(dest, obj, key, "merge")
+            if written is None:
+                pytest.fail("merge declared but nothing can be written first")
+            absorbed, survivor = written.column(key).to_pylist()[:2]
+            pair = ([absorbed], [survivor])
+            self._assert_all_acknowledged(
+                merge_records(dest, self.object, *pair, match_key=key), "merge")
+            back = self._keys_back(ctx, dest, key)
+            if back is not None:
+                assert self._stored(absorbed) not in back, "the absorbed record stayed"
+                assert self._stored(survivor) in back, "the survivor is gone"
+            self._assert_all_acknowledged(
+                merge_records(dest, self.object, *pair, match_key=key), "merge again")
+            unknown = self._unique_keys(self._batch(), key, 1, "never-written")
+            self._assert_all_acknowledged(
+                merge_records(dest, self.object, unknown.column(key).to_pylist(), [survivor],
+                              match_key=key), "merge of a key never written")
+
     def test_dry_run_descriptions_hold_no_secret(self, ctx: SuiteContext) -> None:
         """``describe_requests`` (``--dry-run``) returns JSON-serialisable requests without
         secret values."""

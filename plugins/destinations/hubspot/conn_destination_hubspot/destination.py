@@ -16,6 +16,11 @@ event        object ``events`` (``mode: events``): ``/events/v3/send/batch``, cu
 erase        contacts only: ``/crm/v3/objects/contacts/gdpr-delete``, one call per
              contact, ``{"objectId": <value>, "idProperty": <match key>}`` (no
              ``idProperty`` when matching on ``hs_object_id``)
+merge        contacts only (profile merges): ``/crm/v3/objects/contacts/batch/read``
+             (resolve both record ids by ``idProperty``), then
+             ``/crm/v3/objects/contacts/merge`` per pair, ``{"primaryObjectId":
+             <survivor>, "objectIdToMerge": <absorbed>}`` (see
+             :mod:`conn_destination_hubspot.merge`)
 ===========  =====================================================================
 
 Objects named in ``lists`` are static contact lists: upsert adds the contacts to the list,
@@ -69,6 +74,8 @@ from conn.destination import (
 from conn.errors import CheckFailed, ConfigError, ConnError, RetryLater
 from conn.http import LazyClient
 from conn.http.config import client_from_config, concurrency_schema, http_settings_schema
+
+from conn_destination_hubspot import merge
 
 if TYPE_CHECKING:
     import httpx
@@ -262,8 +269,10 @@ class HubSpotDestination(LazyClient, Destination):
         custom = self.config.get("custom_properties") or {}
         for object_type in OBJECT_TYPES:
             specs = custom.get(object_type) or {}
-            # Only contacts are persons with a GDPR delete; companies archive.
-            obj_caps = replace(caps, erasure=ERASURE) if object_type == "contacts" else caps
+            # Only contacts are persons, with a GDPR delete and a merge of profiles;
+            # companies archive.
+            obj_caps = replace(caps, erasure=ERASURE, merges=merge.MERGES) \
+                if object_type == "contacts" else caps
             standard = ObjectInfo.from_package(__package__, object_type, obj_caps)
             out.append(standard.with_fields(
                 {prop: _custom_field(spec) for prop, spec in specs.items()},
@@ -404,6 +413,8 @@ class HubSpotDestination(LazyClient, Destination):
             calls = [(events.SEND_BATCH, {"inputs": [item for _, item in inputs]})]
         elif request.operation == "erase":
             calls = [(GDPR_DELETE, body) for body in self._gdpr_bodies(request)]
+        elif request.operation == "merge":
+            calls = list(merge.describe(request))
         elif request.operation == "delete":
             t, key = request.object.name, request.match_key
             ids = [str(v) for v in request.records.column(0).to_pylist()]
@@ -446,6 +457,13 @@ class HubSpotDestination(LazyClient, Destination):
         # Indices of the inputs are their positions; write_with_split reports them
         # relative to the list it was given, which is the whole batch here.
         return write_with_split(inputs, send)
+
+    def merge_batch(self, request: WriteRequest) -> WriteResult:
+        """Profile merges as contact merges: each pair's record ids read by the match key,
+        then ``POST /crm/v3/objects/contacts/merge`` per pair; an absorbed contact
+        HubSpot does not have counts as merged, a survivor it does not have is rejected
+        (see :mod:`conn_destination_hubspot.merge`)."""
+        return merge.merge(self._post, request, _error_body, _message)
 
     def _send_events(self, request: WriteRequest) -> WriteResult:
         """Custom behavioral event occurrences (see :mod:`conn_destination_hubspot.events`):

@@ -130,3 +130,62 @@ def test_erase_gdpr_deletes_by_email_and_record_id(cassette: Callable[[str], Any
     assert cas.all_played
     for res in (by_email, by_id):
         assert res.rejected == [] and res.pending == [] and res.error is None
+
+
+#: A unique custom property holding conn's profile id (the match key of a profile sync).
+PROFILE = {"contacts": {"profile_id": {"type": "string", "unique": True}}}
+
+
+def test_merge_resolves_ids_then_merges_each_pair(cassette: Callable[[str], Any]) -> None:
+    """Profile merges (cassette built from HubSpot's documentation): one batch read
+    resolves the record ids by ``profile_id``; cat merges into bob; an absorbed contact
+    HubSpot does not have counts as merged (no call); a survivor it does not have is
+    rejected, retryably, with nothing sent."""
+    from conn.testing.harness import merge_records
+
+    with cassette("merge_contacts") as cas:
+        res = merge_records(make(custom_properties=PROFILE), "contacts",
+                            ["p_cat", "p_gone", "p_ann2"], ["p_bob", "p_bob", "p_missing"],
+                            match_key="profile_id")
+    assert cas.all_played and res.pending == [] and res.error is None
+    assert [(r.index, r.retryable) for r in res.rejected] == [(2, True)]
+    assert "profile_id=p_missing) is not in HubSpot" in res.rejected[0].reason
+
+
+def test_merge_errors_by_record_id(cassette: Callable[[str], Any]) -> None:
+    """Matched on ``hs_object_id`` (no read): HubSpot's 400 rejects that pair with its
+    message; a 404 (the absorbed contact is gone) counts as merged; a 429 is retried."""
+    from conn.testing.harness import merge_records
+
+    dest = make()
+    with cassette("merge_errors") as cas:
+        res = merge_records(dest, "contacts", ["700", "701", "702"], ["512", "512", "512"],
+                            match_key="hs_object_id")
+    assert cas.all_played and res.pending == [] and res.error is None
+    assert [r.index for r in res.rejected] == [0]
+    assert res.rejected[0].reason.startswith("HTTP 400: VALIDATION_ERROR")
+    assert "250 merged identities" in res.rejected[0].reason
+    ex = res.rejected[0].excerpt
+    assert ex is not None and (ex["path"], ex["status"]) == ("/crm/v3/objects/contacts/merge", 400)
+    assert dest.client.stats["throttled"] == 1
+
+
+def test_merge_dry_run_describes_the_calls() -> None:
+    import pyarrow as pa
+    from conn.pipeline import MERGE_INTO
+    from conn.runtime import delivery
+
+    dest = make(custom_properties=PROFILE)
+    obj = dest.object("contacts")
+    assert "merge" in obj.capabilities.operations() and "contact merge" in \
+        obj.capabilities.merges
+    assert "merge" not in dest.object("companies").capabilities.operations()
+    req = delivery.merge_request("s", obj, pa.array(["p_cat"]), pa.array(["p_bob"]),
+                                 "profile_id", True)
+    assert req.records.schema.names == ["profile_id", MERGE_INTO]
+    calls = dest.describe_requests(req)
+    assert [c["path"] for c in calls] == ["/crm/v3/objects/contacts/batch/read",
+                                          "/crm/v3/objects/contacts/merge"]
+    assert calls[1]["json"] == {"primaryObjectId": "<hs_object_id of profile_id=p_bob>",
+                                "objectIdToMerge": "<hs_object_id of profile_id=p_cat>"}
+    assert TOKEN not in json.dumps(calls)

@@ -69,6 +69,17 @@ def emulate(server: FaultServer) -> None:
                                     "message": "Object not found."})
         return Reply(204)
 
+    def merge(req: RecordedRequest, srv: FaultServer) -> Reply:
+        body = req.json or {}
+        keep = str(body.get("primaryObjectId", "")).removeprefix("rid-")
+        gone = str(body.get("objectIdToMerge", "")).removeprefix("rid-")
+        if keep not in srv.store or gone not in srv.store:
+            return Reply(404, json={"status": "error", "category": "OBJECT_NOT_FOUND",
+                                    "message": "Object not found."})
+        srv.store[keep] = {**srv.store.pop(gone), **srv.store[keep]}
+        return Reply(200, json={"id": f"rid-{keep}", "properties": {"email": keep},
+                                "archived": False})
+
     def usage(req: RecordedRequest, srv: FaultServer) -> Reply:
         return Reply(200, json=[{"name": "private-apps-api-calls-daily", "usageLimit": 250000,
                                  "currentUsage": 1}])
@@ -79,6 +90,7 @@ def emulate(server: FaultServer) -> None:
     server.route("POST", f"{BASE}/read", guard(read))
     server.route("POST", f"{BASE}/archive", guard(archive))
     server.route("POST", "/crm/v3/objects/contacts/gdpr-delete", guard(gdpr_delete))
+    server.route("POST", "/crm/v3/objects/contacts/merge", guard(merge))
 
 
 def config(ctx: SuiteContext, **overrides: Any) -> dict[str, Any]:

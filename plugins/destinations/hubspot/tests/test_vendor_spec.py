@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conn.testing.harness import write_records
+from conn.testing.harness import merge_records, write_records
 from conn.testing.http import FaultServer, RecordedRequest, Reply
 from conn_destination_hubspot.destination import HubSpotDestination
 
@@ -34,6 +34,10 @@ def hubspot(req: RecordedRequest, srv: FaultServer) -> Reply:
     verb = req.path.rsplit("/", 1)[-1]
     if verb in ("archive", "gdpr-delete"):
         return Reply(204)
+    if verb == "merge":
+        return Reply(200, json={"id": body.get("primaryObjectId"), "properties": {},
+                                "createdAt": "2025-05-01T10:00:00.000Z",
+                                "updatedAt": "2025-05-01T10:00:00.000Z", "archived": False})
     if verb == "read":
         return Reply(200, json={"status": "COMPLETE", "results": [
             {"id": f"rid-{i['id']}", "properties": {body.get("idProperty", "x"): i["id"]}}
@@ -74,8 +78,9 @@ def test_the_operation_table_comes_from_hubspots_client() -> None:
                               "PublicGdprDeleteInput")
     assert table["send_batch"] == ("POST", "/events/v3/send/batch",
                                    "BatchedBehavioralEventHttpCompletionRequest")
+    assert table["merge"] == ("POST", "/crm/v3/objects/contacts/merge", "PublicMergeInput")
     assert set(table) == {"create", "read", "update", "upsert", "archive", "purge",
-                          "send_batch"}
+                          "merge", "send_batch"}
 
 
 @pytest.mark.parametrize(("body", "model", "wanted"), [
@@ -133,13 +138,17 @@ def test_every_request_of_the_write_path_follows_the_specification(
                                                 else "901"}], operation="erase",
                             match_key=key)
         assert not res.rejected and not res.pending, res.error
+    for key, pair in (("email", ["ann@example.com", "ada@example.com"]),
+                      ("hs_object_id", ["902", "901"])):
+        res = merge_records(dest, "contacts", pair[:1], pair[1:], match_key=key)
+        assert not res.rejected and not res.pending, res.error
     dest.close()
     problems = [e for r in fault_server.requests
                 for e in request_errors(r.method, r.path, r.headers, r.body)]
     assert problems == []
     used = {o.name for r in fault_server.requests for o in OPERATIONS
             if o.matches(r.method, r.path)}
-    assert used == {"create", "read", "update", "upsert", "archive", "purge"}
+    assert used == {"create", "read", "update", "upsert", "archive", "purge", "merge"}
 
 
 def test_every_cassette_request_follows_the_specification() -> None:

@@ -100,6 +100,23 @@ def gdpr_operation() -> Operation:
     return Operation("purge", seen["method"], seen["path"], body_model.group(1))
 
 
+def merge_operation() -> Operation:
+    """The contact merge as ``hubspot-api-client``'s contacts ``BasicApi`` defines it
+    (profile merges; one pair a call)."""
+    api = contacts_api.BasicApi(contacts_api.ApiClient())
+    seen: dict[str, str] = {}
+
+    def capture(path: str, method: str, *args: Any, **kwargs: Any) -> None:
+        seen.update(path=path, method=method)
+
+    api.api_client.call_api = capture  # type: ignore[method-assign]
+    doc = api.merge_with_http_info.__doc__ or ""
+    body_model = re.search(r":type public_merge_input: (\w+)", doc)
+    assert body_model, "hubspot-api-client BasicApi.merge: no body type documented"
+    api.merge("stub-body")
+    return Operation("merge", seen["method"], seen["path"], body_model.group(1))
+
+
 def events_operation() -> Operation:
     """Custom behavioral events' batch send (``send_batch``) as ``hubspot-api-client``'s
     ``hubspot.events.send`` ``BatchApi`` defines it (the ``events`` object)."""
@@ -118,7 +135,7 @@ def events_operation() -> Operation:
     return Operation("send_batch", seen["method"], seen["path"], body_model.group(1))
 
 
-OPERATIONS = [*sdk_operations(), gdpr_operation(), events_operation()]
+OPERATIONS = [*sdk_operations(), gdpr_operation(), merge_operation(), events_operation()]
 #: The client's own checks of required fields and enumerations (off by default there).
 _STRICT = objects_api.Configuration()
 _STRICT.client_side_validation = True
@@ -191,7 +208,7 @@ def request_errors(method: str, path: str, headers: Mapping[str, str],
     op = next((o for o in OPERATIONS if o.matches(method, path)), None)
     if op is None:
         return [*errors, f"{method} {path}: no such operation in hubspot-api-client's "
-                         "BatchApi, contacts BasicApi.purge or events BatchApi.send"]
+                         "BatchApi, contacts BasicApi.purge and .merge or events BatchApi.send"]
     ctype = lower.get("content-type")
     if ctype is not None and not ctype.startswith("application/json"):
         errors.append(f"{method} {path}: {DOCUMENTED['json'][0]}, not {ctype}")
