@@ -291,3 +291,83 @@ def test_survivors_match_the_model(tmp_path_factory, live, merges):
                    strict=True))
     assert got == model(live, merges)
     assert pa.types.is_string(t.schema.field("new_id").type)
+
+
+# --- a destination without a merge API, keyed by e-mail ---------------------------------
+
+#: What the e-mail-keyed destination holds: e-mail -> record.
+by_email: dict[str, dict[str, Any]] = {}
+
+
+class EmailKeyedDestination(Destination):
+    """A list keyed by e-mail that can delete but has no merge API."""
+
+    name = "by_email"
+    config_schema: ClassVar[dict[str, Any]] = {"type": "object"}
+
+    def check(self) -> None:
+        """Nothing to reach."""
+
+    def objects(self) -> list[ObjectInfo]:
+        """``people`` by e-mail: upsert and mirror, no merges."""
+        caps = Capabilities(modes=frozenset({"upsert", "mirror"}))
+        return [ObjectInfo("people", {"type": "object"}, ("email",), caps)]
+
+    def write_batch(self, request: WriteRequest) -> WriteResult:
+        """Upsert or delete by e-mail."""
+        for row in request.to_pylist():
+            if request.operation == "delete":
+                deleted.append(row["email"])
+                by_email.pop(row["email"], None)
+            else:
+                by_email[row["email"]] = row
+        return WriteResult()
+
+
+@hookimpl
+def register_destinations(register: Callable[..., None]) -> None:  # noqa: F811
+    """This module's destinations."""
+    register(MergingDestination)
+    register(EmailKeyedDestination)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["upsert", "mirror"])
+def test_an_absorbed_record_whose_match_value_a_profile_holds_is_not_deleted(
+        project, monkeypatch, capsys, mode):
+    """Cat is absorbed into Bob. At an e-mail-keyed destination without a merge API,
+    cat's record is that of ``test@test.com``, the junk e-mail cat and Dan both typed
+    (junk joins no one, so they stay two profiles holding one destination record).
+    Deleting cat's record would delete Dan's: a record a profile of this run holds is
+    not deleted. Before the fix, both modes deleted it."""
+    by_email.clear()
+    project.joinpath("conn.yml").write_text(
+        PROJECT.replace("type: files", "type: by_email")
+        .replace("mode: mirror", f"mode: {mode}"))
+    assert cli(monkeypatch, capsys, "profiles", "build")[0] == 0
+    code, s = sync(monkeypatch, capsys)
+    assert code == 0, s
+    assert by_email["test@test.com"]["name"] in ("cat", "dan"), by_email
+    warehouse(project, [*APP, CAT_IS_BOB], CRM)
+    code, out = cli(monkeypatch, capsys, "profiles", "build", "--json")
+    assert code == 0 and json.loads(out)["builds"][0]["merges"] == 1, out
+    code, s = sync(monkeypatch, capsys)
+    assert code == 0, s
+    assert "test@test.com" not in deleted, (deleted, by_email)
+    assert "test@test.com" in by_email
+
+
+@pytest.mark.slow
+def test_a_mirror_sync_keeps_a_record_a_staying_profile_holds(project, monkeypatch, capsys):
+    """Dan leaves the sources; Cat, who typed the same junk e-mail, stays. A mirror sync
+    keyed by e-mail deletes Dan's profile, but not the ``test@test.com`` record Cat
+    holds (no merge involved: the set has none)."""
+    by_email.clear()
+    project.joinpath("conn.yml").write_text(PROJECT.replace("type: files", "type: by_email"))
+    assert cli(monkeypatch, capsys, "profiles", "build")[0] == 0
+    assert sync(monkeypatch, capsys)[0] == 0
+    warehouse(project, [r for r in APP if r[3] != "dan"], CRM)
+    assert cli(monkeypatch, capsys, "profiles", "build")[0] == 0
+    code, s = sync(monkeypatch, capsys)
+    assert code == 0, s
+    assert "test@test.com" not in deleted and "test@test.com" in by_email

@@ -53,30 +53,33 @@ LOOKUP_ROWS = 10_000
 
 def watch(p: PreparedSync, sync: SyncConfig, state_of: Callable[[], SyncState]
           ) -> Callable[[], SyncState]:
-    """``state_of``, its state wrapped in a :class:`MergeWatch` when ``sync`` is an upsert
-    or mirror sync over a profile set where merges absorbed profiles (unchanged
-    otherwise). A destination that can neither delete nor merge keeps the absorbed
+    """``state_of``, its state wrapped in a :class:`MergeWatch` when ``sync`` is a mirror
+    sync over a profile set, or an upsert sync over one where merges absorbed profiles
+    (unchanged otherwise). A destination that can neither delete nor merge keeps the absorbed
     records: the log says how many."""
     from conn.profiles.source import ProfilesSource, survivors
 
     if sync.mode not in ("upsert", "mirror") or not isinstance(p.source, ProfilesSource):
         return state_of
     absorbed = p.source.merged_away(p.stream)
-    if not len(absorbed):
+    # A mirror sync is watched without merges too: it deletes every profile that left,
+    # and a record a staying profile holds must not be.
+    if not len(absorbed) and sync.mode == "upsert":
         return state_of
     caps = p.obj.capabilities
     if not caps.supports_delete and not caps.merges:
-        log.warning("sync %s: %s cannot delete, so the records of %d merged profiles "
-                    "stay there (docs/profiles.md)", sync.name, sync.destination,
-                    len(absorbed))
+        if len(absorbed):
+            log.warning("sync %s: %s cannot delete, so the records of %d merged profiles "
+                        "stay there (docs/profiles.md)", sync.name, sync.destination,
+                        len(absorbed))
         return state_of
-    pairs = survivors(p.source, p.stream) if caps.merges else None
+    pairs = survivors(p.source, p.stream) if caps.merges and len(absorbed) else None
     made: list[MergeWatch] = []
 
     def opened() -> SyncState:
         if not made:
             made.append(MergeWatch(state_of(), absorbed, pairs, caps.supports_delete,
-                                   upsert=sync.mode == "upsert"))
+                                   upsert=sync.mode == "upsert", match_key=p.match_key))
         return made[0]
 
     return opened
@@ -95,16 +98,24 @@ def deleting(st: SyncState) -> Callable[[Deletions], Deletions | None] | None:
         return None
     merging = st.merging_keys()
     only = st.absorbed if st.upsert else None
-    if only is None and not len(merging):
+    live = st.live_values()
+    if only is None and not len(merging) and not len(live):
         return None
-    return partial(_select, only=only, skip=merging)
+    return partial(_select, only=only, skip=merging, live=live)
 
 
-def _select(gone: Deletions, *, only: pa.Array | None, skip: pa.Array) -> Deletions | None:
+def _select(gone: Deletions, *, only: pa.Array | None, skip: pa.Array,
+            live: pa.Array) -> Deletions | None:
     keys = gone.keys.cast(pa.string())
     hit = pc.invert(pc.is_in(keys, value_set=skip))
     if only is not None:
         hit = pc.and_(hit, pc.is_in(keys, value_set=only))
+    if len(live):
+        # A record a profile of this run holds too (both matched on one value, say a
+        # shared e-mail) is that profile's record at the destination: deleting it would
+        # delete the person who stays.
+        shared = pc.is_in(_array(gone.match_values).cast(pa.string()), value_set=live)
+        hit = pc.and_(hit, pc.invert(shared.fill_null(False)))
     if not pc.any(hit).as_py():
         return None
     return type(gone)(*(col.filter(hit) for col in gone))
@@ -188,8 +199,10 @@ class MergeWatch(SyncState):
     """
 
     def __init__(self, inner: SyncState, absorbed: pa.Array, pairs: pa.Table | None,
-                 deletes: bool, *, upsert: bool) -> None:
+                 deletes: bool, *, upsert: bool, match_key: str = "") -> None:
         self.inner, self.absorbed, self.deletes, self.upsert = inner, absorbed, deletes, upsert
+        self.match_key = match_key
+        self._live: list[pa.Array] = []
         self.pairs = pairs if pairs is not None and pairs.num_rows else None
         self._survivors = (pc.unique(self.pairs.column("new_id").combine_chunks())
                            if self.pairs is not None else None)
@@ -205,6 +218,8 @@ class MergeWatch(SyncState):
 
     def plan(self, keys: pa.Array, batch: pa.RecordBatch) -> BatchPlan:
         out = self.inner.plan(keys, batch)
+        if self.match_key in batch.schema.names:
+            self._live.append(pc.unique(batch.column(self.match_key).cast(pa.string())))
         if self._survivors is not None:
             self._planned.append(_array(keys).cast(pa.string()).filter(
                 self._of_survivors(keys)))
@@ -220,6 +235,13 @@ class MergeWatch(SyncState):
             if pc.any(hit).as_py():
                 self._acked.append((_array(keys).cast(pa.string()).filter(hit),
                                     _array(match_values).filter(hit)))
+
+    def live_values(self) -> pa.Array:
+        """The match values of the profiles this run planned (they passed the gate and
+        the mapper): records holding them are not deleted."""
+        if not self._live:
+            return pa.array([], pa.string())
+        return pc.unique(pa.concat_arrays(self._live)).drop_null()
 
     # --- the merges -------------------------------------------------------------------
 
