@@ -104,15 +104,21 @@ def build_set(project: Project, registry: Registry, ps: ProfileSet, *,
         entries = pa.concat_tables([data.entries, matched.cast(data.entries.schema)]) \
             if matched.num_rows else data.entries
         out = engine.build(entries, rules, previous, full=full)
+        first = not previous.records.num_rows
+        # The last build's tables and the edges' rows are not needed past their step:
+        # held on, they were a third of a 2M-people build's peak (docs/performance.md).
+        del previous, entries
         stitch_s = time.monotonic() - t0
         t0 = time.monotonic()
         gold = golden.golden(ps, data.rows, out.records, data.entries)
+        data.rows.clear()
+        pa.default_memory_pool().release_unused()
         golden_s = time.monotonic() - t0
         build_id = uuid.uuid4().hex[:12]
         at = datetime.now(UTC)
         kinds = out.changes.column("kind").to_pylist()
         stats = {
-            "name": ps.name, "build_id": build_id, "full": full or not previous.records.num_rows,
+            "name": ps.name, "build_id": build_id, "full": full or first,
             "records": out.records.num_rows, "entries": data.entries.num_rows,
             "profiles": gold.num_rows, "restitched": out.restitched,
             "merges": kinds.count("merge"), "splits": kinds.count("split"),
