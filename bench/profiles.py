@@ -32,6 +32,8 @@ detected, and id stability of a full rebuild (100 % expected).
 
     .venv/bin/python bench/profiles.py               # 2M people, ~10.8M edges
     .venv/bin/python bench/profiles.py --quick       # 20k people, 1 run
+    .venv/bin/python bench/profiles.py --sides rebuild --workdir /tmp/p  # one side,
+                                                     # the data kept for the next call
 """
 
 from __future__ import annotations
@@ -257,12 +259,62 @@ def run_side(data: Path, side: str, runs: int, extra: list[str] | None = None
     return infos, rss
 
 
+#: The sides by their --sides name, with their labels.
+SIDES = {"full": "stitch full", "rebuild": "stitch rebuild",
+         "incremental": "stitch incremental (1 % new edges)",
+         "duckdb": "duckdb label propagation", "splink": "splink deterministic (e-mail)",
+         "splink-all": "splink deterministic (5 identifier rules)"}
+CONN_SIDES = ("full", "rebuild", "incremental")
+
+
+def _prepare(data: Path, people: int) -> Path:
+    """The edges, the 1 % more and the first build (the previous state of the rebuild
+    and incremental sides) in ``data``, made unless a call with the same ``people``
+    left them there."""
+    data.mkdir(parents=True, exist_ok=True)
+    stamp = data / "people.txt"
+    if stamp.exists() and stamp.read_text() == str(people):
+        return data
+    pq.write_table(make_entries(people), data / "entries.parquet")
+    pq.write_table(more_entries(people, 0.01), data / "more.parquet")
+    run_side(data, "conn-full", 1, ["--out", str(data / "records.parquet")])
+    stamp.write_text(str(people))
+    return data
+
+
+def _checks(s: dict, over: int, full: float | None) -> dict:
+    """The checks printed under the table, of the sides that ran."""
+    checks: dict = {"merges_beyond_limits": over}
+    if "stitch full" in s:
+        f = s["stitch full"]["info"]
+        checks.update(profiles=f["profiles"], junk_found=f["junk"])
+    if "stitch rebuild" in s:
+        checks["stable_ids_on_rebuild"] = s["stitch rebuild"]["info"]["stable_ids"]
+    inc = s.get("stitch incremental (1 % new edges)")
+    if inc:
+        checks["incremental_restitched_records"] = inc["info"]["restitched"]
+        if full:
+            checks["incremental_share_of_full"] = inc["median_s"] / full
+    duck = s.get("duckdb label propagation")
+    if duck:
+        checks["duckdb_iterations"] = duck["info"]["iterations"]
+        if full:
+            checks["duckdb_over_conn"] = duck["median_s"] / full
+    return checks
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--people", type=int, default=2_000_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="20k people, 1 run")
     ap.add_argument("--json", type=Path, help="also write the result dict here")
+    ap.add_argument("--sides", default=",".join(SIDES),
+                    help=f"comma-separated, of: {', '.join(SIDES)} (default: all)")
+    ap.add_argument("--workdir", type=Path,
+                    help="keep the generated data (and the first build) here and reuse "
+                         "them when present (same --people): sides measured one call "
+                         "at a time")
     ap.add_argument("--side", help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -283,24 +335,22 @@ def main() -> int:
         args.people, args.runs = 20_000, 1
     from bench.common import print_table
 
+    chosen = [s.strip() for s in args.sides.split(",") if s.strip()]
+    unknown = set(chosen) - set(SIDES)
+    if unknown:
+        ap.error(f"unknown sides: {', '.join(sorted(unknown))}")
     with tempfile.TemporaryDirectory(prefix="conn-bench-profiles-") as tmp:
-        data = Path(tmp)
-        pq.write_table(make_entries(args.people), data / "entries.parquet")
-        pq.write_table(more_entries(args.people, 0.01), data / "more.parquet")
-        # The previous build the rebuild and incremental sides start from.
-        first, _ = run_side(data, "conn-full", 1, ["--out", str(data / "records.parquet")])
+        data = _prepare(args.workdir or Path(tmp), args.people)
         (limits,), _ = run_side(data, "check", 1)
-        sides = {"stitch full": "conn-full", "stitch rebuild": "conn-rebuild",
-                 "stitch incremental (1 % new edges)": "conn-incremental",
-                 "duckdb label propagation": "duckdb"}
-        try:
-            import splink  # noqa: F401
-
-            sides["splink deterministic (e-mail)"] = "splink"
-            sides["splink deterministic (5 identifier rules)"] = "splink-all"
-        except ImportError:
-            print("splink is not installed: its side is left out")
-        results: dict = {"people": args.people, "edges": first[0]["entries"], "sides": {}}
+        if {"splink", "splink-all"} & set(chosen):
+            try:
+                import splink  # noqa: F401
+            except ImportError:
+                print("splink is not installed: its sides are left out")
+                chosen = [c for c in chosen if not c.startswith("splink")]
+        sides = {SIDES[c]: ("conn-" + c if c in CONN_SIDES else c) for c in chosen}
+        edges = pq.ParquetFile(data / "entries.parquet").metadata.num_rows
+        results: dict = {"people": args.people, "edges": edges, "sides": {}}
         for label, side in sides.items():
             infos, rss = run_side(data, side, args.runs)
             med = statistics.median(i["seconds"] for i in infos)
@@ -308,22 +358,13 @@ def main() -> int:
                                        "runs": [i["seconds"] for i in infos],
                                        "info": infos[-1]}
     s = results["sides"]
-    full = s["stitch full"]["median_s"]
+    full = s["stitch full"]["median_s"] if "stitch full" in s else None
     rows = [[k, v["median_s"], v["peak_mb"], full and v["median_s"] / full]
             for k, v in s.items()]
     print_table(f"stitching {results['edges']:,} identifier edges of {args.people:,} people "
                 f"(medians of {args.runs})", rows,
                 ["side", "seconds", "peak MB", "x stitch full"])
-    f = s["stitch full"]["info"]
-    results["checks"] = {
-        "profiles": f["profiles"], "merges_beyond_limits": limits["over_limit"],
-        "junk_found": f["junk"], "stable_ids_on_rebuild": s["stitch rebuild"]["info"]
-        ["stable_ids"], "incremental_share_of_full": s["stitch incremental (1 % new edges)"]
-        ["median_s"] / full,
-        "duckdb_over_conn": s["duckdb label propagation"]["median_s"] / full,
-        "duckdb_iterations": s["duckdb label propagation"]["info"]["iterations"],
-        "incremental_restitched_records": s["stitch incremental (1 % new edges)"]["info"]
-        ["restitched"]}
+    results["checks"] = _checks(s, limits["over_limit"], full)
     for k, v in results["checks"].items():
         print(f"{k}: {v}")
     if args.json:
