@@ -8,14 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-from conn.profiles.engine import (
-    _encode_idents,
-    _encode_ints,
-    _hex_ids,
-    _Index,
-    _ranked,
-    checked_codes,
-)
+from conn.profiles.encoding import checked_codes, encode_idents, encode_ints
+from conn.profiles.engine import _Index
+from conn.profiles.ids import hex_ids, ranked
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -37,7 +32,7 @@ def test_codes_are_the_sorted_distinct_keys(values, shape, signed):
     keys = np.array(values, np.uint64)
     if signed:
         keys = keys.view(np.int64)
-    codes, first = _encode_ints(keys)
+    codes, first = encode_ints(keys)
     distinct, inverse = np.unique(keys, return_inverse=True)
     assert np.array_equal(codes, inverse.ravel())
     assert np.array_equal(keys[first], distinct)
@@ -50,7 +45,7 @@ def test_codes_are_the_sorted_distinct_keys(values, shape, signed):
 def test_identifiers_get_one_code_per_string(pairs, junk):
     strings = [f"{t}\x1f{v}" for t, v in pairs]
     junk_ids = [f"email\x1f{v}" for v in junk]
-    ids = _encode_idents(pa.array(strings), ("email", "phone"), pa.array(junk_ids,
+    ids = encode_idents(pa.array(strings), ("email", "phone"), pa.array(junk_ids,
                                                                           pa.string()))
     codes = ids.codes.tolist()
     assert ids.values().to_pylist() == [strings[int(i)] for i in ids.first]
@@ -73,11 +68,28 @@ def test_a_collision_of_the_first_hash_is_detected():
                                                            max_size=3))
 def test_old_ids_ranked_in_string_order(numbers, others):
     # conn's own ids (read as numbers) and, mixed in, any other strings (sorted as text).
-    names = _hex_ids(np.array(numbers, np.uint64)).to_pylist() + others
+    names = hex_ids(np.array(numbers, np.uint64)).to_pylist() + others
     for case in (names[:len(numbers)], names):
-        distinct, at = _ranked(pa.array(case, pa.string()))
+        distinct, at = ranked(pa.array(case, pa.string()), np.arange(len(case)))
         assert distinct.to_pylist() == sorted(set(case))
         assert [distinct.to_pylist()[int(i)] for i in at] == case
+
+
+@settings(max_examples=examples(150), deadline=None)
+@given(st.lists(words, min_size=1, max_size=60), st.lists(st.text("p_0af", max_size=19),
+                                                           max_size=2),
+       st.data())
+def test_old_ids_ranked_at_positions_of_chunks(numbers, others, data):
+    # The stored ids come in chunks; a build ranks those of some records only (many or
+    # few of them: read in place or picked first), in any order, repeats allowed.
+    names = hex_ids(np.array(numbers, np.uint64)).to_pylist() + others
+    cut = data.draw(st.integers(0, len(names)))
+    chunked = pa.chunked_array([names[:cut], names[cut:]], pa.string())
+    at = data.draw(st.lists(st.integers(0, len(names) - 1), max_size=2 * len(names)))
+    picked = [names[i] for i in at]
+    distinct, codes = ranked(chunked, np.array(at, np.int64))
+    assert distinct.to_pylist() == sorted(set(picked))
+    assert [distinct.to_pylist()[int(i)] for i in codes] == picked
 
 
 @settings(max_examples=examples(150), deadline=None)
