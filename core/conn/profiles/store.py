@@ -54,15 +54,18 @@ class ProfileStore:
             "SELECT count(*) AS n FROM information_schema.tables WHERE table_name = ?",
             [f"{name}.{table}"])[0]["n"])
 
-    def previous(self, name: str) -> Previous:
-        """What the last build of ``name`` stored (empty before the first)."""
+    def previous(self, name: str, entries: bool = True) -> Previous:
+        """What the last build of ``name`` stored (empty before the first); without its
+        entries when ``entries`` is False (a full build reads none: every record is
+        stitched again, only the old ids are kept)."""
         if not self.has(name):
             return Previous(RECORDS.empty_table(), ENTRIES.empty_table())
         records = self.con.sql(f"SELECT * FROM {_t(name, 'records')}").to_arrow_table()
-        entries = self.con.sql(f"SELECT * FROM {_t(name, 'entries')}").to_arrow_table()
+        entries_t = self.con.sql(f"SELECT * FROM {_t(name, 'entries')}").to_arrow_table() \
+            if entries else ENTRIES.empty_table()
         junk = self.con.sql(f"SELECT ident, records::BIGINT AS records "
                             f"FROM {_t(name, 'junk')}").to_arrow_table()
-        return Previous(records.cast(RECORDS), entries.cast(ENTRIES), junk)
+        return Previous(records.cast(RECORDS), entries_t.cast(ENTRIES), junk)
 
     def save(self, name: str, build_id: str, at: Any, full: bool, *, records: pa.Table,
              entries: pa.Table, golden: pa.Table, junk: pa.Table, changes: pa.Table,
