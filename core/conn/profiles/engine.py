@@ -121,7 +121,7 @@ def _finish(rkeys: pa.Array, keys: NDArray[Any], graph: list[NDArray[Any]], n_va
     """Stitch the records of ``subset``, give them ids, merge them into the previous
     records; ``graph`` holds the entries left after junk (``rec``, ``typ``, ``val``),
     emptied once they are stitched."""
-    labels, island = _stitch_subset(subset, *graph, n_val, rules)
+    labels, island = _stitch_subset(subset, graph[0], graph[1], graph[2], n_val, rules)
     graph.clear()
     ids = assign_ids(keys, subset, labels, prev_idx, previous)
     del labels

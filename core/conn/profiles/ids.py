@@ -121,9 +121,12 @@ def id_words(names: pa.ChunkedArray | pa.Array, at: NDArray[np.int64] | None = N
     if at is not None and len(at) * 4 < len(names):
         return id_words(names.take(pa.array(at)))
     chunks = names.chunks if isinstance(names, pa.ChunkedArray) else [names]
-    parts = [_chunk_words(c) for c in chunks]
-    if any(p is None for p in parts):
-        return None
+    parts = []
+    for c in chunks:
+        part = _chunk_words(c)
+        if part is None:
+            return None
+        parts.append(part)
     words = np.concatenate(parts) if parts else np.zeros(0, np.uint64)
     return words if at is None else words[at]
 
