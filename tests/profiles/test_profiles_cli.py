@@ -270,3 +270,41 @@ def test_changed_rules_rebuild_every_profile(project, monkeypatch, capsys, caplo
     # Unchanged rules: the next build is incremental again.
     code, out = cli(monkeypatch, capsys, "profiles", "build", "--json")
     assert code == 0 and not json.loads(out)["builds"][0]["full"]
+
+
+@pytest.mark.slow
+def test_full_rebuild_keeps_ids_without_the_stored_entries(project, monkeypatch, capsys):
+    """docs/profiles.md: ``--full`` re-stitches everything and a profile unchanged by it
+    keeps its id; it reads no stored entries (docs/performance.md: not part of its
+    peak), while an incremental build does."""
+    from conn.profiles.engine import Previous
+    from conn.profiles.store import ProfileStore
+
+    read: list[bool] = []
+    previous = ProfileStore.previous
+
+    def spy(self: ProfileStore, name: str, entries: bool = True) -> Previous:
+        read.append(entries)
+        out = previous(self, name, entries)
+        assert out.entries.num_rows == 0 or entries
+        return out
+
+    monkeypatch.setattr(ProfileStore, "previous", spy)
+    assert cli(monkeypatch, capsys, "profiles", "build")[0] == 0
+    before = snapshot_ids(project)
+    code, out = cli(monkeypatch, capsys, "profiles", "build", "--full", "--json")
+    assert code == 0, out
+    (b,) = json.loads(out)["builds"]
+    assert b["full"] and (b["merges"], b["splits"]) == (0, 0)
+    assert snapshot_ids(project) == before
+    assert cli(monkeypatch, capsys, "profiles", "build")[0] == 0
+    assert read == [True, False, True]
+
+
+def snapshot_ids(path: Path) -> dict[int, str]:
+    con = duckdb.connect(str(path / ".conn" / "profiles.duckdb"), read_only=True)
+    try:
+        rows = con.sql('SELECT rkey, profile FROM "people.records"').fetchall()
+    finally:
+        con.close()
+    return dict(rows)
