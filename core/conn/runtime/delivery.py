@@ -23,11 +23,15 @@ from conn.pipeline import (
 from conn.state.planner import REASON_NULL
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     from conn.destination import Destination, ObjectInfo, Operation
+    from conn.runtime.report import SyncReport
     from conn.state import SyncState
 
-__all__ = ["BatchDelivery", "UngatedWrite", "ack_mask", "answered_rows", "basis",
-           "delete_request", "merge_request", "merged_result", "rejections", "request_from_plan"]
+__all__ = ["BatchDelivery", "Removed", "UngatedWrite", "ack_mask", "answered_rows", "basis",
+           "delete_request", "merge_request", "merged_result", "rejections", "remove",
+           "request_from_plan"]
 
 
 def basis(keys: pa.Array, hashes: pa.Array | None, previous: pa.Array) -> pa.RecordBatch:
@@ -159,3 +163,33 @@ def every_row(indices: pa.Array, n: int) -> bool:
     if len(indices) != n or indices.null_count:
         return False
     return bool(np.array_equal(indices.to_numpy(), np.arange(n, dtype=np.int64)))
+
+
+@dataclass
+class Removed:
+    """What a delete or merge request came to: records acknowledged, records left
+    pending, and the first error met."""
+
+    acknowledged: int = 0
+    pending: int = 0
+    error: BaseException | None = None
+
+
+def remove(dest: Destination, request: WriteRequest, writers: Executor | None,
+           st: SyncState, keys: pa.Array, report: SyncReport) -> Removed:
+    """Send a delete or merge ``request`` for ``keys`` (in its rows' order): each answer's
+    acknowledged keys leave the sync's state as deleted, its rejections are stored with
+    them and counted in ``report``."""
+    import pyarrow.compute as pc
+
+    out = Removed()
+    for done in dest.deliver(request, writers):
+        take = answered_rows(done)
+        result = merged_result(done)
+        acked = ack_mask(len(take), result)
+        st.commit_deletes(keys.take(take), acked, *rejections(result))
+        out.acknowledged += pc.sum(acked).as_py() or 0
+        report.add_rejections([r.reason for r in result.rejected])
+        out.pending += len(result.pending)
+        out.error = out.error or result.error
+    return out

@@ -165,18 +165,9 @@ def _deliver(runner: SyncRunner, p: PreparedSync, st: SyncState, part: MergePart
         runner._preview(p.dest, request)
         rep.merged += len(part.keys)
         return True
-    merged = pc.sum(same).as_py() or 0
-    pending = 0
-    error: BaseException | None = None
-    for done in p.dest.deliver(request, runner._writers):
-        take = delivery.answered_rows(done)
-        result = delivery.merged_result(done)
-        acked = delivery.ack_mask(len(take), result)
-        st.commit_deletes(keys.take(take), acked, *delivery.rejections(result))
-        merged += pc.sum(acked).as_py() or 0
-        rep.add_rejections([r.reason for r in result.rejected])
-        pending += len(result.pending)
-        error = error or result.error
+    done = delivery.remove(p.dest, request, runner._writers, st, keys, rep)
+    merged = (pc.sum(same).as_py() or 0) + done.acknowledged
+    pending, error = done.pending, done.error
     rep.merged += merged
     rep.pending += pending
     runner._batch_done({"rows": len(part.keys), "merged": merged}, t0)

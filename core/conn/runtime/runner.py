@@ -565,24 +565,14 @@ class SyncRunner:
             self._preview(dest, request)
             rep.deleted += len(keys)
             return True
-        deleted = pending = 0
-        error: BaseException | None = None
-        for done in dest.deliver(request, self._writers):
-            take = delivery.answered_rows(done)
-            result = delivery.merged_result(done)
-            acked = delivery.ack_mask(len(take), result)
-            st.commit_deletes(keys.take(take), acked, *delivery.rejections(result))
-            deleted += pc.sum(acked).as_py() or 0
-            rep.add_rejections([r.reason for r in result.rejected])
-            pending += len(result.pending)
-            error = error or result.error
-        rep.deleted += deleted
-        rep.pending += pending
-        self._batch_done({"rows": len(keys), "deleted": deleted}, t0)
-        if error is not None or pending:
+        done = delivery.remove(dest, request, self._writers, st, keys, rep)
+        rep.deleted += done.acknowledged
+        rep.pending += done.pending
+        self._batch_done({"rows": len(keys), "deleted": done.acknowledged}, t0)
+        if done.error is not None or done.pending:
             rep.status = "failed"
             rep.error = secrets.redact(f"deleting in {self.sync.destination!r} failed: "
-                                       f"{error or 'not acknowledged'}")
+                                       f"{done.error or 'not acknowledged'}")
             return False
         return True
 
