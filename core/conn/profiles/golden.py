@@ -67,7 +67,7 @@ def golden(ps: ProfileSet, rows: dict[str, pa.Table], records: pa.Table,
     number = np.empty(len(order), np.int32)
     number[order] = np.arange(len(order), dtype=np.int32)
     # DuckDB's part of the build's peak is capped (its hash tables spill to a scratch
-    # folder beyond it): 2M people, peak 3.6 -> 2.7 GB for 10 % more time.
+    # folder beyond it): 2M people, peak 3.6 -> 2.7 GB for a fifth more time.
     scratch = tempfile.TemporaryDirectory(prefix="conn-golden-")
     con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT,
                                  "temp_directory": scratch.name})
@@ -96,8 +96,9 @@ def _identifiers(con: duckdb.DuckDBPyConnection, types: list[str],
 
     DuckDB counts each profile's records per identifier and sorts them by profile and
     identifier (``type \\x1f value``: by type, then value); the columns are cut from
-    that order with numpy, where a grouped list aggregate per type took three times as
-    long."""
+    that order with numpy (grouped list aggregates per type took twice as long).
+    Type names may be any text: a value is cut after its type's prefix, counted in
+    characters."""
     t = con.sql("SELECT r.p, e.ident, count(*) AS n FROM entries e JOIN recs r "
                 "USING (rkey) GROUP BY ALL ORDER BY p, ident").to_arrow_table()
     p = t.column("p").to_numpy()
