@@ -90,3 +90,17 @@ profiles:
     assert any(g.startswith("profiles.people.edges.crm: unknown key(s) 'colour'")
                for g in got)
     assert any(g.startswith("profiles.people.fields.x.rule: expected one of") for g in got)
+
+
+def test_at_most_64_edges_per_set(tmp_path: Path) -> None:
+    """docs/profiles.md: a profile set reads at most 64 edges."""
+    edges = "\n".join(f"      e{i}: {{source: wh, stream: c, identifiers: {{mail: email}}}}"
+                      for i in range(65))
+    got = problems(tmp_path, f"""
+profiles:
+  people:
+    identifiers: {{email: {{}}}}
+    edges:
+{edges}
+""")
+    assert any(g.startswith("profiles.people.edges:") and "64" in g for g in got), got

@@ -86,7 +86,22 @@ def golden(ps: ProfileSet, rows: dict[str, pa.Table], records: pa.Table,
     at[fields.column("p").to_numpy()] = np.arange(fields.num_rows)
     fields = fields.drop_columns(["p"]).take(pa.array(at, mask=at < 0))
     return pa.table({"profile_id": profile_ids, **idents,
-                     **{name: fields.column(name) for name in fields.column_names}})
+                     "records": pa.array(np.bincount(number, minlength=profiles)),
+                     "edges": _edge_lists(fields.column("_edges"), list(ps.edges)),
+                     **{name: fields.column(name) for name in fields.column_names
+                        if name != "_edges"}})
+
+
+def _edge_lists(masks: pa.ChunkedArray, edges: list[str]) -> pa.Array:
+    """Each profile's edges, sorted by name, from its bit mask (null: no rows). A list is
+    made per distinct mask (a few), not per profile: a distinct-list aggregate in the
+    query took twice the rest of it."""
+    m = masks.combine_chunks()
+    bits = m.fill_null(0).to_numpy(zero_copy_only=False)
+    distinct, which = np.unique(bits, return_inverse=True)
+    lists = pa.array([sorted(e for i, e in enumerate(edges) if int(d) >> i & 1)
+                      for d in distinct], pa.list_(pa.string()))
+    return lists.take(pa.array(which.ravel(), mask=(bits == 0)))
 
 
 def _identifiers(con: duckdb.DuckDBPyConnection, types: list[str],
@@ -135,7 +150,8 @@ def _identifiers(con: duckdb.DuckDBPyConnection, types: list[str],
 
 def _fields(con: duckdb.DuckDBPyConnection, ps: ProfileSet,
             rows: dict[str, pa.Table]) -> tuple[str, list[str]]:
-    """Per profile number ``p``: ``records``, ``edges`` and every declared field."""
+    """The query of each profile number's ``p`` edges (``_edges``: a bit per edge of
+    ``ps.edges``, in their order) and declared fields (a profile's rows only)."""
     order = list(ps.edges)
     unions = []
     for i, (edge, table) in enumerate(rows.items()):
@@ -177,9 +193,8 @@ def _fields(con: duckdb.DuckDBPyConnection, ps: ProfileSet,
     sql = f"""
         WITH rows AS ({body}),
         j AS (SELECT r.p, rows.* FROM rows JOIN recs r USING (rkey)),
-        counts AS (SELECT p, count(*) AS records FROM recs GROUP BY p),
-        f AS (SELECT p, list_sort(list(DISTINCT _edge_name)) AS edges
+        f AS (SELECT p, bit_or(1::UBIGINT << _edge) AS _edges
                      {''.join(', ' + s for s in selects)}
               FROM j {' '.join(joins)} GROUP BY p)
-        SELECT p, counts.records, f.* EXCLUDE (p) FROM counts LEFT JOIN f USING (p)"""
+        SELECT * FROM f"""
     return sql, params
