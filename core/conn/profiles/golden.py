@@ -95,7 +95,8 @@ def golden(ps: ProfileSet, rows: dict[str, pa.Table], records: pa.Table,
 def _edge_lists(masks: pa.ChunkedArray, edges: list[str]) -> pa.Array:
     """Each profile's edges, sorted by name, from its bit mask (null: no rows). A list is
     made per distinct mask (a few), not per profile: a distinct-list aggregate in the
-    query took twice the rest of it."""
+    query took twice the rest of it. The masks are 64-bit integers: DuckDB's shift
+    widens to a 128-bit decimal, which numpy reads as Python objects (3 s at 2M)."""
     m = masks.combine_chunks()
     bits = m.fill_null(0).to_numpy(zero_copy_only=False)
     distinct, which = np.unique(bits, return_inverse=True)
@@ -193,7 +194,7 @@ def _fields(con: duckdb.DuckDBPyConnection, ps: ProfileSet,
     sql = f"""
         WITH rows AS ({body}),
         j AS (SELECT r.p, rows.* FROM rows JOIN recs r USING (rkey)),
-        f AS (SELECT p, bit_or(1::UBIGINT << _edge) AS _edges
+        f AS (SELECT p, bit_or(1::UBIGINT << _edge)::UBIGINT AS _edges
                      {''.join(', ' + s for s in selects)}
               FROM j {' '.join(joins)} GROUP BY p)
         SELECT * FROM f"""
