@@ -108,24 +108,30 @@ def test_consent_denial_wins_at_the_same_instant() -> None:
     assert g["ok"] is False
 
 
-TWO = ProfileSet(
-    name="people",
-    types={"email": IdentifierType("email", "email", 0),
-           "device_id": IdentifierType("device_id", "device_id", 1)},
-    edges={"app": Edge("app", "wh", "app", None, {"mail": "email", "dev": "device_id"},
-                       None)},
-    rounds=(("email", "device_id"),), fields={})
+def two_types(first: str, second: str) -> ProfileSet:
+    """A set of two identifier types named ``first`` and ``second``."""
+    return ProfileSet(
+        name="people",
+        types={first: IdentifierType(first, "email", 0),
+               second: IdentifierType(second, "device_id", 1)},
+        edges={"app": Edge("app", "wh", "app", None, {"mail": first, "dev": second},
+                           None)},
+        rounds=((first, second),), fields={})
 
-# A record: (profile 0-4, e-mails held, devices held), values drawn from small pools so
-# that records of one profile share some and their counts tie.
-record_st = st.tuples(st.integers(0, 4), st.sets(st.sampled_from("abcd"), max_size=3),
-                      st.sets(st.sampled_from(["x", "y", "Y", "x y"]), max_size=2))
+
+# Type names are any text: one a prefix of the other, non-ASCII, spaces.
+names_st = st.sampled_from([("email", "device_id"), ("id", "id2"), ("id2", "id"),
+                            ("é-mail", "日本 id"), ("a b", "a")])
+# A record: (profile 0-4, first type's values, second type's values), values drawn from
+# small pools so that records of one profile share some and their counts tie.
+record_st = st.tuples(st.integers(0, 4), st.sets(st.sampled_from("abcdé"), max_size=3),
+                      st.sets(st.sampled_from(["x", "y", "Y", "x y", "日"]), max_size=2))
 
 
 @settings(max_examples=examples(50))
-@given(records=st.lists(record_st, min_size=1, max_size=25))
+@given(names=names_st, records=st.lists(record_st, min_size=1, max_size=25))
 def test_identifier_columns_hold_the_most_held_value_and_all_values(
-        records: list[tuple]) -> None:
+        names: tuple[str, str], records: list[tuple]) -> None:
     """docs/profiles.md: per type, ``TYPE`` is the value most of the profile's records
     hold (ties: the least) and ``TYPE_all`` every value, sorted; a type the profile has
     no value of gives null in both."""
@@ -133,13 +139,13 @@ def test_identifier_columns_hold_the_most_held_value_and_all_values(
     for k, (p, mails, devices) in enumerate(records):
         rkeys.append(k)
         profiles.append(f"p{p}")
-        for kind, values in (("email", mails), ("device_id", devices)):
+        for kind, values in zip(names, (mails, devices), strict=True):
             for v in values:
                 entry_keys.append(k)
                 idents.append(f"{kind}\x1f{v}")
     rows = {"app": pa.table({"rkey": pa.array(rkeys, pa.uint64()),
                              "_updated_at": pa.nulls(len(rkeys), pa.timestamp("us", "UTC"))})}
-    got = golden(TWO, rows, pa.table({"rkey": pa.array(rkeys, pa.uint64()),
+    got = golden(two_types(*names), rows, pa.table({"rkey": pa.array(rkeys, pa.uint64()),
                                       "profile": profiles}),
                  pa.table({"rkey": pa.array(entry_keys, pa.uint64()),
                            "ident": pa.array(idents, pa.string())})
@@ -148,7 +154,7 @@ def test_identifier_columns_hold_the_most_held_value_and_all_values(
     for g in got:
         mine = [r for r in records if f"p{r[0]}" == g["profile_id"]]
         assert g["records"] == len(mine)
-        for kind, at in (("email", 1), ("device_id", 2)):
+        for kind, at in zip(names, (1, 2), strict=True):
             held = Counter(v for r in mine for v in r[at])
             if not held:
                 assert g[kind] is None and g[f"{kind}_all"] is None, g
