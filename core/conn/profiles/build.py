@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from conn.config.profiles import ProfileSet, profile_sets
 from conn.errors import ConfigError
-from conn.profiles import engine, golden, matching, store
+from conn.profiles import engine, golden, matching, refresh, store
 from conn.profiles.edges import normalise, read_edges
 
 if TYPE_CHECKING:
@@ -112,7 +112,18 @@ def build_set(project: Project, registry: Registry, ps: ProfileSet, *,
         del previous, entries
         stitch_s = time.monotonic() - t0
         t0 = time.monotonic()
-        gold = golden.golden(ps, data.rows, out.records, data.entries)
+        # Golden records: only the profiles whose records or rows changed, unless the
+        # build is full or what they are computed from besides the rows changed.
+        digests = refresh.digests(data.rows)
+        golden_rules = refresh.fingerprint(ps, data.rows)
+        before = None if out.replaced is None or last_stats.get("golden_rules") != \
+            golden_rules else st.digests(ps.name)
+        plan = refresh.everything(out, data.rows, data.entries) if before is None else \
+            refresh.changed(out, data.rows, data.entries, digests, before)
+        del before
+        gold = golden.golden(ps, plan.rows, plan.records, plan.entries)
+        gone = plan.gone
+        del plan
         data.rows.clear()
         pa.default_memory_pool().release_unused()
         golden_s = time.monotonic() - t0
@@ -122,9 +133,9 @@ def build_set(project: Project, registry: Registry, ps: ProfileSet, *,
         stats = {
             "name": ps.name, "build_id": build_id, "full": full or first,
             "records": out.records.num_rows, "entries": data.entries.num_rows,
-            "profiles": gold.num_rows, "restitched": out.restitched,
+            "restitched": out.restitched, "golden_computed": gold.num_rows,
             "merges": kinds.count("merge"), "splits": kinds.count("split"),
-            "junk_values": out.junk.num_rows, "rules": digest,
+            "junk_values": out.junk.num_rows, "rules": digest, "golden_rules": golden_rules,
             "seconds": {"read": round(read_s, 3), "stitch": round(stitch_s, 3),
                         "golden": round(golden_s, 3)},
         }
@@ -132,9 +143,10 @@ def build_set(project: Project, registry: Registry, ps: ProfileSet, *,
             stats["matched_pairs"] = pairs.num_rows  # kept at or above their threshold
             stats["seconds"]["match"] = round(match_s, 3)
         t0 = time.monotonic()
-        st.save(ps.name, build_id, at, bool(stats["full"]), records=out.records,
-                entries=data.entries, golden=gold, junk=out.junk, changes=out.changes,
-                matches=pairs, stats=stats)
+        stats["profiles"] = st.save(
+            ps.name, build_id, at, bool(stats["full"]), records=out.records,
+            entries=data.entries, golden=gold, junk=out.junk, changes=out.changes,
+            matches=pairs, stats=stats, digests=digests, golden_gone=gone)
     # Saving includes closing the store, where DuckDB writes its checkpoint.
     stats["seconds"]["save"] = round(time.monotonic() - t0, 3)
     stats["seconds"]["total"] = round(time.monotonic() - started, 3)

@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 @dataclass
 class EdgeData:
     """What the edges gave: ``entries`` (rkey, ident) for stitching, and per edge its
-    rows (rkey, ``_updated_at``, the golden-record and matcher columns it has)."""
+    rows (rkey, ``_digest``, ``_updated_at``, the golden-record and matcher columns it
+    has). A row's ``_digest`` hashes its columns other than the identifiers: a build
+    finds the records whose rows changed by it (:mod:`conn.profiles.refresh`)."""
 
     entries: pa.Table
     rows: dict[str, pa.Table]
@@ -65,8 +67,10 @@ def read_edges(project: Project, registry: Registry, ps: ProfileSet) -> EdgeData
         table = _read_edge(project, registry, ps, edge)
         con.register("t", table)
         ids = [f"_id{i}" for i in range(len(edge.identifiers))]
-        keyed = con.sql(f"SELECT hash(?, {', '.join(ids)}) AS rkey, * FROM t",
-                        params=[edge.name]).to_arrow_table()
+        rest = ", ".join('"' + c.replace('"', '""') + '"'
+                         for c in table.column_names if c not in ids)
+        keyed = con.sql(f"SELECT hash(?, {', '.join(ids)}) AS rkey, hash({rest}) AS _digest,"
+                        f" * FROM t", params=[edge.name]).to_arrow_table()
         con.unregister("t")
         con.register("k", keyed)
         # ident: "type<SEP>value"; SEP is chr(31), the unit separator.

@@ -65,14 +65,17 @@ class Previous:
 
 @dataclass
 class Outcome:
-    """A build's result: ``records`` (rkey, profile, island) for every record,
-    ``changes`` (kind, old_id, new_id, cause) for merges and splits, ``junk`` (ident,
-    records) and how many records were re-stitched."""
+    """A build's result: ``records`` (rkey, profile, island) for every record, the
+    ``restitched`` re-stitched ones last; ``changes`` (kind, old_id, new_id, cause) for
+    merges and splits; ``junk`` (ident, records). An incremental build also gives
+    ``replaced``: the ids the previous build gave the records it re-stitched or that
+    vanished (None: a full build, where every profile is new)."""
 
     records: pa.Table
     changes: pa.Table
     junk: pa.Table
     restitched: int
+    replaced: pa.Array | None = None
 
 
 RECORDS = pa.schema([("rkey", pa.uint64()), ("profile", pa.string()), ("island", pa.int64())])
@@ -188,8 +191,11 @@ def build_incremental(entries: pa.Table, rules: Rules, previous: Previous) -> Ou
     out = _finish(rkeys, keys, graph, n_val, np.ones(len(keys), bool), prev_idx, junk,
                   rules, previous)
     # Records not re-stitched keep what they had; vanished ones leave.
-    kept = previous.records.filter(pa.array(~sub_prev & present))
+    keep_prev = ~sub_prev & present
+    kept = previous.records.filter(pa.array(keep_prev))
     out.records = pa.concat_tables([kept.cast(RECORDS), out.records])
+    out.replaced = pc.unique(flat(previous.records.column("profile").filter(
+        pa.array(~keep_prev))))
     return out
 
 

@@ -66,6 +66,9 @@ def erase(project: Project, ids: list[str]) -> int:
                 held = f"SELECT rkey FROM {rec} WHERE profile IN ({marks})"
                 st.con.execute(f"DELETE FROM {t(name, 'entries')} WHERE rkey IN ({held})",
                                ids)
+                if st.has(name, "digests"):
+                    st.con.execute(f"DELETE FROM {t(name, 'digests')} WHERE rkey IN "
+                                   f"({held})", ids)
                 if st.has(name, "matches"):
                     st.con.execute(f"DELETE FROM {t(name, 'matches')} WHERE record_a IN "
                                    f"({held}) OR record_b IN ({held})", ids + ids)

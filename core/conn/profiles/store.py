@@ -1,7 +1,8 @@
 """Where built profiles live: ``profiles.duckdb`` in the project's state folder (.conn/).
 
 Per profile set NAME, tables ``NAME.records`` (rkey, profile, island), ``NAME.entries``
-(rkey, ident), ``NAME.golden`` (the stream ``profiles.NAME``), ``NAME.junk`` (the last
+(rkey, ident), ``NAME.golden`` (the stream ``profiles.NAME``), ``NAME.digests`` (each
+record's digest of its rows: :mod:`conn.profiles.refresh`), ``NAME.junk`` (the last
 build's junk values), ``NAME.matches`` (the pairs the last build's matchers kept, with
 their scores) and ``NAME.changes`` (every merge and split, with the build and time: the
 history is appended, never rewritten); ``builds`` lists the builds.
@@ -69,10 +70,16 @@ class ProfileStore:
 
     def save(self, name: str, build_id: str, at: Any, full: bool, *, records: pa.Table,
              entries: pa.Table, golden: pa.Table, junk: pa.Table, changes: pa.Table,
-             stats: dict[str, Any], matches: pa.Table | None = None) -> None:
+             stats: dict[str, Any], matches: pa.Table | None = None,
+             digests: pa.Table | None = None, golden_gone: pa.Array | None = None) -> int:
         """Replace the set's tables (``matches``: the matchers' kept pairs, none by
-        default) and append its changes, in one transaction."""
+        default; ``digests``: each record's digest of its rows) and append its changes,
+        in one transaction. With ``golden_gone``, only the golden rows of those profile
+        ids are replaced, by ``golden``; otherwise ``golden`` is the whole stream.
+        Returns how many profiles the set holds (also ``profiles`` in the stored
+        stats)."""
         from conn.profiles.matching import KEPT
+        from conn.profiles.refresh import DIGESTS
 
         con = self.con
         # Row order in the stored tables means nothing (readers order what they show).
@@ -81,14 +88,29 @@ class ProfileStore:
         con.execute("SET preserve_insertion_order = false")
         con.execute("BEGIN")
         try:
+            replace_golden = golden_gone is None or not self.has(name, "golden")
             for table, data in (("records", records), ("entries", entries),
-                                ("golden", golden), ("junk", junk),
+                                ("junk", junk),
                                 ("matches", KEPT.empty_table() if matches is None
-                                 else matches.cast(KEPT))):
+                                 else matches.cast(KEPT)),
+                                ("digests", DIGESTS.empty_table() if digests is None
+                                 else digests),
+                                *((("golden", golden),) if replace_golden else ())):
                 con.register("_data", data)
                 con.execute(f"CREATE OR REPLACE TABLE {_t(name, table)} AS "
                             f"SELECT * FROM _data")
                 con.unregister("_data")
+            if not replace_golden:
+                assert golden_gone is not None
+                con.register("_gone", pa.table({"profile_id": golden_gone}))
+                con.execute(f"DELETE FROM {_t(name, 'golden')} WHERE profile_id IN "
+                            f"(SELECT profile_id FROM _gone)")
+                con.register("_data", golden)
+                con.execute(f"INSERT INTO {_t(name, 'golden')} BY NAME SELECT * FROM _data")
+                con.unregister("_data")
+                con.unregister("_gone")
+            row = con.execute(f"SELECT count(*) FROM {_t(name, 'golden')}").fetchone()
+            profiles = int(row[0]) if row else 0
             con.execute(f"CREATE TABLE IF NOT EXISTS {_t(name, 'changes')} (build_id "
                         f"VARCHAR, changed_at TIMESTAMPTZ, kind VARCHAR, old_id VARCHAR, "
                         f"new_id VARCHAR, cause VARCHAR)")
@@ -97,13 +119,25 @@ class ProfileStore:
                         f"new_id, cause FROM _data", [build_id, at])
             con.unregister("_data")
             con.execute("INSERT INTO builds VALUES (?, ?, ?, ?, ?)",
-                        [name, build_id, at, full, json.dumps(stats)])
+                        [name, build_id, at, full, json.dumps({**stats,
+                                                               "profiles": profiles})])
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
         finally:
             con.execute("RESET preserve_insertion_order")
+        return profiles
+
+    def digests(self, name: str) -> pa.Table | None:
+        """Each record's digest of its rows, as the last build stored them (None: it
+        stored none)."""
+        from conn.profiles.refresh import DIGESTS
+
+        if not self.has(name, "digests"):
+            return None
+        return self.con.sql(f"SELECT rkey, digest FROM {_t(name, 'digests')}"
+                            ).to_arrow_table().cast(DIGESTS)
 
     def golden(self, name: str) -> pa.Table:
         return self.con.sql(f"SELECT * FROM {_t(name, 'golden')} ORDER BY profile_id"
