@@ -140,8 +140,9 @@ def save_store(root: Path, profiles: dict[str, set[tuple[str, str]]]) -> None:
     changes = pa.table({"kind": pa.array([], pa.string()), "old_id": pa.array([], pa.string()),
                         "new_id": pa.array([], pa.string()), "cause": pa.array([], pa.string())})
     with store.opened(root / ".conn") as st_:
-        st_.save("people", "b1", "2026-02-01T00:00:00Z", True, records=records,
-                 entries=entries, golden=golden, junk=junk, changes=changes, stats={})
+        st_.save("people", "b1", "2026-02-01T00:00:00Z", True,
+                 tables={"records": records, "entries": entries, "golden": golden,
+                         "junk": junk}, changes=changes, stats={})
 
 
 def decide(root: Path, sc: dict[str, Any]) -> tuple[dict[tuple[str, str], int], set[str]]:

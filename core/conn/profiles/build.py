@@ -114,15 +114,15 @@ def build_set(project: Project, registry: Registry, ps: ProfileSet, *,
         t0 = time.monotonic()
         # Golden records: only the profiles whose records or rows changed, unless the
         # build is full or what they are computed from besides the rows changed.
-        digests = refresh.digests(data.rows)
+        digests = refresh.digests(data.rows, out.records)
         golden_rules = refresh.fingerprint(ps, data.rows)
-        before = None if out.replaced is None or last_stats.get("golden_rules") != \
+        before = None if out.delta is None or last_stats.get("golden_rules") != \
             golden_rules else st.digests(ps.name)
         plan = refresh.everything(out, data.rows, data.entries) if before is None else \
             refresh.changed(out, data.rows, data.entries, digests, before)
         del before
         gold = golden.golden(ps, plan.rows, plan.records, plan.entries)
-        gone = plan.gone
+        gone, edited = plan.gone, plan.edited
         del plan
         data.rows.clear()
         pa.default_memory_pool().release_unused()
@@ -143,14 +143,40 @@ def build_set(project: Project, registry: Registry, ps: ProfileSet, *,
             stats["matched_pairs"] = pairs.num_rows  # kept at or above their threshold
             stats["seconds"]["match"] = round(match_s, 3)
         t0 = time.monotonic()
-        stats["profiles"] = st.save(
-            ps.name, build_id, at, bool(stats["full"]), records=out.records,
-            entries=data.entries, golden=gold, junk=out.junk, changes=out.changes,
-            matches=pairs, stats=stats, digests=digests, golden_gone=gone)
+        tables = _stored(out, data.entries, digests, gold, gone, edited)
+        tables["matches"] = pairs.cast(matching.KEPT)
+        stats["profiles"] = st.save(ps.name, build_id, at, bool(stats["full"]),
+                                    tables=tables, changes=out.changes, stats=stats)
     # Saving includes closing the store, where DuckDB writes its checkpoint.
     stats["seconds"]["save"] = round(time.monotonic() - t0, 3)
     stats["seconds"]["total"] = round(time.monotonic() - started, 3)
     return stats
+
+
+def _stored(out: engine.Outcome, entries: pa.Table, digests: pa.Table, gold: pa.Table,
+            gone: pa.Array | None, edited: pa.Table | None
+            ) -> dict[str, pa.Table | store.Update]:
+    """The set's tables as a build stores them: a full build replaces each whole; an
+    incremental one changes the rows of the records it re-stitched, the entries of
+    records new and vanished, and the golden records and digests it computed, in place
+    (rewriting millions of unchanged rows was most of its save)."""
+    tables: dict[str, pa.Table | store.Update] = {"junk": out.junk}
+    d = out.delta
+    if d is None:
+        return {**tables, "records": out.records, "entries": entries, "golden": gold,
+                "digests": digests}
+    assert len(d.new_entries) == entries.num_rows
+    n = out.records.num_rows
+    tables["records"] = store.Update("rkey", d.dropped,
+                                     out.records.slice(n - out.restitched))
+    tables["entries"] = store.Update("rkey", d.vanished, entries.filter(d.new_entries))
+    if gone is None or edited is None:  # every golden record computed
+        return {**tables, "golden": gold, "digests": digests}
+    tables["golden"] = store.Update("profile_id", gone, gold)
+    tables["digests"] = store.Update(
+        "rkey", pa.concat_arrays([d.vanished, edited.column("rkey").combine_chunks()]),
+        edited)
+    return tables
 
 
 def build(project: Project, registry: Registry, name: str | None = None, *,

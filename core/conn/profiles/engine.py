@@ -36,8 +36,8 @@ from conn.profiles.encoding import (
 from conn.profiles.ids import CHANGES, assign_ids, changes
 from conn.profiles.stitch import StitchRules, drop_junk, stitch_islands
 
-__all__ = ["CHANGES", "ENTRIES", "RECORDS", "SEP", "Outcome", "Previous", "Rules", "build",
-           "build_incremental", "empty_previous"]
+__all__ = ["CHANGES", "ENTRIES", "RECORDS", "SEP", "Delta", "Outcome", "Previous", "Rules",
+           "build", "build_incremental", "empty_previous"]
 
 
 @dataclass(frozen=True)
@@ -67,15 +67,28 @@ class Previous:
 class Outcome:
     """A build's result: ``records`` (rkey, profile, island) for every record, the
     ``restitched`` re-stitched ones last; ``changes`` (kind, old_id, new_id, cause) for
-    merges and splits; ``junk`` (ident, records). An incremental build also gives
-    ``replaced``: the ids the previous build gave the records it re-stitched or that
-    vanished (None: a full build, where every profile is new)."""
+    merges and splits; ``junk`` (ident, records); and for an incremental build its
+    :class:`Delta` (None: a full build, every record stitched anew)."""
 
     records: pa.Table
     changes: pa.Table
     junk: pa.Table
     restitched: int
-    replaced: pa.Array | None = None
+    delta: Delta | None = None
+
+
+@dataclass
+class Delta:
+    """How an incremental build's records differ from the previous build's: ``dropped``
+    (keys of the previous records re-stitched or vanished), ``vanished`` (keys of the
+    previous records not read any more), ``new_entries`` (a mask over the build's
+    entries: those of records new in it) and ``replaced`` (the distinct ids the dropped
+    records had)."""
+
+    dropped: pa.Array
+    vanished: pa.Array
+    new_entries: pa.Array
+    replaced: pa.Array
 
 
 RECORDS = pa.schema([("rkey", pa.uint64()), ("profile", pa.string()), ("island", pa.int64())])
@@ -194,8 +207,10 @@ def build_incremental(entries: pa.Table, rules: Rules, previous: Previous) -> Ou
     keep_prev = ~sub_prev & present
     kept = previous.records.filter(pa.array(keep_prev))
     out.records = pa.concat_tables([kept.cast(RECORDS), out.records])
-    out.replaced = pc.unique(flat(previous.records.column("profile").filter(
-        pa.array(~keep_prev))))
+    dropped = pa.array(~keep_prev)
+    out.delta = Delta(pa.array(prev_keys[~keep_prev], pa.uint64()),
+                      pa.array(prev_keys[~present], pa.uint64()), pa.array(new_entry),
+                      pc.unique(flat(previous.records.column("profile").filter(dropped))))
     return out
 
 

@@ -47,10 +47,11 @@ def fingerprint(ps: ProfileSet, rows: dict[str, pa.Table]) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def digests(rows: dict[str, pa.Table]) -> pa.Table:
+def digests(rows: dict[str, pa.Table], records: pa.Table) -> pa.Table:
     """Each record's digest of its rows: a hash of their count and of the sum of their
     ``_digest`` values, so that editing, adding or removing a row changes it, whatever
-    the rows' order."""
+    the rows' order. Only the build's ``records`` have one: a row without identifiers
+    is no record (it joins no profile)."""
     import duckdb
 
     if not rows:
@@ -59,9 +60,11 @@ def digests(rows: dict[str, pa.Table]) -> pa.Table:
     try:
         for i, table in enumerate(rows.values()):
             con.register(f"r{i}", table.select(["rkey", "_digest"]))
+        con.register("recs", records.select(["rkey"]))
         union = " UNION ALL ".join(f"SELECT rkey, _digest FROM r{i}" for i in range(len(rows)))
         return con.sql(f"SELECT rkey, hash(count(*), sum(_digest >> 1)) AS digest "
-                       f"FROM ({union}) GROUP BY rkey").to_arrow_table().cast(DIGESTS)
+                       f"FROM ({union}) SEMI JOIN recs USING (rkey) GROUP BY rkey"
+                       ).to_arrow_table().cast(DIGESTS)
     finally:
         con.close()
 
@@ -69,13 +72,15 @@ def digests(rows: dict[str, pa.Table]) -> pa.Table:
 @dataclass
 class Refresh:
     """What a build's golden step computes: ``records`` (rkey, profile) of the profiles
-    computed, ``rows`` and ``entries`` of those records only, and ``gone``: the profile
-    ids whose stored golden rows are replaced (None: the whole stream is)."""
+    computed, ``rows`` and ``entries`` of those records only, ``gone``: the profile ids
+    whose stored golden rows are replaced (None: the whole stream is), and ``edited``:
+    the records' digests that differ from the stored ones (None with ``gone``)."""
 
     records: pa.Table
     rows: dict[str, pa.Table]
     entries: pa.Table
     gone: pa.Array | None
+    edited: pa.Table | None = None
 
 
 def everything(out: Outcome, rows: dict[str, pa.Table], entries: pa.Table) -> Refresh:
@@ -89,7 +94,7 @@ def changed(out: Outcome, rows: dict[str, pa.Table], entries: pa.Table,
     ``before`` are the records' digests of this build and of the last one."""
     import duckdb
 
-    assert out.replaced is not None
+    assert out.delta is not None
     n = out.records.num_rows
     con = duckdb.connect()
     try:
@@ -97,19 +102,21 @@ def changed(out: Outcome, rows: dict[str, pa.Table], entries: pa.Table,
         con.register("fresh", out.records.slice(n - out.restitched).select(["profile"]))
         con.register("now", now)
         con.register("before", before)
-        con.register("replaced", pa.table({"profile": out.replaced}))
+        con.register("replaced", pa.table({"profile": out.delta.replaced}))
+        edited = con.sql("SELECT now.rkey, now.digest FROM now LEFT JOIN before b "
+                         "USING (rkey) WHERE b.digest IS DISTINCT FROM now.digest"
+                         ).to_arrow_table().cast(DIGESTS)
+        con.register("edited", edited)
         records = con.sql("""
-            WITH edited AS (SELECT rkey FROM now LEFT JOIN before b USING (rkey)
-                            WHERE b.digest IS DISTINCT FROM now.digest),
-            touched AS (SELECT profile FROM recs SEMI JOIN edited USING (rkey)
-                        UNION SELECT profile FROM fresh)
+            WITH touched AS (SELECT profile FROM recs SEMI JOIN edited USING (rkey)
+                             UNION SELECT profile FROM fresh)
             SELECT rkey, profile FROM recs SEMI JOIN touched USING (profile)
             """).to_arrow_table()
         con.register("sub", records)
         gone = con.sql("SELECT profile FROM sub UNION SELECT profile FROM replaced"
                        ).to_arrow_table().column(0).combine_chunks()
         return Refresh(records, {edge: _held(con, t) for edge, t in rows.items()},
-                       _held(con, entries), gone)
+                       _held(con, entries), gone, edited)
     finally:
         con.close()
 

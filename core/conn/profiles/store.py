@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,16 @@ def path(state_dir: Path) -> Path:
 
 def _t(name: str, table: str) -> str:
     return '"' + f"{name}.{table}".replace('"', '""') + '"'
+
+
+@dataclass
+class Update:
+    """A stored table changed in place by an incremental build: the rows whose ``key``
+    column is in ``gone`` deleted, then ``rows`` inserted (by column name)."""
+
+    key: str
+    gone: pa.Array
+    rows: pa.Table
 
 
 class ProfileStore:
@@ -68,19 +79,15 @@ class ProfileStore:
                             f"FROM {_t(name, 'junk')}").to_arrow_table()
         return Previous(records.cast(RECORDS), entries_t.cast(ENTRIES), junk)
 
-    def save(self, name: str, build_id: str, at: Any, full: bool, *, records: pa.Table,
-             entries: pa.Table, golden: pa.Table, junk: pa.Table, changes: pa.Table,
-             stats: dict[str, Any], matches: pa.Table | None = None,
-             digests: pa.Table | None = None, golden_gone: pa.Array | None = None) -> int:
-        """Replace the set's tables (``matches``: the matchers' kept pairs, none by
-        default; ``digests``: each record's digest of its rows) and append its changes,
-        in one transaction. With ``golden_gone``, only the golden rows of those profile
-        ids are replaced, by ``golden``; otherwise ``golden`` is the whole stream.
+    def save(self, name: str, build_id: str, at: Any, full: bool, *,
+             tables: dict[str, pa.Table | Update], changes: pa.Table,
+             stats: dict[str, Any]) -> int:
+        """Store a build of the set ``name`` in one transaction: each of ``tables``
+        (``records``, ``entries``, ``golden``, ``digests``, ``junk``, ``matches``)
+        replaced whole by a table, or changed in place by an :class:`Update`; the
+        build's merges and splits appended to the set's changes; the build listed.
         Returns how many profiles the set holds (also ``profiles`` in the stored
         stats)."""
-        from conn.profiles.matching import KEPT
-        from conn.profiles.refresh import DIGESTS
-
         con = self.con
         # Row order in the stored tables means nothing (readers order what they show).
         # With insertion order kept, DuckDB's parallel writers left row groups that the
@@ -88,27 +95,14 @@ class ProfileStore:
         con.execute("SET preserve_insertion_order = false")
         con.execute("BEGIN")
         try:
-            replace_golden = golden_gone is None or not self.has(name, "golden")
-            for table, data in (("records", records), ("entries", entries),
-                                ("junk", junk),
-                                ("matches", KEPT.empty_table() if matches is None
-                                 else matches.cast(KEPT)),
-                                ("digests", DIGESTS.empty_table() if digests is None
-                                 else digests),
-                                *((("golden", golden),) if replace_golden else ())):
+            for table, data in tables.items():
+                if isinstance(data, Update):
+                    self._update(_t(name, table), data)
+                    continue
                 con.register("_data", data)
                 con.execute(f"CREATE OR REPLACE TABLE {_t(name, table)} AS "
                             f"SELECT * FROM _data")
                 con.unregister("_data")
-            if not replace_golden:
-                assert golden_gone is not None
-                con.register("_gone", pa.table({"profile_id": golden_gone}))
-                con.execute(f"DELETE FROM {_t(name, 'golden')} WHERE profile_id IN "
-                            f"(SELECT profile_id FROM _gone)")
-                con.register("_data", golden)
-                con.execute(f"INSERT INTO {_t(name, 'golden')} BY NAME SELECT * FROM _data")
-                con.unregister("_data")
-                con.unregister("_gone")
             row = con.execute(f"SELECT count(*) FROM {_t(name, 'golden')}").fetchone()
             profiles = int(row[0]) if row else 0
             con.execute(f"CREATE TABLE IF NOT EXISTS {_t(name, 'changes')} (build_id "
@@ -128,6 +122,15 @@ class ProfileStore:
         finally:
             con.execute("RESET preserve_insertion_order")
         return profiles
+
+    def _update(self, table: str, change: Update) -> None:
+        key = '"' + change.key.replace('"', '""') + '"'
+        self.con.register("_gone", pa.table({"k": change.gone}))
+        self.con.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT k FROM _gone)")
+        self.con.unregister("_gone")
+        self.con.register("_data", change.rows)
+        self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _data")
+        self.con.unregister("_data")
 
     def digests(self, name: str) -> pa.Table | None:
         """Each record's digest of its rows, as the last build stored them (None: it
