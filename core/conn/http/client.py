@@ -338,7 +338,6 @@ class HttpClient:
                 self._count("waited", self.limiter.acquire())
             req = self._client.build_request(method, url, json=json, content=content,
                                              params=params, headers=headers)
-            target = f"{method} {safe_url(req.url)}"
             self._count("requests")
             retry_after: float | None = None
             try:
@@ -349,7 +348,8 @@ class HttpClient:
                 retryable = (retry_on(resp) if retry_on is not None
                              else policy.retryable_status(resp.status_code))
                 if not retryable:
-                    log.debug("%s -> %s", target, resp.status_code)
+                    if log.isEnabledFor(logging.DEBUG):  # the URL masked only when logged
+                        log.debug("%s %s -> %s", method, safe_url(req.url), resp.status_code)
                     note_exchange(method, req.url, resp.status_code, resp)
                     return resp
                 retry_after = parse_retry_after(resp.headers.get("retry-after"))
@@ -357,6 +357,7 @@ class HttpClient:
                     self._count("throttled")
                 last = f"HTTP {resp.status_code}: {body_excerpt(resp, 200)}".rstrip(": ")
                 resp.close()
+            target = f"{method} {safe_url(req.url)}"
             if attempt + 1 >= policy.max_attempts:
                 break
             if retry_after is not None:
