@@ -12,11 +12,10 @@ Layout (``root`` is ``state.url`` if given, else ``<project>/.conn``)::
 
 One file per sync, so syncs run in parallel processes (DuckDB allows one writing process
 per file). Each commit is one DuckDB transaction (WAL, fsync on commit) appending to the
-``changes`` log (key id, key, hash, match value) and one row to ``commits`` (operation,
-run, time), together with rejections and the run's progress counters; at the end of a
-run (or at the next open after a crash) the log is folded into ``records``. See
-:mod:`conn.state.backends.duckdb.migrations` for the tables.
-"""
+``changes`` log (key id, key, hash, match value) and a row to ``commits`` (operation, run,
+time), with rejections and the run's progress counters (at most once a second:
+:mod:`.progress`); at the end of a run (or at the next open after a crash) the log is
+folded into ``records``. :mod:`conn.state.backends.duckdb.migrations` has the tables."""
 
 from __future__ import annotations
 
@@ -43,6 +42,7 @@ from conn.state.backends.duckdb import migrations, shared, sorted_cache
 from conn.state.backends.duckdb.connection import attach, connect, detach, runs_lock
 from conn.state.backends.duckdb.delivered import delivered_rows
 from conn.state.backends.duckdb.experiments import KeepsExperiments
+from conn.state.backends.duckdb.progress import DeferredProgress
 from conn.state.backends.duckdb.sorted_cache import Changes, SortedCache
 from conn.state.contracts import NULL_KEY_ID, PrivacyStore, StateStore, Storage, SyncState
 from conn.state.locks import SyncFileLock, safe_name
@@ -92,7 +92,7 @@ class DuckDBStorage(Storage):
         # log over empty records, upserts only (a first sync): the end of the run then
         # neither counts the changes' distinct keys nor reads them back for the cache.
         self._run_pairs: list[tuple[np.ndarray, np.ndarray]] | None = None
-        self._run_rows = 0
+        self._run_rows, self._progress = 0, DeferredProgress()
 
     def _q(self, sql: str, params: list[Any] | None = None) -> Any:
         try:
@@ -308,11 +308,10 @@ class DuckDBStorage(Storage):
                 self._q("DELETE FROM rejections WHERE run_id <> ? AND kid IN (SELECT kid "
                         "FROM _rows" + (" UNION ALL SELECT kid FROM _rej)"
                                         if rejected.num_rows else ")"), [run_id])
-            col = "deleted" if deletes else "acknowledged"
-            self._q(f"""UPDATE progress SET batches = batches + 1, {col} = {col} + ?,
-                rejected = rejected + ?, updated_at = now() WHERE run_id = ?""",
-                    [rows.num_rows, rejected.num_rows, run_id])
+            self._progress.add(self._q, run_id, rows.num_rows, rejected.num_rows,
+                               deletes=deletes)  # the counters at most once a second
             con.commit()
+            self._progress.committed()
         except BaseException:
             self._run_pairs = None
             con.rollback()
@@ -360,6 +359,7 @@ class DuckDBStorage(Storage):
     def finish(self) -> None:
         """Fold the run's changes into ``records`` and write the sorted-state cache of
         the result (see :meth:`write_cache`)."""
+        self._progress.flush(self._q)
         run = self._run_pairs
         if run is not None and self._run_rows:
             kids = np.concatenate([k for k, _ in run])
