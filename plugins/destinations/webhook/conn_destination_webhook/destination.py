@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-
 from conn import secrets
 from conn.destination import (
     Capabilities,
