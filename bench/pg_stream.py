@@ -18,6 +18,10 @@ publication:
   sixth) is the highest sustained rate of that side. The backlog left at the end is not
   waited for (``undelivered`` counts it).
 
+Each side's CPU per delivered event over the same window (``cpu µs/event``: user + system
+time of its process from ``/proc``, sampled every 0.2 s) is printed with it: the figure
+least moved by other jobs on a shared machine.
+
 Prints conn's sustained rate as a ratio of the bare loop's and the issue's goals as met or
 not met (never asserting), and saves everything to ``bench/results/``. Slots, publications
 and tables are dropped at the end, also on Ctrl-C.
