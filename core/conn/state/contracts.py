@@ -192,7 +192,9 @@ class Storage(abc.ABC):
         replacing earlier runs' rejections of every key in either table (a key rejected
         again keeps the time of its first rejection and counts the runs in a row); a key
         already rejected in this run keeps that one entry, with the new reason appended
-        to it (and the first excerpt it got); add the counts to the run's progress."""
+        to it (and the first excerpt it got); add the counts to the run's progress (a
+        backend may hold the counters, diagnostics, for a later transaction: the DuckDB
+        store writes them at most once a second and at the end of the run)."""
 
     @abc.abstractmethod
     def lookup(self, kids: np.ndarray, batch_rows: int) -> Iterator[pa.RecordBatch]:
