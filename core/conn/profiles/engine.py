@@ -238,8 +238,7 @@ class _Index:
         if not len(self.table):
             return np.full(len(keys), -1, np.int64)
         if len(keys) > self.HASHED and not in_runs(keys):
-            at = pc.index_in(pa.array(keys), value_set=pa.array(self.table))
-            return at.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+            return _joined(self.table, keys)
         # In place where numpy allows: a rebuild looks up every record here.
         pos = np.searchsorted(self.sorted, keys)
         np.minimum(pos, len(self.sorted) - 1, out=pos)
@@ -248,6 +247,25 @@ class _Index:
         del pos
         out[miss] = -1
         return out
+
+
+def _joined(table: NDArray[Any], keys: NDArray[Any]) -> NDArray[np.int64]:
+    """The position of each of ``keys`` in ``table`` (unique keys), -1 where absent, by
+    DuckDB's hash join over both cores: an incremental build at 2M people looks up 11M
+    entries' records in 5M, 0.6-1.2 s here against 1.4-2.0 s for Arrow's ``index_in``."""
+    import duckdb
+
+    dtype = np.int32 if max(len(keys), len(table)) < 2**31 - 1 else np.int64
+    con = duckdb.connect()
+    try:
+        con.register("k", pa.table({"key": keys, "i": np.arange(len(keys), dtype=dtype)}))
+        con.register("t", pa.table({"key": table, "j": np.arange(len(table), dtype=dtype)}))
+        found = con.sql("SELECT i, j FROM k JOIN t USING (key)").to_arrow_table()
+    finally:
+        con.close()
+    out = np.full(len(keys), -1, np.int64)
+    out[found.column("i").to_numpy()] = found.column("j").to_numpy()
+    return out
 
 
 def _member(keys: NDArray[Any], table: NDArray[Any]) -> NDArray[np.bool_]:
