@@ -60,7 +60,9 @@ def golden(ps: ProfileSet, rows: dict[str, pa.Table], records: pa.Table,
 
     ``records``: (rkey, profile) of every record; ``entries``: distinct (rkey, ident)
     pairs, as :mod:`conn.profiles.edges` reads them (so a count of entries is a count
-    of records); ``rows``: each edge's rows (rkey, ``_updated_at``, field columns)."""
+    of records); ``rows``: each edge's rows (rkey, ``_updated_at``, field columns),
+    emptied once read (the identifiers, computed next, need them no more: at 2M people
+    they are a few hundred MB of the build's peak)."""
     import duckdb
 
     # A profile's number is its id's position in id order: the columns built by number
@@ -76,10 +78,14 @@ def golden(ps: ProfileSet, rows: dict[str, pa.Table], records: pa.Table,
     try:
         con.register("recs", pa.table({"rkey": records.column("rkey"),
                                        "p": number.astype(np.int32)}))
-        con.register("entries", entries)
-        idents = _identifiers(con, list(ps.types), profiles)
         sql, params = _fields(con, ps, rows)
         fields = con.sql(sql, params=params).to_arrow_table()
+        for i in range(len(rows)):
+            con.unregister(f"e{i}")
+        rows.clear()
+        pa.default_memory_pool().release_unused()
+        con.register("entries", entries)
+        idents = _identifiers(con, list(ps.types), profiles)
     finally:
         con.close()
         scratch.cleanup()
