@@ -286,7 +286,7 @@ def test_full_rebuild_keeps_ids_without_the_stored_entries(project, monkeypatch,
     def spy(self: ProfileStore, name: str, entries: bool = True) -> Previous:
         read.append(entries)
         out = previous(self, name, entries)
-        assert out.entries.num_rows == 0 or entries
+        assert entries or out.entries.num_rows == 0
         return out
 
     monkeypatch.setattr(ProfileStore, "previous", spy)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -36,8 +36,8 @@ from conn.profiles.encoding import (
 from conn.profiles.ids import CHANGES, assign_ids, changes
 from conn.profiles.stitch import StitchRules, drop_junk, stitch_islands
 
-__all__ = ["CHANGES", "ENTRIES", "RECORDS", "SEP", "Delta", "Outcome", "Previous", "Rules",
-           "build", "build_incremental", "empty_previous"]
+__all__ = ["CHANGES", "ENTRIES", "RECORDS", "SEP", "Delta", "Entries", "EntriesTable",
+           "Outcome", "Previous", "Rules", "build", "build_incremental", "empty_previous"]
 
 
 @dataclass(frozen=True)
@@ -52,14 +52,39 @@ class Rules:
     junk: frozenset[str] = frozenset()
 
 
+class Entries(Protocol):
+    """The last build's entries as an incremental build reads them: two questions, so
+    that a store can answer them without loading every entry."""
+
+    def of(self, rkeys: pa.Array) -> pa.Table:
+        """The entries (rkey, ident) of the records ``rkeys``."""
+
+    def holding(self, idents: pa.Array) -> pa.Table:
+        """The entries (rkey, ident) holding any of ``idents``."""
+
+
+class EntriesTable:
+    """:class:`Entries` of a table in memory."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+
+    def of(self, rkeys: pa.Array) -> pa.Table:
+        return self.table.filter(pc.is_in(self.table.column("rkey"), rkeys))
+
+    def holding(self, idents: pa.Array) -> pa.Table:
+        return self.table.filter(pc.is_in(self.table.column("ident"), idents))
+
+
 @dataclass
 class Previous:
     """What the last build stored: ``records`` (rkey uint64, profile string, island
-    int64), ``entries`` (rkey, ident) and ``junk`` (ident, records). Empty tables for a
-    first build. Without ``junk`` a build re-stitches everything."""
+    int64), ``entries`` (rkey, ident; a table or a store's :class:`Entries`) and
+    ``junk`` (ident, records). Empty tables for a first build. Without ``junk`` a build
+    re-stitches everything."""
 
     records: pa.Table
-    entries: pa.Table
+    entries: pa.Table | Entries
     junk: pa.Table | None = None
 
 
@@ -153,9 +178,10 @@ def build_incremental(entries: pa.Table, rules: Rules, previous: Previous) -> Ou
     touched values are counted, and only the islands holding them are encoded and
     stitched."""
     assert previous.junk is not None
+    stored = previous.entries if not isinstance(previous.entries, pa.Table) else \
+        EntriesTable(previous.entries)
     rk = to_numpy(entries.column("rkey"))
     prev_keys = to_numpy(previous.records.column("rkey"))
-    prev_ent_keys = to_numpy(previous.entries.column("rkey"))
     # The previous keys are sorted once; every membership question below reuses it (a
     # sort per question was most of an incremental build's time).
     prev_index = _Index(prev_keys)
@@ -163,16 +189,15 @@ def build_incremental(entries: pa.Table, rules: Rules, previous: Previous) -> Ou
     new_entry = at < 0
     present = np.zeros(len(prev_keys), bool)
     present[at[~new_entry]] = True
-    gone_entry = _member(prev_ent_keys, prev_keys[~present])
+    vanished = prev_keys[~present]
     # Filtered before being combined: only the selected strings are copied.
     new_ids = flat(entries.column("ident").filter(pa.array(new_entry)))
-    gone_ids = flat(previous.entries.column("ident").filter(pa.array(gone_entry)))
+    gone_ids = flat(stored.of(pa.array(vanished, pa.uint64())).column("ident"))
     touched = pc.unique(pa.concat_arrays([new_ids, gone_ids]))
-    prev_hold = pc.is_in(previous.entries.column("ident"), touched).to_numpy(
-        zero_copy_only=False)
+    held = stored.holding(touched)
     # Holders now of each touched value: before, less the vanished, plus the new.
-    counts = _count(flat(previous.entries.column("ident").filter(pa.array(prev_hold))),
-                    touched) - _count(gone_ids, touched) + _count(new_ids, touched)
+    counts = _count(flat(held.column("ident")), touched) - _count(gone_ids, touched) + \
+        _count(new_ids, touched)
     caps = np.array([rules.max_records.get(t, 0) for t in rules.types] + [0], np.int64)
     cap = caps[_type_codes(touched, rules.types)]
     over = (cap > 0) & (counts > cap)
@@ -183,11 +208,14 @@ def build_incremental(entries: pa.Table, rules: Rules, previous: Previous) -> Ou
                                                       ("records", pa.int64())])),
                              pa.table({"ident": touched.filter(pa.array(over)),
                                        "records": pa.array(counts[over], pa.int64())})])
-    # The islands of the previous holders of touched values, and the new records.
-    prev_idx_hold = prev_index.find(prev_ent_keys[prev_hold & ~gone_entry])
+    # The islands of the previous holders of touched values (still read), and the new
+    # records.
+    prev_idx_hold = prev_index.find(to_numpy(held.column("rkey")))
+    prev_idx_hold = prev_idx_hold[prev_idx_hold >= 0]
+    prev_idx_hold = prev_idx_hold[present[prev_idx_hold]]
     islands_prev = to_numpy(previous.records.column("island"))
     hit = np.zeros(int(islands_prev.max()) + 2 if len(islands_prev) else 1, bool)
-    hit[islands_prev[prev_idx_hold[prev_idx_hold >= 0]]] = True
+    hit[islands_prev[prev_idx_hold]] = True
     sub_prev = hit[islands_prev] & present
     sub = np.where(new_entry, True, sub_prev[at])  # at = -1 only where new_entry
     sub_entries = entries.filter(pa.array(sub))
@@ -266,11 +294,6 @@ def _joined(table: NDArray[Any], keys: NDArray[Any]) -> NDArray[np.int64]:
     out = np.full(len(keys), -1, np.int64)
     out[found.column("i").to_numpy()] = found.column("j").to_numpy()
     return out
-
-
-def _member(keys: NDArray[Any], table: NDArray[Any]) -> NDArray[np.bool_]:
-    """Whether each of ``keys`` (repeats allowed) is in ``table`` (unique keys)."""
-    return _Index(table).find(keys) >= 0
 
 
 def _count(values: pa.Array, of: pa.Array) -> NDArray[np.int64]:
