@@ -63,17 +63,40 @@ class Entries(Protocol):
         """The entries (rkey, ident) holding any of ``idents``."""
 
 
+def entries_in(con: Any, table: str, column: str, values: pa.Array) -> pa.Table:
+    """The entries (rkey, ident) of DuckDB's ``table`` whose ``column`` holds one of
+    ``values``: one hash of the values, probed over both cores (Arrow's ``is_in`` over
+    a table of many chunks hashed the values again for each chunk: 1.2 s at 11M
+    entries)."""
+    con.register("_wanted", pa.table({"v": values}))
+    try:
+        return con.sql(f"SELECT rkey, ident FROM {table} WHERE {column} IN "
+                       f"(SELECT v FROM _wanted)").to_arrow_table().cast(ENTRIES)
+    finally:
+        con.unregister("_wanted")
+
+
 class EntriesTable:
     """:class:`Entries` of a table in memory."""
 
     def __init__(self, table: pa.Table) -> None:
         self.table = table
 
+    def _where(self, column: str, values: pa.Array) -> pa.Table:
+        import duckdb
+
+        con = duckdb.connect()
+        try:
+            con.register("entries", self.table)
+            return entries_in(con, "entries", column, values)
+        finally:
+            con.close()
+
     def of(self, rkeys: pa.Array) -> pa.Table:
-        return self.table.filter(pc.is_in(self.table.column("rkey"), rkeys))
+        return self._where("rkey", rkeys)
 
     def holding(self, idents: pa.Array) -> pa.Table:
-        return self.table.filter(pc.is_in(self.table.column("ident"), idents))
+        return self._where("ident", idents)
 
 
 @dataclass

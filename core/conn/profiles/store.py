@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from conn.profiles.engine import CHANGES, ENTRIES, RECORDS, Previous
+from conn.profiles.engine import CHANGES, ENTRIES, RECORDS, Previous, entries_in
 
 FILE = "profiles.duckdb"
 #: What DuckDB may hold in memory while a build is saved.
@@ -231,20 +231,11 @@ class StoredEntries:
     def __init__(self, store: ProfileStore, name: str) -> None:
         self.store, self.table = store, _t(name, "entries")
 
-    def _where(self, column: str, values: pa.Array) -> pa.Table:
-        con = self.store.con
-        con.register("_wanted", pa.table({"v": values}))
-        try:
-            return con.sql(f"SELECT rkey, ident FROM {self.table} WHERE {column} IN "
-                           f"(SELECT v FROM _wanted)").to_arrow_table().cast(ENTRIES)
-        finally:
-            con.unregister("_wanted")
-
     def of(self, rkeys: pa.Array) -> pa.Table:
-        return self._where("rkey", rkeys)
+        return entries_in(self.store.con, self.table, "rkey", rkeys)
 
     def holding(self, idents: pa.Array) -> pa.Table:
-        return self._where("ident", idents)
+        return entries_in(self.store.con, self.table, "ident", idents)
 
 
 @contextlib.contextmanager
