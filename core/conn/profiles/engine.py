@@ -14,6 +14,8 @@ profiles as a full build (docs/profiles.md).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol
@@ -36,7 +38,7 @@ from conn.profiles.encoding import (
 from conn.profiles.ids import CHANGES, assign_ids, changes
 from conn.profiles.stitch import StitchRules, drop_junk, stitch_islands
 
-__all__ = ["CHANGES", "ENTRIES", "RECORDS", "SEP", "Delta", "Entries", "EntriesTable",
+__all__ = ["CHANGES", "ENTRIES", "RECORDS", "SEP", "Delta", "Entries", "EntriesIn",
            "Outcome", "Previous", "Rules", "build", "build_incremental", "empty_previous"]
 
 
@@ -63,40 +65,44 @@ class Entries(Protocol):
         """The entries (rkey, ident) holding any of ``idents``."""
 
 
-def entries_in(con: Any, table: str, column: str, values: pa.Array) -> pa.Table:
-    """The entries (rkey, ident) of DuckDB's ``table`` whose ``column`` holds one of
-    ``values``: one hash of the values, probed over both cores (Arrow's ``is_in`` over
-    a table of many chunks hashed the values again for each chunk: 1.2 s at 11M
-    entries)."""
-    con.register("_wanted", pa.table({"v": values}))
-    try:
-        return con.sql(f"SELECT rkey, ident FROM {table} WHERE {column} IN "
-                       f"(SELECT v FROM _wanted)").to_arrow_table().cast(ENTRIES)
-    finally:
-        con.unregister("_wanted")
+class EntriesIn:
+    """:class:`Entries` of the DuckDB table ``table`` on ``con`` (the store's, or an
+    Arrow table registered): each question is one hash of the values asked for, probed
+    over both cores (Arrow's ``is_in`` over a table of many chunks hashed the values
+    again for each chunk: 1.2 s at 11M entries)."""
 
-
-class EntriesTable:
-    """:class:`Entries` of a table in memory."""
-
-    def __init__(self, table: pa.Table) -> None:
-        self.table = table
+    def __init__(self, con: Any, table: str) -> None:
+        self.con, self.table = con, table
 
     def _where(self, column: str, values: pa.Array) -> pa.Table:
-        import duckdb
-
-        con = duckdb.connect()
+        self.con.register("_wanted", pa.table({"v": values}))
         try:
-            con.register("entries", self.table)
-            return entries_in(con, "entries", column, values)
+            return self.con.sql(f"SELECT rkey, ident FROM {self.table} WHERE {column} IN "
+                                f"(SELECT v FROM _wanted)").to_arrow_table().cast(ENTRIES)
         finally:
-            con.close()
+            self.con.unregister("_wanted")
 
     def of(self, rkeys: pa.Array) -> pa.Table:
         return self._where("rkey", rkeys)
 
     def holding(self, idents: pa.Array) -> pa.Table:
         return self._where("ident", idents)
+
+
+@contextlib.contextmanager
+def _asked(entries: pa.Table | Entries) -> Iterator[Entries]:
+    """``entries`` as :class:`Entries` (a table in memory through DuckDB)."""
+    if not isinstance(entries, pa.Table):
+        yield entries
+        return
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.register("entries", entries)
+        yield EntriesIn(con, "entries")
+    finally:
+        con.close()
 
 
 @dataclass
@@ -201,8 +207,6 @@ def build_incremental(entries: pa.Table, rules: Rules, previous: Previous) -> Ou
     touched values are counted, and only the islands holding them are encoded and
     stitched."""
     assert previous.junk is not None
-    stored = previous.entries if not isinstance(previous.entries, pa.Table) else \
-        EntriesTable(previous.entries)
     rk = to_numpy(entries.column("rkey"))
     prev_keys = to_numpy(previous.records.column("rkey"))
     # The previous keys are sorted once; every membership question below reuses it (a
@@ -215,9 +219,10 @@ def build_incremental(entries: pa.Table, rules: Rules, previous: Previous) -> Ou
     vanished = prev_keys[~present]
     # Filtered before being combined: only the selected strings are copied.
     new_ids = flat(entries.column("ident").filter(pa.array(new_entry)))
-    gone_ids = flat(stored.of(pa.array(vanished, pa.uint64())).column("ident"))
-    touched = pc.unique(pa.concat_arrays([new_ids, gone_ids]))
-    held = stored.holding(touched)
+    with _asked(previous.entries) as stored:
+        gone_ids = flat(stored.of(pa.array(vanished, pa.uint64())).column("ident"))
+        touched = pc.unique(pa.concat_arrays([new_ids, gone_ids]))
+        held = stored.holding(touched)
     # Holders now of each touched value: before, less the vanished, plus the new.
     counts = _count(flat(held.column("ident")), touched) - _count(gone_ids, touched) + \
         _count(new_ids, touched)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from conn.profiles.engine import CHANGES, ENTRIES, RECORDS, Previous, entries_in
+from conn.profiles.engine import CHANGES, ENTRIES, RECORDS, EntriesIn, Previous
 
 FILE = "profiles.duckdb"
 #: What DuckDB may hold in memory while a build is saved.
@@ -70,16 +70,18 @@ class ProfileStore:
 
     def previous(self, name: str, entries: bool = True) -> Previous:
         """What the last build of ``name`` stored (empty before the first), its entries
-        answered by the store (:class:`StoredEntries`); without them when ``entries``
-        is False (a full build reads none: every record is stitched again, only the old
-        ids are kept)."""
+        answered by the store's DuckDB (an incremental build asks for a few thousand
+        records' and identifiers' entries: loading all of them, 11M at 2M people, held a
+        few hundred MB through its stitching); without them when ``entries`` is False
+        (a full build reads none: every record is stitched again, only the old ids are
+        kept)."""
         if not self.has(name):
             return Previous(RECORDS.empty_table(), ENTRIES.empty_table())
         records = self.con.sql(f"SELECT * FROM {_t(name, 'records')}").to_arrow_table()
         junk = self.con.sql(f"SELECT ident, records::BIGINT AS records "
                             f"FROM {_t(name, 'junk')}").to_arrow_table()
-        return Previous(records.cast(RECORDS), StoredEntries(self, name) if entries
-                        else ENTRIES.empty_table(), junk)
+        return Previous(records.cast(RECORDS), EntriesIn(self.con, _t(name, "entries"))
+                        if entries else ENTRIES.empty_table(), junk)
 
     def save(self, name: str, build_id: str, at: Any, full: bool, *,
              tables: dict[str, pa.Table | Update], changes: pa.Table,
@@ -220,22 +222,6 @@ class ProfileStore:
         rows = self.query("SELECT * FROM builds WHERE name = ? ORDER BY built_at DESC LIMIT 1",
                           [name])
         return rows[0] if rows else None
-
-
-class StoredEntries:
-    """The last build's entries as :class:`conn.profiles.engine.Entries`, answered by
-    the store's DuckDB: an incremental build asks for a few thousand records' and
-    identifiers' entries, and loading all of them (11M at 2M people) held a few
-    hundred MB through its stitching."""
-
-    def __init__(self, store: ProfileStore, name: str) -> None:
-        self.store, self.table = store, _t(name, "entries")
-
-    def of(self, rkeys: pa.Array) -> pa.Table:
-        return entries_in(self.store.con, self.table, "rkey", rkeys)
-
-    def holding(self, idents: pa.Array) -> pa.Table:
-        return entries_in(self.store.con, self.table, "ident", idents)
 
 
 @contextlib.contextmanager
