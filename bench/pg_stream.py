@@ -334,7 +334,7 @@ def _start_side(side: str, table: str, slot: str, hook: str, folder: Path,
         return subprocess.Popen([sys.executable, __file__, "--bare-loop", slot, hook],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     sync: dict[str, Any] = {"source": "app", "stream": table, "destination": "hook",
-                            "object": "events", "match_key": "id", "mode": "upsert",
+                            "object": "events", "match_key": "id", "mode": args.mode,
                             "mapping": {"id": "id", "customer_id": "customer_id",
                                         "event": "event"}}
     if args.max_latency_ms:
@@ -342,6 +342,8 @@ def _start_side(side: str, table: str, slot: str, hook: str, folder: Path,
     hook_config: dict[str, Any] = {"url": hook}
     if args.batch_size:
         hook_config["batch_size"] = args.batch_size
+    if args.concurrency:
+        hook_config["concurrency"] = args.concurrency
     project = {"version": 1,
                "sources": {"app": {"type": "postgres", "config": {
                    "url": URL, "tables": [table], "replication": {"slot": slot}}}},
@@ -498,6 +500,10 @@ def main() -> int:
                     help="at most this long after the generator for the rest to arrive")
     ap.add_argument("--max-latency-ms", type=int, default=None,
                     help="conn's sync max_latency_ms (default: conn's default)")
+    ap.add_argument("--mode", default="upsert", choices=("upsert", "append", "events"),
+                    help="the conn sync's mode (upsert: the walkthrough's)")
+    ap.add_argument("--concurrency", type=int, default=None,
+                    help="the webhook's concurrent requests (default: the webhook's)")
     ap.add_argument("--batch-size", type=int, default=None,
                     help="the webhook's batch_size, records per request (default: its 100)")
     ap.add_argument("--quick", action="store_true",

@@ -225,6 +225,11 @@ class Storage(abc.ABC):
 
         return SortedState(*self.load(partitions))
 
+    def group_commits(self) -> None:  # noqa: B027 - optional
+        """Optional: many small commits follow (a streaming run). A backend may then
+        make each durable more cheaply than a transaction of its own, as long as every
+        later call sees it and a crash loses none that returned."""
+
     def finish(self) -> None:  # noqa: B027 - optional
         """End of the run (success or not): compact, release resources."""
 

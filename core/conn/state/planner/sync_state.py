@@ -247,6 +247,7 @@ class PlanningSyncState(SyncState):
         # the batch's keys, only their changes are layered over the opened state.
         if self._run_changes is None:
             self._run_changes = RunChanges()
+            self.storage.group_commits()
         elif keys is not None:
             self._run_changes.fold()
             kids = row_hashes.key_ids(self._con, keys.cast(pa.string()).drop_null())

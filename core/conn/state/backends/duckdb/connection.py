@@ -111,3 +111,12 @@ def _retry_busy(path: Path, open_file: Callable[[], T]) -> T:
                              "Restore it from a backup, or move it away to start over "
                              "(the next run then re-sends every row).") from exc
     raise AssertionError("unreachable")
+
+
+def query(con: duckdb.DuckDBPyConnection, path: Path, sql: str,
+          params: list[Any] | None = None) -> Any:
+    """Run ``sql`` on a state file's connection; a DuckDB error names the file."""
+    try:
+        return con.execute(sql, params or [])
+    except duckdb.Error as exc:
+        raise StateError(f"state file {path}: {exc}") from exc

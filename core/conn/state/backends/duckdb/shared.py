@@ -62,3 +62,9 @@ def register(path: Path, storage: Any) -> None:
 
 def unregister(path: Path) -> None:
     _OPEN.pop(_key(path), None)
+
+
+def dicts(cur: Any) -> list[dict[str, Any]]:
+    """The rows of an executed cursor as dicts."""
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]

@@ -446,3 +446,12 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def pairs_in_order(kids: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+    """(id, hash, id, hash, ...) in id order."""
+    order = np.argsort(kids)
+    pairs = np.empty(2 * len(kids), dtype=np.uint64)
+    pairs[0::2] = kids[order]
+    pairs[1::2] = hashes[order]
+    return pairs

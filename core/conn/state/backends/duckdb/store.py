@@ -7,6 +7,8 @@ Layout (``root`` is ``state.url`` if given, else ``<project>/.conn``)::
     root/state/<sync>.duckdb.sorted/
                                cache of the planner's sorted state, a base plus at
                                most one change layer (see :mod:`.sorted_cache`)
+    root/state/<sync>.duckdb.journal
+                               a followed sync's commits not yet in the file (:mod:`.journal`)
     root/state/runs.duckdb     run history of every sync
     root/locks/<sync>.lock     flock of the running process (pid, host, run id inside)
 
@@ -38,8 +40,8 @@ import pyarrow.compute as pc
 
 from conn.errors import StateError
 from conn.state import contracts, history, triggers
-from conn.state.backends.duckdb import migrations, shared, sorted_cache
-from conn.state.backends.duckdb.connection import attach, connect, detach, runs_lock
+from conn.state.backends.duckdb import journal, migrations, shared, sorted_cache
+from conn.state.backends.duckdb.connection import attach, connect, detach, query, runs_lock
 from conn.state.backends.duckdb.delivered import delivered_rows
 from conn.state.backends.duckdb.experiments import KeepsExperiments
 from conn.state.backends.duckdb.progress import DeferredProgress
@@ -95,10 +97,7 @@ class DuckDBStorage(Storage):
         self._run_rows, self._progress = 0, DeferredProgress()
 
     def _q(self, sql: str, params: list[Any] | None = None) -> Any:
-        try:
-            return self.con.execute(sql, params or [])
-        except duckdb.Error as exc:
-            raise StateError(f"state file {self.path}: {exc}") from exc
+        return query(self.con, self.path, sql, params)
 
     def compact(self, force: bool = False, *, distinct_upserts: bool = False) -> None:
         """Fold the change log into ``records`` and start a new generation of the
@@ -263,18 +262,9 @@ class DuckDBStorage(Storage):
 
     def commit(self, run_id: str, rows: pa.Table, rejected: pa.Table, *,
                deletes: bool, match_type: str | None = None) -> None:
-        self._seq += 1
+        _, rows, mv_is_key = self.numbered(rows)
         con = self.con
         clear = self._may_have_rejections()
-        # A commit whose match values are its keys (matching on the primary key, the
-        # usual case) stores them once: half the strings written to the WAL.
-        mv, key = rows.column("match_value"), rows.column("key")
-        mv_is_key = bool(rows.num_rows) and not mv.null_count and bool(
-            pc.all(pc.equal(mv, key.cast(mv.type))).as_py())
-        rows = pa.table({"seq": pa.nulls(rows.num_rows, pa.int64()).fill_null(self._seq),
-                         "kid": rows.column("kid"), "key": key, "hash": rows.column("hash"),
-                         "match_value": pa.nulls(rows.num_rows, pa.string()) if mv_is_key
-                         else mv.cast(pa.string())})
         if clear:
             con.register("_rows", rows)
         if rejected.num_rows:
@@ -323,6 +313,20 @@ class DuckDBStorage(Storage):
                 con.unregister("_rej")
         self._track(rows, deletes)
 
+    def numbered(self, rows: pa.Table) -> tuple[int, pa.Table, bool]:
+        """A commit's next sequence number, its rows as ``changes`` stores them, and
+        whether their match values are their keys (then stored once: half the strings
+        written to the WAL; matching on the primary key is the usual case)."""
+        self._seq += 1
+        mv, key = rows.column("match_value"), rows.column("key")
+        mv_is_key = bool(rows.num_rows) and not mv.null_count and bool(
+            pc.all(pc.equal(mv, key.cast(mv.type))).as_py())
+        return self._seq, pa.table({
+            "seq": pa.nulls(rows.num_rows, pa.int64()).fill_null(self._seq),
+            "kid": rows.column("kid"), "key": key, "hash": rows.column("hash"),
+            "match_value": pa.nulls(rows.num_rows, pa.string()) if mv_is_key
+            else mv.cast(pa.string())}), mv_is_key
+
     def lookup(self, kids: np.ndarray, batch_rows: int) -> Iterator[pa.RecordBatch]:
         cur = self.con.cursor()
         try:
@@ -366,7 +370,7 @@ class DuckDBStorage(Storage):
             if bool((np.diff(np.sort(kids)) != 0).all()):  # (a key twice: the full fold)
                 hashes = np.concatenate([h for _, h in run])
                 self.compact(distinct_upserts=True)
-                self.write_cache(pairs=partial(_sorted_pairs, kids, hashes))
+                self.write_cache(pairs=partial(sorted_cache.pairs_in_order, kids, hashes))
                 return
         previous = self.generation()
         changes = self._changes_since(previous) if previous is not None else None
@@ -403,15 +407,6 @@ class DuckDBStorage(Storage):
             log.warning("%s: could not write the sorted-state cache (%s)", self.path, exc)
 
 
-def _sorted_pairs(kids: np.ndarray, hashes: np.ndarray) -> np.ndarray:
-    """(id, hash, id, hash, ...) in id order."""
-    order = np.argsort(kids)
-    pairs = np.empty(2 * len(kids), dtype=np.uint64)
-    pairs[0::2] = kids[order]
-    pairs[1::2] = hashes[order]
-    return pairs
-
-
 class DuckDBStateStore(KeepsExperiments, triggers.TriggerFiles, StateStore):
     """Local, file-based state (the default)."""
 
@@ -437,10 +432,14 @@ class DuckDBStateStore(KeepsExperiments, triggers.TriggerFiles, StateStore):
                         readable_from: int = migrations.FORMAT_VERSION
                         ) -> tuple[duckdb.DuckDBPyConnection, dict[str, str]]:
         path = self.sync_path(sync)
+        if read_only and journal.pending(path):  # what a crashed run left, folded first
+            self._open_sync_file(sync)[0].close()
         con = connect(path, read_only=read_only)
         try:
             meta = migrations.prepare(con, str(path), kind="sync", identity={"sync": sync},
                                       read_only=read_only, readable_from=readable_from)
+            if not read_only:
+                journal.replay(con, partial(query, con, path), path)
         except BaseException:
             con.close()
             raise
@@ -475,10 +474,14 @@ class DuckDBStateStore(KeepsExperiments, triggers.TriggerFiles, StateStore):
                         migrations.write_meta(con, {"target": target.to_json()})
                 self._check_canary(storage, meta, full_resync)
                 storage.begin_run(run_id)
-                shared.register(path, storage)
-            with PlanningSyncState(storage, run_id, full_resync=full_resync,
-                                   partitions=partitions) as st:
-                yield st
+                grouped = journal.JournaledStorage(storage)
+                shared.register(path, grouped)
+            try:
+                with PlanningSyncState(grouped, run_id, full_resync=full_resync,
+                                       partitions=partitions) as st:
+                    yield st
+            finally:
+                grouped.close()
         finally:
             try:
                 with shared.file_lock(path):  # readers wait for the close (a checkpoint)
@@ -582,13 +585,13 @@ class DuckDBStateStore(KeepsExperiments, triggers.TriggerFiles, StateStore):
         with shared.reading(self.sync_path(sync)) as storage:
             if storage is not None:
                 with shared.cursor(storage) as cur:
-                    return _dicts(cur.execute(sql(migrations.FORMAT_VERSION)))
+                    return shared.dicts(cur.execute(sql(migrations.FORMAT_VERSION)))
             if not self.sync_path(sync).exists():
                 return []
             # The rejections table has the columns read here in every format.
             con, meta = self._open_sync_file(sync, read_only=True, readable_from=1)
             try:
-                return _dicts(con.execute(sql(int(meta["format_version"])))) if meta else []
+                return shared.dicts(con.execute(sql(int(meta["format_version"])))) if meta else []
             finally:
                 con.close()
 
@@ -643,8 +646,3 @@ class DuckDBStateStore(KeepsExperiments, triggers.TriggerFiles, StateStore):
                 return meta.get("target")
             finally:
                 con.close()
-
-
-def _dicts(cur: Any) -> list[dict[str, Any]]:
-    cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
