@@ -500,8 +500,8 @@ def main() -> int:
                     help="at most this long after the generator for the rest to arrive")
     ap.add_argument("--max-latency-ms", type=int, default=None,
                     help="conn's sync max_latency_ms (default: conn's default)")
-    ap.add_argument("--mode", default="upsert", choices=("upsert", "append", "events"),
-                    help="the conn sync's mode (upsert: the walkthrough's)")
+    ap.add_argument("--mode", default="upsert", choices=("upsert", "append"),
+                    help="the conn sync's mode (upsert, the walkthrough's, by default)")
     ap.add_argument("--concurrency", type=int, default=None,
                     help="the webhook's concurrent requests (default: the webhook's)")
     ap.add_argument("--batch-size", type=int, default=None,

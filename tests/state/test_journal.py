@@ -146,3 +146,20 @@ def test_batch_runs_commit_to_the_file_directly(tmp_path):
         p = st.plan(keys, pa.record_batch({"v": [1, 2]}))
         st.commit(keys, p.hashes, keys, pa.array([True, True]), [])
         assert not journal.pending(store.sync_path("s"))
+
+
+def test_a_journaled_commit_clears_earlier_runs_rejections_of_its_keys(tmp_path):
+    """docs/sync-modes.md: a rejection is cleared when the key is acknowledged later."""
+    store = DuckDBStateStore.open(str(tmp_path / "st"), None)
+    keys = pa.array(["a", "b", "c"])
+    with store.open_sync("s", "first") as st:
+        p = st.plan(keys, pa.record_batch({"v": [1, 2, 3]}))
+        st.commit(keys, p.hashes, keys, pa.array([False, False, True]),
+                  [(0, "bad a"), (1, "bad b")])
+    assert sorted(r["key"] for r in store.rejections("s")) == ["a", "b"]
+    with store.open_sync("s", "following") as st:
+        st.rebase()
+        p = st.plan(keys.slice(0, 1), pa.record_batch({"v": [1]}))
+        st.commit(keys.slice(0, 1), p.hashes, keys.slice(0, 1), pa.array([True]), [])
+        assert journal.pending(store.sync_path("s"))  # journaled, not yet folded
+    assert [r["key"] for r in store.rejections("s")] == ["b"]

@@ -129,6 +129,11 @@ def fold(con: duckdb.DuckDBPyConnection, q: Query, entries: list[Entry]) -> None
                 rows = [e.rows for e in commits if e.rows is not None and e.rows.num_rows]
                 if rows:
                     con.from_arrow(pa.concat_tables(rows)).insert_into("changes")
+                # As a commit does: the keys' rejections of earlier runs are replaced.
+                q("""DELETE FROM rejections WHERE EXISTS (SELECT 1 FROM changes ch JOIN
+                    commits c USING (seq) WHERE ch.seq BETWEEN ? AND ? AND ch.kid =
+                    rejections.kid AND c.run_id <> rejections.run_id)""",
+                  [commits[0].meta["seq"], commits[-1].meta["seq"]])
             if sources:
                 last = sources[-1].meta
                 q("INSERT OR REPLACE INTO source_state VALUES (1, ?, ?, "
@@ -236,18 +241,19 @@ class JournaledStorage(Storage):
                deletes: bool, match_type: str | None = None) -> None:
         with self._lock:
             inner = self.inner
-            if self._open is None or rejected.num_rows or inner._may_have_rejections():
+            if self._open is None or rejected.num_rows:
                 # Rejections are written at once: their rows update one another.
                 self.settle()
                 inner.commit(run_id, rows, rejected, deletes=deletes, match_type=match_type)
                 return
-            seq, table, mv_is_key = inner.numbered(rows)
-            self._append(Entry({"kind": "commit", "seq": seq, "op": 2 if deletes else 1,
-                                "run_id": run_id, "at": time.time(), "mv_is_key": mv_is_key,
-                                "match_type": match_type}, table))
-            inner._track(table, deletes)
+            if rows.num_rows:
+                seq, table, mv_is_key = inner.numbered(rows)
+                self._append(Entry({"kind": "commit", "seq": seq, "op": 2 if deletes else 1,
+                                    "run_id": run_id, "at": time.time(),
+                                    "mv_is_key": mv_is_key, "match_type": match_type}, table))
+                inner._track(table, deletes)
             # The counters are diagnostics, written apart at most once a second.
-            inner._progress.add(inner._q, run_id, table.num_rows, 0, deletes=deletes)
+            inner._progress.add(inner._q, run_id, rows.num_rows, 0, deletes=deletes)
             inner._progress.committed()
 
     def set_source_state(self, run_id: str, value: str) -> None:
