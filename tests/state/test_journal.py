@@ -6,6 +6,7 @@ file after a crash sees the journal's commits."""
 
 from __future__ import annotations
 
+import errno
 import json
 import random
 import signal
@@ -17,6 +18,7 @@ import uuid
 import duckdb
 import pyarrow as pa
 import pytest
+from conn.errors import StateError
 from conn.state.backends.duckdb import journal
 from conn.state.backends.duckdb.store import DuckDBStateStore
 
@@ -163,3 +165,21 @@ def test_a_journaled_commit_clears_earlier_runs_rejections_of_its_keys(tmp_path)
         st.commit(keys.slice(0, 1), p.hashes, keys.slice(0, 1), pa.array([True]), [])
         assert journal.pending(store.sync_path("s"))  # journaled, not yet folded
     assert [r["key"] for r in store.rejections("s")] == ["b"]
+
+
+def test_a_failed_append_is_a_state_error_naming_the_journal(tmp_path, monkeypatch):
+    store = DuckDBStateStore.open(str(tmp_path / "st"), None)
+    keys = pa.array(["a"])
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with store.open_sync("s", uuid.uuid4().hex) as st:
+        st.rebase()
+        p = st.plan(keys, pa.record_batch({"v": [1]}))
+        monkeypatch.setattr(journal.os, "write", full)
+        with pytest.raises(StateError, match=r"state journal .*s\.duckdb\.journal: .*No space"):
+            st.commit(keys, p.hashes, keys, pa.array([True]), [])
+        monkeypatch.undo()
+    with store.open_sync("s", "after") as st:  # the commit did not happen
+        assert len(st.plan(keys, pa.record_batch({"v": [1]})).inserts) == 1

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from conn.errors import StateError
 from conn.state.contracts import Storage
 
 if TYPE_CHECKING:
@@ -169,10 +170,14 @@ def pending(db: Path) -> bool:
 def _truncate(path: Path) -> None:
     fd = os.open(path, os.O_WRONLY)
     try:
-        os.ftruncate(fd, 0)
-        os.fsync(fd)
+        _empty(fd)
     finally:
         os.close(fd)
+
+
+def _empty(fd: int) -> None:
+    os.ftruncate(fd, 0)
+    os.fsync(fd)
 
 
 @dataclass
@@ -221,14 +226,13 @@ class JournaledStorage(Storage):
                 return
             fold(self.inner.con, self.inner._q, j.entries)
             j.entries, j.rows = [], 0
-            os.ftruncate(j.fd, 0)
-            os.fsync(j.fd)
+            self._io(_empty, j.fd)
 
     def _append(self, entry: Entry) -> None:
         j = self._open
         assert j is not None
-        os.write(j.fd, entry.encode())
-        os.fsync(j.fd)
+        self._io(os.write, j.fd, entry.encode())  # a disk full: the commit did not happen
+        self._io(os.fsync, j.fd)
         if not j.entries:
             j.since = time.monotonic()
         j.entries.append(entry)
@@ -236,6 +240,12 @@ class JournaledStorage(Storage):
         if j.rows >= FOLD_ROWS or len(j.entries) >= FOLD_FRAMES or \
                 time.monotonic() - j.since >= FOLD_SECONDS:
             self.settle()
+
+    def _io(self, call: Callable[..., Any], *args: Any) -> None:
+        try:
+            call(*args)
+        except OSError as exc:
+            raise StateError(f"state journal {path_of(self.inner.path)}: {exc}") from exc
 
     def commit(self, run_id: str, rows: pa.Table, rejected: pa.Table, *,
                deletes: bool, match_type: str | None = None) -> None:
