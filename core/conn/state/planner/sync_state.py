@@ -31,6 +31,10 @@ from conn.state.planner.sorted_state import LayeredState, SortedState
 
 REASON_NULL = "null primary key"
 REASON_DUPLICATE = "duplicate primary key {key!r} in this run (the first row is kept)"
+#: What :meth:`PlanningSyncState._rejected_table` gives for a commit without rejections.
+_NO_REJECTIONS = pa.schema([("kid", pa.uint64()), ("key", pa.string()),
+                            ("partition", pa.uint16()), ("reason", pa.string()),
+                            ("excerpt", pa.string())]).empty_table()
 
 
 class PlanningSyncState(SyncState):
@@ -162,6 +166,8 @@ class PlanningSyncState(SyncState):
         """One row per rejected key with its reasons and the first excerpt of its rows
         (several rows of one key in a batch: duplicates; rows without a key are each
         listed on their own)."""
+        if not rejected:  # the usual commit: building the empty table cost 0.2 ms
+            return _NO_REJECTIONS
         first: dict[int, int] = {}
         reasons: list[list[str]] = []
         idx: list[int] = []
