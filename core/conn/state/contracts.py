@@ -15,8 +15,9 @@ A backend stores; the planner, shared by every backend, plans. Implement two cla
    and payload hashes), ``commit`` (a batch's acknowledged rows and rejections, in one
    transaction), ``lookup`` (stored records by key id, for deletes), ``rejection_kids``
    and ``clear_rejections``, ``get_source_state`` and ``set_source_state``; optionally
-   ``load_sorted`` (serve the planner's sorted state from a cache) and ``finish``
-   (compact at the end of a run).
+   ``load_sorted`` (serve the planner's sorted state from a cache), ``group_commits``
+   (many small commits follow: a streaming run) and ``finish`` (compact at the end of a
+   run).
 2. :class:`StateStore`: a project's state. ``open_sync`` takes the sync's lock (raise
    :class:`~conn.errors.SyncLocked` while another run holds it), settles the target
    (:func:`conn.state.target.decide`), follows the hash-canary policy
