@@ -269,6 +269,7 @@ def test_follow_in_events_mode_sends_each_change_as_an_event_keyed_by_its_id(
 
 @pytest.mark.slow
 @pytest.mark.services
+@pytest.mark.serial
 def test_a_followed_sync_under_serve_reports_lag_and_latency_and_refuses_a_run_by_hand(
         tmp_path: Path, pg_url: str, sql, names, fault_server) -> None:
     t, slot = names("t"), names("s")
@@ -364,6 +365,7 @@ def _bound(nats_server: Any, stream: str) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_draining_answers_503_and_a_second_signal_exits_130_at_once(
         tmp_path: Path) -> None:
     from conn.testing.http import FaultServer, Slow
@@ -491,6 +493,7 @@ def test_an_unreachable_queue_fails_at_once_naming_host_and_port_not_the_passwor
 
 @pytest.mark.slow
 @pytest.mark.services
+@pytest.mark.serial
 def test_the_walkthrough_payload_and_rows_that_predate_the_slot(
         tmp_path: Path, pg_url: str, sql, names, fault_server) -> None:
     import time

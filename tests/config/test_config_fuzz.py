@@ -226,6 +226,7 @@ def run_limited(folder: Path, args: list[str]) -> tuple[int, str, float, float]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(HOSTILE))
+@pytest.mark.serial
 def test_hostile_files_are_refused_in_bounded_time_and_memory(tmp_path, name):
     path = tmp_path / "conn.yml"
     if name == "100 MB sparse file":

@@ -77,6 +77,7 @@ def test_random_bytes_name_the_file(proj_dir, monkeypatch, capsys):
     assert "line 2, column 1: not UTF-8" in err and "unexpected" not in err
 
 
+@pytest.mark.serial
 def test_alias_bomb_is_refused_fast(proj_dir, monkeypatch, capsys):
     """9 ** 9 = 387 million values from 300 bytes; refused on the parser's events."""
     (proj_dir / "conn.yml").write_text(BOMB)

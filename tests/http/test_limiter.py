@@ -44,6 +44,7 @@ def test_quiet_period_refills_burst_only(clock) -> None:
     assert waits[:3] == [0.0, 0.0, 0.0] and waits[3] == pytest.approx(0.1)
 
 
+@pytest.mark.serial
 def test_shared_across_threads_real_clock() -> None:
     rate, n, workers = 100.0, 40, 8
     lim = RateLimiter(rate, burst=1)

@@ -157,6 +157,7 @@ def conn_cmd() -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_sigkill_at_random_points_loses_nothing_and_resends_nothing_acknowledged(tmp_path):
     from conn.demo import build_warehouse
 

@@ -110,6 +110,7 @@ def _wait_for(cond, seconds: float = 30) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_ctrl_c_while_the_destination_hangs_exits_within_seconds(tmp_path, receiver):
     _project(tmp_path, receiver.url)
     proc = _start(tmp_path)
@@ -133,6 +134,7 @@ def test_ctrl_c_while_the_destination_hangs_exits_within_seconds(tmp_path, recei
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_a_second_ctrl_c_exits_at_once_without_a_traceback(tmp_path, receiver):
     _project(tmp_path, receiver.url)
     proc = _start(tmp_path)
@@ -148,6 +150,7 @@ def test_a_second_ctrl_c_exits_at_once_without_a_traceback(tmp_path, receiver):
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_sigterm_stops_like_ctrl_c(tmp_path, receiver):
     _project(tmp_path, receiver.url)
     proc = _start(tmp_path)
@@ -159,6 +162,7 @@ def test_sigterm_stops_like_ctrl_c(tmp_path, receiver):
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_a_run_refused_for_its_configuration_is_not_recorded(tmp_path, receiver):
     _project(tmp_path, receiver.url, extra=", nope: no_such_column")
     done = conn(tmp_path, "sync", "warehouse", "hook")

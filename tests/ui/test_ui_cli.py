@@ -67,6 +67,7 @@ def test_conn_ui_beyond_loopback_needs_a_token(tmp_path):
     assert res.returncode == 3 and "--token" in res.stderr
 
 
+@pytest.mark.serial
 def test_conn_serve_serves_the_ui_and_skips_a_sync_paused_there(tmp_path):
     with FaultServer() as srv:
         make_project(tmp_path, srv.url, rows=5)
