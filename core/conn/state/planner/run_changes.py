@@ -31,34 +31,64 @@ _SCHEMA = pa.schema([("kid", pa.uint64()), ("key", pa.string()), ("hash", pa.uin
 _MAX_CHUNKS = 64
 #: Superseded rows the log may hold beyond twice its keys before it is compacted.
 _SLACK = 65_536
+#: An index level is merged into the one before it once it holds at least this share of
+#: that one's entries (so the levels' sizes fall geometrically: a few dozen at most).
+_MERGE_SHARE = 0.5
+
+
+class _Level:
+    """Sorted, unique key ids and each one's latest change within the level: row in the
+    log, payload hash, whether it was a delete."""
+
+    __slots__ = ("deleted", "hashes", "kids", "rows")
+
+    def __init__(self, kids: np.ndarray, rows: np.ndarray, hashes: np.ndarray,
+                 deleted: np.ndarray) -> None:
+        self.kids, self.rows, self.hashes, self.deleted = kids, rows, hashes, deleted
+
+    def __len__(self) -> int:
+        return len(self.kids)
+
+    @staticmethod
+    def merged(older: _Level, newer: _Level) -> _Level:
+        """One level holding both; a key in both keeps ``newer``'s change."""
+        kids = np.concatenate([older.kids, newer.kids])
+        # Stable: of equal ids the older comes first, so the last of each run is newer's.
+        # Two sorted runs back to back: timsort merges them in one pass.
+        order = np.argsort(kids, kind="stable")
+        ordered = kids[order]
+        last = np.ones(len(ordered), dtype=bool)
+        last[:-1] = ordered[1:] != ordered[:-1]
+        take = order[last]
+        return _Level(ordered[last], np.concatenate([older.rows, newer.rows])[take],
+                      np.concatenate([older.hashes, newer.hashes])[take],
+                      np.concatenate([older.deleted, newer.deleted])[take])
 
 
 class RunChanges:
     """The run's acknowledged changes: appended by commits (any thread), folded by
     :meth:`fold` (the latest change per key wins).
 
-    Folded changes stay in an append-only log (Arrow tables); a sorted index over key
-    ids points at each key's latest change. A fold sorts only the new changes and merges
-    them into the index (a memory move over the index, no sort of the whole run), and
-    the log is rewritten with only the latest changes once it holds twice as many rows:
-    a long streaming run's pass costs about what its micro-batch holds, not what the run
-    changed before it."""
+    Folded changes stay in an append-only log (Arrow tables); an index over key ids
+    points at each key's latest change. The index is a few sorted levels, newest last
+    (a log-structured merge): a fold sorts only the new changes into a level of their
+    own and merges it into the level before it once it has grown to half that one's
+    size, so a fold costs about what its micro-batch holds however many keys the run
+    changed before it (merging each fold into one sorted index instead made a flood's
+    folds grow with the run: a memory move of the whole index each time). A lookup
+    searches the levels from the newest. The log is rewritten with only the latest
+    changes once it holds twice as many rows as the index has entries."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pending: list[pa.Table] = []
         self._log: list[pa.Table] = []
         self._log_rows = 0
-        #: Every key id changed in the run, sorted, and its latest change: row in the
-        #: log, payload hash, whether it was a delete.
-        self._kids = np.empty(0, dtype=np.uint64)
-        self._rows = np.empty(0, dtype=np.int64)
-        self._hashes = np.empty(0, dtype=np.uint64)
-        self._deleted = np.empty(0, dtype=bool)
+        self._levels: list[_Level] = []
 
     def __len__(self) -> int:
         """Keys changed in the run (as of the last :meth:`fold`)."""
-        return len(self._kids)
+        return len(self._index())
 
     def add(self, rows: pa.Table, match_type: str | None, *, deleted: bool) -> None:
         """Record committed ``rows`` (``kid``, ``key``, ``hash``, ``match_value`` as
@@ -90,54 +120,69 @@ class RunChanges:
         # The last occurrence of each key: the first one in reverse order (sorted by id).
         new_kids, first_rev = np.unique(kids[::-1], return_index=True)
         last = len(kids) - 1 - first_rev
-        rows = self._log_rows + last
-        hashes = t.column("hash").fill_null(0).to_numpy()[last]
-        gone = np.asarray(t.column("deleted").to_numpy(zero_copy_only=False), dtype=bool)[last]
+        gone = np.asarray(t.column("deleted").to_numpy(zero_copy_only=False), dtype=bool)
+        self._levels.append(_Level(new_kids, self._log_rows + last,
+                                   t.column("hash").fill_null(0).to_numpy()[last],
+                                   gone[last]))
         self._log.append(t)
         self._log_rows += t.num_rows
-        pos = np.searchsorted(self._kids, new_kids)
-        known = pos < len(self._kids)
-        known[known] = self._kids[pos[known]] == new_kids[known]
-        at = pos[known]
-        self._rows[at], self._hashes[at], self._deleted[at] = \
-            rows[known], hashes[known], gone[known]
-        fresh, where = ~known, pos[~known]
-        if fresh.any():
-            self._kids = np.insert(self._kids, where, new_kids[fresh])
-            self._rows = np.insert(self._rows, where, rows[fresh])
-            self._hashes = np.insert(self._hashes, where, hashes[fresh])
-            self._deleted = np.insert(self._deleted, where, gone[fresh])
-        if self._log_rows > 2 * len(self._kids) + _SLACK:
+        levels = self._levels
+        while len(levels) > 1 and len(levels[-1]) >= _MERGE_SHARE * len(levels[-2]):
+            levels[-2:] = [_Level.merged(levels[-2], levels[-1])]
+        if self._log_rows > 2 * sum(map(len, levels)) + _SLACK:
             # Mostly superseded changes: keep only each key's latest.
-            self._log = [self._table().take(pa.array(self._rows, pa.int64()))]
-            self._log_rows = len(self._kids)
-            self._rows = np.arange(len(self._kids), dtype=np.int64)
+            index = self._index()
+            self._log = [self._table().take(pa.array(index.rows, pa.int64()))]
+            self._log_rows = len(index)
+            index.rows = np.arange(len(index), dtype=np.int64)
         elif len(self._log) > _MAX_CHUNKS:
             self._log = [self._table().combine_chunks()]
         return True
 
+    def _index(self) -> _Level:
+        """Every level merged into one (which then replaces them)."""
+        if not self._levels:
+            return _Level(np.empty(0, np.uint64), np.empty(0, np.int64),
+                          np.empty(0, np.uint64), np.empty(0, bool))
+        while len(self._levels) > 1:
+            self._levels[-2:] = [_Level.merged(self._levels[-2], self._levels[-1])]
+        return self._levels[0]
+
     def _table(self) -> pa.Table:
         return pa.concat_tables(self._log) if self._log else _SCHEMA.empty_table()
 
-    def _find(self, kids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Index positions of ``kids`` and a mask of those the run changed."""
+    def _find(self, kids: np.ndarray) -> tuple[np.ndarray, _Level]:
+        """Which of ``kids`` the run changed (a mask), and the latest change of each
+        (aligned with ``kids``; meaningful where the mask is set)."""
         kids = np.asarray(kids, dtype=np.uint64)
-        pos = np.searchsorted(self._kids, kids)
-        found = pos < len(self._kids)
-        found[found] = self._kids[pos[found]] == kids[found]
-        return pos, found
+        n = len(kids)
+        found = np.zeros(n, dtype=bool)
+        out = _Level(kids, np.zeros(n, np.int64), np.zeros(n, np.uint64), np.zeros(n, bool))
+        for level in reversed(self._levels):  # the newest change of a key wins
+            todo = np.flatnonzero(~found)
+            if not len(todo):
+                break
+            pos = np.searchsorted(level.kids, kids[todo])
+            hit = pos < len(level)
+            hit[hit] = level.kids[pos[hit]] == kids[todo][hit]
+            at, pos = todo[hit], pos[hit]
+            found[at] = True
+            out.rows[at], out.hashes[at], out.deleted[at] = \
+                level.rows[pos], level.hashes[pos], level.deleted[pos]
+        return found, out
 
     def layered(self, opened: SortedState | LayeredState,
                 kids: np.ndarray | None = None) -> SortedState | LayeredState:
         """The state loaded at the open with the run's latest changes on top: of every
         key, or of ``kids`` only (the keys the next batch holds: what it is planned
         against, at the cost of that batch rather than of the run)."""
-        sel: slice | np.ndarray = slice(None)
-        if kids is not None:
-            pos, found = self._find(kids)
-            sel = np.unique(pos[found])
-        kids_, hashes = self._kids[sel], self._hashes[sel]
-        gone = self._deleted[sel]
+        if kids is None:
+            index = self._index()
+            kids_, hashes, gone = index.kids, index.hashes, index.deleted
+        else:
+            found, latest = self._find(np.unique(np.asarray(kids, dtype=np.uint64)))
+            kids_, hashes, gone = latest.kids[found], latest.hashes[found], \
+                latest.deleted[found]
         if not len(kids_):
             return opened
         up_kids, up_hashes = kids_[~gone], hashes[~gone]
@@ -155,9 +200,8 @@ class RunChanges:
     def held(self, kids: np.ndarray) -> tuple[pa.Table, np.ndarray]:
         """The latest changes of ``kids`` made in this run (upserts only), and a mask
         over ``kids`` of those this run touched at all (upserted or deleted)."""
-        pos, touched = self._find(kids)
-        at = np.unique(pos[touched])
-        at = at[~self._deleted[at]]
-        if not len(at):
+        touched, latest = self._find(kids)
+        rows = np.unique(latest.rows[touched & ~latest.deleted])
+        if not len(rows):
             return _SCHEMA.empty_table(), touched
-        return self._table().take(pa.array(self._rows[at], pa.int64())), touched
+        return self._table().take(pa.array(rows, pa.int64())), touched
