@@ -32,7 +32,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 
     from conn.state.backends.duckdb.store import DuckDBStorage
     from conn.state.planner.sorted_state import LayeredState, SortedState
+
+T = TypeVar("T")
 
 #: Fold the journal into the DuckDB file at least this often while commits arrive.
 FOLD_SECONDS = 1.0
@@ -274,35 +276,30 @@ class JournaledStorage(Storage):
                 self._append(Entry({"kind": "source", "run_id": run_id, "value": value,
                                     "at": time.time()}))
 
-    def get_source_state(self) -> str | None:
+    def _settled(self, call: Callable[..., T], *args: Any) -> T:
+        """``call(*args)`` (a method of the inner storage) under the lock, once the
+        journal is folded: what it reads or writes sees every commit."""
         with self._lock:
             self.settle()
-            return self.inner.get_source_state()
+            return call(*args)
+
+    def get_source_state(self) -> str | None:
+        return self._settled(self.inner.get_source_state)
 
     def load(self, partitions: frozenset[int] | None) -> tuple[np.ndarray, np.ndarray]:
-        with self._lock:
-            self.settle()
-            return self.inner.load(partitions)
+        return self._settled(self.inner.load, partitions)
 
     def load_sorted(self, partitions: frozenset[int] | None) -> SortedState | LayeredState:
-        with self._lock:
-            self.settle()
-            return self.inner.load_sorted(partitions)
+        return self._settled(self.inner.load_sorted, partitions)
 
     def lookup(self, kids: np.ndarray, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        with self._lock:
-            self.settle()
-        return self.inner.lookup(kids, batch_rows)
+        return self._settled(self.inner.lookup, kids, batch_rows)
 
     def rejection_kids(self, partitions: frozenset[int] | None) -> np.ndarray:
-        with self._lock:
-            self.settle()
-            return self.inner.rejection_kids(partitions)
+        return self._settled(self.inner.rejection_kids, partitions)
 
     def clear_rejections(self, kids: np.ndarray) -> None:
-        with self._lock:
-            self.settle()
-            self.inner.clear_rejections(kids)
+        self._settled(self.inner.clear_rejections, kids)
 
     def finish(self) -> None:
         with self._lock:
