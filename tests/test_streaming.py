@@ -232,14 +232,21 @@ def test_cli_follow_refuses_dry_run(proj_dir, monkeypatch, capsys):
     assert "--dry-run" in err
 
 
-def test_a_long_follow_is_recorded_as_one_run_per_segment(h, monkeypatch):
+@pytest.mark.parametrize("bound", ["seconds", "changes"])
+def test_a_long_follow_is_recorded_as_one_run_per_segment(h, monkeypatch, bound):
+    """A segment ends after SEGMENT_SECONDS, or once SEGMENT_CHANGES changes were
+    handed over (so a busy stream's memory stays bounded)."""
     from conn.runtime import streaming
 
-    monkeypatch.setattr(streaming, "SEGMENT_SECONDS", 0.3)
+    if bound == "seconds":
+        monkeypatch.setattr(streaming, "SEGMENT_SECONDS", 0.3)
+    else:
+        monkeypatch.setattr(streaming, "SEGMENT_CHANGES", 1)
     f = follow(h)
     h.changes("people", [person(1)], ["insert"])
     assert f.wait_rows(1)
-    time.sleep(0.8)
+    if bound == "seconds":
+        time.sleep(0.8)
     h.changes("people", [person(1, "Bo")], ["update"])
     assert f.wait_rows(2)
     rep = f.stop()

@@ -95,6 +95,9 @@ IDLE_SAVE_SECONDS = 10.0
 #: starts the next at once: the run history gets an entry per segment, and the state
 #: folds the segment's changes (which a run keeps in memory to plan against them).
 SEGMENT_SECONDS = 3600.0
+#: ... or once it handed this many changes to the lane, so that a busy stream's memory
+#: stays bounded (a run keeps about 150 bytes per key changed in it: some 300 MB here).
+SEGMENT_CHANGES = 2_000_000
 
 #: ``on_batch(report, info)``: called on the delivery thread after each micro-batch is
 #: committed; ``info`` holds ``rows`` (changes), ``position``, ``latencies`` (seconds
@@ -174,13 +177,14 @@ class StreamingRunner(SyncRunner):
         rows, first_at, last_save = 0, 0.0, time.monotonic()
         position: Any = None
         saved: Any = object()
-        segment_end = time.monotonic() + SEGMENT_SECONDS
+        segment_end, flushed = time.monotonic() + SEGMENT_SECONDS, 0
         try:
             for batch in changes:
                 self._acknowledge(p)
                 if lane.stopped or self._stopping():
                     break
-                if not rows and time.monotonic() >= segment_end:
+                if not rows and (time.monotonic() >= segment_end
+                                 or flushed >= SEGMENT_CHANGES):
                     self.segment_over = True
                     break
                 position = batch.position
@@ -199,6 +203,7 @@ class StreamingRunner(SyncRunner):
                 if due:
                     if not self._flush(p, st, lane, pending, position):
                         break
+                    flushed += rows
                     pending, rows, saved, last_save = [], 0, position, now
                 elif (not rows and catch_up is None and position != saved
                       and now - last_save >= IDLE_SAVE_SECONDS):
