@@ -68,7 +68,7 @@ def test_held_and_layered_give_the_latest_change_of_each_key(groups, probe, smal
 
 
 def test_a_long_run_keeps_few_index_levels():
-    """Each fold adds a level and merges it into the one before once it is half that
+    """Each fold adds a level and merges it into the one before once it is a quarter of that
     one's size: after 2,000 folds of new keys the index has a handful of levels, not one
     per fold, and every key is found."""
     rc = RunChanges()
