@@ -232,15 +232,16 @@ def test_kill_9_mid_run_loses_nothing(tmp_path, pg_url):
 def test_lock_held_by_live_process_then_taken_over_after_kill(tmp_path, pg_url):
     for url in _urls(tmp_path, pg_url):
         try:
-            proc = _child(url, "hold")
-            assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
-            store = _store(url)
-            with pytest.raises(SyncLocked) as e, store.open_sync("s", "second"):
-                pass
-            msg = str(e.value)
-            assert "'s'" in msg and f"pid {proc.pid}" in msg and "crashing" in msg, msg
-            proc.kill()  # kill -9: the stale lock must be taken over
-            proc.communicate(timeout=30)  # reaps it and closes its pipes
+            # The block closes the pipes and reaps the child, also when an assert fails.
+            with _child(url, "hold") as proc:
+                assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+                store = _store(url)
+                with pytest.raises(SyncLocked) as e, store.open_sync("s", "second"):
+                    pass
+                msg = str(e.value)
+                assert "'s'" in msg and f"pid {proc.pid}" in msg and "crashing" in msg, msg
+                proc.kill()  # kill -9: the stale lock must be taken over
+                proc.communicate(timeout=30)
             for _ in range(50):  # the server notices a dead client within moments
                 try:
                     with store.open_sync("s", "third"):
