@@ -129,7 +129,7 @@ class RunChanges:
         self._log_rows += t.num_rows
         levels = self._levels
         while len(levels) > 1 and len(levels[-1]) >= _MERGE_SHARE * len(levels[-2]):
-            levels[-2:] = [_Level.merged(levels[-2], levels[-1])]
+            self._merge_last()
         if self._log_rows > 2 * sum(map(len, levels)) + _SLACK:
             # Mostly superseded changes: keep only each key's latest.
             index = self._index()
@@ -146,8 +146,12 @@ class RunChanges:
             return _Level(np.empty(0, np.uint64), np.empty(0, np.int64),
                           np.empty(0, np.uint64), np.empty(0, bool))
         while len(self._levels) > 1:
-            self._levels[-2:] = [_Level.merged(self._levels[-2], self._levels[-1])]
+            self._merge_last()
         return self._levels[0]
+
+    def _merge_last(self) -> None:
+        """The newest two levels become one."""
+        self._levels[-2:] = [_Level.merged(*self._levels[-2:])]
 
     def _table(self) -> pa.Table:
         return pa.concat_tables(self._log) if self._log else _SCHEMA.empty_table()
@@ -163,9 +167,10 @@ class RunChanges:
             todo = np.flatnonzero(~found)
             if not len(todo):
                 break
-            pos = np.searchsorted(level.kids, kids[todo])
+            want = kids[todo]
+            pos = np.searchsorted(level.kids, want)
             hit = pos < len(level)
-            hit[hit] = level.kids[pos[hit]] == kids[todo][hit]
+            hit[hit] = level.kids[pos[hit]] == want[hit]
             at, pos = todo[hit], pos[hit]
             found[at] = True
             out.rows[at], out.hashes[at], out.deleted[at] = \
