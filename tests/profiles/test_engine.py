@@ -4,7 +4,7 @@ data keeps every id, merges and splits are recorded (docs/profiles.md, "Stable i
 from __future__ import annotations
 
 import pyarrow as pa
-from conn.profiles.engine import Previous, Rules, build, empty_previous
+from conn.profiles.engine import Previous, Rules, build, build_changes, empty_previous
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -114,3 +114,37 @@ def test_only_touched_islands_are_restitched() -> None:
         assert inc.restitched == restitched  # with junk: the new record and person 5
         assert by_key(inc.records)[1000] == by_key(first.records)[5]
         assert len(by_key(inc.records)) == 101
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(before=records_st, added=records_st, drop=st.sets(st.integers(0, 29), max_size=5),
+       resent=st.sets(st.integers(0, 29), max_size=5))
+def test_changes_alone_equal_a_full_build(before: dict, added: dict, drop: set[int],
+                                          resent: set[int]) -> None:
+    """``build_changes`` given only the new records' entries and the vanished keys (a
+    caller that knows what changed reads nothing else): its re-stitched records, put
+    in place of the dropped ones, are a full build's profiles, ids and changes."""
+    first = build(entries(before), RULES, empty_previous())
+    prev = Previous(first.records, entries(before), first.junk)
+    ordered = sorted(before.items())
+    after = {k: v for i, (k, v) in enumerate(ordered) if i not in drop}
+    new = {k + 2**41: v for k, v in added.items()}
+    after.update(new)
+    vanished = [k for i, (k, _) in enumerate(ordered) if i in drop]
+    # Records still there sent again among the new ones are left as they are.
+    again = {k: v for i, (k, v) in enumerate(ordered) if i in resent and i not in drop}
+    out = build_changes(entries({**new, **again}), pa.array(vanished, pa.uint64()), RULES,
+                        prev)
+    full = build(entries(after), RULES, prev, full=True)
+    assert out.delta is not None
+    dropped = set(out.delta.dropped.to_pylist())
+    assert set(vanished) <= dropped
+    merged = {k: p for k, p in by_key(first.records).items() if k not in dropped}
+    assert not set(merged) & set(by_key(out.records))
+    merged.update(by_key(out.records))
+    assert merged == by_key(full.records)
+    assert out.changes.to_pylist() == full.changes.to_pylist()
+    assert sorted(out.junk.column("ident").to_pylist()) == \
+        sorted(full.junk.column("ident").to_pylist())
+    assert out.delta.new_entries.to_pylist() == [
+        k in new for k in entries({**new, **again}).column("rkey").to_pylist()]

@@ -39,7 +39,8 @@ from conn.profiles.ids import CHANGES, assign_ids, changes
 from conn.profiles.stitch import StitchRules, drop_junk, stitch_islands
 
 __all__ = ["CHANGES", "ENTRIES", "RECORDS", "SEP", "Delta", "Entries", "EntriesIn",
-           "Outcome", "Previous", "Rules", "build", "build_incremental", "empty_previous"]
+           "Outcome", "Previous", "Rules", "build", "build_changes", "build_incremental",
+           "empty_previous"]
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,7 @@ class Delta:
 
 RECORDS = pa.schema([("rkey", pa.uint64()), ("profile", pa.string()), ("island", pa.int64())])
 ENTRIES = pa.schema([("rkey", pa.uint64()), ("ident", pa.string())])
+JUNK = pa.schema([("ident", pa.string()), ("records", pa.int64())])
 
 
 def empty_previous() -> Previous:
@@ -203,79 +205,121 @@ def _finish(rkeys: pa.Array, keys: NDArray[Any], graph: list[NDArray[Any]], n_va
 def build_incremental(entries: pa.Table, rules: Rules, previous: Previous) -> Outcome:
     """The same result as :func:`build`, reading the previous build instead of encoding
     every entry: the current entries are the previous ones less those of vanished
-    records plus those of new records (a record's key is its identifiers), so only the
-    touched values are counted, and only the islands holding them are encoded and
-    stitched."""
-    assert previous.junk is not None
+    records plus those of new records (a record's key is its identifiers), so the
+    changes are found and :func:`build_changes` stitches only what they touch. The
+    outcome holds every record."""
     rk = to_numpy(entries.column("rkey"))
     prev_keys = to_numpy(previous.records.column("rkey"))
-    # The previous keys are sorted once; every membership question below reuses it (a
-    # sort per question was most of an incremental build's time).
-    prev_index = _Index(prev_keys)
-    at = prev_index.find(rk)  # each entry's record in the previous build, -1: new
+    at = _Index(prev_keys).find(rk)  # each entry's record in the previous build, -1: new
     new_entry = at < 0
     present = np.zeros(len(prev_keys), bool)
     present[at[~new_entry]] = True
-    vanished = prev_keys[~present]
+    del at, rk
+    out, dropped = _changed(entries.filter(pa.array(new_entry)),
+                            pa.array(prev_keys[~present], pa.uint64()), rules, previous)
+    assert out.delta is not None
+    # Records not re-stitched keep what they had; vanished ones leave.
+    keep = np.ones(len(prev_keys), bool)
+    keep[dropped] = False
+    out.records = pa.concat_tables([previous.records.filter(pa.array(keep)).cast(RECORDS),
+                                    out.records])
+    out.delta.new_entries = pa.array(new_entry)
+    return out
+
+
+def build_changes(added: pa.Table, vanished: pa.Array, rules: Rules,
+                  previous: Previous) -> Outcome:
+    """Stitch the changes to the previous build: ``added``, the entries of records new
+    since (a record already in the previous build is left as it is: its key stands for
+    its identifiers), and ``vanished``, the keys of records no longer read. The
+    profiles are those :func:`build` makes of the previous entries less the vanished
+    records' plus the added, and only the islands holding a touched identifier are
+    read (two questions to the stored entries) and stitched again.
+
+    The outcome's ``records`` are the re-stitched records only: every other record keeps
+    what ``previous.records`` gives it, less the ``delta.dropped`` keys; the
+    ``delta.new_entries`` mask is over ``added``."""
+    return _changed(added, vanished, rules, previous)[0]
+
+
+def _changed(added: pa.Table, vanished: pa.Array, rules: Rules, previous: Previous
+             ) -> tuple[Outcome, NDArray[np.int64]]:
+    """:func:`build_changes`, and the positions of the dropped previous records."""
+    assert previous.junk is not None
+    prev_keys = to_numpy(previous.records.column("rkey"))
+    # One index of the previous keys for every membership question below (a sort or a
+    # hash of 5M keys per question was most of an incremental build).
+    index = _Index(prev_keys)
+    new_entry = index.find(to_numpy(added.column("rkey"))) < 0
+    added = added if new_entry.all() else added.filter(pa.array(new_entry))
+    gone_at = index.find(to_numpy(vanished)) if len(vanished) else np.zeros(0, np.int64)
+    gone_at = gone_at[gone_at >= 0]
+    present = np.ones(len(prev_keys), bool)
+    present[gone_at] = False
+    gone_keys = pa.array(prev_keys[gone_at], pa.uint64())
     # Filtered before being combined: only the selected strings are copied.
-    new_ids = flat(entries.column("ident").filter(pa.array(new_entry)))
+    new_ids = flat(added.column("ident"))
     with _asked(previous.entries) as stored:
-        gone_ids = flat(stored.of(pa.array(vanished, pa.uint64())).column("ident"))
+        gone_ids = flat(stored.of(gone_keys).column("ident")) if len(gone_keys) else \
+            new_ids[:0]
         touched = pc.unique(pa.concat_arrays([new_ids, gone_ids]))
         held = stored.holding(touched)
-    # Holders now of each touched value: before, less the vanished, plus the new.
-    counts = _count(flat(held.column("ident")), touched) - _count(gone_ids, touched) + \
-        _count(new_ids, touched)
-    caps = np.array([rules.max_records.get(t, 0) for t in rules.types] + [0], np.int64)
-    cap = caps[_type_codes(touched, rules.types)]
-    over = (cap > 0) & (counts > cap)
-    # Junk: the previous junk that is not touched, the touched values over their cap.
-    old_junk = previous.junk.filter(pc.invert(pc.is_in(previous.junk.column("ident"),
-                                                       touched)))
-    junk = pa.concat_tables([old_junk.cast(pa.schema([("ident", pa.string()),
-                                                      ("records", pa.int64())])),
-                             pa.table({"ident": touched.filter(pa.array(over)),
-                                       "records": pa.array(counts[over], pa.int64())})])
-    # The islands of the previous holders of touched values (still read), and the new
-    # records.
-    prev_idx_hold = prev_index.find(to_numpy(held.column("rkey")))
-    prev_idx_hold = prev_idx_hold[prev_idx_hold >= 0]
-    prev_idx_hold = prev_idx_hold[present[prev_idx_hold]]
-    islands_prev = to_numpy(previous.records.column("island"))
-    hit = np.zeros(int(islands_prev.max()) + 2 if len(islands_prev) else 1, bool)
-    hit[islands_prev[prev_idx_hold]] = True
-    sub_prev = hit[islands_prev] & present
-    sub = np.where(new_entry, True, sub_prev[at])  # at = -1 only where new_entry
-    sub_entries = entries.filter(pa.array(sub))
-    rec, first = encode_ints(rk[sub])
-    keys = rk[sub][first]
-    rkeys = pa.array(keys, pa.uint64())
-    prev_idx = at[sub][first].astype(np.int64)
+        # Holders now of each touched value: before, less the vanished, plus the new.
+        counts = _count(flat(held.column("ident")), touched) - \
+            _count(gone_ids, touched) + _count(new_ids, touched)
+        caps = np.array([rules.max_records.get(t, 0) for t in rules.types] + [0], np.int64)
+        cap = caps[_type_codes(touched, rules.types)]
+        over = (cap > 0) & (counts > cap)
+        # Junk: the previous junk that is not touched, the touched values over their cap.
+        old_junk = previous.junk.filter(pc.invert(pc.is_in(previous.junk.column("ident"),
+                                                           touched)))
+        junk = pa.concat_tables([
+            old_junk.cast(JUNK), pa.table({"ident": touched.filter(pa.array(over)),
+                                           "records": pa.array(counts[over], pa.int64())})])
+        del counts, cap, over
+        # The islands of the previous holders of touched values (still read): their
+        # records are stitched again, with the new records.
+        holders = index.find(to_numpy(held.column("rkey")))
+        del held
+        holders = holders[holders >= 0]
+        holders = holders[present[holders]]
+        islands_prev = to_numpy(previous.records.column("island"))
+        hit = np.zeros(int(islands_prev.max()) + 2 if len(islands_prev) else 1, bool)
+        hit[islands_prev[holders]] = True
+        sub_prev = hit[islands_prev]
+        sub_prev &= present
+        sub_at = np.flatnonzero(sub_prev)
+        kept_entries = stored.of(pa.array(prev_keys[sub_at], pa.uint64()))
+    sub_entries = pa.concat_tables([kept_entries.cast(ENTRIES), added.cast(ENTRIES)])
+    del kept_entries
+    rk = to_numpy(sub_entries.column("rkey"))
+    rec, first = encode_ints(rk)
+    keys = rk[first]
+    # A new record's -1 picks the -1 appended.
+    prev_idx = np.append(sub_at, -1)[_Index(prev_keys[sub_at]).find(keys)]
     ids = encode_idents(sub_entries.column("ident"), rules.types, pa.concat_arrays([
         flat(junk.column("ident")), pa.array(sorted(rules.junk), pa.string())]))
     keep = ~ids.dropped
     graph = [rec[keep], ids.typ[keep], ids.codes[keep]]
     n_val = len(ids.first)
     del ids, rec, keep
-    out = _finish(rkeys, keys, graph, n_val, np.ones(len(keys), bool), prev_idx, junk,
-                  rules, previous)
-    # Records not re-stitched keep what they had; vanished ones leave.
-    keep_prev = ~sub_prev & present
-    kept = previous.records.filter(pa.array(keep_prev))
-    out.records = pa.concat_tables([kept.cast(RECORDS), out.records])
-    dropped = pa.array(~keep_prev)
-    out.delta = Delta(pa.array(prev_keys[~keep_prev], pa.uint64()),
-                      pa.array(prev_keys[~present], pa.uint64()), pa.array(new_entry),
-                      pc.unique(flat(previous.records.column("profile").filter(dropped))))
-    return out
+    out = _finish(pa.array(keys, pa.uint64()), keys, graph, n_val, np.ones(len(keys), bool),
+                  prev_idx, junk, rules, previous)
+    dropped = np.flatnonzero(sub_prev | ~present)
+    out.delta = Delta(pa.array(prev_keys[dropped], pa.uint64()), gone_keys,
+                      pa.array(new_entry),
+                      pc.unique(flat(previous.records.column("profile").take(
+                          pa.array(dropped)))))
+    return out, dropped
 
 
 class _Index:
     """Positions of keys in a table of unique keys, the table sorted once (when first
     searched: a hash lookup needs no sort)."""
 
-    #: Above this many keys in no order, a hash lookup beats a binary search, whose
-    #: every probe then misses the caches (2M people: 10 s against 1.5 s).
+    #: Above this many keys in no order, asked for or in the table, a hash lookup beats
+    #: a binary search, whose every probe then misses the caches (2M people: 10 s
+    #: against 1.5 s), and sorting the table (0.5 s for 5M records' keys).
     HASHED = 1 << 16
 
     def __init__(self, table: NDArray[Any]) -> None:
@@ -283,18 +327,36 @@ class _Index:
 
     @cached_property
     def order(self) -> NDArray[np.int64]:
+        # A full build's records come sorted by key: no sort at all.
+        if np.all(self.table[1:] > self.table[:-1]):
+            return np.arange(len(self.table))
         return np.argsort(self.table, kind="stable")
 
     @cached_property
     def sorted(self) -> NDArray[Any]:
         return self.table[self.order]
 
+    #: Above this many keys asked for at once, DuckDB's hash join over both cores beats
+    #: sorting them for a binary search of a sorted table.
+    JOINED = 1 << 20
+
+    def _unsorted(self, keys: NDArray[Any]) -> bool:
+        return len(keys) > self.HASHED and not in_runs(keys)
+
     def find(self, keys: NDArray[Any]) -> NDArray[np.int64]:
         """The position of each of ``keys`` in the table, -1 where absent."""
         if not len(self.table):
             return np.full(len(keys), -1, np.int64)
-        if len(keys) > self.HASHED and not in_runs(keys):
+        if "order" not in self.__dict__ and (len(keys) > self.JOINED or
+                                             self._unsorted(self.table)):
             return _joined(self.table, keys)
+        if len(keys) > 4096 and not in_runs(keys):
+            # Searched in order, each probe starts near the last one's path: 55k keys
+            # in 5M took 42 ms in no order, 7 ms sorted (plus 4 ms to sort them).
+            by = np.argsort(keys)
+            out = np.empty(len(keys), np.int64)
+            out[by] = self.find(keys[by])
+            return out
         # In place where numpy allows: a rebuild looks up every record here.
         pos = np.searchsorted(self.sorted, keys)
         np.minimum(pos, len(self.sorted) - 1, out=pos)
