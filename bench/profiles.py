@@ -141,7 +141,7 @@ RULES_ARGS = dict(
 
 
 def side_conn(data: Path, mode: str, out: Path | None) -> dict:
-    import duckdb  # noqa: F401 - imported before the clock starts, as in a warm process
+    import duckdb  # imported before the clock starts, as in a warm process
     import scipy.sparse.csgraph  # noqa: F401
     from conn.profiles.engine import Previous, Rules, build, build_changes, empty_previous
 
@@ -149,7 +149,13 @@ def side_conn(data: Path, mode: str, out: Path | None) -> dict:
     entries = pq.read_table(data / "entries.parquet")
     previous = empty_previous()
     if mode in ("rebuild", "incremental", "changes"):
-        previous = Previous(pq.read_table(data / "records.parquet"), entries,
+        # The entries as the store keeps them: with each identifier's hash.
+        con = duckdb.connect()
+        con.register("e", entries)
+        hashed = entries.append_column("h", con.sql("SELECT hash(ident) AS h FROM e")
+                                       .to_arrow_table().column("h"))
+        con.close()
+        previous = Previous(pq.read_table(data / "records.parquet"), hashed,
                             pq.read_table(data / "junk.parquet"))
     more = pq.read_table(data / "more.parquet")
     if mode == "incremental":

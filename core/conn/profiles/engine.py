@@ -70,16 +70,21 @@ class EntriesIn:
     """:class:`Entries` of the DuckDB table ``table`` on ``con`` (the store's, or an
     Arrow table registered): each question is one hash of the values asked for, probed
     over both cores (Arrow's ``is_in`` over a table of many chunks hashed the values
-    again for each chunk: 1.2 s at 11M entries)."""
+    again for each chunk: 1.2 s at 11M entries). A table with the column ``h``
+    (DuckDB's ``hash(ident)``, as the store keeps it) is asked for identifiers by their
+    hashes, and the rows found compared exactly: 11M strings scanned took 0.23 s, their
+    hashes 0.10 s."""
 
     def __init__(self, con: Any, table: str) -> None:
         self.con, self.table = con, table
+        self.hashed = "h" in con.sql(f"SELECT * FROM {table} LIMIT 0").columns
 
-    def _where(self, column: str, values: pa.Array) -> pa.Table:
+    def _where(self, column: str, values: pa.Array, of: str = "v") -> pa.Table:
+        """The entries whose ``column`` is ``of`` (an expression of ``v``) of a value."""
         self.con.register("_wanted", pa.table({"v": values}))
         try:
             return self.con.sql(f"SELECT rkey, ident FROM {self.table} WHERE {column} IN "
-                                f"(SELECT v FROM _wanted)").to_arrow_table().cast(ENTRIES)
+                                f"(SELECT {of} FROM _wanted)").to_arrow_table().cast(ENTRIES)
         finally:
             self.con.unregister("_wanted")
 
@@ -87,7 +92,11 @@ class EntriesIn:
         return self._where("rkey", rkeys)
 
     def holding(self, idents: pa.Array) -> pa.Table:
-        return self._where("ident", idents)
+        if not self.hashed:
+            return self._where("ident", idents)
+        found = self._where("h", idents, of="hash(v)")
+        # Another identifier sharing a hash is not one of these.
+        return found.filter(pc.is_in(found.column("ident"), idents))
 
 
 @contextlib.contextmanager
@@ -326,15 +335,20 @@ class _Index:
         self.table = table
 
     @cached_property
+    def in_order(self) -> bool:
+        """Whether the table is sorted already (a full build's records come sorted by
+        key): then neither a sort nor a sorted copy is made."""
+        return bool(np.all(self.table[1:] > self.table[:-1]))
+
+    @cached_property
     def order(self) -> NDArray[np.int64]:
-        # A full build's records come sorted by key: no sort at all.
-        if np.all(self.table[1:] > self.table[:-1]):
+        if self.in_order:
             return np.arange(len(self.table))
         return np.argsort(self.table, kind="stable")
 
     @cached_property
     def sorted(self) -> NDArray[Any]:
-        return self.table[self.order]
+        return self.table if self.in_order else self.table[self.order]
 
     #: Above this many keys asked for at once, DuckDB's hash join over both cores beats
     #: sorting them for a binary search of a sorted table.

@@ -1,11 +1,12 @@
 """Where built profiles live: ``profiles.duckdb`` in the project's state folder (.conn/).
 
 Per profile set NAME, tables ``NAME.records`` (rkey, profile, island), ``NAME.entries``
-(rkey, ident), ``NAME.golden`` (the stream ``profiles.NAME``), ``NAME.digests`` (each
-record's digest of its rows: :mod:`conn.profiles.refresh`), ``NAME.junk`` (the last
-build's junk values), ``NAME.matches`` (the pairs the last build's matchers kept, with
-their scores) and ``NAME.changes`` (every merge and split, with the build and time: the
-history is appended, never rewritten); ``builds`` lists the builds.
+(rkey, ident, and ``h``: DuckDB's hash of ident), ``NAME.golden`` (the stream
+``profiles.NAME``), ``NAME.digests`` (each record's digest of its rows:
+:mod:`conn.profiles.refresh`), ``NAME.junk`` (the last build's junk values),
+``NAME.matches`` (the pairs the last build's matchers kept, with their scores) and
+``NAME.changes`` (every merge and split, with the build and time: the history is
+appended, never rewritten); ``builds`` lists the builds.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ from conn.profiles.engine import CHANGES, ENTRIES, RECORDS, EntriesIn, Previous
 FILE = "profiles.duckdb"
 #: What DuckDB may hold in memory while a build is saved.
 SAVE_MEMORY = "256MB"
+
+
+#: Columns a stored table has besides those a build hands over: each entry's
+#: identifier hashed, which :class:`EntriesIn` asks by (a scan of 11M hashes instead of
+#: 11M strings).
+_COMPUTED = {"entries": ", hash(ident) AS h"}
 
 
 def path(state_dir: Path) -> Path:
@@ -105,11 +112,11 @@ class ProfileStore:
         try:
             for table, data in tables.items():
                 if isinstance(data, Update):
-                    self._update(_t(name, table), data)
+                    self._update(name, table, data)
                     continue
                 con.register("_data", data)
                 con.execute(f"CREATE OR REPLACE TABLE {_t(name, table)} AS "
-                            f"SELECT * FROM _data")
+                            f"SELECT *{_COMPUTED.get(table, '')} FROM _data")
                 con.unregister("_data")
             row = con.execute(f"SELECT count(*) FROM {_t(name, 'golden')}").fetchone()
             profiles = int(row[0]) if row else 0
@@ -132,14 +139,21 @@ class ProfileStore:
             con.execute("RESET memory_limit")
         return profiles
 
-    def _update(self, table: str, change: Update) -> None:
+    def _update(self, name: str, table: str, change: Update) -> None:
         key = '"' + change.key.replace('"', '""') + '"'
+        stored = _t(name, table)
         self.con.register("_gone", pa.table({"k": change.gone}))
-        self.con.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT k FROM _gone)")
+        self.con.execute(f"DELETE FROM {stored} WHERE {key} IN (SELECT k FROM _gone)")
         self.con.unregister("_gone")
+        computed = _COMPUTED.get(table, "")
+        if computed and not self._has_column(stored, computed.rsplit(" ", 1)[-1]):
+            computed = ""  # a store from before the column: its reader asks without it
         self.con.register("_data", change.rows)
-        self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _data")
+        self.con.execute(f"INSERT INTO {stored} BY NAME SELECT *{computed} FROM _data")
         self.con.unregister("_data")
+
+    def _has_column(self, table: str, column: str) -> bool:
+        return column in self.con.sql(f"SELECT * FROM {table} LIMIT 0").columns
 
     def digests(self, name: str) -> pa.Table | None:
         """Each record's digest of its rows, as the last build stored them (None: it
