@@ -350,19 +350,17 @@ class _Index:
     def sorted(self) -> NDArray[Any]:
         return self.table if self.in_order else self.table[self.order]
 
-    #: Above this many keys asked for at once, DuckDB's hash join over both cores beats
-    #: sorting them for a binary search of a sorted table.
+    #: Above this many keys in no order asked for at once, DuckDB's hash join over both
+    #: cores beats sorting them for a binary search.
     JOINED = 1 << 20
-
-    def _unsorted(self, keys: NDArray[Any]) -> bool:
-        return len(keys) > self.HASHED and not in_runs(keys)
 
     def find(self, keys: NDArray[Any]) -> NDArray[np.int64]:
         """The position of each of ``keys`` in the table, -1 where absent."""
         if not len(self.table):
             return np.full(len(keys), -1, np.int64)
-        if "order" not in self.__dict__ and (len(keys) > self.JOINED or
-                                             self._unsorted(self.table)):
+        unsorted_table = "order" not in self.__dict__ and len(self.table) > self.HASHED \
+            and not in_runs(self.table)
+        if unsorted_table or (len(keys) > self.JOINED and not in_runs(keys)):
             return _joined(self.table, keys)
         if len(keys) > 4096 and not in_runs(keys):
             # Searched in order, each probe starts near the last one's path: 55k keys
