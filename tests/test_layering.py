@@ -16,6 +16,8 @@ LAYERS: dict[str, float] = {
     # foundations: no conn imports but each other's errors
     "errors": 0, "secrets": 0, "interrupt": 0, "duckdb_scan": 0, "speedups": 0,
     "schemas": 0, "hookspecs": 0,
+    # Arrow values as Python objects for payloads (faster timestamps)
+    "pyvalues": 0,
     # the threaded HTTP server `conn serve` and `conn ui` listen with
     "http_server": 0,
     "conn": 1, "plugins": 1,

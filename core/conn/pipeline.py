@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from conn import pyvalues
 from conn.errors import ConnError
 
 if TYPE_CHECKING:
@@ -241,7 +242,7 @@ def skip_fields(schema: pa.Schema) -> set[str]:
 def records(batch: pa.RecordBatch) -> list[dict[str, Any]]:
     """The batch as dicts, leaving out null values of ``null: skip`` fields (for one
     request's worth of records, as :meth:`WriteRequest.to_pylist`)."""
-    rows = batch.to_pylist()
+    rows = pyvalues.records(batch)
     skip = skip_fields(batch.schema)
     if not skip:
         return rows
