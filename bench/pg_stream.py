@@ -336,8 +336,9 @@ def _start_side(side: str, table: str, slot: str, hook: str, folder: Path,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     sync: dict[str, Any] = {"source": "app", "stream": table, "destination": "hook",
                             "object": "events", "match_key": "id", "mode": args.mode,
+                            # Every column, as the bare loop posts every column.
                             "mapping": {"id": "id", "customer_id": "customer_id",
-                                        "event": "event"}}
+                                        "event": "event", "created_at": "created_at"}}
     if args.max_latency_ms:
         sync["max_latency_ms"] = args.max_latency_ms
     hook_config: dict[str, Any] = {"url": hook}
