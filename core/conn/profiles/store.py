@@ -27,10 +27,16 @@ FILE = "profiles.duckdb"
 SAVE_MEMORY = "256MB"
 
 
-#: Columns a stored table has besides those a build hands over: each entry's
-#: identifier hashed, which :class:`EntriesIn` asks by (a scan of 11M hashes instead of
-#: 11M strings).
-_COMPUTED = {"entries": ", hash(ident) AS h"}
+#: Columns a stored table has besides those a build hands over, and their SQL: each
+#: entry's identifier hashed, which :class:`EntriesIn` asks by (a scan of 11M hashes
+#: instead of 11M strings).
+_COMPUTED = {"entries": ("h", "hash(ident)")}
+
+
+def _computed(table: str) -> str:
+    """The select list's tail adding ``table``'s computed column, if it has one."""
+    column = _COMPUTED.get(table)
+    return f", {column[1]} AS {column[0]}" if column else ""
 
 
 def path(state_dir: Path) -> Path:
@@ -116,7 +122,7 @@ class ProfileStore:
                     continue
                 con.register("_data", data)
                 con.execute(f"CREATE OR REPLACE TABLE {_t(name, table)} AS "
-                            f"SELECT *{_COMPUTED.get(table, '')} FROM _data")
+                            f"SELECT *{_computed(table)} FROM _data")
                 con.unregister("_data")
             row = con.execute(f"SELECT count(*) FROM {_t(name, 'golden')}").fetchone()
             profiles = int(row[0]) if row else 0
@@ -145,8 +151,8 @@ class ProfileStore:
         self.con.register("_gone", pa.table({"k": change.gone}))
         self.con.execute(f"DELETE FROM {stored} WHERE {key} IN (SELECT k FROM _gone)")
         self.con.unregister("_gone")
-        computed = _COMPUTED.get(table, "")
-        if computed and not self._has_column(stored, computed.rsplit(" ", 1)[-1]):
+        computed = _computed(table)
+        if computed and not self._has_column(stored, _COMPUTED[table][0]):
             computed = ""  # a store from before the column: its reader asks without it
         self.con.register("_data", change.rows)
         self.con.execute(f"INSERT INTO {stored} BY NAME SELECT *{computed} FROM _data")
