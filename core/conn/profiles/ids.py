@@ -135,12 +135,10 @@ def _chunk_words(names: pa.Array) -> NDArray[np.uint64] | None:
     n = len(names)
     if names.null_count or not n:
         return None if n else np.zeros(0, np.uint64)
-    names = names.cast(pa.string())
-    offsets = np.frombuffer(names.buffers()[1], np.int32, n + 1, names.offset * 4)
-    if not np.all(np.diff(offsets) == 18):
+    at = _rows18(names.cast(pa.string()))
+    if at is None:
         return None
-    chars = np.frombuffer(names.buffers()[2], np.uint8, 18 * n, int(offsets[0]))
-    chars = chars.reshape(n, 18)
+    chars = np.frombuffer(at[0], np.uint8, 18 * n, at[1]).reshape(n, 18)
     if not (np.all(chars[:, 0] == ord("p")) and np.all(chars[:, 1] == ord("_"))):
         return None
     digits = _NIBBLE[chars[:, 2:]]
@@ -215,14 +213,21 @@ def _reused(old_ids: pa.ChunkedArray | pa.Array, ids: pa.Array) -> pa.Array:
 def _tails(names: pa.Array) -> NDArray[np.uint64] | None:
     """The last eight bytes of each of ``names`` as a word, read in place, when every
     one is 18 bytes long (conn's ids), else None."""
-    n = len(names)
-    if names.null_count or not n or names.type != pa.string():
+    if names.null_count or not len(names) or names.type != pa.string():
         return None
-    offsets = np.frombuffer(names.buffers()[1], np.int32, n + 1, names.offset * 4)
+    at = _rows18(names)
+    # A strided view of the data buffer: no copy of the ids.
+    return None if at is None else np.ndarray((len(names),), np.uint64, at[0], at[1] + 10,
+                                              (18,))
+
+
+def _rows18(names: pa.Array) -> tuple[pa.Buffer, int] | None:
+    """The data buffer of a string array whose every value is 18 bytes long (conn's
+    ids), and where its first value starts; None when one is not."""
+    offsets = np.frombuffer(names.buffers()[1], np.int32, len(names) + 1, names.offset * 4)
     if not np.all(np.diff(offsets) == 18):
         return None
-    # A strided view of the data buffer: no copy of the ids.
-    return np.ndarray((n,), np.uint64, names.buffers()[2], int(offsets[0]) + 10, (18,))
+    return names.buffers()[2], int(offsets[0])
 
 
 def _slot(words: NDArray[np.uint64]) -> NDArray[np.uint64]:
