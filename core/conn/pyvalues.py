@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 #: Time zone names whose datetimes are UTC instants with offset zero (``+00:00``).
-_UTC = frozenset({"UTC", "utc", "Etc/UTC", "+00:00", "Z"})
+UTC_ZONES = frozenset({"UTC", "utc", "Etc/UTC", "+00:00", "Z"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -27,7 +27,7 @@ def pylist(col: pa.Array | pa.ChunkedArray) -> list[Any]:
     """``col.to_pylist()``: equal values, with timestamps made faster (naive, or in
     UTC with ``datetime.timezone.utc`` as their zone; pyarrow gives a ``ZoneInfo``)."""
     t = col.type
-    if pa.types.is_timestamp(t) and t.unit != "ns" and (t.tz is None or t.tz in _UTC):
+    if pa.types.is_timestamp(t) and t.unit != "ns" and (t.tz is None or t.tz in UTC_ZONES):
         try:
             return _timestamps(col, t)
         except (OverflowError, ValueError):  # beyond Python's years 1-9999: as before

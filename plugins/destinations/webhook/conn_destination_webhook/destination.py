@@ -54,6 +54,7 @@ from conn.http.config import (
     rate_limit_from_config,
     timeout_schema,
 )
+from conn.pyvalues import UTC_ZONES
 
 if TYPE_CHECKING:
     from conn.http import HttpClient
@@ -138,11 +139,8 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot send a {type(value).__name__} as JSON")
 
 
-#: Dates, times and timestamps are written by :func:`_default` (``isoformat()``).
-_ORJSON = orjson.OPT_PASSTHROUGH_DATETIME
-
-
-def encode(payload: Mapping[str, Any], *, finite: bool = False) -> bytes:
+def encode(payload: Mapping[str, Any], *, finite: bool = False,
+           plain_datetimes: bool = False) -> bytes:
     """The exact body bytes sent (and signed). JSON has no NaN or Infinity: rows holding
     them (or dates outside the years 0001-9999) are rejected by the mapper with a reason
     before they reach a destination (``conn.mapping.carry``); should one get here anyway,
@@ -154,16 +152,41 @@ def encode(payload: Mapping[str, Any], *, finite: bool = False) -> bytes:
     (non-ASCII characters as UTF-8 rather than ``\\u`` escapes), at a fraction of the
     CPU (a follower's requests: docs/performance.md, ``pg_stream``). What orjson refuses
     (a time with a time zone, keys that are not strings, integers beyond 64 bits, lone
-    surrogates) is written by the standard library as before. Dates and times go through
-    ``isoformat()`` as before (orjson 3.13 writes ``time(0, 0, 0, 10000)`` as
-    ``00:00:00.10000``)."""
+    surrogates) is written by the standard library as before.
+
+    Dates, times and timestamps are written as ``isoformat()`` writes them.
+    ``plain_datetimes=True`` says the caller checked that they are only dates and
+    timestamps without a zone or in UTC (:func:`plain_datetimes`): orjson then writes
+    them itself, the same text without a call back into Python per value. Otherwise each
+    goes through ``isoformat()``: orjson 3.13 writes ``time(0, 0, 0, 10000)`` as
+    ``00:00:00.10000`` and rounds an offset of ``+05:30:15`` to ``+05:30``."""
     if finite:
         try:
-            return orjson.dumps(payload, default=_default, option=_ORJSON)
+            return orjson.dumps(payload, default=_default,
+                                option=0 if plain_datetimes else orjson.OPT_PASSTHROUGH_DATETIME)
         except orjson.JSONEncodeError:
             pass
     return json.dumps(payload, default=_default, allow_nan=False,
                       separators=(",", ":")).encode()
+
+
+def plain_datetimes(schema: pa.Schema) -> bool:
+    """Whether every date or time value of a batch of ``schema`` is a date or a timestamp
+    without a zone or in UTC, to any depth: the values orjson writes as ``isoformat()``
+    does (see :func:`encode`). No times of day, no other zones, no nanoseconds."""
+    return all(_plain_type(t) for t in schema.types)
+
+
+def _plain_type(t: pa.DataType) -> bool:
+    if pa.types.is_time(t):
+        return False
+    if pa.types.is_timestamp(t):
+        return t.unit != "ns" and (t.tz is None or t.tz in UTC_ZONES)
+    if pa.types.is_dictionary(t):
+        return _plain_type(t.value_type)
+    if isinstance(t, pa.ExtensionType):
+        return _plain_type(t.storage_type)
+    return all(_plain_type(t.field(i).type) for i in range(t.num_fields))
 
 
 def finite_floats(batch: pa.RecordBatch) -> bool:
@@ -293,12 +316,14 @@ class WebhookDestination(LazyClient, Destination):
         keys = _keys(request)
         padded: Sequence[str | None] = keys or [None] * len(request)
         pairs = list(zip(_records(request), padded, strict=True))
-        finite = finite_floats(request.records)  # once per request, not per chunk sent
-        return write_with_split(pairs, lambda part: self._send(request, part, finite))
+        # Once per request, not per chunk sent.
+        options = {"finite": finite_floats(request.records),
+                   "plain_datetimes": plain_datetimes(request.records.schema)}
+        return write_with_split(pairs, lambda part: self._send(request, part, **options))
 
     def _send(self, request: WriteRequest,
               pairs: Sequence[tuple[Mapping[str, Any], str | None]],
-              finite: bool = False) -> WriteResult:
+              finite: bool = False, plain_datetimes: bool = False) -> WriteResult:
         from conn.http import BatchRejected, HttpClient, body_excerpt
         from conn.idempotency import request_key
 
@@ -307,7 +332,7 @@ class WebhookDestination(LazyClient, Destination):
         present = [k for k in keys if k is not None]
         known = len(present) == len(keys)
         body = encode(self.payload(request, records, present if known else None),
-                      finite=finite)
+                      finite=finite, plain_datetimes=plain_datetimes)
         # Derived from the records' idempotency keys: the same on every retry of this
         # payload, in later runs and after a crash, while the records are unchanged.
         msg_id = (f"msg_{request_key([str(k) for k in keys])}" if known
