@@ -134,10 +134,14 @@ class WriteRequest:
     #: all of them, and where this one starts in it.
     _keys: _SharedKeys | None = field(default=None, repr=False, compare=False)
     _at: int = field(default=0, repr=False, compare=False)
+    #: The records as dicts, shared like ``_keys`` by the slices of one request.
+    _rows: _SharedRows | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self._keys is None and self.basis is not None:
             object.__setattr__(self, "_keys", _SharedKeys(self))
+        if self._rows is None:
+            object.__setattr__(self, "_rows", _SharedRows(self.records))
 
     def __len__(self) -> int:
         return self.records.num_rows
@@ -154,7 +158,7 @@ class WriteRequest:
         vendor accepts one (a message id, an event id)."""
         if self.basis is None or self._keys is None:
             raise ConnError("this request carries no idempotency basis (built by hand?)")
-        return self._keys.get().slice(self._at, len(self)).to_pylist()
+        return self._keys.texts(self._at, len(self))
 
     def idempotency_key(self) -> str:
         """One idempotency key for the whole request (its records' keys in order), for
@@ -174,8 +178,60 @@ class WriteRequest:
 
     def to_pylist(self) -> list[dict[str, Any]]:
         """Records as dicts; for API payloads of one request (at most ``batch_size``).
-        Null values of fields mapped with ``null: skip`` are left out."""
-        return records(self.records)
+        Null values of fields mapped with ``null: skip`` are left out. Each call gives
+        dicts of its own (a destination may change them)."""
+        if self._rows is None:
+            return records(self.records)
+        return self._rows.take(self._at, self.records)
+
+
+class _SharedRows:
+    """The records of a whole request as dicts, made block by block the first time one of
+    its slices asks, then handed out slice by slice.
+
+    A destination's writers each ask for their chunk's records (100 of them, say). Made
+    per chunk, that is several Arrow calls per request, each releasing the GIL, which
+    costs a thread switch whenever the other writers wait for it (a follower's flood
+    spent more CPU on those switches than on the records: docs/performance.md,
+    ``pg_stream``). Made for :data:`BLOCK` rows at a time, once. A block is dropped once
+    all its rows were handed out, so a large request never holds all its dicts; a row
+    asked for a second time (the same slice asked twice) is made again, never shared."""
+
+    #: Rows made at once.
+    BLOCK = 2048
+
+    def __init__(self, root: pa.RecordBatch) -> None:
+        self._root = root
+        #: Per block made and not yet handed out whole: its dicts, which of them were
+        #: handed out, and how many.
+        self._blocks: dict[int, tuple[list[dict[str, Any]], bytearray, list[int]]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, at: int, batch: pa.RecordBatch) -> list[dict[str, Any]]:
+        """The dicts of rows ``at`` to ``at + len(batch)`` of the request (``batch`` is
+        those rows: made directly when the request's layout does not match)."""
+        n, size, root = batch.num_rows, self.BLOCK, self._root
+        if n == 0 or at < 0 or at + n > root.num_rows or batch.schema != root.schema:
+            return records(batch)
+        out: list[dict[str, Any]] = []
+        with self._lock:
+            for b in range(at // size, (at + n - 1) // size + 1):
+                start = b * size
+                lo, hi = max(at, start) - start, min(at + n, start + size) - start
+                held = self._blocks.get(b)
+                if held is None:
+                    rows = records(root.slice(start, size))
+                    held = self._blocks[b] = (rows, bytearray(len(rows)), [0])
+                rows, handed, count = held
+                if any(handed[lo:hi]):  # asked for before: dicts of its own
+                    out.extend(records(root.slice(start + lo, hi - lo)))
+                    continue
+                out.extend(rows[lo:hi])
+                handed[lo:hi] = b"\x01" * (hi - lo)
+                count[0] += hi - lo
+                if count[0] == len(rows):
+                    del self._blocks[b]
+        return out
 
 
 class _SharedKeys:
@@ -186,6 +242,7 @@ class _SharedKeys:
     def __init__(self, root: WriteRequest) -> None:
         self._root: WriteRequest | None = root
         self._value: pa.Array | None = None
+        self._texts: list[str] | None = None
         self._lock = threading.Lock()
 
     def get(self) -> pa.Array:
@@ -202,6 +259,15 @@ class _SharedKeys:
                                           b.column("previous"), hashes)
                 self._root = None
             return self._value
+
+    def texts(self, at: int, n: int) -> list[str]:
+        """Keys ``at`` to ``at + n`` as Python strings (made for all of them at once)."""
+        texts = self._texts
+        if texts is None:
+            texts = self.get().to_pylist()
+            with self._lock:
+                self._texts = texts
+        return texts[at:at + n]
 
 
 def seal_request(sync: str, obj: ObjectInfo, operation: Operation,
