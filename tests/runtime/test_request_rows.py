@@ -9,11 +9,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
+from conn.pipeline import NULL_KEY, SKIP
+from conn.testing.harness import make_request
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conn.pipeline import NULL_KEY, SKIP
-from conn.testing.harness import make_request
 from tests import fakes
 
 
