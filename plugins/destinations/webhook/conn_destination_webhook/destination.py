@@ -54,6 +54,7 @@ from conn.http.config import (
     rate_limit_from_config,
     timeout_schema,
 )
+from conn.http.transport import KeepAliveTransport
 from conn.pyvalues import UTC_ZONES
 
 if TYPE_CHECKING:
@@ -257,7 +258,10 @@ class WebhookDestination(LazyClient, Destination):
             headers={"Content-Type": "application/json", **self.headers}, timeout=30,
             retry=flat_retry_policy(self.config, max_retry_wait=300),
             rate_limit=self.rate_limit, name=self.instance,
-            max_connections=max(4, self.concurrency * 2), **self.client_options)
+            max_connections=max(4, self.concurrency * 2),
+            # Many small POSTs to one origin: http.client's connections cost a third of
+            # httpcore's CPU per request (docs/performance.md, pg_stream).
+            **{"transport": KeepAliveTransport(), **self.client_options})
 
     def payload(self, request: WriteRequest, records: Sequence[Mapping[str, Any]] | None = None,
                 keys: Sequence[str] | None = None) -> dict[str, Any]:
