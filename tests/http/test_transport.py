@@ -5,6 +5,7 @@ context, encoded bodies decoded), through ``httpx.Client`` and conn's ``HttpClie
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import shutil
 import socket
@@ -17,9 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conn.http import HttpClient, RetryPolicy
-from conn.http.transport import KeepAliveTransport
+from conn.http.transport import KeepAliveTransport, direct_transport
 
 Answer = Callable[[bytes], bytes | None]  # the request's bytes -> the reply (None: close)
 
@@ -84,10 +84,8 @@ class RawServer:
     def close_idle(self) -> None:
         """Close every connection from the server's side (as an idle timeout does)."""
         for conn in self.open:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             conn.close()
 
     def url(self, scheme: str = "http") -> str:
@@ -251,11 +249,26 @@ def test_https_verifies_the_server(serve, certificate) -> None:
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)
     srv = serve(tls=tls)
-    with _client() as client:  # httpx's default context: the self-signed cert is refused
-        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
-            client.post(srv.url("https"), content=b"{}")
+    # httpx's default context: the self-signed certificate is refused.
+    with _client() as client, pytest.raises(httpx.ConnectError,
+                                            match="CERTIFICATE_VERIFY_FAILED"):
+        client.post(srv.url("https"), content=b"{}")
     trusting = ssl.create_default_context(cafile=str(cert))
     with _client(ssl_context=trusting) as client:
         for _ in range(3):
             assert client.post(srv.url("https"), content=b"{}").json() == {"ok": True}
     assert srv.connections == 2  # the refused handshake, then one kept connection
+
+
+def test_no_direct_transport_where_an_environment_proxy_applies(monkeypatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy",
+                 "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert isinstance(direct_transport("https://hooks.example.com/x"), KeepAliveTransport)
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.example.com")
+    assert direct_transport("https://hooks.example.com/x") is None
+    assert isinstance(direct_transport("http://hooks.example.com/x"), KeepAliveTransport)
+    assert isinstance(direct_transport("https://internal.example.com/x"), KeepAliveTransport)
+    monkeypatch.setenv("ALL_PROXY", "http://127.0.0.1:3128")
+    assert direct_transport("http://hooks.example.com/x") is None

@@ -21,7 +21,9 @@ What it does the way httpcore does:
 - the body read whole and handed to httpx, which decodes ``Content-Encoding``.
 
 Only HTTP/1.1; a response is read whole before the call returns (conn's clients never
-stream one).
+stream one). httpx mounts no proxies from the environment for a client given its own
+transport: :func:`direct_transport` gives none where one of them applies, so httpx's own
+transport sends through it as before.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import select
 import socket
 import ssl
 import threading
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -133,6 +136,18 @@ class KeepAliveTransport(httpx.BaseTransport):
             kept, self._kept = self._kept, {}
         for conn in kept.values():
             conn.close()
+
+
+def direct_transport(url: str) -> KeepAliveTransport | None:
+    """A :class:`KeepAliveTransport` for requests to ``url``; None when a proxy from the
+    environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, less ``NO_PROXY``)
+    applies to it (then leave httpx its own transport, which honours the proxy)."""
+    parsed = httpx.URL(url)
+    proxies = urllib.request.getproxies()
+    if (parsed.scheme in proxies or "all" in proxies) and \
+            not urllib.request.proxy_bypass(parsed.host):
+        return None
+    return KeepAliveTransport()
 
 
 def _longest(*timeouts: float | None) -> float | None:

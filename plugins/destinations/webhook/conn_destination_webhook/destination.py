@@ -54,7 +54,7 @@ from conn.http.config import (
     rate_limit_from_config,
     timeout_schema,
 )
-from conn.http.transport import KeepAliveTransport
+from conn.http.transport import direct_transport
 from conn.pyvalues import UTC_ZONES
 
 if TYPE_CHECKING:
@@ -261,7 +261,7 @@ class WebhookDestination(LazyClient, Destination):
             max_connections=max(4, self.concurrency * 2),
             # Many small POSTs to one origin: http.client's connections cost a third of
             # httpcore's CPU per request (docs/performance.md, pg_stream).
-            **{"transport": KeepAliveTransport(), **self.client_options})
+            **{"transport": direct_transport(self.url), **self.client_options})
 
     def payload(self, request: WriteRequest, records: Sequence[Mapping[str, Any]] | None = None,
                 keys: Sequence[str] | None = None) -> dict[str, Any]:
