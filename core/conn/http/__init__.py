@@ -1,5 +1,6 @@
 """HTTP toolkit for destinations: a rate-limited retrying client, auth helpers, batch
-splitting on rejection, dry-run request descriptions and the shared HTTP settings
+splitting on rejection, dry-run request descriptions, a lighter transport for many small
+requests to one origin (:mod:`conn.http.transport`) and the shared HTTP settings
 (:mod:`conn.http.config`).
 
 Import from here: ``from conn.http import HttpClient, BearerToken, write_with_split``.
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from conn.http.dry_run import describe, describe_request
     from conn.http.exchange import excerpt
     from conn.http.lazy import LazyClient
+    from conn.http.transport import KeepAliveTransport, direct_transport
 
 #: Public name -> the submodule defining it.
 _EXPORTS = {
@@ -52,6 +54,8 @@ _EXPORTS = {
     "write_in_chunks": "batching",
     "write_with_split": "batching",
     "HttpClient": "client",
+    "KeepAliveTransport": "transport",
+    "direct_transport": "transport",
     "HttpStatusError": "client",
     "RateLimiter": "client",
     "RetryPolicy": "client",
@@ -73,6 +77,7 @@ __all__ = [
     "BearerToken",
     "HttpClient",
     "HttpStatusError",
+    "KeepAliveTransport",
     "LazyClient",
     "OAuth2ClientCredentials",
     "OAuth2RefreshToken",
@@ -84,6 +89,7 @@ __all__ = [
     "chunked",
     "describe",
     "describe_request",
+    "direct_transport",
     "excerpt",
     "parse_retry_after",
     "safe_url",

@@ -255,8 +255,10 @@ class HttpClient:
 
     ``rate_limit`` (a :class:`~conn.destination.RateLimit`) or ``limiter`` (a
     :class:`RateLimiter` shared with other clients) throttles requests; ``retry`` bounds
-    the retries; ``timeout`` applies per request (seconds). ``transport``, ``clock``,
-    ``sleep`` and ``seed`` are for tests. Thread-safe: one instance serves every worker.
+    the retries; ``timeout`` applies per request (seconds). ``transport`` replaces
+    httpx's own (:class:`~conn.http.transport.KeepAliveTransport`, or a test's);
+    ``clock``, ``sleep`` and ``seed`` are for tests. Thread-safe: one instance serves
+    every worker.
     """
 
     def __init__(self, base_url: str = "", *, auth: httpx.Auth | None = None,

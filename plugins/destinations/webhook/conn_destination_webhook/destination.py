@@ -46,7 +46,7 @@ from conn.destination import (
     WriteResult,
 )
 from conn.errors import CheckFailed, ConnError
-from conn.http import LazyClient
+from conn.http import LazyClient, direct_transport
 from conn.http.config import (
     client_from_config,
     concurrency_schema,
@@ -54,7 +54,6 @@ from conn.http.config import (
     rate_limit_from_config,
     timeout_schema,
 )
-from conn.http.transport import direct_transport
 from conn.pyvalues import UTC_ZONES
 
 if TYPE_CHECKING:
