@@ -8,6 +8,7 @@ measured in the same invocation (these machines are shared and noisy).
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import platform
@@ -130,10 +131,12 @@ class Launcher:
         return reply["wall"], reply["maxrss_kb"] / 1024, reply["stdout"]
 
     def close(self) -> None:
-        """End the launcher."""
+        """End the launcher (it ends when its input does)."""
         if self._proc.stdin is not None:
             self._proc.stdin.close()
         self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
 
 
 _launcher: Launcher | None = None
@@ -144,6 +147,9 @@ def launcher() -> Launcher:
     global _launcher
     if _launcher is None:
         _launcher = Launcher()
+        # Ended with the process that started it, not left to the interpreter's exit,
+        # which warns of a subprocess still running (once per CI run, from a test).
+        atexit.register(_launcher.close)
     return _launcher
 
 

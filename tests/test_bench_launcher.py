@@ -5,7 +5,9 @@ parent before ``exec``)."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,3 +28,12 @@ def test_a_command_reports_its_own_peak_from_a_large_parent():
     assert big.sum() > 0
     assert own < 40, f"/bin/true reported {own:.0f} MB"
     assert 200 <= python < 260, f"a 200 MB child reported {python:.0f} MB"
+
+
+def test_the_launcher_ends_with_the_process_that_started_it():
+    # Why: CI printed "ResourceWarning: subprocess ... is still running" at a worker's exit.
+    code = "from bench.common import run_child; run_child(['/bin/true'])"
+    proc = subprocess.run([sys.executable, "-W", "always::ResourceWarning", "-c", code],
+                          capture_output=True, text=True, check=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert "ResourceWarning" not in proc.stderr, proc.stderr
