@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import os
 import shutil
 import socket
 import ssl
@@ -272,3 +273,25 @@ def test_no_direct_transport_where_an_environment_proxy_applies(monkeypatch) -> 
     assert isinstance(direct_transport("https://internal.example.com/x"), KeepAliveTransport)
     monkeypatch.setenv("ALL_PROXY", "http://127.0.0.1:3128")
     assert direct_transport("http://hooks.example.com/x") is None
+
+
+def test_a_connection_past_descriptor_1023_is_kept(serve) -> None:
+    # Why: select.select refuses descriptors past 1023, which dropped every such connection.
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip("cannot open 1,200 files here")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    r, w = os.pipe()
+    held = [os.dup(r) for _ in range(1030)]
+    try:
+        srv = serve()
+        with _client() as client:
+            for _ in range(5):
+                client.post(srv.url(), content=b"{}").raise_for_status()
+        assert srv.connections == 1
+    finally:
+        for fd in [*held, r, w]:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -159,10 +159,13 @@ def _closed_by_peer(sock: socket.socket) -> bool:
     """Whether an idle kept connection can be read from: the server closed it (or sent
     what no request asked for); either way it must not carry the next request."""
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        if hasattr(select, "poll"):  # select.select refuses descriptors past 1023
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        return bool(select.select([sock], [], [], 0)[0])
     except (OSError, ValueError):
         return True
-    return bool(readable)
 
 
 def _transport_error(exc: BaseException, stage: str
