@@ -295,3 +295,32 @@ def test_a_connection_past_descriptor_1023_is_kept(serve) -> None:
         for fd in [*held, r, w]:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_an_ipv6_literal_and_a_host_name_reach_the_server() -> None:
+    try:
+        sock = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    port = sock.getsockname()[1]
+
+    def answer() -> None:
+        conn, _ = sock.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(_reply())
+
+    t = threading.Thread(target=answer, daemon=True)
+    t.start()
+    with _client() as client:
+        assert client.post(f"http://[::1]:{port}/hook", content=b"{}").json() == {"ok": True}
+    t.join(5)
+    sock.close()
+
+
+def test_a_host_name_is_resolved(serve) -> None:
+    srv = serve()
+    with _client() as client:
+        resp = client.post(f"http://localhost:{srv.port}/hook", content=b"{}")
+    assert resp.json() == {"ok": True}
+    assert f"host: localhost:{srv.port}" in srv.requests[0].decode().lower()

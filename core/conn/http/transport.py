@@ -98,7 +98,9 @@ class KeepAliveTransport(httpx.BaseTransport):
             raise httpx.UnsupportedProtocol(f"no transport for {url.scheme!r} URLs",
                                             request=request)
         port = url.port or (443 if url.scheme == "https" else 80)
-        key = (threading.current_thread(), (url.scheme, url.host, port))
+        # The host as sent in Host: punycode for a non-ASCII name (httpx's IDNA 2008).
+        host = url.raw_host.decode("ascii")
+        key = (threading.current_thread(), (url.scheme, host, port))
         timeouts = request.extensions.get("timeout", {})
         io_timeout = _longest(timeouts.get("read"), timeouts.get("write"))
         conn = self._connection(key, timeouts.get("connect"))
