@@ -8,20 +8,18 @@ four writers, measured in the same run.
 The webhook (conn-destination-webhook, installed in this Python) delivers a request of
 ``--records`` rows (an id, two strings and a UTC timestamp, as ``bench/pg_stream.py``'s
 table) through ``Destination.deliver``: the runtime's chunking into ``batch_size`` requests
-and its writer threads. The receiver is a minimal HTTP/1.1 server in its own process
-(so its CPU is not counted) answering 200 at once on 127.0.0.1. CPU is this process's
-user + system time (``time.process_time``) over the delivery, divided by the requests
-sent. This is the part of a follower's cost that ``bench/pg_stream.py``'s floods spend on
+and its writer threads. The receiver is conn's fault server without faults
+(``conn.testing.http.FaultServer``) in its own process, so its CPU is not counted. CPU
+is this process's user + system time (``time.process_time``) over the delivery, divided
+by the requests sent. This is the part of a follower's cost that ``bench/pg_stream.py``'s floods spend on
 the writers (docs/performance.md, ``pg_stream``); no goal of its own.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.server
 import multiprocessing
 import socket
-import socketserver
 import statistics
 import sys
 import time
@@ -34,29 +32,14 @@ if str(ROOT) not in sys.path:
 from bench.common import environment, print_table, save  # noqa: E402
 
 
-class _Receiver(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    wbufsize = 65536  # the reply in one write: no delayed-ACK stall per request
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["content-length"]))
-        body = b'{"ok":true}'
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-
-
 def _serve(port: int) -> None:
-    _Server(("127.0.0.1", port), _Receiver).serve_forever()
+    """conn's fault server (no faults: it answers each batch at once), in this process."""
+    import threading
+
+    from conn.testing.http import FaultServer
+
+    with FaultServer(port=port):
+        threading.Event().wait()
 
 
 def _free_port() -> int:
