@@ -11,8 +11,8 @@ table) through ``Destination.deliver``: the runtime's chunking into ``batch_size
 and its writer threads. The receiver is conn's fault server without faults
 (``conn.testing.http.FaultServer``) in its own process, so its CPU is not counted. CPU
 is this process's user + system time (``time.process_time``) over the delivery, divided
-by the requests sent. This is the part of a follower's cost that ``bench/pg_stream.py``'s floods spend on
-the writers (docs/performance.md, ``pg_stream``); no goal of its own.
+by the requests sent. This is the part of a follower's cost that ``bench/pg_stream.py``'s
+floods spend on the writers (docs/performance.md, ``pg_stream``); no goal of its own.
 """
 
 from __future__ import annotations
