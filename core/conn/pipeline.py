@@ -262,12 +262,12 @@ class _SharedKeys:
 
     def texts(self, at: int, n: int) -> list[str]:
         """Keys ``at`` to ``at + n`` as Python strings (made for all of them at once)."""
-        texts = self._texts
-        if texts is None:
-            texts = self.get().to_pylist()
+        if self._texts is None:
+            keys = self.get()  # takes the lock itself
             with self._lock:
-                self._texts = texts
-        return texts[at:at + n]
+                if self._texts is None:  # once, whichever writer asks first
+                    self._texts = keys.to_pylist()
+        return self._texts[at:at + n]
 
 
 def seal_request(sync: str, obj: ObjectInfo, operation: Operation,
